@@ -1,0 +1,52 @@
+"""The result records that the check engine produces and every report consumes.
+
+Kept apart from both so a report never needs to know how a verdict was reached, and the engine
+never needs to know how it is shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+STATUSES = ("PASS", "FAIL", "WARN", "SKIP", "ERROR")
+
+
+@dataclass
+class CheckResult:
+    """One check evaluated on one host (the DESIGN.md JSON contract, plus context)."""
+
+    host: str
+    id: str                      # CIS id, e.g. "1.2.15"
+    title: str
+    status: str                  # one of STATUSES
+    scored: bool                 # automated/scored items decide the exit code
+    expected: str                # the condition, in words: "--profiling is 'false'"
+    actual: str                  # what was found: "--profiling is not set"
+    remediation: str
+    section: str = ""            # e.g. "1.2 API Server"
+    node_type: str = ""          # control-plane | worker | etcd
+    drift: str | None = None     # configured vs effective mismatch, in words
+    facts: list[str] = field(default_factory=list)   # which facts were used (evidence)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CheckRun:
+    """A whole `harden check`: the benchmark, the run id, every result and unreachable hosts."""
+
+    benchmark: str
+    run_id: str
+    results: list[CheckResult]
+    unreachable: dict[str, str] = field(default_factory=dict)   # host -> reason
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Per-host counts of each status (unreachable hosts get an UNREACHABLE count of 1)."""
+        out: dict[str, dict[str, int]] = {}
+        for r in self.results:
+            counts = out.setdefault(r.host, {s: 0 for s in STATUSES})
+            counts[r.status] += 1
+        for host in self.unreachable:
+            out.setdefault(host, {s: 0 for s in STATUSES})["UNREACHABLE"] = 1
+        return out
