@@ -7,6 +7,7 @@ never needs to know how it is shown.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 STATUSES = ("PASS", "FAIL", "WARN", "SKIP", "ERROR")
 
@@ -40,6 +41,7 @@ class CheckRun:
     run_id: str
     results: list[CheckResult]
     unreachable: dict[str, str] = field(default_factory=dict)   # host -> reason
+    started_at: datetime | None = None                            # when the run began (UTC)
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Per-host counts of each status (unreachable hosts get an UNREACHABLE count of 1)."""
