@@ -1,0 +1,328 @@
+"""Fact requests for `apply`: what modules need to know about a host, fetched in ONE exec.
+
+Each module states the facts it needs for its arguments (`FactRequest`s). The runner collects
+the requests of every task of a play, de-duplicates them, turns them into one `sh` script
+(`build_script`), runs it once per host and parses the output on the controller
+(`parse_output`) into a `Facts` store. Nothing is parsed on the node: the script only prints
+`stat` lines and base64 content, so nodes need nothing beyond sh and coreutils (and `ps` for the
+kubelet process).
+
+When a task plans a change, the runner feeds the change's resulting file state back into the
+store (`Facts.set_file`), so later tasks of the play plan against the state the earlier tasks
+leave behind, in check mode exactly as in a real run.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import hashlib
+import re
+import shlex
+from dataclasses import dataclass, field
+
+FILE, GLOB, SYSCTL, KUBELET = "file", "glob", "sysctl", "kubelet"
+DEFAULT_KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
+_SECTION = "@@harden-fact "
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_SYSCTL_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True)
+class FactRequest:
+    """One thing to learn about a host.
+
+    kind: FILE (stat of `target`, plus its bytes when `content`), GLOB (every path matching the
+    shell pattern `target`, recursively below each match when `recurse`), SYSCTL (the runtime
+    value of key `target`), KUBELET (the running kubelet's argv and the KubeletConfiguration file
+    it uses; `target` is the path assumed when no kubelet runs).
+    """
+
+    kind: str
+    target: str
+    content: bool = False
+    recurse: bool = False
+
+    @property
+    def key(self) -> tuple[str, str, bool]:
+        """Requests with the same key are fetched once (content wins over stat-only)."""
+        return (self.kind, self.target, self.recurse)
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What a path looks like on the node (`content` is None when only stat was asked for)."""
+
+    path: str
+    kind: str                    # "file" | "directory" | "other"
+    mode: int                    # permission bits, e.g. 0o600
+    owner: str
+    group: str
+    content: bytes | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        return hashlib.sha256(self.content).hexdigest() if self.content is not None else None
+
+
+@dataclass(frozen=True)
+class KubeletProcess:
+    """The running kubelet (argv None when none runs) and the config file it reads."""
+
+    argv: tuple[str, ...] | None
+    config_path: str
+
+
+class FactNotGathered(LookupError):
+    """A plan needed a fact nobody asked for; the runner gathers `request` and plans again.
+
+    Raised only when a module learns from one fact which other fact it needs (e.g. a manifest
+    mounts a host directory under a different path), which costs one extra exec in that case.
+    """
+
+    def __init__(self, request: FactRequest):
+        self.request = request
+        super().__init__(f"fact not gathered: {request.kind} {request.target}")
+
+
+@dataclass
+class Facts:
+    """Everything known about one host, as the plan of each task sees it."""
+
+    files: dict[str, FileState | None] = field(default_factory=dict)
+    globs: dict[tuple[str, bool], list[str]] = field(default_factory=dict)
+    sysctls: dict[str, str | None] = field(default_factory=dict)
+    kubelet_process: KubeletProcess | None = None
+    with_content: set[str] = field(default_factory=set)
+
+    def file(self, path: str, content: bool = False) -> FileState | None:
+        """State of `path`, or None when it does not exist."""
+        path = norm_path(path)
+        if path not in self.files or (content and path not in self.with_content
+                                      and self.files[path] is not None
+                                      and self.files[path].kind == "file"):
+            raise FactNotGathered(FactRequest(FILE, path, content=content))
+        return self.files[path]
+
+    def glob(self, pattern: str, recurse: bool = False) -> list[FileState]:
+        """Existing paths matching `pattern` (and below them when `recurse`), sorted."""
+        if (pattern, recurse) not in self.globs:
+            raise FactNotGathered(FactRequest(GLOB, pattern, recurse=recurse))
+        found = (self.files.get(p) for p in self.globs[(pattern, recurse)])
+        return [state for state in found if state is not None]
+
+    def sysctl(self, key: str) -> str | None:
+        if key not in self.sysctls:
+            raise FactNotGathered(FactRequest(SYSCTL, key))
+        return self.sysctls[key]
+
+    def kubelet(self) -> KubeletProcess:
+        if self.kubelet_process is None:
+            raise FactNotGathered(FactRequest(KUBELET, DEFAULT_KUBELET_CONFIG, content=True))
+        return self.kubelet_process
+
+    def set_file(self, path: str, state: FileState | None) -> None:
+        """Record what a planned change leaves behind, so later plans build on it."""
+        path = norm_path(path)
+        previous = self.files.get(path)
+        if state is not None and state.content is None and previous is not None \
+                and previous.content is not None and state.kind == "file":
+            state = _with_content(state, previous.content)     # chmod/chown keep the bytes
+        self.files[path] = state
+        if state is None or state.content is not None:
+            self.with_content.add(path)
+        for (pattern, recurse), paths in self.globs.items():
+            if path in paths and state is None:
+                paths.remove(path)
+            elif state is not None and path not in paths and _covered(path, pattern, recurse):
+                paths.append(path)
+                paths.sort()
+
+    def set_sysctl(self, key: str, value: str) -> None:
+        self.sysctls[key] = value
+
+    def merge(self, other: Facts) -> None:
+        """Add facts gathered later (after a FactNotGathered) without losing planned state."""
+        for path, state in other.files.items():
+            self.files.setdefault(path, state)
+            if path in other.with_content:
+                self.with_content.add(path)
+        for key, paths in other.globs.items():
+            self.globs.setdefault(key, paths)
+        for key, value in other.sysctls.items():
+            self.sysctls.setdefault(key, value)
+        if self.kubelet_process is None:
+            self.kubelet_process = other.kubelet_process
+
+
+def norm_path(path: str) -> str:
+    """'/a/b/' and '/a/b' are the same fact."""
+    return path.rstrip("/") or "/"
+
+
+def _covered(path: str, pattern: str, recurse: bool) -> bool:
+    if fnmatch.fnmatchcase(path, pattern):
+        return True
+    if not recurse:
+        return False
+    parts = path.split("/")
+    return any(fnmatch.fnmatchcase("/".join(parts[:i]), pattern) for i in range(1, len(parts)))
+
+
+def merge_requests(requests) -> list[FactRequest]:
+    """De-duplicate requests, keeping first-seen order; content is fetched if any asks for it."""
+    merged: dict[tuple, FactRequest] = {}
+    for req in requests:
+        old = merged.get(req.key)
+        if old is None or (req.content and not old.content):
+            merged[req.key] = req if old is None else FactRequest(
+                old.kind, old.target, content=True, recurse=old.recurse)
+    return list(merged.values())
+
+
+# --- the node-side script ------------------------------------------------------------------
+
+_PRELUDE = r"""LC_ALL=C; export LC_ALL
+hf_stat() { stat -L --printf 'N %n\nS %F|%a|%U|%G\n' -- "$1" 2>/dev/null || printf 'N %s\nX\n' "$1"; }
+hf_file() {
+  if [ -e "$1" ]; then
+    hf_stat "$1"
+    if [ "$2" = 1 ] && [ -f "$1" ]; then
+      if [ -r "$1" ]; then printf 'C '; base64 -w0 < "$1"; echo; else echo U; fi
+    fi
+  else printf 'N %s\nA\n' "$1"; fi
+}
+"""
+
+
+def shell_glob(pattern: str) -> str:
+    """Quote every literal run of an absolute pattern so only * ? [..] are expanded by sh."""
+    if not pattern.startswith("/"):
+        raise ValueError(f"pattern must be an absolute path: {pattern!r}")
+    out, pos = [], 0
+    for match in re.finditer(r"\*|\?|\[[^\]/]+\]", pattern):
+        if match.start() > pos:
+            out.append(shlex.quote(pattern[pos:match.start()]))
+        out.append(match.group(0))
+        pos = match.end()
+    if pos < len(pattern):
+        out.append(shlex.quote(pattern[pos:]))
+    return "".join(out)
+
+
+def _section(index: int, req: FactRequest) -> str:
+    head = f"printf '%s\\n' {shlex.quote(_SECTION + str(index))}\n"
+    q = shlex.quote(req.target)
+    flag = "1" if req.content else "0"
+    if req.kind == FILE:
+        return head + f"hf_file {q} {flag}\n"
+    if req.kind == GLOB:
+        expand = shell_glob(req.target) if _GLOB_CHARS.search(req.target) else q
+        if req.recurse:
+            return head + (f"for p in {expand}; do [ -e \"$p\" ] && find \"$p\" -exec stat -L "
+                           "--printf 'N %n\\nS %F|%a|%U|%G\\n' {} + 2>/dev/null; done; :\n")
+        return head + f"for p in {expand}; do [ -e \"$p\" ] && hf_stat \"$p\"; done; :\n"
+    if req.kind == SYSCTL:
+        if not _SYSCTL_KEY.match(req.target):
+            raise ValueError(f"not a sysctl key: {req.target!r}")
+        proc = shlex.quote("/proc/sys/" + req.target.replace(".", "/"))
+        return head + (f"if [ -r {proc} ]; then printf 'V '; base64 -w0 < {proc}; echo; "
+                       "else echo A; fi\n")
+    if req.kind == KUBELET:
+        return head + (
+            "pid=$(ps -eo pid=,args= | awk '{n=$2; sub(/.*\\//, \"\", n)} "
+            "n==\"kubelet\" {print $1; exit}')\n"
+            "cfg=\n"
+            "if [ -n \"$pid\" ] && [ -r /proc/$pid/cmdline ]; then\n"
+            "  printf 'K '; base64 -w0 < /proc/$pid/cmdline; echo\n"
+            "  cfg=$(tr '\\0' '\\n' < /proc/$pid/cmdline | awk 'w {print; exit} "
+            "/^--config=/ {sub(/^--config=/, \"\"); print; exit} /^--config$/ {w=1}')\n"
+            "else echo K; fi\n"
+            f"[ -n \"$cfg\" ] || cfg={q}\n"
+            "printf 'F %s\\n' \"$cfg\"; hf_file \"$cfg\" 1\n")
+    raise ValueError(f"unknown fact kind {req.kind!r}")
+
+
+def build_script(requests) -> str:
+    """One sh script answering every request; its output is read by `parse_output`."""
+    reqs = merge_requests(requests)
+    return _PRELUDE + "".join(_section(i, r) for i, r in enumerate(reqs))
+
+
+def parse_output(requests, stdout: str) -> Facts:
+    """Turn the script's output into Facts (requests must be the list given to build_script)."""
+    reqs = merge_requests(requests)
+    sections: dict[int, list[str]] = {}
+    current: list[str] | None = None
+    for line in stdout.splitlines():
+        if line.startswith(_SECTION):
+            current = sections.setdefault(int(line[len(_SECTION):]), [])
+        elif current is not None:
+            current.append(line)
+    facts = Facts()
+    for index, req in enumerate(reqs):
+        lines = sections.get(index)
+        if lines is None:
+            raise ValueError(f"fact probe output lacks the answer for {req.kind} {req.target}")
+        _parse_section(req, lines, facts)
+    return facts
+
+
+def _parse_states(lines: list[str], facts: Facts, with_content: bool) -> list[str]:
+    """Read N/S/C/A/X/U records into facts.files; returns the paths in order."""
+    paths: list[str] = []
+    path = None
+    for line in lines:
+        tag, _, rest = line.partition(" ")
+        if tag == "N":
+            path = norm_path(rest)
+            paths.append(path)
+        elif tag == "A":
+            facts.files[path] = None
+            facts.with_content.add(path)
+        elif tag == "S":
+            state, known = _state_from_stat(path, rest), facts.files.get(path)
+            if known is not None and known.content is not None:
+                state = _with_content(state, known.content)   # another request read it
+            facts.files[path] = state
+        elif tag == "C":
+            facts.files[path] = _with_content(facts.files[path], base64.b64decode(rest))
+            facts.with_content.add(path)
+        elif tag == "U":
+            raise ValueError(f"{path}: exists but is not readable (become needed?)")
+        elif tag == "X":
+            raise ValueError(f"{path}: exists but stat failed")
+    if with_content:
+        facts.with_content.update(paths)    # directories have no content to fetch
+    return paths
+
+
+def _state_from_stat(path: str, rest: str) -> FileState:
+    ftype, mode, owner, group = rest.split("|")
+    kind = "file" if ftype.startswith("regular") else "directory" if ftype == "directory" \
+        else "other"
+    return FileState(path, kind, int(mode, 8), owner, group)
+
+
+def _with_content(state: FileState, content: bytes) -> FileState:
+    return FileState(state.path, state.kind, state.mode, state.owner, state.group, content)
+
+
+def _parse_section(req: FactRequest, lines: list[str], facts: Facts) -> None:
+    if req.kind == FILE:
+        _parse_states(lines, facts, req.content)
+    elif req.kind == GLOB:
+        paths = _parse_states(lines, facts, False)
+        facts.globs[(req.target, req.recurse)] = sorted(set(paths))
+    elif req.kind == SYSCTL:
+        value = lines[0] if lines else "A"
+        facts.sysctls[req.target] = None if value == "A" else \
+            base64.b64decode(value[2:]).decode().strip().replace("\t", " ")
+    elif req.kind == KUBELET:
+        argv = None
+        if lines and lines[0].startswith("K "):
+            argv = tuple(base64.b64decode(lines[0][2:]).decode().split("\0"))
+            argv = tuple(a for a in argv if a) or None
+        config = next(line[2:] for line in lines if line.startswith("F "))
+        facts.kubelet_process = KubeletProcess(argv, config)
+        _parse_states([line for line in lines[1:] if not line.startswith("F ")], facts, True)

@@ -1,0 +1,309 @@
+"""The module contract: argument schema → facts needed → plan (list of Change) → apply script.
+
+A module never talks to a host. It declares what it must know (`facts_needed`), decides from
+those facts what has to change (`plan`, empty list = nothing to do) and describes each change as
+a shell snippet. The runner batches the snippets of a task into one exec
+(`apply_script`), so a task costs one round trip however many files it touches, and check mode
+is simply "plan, print, do not run the script".
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import difflib
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from harden.errors import InputError
+from harden.facts import Facts, FactRequest, FileState
+
+BACKUP_ROOT = "/var/lib/harden/backups"
+REDACTED = "<redacted: secret content>"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_MODE = re.compile(r"^0?[0-7]{3,4}$")
+
+
+class TaskFailed(Exception):
+    """The task cannot be carried out on this host (an assert failed, a flag names a file the
+    pod cannot see, ...). The runner marks the host failed and rolls it back."""
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One module argument: type is one of str, int, bool, list, dict, mode, any."""
+
+    name: str
+    type: str = "str"
+    required: bool = False
+    choices: tuple = ()
+    default: Any = None
+
+
+@dataclass
+class PlanContext:
+    """What a plan may use besides facts: the task's variables, template search path, mode."""
+
+    vars: dict = field(default_factory=dict)
+    template_dirs: list[str] = field(default_factory=list)
+    check_mode: bool = False
+
+
+@dataclass
+class Change:
+    """One difference the task will make on the host.
+
+    path: the file it writes (None for service actions / commands). diff: unified diff,
+    already redacted when the content is secret. script: sh snippet using the helpers in
+    APPLY_PRELUDE; it carries file content inline (base64 here-document), so it may hold a
+    secret and must never be logged or journaled. after: the path's state once applied
+    (the runner feeds it to Facts.set_file so later tasks plan on it).
+    """
+
+    summary: str
+    script: str
+    path: str | None = None
+    diff: str = ""
+    after: FileState | None = None
+    sysctl: tuple[str, str] | None = None
+
+    def record_in(self, facts: Facts) -> None:
+        """Update facts to what this change leaves behind (used in check mode as well)."""
+        if self.path is not None and self.after is not None:
+            facts.set_file(self.path, self.after)
+        if self.sysctl is not None:
+            facts.set_sysctl(*self.sysctl)
+
+
+class Module:
+    """Base class: subclasses set `name`, `args` and implement facts_needed and plan."""
+
+    name: str = ""
+    args: tuple[Arg, ...] = ()
+    check_mode_safe: bool = True     # False: skipped in --check unless the task says otherwise
+
+    def facts_needed(self, args: dict) -> list[FactRequest]:
+        return []
+
+    def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
+        raise NotImplementedError
+
+    def validate(self, args: Any, path: str | None = None, line: int | None = None,
+                 rendered: bool = True) -> dict:
+        """Check names, types, choices; fill defaults. Before templating (`rendered` False)
+        values holding Jinja are not type-checked yet."""
+        return validate_args(self, args, path, line, rendered)
+
+
+def validate_args(module: Module, args: Any, path, line, rendered: bool) -> dict:
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise InputError(f"module '{module.name}' takes a mapping of arguments", path, line)
+    specs = {a.name: a for a in module.args}
+    lines = getattr(args, "key_lines", {})
+    out = {}
+    for key, value in args.items():
+        where = lines.get(key, line)
+        if key not in specs:
+            raise InputError(f"module '{module.name}' has no argument '{key}'; valid: "
+                             f"{', '.join(sorted(specs))}", path, where)
+        out[key] = _check_type(module.name, specs[key], value, path, where, rendered)
+    for spec in module.args:
+        if spec.name not in out:
+            if spec.required:
+                raise InputError(f"module '{module.name}' needs argument '{spec.name}'",
+                                 path, line)
+            out[spec.name] = copy.deepcopy(spec.default)
+    return out
+
+
+_PY_TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict}
+
+
+def _check_type(module: str, spec: Arg, value, path, line, rendered: bool):
+    if value is None:
+        return copy.deepcopy(spec.default)
+    if not rendered and isinstance(value, str) and ("{{" in value or "{%" in value):
+        return value
+    if spec.type == "mode":
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise InputError(f"{module}: '{spec.name}' must be a quoted octal string such as "
+                             f"\"0600\" (YAML reads an unquoted 0600 as the number "
+                             f"{value})", path, line)
+        if not isinstance(value, str) or not _MODE.match(value):
+            raise InputError(f"{module}: '{spec.name}' must be an octal mode like \"0600\", "
+                             f"got {value!r}", path, line)
+        return value
+    if spec.type == "str" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if spec.type == "int" and isinstance(value, str) and value.isdigit():
+        value = int(value)
+    want = _PY_TYPES.get(spec.type)
+    if want is not None and (not isinstance(value, want) or
+                             (want is int and isinstance(value, bool))):
+        raise InputError(f"{module}: '{spec.name}' must be a {spec.type}, got "
+                         f"{type(value).__name__} {value!r}", path, line)
+    if spec.choices and value not in spec.choices:
+        raise InputError(f"{module}: '{spec.name}' must be one of "
+                         f"{', '.join(map(str, spec.choices))}; got {value!r}", path, line)
+    return value
+
+
+# --- diffs ---------------------------------------------------------------------------------
+
+def text_diff(path: str, before: bytes | None, after: bytes | None, secret: bool) -> str:
+    """Unified diff of a file's content; secret content never leaves as more than a marker."""
+    if secret:
+        old = "" if before is None else REDACTED + "\n"
+        new = "" if after is None else REDACTED + "\n"
+        if before == after:
+            return ""
+        if old == new:
+            new = REDACTED + " (changed)\n"
+        return "".join(difflib.unified_diff([old] if old else [], [new] if new else [],
+                                            f"a{path}", f"b{path}"))
+    old_lines = _lines(before)
+    new_lines = _lines(after)
+    return "".join(difflib.unified_diff(old_lines, new_lines, f"a{path}", f"b{path}"))
+
+
+def _lines(data: bytes | None) -> list[str]:
+    if data is None:
+        return []
+    text = data.decode("utf-8", errors="replace")
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n\\ No newline at end of file\n"
+    return lines
+
+
+def meta_diff(path: str, what: str, before: str, after: str) -> str:
+    return f"--- a{path}\n+++ b{path}\n-{what} {before}\n+{what} {after}\n"
+
+
+# --- apply scripts -------------------------------------------------------------------------
+
+# Shell helpers every change snippet may call. `hb_backup` saves the original of a path once
+# per run under $HB/files/<path> (0700 dir) and appends "kind mode uid gid sha256 path" to
+# $HB/index (kind: file, dir, absent, proc); the journal and rollback read that index.
+APPLY_PRELUDE = r"""set -e
+LC_ALL=C; export LC_ALL
+hb_backup() {
+  mkdir -p "$HB" && chmod 0700 "$HB_ROOT" "$HB"
+  if [ -f "$HB/index" ] && awk -F '\t' -v p="$1" '$6 == p {f=1} END {exit !f}' "$HB/index"; then
+    return 0
+  fi
+  if [ -f "$1" ] && [ "${1#/proc/}" = "$1" ]; then
+    mkdir -p "$HB/files$(dirname -- "$1")"
+    cp -p -- "$1" "$HB/files$1"; sync -- "$HB/files$1"
+    printf 'file\t%s\t%s\t%s\n' "$(stat -c '%a	%u	%g' -- "$1")" \
+      "$(sha256sum < "$1" | cut -d' ' -f1)" "$1" >> "$HB/index"
+  elif [ -d "$1" ]; then
+    printf 'dir\t%s\t-\t%s\n' "$(stat -c '%a	%u	%g' -- "$1")" "$1" >> "$HB/index"
+  elif [ -f "$1" ]; then
+    mkdir -p "$HB/files$(dirname -- "$1")"; cat -- "$1" > "$HB/files$1"
+    printf 'proc\t-\t-\t-\t-\t%s\n' "$1" >> "$HB/index"
+  else
+    printf 'absent\t-\t-\t-\t-\t%s\n' "$1" >> "$HB/index"
+  fi
+  sync -- "$HB/index"
+}
+hb_mkdirs() {
+  [ -d "$1" ] && return 0
+  hb_mkdirs "$(dirname -- "$1")"
+  hb_backup "$1"; mkdir -m 0755 -- "$1"
+}
+hb_write() {
+  t="$(dirname -- "$1")/.$(basename -- "$1").harden-tmp"
+  hb_mkdirs "$(dirname -- "$1")"; hb_backup "$1"
+  rm -f -- "$t"; (umask 077; base64 -d > "$t")
+  if [ -e "$1" ]; then chmod --reference="$1" -- "$t"; chown --reference="$1" -- "$t"
+  else chmod 0644 -- "$t"; chown 0:0 -- "$t"; fi
+  [ "$2" = - ] || chmod "$2" -- "$t"
+  [ "$3" = - ] || chown "$3" -- "$t"
+  [ "$4" = - ] || chgrp "$4" -- "$t"
+  sync -- "$t"; mv -f -- "$t" "$1"; sync -- "$(dirname -- "$1")"
+}
+hb_chmod() { hb_backup "$1"; chmod "$2" -- "$1"; }
+hb_chown() { hb_backup "$1"; chown "$2" -- "$1"; }
+hb_mkdir() { hb_mkdirs "$(dirname -- "$1")"; hb_backup "$1"; mkdir -m "$2" -- "$1"; }
+hb_proc() { hb_backup "$1"; printf '%s\n' "$2" > "$1"; }
+"""
+
+
+def apply_script(changes: list[Change], run_id: str, backup_root: str = BACKUP_ROOT) -> str:
+    """One sh script applying `changes` in order, each path backed up before it is touched.
+
+    Feed it to `sh -s` on the node's STDIN (never as `sh -c` argv: it may carry secret
+    content, and argv is visible in `ps` to every user of the node).
+    """
+    if not _RUN_ID.match(run_id):
+        raise ValueError(f"bad run id {run_id!r}")
+    head = f"HB_ROOT={shlex.quote(backup_root)}\nHB=\"$HB_ROOT\"/{shlex.quote(run_id)}\n"
+    return APPLY_PRELUDE + head + "".join(c.script.rstrip("\n") + "\n" for c in changes)
+
+
+def write_snippet(path: str, content: bytes, mode: str | None, owner: str | None,
+                  group: str | None) -> str:
+    """Atomic replace of `path` by `content`. Mode/owner/group not given ('-') are kept from
+    the existing file; a new file gets 0644 root:root."""
+    m, o, g = mode or "-", owner or "-", group or "-"
+    encoded = base64.encodebytes(content).decode()
+    return (f"hb_write {shlex.quote(path)} {shlex.quote(m)} {shlex.quote(o)} "
+            f"{shlex.quote(g)} <<'HARDEN_EOF'\n{encoded}HARDEN_EOF")
+
+
+def parse_mode(mode: str) -> int:
+    return int(mode, 8)
+
+
+def format_mode(mode: int) -> str:
+    return f"{mode:04o}"
+
+
+
+
+def plan_write(path: str, content: bytes, existing: FileState | None, mode: str | None,
+               owner: str | None, group: str | None, secret: bool) -> list[Change]:
+    """The change (if any) that makes `path` hold `content` with the given mode/owner/group.
+    Content equal → only metadata is fixed, without rewriting the file."""
+    if existing is not None and existing.kind != "file":
+        raise TaskFailed(f"{path} exists and is not a regular file")
+    after = FileState(path, "file",
+                      parse_mode(mode) if mode else (existing.mode if existing else 0o644),
+                      owner or (existing.owner if existing else "root"),
+                      group or (existing.group if existing else "root"), content)
+    if existing is not None and existing.content == content:
+        return plan_metadata(existing, after.mode, after.owner, after.group)
+    what = "create" if existing is None else "update"
+    return [Change(summary=f"{what} {path}" + (" (secret)" if secret else ""),
+                   script=write_snippet(path, content, mode, owner, group), path=path,
+                   diff=text_diff(path, existing.content if existing else None, content, secret),
+                   after=after)]
+
+
+def plan_metadata(state: FileState, mode: int | None, owner: str | None,
+                  group: str | None) -> list[Change]:
+    """chmod/chown of an existing path, only for what differs."""
+    parts, script, diff = [], [], ""
+    q = shlex.quote(state.path)
+    if mode is not None and mode != state.mode:
+        parts.append(f"mode {format_mode(state.mode)} -> {format_mode(mode)}")
+        script.append(f"hb_chmod {q} {format_mode(mode)}")
+        diff += meta_diff(state.path, "mode", format_mode(state.mode), format_mode(mode))
+    new_owner = owner or state.owner
+    new_group = group or state.group
+    if (new_owner, new_group) != (state.owner, state.group):
+        parts.append(f"owner {state.owner}:{state.group} -> {new_owner}:{new_group}")
+        script.append(f"hb_chown {q} {shlex.quote(new_owner + ':' + new_group)}")
+        diff += meta_diff(state.path, "owner", f"{state.owner}:{state.group}",
+                          f"{new_owner}:{new_group}")
+    if not parts:
+        return []
+    after = FileState(state.path, state.kind, mode if mode is not None else state.mode,
+                      new_owner, new_group, state.content)
+    return [Change(summary=f"{state.path}: " + ", ".join(parts), script="; ".join(script),
+                   path=state.path, diff=diff, after=after)]
