@@ -5,6 +5,7 @@ per command. Errors from below arrive as HardenError and leave as one line plus 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -143,14 +144,76 @@ def runs():
 
 @cli.command()
 @click.argument("check_id")
-def explain(check_id):
-    """Print a CIS check's description, audit and remediation. Not built yet."""
-    _not_built("explain")
+@click.option("--benchmark", default="cis-1.12", show_default=True, help="Catalogue to look in.")
+def explain(check_id, benchmark):
+    """Print a CIS check's description, audit, expected state, remediation and the harden
+    playbook/tag that fixes it (e.g. `harden explain 1.2.15`)."""
+    from harden.checks import explain as explain_check
+    from harden.checks import load_catalogue
+
+    catalogue = load_catalogue(benchmark)
+    check = catalogue.get(check_id)
+    if check is None:
+        _fail(f"no check {check_id!r} in {catalogue.benchmark} "
+              f"(ids look like 1.2.15; {len(catalogue.checks)} checks)")
+    click.echo(explain_check(check))
 
 
 @cli.group()
 def lab():
     """A lab of real OpenSSH 'nodes' on loopback addresses, laid out like kubeadm nodes (root)."""
+
+
+lab_dir_option = click.option(
+    "--dir", "lab_dir", default=".lab", show_default=True,
+    type=click.Path(file_okay=False, path_type=Path), help="Where the lab keeps its files.")
+
+
+@lab.command("up")
+@lab_dir_option
+@click.option("--control-planes", default=1, show_default=True, type=click.IntRange(0, 240))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(0, 240))
+@click.option("--profile", default="kubeadm", show_default=True,
+              type=click.Choice(["kubeadm", "weak"]),
+              help="kubeadm: files as kubeadm writes them; weak: deliberately insecure.")
+@click.option("--net", default=None, metavar="127.A.B",
+              help="Loopback /24 for the nodes (node i is 127.A.B.(10+i)); random free one if unset.")
+def lab_up(lab_dir, control_planes, workers, profile, net):
+    """Start the nodes; returns once every node's sshd accepts connections."""
+    from harden.lab import cluster
+
+    state = cluster.up(lab_dir, control_planes=control_planes, workers=workers,
+                       profile=profile, net=net)
+    for node in state["nodes"]:
+        click.echo(f"{node['name']:<6} {node['role']:<14} {node['address']}")
+    click.echo(f"lab up in {state['started_seconds']:.2f}s: inventory {state['dir']}/inventory.ini"
+               f" (root), {state['dir']}/inventory-sudo.ini (labops + sudo)")
+
+
+@lab.command("down")
+@lab_dir_option
+def lab_down(lab_dir):
+    """Stop the lab's nodes (only the processes this lab started). Safe to repeat."""
+    from harden.lab import cluster
+
+    stopped = cluster.down(lab_dir)
+    click.echo(f"stopped {', '.join(stopped)}" if stopped else "no node of this lab was running")
+
+
+@lab.command("status")
+@lab_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def lab_status(lab_dir, as_json):
+    """Per node: address, whether sshd answers, the services and their state."""
+    from harden.lab import cluster
+
+    report = cluster.status(lab_dir)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(cluster.format_status(report))
 
 
 def main() -> None:

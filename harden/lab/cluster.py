@@ -1,0 +1,550 @@
+"""`harden lab up|down|status`: a lab of kubeadm-like nodes, each a real sshd on 127.A.B.(10+i).
+
+`up` writes every node's files under DIR/nodes/<name>/, starts one supervisor per node (in its
+own mount and PID namespaces, see harden.lab.node) all at once, and returns when every sshd
+accepts connections. It then writes what a user needs to reach the lab: inventories, client key,
+known_hosts, become password and lab.json (the state `down` and `status` rely on).
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harden.errors import HardenError, InputError
+from harden.lab import layout, pki, sshd
+
+LABOPS = "labops"
+MOUNT_DIRS = ("/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd",
+              "/etc/systemd/system/kubelet.service.d", "/usr/lib/systemd/system/kubelet.service.d",
+              "/var/log/kubernetes", "/var/lib/harden", "/etc/sysctl.d", "/etc/sudoers.d",
+              "/usr/local/sbin", f"/home/{LABOPS}")
+MOUNT_FILES = ("/etc/default/kubelet", "/etc/passwd", "/etc/shadow", "/etc/group")
+COPIED_FROM_HOST = ("/etc/sysctl.d", "/etc/sudoers.d", "/usr/local/sbin")
+UP_TIMEOUT = 20.0
+STOP_TIMEOUT = 8.0
+MAX_SOCKET_PATH = 107
+REQUIRED_TOOLS = {"sshd": sshd.SSHD, "unshare": "unshare", "openssl": "openssl", "sudo": "sudo"}
+
+
+@dataclass
+class NodeState:
+    """What lab.json records per node; pids are host pids, start times guard against reuse."""
+
+    name: str
+    role: str
+    address: str
+    node_dir: str
+    launcher_pid: int = 0
+    supervisor_pid: int = 0
+    supervisor_start: int = 0
+
+
+# --- preconditions ----------------------------------------------------------------------------
+
+def check_host() -> None:
+    """Refuse early and clearly when this machine cannot host a lab."""
+    if os.geteuid() != 0:
+        raise HardenError("harden lab needs root (namespaces, bind mounts, sshd on port 22); "
+                          "run it with sudo")
+    missing = [name for name, tool in REQUIRED_TOOLS.items() if not shutil.which(tool)]
+    if missing:
+        raise HardenError(f"harden lab needs {', '.join(missing)} installed "
+                          "(apt-get install openssh-server util-linux openssl sudo)")
+
+
+def listening_sockets() -> set[tuple[str, int]]:
+    """(IPv4 address, port) of every listening TCP socket in this network namespace."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A":  # TCP_LISTEN
+            hex_ip, hex_port = fields[1].split(":")
+            ip = ".".join(str(int(hex_ip[i:i + 2], 16)) for i in (6, 4, 2, 0))
+            found.add((ip, int(hex_port, 16)))
+    return found
+
+
+def net_is_free(net: str) -> bool:
+    return not any(ip.startswith(net + ".") for ip, _ in listening_sockets())
+
+
+def check_port_22_bindable() -> None:
+    """A listener on 0.0.0.0:22 (a machine's own sshd) makes every 127.A.B.x:22 bind fail."""
+    if ("0.0.0.0", 22) in listening_sockets():
+        raise HardenError("something listens on 0.0.0.0:22 (this machine's sshd?), so lab nodes "
+                          "cannot bind 127.A.B.x:22; let it listen on specific addresses instead")
+
+
+def parse_net(net: str) -> str:
+    parts = net.split(".")
+    if (len(parts) != 3 or parts[0] != "127"
+            or not all(p.isdigit() and 0 <= int(p) <= 255 for p in parts[1:])
+            or parts[1:] == ["0", "0"]):
+        raise InputError(f"--net must look like 127.A.B (a loopback /24 other than 127.0.0), "
+                         f"got {net!r}")
+    return net
+
+
+def choose_net() -> str:
+    """A random 127.A.B (A in 100..250) where nothing listens, so labs never collide."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        net = f"127.{rng.randint(100, 250)}.{rng.randint(0, 255)}"
+        if net_is_free(net):
+            return net
+    raise HardenError("no free loopback /24 found for the lab; pass --net 127.A.B")
+
+
+def free_loopback_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 (below the ephemeral range) for components kubeadm binds there."""
+    rng, ports = random.SystemRandom(), []
+    while len(ports) < count:
+        port = rng.randint(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+# --- node contents ----------------------------------------------------------------------------
+
+def _write(path: Path, content: bytes, mode: int, uid: int = 0, gid: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+
+
+def _free_id(taken: set[int]) -> int:
+    return next(i for i in range(2000, 60000) if i not in taken)
+
+
+def labops_uid() -> int:
+    existing = [p.pw_uid for p in pwd.getpwall() if p.pw_name == LABOPS]
+    if existing:
+        return existing[0]
+    return _free_id({p.pw_uid for p in pwd.getpwall()} | {g.gr_gid for g in grp.getgrall()})
+
+
+def password_hash(password: str) -> str:
+    """SHA-512 crypt, the format pam_unix verifies in /etc/shadow."""
+    out = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password, text=True,
+                         capture_output=True, check=True)
+    return out.stdout.strip()
+
+
+def user_files(uid: int, shadow_hash: str) -> dict[str, tuple[bytes, int, int]]:
+    """Node copies of the host's passwd/shadow/group with the lab user added.
+
+    Without PAM, sshd refuses accounts whose shadow password starts with '!' (locked), so a
+    locked root becomes '*' (no password, key login allowed) on nodes.
+    """
+    def without_labops(path: str) -> list[str]:
+        return [l for l in Path(path).read_text().splitlines() if not l.startswith(f"{LABOPS}:")]
+
+    shadow = []
+    for line in without_labops("/etc/shadow"):
+        fields = line.split(":")
+        if fields[0] == "root" and fields[1].startswith("!"):
+            fields[1] = "*"
+        shadow.append(":".join(fields))
+    shadow_gid = os.stat("/etc/shadow").st_gid
+    passwd = without_labops("/etc/passwd") + [
+        f"{LABOPS}:x:{uid}:{uid}:harden lab operator:/home/{LABOPS}:/bin/bash"]
+    group = without_labops("/etc/group") + [f"{LABOPS}:x:{uid}:"]
+    shadow.append(f"{LABOPS}:{shadow_hash}:19000:0:99999:7:::")
+    return {"/etc/passwd": ("\n".join(passwd) + "\n", 0o644, 0),
+            "/etc/group": ("\n".join(group) + "\n", 0o644, 0),
+            "/etc/shadow": ("\n".join(shadow) + "\n", 0o640, shadow_gid)}
+
+
+def _copy_host_dir(source: str, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in Path(source).iterdir() if Path(source).is_dir() else ():
+        if entry.is_file() and not entry.is_symlink():
+            shutil.copy2(entry, target / entry.name)
+
+
+def _systemctl_shim(socket_path: Path) -> bytes:
+    text = (Path(__file__).with_name("systemctl")).read_text()
+    lines = text.splitlines()
+    lines[0] = f"#!{sys.executable}"
+    return ("\n".join(lines) + "\n").replace("@SOCKET@", str(socket_path)).encode()
+
+
+def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
+               cluster: pki.ClusterPKI, *, api_server: str, uid: int, users: dict,
+               client_pub: bytes) -> dict:
+    """Lay out one node under DIR/nodes/<name>/ and return the supervisor's spec (node.json)."""
+    node_dir = lab_dir / "nodes" / spec.name
+    root = node_dir / "root"
+    if node_dir.exists():
+        shutil.rmtree(node_dir)
+    for source in COPIED_FROM_HOST:
+        _copy_host_dir(source, root / source.lstrip("/"))
+    dirs, files = layout.node_files(spec, profile, cluster, api_server=api_server, labops_uid=uid)
+    for path, d in dirs.items():
+        target = root / path.lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        os.chown(target, d.uid, d.gid)
+        os.chmod(target, d.mode)
+    for path, f in files.items():
+        _write(root / path.lstrip("/"), f.content, f.mode, f.uid, f.gid)
+    for path, (content, mode, gid) in users.items():
+        _write(root / path.lstrip("/"), content.encode(), mode, 0, gid)
+    _write(root / "etc/sudoers.d" / LABOPS, f"{LABOPS} ALL=(ALL:ALL) ALL\n".encode(), 0o440)
+    home = root / "home" / LABOPS
+    _write(home / ".ssh/authorized_keys", client_pub, 0o600, uid, uid)
+    for path in (home / ".ssh", home):
+        os.chown(path, uid, uid)
+        os.chmod(path, 0o700)
+    socket_path = node_dir / "control.sock"
+    _write(root / "usr/local/sbin/systemctl", _systemctl_shim(socket_path), 0o755)
+    host_key, host_pub = pki.ssh_keypair(f"root@{spec.name}")
+    _write(node_dir / "ssh_host_ed25519_key", host_key, 0o600)
+    _write(node_dir / "ssh_host_ed25519_key.pub", host_pub, 0o644)
+    config = node_dir / "sshd_config"
+    _write(config, sshd.config_text(
+        address=spec.address, host_key=node_dir / "ssh_host_ed25519_key",
+        pid_file=node_dir / "sshd.pid", authorized_keys_dir=lab_dir / "authorized_keys").encode(),
+        0o600)
+    mounts = [[str(root / t.lstrip("/")), t] for t in MOUNT_DIRS + MOUNT_FILES]
+    return {"name": spec.name, "address": spec.address, "node_dir": str(node_dir),
+            "mounts": mounts, "socket": str(socket_path),
+            "sshd_argv": sshd.command(config, node_dir / "sshd.log"),
+            "pythonpath": str(Path(__file__).resolve().parents[2]),
+            "host_key_pub": host_pub.decode().strip()}
+
+
+def ensure_host_mountpoints() -> None:
+    """Bind mounts need an existing target; create missing ones empty (root, 0755 / 0644)."""
+    for path in MOUNT_DIRS:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+    for path in MOUNT_FILES:
+        if not os.path.exists(path):
+            Path(path).touch(mode=0o644)
+    sshd.PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
+
+
+# --- processes --------------------------------------------------------------------------------
+
+def _start_time(pid: int) -> int:
+    """Process start time in clock ticks (field 22 of /proc/<pid>/stat), 0 if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def is_our_supervisor(node: NodeState) -> bool:
+    """True only for the very process we started: same start time, our module, our node.json."""
+    pid = node.supervisor_pid
+    if not pid or _start_time(pid) != node.supervisor_start:
+        return False
+    argv = _cmdline(pid)
+    return "harden.lab.node" in argv and str(Path(node.node_dir) / "node.json") in argv
+
+
+def launch(node_spec: dict) -> NodeState:
+    """Start one node's supervisor in new mount+PID namespaces, in its own session.
+
+    posix_spawn rather than Popen: the launcher outlives this call (and, for the CLI, this
+    process), so there is no Popen object to keep; `down` reaps it when it is our child.
+    """
+    node_dir = Path(node_spec["node_dir"])
+    spec_path = node_dir / "node.json"
+    spec_path.write_text(json.dumps(node_spec, indent=1))
+    argv = ["unshare", "--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private",
+            "--kill-child", sys.executable, "-m", "harden.lab.node", str(spec_path)]
+    log_fd = os.open(node_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        pid = os.posix_spawnp("unshare", argv, {**os.environ, "PYTHONPATH": node_spec["pythonpath"]},
+                              file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                                            (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                                            (os.POSIX_SPAWN_DUP2, log_fd, 2)],
+                              setsid=True)
+    finally:
+        os.close(log_fd)
+    return NodeState(node_spec["name"], "", node_spec["address"], str(node_dir), launcher_pid=pid)
+
+
+def _find_supervisor(node: NodeState, deadline: float) -> None:
+    children = Path(f"/proc/{node.launcher_pid}/task/{node.launcher_pid}/children")
+    while time.monotonic() < deadline:
+        try:
+            pids = children.read_text().split()
+        except OSError:
+            break  # launcher already gone: the node failed to start
+        if pids:
+            node.supervisor_pid = int(pids[0])
+            node.supervisor_start = _start_time(node.supervisor_pid)
+            return
+        time.sleep(0.005)
+    raise HardenError(f"lab node {node.name}: supervisor did not start; see "
+                      f"{node.node_dir}/supervisor.log{_tail(Path(node.node_dir) / 'supervisor.log')}")
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return ("\n  " + "\n  ".join(text)) if text else ""
+
+
+def port_open(address: str, port: int = 22, timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_for_sshd(nodes: list[NodeState], deadline: float) -> None:
+    waiting = list(nodes)
+    while waiting:
+        waiting = [n for n in waiting if not port_open(n.address, timeout=0.2)]
+        for node in waiting:
+            # start time only: the cmdline is briefly unreadable while the child execs
+            if _start_time(node.supervisor_pid) != node.supervisor_start:
+                raise HardenError(f"lab node {node.name} died while starting; see "
+                                  f"{node.node_dir}{_tail(Path(node.node_dir) / 'sshd.log')}"
+                                  f"{_tail(Path(node.node_dir) / 'supervisor.log')}")
+        if waiting and time.monotonic() > deadline:
+            raise HardenError(f"sshd of {', '.join(n.name for n in waiting)} not reachable after "
+                              f"{UP_TIMEOUT:.0f}s; see {waiting[0].node_dir}/sshd.log")
+        if waiting:
+            time.sleep(0.02)
+
+
+def stop_node(node: NodeState) -> bool:
+    """Stop one node's supervisor (its whole PID namespace dies with it). True if it was up."""
+    if not is_our_supervisor(node):
+        return False
+    os.kill(node.supervisor_pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while is_our_supervisor(node) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if is_our_supervisor(node):
+        os.kill(node.supervisor_pid, signal.SIGKILL)
+    return True
+
+
+def _reap_launcher(node: NodeState) -> None:
+    """The unshare process exits right after its child; collect it when it is our child."""
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(node.launcher_pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            return  # not our child (another process ran `up`), or already collected
+        time.sleep(0.01)
+
+
+def _abort(node: NodeState) -> None:
+    """Kill a half-started node at once. Its launcher is still our child, so the pid is safe to
+    signal, and unshare's --kill-child takes the supervisor (and so its namespace) with it."""
+    try:
+        os.kill(node.launcher_pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap_launcher(node)
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+def _inventory(lab_dir: Path, nodes: list[NodeState], *, user: str, become: bool) -> str:
+    lines = [f"# harden lab in {lab_dir}: written by `harden lab up` (rewritten on every up)"]
+    for group, role in (("control_plane", "control-plane"), ("workers", "worker")):
+        lines.append(f"[{group}]")
+        lines += [f"{n.name} ansible_host={n.address}" for n in nodes if n.role == role]
+        lines.append("")
+    lines += ["[k8s:children]", "control_plane", "workers", "", "[k8s:vars]",
+              f"ansible_user={user}",
+              f"ansible_ssh_private_key_file={lab_dir / 'id_ed25519'}",
+              f"ansible_ssh_common_args='-o UserKnownHostsFile={lab_dir / 'known_hosts'}'"]
+    if become:
+        lines += ["ansible_become=true",
+                  "# sudo password: the file become-password or $HARDEN_BECOME_PASSWORD"]
+    return "\n".join(lines) + "\n"
+
+
+def _write_outputs(lab_dir: Path, nodes: list[NodeState], host_keys: dict[str, str]) -> None:
+    known = "".join(f"{n.address} {' '.join(host_keys[n.name].split()[:2])}\n" for n in nodes)
+    _write(lab_dir / "known_hosts", known.encode(), 0o644)
+    _write(lab_dir / "inventory.ini",
+           _inventory(lab_dir, nodes, user="root", become=False).encode(), 0o644)
+    _write(lab_dir / "inventory-sudo.ini",
+           _inventory(lab_dir, nodes, user=LABOPS, become=True).encode(), 0o644)
+
+
+def read_state(lab_dir: Path) -> dict:
+    path = lab_dir / "lab.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError("no lab here (lab.json missing); start one with `harden lab up`",
+                         str(lab_dir)) from None
+    except ValueError as exc:
+        raise InputError(f"unreadable lab state: {exc}", str(path)) from None
+
+
+def _nodes_of(state: dict) -> list[NodeState]:
+    return [NodeState(**n) for n in state["nodes"]]
+
+
+def _save_state(lab_dir: Path, state: dict) -> None:
+    tmp = lab_dir / ".lab.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, lab_dir / "lab.json")
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+def _node_specs(control_planes: int, workers: int, net: str,
+                profile: layout.Profile) -> list[layout.NodeSpec]:
+    roles = [("cp", "control-plane")] * control_planes + [("w", "worker")] * workers
+    loopback = profile.components_on_loopback
+    ports = free_loopback_ports(2 * control_planes) if loopback else []
+    specs, counters = [], {"cp": 0, "w": 0}
+    for i, (prefix, role) in enumerate(roles, start=1):
+        counters[prefix] += 1
+        extra = {}
+        if role == "control-plane" and loopback:
+            extra = {"controller_manager_port": ports.pop(), "scheduler_port": ports.pop()}
+        specs.append(layout.NodeSpec(f"{prefix}{counters[prefix]}", role, f"{net}.{10 + i}",
+                                     **extra))
+    return specs
+
+
+def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str = "kubeadm",
+       net: str | None = None) -> dict:
+    """Start a lab and return its state (also written to DIR/lab.json)."""
+    check_host()
+    if profile not in layout.PROFILES:
+        raise InputError(f"unknown profile {profile!r}; choose {', '.join(layout.PROFILES)}")
+    if control_planes < 0 or workers < 0 or not 1 <= control_planes + workers <= 240:
+        raise InputError("a lab has between 1 and 240 nodes")
+    lab_dir = lab_dir.resolve()
+    if (lab_dir / "lab.json").exists() and any(
+            is_our_supervisor(n) for n in _nodes_of(read_state(lab_dir))):
+        raise HardenError(f"a lab is already running in {lab_dir}; run `harden lab down` first")
+    if len(str(lab_dir / "nodes" / "cp999" / "control.sock")) > MAX_SOCKET_PATH:
+        raise InputError("lab dir path too long for the nodes' control sockets", str(lab_dir))
+    net = parse_net(net) if net else choose_net()
+    if not net_is_free(net):
+        raise HardenError(f"something already listens on {net}.0/24; choose another --net")
+    check_port_22_bindable()
+    started = time.monotonic()
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    prof = layout.PROFILES[profile]
+    specs = _node_specs(control_planes, workers, net, prof)
+    client_key, client_pub = pki.ssh_keypair("harden-lab")
+    _write(lab_dir / "id_ed25519", client_key, 0o600)
+    _write(lab_dir / "id_ed25519.pub", client_pub, 0o644)
+    _write(lab_dir / "authorized_keys" / "root", client_pub, 0o600)
+    password = secrets.token_urlsafe(18)
+    _write(lab_dir / "become-password", password.encode() + b"\n", 0o600)
+    uid = labops_uid()
+    users = user_files(uid, password_hash(password))
+    cluster = pki.new_cluster_pki()
+    first_cp = next((s.address for s in specs if s.is_control_plane), f"{net}.11")
+    node_specs = [write_node(lab_dir, s, prof, cluster, api_server=f"https://{first_cp}:6443",
+                             uid=uid, users=users, client_pub=client_pub) for s in specs]
+    ensure_host_mountpoints()
+    nodes = [launch(ns) for ns in node_specs]
+    for node, spec in zip(nodes, specs):
+        node.role = spec.role
+    state = {"dir": str(lab_dir), "net": net, "profile": profile, "state": "starting",
+             "labops_uid": uid, "nodes": [asdict(n) for n in nodes]}
+    deadline = time.monotonic() + UP_TIMEOUT
+    try:
+        for node in nodes:
+            _find_supervisor(node, deadline)
+        state["nodes"] = [asdict(n) for n in nodes]
+        _save_state(lab_dir, state)
+        _wait_for_sshd(nodes, deadline)
+    except BaseException:
+        for node in nodes:
+            _abort(node)
+        state["state"] = "down"
+        _save_state(lab_dir, state)
+        raise
+    _write_outputs(lab_dir, nodes, {ns["name"]: ns["host_key_pub"] for ns in node_specs})
+    state.update(state="up", started_seconds=round(time.monotonic() - started, 3))
+    _save_state(lab_dir, state)
+    return state
+
+
+def down(lab_dir: Path) -> list[str]:
+    """Stop this lab's supervisors (only the recorded, verified ones). Returns the nodes stopped."""
+    lab_dir = lab_dir.resolve()
+    state = read_state(lab_dir)
+    check_host()
+    nodes = _nodes_of(state)
+    stopped = [n.name for n in nodes if stop_node(n)]
+    for node in nodes:
+        _reap_launcher(node)
+        Path(node.node_dir, "control.sock").unlink(missing_ok=True)
+    state["state"] = "down"
+    _save_state(lab_dir, state)
+    return stopped
+
+
+def status(lab_dir: Path) -> dict:
+    """The lab's state with, per node, whether it runs, whether sshd answers, its services."""
+    lab_dir = lab_dir.resolve()
+    state = read_state(lab_dir)
+    rows = []
+    for node in _nodes_of(state):
+        running = is_our_supervisor(node)
+        try:
+            services = json.loads(Path(node.node_dir, "services.json").read_text())["services"]
+        except (OSError, ValueError, KeyError):
+            services = {}
+        rows.append({"name": node.name, "role": node.role, "address": node.address,
+                     "running": running,
+                     "sshd_up": running and port_open(node.address),
+                     "services": services if running else {}})
+    return {"dir": state["dir"], "net": state["net"], "profile": state["profile"],
+            "state": state["state"], "nodes": rows}
+
+
+def format_status(report: dict) -> str:
+    lines = [f"lab {report['dir']}  net {report['net']}.0/24  profile {report['profile']}  "
+             f"state {report['state']}",
+             f"{'NODE':<6} {'ROLE':<14} {'ADDRESS':<16} {'SSHD':<5} SERVICES"]
+    for row in report["nodes"]:
+        services = ", ".join(
+            f"{name}={info['state']}" + (f"(pid {info['pid']})" if info.get("pid") else "")
+            + (f"[restarts {info['restarts']}]" if info.get("restarts") else "")
+            for name, info in row["services"].items()) or ("-" if row["running"] else "down")
+        lines.append(f"{row['name']:<6} {row['role']:<14} {row['address']:<16} "
+                     f"{'up' if row['sshd_up'] else 'down':<5} {services}")
+    return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""sshd for one lab node: its host key and a config that keeps every path inside the lab dir.
+
+The node shares the machine's /etc/ssh, so nothing here may read or write it: the config names
+its own host key, pid file and authorized-keys files. PAM is off so that logins depend only on
+the node's own /etc/passwd and /etc/shadow (bind-mounted per node); DEBUG1 logging lets tests
+see forwarded (direct-tcpip) channels in the log of a jump host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SSHD = "/usr/sbin/sshd"
+PRIVSEP_DIR = Path("/run/sshd")
+
+
+def config_text(*, address: str, host_key: Path, pid_file: Path, authorized_keys_dir: Path) -> str:
+    """An sshd_config for one node.
+
+    Keys are looked up in the lab's authorized_keys dir first (root can always read it) and then
+    in the user's home (non-root users cannot traverse a 0700 lab dir; sshd reads their key files
+    with their own uid). StrictModes is off because lab dirs often live under world-writable /tmp.
+    """
+    return "\n".join([
+        f"ListenAddress {address}:22",
+        f"HostKey {host_key}",
+        f"PidFile {pid_file}",
+        f"AuthorizedKeysFile {authorized_keys_dir}/%u .ssh/authorized_keys",
+        "UsePAM no",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PermitRootLogin prohibit-password",
+        "PubkeyAuthentication yes",
+        "StrictModes no",
+        "LogLevel DEBUG1",
+        "UseDNS no",
+        "PrintMotd no",
+        "PrintLastLog no",
+        "AllowTcpForwarding yes",
+        "X11Forwarding no",
+        "MaxStartups 200:30:400",
+        "MaxSessions 64",
+        "AcceptEnv LANG LC_*",
+        "Subsystem sftp internal-sftp",
+        "",
+    ])
+
+
+def command(config: Path, log: Path) -> list[str]:
+    """sshd in the foreground (the node supervisor is its parent) logging to the node's log."""
+    return [SSHD, "-D", "-f", str(config), "-E", str(log)]

@@ -1,0 +1,376 @@
+"""The batched fact probe: one POSIX sh script per host, one exec, parsed on the controller.
+
+Why one script: a check run must cost one SSH exec per host (DESIGN principle 2), so the script
+gathers every fact any catalogue check may need, whatever the node's role, and the controller
+decides what applies. The node needs only sh, coreutils (stat, base64, tr, head, sed, grep),
+find, awk and ps; no Python.
+
+Output is line-oriented; every line starts with a record tag and uses `|` as separator, with any
+free text (file contents, command lines) base64-encoded, so no byte of a file can be mistaken
+for a delimiter:
+
+    HARDEN-PROBE|1|<root>            header; <root> is the test-only path prefix (empty on nodes)
+    T|<boot epoch>|<clock ticks/s>    lets the controller turn process start ticks into a time
+    P|<pid>|<name>|<start ticks>|<b64 cmdline>   a process of interest, raw /proc/<pid>/cmdline
+    V|<pid>|<b64 env lines>           the ETCD_* variables the etcd checks read (nothing else)
+    S|<mode>|<uid>|<gid>|<user>|<group>|<dev:ino>|<mtime>|<type>|<path>   stat of a path
+    M|<path>                          a path that was looked for and does not exist
+    F|<b64 content>|<path>            a file's content (only files that hold no secrets)
+    N|<b64 tokens>|<path>             encryption config reduced to `resources`/provider names
+    K|<name>|<rc>|<b64 output>        a kubectl call on a control plane with admin.conf: `get`
+                                      (cluster objects) and `can-i <verb> <resource>` answers
+    END|                              the script ran to completion
+
+Secrets policy: files are read in full only when they configure rather than authenticate
+(static-pod manifests, kubelet config/units/env files, the kube-proxy config, the audit policy).
+Kubeconfigs, keys and the encryption config are only ever stat'ed. The
+encryption config's provider names are extracted on the node with `grep -o` of
+`<provider>:` tokens, so only the words resources/identity/aescbc/aesgcm/secretbox/kms can leave
+the node; key material (base64, never followed by a colon) cannot match.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import shlex
+from dataclasses import dataclass, field
+
+from harden.errors import HostError
+
+PROBE_VERSION = "1"
+COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kubelet",
+              "kube-proxy")
+PROVIDER_NAMES = ("identity", "aescbc", "aesgcm", "secretbox", "kms")
+KUBECTL_KINDS = "namespaces,serviceaccounts,clusterroles,clusterrolebindings,roles,networkpolicies"
+
+_SCRIPT = r"""
+LC_ALL=C; export LC_ALL
+umask 077
+echo "HARDEN-PROBE|__VERSION__|$R"
+b64() { base64 | tr -d '\n'; }
+FMT='S|%a|%u|%g|%U|%G|%d:%i|%Y|%F|%n'
+st() { stat -c "$FMT" "$@" 2>/dev/null; }
+# stat one node path (relative to $R), or record it as missing
+stat_path() { [ -n "$1" ] || return 0
+  if [ -e "$R$1" ] || [ -L "$R$1" ]; then st "$R$1"; else echo "M|$R$1"; fi; }
+# stat a whole tree (the PKI directory, CNI dirs)
+stat_tree() { [ -n "$1" ] || return 0
+  if [ -e "$R$1" ]; then find "$R$1" -exec stat -c "$FMT" {} + 2>/dev/null
+  else echo "M|$R$1"; fi; }
+# stat and read a file that holds no secrets
+read_file() { [ -n "$1" ] || return 0
+  if [ -f "$R$1" ]; then st "$R$1"; printf 'F|'; b64 < "$R$1"; printf '|%s\n' "$R$1"
+  else stat_path "$1"; fi; }
+# value of a flag in a process's argv (--f=v or --f v); the last occurrence wins, as in pflag
+argval() { tr '\000' '\n' < "$R/proc/$1/cmdline" 2>/dev/null | awk -v f="$2" '
+  take { v = $0; take = 0; next }
+  $0 == f { take = 1; next }
+  index($0, f "=") == 1 { v = substr($0, length(f) + 2) }
+  END { if (v != "") print v }'; }
+# value of a flag in a static-pod manifest's command/args list (kubeadm's "- --f=v" form)
+mfval() { [ -f "$R$1" ] || return 0
+  sed -n "s/^[[:space:]]*-[[:space:]]*[\"']\{0,1\}$2=\([^\"']*\)[\"']\{0,1\}[[:space:]]*\$/\1/p" "$R$1" | tail -n 1; }
+# "pid argv0 ..." for every process: one ps call on a node, a /proc walk where ps cannot help
+# (a ps without -o, such as busybox's, or the test tree)
+list_procs() {
+  if [ -z "$R" ] && ps -e -o pid= -o args= 2>/dev/null; then :
+  else for d in "$R"/proc/[0-9]*; do
+      [ -r "$d/cmdline" ] || continue
+      printf '%s ' "${d##*/}"; tr '\000' '\n' < "$d/cmdline" 2>/dev/null | head -n 1
+    done; fi; }
+echo "T|$(awk '/^btime/ {print $2}' "$R/proc/stat" 2>/dev/null)|$(getconf CLK_TCK 2>/dev/null || echo 100)"
+PIDS=''
+while read -r pid a0 rest; do
+  n=${a0##*/}
+  case "$n" in
+    __COMPONENTS__)
+      [ -r "$R/proc/$pid/cmdline" ] || continue
+      t=$(sed 's/.*) //' "$R/proc/$pid/stat" 2>/dev/null | awk '{print $20}')
+      printf 'P|%s|%s|%s|' "$pid" "$n" "$t"; b64 < "$R/proc/$pid/cmdline"; echo
+      PIDS="$PIDS $n:$pid" ;;
+  esac
+done <<EOF
+$(list_procs)
+EOF
+pid_of() { for e in $PIDS; do [ "${e%%:*}" = "$1" ] && { echo "${e#*:}"; return 0; }; done; return 1; }
+
+MDIR=/etc/kubernetes/manifests
+stat_path $MDIR
+if [ -d "$R$MDIR" ]; then
+  for f in "$R$MDIR"/* ; do [ -f "$f" ] && read_file "${f#"$R"}"; done
+fi
+for f in admin.conf super-admin.conf scheduler.conf controller-manager.conf kubelet.conf proxy.conf; do
+  stat_path "/etc/kubernetes/$f"
+done
+stat_tree /etc/kubernetes/pki
+
+# etcd: data dir (running and configured), and only the ETCD_* variables the checks read
+EPID=$(pid_of etcd)
+stat_path /var/lib/etcd
+[ -n "$EPID" ] && stat_path "$(argval "$EPID" --data-dir)"
+stat_path "$(mfval $MDIR/etcd.yaml --data-dir)"
+if [ -n "$EPID" ] && [ -r "$R/proc/$EPID/environ" ]; then
+  printf 'V|%s|' "$EPID"
+  tr '\000' '\n' < "$R/proc/$EPID/environ" | grep -E '^ETCD_(CERT_FILE|KEY_FILE|CLIENT_CERT_AUTH|AUTO_TLS|PEER_CERT_FILE|PEER_KEY_FILE|PEER_CLIENT_CERT_AUTH|PEER_AUTO_TLS|TRUSTED_CA_FILE|DATA_DIR)=' | b64
+  echo
+  stat_path "$(tr '\000' '\n' < "$R/proc/$EPID/environ" | sed -n 's/^ETCD_DATA_DIR=//p' | tail -n 1)"
+fi
+
+# kube-apiserver: audit policy content, encryption config stat + provider names
+APID=$(pid_of kube-apiserver)
+enc_names() { [ -n "$1" ] || return 0
+  if [ -f "$R$1" ]; then st "$R$1"; printf 'N|'
+    grep -o -E '(resources|identity|aescbc|aesgcm|secretbox|kms)"?[[:space:]]*:' "$R$1" | tr -d '": \t' | b64
+    printf '|%s\n' "$R$1"
+  else stat_path "$1"; fi; }
+for v in "$( [ -n "$APID" ] && argval "$APID" --audit-policy-file)" "$(mfval $MDIR/kube-apiserver.yaml --audit-policy-file)"; do
+  read_file "$v"; done
+for v in "$( [ -n "$APID" ] && argval "$APID" --encryption-provider-config)" "$(mfval $MDIR/kube-apiserver.yaml --encryption-provider-config)"; do
+  enc_names "$v"; done
+
+# kubelet: unit files and drop-ins of both locations, env files, config files, kubeconfig, CA
+for f in /lib/systemd/system/kubelet.service /usr/lib/systemd/system/kubelet.service /etc/systemd/system/kubelet.service; do
+  read_file "$f"; done
+for d in /usr/lib/systemd/system/kubelet.service.d /lib/systemd/system/kubelet.service.d /etc/systemd/system/kubelet.service.d; do
+  if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && read_file "${f#"$R"}"; done
+  else echo "M|$R$d"; fi
+done
+for f in /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet /var/lib/kubelet/config.yaml; do
+  read_file "$f"; done
+KPID=$(pid_of kubelet)
+CFGS=$(cat "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf \
+  "$R"/var/lib/kubelet/kubeadm-flags.env "$R"/etc/default/kubelet 2>/dev/null | sed -n 's/.*--config=\([^ "]*\).*/\1/p')
+CDIRS=$(cat "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf \
+  "$R"/var/lib/kubelet/kubeadm-flags.env "$R"/etc/default/kubelet 2>/dev/null | sed -n 's/.*--config-dir=\([^ "]*\).*/\1/p')
+CNIDIR=/etc/cni/net.d
+if [ -n "$KPID" ]; then
+  CFGS="$CFGS $(argval "$KPID" --config)"
+  CDIRS="$CDIRS $(argval "$KPID" --config-dir)"
+  stat_path "$(argval "$KPID" --kubeconfig)"
+  stat_path "$(argval "$KPID" --client-ca-file)"
+  v=$(argval "$KPID" --cni-conf-dir); [ -n "$v" ] && CNIDIR=$v
+fi
+for c in $CFGS; do read_file "$c"; done
+for d in $CDIRS; do
+  if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && read_file "${f#"$R"}"; done
+  else echo "M|$R$d"; fi
+done
+for c in $CFGS /var/lib/kubelet/config.yaml; do
+  [ -f "$R$c" ] && stat_path "$(sed -n 's/^[[:space:]]*clientCAFile:[[:space:]]*["'\'']\{0,1\}\([^"'\'' ]*\).*/\1/p' "$R$c" | tail -n 1)"
+done
+stat_path /etc/kubernetes/pki/ca.crt
+stat_tree "$CNIDIR"
+stat_tree /var/lib/cni/networks
+
+# kube-proxy: its config file as the container sees it, its kubeconfig candidates on the host
+PPID_=$(pid_of kube-proxy)
+if [ -n "$PPID_" ]; then
+  v=$(argval "$PPID_" --config); [ -n "$v" ] && read_file "/proc/$PPID_/root$v"
+  v=$(argval "$PPID_" --kubeconfig); [ -n "$v" ] && stat_path "/proc/$PPID_/root$v"
+fi
+for f in /etc/kubernetes/kube-proxy.conf /var/lib/kube-proxy/kubeconfig.conf; do
+  stat_path "$f"; done
+
+# section 5: cluster objects, only where admin.conf is present and kubectl installed
+if [ -f "$R/etc/kubernetes/admin.conf" ]; then
+  if command -v kubectl >/dev/null 2>&1; then
+    KC="kubectl --kubeconfig=$R/etc/kubernetes/admin.conf --request-timeout=20s"
+    out=$($KC get __KINDS__ -A -o json 2>&1); rc=$?
+    printf 'K|get|%s|' "$rc"; printf '%s' "$out" | b64; echo
+    if [ "$rc" = 0 ]; then
+      # what any authenticated user may do (an impersonated user with only that group)
+      for q in "get secrets" "list secrets" "watch secrets" "create pods"; do
+        out=$($KC auth can-i $q -A --as=harden-probe:anyone --as-group=system:authenticated 2>&1); rc=$?
+        printf 'K|can-i %s|%s|' "$q" "$rc"; printf '%s' "$out" | b64; echo
+      done
+    fi
+  else echo "K|unavailable|127|$(printf 'kubectl is not installed on this node' | b64)"; fi
+else
+  echo "K|unavailable|0|$(printf '/etc/kubernetes/admin.conf is not present on this node' | b64)"
+fi
+echo "END|"
+"""
+
+
+def build_probe_script(root: str = "") -> str:
+    """The probe as one sh script. `root` prefixes every node path; it exists so tests can run the
+    real script against a fake node tree, and is empty on real nodes."""
+    body = (_SCRIPT.replace("__VERSION__", PROBE_VERSION).replace("__KINDS__", KUBECTL_KINDS)
+            .replace("__COMPONENTS__", "|".join(COMPONENTS)))
+    return f"#!/bin/sh\n# harden fact probe v{PROBE_VERSION}\nR={shlex.quote(root)}\n{body}"
+
+
+def gather_facts(session, host: str, timeout: float = 120.0) -> Facts:
+    """Run the probe on a host over its Session (one exec, as root via become) and parse it.
+
+    The script is handed to /bin/sh explicitly so a non-POSIX login shell cannot interpret it.
+    Any failure is a HostError naming the host: the caller reports the host, not a verdict.
+    """
+    result = session.run("/bin/sh -c " + shlex.quote(build_probe_script()), become=True, timeout=timeout)
+    if result.rc != 0:
+        error = result.stderr.decode("utf-8", "replace").strip()[:300]
+        raise HostError(host, f"fact probe exited with {result.rc}: {error}")
+    try:
+        return parse_probe_output(result.stdout.decode("utf-8", "replace"))
+    except ProbeParseError as exc:
+        raise HostError(host, f"fact probe output unusable: {exc}") from exc
+
+
+@dataclass
+class FileStat:
+    path: str
+    mode: int          # permission bits, e.g. 0o600
+    uid: int
+    gid: int
+    user: str
+    group: str
+    inode: str         # "dev:ino": two paths to the same file (/lib -> /usr/lib) count once
+    type: str          # "regular file", "directory", "symbolic link", ...
+    mtime: int = 0     # seconds since the epoch
+
+    @property
+    def owner(self) -> str:
+        return f"{self.user}:{self.group}"
+
+
+@dataclass
+class Process:
+    pid: int
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    started: float | None = None    # epoch seconds; None when /proc/<pid>/stat was unreadable
+
+
+@dataclass
+class Facts:
+    """Everything the probe saw on one host, keyed by the node's own paths."""
+
+    processes: dict[str, list[Process]] = field(default_factory=dict)
+    stats: dict[str, FileStat] = field(default_factory=dict)
+    missing: set[str] = field(default_factory=set)
+    contents: dict[str, str] = field(default_factory=dict)
+    encryption_providers: dict[str, list[list[str]]] = field(default_factory=dict)
+    kubectl: dict[str, tuple[int, str]] = field(default_factory=dict)
+    clock: tuple[int, int] | None = None      # (boot time epoch, clock ticks per second)
+    complete: bool = False
+
+    def process(self, name: str) -> Process | None:
+        """The component's process; several instances are unusual, the first is taken."""
+        found = self.processes.get(name)
+        return found[0] if found else None
+
+    def kubectl_objects(self) -> tuple[list[dict] | None, str]:
+        """The cluster objects from `kubectl get`, or None and why they are not available."""
+        if "get" in self.kubectl:
+            rc, out = self.kubectl["get"]
+            if rc != 0:
+                return None, f"kubectl failed (exit {rc}): {out.strip()[:300]}"
+            try:
+                return list(json.loads(out).get("items", [])), ""
+            except (ValueError, AttributeError) as exc:
+                return None, f"kubectl output is not JSON: {exc}"
+        rc, why = self.kubectl.get("unavailable", (0, "the probe did not query the cluster"))
+        return None, why
+
+    def can_i(self, query: str) -> bool | None:
+        """`kubectl auth can-i <query>` for any authenticated user; None when not asked or
+        the answer is neither yes nor no (an error)."""
+        if f"can-i {query}" not in self.kubectl:
+            return None
+        answer = self.kubectl[f"can-i {query}"][1].strip().splitlines()
+        last = answer[-1].strip().lower() if answer else ""
+        return {"yes": True, "no": False}.get(last)
+
+
+class ProbeParseError(ValueError):
+    """The probe output is not what the script writes (truncated, or not from this probe)."""
+
+
+def _b64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ProbeParseError(f"bad base64 field: {exc}") from exc
+
+
+def parse_probe_output(output: str) -> Facts:
+    """Facts from the probe's stdout; raises ProbeParseError on output the probe cannot produce."""
+    lines = output.splitlines()
+    if not lines or not lines[0].startswith("HARDEN-PROBE|"):
+        raise ProbeParseError("probe output does not start with the HARDEN-PROBE header")
+    header = lines[0].split("|", 2)
+    if header[1] != PROBE_VERSION:
+        raise ProbeParseError(f"probe version {header[1]!r}, expected {PROBE_VERSION!r}")
+    root = header[2] if len(header) > 2 else ""
+    facts = Facts()
+    for number, line in enumerate(lines[1:], start=2):
+        if line:
+            try:
+                _parse_line(facts, line, root)
+            except (IndexError, ValueError) as exc:
+                raise ProbeParseError(f"probe output line {number}: {exc}: {line[:120]!r}") from exc
+    return facts
+
+
+def _strip(path: str, root: str) -> str:
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+def _parse_line(facts: Facts, line: str, root: str) -> None:
+    tag, _, rest = line.partition("|")
+    if tag == "T":
+        boot, ticks = rest.split("|", 1)
+        facts.clock = (int(boot), int(ticks or 100)) if boot else None
+    elif tag == "P":
+        pid, name, start, raw = rest.split("|", 3)
+        argv = [a.decode("utf-8", "replace") for a in _b64(raw).split(b"\0")]
+        while argv and argv[-1] == "":
+            argv.pop()
+        started = facts.clock[0] + int(start) / facts.clock[1] if start and facts.clock else None
+        facts.processes.setdefault(name, []).append(Process(int(pid), name, argv, started=started))
+    elif tag == "V":
+        pid, raw = rest.split("|", 1)
+        env = dict(l.split("=", 1) for l in _b64(raw).decode("utf-8", "replace").splitlines() if "=" in l)
+        for procs in facts.processes.values():
+            for proc in procs:
+                if proc.pid == int(pid):
+                    proc.env = env
+    elif tag == "S":
+        mode, uid, gid, user, group, inode, mtime, ftype, path = rest.split("|", 8)
+        path = _strip(path, root)
+        facts.stats[path] = FileStat(path, int(mode, 8), int(uid), int(gid), user, group, inode,
+                                     ftype, int(mtime))
+    elif tag == "M":
+        facts.missing.add(_strip(rest, root))
+    elif tag == "F":
+        raw, path = rest.split("|", 1)
+        facts.contents[_strip(path, root)] = _b64(raw).decode("utf-8", "replace")
+    elif tag == "N":
+        raw, path = rest.split("|", 1)
+        facts.encryption_providers[_strip(path, root)] = _provider_entries(
+            _b64(raw).decode("ascii", "replace").split())
+    elif tag == "K":
+        name, rc, raw = rest.split("|", 2)
+        facts.kubectl[name] = (int(rc), _b64(raw).decode("utf-8", "replace"))
+    elif tag == "END":
+        facts.complete = True
+    else:
+        raise ValueError(f"unknown record tag {tag!r}")
+
+
+def _provider_entries(tokens: list[str]) -> list[list[str]]:
+    """Provider names per `resources` entry, in file order (the first one encrypts writes).
+    The top-level `resources:` key also yields a token; it starts an entry with no providers,
+    which is dropped (the API server rejects an entry without providers anyway)."""
+    entries: list[list[str]] = []
+    for token in tokens:
+        if token == "resources":
+            entries.append([])
+        elif token in PROVIDER_NAMES:
+            if not entries:
+                entries.append([])
+            entries[-1].append(token)
+    return [entry for entry in entries if entry]

@@ -1,0 +1,154 @@
+"""Shared fixtures. Lab fixtures start real sshd nodes (see harden.lab) and always stop them.
+
+`lab_factory` (session) starts labs on their own loopback /24s: one random 127.A.* per test
+session (so parallel sessions and xdist workers don't meet), a fresh B per lab, each checked
+to have no listener. `lab3` (module) is a ready 2-control-plane + 1-worker kubeadm lab.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import random
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+LAB_TOOLS = ("/usr/sbin/sshd", "unshare", "ssh", "sudo", "openssl")
+
+
+def lab_skip_reason() -> str | None:
+    """Why lab tests cannot run here, or None when they can."""
+    if os.geteuid() != 0:
+        return "lab tests need root (namespaces, bind mounts, sshd on port 22)"
+    missing = [tool for tool in LAB_TOOLS if not shutil.which(tool)]
+    if missing:
+        return f"lab tests need {', '.join(missing)} (make syspkgs installs them)"
+    return None
+
+
+@dataclass
+class Lab:
+    """A running lab as tests see it: paths, addresses, and an ssh runner (the plain client)."""
+
+    dir: Path
+    net: str
+    profile: str
+    nodes: dict[str, str]                       # name -> address
+    roles: dict[str, str] = field(default_factory=dict)
+    running: bool = True
+
+    @property
+    def inventory(self) -> Path:
+        return self.dir / "inventory.ini"
+
+    @property
+    def sudo_inventory(self) -> Path:
+        return self.dir / "inventory-sudo.ini"
+
+    @property
+    def key(self) -> Path:
+        return self.dir / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.dir / "known_hosts"
+
+    @property
+    def become_password(self) -> str:
+        return (self.dir / "become-password").read_text().strip()
+
+    def node_root(self, node: str) -> Path:
+        """Where the node's private files (its /etc/kubernetes, ...) live on this machine."""
+        return self.dir / "nodes" / node / "root"
+
+    def names(self, role: str | None = None) -> list[str]:
+        return [n for n in self.nodes if role is None or self.roles[n] == role]
+
+    def ssh_argv(self, node: str, user: str = "root") -> list[str]:
+        return ["ssh", "-F", "/dev/null", "-i", str(self.key), "-o", "IdentitiesOnly=yes",
+                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+                "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", f"{user}@{self.nodes[node]}"]
+
+    def ssh(self, node: str, command: str, *, user: str = "root", stdin: str | None = None,
+            check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        result = subprocess.run([*self.ssh_argv(node, user), command], input=stdin, text=True,
+                                capture_output=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"ssh {user}@{node} {command!r} -> rc {result.returncode}\n"
+                                 f"stdout: {result.stdout}\nstderr: {result.stderr}")
+        return result
+
+    def down(self) -> None:
+        from harden.lab import cluster
+
+        if self.running:
+            cluster.down(self.dir)
+            self.running = False
+
+
+class LabFactory:
+    """Starts labs for tests and guarantees they are all stopped at the end of the session."""
+
+    def __init__(self, base_dir: Path):
+        self.base_dir = base_dir
+        self.labs: list[Lab] = []
+        self.rng = random.Random()
+        self.first_octet = self.rng.randint(100, 250)
+        self.next_b = self.rng.randint(0, 200)
+
+    def free_net(self) -> str:
+        from harden.lab import cluster
+
+        for _ in range(256):
+            net = f"127.{self.first_octet}.{self.next_b % 256}"
+            self.next_b += 1
+            if cluster.net_is_free(net):
+                return net
+        raise RuntimeError(f"no free 127.{self.first_octet}.x/24 for a lab")
+
+    def start(self, *, control_planes: int = 1, workers: int = 1,
+              profile: str = "kubeadm") -> Lab:
+        from harden.lab import cluster
+
+        lab_dir = self.base_dir / f"lab{len(self.labs)}-{profile}"
+        net = self.free_net()
+        lab = Lab(lab_dir, net, profile, {})
+        self.labs.append(lab)  # registered before up: a half-started lab is stopped too
+        state = cluster.up(lab_dir, control_planes=control_planes, workers=workers,
+                           profile=profile, net=net)
+        lab.nodes = {n["name"]: n["address"] for n in state["nodes"]}
+        lab.roles = {n["name"]: n["role"] for n in state["nodes"]}
+        return lab
+
+    def stop_all(self) -> None:
+        for lab in self.labs:
+            if lab.running and (lab.dir / "lab.json").exists():
+                lab.down()
+
+
+@pytest.fixture(scope="session")
+def lab_factory(tmp_path_factory):
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("labs")
+    factory = LabFactory(base)
+    atexit.register(factory.stop_all)  # also after an interrupted session
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def lab3(lab_factory):
+    """Two control planes and one worker, kubeadm profile; stopped after the module."""
+    lab = lab_factory.start(control_planes=2, workers=1)
+    try:
+        yield lab
+    finally:
+        lab.down()
