@@ -16,7 +16,8 @@ EXIT_OK, EXIT_INPUT, EXIT_FINDINGS, EXIT_HOSTS = 0, 1, 2, 4
 
 
 def _fail(message: str, code: int = EXIT_INPUT) -> None:
-    click.echo(f"harden: error: {message}", err=True)
+    for line in message.splitlines() or [""]:
+        click.echo(f"harden: error: {line}", err=True)
     sys.exit(code)
 
 
@@ -70,10 +71,12 @@ def cli() -> None:
 @become_pass_option
 @click.option("--timeout", default=None, type=float, help="Connect timeout in seconds (default 10).")
 def ping(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeout):
-    """Connect to every host (through jump hosts, with become) and run a trivial command.
+    """Connect to every host (through jump hosts, with become) and run `id -un`.
 
-    Prints one row per host: ok, unreachable (with the reason), auth failed or host key
-    mismatch. Exits 0 when every host answered, 4 otherwise. Writes nothing on any node.
+    Prints one row per host: ok (and the effective user), unreachable (with the reason),
+    auth failed, host key mismatch / unknown, or become failed. Exits 0 when every host
+    answered, 4 otherwise, 1 (before contacting any host) when a host's connection settings
+    are wrong, e.g. a missing key file. Writes nothing on any node.
     """
     from harden.ping import run_ping
 
@@ -104,42 +107,116 @@ def inventory(inventories, limit, as_list, as_graph, show_secrets):
         click.echo(inv.graph(limit=limit))
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.pass_context
-def check(ctx):
-    """Audit hosts against the CIS Kubernetes Benchmark over SSH (one probe per host).
+@cli.command()
+@inventory_option
+@limit_option
+@forks_option
+@hostkey_option
+@become_pass_option
+@click.option("--benchmark", default="cis-1.12", show_default=True, help="Catalogue to check against.")
+@click.option("--format", "fmt", default="text", show_default=True,
+              type=click.Choice(["text", "json", "junit", "sarif", "html"]), help="Report format.")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="Write the report to FILE instead of standard output.")
+@click.option("--timeout", default=None, type=float, help="Connect timeout in seconds (default 10).")
+def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, benchmark, fmt,
+          output, timeout):
+    """Audit hosts against the CIS Kubernetes Benchmark over SSH (one probe exec per host).
 
-    Usage: harden check -i INV [-l PATTERN] [--benchmark cis-1.12]
-    [--format text|json|junit|sarif|html] [-o FILE]. Not built yet.
+    Evaluates both the configured state (manifests, kubelet config, drop-ins) and the effective
+    one (running processes' arguments); a mismatch is reported as drift. Exits 0 when every
+    scored check passes, 2 on a scored FAIL, 4 when a host could not be audited.
     """
-    _not_built("check")
+    from harden.checkrun import run_check
 
-
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.pass_context
-def apply(ctx):
-    """Apply a playbook: plan from facts, change only the difference, verify, roll back on failure.
-
-    Usage: harden apply -i INV PLAYBOOK [-l PATTERN] [--check] [--diff] [-f FORKS]
-    [-e KEY=VALUE] [-t TAGS] [--format text|json]. Not built yet.
-    """
-    _not_built("apply")
-
-
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.pass_context
-def rollback(ctx):
-    """Restore every file a run changed, byte for byte, and wait until healthy.
-
-    Usage: harden rollback -i INV RUN_ID [-l PATTERN] [--force]. Not built yet.
-    """
-    _not_built("rollback")
+    sys.exit(run_check(inventories, limit=limit, forks=forks, benchmark=benchmark, fmt=fmt,
+                       output=output, accept_new_host_keys=accept_new_host_keys,
+                       ask_become_pass=ask_become_pass, connect_timeout=timeout))
 
 
 @cli.command()
-def runs():
-    """List past runs from the local journal. Not built yet."""
-    _not_built("runs")
+@inventory_option
+@click.argument("playbook", type=click.Path(dir_okay=False))
+@limit_option
+@click.option("-C", "--check", is_flag=True,
+              help="Plan and report, write nothing; exit 2 when changes are pending.")
+@click.option("-D", "--diff", is_flag=True, help="Show what changes in each file (secrets redacted).")
+@forks_option
+@click.option("-e", "--extra-vars", "extra_vars", multiple=True, metavar="KEY=VALUE",
+              help="Variables that override all others; repeatable.")
+@click.option("-t", "--tags", default=None, help="Only tasks with one of these tags (comma-separated).")
+@click.option("--format", "output_format", default="text", show_default=True,
+              type=click.Choice(["text", "json"]))
+@hostkey_option
+@become_pass_option
+def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, output_format,
+          accept_new_host_keys, ask_become_pass):
+    """Apply a playbook: plan from facts, change only the difference, verify, roll back on failure.
+
+    Exit codes: 0 done, no host failed; 1 bad input (nothing changed); 2 --check found pending
+    changes; 4 a host was unreachable or failed (its changes rolled back).
+    """
+    from harden.connection import RunOptions, run_become_password
+    from harden.runner import ApplyOptions, run_apply
+    from harden.templating import parse_extra_vars
+
+    options = ApplyOptions(
+        check=check, diff=diff, forks=forks, limit=limit,
+        tags=[t.strip() for t in tags.split(",") if t.strip()] if tags else None,
+        extra_vars=parse_extra_vars(extra_vars),
+        run_options=RunOptions(accept_new_host_keys=accept_new_host_keys,
+                               become_password=run_become_password(ask_become_pass)))
+    sys.exit(run_apply(inventories, playbook, options, output_format))
+
+
+@cli.command()
+@inventory_option
+@click.argument("run_id")
+@limit_option
+@click.option("--force", is_flag=True,
+              help="Restore even files changed since the run (their later changes are lost).")
+@hostkey_option
+@become_pass_option
+def rollback(inventories, run_id, limit, force, accept_new_host_keys, ask_become_pass):
+    """Restore every file a run changed, byte for byte with mode and owner, and wait until healthy.
+
+    Works for finished and interrupted runs (the node's backups are the record). A file changed
+    since the run is not overwritten without --force; its difference is shown.
+    """
+    from rich.console import Console
+
+    from harden.connection import RunOptions, run_become_password
+    from harden.rollback import run_rollback
+
+    options = RunOptions(accept_new_host_keys=accept_new_host_keys,
+                         become_password=run_become_password(ask_become_pass))
+    sys.exit(run_rollback(inventories, run_id, limit=limit, force=force, run_options=options,
+                          console=Console(soft_wrap=True, highlight=False)))
+
+
+@cli.command()
+@click.option("-n", "--last", default=30, show_default=True, type=click.IntRange(1, 10000),
+              help="How many runs to show, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def runs(last, as_json):
+    """List past runs from the local journal: id, time, playbook, hosts, changed, failed,
+    rolled back, and whether the run was interrupted (killed before it finished)."""
+    from rich.console import Console
+
+    from harden.apply_output import print_runs
+    from harden.journal import Journal
+
+    journal = Journal()
+    try:
+        rows = journal.runs(last)
+    finally:
+        journal.close()
+    if as_json:
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        print_runs(Console(soft_wrap=True, highlight=False), rows)
 
 
 @cli.command()
@@ -178,16 +255,25 @@ lab_dir_option = click.option(
               help="kubeadm: files as kubeadm writes them; weak: deliberately insecure.")
 @click.option("--net", default=None, metavar="127.A.B",
               help="Loopback /24 for the nodes (node i is 127.A.B.(10+i)); random free one if unset.")
-def lab_up(lab_dir, control_planes, workers, profile, net):
-    """Start the nodes; returns once every node's sshd accepts connections."""
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait until every static pod is ready, not only until sshd answers.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for readiness.")
+def lab_up(lab_dir, control_planes, workers, profile, net, wait, timeout):
+    """Start the nodes; returns once every sshd answers (and, with --wait, every pod is ready)."""
+    import time
+
     from harden.lab import cluster
 
+    started = time.monotonic()
     state = cluster.up(lab_dir, control_planes=control_planes, workers=workers,
                        profile=profile, net=net)
     for node in state["nodes"]:
         click.echo(f"{node['name']:<6} {node['role']:<14} {node['address']}")
     click.echo(f"lab up in {state['started_seconds']:.2f}s: inventory {state['dir']}/inventory.ini"
                f" (root), {state['dir']}/inventory-sudo.ini (labops + sudo)")
+    if wait:
+        cluster.wait_ready(lab_dir, timeout)
+        click.echo(f"every node and static pod ready {time.monotonic() - started:.2f}s after start")
 
 
 @lab.command("down")

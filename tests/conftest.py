@@ -82,6 +82,12 @@ class Lab:
                                  f"stdout: {result.stdout}\nstderr: {result.stderr}")
         return result
 
+    def wait_ready(self, timeout: float = 30.0) -> dict:
+        """Until every sshd, kubelet and static pod of the lab is up and ready."""
+        from harden.lab import cluster
+
+        return cluster.wait_ready(self.dir, timeout)
+
     def down(self) -> None:
         from harden.lab import cluster
 

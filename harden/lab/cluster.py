@@ -36,6 +36,8 @@ COPIED_FROM_HOST = ("/etc/sysctl.d", "/etc/sudoers.d", "/usr/local/sbin")
 UP_TIMEOUT = 20.0
 STOP_TIMEOUT = 8.0
 MAX_SOCKET_PATH = 107
+KUBELET_STATE_FILE = "/var/lib/kubelet/harden-lab-pods.json"   # written by harden.lab.kubelet
+EXPECTED_PODS = 4                     # kube-apiserver, controller-manager, scheduler, etcd
 REQUIRED_TOOLS = {"sshd": sshd.SSHD, "unshare": "unshare", "openssl": "openssl", "sudo": "sudo"}
 
 
@@ -531,9 +533,54 @@ def status(lab_dir: Path) -> dict:
         rows.append({"name": node.name, "role": node.role, "address": node.address,
                      "running": running,
                      "sshd_up": running and port_open(node.address),
-                     "services": services if running else {}})
+                     "services": services if running else {},
+                     "pods": node_pods(node.node_dir) if running else {}})
     return {"dir": state["dir"], "net": state["net"], "profile": state["profile"],
             "state": state["state"], "nodes": rows}
+
+
+def node_pods(node_dir: str) -> dict:
+    """The node kubelet's view of its static pods (written by harden.lab.kubelet), or {}."""
+    try:
+        state = json.loads(Path(node_dir, "root", KUBELET_STATE_FILE.lstrip("/")).read_text())
+    except (OSError, ValueError):
+        return {}
+    return state.get("pods", {})
+
+
+def unready(report: dict) -> list[str]:
+    """What keeps a lab from being ready: nodes without sshd or kubelet, pods not ready."""
+    problems = []
+    for row in report["nodes"]:
+        if not row["sshd_up"]:
+            problems.append(f"{row['name']}: sshd down")
+        if row["services"].get("kubelet", {}).get("state") != "active":
+            problems.append(f"{row['name']}: kubelet not active")
+        expected = EXPECTED_PODS if row["role"] == "control-plane" else 0
+        pods = row.get("pods", {})
+        if len(pods) < expected:
+            problems.append(f"{row['name']}: {len(pods)}/{expected} static pods seen")
+        problems += [f"{row['name']}: pod {name} {pod.get('state')}"
+                     + (f" ({pod['last_error']})" if pod.get("last_error") else "")
+                     for name, pod in pods.items() if not pod.get("ready")]
+    return problems
+
+
+def wait_ready(lab_dir: Path, timeout: float = 30.0) -> dict:
+    """Block until every node's sshd and kubelet run and every static pod is ready.
+
+    Tests and the demo need a steady lab before they measure anything; a lab that does not
+    settle in time is an error that says which node and pod is stuck.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        report = status(lab_dir)
+        problems = unready(report)
+        if not problems:
+            return report
+        if time.monotonic() > deadline:
+            raise HardenError(f"lab not ready after {timeout:.0f}s: " + "; ".join(problems[:6]))
+        time.sleep(0.2)
 
 
 def format_status(report: dict) -> str:
@@ -547,4 +594,9 @@ def format_status(report: dict) -> str:
             for name, info in row["services"].items()) or ("-" if row["running"] else "down")
         lines.append(f"{row['name']:<6} {row['role']:<14} {row['address']:<16} "
                      f"{'up' if row['sshd_up'] else 'down':<5} {services}")
+        for name, pod in sorted(row.get("pods", {}).items()):
+            lines.append(f"{'':<6} pod {name:<32} {pod.get('state', '?'):<14} "
+                         f"ready={'yes' if pod.get('ready') else 'no'} "
+                         f"restarts={pod.get('restarts', 0)}"
+                         + (f"  last error: {pod['last_error']}" if pod.get("last_error") else ""))
     return "\n".join(lines)

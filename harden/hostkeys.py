@@ -1,0 +1,201 @@
+"""known_hosts checking as OpenSSH does it, with file and line for every verdict.
+
+paramiko's HostKeys forgets where an entry came from; a user told "host key mismatch" needs the
+file and line to fix, and the fingerprints to decide whether to trust the change. So this
+module reads known_hosts itself: plain and hashed (`|1|salt|hash`) names, `[host]:port`,
+wildcard and negated patterns, `@revoked` lines. A changed key is never accepted, whatever
+the policy; only a host seen for the first time may be recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import fnmatch
+import hashlib
+import hmac
+import os
+import threading
+from dataclasses import dataclass
+
+import paramiko
+
+from harden.errors import HostError
+
+_RECORD_LOCK = threading.Lock()
+# paramiko names RSA keys 'ssh-rsa' but negotiates them as these signature algorithms.
+_ALGORITHMS_FOR_TYPE = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}
+
+
+class HostKeyMismatch(HostError):
+    """The server offered a key different from the one recorded for it: refuse, loudly."""
+
+    kind = "host key mismatch"
+
+
+class HostKeyUnknown(HostKeyMismatch):
+    """No key is recorded for the server and the policy does not allow recording one."""
+
+    kind = "host key unknown"
+
+
+@dataclass(frozen=True)
+class KnownKey:
+    path: str
+    line: int
+    key_type: str
+    blob: bytes
+    revoked: bool = False
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.blob)
+
+
+def fingerprint(blob: bytes) -> str:
+    """OpenSSH's SHA256 fingerprint format, so users can compare with `ssh-keygen -lf`."""
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+def lookup_name(address: str, port: int) -> str:
+    """How known_hosts names a server: bare on port 22, `[address]:port` otherwise."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def known_keys(host: str, name: str, files: tuple[str, ...]) -> list[KnownKey]:
+    """Every entry in `files` whose host patterns match `name`, in file order."""
+    found: list[KnownKey] = []
+    for path in files:
+        for number, line in _read_lines(host, path):
+            entry = _parse_line(path, number, line)
+            if entry is not None and _patterns_match(entry[0], name):
+                found.append(entry[1])
+    return found
+
+
+def preferred_key_types(known: list[KnownKey]) -> list[str]:
+    """Host key algorithms to ask for first, so the server offers the key type we know."""
+    order: list[str] = []
+    for key in known:
+        if not key.revoked:
+            order.extend(_ALGORITHMS_FOR_TYPE.get(key.key_type, (key.key_type,)))
+    return list(dict.fromkeys(order))
+
+
+def verify_host_key(host: str, name: str, offered: paramiko.PKey, known: list[KnownKey],
+                    policy: str, record_file: str) -> None:
+    """Accept the offered key or raise HostKeyMismatch/HostKeyUnknown with what to fix."""
+    blob, key_type = offered.asbytes(), offered.get_name()
+    offered_fp = fingerprint(blob)
+    for key in known:
+        if key.revoked and key.blob == blob:
+            raise HostKeyMismatch(host, f"{name} offered a REVOKED host key {offered_fp} "
+                                        f"({key.path}:{key.line})", "host key")
+    valid = [k for k in known if not k.revoked]
+    if any(k.blob == blob for k in valid):
+        return
+    same_type = [k for k in valid if k.key_type == key_type]
+    if same_type or valid:
+        expected = (same_type or valid)[0]
+        raise HostKeyMismatch(host, _mismatch_message(name, key_type, offered_fp, expected),
+                              "host key")
+    if policy == "yes":
+        raise HostKeyUnknown(host, f"no host key for {name} is known ({key_type} "
+                                   f"{offered_fp} offered); add it to a known_hosts file "
+                                   "or run with --accept-new-host-keys", "host key")
+    record_host_key(record_file, name, offered)
+
+
+def _mismatch_message(name: str, key_type: str, offered_fp: str, expected: KnownKey) -> str:
+    return (f"HOST KEY MISMATCH for {name}: it offered {key_type} {offered_fp} but "
+            f"{expected.path}:{expected.line} expects {expected.key_type} "
+            f"{expected.fingerprint}. This may be an attack or a reinstalled host; if the "
+            f"change is expected, remove line {expected.line} of {expected.path}")
+
+
+def record_host_key(path: str, name: str, key: paramiko.PKey) -> None:
+    """Append one plain known_hosts line; locked so parallel hosts never interleave lines."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    line = f"{name} {key.get_name()} {key.get_base64()}\n"
+    with _RECORD_LOCK:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if _needs_newline(path):
+                line = "\n" + line
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+
+def _needs_newline(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:   # empty file, or a device such as /dev/null
+        return False
+
+
+def _read_lines(host: str, path: str) -> list[tuple[int, str]]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return [(n, line.strip()) for n, line in enumerate(f, 1)]
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise HostError(host, f"cannot read known_hosts file {path}: {exc.strerror}",
+                        "UserKnownHostsFile") from None
+
+
+def _parse_line(path: str, number: int, line: str) -> tuple[str, KnownKey] | None:
+    """(host patterns, key) for a usable line; comments, CA lines and junk give None."""
+    if not line or line.startswith("#"):
+        return None
+    fields = line.split()
+    revoked = False
+    if fields[0].startswith("@"):
+        if fields[0] != "@revoked":
+            return None    # @cert-authority: host certificates are not supported
+        revoked, fields = True, fields[1:]
+    if len(fields) < 3:
+        return None
+    try:
+        blob = base64.b64decode(fields[2], validate=True)
+    except ValueError:
+        return None
+    return fields[0], KnownKey(path, number, fields[1], blob, revoked)
+
+
+def _patterns_match(patterns: str, name: str) -> bool:
+    """OpenSSH semantics: any positive match and no negated match."""
+    matched = False
+    for pattern in patterns.split(","):
+        negated = pattern.startswith("!")
+        pattern = pattern[1:] if negated else pattern
+        if _pattern_matches(pattern, name):
+            if negated:
+                return False
+            matched = True
+    return matched
+
+
+def _pattern_matches(pattern: str, name: str) -> bool:
+    if pattern.startswith("|1|"):
+        return _hashed_matches(pattern, name)
+    if "*" in pattern or "?" in pattern:
+        return fnmatch.fnmatchcase(name.lower(), pattern.lower())
+    return pattern.lower() == name.lower()
+
+
+def _hashed_matches(pattern: str, name: str) -> bool:
+    try:
+        _, _, salt64, hash64 = pattern.split("|")
+        salt, expected = base64.b64decode(salt64), base64.b64decode(hash64)
+    except ValueError:
+        return False
+    actual = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return hmac.compare_digest(actual, expected)
