@@ -155,7 +155,9 @@ class Supervisor:
         node_dir = Path(spec["node_dir"])
         self.status_file = node_dir / "services.json"
         self.env = {"PATH": SERVICE_PATH, "LANG": "C.UTF-8", "HOME": "/root",
-                    "PYTHONPATH": spec["pythonpath"]}
+                    "PYTHONPATH": spec["pythonpath"],
+                    # the lab shares the machine's hostname; the kubelet names its node from this
+                    "HARDEN_LAB_NODE_NAME": spec["name"]}
         self.services = {
             "sshd": Service("sshd", node_dir / "sshd.log", lambda: spec["sshd_argv"]),
             "kubelet": Service("kubelet", node_dir / "kubelet.log", kubelet_argv),
