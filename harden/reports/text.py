@@ -42,12 +42,17 @@ def wants_color(stream=None) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
+PLAIN_WIDTH = 110
+
+
 def render_text(run: CheckRun, color: bool | None = None) -> str:
     color = wants_color() if color is None else color
     buffer = io.StringIO()
+    # A terminal gets its own width; files and pipes get a fixed one, so a report written by
+    # cron or CI reads the same whatever launched it.
+    width = shutil.get_terminal_size((PLAIN_WIDTH, 24)).columns if color else PLAIN_WIDTH
     console = Console(file=buffer, force_terminal=color, color_system="auto" if color else None,
-                      width=shutil.get_terminal_size((100, 24)).columns, highlight=False,
-                      emoji=False, markup=False)
+                      width=width, highlight=False, emoji=False, markup=False)
     console.print(_heading(run))
     by_host = {host: list(rs) for host, rs in groupby(ordered_results(run), key=lambda r: r.host)}
     for host in ordered_hosts(run):
