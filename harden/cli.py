@@ -175,9 +175,10 @@ def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, ou
 @limit_option
 @click.option("--force", is_flag=True,
               help="Restore even files changed since the run (their later changes are lost).")
+@forks_option
 @hostkey_option
 @become_pass_option
-def rollback(inventories, run_id, limit, force, accept_new_host_keys, ask_become_pass):
+def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask_become_pass):
     """Restore every file a run changed, byte for byte with mode and owner, and wait until healthy.
 
     Works for finished and interrupted runs (the node's backups are the record). A file changed
@@ -191,7 +192,7 @@ def rollback(inventories, run_id, limit, force, accept_new_host_keys, ask_become
     options = RunOptions(accept_new_host_keys=accept_new_host_keys,
                          become_password=run_become_password(ask_become_pass))
     sys.exit(run_rollback(inventories, run_id, limit=limit, force=force, run_options=options,
-                          console=Console(soft_wrap=True, highlight=False)))
+                          console=Console(soft_wrap=True, highlight=False), forks=forks))
 
 
 @cli.command()

@@ -22,7 +22,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from harden.errors import InputError
 
-_SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.S)
+# A value that is exactly one expression keeps its native type ("{{ 3 }}" is the int 3). Only
+# blanks may surround it: a newline is content ("{{ key }}\n" in a block scalar is a string that
+# ends in a newline), and \Z, unlike $, does not match before a final newline.
+_SINGLE_EXPR = re.compile(r"\A[ \t]*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}[ \t]*\Z", re.S)
 
 
 def _b64encode(value) -> str:

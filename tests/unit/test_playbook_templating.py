@@ -21,6 +21,12 @@ def test_single_expression_keeps_native_type():
     assert render_value({"k": ["{{ n }}", "x"]}, variables) == {"k": [3, "x"]}
 
 
+def test_a_trailing_newline_is_content_not_blank_around_an_expression():
+    assert render_string("{{ key }}\n", {"key": "abc"}) == "abc\n"
+    assert render_string("{{ n }}\n", {"n": 3}) == "3\n"
+    assert render_string("  {{ n }}\t", {"n": 3}) == 3
+
+
 def test_undefined_variable_is_an_error_with_location():
     with pytest.raises(InputError, match="play.yml:7: template error .*'nope' is undefined"):
         render_string("{{ nope }}", {}, ("play.yml", 7))

@@ -1,0 +1,176 @@
+"""Failure paths of `harden apply` on the lab (issue 4 acceptance 4 and 6): a control plane
+that fails verification is rolled back and the rollout stops; a run killed half-way is shown
+as interrupted and can be rolled back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+APISERVER = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+MANIFESTS = {"etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml",
+             "kube-scheduler.yaml"}
+
+
+def harden(state_dir, *args: str, timeout: float = 280,
+           env: dict | None = None) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "HARDEN_STATE_DIR": str(state_dir), "COLUMNS": "200",
+               **(env or {})}
+    return subprocess.run([sys.executable, "-m", "harden.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=environ)
+
+
+def bad_plugin_play(timeout: int) -> str:
+    return f"""
+- name: Unknown admission plugin
+  hosts: control_plane
+  serial: 1
+  become: true
+  tasks:
+    - name: enable a plugin that does not exist
+      static_pod:
+        manifest: {APISERVER}
+        add_to_list:
+          enable-admission-plugins: [NoSuchPlugin]
+      notify: wait for kube-apiserver
+  handlers:
+    - name: wait for kube-apiserver
+      wait_for_static_pod:
+        name: kube-apiserver
+        successes: 2
+        timeout: {timeout}
+        interval: 1
+"""
+
+
+@pytest.fixture(scope="module")
+def lab3cp(lab_factory):
+    lab = lab_factory.start(control_planes=3, workers=0)
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def manifest_state(lab, node: str) -> tuple[str, int, int, int]:
+    path = lab.node_root(node) / APISERVER.lstrip("/")
+    st = path.stat()
+    return hashlib.sha256(path.read_bytes()).hexdigest(), st.st_mode & 0o7777, st.st_uid, \
+        st.st_gid
+
+
+def static_pod_files_seen(lab, node: str) -> set[str]:
+    """Every non-dot file the lab kubelet ever saw in its static-pod dir (acceptance 7:
+    restore temp files are dot-prefixed, backups live elsewhere)."""
+    state = json.loads((lab.node_root(node) / "var/lib/kubelet/harden-lab-pods.json")
+                       .read_text())
+    return set(state["seen_files"])
+
+
+def apiserver_healthy(lab, node: str) -> bool:
+    address = lab.nodes[node]
+    result = lab.ssh(node, f"curl -sk -o /dev/null -w '%{{http_code}}' "
+                           f"https://{address}:6443/livez", check=False)
+    return result.stdout.strip() in ("200", "401")
+
+
+def test_failed_verification_rolls_back_the_first_control_plane_only(lab3cp, tmp_path):
+    playbook = tmp_path / "bad-plugin.yml"
+    playbook.write_text(bad_plugin_play(timeout=8))
+    before = {node: manifest_state(lab3cp, node) for node in lab3cp.nodes}
+    result = harden(tmp_path, "apply", "-i", str(lab3cp.inventory), str(playbook),
+                    "--format", "json")
+    assert result.returncode == 4, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert list(report["hosts"]) == ["cp1"]
+    assert report["hosts"]["cp1"]["rolled_back"] == 1 and report["hosts"]["cp1"]["failed"] == 1
+    assert report["stopped"]
+    assert {node: manifest_state(lab3cp, node) for node in lab3cp.nodes} == before
+    assert apiserver_healthy(lab3cp, "cp1")
+    assert static_pod_files_seen(lab3cp, "cp1") == MANIFESTS
+    for node in ("cp2", "cp3"):
+        assert not (lab3cp.node_root(node) / "var/lib/harden/backups").exists()
+    text = harden(tmp_path, "apply", "-i", str(lab3cp.inventory), str(playbook))
+    assert text.returncode == 4
+    row = next(line for line in text.stdout.splitlines() if line.startswith("│ cp1"))
+    failed, unreachable, rolled_back = [c.strip() for c in row.split("│")[4:7]]
+    assert (failed, unreachable, rolled_back) == ("1", "0", "1"), text.stdout
+
+
+def test_killed_run_shows_interrupted_and_rollback_restores(lab3cp, tmp_path):
+    playbook = tmp_path / "bad-plugin.yml"
+    playbook.write_text(bad_plugin_play(timeout=120))
+    before = manifest_state(lab3cp, "cp1")
+    backups = lab3cp.node_root("cp1") / "var/lib/harden/backups"
+    existing = set(os.listdir(backups)) if backups.exists() else set()
+    environ = {**os.environ, "HARDEN_STATE_DIR": str(tmp_path)}
+    process = subprocess.Popen([sys.executable, "-m", "harden.cli", "apply", "-i",
+                                str(lab3cp.inventory), str(playbook)], env=environ,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _new_backup(backups, existing):
+            time.sleep(0.1)
+        assert _new_backup(backups, existing), "the run never wrote a backup"
+        time.sleep(0.5)                     # backup and write done; now in the health wait
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert manifest_state(lab3cp, "cp1") != before          # killed with the bad manifest
+    listing = json.loads(harden(tmp_path, "runs", "--json").stdout)
+    assert listing[0]["interrupted"] is True
+    run_id = listing[0]["id"]
+    assert "interrupted" in harden(tmp_path, "runs").stdout
+    result = harden(tmp_path, "rollback", "-i", str(lab3cp.inventory), run_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cp1" in result.stdout and "rolled_back" in result.stdout
+    assert manifest_state(lab3cp, "cp1") == before
+    assert apiserver_healthy(lab3cp, "cp1")
+    assert static_pod_files_seen(lab3cp, "cp1") == MANIFESTS
+
+
+def _new_backup(backups, existing: set) -> bool:
+    if not backups.exists():
+        return False
+    return any((backups / name / "index").exists() for name in set(os.listdir(backups))
+               - existing)
+
+
+def test_verification_and_kubelet_wait_work_through_sudo(lab3cp, tmp_path):
+    """A non-root login with become: the manifest change is verified although no task waits
+    for it, and the kubelet's service state is asked for as root."""
+    playbook = tmp_path / "profiling.yml"
+    playbook.write_text(f"""
+- hosts: cp2
+  become: true
+  tasks:
+    - name: profiling off
+      static_pod:
+        manifest: {APISERVER}
+        set: {{profiling: false}}
+    - name: kubelet read-only port off
+      kubelet_config:
+        set: {{readOnlyPort: 0}}
+      notify: [restart kubelet, wait for kubelet]
+  handlers:
+    - name: restart kubelet
+      service: {{name: kubelet, state: restarted}}
+    - name: wait for kubelet
+      wait_for_kubelet: {{successes: 2, timeout: 30, interval: 1}}
+""")
+    result = harden(tmp_path, "apply", "-i", str(lab3cp.sudo_inventory), str(playbook),
+                    env={"HARDEN_BECOME_PASSWORD": lab3cp.become_password})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verify kube-apiserver  ok" in result.stdout
+    assert "wait for kubelet  ok" in result.stdout
+    assert "--profiling=false" in lab3cp.ssh("cp2", f"cat {APISERVER}").stdout
+    assert apiserver_healthy(lab3cp, "cp2")

@@ -1,0 +1,121 @@
+"""`harden check` over SSH on live labs: verdicts per id for both profiles, drift, report
+formats, and one exec per host."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from lab_verdicts import EXPECTED, compared
+
+pytestmark = pytest.mark.lab
+HARDEN = [sys.executable, "-m", "harden.cli"]
+
+
+def harden_check(lab, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*HARDEN, "check", "-i", str(lab.inventory), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def verdicts(results: list[dict], host: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for r in results:
+        if r["host"] == host and compared(r["id"]):
+            out.setdefault(r["status"], set()).add(r["id"])
+    return out
+
+
+@pytest.fixture(scope="module", params=["kubeadm", "weak"])
+def profile_lab(request, lab_factory):
+    lab = lab_factory.start(control_planes=1, workers=1, profile=request.param)
+    try:
+        lab.wait_ready()
+        yield lab
+    finally:
+        lab.down()
+
+
+def test_verdicts_match_kube_bench_definitions(profile_lab):
+    done = harden_check(profile_lab, "--format", "json")
+    assert done.returncode == 2, done.stderr      # both profiles have scored FAILs
+    report = json.loads(done.stdout)
+    assert report["benchmark"] == "cis-1.12"
+    for host, role in profile_lab.roles.items():
+        got = verdicts(report["results"], host)
+        want = EXPECTED[(profile_lab.profile, role)]
+        assert got.get("FAIL", set()) == set(want["FAIL"].split()), (host, role)
+        assert got.get("WARN", set()) == set(want["WARN"].split()), (host, role)
+        assert not got.get("ERROR"), got.get("ERROR")
+        assert report["summary"][host]["FAIL"] == len(want["FAIL"].split())
+
+
+def test_drift_when_manifest_changed_but_pod_not_restarted(lab_factory):
+    lab = lab_factory.start(control_planes=1, workers=0)
+    try:
+        lab.wait_ready()
+        cp = lab.names("control-plane")[0]
+        # Stop the kubelet first so the edited manifest is never picked up: the running API
+        # server keeps its old flags while the file on disk says otherwise.
+        lab.ssh(cp, "systemctl stop kubelet")
+        lab.ssh(cp, "sed -i 's/    - --authorization-mode=Node,RBAC/"
+                    "    - --authorization-mode=Node,RBAC\\n    - --profiling=false/' "
+                    "/etc/kubernetes/manifests/kube-apiserver.yaml")
+        report = json.loads(harden_check(lab, "--format", "json").stdout)
+        by_id = {r["id"]: r for r in report["results"] if r["host"] == cp}
+        assert by_id["1.2.15"]["status"] == "FAIL"           # the running process decides
+        assert by_id["1.2.15"]["drift"] and "profiling" in by_id["1.2.15"]["drift"]
+        assert not by_id["1.2.2"].get("drift")               # unaffected checks stay clean
+    finally:
+        lab.down()
+
+
+def test_report_formats_and_exit_codes(lab3, tmp_path):
+    lab3.wait_ready()
+    junit = tmp_path / "report.xml"
+    done = harden_check(lab3, "--format", "junit", "-o", str(junit))
+    assert done.returncode == 2 and done.stdout == ""
+    suites = ET.parse(junit).getroot()
+    assert {s.get("name") for s in suites.iter("testsuite")} == set(lab3.nodes)
+    sarif = json.loads(harden_check(lab3, "--format", "sarif").stdout)
+    assert sarif["version"] == "2.1.0" and sarif["runs"][0]["results"]
+    html = harden_check(lab3, "--format", "html").stdout
+    assert html.lstrip().startswith("<!DOCTYPE html>") and all(n in html for n in lab3.nodes)
+
+
+def test_unreachable_host_exit_4_others_reported(lab3, tmp_path):
+    lab3.wait_ready()
+    inv = tmp_path / "inv.ini"
+    text = lab3.inventory.read_text()
+    net = lab3.net
+    inv.write_text(text.replace("[workers]", f"[workers]\nghost ansible_host={net}.250"))
+    done = subprocess.run([*HARDEN, "check", "-i", str(inv), "--format", "json", "--timeout", "2"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 4
+    report = json.loads(done.stdout)
+    assert "ghost" in report["unreachable"]
+    assert {r["host"] for r in report["results"]} == set(lab3.nodes)
+
+
+def test_one_exec_per_host_on_50_nodes(lab_factory):
+    """The floor: one SSH session and one command per host, counted by the nodes' sshd logs."""
+    lab = lab_factory.start(control_planes=0, workers=50)
+    try:
+        before = {n: _exec_requests(lab, n) for n in lab.nodes}
+        done = harden_check(lab, "--format", "json", "-f", "25")
+        assert done.returncode in (0, 2), done.stderr
+        assert {r["host"] for r in json.loads(done.stdout)["results"]} == set(lab.nodes)
+        for node in lab.nodes:
+            assert _exec_requests(lab, node) - before[node] == 1, node
+    finally:
+        lab.down()
+
+
+def _exec_requests(lab, node: str) -> int:
+    """sshd at LogLevel DEBUG1 logs every exec channel request of every session."""
+    log = (lab.dir / "nodes" / node / "sshd.log").read_text(errors="replace")
+    return sum(1 for line in log.splitlines()
+               if "session_input_channel_req:" in line and line.endswith(" req exec"))
