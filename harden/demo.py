@@ -7,6 +7,7 @@ what a user gets, and the lab is torn down whatever happens.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import time
 
 from rich.console import Console
 from rich.rule import Rule
+from rich.table import Table
 
 console = Console()
 
@@ -40,17 +42,62 @@ def step(title: str, args: list[str], ok_codes: tuple[int, ...] = (0,), env=None
 def run(lab_dir: str, control_planes: int, workers: int) -> None:
     inv = os.path.join(lab_dir, "inventory.ini")
     sudo_inv = os.path.join(lab_dir, "inventory-sudo.ini")
+    reports = os.path.join(lab_dir, "reports")
+    os.makedirs(reports, exist_ok=True)
+    # Lab nodes share this machine's kernel: persist the kubelet's sysctls on the node but do not
+    # set them live; and poll health faster than the production default (the lab is quick).
+    lab_vars = ["-e", "kubelet_sysctl_apply=false", "-e", "harden_wait_interval=0.5"]
+    env = dict(os.environ, HARDEN_STATE_DIR=os.path.join(lab_dir, "state"))
     step("Bring up the lab", ["lab", "up", "--dir", lab_dir, "--control-planes",
                               str(control_planes), "--workers", str(workers)])
     try:
-        step("Lab status", ["lab", "status", "--dir", lab_dir])
+        step("Lab status: nodes, services, static pods", ["lab", "status", "--dir", lab_dir])
         step("The inventory as Ansible would see it", ["inventory", "-i", inv, "--graph"])
-        step("Reach every node (root, key auth)", ["ping", "-i", inv])
         with open(os.path.join(lab_dir, "become-password")) as fh:
-            env = dict(os.environ, HARDEN_BECOME_PASSWORD=fh.read().strip())
-        step("Reach every node as a sudo user (become)", ["ping", "-i", sudo_inv], env=env)
+            sudo_env = dict(env, HARDEN_BECOME_PASSWORD=fh.read().strip())
+        step("Reach every node as a sudo user (become)", ["ping", "-i", sudo_inv], env=sudo_env)
+        before = os.path.join(reports, "before.json")
+        step("CIS check before hardening (one SSH exec per node)",
+             ["check", "-i", inv, "--format", "json", "-o", before], ok_codes=(2,), env=env)
+        step("What site.yml would change (--check writes nothing)",
+             ["apply", "-i", inv, "playbooks/site.yml", "--check", *lab_vars],
+             ok_codes=(2,), env=env)
+        step("Apply site.yml: control planes one at a time, each change health-gated",
+             ["apply", "-i", inv, "playbooks/site.yml", *lab_vars], env=env)
+        step("Apply again: nothing left to change",
+             ["apply", "-i", inv, "playbooks/site.yml", *lab_vars], env=env)
+        after = os.path.join(reports, "after.json")
+        step("CIS check after hardening", ["check", "-i", inv, "--format", "json", "-o", after],
+             ok_codes=(0, 2), env=env)
+        html = os.path.join(reports, "report.html")
+        step("The same check as a self-contained HTML report",
+             ["check", "-i", inv, "--format", "html", "-o", html], ok_codes=(0, 2), env=env)
+        step("The report, per host", ["check", "-i", inv, "-l", "cp1"], ok_codes=(0, 2), env=env)
+        show_comparison(before, after)
+        console.print(f"HTML report: [bold]{html}[/bold]")
+        step("Run history from the local journal", ["runs"], env=env)
     finally:
         step("Tear the lab down", ["lab", "down", "--dir", lab_dir])
+
+
+def show_comparison(before_path: str, after_path: str) -> None:
+    """Scored FAILs per host before and after: the point of the whole exercise, in one table."""
+    with open(before_path) as fh:
+        before = json.load(fh)
+    with open(after_path) as fh:
+        after = json.load(fh)
+    table = Table(title="Scored CIS failures, before → after")
+    for column in ("host", "before", "after", "still failing"):
+        table.add_column(column)
+    for host in sorted(before["summary"]):
+        fails = {side: sorted((r["id"] for r in doc["results"]
+                               if r["host"] == host and r["scored"] and r["status"] == "FAIL"),
+                              key=lambda i: [int(p) for p in i.split(".")])
+                 for side, doc in (("before", before), ("after", after))}
+        table.add_row(host, str(len(fails["before"])), str(len(fails["after"])),
+                      " ".join(fails["after"]) or "-")
+    console.print(Rule("Before and after"))
+    console.print(table)
 
 
 def main(argv: list[str] | None = None) -> None:

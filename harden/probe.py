@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 
@@ -267,7 +268,7 @@ class Facts:
         if "get" in self.kubectl:
             rc, out = self.kubectl["get"]
             if rc != 0:
-                return None, f"kubectl failed (exit {rc}): {out.strip()[:300]}"
+                return None, f"kubectl failed (exit {rc}): {kubectl_error(out)}"
             try:
                 return list(json.loads(out).get("items", [])), ""
             except (ValueError, AttributeError) as exc:
@@ -374,3 +375,20 @@ def _provider_entries(tokens: list[str]) -> list[list[str]]:
                 entries.append([])
             entries[-1].append(token)
     return [entry for entry in entries if entry]
+
+
+_KLOG_PREFIX = re.compile(r"^[EWIF]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] ")
+_KLOG_ERR = re.compile(r'err="([^"]*)"')
+
+
+def kubectl_error(output: str) -> str:
+    """kubectl's last distinct complaint, without klog's timestamp/pid/file prefix and repeats,
+    so a report says "the server could not find the requested resource", not a log dump."""
+    lines = []
+    for raw in output.strip().splitlines():
+        line = _KLOG_PREFIX.sub("", raw.strip())
+        quoted = _KLOG_ERR.search(line)
+        line = quoted.group(1) if quoted else line
+        if line and line not in lines:
+            lines.append(line)
+    return (lines[-1] if lines else "no output")[:300]

@@ -492,7 +492,7 @@ class HostPlay:
             self.notify(task)
         if task.module in WAIT_MODULES:
             self.flush()
-            self.wait(task, module, args, result)
+            self.wait(task, module, args, result, variables)
             return self.done(result, "ok")
         return self.queue(task, module, args, changes, self._with(result, "changed" if changed
                                                                   else "ok"))
@@ -647,9 +647,10 @@ class HostPlay:
                 self.run_task(handler, handler=True)
         self.flush()
 
-    def wait(self, task: Task, module, args: dict, result: TaskResult) -> None:
+    def wait(self, task: Task, module, args: dict, result: TaskResult,
+             variables: dict) -> None:
         try:
-            spec = module.wait_spec(args, self.facts)
+            spec = module.wait_spec(args, self.facts, variables)
         except TaskFailed as exc:
             self.done(result, "failed", str(exc))
             raise HostFailed(f"task '{task.name}': {exc}") from None
@@ -691,7 +692,7 @@ class HostPlay:
                         args={"name": name, "manifest": path}, path=self.play.path,
                         line=self.play.line)
             result = TaskResult(self.name, self.play.name, task.name, "ok")
-            self.wait(task, module, module.validate(task.args), result)
+            self.wait(task, module, module.validate(task.args), result, self.base_vars())
             self.done(result, "ok")
 
     # --- commit ------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ class TaskFailed(Exception):
 
 @dataclass(frozen=True)
 class Arg:
-    """One module argument: type is one of str, int, bool, list, dict, mode, any."""
+    """One module argument: type is one of str, int, number, bool, list, dict, mode, any."""
 
     name: str
     type: str = "str"
@@ -123,6 +123,19 @@ def validate_args(module: Module, args: Any, path, line, rendered: bool) -> dict
 _PY_TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict}
 
 
+def _number(module: str, spec: Arg, value, path, line) -> float | int:
+    """An int or float, also from a rendered string ("0.5"), never a bool."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise InputError(f"{module}: '{spec.name}' must be a non-negative number, got "
+                         f"{value!r}", path, line)
+    return value
+
+
 def _check_type(module: str, spec: Arg, value, path, line, rendered: bool):
     if value is None:
         return copy.deepcopy(spec.default)
@@ -141,6 +154,8 @@ def _check_type(module: str, spec: Arg, value, path, line, rendered: bool):
         value = str(value)
     if spec.type == "int" and isinstance(value, str) and value.isdigit():
         value = int(value)
+    if spec.type == "number":
+        return _number(module, spec, value, path, line)
     want = _PY_TYPES.get(spec.type)
     if want is not None and (not isinstance(value, want) or
                              (want is int and isinstance(value, bool))):

@@ -11,15 +11,15 @@ import yaml
 
 from harden.facts import KUBELET, DEFAULT_KUBELET_CONFIG, FactRequest, Facts
 from harden.modules.base import Arg, Change, Module, PlanContext, TaskFailed
-from harden.modules.wait_for_static_pod import HttpProbe, WaitSpec
+from harden.modules.wait_for_static_pod import HttpProbe, WaitSpec, pace
 
 
 class WaitForKubeletModule(Module):
     name = "wait_for_kubelet"
     args = (
-        Arg("successes", "int", default=3),
+        Arg("successes", "int"),
         Arg("timeout", "int", default=120),
-        Arg("interval", "int", default=2),
+        Arg("interval", "number"),
         Arg("service", default="kubelet"),
     )
 
@@ -30,7 +30,7 @@ class WaitForKubeletModule(Module):
         self.wait_spec(args, facts)
         return []
 
-    def wait_spec(self, args: dict, facts: Facts) -> WaitSpec:
+    def wait_spec(self, args: dict, facts: Facts, variables: dict | None = None) -> WaitSpec:
         kubelet = facts.kubelet()
         state = facts.file(kubelet.config_path, content=True)
         config = {}
@@ -44,9 +44,9 @@ class WaitForKubeletModule(Module):
         if port == 0:
             raise TaskFailed("wait_for_kubelet: healthzPort is 0 (healthz disabled); "
                              "nothing to wait for")
+        successes, interval = pace(args, variables)
         return WaitSpec("kubelet", None, [HttpProbe("HTTP", address, port, "/healthz")],
-                        args["successes"], args["timeout"], args["interval"],
-                        service=args["service"])
+                        successes, args["timeout"], interval, service=args["service"])
 
 
 MODULE = WaitForKubeletModule()

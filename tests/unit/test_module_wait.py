@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from harden.errors import InputError
 from harden.modules import get_module
 from harden.modules.base import TaskFailed
 from harden.modules.wait_for_static_pod import HttpProbe
@@ -32,6 +33,21 @@ def test_static_pod_spec_from_manifest():
     assert [p.url for p in spec.probes] == ["https://192.168.56.11:6443/livez",   # deduplicated
                                             "https://192.168.56.11:6443/readyz"]
     assert spec.successes == 5 and spec.timeout == 300
+
+
+def test_pacing_comes_from_arguments_then_variables_then_defaults():
+    facts = make_facts(file_state(APISERVER, manifest_text("kube-apiserver.yaml")))
+    mod = get_module("wait_for_static_pod")
+    default = mod.wait_spec(mod.validate({"name": "kube-apiserver"}), facts)
+    assert (default.successes, default.interval) == (3, 2.0)
+    tuned = {"harden_wait_interval": "0.5", "harden_wait_successes": 2}
+    from_vars = mod.wait_spec(mod.validate({"name": "kube-apiserver"}), facts, tuned)
+    assert (from_vars.successes, from_vars.interval) == (2, 0.5)
+    explicit = mod.validate({"name": "kube-apiserver", "interval": "1.5", "successes": 4})
+    spec = mod.wait_spec(explicit, facts, tuned)
+    assert (spec.successes, spec.interval) == (4, 1.5)
+    with pytest.raises(InputError, match="non-negative number"):
+        mod.validate({"name": "kube-apiserver", "interval": "soon"})
 
 
 def test_etcd_probe_keeps_query_and_scheme():

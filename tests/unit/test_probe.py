@@ -198,3 +198,16 @@ def test_gather_facts_failures_name_the_host():
 
     with pytest.raises(HostError, match="host cp1.*exited with 1.*unknown user"):
         gather_facts(Broken(), "cp1")
+
+
+def test_kubectl_failure_is_summarised_without_klog_noise():
+    from harden.probe import kubectl_error
+
+    klog = ('E1126 23:39:53.143829    6820 memcache.go:265] "Unhandled Error" '
+            'err="couldn\'t get current server API group list: the server could not find the '
+            'requested resource"\n')
+    assert kubectl_error(klog * 3) == ("couldn't get current server API group list: the server "
+                                       "could not find the requested resource")
+    assert kubectl_error(klog + "error: the server doesn't have a resource type \"pods\"\n") \
+        == 'error: the server doesn\'t have a resource type "pods"'
+    assert kubectl_error("") == "no output"
