@@ -82,11 +82,15 @@ def _write_report(run: CheckRun, fmt: str, output: str | None) -> None:
         click.echo(render(run, fmt, generated_at=run.started_at), nl=False)
         return
     text = render(run, fmt, color=False, generated_at=run.started_at)
-    tmp = f"{output}.tmp{os.getpid()}"
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, output)
+        if os.path.exists(output) and not os.path.isfile(output):
+            with open(output, "w", encoding="utf-8") as fh:    # /dev/null, a pipe: never replace
+                fh.write(text)
+        else:
+            tmp = f"{output}.tmp{os.getpid()}"                 # readers never see half a report
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, output)
     except OSError as exc:
         raise InputError(f"cannot write the report: {exc.strerror}", output) from exc
     click.echo(f"report written to {output} ({fmt})", err=True)

@@ -4,6 +4,7 @@ formats, and one exec per host."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -119,3 +120,11 @@ def _exec_requests(lab, node: str) -> int:
     log = (lab.dir / "nodes" / node / "sshd.log").read_text(errors="replace")
     return sum(1 for line in log.splitlines()
                if "session_input_channel_req:" in line and line.endswith(" req exec"))
+
+
+def test_report_to_a_device_is_written_not_replaced(lab3):
+    """`-o /dev/null` as root must not turn /dev/null into a regular file."""
+    lab3.wait_ready()
+    done = harden_check(lab3, "-l", "w1", "--format", "json", "-o", "/dev/null")
+    assert done.returncode in (0, 2), done.stderr
+    assert not os.path.isfile("/dev/null")

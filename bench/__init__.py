@@ -1,0 +1,1 @@
+"""The performance benchmark (`make bench`, bench/run.py); see bench/README.md."""
