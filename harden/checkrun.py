@@ -15,7 +15,7 @@ from typing import Sequence
 import click
 
 from harden.checks import Catalogue, evaluate_host, load_catalogue
-from harden.connection import RunOptions, connection_specs, print_warnings, run_become_password
+from harden.connection import connection_specs, print_warnings, run_options
 from harden.errors import InputError
 from harden.journal import new_run_id
 from harden.parallel import for_each_host
@@ -38,11 +38,10 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
     catalogue = load_catalogue(benchmark)
     inventory = load_inventory(inventories)
     hosts = inventory.select(limit)
-    options = RunOptions(connect_timeout=connect_timeout,
-                         accept_new_host_keys=accept_new_host_keys,
-                         become_password=run_become_password(ask_become_pass),
-                         inventory_hosts=inventory.hosts)
-    specs = connection_specs(hosts, options)
+    options = run_options(connect_timeout=connect_timeout,
+                          accept_new_host_keys=accept_new_host_keys,
+                          ask_become_pass=ask_become_pass)
+    specs = connection_specs(hosts, options, inventory)
     print_warnings(specs, lambda line: click.echo(line, err=True))
     run = CheckRun(benchmark=catalogue.benchmark, run_id=new_run_id(), results=[],
                    started_at=datetime.now(timezone.utc))

@@ -43,12 +43,21 @@ limit_option = click.option(
 forks_option = click.option(
     "-f", "--forks", default=20, show_default=True, type=click.IntRange(1, 500),
     help="How many hosts are worked on at once.")
-hostkey_option = click.option(
-    "--accept-new-host-keys", is_flag=True,
-    help="Trust and record the host key of a host seen for the first time (never a changed one).")
-become_pass_option = click.option(
-    "-K", "--ask-become-pass", is_flag=True,
-    help="Prompt for the sudo password (or set HARDEN_BECOME_PASSWORD).")
+
+
+def connection_options(command):
+    """The flags every command that logs in to hosts shares."""
+    for option in reversed((
+        click.option("--accept-new-host-keys", is_flag=True,
+                     help="Trust and record the host key of a host seen for the first time "
+                          "(never a changed one)."),
+        click.option("-K", "--ask-become-pass", is_flag=True,
+                     help="Prompt for the sudo password (or set HARDEN_BECOME_PASSWORD)."),
+        click.option("--timeout", default=None, type=float,
+                     help="Connect timeout in seconds (default 10, or the host's ConnectTimeout)."),
+    )):
+        command = option(command)
+    return command
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,9 +76,7 @@ def cli() -> None:
 @inventory_option
 @limit_option
 @forks_option
-@hostkey_option
-@become_pass_option
-@click.option("--timeout", default=None, type=float, help="Connect timeout in seconds (default 10).")
+@connection_options
 def ping(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeout):
     """Connect to every host (through jump hosts, with become) and run `id -un`.
 
@@ -111,16 +118,14 @@ def inventory(inventories, limit, as_list, as_graph, show_secrets):
 @inventory_option
 @limit_option
 @forks_option
-@hostkey_option
-@become_pass_option
+@connection_options
 @click.option("--benchmark", default="cis-1.12", show_default=True, help="Catalogue to check against.")
 @click.option("--format", "fmt", default="text", show_default=True,
               type=click.Choice(["text", "json", "junit", "sarif", "html"]), help="Report format.")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Write the report to FILE instead of standard output.")
-@click.option("--timeout", default=None, type=float, help="Connect timeout in seconds (default 10).")
-def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, benchmark, fmt,
-          output, timeout):
+def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeout, benchmark,
+          fmt, output):
     """Audit hosts against the CIS Kubernetes Benchmark over SSH (one probe exec per host).
 
     Evaluates both the configured state (manifests, kubelet config, drop-ins) and the effective
@@ -147,16 +152,15 @@ def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, benc
 @click.option("-t", "--tags", default=None, help="Only tasks with one of these tags (comma-separated).")
 @click.option("--format", "output_format", default="text", show_default=True,
               type=click.Choice(["text", "json"]))
-@hostkey_option
-@become_pass_option
+@connection_options
 def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, output_format,
-          accept_new_host_keys, ask_become_pass):
+          accept_new_host_keys, ask_become_pass, timeout):
     """Apply a playbook: plan from facts, change only the difference, verify, roll back on failure.
 
     Exit codes: 0 done, no host failed; 1 bad input (nothing changed); 2 --check found pending
     changes; 4 a host was unreachable or failed (its changes rolled back).
     """
-    from harden.connection import RunOptions, run_become_password
+    from harden.connection import run_options
     from harden.runner import ApplyOptions, run_apply
     from harden.templating import parse_extra_vars
 
@@ -164,8 +168,8 @@ def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, ou
         check=check, diff=diff, forks=forks, limit=limit,
         tags=[t.strip() for t in tags.split(",") if t.strip()] if tags else None,
         extra_vars=parse_extra_vars(extra_vars),
-        run_options=RunOptions(accept_new_host_keys=accept_new_host_keys,
-                               become_password=run_become_password(ask_become_pass)))
+        run_options=run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
+                                ask_become_pass=ask_become_pass))
     sys.exit(run_apply(inventories, playbook, options, output_format))
 
 
@@ -176,9 +180,9 @@ def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, ou
 @click.option("--force", is_flag=True,
               help="Restore even files changed since the run (their later changes are lost).")
 @forks_option
-@hostkey_option
-@become_pass_option
-def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask_become_pass):
+@connection_options
+def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask_become_pass,
+             timeout):
     """Restore every file a run changed, byte for byte with mode and owner, and wait until healthy.
 
     Works for finished and interrupted runs (the node's backups are the record). A file changed
@@ -186,11 +190,11 @@ def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask
     """
     from rich.console import Console
 
-    from harden.connection import RunOptions, run_become_password
+    from harden.connection import run_options
     from harden.rollback import run_rollback
 
-    options = RunOptions(accept_new_host_keys=accept_new_host_keys,
-                         become_password=run_become_password(ask_become_pass))
+    options = run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
+                          ask_become_pass=ask_become_pass)
     sys.exit(run_rollback(inventories, run_id, limit=limit, force=force, run_options=options,
                           console=Console(soft_wrap=True, highlight=False), forks=forks))
 

@@ -429,14 +429,24 @@ def run_become_password(ask: bool, prompt=getpass.getpass) -> Secret | None:
     return Secret(value) if value else None
 
 
-def connection_specs(hosts, options: RunOptions) -> dict[str, ConnectionSpec]:
+def run_options(*, connect_timeout: float | None = None, accept_new_host_keys: bool = False,
+                ask_become_pass: bool = False) -> RunOptions:
+    """RunOptions from the command line's connection flags (the sudo password asked once)."""
+    if connect_timeout is not None and connect_timeout <= 0:
+        raise InputError("--timeout must be a positive number of seconds")
+    return RunOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new_host_keys,
+                      become_password=run_become_password(ask_become_pass))
+
+
+def connection_specs(hosts, options: RunOptions, inventory=None) -> dict[str, ConnectionSpec]:
     """Every selected host's spec, or one error listing every host whose settings are wrong.
 
     All hosts are worked out before any is contacted, so a typo in the inventory stops the
-    command with exit 1 and a complete list of what to fix, having touched nothing.
+    command with exit 1 and a complete list of what to fix, having touched nothing. With the
+    inventory, jump hosts may be named by their inventory names.
     """
-    if options.connect_timeout is not None and options.connect_timeout <= 0:
-        raise InputError("--timeout must be a positive number of seconds")
+    if inventory is not None:
+        options = replace(options, inventory_hosts=inventory.hosts)
     specs, problems = {}, []
     for host in hosts:
         try:

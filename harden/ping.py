@@ -14,8 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harden.connection import (ConnectionSpec, RunOptions, connection_specs, print_warnings,
-                               run_become_password)
+from harden.connection import ConnectionSpec, connection_specs, print_warnings, run_options
 from harden.errors import HostError
 from harden.parallel import HostOutcome, for_each_host
 from harden.transport import JumpPool, connect
@@ -37,11 +36,10 @@ def run_ping(inventories: Sequence[str], *, limit: str | None = None, forks: int
     err = Console(stderr=True, soft_wrap=True)
     inventory = load_inventory(inventories)
     hosts = inventory.select(limit)
-    options = RunOptions(connect_timeout=connect_timeout,
-                         accept_new_host_keys=accept_new_host_keys,
-                         become_password=run_become_password(ask_become_pass),
-                         inventory_hosts=inventory.hosts)
-    specs = connection_specs(hosts, options)
+    options = run_options(connect_timeout=connect_timeout,
+                          accept_new_host_keys=accept_new_host_keys,
+                          ask_become_pass=ask_become_pass)
+    specs = connection_specs(hosts, options, inventory)
     print_warnings(specs, lambda line: err.print(line, markup=False, highlight=False))
     jumps = JumpPool()
     try:

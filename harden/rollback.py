@@ -382,7 +382,7 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
     from rich.text import Text
 
     from harden.apply_output import diff_text
-    from harden.connection import RunOptions, connection_spec
+    from harden.connection import connection_specs
     from harden.errors import HardenError, InputError
     from harden.inventory import load_inventory
     from harden.journal import Journal
@@ -398,11 +398,7 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
     try:
         known = set(journal.hosts_of(run_id))
         hosts = [h for h in selected if h.name in known] if known else selected
-        options = RunOptions(connect_timeout=run_options.connect_timeout,
-                             accept_new_host_keys=run_options.accept_new_host_keys,
-                             become_password=run_options.become_password,
-                             inventory_hosts=inventory.hosts)
-        specs = {h.name: connection_spec(h, options) for h in hosts}
+        specs = connection_specs(hosts, run_options, inventory)
         turn = threading.Lock()
 
         def one(host) -> HostRollback:

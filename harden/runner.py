@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from harden.connection import RunOptions, connection_spec
-from harden.errors import HardenError, HostError, InputError
+from harden.connection import RunOptions, connection_specs
+from harden.errors import HardenError, InputError
 from harden.facts import FactNotGathered, Facts, build_script, merge_requests, parse_output
 from harden.health import wait_healthy
 from harden.journal import JOURNAL_ROOT, HostRecord, Journal, commit_script, new_run_id, \
@@ -185,22 +185,10 @@ class Runner:
 
     def _play_hosts(self, play: Play) -> list:
         """Hosts of a play within --limit (InputError before any host is contacted)."""
-        hosts = self.inventory.select(play.hosts)
-        if self.options.limit:
-            allowed = {h.name for h in self.inventory.select(self.options.limit)}
-            hosts = [h for h in hosts if h.name in allowed]
-        return hosts
+        return self.inventory.select(play.hosts, limit=self.options.limit)
 
     def _connection_specs(self, hosts: dict) -> dict:
-        specs, problems = {}, []
-        for name, host in hosts.items():
-            try:
-                specs[name] = connection_spec(host, self.options.run_options)
-            except HostError as exc:
-                problems.append(str(exc))
-        if problems:
-            raise InputError("; ".join(problems))
-        return specs
+        return connection_specs(hosts.values(), self.options.run_options, self.inventory)
 
     def session(self, name: str, spec):
         with self._lock:
@@ -357,6 +345,7 @@ class HostPlay:
         """Record the failure, stop other hosts if fatal, roll back what was written."""
         if self.play.any_errors_fatal:
             self.abort.set()
+        self.runner.out.warning(self.name, f"host failed: {message}")  # also non-task reasons
         if self.check or not self.state.wrote or self.session is None:
             return "failed", message
         self._step("rolling back")
@@ -394,7 +383,7 @@ class HostPlay:
 
     def base_vars(self) -> dict:
         magic = {"inventory_hostname": self.name,
-                 "group_names": [g for g in self.host.groups if g != "all"],
+                 "group_names": sorted(g for g in self.host.groups if g != "all"),
                  "ansible_check_mode": self.check, "play_hosts": self.batch,
                  "harden_run_id": self.runner.run_id}
         return layered_vars(self.host.vars, magic, self.play.vars, self.registered,
@@ -516,13 +505,18 @@ class HostPlay:
 
     def plan(self, module, args: dict, variables: dict) -> list[Change]:
         ctx = PlanContext(variables, self.play.template_dirs, self.check)
+        return self.with_facts(module.name, lambda: module.plan(args, self.facts, ctx))
+
+    def with_facts(self, what: str, step):
+        """Run a step that reads facts; a fact nobody asked for up front (a registered variable
+        in an argument, a manifest only chmod-ed so far) is fetched and the step retried."""
         for _ in range(MAX_FACT_ROUNDS):
             try:
-                return module.plan(args, self.facts, ctx)
+                return step()
             except FactNotGathered as missing:
                 self.flush()
                 self.gather_more(missing.request)
-        raise HostFailed(f"{module.name}: facts still missing after {MAX_FACT_ROUNDS} rounds")
+        raise HostFailed(f"{what}: facts still missing after {MAX_FACT_ROUNDS} rounds")
 
     def writes(self, task: Task, module) -> bool:
         """Whether this task's changes are carried out now (check mode: only commands the
@@ -634,8 +628,8 @@ class HostPlay:
         for change in changes:
             if change.path:
                 self.changed_paths.add(change.path)
-                if is_manifest(change.path):
-                    self.unverified.add(change.path)
+                if is_manifest(change.path) and change.rewrites:
+                    self.unverified.add(change.path)   # a chmod restarts nothing: no wait
 
     # --- handlers, waits, verification -------------------------------------------------------
 
@@ -650,7 +644,8 @@ class HostPlay:
     def wait(self, task: Task, module, args: dict, result: TaskResult,
              variables: dict) -> None:
         try:
-            spec = module.wait_spec(args, self.facts, variables)
+            spec = self.with_facts(module.name,
+                                   lambda: module.wait_spec(args, self.facts, variables))
         except TaskFailed as exc:
             self.done(result, "failed", str(exc))
             raise HostFailed(f"task '{task.name}': {exc}") from None
@@ -731,11 +726,6 @@ def run_apply(inventories, playbook_path: str, options: ApplyOptions, output_for
 
     inventory = load_inventory(inventories)
     playbook = load_playbook(playbook_path)
-    options.run_options = RunOptions(
-        connect_timeout=options.run_options.connect_timeout,
-        accept_new_host_keys=options.run_options.accept_new_host_keys,
-        become_password=options.run_options.become_password,
-        inventory_hosts=inventory.hosts)
     output = JsonOutput(options.diff) if output_format == "json" else \
         TextOutput(console, diff=options.diff, check=options.check)
     own_journal = journal is None

@@ -30,9 +30,12 @@ LABOPS = "labops"
 MOUNT_DIRS = ("/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd",
               "/etc/systemd/system/kubelet.service.d", "/usr/lib/systemd/system/kubelet.service.d",
               "/var/log/kubernetes", "/var/lib/harden", "/etc/sysctl.d", "/etc/sudoers.d",
-              "/usr/local/sbin", f"/home/{LABOPS}")
-MOUNT_FILES = ("/etc/default/kubelet", "/etc/passwd", "/etc/shadow", "/etc/group")
-COPIED_FROM_HOST = ("/etc/sysctl.d", "/etc/sudoers.d", "/usr/local/sbin")
+              "/usr/local/sbin", f"/home/{LABOPS}", "/etc/default")
+# Single files are mounted only where nothing replaces them by rename (a rename onto a mount
+# point fails with EBUSY): /etc/default is a directory mount so /etc/default/kubelet can be
+# written atomically, as on a real node.
+MOUNT_FILES = ("/etc/passwd", "/etc/shadow", "/etc/group")
+COPIED_FROM_HOST = ("/etc/sysctl.d", "/etc/sudoers.d", "/usr/local/sbin", "/etc/default")
 UP_TIMEOUT = 20.0
 STOP_TIMEOUT = 8.0
 MAX_SOCKET_PATH = 107

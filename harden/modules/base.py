@@ -68,6 +68,7 @@ class Change:
     diff: str = ""
     after: FileState | None = None
     sysctl: tuple[str, str] | None = None
+    rewrites: bool = False      # new bytes in `path` (not only mode/owner): a pod restarts
 
     def record_in(self, facts: Facts) -> None:
         """Update facts to what this change leaves behind (used in check mode as well)."""
@@ -297,7 +298,7 @@ def plan_write(path: str, content: bytes, existing: FileState | None, mode: str 
     return [Change(summary=f"{what} {path}" + (" (secret)" if secret else ""),
                    script=write_snippet(path, content, mode, owner, group), path=path,
                    diff=text_diff(path, existing.content if existing else None, content, secret),
-                   after=after)]
+                   after=after, rewrites=True)]
 
 
 def plan_metadata(state: FileState, mode: int | None, owner: str | None,
