@@ -307,9 +307,15 @@ def _stale_config(view: View, proc, facts: Facts) -> str | None:
     return None
 
 
+def component_process(facts: Facts, component: str):
+    """The running component: the process its static-pod manifest started, when it has one."""
+    manifest = manifest_commands(facts).get(component)
+    return facts.process(component, manifest[1] if manifest else None)
+
+
 def component_views(component: str, facts: Facts) -> tuple[View | None, View | None]:
     """(effective, configured) views of a component; either may be None."""
-    proc = facts.process(component)
+    proc = component_process(facts, component)
     effective = None
     if proc:
         effective = View(f"running process {proc.pid}", parse_flags(proc.argv[1:]), env=proc.env)
@@ -376,6 +382,8 @@ class Lookup:
 
     def describe(self) -> str:
         if not self.found:
+            if self.value == "":
+                return f"{self.where} is empty (counts as not set)"
             return f"{self.where} is not set"
         return f"{self.where}={self.value}" if self.where.startswith("--") else f"{self.where} = {self.value}"
 
@@ -387,7 +395,12 @@ def lookup(item: dict, view: View) -> Lookup:
         if value is not None:
             return Lookup(True, value, f"--feature-gates {item['gate']}")
     elif "flag" in item and item["flag"] in view.flags:
-        return Lookup(True, view.flag(item["flag"]), item["flag"])
+        value = view.flag(item["flag"])
+        if value or item["flag"] in BOOL_FLAGS:
+            return Lookup(True, value, item["flag"])
+        # `--audit-log-path=` turns the feature off, and an explicit flag overrides the
+        # kubelet's config file, so an empty value is "not set" and the config is not consulted
+        return Lookup(False, "", item["flag"])
     if "key" in item and view.config is not None:
         value = _format(_config_value(view.config, item["key"]))
         if value:      # an empty value is "not set", as kube-bench's JSONPath output is empty
@@ -453,8 +466,12 @@ def run_tests(audit: dict, view: View) -> tuple[bool, list[Lookup]]:
 # ------------------------------------------------------------------------------------ roles
 
 def detect_roles(facts: Facts, override=None, host: str = "") -> set[str]:
-    """Which sections apply: control-plane (apiserver manifest or process), etcd (etcd manifest or
-    process), worker (a kubelet process, unit or config). `harden_node_role` replaces detection."""
+    """Which sections apply: control-plane (apiserver manifest, or an apiserver process outside
+    any pod), etcd (the same for etcd), worker (a kubelet process, unit or config).
+
+    A process alone counts only outside kubepods cgroups: without a static-pod manifest, an etcd
+    or apiserver in a pod is an ordinary workload (say an application's etcd on a worker) and
+    must not turn a worker into an etcd node. `harden_node_role` replaces detection."""
     if override:
         wanted = override if isinstance(override, list) else str(override).split(",")
         roles = {str(r).strip() for r in wanted if str(r).strip()}
@@ -467,13 +484,17 @@ def detect_roles(facts: Facts, override=None, host: str = "") -> set[str]:
         return roles
     manifests = manifest_commands(facts)
     roles = set()
-    if "kube-apiserver" in manifests or facts.process("kube-apiserver"):
+    if "kube-apiserver" in manifests or _runs_outside_pods(facts, "kube-apiserver"):
         roles.add("control-plane")
-    if "etcd" in manifests or facts.process("etcd"):
+    if "etcd" in manifests or _runs_outside_pods(facts, "etcd"):
         roles.add("etcd")
     if facts.process("kubelet") or kubelet_unit_files(facts) or DEFAULT_KUBELET_CONFIG in facts.contents:
         roles.add("worker")
     return roles
+
+
+def _runs_outside_pods(facts: Facts, component: str) -> bool:
+    return any(not p.in_pod for p in facts.processes.get(component, []))
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -650,7 +671,7 @@ def _kubelet_kubeconfig(ctx: HostContext) -> Resolved:
 
 def _proxy_kubeconfig(ctx: HostContext) -> Resolved:
     paths = list(PROXY_KUBECONFIGS)
-    proc = ctx.facts.process("kube-proxy")
+    proc = component_process(ctx.facts, "kube-proxy")
     effective, _ = ctx.views("kube-proxy")
     if proc and effective and effective.flag("--kubeconfig"):
         paths.insert(0, f"/proc/{proc.pid}/root{effective.flag('--kubeconfig')}")

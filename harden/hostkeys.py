@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import fcntl
-import fnmatch
 import hashlib
 import hmac
 import os
+import re
 import threading
 from dataclasses import dataclass
 
@@ -186,9 +186,17 @@ def _patterns_match(patterns: str, name: str) -> bool:
 def _pattern_matches(pattern: str, name: str) -> bool:
     if pattern.startswith("|1|"):
         return _hashed_matches(pattern, name)
-    if "*" in pattern or "?" in pattern:
-        return fnmatch.fnmatchcase(name.lower(), pattern.lower())
-    return pattern.lower() == name.lower()
+    return _wildcard_regex(pattern).fullmatch(name.lower()) is not None
+
+
+def _wildcard_regex(pattern: str) -> re.Pattern[str]:
+    """OpenSSH's match_pattern: only `*` and `?` are special, everything else is literal.
+
+    fnmatch would read `[10.0.0.*]:2222` as a character set and never match the host it
+    names, which under accept-new means recording an attacker's key instead of refusing it.
+    """
+    parts = [".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower()]
+    return re.compile("".join(parts), re.DOTALL)
 
 
 def _hashed_matches(pattern: str, name: str) -> bool:

@@ -55,7 +55,7 @@ class Host:
     Ansible's magic variables (inventory_hostname, group_names, groups) are not in it."""
 
     name: str                                      # inventory_hostname
-    vars: dict = field(default_factory=dict)       # merged with Ansible precedence
+    vars: dict = field(default_factory=dict, repr=False)   # Ansible precedence; holds passwords
     groups: list[str] = field(default_factory=list)  # 'all' first, then by precedence order
 
 

@@ -134,10 +134,10 @@ if [ -f "$HB/index" ]; then
   cut -f6- "$HB/index" | while IFS= read -r p; do
     if [ -f "$p" ] && [ "${{p#/proc/}}" = "$p" ]; then
       mkdir -p "$HB/after$(dirname -- "$p")"; cp -p -- "$p" "$HB/after$p"
-      printf 'file\\t%s\\t%s\\t%s\\n' "$(stat -c '%a	%u	%g' -- "$p")" \\
+      printf 'file\\t%s\\t%s\\t%s\\n' "$(stat -L -c '%a	%u	%g' -- "$p")" \\
         "$(sha256sum < "$p" | cut -d' ' -f1)" "$p" >> "$HB/after-index"
     elif [ -d "$p" ]; then
-      printf 'dir\\t%s\\t-\\t%s\\n' "$(stat -c '%a	%u	%g' -- "$p")" "$p" >> "$HB/after-index"
+      printf 'dir\\t%s\\t-\\t%s\\n' "$(stat -L -c '%a	%u	%g' -- "$p")" "$p" >> "$HB/after-index"
     elif [ -e "$p" ]; then
       printf 'proc\\t-\\t-\\t-\\t-\\t%s\\n' "$p" >> "$HB/after-index"
     else

@@ -21,6 +21,7 @@ from harden.transport import JumpPool, connect
 
 EXIT_OK, EXIT_HOSTS = 0, 4
 PING_COMMAND = "id -un"
+PING_TIMEOUT = 30.0    # `id` answers at once; a host that hangs must not hold up the whole ping
 _STYLE = {"ok": "green", "unreachable": "red", "auth failed": "red",
           "host key mismatch": "bold red", "host key unknown": "yellow",
           "become failed": "magenta"}
@@ -53,7 +54,7 @@ def run_ping(inventories: Sequence[str], *, limit: str | None = None, forks: int
 def ping_host(spec: ConnectionSpec, jumps: JumpPool | None = None) -> tuple[str, int]:
     """(effective user, exec channels used) after one session and one command on the host."""
     with connect(spec, jumps) as session:
-        result = session.run(PING_COMMAND)
+        result = session.run(PING_COMMAND, timeout=PING_TIMEOUT)
         if result.rc != 0:
             detail = result.stderr.decode(errors="replace").strip() or f"exit {result.rc}"
             raise HostError(spec.host, f"'{PING_COMMAND}' failed: {detail}")

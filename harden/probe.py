@@ -12,13 +12,15 @@ for a delimiter:
     HARDEN-PROBE|1|<root>            header; <root> is the test-only path prefix (empty on nodes)
     T|<boot epoch>|<clock ticks/s>    lets the controller turn process start ticks into a time
     P|<pid>|<name>|<start ticks>|<b64 cmdline>   a process of interest, raw /proc/<pid>/cmdline
+    G|<pid>                           that process runs in a kubepods cgroup (a pod's container)
     V|<pid>|<b64 env lines>           the ETCD_* variables the etcd checks read (nothing else)
     S|<mode>|<uid>|<gid>|<user>|<group>|<dev:ino>|<mtime>|<type>|<path>   stat of a path
     M|<path>                          a path that was looked for and does not exist
     F|<b64 content>|<path>            a file's content (only files that hold no secrets)
     N|<b64 tokens>|<path>             encryption config reduced to `resources`/provider names
     K|<name>|<rc>|<b64 output>        a kubectl call on a control plane with admin.conf: `get`
-                                      (cluster objects) and `can-i <verb> <resource>` answers
+                                      (cluster objects) and `can-i <verb> <resource>` answers;
+                                      stdout, or stderr when it failed with nothing on stdout
     END|                              the script ran to completion
 
 Secrets policy: files are read in full only when they configure rather than authenticate
@@ -88,14 +90,18 @@ while read -r pid a0 rest; do
   case "$n" in
     __COMPONENTS__)
       [ -r "$R/proc/$pid/cmdline" ] || continue
+      # a process that exited since ps listed it leaves an empty cmdline: not a running component
+      c=$(b64 < "$R/proc/$pid/cmdline" 2>/dev/null); [ -n "$c" ] || continue
       t=$(sed 's/.*) //' "$R/proc/$pid/stat" 2>/dev/null | awk '{print $20}')
-      printf 'P|%s|%s|%s|' "$pid" "$n" "$t"; b64 < "$R/proc/$pid/cmdline"; echo
+      printf 'P|%s|%s|%s|%s\n' "$pid" "$n" "$t" "$c"
+      grep -q kubepods "$R/proc/$pid/cgroup" 2>/dev/null && echo "G|$pid"
       PIDS="$PIDS $n:$pid" ;;
   esac
 done <<EOF
 $(list_procs)
 EOF
-pid_of() { for e in $PIDS; do [ "${e%%:*}" = "$1" ] && { echo "${e#*:}"; return 0; }; done; return 1; }
+# every pid of a component: the controller picks which one is the component (Facts.process)
+pids_of() { for e in $PIDS; do [ "${e%%:*}" = "$1" ] && echo "${e#*:}"; done; }
 
 MDIR=/etc/kubernetes/manifests
 stat_path $MDIR
@@ -108,28 +114,29 @@ done
 stat_tree /etc/kubernetes/pki
 
 # etcd: data dir (running and configured), and only the ETCD_* variables the checks read
-EPID=$(pid_of etcd)
 stat_path /var/lib/etcd
-[ -n "$EPID" ] && stat_path "$(argval "$EPID" --data-dir)"
 stat_path "$(mfval $MDIR/etcd.yaml --data-dir)"
-if [ -n "$EPID" ] && [ -r "$R/proc/$EPID/environ" ]; then
+for EPID in $(pids_of etcd); do
+  stat_path "$(argval "$EPID" --data-dir)"
+  [ -r "$R/proc/$EPID/environ" ] || continue
   printf 'V|%s|' "$EPID"
   tr '\000' '\n' < "$R/proc/$EPID/environ" | grep -E '^ETCD_(CERT_FILE|KEY_FILE|CLIENT_CERT_AUTH|AUTO_TLS|PEER_CERT_FILE|PEER_KEY_FILE|PEER_CLIENT_CERT_AUTH|PEER_AUTO_TLS|TRUSTED_CA_FILE|DATA_DIR)=' | b64
   echo
   stat_path "$(tr '\000' '\n' < "$R/proc/$EPID/environ" | sed -n 's/^ETCD_DATA_DIR=//p' | tail -n 1)"
-fi
+done
 
 # kube-apiserver: audit policy content, encryption config stat + provider names
-APID=$(pid_of kube-apiserver)
 enc_names() { [ -n "$1" ] || return 0
   if [ -f "$R$1" ]; then st "$R$1"; printf 'N|'
     grep -o -E '(resources|identity|aescbc|aesgcm|secretbox|kms)"?[[:space:]]*:' "$R$1" | tr -d '": \t' | b64
     printf '|%s\n' "$R$1"
   else stat_path "$1"; fi; }
-for v in "$( [ -n "$APID" ] && argval "$APID" --audit-policy-file)" "$(mfval $MDIR/kube-apiserver.yaml --audit-policy-file)"; do
-  read_file "$v"; done
-for v in "$( [ -n "$APID" ] && argval "$APID" --encryption-provider-config)" "$(mfval $MDIR/kube-apiserver.yaml --encryption-provider-config)"; do
-  enc_names "$v"; done
+for APID in $(pids_of kube-apiserver); do
+  read_file "$(argval "$APID" --audit-policy-file)"
+  enc_names "$(argval "$APID" --encryption-provider-config)"
+done
+read_file "$(mfval $MDIR/kube-apiserver.yaml --audit-policy-file)"
+enc_names "$(mfval $MDIR/kube-apiserver.yaml --encryption-provider-config)"
 
 # kubelet: unit files and drop-ins of both locations, env files, config files, kubeconfig, CA
 for f in /lib/systemd/system/kubelet.service /usr/lib/systemd/system/kubelet.service /etc/systemd/system/kubelet.service; do
@@ -140,19 +147,18 @@ for d in /usr/lib/systemd/system/kubelet.service.d /lib/systemd/system/kubelet.s
 done
 for f in /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet /var/lib/kubelet/config.yaml; do
   read_file "$f"; done
-KPID=$(pid_of kubelet)
 CFGS=$(cat "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf \
   "$R"/var/lib/kubelet/kubeadm-flags.env "$R"/etc/default/kubelet 2>/dev/null | sed -n 's/.*--config=\([^ "]*\).*/\1/p')
 CDIRS=$(cat "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf \
   "$R"/var/lib/kubelet/kubeadm-flags.env "$R"/etc/default/kubelet 2>/dev/null | sed -n 's/.*--config-dir=\([^ "]*\).*/\1/p')
 CNIDIR=/etc/cni/net.d
-if [ -n "$KPID" ]; then
+for KPID in $(pids_of kubelet); do
   CFGS="$CFGS $(argval "$KPID" --config)"
   CDIRS="$CDIRS $(argval "$KPID" --config-dir)"
   stat_path "$(argval "$KPID" --kubeconfig)"
   stat_path "$(argval "$KPID" --client-ca-file)"
   v=$(argval "$KPID" --cni-conf-dir); [ -n "$v" ] && CNIDIR=$v
-fi
+done
 for c in $CFGS; do read_file "$c"; done
 for d in $CDIRS; do
   if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && read_file "${f#"$R"}"; done
@@ -166,11 +172,10 @@ stat_tree "$CNIDIR"
 stat_tree /var/lib/cni/networks
 
 # kube-proxy: its config file as the container sees it, its kubeconfig candidates on the host
-PPID_=$(pid_of kube-proxy)
-if [ -n "$PPID_" ]; then
+for PPID_ in $(pids_of kube-proxy); do
   v=$(argval "$PPID_" --config); [ -n "$v" ] && read_file "/proc/$PPID_/root$v"
   v=$(argval "$PPID_" --kubeconfig); [ -n "$v" ] && stat_path "/proc/$PPID_/root$v"
-fi
+done
 for f in /etc/kubernetes/kube-proxy.conf /var/lib/kube-proxy/kubeconfig.conf; do
   stat_path "$f"; done
 
@@ -178,15 +183,20 @@ for f in /etc/kubernetes/kube-proxy.conf /var/lib/kube-proxy/kubeconfig.conf; do
 if [ -f "$R/etc/kubernetes/admin.conf" ]; then
   if command -v kubectl >/dev/null 2>&1; then
     KC="kubectl --kubeconfig=$R/etc/kubernetes/admin.conf --request-timeout=20s"
-    out=$($KC get __KINDS__ -A -o json 2>&1); rc=$?
-    printf 'K|get|%s|' "$rc"; printf '%s' "$out" | b64; echo
-    if [ "$rc" = 0 ]; then
+    KERR=$(mktemp 2>/dev/null) || KERR=''
+    # one K record: kubectl's stdout (klog warnings on stderr would corrupt the JSON); stderr
+    # only when the call failed without an answer on stdout (can-i says "no" with exit 1)
+    kc() { name=$1; shift
+      out=$($KC "$@" 2>"${KERR:-/dev/null}"); rc=$?
+      [ "$rc" != 0 ] && [ -z "$out" ] && [ -n "$KERR" ] && out=$(cat "$KERR")
+      printf 'K|%s|%s|' "$name" "$rc"; printf '%s' "$out" | b64; echo; return "$rc"; }
+    if kc get get __KINDS__ -A -o json; then
       # what any authenticated user may do (an impersonated user with only that group)
       for q in "get secrets" "list secrets" "watch secrets" "create pods"; do
-        out=$($KC auth can-i $q -A --as=harden-probe:anyone --as-group=system:authenticated 2>&1); rc=$?
-        printf 'K|can-i %s|%s|' "$q" "$rc"; printf '%s' "$out" | b64; echo
+        kc "can-i $q" auth can-i $q -A --as=harden-probe:anyone --as-group=system:authenticated
       done
     fi
+    [ -n "$KERR" ] && rm -f "$KERR"
   else echo "K|unavailable|127|$(printf 'kubectl is not installed on this node' | b64)"; fi
 else
   echo "K|unavailable|0|$(printf '/etc/kubernetes/admin.conf is not present on this node' | b64)"
@@ -243,6 +253,7 @@ class Process:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     started: float | None = None    # epoch seconds; None when /proc/<pid>/stat was unreadable
+    in_pod: bool = False            # its cgroup is under kubepods: a static pod or a workload
 
 
 @dataclass
@@ -258,10 +269,23 @@ class Facts:
     clock: tuple[int, int] | None = None      # (boot time epoch, clock ticks per second)
     complete: bool = False
 
-    def process(self, name: str) -> Process | None:
-        """The component's process; several instances are unusual, the first is taken."""
-        found = self.processes.get(name)
-        return found[0] if found else None
+    def process(self, name: str, manifest_argv: list[str] | None = None) -> Process | None:
+        """The component's process among every process of that name.
+
+        A node can run a second etcd or apiserver as an ordinary pod, so the first pid is not
+        necessarily the component. With its static-pod manifest, the process running exactly the
+        manifest's command+args is it; failing that (a manifest edited since the pod started),
+        the newest one started from the manifest's binary. Without a manifest, a process outside
+        any pod (a systemd service) is preferred over pod containers.
+        """
+        found = self.processes.get(name) or []
+        if not found:
+            return None
+        if manifest_argv:
+            exact = [p for p in found if p.argv == manifest_argv]
+            same_binary = [p for p in found if p.argv[0] == manifest_argv[0]]
+            return exact[0] if exact else _newest(same_binary or found)
+        return next((p for p in found if not p.in_pod), found[0])
 
     def kubectl_objects(self) -> tuple[list[dict] | None, str]:
         """The cluster objects from `kubectl get`, or None and why they are not available."""
@@ -286,6 +310,11 @@ class Facts:
         return {"yes": True, "no": False}.get(last)
 
 
+def _newest(processes: list[Process]) -> Process:
+    """The last started (a restarted static pod is newer than the workloads it sits among)."""
+    return max(processes, key=lambda p: (p.started or 0.0, p.pid))
+
+
 class ProbeParseError(ValueError):
     """The probe output is not what the script writes (truncated, or not from this probe)."""
 
@@ -298,16 +327,22 @@ def _b64(text: str) -> bytes:
 
 
 def parse_probe_output(output: str) -> Facts:
-    """Facts from the probe's stdout; raises ProbeParseError on output the probe cannot produce."""
+    """Facts from the probe's stdout; raises ProbeParseError on output the probe cannot produce.
+
+    Whatever precedes the header line is dropped: a login shell's rc file (~/.bashrc) may print
+    before the probe runs, and that text is not the probe's.
+    """
     lines = output.splitlines()
-    if not lines or not lines[0].startswith("HARDEN-PROBE|"):
-        raise ProbeParseError("probe output does not start with the HARDEN-PROBE header")
+    start = next((n for n, line in enumerate(lines) if line.startswith("HARDEN-PROBE|")), None)
+    if start is None:
+        raise ProbeParseError("probe output has no HARDEN-PROBE header line")
+    lines = lines[start:]
     header = lines[0].split("|", 2)
     if header[1] != PROBE_VERSION:
         raise ProbeParseError(f"probe version {header[1]!r}, expected {PROBE_VERSION!r}")
     root = header[2] if len(header) > 2 else ""
     facts = Facts()
-    for number, line in enumerate(lines[1:], start=2):
+    for number, line in enumerate(lines[1:], start=start + 2):
         if line:
             try:
                 _parse_line(facts, line, root)
@@ -330,15 +365,18 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
         argv = [a.decode("utf-8", "replace") for a in _b64(raw).split(b"\0")]
         while argv and argv[-1] == "":
             argv.pop()
+        if not argv or not argv[0]:
+            return     # it exited while the probe read it: not a running component
         started = facts.clock[0] + int(start) / facts.clock[1] if start and facts.clock else None
         facts.processes.setdefault(name, []).append(Process(int(pid), name, argv, started=started))
+    elif tag == "G":
+        for proc in _with_pid(facts, int(rest)):
+            proc.in_pod = True
     elif tag == "V":
         pid, raw = rest.split("|", 1)
         env = dict(l.split("=", 1) for l in _b64(raw).decode("utf-8", "replace").splitlines() if "=" in l)
-        for procs in facts.processes.values():
-            for proc in procs:
-                if proc.pid == int(pid):
-                    proc.env = env
+        for proc in _with_pid(facts, int(pid)):
+            proc.env = env
     elif tag == "S":
         mode, uid, gid, user, group, inode, mtime, ftype, path = rest.split("|", 8)
         path = _strip(path, root)
@@ -360,6 +398,10 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
         facts.complete = True
     else:
         raise ValueError(f"unknown record tag {tag!r}")
+
+
+def _with_pid(facts: Facts, pid: int) -> list[Process]:
+    return [p for procs in facts.processes.values() for p in procs if p.pid == pid]
 
 
 def _provider_entries(tokens: list[str]) -> list[list[str]]:

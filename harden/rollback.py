@@ -85,22 +85,32 @@ def _section(name: str) -> str:
 
 def probe_script(run_id: str, backup_root: str = BACKUP_ROOT,
                  journal_root: str = JOURNAL_ROOT) -> str:
-    """Print the index, after-index, record and current state of every backed-up path."""
+    """Print the index, after-index, record and current state of every backed-up path.
+
+    Exits 5 when a state directory exists but this login cannot read it (no sudo): an empty
+    answer would otherwise read as "this run changed nothing here"."""
     hb = f"{shlex.quote(backup_root)}/{shlex.quote(run_id)}"
     record = f"{shlex.quote(journal_root)}/{shlex.quote(run_id)}.json"
+    roots = f"{shlex.quote(backup_root)} {shlex.quote(journal_root)}"
     return (
         "LC_ALL=C; export LC_ALL\n"
         f"HB={hb}\n"
+        f"for d in {roots}; do\n"
+        "  if [ -e \"$d\" ] && { [ ! -r \"$d\" ] || [ ! -x \"$d\" ]; }; then\n"
+        "    echo \"cannot read $d as user $(id -un): the rollback needs root (become)\" >&2\n"
+        "    exit 5\n"
+        "  fi\n"
+        "done\n"
         + _section("index") + "[ -f \"$HB/index\" ] && cat \"$HB/index\"\n"
         + _section("after") + "[ -f \"$HB/after-index\" ] && cat \"$HB/after-index\"\n"
         + _section("record") + f"[ -f {record} ] && base64 -w0 < {record} && echo\n"
         + _section("current") +
         "[ -f \"$HB/index\" ] && cut -f6- \"$HB/index\" | while IFS= read -r p; do\n"
         "  if [ -f \"$p\" ] && [ \"${p#/proc/}\" = \"$p\" ]; then\n"
-        "    printf 'file\\t%s\\t%s\\t%s\\n' \"$(stat -c '%a\t%u\t%g' -- \"$p\")\" "
+        "    printf 'file\\t%s\\t%s\\t%s\\n' \"$(stat -L -c '%a\t%u\t%g' -- \"$p\")\" "
         "\"$(sha256sum < \"$p\" | cut -d' ' -f1)\" \"$p\"\n"
         "  elif [ -d \"$p\" ]; then\n"
-        "    printf 'dir\\t%s\\t-\\t%s\\n' \"$(stat -c '%a\t%u\t%g' -- \"$p\")\" \"$p\"\n"
+        "    printf 'dir\\t%s\\t-\\t%s\\n' \"$(stat -L -c '%a\t%u\t%g' -- \"$p\")\" \"$p\"\n"
         "  elif [ -e \"$p\" ]; then printf 'proc\\t-\\t-\\t-\\t-\\t%s\\n' \"$p\"\n"
         "  else printf 'absent\\t-\\t-\\t-\\t-\\t%s\\n' \"$p\"; fi\n"
         "done\n:\n")
@@ -153,22 +163,29 @@ def restore_order(entries: list[BackupEntry], manifest_dir: str = MANIFEST_DIR
     return existed, created
 
 
+# Each helper puts back the target of its path, never a symlink in its place: the index names
+# resolved paths, and resolving again covers an index written before paths were resolved.
 _RESTORE_PRELUDE = r"""set -e
 LC_ALL=C; export LC_ALL
 hr_file() {
-  b="$HB/files$1"; t="$(dirname -- "$1")/.$(basename -- "$1").harden-restore"
+  b="$HB/files$1"; p="$(readlink -m -- "$1")"
+  t="$(dirname -- "$p")/.$(basename -- "$p").harden-restore"
   [ -f "$b" ] || { echo "no backup copy of $1" >&2; exit 3; }
-  mkdir -p -- "$(dirname -- "$1")"; rm -f -- "$t"; cp -- "$b" "$t"
+  mkdir -p -- "$(dirname -- "$p")"; rm -f -- "$t"; cp -- "$b" "$t"
   chown "$3:$4" -- "$t"; chmod "$2" -- "$t"; sync -- "$t"
   [ "$(sha256sum < "$t" | cut -d' ' -f1)" = "$5" ] || { rm -f -- "$t";
     echo "backup copy of $1 does not match its recorded sha256" >&2; exit 3; }
-  mv -f -- "$t" "$1"; sync -- "$(dirname -- "$1")"
+  mv -f -- "$t" "$p"; sync -- "$(dirname -- "$p")"
 }
-hr_dir() { if [ -d "$1" ]; then chown "$3:$4" -- "$1"; chmod "$2" -- "$1"; fi; }
+hr_dir() {
+  p="$(readlink -m -- "$1")"
+  if [ -d "$p" ]; then chown "$3:$4" -- "$p"; chmod "$2" -- "$p"; fi
+}
 hr_proc() { cat -- "$HB/files$1" > "$1"; }
 hr_remove() {
-  if [ -d "$1" ] && [ ! -L "$1" ]; then rmdir -- "$1" 2>/dev/null || echo "W kept $1 (not empty)"
-  elif [ -e "$1" ] || [ -L "$1" ]; then rm -f -- "$1"; fi
+  p="$(readlink -m -- "$1")"
+  if [ -d "$p" ]; then rmdir -- "$p" 2>/dev/null || echo "W kept $p (not empty)"
+  elif [ -e "$p" ]; then rm -f -- "$p"; fi
 }
 """
 
@@ -340,8 +357,11 @@ def rollback_host(session, host: str, run_id: str, force: bool,
                   control_plane_turn=contextlib.nullcontext()) -> HostRollback:
     """Undo one host's part of a finished (or interrupted) run. A host whose static-pod
     manifests are restored waits for `control_plane_turn` (a lock shared by the hosts of one
-    rollback) so that two control planes never restart together."""
-    node_run = read_node_run(session, run_id, None, backup_root, journal_root)
+    rollback) so that two control planes never restart together.
+
+    Every step runs with become=True, as `apply` must have: the backups are root's (0700), and
+    the transport only uses sudo when the login user is not already the become user."""
+    node_run = read_node_run(session, run_id, True, backup_root, journal_root)
     if node_run is None:
         return HostRollback(host, "nothing", "this run changed nothing here")
     if node_run.record is not None and node_run.record.status == "rolled_back":
@@ -350,20 +370,22 @@ def rollback_host(session, host: str, run_id: str, force: bool,
     if changed and not force:
         return HostRollback(host, "refused", f"{len(changed)} path(s) changed since the run; "
                             "nothing restored (--force restores anyway)",
-                            conflict_diffs(session, node_run, changed, None, backup_root))
+                            conflict_diffs(session, node_run, changed, True, backup_root))
     record = node_run.record
     restarts = restarts_for([e.path for e in node_run.entries], record.restarts if record else [])
     turn = control_plane_turn if any(is_manifest(e.path) for e in node_run.entries) \
         else contextlib.nullcontext()
     with turn:
-        outcome = restore_host(session, run_id, node_run.entries, restarts=restarts,
+        outcome = restore_host(session, run_id, node_run.entries, become=True,
+                               restarts=restarts,
                                wait_kubelet=bool(record and record.kubelet_wait),
                                wait_timeout=wait_timeout, backup_root=backup_root)
     if not outcome.healthy:
         return HostRollback(host, "failed", f"files restored but not healthy: {outcome.detail}")
     done = record or HostRecord(run_id, host, "", "rolled_back", 0, 0)
     done.status = "rolled_back"
-    result = session.run("sh -s", stdin=commit_script(done, backup_root, journal_root))
+    result = session.run("sh -s", become=True,
+                         stdin=commit_script(done, backup_root, journal_root))
     if result.rc != 0:
         return HostRollback(host, "failed", "restored, but the node record could not be "
                                             "updated")

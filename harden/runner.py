@@ -36,8 +36,7 @@ from harden.modules.base import BACKUP_ROOT, Change, PlanContext, TaskFailed, ap
 from harden.modules.wait_for_static_pod import MANIFEST_DIR
 from harden.parallel import for_each_host
 from harden.playbook import Play, Playbook, Task, serial_batches, task_selected
-from harden.rollback import (Restart, RollbackError, is_manifest, read_node_run, restarts_for,
-                             restore_host)
+from harden.rollback import Restart, is_manifest, read_node_run, restarts_for, restore_host
 from harden.templating import evaluate, layered_vars, render_value
 
 EXIT_OK, EXIT_DRIFT, EXIT_HOSTS = 0, 2, 4
@@ -123,9 +122,22 @@ class HostRunState:
 
     started: float = field(default_factory=time.time)
     wrote: bool = False
+    become: bool | None = None               # identity of the writes (see wrote_as)
     restarts: list[Restart] = field(default_factory=list)
     secret_paths: set[str] = field(default_factory=set)
     kubelet_waited: bool = False
+
+    def wrote_as(self, become: bool | None) -> None:
+        """Remember who wrote: reading the backups back, restoring and committing must run as
+        the same identity (the backups are 0700), and with tasks of different `become` the
+        most privileged one wins (True: sudo; None: the host's ansible_become; False)."""
+        rank = {False: 0, None: 1, True: 2}
+        if not self.wrote or rank[become] > rank[self.become]:
+            self.become = become
+        self.wrote = True
+
+
+NO_LOG_MESSAGE = "(hidden: no_log)"
 
 
 class HostFailed(Exception):
@@ -261,7 +273,7 @@ class Runner:
     def report(self, result: TaskResult) -> None:
         if result.no_log:
             result.diff = ""
-            result.message = "(hidden: no_log)" if result.message else ""
+            result.message = NO_LOG_MESSAGE if result.message else ""
         with self._lock:
             self.result.tasks.append(result)
             self.result.hosts.setdefault(result.host, HostSummary()).add(result)
@@ -300,6 +312,7 @@ class HostPlay:
         self.facts = Facts()
         self.pre_run_ps: list[str] = []
         self.session = None
+        self.current: Task | None = None          # the task running, for no_log on errors
 
     # --- pipeline ----------------------------------------------------------------------------
 
@@ -320,7 +333,7 @@ class HostPlay:
         except HostFailed as exc:
             status, message = self.fail(str(exc))
         except TaskFailed as exc:
-            status, message = self.fail(str(exc))
+            status, message = self.fail(self._quiet(str(exc)))
         except HardenError as exc:
             if getattr(exc, "kind", "") in ("unreachable", "auth failed", "host key mismatch",
                                             "host key unknown"):
@@ -332,17 +345,32 @@ class HostPlay:
                                             "were written; undo them with `harden rollback "
                                             f"{self.runner.run_id}`")
             else:
-                status, message = self.fail(str(exc))
+                status, message = self.fail(self._quiet(str(exc)))
         except Exception as exc:          # noqa: BLE001 - a bug must still roll the host back
-            status, message = self.fail(f"internal error: {type(exc).__name__}: {exc}")
+            status, message = self.fail(self._quiet(f"internal error: {type(exc).__name__}: "
+                                                    f"{exc}"))
         journal.host(run_id, self.name, status, summary.as_dict(), message or None)
         return status
 
     def _step(self, text: str) -> None:
         self.runner.out.host_step(self.name, text)
 
+    def _quiet(self, message: str) -> str:
+        """An error raised inside a no_log task may quote what the task hides (a rendered
+        argument, a command's output), so only the task's name leaves the host."""
+        if self.current is not None and self.current.no_log:
+            return f"task '{self.current.name}': {NO_LOG_MESSAGE}"
+        return message
+
+    def _task_failed(self, task: Task, detail: object) -> HostFailed:
+        return HostFailed(f"task '{task.name}': {NO_LOG_MESSAGE if task.no_log else detail}")
+
     def fail(self, message: str) -> tuple[str, str]:
-        """Record the failure, stop other hosts if fatal, roll back what was written."""
+        """Record the failure, stop other hosts if fatal, roll back what was written.
+
+        Whatever goes wrong while rolling back, the original failure stays in the message and
+        the user is told where the backups are: a host must never end up "running" in the
+        journal with its cause lost."""
         if self.play.any_errors_fatal:
             self.abort.set()
         self.runner.out.warning(self.name, f"host failed: {message}")  # also non-task reasons
@@ -350,18 +378,19 @@ class HostPlay:
             return "failed", message
         self._step("rolling back")
         options = self.runner.options
+        become = self.state.become
         try:
-            node_run = read_node_run(self.session, self.runner.run_id, self.play.become,
+            node_run = read_node_run(self.session, self.runner.run_id, become,
                                      options.backup_root, options.journal_root)
             if node_run is None:
                 return "failed", message
             restarts = restarts_for([e.path for e in node_run.entries],
                                     [r.__dict__ for r in self.state.restarts])
             outcome = restore_host(self.session, self.runner.run_id, node_run.entries,
-                                   become=self.play.become, restarts=restarts,
+                                   become=become, restarts=restarts,
                                    wait_kubelet=self.state.kubelet_waited,
                                    backup_root=options.backup_root)
-        except (RollbackError, HardenError) as exc:
+        except Exception as exc:          # noqa: BLE001 - see the docstring
             self.runner.out.warning(self.name, f"ROLLBACK FAILED: {exc}; backups are in "
                                                f"{options.backup_root}/{self.runner.run_id}")
             return "failed", f"{message}; rollback failed: {exc}"
@@ -375,7 +404,7 @@ class HostPlay:
                                            f"removed {len(outcome.removed)} created path(s)")
         try:
             self.commit("rolled_back")
-        except HardenError as exc:
+        except Exception as exc:          # noqa: BLE001 - see the docstring
             self.runner.out.warning(self.name, f"could not write the run record: {exc}")
         return "rolled_back", message
 
@@ -451,6 +480,12 @@ class HostPlay:
         self.flush()
 
     def run_task(self, task: Task, handler: bool = False) -> None:
+        """Run one task; `current` stays set when it raises, for run() to see its no_log."""
+        self.current = task
+        self._run_task(task, handler)
+        self.current = None
+
+    def _run_task(self, task: Task, handler: bool) -> None:
         result = TaskResult(self.name, self.play.name, task.name, "ok", handler=handler,
                             no_log=task.no_log)
         variables = self.base_vars()
@@ -466,7 +501,7 @@ class HostPlay:
         except (TaskFailed, InputError) as exc:
             self.flush()
             self.done(result, "failed", str(exc))
-            raise HostFailed(f"task '{task.name}': {exc}") from None
+            raise self._task_failed(task, exc) from None
         for change in changes:
             change.record_in(self.facts)
         if args.get("secret") or task.no_log:
@@ -602,7 +637,7 @@ class HostPlay:
         for index, item in enumerate(pending):
             changes.append(Change(summary="", script=f"echo '@@harden-task {index}'"))
             changes += item.changes
-        self.state.wrote = True
+        self.state.wrote_as(pending[0].become)
         self._step("writing")
         out = self.session.run("sh -s", become=pending[0].become,
                                stdin=apply_script(changes, self.runner.run_id,
@@ -648,7 +683,7 @@ class HostPlay:
                                    lambda: module.wait_spec(args, self.facts, variables))
         except TaskFailed as exc:
             self.done(result, "failed", str(exc))
-            raise HostFailed(f"task '{task.name}': {exc}") from None
+            raise self._task_failed(task, exc) from None
         manifest = None
         if task.module == "wait_for_static_pod":
             manifest = args["manifest"] or f"{MANIFEST_DIR}/{args['name']}.yaml"
@@ -704,7 +739,7 @@ class HostPlay:
                             state.started, time.time(), [r.__dict__ for r in state.restarts],
                             state.kubelet_waited, sorted(state.secret_paths), tasks)
         self._step("committing")
-        out = self.session.run("sh -s", become=self.play.become,
+        out = self.session.run("sh -s", become=state.become,
                                stdin=commit_script(record, self.runner.options.backup_root,
                                                    self.runner.options.journal_root))
         if out.rc != 0:

@@ -457,8 +457,9 @@ class _BecomeHandshake:
     def run(self) -> None:
         while True:
             stream = self.stream
-            if stream.stdout.startswith(self.marker):
-                del stream.stdout[: len(self.marker)]
+            end = self._marker_end()
+            if end is not None:
+                del stream.stdout[:end]
                 stream.stderr[:] = stream.stderr.replace(self.prompt, b"", self.answered)
                 return
             prompts = stream.stderr.count(self.prompt)
@@ -472,6 +473,18 @@ class _BecomeHandshake:
             if stream.ended:
                 self._fail_from_output()
             stream.pump(self.deadline)
+
+    def _marker_end(self) -> int | None:
+        """Where the command's own output starts: after the marker line.
+
+        The marker must start a line but need not start stdout: a login shell's rc file
+        (~/.bashrc) may print before sudo runs. That text is not the command's, so it is dropped.
+        """
+        out = self.stream.stdout
+        if out.startswith(self.marker):
+            return len(self.marker)
+        at = out.find(b"\n" + self.marker)
+        return None if at < 0 else at + 1 + len(self.marker)
 
     def _send_password(self) -> None:
         secret = self.session.spec.become_password
@@ -521,8 +534,24 @@ class _Stream:
             ch.recv_stderr_ready()
 
     def exit_status(self) -> int:
-        self.channel.status_event.wait(self._remaining(5.0))
-        return self.channel.exit_status if self.channel.status_event.is_set() else -1
+        """The command's exit status; Unreachable when the connection died under it.
+
+        paramiko reports a channel closed without an exit status as -1, which would read as a
+        command that ran and failed; a lost connection says nothing about the command's
+        outcome. A command killed by a signal also has no exit status, but its channel got
+        an orderly EOF on a live connection, so it keeps -1.
+        """
+        channel = self.channel
+        channel.status_event.wait(self._remaining(5.0))
+        if not channel.status_event.is_set():
+            return -1
+        if channel.exit_status == -1 and self._connection_lost():
+            raise Unreachable(self.host, "connection lost while the command ran")
+        return channel.exit_status
+
+    def _connection_lost(self) -> bool:
+        transport = self.channel.get_transport()
+        return not self.channel.eof_received or transport is None or not transport.is_active()
 
     def finish(self, stdin: bytes) -> CommandResult:
         """Send stdin, close it, read until the command ends; timeouts close the channel."""

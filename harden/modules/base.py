@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import difflib
+import posixpath
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ BACKUP_ROOT = "/var/lib/harden/backups"
 REDACTED = "<redacted: secret content>"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _MODE = re.compile(r"^0?[0-7]{3,4}$")
+ACCOUNT_ARGS = ("owner", "group")         # any module's arguments naming a user / group
 
 
 class TaskFailed(Exception):
@@ -165,7 +167,20 @@ def _check_type(module: str, spec: Arg, value, path, line, rendered: bool):
     if spec.choices and value not in spec.choices:
         raise InputError(f"{module}: '{spec.name}' must be one of "
                          f"{', '.join(map(str, spec.choices))}; got {value!r}", path, line)
+    if spec.name in ACCOUNT_ARGS:
+        _check_account(module, spec.name, value, path, line)
     return value
+
+
+def _check_account(module: str, name: str, value: str, path, line) -> None:
+    """Owners and groups are compared with the names the node reports, so "root:root" or
+    "0" would differ from "root" on every run and never settle as a no-op."""
+    if ":" in value:
+        raise InputError(f"{module}: '{name}' takes a single name, got {value!r} (set owner "
+                         f"and group as separate arguments)", path, line)
+    if value.isdigit():
+        raise InputError(f"{module}: '{name}' must be a name, not a numeric id ({value!r}): "
+                         f"the node reports {name}s by name", path, line)
 
 
 # --- diffs ---------------------------------------------------------------------------------
@@ -205,47 +220,58 @@ def meta_diff(path: str, what: str, before: str, after: str) -> str:
 # Shell helpers every change snippet may call. `hb_backup` saves the original of a path once
 # per run under $HB/files/<path> (0700 dir) and appends "kind mode uid gid sha256 path" to
 # $HB/index (kind: file, dir, absent, proc); the journal and rollback read that index.
+# Every helper first resolves its path (`readlink -m`: symlinks followed, `//` and `.`
+# folded), so a symlink is never replaced, chmod-ed or backed up itself: its target is, and
+# the index names the target, which is what a rollback must put back. The dedupe compares
+# the resolved path through ENVIRON because `awk -v` would unescape backslashes in it.
 APPLY_PRELUDE = r"""set -e
 LC_ALL=C; export LC_ALL
+hb_real() { readlink -m -- "$1"; }
 hb_backup() {
+  hb_p="$(hb_real "$1")"
   mkdir -p "$HB" && chmod 0700 "$HB_ROOT" "$HB"
-  if [ -f "$HB/index" ] && awk -F '\t' -v p="$1" '$6 == p {f=1} END {exit !f}' "$HB/index"; then
+  [ -f "$HB/files$hb_p" ] && return 0
+  if [ -f "$HB/index" ] && HB_P="$hb_p" awk -F '\t' '$6 == ENVIRON["HB_P"] {f=1} END {exit !f}' \
+      "$HB/index"; then
     return 0
   fi
-  if [ -f "$1" ] && [ "${1#/proc/}" = "$1" ]; then
-    mkdir -p "$HB/files$(dirname -- "$1")"
-    cp -p -- "$1" "$HB/files$1"; sync -- "$HB/files$1"
-    printf 'file\t%s\t%s\t%s\n' "$(stat -c '%a	%u	%g' -- "$1")" \
-      "$(sha256sum < "$1" | cut -d' ' -f1)" "$1" >> "$HB/index"
-  elif [ -d "$1" ]; then
-    printf 'dir\t%s\t-\t%s\n' "$(stat -c '%a	%u	%g' -- "$1")" "$1" >> "$HB/index"
-  elif [ -f "$1" ]; then
-    mkdir -p "$HB/files$(dirname -- "$1")"; cat -- "$1" > "$HB/files$1"
-    printf 'proc\t-\t-\t-\t-\t%s\n' "$1" >> "$HB/index"
+  if [ -f "$hb_p" ] && [ "${hb_p#/proc/}" = "$hb_p" ]; then
+    mkdir -p "$HB/files$(dirname -- "$hb_p")"
+    cp -p -- "$hb_p" "$HB/files$hb_p"; sync -- "$HB/files$hb_p"
+    printf 'file\t%s\t%s\t%s\n' "$(stat -c '%a	%u	%g' -- "$hb_p")" \
+      "$(sha256sum < "$hb_p" | cut -d' ' -f1)" "$hb_p" >> "$HB/index"
+  elif [ -d "$hb_p" ]; then
+    printf 'dir\t%s\t-\t%s\n' "$(stat -c '%a	%u	%g' -- "$hb_p")" "$hb_p" >> "$HB/index"
+  elif [ -f "$hb_p" ]; then
+    mkdir -p "$HB/files$(dirname -- "$hb_p")"; cat -- "$hb_p" > "$HB/files$hb_p"
+    printf 'proc\t-\t-\t-\t-\t%s\n' "$hb_p" >> "$HB/index"
   else
-    printf 'absent\t-\t-\t-\t-\t%s\n' "$1" >> "$HB/index"
+    printf 'absent\t-\t-\t-\t-\t%s\n' "$hb_p" >> "$HB/index"
   fi
   sync -- "$HB/index"
 }
 hb_mkdirs() {
   [ -d "$1" ] && return 0
   hb_mkdirs "$(dirname -- "$1")"
-  hb_backup "$1"; mkdir -m 0755 -- "$1"
+  hb_backup "$1"; mkdir -m 0755 -- "$(hb_real "$1")"
 }
 hb_write() {
-  t="$(dirname -- "$1")/.$(basename -- "$1").harden-tmp"
-  hb_mkdirs "$(dirname -- "$1")"; hb_backup "$1"
+  hb_mkdirs "$(dirname -- "$1")"; hb_w="$(hb_real "$1")"
+  hb_mkdirs "$(dirname -- "$hb_w")"; hb_backup "$hb_w"
+  t="$(dirname -- "$hb_w")/.$(basename -- "$hb_w").harden-tmp"
   rm -f -- "$t"; (umask 077; base64 -d > "$t")
-  if [ -e "$1" ]; then chmod --reference="$1" -- "$t"; chown --reference="$1" -- "$t"
+  if [ -e "$hb_w" ]; then chmod --reference="$hb_w" -- "$t"; chown --reference="$hb_w" -- "$t"
   else chmod 0644 -- "$t"; chown 0:0 -- "$t"; fi
   [ "$2" = - ] || chmod "$2" -- "$t"
   [ "$3" = - ] || chown "$3" -- "$t"
   [ "$4" = - ] || chgrp "$4" -- "$t"
-  sync -- "$t"; mv -f -- "$t" "$1"; sync -- "$(dirname -- "$1")"
+  sync -- "$t"; mv -f -- "$t" "$hb_w"; sync -- "$(dirname -- "$hb_w")"
 }
-hb_chmod() { hb_backup "$1"; chmod "$2" -- "$1"; }
-hb_chown() { hb_backup "$1"; chown "$2" -- "$1"; }
-hb_mkdir() { hb_mkdirs "$(dirname -- "$1")"; hb_backup "$1"; mkdir -m "$2" -- "$1"; }
+hb_chmod() { hb_backup "$1"; chmod "$2" -- "$(hb_real "$1")"; }
+hb_chown() { hb_backup "$1"; chown "$2" -- "$(hb_real "$1")"; }
+hb_mkdir() {
+  hb_mkdirs "$(dirname -- "$1")"; hb_backup "$1"; mkdir -m "$2" -- "$(hb_real "$1")"
+}
 hb_proc() { hb_backup "$1"; printf '%s\n' "$2" > "$1"; }
 """
 
@@ -268,7 +294,8 @@ def write_snippet(path: str, content: bytes, mode: str | None, owner: str | None
     the existing file; a new file gets 0644 root:root."""
     m, o, g = mode or "-", owner or "-", group or "-"
     encoded = base64.encodebytes(content).decode()
-    return (f"hb_write {shlex.quote(path)} {shlex.quote(m)} {shlex.quote(o)} "
+    target = shlex.quote(posixpath.normpath(path))
+    return (f"hb_write {target} {shlex.quote(m)} {shlex.quote(o)} "
             f"{shlex.quote(g)} <<'HARDEN_EOF'\n{encoded}HARDEN_EOF")
 
 
@@ -305,7 +332,7 @@ def plan_metadata(state: FileState, mode: int | None, owner: str | None,
                   group: str | None) -> list[Change]:
     """chmod/chown of an existing path, only for what differs."""
     parts, script, diff = [], [], ""
-    q = shlex.quote(state.path)
+    q = shlex.quote(posixpath.normpath(state.path))
     if mode is not None and mode != state.mode:
         parts.append(f"mode {format_mode(state.mode)} -> {format_mode(mode)}")
         script.append(f"hb_chmod {q} {format_mode(mode)}")
