@@ -15,7 +15,7 @@ from typing import Sequence
 import click
 
 from harden.checks import Catalogue, evaluate_host, load_catalogue
-from harden.connection import connection_specs, print_warnings, run_options
+from harden.connection import resolve_targets
 from harden.errors import InputError
 from harden.journal import new_run_id
 from harden.parallel import for_each_host
@@ -31,18 +31,13 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
               fmt: str, output: str | None, accept_new_host_keys: bool = False,
               ask_become_pass: bool = False, connect_timeout: float | None = None) -> int:
     """Audit the selected hosts, write the report, return the exit code."""
-    from harden.inventory import load_inventory
-
     if fmt not in FORMATS:
         raise InputError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
     catalogue = load_catalogue(benchmark)
-    inventory = load_inventory(inventories)
-    hosts = inventory.select(limit)
-    options = run_options(connect_timeout=connect_timeout,
-                          accept_new_host_keys=accept_new_host_keys,
-                          ask_become_pass=ask_become_pass)
-    specs = connection_specs(hosts, options, inventory)
-    print_warnings(specs, lambda line: click.echo(line, err=True))
+    hosts, specs = resolve_targets(
+        inventories, limit, connect_timeout=connect_timeout,
+        accept_new_host_keys=accept_new_host_keys, ask_become_pass=ask_become_pass,
+        warn=lambda line: click.echo(line, err=True))
     run = CheckRun(benchmark=catalogue.benchmark, run_id=new_run_id(), results=[],
                    started_at=datetime.now(timezone.utc))
     jumps = JumpPool()

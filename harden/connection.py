@@ -458,6 +458,22 @@ def connection_specs(hosts, options: RunOptions, inventory=None) -> dict[str, Co
     return specs
 
 
+def resolve_targets(inventories, limit: str | None, *, warn, connect_timeout: float | None = None,
+                    accept_new_host_keys: bool = False, ask_become_pass: bool = False):
+    """(hosts, specs) for a command that logs in: the inventory loaded, --limit applied, every
+    host's connection worked out before any is contacted, ignored ssh options warned about."""
+    from harden.inventory import load_inventory
+
+    inventory = load_inventory(inventories)
+    hosts = inventory.select(limit)
+    options = run_options(connect_timeout=connect_timeout,
+                          accept_new_host_keys=accept_new_host_keys,
+                          ask_become_pass=ask_become_pass)
+    specs = connection_specs(hosts, options, inventory)
+    print_warnings(specs, warn)
+    return hosts, specs
+
+
 def print_warnings(specs: Mapping[str, ConnectionSpec], echo) -> None:
     """Once per host: the ssh options harden understood but does not act on."""
     for spec in specs.values():

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harden.connection import ConnectionSpec, connection_specs, print_warnings, run_options
+from harden.connection import ConnectionSpec, resolve_targets
 from harden.errors import HostError
 from harden.parallel import HostOutcome, for_each_host
 from harden.transport import JumpPool, connect
@@ -31,17 +31,12 @@ def run_ping(inventories: Sequence[str], *, limit: str | None = None, forks: int
              accept_new_host_keys: bool = False, ask_become_pass: bool = False,
              connect_timeout: float | None = None, console: Console | None = None) -> int:
     """Ping the selected hosts; print the table; return the exit code (0 all ok, else 4)."""
-    from harden.inventory import load_inventory
-
     out = console or Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
-    inventory = load_inventory(inventories)
-    hosts = inventory.select(limit)
-    options = run_options(connect_timeout=connect_timeout,
-                          accept_new_host_keys=accept_new_host_keys,
-                          ask_become_pass=ask_become_pass)
-    specs = connection_specs(hosts, options, inventory)
-    print_warnings(specs, lambda line: err.print(line, markup=False, highlight=False))
+    hosts, specs = resolve_targets(
+        inventories, limit, connect_timeout=connect_timeout,
+        accept_new_host_keys=accept_new_host_keys, ask_become_pass=ask_become_pass,
+        warn=lambda line: err.print(line, markup=False, highlight=False))
     jumps = JumpPool()
     try:
         outcomes = for_each_host(hosts, lambda host: ping_host(specs[host.name], jumps), forks)
