@@ -172,6 +172,7 @@ class View:
     env: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     stale: str | None = None     # the config file changed after the process started
+    root: str = ""               # running process: /proc/<pid>/root, where its paths are on the node
 
     def flag(self, name: str) -> str | None:
         values = self.flags.get(name)
@@ -318,7 +319,8 @@ def component_views(component: str, facts: Facts) -> tuple[View | None, View | N
     proc = component_process(facts, component)
     effective = None
     if proc:
-        effective = View(f"running process {proc.pid}", parse_flags(proc.argv[1:]), env=proc.env)
+        effective = View(f"running process {proc.pid}", parse_flags(proc.argv[1:]), env=proc.env,
+                         root=f"/proc/{proc.pid}/root")
     configured = None
     if component == "kubelet":
         built = configured_kubelet_argv(facts)
@@ -670,11 +672,18 @@ def _kubelet_kubeconfig(ctx: HostContext) -> Resolved:
 
 
 def _proxy_kubeconfig(ctx: HostContext) -> Resolved:
+    """The kubeconfig the running kube-proxy uses, as its container sees it, then the host's
+    usual places. With --config, kube-proxy takes clientConnection.kubeconfig from that file and
+    ignores --kubeconfig (kubeadm's DaemonSet works that way)."""
     paths = list(PROXY_KUBECONFIGS)
     proc = component_process(ctx.facts, "kube-proxy")
     effective, _ = ctx.views("kube-proxy")
-    if proc and effective and effective.flag("--kubeconfig"):
-        paths.insert(0, f"/proc/{proc.pid}/root{effective.flag('--kubeconfig')}")
+    if proc and effective:
+        named = effective.flag("--kubeconfig")
+        if effective.flag("--config"):
+            named = _format(_config_value(effective.config, "clientConnection.kubeconfig"))
+        if named and named.startswith("/"):
+            paths.insert(0, f"/proc/{proc.pid}/root{named}")
     return Resolved(paths)
 
 

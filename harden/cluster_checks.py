@@ -32,8 +32,13 @@ class Verdict:
     status: str | None = None    # forces a status (SKIP, WARN) instead of the pass/fail mapping
 
 
-def _apiserver_file_flag(ctx: "HostContext", flag: str) -> tuple[str | None, str | None, str | None]:
-    """(path to evaluate, source, drift text) for a file the API server names with `flag`."""
+def _apiserver_file_flag(ctx: "HostContext", flag: str) -> tuple[str | None, str, str | None, str | None]:
+    """(facts key, path as shown, source, drift text) for a file the API server names with `flag`.
+
+    The API server runs in a container: its path is read where that container sees it
+    (/proc/<pid>/root), or, when it is not running, at the host directory the manifest's
+    hostPath volume maps there; the host path at the same name may be another file or none.
+    """
     effective, configured = ctx.views("kube-apiserver")
     running = effective.flag(flag) if effective else None
     wanted = configured.flag(flag) if configured else None
@@ -41,26 +46,35 @@ def _apiserver_file_flag(ctx: "HostContext", flag: str) -> tuple[str | None, str
     if effective and configured and running != wanted:
         drift = f"configured {flag}={wanted or '(not set)'} but running {flag}={running or '(not set)'}"
     if effective:
-        return running, effective.source, drift
-    return wanted, (configured.source if configured else None), drift
+        if not running:
+            return None, "", effective.source, drift
+        inside = running.startswith("/")
+        return (effective.root + running if inside else running,
+                f"{running} (in the kube-apiserver container)" if inside else running,
+                effective.source, drift)
+    if not wanted:
+        return None, "", (configured.source if configured else None), drift
+    host = ctx.facts.host_paths.get("kube-apiserver", {}).get(wanted, wanted)
+    shown = wanted if host == wanted else f"{wanted} (host {host})"
+    return host, shown, configured.source, drift
 
 
 # ------------------------------------------------------------------------------------ 1.2.28
 
 def encryption_providers(allowed: list[str], ctx: "HostContext") -> Verdict:
     """Pass when the first (encrypting) provider of every resources entry is an allowed one."""
-    path, source, drift = _apiserver_file_flag(ctx, "--encryption-provider-config")
-    if not path:
+    key, path, source, drift = _apiserver_file_flag(ctx, "--encryption-provider-config")
+    if not key:
         return Verdict(False, "--encryption-provider-config is not set", [source or "kube-apiserver"], drift)
-    entries = ctx.facts.encryption_providers.get(path)
+    entries = ctx.facts.encryption_providers.get(key)
     if entries is None:
         return Verdict(False, f"encryption config {path} not found", [source or ""], drift)
     if not entries or not all(entries):
-        return Verdict(False, f"{path}: no providers found", [f"providers of {path}"], drift)
+        return Verdict(False, f"{path}: no providers found", [f"providers of {key}"], drift)
     firsts = [entry[0] for entry in entries]
     bad = [name for name in firsts if name not in allowed]
     text = f"{path}: first providers per entry: {', '.join(firsts)}"
-    return Verdict(not bad, text, [f"provider names of {path}"], drift)
+    return Verdict(not bad, text, [f"provider names of {key}"], drift)
 
 
 # ------------------------------------------------------------------------------------ 3.2.2
@@ -127,22 +141,22 @@ def audit_policy_gaps(policy: dict) -> list[str]:
 
 
 def audit_policy(ctx: "HostContext") -> Verdict:
-    path, source, drift = _apiserver_file_flag(ctx, "--audit-policy-file")
-    if not path:
+    key, path, source, drift = _apiserver_file_flag(ctx, "--audit-policy-file")
+    if not key:
         return Verdict(False, "--audit-policy-file is not set", [source or "kube-apiserver"], drift)
-    text = ctx.facts.contents.get(path)
+    text = ctx.facts.contents.get(key)
     if text is None:
         return Verdict(False, f"audit policy {path} not found", [source or ""], drift)
     try:
         policy = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        return Verdict(False, f"audit policy {path} is not valid YAML: {exc}", [path], drift)
+        return Verdict(False, f"audit policy {path} is not valid YAML: {exc}", [key], drift)
     if not isinstance(policy, dict) or policy.get("kind") != "Policy":
-        return Verdict(False, f"{path} is not an audit Policy", [path], drift)
+        return Verdict(False, f"{path} is not an audit Policy", [key], drift)
     gaps = audit_policy_gaps(policy)
     actual = f"{path}: " + ("; ".join(gaps) if gaps else "covers secrets/configmaps/tokenreviews at "
                                                         "Metadata, pod and deployment changes, exec/portforward/proxy")
-    return Verdict(not gaps, actual, [f"content of {path}"], drift)
+    return Verdict(not gaps, actual, [f"content of {key}"], drift)
 
 
 # ------------------------------------------------------------------------------------ 5.x

@@ -44,9 +44,9 @@ def run(lab_dir: str, control_planes: int, workers: int) -> None:
     sudo_inv = os.path.join(lab_dir, "inventory-sudo.ini")
     reports = os.path.join(lab_dir, "reports")
     os.makedirs(reports, exist_ok=True)
-    # Lab nodes share this machine's kernel: persist the kubelet's sysctls on the node but do not
-    # set them live; and poll health faster than the production default (the lab is quick).
-    lab_vars = ["-e", "kubelet_sysctl_apply=false", "-e", "harden_wait_interval=0.5"]
+    # Poll health faster than the production default (the lab is quick). The kubelet's sysctls
+    # are set live as on a real node: each lab node has its own /proc/sys.
+    lab_vars = ["-e", "harden_wait_interval=0.5"]
     env = dict(os.environ, HARDEN_STATE_DIR=os.path.join(lab_dir, "state"))
     step("Bring up the lab", ["lab", "up", "--dir", lab_dir, "--control-planes",
                               str(control_planes), "--workers", str(workers)])

@@ -2,8 +2,9 @@
 
 Two records because they answer different questions. The node keeps the truth needed to undo a
 run (`/var/lib/harden/backups/<run>/index`, written by the apply script before each first touch,
-and `/var/lib/harden/journal/<run>.json` plus `after-index`, written when the host's part of the
-run is committed): `harden rollback` works from it even on another controller. The local SQLite
+and `/var/lib/harden/journal/<run>.json` plus `after-index`, written when the host's part of a
+play is committed, and removed again by the first write of the host's next play until that play
+commits): `harden rollback` works from it even on another controller. The local SQLite
 journal is the history (`harden runs`): runs, hosts, tasks, changed files and outcomes. Neither
 ever holds file content, a diff of a secret file, or an apply script (scripts carry secrets).
 

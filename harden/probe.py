@@ -18,6 +18,8 @@ for a delimiter:
     M|<path>                          a path that was looked for and does not exist
     F|<b64 content>|<path>            a file's content (only files that hold no secrets)
     N|<b64 tokens>|<path>             encryption config reduced to `resources`/provider names
+    H|<component>|<b64 container path>|<host path>   where a path its static-pod manifest names
+                                      is on the host, through the manifest's hostPath volumes
     K|<name>|<rc>|<b64 output>        a kubectl call on a control plane with admin.conf: `get`
                                       (cluster objects) and `can-i <verb> <resource>` answers;
                                       stdout, or stderr when it failed with nothing on stdout
@@ -75,6 +77,39 @@ argval() { tr '\000' '\n' < "$R/proc/$1/cmdline" 2>/dev/null | awk -v f="$2" '
 # value of a flag in a static-pod manifest's command/args list (kubeadm's "- --f=v" form)
 mfval() { [ -f "$R$1" ] || return 0
   sed -n "s/^[[:space:]]*-[[:space:]]*[\"']\{0,1\}$2=\([^\"']*\)[\"']\{0,1\}[[:space:]]*\$/\1/p" "$R$1" | tail -n 1; }
+# the host path behind a container path, from a static-pod manifest's hostPath volumes and the
+# volumeMounts (with subPath) naming them; the longest covering mountPath wins; prints nothing when
+# no hostPath volume covers the path. Block-style YAML, as kubeadm and kubectl write it.
+host_path() { [ -f "$R$1" ] || return 0
+  awk -v want="$2" '
+  function ind(s) { match(s, /^ */); return RLENGTH }
+  function val(s) { sub(/^[^:]*:[ \t]*/, "", s); sub(/[ \t]+#.*$/, "", s); sub(/[ \t]+$/, "", s)
+    gsub(/^["\047]|["\047]$/, "", s); return s }
+  function close_item() { if (sect == "m" && nm != "") { mount[nm] = mp; subp[nm] = sp }
+    if (sect == "v" && nm != "" && hp != "") host[nm] = hp
+    nm = mp = sp = hp = ""; inhp = 0 }
+  /^[ \t]*(#.*)?$/ { next }
+  { line = $0; i = ind(line) }
+  sect != "" && (i < sind || (i == sind && line !~ /^ *- /)) { close_item(); sect = "" }
+  line ~ /^ *(- +)?(volumeMounts|volumes):[ \t]*$/ {
+    close_item(); sect = (line ~ /volumeMounts/) ? "m" : "v"
+    match(line, /^ *(- +)?/); sind = RLENGTH; kind = 0; next }
+  sect == "" { next }
+  line ~ /^ *- / && (kind == 0 || i < kind) {
+    close_item(); match(line, /^ *- +/); kind = RLENGTH
+    line = sprintf("%" kind "s", "") substr(line, kind + 1); i = kind }
+  { key = line; sub(/^ */, "", key); sub(/:.*/, "", key); gsub(/["\047]/, "", key) }
+  i == kind { inhp = (key == "hostPath")
+    if (key == "name") nm = val(line); else if (key == "mountPath") mp = val(line)
+    else if (key == "subPath") sp = val(line)
+    else if (inhp && line ~ /\{/ && match(line, /path:[ \t]*[^,} \t]+/)) hp = val(substr(line, RSTART, RLENGTH)) }
+  i > kind && inhp && key == "path" { hp = val(line) }
+  END { close_item(); best = -1
+    for (n in mount) { m = mount[n]; sub(/\/+$/, "", m)
+      if (!(n in host) || !(want == m || index(want, m "/") == 1) || length(m) <= best) continue
+      best = length(m); h = host[n]; sub(/\/+$/, "", h); if (subp[n] != "") h = h "/" subp[n]
+      out = h substr(want, length(m) + 1) }
+    if (best >= 0) print out }' "$R$1"; }
 # "pid argv0 ..." for every process: one ps call on a node, a /proc walk where ps cannot help
 # (a ps without -o, such as busybox's, or the test tree)
 list_procs() {
@@ -131,12 +166,19 @@ enc_names() { [ -n "$1" ] || return 0
     grep -o -E '(resources|identity|aescbc|aesgcm|secretbox|kms)"?[[:space:]]*:' "$R$1" | tr -d '": \t' | b64
     printf '|%s\n' "$R$1"
   else stat_path "$1"; fi; }
+# the running server's files as its container sees them (/proc/<pid>/root); the manifest's on the
+# host, through the manifest's hostPath volumes
 for APID in $(pids_of kube-apiserver); do
-  read_file "$(argval "$APID" --audit-policy-file)"
-  enc_names "$(argval "$APID" --encryption-provider-config)"
+  v=$(argval "$APID" --audit-policy-file); case $v in /*) read_file "/proc/$APID/root$v";; esac
+  v=$(argval "$APID" --encryption-provider-config); case $v in /*) enc_names "/proc/$APID/root$v";; esac
 done
-read_file "$(mfval $MDIR/kube-apiserver.yaml --audit-policy-file)"
-enc_names "$(mfval $MDIR/kube-apiserver.yaml --encryption-provider-config)"
+AMF=$MDIR/kube-apiserver.yaml
+for flag in --audit-policy-file --encryption-provider-config; do
+  v=$(mfval $AMF $flag); [ -n "$v" ] || continue
+  h=$(host_path $AMF "$v")
+  [ -n "$h" ] && printf 'H|kube-apiserver|%s|%s\n' "$(printf '%s' "$v" | b64)" "$h"
+  if [ "$flag" = --audit-policy-file ]; then read_file "${h:-$v}"; else enc_names "${h:-$v}"; fi
+done
 
 # kubelet: unit files and drop-ins of both locations, env files, config files, kubeconfig, CA
 for f in /lib/systemd/system/kubelet.service /usr/lib/systemd/system/kubelet.service /etc/systemd/system/kubelet.service; do
@@ -171,10 +213,17 @@ stat_path /etc/kubernetes/pki/ca.crt
 stat_tree "$CNIDIR"
 stat_tree /var/lib/cni/networks
 
-# kube-proxy: its config file as the container sees it, its kubeconfig candidates on the host
+# kube-proxy: its config file and the kubeconfig it names (clientConnection.kubeconfig, the only
+# `kubeconfig` key of a KubeProxyConfiguration) or --kubeconfig names, as its container sees them;
+# the kubeconfig candidates on the host
 for PPID_ in $(pids_of kube-proxy); do
-  v=$(argval "$PPID_" --config); [ -n "$v" ] && read_file "/proc/$PPID_/root$v"
-  v=$(argval "$PPID_" --kubeconfig); [ -n "$v" ] && stat_path "/proc/$PPID_/root$v"
+  PROOT=/proc/$PPID_/root; k=''
+  v=$(argval "$PPID_" --config)
+  if [ -n "$v" ]; then read_file "$PROOT$v"
+    [ -f "$R$PROOT$v" ] && k=$(sed -n 's/^[[:space:]]*["'\'']\{0,1\}kubeconfig["'\'']\{0,1\}[[:space:]]*:[[:space:]]*["'\'']\{0,1\}\([^"'\'' ,}]*\).*/\1/p' "$R$PROOT$v" | tail -n 1)
+    case $k in /*) stat_path "$PROOT$k";; esac
+  fi
+  v=$(argval "$PPID_" --kubeconfig); case $v in /*) stat_path "$PROOT$v";; esac
 done
 for f in /etc/kubernetes/kube-proxy.conf /var/lib/kube-proxy/kubeconfig.conf; do
   stat_path "$f"; done
@@ -266,6 +315,8 @@ class Facts:
     contents: dict[str, str] = field(default_factory=dict)
     encryption_providers: dict[str, list[list[str]]] = field(default_factory=dict)
     kubectl: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # component -> {path its manifest names (container view): the host path behind it}
+    host_paths: dict[str, dict[str, str]] = field(default_factory=dict)
     clock: tuple[int, int] | None = None      # (boot time epoch, clock ticks per second)
     complete: bool = False
 
@@ -391,6 +442,9 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
         raw, path = rest.split("|", 1)
         facts.encryption_providers[_strip(path, root)] = _provider_entries(
             _b64(raw).decode("ascii", "replace").split())
+    elif tag == "H":
+        component, raw, host = rest.split("|", 2)
+        facts.host_paths.setdefault(component, {})[_b64(raw).decode("utf-8", "replace")] = host
     elif tag == "K":
         name, rc, raw = rest.split("|", 2)
         facts.kubectl[name] = (int(rc), _b64(raw).decode("utf-8", "replace"))

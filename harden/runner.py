@@ -6,11 +6,15 @@ Per host and play (DESIGN.md, "Safety model of apply"):
   gather facts (ONE exec for every task of the play)
   → plan each task from facts (planned results are fed back, so later tasks see them)
   → write: consecutive tasks' changes go to the node in one `sh -s` exec; a command or a wait
-    ends a batch because it needs the node's answer
+    ends a batch because it needs the node's answer. Each such exec first lists the node's
+    processes, so a later wait knows which pods predate the write; a service restart counts
+    for rollback only once the exec got to it
   → handlers notified by changed tasks, once, at the end of the play
   → verify: every wait, plus an implicit wait for any static-pod manifest changed and not
     waited for, since a manifest nobody verified is exactly how a control plane goes down
-  → commit the run record on the node and in the local journal.
+  → commit the run record on the node and in the local journal (the first write of a later
+    play takes the node record back until that play commits: a run cut off half-way must
+    read as unfinished on the node).
 
 A failure at any step restores the host from its backups (harden.rollback) and the host leaves
 the play. With `serial`, a failed batch stops the rollout before the next host is touched
@@ -43,6 +47,7 @@ EXIT_OK, EXIT_DRIFT, EXIT_HOSTS = 0, 2, 4
 WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
 MAX_FACT_ROUNDS = 5
 _PS_MARK = "@@harden-ps"
+_WRITE_PS_END = "@@harden-ps-end"
 _SERVICE_VERBS = {"restarted": "restart", "reloaded": "reload"}
 
 
@@ -126,6 +131,7 @@ class HostRunState:
     restarts: list[Restart] = field(default_factory=list)
     secret_paths: set[str] = field(default_factory=set)
     kubelet_waited: bool = False
+    record_on_node: bool = False             # an earlier play committed a node record
 
     def wrote_as(self, become: bool | None) -> None:
         """Remember who wrote: reading the backups back, restoring and committing must run as
@@ -289,6 +295,7 @@ class _Pending:
     result: TaskResult
     changes: list[Change]
     become: bool | None = None
+    restart: Restart | None = None    # recorded for rollback only once the exec reached it
 
 
 class HostPlay:
@@ -311,6 +318,7 @@ class HostPlay:
         self.changed_paths: set[str] = set()
         self.facts = Facts()
         self.pre_run_ps: list[str] = []
+        self.ps_before_write: dict[str, list[str]] = {}   # path -> processes before its write
         self.session = None
         self.current: Task | None = None          # the task running, for no_log on errors
 
@@ -526,14 +534,15 @@ class HostPlay:
         """Add the task to the current write batch (or report it at once when nothing is
         queued and it writes nothing)."""
         writes = bool(changes) and self.writes(task, module)
-        if task.module == "service" and writes:
-            self.state.restarts.append(Restart(args["name"] or "", _SERVICE_VERBS.get(
-                args["state"], "restart"), bool(args["daemon_reload"])))
+        restart = Restart(args["name"] or "", _SERVICE_VERBS.get(args["state"], "restart"),
+                          bool(args["daemon_reload"])) \
+            if task.module == "service" and writes else None
         if writes and self.pending and self.pending[0].become != self._become(task):
             self.flush()                 # one exec runs under one identity
         if not writes and not self.pending:
             return self.done(result, result.status)
-        self.pending.append(_Pending(result, changes if writes else [], self._become(task)))
+        self.pending.append(_Pending(result, changes if writes else [], self._become(task),
+                                     restart))
         if task.module == "service":
             self.flush()                 # a restart is a point everything after depends on
         return None
@@ -633,7 +642,48 @@ class HostPlay:
             for item in pending:
                 self.done(item.result, item.result.status, item.result.message)
             return
+        out = self._write(pending)
+        stdout = out.stdout.decode(errors="replace")
+        processes = _between(stdout, _PS_MARK, _WRITE_PS_END)
+        reached = [int(line.split()[1]) for line in stdout.splitlines()
+                   if line.startswith("@@harden-task ")]
+        if out.rc == 0:
+            reached = list(range(len(pending)))
+        for index, item in enumerate(pending):
+            if index in reached and item.restart is not None:
+                self.state.restarts.append(item.restart)
+        if out.rc == 0:
+            for item in pending:
+                self._applied(item.changes, processes)
+                self.done(item.result, item.result.status, item.result.message)
+            return
+        failed_at = reached[-1] if reached else 0
+        for item in pending[:failed_at]:
+            self._applied(item.changes, processes)
+            self.done(item.result, item.result.status, item.result.message)
+        bad = pending[failed_at]
+        self._applied(bad.changes, processes)   # partly written: rollback must consider them
+        error = out.stderr.decode(errors="replace").strip()[-300:]
+        self.done(bad.result, "failed", f"writing failed (exit {out.rc}): {error}")
+        raise HostFailed(f"task '{bad.result.task}': writing failed")
+
+    def _write(self, pending: list[_Pending]):
+        """The exec itself. Before writing it lists the node's processes: a pod running then
+        belongs to an earlier version of a manifest this exec writes, even one started after
+        the play began (a second change to the same manifest in one play). And the first write
+        of a play after an earlier play committed takes the node record back, so a run killed
+        now reads as unfinished on the node (next run's warning, `harden rollback`)."""
         changes: list[Change] = []
+        if self.state.record_on_node:
+            options = self.runner.options
+            run = shlex.quote(self.runner.run_id)
+            changes.append(Change(summary="", script=(
+                f"rm -f -- {shlex.quote(options.journal_root)}/{run}.json "
+                f"{shlex.quote(options.backup_root)}/{run}/after-index")))
+        if any(change.path for item in pending for change in item.changes):
+            changes.append(Change(summary="", script=(
+                f"printf '%s\\n' {_PS_MARK}; ps -eo pid=,args= 2>/dev/null || true; "
+                f"printf '%s\\n' {_WRITE_PS_END}")))
         for index, item in enumerate(pending):
             changes.append(Change(summary="", script=f"echo '@@harden-task {index}'"))
             changes += item.changes
@@ -642,27 +692,14 @@ class HostPlay:
         out = self.session.run("sh -s", become=pending[0].become,
                                stdin=apply_script(changes, self.runner.run_id,
                                                   self.runner.options.backup_root).encode())
-        if out.rc == 0:
-            for item in pending:
-                self._applied(item.changes)
-                self.done(item.result, item.result.status, item.result.message)
-            return
-        reached = [int(line.split()[1]) for line in out.stdout.decode(errors="replace")
-                   .splitlines() if line.startswith("@@harden-task ")]
-        failed_at = reached[-1] if reached else 0
-        for item in pending[:failed_at]:
-            self._applied(item.changes)
-            self.done(item.result, item.result.status, item.result.message)
-        bad = pending[failed_at]
-        self._applied(bad.changes)          # partly written: rollback must consider them
-        error = out.stderr.decode(errors="replace").strip()[-300:]
-        self.done(bad.result, "failed", f"writing failed (exit {out.rc}): {error}")
-        raise HostFailed(f"task '{bad.result.task}': writing failed")
+        self.state.record_on_node = False
+        return out
 
-    def _applied(self, changes: list[Change]) -> None:
+    def _applied(self, changes: list[Change], processes: list[str]) -> None:
         for change in changes:
             if change.path:
                 self.changed_paths.add(change.path)
+                self.ps_before_write[change.path] = processes
                 if is_manifest(change.path) and change.rewrites:
                     self.unverified.add(change.path)   # a chmod restarts nothing: no wait
 
@@ -693,19 +730,22 @@ class HostPlay:
             result.message = "not waited for in check mode"
             return
         self._step(f"waiting for {spec.what}")
-        previous = self.previous_pids(spec) if manifest in self.changed_paths else set()
+        previous = self.previous_pids(spec, manifest) if manifest in self.changed_paths \
+            else set()
         health = wait_healthy(self.session, spec, previous, become=self._become(task))
         if not health.healthy:
             self.done(result, "failed", f"not healthy after {spec.timeout}s: {health.detail}")
             raise HostFailed(f"{spec.what} did not become healthy: {health.detail}")
         self.unverified.discard(manifest)
 
-    def previous_pids(self, spec) -> set[int]:
+    def previous_pids(self, spec, manifest: str) -> set[int]:
+        """Processes running the manifest's argv before its LAST write in this play (and
+        before the play): none of them can be the pod that write makes the kubelet start."""
         if spec.argv is None:
             return set()
         wanted = " ".join(" ".join(spec.argv).split())
         pids = set()
-        for line in self.pre_run_ps:
+        for line in self.pre_run_ps + self.ps_before_write.get(manifest, []):
             pid, _, args = line.partition(" ")
             if args == wanted and pid.isdigit():
                 pids.add(int(pid))
@@ -745,8 +785,18 @@ class HostPlay:
         if out.rc != 0:
             raise HostFailed(f"writing the run record failed: "
                              f"{out.stderr.decode(errors='replace').strip()[-300:]}")
+        state.record_on_node = True
         entries = parse_index(out.stdout.decode(errors="replace"))
         self.runner.journal.files(self.runner.run_id, self.name, entries)
+
+
+def _between(text: str, start: str, end: str) -> list[str]:
+    """The lines between two marker lines, whitespace-normalised (a `ps` listing)."""
+    lines = text.splitlines()
+    if start not in lines or end not in lines:
+        return []
+    section = lines[lines.index(start) + 1:lines.index(end)]
+    return [" ".join(line.split()) for line in section if line.strip()]
 
 
 # --- `harden apply` ------------------------------------------------------------------------

@@ -36,6 +36,11 @@ MOUNT_DIRS = ("/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd",
 # written atomically, as on a real node.
 MOUNT_FILES = ("/etc/passwd", "/etc/shadow", "/etc/group")
 COPIED_FROM_HOST = ("/etc/sysctl.d", "/etc/sudoers.d", "/usr/local/sbin", "/etc/default")
+# Nodes share this machine's kernel, so their /proc/sys is a directory of plain files seeded from
+# the machine's values: sysctl(8), the sysctl module and the kubelet's protectKernelDefaults
+# check then read and write the node's own kernel settings, never the machine's.
+PROC_SYS = "/proc/sys"
+PROC_SYS_SKIPPED = ("fs/binfmt_misc",)   # its own filesystem (an automount on systemd hosts)
 UP_TIMEOUT = 20.0
 STOP_TIMEOUT = 8.0
 MAX_SOCKET_PATH = 107
@@ -187,6 +192,24 @@ def _copy_host_dir(source: str, target: Path) -> None:
             shutil.copy2(entry, target / entry.name)
 
 
+def _copy_kernel_settings(target: Path) -> None:
+    """Every readable /proc/sys entry as a regular file with the same mode; entries the kernel
+    will not let us read (write-only triggers) are left out."""
+    for dirpath, dirnames, filenames in os.walk(PROC_SYS):
+        rel = os.path.relpath(dirpath, PROC_SYS)
+        dirnames[:] = [d for d in dirnames if os.path.normpath(os.path.join(rel, d))
+                       not in PROC_SYS_SKIPPED]
+        (target / rel).mkdir(parents=True, exist_ok=True)
+        for name in filenames:
+            source = os.path.join(dirpath, name)
+            try:
+                content = Path(source).read_bytes()
+                mode = os.stat(source).st_mode & 0o777
+            except OSError:
+                continue
+            _write(target / rel / name, content, mode)
+
+
 def _systemctl_shim(socket_path: Path) -> bytes:
     text = (Path(__file__).with_name("systemctl")).read_text()
     lines = text.splitlines()
@@ -222,6 +245,7 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
         os.chmod(path, 0o700)
     socket_path = node_dir / "control.sock"
     _write(root / "usr/local/sbin/systemctl", _systemctl_shim(socket_path), 0o755)
+    _copy_kernel_settings(root / PROC_SYS.lstrip("/"))
     host_key, host_pub = pki.ssh_keypair(f"root@{spec.name}")
     _write(node_dir / "ssh_host_ed25519_key", host_key, 0o600)
     _write(node_dir / "ssh_host_ed25519_key.pub", host_pub, 0o644)
@@ -230,7 +254,7 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
         address=spec.address, host_key=node_dir / "ssh_host_ed25519_key",
         pid_file=node_dir / "sshd.pid", authorized_keys_dir=lab_dir / "authorized_keys").encode(),
         0o600)
-    mounts = [[str(root / t.lstrip("/")), t] for t in MOUNT_DIRS + MOUNT_FILES]
+    mounts = [[str(root / t.lstrip("/")), t] for t in MOUNT_DIRS + MOUNT_FILES + (PROC_SYS,)]
     return {"name": spec.name, "address": spec.address, "node_dir": str(node_dir),
             "mounts": mounts, "socket": str(socket_path),
             "sshd_argv": sshd.command(config, node_dir / "sshd.log"),

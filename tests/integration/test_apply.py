@@ -24,11 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 EVERY_MODULE = ROOT / "tests" / "fixtures" / "playbooks" / "every-module.yml"
 WATCHED = ("etc/kubernetes", "var/lib/kubelet", "etc/systemd/system/kubelet.service.d",
            "usr/lib/systemd/system/kubelet.service.d", "etc/sysctl.d", "etc/default",
-           "var/lib/harden")
+           "var/lib/harden", "proc/sys/kernel")     # proc/sys: the node's live kernel settings
 LAB_RUNTIME = ("var/lib/kubelet/harden-lab-pods.json",)     # the lab kubelet's own status
 MANIFESTS = {"etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml",
              "kube-scheduler.yaml"}
-NO_SYSCTL = ("-e", "kubelet_sysctl_apply=false")            # nodes share the host kernel
 
 
 def harden(state_dir: Path, *args: str, env: dict | None = None,
@@ -90,7 +89,7 @@ def runs(lab5, state):
 
 def test_check_on_a_fresh_lab_writes_nothing_and_exits_2(lab5, state, runs):
     result = harden(state, "apply", "-i", str(lab5.inventory), str(EVERY_MODULE), "--check",
-                    "--format", "json", *NO_SYSCTL)
+                    "--format", "json")
     assert result.returncode == 2, result.stderr
     report = json.loads(result.stdout)
     assert report["check"] is True
@@ -102,7 +101,7 @@ def test_check_on_a_fresh_lab_writes_nothing_and_exits_2(lab5, state, runs):
 @pytest.mark.timeout(600)        # the lab's components restart slowly on a busy machine
 def test_first_apply_changes_what_check_said(lab5, state, runs):
     first = harden(state, "apply", "-i", str(lab5.inventory), str(EVERY_MODULE), "--format",
-                   "json", *NO_SYSCTL)
+                   "json")
     assert first.returncode == 0, first.stdout + first.stderr
     report = json.loads(first.stdout)
     assert set(report["hosts"]) == set(lab5.nodes)
@@ -117,7 +116,7 @@ def test_second_apply_changes_nothing(lab5, state, runs):
     assert "first" in runs
     after_first = snapshot(lab5)
     second = harden(state, "apply", "-i", str(lab5.inventory), str(EVERY_MODULE), "--format",
-                    "json", *NO_SYSCTL)
+                    "json")
     assert second.returncode == 0, second.stderr
     assert all(h["changed"] == 0 for h in json.loads(second.stdout)["hosts"].values())
     assert snapshot(lab5) == after_first          # not even a node record: nothing to undo
@@ -156,7 +155,7 @@ def test_rollback_restores_byte_identical_and_check_shows_the_changes_again(lab5
         pods = json.loads((lab5.node_root(node) / LAB_RUNTIME[0]).read_text())["pods"]
         assert pods["kube-apiserver"]["state"] == "running", pods["kube-apiserver"]
     check = harden(state, "apply", "-i", str(lab5.inventory), str(EVERY_MODULE), "--check",
-                   "--format", "json", *NO_SYSCTL)
+                   "--format", "json")
     assert check.returncode == 2
     assert changed_tasks(json.loads(check.stdout)) == runs["check"]
     listing = json.loads(harden(state, "runs", "--json").stdout)

@@ -259,22 +259,45 @@ def test_bad_kubelet_config_stops_the_kubelet_after_restart(lab5, node, change):
     assert lab5.lab.ssh(node, f"curl -s http://{address}:10248/healthz").stdout == "ok"
 
 
+def kubelet_failure_after(lab5, node: str, since: float) -> str:
+    """The error of the first kubelet start that failed after `since` (host and node share a
+    clock)."""
+    deadline = time.monotonic() + 15
+    while True:
+        state = lab5.state(node)["kubelet"]
+        if state.get("state") == "failed" and state.get("updated", 0) > since:
+            return state["error"]
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
+
+
 def test_protect_kernel_defaults_starts_once_the_node_has_the_sysctls(lab5):
     node = "w2"
     sysctls = ("vm.overcommit_memory = 1\nvm.panic_on_oom = 0\nkernel.panic = 10\n"
                "kernel.panic_on_oops = 1\nkernel.keys.root_maxkeys = 1000000\n"
                "kernel.keys.root_maxbytes = 25000000\n")
+    keys = " ".join(line.split(" =")[0] for line in sysctls.splitlines())
+    live_before = lab5.lab.ssh(node, f"sysctl {keys}").stdout
     original = lab5.lab.ssh(node, "cat /var/lib/kubelet/config.yaml").stdout
     try:
-        lab5.write_file(node, "/etc/sysctl.d/90-kubelet.conf", sysctls, mode="644")
         lab5.write_file(node, "/var/lib/kubelet/config.yaml",
                         original + "protectKernelDefaults: true\n", mode="644")
+        # persisted only is not enough: the kubelet checks the node's live values
+        lab5.write_file(node, "/etc/sysctl.d/90-kubelet.conf", sysctls, mode="644")
+        lab5.lab.ssh(node, "sysctl -w kernel.panic=0")
+        since = time.time()
         lab5.lab.ssh(node, "systemctl restart kubelet")
+        assert "invalid kernel flag: kernel/panic" in kubelet_failure_after(lab5, node, since)
+        lab5.lab.ssh(node, "sysctl -q -p /etc/sysctl.d/90-kubelet.conf && systemctl restart kubelet")
         lab5.wait_healthy(node)
         assert lab5.state(node)["kubelet"]["state"] == "running"
+        assert lab5.lab.ssh(node, f"sysctl {keys}").stdout == sysctls
     finally:
         lab5.write_file(node, "/var/lib/kubelet/config.yaml", original, mode="644")
-        lab5.lab.ssh(node, "rm -f /etc/sysctl.d/90-kubelet.conf && systemctl restart kubelet")
+        lab5.write_file(node, "/var/lib/harden/sysctl-before.conf", live_before, mode="644")
+        lab5.lab.ssh(node, "sysctl -q -p /var/lib/harden/sysctl-before.conf; "
+                     "rm -f /var/lib/harden/sysctl-before.conf /etc/sysctl.d/90-kubelet.conf; "
+                     "systemctl restart kubelet")
 
 
 @pytest.mark.skipif(not shutil.which("etcd") or not shutil.which("etcdctl"),

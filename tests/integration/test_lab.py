@@ -12,6 +12,7 @@ import socket
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -127,6 +128,22 @@ def test_node_files_are_private_to_the_node(lab3):
         assert marker.read_text() == "cp1-only\n"
     finally:
         lab3.ssh("cp1", "rm -f /etc/kubernetes/private-marker")
+
+
+def test_kernel_settings_are_private_to_the_node(lab3):
+    host_before = Path("/proc/sys/vm/overcommit_memory").read_text().strip()
+    wanted = "2" if host_before == "1" else "1"
+    lab3.ssh("cp1", f"sysctl -w vm.overcommit_memory={wanted}")
+    try:
+        assert lab3.ssh("cp1", "sysctl -n vm.overcommit_memory").stdout.strip() == wanted
+        assert lab3.ssh("cp1", "cat /proc/sys/vm/overcommit_memory").stdout.strip() == wanted
+        assert lab3.ssh("cp2", "sysctl -n vm.overcommit_memory").stdout.strip() == host_before
+        assert Path("/proc/sys/vm/overcommit_memory").read_text().strip() == host_before
+        saved = lab3.node_root("cp1") / "proc/sys/vm/overcommit_memory"
+        assert saved.read_text().strip() == wanted
+    finally:
+        lab3.ssh("cp1", f"sysctl -w vm.overcommit_memory={host_before}")
+    assert Path("/proc/sys/vm/overcommit_memory").read_text().strip() == host_before
 
 
 def test_process_listing_shows_only_the_nodes_processes(lab3):

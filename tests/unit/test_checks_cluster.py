@@ -101,22 +101,22 @@ def _apiserver_facts(flag: str, path: str) -> Facts:
 
 def test_audit_policy_check_reads_the_file_the_apiserver_names(catalogue):
     facts = _apiserver_facts("--audit-policy-file", "/etc/kubernetes/audit.yaml")
-    facts.contents["/etc/kubernetes/audit.yaml"] = yaml.safe_dump(GOOD)
+    facts.contents["/proc/1/root/etc/kubernetes/audit.yaml"] = yaml.safe_dump(GOOD)
     results = {r.id: r for r in evaluate_host("cp", facts, catalogue)}
     assert results["3.2.2"].status == "PASS" and results["3.2.1"].status == "PASS"
-    facts.contents["/etc/kubernetes/audit.yaml"] = "kind: Policy\nrules:\n- level: RequestResponse\n"
+    facts.contents["/proc/1/root/etc/kubernetes/audit.yaml"] = "kind: Policy\nrules:\n- level: RequestResponse\n"
     results = {r.id: r for r in evaluate_host("cp", facts, catalogue)}
     assert results["3.2.2"].status == "WARN" and "secrets get logged at RequestResponse" in results["3.2.2"].actual
 
 
 def test_encryption_providers(catalogue):
     facts = _apiserver_facts("--encryption-provider-config", "/etc/kubernetes/enc.yaml")
-    facts.encryption_providers["/etc/kubernetes/enc.yaml"] = [["aescbc", "identity"], ["secretbox"]]
+    facts.encryption_providers["/proc/1/root/etc/kubernetes/enc.yaml"] = [["aescbc", "identity"], ["secretbox"]]
     assert {r.id: r for r in evaluate_host("cp", facts, catalogue)}["1.2.28"].status == "PASS"
-    facts.encryption_providers["/etc/kubernetes/enc.yaml"] = [["aescbc"], ["identity", "aescbc"]]
+    facts.encryption_providers["/proc/1/root/etc/kubernetes/enc.yaml"] = [["aescbc"], ["identity", "aescbc"]]
     result = {r.id: r for r in evaluate_host("cp", facts, catalogue)}["1.2.28"]
     assert result.status == "WARN" and "aescbc, identity" in result.actual
-    del facts.encryption_providers["/etc/kubernetes/enc.yaml"]
+    del facts.encryption_providers["/proc/1/root/etc/kubernetes/enc.yaml"]
     result = {r.id: r for r in evaluate_host("cp", facts, catalogue)}["1.2.28"]
     assert result.status == "WARN" and "not found" in result.actual
 

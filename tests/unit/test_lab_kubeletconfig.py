@@ -72,23 +72,24 @@ def test_semantic_validation(config, message):
     assert message in kubeletconfig.validate({**kubeletconfig.DEFAULTS, **config})[0]
 
 
-def test_protect_kernel_defaults_needs_the_six_tunables(node_root):
+def write_live(root, text: str) -> None:
+    """`key = value` lines as the node's live /proc/sys values (under the test's root prefix)."""
+    for line in text.splitlines():
+        key, value = (part.strip() for part in line.split("="))
+        path = root / "proc/sys" / key.replace(".", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value + "\n")
+
+
+def test_protect_kernel_defaults_needs_the_six_live_tunables(node_root):
     write_config(node_root, "protectKernelDefaults: true\n")
-    (node_root / "etc/sysctl.d/90-kubelet.conf").write_text(TUNABLES.replace("kernel.panic = 10\n", ""))
-    (node_root / "etc/sysctl.d/99-other.conf").write_text("kernel.panic = 0\n")
+    (node_root / "etc/sysctl.d/90-kubelet.conf").write_text(TUNABLES)  # persisted only
+    write_live(node_root, TUNABLES.replace("kernel.panic = 10", "kernel.panic = 0"))
     with pytest.raises(kubelet.KubeletError, match="invalid kernel flag: kernel/panic, expected value: 10"):
         kubelet.build_config(["--config=/var/lib/kubelet/config.yaml"])
-    (node_root / "etc/sysctl.d/99-other.conf").write_text("kernel.panic=10\n")
+    write_live(node_root, "kernel.panic = 10\n")
     config, _ = kubelet.build_config(["--config=/var/lib/kubelet/config.yaml"])
     assert config["protectKernelDefaults"] is True
-
-
-def test_sysctl_conf_parsing_later_files_win(node_root):
-    (node_root / "etc/sysctl.d/10-a.conf").write_text("# c\n; c\nvm.panic_on_oom=1\n-kernel.panic = 3\n")
-    (node_root / "etc/sysctl.d/20-b.conf").write_text("vm.panic_on_oom = 0\n")
-    (node_root / "etc/sysctl.d/30-c.txt").write_text("kernel.panic = 99\n")
-    values = kubeletconfig.node_sysctls()
-    assert values["vm/panic_on_oom"] == "0" and values["kernel/panic"] == "3"
 
 
 def test_flags_override_config_and_unknown_flags_fail(node_root):

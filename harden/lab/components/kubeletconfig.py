@@ -9,9 +9,6 @@ upstream too (pkg/kubelet/apis/config/validation, cm.setupKernelTunables).
 
 from __future__ import annotations
 
-import glob
-import os
-
 import yaml
 
 from harden.lab.components import podenv
@@ -190,34 +187,16 @@ def validate(config: dict) -> list[str]:
 
 
 def node_sysctls() -> dict[str, str]:
-    """The node's kernel tunables: the host's /proc/sys values overridden by the node's
-    /etc/sysctl.d/*.conf (lab nodes share one kernel, so their sysctl.d files stand in for it)."""
+    """The node's live kernel tunables, read where the kubelet reads them: /proc/sys (a lab node
+    has its own, so what was applied there counts, and a file in sysctl.d alone does not)."""
     values: dict[str, str] = {}
     for key in KERNEL_TUNABLES:
         try:
-            with open(f"/proc/sys/{key}") as handle:
+            with open(podenv.host_path(f"/proc/sys/{key}")) as handle:
                 values[key] = handle.read().strip()
         except OSError:
             continue
-    for conf in sorted(glob.glob(os.path.join(podenv.host_path("/etc/sysctl.d"), "*.conf"))):
-        values.update(_read_sysctl_conf(conf))
     return values
-
-
-def _read_sysctl_conf(path: str) -> dict[str, str]:
-    result = {}
-    try:
-        with open(path) as handle:
-            lines = handle.read().splitlines()
-    except OSError:
-        return result
-    for line in lines:
-        line = line.strip()
-        if not line or line[0] in "#;" or "=" not in line:
-            continue
-        key, value = (part.strip() for part in line.lstrip("-").split("=", 1))
-        result[key.replace(".", "/")] = value
-    return result
 
 
 def kernel_tunable_errors(sysctls: dict[str, str]) -> list[str]:
