@@ -8,6 +8,7 @@ to have no listener. `lab3` (module) is a ready 2-control-plane + 1-worker kubea
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import random
 import shutil
@@ -130,6 +131,17 @@ class LabFactory:
         lab.roles = {n["name"]: n["role"] for n in state["nodes"]}
         return lab
 
+    @contextlib.contextmanager
+    def running(self, *, wait_ready: bool = False, **kwargs):
+        """A lab for a `with` block (or a fixture's yield), stopped however the block ends."""
+        lab = self.start(**kwargs)
+        try:
+            if wait_ready:
+                lab.wait_ready()
+            yield lab
+        finally:
+            lab.down()
+
     def stop_all(self) -> None:
         for lab in self.labs:
             if lab.running and (lab.dir / "lab.json").exists():
@@ -153,8 +165,5 @@ def lab_factory(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lab3(lab_factory):
     """Two control planes and one worker, kubeadm profile; stopped after the module."""
-    lab = lab_factory.start(control_planes=2, workers=1)
-    try:
+    with lab_factory.running(control_planes=2, workers=1) as lab:
         yield lab
-    finally:
-        lab.down()

@@ -48,6 +48,14 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
 
 
+def _key_usage(ca: bool) -> x509.KeyUsage:
+    """kubeadm's key usage: signing and key encipherment, plus certificate signing for a CA."""
+    return x509.KeyUsage(digital_signature=True, key_encipherment=True, key_cert_sign=ca,
+                         content_commitment=False, data_encipherment=False,
+                         key_agreement=False, crl_sign=False, encipher_only=False,
+                         decipher_only=False)
+
+
 def new_ca(common_name: str) -> KeyPair:
     """A self-signed CA, like kubeadm's `kubernetes`, `etcd-ca` and `front-proxy-ca`."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -58,11 +66,7 @@ def new_ca(common_name: str) -> KeyPair:
             .serial_number(x509.random_serial_number())
             .not_valid_before(_now()).not_valid_after(_now() + CA_VALIDITY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True,
-                                         key_cert_sign=True, content_commitment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         crl_sign=False, encipher_only=False,
-                                         decipher_only=False), critical=True)
+            .add_extension(_key_usage(ca=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                            critical=False)
             .sign(key, hashes.SHA256()))
@@ -83,11 +87,7 @@ def issue(ca: KeyPair, common_name: str, *, organization: str | None = None,
                .serial_number(x509.random_serial_number())
                .not_valid_before(_now()).not_valid_after(_now() + VALIDITY)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True,
-                                            key_cert_sign=False, content_commitment=False,
-                                            data_encipherment=False, key_agreement=False,
-                                            crl_sign=False, encipher_only=False,
-                                            decipher_only=False), critical=True)
+               .add_extension(_key_usage(ca=False), critical=True)
                .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                    ca.key.public_key()), critical=False))

@@ -69,11 +69,8 @@ def kubelet_seen_files(lab, node: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def lab5(lab_factory):
-    lab = lab_factory.start(control_planes=3, workers=2)
-    try:
+    with lab_factory.running(control_planes=3, workers=2) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")

@@ -54,11 +54,8 @@ def bad_plugin_play(timeout: int) -> str:
 
 @pytest.fixture(scope="module")
 def lab3cp(lab_factory):
-    lab = lab_factory.start(control_planes=3, workers=0)
-    try:
+    with lab_factory.running(control_planes=3, workers=0) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 def manifest_state(lab, node: str) -> tuple[str, int, int, int]:

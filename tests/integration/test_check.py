@@ -32,12 +32,9 @@ def verdicts(results: list[dict], host: str) -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module", params=["kubeadm", "weak"])
 def profile_lab(request, lab_factory):
-    lab = lab_factory.start(control_planes=1, workers=1, profile=request.param)
-    try:
-        lab.wait_ready()
+    with lab_factory.running(control_planes=1, workers=1, profile=request.param,
+                             wait_ready=True) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 def test_verdicts_match_kube_bench_definitions(profile_lab):
