@@ -230,7 +230,7 @@ def _section(index: int, req: FactRequest) -> str:
                        "else echo A; fi\n")
     if req.kind == KUBELET:
         return head + (
-            "pid=$(ps -eo pid=,args= | awk '{n=$2; sub(/.*\\//, \"\", n)} "
+            "pid=$(ps -ww -eo pid=,args= | awk '{n=$2; sub(/.*\\//, \"\", n)} "
             "n==\"kubelet\" {print $1; exit}')\n"
             "cfg=\n"
             "if [ -n \"$pid\" ] && [ -r /proc/$pid/cmdline ]; then\n"

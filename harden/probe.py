@@ -113,7 +113,7 @@ host_path() { [ -f "$R$1" ] || return 0
 # "pid argv0 ..." for every process: one ps call on a node, a /proc walk where ps cannot help
 # (a ps without -o, such as busybox's, or the test tree)
 list_procs() {
-  if [ -z "$R" ] && ps -e -o pid= -o args= 2>/dev/null; then :
+  if [ -z "$R" ] && ps -ww -e -o pid= -o args= 2>/dev/null; then :
   else for d in "$R"/proc/[0-9]*; do
       [ -r "$d/cmdline" ] || continue
       printf '%s ' "${d##*/}"; tr '\000' '\n' < "$d/cmdline" 2>/dev/null | head -n 1

@@ -440,7 +440,7 @@ class HostPlay:
         requests = merge_requests(requests)
         backups, journals = self.runner.options.backup_root, self.runner.options.journal_root
         script = build_script(requests) + (
-            f"printf '%s\\n' {_PS_MARK}\nps -eo pid=,args= 2>/dev/null || true\n"
+            f"printf '%s\\n' {_PS_MARK}\nps -ww -eo pid=,args= 2>/dev/null || true\n"
             f"printf '%s\\n' {_PS_MARK}-unfinished\n"
             f"for d in {shlex.quote(backups)}/*/; do [ -f \"$d/index\" ] || continue; "
             f"r=$(basename \"$d\"); [ -f {shlex.quote(journals)}/\"$r\".json ] || "
@@ -682,7 +682,7 @@ class HostPlay:
                 f"{shlex.quote(options.backup_root)}/{run}/after-index")))
         if any(change.path for item in pending for change in item.changes):
             changes.append(Change(summary="", script=(
-                f"printf '%s\\n' {_PS_MARK}; ps -eo pid=,args= 2>/dev/null || true; "
+                f"printf '%s\\n' {_PS_MARK}; ps -ww -eo pid=,args= 2>/dev/null || true; "
                 f"printf '%s\\n' {_WRITE_PS_END}")))
         for index, item in enumerate(pending):
             changes.append(Change(summary="", script=f"echo '@@harden-task {index}'"))

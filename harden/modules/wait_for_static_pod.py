@@ -82,9 +82,10 @@ class WaitSpec:
         lines = ["LC_ALL=C; export LC_ALL"]
         if self.argv is not None:
             wanted = shlex.quote(" ".join(self.argv))
-            lines.append(f"ps -eo pid=,etimes=,args= | awk -v want={wanted} "
-                         "'{pid=$1; age=$2; $1=\"\"; $2=\"\"; sub(/^  /, \"\"); "
-                         "if ($0 == want) print \"P\", pid, age}'")
+            # -ww: full argv even when the login environment sets COLUMNS
+            lines.append(f"ps -ww -eo pid=,etimes=,args= | awk -v want={wanted} "
+                         "'{line=$0; sub(/^ *[0-9]+ +[0-9]+ /, \"\", line); "
+                         "if (line == want) print \"P\", $1, $2}'")
         if self.service:
             lines.append(f"printf 'S %s\\n' \"$(systemctl is-active "
                          f"{shlex.quote(self.service)} 2>/dev/null || true)\"")
