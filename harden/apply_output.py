@@ -166,7 +166,8 @@ def print_runs(console: Console, rows: list[dict]) -> None:
                   f"{'ROLLED BACK':>11}  {'STATE':<16} PLAYBOOK", markup=False)
     for row in rows:
         state = ("interrupted" if row["interrupted"] else "running" if row["running"]
-                 else f"exit {row['exit_code']}") + (" check" if row["check"] else "")
+                 else f"exit {row['exit_code']}") + (" check" if row["check"] else "") + \
+            (f" pruned {row['pruned']}" if row.get("pruned") else "")   # hosts, `harden prune`
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["started"]))
         line = Text(f"{row['id']:<24} {started:<19} {row['hosts']:>5} {row['changed']:>7} "
                     f"{row['failed']:>6} {row['rolled_back']:>11}  ")

@@ -147,8 +147,10 @@ def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, time
               help="Plan and report, write nothing; exit 2 when changes are pending.")
 @click.option("-D", "--diff", is_flag=True, help="Show what changes in each file (secrets redacted).")
 @forks_option
-@click.option("-e", "--extra-vars", "extra_vars", multiple=True, metavar="KEY=VALUE",
-              help="Variables that override all others; repeatable.")
+@click.option("-e", "--extra-vars", "extra_vars", multiple=True, metavar="KEY=VALUE|@FILE",
+              help="Variables that override all others: KEY=VALUE, a {YAML/JSON mapping} or "
+                   "@FILE (a YAML/JSON mapping; keep secrets such as keys in a 0600 file, not "
+                   "on the command line). Repeatable; later ones win.")
 @click.option("-t", "--tags", default=None, help="Only tasks with one of these tags (comma-separated).")
 @click.option("--format", "output_format", default="text", show_default=True,
               type=click.Choice(["text", "json"]))
@@ -197,6 +199,36 @@ def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask
                           ask_become_pass=ask_become_pass)
     sys.exit(run_rollback(inventories, run_id, limit=limit, force=force, run_options=options,
                           console=Console(soft_wrap=True, highlight=False), forks=forks))
+
+
+@cli.command()
+@inventory_option
+@limit_option
+@click.option("--keep", type=int, default=None, metavar="N",
+              help="Keep the N newest committed runs on each host (N >= 1).")
+@click.option("--older-than", "older_than", type=float, default=None, metavar="DAYS",
+              help="Prune committed runs older than DAYS days.")
+@click.option("--dry-run", is_flag=True, help="Show what would be pruned; change nothing.")
+@forks_option
+@connection_options
+def prune(inventories, limit, keep, older_than, dry_run, forks, accept_new_host_keys,
+          ask_become_pass, timeout):
+    """Remove old runs' backups from hosts; those runs can then no longer be rolled back.
+
+    Give exactly one of --keep N or --older-than DAYS. Interrupted runs (a backup without a
+    node record) are always kept; rolled-back runs have nothing left to undo and are pruned.
+    The node record stays, marked pruned. Exit 0, 4 if a host was unreachable or failed,
+    1 bad input.
+    """
+    from rich.console import Console
+
+    from harden.prune import Policy, run_prune
+
+    policy = Policy(keep=keep, older_than=older_than)
+    sys.exit(run_prune(inventories, limit=limit, policy=policy, dry_run=dry_run, forks=forks,
+                       console=Console(soft_wrap=True, highlight=False),
+                       accept_new_host_keys=accept_new_host_keys,
+                       ask_become_pass=ask_become_pass, connect_timeout=timeout))
 
 
 @cli.command()

@@ -7,6 +7,7 @@ what a user gets, and the lab is torn down whatever happens.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -66,6 +67,7 @@ def run(lab_dir: str, control_planes: int, workers: int) -> None:
              ["apply", "-i", inv, "playbooks/site.yml", *lab_vars], env=env)
         step("Apply again: nothing left to change",
              ["apply", "-i", inv, "playbooks/site.yml", *lab_vars], env=env)
+        rotate_key(lab_dir, inv, lab_vars, env)
         after = os.path.join(reports, "after.json")
         step("CIS check after hardening", ["check", "-i", inv, "--format", "json", "-o", after],
              ok_codes=(0, 2), env=env)
@@ -78,6 +80,34 @@ def run(lab_dir: str, control_planes: int, workers: int) -> None:
         step("Run history from the local journal", ["runs"], env=env)
     finally:
         step("Tear the lab down", ["lab", "down", "--dir", lab_dir])
+
+
+def rotate_key(lab_dir: str, inv: str, lab_vars: list[str], env: dict) -> None:
+    """Encryption at rest, then the first two rotation phases: the keys live in 0600 vars files
+    (never on a command line) and each phase is checked on every control plane first."""
+    key_file = write_key_file(os.path.join(lab_dir, "encryption-key.yml"),
+                              {"encryption_key": new_key()})
+    new_key_file = write_key_file(os.path.join(lab_dir, "new-encryption-key.yml"),
+                                  {"new_encryption_key_name": "key2",
+                                   "new_encryption_key": new_key()})
+    step("Encryption at rest (the key comes from a 0600 vars file)",
+         ["apply", "-i", inv, "playbooks/encryption-at-rest.yml", "-e", f"@{key_file}",
+          *lab_vars], env=env)
+    for phase in ("stage", "promote"):
+        step(f"Key rotation, phase {phase} (all control planes checked before any changes)",
+             ["apply", "-i", inv, "playbooks/rotate-encryption-key.yml", "-e", f"@{new_key_file}",
+              "-e", f"rotation_phase={phase}", *lab_vars], env=env)
+
+
+def new_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def write_key_file(path: str, variables: dict) -> str:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(variables, handle)
+    return path
 
 
 def show_comparison(before_path: str, after_path: str) -> None:

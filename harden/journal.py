@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harden.modules.base import BACKUP_ROOT
+from harden.modules.base import BACKUP_ROOT, HB_RECORD
 
 JOURNAL_ROOT = "/var/lib/harden/journal"
 STATE_DIR_ENV = "HARDEN_STATE_DIR"
@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE TABLE IF NOT EXISTS files (
   run_id TEXT NOT NULL, host TEXT NOT NULL, path TEXT NOT NULL, kind TEXT, mode TEXT,
   uid TEXT, gid TEXT, sha256 TEXT, PRIMARY KEY (run_id, host, path));
+CREATE TABLE IF NOT EXISTS pruned (
+  run_id TEXT NOT NULL, host TEXT NOT NULL, pruned REAL NOT NULL, bytes INTEGER,
+  PRIMARY KEY (run_id, host));
 """
 
 
@@ -104,6 +107,7 @@ class HostRecord:
     kubelet_wait: bool = False
     secret_paths: list[str] = field(default_factory=list)
     tasks: list[dict] = field(default_factory=list)      # {"task", "status"}
+    pruned: float | None = None              # when `harden prune` removed the run's backups
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=1, sort_keys=True)
@@ -128,23 +132,11 @@ def commit_script(record: HostRecord, backup_root: str = BACKUP_ROOT,
     payload = base64.encodebytes(record.to_json().encode()).decode()
     return f"""set -e
 LC_ALL=C; export LC_ALL
-HB={shlex.quote(backup_root)}/{run}; J={shlex.quote(journal_root)}
+{HB_RECORD}HB={shlex.quote(backup_root)}/{run}; J={shlex.quote(journal_root)}
 mkdir -p "$J"; chmod 0700 "$J"
 if [ -f "$HB/index" ]; then
   : > "$HB/after-index"
-  cut -f6- "$HB/index" | while IFS= read -r p; do
-    if [ -f "$p" ] && [ "${{p#/proc/}}" = "$p" ]; then
-      mkdir -p "$HB/after$(dirname -- "$p")"; cp -p -- "$p" "$HB/after$p"
-      printf 'file\\t%s\\t%s\\t%s\\n' "$(stat -L -c '%a	%u	%g' -- "$p")" \\
-        "$(sha256sum < "$p" | cut -d' ' -f1)" "$p" >> "$HB/after-index"
-    elif [ -d "$p" ]; then
-      printf 'dir\\t%s\\t-\\t%s\\n' "$(stat -L -c '%a	%u	%g' -- "$p")" "$p" >> "$HB/after-index"
-    elif [ -e "$p" ]; then
-      printf 'proc\\t-\\t-\\t-\\t-\\t%s\\n' "$p" >> "$HB/after-index"
-    else
-      printf 'absent\\t-\\t-\\t-\\t-\\t%s\\n' "$p" >> "$HB/after-index"
-    fi
-  done
+  cut -f6- "$HB/index" | while IFS= read -r p; do hb_record "$p" "$HB/after-index"; done
   sync -- "$HB/after-index"
 fi
 t="$J/.{record.run_id}.json.harden-tmp"
@@ -217,6 +209,11 @@ class Journal:
                    "VALUES (?, ?, 'rolled_back', 1) ON CONFLICT (run_id, host) DO UPDATE SET "
                    "status = 'rolled_back', rolled_back = 1", (run_id, host))
 
+    def mark_pruned(self, run_id: str, host: str, when: float, freed_bytes: int) -> None:
+        """`harden prune` removed this host's backups of the run: it can no longer be undone."""
+        self._exec("INSERT OR REPLACE INTO pruned VALUES (?, ?, ?, ?)",
+                   (run_id, host, when, freed_bytes))
+
     def hosts_of(self, run_id: str) -> list[str]:
         return [row[0] for row in self._exec("SELECT host FROM hosts WHERE run_id = ? "
                                              "ORDER BY rowid", (run_id,))]
@@ -226,21 +223,22 @@ class Journal:
 
     def runs(self, limit: int = 50) -> list[dict]:
         """Newest first, with per-run totals; `interrupted` = never finished and its
-        process is gone."""
+        process is gone; `pruned` = hosts whose backups of the run `harden prune` removed."""
         rows = self._exec(
             "SELECT r.id, r.started, r.finished, r.playbook, r.command, r.check_mode, r.pid, "
             "r.exit_code, COUNT(h.host), COALESCE(SUM(h.changed), 0), "
-            "COALESCE(SUM(h.failed + h.unreachable > 0), 0), COALESCE(SUM(h.rolled_back > 0), 0) "
+            "COALESCE(SUM(h.failed + h.unreachable > 0), 0), COALESCE(SUM(h.rolled_back > 0), 0), "
+            "(SELECT COUNT(*) FROM pruned p WHERE p.run_id = r.id) "
             "FROM runs r LEFT JOIN hosts h ON h.run_id = r.id GROUP BY r.id "
             "ORDER BY r.started DESC LIMIT ?", (limit,))
         out = []
         for (run_id, started, finished, playbook, command, check, pid, code, hosts, changed,
-             failed, rolled) in rows:
+             failed, rolled, pruned) in rows:
             running = finished is None and _alive(pid)
             out.append({"id": run_id, "started": started, "finished": finished,
                         "playbook": playbook, "command": command, "check": bool(check),
                         "exit_code": code, "hosts": hosts, "changed": changed,
-                        "failed": failed, "rolled_back": rolled,
+                        "failed": failed, "rolled_back": rolled, "pruned": pruned,
                         "interrupted": finished is None and not running, "running": running})
         return out
 

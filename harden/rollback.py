@@ -12,8 +12,10 @@ follows kubeadm's upgrade rollback, plus the health wait kubeadm skips:
 4. only then remove files and directories the run created (a manifest's new audit policy,
    say), since the pod may have been using them until the old manifest took over.
 
-A manual rollback first compares every path with the state the run left (`after-index`) and
-refuses when someone changed one since, showing the difference, unless forced.
+A manual rollback first compares every path with the state the run left and refuses when
+someone changed one since, showing the difference, unless forced. That state is the
+`after-index` written at commit or, for a run killed before it committed, `after-partial`,
+which the apply helpers append to after each change they make.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import posixpath
 import re
 import shlex
 import threading
+import time
 from dataclasses import dataclass, field
 
 from harden.facts import FILE, KUBELET, DEFAULT_KUBELET_CONFIG, FactRequest, build_script, \
@@ -58,18 +61,25 @@ class NodeRun:
     after: dict[str, BackupEntry] | None          # None: the run never committed (interrupted)
     current: dict[str, BackupEntry]
     record: HostRecord | None
+    after_partial: dict[str, BackupEntry] = field(default_factory=dict)
 
     @property
     def interrupted(self) -> bool:
         return self.record is None
 
+    @property
+    def left(self) -> dict[str, BackupEntry]:
+        """The state the run left each path in: the commit's after-index, else what the apply
+        helpers recorded change by change. A path missing here was backed up but never
+        written (the run died in between), so nothing of the run reached it."""
+        return self.after if self.after is not None else self.after_partial
+
     def changed_since(self) -> list[str]:
         """Paths whose state differs from what the run left behind."""
-        if self.after is None:
-            return []
+        left_by_run = self.left
         out = []
         for entry in self.entries:
-            left, now = self.after.get(entry.path), self.current.get(entry.path)
+            left, now = left_by_run.get(entry.path), self.current.get(entry.path)
             if left is not None and now is not None and _state(left) != _state(now):
                 out.append(entry.path)
         return out
@@ -103,6 +113,8 @@ def probe_script(run_id: str, backup_root: str = BACKUP_ROOT,
         "done\n"
         + _section("index") + "[ -f \"$HB/index\" ] && cat \"$HB/index\"\n"
         + _section("after") + "[ -f \"$HB/after-index\" ] && cat \"$HB/after-index\"\n"
+        + _section("after-partial") +
+        "[ -f \"$HB/after-partial\" ] && cat \"$HB/after-partial\"\n"
         + _section("record") + f"[ -f {record} ] && base64 -w0 < {record} && echo\n"
         + _section("current") +
         "[ -f \"$HB/index\" ] && cut -f6- \"$HB/index\" | while IFS= read -r p; do\n"
@@ -117,7 +129,8 @@ def probe_script(run_id: str, backup_root: str = BACKUP_ROOT,
 
 
 def parse_probe(run_id: str, stdout: str) -> NodeRun | None:
-    """None when the node has no backup of this run (it changed nothing there)."""
+    """None when the node has no backup of this run (it changed nothing there), unless its
+    record says `harden prune` removed them: that run did change the node."""
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in stdout.splitlines():
@@ -125,16 +138,23 @@ def parse_probe(run_id: str, stdout: str) -> NodeRun | None:
             current = sections.setdefault(line[len(_MARK):], [])
         elif current is not None:
             current.append(line)
-    if not sections.get("index"):
-        return None
     record_lines = [line for line in sections.get("record", []) if line.strip()]
     record = HostRecord.from_json(base64.b64decode(record_lines[0]).decode()) \
         if record_lines else None
+    if not sections.get("index") and not (record and record.pruned):
+        return None
     after = sections.get("after")
     return NodeRun(
-        run_id, parse_index("\n".join(sections["index"])),
+        run_id, parse_index("\n".join(sections.get("index", []))),
         {e.path: e for e in parse_index("\n".join(after))} if after else None,
-        {e.path: e for e in parse_index("\n".join(sections.get("current", [])))}, record)
+        {e.path: e for e in parse_index("\n".join(sections.get("current", [])))}, record,
+        parse_after_partial(sections.get("after-partial", [])))
+
+
+def parse_after_partial(lines: list[str]) -> dict[str, BackupEntry]:
+    """The last line of a path wins: it is the state the run's latest change left."""
+    entries = (BackupEntry.parse(line) for line in lines)
+    return {e.path: e for e in entries if e is not None}
 
 
 def read_node_run(session, run_id: str, become=None, backup_root: str = BACKUP_ROOT,
@@ -309,7 +329,10 @@ def _wait_specs(session, manifests: list[str], kubelet: bool, become, timeout: f
 def conflict_diffs(session, node_run: NodeRun, paths: list[str], become=None,
                    backup_root: str = BACKUP_ROOT) -> dict[str, str]:
     """For each path changed since the run: how it differs from what the run left (secret
-    files as a marker only)."""
+    files as a marker only).
+
+    An interrupted run left no record of which of its files are secret, so then no content is
+    shown at all, only that it changed and how mode and owner differ."""
     hb = f"{shlex.quote(backup_root)}/{shlex.quote(node_run.run_id)}"
     script = ["LC_ALL=C; export LC_ALL", f"HB={hb}"]
     for index, path in enumerate(paths):
@@ -326,13 +349,13 @@ def conflict_diffs(session, node_run: NodeRun, paths: list[str], become=None,
             key = line[len(_MARK):]
         elif key is not None:
             sections[key] = sections.get(key, "") + line
-    secret = set(node_run.record.secret_paths if node_run.record else [])
+    secret = set(node_run.record.secret_paths) if node_run.record else set(paths)
     diffs = {}
     for index, path in enumerate(paths):
         before = base64.b64decode(sections.get(f"{index} after", "")) or None
         now = base64.b64decode(sections.get(f"{index} now", "")) or None
         diff = text_diff(path, before, now, path in secret)
-        left, current = node_run.after.get(path), node_run.current.get(path)
+        left, current = node_run.left.get(path), node_run.current.get(path)
         if left and current and (left.mode, left.uid, left.gid) != \
                 (current.mode, current.uid, current.gid):
             diff += (f"--- a{path}\n+++ b{path}\n-mode/uid/gid {left.mode} {left.uid} "
@@ -366,10 +389,15 @@ def rollback_host(session, host: str, run_id: str, force: bool,
         return HostRollback(host, "nothing", "this run changed nothing here")
     if node_run.record is not None and node_run.record.status == "rolled_back":
         return HostRollback(host, "already", "already rolled back")
+    if node_run.record is not None and node_run.record.pruned:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(node_run.record.pruned))
+        return HostRollback(host, "refused", f"backups of {run_id} were pruned on {host} at "
+                                             f"{when} (harden prune); it cannot be rolled back")
     changed = node_run.changed_since()
+    note = " (interrupted run)" if node_run.interrupted else ""
     if changed and not force:
-        return HostRollback(host, "refused", f"{len(changed)} path(s) changed since the run; "
-                            "nothing restored (--force restores anyway)",
+        return HostRollback(host, "refused", f"{len(changed)} path(s) changed since the "
+                            f"run{note}; nothing restored (--force restores anyway)",
                             conflict_diffs(session, node_run, changed, True, backup_root))
     record = node_run.record
     restarts = restarts_for([e.path for e in node_run.entries], record.restarts if record else [])
@@ -389,7 +417,6 @@ def rollback_host(session, host: str, run_id: str, force: bool,
     if result.rc != 0:
         return HostRollback(host, "failed", "restored, but the node record could not be "
                                             "updated")
-    note = " (interrupted run)" if node_run.interrupted else ""
     warnings = "; ".join(outcome.warnings)
     return HostRollback(host, "rolled_back",
                         f"restored {len(outcome.restored)}, removed {len(outcome.removed)} "

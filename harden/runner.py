@@ -41,7 +41,7 @@ from harden.modules.wait_for_static_pod import MANIFEST_DIR
 from harden.parallel import for_each_host
 from harden.playbook import Play, Playbook, Task, serial_batches, task_selected
 from harden.rollback import Restart, is_manifest, read_node_run, restarts_for, restore_host
-from harden.templating import evaluate, layered_vars, render_value
+from harden.templating import Untemplated, evaluate, layered_vars, render_value
 
 EXIT_OK, EXIT_DRIFT, EXIT_HOSTS = 0, 2, 4
 WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
@@ -178,6 +178,7 @@ class Runner:
         self._lock = threading.Lock()
         self._gone: set[str] = set()          # failed / unreachable: out of later plays
         self._host_states: dict[str, HostRunState] = {}
+        self.play_hosts_all: list[str] = []   # the current play's hosts within --limit
 
     def run(self, command: str = "apply") -> RunResult:
         plays = [(play, self._play_hosts(play)) for play in self.playbook.plays]
@@ -224,6 +225,7 @@ class Runner:
 
     def _play(self, play: Play, hosts: list, specs: dict) -> bool:
         """Run one play; False when the run must stop (a failed serial rollout)."""
+        self.play_hosts_all = [h.name for h in hosts]
         hosts = [h for h in hosts if h.name not in self._gone]
         self.out.play_start(play, [h.name for h in hosts])
         abort = threading.Event()
@@ -321,6 +323,7 @@ class HostPlay:
         self.ps_before_write: dict[str, list[str]] = {}   # path -> processes before its write
         self.session = None
         self.current: Task | None = None          # the task running, for no_log on errors
+        self.failed_line = False                  # a task line of this host said "failed"
 
     # --- pipeline ----------------------------------------------------------------------------
 
@@ -381,6 +384,8 @@ class HostPlay:
         journal with its cause lost."""
         if self.play.any_errors_fatal:
             self.abort.set()
+        if not self.failed_line:          # failed outside a task line: still a failed host
+            self.runner.summary(self.name).failed += 1
         self.runner.out.warning(self.name, f"host failed: {message}")  # also non-task reasons
         if self.check or not self.state.wrote or self.session is None:
             return "failed", message
@@ -418,12 +423,20 @@ class HostPlay:
 
     # --- facts -------------------------------------------------------------------------------
 
-    def base_vars(self) -> dict:
+    def base_vars(self, just_registered: dict | None = None) -> dict:
+        """The task's variables, rendered (variables may refer to variables). Built per task
+        because a variable may refer to a result registered since; `just_registered` adds a
+        result not registered yet (what `changed_when` judges). The built-in variables and
+        registered results are data and are never templated: a node's output must not be
+        able to run a template on the controller."""
         magic = {"inventory_hostname": self.name,
                  "group_names": sorted(g for g in self.host.groups if g != "all"),
                  "ansible_check_mode": self.check, "play_hosts": self.batch,
+                 "ansible_play_hosts_all": list(self.runner.play_hosts_all),
+                 "groups": {g: list(h) for g, h in self.runner.inventory.groups.items()},
                  "harden_run_id": self.runner.run_id}
-        return layered_vars(self.host.vars, magic, self.play.vars, self.registered,
+        return layered_vars(self.host.vars, Untemplated(magic), self.play.vars,
+                            Untemplated({**self.registered, **(just_registered or {})}),
                             extra_vars=self.runner.options.extra_vars)
 
     def gather(self) -> None:
@@ -574,9 +587,7 @@ class HostPlay:
     def changed(self, task: Task, planned: bool, variables: dict, result: dict) -> bool:
         if task.changed_when is None:
             return planned
-        scope = dict(variables)
-        if task.register:
-            scope[task.register] = result
+        scope = self.base_vars({task.register: result}) if task.register else variables
         return all(evaluate(cond, scope, task.where) for cond in task.changed_when)
 
     def register(self, task: Task, changed: bool, changes: list[Change], **extra) -> dict:
@@ -612,7 +623,11 @@ class HostPlay:
         if out.rc != 0:
             self.done(result, "failed", f"exit {out.rc}: {stderr.strip()[-300:]}")
             raise HostFailed(f"task '{task.name}': command exited {out.rc}")
-        changed = self.changed(task, True, self.base_vars(), {"changed": True, **value})
+        try:
+            changed = self.changed(task, True, self.base_vars(), {"changed": True, **value})
+        except InputError as exc:
+            self.done(result, "failed", str(exc))
+            raise self._task_failed(task, exc) from None
         self.register(task, changed, changes, **value)
         if changed:
             self.notify(task)
@@ -627,6 +642,7 @@ class HostPlay:
         return result
 
     def done(self, result: TaskResult, status: str, message: str = "") -> None:
+        self.failed_line = self.failed_line or status == "failed"
         result.status = status
         result.message = message
         self.runner.report(result)

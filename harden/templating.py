@@ -4,6 +4,9 @@ Sandboxed because playbooks and templates are content a user may take from elsew
 (StrictUndefined) because a misspelt variable silently rendering as "" would write a broken
 manifest to a control plane. A value that is exactly one `{{ expr }}` keeps its native type
 (a list stays a list, a bool a bool), as in Ansible.
+
+Variables may refer to other variables (`config: "{{ dir }}/x.yaml"`), as in Ansible: see
+layered_vars. Only what the user wrote is templated that way, never data from a node.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import os
 import posixpath
 import re
 import shlex
-from typing import Any, Iterable
+from functools import lru_cache
+from typing import Any, Callable, Iterable
 
 import yaml
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, Undefined
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, Undefined, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from harden.errors import InputError
@@ -63,11 +67,20 @@ _FILTERS = {
 }
 
 
+def _strict_filter(function: Callable) -> Callable:
+    """Our filters are plain Python: given an Undefined (`{{ missing | basename }}`, a variable
+    whose own value failed) they would raise a TypeError that hides which variable is
+    missing. Raise the Undefined's own error instead."""
+    def apply(value, *args, **kwargs):
+        return function(_defined(value), *args, **kwargs)
+    return apply
+
+
 def make_environment(template_dirs: Iterable[str] = ()) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         loader=FileSystemLoader([d for d in template_dirs if os.path.isdir(d)]),
         undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    env.filters.update(_FILTERS)
+    env.filters.update({name: _strict_filter(f) for name, f in _FILTERS.items()})
     return env
 
 
@@ -85,35 +98,73 @@ def has_template(value: str) -> bool:
     return "{{" in value or "{%" in value
 
 
-def render_string(text: str, variables: dict, where: tuple = (None, None)) -> Any:
-    """Render one string; a lone `{{ expr }}` returns the expression's native value."""
+@lru_cache(maxsize=1024)
+def _compiled_template(text: str):
+    """Compiled once per text: variables are rendered again for every task of every host."""
+    return _DEFAULT_ENV.from_string(text)
+
+
+@lru_cache(maxsize=1024)
+def _compiled_expression(expr: str):
+    return _DEFAULT_ENV.compile_expression(expr, undefined_to_none=False)
+
+
+def _render_text(text: str, variables: dict) -> Any:
+    """render_string without the error translation (raises the template's own exception)."""
     if not has_template(text):
         return text
+    single = _SINGLE_EXPR.match(text)
+    if single:
+        return _defined(_compiled_expression(single.group("expr"))(**variables))
+    return _compiled_template(text).render(**variables)
+
+
+def render_string(text: str, variables: dict, where: tuple = (None, None)) -> Any:
+    """Render one string; a lone `{{ expr }}` returns the expression's native value."""
     try:
-        single = _SINGLE_EXPR.match(text)
-        if single:
-            return _defined(_DEFAULT_ENV.compile_expression(
-                single.group("expr"), undefined_to_none=False)(**variables))
-        return _DEFAULT_ENV.from_string(text).render(**variables)
+        return _render_text(text, variables)
     except TemplateError as exc:
         raise InputError(f"template error in {text!r}: {exc}", *where) from None
 
 
 def render_value(value: Any, variables: dict, where: tuple = (None, None)) -> Any:
     """Render every string inside lists and dicts (keys included), keeping structure."""
+    return _map_strings(value, lambda text: render_string(text, variables, where))
+
+
+def _map_strings(value: Any, render: Callable[[str], Any]) -> Any:
     if isinstance(value, str):
-        return render_string(value, variables, where)
+        return render(value)
     if isinstance(value, list):
-        return [render_value(v, variables, where) for v in value]
+        return [_map_strings(v, render) for v in value]
     if isinstance(value, dict):
         out = type(value)() if type(value) is not dict else {}
         for k, v in value.items():
-            out[render_value(k, variables, where)] = render_value(v, variables, where)
+            out[_map_strings(k, render)] = _map_strings(v, render)
         if hasattr(value, "key_lines"):
             out.key_lines = value.key_lines
             out.line = value.line
         return out
     return value
+
+
+def _template_strings(value: Any) -> Iterable[str]:
+    """Every string holding a template inside a value, dict keys included."""
+    if isinstance(value, str):
+        if has_template(value):
+            yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _template_strings(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _template_strings(key)
+            yield from _template_strings(item)
+
+
+@lru_cache(maxsize=1024)
+def _names_used(text: str) -> frozenset[str]:
+    return frozenset(meta.find_undeclared_variables(_DEFAULT_ENV.parse(text)))
 
 
 def evaluate(expression: Any, variables: dict, where: tuple = (None, None)) -> Any:
@@ -125,8 +176,7 @@ def evaluate(expression: Any, variables: dict, where: tuple = (None, None)) -> A
     if single:
         text = single.group("expr")
     try:
-        return _defined(_DEFAULT_ENV.compile_expression(text, undefined_to_none=False)(
-            **variables))
+        return _defined(_compiled_expression(text)(**variables))
     except TemplateError as exc:
         raise InputError(f"cannot evaluate {expression!r}: {exc}", *where) from None
 
@@ -142,30 +192,165 @@ def render_template_file(name: str, template_dirs: list[str], variables: dict) -
         raise InputError(f"template {name}: {exc}", filename, lineno) from None
 
 
+class Untemplated(dict):
+    """A layer of variables that are data, not playbook text: registered results (a node's
+    command output) and the built-in variables. Their values are never rendered, so a node
+    printing `{{ ... }}` cannot make the controller evaluate it."""
+
+
 def layered_vars(*layers: dict | None, extra_vars: dict | None = None) -> dict:
-    """Merge variable layers, later winning; `-e` extra vars always win last."""
+    """Merge variable layers, later winning; `-e` extra vars always win last.
+
+    A winning value from a templated layer (anything but Untemplated) that holds `{{ }}` is
+    rendered, in the order its references need, so variables may refer to variables at any
+    depth. A value that cannot be rendered (an undefined reference, a cycle) becomes an
+    Undefined carrying the reason: using it fails naming the variable, while a variable
+    nobody uses (say one that needs a result registered later) fails nothing."""
     merged: dict = {}
+    data: set[str] = set()
     for layer in (*layers, extra_vars):
         if layer:
             merged.update(layer)
-    return merged
+            if isinstance(layer, Untemplated):
+                data.update(layer)
+            else:
+                data.difference_update(layer)
+    templated = {name for name, value in merged.items()
+                 if name not in data and any(_template_strings(value))}
+    return _VariableRenderer(merged, templated).render_all()
+
+
+class _VariableRenderer:
+    """Renders each templated variable once, its references first (depth-first).
+
+    One pass in dependency order, not a repeat-until-stable loop: a rendered value is never
+    rendered again, so a variable holding a registered command output stays that text."""
+
+    def __init__(self, variables: dict, templated: set[str]):
+        self.variables = variables
+        self.pending = templated
+        self.visiting: list[str] = []
+
+    def render_all(self) -> dict:
+        for name in sorted(self.pending):
+            self.render(name)
+        return self.variables
+
+    def render(self, name: str) -> None:
+        if name not in self.pending:
+            return
+        if name in self.visiting:
+            self.fail_cycle(self.visiting[self.visiting.index(name):])
+            return
+        self.visiting.append(name)
+        try:
+            self.render_references(name)
+            if name in self.pending:          # not failed as part of a cycle
+                self.variables[name] = self.rendered(name)
+        finally:
+            self.visiting.pop()
+            self.pending.discard(name)
+
+    def render_references(self, name: str) -> None:
+        try:
+            used = set().union(*(_names_used(text)
+                                 for text in _template_strings(self.variables[name])))
+        except TemplateError:
+            return                            # a syntax error: rendered() reports it
+        for reference in sorted(used):
+            self.render(reference)
+
+    def rendered(self, name: str) -> Any:
+        """The rendered value, or an Undefined that fails on use with the reason.
+
+        Every exception is kept for later, not only template errors: all variables are
+        rendered for every task, and `{{ 1 / 0 }}` in a variable no task uses must not fail
+        the play."""
+        try:
+            return _map_strings(self.variables[name],
+                                lambda text: _render_text(text, self.variables))
+        except Exception as exc:              # noqa: BLE001 - see the docstring
+            return StrictUndefined(hint=f"variable '{name}': {exc}", name=name)
+
+    def fail_cycle(self, cycle: list[str]) -> None:
+        for index, name in enumerate(cycle):
+            others = cycle[index + 1:] + cycle[:index]
+            through = f" through {', '.join(others)}" if others else ""
+            self.variables[name] = StrictUndefined(
+                hint=f"variable '{name}' refers to itself{through}", name=name)
+            self.pending.discard(name)
 
 
 def parse_extra_vars(items: Iterable[str]) -> dict:
-    """`-e KEY=VALUE` (value read as YAML, so `-e n=3` is an int) or `-e '{json/yaml map}'`."""
+    """`-e KEY=VALUE` (value read as YAML, so `-e n=3` is an int), `-e '{json/yaml map}'` or
+    `-e @FILE`, merged in command-line order (later wins), as ansible-playbook does.
+
+    `@FILE` exists so that secrets (encryption keys) can come from a 0600 file instead of the
+    command line, where `ps` and shell history would show them."""
     out: dict = {}
     for item in items:
-        if item.lstrip().startswith("{"):
-            data = yaml.safe_load(item)
-            if not isinstance(data, dict):
-                raise InputError(f"-e {item!r}: expected a mapping")
-            out.update(data)
-            continue
-        key, eq, value = item.partition("=")
-        if not eq or not key.isidentifier():
-            raise InputError(f"-e {item!r}: expected KEY=VALUE with KEY a variable name")
-        try:
-            out[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            out[key] = value
+        if item.startswith("@"):
+            out.update(_vars_file(item[1:]))
+        elif item.lstrip().startswith("{"):
+            out.update(_inline_mapping(item))
+        else:
+            key, eq, value = item.partition("=")
+            if not eq or not key.isidentifier():
+                raise InputError(f"-e {item!r}: expected KEY=VALUE with KEY a variable name, "
+                                 "a {mapping} or @FILE")
+            try:
+                out[key] = yaml.safe_load(value) if value else ""
+            except yaml.YAMLError:
+                out[key] = value
     return out
+
+
+def _inline_mapping(item: str) -> dict:
+    try:
+        data = yaml.safe_load(item)
+    except yaml.YAMLError as exc:
+        raise InputError(f"-e {item!r}: not valid YAML/JSON: {_yaml_problem(exc)}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"-e {item!r}: expected a mapping")
+    return data
+
+
+def _vars_file(path: str) -> dict:
+    """Errors name the file and line but never quote its text: it may hold keys."""
+    if not path:
+        raise InputError("-e @: expected a file name after @")
+    path = os.path.expanduser(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InputError(f"cannot read extra-vars file (-e @{path}): {reason}", path) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if path.endswith(".json"):
+            raise InputError(f"invalid JSON in extra-vars file: {exc.msg}", path,
+                             exc.lineno) from None
+        data = _yaml_file(text, path)
+    if not isinstance(data, dict):
+        found = "nothing" if data is None else f"a {type(data).__name__}"
+        raise InputError(f"extra-vars file must hold a mapping of variables, found {found}",
+                         path)
+    return data
+
+
+def _yaml_file(text: str, path: str):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"invalid YAML in extra-vars file: {_yaml_problem(exc)}", path,
+                         mark.line + 1 if mark is not None else None) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's reason without its snippet of the offending text (it may be a key)."""
+    problem = getattr(exc, "problem", None)
+    context = getattr(exc, "context", None)
+    return " ".join(p for p in (context, problem) if p) or type(exc).__name__

@@ -5,13 +5,14 @@ See harden/modules/base.py for the contract every module follows.
 
 from __future__ import annotations
 
-from harden.modules import (assert_, command, copy, file, kubelet_config, service, static_pod,
-                            sysctl, template, wait_for_kubelet, wait_for_static_pod)
+from harden.modules import (assert_, command, copy, encryption_key, file, kubelet_config,
+                            service, static_pod, sysctl, template, wait_for_kubelet,
+                            wait_for_static_pod)
 from harden.modules.base import Module
 
 MODULES: dict[str, Module] = {m.MODULE.name: m.MODULE for m in (
-    file, copy, template, static_pod, kubelet_config, sysctl, service, command, assert_,
-    wait_for_static_pod, wait_for_kubelet)}
+    file, copy, template, encryption_key, static_pod, kubelet_config, sysctl, service, command,
+    assert_, wait_for_static_pod, wait_for_kubelet)}
 
 
 def get_module(name: str) -> Module | None:

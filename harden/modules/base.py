@@ -224,6 +224,29 @@ def meta_diff(path: str, what: str, before: str, after: str) -> str:
 # folded), so a symlink is never replaced, chmod-ed or backed up itself: its target is, and
 # the index names the target, which is what a rollback must put back. The dedupe compares
 # the resolved path through ENVIRON because `awk -v` would unescape backslashes in it.
+# After each change, `hb_after` appends the state the path was left in to $HB/after-partial
+# (same format; the last line of a path wins) and copies a file to $HB/after/<path>: a run
+# killed before its commit writes no after-index, and a manual rollback of it must still see
+# whether someone changed a path since (harden.rollback.NodeRun.changed_since).
+# `hb_record PATH FILE` appends the state PATH is in now ("kind mode uid gid sha256 path") to
+# FILE and keeps a copy of a regular file under $HB/after/: the state a run left behind, which a
+# manual rollback compares with the node to see (and show) what someone changed since. Shared by
+# every change (after-partial, for runs cut off before their commit) and by the commit
+# (after-index, see harden.journal.commit_script).
+HB_RECORD = r"""hb_record() {
+  if [ -f "$1" ] && [ "${1#/proc/}" = "$1" ]; then
+    mkdir -p "$HB/after$(dirname -- "$1")"; cp -p -- "$1" "$HB/after$1"
+    printf 'file\t%s\t%s\t%s\n' "$(stat -L -c '%a	%u	%g' -- "$1")" \
+      "$(sha256sum < "$HB/after$1" | cut -d' ' -f1)" "$1" >> "$2"
+  elif [ -d "$1" ]; then
+    printf 'dir\t%s\t-\t%s\n' "$(stat -L -c '%a	%u	%g' -- "$1")" "$1" >> "$2"
+  elif [ -e "$1" ]; then
+    printf 'proc\t-\t-\t-\t-\t%s\n' "$1" >> "$2"
+  else
+    printf 'absent\t-\t-\t-\t-\t%s\n' "$1" >> "$2"
+  fi
+}
+"""
 APPLY_PRELUDE = r"""set -e
 LC_ALL=C; export LC_ALL
 hb_real() { readlink -m -- "$1"; }
@@ -250,10 +273,14 @@ hb_backup() {
   fi
   sync -- "$HB/index"
 }
+hb_after() {
+  [ -f "$HB/after-partial" ] || (umask 077; : >> "$HB/after-partial")
+  hb_record "$(hb_real "$1")" "$HB/after-partial"; sync -- "$HB/after-partial"
+}
 hb_mkdirs() {
   [ -d "$1" ] && return 0
   hb_mkdirs "$(dirname -- "$1")"
-  hb_backup "$1"; mkdir -m 0755 -- "$(hb_real "$1")"
+  hb_backup "$1"; mkdir -m 0755 -- "$(hb_real "$1")"; hb_after "$1"
 }
 hb_write() {
   hb_mkdirs "$(dirname -- "$1")"; hb_w="$(hb_real "$1")"
@@ -265,15 +292,16 @@ hb_write() {
   [ "$2" = - ] || chmod "$2" -- "$t"
   [ "$3" = - ] || chown "$3" -- "$t"
   [ "$4" = - ] || chgrp "$4" -- "$t"
-  sync -- "$t"; mv -f -- "$t" "$hb_w"; sync -- "$(dirname -- "$hb_w")"
+  sync -- "$t"; mv -f -- "$t" "$hb_w"; sync -- "$(dirname -- "$hb_w")"; hb_after "$hb_w"
 }
-hb_chmod() { hb_backup "$1"; chmod "$2" -- "$(hb_real "$1")"; }
-hb_chown() { hb_backup "$1"; chown "$2" -- "$(hb_real "$1")"; }
+hb_chmod() { hb_backup "$1"; chmod "$2" -- "$(hb_real "$1")"; hb_after "$1"; }
+hb_chown() { hb_backup "$1"; chown "$2" -- "$(hb_real "$1")"; hb_after "$1"; }
 hb_mkdir() {
   hb_mkdirs "$(dirname -- "$1")"; hb_backup "$1"; mkdir -m "$2" -- "$(hb_real "$1")"
+  hb_after "$1"
 }
-hb_proc() { hb_backup "$1"; printf '%s\n' "$2" > "$1"; }
-"""
+hb_proc() { hb_backup "$1"; printf '%s\n' "$2" > "$1"; hb_after "$1"; }
+""" + HB_RECORD
 
 
 def apply_script(changes: list[Change], run_id: str, backup_root: str = BACKUP_ROOT) -> str:
@@ -326,6 +354,15 @@ def plan_write(path: str, content: bytes, existing: FileState | None, mode: str 
                    script=write_snippet(path, content, mode, owner, group), path=path,
                    diff=text_diff(path, existing.content if existing else None, content, secret),
                    after=after, rewrites=True)]
+
+
+def plan_keep_content(existing: FileState, mode: str | None, owner: str | None,
+                      group: str | None) -> list[Change]:
+    """`force: false` on an existing dest: its content belongs to the node from now on (a
+    rotated encryption config must survive a re-run), only mode/owner/group are enforced."""
+    if existing.kind != "file":
+        raise TaskFailed(f"{existing.path} exists and is not a regular file")
+    return plan_metadata(existing, parse_mode(mode) if mode else None, owner, group)
 
 
 def plan_metadata(state: FileState, mode: int | None, owner: str | None,

@@ -1,11 +1,16 @@
-"""`copy`: write inline content (or a file from the templates path, verbatim) atomically."""
+"""`copy`: write inline content (or a file from the templates path, verbatim) atomically.
+
+With `force: false` an existing dest keeps its content (only mode/owner/group are enforced):
+the file is created once and from then on owned by whatever changes it on the node.
+"""
 
 from __future__ import annotations
 
 import os
 
 from harden.facts import FILE, FactRequest, Facts
-from harden.modules.base import Arg, Change, Module, PlanContext, TaskFailed, plan_write
+from harden.modules.base import (Arg, Change, Module, PlanContext, TaskFailed, plan_keep_content,
+                                 plan_write)
 
 
 class CopyModule(Module):
@@ -18,14 +23,20 @@ class CopyModule(Module):
         Arg("owner"),
         Arg("group"),
         Arg("secret", "bool", default=False),
+        Arg("force", "bool", default=True),
     )
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
-        return [FactRequest(FILE, args["dest"], content=True)]
+        # force: false never compares content, so a secret dest is not even read back
+        return [FactRequest(FILE, args["dest"], content=args.get("force") is not False)]
 
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
         if (args["content"] is None) == (args["src"] is None):
             raise TaskFailed("copy: give exactly one of content or src")
+        if not args["force"]:
+            existing = facts.file(args["dest"])
+            if existing is not None:
+                return plan_keep_content(existing, args["mode"], args["owner"], args["group"])
         data = _content(args, ctx)
         return plan_write(args["dest"], data, facts.file(args["dest"], content=True),
                           args["mode"], args["owner"], args["group"], args["secret"])

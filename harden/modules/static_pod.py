@@ -6,6 +6,9 @@ and be visible in the container through a hostPath volume: a kube-apiserver poin
 cannot see crash-loops, and that is a control plane down. Referenced config files (encryption,
 audit, admission) are hashed into an annotation so that changing only such a file still changes
 the manifest, and so still restarts the pod, which does not re-read those files otherwise.
+With `replace: false` a flag of `set` that already has another value fails the task instead of
+being changed: re-running a playbook must never silently repoint a component that already uses
+another file (e.g. another encryption config, whose keys the stored data needs).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class StaticPodModule(Module):
         Arg("volumes", "list", default=[]),
         Arg("remove_volumes", "list", default=[]),
         Arg("config_hash_files", "list", default=[]),
+        Arg("replace", "bool", default=True),
     )
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
@@ -72,7 +76,7 @@ class StaticPodModule(Module):
             raise TaskFailed(f"static_pod: manifest {path} does not exist on this host")
         manifest = Manifest(state.content.decode(), path)
         container = args["container"]
-        _edit(manifest, args, facts, container)
+        _edit(manifest, args, facts, container, path)
         _check_references(manifest, args, facts, container)
         _check_exclusive(manifest, container)
         new = manifest.text.encode()
@@ -119,10 +123,13 @@ def _volumes(args: dict) -> list[dict]:
     return out
 
 
-def _edit(manifest: Manifest, args: dict, facts: Facts, container: str | None) -> None:
+def _edit(manifest: Manifest, args: dict, facts: Facts, container: str | None,
+          path: str) -> None:
     for flag in args["remove"] or []:
         manifest.remove_flag(_flag_name(flag), container)
     for name, value in _flag_values(args).items():
+        if not args["replace"] and _kept_as_is(manifest, name, value, container, path):
+            continue
         if value is None:
             manifest.remove_flag(name, container)
         else:
@@ -143,6 +150,22 @@ def _edit(manifest: Manifest, args: dict, facts: Facts, container: str | None) -
     if args["config_hash_files"]:
         manifest.set_annotation(config_hash_annotation(args["config_hash_files"]),
                                 _config_hash(args, facts))
+
+
+def _kept_as_is(manifest: Manifest, name: str, wanted: str | None, container: str | None,
+                path: str) -> bool:
+    """replace: false. True when the flag already has the wanted value (it is left exactly as
+    written); fails when it has another one, removal included; False when it is absent."""
+    current = manifest.flags(container)
+    if name not in current:
+        return False
+    value = "true" if current[name] is None else current[name]     # bare --flag means true
+    if value == wanted:
+        return True
+    raise TaskFailed(f"static_pod: {path}: --{name} is already {value!r}, the task wants "
+                     f"{'it removed' if wanted is None else repr(wanted)}; replace: false "
+                     "refuses to change it (check which value is right, then edit the manifest "
+                     "or drop replace: false)")
 
 
 def config_hash_annotation(files: list[str]) -> str:

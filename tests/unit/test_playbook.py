@@ -59,7 +59,7 @@ def test_fixture_playbook_uses_every_module():
     assert first.vars["harden_marker_dir"] == "/etc/kubernetes/harden-test"   # vars_files
     probe = [t for t in first.tasks if t.register == "probe"][0]
     assert probe.check_mode is False and probe.changed_when == [False]
-    assert first.tasks[5].notify == ["wait for kube-apiserver"]
+    assert first.tasks[7].notify == ["wait for kube-apiserver"]
 
 
 def test_full_data_model(tmp_path):
@@ -119,7 +119,7 @@ def test_unknown_module_names_modules_and_keywords(tmp_path):
         """)
     assert err.line == 4
     assert "unknown module or task keyword 'lineinfile'" in str(err)
-    assert "modules: assert, command, copy, file," in str(err)
+    assert "modules: assert, command, copy, encryption_key, file," in str(err)
     assert "task keywords: become, changed_when," in str(err)
 
 

@@ -1,0 +1,153 @@
+"""Key rotation on a 3-control-plane lab: the shipped playbook, phase by phase.
+
+What is proved on real nodes: each phase leaves the same key order on every control plane and
+every API server running a NEW process (the emulator validates the EncryptionConfiguration at
+start, so a healthy new process has loaded the new file); a phase run out of order, or on part
+of the control planes, writes nothing anywhere; `harden rollback` of the last phase puts the
+previous phase back with healthy API servers; no key ever appears in output or the journal.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.lab
+
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+ROTATE = str(PLAYBOOKS / "rotate-encryption-key.yml")
+ENC = "etc/kubernetes/enc/encryption-config.yaml"
+APISERVER = "etc/kubernetes/manifests/kube-apiserver.yaml"
+OLD = base64.b64encode(bytes(range(100, 132))).decode()
+NEW = base64.b64encode(bytes(range(150, 182))).decode()
+LAB_VARS = ("-e", "harden_wait_interval=0.5")
+
+
+@pytest.fixture(scope="module")
+def rotation_lab(lab_factory):
+    with lab_factory.running(control_planes=3, workers=0, wait_ready=True) as lab:
+        yield lab
+
+
+def harden(state_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HARDEN_STATE_DIR": str(state_dir)}
+    return subprocess.run([sys.executable, "-m", "harden.cli", *args], capture_output=True,
+                          text=True, timeout=600, env=env)
+
+
+def rotate(lab, state_dir: Path, key_file: Path, phase: str, *extra: str):
+    return harden(state_dir, "apply", "-i", str(lab.inventory), ROTATE, "-e", f"@{key_file}",
+                  "-e", f"rotation_phase={phase}", *LAB_VARS, *extra)
+
+
+def key_order(lab) -> dict[str, list[str]]:
+    out = {}
+    for node in lab.nodes:
+        doc = yaml.safe_load((lab.node_root(node) / ENC).read_bytes())
+        out[node] = [k["name"] for k in doc["resources"][0]["providers"][0]["secretbox"]["keys"]]
+    return out
+
+
+def fingerprint(lab) -> dict[str, str]:
+    """Every byte a rotation may touch, per node."""
+    return {node: hashlib.sha256((lab.node_root(node) / ENC).read_bytes() +
+                                 (lab.node_root(node) / APISERVER).read_bytes()).hexdigest()
+            for node in lab.nodes}
+
+
+def apiserver_pids(lab) -> dict[str, int]:
+    report = lab.wait_ready(timeout=60)
+    return {row["name"]: row["pods"]["kube-apiserver"]["pid"] for row in report["nodes"]}
+
+
+def assert_phase_done(lab, done, pids_before, order):
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    assert key_order(lab) == {node: order for node in lab.nodes}
+    pids = apiserver_pids(lab)
+    assert all(pids[n] != pids_before[n] for n in lab.nodes), (pids_before, pids)
+    return pids
+
+
+@pytest.mark.timeout(600)
+def test_rotation_phases_in_order_and_refusals_write_nothing(rotation_lab, tmp_path):
+    lab = rotation_lab
+    key_file = tmp_path / "new-key.yml"
+    key_file.write_text(f"new_encryption_key_name: key2\nnew_encryption_key: {NEW}\n")
+    key_file.chmod(0o600)
+    enabled = harden(tmp_path, "apply", "-i", str(lab.inventory),
+                     str(PLAYBOOKS / "encryption-at-rest.yml"), "-e", f"encryption_key={OLD}",
+                     *LAB_VARS)
+    assert enabled.returncode == 0, enabled.stdout[-3000:] + enabled.stderr
+    assert key_order(lab) == {node: ["key1"] for node in lab.nodes}
+    pids = apiserver_pids(lab)
+    outputs = [enabled.stdout + enabled.stderr]
+
+    # Out of order and partial phases: refused in the preflight, nothing written anywhere.
+    untouched = fingerprint(lab)
+    first_cp = sorted(lab.nodes)[0]
+    for phase, extra, why in (
+            ("promote", (), "stage it on every control plane first"),
+            ("retire", ("-e", "objects_rewritten=true"), "not the first key"),
+            ("retire", (), "run the rewrite phase"),
+            ("stage", ("-l", first_cp), "without --limit")):
+        refused = rotate(lab, tmp_path, key_file, phase, *extra)
+        outputs.append(refused.stdout + refused.stderr)
+        assert refused.returncode == 4, (phase, refused.stdout[-2000:])
+        assert why in refused.stdout + refused.stderr, (phase, refused.stdout[-2000:])
+        assert fingerprint(lab) == untouched, phase
+
+    staged = rotate(lab, tmp_path, key_file, "stage")
+    outputs.append(staged.stdout + staged.stderr)
+    pids = assert_phase_done(lab, staged, pids, ["key1", "key2"])
+    staged_bytes = fingerprint(lab)
+    again = rotate(lab, tmp_path, key_file, "stage", "--format", "json")
+    assert again.returncode == 0, again.stdout[-2000:]
+    assert {h: c["changed"] for h, c in json.loads(again.stdout)["hosts"].items()} == \
+        {h: 0 for h in lab.nodes}
+    assert fingerprint(lab) == staged_bytes != untouched
+
+    promoted = rotate(lab, tmp_path, key_file, "promote", "--format", "json")
+    outputs.append(promoted.stdout + promoted.stderr)
+    pids = assert_phase_done(lab, promoted, pids, ["key2", "key1"])
+    promote_run = json.loads(promoted.stdout)["run_id"]
+
+    # The last phase undone: every API server back on the staged file, healthy.
+    undone = harden(tmp_path, "rollback", "-i", str(lab.inventory), promote_run)
+    outputs.append(undone.stdout + undone.stderr)
+    assert undone.returncode == 0, undone.stdout[-2000:] + undone.stderr
+    assert key_order(lab) == {node: ["key1", "key2"] for node in lab.nodes}
+    pids = apiserver_pids(lab)
+    promoted = rotate(lab, tmp_path, key_file, "promote")
+    pids = assert_phase_done(lab, promoted, pids, ["key2", "key1"])
+
+    # The lab has no object store: rewriting fails on the first control plane, writes nothing.
+    before_rewrite = fingerprint(lab)
+    rewrite = rotate(lab, tmp_path, key_file, "rewrite")
+    outputs.append(rewrite.stdout + rewrite.stderr)
+    assert rewrite.returncode == 4, rewrite.stdout[-2000:]
+    assert "rewriting secrets failed 3 times" in rewrite.stdout
+    assert fingerprint(lab) == before_rewrite
+
+    retired = rotate(lab, tmp_path, key_file, "retire", "-e", "objects_rewritten=true")
+    outputs.append(retired.stdout + retired.stderr)
+    assert_phase_done(lab, retired, pids, ["key2"])
+    # Re-running encryption-at-rest (as a drift run would) must not undo the rotation.
+    rerun = harden(tmp_path, "apply", "-i", str(lab.inventory),
+                   str(PLAYBOOKS / "encryption-at-rest.yml"), "-e", f"encryption_key={OLD}",
+                   *LAB_VARS)
+    assert rerun.returncode == 0, rerun.stdout[-2000:]
+    assert key_order(lab) == {node: ["key2"] for node in lab.nodes}
+
+    journal = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
+                       and p != key_file)
+    for secret in (OLD, NEW):
+        assert all(secret not in text for text in outputs)
+        assert secret.encode() not in journal
