@@ -26,6 +26,7 @@ from __future__ import annotations
 import shlex
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,6 +180,7 @@ class Runner:
         self._gone: set[str] = set()          # failed / unreachable: out of later plays
         self._host_states: dict[str, HostRunState] = {}
         self.play_hosts_all: list[str] = []   # the current play's hosts within --limit
+        self._registered: dict[str, dict] = {}  # host -> its registered results, all plays
 
     def run(self, command: str = "apply") -> RunResult:
         plays = [(play, self._play_hosts(play)) for play in self.playbook.plays]
@@ -270,6 +272,23 @@ class Runner:
 
     # --- results -----------------------------------------------------------------------------
 
+    def registered_for(self, host: str) -> dict:
+        """A host's registered results live for the whole run, as in Ansible, so a later play
+        (or another host, through `hostvars`) can use what an earlier play found."""
+        with self._lock:
+            return self._registered.setdefault(host, {})
+
+    def register(self, host: str, name: str, value: dict) -> None:
+        with self._lock:
+            self._registered.setdefault(host, {})[name] = value
+
+    def hostvars(self, host: str) -> dict:
+        """Another host's variables as a task may read them: inventory vars, then its
+        registered results (a snapshot: that host may be running the current play)."""
+        with self._lock:
+            registered = dict(self._registered.get(host, {}))
+        return {**self.inventory.hosts[host].vars, **registered, "inventory_hostname": host}
+
     def host_state(self, host: str) -> HostRunState:
         with self._lock:
             return self._host_states.setdefault(host, HostRunState())
@@ -300,6 +319,24 @@ class _Pending:
     restart: Restart | None = None    # recorded for rollback only once the exec reached it
 
 
+class HostVars(Mapping):
+    """`hostvars[host]`: built on access, so a task pays only for the hosts it reads."""
+
+    def __init__(self, runner: Runner):
+        self._runner = runner
+
+    def __getitem__(self, host: str) -> dict:
+        if host not in self._runner.inventory.hosts:
+            raise KeyError(host)
+        return self._runner.hostvars(host)
+
+    def __iter__(self):
+        return iter(self._runner.inventory.hosts)
+
+    def __len__(self) -> int:
+        return len(self._runner.inventory.hosts)
+
+
 class HostPlay:
     """One host's part of one play (runs in a worker thread)."""
 
@@ -312,7 +349,7 @@ class HostPlay:
         self.batch = [h.name for h in batch]
         self.abort = abort
         self.check = runner.options.check
-        self.registered: dict = {}
+        self.registered = runner.registered_for(self.name)
         self.notified: list[str] = []
         self.pending: list[_Pending] = []
         self.state = runner.host_state(self.name)
@@ -434,6 +471,7 @@ class HostPlay:
                  "ansible_check_mode": self.check, "play_hosts": self.batch,
                  "ansible_play_hosts_all": list(self.runner.play_hosts_all),
                  "groups": {g: list(h) for g, h in self.runner.inventory.groups.items()},
+                 "hostvars": HostVars(self.runner),
                  "harden_run_id": self.runner.run_id}
         return layered_vars(self.host.vars, Untemplated(magic), self.play.vars,
                             Untemplated({**self.registered, **(just_registered or {})}),
@@ -519,20 +557,22 @@ class HostPlay:
                 return self.done(result, "skipped")
             args = self.args(task, variables)
             changes = self.plan(module, args, variables)
+            found = module.result(args, self.facts, changes)
         except (TaskFailed, InputError) as exc:
             self.flush()
             self.done(result, "failed", str(exc))
             raise self._task_failed(task, exc) from None
-        for change in changes:
-            change.record_in(self.facts)
+        if self.check or self.writes(task, module):     # check_mode: true leaves the node as is
+            for change in changes:
+                change.record_in(self.facts)
         if args.get("secret") or task.no_log:
             self.state.secret_paths.update(c.path for c in changes if c.path)
         if self.runner.options.diff and not task.no_log:
             result.diff = "".join(c.diff for c in changes)
         if task.module == "command":
             return self.run_command(task, args, changes, result)
-        changed = self.changed(task, bool(changes), variables, {})
-        self.register(task, changed, changes)
+        changed = self.changed(task, bool(changes), variables, found)
+        self.register(task, changed, changes, **found)
         if changed:
             self.notify(task)
         if task.module in WAIT_MODULES:
@@ -594,7 +634,7 @@ class HostPlay:
         value = {"changed": changed, "failed": False, "skipped": False,
                  "changes": [c.summary for c in changes], **extra}
         if task.register:
-            self.registered[task.register] = value
+            self.runner.register(self.name, task.register, value)
         return value
 
     def notify(self, task: Task) -> None:

@@ -53,7 +53,19 @@ def _to_yaml(value, indent: int = 2) -> str:
     return yaml.safe_dump(value, default_flow_style=False, sort_keys=False, indent=indent)
 
 
+def _extract(item, container, morekeys=None):
+    """Ansible's `extract`: container[item], then each of `morekeys` in turn (for
+    `groups['x'] | map('extract', hostvars, ['result', 'field'])`)."""
+    value = container[item]
+    keys = morekeys if isinstance(morekeys, (list, tuple)) else \
+        ([] if morekeys is None else [morekeys])
+    for key in keys:
+        value = value[key]
+    return value
+
+
 _FILTERS = {
+    "extract": _extract,
     "b64encode": _b64encode,
     "b64decode": _b64decode,
     "b64len": _b64len,

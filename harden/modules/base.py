@@ -93,6 +93,11 @@ class Module:
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
         raise NotImplementedError
 
+    def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
+        """What `register` keeps besides changed/failed/changes: facts a later play, or
+        another host through `hostvars`, may judge (never secret content)."""
+        return {}
+
     def validate(self, args: Any, path: str | None = None, line: int | None = None,
                  rendered: bool = True) -> dict:
         """Check names, types, choices; fill defaults. Before templating (`rendered` False)

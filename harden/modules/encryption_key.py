@@ -23,6 +23,8 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import hashlib
+import json
 
 import yaml
 
@@ -62,6 +64,21 @@ class EncryptionKeyModule(Module):
         content = _header(existing.content) + yaml.safe_dump(document, sort_keys=False,
                                                             default_flow_style=False)
         return plan_write(path, content.encode(), existing, None, None, None, secret=True)
+
+
+    def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
+        """`fingerprint`: a digest of the configuration this host holds once the task is done
+        (the planned content, or the current one when nothing changes). Every control plane
+        must end a phase with the same file, and comparing target digests (not current
+        ones) still lets a phase that failed half-way be run again. Key names in order, never
+        secrets."""
+        content = changes[-1].after.content if changes else \
+            facts.file(args["path"], content=True).content
+        document = _load(content, args["path"])
+        canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+        return {"fingerprint": hashlib.sha256(canonical).hexdigest(),
+                "key_names": [[key.get("name") for key in keys]
+                              for keys in _local_key_lists(document, args["path"])]}
 
 
 def _checked_secret(secret, state: str) -> str | None:

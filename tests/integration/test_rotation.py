@@ -28,6 +28,7 @@ ENC = "etc/kubernetes/enc/encryption-config.yaml"
 APISERVER = "etc/kubernetes/manifests/kube-apiserver.yaml"
 OLD = base64.b64encode(bytes(range(100, 132))).decode()
 NEW = base64.b64encode(bytes(range(150, 182))).decode()
+OTHER = base64.b64encode(bytes(range(200, 232))).decode()
 LAB_VARS = ("-e", "harden_wait_interval=0.5")
 
 
@@ -104,6 +105,19 @@ def test_rotation_phases_in_order_and_refusals_write_nothing(rotation_lab, tmp_p
         assert why in refused.stdout + refused.stderr, (phase, refused.stdout[-2000:])
         assert fingerprint(lab) == untouched, phase
 
+    # One control plane holding another old key: the phase would leave different files.
+    odd = sorted(lab.nodes)[1]
+    odd_path = lab.node_root(odd) / ENC
+    original = odd_path.read_bytes()
+    odd_path.write_bytes(original.replace(OLD.encode(), OTHER.encode()))
+    diverged = fingerprint(lab)
+    refused = rotate(lab, tmp_path, key_file, "stage")
+    outputs.append(refused.stdout + refused.stderr)
+    assert refused.returncode == 4 and "hold different encryption configs" in refused.stdout
+    assert "[['key1', 'key2']]" in refused.stdout                   # key names, never keys
+    assert fingerprint(lab) == diverged
+    odd_path.write_bytes(original)
+
     staged = rotate(lab, tmp_path, key_file, "stage")
     outputs.append(staged.stdout + staged.stderr)
     pids = assert_phase_done(lab, staged, pids, ["key1", "key2"])
@@ -148,6 +162,6 @@ def test_rotation_phases_in_order_and_refusals_write_nothing(rotation_lab, tmp_p
 
     journal = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
                        and p != key_file)
-    for secret in (OLD, NEW):
+    for secret in (OLD, NEW, OTHER):
         assert all(secret not in text for text in outputs)
         assert secret.encode() not in journal

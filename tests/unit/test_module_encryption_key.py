@@ -7,6 +7,7 @@ import base64
 import pytest
 import yaml
 
+from harden.modules import get_module
 from harden.modules.base import REDACTED, TaskFailed
 from test_module_support import file_state, make_facts, plan, plan_twice
 
@@ -144,3 +145,19 @@ def test_bad_secrets_are_refused_without_being_quoted(secret, message):
     with pytest.raises(TaskFailed, match=message) as caught:
         plan("encryption_key", args("staged", secret=secret), facts)
     assert not secret or secret not in str(caught.value)
+
+
+def fingerprint_after(keys, state="staged", secret=NEW):
+    facts = make_facts(file_state(ENC, config(*keys)))
+    module = get_module("encryption_key")
+    changes = plan("encryption_key", args(state, secret=secret), facts)
+    return module.result(args(state, secret=secret), facts, changes)
+
+
+def test_the_registered_fingerprint_is_of_the_file_the_phase_leaves():
+    fresh = fingerprint_after([("key1", OLD)])                   # will be staged by this run
+    done = fingerprint_after([("key1", OLD), ("key2", NEW)])     # staged by an earlier run
+    assert fresh == done and fresh["key_names"] == [["key1", "key2"]]
+    other = fingerprint_after([("key1", OTHER)])                 # a host with another old key
+    assert other["fingerprint"] != fresh["fingerprint"]
+    assert all(secret not in str(fresh) for secret in (OLD, NEW))
