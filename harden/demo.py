@@ -83,16 +83,20 @@ def run(lab_dir: str, control_planes: int, workers: int) -> None:
 
 
 def rotate_key(lab_dir: str, inv: str, lab_vars: list[str], env: dict) -> None:
-    """Encryption at rest, then the first two rotation phases: the keys live in 0600 vars files
-    (never on a command line) and each phase is checked on every control plane first."""
+    """Encryption at rest (prepare, enable), then the first two rotation phases: the keys live
+    in 0600 vars files (never on a command line) and each phase is checked on every control
+    plane before any changes."""
     key_file = write_key_file(os.path.join(lab_dir, "encryption-key.yml"),
                               {"encryption_key": new_key()})
     new_key_file = write_key_file(os.path.join(lab_dir, "new-encryption-key.yml"),
                                   {"new_encryption_key_name": "key2",
                                    "new_encryption_key": new_key()})
-    step("Encryption at rest (the key comes from a 0600 vars file)",
+    step("Encryption at rest, prepare: every API server can read the key (from a 0600 file)",
          ["apply", "-i", inv, "playbooks/encryption-at-rest.yml", "-e", f"@{key_file}",
           *lab_vars], env=env)
+    step("Encryption at rest, enable: now the key encrypts new writes",
+         ["apply", "-i", inv, "playbooks/encryption-at-rest.yml", "-e", f"@{key_file}",
+          "-e", "encryption_phase=enable", *lab_vars], env=env)
     for phase in ("stage", "promote"):
         step(f"Key rotation, phase {phase} (all control planes checked before any changes)",
              ["apply", "-i", inv, "playbooks/rotate-encryption-key.yml", "-e", f"@{new_key_file}",
@@ -104,7 +108,11 @@ def new_key() -> str:
 
 
 def write_key_file(path: str, variables: dict) -> str:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """A fresh 0600 file for the fresh lab: a stale file, or a symlink in its place, is
+    removed rather than written through or left with its old mode."""
+    if os.path.lexists(path):
+        os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(variables, handle)
     return path

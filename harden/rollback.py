@@ -15,7 +15,9 @@ follows kubeadm's upgrade rollback, plus the health wait kubeadm skips:
 A manual rollback first compares every path with the state the run left and refuses when
 someone changed one since, showing the difference, unless forced. That state is the
 `after-index` written at commit or, for a run killed before it committed, `after-partial`,
-which the apply helpers append to after each change they make.
+which the apply helpers append to after each change they make. It also refuses, unless forced
+and even when nothing changed since, to take an encryption key away from an encryption config:
+whatever the API server wrote with that key since would become unreadable.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import yaml
+
 from harden.facts import FILE, KUBELET, DEFAULT_KUBELET_CONFIG, FactRequest, build_script, \
     parse_output
 from harden.health import wait_healthy
 from harden.journal import JOURNAL_ROOT, BackupEntry, HostRecord, commit_script, parse_index
-from harden.modules.base import BACKUP_ROOT, REDACTED, text_diff
+from harden.modules.base import BACKUP_ROOT, REDACTED, is_encryption_config, text_diff
 from harden.modules.wait_for_kubelet import MODULE as WAIT_KUBELET
 from harden.modules.wait_for_static_pod import MANIFEST_DIR
 from harden.modules.wait_for_static_pod import MODULE as WAIT_STATIC_POD
@@ -70,17 +74,26 @@ class NodeRun:
     @property
     def left(self) -> dict[str, BackupEntry]:
         """The state the run left each path in: the commit's after-index, else what the apply
-        helpers recorded change by change. A path missing here was backed up but never
-        written (the run died in between), so nothing of the run reached it."""
+        helpers recorded change by change. A path missing here was backed up, and maybe
+        written, before the run died: the write and its after-partial line are two steps."""
         return self.after if self.after is not None else self.after_partial
 
+    def reference(self, path: str) -> tuple[BackupEntry | None, str]:
+        """The state `path` is judged against, and the directory under the run's backups that
+        holds its copy: what the run left ("after"), else the backup itself ("files"). A path
+        backed up but missing from `left` may or may not have been written before the run
+        died, so any difference from its backup needs a person's decision."""
+        if path in self.left:
+            return self.left[path], "after"
+        return next((e for e in self.entries if e.path == path), None), "files"
+
     def changed_since(self) -> list[str]:
-        """Paths whose state differs from what the run left behind."""
-        left_by_run = self.left
+        """Paths whose state differs from what the run left behind (or, where that is not
+        known, from the backup)."""
         out = []
         for entry in self.entries:
-            left, now = left_by_run.get(entry.path), self.current.get(entry.path)
-            if left is not None and now is not None and _state(left) != _state(now):
+            reference, now = self.reference(entry.path)[0], self.current.get(entry.path)
+            if reference is not None and now is not None and _state(reference) != _state(now):
                 out.append(entry.path)
         return out
 
@@ -326,22 +339,22 @@ def _wait_specs(session, manifests: list[str], kubelet: bool, become, timeout: f
     return specs
 
 
-def conflict_diffs(session, node_run: NodeRun, paths: list[str], become=None,
-                   backup_root: str = BACKUP_ROOT) -> dict[str, str]:
-    """For each path changed since the run: how it differs from what the run left (secret
-    files as a marker only).
-
-    An interrupted run left no record of which of its files are secret, so then no content is
-    shown at all, only that it changed and how mode and owner differ."""
-    hb = f"{shlex.quote(backup_root)}/{shlex.quote(node_run.run_id)}"
+def _read_node_files(session, run_id: str, files: list[tuple[str, str]], become,
+                     backup_root: str, must_contain: str | None = None
+                     ) -> dict[str, bytes | None]:
+    """Contents of node files, by name: `files` pairs a name with a shell word for the file
+    (it may use $HB, the run's backup directory). None for a missing or empty file, or one
+    without `must_contain`: filtering on the node keeps unrelated files there. The contents
+    stay in memory; callers never print them unredacted."""
+    hb = f"{shlex.quote(backup_root)}/{shlex.quote(run_id)}"
     script = ["LC_ALL=C; export LC_ALL", f"HB={hb}"]
-    for index, path in enumerate(paths):
-        q = shlex.quote(path)
-        script.append(_section(f"{index} after") +
-                      f"if [ -f \"$HB/after\"{q} ]; then base64 -w0 < \"$HB/after\"{q}; fi; echo")
-        script.append(_section(f"{index} now") +
-                      f"if [ -f {q} ]; then base64 -w0 < {q}; fi; echo")
+    for name, word in files:
+        test = f"[ -f {word} ]" + (f" && grep -qF -- {shlex.quote(must_contain)} {word}"
+                                   if must_contain else "")
+        script.append(_section(name) + f"if {test}; then base64 -w0 < {word}; fi; echo")
     result = session.run("sh -s", become=become, stdin=("\n".join(script) + "\n").encode())
+    if result.rc != 0:
+        raise RollbackError(f"reading files of run {run_id} failed (exit {result.rc})")
     sections: dict[str, str] = {}
     key = None
     for line in result.stdout.decode(errors="replace").splitlines():
@@ -349,19 +362,94 @@ def conflict_diffs(session, node_run: NodeRun, paths: list[str], become=None,
             key = line[len(_MARK):]
         elif key is not None:
             sections[key] = sections.get(key, "") + line
+    return {name: base64.b64decode(sections.get(name, "")) or None for name, _ in files}
+
+
+def conflict_diffs(session, node_run: NodeRun, paths: list[str], become=None,
+                   backup_root: str = BACKUP_ROOT) -> dict[str, str]:
+    """For each path changed since the run: how it differs from what the run left, or from
+    its backup when that is unknown (secret files as a marker only).
+
+    An interrupted run left no record of which of its files are secret, so then no content is
+    shown at all, only that it changed and how mode and owner differ. Whatever the record
+    says, an encryption config is shown as a marker only (text_diff): a task may have written
+    it without declaring it secret."""
+    files = []
+    for index, path in enumerate(paths):
+        q = shlex.quote(path)
+        files += [(f"{index} before", f"\"$HB/{node_run.reference(path)[1]}\"{q}"),
+                  (f"{index} now", q)]
+    contents = _read_node_files(session, node_run.run_id, files, become, backup_root)
     secret = set(node_run.record.secret_paths) if node_run.record else set(paths)
     diffs = {}
     for index, path in enumerate(paths):
-        before = base64.b64decode(sections.get(f"{index} after", "")) or None
-        now = base64.b64decode(sections.get(f"{index} now", "")) or None
-        diff = text_diff(path, before, now, path in secret)
-        left, current = node_run.left.get(path), node_run.current.get(path)
-        if left and current and (left.mode, left.uid, left.gid) != \
+        diff = text_diff(path, contents[f"{index} before"], contents[f"{index} now"],
+                         path in secret)
+        reference, current = node_run.reference(path)[0], node_run.current.get(path)
+        if reference and current and (reference.mode, reference.uid, reference.gid) != \
                 (current.mode, current.uid, current.gid):
-            diff += (f"--- a{path}\n+++ b{path}\n-mode/uid/gid {left.mode} {left.uid} "
-                     f"{left.gid}\n+mode/uid/gid {current.mode} {current.uid} {current.gid}\n")
+            diff += (f"--- a{path}\n+++ b{path}\n-mode/uid/gid {reference.mode} "
+                     f"{reference.uid} {reference.gid}\n+mode/uid/gid {current.mode} "
+                     f"{current.uid} {current.gid}\n")
         diffs[path] = diff or (REDACTED if path in secret else "(changed)")
     return diffs
+
+
+def encryption_keys(content: bytes | None) -> dict[tuple[str, str, str], str]:
+    """Every key an EncryptionConfiguration holds, (provider kind, name, secret) -> a label
+    naming it without its secret; empty for anything else. A KMS provider counts as a key
+    (its name and endpoint): data it wrapped needs it as much."""
+    if not is_encryption_config(content):
+        return {}
+    keys = {}
+    for entry in yaml.safe_load(content).get("resources") or []:
+        providers = entry.get("providers") if isinstance(entry, dict) else None
+        for provider in providers if isinstance(providers, list) else []:
+            for kind, config in (provider.items() if isinstance(provider, dict) else ()):
+                config = config if isinstance(config, dict) else {}
+                if kind == "kms":
+                    keys[(kind, str(config.get("name")), str(config.get("endpoint")))] = \
+                        f"kms provider '{config.get('name')}'"
+                for key in config.get("keys") or []:
+                    if isinstance(key, dict):
+                        keys[(str(kind), str(key.get("name")), str(key.get("secret")))] = \
+                            f"{kind} key '{key.get('name')}'"
+    return keys
+
+
+def dropped_keys(session, node_run: NodeRun, become=None,
+                 backup_root: str = BACKUP_ROOT) -> dict[str, list[str]]:
+    """For each encryption config the rollback would restore or remove: the labels of the
+    keys it holds now that the result (the backup, or no file where the run created it)
+    would lack. This holds whether or not anyone changed the file since the run: a rollback
+    of `promote` leaves the file exactly as `stage` left it, yet rolling `stage` back then
+    drops the key every API server has been writing with."""
+    paths = [e.path for e in node_run.entries if e.kind in ("file", "absent") and
+             getattr(node_run.current.get(e.path), "kind", None) == "file"]
+    if not paths:
+        return {}
+    files = []
+    for index, path in enumerate(paths):
+        q = shlex.quote(path)
+        files += [(f"{index} now", q), (f"{index} backup", f"\"$HB/files\"{q}")]
+    contents = _read_node_files(session, node_run.run_id, files, become, backup_root,
+                                must_contain="EncryptionConfiguration")
+    out = {}
+    for index, path in enumerate(paths):
+        now = encryption_keys(contents[f"{index} now"])
+        kept = encryption_keys(contents[f"{index} backup"])
+        gone = sorted({label for key, label in now.items() if key not in kept})
+        if gone:
+            out[path] = gone
+    return out
+
+
+def _dropped_message(dropped: dict[str, list[str]]) -> str:
+    where = "; ".join(f"{path}: {', '.join(labels)}" for path, labels in dropped.items())
+    return (f"the rollback would remove encryption key(s) the node holds now ({where}); "
+            f"anything the API server encrypted with them would become unreadable. Go "
+            f"forward instead with playbooks/rotate-encryption-key.yml (stage, promote, "
+            f"rewrite, retire)")
 
 
 # --- `harden rollback RUN_ID` --------------------------------------------------------------
@@ -395,10 +483,14 @@ def rollback_host(session, host: str, run_id: str, force: bool,
                                              f"{when} (harden prune); it cannot be rolled back")
     changed = node_run.changed_since()
     note = " (interrupted run)" if node_run.interrupted else ""
-    if changed and not force:
-        return HostRollback(host, "refused", f"{len(changed)} path(s) changed since the "
-                            f"run{note}; nothing restored (--force restores anyway)",
-                            conflict_diffs(session, node_run, changed, True, backup_root))
+    dropped = {} if force else dropped_keys(session, node_run, True, backup_root)
+    if (changed or dropped) and not force:
+        reasons = ([f"{len(changed)} path(s) changed since the run{note}"] if changed else []) \
+            + ([_dropped_message(dropped)] if dropped else [])
+        return HostRollback(host, "refused", "; ".join(reasons) + "; nothing restored "
+                            "(--force restores anyway)",
+                            conflict_diffs(session, node_run, changed, True, backup_root)
+                            if changed else {})
     record = node_run.record
     restarts = restarts_for([e.path for e in node_run.entries], record.restarts if record else [])
     turn = control_plane_turn if any(is_manifest(e.path) for e in node_run.entries) \

@@ -557,7 +557,8 @@ class HostPlay:
                 return self.done(result, "skipped")
             args = self.args(task, variables)
             changes = self.plan(module, args, variables)
-            found = module.result(args, self.facts, changes)
+            found = self.with_facts(module.name,
+                                    lambda: module.result(args, self.facts, changes))
         except (TaskFailed, InputError) as exc:
             self.flush()
             self.done(result, "failed", str(exc))
@@ -565,7 +566,7 @@ class HostPlay:
         if self.check or self.writes(task, module):     # check_mode: true leaves the node as is
             for change in changes:
                 change.record_in(self.facts)
-        if args.get("secret") or task.no_log:
+        if task.no_log or any(c.secret for c in changes):
             self.state.secret_paths.update(c.path for c in changes if c.path)
         if self.runner.options.diff and not task.no_log:
             result.diff = "".join(c.diff for c in changes)

@@ -18,6 +18,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 from harden.errors import InputError
 from harden.facts import Facts, FactRequest, FileState
 
@@ -61,7 +63,9 @@ class Change:
     already redacted when the content is secret. script: sh snippet using the helpers in
     APPLY_PRELUDE; it carries file content inline (base64 here-document), so it may hold a
     secret and must never be logged or journaled. after: the path's state once applied
-    (the runner feeds it to Facts.set_file so later tasks plan on it).
+    (the runner feeds it to Facts.set_file so later tasks plan on it). secret: `path` holds
+    secret content, so the run records it and a later rollback never shows its content (the
+    module knows this; an argument name does not, e.g. `encryption_key`'s `secret` is the key).
     """
 
     summary: str
@@ -71,6 +75,7 @@ class Change:
     after: FileState | None = None
     sysctl: tuple[str, str] | None = None
     rewrites: bool = False      # new bytes in `path` (not only mode/owner): a pod restarts
+    secret: bool = False
 
     def record_in(self, facts: Facts) -> None:
         """Update facts to what this change leaves behind (used in check mode as well)."""
@@ -103,6 +108,18 @@ class Module:
         """Check names, types, choices; fill defaults. Before templating (`rendered` False)
         values holding Jinja are not type-checked yet."""
         return validate_args(self, args, path, line, rendered)
+
+
+def content_checksum(path: str, facts: Facts, changes: list[Change]) -> str | None:
+    """sha256 of what `path` holds once the task is done (None: it will not exist), as
+    Ansible's copy registers `checksum`: lets a play compare a file across hosts without the
+    content (a key) ever leaving the node's facts."""
+    for change in reversed(changes):
+        if change.path == path and change.after is not None and \
+                change.after.content is not None:
+            return change.after.sha256
+    state = facts.file(path, content=True)
+    return state.sha256 if state is not None else None
 
 
 def validate_args(module: Module, args: Any, path, line, rendered: bool) -> dict:
@@ -190,9 +207,21 @@ def _check_account(module: str, name: str, value: str, path, line) -> None:
 
 # --- diffs ---------------------------------------------------------------------------------
 
+def is_encryption_config(content: bytes | None) -> bool:
+    """Content that parses as a YAML mapping of `kind: EncryptionConfiguration`: it holds
+    keys whatever the task that wrote it declared, so it is always treated as secret."""
+    if not content or b"EncryptionConfiguration" not in content:
+        return False
+    try:
+        document = yaml.safe_load(content)
+    except yaml.YAMLError:
+        return False
+    return isinstance(document, dict) and document.get("kind") == "EncryptionConfiguration"
+
+
 def text_diff(path: str, before: bytes | None, after: bytes | None, secret: bool) -> str:
     """Unified diff of a file's content; secret content never leaves as more than a marker."""
-    if secret:
+    if secret or is_encryption_config(before) or is_encryption_config(after):
         old = "" if before is None else REDACTED + "\n"
         new = "" if after is None else REDACTED + "\n"
         if before == after:
@@ -353,26 +382,28 @@ def plan_write(path: str, content: bytes, existing: FileState | None, mode: str 
                       owner or (existing.owner if existing else "root"),
                       group or (existing.group if existing else "root"), content)
     if existing is not None and existing.content == content:
-        return plan_metadata(existing, after.mode, after.owner, after.group)
+        return plan_metadata(existing, after.mode, after.owner, after.group, secret)
     what = "create" if existing is None else "update"
     return [Change(summary=f"{what} {path}" + (" (secret)" if secret else ""),
                    script=write_snippet(path, content, mode, owner, group), path=path,
                    diff=text_diff(path, existing.content if existing else None, content, secret),
-                   after=after, rewrites=True)]
+                   after=after, rewrites=True, secret=secret)]
 
 
 def plan_keep_content(existing: FileState, mode: str | None, owner: str | None,
-                      group: str | None) -> list[Change]:
+                      group: str | None, secret: bool = False) -> list[Change]:
     """`force: false` on an existing dest: its content belongs to the node from now on (a
     rotated encryption config must survive a re-run), only mode/owner/group are enforced."""
     if existing.kind != "file":
         raise TaskFailed(f"{existing.path} exists and is not a regular file")
-    return plan_metadata(existing, parse_mode(mode) if mode else None, owner, group)
+    return plan_metadata(existing, parse_mode(mode) if mode else None, owner, group, secret)
 
 
 def plan_metadata(state: FileState, mode: int | None, owner: str | None,
-                  group: str | None) -> list[Change]:
-    """chmod/chown of an existing path, only for what differs."""
+                  group: str | None, secret: bool = False) -> list[Change]:
+    """chmod/chown of an existing path, only for what differs. `secret` marks the path's
+    content as secret although this change does not write it: a rollback of the run may
+    still show that content."""
     parts, script, diff = [], [], ""
     q = shlex.quote(posixpath.normpath(state.path))
     if mode is not None and mode != state.mode:
@@ -391,4 +422,4 @@ def plan_metadata(state: FileState, mode: int | None, owner: str | None,
     after = FileState(state.path, state.kind, mode if mode is not None else state.mode,
                       new_owner, new_group, state.content)
     return [Change(summary=f"{state.path}: " + ", ".join(parts), script="; ".join(script),
-                   path=state.path, diff=diff, after=after)]
+                   path=state.path, diff=diff, after=after, secret=secret)]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 
 from harden.facts import FILE, FactRequest, Facts
-from harden.modules.base import (Arg, Change, Module, PlanContext, TaskFailed, plan_keep_content,
-                                 plan_write)
+from harden.modules.base import (Arg, Change, Module, PlanContext, TaskFailed,
+                                 content_checksum, plan_keep_content, plan_write)
 
 
 class CopyModule(Module):
@@ -36,10 +36,14 @@ class CopyModule(Module):
         if not args["force"]:
             existing = facts.file(args["dest"])
             if existing is not None:
-                return plan_keep_content(existing, args["mode"], args["owner"], args["group"])
+                return plan_keep_content(existing, args["mode"], args["owner"],
+                                         args["group"], args["secret"])
         data = _content(args, ctx)
         return plan_write(args["dest"], data, facts.file(args["dest"], content=True),
                           args["mode"], args["owner"], args["group"], args["secret"])
+
+    def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
+        return {"checksum": content_checksum(args["dest"], facts, changes)}
 
 
 def _content(args: dict, ctx: PlanContext) -> bytes:

@@ -57,6 +57,8 @@ class EncryptionKeyModule(Module):
                              f"encryption at rest first: playbooks/encryption-at-rest.yml)")
         before = _load(existing.content, path)
         document = copy.deepcopy(before)
+        if state == "primary":
+            _promote_reader_providers(document, name)
         for keys in _local_key_lists(document, path):
             _move(keys, name, secret, state, path)
         if document == before:
@@ -67,18 +69,29 @@ class EncryptionKeyModule(Module):
 
 
     def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
-        """`fingerprint`: a digest of the configuration this host holds once the task is done
-        (the planned content, or the current one when nothing changes). Every control plane
-        must end a phase with the same file, and comparing target digests (not current
-        ones) still lets a phase that failed half-way be run again. Key names in order, never
-        secrets."""
-        content = changes[-1].after.content if changes else \
-            facts.file(args["path"], content=True).content
-        document = _load(content, args["path"])
-        canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-        return {"fingerprint": hashlib.sha256(canonical).hexdigest(),
-                "key_names": [[key.get("name") for key in keys]
-                              for keys in _local_key_lists(document, args["path"])]}
+        """For the rotation's gates (never a secret):
+
+        * `fingerprint`: a digest of the configuration this host holds once the task is done
+          (the planned content, or the current one when nothing changes). Every control plane
+          must end a phase with the same file; comparing target digests (not current ones)
+          still lets a phase that stopped half-way be run again;
+        * `current_fingerprint`: the same of the file as found, which a rewrite records so
+          that retiring keys can check the rewrite was done under exactly this file;
+        * `key_names`: per rotated entry, the key names in order;
+        * `resources`: what the rotated entries encrypt, i.e. what a rewrite must cover."""
+        current = facts.file(args["path"], content=True).content
+        target = changes[-1].after.content if changes else current
+        document = _load(target, args["path"])
+        rotated = _local_entries(document, args["path"])
+        return {"fingerprint": _digest(document),
+                "current_fingerprint": _digest(_load(current, args["path"])),
+                "key_names": [[key.get("name") for key in keys] for _, keys in rotated],
+                "resources": [r for entry, _ in rotated for r in entry.get("resources") or []]}
+
+
+def _digest(document: dict) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True,
+                                     separators=(",", ":")).encode()).hexdigest()
 
 
 def _checked_secret(secret, state: str) -> str | None:
@@ -113,6 +126,11 @@ def _load(content: bytes, path: str) -> dict:
 
 def _local_key_lists(document: dict, path: str) -> list[list]:
     """The `keys` list of every resources entry whose first (writing) provider is local."""
+    return [keys for _, keys in _local_entries(document, path)]
+
+
+def _local_entries(document: dict, path: str) -> list[tuple[dict, list]]:
+    """(entry, its keys list) for every resources entry whose first provider is local."""
     out = []
     for entry in document.get("resources") or []:
         providers = entry.get("providers") if isinstance(entry, dict) else None
@@ -123,11 +141,37 @@ def _local_key_lists(document: dict, path: str) -> list[list]:
             keys = (config or {}).get("keys")
             if not isinstance(keys, list) or not keys:
                 raise TaskFailed(f"encryption_key: {path}: a {kind} provider without keys")
-            out.append(keys)
+            out.append((entry, keys))
     if not out:
         raise TaskFailed(f"encryption_key: {path} has no entry whose first provider is "
-                         f"{', '.join(LOCAL_KEY_PROVIDERS)}: nothing to rotate")
+                         f"{', '.join(LOCAL_KEY_PROVIDERS)}: nothing to rotate (finish "
+                         f"turning encryption on first: encryption-at-rest.yml, phase enable)")
     return out
+
+
+def _promote_reader_providers(document: dict, name: str) -> None:
+    """Turning encryption on is a `primary` too: an entry prepared as `[identity, secretbox]`
+    (every server can read the key, none writes with it) gets the local provider that holds
+    the key moved first. Only identity is overtaken: a KMS entry is never switched to a
+    local key."""
+    for entry in document.get("resources") or []:
+        providers = entry.get("providers") if isinstance(entry, dict) else None
+        if not providers or not isinstance(providers[0], dict) or \
+                list(providers[0]) != ["identity"]:
+            continue
+        for index in range(1, len(providers)):
+            if name in _key_names(providers[index]):
+                providers.insert(0, providers.pop(index))
+                break
+
+
+def _key_names(provider) -> list:
+    """The key names of a local-key provider item, [] for anything else."""
+    if not isinstance(provider, dict) or len(provider) != 1:
+        return []
+    (kind, config), = provider.items()
+    keys = (config or {}).get("keys") if kind in LOCAL_KEY_PROVIDERS else None
+    return [k.get("name") for k in keys if isinstance(k, dict)] if isinstance(keys, list) else []
 
 
 def _move(keys: list, name: str, secret: str | None, state: str, path: str) -> None:

@@ -9,7 +9,8 @@ took (an encryption key) and cannot undo what changed the file since (a key rota
 from __future__ import annotations
 
 from harden.facts import FILE, FactRequest, Facts
-from harden.modules.base import Arg, Change, Module, PlanContext, plan_keep_content, plan_write
+from harden.modules.base import (Arg, Change, Module, PlanContext, content_checksum,
+                                 plan_keep_content, plan_write)
 from harden.templating import render_template_file
 
 
@@ -33,10 +34,14 @@ class TemplateModule(Module):
         if not args["force"]:
             existing = facts.file(args["dest"])
             if existing is not None:
-                return plan_keep_content(existing, args["mode"], args["owner"], args["group"])
+                return plan_keep_content(existing, args["mode"], args["owner"],
+                                         args["group"], args["secret"])
         text = render_template_file(args["src"], ctx.template_dirs, ctx.vars)
         return plan_write(args["dest"], text.encode(), facts.file(args["dest"], content=True),
                           args["mode"], args["owner"], args["group"], args["secret"])
+
+    def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
+        return {"checksum": content_checksum(args["dest"], facts, changes)}
 
 
 MODULE = TemplateModule()

@@ -14,6 +14,7 @@ import os
 import stat
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,17 @@ def snapshot(lab) -> dict:
                         if stat.S_ISREG(st.st_mode) else "-"
                     out[(node, rel)] = (digest, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
     return out
+
+
+def snapshot_without_harden(taken: dict) -> dict:
+    """A snapshot minus harden's own backups and records."""
+    return {k: v for k, v in taken.items() if not k[1].startswith("var/lib/harden")}
+
+
+def host_outcomes(rollback_output: str) -> dict[str, int]:
+    """How many hosts `harden rollback` reported per outcome (its second column)."""
+    return dict(Counter(line.split()[1] for line in rollback_output.splitlines()
+                        if len(line.split()) > 1))
 
 
 def changed_tasks(report: dict) -> set[tuple[str, str]]:
@@ -140,14 +152,19 @@ def test_rollback_restores_byte_identical_and_check_shows_the_changes_again(lab5
     # cannot know about it. Remove it as its owner would.
     for node in lab5.names("control-plane"):
         lab5.ssh(node, "rm /etc/kubernetes/harden-test/stamp")
-    result = harden(state, "rollback", "-i", str(lab5.inventory), runs["first"])
+    # The run created an encryption config: undoing it would drop keys the API servers may
+    # have written with, so the control planes refuse (nothing restored there) until forced;
+    # the workers, which hold no such file, are rolled back at once.
+    refused = harden(state, "rollback", "-i", str(lab5.inventory), runs["first"])
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert host_outcomes(refused.stdout) == {"refused": 3, "rolled_back": 2}
+    assert "key 'key1'" in refused.stdout
+    assert snapshot_without_harden(snapshot(lab5)) != snapshot_without_harden(runs["pristine"])
+    result = harden(state, "rollback", "-i", str(lab5.inventory), runs["first"], "--force")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("rolled_back") == 5
-    now = snapshot(lab5)
-    restored = {k: v for k, v in now.items() if not k[1].startswith("var/lib/harden")}
-    pristine = {k: v for k, v in runs["pristine"].items()
-                if not k[1].startswith("var/lib/harden")}
-    assert restored == pristine
+    assert host_outcomes(result.stdout) == {"rolled_back": 3, "already": 2}
+    assert snapshot_without_harden(snapshot(lab5)) == \
+        snapshot_without_harden(runs["pristine"])
     for node in lab5.names("control-plane"):
         pods = json.loads((lab5.node_root(node) / LAB_RUNTIME[0]).read_text())["pods"]
         assert pods["kube-apiserver"]["state"] == "running", pods["kube-apiserver"]

@@ -49,11 +49,18 @@ def rotate(lab, state_dir: Path, key_file: Path, phase: str, *extra: str):
                   "-e", f"rotation_phase={phase}", *LAB_VARS, *extra)
 
 
+def providers(lab, node: str) -> list[dict]:
+    return yaml.safe_load((lab.node_root(node) / ENC).read_bytes())["resources"][0]["providers"]
+
+
 def key_order(lab) -> dict[str, list[str]]:
+    """Per node, the secretbox key names in order, and "(reads only)" while identity writes."""
     out = {}
     for node in lab.nodes:
-        doc = yaml.safe_load((lab.node_root(node) / ENC).read_bytes())
-        out[node] = [k["name"] for k in doc["resources"][0]["providers"][0]["secretbox"]["keys"]]
+        found = providers(lab, node)
+        box = next(p["secretbox"] for p in found if "secretbox" in p)
+        out[node] = [k["name"] for k in box["keys"]] + \
+            (["(reads only)"] if "identity" in found[0] else [])
     return out
 
 
@@ -83,13 +90,24 @@ def test_rotation_phases_in_order_and_refusals_write_nothing(rotation_lab, tmp_p
     key_file = tmp_path / "new-key.yml"
     key_file.write_text(f"new_encryption_key_name: key2\nnew_encryption_key: {NEW}\n")
     key_file.chmod(0o600)
-    enabled = harden(tmp_path, "apply", "-i", str(lab.inventory),
-                     str(PLAYBOOKS / "encryption-at-rest.yml"), "-e", f"encryption_key={OLD}",
-                     *LAB_VARS)
-    assert enabled.returncode == 0, enabled.stdout[-3000:] + enabled.stderr
-    assert key_order(lab) == {node: ["key1"] for node in lab.nodes}
+    old_key_file = tmp_path / "key.yml"
+    old_key_file.write_text(f"encryption_key: {OLD}\n")
+    old_key_file.chmod(0o600)
+
+    def encryption(*extra: str):
+        return harden(tmp_path, "apply", "-i", str(lab.inventory),
+                      str(PLAYBOOKS / "encryption-at-rest.yml"), "-e", f"@{old_key_file}",
+                      *LAB_VARS, *extra)
+
     pids = apiserver_pids(lab)
-    outputs = [enabled.stdout + enabled.stderr]
+    prepared = encryption()
+    pids = assert_phase_done(lab, prepared, pids, ["key1", "(reads only)"])
+    outputs = [prepared.stdout + prepared.stderr]
+    refused = rotate(lab, tmp_path, key_file, "stage")            # nothing encrypts yet
+    assert refused.returncode == 4 and "phase enable" in refused.stdout, refused.stdout[-2000:]
+    enabled = encryption("-e", "encryption_phase=enable")
+    outputs.append(enabled.stdout + enabled.stderr)
+    pids = assert_phase_done(lab, enabled, pids, ["key1"])
 
     # Out of order and partial phases: refused in the preflight, nothing written anywhere.
     untouched = fingerprint(lab)
@@ -97,7 +115,6 @@ def test_rotation_phases_in_order_and_refusals_write_nothing(rotation_lab, tmp_p
     for phase, extra, why in (
             ("promote", (), "stage it on every control plane first"),
             ("retire", ("-e", "objects_rewritten=true"), "not the first key"),
-            ("retire", (), "run the rewrite phase"),
             ("stage", ("-l", first_cp), "without --limit")):
         refused = rotate(lab, tmp_path, key_file, phase, *extra)
         outputs.append(refused.stdout + refused.stderr)
@@ -128,6 +145,16 @@ def test_rotation_phases_in_order_and_refusals_write_nothing(rotation_lab, tmp_p
         {h: 0 for h in lab.nodes}
     assert fingerprint(lab) == staged_bytes != untouched
 
+    # A file edited after its API server started (as a phase cut off before the restart
+    # leaves it): the next phase is refused until that server runs the file as it is.
+    content = odd_path.read_bytes()
+    odd_path.write_bytes(content + b"# edited by hand\n")
+    stale = fingerprint(lab)
+    refused = rotate(lab, tmp_path, key_file, "promote")
+    assert refused.returncode == 4 and "does not run with" in refused.stdout, refused.stdout
+    assert fingerprint(lab) == stale
+    odd_path.write_bytes(content)
+
     promoted = rotate(lab, tmp_path, key_file, "promote", "--format", "json")
     outputs.append(promoted.stdout + promoted.stderr)
     pids = assert_phase_done(lab, promoted, pids, ["key2", "key1"])
@@ -150,18 +177,32 @@ def test_rotation_phases_in_order_and_refusals_write_nothing(rotation_lab, tmp_p
     assert "rewriting secrets failed 3 times" in rewrite.stdout
     assert fingerprint(lab) == before_rewrite
 
+    # No rewrite recorded under this file: retiring is refused unless the operator says so.
+    refused = rotate(lab, tmp_path, key_file, "retire")
+    outputs.append(refused.stdout + refused.stderr)
+    assert refused.returncode == 4 and "run the rewrite phase first" in refused.stdout
+    assert fingerprint(lab) == before_rewrite
+
     retired = rotate(lab, tmp_path, key_file, "retire", "-e", "objects_rewritten=true")
     outputs.append(retired.stdout + retired.stderr)
     assert_phase_done(lab, retired, pids, ["key2"])
-    # Re-running encryption-at-rest (as a drift run would) must not undo the rotation.
-    rerun = harden(tmp_path, "apply", "-i", str(lab.inventory),
-                   str(PLAYBOOKS / "encryption-at-rest.yml"), "-e", f"encryption_key={OLD}",
-                   *LAB_VARS)
+    # Re-running encryption-at-rest (as a drift run would) must not undo the rotation...
+    rerun = encryption()
     assert rerun.returncode == 0, rerun.stdout[-2000:]
     assert key_order(lab) == {node: ["key2"] for node in lab.nodes}
+    # ...nor give a control plane that lost its file a fresh config with the retired key.
+    lost = lab.node_root(odd) / ENC
+    kept = lost.read_bytes()
+    lost.unlink()
+    refused = encryption()
+    outputs.append(refused.stdout + refused.stderr)
+    assert refused.returncode == 4 and "would hold different encryption configs" in \
+        refused.stdout, refused.stdout[-2000:]
+    assert not lost.exists()
+    lost.write_bytes(kept)
 
     journal = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
-                       and p != key_file)
+                       and p not in (key_file, old_key_file))
     for secret in (OLD, NEW, OTHER):
         assert all(secret not in text for text in outputs)
         assert secret.encode() not in journal

@@ -157,7 +157,42 @@ def fingerprint_after(keys, state="staged", secret=NEW):
 def test_the_registered_fingerprint_is_of_the_file_the_phase_leaves():
     fresh = fingerprint_after([("key1", OLD)])                   # will be staged by this run
     done = fingerprint_after([("key1", OLD), ("key2", NEW)])     # staged by an earlier run
-    assert fresh == done and fresh["key_names"] == [["key1", "key2"]]
+    assert fresh["fingerprint"] == done["fingerprint"] == done["current_fingerprint"]
+    assert fresh["current_fingerprint"] != fresh["fingerprint"]
+    assert fresh["key_names"] == [["key1", "key2"]] and fresh["resources"] == ["secrets"]
     other = fingerprint_after([("key1", OTHER)])                 # a host with another old key
     assert other["fingerprint"] != fresh["fingerprint"]
     assert all(secret not in str(fresh) for secret in (OLD, NEW))
+
+
+def reader_config(*keys: tuple[str, str]) -> bytes:
+    """As encryption-at-rest's prepare phase writes it: every server reads, none encrypts."""
+    lines = "".join(f"            - name: {n}\n              secret: {s}\n" for n, s in keys)
+    return ("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n"
+            "resources:\n  - resources:\n      - secrets\n    providers:\n"
+            f"      - identity: {{}}\n      - secretbox:\n          keys:\n{lines}").encode()
+
+
+def test_primary_turns_a_prepared_reader_config_into_encryption_then_is_noop():
+    facts = make_facts(file_state(ENC, reader_config(("key1", OLD))))
+    first, second = plan_twice("encryption_key", args("primary", secret=OLD, name="key1"), facts)
+    providers = yaml.safe_load(first[0].after.content)["resources"][0]["providers"]
+    assert [list(p) for p in providers] == [["secretbox"], ["identity"]] and second == []
+
+
+def test_stage_and_retire_refuse_a_config_that_does_not_encrypt_yet():
+    facts = make_facts(file_state(ENC, reader_config(("key1", OLD))))
+    for state in ("staged", "sole"):
+        with pytest.raises(TaskFailed, match="phase enable"):
+            plan("encryption_key", args(state), facts)
+
+
+def test_a_kms_entry_is_never_switched_to_a_local_key():
+    content = (b"apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n"
+               b"resources:\n  - resources: [secrets]\n    providers:\n"
+               b"      - kms: {apiVersion: v2, name: vault, endpoint: 'unix:///k.sock'}\n"
+               b"      - secretbox:\n          keys:\n            - name: key1\n"
+               b"              secret: " + OLD.encode() + b"\n")
+    with pytest.raises(TaskFailed, match="nothing to rotate"):
+        plan("encryption_key", args("primary", secret=OLD, name="key1"),
+             make_facts(file_state(ENC, content)))

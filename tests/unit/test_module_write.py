@@ -75,3 +75,21 @@ def test_copy_needs_exactly_one_source_and_refuses_directories():
     with pytest.raises(TaskFailed, match="not a regular file"):
         plan("copy", {"dest": "/etc/x", "content": "x"},
              make_facts(file_state("/etc/x", kind="directory")))
+
+
+def test_checksum_registered_is_of_what_dest_holds_after_the_task():
+    import hashlib
+
+    from harden.modules import get_module
+
+    dest = "/etc/kubernetes/harden-test/x"
+    module = get_module("copy")
+    args = {"dest": dest, "content": "new\n", "force": False}
+    absent = make_facts(absent=[dest])
+    changes = plan("copy", args, absent)
+    assert module.result(module.validate(args), absent, changes)["checksum"] == \
+        hashlib.sha256(b"new\n").hexdigest()
+    kept = make_facts(file_state(dest, b"old\n"))                 # force: false keeps it
+    changes = plan("copy", args, kept)
+    assert module.result(module.validate(args), kept, changes)["checksum"] == \
+        hashlib.sha256(b"old\n").hexdigest()

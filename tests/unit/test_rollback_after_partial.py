@@ -117,12 +117,27 @@ def test_an_untouched_interrupted_run_rolls_back_without_force(node):
     assert conf.read_text() == "a = 1\n" and not (node / "etc" / "d").exists()
 
 
-def test_a_path_backed_up_but_never_written_is_no_conflict(node):
-    """The run died between the backup and the write: nothing of it reached the path."""
+def test_a_path_backed_up_but_not_in_after_partial_is_judged_by_its_backup(node):
+    """The run died between the backup and the after-partial line: it may or may not have
+    written the path, so a path that differs from its backup needs a person (--force)."""
     conf, other = node / "etc" / "app.conf", node / "etc" / "other.conf"
     other.write_text("b = 1\n")
     apply(node, write(conf, "a = 2\n"), f"hb_backup {shlex.quote(str(other))}")
     other.write_text("b = 2 # operator\n")
+    os.chmod(other, 0o600)
+    refused = rollback(node)
+    assert refused.status == "refused" and list(refused.diffs) == [str(other)]
+    assert "-mode/uid/gid 644" in refused.diffs[str(other)]
+    assert conf.read_text() == "a = 2\n" and other.read_text() == "b = 2 # operator\n"
+    done = rollback(node, force=True)
+    assert done.status == "rolled_back", done.message
+    assert conf.read_text() == "a = 1\n" and other.read_text() == "b = 1\n"
+
+
+def test_a_path_backed_up_and_untouched_since_is_no_conflict(node):
+    conf, other = node / "etc" / "app.conf", node / "etc" / "other.conf"
+    other.write_text("b = 1\n")
+    apply(node, write(conf, "a = 2\n"), f"hb_backup {shlex.quote(str(other))}")
     done = rollback(node)
     assert done.status == "rolled_back", done.message
     assert conf.read_text() == "a = 1\n" and other.read_text() == "b = 1\n"
