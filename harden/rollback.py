@@ -35,8 +35,10 @@ import yaml
 
 from harden.facts import FILE, KUBELET, DEFAULT_KUBELET_CONFIG, FactRequest, build_script, \
     parse_output
+from harden.errors import HardenError
 from harden.health import wait_healthy
 from harden.journal import JOURNAL_ROOT, BackupEntry, HostRecord, commit_script, parse_index
+from harden.manifest import Manifest
 from harden.modules.base import BACKUP_ROOT, REDACTED, is_encryption_config, text_diff
 from harden.modules.wait_for_kubelet import MODULE as WAIT_KUBELET
 from harden.modules.wait_for_static_pod import MANIFEST_DIR
@@ -433,20 +435,40 @@ def dropped_keys(session, node_run: NodeRun, become=None,
         q = shlex.quote(path)
         files += [(f"{index} now", q), (f"{index} backup", f"\"$HB/files\"{q}")]
     contents = _read_node_files(session, node_run.run_id, files, become, backup_root,
-                                must_contain="EncryptionConfiguration")
+                                must_contain="ncryption")
     out = {}
     for index, path in enumerate(paths):
-        now = encryption_keys(contents[f"{index} now"])
-        kept = encryption_keys(contents[f"{index} backup"])
-        gone = sorted({label for key, label in now.items() if key not in kept})
+        now, backup = contents[f"{index} now"], contents[f"{index} backup"]
+        gone = sorted({label for key, label in encryption_keys(now).items()
+                       if key not in encryption_keys(backup)})
+        gone += _dropped_encryption_flag(path, now, backup)
         if gone:
             out[path] = gone
     return out
 
 
+def _dropped_encryption_flag(path: str, now: bytes | None, backup: bytes | None) -> list[str]:
+    """A static-pod manifest whose restore would drop or repoint --encryption-provider-config
+    (a run that only pointed kube-apiserver at the config, say): that API server could no
+    longer read what is encrypted, and would write new objects in plain text."""
+    if not is_manifest(path) or now is None:
+        return []
+    flag = "encryption-provider-config"
+    try:
+        current = Manifest(now.decode(), path).flags().get(flag)
+        restored = Manifest(backup.decode(), path).flags().get(flag) if backup else None
+    except (HardenError, UnicodeDecodeError, yaml.YAMLError):
+        return []                 # not a manifest harden can read: no claim either way
+    if current is None or current == restored:
+        return []
+    return [f"--{flag}={current}" + (f" (would become {restored})" if restored else
+                                     " (would be removed)")]
+
+
 def _dropped_message(dropped: dict[str, list[str]]) -> str:
     where = "; ".join(f"{path}: {', '.join(labels)}" for path, labels in dropped.items())
-    return (f"the rollback would remove encryption key(s) the node holds now ({where}); "
+    return (f"the rollback would remove encryption key(s) or the encryption config the node "
+            f"uses now ({where}); "
             f"anything the API server encrypted with them would become unreadable. Go "
             f"forward instead with playbooks/rotate-encryption-key.yml (stage, promote, "
             f"rewrite, retire)")

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, Undefined, meta
+from jinja2.exceptions import UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from harden.errors import InputError
@@ -56,11 +57,18 @@ def _to_yaml(value, indent: int = 2) -> str:
 def _extract(item, container, morekeys=None):
     """Ansible's `extract`: container[item], then each of `morekeys` in turn (for
     `groups['x'] | map('extract', hostvars, ['result', 'field'])`)."""
-    value = container[item]
     keys = morekeys if isinstance(morekeys, (list, tuple)) else \
         ([] if morekeys is None else [morekeys])
-    for key in keys:
-        value = value[key]
+    path = [item, *keys]
+    value = container
+    for depth, key in enumerate(path):
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            where = "".join(f"[{k!r}]" for k in path[:depth])
+            raise UndefinedError(f"extract: {where or 'the container'} has no {key!r} (a task "
+                                 f"skipped by `when`, or run in a later play, registers "
+                                 f"nothing)") from None
     return value
 
 

@@ -10,6 +10,9 @@ meet an object written with a key it cannot read:
   decrypt what was written before;
 * `sole`:    once every object was rewritten, the other keys of that provider are dropped.
 
+Turning encryption on has the same shape: `encrypting` moves a provider that every server
+already reads (after `[identity, secretbox]` was in place everywhere) ahead of identity.
+
 The module edits only the key lists of entries whose first provider holds local keys
 (secretbox, aescbc, aesgcm); identity opt-outs and KMS entries are left as they are. Each state
 refuses to skip a step (`primary` needs the key staged, `sole` needs it primary), so running a
@@ -33,7 +36,7 @@ from harden.modules.base import Arg, Change, Module, PlanContext, TaskFailed, pl
 
 LOCAL_KEY_PROVIDERS = ("secretbox", "aescbc", "aesgcm")
 KEY_BYTES = 32
-STATES = ("staged", "primary", "sole")
+STATES = ("staged", "primary", "sole", "encrypting")
 
 
 class EncryptionKeyModule(Module):
@@ -57,10 +60,11 @@ class EncryptionKeyModule(Module):
                              f"encryption at rest first: playbooks/encryption-at-rest.yml)")
         before = _load(existing.content, path)
         document = copy.deepcopy(before)
-        if state == "primary":
-            _promote_reader_providers(document, name)
-        for keys in _local_key_lists(document, path):
-            _move(keys, name, secret, state, path)
+        if state == "encrypting":
+            _turn_on(document, name, secret, path)
+        else:
+            for keys in _local_key_lists(document, path):
+                _move(keys, name, secret, state, path)
         if document == before:
             return []
         content = _header(existing.content) + yaml.safe_dump(document, sort_keys=False,
@@ -83,13 +87,14 @@ class EncryptionKeyModule(Module):
         target = changes[-1].after.content if changes else current
         document = _load(target, args["path"])
         rotated = _local_entries(document, args["path"])
-        return {"fingerprint": _digest(document),
-                "current_fingerprint": _digest(_load(current, args["path"])),
+        return {"fingerprint": config_fingerprint(document),
+                "current_fingerprint": config_fingerprint(_load(current, args["path"])),
                 "key_names": [[key.get("name") for key in keys] for _, keys in rotated],
                 "resources": [r for entry, _ in rotated for r in entry.get("resources") or []]}
 
 
-def _digest(document: dict) -> str:
+def config_fingerprint(document: dict) -> str:
+    """sha256 of a parsed EncryptionConfiguration, independent of YAML layout."""
     return hashlib.sha256(json.dumps(document, sort_keys=True,
                                      separators=(",", ":")).encode()).hexdigest()
 
@@ -149,20 +154,31 @@ def _local_entries(document: dict, path: str) -> list[tuple[dict, list]]:
     return out
 
 
-def _promote_reader_providers(document: dict, name: str) -> None:
-    """Turning encryption on is a `primary` too: an entry prepared as `[identity, secretbox]`
-    (every server can read the key, none writes with it) gets the local provider that holds
-    the key moved first. Only identity is overtaken: a KMS entry is never switched to a
-    local key."""
+def _turn_on(document: dict, name: str, secret: str | None, path: str) -> None:
+    """`encrypting`: an entry prepared as `[identity, <provider holding the key>]` (every
+    server can read the key, none writes with it) gets that provider moved first. Keys are
+    never reordered, so running it again after a rotation changes nothing; an entry whose
+    first provider already encrypts is left as it is, and only identity is ever overtaken (a
+    KMS entry is never switched to a local key)."""
     for entry in document.get("resources") or []:
         providers = entry.get("providers") if isinstance(entry, dict) else None
         if not providers or not isinstance(providers[0], dict) or \
                 list(providers[0]) != ["identity"]:
             continue
-        for index in range(1, len(providers)):
-            if name in _key_names(providers[index]):
-                providers.insert(0, providers.pop(index))
-                break
+        local = [i for i in range(1, len(providers)) if _key_names(providers[i])]
+        if not local:
+            continue                          # an identity-only opt-out
+        holding = [i for i in local if name in _key_names(providers[i])]
+        if not holding:
+            raise TaskFailed(f"encryption_key: {path}: an entry prepared for encryption holds "
+                             f"other keys than '{name}'")
+        (config,) = providers[holding[0]].values()
+        if secret is not None and any(k.get("name") == name and k.get("secret") != secret
+                                      for k in config["keys"] if isinstance(k, dict)):
+            raise TaskFailed(f"encryption_key: {path} already has a key named '{name}' with "
+                             f"a different secret")
+        providers.insert(0, providers.pop(holding[0]))
+    _local_entries(document, path)            # fails when nothing encrypts afterwards
 
 
 def _key_names(provider) -> list:

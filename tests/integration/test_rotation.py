@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harden.modules.encryption_key import config_fingerprint
+
 pytestmark = pytest.mark.lab
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
@@ -160,6 +162,14 @@ def test_rotation_phases_in_order_and_refusals_write_nothing(rotation_lab, tmp_p
     pids = assert_phase_done(lab, promoted, pids, ["key2", "key1"])
     promote_run = json.loads(promoted.stdout)["run_id"]
 
+    # A rewrite recorded under the promoted file (the lab has no object store, so the marker
+    # a successful rewrite leaves is written here, as the rewrite would write it)...
+    first = sorted(lab.nodes)[0]
+    marker = lab.node_root(first) / "var/lib/harden/rotation/rewritten"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    promoted_file = yaml.safe_load((lab.node_root(first) / ENC).read_bytes())
+    marker.write_text(config_fingerprint(promoted_file) + "\n")
+
     # The last phase undone: every API server back on the staged file, healthy.
     undone = harden(tmp_path, "rollback", "-i", str(lab.inventory), promote_run)
     outputs.append(undone.stdout + undone.stderr)
@@ -167,7 +177,14 @@ def test_rotation_phases_in_order_and_refusals_write_nothing(rotation_lab, tmp_p
     assert key_order(lab) == {node: ["key1", "key2"] for node in lab.nodes}
     pids = apiserver_pids(lab)
     promoted = rotate(lab, tmp_path, key_file, "promote")
+    # ...no longer counts once promote wrote the file again: retire must not trust it.
+    assert not marker.exists()
     pids = assert_phase_done(lab, promoted, pids, ["key2", "key1"])
+
+    # Turning encryption "on" again after the rotation leaves the key order alone.
+    again = encryption("-e", "encryption_phase=enable")
+    assert again.returncode == 0, again.stdout[-2000:]
+    assert key_order(lab) == {node: ["key2", "key1"] for node in lab.nodes}
 
     # The lab has no object store: rewriting fails on the first control plane, writes nothing.
     before_rewrite = fingerprint(lab)

@@ -173,11 +173,26 @@ def reader_config(*keys: tuple[str, str]) -> bytes:
             f"      - identity: {{}}\n      - secretbox:\n          keys:\n{lines}").encode()
 
 
-def test_primary_turns_a_prepared_reader_config_into_encryption_then_is_noop():
+def test_encrypting_turns_a_prepared_reader_config_on_then_is_noop():
     facts = make_facts(file_state(ENC, reader_config(("key1", OLD))))
-    first, second = plan_twice("encryption_key", args("primary", secret=OLD, name="key1"), facts)
+    first, second = plan_twice("encryption_key", args("encrypting", secret=OLD, name="key1"),
+                               facts)
     providers = yaml.safe_load(first[0].after.content)["resources"][0]["providers"]
     assert [list(p) for p in providers] == [["secretbox"], ["identity"]] and second == []
+
+
+def test_encrypting_after_a_rotation_never_reorders_keys():
+    """A drift run of encryption-at-rest's enable phase, after key2 was promoted."""
+    rotated = make_facts(file_state(ENC, config(("key2", NEW), ("key1", OLD))))
+    assert plan("encryption_key", args("encrypting", secret=OLD, name="key1"), rotated) == []
+    retired = make_facts(file_state(ENC, config(("key2", NEW))))
+    assert plan("encryption_key", args("encrypting", secret=OLD, name="key1"), retired) == []
+
+
+def test_primary_never_moves_providers():
+    facts = make_facts(file_state(ENC, reader_config(("key1", OLD))))
+    with pytest.raises(TaskFailed, match="nothing to rotate"):
+        plan("encryption_key", args("primary", secret=OLD, name="key1"), facts)
 
 
 def test_stage_and_retire_refuse_a_config_that_does_not_encrypt_yet():
@@ -194,5 +209,5 @@ def test_a_kms_entry_is_never_switched_to_a_local_key():
                b"      - secretbox:\n          keys:\n            - name: key1\n"
                b"              secret: " + OLD.encode() + b"\n")
     with pytest.raises(TaskFailed, match="nothing to rotate"):
-        plan("encryption_key", args("primary", secret=OLD, name="key1"),
+        plan("encryption_key", args("encrypting", secret=OLD, name="key1"),
              make_facts(file_state(ENC, content)))

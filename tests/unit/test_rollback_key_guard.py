@@ -196,3 +196,23 @@ def test_a_retire_without_the_key_records_the_file_secret_and_its_conflict_diff_
     shown = refused.message + "".join(refused.diffs.values())
     assert REDACTED in refused.diffs[str(enc)] and REDACTED in refused.diffs[str(plain)]
     assert KEY1 not in shown and KEY2 not in shown
+
+
+def test_restoring_a_manifest_without_the_encryption_flag_is_a_dropped_config():
+    from harden.rollback import _dropped_encryption_flag
+    from test_module_support import manifest_text
+
+    path = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+    plain = manifest_text("kube-apiserver.yaml")
+    flag = "    - --encryption-provider-config=/etc/kubernetes/enc/encryption-config.yaml\n"
+    pointed = plain.replace(b"    - kube-apiserver\n", b"    - kube-apiserver\n" + flag.encode())
+    assert pointed != plain
+    assert _dropped_encryption_flag(path, pointed, plain) == [
+        "--encryption-provider-config=/etc/kubernetes/enc/encryption-config.yaml "
+        "(would be removed)"]
+    other = pointed.replace(b"enc/encryption-config.yaml", b"enc/other.yaml")
+    assert "(would become /etc/kubernetes/enc/other.yaml)" in \
+        _dropped_encryption_flag(path, pointed, other)[0]
+    assert _dropped_encryption_flag(path, pointed, pointed) == []         # unchanged flag
+    assert _dropped_encryption_flag(path, plain, pointed) == []           # adds it back
+    assert _dropped_encryption_flag("/etc/kubernetes/x.yaml", pointed, plain) == []

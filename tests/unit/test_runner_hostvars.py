@@ -49,3 +49,15 @@ def test_a_check_mode_task_does_not_pretend_its_change_happened(tmp_path):
     result, out, _ = run_play(tmp_path, CHECK_ONLY_THEN_CREATE, {})
     assert result.exit_code == 0, [(t.task, t.status, t.message) for t in out.lines]
     assert (tmp_path / "h1" / "etc" / "made").read_text() == "second\n"
+
+
+def test_extract_of_a_missing_result_is_an_error_naming_it():
+    import pytest
+
+    from harden.errors import InputError
+    from harden.templating import render_string
+
+    hostvars = {"cp1": {"look": {"stdout": "x"}}, "cp2": {}}
+    text = "{{ ['cp1', 'cp2'] | map('extract', hostvars, ['look', 'stdout']) | list }}"
+    with pytest.raises(InputError, match=r"\['cp2'\] has no 'look'"):
+        render_string(text, {"hostvars": hostvars})
