@@ -215,6 +215,7 @@ def test_rotation_phases_in_order_and_refusals_write_nothing(rotation_lab, tmp_p
     outputs.append(refused.stdout + refused.stderr)
     assert refused.returncode == 4 and "would hold different encryption configs" in \
         refused.stdout, refused.stdout[-2000:]
+    assert f"{odd}: would create one from the key given" in refused.stdout
     assert not lost.exists()
     lost.write_bytes(kept)
 
