@@ -161,3 +161,13 @@ def test_encryption_key_never_in_summaries_or_diffs():
                                                    template_dirs=play.template_dirs))
     assert task.no_log and args["secret"]
     assert all(KEY not in c.diff and KEY not in c.summary for c in changes)
+
+
+def test_encryption_dir_moves_the_config_with_it():
+    node, sysctls = kubeadm_node(), {}
+    run_playbook(REPO / "playbooks" / "encryption-at-rest.yml", node, sysctls,
+                 {"encryption_key": KEY, "encryption_dir": "/etc/kubernetes/encryption"})
+    assert "/etc/kubernetes/encryption/encryption-config.yaml" in node
+    apiserver = node["/etc/kubernetes/manifests/kube-apiserver.yaml"].content.decode()
+    assert "--encryption-provider-config=/etc/kubernetes/encryption/encryption-config.yaml" \
+        in apiserver
