@@ -71,7 +71,6 @@ class EncryptionKeyModule(Module):
                                                             default_flow_style=False)
         return plan_write(path, content.encode(), existing, None, None, None, secret=True)
 
-
     def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
         """For the rotation's gates (never a secret):
 
@@ -172,13 +171,23 @@ def _turn_on(document: dict, name: str, secret: str | None, path: str) -> None:
         if not holding:
             raise TaskFailed(f"encryption_key: {path}: an entry prepared for encryption holds "
                              f"other keys than '{name}'")
-        (config,) = providers[holding[0]].values()
-        if secret is not None and any(k.get("name") == name and k.get("secret") != secret
-                                      for k in config["keys"] if isinstance(k, dict)):
-            raise TaskFailed(f"encryption_key: {path} already has a key named '{name}' with "
-                             f"a different secret")
         providers.insert(0, providers.pop(holding[0]))
+    _check_same_secret(document, name, secret, path)
     _local_entries(document, path)            # fails when nothing encrypts afterwards
+
+
+def _check_same_secret(document: dict, name: str, secret: str | None, path: str) -> None:
+    """A key given under a name the file uses for another secret is a mistake (a wrong key
+    file), even where nothing is left to do."""
+    for entry in document.get("resources") or []:
+        for provider in (entry.get("providers") or []) if isinstance(entry, dict) else []:
+            if name not in _key_names(provider):
+                continue
+            (config,) = provider.values()
+            if any(isinstance(k, dict) and k.get("name") == name and k.get("secret") != secret
+                   for k in config["keys"]):
+                raise TaskFailed(f"encryption_key: {path} already has a key named '{name}' "
+                                 f"with a different secret")
 
 
 def _key_names(provider) -> list:

@@ -211,3 +211,13 @@ def test_a_kms_entry_is_never_switched_to_a_local_key():
     with pytest.raises(TaskFailed, match="nothing to rotate"):
         plan("encryption_key", args("encrypting", secret=OLD, name="key1"),
              make_facts(file_state(ENC, content)))
+
+
+def test_encrypting_with_a_wrong_key_file_fails_even_when_nothing_is_left_to_do():
+    enabled = make_facts(file_state(ENC, config(("key1", OLD))))
+    with pytest.raises(TaskFailed, match="different secret") as caught:
+        plan("encryption_key", args("encrypting", secret=NEW, name="key1"), enabled)
+    assert NEW not in str(caught.value) and OLD not in str(caught.value)
+    prepared = make_facts(file_state(ENC, reader_config(("key1", OLD))))
+    with pytest.raises(TaskFailed, match="different secret"):
+        plan("encryption_key", args("encrypting", secret=NEW, name="key1"), prepared)
