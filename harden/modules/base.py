@@ -110,18 +110,6 @@ class Module:
         return validate_args(self, args, path, line, rendered)
 
 
-def content_checksum(path: str, facts: Facts, changes: list[Change]) -> str | None:
-    """sha256 of what `path` holds once the task is done (None: it will not exist), as
-    Ansible's copy registers `checksum`: lets a play compare a file across hosts without the
-    content (a key) ever leaving the node's facts."""
-    for change in reversed(changes):
-        if change.path == path and change.after is not None and \
-                change.after.content is not None:
-            return change.after.sha256
-    state = facts.file(path, content=True)
-    return state.sha256 if state is not None else None
-
-
 def validate_args(module: Module, args: Any, path, line, rendered: bool) -> dict:
     if args is None:
         args = {}
@@ -388,15 +376,6 @@ def plan_write(path: str, content: bytes, existing: FileState | None, mode: str 
                    script=write_snippet(path, content, mode, owner, group), path=path,
                    diff=text_diff(path, existing.content if existing else None, content, secret),
                    after=after, rewrites=True, secret=secret)]
-
-
-def plan_keep_content(existing: FileState, mode: str | None, owner: str | None,
-                      group: str | None, secret: bool = False) -> list[Change]:
-    """`force: false` on an existing dest: its content belongs to the node from now on (a
-    rotated encryption config must survive a re-run), only mode/owner/group are enforced."""
-    if existing.kind != "file":
-        raise TaskFailed(f"{existing.path} exists and is not a regular file")
-    return plan_metadata(existing, parse_mode(mode) if mode else None, owner, group, secret)
 
 
 def plan_metadata(state: FileState, mode: int | None, owner: str | None,

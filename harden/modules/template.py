@@ -8,40 +8,17 @@ took (an encryption key) and cannot undo what changed the file since (a key rota
 
 from __future__ import annotations
 
-from harden.facts import FILE, FactRequest, Facts
-from harden.modules.base import (Arg, Change, Module, PlanContext, content_checksum,
-                                 plan_keep_content, plan_write)
+from harden.modules.base import Arg, PlanContext
+from harden.modules.whole_file import DEST_ARGS, WholeFileModule
 from harden.templating import render_template_file
 
 
-class TemplateModule(Module):
+class TemplateModule(WholeFileModule):
     name = "template"
-    args = (
-        Arg("src", required=True),
-        Arg("dest", required=True),
-        Arg("mode", "mode"),
-        Arg("owner"),
-        Arg("group"),
-        Arg("secret", "bool", default=False),
-        Arg("force", "bool", default=True),
-    )
+    args = (Arg("src", required=True), *DEST_ARGS)
 
-    def facts_needed(self, args: dict) -> list[FactRequest]:
-        # force: false never compares content, so a secret dest is not even read back
-        return [FactRequest(FILE, args["dest"], content=args.get("force") is not False)]
-
-    def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
-        if not args["force"]:
-            existing = facts.file(args["dest"])
-            if existing is not None:
-                return plan_keep_content(existing, args["mode"], args["owner"],
-                                         args["group"], args["secret"])
-        text = render_template_file(args["src"], ctx.template_dirs, ctx.vars)
-        return plan_write(args["dest"], text.encode(), facts.file(args["dest"], content=True),
-                          args["mode"], args["owner"], args["group"], args["secret"])
-
-    def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
-        return {"checksum": content_checksum(args["dest"], facts, changes)}
+    def content(self, args: dict, ctx: PlanContext) -> bytes:
+        return render_template_file(args["src"], ctx.template_dirs, ctx.vars).encode()
 
 
 MODULE = TemplateModule()
