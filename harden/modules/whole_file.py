@@ -28,8 +28,9 @@ class WholeFileModule(Module):
         raise NotImplementedError
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
-        # force: false never compares content, so a secret dest is not even read back
-        return [FactRequest(FILE, args["dest"], content=args.get("force") is not False)]
+        # With content even under force: false: the plan needs only a stat then, but the
+        # registered checksum needs the bytes, and asking later would cost another exec.
+        return [FactRequest(FILE, args["dest"], content=True)]
 
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
         if not args["force"]:
