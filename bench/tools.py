@@ -83,7 +83,7 @@ def openssh_floor(lab: Lab, forks: int) -> Invocation:
 def openssh_probe(lab: Lab, forks: int) -> Invocation:
     """harden's own probe script, sent over plain OpenSSH: the node-side cost of the audit with
     no Python on the controller, so `harden check` minus this is parsing, evaluation and report."""
-    from harden.probe import build_probe_script
+    from harden.cis.probe import build_probe_script
 
     fd, script = tempfile.mkstemp(prefix="harden-bench-probe-", suffix=".sh")
     with os.fdopen(fd, "w") as fh:

@@ -85,7 +85,7 @@ def ping(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeo
     answered, 4 otherwise, 1 (before contacting any host) when a host's connection settings
     are wrong, e.g. a missing key file. Writes nothing on any node.
     """
-    from harden.ping import run_ping
+    from harden.ssh.ping import run_ping
 
     sys.exit(run_ping(inventories, limit=limit, forks=forks,
                       accept_new_host_keys=accept_new_host_keys,
@@ -100,7 +100,7 @@ def ping(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeo
 @click.option("--show-secrets", is_flag=True, help="Do not mask passwords in --list output.")
 def inventory(inventories, limit, as_list, as_graph, show_secrets):
     """Show how an inventory resolves: hosts, groups and variables."""
-    from harden.inventory import load_inventory
+    from harden.inventory.loader import load_inventory
 
     if as_list == as_graph:
         _fail("give exactly one of --list or --graph")
@@ -132,7 +132,7 @@ def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, time
     one (running processes' arguments); a mismatch is reported as drift. Exits 0 when every
     scored check passes, 2 on a scored FAIL, 4 when a host could not be audited.
     """
-    from harden.checkrun import run_check
+    from harden.cis.run import run_check
 
     sys.exit(run_check(inventories, limit=limit, forks=forks, benchmark=benchmark, fmt=fmt,
                        output=output, accept_new_host_keys=accept_new_host_keys,
@@ -162,9 +162,9 @@ def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, ou
     Exit codes: 0 done, no host failed; 1 bad input (nothing changed); 2 --check found pending
     changes; 4 a host was unreachable or failed (its changes rolled back).
     """
-    from harden.connection import run_options
-    from harden.runner import ApplyOptions, run_apply
-    from harden.templating import parse_extra_vars
+    from harden.ssh.settings import run_options
+    from harden.apply.runner import ApplyOptions, run_apply
+    from harden.apply.templating import parse_extra_vars
 
     options = ApplyOptions(
         check=check, diff=diff, forks=forks, limit=limit,
@@ -192,8 +192,8 @@ def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask
     """
     from rich.console import Console
 
-    from harden.connection import run_options
-    from harden.rollback import run_rollback
+    from harden.ssh.settings import run_options
+    from harden.apply.rollback import run_rollback
 
     options = run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
                           ask_become_pass=ask_become_pass)
@@ -222,7 +222,7 @@ def prune(inventories, limit, keep, older_than, dry_run, forks, accept_new_host_
     """
     from rich.console import Console
 
-    from harden.prune import Policy, run_prune
+    from harden.runs.prune import Policy, run_prune
 
     policy = Policy(keep=keep, older_than=older_than)
     sys.exit(run_prune(inventories, limit=limit, policy=policy, dry_run=dry_run, forks=forks,
@@ -240,8 +240,8 @@ def runs(last, as_json):
     rolled back, and whether the run was interrupted (killed before it finished)."""
     from rich.console import Console
 
-    from harden.apply_output import print_runs
-    from harden.journal import Journal
+    from harden.apply.output import print_runs
+    from harden.runs.journal import Journal
 
     journal = Journal()
     try:
@@ -262,8 +262,8 @@ def runs(last, as_json):
 def explain(check_id, benchmark):
     """Print a CIS check's description, audit, expected state, remediation and the harden
     playbook/tag that fixes it (e.g. `harden explain 1.2.15`)."""
-    from harden.checks import explain as explain_check
-    from harden.checks import load_catalogue
+    from harden.cis.checks import explain as explain_check
+    from harden.cis.checks import load_catalogue
 
     catalogue = load_catalogue(benchmark)
     check = catalogue.get(check_id)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harden.connection import RunOptions, Secret, connection_spec
-from harden.inventory import load_inventory
-from harden.ping import ping_host, run_ping
+from harden.ssh.settings import RunOptions, Secret, connection_spec
+from harden.inventory.loader import load_inventory
+from harden.ssh.ping import ping_host, run_ping
 
 pytestmark = pytest.mark.lab
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harden.modules.encryption_key import config_fingerprint
+from harden.apply.modules.encryption_key import config_fingerprint
 
 pytestmark = pytest.mark.lab
 

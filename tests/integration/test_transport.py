@@ -15,11 +15,11 @@ import paramiko
 import pytest
 from rich.console import Console
 
-from harden.connection import RunOptions, Secret, connection_spec
-from harden.hostkeys import fingerprint
-from harden.inventory import Host, load_inventory
-from harden.ping import run_ping
-from harden.transport import (AuthenticationFailed, BecomeFailed, CommandTimeout, Unreachable,
+from harden.ssh.settings import RunOptions, Secret, connection_spec
+from harden.ssh.hostkeys import fingerprint
+from harden.inventory.loader import Host, load_inventory
+from harden.ssh.ping import run_ping
+from harden.ssh.transport import (AuthenticationFailed, BecomeFailed, CommandTimeout, Unreachable,
                               connect)
 
 pytestmark = pytest.mark.lab

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harden import cluster_checks as cc
-from harden.checks import evaluate_host, load_catalogue
-from harden.probe import Facts, parse_probe_output
+from harden.cis import cluster_checks as cc
+from harden.cis.checks import evaluate_host, load_catalogue
+from harden.cis.probe import Facts, parse_probe_output
 
 KUBECTL = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "kubectl"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harden.checks import (View, bitmask_ok, compare, configured_kubelet_argv, evaluate_host, explain,
+from harden.cis.checks import (View, bitmask_ok, compare, configured_kubelet_argv, evaluate_host, explain,
                            load_catalogue, parse_flags, evaluate_item)
 from harden.errors import InputError
-from harden.probe import Facts, FileStat, Process
+from harden.cis.probe import Facts, FileStat, Process
 
 PLAYBOOKS = {"cis-control-plane", "cis-worker", "audit", "encryption-at-rest", "pod-security", "kubelet"}
 
@@ -168,7 +168,7 @@ def test_explain_command(catalogue):
 
 
 def test_probe_lines_round_trip_through_the_engine(catalogue):
-    from harden.probe import parse_probe_output
+    from harden.cis.probe import parse_probe_output
 
     argv = base64.b64encode(b"etcd\0--data-dir=/data/etcd\0--auto-tls=true\0").decode()
     out = ("HARDEN-PROBE|1|\nT||100\n" + f"P|5|etcd||{argv}\n"

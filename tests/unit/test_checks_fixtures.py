@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harden.checks import evaluate_host, load_catalogue
+from harden.cis.checks import evaluate_host, load_catalogue
 from harden.errors import HostError
-from harden.probe import parse_probe_output
+from harden.cis.probe import parse_probe_output
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 

@@ -11,8 +11,8 @@ import subprocess
 import pytest
 import yaml
 
-from harden.checks import configured_kubelet_argv, evaluate_host, load_catalogue
-from harden.probe import Facts, build_probe_script, parse_probe_output
+from harden.cis.checks import configured_kubelet_argv, evaluate_host, load_catalogue
+from harden.cis.probe import Facts, build_probe_script, parse_probe_output
 from lab_verdicts import EXPECTED, compared
 
 layout = pytest.importorskip("harden.lab.layout")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from harden.connection import (DEFAULT_CONNECT_TIMEOUT, RunOptions, Secret, connection_spec,
+from harden.ssh.settings import (DEFAULT_CONNECT_TIMEOUT, RunOptions, Secret, connection_spec,
                                run_become_password)
 from harden.errors import HostError
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from harden.cli import cli
 from harden.errors import InputError
-from harden.templating import parse_extra_vars
+from harden.apply.templating import parse_extra_vars
 
 KEY = "c2VjcmV0LWtleS1ieXRlcy10aGF0LW11c3Qtbm90LWxlYWs="
 

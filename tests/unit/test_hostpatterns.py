@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from harden.errors import InputError
-from harden.hostpatterns import (PatternSpace, match_hosts, order_parts, parse_address,
+from harden.inventory.patterns import (PatternSpace, match_hosts, order_parts, parse_address,
                                  split_pattern)
-from harden.inventory import load_inventory
+from harden.inventory.loader import load_inventory
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "inventories"
 RECORDED = json.loads((FIXTURES / "expected" / "ini-patterns.json").read_text())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harden.inventory import MASK, is_secret_var, load_inventory
+from harden.inventory.loader import MASK, is_secret_var, load_inventory
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "inventories"
 EXPECTED = FIXTURES / "expected"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harden.errors import InputError
-from harden.inventory import expand_host_range, load_inventory
+from harden.inventory.loader import expand_host_range, load_inventory
 
 
 def _write(tmp_path, name, text):

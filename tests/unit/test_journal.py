@@ -7,7 +7,7 @@ import sqlite3
 import stat
 import subprocess
 
-from harden.journal import HostRecord, Journal, commit_script, parse_index, state_dir
+from harden.runs.journal import HostRecord, Journal, commit_script, parse_index, state_dir
 
 
 def test_state_dir_follows_override_then_xdg(monkeypatch, tmp_path):

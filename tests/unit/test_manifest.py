@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harden.errors import InputError
-from harden.manifest import Manifest, YamlText
+from harden.apply.manifest import Manifest, YamlText
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "manifests"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from harden.errors import InputError
-from harden.facts import Facts
-from harden.modules import get_module
-from harden.modules.base import TaskFailed
+from harden.apply.facts import Facts
+from harden.apply.modules import get_module
+from harden.apply.modules.base import TaskFailed
 from test_module_support import file_state, make_facts, plan
 
 

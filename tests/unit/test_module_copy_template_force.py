@@ -11,9 +11,9 @@ import base64
 import pytest
 
 from harden.errors import InputError
-from harden.facts import Facts, FileState
-from harden.modules import get_module
-from harden.modules.base import TaskFailed
+from harden.apply.facts import Facts, FileState
+from harden.apply.modules import get_module
+from harden.apply.modules.base import TaskFailed
 from test_module_support import file_state, make_facts, plan, plan_twice
 
 ENC = "/etc/kubernetes/enc/encryption-config.yaml"

@@ -7,8 +7,8 @@ import base64
 import pytest
 import yaml
 
-from harden.modules import get_module
-from harden.modules.base import REDACTED, TaskFailed
+from harden.apply.modules import get_module
+from harden.apply.modules.base import REDACTED, TaskFailed
 from test_module_support import file_state, make_facts, plan, plan_twice
 
 ENC = "/etc/kubernetes/enc/encryption-config.yaml"

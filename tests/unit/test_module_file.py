@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harden.facts import Facts
-from harden.modules.base import TaskFailed
+from harden.apply.facts import Facts
+from harden.apply.modules.base import TaskFailed
 from test_module_support import file_state, make_facts, plan, plan_twice
 
 KEY = "/etc/kubernetes/pki/ca.key"

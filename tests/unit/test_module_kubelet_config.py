@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harden.modules.base import TaskFailed
+from harden.apply.modules.base import TaskFailed
 from test_module_support import file_state, kubelet_process, make_facts, plan, plan_twice
 
 CONFIG_TEXT = (Path(__file__).resolve().parents[1] / "fixtures" / "manifests" / "kubelet-config.yaml") \

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harden.facts import FactNotGathered
-from harden.modules import get_module
-from harden.modules.base import TaskFailed
+from harden.apply.facts import FactNotGathered
+from harden.apply.modules import get_module
+from harden.apply.modules.base import TaskFailed
 from test_module_support import file_state, make_facts, manifest_text, plan, plan_twice
 
 APISERVER = "/etc/kubernetes/manifests/kube-apiserver.yaml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harden.modules.base import TaskFailed
+from harden.apply.modules.base import TaskFailed
 from test_module_support import file_state, make_facts, manifest_text, plan, plan_twice
 
 APISERVER = "/etc/kubernetes/manifests/kube-apiserver.yaml"

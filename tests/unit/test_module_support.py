@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from harden.facts import FILE, GLOB, Facts, FileState, KubeletProcess, build_script, parse_output
-from harden.modules import get_module
-from harden.modules.base import PlanContext, apply_script
-from harden.templating import render_value
+from harden.apply.facts import FILE, GLOB, Facts, FileState, KubeletProcess, build_script, parse_output
+from harden.apply.modules import get_module
+from harden.apply.modules.base import PlanContext, apply_script
+from harden.apply.templating import render_value
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "tests" / "fixtures" / "manifests"
@@ -160,7 +160,7 @@ def test_fact_script_reports_absent_and_content(tmp_path):
 
 
 def test_fact_script_sysctl_and_kubelet_without_a_kubelet(tmp_path):
-    from harden.facts import KUBELET, SYSCTL, FactRequest
+    from harden.apply.facts import KUBELET, SYSCTL, FactRequest
     config = tmp_path / "config.yaml"
     config.write_text("kind: KubeletConfiguration\n")
     requests = [FactRequest(SYSCTL, "kernel.ostype"), FactRequest(SYSCTL, "kernel.no_such_key"),
@@ -201,7 +201,7 @@ def _first_kubelet_argv():
 
 
 def test_requests_merge_and_overlays_keep_content():
-    from harden.facts import FactNotGathered, FactRequest, merge_requests
+    from harden.apply.facts import FactNotGathered, FactRequest, merge_requests
     merged = merge_requests([FactRequest(FILE, "/a"), FactRequest(FILE, "/a", content=True),
                              FactRequest(GLOB, "/b/*"), FactRequest(GLOB, "/b/*", recurse=True)])
     assert [(r.kind, r.target, r.content, r.recurse) for r in merged] == [

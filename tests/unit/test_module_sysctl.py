@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harden.modules.base import TaskFailed
+from harden.apply.modules.base import TaskFailed
 from test_module_support import file_state, make_facts, plan, plan_twice
 
 CONF = "/etc/sysctl.d/90-harden.conf"

@@ -12,9 +12,9 @@ import time
 import pytest
 
 from harden.errors import InputError
-from harden.modules import get_module
-from harden.modules.base import TaskFailed
-from harden.modules.wait_for_static_pod import HttpProbe
+from harden.apply.modules import get_module
+from harden.apply.modules.base import TaskFailed
+from harden.apply.modules.wait_for_static_pod import HttpProbe
 from test_module_support import file_state, kubelet_process, make_facts, manifest_text, plan
 
 APISERVER = "/etc/kubernetes/manifests/kube-apiserver.yaml"

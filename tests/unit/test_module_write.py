@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from harden.errors import InputError
-from harden.modules.base import REDACTED, TaskFailed
+from harden.apply.modules.base import REDACTED, TaskFailed
 from test_module_support import file_state, make_facts, plan, plan_twice
 
 ENC = "/etc/kubernetes/enc/encryption-config.yaml"
@@ -80,7 +80,7 @@ def test_copy_needs_exactly_one_source_and_refuses_directories():
 def test_checksum_registered_is_of_what_dest_holds_after_the_task():
     import hashlib
 
-    from harden.modules import get_module
+    from harden.apply.modules import get_module
 
     dest = "/etc/kubernetes/harden-test/x"
     module = get_module("copy")

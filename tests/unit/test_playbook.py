@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harden.errors import InputError
-from harden.playbook import load_playbook, serial_batches, task_selected
+from harden.apply.playbook import load_playbook, serial_batches, task_selected
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "playbooks").glob("*.yml"))
@@ -51,7 +51,7 @@ def test_site_imports_the_others_and_control_planes_go_one_by_one():
 
 
 def test_fixture_playbook_uses_every_module():
-    from harden.modules import MODULES
+    from harden.apply.modules import MODULES
     playbook = load_playbook(str(REPO / "tests/fixtures/playbooks/every-module.yml"))
     used = {t.module for p in playbook.plays for t in p.tasks + p.handlers}
     assert used == set(MODULES)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harden.facts import FILE, GLOB, KUBELET, SYSCTL, Facts, FileState, KubeletProcess
-from harden.modules import get_module
-from harden.modules.base import PlanContext
-from harden.playbook import load_playbook
-from harden.templating import evaluate, layered_vars, render_value
+from harden.apply.facts import FILE, GLOB, KUBELET, SYSCTL, Facts, FileState, KubeletProcess
+from harden.apply.modules import get_module
+from harden.apply.modules.base import PlanContext
+from harden.apply.playbook import load_playbook
+from harden.apply.templating import evaluate, layered_vars, render_value
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "manifests"

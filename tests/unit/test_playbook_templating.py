@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from harden.errors import InputError
-from harden.templating import (evaluate, layered_vars, parse_extra_vars, render_string,
+from harden.apply.templating import (evaluate, layered_vars, parse_extra_vars, render_string,
                                render_template_file, render_value)
 from test_module_support import REPO
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harden.probe import ProbeParseError, build_probe_script, parse_probe_output
+from harden.cis.probe import ProbeParseError, build_probe_script, parse_probe_output
 
 SECRET = "dGhpcy1pcy1hLXRlc3Qta2V5LXRoYXQtbXVzdC1zdGF5LXB1dA=="
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
@@ -172,7 +172,7 @@ class _LocalSession:
         self.calls = []
 
     def run(self, command, *, become=None, stdin=None, timeout=None):
-        from harden.transport import CommandResult
+        from harden.ssh.transport import CommandResult
 
         self.exec_count += 1
         self.calls.append(become)
@@ -181,7 +181,7 @@ class _LocalSession:
 
 
 def test_gather_facts_is_one_exec_with_become():
-    from harden.probe import gather_facts
+    from harden.cis.probe import gather_facts
 
     session = _LocalSession()
     facts = gather_facts(session, "local")
@@ -190,7 +190,7 @@ def test_gather_facts_is_one_exec_with_become():
 
 def test_gather_facts_failures_name_the_host():
     from harden.errors import HostError
-    from harden.probe import gather_facts
+    from harden.cis.probe import gather_facts
 
     class Broken(_LocalSession):
         def run(self, command, **kwargs):
@@ -201,7 +201,7 @@ def test_gather_facts_failures_name_the_host():
 
 
 def test_kubectl_failure_is_summarised_without_klog_noise():
-    from harden.probe import kubectl_error
+    from harden.cis.probe import kubectl_error
 
     klog = ('E1126 23:39:53.143829    6820 memcache.go:265] "Unhandled Error" '
             'err="couldn\'t get current server API group list: the server could not find the '

@@ -15,14 +15,14 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from harden.apply_output import print_runs
+from harden.apply.output import print_runs
 from harden.cli import cli
 from harden.errors import HostError, InputError
-from harden.journal import Journal
-from harden.prune import KEPT, PRUNED, HeldRun, Policy, decide, human_bytes, parse_listing, \
+from harden.runs.journal import Journal
+from harden.runs.prune import KEPT, PRUNED, HeldRun, Policy, decide, human_bytes, parse_listing, \
     print_prune, prune_host
-from harden.rollback import rollback_host
-from harden.transport import CommandResult
+from harden.apply.rollback import rollback_host
+from harden.ssh.transport import CommandResult
 
 NOW = 1_800_000_000.0
 DAY = 86400

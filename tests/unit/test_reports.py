@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from harden.errors import InputError
-from harden.reports import FORMATS, render
-from harden.results import STATUSES
+from harden.cis.reports import FORMATS, render
+from harden.cis.results import STATUSES
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "reports"
 _spec = importlib.util.spec_from_file_location("report_samples", FIXTURES / "sample_runs.py")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harden.reports import render
+from harden.cis.reports import render
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "reports"
 _spec = importlib.util.spec_from_file_location("report_samples", FIXTURES / "sample_runs.py")

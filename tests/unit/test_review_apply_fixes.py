@@ -14,14 +14,14 @@ import tempfile
 
 import pytest
 
-import harden.runner
-from harden.apply_output import document
+import harden.apply.runner
+from harden.apply.output import document
 from harden.errors import InputError
-from harden.journal import parse_index
-from harden.modules import get_module
-from harden.modules.base import Change, apply_script, write_snippet
-from harden.rollback import RollbackError, read_node_run, restore_script, rollback_host
-from harden.transport import CommandResult
+from harden.runs.journal import parse_index
+from harden.apply.modules import get_module
+from harden.apply.modules.base import Change, apply_script, write_snippet
+from harden.apply.rollback import RollbackError, read_node_run, restore_script, rollback_host
+from harden.ssh.transport import CommandResult
 from test_module_support import file_state, make_facts, plan
 from test_runner import NODE_DIRS, Env, LocalSession
 
@@ -196,7 +196,7 @@ def test_an_unexpected_error_in_the_rollback_keeps_the_cause_and_ends_the_host_r
     def broken(*args, **kwargs):
         raise ValueError("restore exploded")
 
-    monkeypatch.setattr(harden.runner, "restore_host", broken)
+    monkeypatch.setattr(harden.apply.runner, "restore_host", broken)
     result, out = env.apply(FAILS_AFTER_WRITE)
     assert result.exit_code == 4
     warning = next(m for _, m in out.warnings if m.startswith("ROLLBACK FAILED"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harden.checks import View, evaluate_host, evaluate_item, load_catalogue, parse_flags
-from harden.probe import Facts, Process
+from harden.cis.checks import View, evaluate_host, evaluate_item, load_catalogue, parse_flags
+from harden.cis.probe import Facts, Process
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import subprocess
 import paramiko
 import pytest
 
-from harden.hostkeys import HostKeyMismatch, known_keys, verify_host_key
+from harden.ssh.hostkeys import HostKeyMismatch, known_keys, verify_host_key
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harden.inventory import Host
+from harden.inventory.loader import Host
 
 
 def test_host_repr_hides_vars():

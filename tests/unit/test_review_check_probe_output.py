@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harden.probe import ProbeParseError, build_probe_script, parse_probe_output
+from harden.cis.probe import ProbeParseError, build_probe_script, parse_probe_output
 
 KLOG_WARNING = ("W1126 23:39:53.143829    6820 warnings.go:70] "
                 "v1 ComponentStatus is deprecated in v1.19+")

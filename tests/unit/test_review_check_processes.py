@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harden.checks import component_views, detect_roles, evaluate_host, load_catalogue
-from harden.probe import build_probe_script, parse_probe_output
+from harden.cis.checks import component_views, detect_roles, evaluate_host, load_catalogue
+from harden.cis.probe import build_probe_script, parse_probe_output
 
 APISERVER_MANIFEST = ("spec:\n  containers:\n  - command:\n    - kube-apiserver\n"
                       "    - --token-auth-file=/etc/kubernetes/tokens.csv\n")

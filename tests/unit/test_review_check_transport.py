@@ -13,8 +13,8 @@ import time
 import paramiko
 import pytest
 
-from harden.connection import ConnectionSpec, Endpoint
-from harden.transport import Session, Unreachable
+from harden.ssh.settings import ConnectionSpec, Endpoint
+from harden.ssh.transport import Session, Unreachable
 
 
 class _Server(paramiko.ServerInterface):
@@ -120,7 +120,7 @@ def test_marker_text_inside_a_line_is_not_the_marker(serve):
         channel.shutdown_write()
         channel.close()
 
-    from harden.transport import BecomeFailed
+    from harden.ssh.transport import BecomeFailed
 
     session, _ = serve(handler, become=True)
     with pytest.raises(BecomeFailed, match="needs a password"):
@@ -128,8 +128,8 @@ def test_marker_text_inside_a_line_is_not_the_marker(serve):
 
 
 def test_ping_gives_up_on_a_command_that_hangs(serve, monkeypatch):
-    import harden.ping
-    from harden.transport import CommandTimeout
+    import harden.ssh.ping
+    from harden.ssh.transport import CommandTimeout
 
     hung = threading.Event()
 
@@ -141,10 +141,10 @@ def test_ping_gives_up_on_a_command_that_hangs(serve, monkeypatch):
         channel.close()
 
     session, _ = serve(handler)
-    monkeypatch.setattr(harden.ping, "connect", lambda spec, jumps=None: session)
-    monkeypatch.setattr(harden.ping, "PING_TIMEOUT", 0.5)
+    monkeypatch.setattr(harden.ssh.ping, "connect", lambda spec, jumps=None: session)
+    monkeypatch.setattr(harden.ssh.ping, "PING_TIMEOUT", 0.5)
     try:
         with pytest.raises(CommandTimeout):
-            harden.ping.ping_host(session.spec)
+            harden.ssh.ping.ping_host(session.spec)
     finally:
         hung.set()

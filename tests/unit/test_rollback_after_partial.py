@@ -12,10 +12,10 @@ import subprocess
 
 import pytest
 
-from harden.journal import BackupEntry
-from harden.modules.base import REDACTED, Change, apply_script, write_snippet
-from harden.rollback import parse_probe, probe_script, rollback_host
-from harden.transport import CommandResult
+from harden.runs.journal import BackupEntry
+from harden.apply.modules.base import REDACTED, Change, apply_script, write_snippet
+from harden.apply.rollback import parse_probe, probe_script, rollback_host
+from harden.ssh.transport import CommandResult
 
 RUN = "20260101T000000Z-abc123"
 

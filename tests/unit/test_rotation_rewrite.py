@@ -8,8 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from harden.playbook import load_playbook
-from harden.templating import render_value
+from harden.apply.playbook import load_playbook
+from harden.apply.templating import render_value
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS = '{\n    "apiVersion": "v1",\n    "items": [\n        {"kind": "Secret", "spec": {"items": []}}\n    ],\n    "kind": "List"\n}'

@@ -14,13 +14,13 @@ import threading
 
 import pytest
 
-from harden.apply_output import document
-from harden.inventory import load_inventory
-from harden.journal import Journal
-from harden.playbook import load_playbook
-from harden.rollback import rollback_host
-from harden.runner import ApplyOptions, Output, Runner
-from harden.transport import CommandResult
+from harden.apply.output import document
+from harden.inventory.loader import load_inventory
+from harden.runs.journal import Journal
+from harden.apply.playbook import load_playbook
+from harden.apply.rollback import rollback_host
+from harden.apply.runner import ApplyOptions, Output, Runner
+from harden.ssh.transport import CommandResult
 
 
 class LocalSession:

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from harden.health import tunnel_status, wait_healthy
-from harden.modules.wait_for_static_pod import HttpProbe, WaitSpec
-from harden.transport import CommandResult
+from harden.apply.health import tunnel_status, wait_healthy
+from harden.apply.modules.wait_for_static_pod import HttpProbe, WaitSpec
+from harden.ssh.transport import CommandResult
 
 
 class ScriptedSession:

@@ -55,7 +55,7 @@ def test_extract_of_a_missing_result_is_an_error_naming_it():
     import pytest
 
     from harden.errors import InputError
-    from harden.templating import render_string
+    from harden.apply.templating import render_string
 
     hostvars = {"cp1": {"look": {"stdout": "x"}}, "cp2": {}}
     text = "{{ ['cp1', 'cp2'] | map('extract', hostvars, ['look', 'stdout']) | list }}"

@@ -11,8 +11,8 @@ import signal
 
 import pytest
 
-from harden.rollback import read_node_run
-from harden.transport import Unreachable
+from harden.apply.rollback import read_node_run
+from harden.ssh.transport import Unreachable
 from test_runner import NODE_DIRS, Env, LocalSession
 
 

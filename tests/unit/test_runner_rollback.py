@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harden.journal import BackupEntry
-from harden.rollback import NodeRun, parse_probe, restarts_for, restore_order
+from harden.runs.journal import BackupEntry
+from harden.apply.rollback import NodeRun, parse_probe, restarts_for, restore_order
 
 
 def entry(kind: str, path: str, sha: str = "-") -> BackupEntry:

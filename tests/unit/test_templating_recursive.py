@@ -10,15 +10,15 @@ import threading
 import pytest
 
 from harden.errors import InputError
-from harden.inventory import load_inventory
-from harden.journal import Journal
-from harden.modules import get_module
-from harden.modules.base import PlanContext
-from harden.playbook import load_playbook
-from harden.runner import ApplyOptions, HostPlay, Output, Runner
-from harden.templating import (Untemplated, evaluate, layered_vars, render_string,
+from harden.inventory.loader import load_inventory
+from harden.runs.journal import Journal
+from harden.apply.modules import get_module
+from harden.apply.modules.base import PlanContext
+from harden.apply.playbook import load_playbook
+from harden.apply.runner import ApplyOptions, HostPlay, Output, Runner
+from harden.apply.templating import (Untemplated, evaluate, layered_vars, render_string,
                                render_template_file, render_value)
-from harden.transport import CommandResult
+from harden.ssh.transport import CommandResult
 
 ENCRYPTION = {"encryption_dir": "/etc/kubernetes/enc",
               "encryption_config": "{{ encryption_dir }}/encryption-config.yaml"}

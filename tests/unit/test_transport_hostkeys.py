@@ -11,7 +11,7 @@ import subprocess
 import paramiko
 import pytest
 
-from harden.hostkeys import (HostKeyMismatch, HostKeyUnknown, KnownKey, fingerprint, known_keys,
+from harden.ssh.hostkeys import (HostKeyMismatch, HostKeyUnknown, KnownKey, fingerprint, known_keys,
                              lookup_name, preferred_key_types, verify_host_key)
 
 

@@ -7,8 +7,8 @@ import threading
 import time
 from types import SimpleNamespace
 
-from harden.parallel import for_each_host
-from harden.transport import BecomeFailed, Unreachable, sudo_command
+from harden.ssh.parallel import for_each_host
+from harden.ssh.transport import BecomeFailed, Unreachable, sudo_command
 
 
 def test_sudo_wrapper_keeps_the_command_intact_through_two_shells(tmp_path):

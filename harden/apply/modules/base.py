@@ -1,0 +1,404 @@
+"""The module contract: argument schema → facts needed → plan (list of Change) → apply script.
+
+A module never talks to a host. It declares what it must know (`facts_needed`), decides from
+those facts what has to change (`plan`, empty list = nothing to do) and describes each change as
+a shell snippet. The runner batches the snippets of a task into one exec
+(`apply_script`), so a task costs one round trip however many files it touches, and check mode
+is simply "plan, print, do not run the script".
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import difflib
+import posixpath
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from harden.errors import InputError
+from harden.apply.facts import Facts, FactRequest, FileState
+
+BACKUP_ROOT = "/var/lib/harden/backups"
+REDACTED = "<redacted: secret content>"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_MODE = re.compile(r"^0?[0-7]{3,4}$")
+ACCOUNT_ARGS = ("owner", "group")         # any module's arguments naming a user / group
+
+
+class TaskFailed(Exception):
+    """The task cannot be carried out on this host (an assert failed, a flag names a file the
+    pod cannot see, ...). The runner marks the host failed and rolls it back."""
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One module argument: type is one of str, int, number, bool, list, dict, mode, any."""
+
+    name: str
+    type: str = "str"
+    required: bool = False
+    choices: tuple = ()
+    default: Any = None
+
+
+@dataclass
+class PlanContext:
+    """What a plan may use besides facts: the task's variables, template search path, mode."""
+
+    vars: dict = field(default_factory=dict)
+    template_dirs: list[str] = field(default_factory=list)
+    check_mode: bool = False
+
+
+@dataclass
+class Change:
+    """One difference the task will make on the host.
+
+    path: the file it writes (None for service actions / commands). diff: unified diff,
+    already redacted when the content is secret. script: sh snippet using the helpers in
+    APPLY_PRELUDE; it carries file content inline (base64 here-document), so it may hold a
+    secret and must never be logged or journaled. after: the path's state once applied
+    (the runner feeds it to Facts.set_file so later tasks plan on it). secret: `path` holds
+    secret content, so the run records it and a later rollback never shows its content (the
+    module knows this; an argument name does not, e.g. `encryption_key`'s `secret` is the key).
+    """
+
+    summary: str
+    script: str
+    path: str | None = None
+    diff: str = ""
+    after: FileState | None = None
+    sysctl: tuple[str, str] | None = None
+    rewrites: bool = False      # new bytes in `path` (not only mode/owner): a pod restarts
+    secret: bool = False
+
+    def record_in(self, facts: Facts) -> None:
+        """Update facts to what this change leaves behind (used in check mode as well)."""
+        if self.path is not None and self.after is not None:
+            facts.set_file(self.path, self.after)
+        if self.sysctl is not None:
+            facts.set_sysctl(*self.sysctl)
+
+
+class Module:
+    """Base class: subclasses set `name`, `args` and implement facts_needed and plan."""
+
+    name: str = ""
+    args: tuple[Arg, ...] = ()
+    check_mode_safe: bool = True     # False: skipped in --check unless the task says otherwise
+
+    def facts_needed(self, args: dict) -> list[FactRequest]:
+        return []
+
+    def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
+        raise NotImplementedError
+
+    def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
+        """What `register` keeps besides changed/failed/changes: facts a later play, or
+        another host through `hostvars`, may judge (never secret content)."""
+        return {}
+
+    def validate(self, args: Any, path: str | None = None, line: int | None = None,
+                 rendered: bool = True) -> dict:
+        """Check names, types, choices; fill defaults. Before templating (`rendered` False)
+        values holding Jinja are not type-checked yet."""
+        return validate_args(self, args, path, line, rendered)
+
+
+def validate_args(module: Module, args: Any, path, line, rendered: bool) -> dict:
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise InputError(f"module '{module.name}' takes a mapping of arguments", path, line)
+    specs = {a.name: a for a in module.args}
+    lines = getattr(args, "key_lines", {})
+    out = {}
+    for key, value in args.items():
+        where = lines.get(key, line)
+        if key not in specs:
+            raise InputError(f"module '{module.name}' has no argument '{key}'; valid: "
+                             f"{', '.join(sorted(specs))}", path, where)
+        out[key] = _check_type(module.name, specs[key], value, path, where, rendered)
+    for spec in module.args:
+        if spec.name not in out:
+            if spec.required:
+                raise InputError(f"module '{module.name}' needs argument '{spec.name}'",
+                                 path, line)
+            out[spec.name] = copy.deepcopy(spec.default)
+    return out
+
+
+_PY_TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict}
+
+
+def _number(module: str, spec: Arg, value, path, line) -> float | int:
+    """An int or float, also from a rendered string ("0.5"), never a bool."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise InputError(f"{module}: '{spec.name}' must be a non-negative number, got "
+                         f"{value!r}", path, line)
+    return value
+
+
+def _check_type(module: str, spec: Arg, value, path, line, rendered: bool):
+    if value is None:
+        return copy.deepcopy(spec.default)
+    if not rendered and isinstance(value, str) and ("{{" in value or "{%" in value):
+        return value
+    if spec.type == "mode":
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise InputError(f"{module}: '{spec.name}' must be a quoted octal string such as "
+                             f"\"0600\" (YAML reads an unquoted 0600 as the number "
+                             f"{value})", path, line)
+        if not isinstance(value, str) or not _MODE.match(value):
+            raise InputError(f"{module}: '{spec.name}' must be an octal mode like \"0600\", "
+                             f"got {value!r}", path, line)
+        return value
+    if spec.type == "str" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if spec.type == "int" and isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if spec.type == "number":
+        return _number(module, spec, value, path, line)
+    want = _PY_TYPES.get(spec.type)
+    if want is not None and (not isinstance(value, want) or
+                             (want is int and isinstance(value, bool))):
+        raise InputError(f"{module}: '{spec.name}' must be a {spec.type}, got "
+                         f"{type(value).__name__} {value!r}", path, line)
+    if spec.choices and value not in spec.choices:
+        raise InputError(f"{module}: '{spec.name}' must be one of "
+                         f"{', '.join(map(str, spec.choices))}; got {value!r}", path, line)
+    if spec.name in ACCOUNT_ARGS:
+        _check_account(module, spec.name, value, path, line)
+    return value
+
+
+def _check_account(module: str, name: str, value: str, path, line) -> None:
+    """Owners and groups are compared with the names the node reports, so "root:root" or
+    "0" would differ from "root" on every run and never settle as a no-op."""
+    if ":" in value:
+        raise InputError(f"{module}: '{name}' takes a single name, got {value!r} (set owner "
+                         f"and group as separate arguments)", path, line)
+    if value.isdigit():
+        raise InputError(f"{module}: '{name}' must be a name, not a numeric id ({value!r}): "
+                         f"the node reports {name}s by name", path, line)
+
+
+# --- diffs ---------------------------------------------------------------------------------
+
+def is_encryption_config(content: bytes | None) -> bool:
+    """Content that parses as a YAML mapping of `kind: EncryptionConfiguration`: it holds
+    keys whatever the task that wrote it declared, so it is always treated as secret."""
+    if not content or b"EncryptionConfiguration" not in content:
+        return False
+    try:
+        document = yaml.safe_load(content)
+    except yaml.YAMLError:
+        return False
+    return isinstance(document, dict) and document.get("kind") == "EncryptionConfiguration"
+
+
+def text_diff(path: str, before: bytes | None, after: bytes | None, secret: bool) -> str:
+    """Unified diff of a file's content; secret content never leaves as more than a marker."""
+    if secret or is_encryption_config(before) or is_encryption_config(after):
+        old = "" if before is None else REDACTED + "\n"
+        new = "" if after is None else REDACTED + "\n"
+        if before == after:
+            return ""
+        if old == new:
+            new = REDACTED + " (changed)\n"
+        return "".join(difflib.unified_diff([old] if old else [], [new] if new else [],
+                                            f"a{path}", f"b{path}"))
+    old_lines = _lines(before)
+    new_lines = _lines(after)
+    return "".join(difflib.unified_diff(old_lines, new_lines, f"a{path}", f"b{path}"))
+
+
+def _lines(data: bytes | None) -> list[str]:
+    if data is None:
+        return []
+    text = data.decode("utf-8", errors="replace")
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n\\ No newline at end of file\n"
+    return lines
+
+
+def meta_diff(path: str, what: str, before: str, after: str) -> str:
+    return f"--- a{path}\n+++ b{path}\n-{what} {before}\n+{what} {after}\n"
+
+
+# --- apply scripts -------------------------------------------------------------------------
+
+# Shell helpers every change snippet may call. `hb_backup` saves the original of a path once
+# per run under $HB/files/<path> (0700 dir) and appends "kind mode uid gid sha256 path" to
+# $HB/index (kind: file, dir, absent, proc); the journal and rollback read that index.
+# Every helper first resolves its path (`readlink -m`: symlinks followed, `//` and `.`
+# folded), so a symlink is never replaced, chmod-ed or backed up itself: its target is, and
+# the index names the target, which is what a rollback must put back. The dedupe compares
+# the resolved path through ENVIRON because `awk -v` would unescape backslashes in it.
+# After each change, `hb_after` appends the state the path was left in to $HB/after-partial
+# (same format; the last line of a path wins) and copies a file to $HB/after/<path>: a run
+# killed before its commit writes no after-index, and a manual rollback of it must still see
+# whether someone changed a path since (harden.apply.rollback.NodeRun.changed_since).
+# `hb_record PATH FILE` appends the state PATH is in now ("kind mode uid gid sha256 path") to
+# FILE and keeps a copy of a regular file under $HB/after/: the state a run left behind, which a
+# manual rollback compares with the node to see (and show) what someone changed since. Shared by
+# every change (after-partial, for runs cut off before their commit) and by the commit
+# (after-index, see harden.runs.journal.commit_script).
+HB_RECORD = r"""hb_record() {
+  if [ -f "$1" ] && [ "${1#/proc/}" = "$1" ]; then
+    mkdir -p "$HB/after$(dirname -- "$1")"; cp -p -- "$1" "$HB/after$1"
+    printf 'file\t%s\t%s\t%s\n' "$(stat -L -c '%a	%u	%g' -- "$1")" \
+      "$(sha256sum < "$HB/after$1" | cut -d' ' -f1)" "$1" >> "$2"
+  elif [ -d "$1" ]; then
+    printf 'dir\t%s\t-\t%s\n' "$(stat -L -c '%a	%u	%g' -- "$1")" "$1" >> "$2"
+  elif [ -e "$1" ]; then
+    printf 'proc\t-\t-\t-\t-\t%s\n' "$1" >> "$2"
+  else
+    printf 'absent\t-\t-\t-\t-\t%s\n' "$1" >> "$2"
+  fi
+}
+"""
+APPLY_PRELUDE = r"""set -e
+LC_ALL=C; export LC_ALL
+hb_real() { readlink -m -- "$1"; }
+hb_backup() {
+  hb_p="$(hb_real "$1")"
+  mkdir -p "$HB" && chmod 0700 "$HB_ROOT" "$HB"
+  [ -f "$HB/files$hb_p" ] && return 0
+  if [ -f "$HB/index" ] && HB_P="$hb_p" awk -F '\t' '$6 == ENVIRON["HB_P"] {f=1} END {exit !f}' \
+      "$HB/index"; then
+    return 0
+  fi
+  if [ -f "$hb_p" ] && [ "${hb_p#/proc/}" = "$hb_p" ]; then
+    mkdir -p "$HB/files$(dirname -- "$hb_p")"
+    cp -p -- "$hb_p" "$HB/files$hb_p"; sync -- "$HB/files$hb_p"
+    printf 'file\t%s\t%s\t%s\n' "$(stat -c '%a	%u	%g' -- "$hb_p")" \
+      "$(sha256sum < "$hb_p" | cut -d' ' -f1)" "$hb_p" >> "$HB/index"
+  elif [ -d "$hb_p" ]; then
+    printf 'dir\t%s\t-\t%s\n' "$(stat -c '%a	%u	%g' -- "$hb_p")" "$hb_p" >> "$HB/index"
+  elif [ -f "$hb_p" ]; then
+    mkdir -p "$HB/files$(dirname -- "$hb_p")"; cat -- "$hb_p" > "$HB/files$hb_p"
+    printf 'proc\t-\t-\t-\t-\t%s\n' "$hb_p" >> "$HB/index"
+  else
+    printf 'absent\t-\t-\t-\t-\t%s\n' "$hb_p" >> "$HB/index"
+  fi
+  sync -- "$HB/index"
+}
+hb_after() {
+  [ -f "$HB/after-partial" ] || (umask 077; : >> "$HB/after-partial")
+  hb_record "$(hb_real "$1")" "$HB/after-partial"; sync -- "$HB/after-partial"
+}
+hb_mkdirs() {
+  [ -d "$1" ] && return 0
+  hb_mkdirs "$(dirname -- "$1")"
+  hb_backup "$1"; mkdir -m 0755 -- "$(hb_real "$1")"; hb_after "$1"
+}
+hb_write() {
+  hb_mkdirs "$(dirname -- "$1")"; hb_w="$(hb_real "$1")"
+  hb_mkdirs "$(dirname -- "$hb_w")"; hb_backup "$hb_w"
+  t="$(dirname -- "$hb_w")/.$(basename -- "$hb_w").harden-tmp"
+  rm -f -- "$t"; (umask 077; base64 -d > "$t")
+  if [ -e "$hb_w" ]; then chmod --reference="$hb_w" -- "$t"; chown --reference="$hb_w" -- "$t"
+  else chmod 0644 -- "$t"; chown 0:0 -- "$t"; fi
+  [ "$2" = - ] || chmod "$2" -- "$t"
+  [ "$3" = - ] || chown "$3" -- "$t"
+  [ "$4" = - ] || chgrp "$4" -- "$t"
+  sync -- "$t"; mv -f -- "$t" "$hb_w"; sync -- "$(dirname -- "$hb_w")"; hb_after "$hb_w"
+}
+hb_chmod() { hb_backup "$1"; chmod "$2" -- "$(hb_real "$1")"; hb_after "$1"; }
+hb_chown() { hb_backup "$1"; chown "$2" -- "$(hb_real "$1")"; hb_after "$1"; }
+hb_mkdir() {
+  hb_mkdirs "$(dirname -- "$1")"; hb_backup "$1"; mkdir -m "$2" -- "$(hb_real "$1")"
+  hb_after "$1"
+}
+hb_proc() { hb_backup "$1"; printf '%s\n' "$2" > "$1"; hb_after "$1"; }
+""" + HB_RECORD
+
+
+def apply_script(changes: list[Change], run_id: str, backup_root: str = BACKUP_ROOT) -> str:
+    """One sh script applying `changes` in order, each path backed up before it is touched.
+
+    Feed it to `sh -s` on the node's STDIN (never as `sh -c` argv: it may carry secret
+    content, and argv is visible in `ps` to every user of the node).
+    """
+    if not _RUN_ID.match(run_id):
+        raise ValueError(f"bad run id {run_id!r}")
+    head = f"HB_ROOT={shlex.quote(backup_root)}\nHB=\"$HB_ROOT\"/{shlex.quote(run_id)}\n"
+    return APPLY_PRELUDE + head + "".join(c.script.rstrip("\n") + "\n" for c in changes)
+
+
+def write_snippet(path: str, content: bytes, mode: str | None, owner: str | None,
+                  group: str | None) -> str:
+    """Atomic replace of `path` by `content`. Mode/owner/group not given ('-') are kept from
+    the existing file; a new file gets 0644 root:root."""
+    m, o, g = mode or "-", owner or "-", group or "-"
+    encoded = base64.encodebytes(content).decode()
+    target = shlex.quote(posixpath.normpath(path))
+    return (f"hb_write {target} {shlex.quote(m)} {shlex.quote(o)} "
+            f"{shlex.quote(g)} <<'HARDEN_EOF'\n{encoded}HARDEN_EOF")
+
+
+def parse_mode(mode: str) -> int:
+    return int(mode, 8)
+
+
+def format_mode(mode: int) -> str:
+    return f"{mode:04o}"
+
+
+
+
+def plan_write(path: str, content: bytes, existing: FileState | None, mode: str | None,
+               owner: str | None, group: str | None, secret: bool) -> list[Change]:
+    """The change (if any) that makes `path` hold `content` with the given mode/owner/group.
+    Content equal → only metadata is fixed, without rewriting the file."""
+    if existing is not None and existing.kind != "file":
+        raise TaskFailed(f"{path} exists and is not a regular file")
+    after = FileState(path, "file",
+                      parse_mode(mode) if mode else (existing.mode if existing else 0o644),
+                      owner or (existing.owner if existing else "root"),
+                      group or (existing.group if existing else "root"), content)
+    if existing is not None and existing.content == content:
+        return plan_metadata(existing, after.mode, after.owner, after.group, secret)
+    what = "create" if existing is None else "update"
+    return [Change(summary=f"{what} {path}" + (" (secret)" if secret else ""),
+                   script=write_snippet(path, content, mode, owner, group), path=path,
+                   diff=text_diff(path, existing.content if existing else None, content, secret),
+                   after=after, rewrites=True, secret=secret)]
+
+
+def plan_metadata(state: FileState, mode: int | None, owner: str | None,
+                  group: str | None, secret: bool = False) -> list[Change]:
+    """chmod/chown of an existing path, only for what differs. `secret` marks the path's
+    content as secret although this change does not write it: a rollback of the run may
+    still show that content."""
+    parts, script, diff = [], [], ""
+    q = shlex.quote(posixpath.normpath(state.path))
+    if mode is not None and mode != state.mode:
+        parts.append(f"mode {format_mode(state.mode)} -> {format_mode(mode)}")
+        script.append(f"hb_chmod {q} {format_mode(mode)}")
+        diff += meta_diff(state.path, "mode", format_mode(state.mode), format_mode(mode))
+    new_owner = owner or state.owner
+    new_group = group or state.group
+    if (new_owner, new_group) != (state.owner, state.group):
+        parts.append(f"owner {state.owner}:{state.group} -> {new_owner}:{new_group}")
+        script.append(f"hb_chown {q} {shlex.quote(new_owner + ':' + new_group)}")
+        diff += meta_diff(state.path, "owner", f"{state.owner}:{state.group}",
+                          f"{new_owner}:{new_group}")
+    if not parts:
+        return []
+    after = FileState(state.path, state.kind, mode if mode is not None else state.mode,
+                      new_owner, new_group, state.content)
+    return [Change(summary=f"{state.path}: " + ", ".join(parts), script="; ".join(script),
+                   path=state.path, diff=diff, after=after, secret=secret)]

@@ -1,0 +1,24 @@
+"""`template`: render a Jinja2 file from templates/ with the task's variables, write atomically.
+
+Rendering happens on the controller at plan time, so --check and --diff show exactly the
+bytes a real run would write. With `force: false` an existing dest is not rendered at all (only
+its mode/owner/group are enforced): a re-run then needs none of the variables the first render
+took (an encryption key) and cannot undo what changed the file since (a key rotation).
+"""
+
+from __future__ import annotations
+
+from harden.apply.modules.base import Arg, PlanContext
+from harden.apply.modules.whole_file import DEST_ARGS, WholeFileModule
+from harden.apply.templating import render_template_file
+
+
+class TemplateModule(WholeFileModule):
+    name = "template"
+    args = (Arg("src", required=True), *DEST_ARGS)
+
+    def content(self, args: dict, ctx: PlanContext) -> bytes:
+        return render_template_file(args["src"], ctx.template_dirs, ctx.vars).encode()
+
+
+MODULE = TemplateModule()

@@ -1,0 +1,67 @@
+"""What `copy` and `template` share: a file whose whole content the controller decides.
+
+Both gather `dest`, write it atomically (or, with `force: false`, create it once and from then
+on only enforce mode/owner/group), and register the `checksum` of what `dest` holds after the
+task. A subclass only says where the bytes come from (`content`).
+"""
+
+from __future__ import annotations
+
+from harden.apply.facts import FILE, FactRequest, Facts
+from harden.apply.modules.base import (Arg, Change, Module, PlanContext, TaskFailed, parse_mode,
+                                 plan_metadata, plan_write)
+
+DEST_ARGS = (
+    Arg("dest", required=True),
+    Arg("mode", "mode"),
+    Arg("owner"),
+    Arg("group"),
+    Arg("secret", "bool", default=False),
+    Arg("force", "bool", default=True),
+)
+
+
+class WholeFileModule(Module):
+    """Base of copy and template; subclasses set `name`, `args` and implement `content`."""
+
+    def content(self, args: dict, ctx: PlanContext) -> bytes:
+        raise NotImplementedError
+
+    def facts_needed(self, args: dict) -> list[FactRequest]:
+        # With content even under force: false: the plan needs only a stat then, but the
+        # registered checksum needs the bytes, and asking later would cost another exec.
+        return [FactRequest(FILE, args["dest"], content=True)]
+
+    def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
+        if not args["force"]:
+            existing = facts.file(args["dest"])
+            if existing is not None:
+                return plan_keep_content(existing, args["mode"], args["owner"],
+                                         args["group"], args["secret"])
+        return plan_write(args["dest"], self.content(args, ctx),
+                          facts.file(args["dest"], content=True),
+                          args["mode"], args["owner"], args["group"], args["secret"])
+
+    def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
+        return {"checksum": content_checksum(args["dest"], facts, changes)}
+
+
+def plan_keep_content(existing, mode: str | None, owner: str | None, group: str | None,
+                      secret: bool = False) -> list[Change]:
+    """`force: false` on an existing dest: its content belongs to the node from now on (a
+    rotated encryption config must survive a re-run), only mode/owner/group are enforced."""
+    if existing.kind != "file":
+        raise TaskFailed(f"{existing.path} exists and is not a regular file")
+    return plan_metadata(existing, parse_mode(mode) if mode else None, owner, group, secret)
+
+
+def content_checksum(path: str, facts: Facts, changes: list[Change]) -> str | None:
+    """sha256 of what `path` holds once the task is done (None: it will not exist), as
+    Ansible's copy registers `checksum`: lets a play compare a file across hosts without the
+    content (a key) ever leaving the node's facts."""
+    for change in reversed(changes):
+        if change.path == path and change.after is not None and \
+                change.after.content is not None:
+            return change.after.sha256
+    state = facts.file(path, content=True)
+    return state.sha256 if state is not None else None

@@ -1,0 +1,176 @@
+"""What `harden apply` shows: per-task lines, coloured diffs, a live per-host view, a recap;
+or, with --format json, one JSON document at the end and nothing else on stdout.
+
+Diffs arrive already redacted by the modules; this module adds nothing that could carry a
+secret (no scripts, no file content besides those diffs).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from harden.apply.playbook import Play
+from harden.apply.runner import Output, RunResult, TaskResult
+
+_STATUS_STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "skipped": "cyan"}
+
+
+def diff_text(diff: str) -> Text:
+    text = Text()
+    for line in diff.splitlines(keepends=True):
+        if line.startswith(("+++", "---")):
+            style = "bold"
+        elif line.startswith("+"):
+            style = "green"
+        elif line.startswith("-"):
+            style = "red"
+        elif line.startswith("@@"):
+            style = "cyan"
+        else:
+            style = ""
+        text.append(line, style=style)
+    return text
+
+
+class TextOutput(Output):
+    """Human output. On a terminal a live footer shows what each host is doing right now."""
+
+    def __init__(self, console: Console | None = None, diff: bool = False, check: bool = False):
+        self.console = console or Console(soft_wrap=True, highlight=False)
+        self.diff = diff
+        self.check = check
+        self._steps: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._live = None
+        if self.console.is_terminal:
+            self._live = Live(self._footer(), console=self.console, transient=True,
+                              refresh_per_second=8)
+            self._live.start()
+
+    def _print(self, *items) -> None:
+        with self._lock:
+            for item in items:
+                self.console.print(item)
+
+    def _footer(self) -> Table:
+        table = Table.grid(padding=(0, 1))
+        for host, step in sorted(self._steps.items()):
+            table.add_row(Text(host, style="bold"), Text(step, style="dim"))
+        return table
+
+    def play_start(self, play: Play, hosts: list[str]) -> None:
+        mode = " (check mode)" if self.check else ""
+        self._print(Text(f"PLAY [{play.name}]{mode} on {len(hosts)} host(s)", style="bold"))
+
+    def host_step(self, host: str, step: str) -> None:
+        if self._live is not None:
+            with self._lock:
+                self._steps[host] = step
+                self._live.update(self._footer())
+
+    def task(self, result: TaskResult) -> None:
+        line = Text()
+        line.append(f"{result.host:<12} ", style="bold")
+        line.append(("handler " if result.handler else "") + result.task + "  ")
+        line.append(result.status, style=_STATUS_STYLE.get(result.status, ""))
+        if result.message:
+            line.append(f"  {result.message}", style="dim" if result.status != "failed"
+                        else "red")
+        items = [line]
+        if self.diff and result.diff:
+            items.append(diff_text(result.diff))
+        self._print(*items)
+
+    def warning(self, host: str | None, message: str) -> None:
+        prefix = f"{host}: " if host else ""
+        self._print(Text(f"{prefix}{message}", style="magenta"))
+
+    def stopped(self, message: str) -> None:
+        self._print(Text(message, style="bold red"))
+
+    def finish(self, result: RunResult) -> None:
+        if self._live is not None:
+            self._live.stop()
+        table = Table(title=f"RECAP run {result.run_id}" + (" (check mode)" if result.check
+                                                             else ""))
+        table.add_column("host", no_wrap=True)
+        for column in ("ok", "changed", "failed", "unreachable", "rolled_back"):
+            table.add_column(column, justify="right")
+        for host, summary in result.hosts.items():
+            values = summary.as_dict()
+            table.add_row(host, *(Text(str(values[c]), style=_recap_style(c, values[c]))
+                                  for c in ("ok", "changed", "failed", "unreachable",
+                                            "rolled_back")))
+        self.console.print(table)
+        if result.check and result.exit_code == 2:
+            self.console.print("check mode: changes are pending (exit 2)")
+
+
+def _recap_style(column: str, value: int) -> str:
+    if not value:
+        return "dim"
+    return {"changed": "yellow", "failed": "bold red", "unreachable": "bold red",
+            "rolled_back": "bold magenta"}.get(column, "green")
+
+
+class JsonOutput(Output):
+    """Machine output: only the final document goes to stdout; warnings go to stderr."""
+
+    def __init__(self, diff: bool = False, echo=print, err=None):
+        self.diff = diff
+        self.echo = echo
+        self.err = err or Console(stderr=True, soft_wrap=True, highlight=False)
+        self.warnings: list[dict] = []
+
+    def warning(self, host: str | None, message: str) -> None:
+        self.warnings.append({"host": host, "message": message})
+        self.err.print(f"{host + ': ' if host else ''}{message}", markup=False)
+
+    def stopped(self, message: str) -> None:
+        self.warning(None, message)
+
+    def finish(self, result: RunResult) -> None:
+        self.echo(json.dumps(document(result, self.diff, self.warnings), indent=2))
+
+
+def document(result: RunResult, with_diff: bool, warnings: list[dict] = ()) -> dict:
+    tasks: dict[str, list[dict]] = {host: [] for host in result.hosts}
+    for task in result.tasks:
+        entry = {"play": task.play, "task": task.task, "status": task.status}
+        if task.handler:
+            entry["handler"] = True
+        if task.message:
+            entry["message"] = task.message
+        if with_diff and task.diff:
+            entry["diff"] = task.diff
+        tasks.setdefault(task.host, []).append(entry)
+    return {"run_id": result.run_id, "check": result.check, "exit_code": result.exit_code,
+            "hosts": {host: s.as_dict() for host, s in result.hosts.items()},
+            "tasks": tasks, "stopped": result.stopped or None, "warnings": list(warnings)}
+
+
+def print_runs(console: Console, rows: list[dict]) -> None:
+    """`harden runs`: one line per run, newest first (plain columns, so it greps well)."""
+    import time
+
+    if not rows:
+        console.print("no runs recorded yet")
+        return
+    console.print(f"{'RUN ID':<24} {'STARTED':<19} {'HOSTS':>5} {'CHANGED':>7} {'FAILED':>6} "
+                  f"{'ROLLED BACK':>11}  {'STATE':<16} PLAYBOOK", markup=False)
+    for row in rows:
+        state = ("interrupted" if row["interrupted"] else "running" if row["running"]
+                 else f"exit {row['exit_code']}") + (" check" if row["check"] else "") + \
+            (f" pruned {row['pruned']}" if row.get("pruned") else "")   # hosts, `harden prune`
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["started"]))
+        line = Text(f"{row['id']:<24} {started:<19} {row['hosts']:>5} {row['changed']:>7} "
+                    f"{row['failed']:>6} {row['rolled_back']:>11}  ")
+        line.append(f"{state:<16}", style="bold red" if row["interrupted"] else "")
+        line.append(f" {row['playbook'] or row['command'] or ''}")
+        console.print(line)

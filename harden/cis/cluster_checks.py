@@ -1,0 +1,258 @@
+"""Checks that read content rather than flags: the encryption config's providers (1.2.28), the
+audit policy's rules (3.2.2), and the section 5 cluster objects fetched with kubectl (5.x).
+
+Kept apart from harden/cis/checks.py because each is a small interpreter of a Kubernetes document,
+not a flag test; all work on facts the single probe already gathered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import yaml
+
+from harden.cis.probe import Facts
+
+if TYPE_CHECKING:
+    from harden.cis.checks import HostContext
+
+PSA_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+NETPOL_EXEMPT_NAMESPACES = ("kube-node-lease", "kube-public")
+
+
+@dataclass
+class Verdict:
+    """What one evaluator concluded, before scoring turns it into a status."""
+
+    passed: bool | None          # None: the check could not be decided (status given below)
+    actual: str
+    facts: list[str] = field(default_factory=list)
+    drift: str | None = None
+    status: str | None = None    # forces a status (SKIP, WARN) instead of the pass/fail mapping
+
+
+def _apiserver_file_flag(ctx: "HostContext", flag: str) -> tuple[str | None, str, str | None, str | None]:
+    """(facts key, path as shown, source, drift text) for a file the API server names with `flag`.
+
+    The API server runs in a container: its path is read where that container sees it
+    (/proc/<pid>/root), or, when it is not running, at the host directory the manifest's
+    hostPath volume maps there; the host path at the same name may be another file or none.
+    """
+    effective, configured = ctx.views("kube-apiserver")
+    running = effective.flag(flag) if effective else None
+    wanted = configured.flag(flag) if configured else None
+    drift = None
+    if effective and configured and running != wanted:
+        drift = f"configured {flag}={wanted or '(not set)'} but running {flag}={running or '(not set)'}"
+    if effective:
+        if not running:
+            return None, "", effective.source, drift
+        inside = running.startswith("/")
+        return (effective.root + running if inside else running,
+                f"{running} (in the kube-apiserver container)" if inside else running,
+                effective.source, drift)
+    if not wanted:
+        return None, "", (configured.source if configured else None), drift
+    host = ctx.facts.host_paths.get("kube-apiserver", {}).get(wanted, wanted)
+    shown = wanted if host == wanted else f"{wanted} (host {host})"
+    return host, shown, configured.source, drift
+
+
+# ------------------------------------------------------------------------------------ 1.2.28
+
+def encryption_providers(allowed: list[str], ctx: "HostContext") -> Verdict:
+    """Pass when the first (encrypting) provider of every resources entry is an allowed one."""
+    key, path, source, drift = _apiserver_file_flag(ctx, "--encryption-provider-config")
+    if not key:
+        return Verdict(False, "--encryption-provider-config is not set", [source or "kube-apiserver"], drift)
+    entries = ctx.facts.encryption_providers.get(key)
+    if entries is None:
+        return Verdict(False, f"encryption config {path} not found", [source or ""], drift)
+    if not entries or not all(entries):
+        return Verdict(False, f"{path}: no providers found", [f"providers of {key}"], drift)
+    firsts = [entry[0] for entry in entries]
+    bad = [name for name in firsts if name not in allowed]
+    text = f"{path}: first providers per entry: {', '.join(firsts)}"
+    return Verdict(not bad, text, [f"provider names of {key}"], drift)
+
+
+# ------------------------------------------------------------------------------------ 3.2.2
+
+# (what, verbs, group, resource, subresource, wanted): wanted is "metadata" (exactly Metadata) or
+# "logged" (Metadata or more).
+AUDIT_REQUIREMENTS = (
+    ("secrets", ("get", "list", "watch", "create", "update", "patch", "delete"), "", "secrets", "", "metadata"),
+    ("configmaps", ("get", "list", "watch", "create", "update", "patch", "delete"), "", "configmaps", "", "metadata"),
+    ("tokenreviews", ("create",), "authentication.k8s.io", "tokenreviews", "", "metadata"),
+    ("pod changes", ("create", "update", "patch", "delete"), "", "pods", "", "logged"),
+    ("deployment changes", ("create", "update", "patch", "delete"), "apps", "deployments", "", "logged"),
+    ("pods/exec", ("create", "get"), "", "pods", "exec", "logged"),
+    ("pods/portforward", ("create", "get"), "", "pods", "portforward", "logged"),
+    ("pods/proxy", ("create", "get"), "", "pods", "proxy", "logged"),
+    ("services/proxy", ("create", "get"), "", "services", "proxy", "logged"),
+    ("other requests", ("create", "get"), "example.com", "widgets", "", "logged"),
+)
+
+
+def _resource_matches(rule: dict, group: str, resource: str, subresource: str) -> bool:
+    kinds = rule.get("resources")
+    if rule.get("nonResourceURLs") and not kinds:
+        return False
+    if not kinds:
+        return True
+    full = f"{resource}/{subresource}" if subresource else resource
+    for entry in kinds:
+        if (entry.get("group") or "") != group or entry.get("resourceNames"):
+            continue
+        names = entry.get("resources") or []
+        if not names or "*" in names or full in names:
+            return True
+        if subresource and (f"*/{subresource}" in names or f"{resource}/*" in names):
+            return True
+    return False
+
+
+def audit_level(policy: dict, verb: str, group: str, resource: str, subresource: str = "") -> str:
+    """The level the API server would log a request at: the first matching rule wins.
+    Rules limited to users, groups or namespaces are skipped: they do not cover every request."""
+    for rule in policy.get("rules") or []:
+        if rule.get("users") or rule.get("userGroups") or rule.get("namespaces"):
+            continue
+        if rule.get("verbs") and verb not in rule["verbs"] and "*" not in rule["verbs"]:
+            continue
+        if _resource_matches(rule, group, resource, subresource):
+            return str(rule.get("level", "None"))
+    return "None"
+
+
+def audit_policy_gaps(policy: dict) -> list[str]:
+    gaps = []
+    for what, verbs, group, resource, sub, wanted in AUDIT_REQUIREMENTS:
+        for verb in verbs:
+            level = audit_level(policy, verb, group, resource, sub)
+            if wanted == "metadata" and level != "Metadata":
+                gaps.append(f"{what} {verb} logged at {level} (want Metadata)")
+                break
+            if wanted == "logged" and level == "None":
+                gaps.append(f"{what} {verb} not logged")
+                break
+    return gaps
+
+
+def audit_policy(ctx: "HostContext") -> Verdict:
+    key, path, source, drift = _apiserver_file_flag(ctx, "--audit-policy-file")
+    if not key:
+        return Verdict(False, "--audit-policy-file is not set", [source or "kube-apiserver"], drift)
+    text = ctx.facts.contents.get(key)
+    if text is None:
+        return Verdict(False, f"audit policy {path} not found", [source or ""], drift)
+    try:
+        policy = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return Verdict(False, f"audit policy {path} is not valid YAML: {exc}", [key], drift)
+    if not isinstance(policy, dict) or policy.get("kind") != "Policy":
+        return Verdict(False, f"{path} is not an audit Policy", [key], drift)
+    gaps = audit_policy_gaps(policy)
+    actual = f"{path}: " + ("; ".join(gaps) if gaps else "covers secrets/configmaps/tokenreviews at "
+                                                        "Metadata, pod and deployment changes, exec/portforward/proxy")
+    return Verdict(not gaps, actual, [f"content of {key}"], drift)
+
+
+# ------------------------------------------------------------------------------------ 5.x
+
+def _items(objects: list[dict], kind: str) -> list[dict]:
+    return [o for o in objects if o.get("kind") == kind]
+
+
+def _name(obj: dict) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta['namespace']}/{meta.get('name')}" if meta.get("namespace") else str(meta.get("name"))
+
+
+def cluster_admin_bindings(objects: list[dict]) -> list[str]:
+    """ClusterRoleBindings granting cluster-admin, except the built-in one of that name."""
+    return [f"{_name(b)} -> " + ", ".join(f"{s.get('kind')} {s.get('name')}" for s in b.get("subjects") or [])
+            for b in _items(objects, "ClusterRoleBinding")
+            if (b.get("roleRef") or {}).get("name") == "cluster-admin" and _name(b) != "cluster-admin"]
+
+
+def wildcard_roles(objects: list[dict]) -> list[str]:
+    """Roles and ClusterRoles with "*" in verbs, resources or apiGroups, bootstrap defaults aside."""
+    found = []
+    for role in _items(objects, "Role") + _items(objects, "ClusterRole"):
+        labels = (role.get("metadata") or {}).get("labels") or {}
+        if labels.get("kubernetes.io/bootstrapping") == "rbac-defaults":
+            continue
+        for rule in role.get("rules") or []:
+            fields = [f for f in ("verbs", "resources", "apiGroups") if "*" in (rule.get(f) or [])]
+            if fields:
+                found.append(f"{role['kind']} {_name(role)} ({', '.join(fields)})")
+                break
+    return found
+
+
+def default_service_account_automount(objects: list[dict]) -> list[str]:
+    return [f"{_name(sa)} (automountServiceAccountToken: {sa.get('automountServiceAccountToken', 'not set')})"
+            for sa in _items(objects, "ServiceAccount")
+            if (sa.get("metadata") or {}).get("name") == "default"
+            and sa.get("automountServiceAccountToken") is not False]
+
+
+def namespaces_without_pod_security(objects: list[dict]) -> list[str]:
+    return [_name(ns) for ns in _items(objects, "Namespace")
+            if PSA_ENFORCE_LABEL not in ((ns.get("metadata") or {}).get("labels") or {})]
+
+
+def namespaces_without_network_policy(objects: list[dict]) -> list[str]:
+    covered = {(p.get("metadata") or {}).get("namespace") for p in _items(objects, "NetworkPolicy")}
+    return [_name(ns) for ns in _items(objects, "Namespace")
+            if _name(ns) not in covered and _name(ns) not in NETPOL_EXEMPT_NAMESPACES]
+
+
+KUBECTL_CHECKS = {
+    "cluster_admin_bindings": (cluster_admin_bindings, "ClusterRoleBindings to cluster-admin"),
+    "wildcard_roles": (wildcard_roles, "roles with wildcards"),
+    "default_service_account_automount": (default_service_account_automount,
+                                          "default service accounts that automount tokens"),
+    "namespaces_without_pod_security": (namespaces_without_pod_security,
+                                        f"namespaces without a {PSA_ENFORCE_LABEL} label"),
+    "namespaces_without_network_policy": (namespaces_without_network_policy,
+                                          "namespaces without a NetworkPolicy"),
+}
+
+
+CAN_I_CHECKS = {
+    "authenticated_can_read_secrets": ("get secrets", "list secrets", "watch secrets"),
+    "authenticated_can_create_pods": ("create pods",),
+}
+
+
+def can_i_check(name: str, facts: Facts) -> Verdict:
+    """5.1.2/5.1.4: may every authenticated user do this? Each verb is asked on its own (one
+    `can-i` with "get,list,watch" asks about a verb of that literal name)."""
+    objects, why = facts.kubectl_objects()
+    if objects is None:
+        return Verdict(None, f"not checked: {why}", status="WARN")
+    answers = {query: facts.can_i(query) for query in CAN_I_CHECKS[name]}
+    unknown = [q for q, a in answers.items() if a is None]
+    if unknown:
+        return Verdict(None, f"not checked: no can-i answer for {', '.join(unknown)}", status="WARN")
+    allowed = [q for q, a in answers.items() if a]
+    actual = ("any authenticated user may " + ", ".join(allowed) if allowed
+              else "authenticated users may not " + ", ".join(answers))
+    return Verdict(not allowed, actual, ["kubectl auth can-i --as-group=system:authenticated"])
+
+
+def kubectl_check(name: str, facts: Facts) -> Verdict:
+    """A 5.x check over the probe's `kubectl get` output; WARN with the reason when unavailable."""
+    if name in CAN_I_CHECKS:
+        return can_i_check(name, facts)
+    objects, why = facts.kubectl_objects()
+    if objects is None:
+        return Verdict(None, f"not checked: {why}", status="WARN")
+    finder, what = KUBECTL_CHECKS[name]
+    offenders = finder(objects)
+    shown = "; ".join(offenders[:10]) + (f"; ... {len(offenders) - 10} more" if len(offenders) > 10 else "")
+    actual = f"{len(offenders)} {what}: {shown}" if offenders else f"no {what}"
+    return Verdict(not offenders, actual, ["kubectl get (admin.conf on this node)"])

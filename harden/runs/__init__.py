@@ -1,0 +1,1 @@
+"""What outlives a run: the node and local journals and backup retention."""

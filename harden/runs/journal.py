@@ -1,0 +1,255 @@
+"""Run records: the node-side record of what a run changed, and the controller's SQLite journal.
+
+Two records because they answer different questions. The node keeps the truth needed to undo a
+run (`/var/lib/harden/backups/<run>/index`, written by the apply script before each first touch,
+and `/var/lib/harden/runs/journal/<run>.json` plus `after-index`, written when the host's part of a
+play is committed, and removed again by the first write of the host's next play until that play
+commits): `harden rollback` works from it even on another controller. The local SQLite
+journal is the history (`harden runs`): runs, hosts, tasks, changed files and outcomes. Neither
+ever holds file content, a diff of a secret file, or an apply script (scripts carry secrets).
+
+A run whose SQLite row never got `finished` was killed half-way: `harden runs` shows it as
+interrupted. On a node, a backup directory without a journal file means the same.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shlex
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harden.apply.modules.base import BACKUP_ROOT, HB_RECORD
+
+JOURNAL_ROOT = "/var/lib/harden/journal"
+STATE_DIR_ENV = "HARDEN_STATE_DIR"
+DB_NAME = "journal.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  id TEXT PRIMARY KEY, started REAL NOT NULL, finished REAL, playbook TEXT, command TEXT,
+  check_mode INTEGER NOT NULL DEFAULT 0, pid INTEGER, exit_code INTEGER);
+CREATE TABLE IF NOT EXISTS hosts (
+  run_id TEXT NOT NULL, host TEXT NOT NULL, status TEXT NOT NULL, ok INTEGER DEFAULT 0,
+  changed INTEGER DEFAULT 0, failed INTEGER DEFAULT 0, unreachable INTEGER DEFAULT 0,
+  rolled_back INTEGER DEFAULT 0, message TEXT, PRIMARY KEY (run_id, host));
+CREATE TABLE IF NOT EXISTS tasks (
+  run_id TEXT NOT NULL, host TEXT NOT NULL, seq INTEGER NOT NULL, play TEXT, task TEXT,
+  status TEXT NOT NULL, message TEXT);
+CREATE TABLE IF NOT EXISTS files (
+  run_id TEXT NOT NULL, host TEXT NOT NULL, path TEXT NOT NULL, kind TEXT, mode TEXT,
+  uid TEXT, gid TEXT, sha256 TEXT, PRIMARY KEY (run_id, host, path));
+CREATE TABLE IF NOT EXISTS pruned (
+  run_id TEXT NOT NULL, host TEXT NOT NULL, pruned REAL NOT NULL, bytes INTEGER,
+  PRIMARY KEY (run_id, host));
+"""
+
+
+def state_dir() -> Path:
+    """Where the local journal lives: $HARDEN_STATE_DIR, else the XDG state dir."""
+    override = os.environ.get(STATE_DIR_ENV)
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                            "state")
+    return Path(base) / "harden"
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique across controllers, and safe as a directory name."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class BackupEntry:
+    """One line of a node's backup index: what a path was before the run first touched it."""
+
+    kind: str          # file | dir | absent | proc
+    mode: str
+    uid: str
+    gid: str
+    sha256: str
+    path: str
+
+    @classmethod
+    def parse(cls, line: str) -> BackupEntry | None:
+        parts = line.rstrip("\n").split("\t")
+        return cls(*parts[:5], "\t".join(parts[5:])) if len(parts) >= 6 else None
+
+
+def parse_index(text: str) -> list[BackupEntry]:
+    """Backup index lines in order; the first entry of a path wins (the original state)."""
+    seen: dict[str, BackupEntry] = {}
+    for line in text.splitlines():
+        entry = BackupEntry.parse(line)
+        if entry is not None and entry.path not in seen:
+            seen[entry.path] = entry
+    return list(seen.values())
+
+
+@dataclass
+class HostRecord:
+    """What the node keeps about one host's part of a run (JSON, no content, no scripts)."""
+
+    run_id: str
+    host: str
+    playbook: str
+    status: str                              # committed | rolled_back
+    started: float
+    finished: float
+    restarts: list[dict] = field(default_factory=list)   # {"name", "verb", "daemon_reload"}
+    kubelet_wait: bool = False
+    secret_paths: list[str] = field(default_factory=list)
+    tasks: list[dict] = field(default_factory=list)      # {"task", "status"}
+    pruned: float | None = None              # when `harden prune` removed the run's backups
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> HostRecord:
+        data = json.loads(text)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def commit_script(record: HostRecord, backup_root: str = BACKUP_ROOT,
+                  journal_root: str = JOURNAL_ROOT) -> bytes:
+    """The `sh -s` stdin that writes the node record and the post-run state of backed-up paths.
+
+    The post-run state (`after-index`: kind mode uid gid sha256 path, and a copy of each file
+    under `after/`) lets a later manual rollback see whether someone changed a file since, and
+    show how. The record travels base64-encoded inside the script on stdin, never in argv.
+    Prints the backup index so the controller can journal the changed files.
+    """
+    run = shlex.quote(record.run_id)
+    payload = base64.encodebytes(record.to_json().encode()).decode()
+    return f"""set -e
+LC_ALL=C; export LC_ALL
+{HB_RECORD}HB={shlex.quote(backup_root)}/{run}; J={shlex.quote(journal_root)}
+mkdir -p "$J"; chmod 0700 "$J"
+if [ -f "$HB/index" ]; then
+  : > "$HB/after-index"
+  cut -f6- "$HB/index" | while IFS= read -r p; do hb_record "$p" "$HB/after-index"; done
+  sync -- "$HB/after-index"
+fi
+t="$J/.{record.run_id}.json.harden-tmp"
+(umask 077; base64 -d > "$t") <<'HARDEN_RECORD'
+{payload}HARDEN_RECORD
+sync -- "$t"; mv -f -- "$t" "$J/"{run}.json
+if [ -f "$HB/index" ]; then cat "$HB/index"; fi
+""".encode()
+
+
+class Journal:
+    """The controller's SQLite history. Thread-safe: hosts report from worker threads."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path else state_dir() / DB_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        os.chmod(self.path, 0o600)
+        self._db.executescript(_SCHEMA)
+        self._seq = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _exec(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def start_run(self, run_id: str, playbook: str, command: str, check_mode: bool) -> None:
+        self._exec("INSERT INTO runs (id, started, playbook, command, check_mode, pid) "
+                   "VALUES (?, ?, ?, ?, ?, ?)",
+                   (run_id, time.time(), playbook, command, int(check_mode), os.getpid()))
+
+    def finish_run(self, run_id: str, exit_code: int) -> None:
+        self._exec("UPDATE runs SET finished = ?, exit_code = ? WHERE id = ?",
+                   (time.time(), exit_code, run_id))
+
+    def host(self, run_id: str, host: str, status: str, counts: dict | None = None,
+             message: str | None = None) -> None:
+        """Insert or update a host's row (called when a host starts and when it ends)."""
+        counts = counts or {}
+        self._exec("INSERT INTO hosts (run_id, host, status, ok, changed, failed, unreachable, "
+                   "rolled_back, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                   "ON CONFLICT (run_id, host) DO UPDATE SET status = excluded.status, "
+                   "ok = excluded.ok, changed = excluded.changed, failed = excluded.failed, "
+                   "unreachable = excluded.unreachable, rolled_back = excluded.rolled_back, "
+                   "message = excluded.message",
+                   (run_id, host, status, *(int(counts.get(k, 0)) for k in
+                                             ("ok", "changed", "failed", "unreachable",
+                                              "rolled_back")), message))
+
+    def task(self, run_id: str, host: str, play: str, task: str, status: str,
+             message: str | None = None) -> None:
+        with self._lock:
+            self._seq += 1
+            self._db.execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (run_id, host, self._seq, play, task, status, message))
+
+    def files(self, run_id: str, host: str, entries: list[BackupEntry]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, host, e.path, e.kind, e.mode, e.uid, e.gid, e.sha256)
+                 for e in entries])
+
+    def mark_rolled_back(self, run_id: str, host: str) -> None:
+        """A manual rollback undid this host's part of the run."""
+        self._exec("INSERT INTO hosts (run_id, host, status, rolled_back) "
+                   "VALUES (?, ?, 'rolled_back', 1) ON CONFLICT (run_id, host) DO UPDATE SET "
+                   "status = 'rolled_back', rolled_back = 1", (run_id, host))
+
+    def mark_pruned(self, run_id: str, host: str, when: float, freed_bytes: int) -> None:
+        """`harden prune` removed this host's backups of the run: it can no longer be undone."""
+        self._exec("INSERT OR REPLACE INTO pruned VALUES (?, ?, ?, ?)",
+                   (run_id, host, when, freed_bytes))
+
+    def hosts_of(self, run_id: str) -> list[str]:
+        return [row[0] for row in self._exec("SELECT host FROM hosts WHERE run_id = ? "
+                                             "ORDER BY rowid", (run_id,))]
+
+    def has_run(self, run_id: str) -> bool:
+        return bool(self._exec("SELECT 1 FROM runs WHERE id = ?", (run_id,)))
+
+    def runs(self, limit: int = 50) -> list[dict]:
+        """Newest first, with per-run totals; `interrupted` = never finished and its
+        process is gone; `pruned` = hosts whose backups of the run `harden prune` removed."""
+        rows = self._exec(
+            "SELECT r.id, r.started, r.finished, r.playbook, r.command, r.check_mode, r.pid, "
+            "r.exit_code, COUNT(h.host), COALESCE(SUM(h.changed), 0), "
+            "COALESCE(SUM(h.failed + h.unreachable > 0), 0), COALESCE(SUM(h.rolled_back > 0), 0), "
+            "(SELECT COUNT(*) FROM pruned p WHERE p.run_id = r.id) "
+            "FROM runs r LEFT JOIN hosts h ON h.run_id = r.id GROUP BY r.id "
+            "ORDER BY r.started DESC LIMIT ?", (limit,))
+        out = []
+        for (run_id, started, finished, playbook, command, check, pid, code, hosts, changed,
+             failed, rolled, pruned) in rows:
+            running = finished is None and _alive(pid)
+            out.append({"id": run_id, "started": started, "finished": finished,
+                        "playbook": playbook, "command": command, "check": bool(check),
+                        "exit_code": code, "hosts": hosts, "changed": changed,
+                        "failed": failed, "rolled_back": rolled, "pruned": pruned,
+                        "interrupted": finished is None and not running, "running": running})
+        return out
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()

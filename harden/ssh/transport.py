@@ -1,0 +1,600 @@
+"""One paramiko SSH session per host, kept for the whole run.
+
+Why paramiko's Transport and not SSHClient: the host key must be checked against known_hosts
+(with file and line in the error) before any credential is sent, jump hosts are chained through
+direct-tcpip channels each with its own key check, and only connection *establishment* is
+retried. A command is never re-run: once a channel is opened, its outcome is what we report.
+
+Become is sudo with `-S`, a per-session random prompt and a start marker: the marker on stdout
+proves sudo let the command start; a second prompt proves the password was rejected (sudo
+re-asks instead of failing), so a wrong password is detected without waiting for a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import select
+import shlex
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, TypeVar
+
+import paramiko
+from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay,
+                      wait_random_exponential)
+
+from harden.ssh.settings import DEFAULT_IDENTITIES, ConnectionSpec, Endpoint
+from harden.errors import HostError
+from harden.ssh.hostkeys import (HostKeyMismatch, HostKeyUnknown, KnownKey, known_keys,
+                             lookup_name, preferred_key_types, verify_host_key)
+
+__all__ = ["AuthenticationFailed", "BecomeFailed", "CommandResult", "CommandTimeout",
+           "HostKeyMismatch", "HostKeyUnknown", "JumpPool", "Session", "Unreachable", "connect"]
+
+# paramiko logs failures it also raises; without a handler Python would print them on stderr
+# through its last-resort handler, in the middle of harden's own output.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+BECOME_HANDSHAKE_TIMEOUT = 30.0   # sudo's own pause after a wrong password is ~2 s
+_POLL = 0.05                      # seconds between polls while stdin is still being sent
+_CHUNK = 32768
+T = TypeVar("T")
+
+
+class Unreachable(HostError):
+    """No SSH session could be established (refused, timed out, reset, lost)."""
+
+    kind = "unreachable"
+
+
+class AuthenticationFailed(HostError):
+    """The server refused every key and password offered for the user."""
+
+    kind = "auth failed"
+
+
+class BecomeFailed(HostError):
+    """sudo did not let the command run: wrong or missing password, not allowed, no sudo."""
+
+    kind = "become failed"
+
+
+class CommandTimeout(HostError):
+    """A command did not finish in time; its channel was closed (it is not re-run)."""
+
+    kind = "timeout"
+
+
+class _NetworkError(Exception):
+    """A connection-establishment failure worth another attempt."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    rc: int
+    stdout: bytes
+    stderr: bytes
+
+
+def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> Session:
+    """Open the host's session (through its jump hosts); retry only network failures.
+
+    With a JumpPool, the jump hosts' connections are shared with every other host behind
+    the same chain; without one, this session logs in to each jump host itself.
+    """
+    if jumps is None or not spec.jumps or spec.proxy_command:
+        return Session(spec, _with_retries(spec, lambda: _open_chain(spec)))
+    name = _known_hosts_name(spec.target)
+    known = known_keys(spec.host, name, spec.known_hosts_files)
+
+    def through_pool() -> list[paramiko.Transport]:
+        sock = _forward(spec, spec.jumps[-1], jumps.transport(spec, spec.jumps), spec.target)
+        return [_handshake(spec, spec.target, sock, name, known)]
+
+    return Session(spec, _with_retries(spec, through_pool))
+
+
+def _with_retries(spec: ConnectionSpec, attempt: Callable[[], T]) -> T:
+    """Run a connection attempt again on network errors, within the connect timeout.
+
+    The whole budget is the connect timeout: a refused or reset connection is tried again
+    after a short jittered backoff, but a host is reported unreachable after about
+    ConnectTimeout seconds, never several multiples of it. Nothing else is retried.
+    """
+    retrying = Retrying(
+        stop=stop_after_attempt(spec.retries + 1) | stop_after_delay(spec.connect_timeout),
+        wait=wait_random_exponential(multiplier=0.25, max=2.0),
+        retry=retry_if_exception_type(_NetworkError),
+        reraise=True,
+    )
+    try:
+        return retrying(attempt)
+    except _NetworkError as exc:
+        raise Unreachable(spec.host, str(exc)) from None
+
+
+class JumpPool:
+    """One logged-in connection per jump chain, shared by every host behind it for the run.
+
+    Fifty nodes behind one bastion then cost the bastion one login instead of fifty (and stay
+    clear of its MaxStartups limit). A bastion that cannot be reached or logged in to fails
+    every host behind it with the same reason, without fifty more attempts.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: dict[tuple, _PoolSlot] = {}
+
+    def transport(self, spec: ConnectionSpec, chain: tuple[Endpoint, ...]) -> paramiko.Transport:
+        """The logged-in transport to the last hop of `chain` (opened on first use)."""
+        key = (chain, spec.known_hosts_files, spec.host_key_policy, spec.record_known_hosts_file)
+        with self._lock:
+            slot = self._slots.setdefault(key, _PoolSlot())
+        with slot.lock:
+            if slot.error is not None:
+                raise type(slot.error)(spec.host, slot.error.message, slot.error.setting)
+            if slot.transport is None or not slot.transport.is_active():
+                try:
+                    slot.transport = _with_retries(spec, lambda: self._open(spec, chain))
+                except HostError as exc:
+                    slot.error = exc
+                    raise
+            return slot.transport
+
+    def close(self) -> None:
+        with self._lock:
+            slots, self._slots = list(self._slots.values()), {}
+        for slot in reversed(slots):
+            if slot.transport is not None:
+                slot.transport.close()
+
+    def _open(self, spec: ConnectionSpec, chain: tuple[Endpoint, ...]) -> paramiko.Transport:
+        hop = chain[-1]
+        name = _known_hosts_name(hop)
+        known = known_keys(spec.host, name, spec.known_hosts_files)
+        if len(chain) == 1:
+            sock = _first_socket(spec, hop)
+        else:
+            sock = _forward(spec, chain[-2], self.transport(spec, chain[:-1]), hop)
+        return _handshake(spec, hop, sock, name, known)
+
+
+@dataclass
+class _PoolSlot:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    transport: paramiko.Transport | None = None
+    error: HostError | None = None
+
+
+def _open_chain(spec: ConnectionSpec) -> list[paramiko.Transport]:
+    """Log in to each jump host in turn, then the target, through direct-tcpip channels."""
+    hops = [*spec.jumps, spec.target]
+    names = [_known_hosts_name(hop) for hop in hops]
+    known = [known_keys(spec.host, name, spec.known_hosts_files) for name in names]
+    transports: list[paramiko.Transport] = []
+    try:
+        sock = _first_socket(spec, hops[0])
+        for index, hop in enumerate(hops):
+            transport = _handshake(spec, hop, sock, names[index], known[index])
+            transports.append(transport)
+            if index + 1 < len(hops):
+                sock = _forward(spec, hop, transport, hops[index + 1])
+        return transports
+    except BaseException:
+        for transport in reversed(transports):
+            transport.close()
+        raise
+
+
+def _first_socket(spec: ConnectionSpec, hop: Endpoint):
+    if spec.proxy_command:
+        try:
+            return paramiko.ProxyCommand(spec.proxy_command)
+        except paramiko.SSHException as exc:
+            raise Unreachable(spec.host, f"ProxyCommand failed: {exc}", "ProxyCommand") from None
+    try:
+        return socket.create_connection((hop.address, hop.port), timeout=spec.connect_timeout)
+    except (socket.timeout, TimeoutError):
+        raise _NetworkError(f"connection to {hop.address}:{hop.port} timed out after "
+                            f"{spec.connect_timeout:g}s") from None
+    except ConnectionRefusedError:
+        raise _NetworkError(f"connection to {hop.address}:{hop.port} refused") from None
+    except socket.gaierror as exc:
+        raise Unreachable(spec.host, f"cannot resolve {hop.address}: {exc.strerror}",
+                          "ansible_host") from None
+    except OSError as exc:
+        raise _NetworkError(f"cannot connect to {hop.address}:{hop.port}: "
+                            f"{exc.strerror or exc}") from None
+
+
+def _forward(spec: ConnectionSpec, via: Endpoint, transport: paramiko.Transport,
+             hop: Endpoint) -> paramiko.Channel:
+    try:
+        return transport.open_channel("direct-tcpip", (hop.address, hop.port), ("127.0.0.1", 0),
+                                      timeout=spec.connect_timeout)
+    except paramiko.ChannelException as exc:
+        reason = f"jump host {via.label} could not reach {hop.address}:{hop.port}: {exc.text}"
+        if exc.code == 1:   # administratively prohibited: retrying cannot help
+            raise Unreachable(spec.host, reason, "ProxyJump") from None
+        raise _NetworkError(reason) from None
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        raise _NetworkError(f"jump host {via.label} dropped the connection: {exc}") from None
+
+
+def _known_hosts_name(hop: Endpoint) -> str:
+    if hop.host_key_alias:
+        return hop.host_key_alias
+    return lookup_name(hop.address, hop.port)
+
+
+def _handshake(spec: ConnectionSpec, hop: Endpoint, sock, name: str,
+               known: list[KnownKey]) -> paramiko.Transport:
+    """Key exchange, host key check, then authentication, on one hop."""
+    transport = paramiko.Transport(sock)
+    try:
+        _configure(spec, transport, preferred_key_types(known))
+        _start(spec, hop, transport)
+        verify_host_key(spec.host, name, transport.get_remote_server_key(), known,
+                        spec.host_key_policy, spec.record_known_hosts_file)
+        _authenticate(spec.host, hop, transport)
+        return transport
+    except BaseException:
+        transport.close()
+        raise
+
+
+def _configure(spec: ConnectionSpec, transport: paramiko.Transport, known_types: list[str]):
+    options = transport.get_security_options()
+    supported = [t for t in known_types if t in options.key_types]
+    options.key_types = supported + [t for t in options.key_types if t not in supported]
+    # A little longer than start_client's own timeout, so a silent server is reported as
+    # "timed out" by _start rather than as paramiko's vaguer banner error.
+    transport.banner_timeout = spec.connect_timeout + 1
+    transport.handshake_timeout = spec.connect_timeout
+    transport.auth_timeout = spec.connect_timeout
+    if spec.compress:
+        transport.use_compression(True)
+
+
+def _start(spec: ConnectionSpec, hop: Endpoint, transport: paramiko.Transport) -> None:
+    try:
+        transport.start_client(timeout=spec.connect_timeout)
+    except paramiko.IncompatiblePeer as exc:
+        raise Unreachable(spec.host, f"{hop.label}: no common SSH algorithms: {exc}") from None
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        raise _NetworkError(f"SSH handshake with {hop.label} failed: "
+                            f"{exc or type(exc).__name__}") from None
+    if not transport.completion_event.is_set():   # start_client returns quietly on timeout
+        raise _NetworkError(f"SSH handshake with {hop.label} timed out after "
+                            f"{spec.connect_timeout:g}s")
+    if spec.keepalive:
+        transport.set_keepalive(spec.keepalive)
+
+
+def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> None:
+    """Keys (explicit, agent, defaults) then password, the order ssh uses."""
+    tried: list[str] = []
+    allowed = ["publickey", "password", "keyboard-interactive"]
+    for label, key in _candidate_keys(hop, tried):
+        try:
+            transport.auth_publickey(hop.user, key)
+            return
+        except paramiko.BadAuthenticationType as exc:
+            allowed = list(exc.allowed_types)
+            break
+        except paramiko.AuthenticationException:
+            tried.append(label)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise AuthenticationFailed(host, f"{hop.label} closed the connection during "
+                                             f"authentication: {exc}") from None
+    if hop.password is not None and hop.password_auth and transport.is_active():
+        if _password_auth(hop, transport, allowed):
+            return
+        tried.append("password")
+    what = ", ".join(tried) if tried else "nothing: no key file, agent key or password"
+    raise AuthenticationFailed(host, f"{hop.label} refused authentication (tried {what})",
+                               "ansible_user")
+
+
+def _password_auth(hop: Endpoint, transport: paramiko.Transport, allowed: list[str]) -> bool:
+    password = hop.password.reveal()
+    try:
+        if "password" in allowed:
+            transport.auth_password(hop.user, password)
+        elif "keyboard-interactive" in allowed:
+            transport.auth_interactive(hop.user, lambda _t, _i, prompts: [password] * len(prompts))
+        else:
+            return False
+        return True
+    except paramiko.BadAuthenticationType as exc:
+        if "keyboard-interactive" in exc.allowed_types:
+            return _password_auth(hop, transport, ["keyboard-interactive"])
+        return False
+    except paramiko.AuthenticationException:
+        return False
+
+
+def _candidate_keys(hop: Endpoint, notes: list[str]):
+    """(label, key) pairs, loaded lazily so an unused default key is never even read."""
+    for path in hop.key_files:
+        key = _load_key(path, notes)
+        if key is not None:
+            yield f"key {path}", key
+    if hop.identities_only:
+        return
+    agent = paramiko.Agent()
+    try:
+        for key in agent.get_keys():
+            yield f"agent key {key.get_fingerprint().hex()[:16]}", key
+    finally:
+        agent.close()
+    for raw in DEFAULT_IDENTITIES:
+        path = _expand(raw)
+        if path not in hop.key_files:
+            key = _load_key(path, notes, quiet_missing=True)
+            if key is not None:
+                yield f"key {path}", key
+
+
+def _load_key(path: str, notes: list[str], quiet_missing: bool = False):
+    try:
+        return paramiko.PKey.from_path(path)
+    except FileNotFoundError:
+        if not quiet_missing:
+            notes.append(f"key {path} (missing)")
+    except paramiko.PasswordRequiredException:
+        notes.append(f"key {path} (passphrase-protected: load it into ssh-agent)")
+    except (paramiko.SSHException, OSError, ValueError) as exc:
+        notes.append(f"key {path} (unreadable: {exc})")
+    return None
+
+
+def _expand(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+class Session:
+    """The one SSH session of one host: run commands (optionally under sudo), open tunnels."""
+
+    def __init__(self, spec: ConnectionSpec, transports: list[paramiko.Transport]):
+        self.spec = spec
+        self.host = spec.host
+        self.exec_count = 0
+        self._transports = transports
+        self._lock = threading.Lock()
+        self._token = secrets.token_hex(8)
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        return self._transports[-1]
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Session {self.host} {self.spec.route} execs={self.exec_count}>"
+
+    def run(self, command: str, *, become: bool | None = None, stdin: bytes | None = None,
+            timeout: float | None = None) -> CommandResult:
+        """Run one command (one exec channel); become=None follows the host's ansible_become."""
+        deadline = time.monotonic() + timeout if timeout else None
+        if self._needs_sudo(self.spec.become if become is None else become):
+            return self._run_sudo(command, stdin or b"", deadline, timeout)
+        channel = self._exec(command)
+        return _Stream(self.host, channel, deadline, timeout).finish(stdin or b"")
+
+    def open_tcp(self, host: str, port: int, timeout: float | None = None) -> paramiko.Channel:
+        """A TCP connection made *by the node* to host:port (health checks from its viewpoint)."""
+        try:
+            return self.transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0),
+                                               timeout=timeout or self.spec.connect_timeout)
+        except paramiko.ChannelException as exc:
+            raise HostError(self.host, f"the node could not connect to {host}:{port}: "
+                                       f"{exc.text}", "direct-tcpip") from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise Unreachable(self.host, f"connection lost: {exc}") from None
+
+    def close(self) -> None:
+        for transport in reversed(self._transports):
+            transport.close()
+
+    def _needs_sudo(self, become: bool) -> bool:
+        return become and self.spec.target.user != self.spec.become_user
+
+    def _exec(self, command: str) -> paramiko.Channel:
+        with self._lock:
+            self.exec_count += 1
+        try:
+            channel = self.transport.open_session(timeout=self.spec.connect_timeout)
+            channel.exec_command(command)
+            return channel
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise Unreachable(self.host, f"connection lost: {exc or type(exc).__name__}") from None
+
+    def _run_sudo(self, command: str, stdin: bytes, deadline: float | None,
+                  timeout: float | None) -> CommandResult:
+        prompt = f"[harden-sudo-{self._token}] password: "
+        marker = f"HARDEN-BECOME-{self._token}"
+        password = self.spec.become_password
+        channel = self._exec(sudo_command(command, self.spec.become_user, marker,
+                                          prompt if password else None))
+        stream = _Stream(self.host, channel, deadline, timeout)
+        handshake_end = time.monotonic() + (timeout or BECOME_HANDSHAKE_TIMEOUT)
+        _BecomeHandshake(self, stream, prompt, marker, handshake_end).run()
+        return stream.finish(stdin)
+
+
+def sudo_command(command: str, become_user: str, marker: str, prompt: str | None) -> str:
+    """The shell line that runs `command` as `become_user` and first prints `marker`.
+
+    With a prompt, sudo reads the password from stdin (-S) byte by byte, so whatever follows
+    the password line on stdin still reaches the command. Without one, -n makes sudo fail at
+    once instead of waiting for a password nobody will type.
+    """
+    auth = f"-S -p {shlex.quote(prompt)}" if prompt else "-n"
+    inner = f'echo {marker}; exec /bin/sh -c "$1"'
+    return (f"sudo -H {auth} -u {shlex.quote(become_user)} -- /bin/sh -c {shlex.quote(inner)} "
+            f"harden {shlex.quote(command)}")
+
+
+class _BecomeHandshake:
+    """Answers sudo's prompt once and waits for the marker; any other ending is a failure."""
+
+    def __init__(self, session: Session, stream: _Stream, prompt: str, marker: str,
+                 deadline: float):
+        self.session, self.stream = session, stream
+        self.prompt, self.marker = prompt.encode(), (marker + "\n").encode()
+        self.deadline = deadline
+        self.answered = 0
+
+    def run(self) -> None:
+        while True:
+            stream = self.stream
+            end = self._marker_end()
+            if end is not None:
+                del stream.stdout[:end]
+                stream.stderr[:] = stream.stderr.replace(self.prompt, b"", self.answered)
+                return
+            prompts = stream.stderr.count(self.prompt)
+            if prompts > self.answered:
+                if self.answered:
+                    self._fail("sudo password was rejected", "ansible_become_password")
+                self._send_password()
+                self.answered = prompts
+            if time.monotonic() > self.deadline:
+                self._fail("sudo did not start the command in time", "ansible_become")
+            if stream.ended:
+                self._fail_from_output()
+            stream.pump(self.deadline)
+
+    def _marker_end(self) -> int | None:
+        """Where the command's own output starts: after the marker line.
+
+        The marker must start a line but need not start stdout: a login shell's rc file
+        (~/.bashrc) may print before sudo runs. That text is not the command's, so it is dropped.
+        """
+        out = self.stream.stdout
+        if out.startswith(self.marker):
+            return len(self.marker)
+        at = out.find(b"\n" + self.marker)
+        return None if at < 0 else at + 1 + len(self.marker)
+
+    def _send_password(self) -> None:
+        secret = self.session.spec.become_password
+        try:
+            self.stream.channel.sendall((secret.reveal() + "\n").encode())
+        except (OSError, paramiko.SSHException) as exc:
+            raise Unreachable(self.session.host, f"connection lost: {exc}") from None
+
+    def _fail_from_output(self) -> None:
+        spec = self.session.spec
+        text = self.stream.stderr.replace(self.prompt, b"").decode(errors="replace")
+        if spec.become_password:
+            text = text.replace(spec.become_password.reveal(), "********")
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        last = lines[-1] if lines else f"exit status {self.stream.exit_status()}"
+        if self.answered and "incorrect password" in text:   # sudoers passwd_tries=1
+            self._fail("sudo password was rejected", "ansible_become_password")
+        if "password is required" in last:
+            self._fail(f"sudo needs a password for {spec.target.user}: use --ask-become-pass, "
+                       "HARDEN_BECOME_PASSWORD or ansible_become_password",
+                       "ansible_become_password")
+        if "not found" in last and self.stream.exit_status() == 127:
+            self._fail("sudo is not installed on the host", "ansible_become")
+        self._fail(f"sudo refused to run the command as {spec.become_user}: {last}",
+                   "ansible_become_user")
+
+    def _fail(self, message: str, setting: str) -> None:
+        self.stream.channel.close()
+        raise BecomeFailed(self.session.host, message, setting)
+
+
+class _Stream:
+    """Reads stdout and stderr of one exec channel together, feeding stdin without deadlock."""
+
+    def __init__(self, host: str, channel: paramiko.Channel, deadline: float | None,
+                 timeout: float | None):
+        self.host, self.channel = host, channel
+        self.deadline, self.timeout = deadline, timeout
+        self.stdout, self.stderr = bytearray(), bytearray()
+        self._pending = b""
+        self._stdin_closed = False
+
+    @property
+    def ended(self) -> bool:
+        ch = self.channel
+        return (ch.eof_received or ch.closed) and not ch.recv_ready() and not \
+            ch.recv_stderr_ready()
+
+    def exit_status(self) -> int:
+        """The command's exit status; Unreachable when the connection died under it.
+
+        paramiko reports a channel closed without an exit status as -1, which would read as a
+        command that ran and failed; a lost connection says nothing about the command's
+        outcome. A command killed by a signal also has no exit status, but its channel got
+        an orderly EOF on a live connection, so it keeps -1.
+        """
+        channel = self.channel
+        channel.status_event.wait(self._remaining(5.0))
+        if not channel.status_event.is_set():
+            return -1
+        if channel.exit_status == -1 and self._connection_lost():
+            raise Unreachable(self.host, "connection lost while the command ran")
+        return channel.exit_status
+
+    def _connection_lost(self) -> bool:
+        transport = self.channel.get_transport()
+        return not self.channel.eof_received or transport is None or not transport.is_active()
+
+    def finish(self, stdin: bytes) -> CommandResult:
+        """Send stdin, close it, read until the command ends; timeouts close the channel."""
+        self._pending = stdin
+        try:
+            while not self.ended:
+                self._feed_stdin()
+                self.pump(None)
+            return CommandResult(self.exit_status(), bytes(self.stdout), bytes(self.stderr))
+        finally:
+            self.channel.close()
+
+    def pump(self, until: float | None) -> None:
+        """Wait (at most until `until`) for output and take what is there.
+
+        Raises CommandTimeout, after closing the channel, once the command's deadline passed.
+        """
+        now = time.monotonic()
+        if self.deadline is not None and now > self.deadline:
+            self.channel.close()
+            raise CommandTimeout(self.host, f"command did not finish within {self.timeout:g}s "
+                                            "(it was not re-run)")
+        wait = _POLL if self._pending else 0.5
+        for limit in (until, self.deadline):
+            if limit is not None:
+                wait = max(0.0, min(wait, limit - now))
+        select.select([self.channel], [], [], wait)
+        while self.channel.recv_ready():
+            self.stdout += self.channel.recv(_CHUNK)
+        while self.channel.recv_stderr_ready():
+            self.stderr += self.channel.recv_stderr(_CHUNK)
+
+    def _feed_stdin(self) -> None:
+        if self._stdin_closed:
+            return
+        if self._pending and self.channel.send_ready():
+            sent = self.channel.send(self._pending[:_CHUNK])
+            self._pending = self._pending[sent:]
+        if not self._pending:
+            self.channel.shutdown_write()
+            self._stdin_closed = True
+
+    def _remaining(self, default: float) -> float:
+        if self.deadline is None:
+            return default
+        return max(0.0, self.deadline - time.monotonic())
