@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-import harden.apply.runner
+import harden.apply.host_outcome
 from harden.apply.output import document
 from harden.errors import InputError
 from harden.runs.journal import parse_index
@@ -197,7 +197,7 @@ def test_an_unexpected_error_in_the_rollback_keeps_the_cause_and_ends_the_host_r
     def broken(*args, **kwargs):
         raise ValueError("restore exploded")
 
-    monkeypatch.setattr(harden.apply.runner, "restore_host", broken)
+    monkeypatch.setattr(harden.apply.host_outcome, "restore_host", broken)
     result, out = env.apply(FAILS_AFTER_WRITE)
     assert result.exit_code == 4
     warning = next(m for _, m in out.warnings if m.startswith("ROLLBACK FAILED"))
