@@ -45,6 +45,13 @@ forks_option = click.option(
     help="How many hosts are worked on at once.")
 
 
+break_lock_option = click.option(
+    "--break-lock", is_flag=True,
+    help="Take over a node lock whose holder is provably dead (its run recorded here as "
+         "finished, resolved or interrupted, or taken on this controller over 15 min ago by a "
+         "process that is gone). Never breaks a live run's lock.")
+
+
 def connection_options(command):
     """The flags every command that logs in to hosts shares."""
     for option in reversed((
@@ -154,13 +161,15 @@ def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, time
 @click.option("-t", "--tags", default=None, help="Only tasks with one of these tags (comma-separated).")
 @click.option("--format", "output_format", default="text", show_default=True,
               type=click.Choice(["text", "json"]))
+@break_lock_option
 @connection_options
 def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, output_format,
-          accept_new_host_keys, ask_become_pass, timeout):
+          break_lock, accept_new_host_keys, ask_become_pass, timeout):
     """Apply a playbook: plan from facts, change only the difference, verify, roll back on failure.
 
     Exit codes: 0 done, no host failed; 1 bad input (nothing changed); 2 --check found pending
-    changes; 4 a host was unreachable or failed (its changes rolled back).
+    changes; 4 a host was unreachable, locked by another run or failed (its changes rolled
+    back). Every host is connected and locked before the first change.
     """
     from harden.ssh.settings import run_options
     from harden.apply.runner import ApplyOptions, run_apply
@@ -169,7 +178,7 @@ def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, ou
     options = ApplyOptions(
         check=check, diff=diff, forks=forks, limit=limit,
         tags=[t.strip() for t in tags.split(",") if t.strip()] if tags else None,
-        extra_vars=parse_extra_vars(extra_vars),
+        extra_vars=parse_extra_vars(extra_vars), break_lock=break_lock,
         run_options=run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
                                 ask_become_pass=ask_become_pass))
     from harden.apply.output import JsonOutput, TextOutput
@@ -185,10 +194,11 @@ def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, ou
 @limit_option
 @click.option("--force", is_flag=True,
               help="Restore even files changed since the run (their later changes are lost).")
+@break_lock_option
 @forks_option
 @connection_options
-def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask_become_pass,
-             timeout):
+def rollback(inventories, run_id, limit, force, break_lock, forks, accept_new_host_keys,
+             ask_become_pass, timeout):
     """Restore every file a run changed, byte for byte with mode and owner, and wait until healthy.
 
     Works for finished and interrupted runs (the node's backups are the record). A file changed
@@ -201,8 +211,8 @@ def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask
 
     options = run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
                           ask_become_pass=ask_become_pass)
-    sys.exit(run_rollback(inventories, run_id, limit=limit, force=force, run_options=options,
-                          console=Console(soft_wrap=True, highlight=False), forks=forks))
+    sys.exit(run_rollback(inventories, run_id, limit=limit, force=force, break_lock=break_lock,
+                          run_options=options, console=Console(soft_wrap=True, highlight=False), forks=forks))
 
 
 @cli.command()
@@ -213,9 +223,10 @@ def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask
 @click.option("--older-than", "older_than", type=float, default=None, metavar="DAYS",
               help="Prune committed runs older than DAYS days.")
 @click.option("--dry-run", is_flag=True, help="Show what would be pruned; change nothing.")
+@break_lock_option
 @forks_option
 @connection_options
-def prune(inventories, limit, keep, older_than, dry_run, forks, accept_new_host_keys,
+def prune(inventories, limit, keep, older_than, dry_run, break_lock, forks, accept_new_host_keys,
           ask_become_pass, timeout):
     """Remove old runs' backups from hosts; those runs can then no longer be rolled back.
 
@@ -232,7 +243,8 @@ def prune(inventories, limit, keep, older_than, dry_run, forks, accept_new_host_
     sys.exit(run_prune(inventories, limit=limit, policy=policy, dry_run=dry_run, forks=forks,
                        console=Console(soft_wrap=True, highlight=False),
                        accept_new_host_keys=accept_new_host_keys,
-                       ask_become_pass=ask_become_pass, connect_timeout=timeout))
+                       ask_become_pass=ask_become_pass, connect_timeout=timeout,
+                       break_lock=break_lock))
 
 
 @cli.command()

@@ -23,8 +23,9 @@ from harden.apply.rollback import ROLLBACK_WAIT_TIMEOUT, NodeRun, RollbackError,
 from harden.apply.modules.base import REDACTED, is_encryption_config, text_diff
 from harden.errors import HardenError, InputError
 from harden.inventory.loader import load_inventory
-from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT
-from harden.runs.journal import RUN_ID, HostRecord, Journal, commit_script
+from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT, lock_path
+from harden.runs.journal import RUN_ID, HostRecord, Journal, commit_script, new_run_id
+from harden.runs.lock import Holder, NodeLocked, holder_for, release, take
 from harden.ssh.parallel import for_each_host
 from harden.ssh.settings import connection_specs
 from harden.ssh.transport import connect
@@ -143,7 +144,7 @@ def _dropped_message(dropped: dict[str, list[str]]) -> str:
 @dataclass
 class HostRollback:
     host: str
-    status: str                      # rolled_back | nothing | already | refused | failed
+    status: str              # rolled_back | nothing | already | refused | locked | failed
     message: str = ""
     diffs: dict[str, str] = field(default_factory=dict)
 
@@ -202,10 +203,11 @@ def rollback_host(session: Session, host: str, run_id: str, force: bool,
 
 
 def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
-                 run_options, console, forks: int = 20, journal=None) -> int:
+                 run_options, console, forks: int = 20, journal=None,
+                 break_lock: bool = False) -> int:
     """`harden rollback`: hosts of the run (from the local journal, else every selected host)
-    in parallel, control planes one at a time. Exit 0, or 4 if any host was refused, failed or
-    unreachable."""
+    in parallel, control planes one at a time, each under its node lock. Exit 0, or 4 if any
+    host was refused, locked, failed or unreachable."""
     if not RUN_ID.match(run_id):
         raise InputError(f"not a run id: {run_id!r} (see `harden runs`)")
     inventory = load_inventory(inventories)
@@ -216,31 +218,57 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
         known = set(journal.hosts_of(run_id))
         hosts = [h for h in selected if h.name in known] if known else selected
         specs = connection_specs(hosts, run_options, inventory)
+        holder = holder_for(new_run_id(), "rollback", subject=run_id)
+        journal.start_run(holder.run_id, f"rollback {run_id}", "rollback", False)
         turn = threading.Lock()
 
         def one(host) -> HostRollback:
             try:
                 with connect(specs[host.name]) as session:
-                    return rollback_host(session, host.name, run_id, force,
-                                         control_plane_turn=turn)
+                    return _locked(session, host.name, holder, break_lock, journal,
+                                   lambda: rollback_host(session, host.name, run_id, force,
+                                                         control_plane_turn=turn))
             except (HardenError, RollbackError) as exc:
-                return HostRollback(host.name, "failed", str(exc))
+                status = "locked" if isinstance(exc, NodeLocked) else "failed"
+                return HostRollback(host.name, status, getattr(exc, "message", str(exc)))
 
-        code = 0
-        for name, result in for_each_host(hosts, one, forks).items():
-            outcome = result.value if result.ok else HostRollback(name, "failed", result.message)
-            style = {"rolled_back": "green", "nothing": "dim", "already": "dim"}.get(
-                outcome.status, "bold red")
-            console.print(Text(f"{name:<12} ", style="bold") +
-                          Text(outcome.status, style=style) + Text(f"  {outcome.message}"))
-            for path, diff in outcome.diffs.items():
-                console.print(Text(f"  changed since the run: {path}", style="yellow"))
-                console.print(diff_text(diff))
-            if outcome.status == "rolled_back":
-                journal.mark_rolled_back(run_id, name)
-            elif outcome.status in ("refused", "failed"):
-                code = 4
+        code = _print_rollbacks(console, journal, run_id, for_each_host(hosts, one, forks))
+        journal.finish_run(holder.run_id, code)
         return code
     finally:
         if own_journal:
             journal.close()
+
+
+def _locked(session: Session, host: str, holder: Holder, break_lock: bool, journal,
+            work, backup_root: str = BACKUP_ROOT) -> HostRollback:
+    """Run `work` under the node's lock, given back afterwards whatever happened (a process
+    killed keeps it: the next `harden rollback` of the same run takes it over)."""
+    lock = lock_path(backup_root)
+    note = take(session, host, holder, lock, break_lock=break_lock, journal=journal,
+                take_over_subject=holder.subject)
+    try:
+        outcome = work()
+    finally:
+        release(session, holder, lock)
+    if note:
+        outcome.message = f"{note}; {outcome.message}"
+    return outcome
+
+
+def _print_rollbacks(console, journal, run_id: str, outcomes: dict) -> int:
+    code = 0
+    for name, result in outcomes.items():
+        outcome = result.value if result.ok else HostRollback(name, "failed", result.message)
+        style = {"rolled_back": "green", "nothing": "dim", "already": "dim"}.get(
+            outcome.status, "bold red")
+        console.print(Text(f"{name:<12} ", style="bold") +
+                      Text(outcome.status, style=style) + Text(f"  {outcome.message}"))
+        for path, diff in outcome.diffs.items():
+            console.print(Text(f"  changed since the run: {path}", style="yellow"))
+            console.print(diff_text(diff))
+        if outcome.status == "rolled_back":
+            journal.mark_rolled_back(run_id, name)
+        elif outcome.status in ("refused", "failed", "locked"):
+            code = 4
+    return code

@@ -33,6 +33,8 @@ from harden.apply.host_outcome import HostOutcome
 from harden.apply.host_state import HostFailed, HostRunState, PendingTask
 from harden.apply.modules.base import TaskFailed
 from harden.apply.node_writes import NodeWriter
+from harden.apply.preflight import preflight, release_locks
+from harden.apply.run_vars import validate_run_vars
 from harden.apply.play_facts import PlayFacts
 from harden.apply.playbook import Play, Playbook, Task, serial_batches
 from harden.apply.tasks import TaskPlanner
@@ -40,6 +42,7 @@ from harden.apply.verification import HealthVerification
 from harden.errors import HardenError
 from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT
 from harden.runs.journal import Journal, new_run_id
+from harden.runs.lock import holder_for
 from harden.ssh.parallel import for_each_host
 from harden.ssh.settings import RunOptions, connection_specs
 
@@ -55,10 +58,7 @@ class ApplyOptions:
     run_options: RunOptions = field(default_factory=RunOptions)
     backup_root: str = BACKUP_ROOT
     journal_root: str = JOURNAL_ROOT
-
-
-
-
+    break_lock: bool = False          # take over node locks of provably dead runs
 
 
 class Runner:
@@ -80,19 +80,27 @@ class Runner:
         self._host_states: dict[str, HostRunState] = {}
         self.play_hosts_all: list[str] = []   # the current play's hosts within --limit
         self._registered: dict[str, dict] = {}  # host -> its registered results, all plays
+        self.holder = holder_for(self.run_id, "apply")
+        self.locked: dict[str, bool | None] = {}  # host -> identity its node lock was taken as
 
     def run(self, command: str = "apply") -> RunResult:
         plays = [(play, self._play_hosts(play)) for play in self.playbook.plays]
-        specs = self._connection_specs({h.name: h for _, hosts in plays for h in hosts})
+        every_host = {h.name: h for _, hosts in plays for h in hosts}
+        validate_run_vars(self.options.extra_vars, self.playbook.plays, every_host.values())
+        specs = self._connection_specs(every_host)
         self.journal.start_run(self.run_id, self.playbook.path, command, self.options.check)
         try:
-            for play, hosts in plays:
-                if not self._play(play, hosts, specs):
-                    break
+            if self.options.check or preflight(self, plays, specs):
+                for play, hosts in plays:
+                    if not self._play(play, hosts, specs):
+                        break
+            release_locks(self)
         except KeyboardInterrupt:
-            # Left unfinished on purpose: `harden runs` shows it interrupted, and the nodes'
-            # backups let `harden rollback RUN_ID` undo whatever was written.
-            self.out.stopped(f"interrupted; undo with `harden rollback {self.run_id}`")
+            # Left unfinished on purpose, nodes still locked: `harden runs` shows it
+            # interrupted, and the nodes' backups let `harden rollback RUN_ID` undo whatever
+            # was written.
+            self.out.stopped(f"interrupted; its nodes stay locked by this run: undo with "
+                             f"`harden rollback {self.run_id}`")
             raise
         finally:
             for session in list(self._sessions.values()):

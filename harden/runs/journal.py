@@ -159,7 +159,14 @@ class Journal:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         os.chmod(self.path, 0o600)
         self._db.executescript(_SCHEMA)
+        self._migrate()
         self._seq = 0
+
+    def _migrate(self) -> None:
+        """Columns added since a journal may have been created."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        if "resolved" not in columns:
+            self._db.execute("ALTER TABLE runs ADD COLUMN resolved REAL")
 
     def close(self) -> None:
         self._db.close()
@@ -219,6 +226,17 @@ class Journal:
     def hosts_of(self, run_id: str) -> list[str]:
         return [row[0] for row in self._exec("SELECT host FROM hosts WHERE run_id = ? "
                                              "ORDER BY rowid", (run_id,))]
+
+    def run_state(self, run_id: str) -> dict | None:
+        """Whether a run finished, was resolved, or was interrupted (never finished and its
+        process is gone); None when this journal does not know it."""
+        rows = self._exec("SELECT finished, pid, resolved, command FROM runs WHERE id = ?",
+                          (run_id,))
+        if not rows:
+            return None
+        finished, pid, resolved, command = rows[0]
+        return {"finished": finished, "resolved": resolved, "command": command,
+                "interrupted": finished is None and not _alive(pid)}
 
     def has_run(self, run_id: str) -> bool:
         return bool(self._exec("SELECT 1 FROM runs WHERE id = ?", (run_id,)))

@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 
 from harden.errors import HostError, InputError
 from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT
-from harden.runs.journal import RUN_ID
+from harden.node.paths import lock_path
+from harden.runs.journal import RUN_ID, Journal, new_run_id
+from harden.runs.lock import holder_for, release, take
 from harden.ssh.session import Session
 
 EXIT_OK, EXIT_HOSTS = 0, 4
@@ -276,9 +278,11 @@ def prune_host(session: Session, host: str, policy: Policy, *, dry_run: bool, no
 
 def run_prune(inventories, *, limit: str | None, policy: Policy, dry_run: bool, forks: int,
               console, accept_new_host_keys: bool = False, ask_become_pass: bool = False,
-              connect_timeout: float | None = None, journal=None) -> int:
-    """Prune the selected hosts in parallel, print the table, record what was pruned in the
-    local journal. Exit 0, or 4 when a host was unreachable or failed."""
+              connect_timeout: float | None = None, journal=None,
+              break_lock: bool = False) -> int:
+    """Prune the selected hosts in parallel, each under its node lock (not needed for a dry
+    run, which writes nothing), print the table, record what was pruned in the local journal.
+    Exit 0, or 4 when a host was unreachable, locked or failed."""
     import click
 
     from harden.ssh.settings import resolve_targets
@@ -291,15 +295,29 @@ def run_prune(inventories, *, limit: str | None, policy: Policy, dry_run: bool, 
         warn=lambda line: click.echo(line, err=True))
     now = time.time()
     jumps = JumpPool()
+    holder = holder_for(new_run_id(), "prune")
+    lock_journal = journal or Journal()
 
     def one(host) -> HostPrune:
         with connect(specs[host.name], jumps) as session:
-            return prune_host(session, host.name, policy, dry_run=dry_run, now=now)
+            if dry_run:
+                return prune_host(session, host.name, policy, dry_run=True, now=now)
+            note = take(session, host.name, holder, lock_path(), break_lock=break_lock,
+                        journal=lock_journal)
+            try:
+                outcome = prune_host(session, host.name, policy, dry_run=False, now=now)
+            finally:
+                release(session, holder, lock_path())
+            if note:
+                click.echo(f"{host.name}: {note}", err=True)
+            return outcome
 
     try:
         outcomes = for_each_host(hosts, one, forks)
     finally:
         jumps.close()
+        if journal is None:
+            lock_journal.close()
     results = [o.value if o.ok else HostPrune(name, error=f"{o.kind}: {o.message}")
                for name, o in outcomes.items()]
     if not dry_run:

@@ -1,0 +1,153 @@
+"""One writer per node, on a real lab node: a second `apply`, a `rollback` or a `prune` started
+while an apply holds cp1 is refused with the holder named and writes nothing; a killed apply
+keeps its lock until `harden rollback` of that very run ends it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_apply_failures import APISERVER, apiserver_healthy, harden
+
+pytestmark = pytest.mark.lab
+
+LAB_VARS = ("-e", "harden_wait_interval=0.5")
+
+
+def flag_play(flag: str, value: str) -> str:
+    """Sets one kube-apiserver flag; the implicit health wait holds the run for a while."""
+    return f"""
+- hosts: control_plane
+  become: true
+  tasks:
+    - name: set --{flag}
+      static_pod:
+        manifest: {APISERVER}
+        set: {{{flag}: "{value}"}}
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(lab_factory):
+    with lab_factory.running(control_planes=1, workers=0, wait_ready=True) as lab:
+        yield lab
+
+
+@pytest.fixture
+def plays(tmp_path) -> dict[str, Path]:
+    out = {}
+    for name, flag, value in (("profiling", "profiling", "false"),
+                              ("events", "event-ttl", "2h0m0s"),
+                              ("profiling-back", "profiling", "true"),
+                              ("events-back", "event-ttl", "1h0m0s")):
+        out[name] = tmp_path / f"{name}.yml"
+        out[name].write_text(flag_play(flag, value))
+    return out
+
+
+def lock_of(lab) -> Path:
+    return lab.node_root("cp1") / "var/lib/harden/lock"
+
+
+def digest(lab) -> str:
+    return hashlib.sha256((lab.node_root("cp1") / APISERVER.lstrip("/")).read_bytes()).hexdigest()
+
+
+def backups(lab) -> set[str]:
+    root = lab.node_root("cp1") / "var/lib/harden/backups"
+    return set(os.listdir(root)) if root.exists() else set()
+
+
+def start_apply(lab, state_dir: Path, playbook: Path) -> subprocess.Popen:
+    """An apply in the background, returned once it holds cp1's lock and wrote its change
+    (it is then in its health wait)."""
+    existing = backups(lab)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harden.cli", "apply", "-i", str(lab.inventory), str(playbook),
+         "--format", "json", *LAB_VARS], env={**os.environ, "HARDEN_STATE_DIR": str(state_dir)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        new = backups(lab) - existing
+        if new and os.path.islink(lock_of(lab)) and \
+                (lab.node_root("cp1") / "var/lib/harden/backups" / new.pop() / "after-partial"
+                 ).exists():
+            return process
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError("the background apply never wrote: " + process.communicate()[1])
+
+
+def holder_run(lab) -> str:
+    return os.readlink(lock_of(lab)).split(" ")[1]
+
+
+def finish(process: subprocess.Popen) -> dict:
+    stdout, stderr = process.communicate(timeout=280)
+    assert process.returncode == 0, stdout[-3000:] + stderr
+    return json.loads(stdout)
+
+
+def test_a_second_writer_is_refused_while_the_first_proceeds(lab, plays, tmp_path):
+    for first, second in (("profiling", "events"), ("events-back", "events-back")):
+        first_run = start_apply(lab, tmp_path, plays[first])
+        holder = holder_run(lab)
+        during = digest(lab)
+        refused = harden(tmp_path, "apply", "-i", str(lab.inventory), str(plays[second]),
+                         *LAB_VARS)
+        assert refused.returncode == 4, refused.stdout + refused.stderr
+        assert f"locked by run {holder} (apply)" in refused.stdout + refused.stderr
+        assert "nothing was changed on any host" in refused.stdout + refused.stderr
+        assert digest(lab) == during                   # the refused run wrote nothing
+        assert finish(first_run)["run_id"] == holder
+        assert not os.path.lexists(lock_of(lab))
+        check = harden(tmp_path, "apply", "-i", str(lab.inventory), str(plays[first]),
+                       "--check", *LAB_VARS)
+        assert check.returncode == 0, check.stdout + check.stderr      # nothing pending
+    assert apiserver_healthy(lab, "cp1")
+
+
+def test_rollback_and_prune_are_refused_while_an_apply_holds_the_node(lab, plays, tmp_path):
+    done = harden(tmp_path, "apply", "-i", str(lab.inventory), str(plays["profiling-back"]),
+                  "--format", "json", *LAB_VARS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    earlier = json.loads(done.stdout)["run_id"]
+    held = backups(lab)
+    running = start_apply(lab, tmp_path, plays["events"])
+    holder = holder_run(lab)
+    during = digest(lab)
+    rollback = harden(tmp_path, "rollback", "-i", str(lab.inventory), earlier)
+    assert rollback.returncode == 4 and "locked" in rollback.stdout
+    assert f"locked by run {holder} (apply)" in rollback.stdout
+    prune = harden(tmp_path, "prune", "-i", str(lab.inventory), "--keep", "1")
+    assert prune.returncode == 4 and f"locked by run {holder} (apply)" in prune.stdout
+    assert digest(lab) == during and held <= backups(lab)         # nothing restored or pruned
+    finish(running)
+    assert harden(tmp_path, "prune", "-i", str(lab.inventory), "--keep", "1").returncode == 0
+
+
+def test_a_killed_apply_keeps_the_node_locked_until_its_rollback(lab, plays, tmp_path):
+    before = (lab.node_root("cp1") / APISERVER.lstrip("/")).read_bytes()
+    process = start_apply(lab, tmp_path, plays["profiling"])     # in its health wait
+    killed = holder_run(lab)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert os.path.islink(lock_of(lab))
+    refused = harden(tmp_path, "apply", "-i", str(lab.inventory), str(plays["events"]),
+                     *LAB_VARS)
+    assert refused.returncode == 4
+    assert f"locked by run {killed} (apply)" in refused.stdout + refused.stderr
+    assert "is recorded as interrupted" in refused.stdout + refused.stderr
+    assert f"harden rollback {killed}" in refused.stdout + refused.stderr
+    rolled = harden(tmp_path, "rollback", "-i", str(lab.inventory), killed)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert "took over the lock of run " + killed in rolled.stdout
+    assert (lab.node_root("cp1") / APISERVER.lstrip("/")).read_bytes() == before
+    assert not os.path.lexists(lock_of(lab)) and apiserver_healthy(lab, "cp1")
