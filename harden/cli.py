@@ -193,16 +193,23 @@ def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, ou
 @click.argument("run_id")
 @limit_option
 @click.option("--force", is_flag=True,
-              help="Restore even files changed since the run (their later changes are lost).")
+              help="Restore even files changed since the run (their later changes are lost). "
+                   "Never lifts the encryption-key guard.")
+@click.option("--drop-encryption-key", is_flag=True,
+              help="Restore even when that takes away an encryption key (or the encryption "
+                   "config) the node holds now: whatever the API server wrote with it becomes "
+                   "unreadable.")
 @break_lock_option
 @forks_option
 @connection_options
-def rollback(inventories, run_id, limit, force, break_lock, forks, accept_new_host_keys,
-             ask_become_pass, timeout):
+def rollback(inventories, run_id, limit, force, drop_encryption_key, break_lock, forks,
+             accept_new_host_keys, ask_become_pass, timeout):
     """Restore every file a run changed, byte for byte with mode and owner, and wait until healthy.
 
-    Works for finished and interrupted runs (the node's backups are the record). A file changed
-    since the run is not overwritten without --force; its difference is shown.
+    Works for finished and interrupted runs (the node's backups are the record), and finishes
+    a rollback that was cut off. A file changed since the run is not overwritten without
+    --force; its difference is shown. A restore that would take away an encryption key the
+    node holds now is refused unless --drop-encryption-key (never by --force alone).
     """
     from rich.console import Console
 
@@ -212,7 +219,8 @@ def rollback(inventories, run_id, limit, force, break_lock, forks, accept_new_ho
     options = run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
                           ask_become_pass=ask_become_pass)
     sys.exit(run_rollback(inventories, run_id, limit=limit, force=force, break_lock=break_lock,
-                          run_options=options, console=Console(soft_wrap=True, highlight=False), forks=forks))
+                          drop_encryption_key=drop_encryption_key, run_options=options,
+                          console=Console(soft_wrap=True, highlight=False), forks=forks))
 
 
 @cli.command()
@@ -251,9 +259,13 @@ def prune(inventories, limit, keep, older_than, dry_run, break_lock, forks, acce
 @click.option("-n", "--last", default=30, show_default=True, type=click.IntRange(1, 10000),
               help="How many runs to show, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def runs(last, as_json):
+@click.option("--resolve", "resolve", default=None, metavar="RUN_ID",
+              help="Close an interrupted run without touching any node, accepting the nodes as "
+                   "they are: it stops being reported as unfinished and prune may drop its "
+                   "backups. `harden rollback RUN_ID` undoes it instead.")
+def runs(last, as_json, resolve):
     """List past runs from the local journal: id, time, playbook, hosts, changed, failed,
-    rolled back, and whether the run was interrupted (killed before it finished)."""
+    rolled back, and whether the run was interrupted (killed before it finished) or resolved."""
     from rich.console import Console
 
     from harden.apply.output import print_runs
@@ -261,6 +273,12 @@ def runs(last, as_json):
 
     journal = Journal()
     try:
+        if resolve is not None:
+            journal.resolve(resolve)
+            click.echo(f"run {resolve} resolved: its changes stay on the nodes as they are; "
+                       f"its backups stay until `harden prune`, and a node lock it left is "
+                       f"taken over with --break-lock")
+            return
         rows = journal.runs(last)
     finally:
         journal.close()

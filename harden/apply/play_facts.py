@@ -83,10 +83,12 @@ class PlayFacts:
             raise HostFailed(f"gathering facts: {exc}") from None
         self.pre_run_ps = [" ".join(line.split()) for line in ps_part.splitlines()]
         for run_id in unfinished.split():
-            if run_id != self.runner.run_id:
+            if run_id != self.runner.run_id and run_id not in self.runner.resolved_runs:
                 self.runner.out.warning(self.name, f"run {run_id} did not finish on this host "
-                                                   f"(interrupted?); undo it with "
-                                                   f"`harden rollback {run_id}`")
+                                                   f"(interrupted?); undo it with `harden "
+                                                   f"rollback {run_id}`, or accept the node as "
+                                                   f"it is with `harden runs --resolve "
+                                                   f"{run_id}`")
 
     def gather_more(self, request) -> None:
         result = self.session.run("sh -s", become=self.play.become,

@@ -44,6 +44,9 @@ def preflight(runner, plays: list, specs: dict) -> bool:
         note = take(session, host.name, runner.holder, lock, become=become,
                     break_lock=runner.options.break_lock, journal=runner.journal)
         runner.locked[host.name] = become
+        # Journalled now, so that `harden rollback` of this run, killed before the host's
+        # turn, still visits the host and gives its lock back.
+        runner.journal.host(runner.run_id, host.name, "pending")
         return note
 
     outcomes = for_each_host(hosts, one, runner.options.forks)
@@ -70,16 +73,19 @@ def _report(runner, name: str, error, message: str) -> None:
         status = "unreachable"
     else:
         summary.failed += 1
-        status = "locked" if isinstance(error, NodeLocked) else "failed"
+        status = "refused" if isinstance(error, NodeLocked) else "failed"
     runner.out.warning(name, message)
     runner.journal.host(runner.run_id, name, status, summary.as_dict(), message)
 
 
 def release_locks(runner) -> None:
     """Give back every lock this run holds; a host that cannot be reached keeps it (reported:
-    the next run there names this one as the holder)."""
+    the next run there names this one as the holder). A host locked but never started (a
+    serial rollout stopped before it) is journalled as such."""
     lock = lock_path(runner.options.backup_root)
     for name, become in list(runner.locked.items()):
+        if name not in runner.result.hosts:
+            runner.journal.host(runner.run_id, name, "not started")
         try:
             release(runner.session(name, None), runner.holder, lock, become)
         except Exception as exc:          # noqa: BLE001 - one host must not keep the others

@@ -139,6 +139,12 @@ def _dropped_message(dropped: dict[str, list[str]]) -> str:
             f"rewrite, retire)")
 
 
+def _dropped_warning(dropped: dict[str, list[str]]) -> str:
+    where = "; ".join(f"{path}: {', '.join(labels)}" for path, labels in dropped.items())
+    return (f"DROPPED encryption key(s) in use ({where}) as --drop-encryption-key asked: "
+            f"whatever the API server wrote with them is unreadable once it restarts")
+
+
 # --- `harden rollback RUN_ID` --------------------------------------------------------------
 
 @dataclass
@@ -152,10 +158,16 @@ class HostRollback:
 def rollback_host(session: Session, host: str, run_id: str, force: bool,
                   wait_timeout: float = ROLLBACK_WAIT_TIMEOUT, backup_root: str = BACKUP_ROOT,
                   journal_root: str = JOURNAL_ROOT,
-                  control_plane_turn=contextlib.nullcontext()) -> HostRollback:
+                  control_plane_turn=contextlib.nullcontext(),
+                  drop_encryption_key: bool = False) -> HostRollback:
     """Undo one host's part of a finished (or interrupted) run. A host whose static-pod
     manifests are restored waits for `control_plane_turn` (a lock shared by the hosts of one
     rollback) so that two control planes never restart together.
+
+    Two guards, lifted by two different flags: `force` restores paths changed since the run;
+    only `drop_encryption_key` lets the restore take a key (or the encryption config) away
+    from what the node holds now, since that makes whatever the API server wrote with it
+    unreadable. `--force` alone never does: it is what a refusal for a changed file offers.
 
     Every step runs with become=True, as `apply` must have: the backups are root's (0700), and
     the transport only uses sudo when the login user is not already the become user."""
@@ -168,14 +180,18 @@ def rollback_host(session: Session, host: str, run_id: str, force: bool,
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(node_run.record.pruned))
         return HostRollback(host, "refused", f"backups of {run_id} were pruned on {host} at "
                                              f"{when} (harden prune); it cannot be rolled back")
-    changed = node_run.changed_since()
+    changed = [] if force else node_run.changed_since()
     note = " (interrupted run)" if node_run.interrupted else ""
-    dropped = {} if force else dropped_keys(session, node_run, True, backup_root)
-    if (changed or dropped) and not force:
+    dropped = dropped_keys(session, node_run, True, backup_root)
+    blocking = {} if drop_encryption_key else dropped
+    if changed or blocking:
         reasons = ([f"{len(changed)} path(s) changed since the run{note}"] if changed else []) \
-            + ([_dropped_message(dropped)] if dropped else [])
-        return HostRollback(host, "refused", "; ".join(reasons) + "; nothing restored "
-                            "(--force restores anyway)",
+            + ([_dropped_message(blocking)] if blocking else [])
+        lifts = (["--force restores changed paths anyway"] if changed else []) + \
+            (["only --drop-encryption-key lifts the key guard, --force does not"]
+             if blocking else [])
+        return HostRollback(host, "refused", "; ".join(reasons) + "; nothing restored ("
+                            + "; ".join(lifts) + ")",
                             conflict_diffs(session, node_run, changed, True, backup_root)
                             if changed else {})
     record = node_run.record
@@ -196,7 +212,7 @@ def rollback_host(session: Session, host: str, run_id: str, force: bool,
     if result.rc != 0:
         return HostRollback(host, "failed", "restored, but the node record could not be "
                                             "updated")
-    warnings = "; ".join(outcome.warnings)
+    warnings = "; ".join(outcome.warnings + ([_dropped_warning(dropped)] if dropped else []))
     return HostRollback(host, "rolled_back",
                         f"restored {len(outcome.restored)}, removed {len(outcome.removed)} "
                         f"path(s){note}" + (f"; {warnings}" if warnings else ""))
@@ -204,7 +220,7 @@ def rollback_host(session: Session, host: str, run_id: str, force: bool,
 
 def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
                  run_options, console, forks: int = 20, journal=None,
-                 break_lock: bool = False) -> int:
+                 break_lock: bool = False, drop_encryption_key: bool = False) -> int:
     """`harden rollback`: hosts of the run (from the local journal, else every selected host)
     in parallel, control planes one at a time, each under its node lock. Exit 0, or 4 if any
     host was refused, locked, failed or unreachable."""
@@ -226,8 +242,10 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
             try:
                 with connect(specs[host.name]) as session:
                     return _locked(session, host.name, holder, break_lock, journal,
-                                   lambda: rollback_host(session, host.name, run_id, force,
-                                                         control_plane_turn=turn))
+                                   lambda: rollback_host(
+                                       session, host.name, run_id, force,
+                                       control_plane_turn=turn,
+                                       drop_encryption_key=drop_encryption_key))
             except (HardenError, RollbackError) as exc:
                 status = "locked" if isinstance(exc, NodeLocked) else "failed"
                 return HostRollback(host.name, status, getattr(exc, "message", str(exc)))

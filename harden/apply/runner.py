@@ -81,6 +81,7 @@ class Runner:
         self.play_hosts_all: list[str] = []   # the current play's hosts within --limit
         self._registered: dict[str, dict] = {}  # host -> its registered results, all plays
         self.holder = holder_for(self.run_id, "apply")
+        self.resolved_runs = journal.resolved_runs()   # closed by an operator: no warning
         self.locked: dict[str, bool | None] = {}  # host -> identity its node lock was taken as
 
     def run(self, command: str = "apply") -> RunResult:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from test_apply_failures import APISERVER, apiserver_healthy, harden
+from test_rotation import NEW, OLD, PLAYBOOKS, ROTATE, key_order, rotate
 
 pytestmark = pytest.mark.lab
 
@@ -65,13 +66,13 @@ def backups(lab) -> set[str]:
     return set(os.listdir(root)) if root.exists() else set()
 
 
-def start_apply(lab, state_dir: Path, playbook: Path) -> subprocess.Popen:
+def start_apply(lab, state_dir: Path, playbook: Path, *extra: str) -> subprocess.Popen:
     """An apply in the background, returned once it holds cp1's lock and wrote its change
     (it is then in its health wait)."""
     existing = backups(lab)
     process = subprocess.Popen(
         [sys.executable, "-m", "harden.cli", "apply", "-i", str(lab.inventory), str(playbook),
-         "--format", "json", *LAB_VARS], env={**os.environ, "HARDEN_STATE_DIR": str(state_dir)},
+         "--format", "json", *LAB_VARS, *extra], env={**os.environ, "HARDEN_STATE_DIR": str(state_dir)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
@@ -151,3 +152,121 @@ def test_a_killed_apply_keeps_the_node_locked_until_its_rollback(lab, plays, tmp
     assert "took over the lock of run " + killed in rolled.stdout
     assert (lab.node_root("cp1") / APISERVER.lstrip("/")).read_bytes() == before
     assert not os.path.lexists(lock_of(lab)) and apiserver_healthy(lab, "cp1")
+
+
+CREATED = "/etc/kubernetes/harden-test/created-by-run"
+
+
+def file_and_flag_play() -> str:
+    """Creates a file (removed last by a rollback, after the health wait) and changes a flag."""
+    return f"""
+- hosts: control_plane
+  become: true
+  tasks:
+    - name: a file of the run
+      copy: {{dest: {CREATED}, content: "created\\n"}}
+    - name: set --profiling
+      static_pod:
+        manifest: {APISERVER}
+        set: {{profiling: "false"}}
+"""
+
+
+def manifest(lab) -> bytes:
+    return (lab.node_root("cp1") / APISERVER.lstrip("/")).read_bytes()
+
+
+def test_a_rollback_killed_mid_restore_finishes_when_run_again(lab, plays, tmp_path):
+    assert harden(tmp_path, "apply", "-i", str(lab.inventory), str(plays["profiling-back"]),
+                  *LAB_VARS).returncode == 0
+    before = manifest(lab)
+    playbook = tmp_path / "file-and-flag.yml"
+    playbook.write_text(file_and_flag_play())
+    done = harden(tmp_path, "apply", "-i", str(lab.inventory), str(playbook), "--format",
+                  "json", *LAB_VARS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = json.loads(done.stdout)["run_id"]
+    created = lab.node_root("cp1") / CREATED.lstrip("/")
+    assert manifest(lab) != before and created.exists()
+    process = subprocess.Popen([sys.executable, "-m", "harden.cli", "rollback", "-i",
+                                str(lab.inventory), run],
+                               env={**os.environ, "HARDEN_STATE_DIR": str(tmp_path)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and manifest(lab) != before:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)            # manifest restored, in the health wait
+    process.wait()
+    assert manifest(lab) == before and created.exists(), "not killed mid-restore"
+    listing = json.loads(harden(tmp_path, "runs", "--json").stdout)
+    assert listing[0]["playbook"] == f"rollback {run}" and listing[0]["interrupted"]
+
+    resumed = harden(tmp_path, "rollback", "-i", str(lab.inventory), run)      # no --force
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "rolled_back" in resumed.stdout and "took over the lock" in resumed.stdout
+    assert manifest(lab) == before and not created.exists()
+    assert not os.path.lexists(lock_of(lab)) and apiserver_healthy(lab, "cp1")
+
+
+def test_resolve_closes_a_killed_run_without_touching_the_node(lab, plays, tmp_path):
+    process = start_apply(lab, tmp_path, plays["events"])
+    killed = holder_run(lab)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    left = manifest(lab)
+    resolved = harden(tmp_path, "runs", "--resolve", killed)
+    assert resolved.returncode == 0, resolved.stdout + resolved.stderr
+    row = next(r for r in json.loads(harden(tmp_path, "runs", "--json").stdout)
+               if r["id"] == killed)
+    assert row["resolved"] and not row["interrupted"]
+    assert "resolved" in harden(tmp_path, "runs").stdout
+    assert manifest(lab) == left and killed in backups(lab)        # the node as it was
+    refused = harden(tmp_path, "apply", "-i", str(lab.inventory), str(plays["events-back"]),
+                     *LAB_VARS)
+    assert refused.returncode == 4 and "was resolved" in refused.stdout + refused.stderr
+    taken = harden(tmp_path, "apply", "-i", str(lab.inventory), str(plays["events-back"]),
+                   "--break-lock", *LAB_VARS)
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    assert f"took over the lock of run {killed}" in taken.stdout + taken.stderr
+    assert f"run {killed} did not finish" not in taken.stdout + taken.stderr
+    pruned = harden(tmp_path, "prune", "-i", str(lab.inventory), "--keep", "1")
+    assert pruned.returncode == 0 and killed not in backups(lab)
+    assert "interrupted and resolved" in pruned.stdout
+    assert harden(tmp_path, "runs", "--resolve", killed).returncode == 1        # once only
+
+
+def test_the_key_in_use_is_never_dropped_after_a_killed_stage(lab, tmp_path):
+    """Issue 8, point 2: stage killed, stage re-run, promote, retire, then every command the
+    output suggests, with --force too: key2, which the API server writes with, stays."""
+    old_key = tmp_path / "key.yml"
+    old_key.write_text(f"encryption_key: {OLD}\n")
+    new_key = tmp_path / "new-key.yml"
+    new_key.write_text(f"new_encryption_key_name: key2\nnew_encryption_key: {NEW}\n")
+    for path in (old_key, new_key):
+        path.chmod(0o600)
+    for phase in ("prepare", "enable"):
+        done = harden(tmp_path, "apply", "-i", str(lab.inventory),
+                      str(PLAYBOOKS / "encryption-at-rest.yml"), "-e", f"@{old_key}",
+                      "-e", f"encryption_phase={phase}", *LAB_VARS)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    staging = start_apply(lab, tmp_path, Path(ROTATE), "-e", f"@{new_key}",
+                          "-e", "rotation_phase=stage")
+    killed = holder_run(lab)
+    staging.send_signal(signal.SIGKILL)
+    staging.wait()
+    outputs = []
+    for phase, extra in (("stage", ("--break-lock",)), ("promote", ()),
+                         ("retire", ("-e", "objects_rewritten=true"))):
+        done = rotate(lab, tmp_path, new_key, phase, *extra)
+        outputs.append(done.stdout + done.stderr)
+        assert done.returncode == 0, (phase, done.stdout[-3000:] + done.stderr)
+    assert key_order(lab) == {"cp1": ["key2"]}
+    assert f"harden rollback {killed}" in outputs[-1]                 # what it suggests
+    for extra in ((), ("--force",), ("--force", "--break-lock")):
+        refused = harden(tmp_path, "rollback", "-i", str(lab.inventory), killed, *extra)
+        assert refused.returncode == 4, (extra, refused.stdout + refused.stderr)
+        assert "secretbox key 'key2'" in refused.stdout and "--force does not" in refused.stdout
+        assert key_order(lab) == {"cp1": ["key2"]}, extra
+    assert harden(tmp_path, "runs", "--resolve", killed).returncode == 0
+    assert key_order(lab) == {"cp1": ["key2"]} and apiserver_healthy(lab, "cp1")
+    assert all(OLD not in text and NEW not in text for text in outputs)
