@@ -79,15 +79,21 @@ def _report(runner, name: str, error, message: str) -> None:
 
 
 def release_locks(runner) -> None:
-    """Give back every lock this run holds; a host that cannot be reached keeps it (reported:
-    the next run there names this one as the holder). A host locked but never started (a
-    serial rollout stopped before it) is journalled as such."""
+    """Give back every lock this run holds (in parallel); a host that cannot be reached keeps
+    it (reported: the next run there names this one as the holder). A host locked but never
+    started (a serial rollout stopped before it) is journalled as such."""
     lock = lock_path(runner.options.backup_root)
-    for name, become in list(runner.locked.items()):
+    locked = dict(runner.locked)
+    for name in locked:
         if name not in runner.result.hosts:
             runner.journal.host(runner.run_id, name, "not started")
-        try:
-            release(runner.session(name, None), runner.holder, lock, become)
-        except Exception as exc:          # noqa: BLE001 - one host must not keep the others
-            runner.out.warning(name, f"could not release the node lock {lock}: {exc}")
-        runner.locked.pop(name, None)
+
+    def one(host) -> None:
+        release(runner.session(host.name, None), runner.holder, lock, locked[host.name])
+
+    hosts = [runner.inventory.hosts[name] for name in locked]
+    for name, outcome in for_each_host(hosts, one, runner.options.forks).items():
+        if not outcome.ok:
+            runner.out.warning(name, f"could not release the node lock {lock}: "
+                                     f"{outcome.message}")
+    runner.locked.clear()

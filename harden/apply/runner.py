@@ -1,6 +1,10 @@
 """Running a playbook: plays over hosts in serial batches, each host's part of a play as one
 pipeline, health-gated, rolled back on failure.
 
+Before any of it, the run's own variables are checked (harden.apply.run_vars) and every host of
+every play is connected and its node lock taken (harden.apply.preflight): one host that fails
+there and nothing is written anywhere. The locks are given back at the end of the run.
+
 Per host and play (DESIGN.md, "Safety model of apply"):
 
   gather facts (ONE exec for every task of the play)
@@ -33,10 +37,10 @@ from harden.apply.host_outcome import HostOutcome
 from harden.apply.host_state import HostFailed, HostRunState, PendingTask
 from harden.apply.modules.base import TaskFailed
 from harden.apply.node_writes import NodeWriter
-from harden.apply.preflight import preflight, release_locks
-from harden.apply.run_vars import validate_run_vars
 from harden.apply.play_facts import PlayFacts
 from harden.apply.playbook import Play, Playbook, Task, serial_batches
+from harden.apply.preflight import preflight, release_locks
+from harden.apply.run_vars import validate_run_vars
 from harden.apply.tasks import TaskPlanner
 from harden.apply.verification import HealthVerification
 from harden.errors import HardenError

@@ -5,6 +5,7 @@ keeps its lock until `harden rollback` of that very run ends it."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_apply_failures import APISERVER, apiserver_healthy, harden
+from test_apply_failures import APISERVER, harden
 from test_rotation import NEW, OLD, PLAYBOOKS, ROTATE, key_order, rotate
 
 pytestmark = pytest.mark.lab
@@ -23,7 +24,8 @@ LAB_VARS = ("-e", "harden_wait_interval=0.5")
 
 
 def flag_play(flag: str, value: str) -> str:
-    """Sets one kube-apiserver flag; the implicit health wait holds the run for a while."""
+    """Sets one kube-apiserver flag, then holds the run for a while (also under --check, where
+    the hold reports ok): long enough for a second command to find cp1 locked."""
     return f"""
 - hosts: control_plane
   become: true
@@ -32,7 +34,27 @@ def flag_play(flag: str, value: str) -> str:
       static_pod:
         manifest: {APISERVER}
         set: {{{flag}: "{value}"}}
+    - name: hold
+      command: {{cmd: sleep 8}}
+      check_mode: false
+      changed_when: false
 """
+
+
+def pods_healthy(lab, timeout: float = 90) -> bool:
+    """Every static pod of cp1 running and ready, as the lab kubelet records it (a file read:
+    no SSH round trip that a loaded machine could time out)."""
+    state_file = lab.node_root("cp1") / "var/lib/kubelet/harden-lab-pods.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pods = json.loads(state_file.read_text())["pods"]
+        except (OSError, ValueError):
+            pods = {}
+        if pods and all(p["state"] == "running" and p["ready"] for p in pods.values()):
+            return True
+        time.sleep(0.5)
+    return False
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +63,20 @@ def lab(lab_factory):
         yield lab
 
 
+HOURS = itertools.count(3)
+
+
 @pytest.fixture
-def plays(tmp_path) -> dict[str, Path]:
-    out = {}
-    for name, flag, value in (("profiling", "profiling", "false"),
-                              ("events", "event-ttl", "2h0m0s"),
-                              ("profiling-back", "profiling", "true"),
-                              ("events-back", "event-ttl", "1h0m0s")):
-        out[name] = tmp_path / f"{name}.yml"
-        out[name].write_text(flag_play(flag, value))
-    return out
+def fresh(tmp_path):
+    """A playbook that changes cp1's kube-apiserver manifest whatever ran before (a new
+    --event-ttl each time), or sets --profiling (`fresh("profiling")`)."""
+    def make(kind: str = "ttl") -> Path:
+        flag, value = ("profiling", "false") if kind == "profiling" else \
+            ("event-ttl", f"{next(HOURS)}h0m0s")
+        path = tmp_path / f"{flag}-{value}.yml"
+        path.write_text(flag_play(flag, value))
+        return path
+    return make
 
 
 def lock_of(lab) -> Path:
@@ -68,7 +94,7 @@ def backups(lab) -> set[str]:
 
 def start_apply(lab, state_dir: Path, playbook: Path, *extra: str) -> subprocess.Popen:
     """An apply in the background, returned once it holds cp1's lock and wrote its change
-    (it is then in its health wait)."""
+    (it then holds the node for a while: see flag_play)."""
     existing = backups(lab)
     process = subprocess.Popen(
         [sys.executable, "-m", "harden.cli", "apply", "-i", str(lab.inventory), str(playbook),
@@ -96,32 +122,32 @@ def finish(process: subprocess.Popen) -> dict:
     return json.loads(stdout)
 
 
-def test_a_second_writer_is_refused_while_the_first_proceeds(lab, plays, tmp_path):
-    for first, second in (("profiling", "events"), ("events-back", "events-back")):
-        first_run = start_apply(lab, tmp_path, plays[first])
+def test_a_second_writer_is_refused_while_the_first_proceeds(lab, fresh, tmp_path):
+    same = fresh()
+    for first, second in ((fresh(), fresh("profiling")), (same, same)):
+        first_run = start_apply(lab, tmp_path, first)
         holder = holder_run(lab)
         during = digest(lab)
-        refused = harden(tmp_path, "apply", "-i", str(lab.inventory), str(plays[second]),
-                         *LAB_VARS)
+        refused = harden(tmp_path, "apply", "-i", str(lab.inventory), str(second), *LAB_VARS)
         assert refused.returncode == 4, refused.stdout + refused.stderr
         assert f"locked by run {holder} (apply)" in refused.stdout + refused.stderr
         assert "nothing was changed on any host" in refused.stdout + refused.stderr
         assert digest(lab) == during                   # the refused run wrote nothing
         assert finish(first_run)["run_id"] == holder
         assert not os.path.lexists(lock_of(lab))
-        check = harden(tmp_path, "apply", "-i", str(lab.inventory), str(plays[first]),
-                       "--check", *LAB_VARS)
+        check = harden(tmp_path, "apply", "-i", str(lab.inventory), str(first), "--check",
+                       *LAB_VARS)
         assert check.returncode == 0, check.stdout + check.stderr      # nothing pending
-    assert apiserver_healthy(lab, "cp1")
+    assert pods_healthy(lab)
 
 
-def test_rollback_and_prune_are_refused_while_an_apply_holds_the_node(lab, plays, tmp_path):
-    done = harden(tmp_path, "apply", "-i", str(lab.inventory), str(plays["profiling-back"]),
-                  "--format", "json", *LAB_VARS)
+def test_rollback_and_prune_are_refused_while_an_apply_holds_the_node(lab, fresh, tmp_path):
+    done = harden(tmp_path, "apply", "-i", str(lab.inventory), str(fresh()), "--format",
+                  "json", *LAB_VARS)
     assert done.returncode == 0, done.stdout + done.stderr
     earlier = json.loads(done.stdout)["run_id"]
     held = backups(lab)
-    running = start_apply(lab, tmp_path, plays["events"])
+    running = start_apply(lab, tmp_path, fresh())
     holder = holder_run(lab)
     during = digest(lab)
     rollback = harden(tmp_path, "rollback", "-i", str(lab.inventory), earlier)
@@ -134,15 +160,14 @@ def test_rollback_and_prune_are_refused_while_an_apply_holds_the_node(lab, plays
     assert harden(tmp_path, "prune", "-i", str(lab.inventory), "--keep", "1").returncode == 0
 
 
-def test_a_killed_apply_keeps_the_node_locked_until_its_rollback(lab, plays, tmp_path):
+def test_a_killed_apply_keeps_the_node_locked_until_its_rollback(lab, fresh, tmp_path):
     before = (lab.node_root("cp1") / APISERVER.lstrip("/")).read_bytes()
-    process = start_apply(lab, tmp_path, plays["profiling"])     # in its health wait
+    process = start_apply(lab, tmp_path, fresh())                 # in its health wait
     killed = holder_run(lab)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert os.path.islink(lock_of(lab))
-    refused = harden(tmp_path, "apply", "-i", str(lab.inventory), str(plays["events"]),
-                     *LAB_VARS)
+    refused = harden(tmp_path, "apply", "-i", str(lab.inventory), str(fresh()), *LAB_VARS)
     assert refused.returncode == 4
     assert f"locked by run {killed} (apply)" in refused.stdout + refused.stderr
     assert "is recorded as interrupted" in refused.stdout + refused.stderr
@@ -151,7 +176,7 @@ def test_a_killed_apply_keeps_the_node_locked_until_its_rollback(lab, plays, tmp
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     assert "took over the lock of run " + killed in rolled.stdout
     assert (lab.node_root("cp1") / APISERVER.lstrip("/")).read_bytes() == before
-    assert not os.path.lexists(lock_of(lab)) and apiserver_healthy(lab, "cp1")
+    assert not os.path.lexists(lock_of(lab)) and pods_healthy(lab)
 
 
 CREATED = "/etc/kubernetes/harden-test/created-by-run"
@@ -165,10 +190,10 @@ def file_and_flag_play() -> str:
   tasks:
     - name: a file of the run
       copy: {{dest: {CREATED}, content: "created\\n"}}
-    - name: set --profiling
+    - name: set --event-ttl
       static_pod:
         manifest: {APISERVER}
-        set: {{profiling: "false"}}
+        set: {{event-ttl: "{next(HOURS)}h0m0s"}}
 """
 
 
@@ -176,9 +201,7 @@ def manifest(lab) -> bytes:
     return (lab.node_root("cp1") / APISERVER.lstrip("/")).read_bytes()
 
 
-def test_a_rollback_killed_mid_restore_finishes_when_run_again(lab, plays, tmp_path):
-    assert harden(tmp_path, "apply", "-i", str(lab.inventory), str(plays["profiling-back"]),
-                  *LAB_VARS).returncode == 0
+def test_a_rollback_killed_mid_restore_finishes_when_run_again(lab, tmp_path):
     before = manifest(lab)
     playbook = tmp_path / "file-and-flag.yml"
     playbook.write_text(file_and_flag_play())
@@ -205,11 +228,11 @@ def test_a_rollback_killed_mid_restore_finishes_when_run_again(lab, plays, tmp_p
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "rolled_back" in resumed.stdout and "took over the lock" in resumed.stdout
     assert manifest(lab) == before and not created.exists()
-    assert not os.path.lexists(lock_of(lab)) and apiserver_healthy(lab, "cp1")
+    assert not os.path.lexists(lock_of(lab)) and pods_healthy(lab)
 
 
-def test_resolve_closes_a_killed_run_without_touching_the_node(lab, plays, tmp_path):
-    process = start_apply(lab, tmp_path, plays["events"])
+def test_resolve_closes_a_killed_run_without_touching_the_node(lab, fresh, tmp_path):
+    process = start_apply(lab, tmp_path, fresh())
     killed = holder_run(lab)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -221,11 +244,11 @@ def test_resolve_closes_a_killed_run_without_touching_the_node(lab, plays, tmp_p
     assert row["resolved"] and not row["interrupted"]
     assert "resolved" in harden(tmp_path, "runs").stdout
     assert manifest(lab) == left and killed in backups(lab)        # the node as it was
-    refused = harden(tmp_path, "apply", "-i", str(lab.inventory), str(plays["events-back"]),
-                     *LAB_VARS)
+    after = fresh()
+    refused = harden(tmp_path, "apply", "-i", str(lab.inventory), str(after), *LAB_VARS)
     assert refused.returncode == 4 and "was resolved" in refused.stdout + refused.stderr
-    taken = harden(tmp_path, "apply", "-i", str(lab.inventory), str(plays["events-back"]),
-                   "--break-lock", *LAB_VARS)
+    taken = harden(tmp_path, "apply", "-i", str(lab.inventory), str(after), "--break-lock",
+                   *LAB_VARS)
     assert taken.returncode == 0, taken.stdout + taken.stderr
     assert f"took over the lock of run {killed}" in taken.stdout + taken.stderr
     assert f"run {killed} did not finish" not in taken.stdout + taken.stderr
@@ -268,5 +291,27 @@ def test_the_key_in_use_is_never_dropped_after_a_killed_stage(lab, tmp_path):
         assert "secretbox key 'key2'" in refused.stdout and "--force does not" in refused.stdout
         assert key_order(lab) == {"cp1": ["key2"]}, extra
     assert harden(tmp_path, "runs", "--resolve", killed).returncode == 0
-    assert key_order(lab) == {"cp1": ["key2"]} and apiserver_healthy(lab, "cp1")
+    assert key_order(lab) == {"cp1": ["key2"]} and pods_healthy(lab)
     assert all(OLD not in text and NEW not in text for text in outputs)
+
+
+def test_bad_input_and_an_unreachable_later_host_change_nothing(lab, fresh, tmp_path):
+    """Issue 8, point 6: a bad run variable is exit 1 before any host is contacted; a host of
+    a later serial batch that cannot be reached stops the run before cp1 is touched."""
+    before, held = manifest(lab), backups(lab)
+    bad = harden(tmp_path, "apply", "-i", str(lab.inventory), str(fresh()),
+                 "-e", "harden_wait_interval=abc")
+    assert bad.returncode == 1 and "-e harden_wait_interval: 'abc'" in bad.stderr, bad.stderr
+    inventory = tmp_path / "with-ghost.ini"          # ghost: after cp1, nothing listens
+    inventory.write_text("".join(
+        line + ("ghost ansible_host=127.0.0.1 ansible_port=9\n" if line.startswith("cp1 ")
+                else "") for line in lab.inventory.read_text().splitlines(keepends=True)))
+    serial = tmp_path / "serial.yml"
+    serial.write_text(fresh().read_text().replace("  become: true\n",
+                                                  "  become: true\n  serial: 1\n"))
+    stopped = harden(tmp_path, "apply", "-i", str(inventory), str(serial), "--timeout", "2",
+                     *LAB_VARS)
+    assert stopped.returncode == 4, stopped.stdout + stopped.stderr
+    assert "preflight failed on ghost" in stopped.stdout + stopped.stderr
+    assert manifest(lab) == before and backups(lab) == held
+    assert not os.path.lexists(lock_of(lab))
