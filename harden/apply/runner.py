@@ -5,7 +5,7 @@ Before any of it, the run's own variables are checked (harden.apply.run_vars) an
 every play is connected and its node lock taken (harden.apply.preflight): one host that fails
 there and nothing is written anywhere. The locks are given back at the end of the run.
 
-Per host and play (DESIGN.md, "Safety model of apply"):
+Per host and play (docs/architecture.md, "Apply: the per-host pipeline"):
 
   gather facts (ONE exec for every task of the play)
   → plan each task from facts (planned results are fed back, so later tasks see them)

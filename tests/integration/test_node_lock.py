@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_apply_failures import APISERVER, harden
-from test_rotation import NEW, OLD, PLAYBOOKS, ROTATE, key_order, rotate
+from support.lab_cli import APISERVER, harden
+from support.rotation import NEW, OLD, PLAYBOOKS, ROTATE, key_order, rotate
 
 pytestmark = pytest.mark.lab
 
