@@ -27,13 +27,15 @@ import paramiko
 from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay,
                       wait_random_exponential)
 
+from harden.ssh import certs
 from harden.ssh.settings import DEFAULT_IDENTITIES, ConnectionSpec, Endpoint
 from harden.errors import HostError
 from harden.ssh.hostkeys import (HostKeyMismatch, HostKeyUnknown, KnownKey, known_keys,
                              lookup_name, preferred_key_types, verify_host_key)
 
 __all__ = ["AuthenticationFailed", "BecomeFailed", "CommandResult", "CommandTimeout",
-           "HostKeyMismatch", "HostKeyUnknown", "JumpPool", "Session", "Unreachable", "connect"]
+           "HostKeyMismatch", "HostKeyUnknown", "HostSession", "JumpPool", "Session", "Unreachable",
+           "connect"]
 
 # paramiko logs failures it also raises; without a handler Python would print them on stderr
 # through its last-resort handler, in the middle of harden's own output.
@@ -80,12 +82,16 @@ class CommandResult:
     stderr: bytes
 
 
-def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> Session:
+def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> HostSession:
     """Open the host's session (through its jump hosts); retry only network failures.
 
     With a JumpPool, the jump hosts' connections are shared with every other host behind
     the same chain; without one, this session logs in to each jump host itself.
     """
+    if spec.transport == "openssh":
+        from harden.ssh.openssh import connect_openssh
+
+        return connect_openssh(spec, jumps)
     if jumps is None or not spec.jumps or spec.proxy_command:
         return Session(spec, _with_retries(spec, lambda: _open_chain(spec)))
     name = _known_hosts_name(spec.target)
@@ -128,6 +134,16 @@ class JumpPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._slots: dict[tuple, _PoolSlot] = {}
+        self._masters = None        # the openssh transport's jump masters (openssh.JumpMasters)
+
+    def masters(self):
+        """The openssh transport's shared jump-host masters (made on first use)."""
+        with self._lock:
+            if self._masters is None:
+                from harden.ssh.openssh import JumpMasters
+
+                self._masters = JumpMasters()
+            return self._masters
 
     def transport(self, spec: ConnectionSpec, chain: tuple[Endpoint, ...]) -> paramiko.Transport:
         """The logged-in transport to the last hop of `chain` (opened on first use)."""
@@ -148,6 +164,9 @@ class JumpPool:
     def close(self) -> None:
         with self._lock:
             slots, self._slots = list(self._slots.values()), {}
+            masters, self._masters = self._masters, None
+        if masters is not None:
+            masters.close()
         for slot in reversed(slots):
             if slot.transport is not None:
                 slot.transport.close()
@@ -231,10 +250,52 @@ def _known_hosts_name(hop: Endpoint) -> str:
     return lookup_name(hop.address, hop.port)
 
 
+class _Transport(paramiko.Transport):
+    """paramiko's Transport, remembering what the server offered when negotiation fails (to
+    say so: paramiko's own error names only the category)."""
+
+    server_offer: dict | None = None
+
+    def _parse_kex_init(self, m):
+        start = m.packet.tell()
+        try:
+            return super()._parse_kex_init(m)
+        except paramiko.IncompatiblePeer:
+            try:
+                m.packet.seek(start)
+                self.server_offer = self._really_parse_kex_init(m)
+            except Exception:   # noqa: BLE001 - a better message is a nicety, never a failure
+                self.server_offer = None
+            raise
+
+
+def negotiation_message(hop: Endpoint, exc: Exception, transport: paramiko.Transport) -> str:
+    """What the server offers, what paramiko supports, and the way out."""
+    ours = transport.get_security_options()
+    offer = getattr(transport, "server_offer", None) or {}
+
+    def listed(names) -> str:
+        names = [n for n in names if not n.startswith(("ext-info-", "kex-strict-"))]
+        return ",".join(names) if names else "?"
+
+    parts = [f"{hop.label}: no common SSH algorithms ({exc})"]
+    if offer:
+        parts.append(f"The server offers kex {listed(offer['kex_algo_list'])}; ciphers "
+                     f"{listed(offer['client_encrypt_algo_list'])}; MACs "
+                     f"{listed(offer['client_mac_algo_list'])}; host keys "
+                     f"{listed(offer['server_key_algo_list'])}")
+    parts.append(f"paramiko {paramiko.__version__} supports kex {listed(ours.kex)}; ciphers "
+                 f"{listed(ours.ciphers)}; MACs {listed(ours.digests)}; host keys "
+                 f"{listed(ours.key_types)}")
+    parts.append("Use the OpenSSH transport for this host (harden_transport=openssh in the "
+                 "inventory, or --transport openssh), which negotiates what ssh does")
+    return ". ".join(parts)
+
+
 def _handshake(spec: ConnectionSpec, hop: Endpoint, sock, name: str,
                known: list[KnownKey]) -> paramiko.Transport:
     """Key exchange, host key check, then authentication, on one hop."""
-    transport = paramiko.Transport(sock)
+    transport = _Transport(sock)
     try:
         _configure(spec, transport, preferred_key_types(known))
         _start(spec, hop, transport)
@@ -264,7 +325,8 @@ def _start(spec: ConnectionSpec, hop: Endpoint, transport: paramiko.Transport) -
     try:
         transport.start_client(timeout=spec.connect_timeout)
     except paramiko.IncompatiblePeer as exc:
-        raise Unreachable(spec.host, f"{hop.label}: no common SSH algorithms: {exc}") from None
+        raise Unreachable(spec.host, negotiation_message(hop, exc, transport),
+                          "harden_transport") from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
         raise _NetworkError(f"SSH handshake with {hop.label} failed: "
                             f"{exc or type(exc).__name__}") from None
@@ -296,7 +358,12 @@ def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> No
             return
         tried.append("password")
     what = ", ".join(tried) if tried else "nothing: no key file, agent key or password"
-    raise AuthenticationFailed(host, f"{hop.label} refused authentication (tried {what})",
+    hint = ""
+    if any(label.startswith("certificate ") for label in tried):
+        hint = ("; sshd accepts a certificate only when it trusts the signing CA "
+                "(TrustedUserCAKeys), the user is among its principals and it is in its "
+                "validity period")
+    raise AuthenticationFailed(host, f"{hop.label} refused authentication (tried {what}){hint}",
                                "ansible_user")
 
 
@@ -319,11 +386,15 @@ def _password_auth(hop: Endpoint, transport: paramiko.Transport, allowed: list[s
 
 
 def _candidate_keys(hop: Endpoint, notes: list[str]):
-    """(label, key) pairs, loaded lazily so an unused default key is never even read."""
+    """(label, key) pairs, loaded lazily so an unused default key is never even read.
+
+    A key with a certificate (`<key>-cert.pub` beside it, or a CertificateFile carrying its
+    public key) is offered with each certificate first and then plain, as ssh does.
+    """
     for path in hop.key_files:
         key = _load_key(path, notes)
         if key is not None:
-            yield f"key {path}", key
+            yield from _with_certificates(hop, path, key)
     if hop.identities_only:
         return
     agent = paramiko.Agent()
@@ -337,7 +408,25 @@ def _candidate_keys(hop: Endpoint, notes: list[str]):
         if path not in hop.key_files:
             key = _load_key(path, notes, quiet_missing=True)
             if key is not None:
-                yield f"key {path}", key
+                yield from _with_certificates(hop, path, key)
+
+
+def _with_certificates(hop: Endpoint, path: str, key: paramiko.PKey):
+    beside = key.public_blob      # paramiko attaches <key>-cert.pub when it exists
+    found = []
+    if beside is not None:
+        cert = certs.parse(path + "-cert.pub", beside, key)
+        if cert is not None:
+            found.append(cert)
+    for cert_path in hop.cert_files:
+        cert = certs.read_for_key(cert_path, key)
+        if cert is not None and cert.path not in {c.path for c in found}:
+            found.append(cert)
+    for cert in found:
+        key.public_blob = cert.blob
+        yield cert.describe(hop.user), key
+    key.public_blob = None
+    yield f"key {path}", key
 
 
 def _load_key(path: str, notes: list[str], quiet_missing: bool = False):
@@ -357,29 +446,30 @@ def _expand(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-class Session:
-    """The one SSH session of one host: run commands (optionally under sudo), open tunnels."""
+class HostSession:
+    """One host's session for the run, whatever the transport: what runner, check, health,
+    rollback and prune use. Subclasses open exec streams and TCP tunnels; become, stdin and
+    timeouts work the same over both (`run` is shared)."""
 
-    def __init__(self, spec: ConnectionSpec, transports: list[paramiko.Transport]):
+    spec: ConnectionSpec
+    host: str
+    exec_count: int
+
+    def __init__(self, spec: ConnectionSpec):
         self.spec = spec
         self.host = spec.host
         self.exec_count = 0
-        self._transports = transports
         self._lock = threading.Lock()
         self._token = secrets.token_hex(8)
 
-    @property
-    def transport(self) -> paramiko.Transport:
-        return self._transports[-1]
-
-    def __enter__(self) -> Session:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Session {self.host} {self.spec.route} execs={self.exec_count}>"
+        return f"<{type(self).__name__} {self.host} {self.spec.route} execs={self.exec_count}>"
 
     def run(self, command: str, *, become: bool | None = None, stdin: bytes | None = None,
             timeout: float | None = None) -> CommandResult:
@@ -387,8 +477,49 @@ class Session:
         deadline = time.monotonic() + timeout if timeout else None
         if self._needs_sudo(self.spec.become if become is None else become):
             return self._run_sudo(command, stdin or b"", deadline, timeout)
-        channel = self._exec(command)
-        return _Stream(self.host, channel, deadline, timeout).finish(stdin or b"")
+        return self._stream(command, deadline, timeout).finish(stdin or b"")
+
+    def open_tcp(self, host: str, port: int, timeout: float | None = None):
+        """A TCP connection made *by the node* to host:port (sendall/recv/settimeout/close)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _open_stream(self, command: str, deadline: float | None, timeout: float | None):
+        """Start `command` on one exec channel; the stream reads its output (see _Stream)."""
+        raise NotImplementedError
+
+    def _stream(self, command: str, deadline: float | None, timeout: float | None):
+        with self._lock:
+            self.exec_count += 1
+        return self._open_stream(command, deadline, timeout)
+
+    def _needs_sudo(self, become: bool) -> bool:
+        return become and self.spec.target.user != self.spec.become_user
+
+    def _run_sudo(self, command: str, stdin: bytes, deadline: float | None,
+                  timeout: float | None) -> CommandResult:
+        prompt = f"[harden-sudo-{self._token}] password: "
+        marker = f"HARDEN-BECOME-{self._token}"
+        password = self.spec.become_password
+        stream = self._stream(sudo_command(command, self.spec.become_user, marker,
+                                           prompt if password else None), deadline, timeout)
+        handshake_end = time.monotonic() + (timeout or BECOME_HANDSHAKE_TIMEOUT)
+        _BecomeHandshake(self, stream, prompt, marker, handshake_end).run()
+        return stream.finish(stdin)
+
+
+class Session(HostSession):
+    """The paramiko session of one host: exec channels and direct-tcpip tunnels."""
+
+    def __init__(self, spec: ConnectionSpec, transports: list[paramiko.Transport]):
+        super().__init__(spec)
+        self._transports = transports
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        return self._transports[-1]
 
     def open_tcp(self, host: str, port: int, timeout: float | None = None) -> paramiko.Channel:
         """A TCP connection made *by the node* to host:port (health checks from its viewpoint)."""
@@ -405,30 +536,14 @@ class Session:
         for transport in reversed(self._transports):
             transport.close()
 
-    def _needs_sudo(self, become: bool) -> bool:
-        return become and self.spec.target.user != self.spec.become_user
-
-    def _exec(self, command: str) -> paramiko.Channel:
-        with self._lock:
-            self.exec_count += 1
+    def _open_stream(self, command: str, deadline: float | None,
+                     timeout: float | None) -> _Stream:
         try:
             channel = self.transport.open_session(timeout=self.spec.connect_timeout)
             channel.exec_command(command)
-            return channel
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise Unreachable(self.host, f"connection lost: {exc or type(exc).__name__}") from None
-
-    def _run_sudo(self, command: str, stdin: bytes, deadline: float | None,
-                  timeout: float | None) -> CommandResult:
-        prompt = f"[harden-sudo-{self._token}] password: "
-        marker = f"HARDEN-BECOME-{self._token}"
-        password = self.spec.become_password
-        channel = self._exec(sudo_command(command, self.spec.become_user, marker,
-                                          prompt if password else None))
-        stream = _Stream(self.host, channel, deadline, timeout)
-        handshake_end = time.monotonic() + (timeout or BECOME_HANDSHAKE_TIMEOUT)
-        _BecomeHandshake(self, stream, prompt, marker, handshake_end).run()
-        return stream.finish(stdin)
+        return _Stream(self.host, channel, deadline, timeout)
 
 
 def sudo_command(command: str, become_user: str, marker: str, prompt: str | None) -> str:
@@ -447,7 +562,7 @@ def sudo_command(command: str, become_user: str, marker: str, prompt: str | None
 class _BecomeHandshake:
     """Answers sudo's prompt once and waits for the marker; any other ending is a failure."""
 
-    def __init__(self, session: Session, stream: _Stream, prompt: str, marker: str,
+    def __init__(self, session: HostSession, stream, prompt: str, marker: str,
                  deadline: float):
         self.session, self.stream = session, stream
         self.prompt, self.marker = prompt.encode(), (marker + "\n").encode()
@@ -489,7 +604,7 @@ class _BecomeHandshake:
     def _send_password(self) -> None:
         secret = self.session.spec.become_password
         try:
-            self.stream.channel.sendall((secret.reveal() + "\n").encode())
+            self.stream.send((secret.reveal() + "\n").encode())
         except (OSError, paramiko.SSHException) as exc:
             raise Unreachable(self.session.host, f"connection lost: {exc}") from None
 
@@ -512,7 +627,7 @@ class _BecomeHandshake:
                    "ansible_become_user")
 
     def _fail(self, message: str, setting: str) -> None:
-        self.stream.channel.close()
+        self.stream.close()
         raise BecomeFailed(self.session.host, message, setting)
 
 
@@ -526,6 +641,12 @@ class _Stream:
         self.stdout, self.stderr = bytearray(), bytearray()
         self._pending = b""
         self._stdin_closed = False
+
+    def send(self, data: bytes) -> None:
+        self.channel.sendall(data)
+
+    def close(self) -> None:
+        self.channel.close()
 
     @property
     def ended(self) -> bool:
