@@ -7,8 +7,8 @@ per host for the run (the master), then one exec channel per command through it
 (`ssh -S socket`), and health-check tunnels through the same master (`ssh -S socket -W`).
 
 The masters' sockets live in a private 0700 directory made for the run; a master runs in the
-foreground as our child (ControlPersist off), so closing the session ends it (`-O exit`, then
-the process itself) and removes the directory. Become, stdin, timeouts and error classes are
+foreground as our child (ControlPersist off), so closing the session ends it (SIGTERM to that
+process, which we started) and removes the directory. Become, stdin, timeouts and error classes are
 those of the paramiko transport (transport.HostSession); errors are classified from ssh's
 own messages, and only connection establishment (refused, reset, timed out) is retried.
 """
@@ -35,6 +35,8 @@ from harden.ssh.sshconfig import ssh_client
 from harden.ssh.transport import (AuthenticationFailed, CommandResult, CommandTimeout, HostSession,
                                   JumpPool, Unreachable, _NetworkError, _with_retries)
 
+# What an `ssh -S` client prints when the master, not the command, failed it.
+_MUX_FAILURE = re.compile(r"mux_client_|Control socket connect|ControlSocket .* already exists")
 _POLL = 0.01                 # seconds between looks at a starting master
 _CHUNK = 65536
 _EXIT_TIMEOUT = 5.0
@@ -93,8 +95,9 @@ class Master:
         argv = [ssh_client() or "ssh", *master_options(spec, hop, path, via), "-N",
                 destination or hop.address]
         with open(log, "wb") as err:
+            # In our process group: a Ctrl-C or hang-up of the terminal ends the masters too.
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                       stderr=err, start_new_session=True)
+                                       stderr=err)
         master = cls(spec, hop, path, process, log)
         master._wait_ready()
         return master
@@ -123,11 +126,10 @@ class Master:
             return ""
 
     def stop(self) -> None:
-        """Ask the master to exit (-O exit), then make sure the process is gone."""
-        if self.process.poll() is None and os.path.exists(self.socket):
-            subprocess.run([ssh_client() or "ssh", "-F", "/dev/null", "-S", self.socket,
-                            "-O", "exit", "harden"], stdin=subprocess.DEVNULL,
-                           capture_output=True, timeout=_EXIT_TIMEOUT, check=False)
+        """End the master: it is our child, so SIGTERM (ssh closes its channels and removes
+        its socket) rather than a third process per host for `-O exit`."""
+        if self.process.poll() is None:
+            self.process.terminate()
         try:
             self.process.wait(timeout=_EXIT_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -356,6 +358,9 @@ class _ProcessStream:
             return -1
         if rc == 255 and not self.session.master.alive():
             raise Unreachable(self.host, "connection lost while the command ran")
+        if rc == 255 and _MUX_FAILURE.search(self.stderr.decode(errors="replace")):
+            raise Unreachable(self.host, "the ssh master refused a new channel: "
+                                         f"{self.stderr.decode(errors='replace').strip()}")
         return rc
 
     def finish(self, stdin: bytes) -> CommandResult:

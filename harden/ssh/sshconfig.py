@@ -52,7 +52,10 @@ class ConfigValues:
     def known_hosts_files(self) -> tuple[str, ...]:
         """Configured UserKnownHostsFiles; () when they are ssh's defaults."""
         files = tuple(w for value in self.all("userknownhostsfile") for w in value.split())
-        defaults = {os.path.expanduser(f) for f in _DEFAULT_KNOWN_HOSTS} | set(_DEFAULT_KNOWN_HOSTS)
+        home = pwd.getpwuid(os.getuid()).pw_dir     # ssh's ~ is the passwd home, not $HOME
+        defaults = ({os.path.expanduser(f) for f in _DEFAULT_KNOWN_HOSTS} |
+                    {f.replace("~", home, 1) for f in _DEFAULT_KNOWN_HOSTS} |
+                    set(_DEFAULT_KNOWN_HOSTS))
         return () if set(files) <= defaults else files
 
     def setting(self, key: str) -> str | None:
