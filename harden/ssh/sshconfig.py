@@ -52,7 +52,7 @@ class ConfigValues:
     def known_hosts_files(self) -> tuple[str, ...]:
         """Configured UserKnownHostsFiles; () when they are ssh's defaults."""
         files = tuple(w for value in self.all("userknownhostsfile") for w in value.split())
-        home = pwd.getpwuid(os.getuid()).pw_dir     # ssh's ~ is the passwd home, not $HOME
+        home = passwd_home()
         defaults = ({os.path.expanduser(f) for f in _DEFAULT_KNOWN_HOSTS} |
                     {f.replace("~", home, 1) for f in _DEFAULT_KNOWN_HOSTS} |
                     set(_DEFAULT_KNOWN_HOSTS))
@@ -84,6 +84,11 @@ def local_user() -> str:
     return pwd.getpwuid(os.getuid()).pw_name
 
 
+def passwd_home() -> str:
+    """ssh's `~`: the passwd entry's home, which $HOME does not change."""
+    return pwd.getpwuid(os.getuid()).pw_dir
+
+
 def resolve(host: str, name: str, *, config_file: str | None = None, user: str | None = None,
             port: int | None = None) -> ConfigValues:
     """The configuration of destination `name` (user/port from the command line, if any)."""
@@ -103,7 +108,7 @@ def may_matter(config_file: str | None) -> bool:
     """
     if config_file:
         return True       # asked for by name: always read as ssh reads it
-    user_dir = os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".ssh")
+    user_dir = os.path.join(passwd_home(), ".ssh")
     roots = [(os.path.join(user_dir, "config"), user_dir),
              (SYSTEM_CONFIG, os.path.dirname(SYSTEM_CONFIG))]
     seen: set[str] = set()

@@ -119,6 +119,23 @@ def test_host_known_only_through_ssh_config_is_reached_by_ping_check_and_apply(
     assert route.startswith(f"root@{w1}:22 via root@{cp1}:22")
 
 
+def test_openssh_hosts_behind_one_bastion_share_its_master(calab, tmp_path):
+    """Two inventory hosts reached through cp1: cp1 sees one login, w1 one per host."""
+    w1 = calab.nodes["w1"]
+    inventory = tmp_path / "inv.ini"
+    inventory.write_text(
+        f"[nodes]\ncp1 ansible_host={calab.nodes['cp1']}\n"
+        f"w1a ansible_host={w1} ansible_ssh_extra_args='-J cp1'\n"
+        f"w1b ansible_host={w1} ansible_ssh_extra_args='-J cp1'\n[nodes:vars]\n"
+        f"ansible_user=root\nansible_ssh_private_key_file={calab.key}\n"
+        f"ansible_ssh_common_args='-o UserKnownHostsFile={calab.known_hosts}'\n")
+    marks = {n: sshd_log(calab, n).stat().st_size for n in ("cp1", "w1")}
+    done = harden("ping", "-i", str(inventory), "-l", "w1a,w1b", "--transport", "openssh")
+    assert done.returncode == 0, done.stdout
+    assert logins_since(calab, "cp1", marks["cp1"]) == 1
+    assert logins_since(calab, "w1", marks["w1"]) == 2
+
+
 # --- user certificates ----------------------------------------------------------------------
 
 def certified_key(lab, tmp_path: Path, ca: Path, name: str = "id_cert") -> Path:

@@ -106,8 +106,7 @@ def test_a_bad_config_line_stops_every_host_before_any_connection(tmp_path):
 
 def test_without_a_config_file_ssh_g_is_not_needed(monkeypatch, tmp_path):
     monkeypatch.setattr(sshconfig, "SYSTEM_CONFIG", str(tmp_path / "none"))
-    monkeypatch.setattr(sshconfig.pwd, "getpwuid", lambda uid: type("P", (), {
-        "pw_dir": str(tmp_path), "pw_name": "alice"})())
+    monkeypatch.setattr(sshconfig, "passwd_home", lambda: str(tmp_path))
     assert not sshconfig.may_matter(None)
     (tmp_path / ".ssh").mkdir()
     (tmp_path / ".ssh" / "config").write_text("Include more/*.conf\n")
