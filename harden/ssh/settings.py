@@ -170,7 +170,7 @@ def connection_spec(host: Host, options: RunOptions) -> ConnectionSpec:
     config = _config_for(host.name, name, args, options,
                          user=_first(hv, "ansible_user", "ansible_ssh_user"),
                          port=_first(hv, "ansible_port", "ansible_ssh_port"))
-    _merge_config(host.name, args, config)
+    _merge_config(args, config)
     target = _target_endpoint(host, args, options)
     policy = _host_key_policy(host.name, args, options)
     files = _known_hosts_files(args)
@@ -242,7 +242,7 @@ def _config_for(host: str, name: str, args: _SshArgs, options: RunOptions, *, us
                              port=_port(host, port, "ansible_port") if port else None)
 
 
-def _merge_config(host: str, args: _SshArgs, config: sshconfig.ConfigValues) -> None:
+def _merge_config(args: _SshArgs, config: sshconfig.ConfigValues) -> None:
     """Fill what the inventory and ssh arguments leave open from the ssh config."""
     if config.source == "none":
         return
@@ -255,17 +255,15 @@ def _merge_config(host: str, args: _SshArgs, config: sshconfig.ConfigValues) -> 
     user = config.setting("user")
     if user and user != sshconfig.local_user():
         args.options.setdefault("user", user)
-    name = args.options.get("hostname", "")
-    port = int(args.options.get("port", 22)) if str(args.options.get("port", 22)).isdigit() else 22
-    expand = lambda p: sshconfig.expand_path(p, host=name, user=args.options.get("user", ""),
-                                             port=port)
-    for path in config.identity_files():
-        full = expand(path)
-        if os.path.isfile(full):
-            args.identity_files.append(full)
-        else:
-            args.warnings.append(f"ssh config: IdentityFile {full} does not exist")
-    args.cert_files.extend(expand(p) for p in config.all("certificatefile"))
+    expand = _config_path_expander(args)
+    for setting, paths, found in (("IdentityFile", config.identity_files(), args.identity_files),
+                                  ("CertificateFile", config.all("certificatefile"),
+                                   args.cert_files)):
+        for path in map(expand, paths):
+            if os.path.isfile(path):
+                found.append(path)
+            else:       # ssh skips it with a warning too
+                args.warnings.append(f"ssh config: {setting} {path} does not exist")
     if not args.known_hosts_files:
         args.known_hosts_files.extend(expand(p) for p in config.known_hosts_files())
     if args.jumps is None and "proxycommand" not in args.options:
@@ -273,6 +271,14 @@ def _merge_config(host: str, args: _SshArgs, config: sshconfig.ConfigValues) -> 
             args.jumps = config.setting("proxyjump")
         elif config.setting("proxycommand"):
             args.options["proxycommand"] = config.setting("proxycommand")
+
+
+def _config_path_expander(args: _SshArgs):
+    """Paths in the config may use ~ and ssh's tokens (%d %u %h %r %p)."""
+    port = str(args.options.get("port", "22"))
+    values = {"host": args.options.get("hostname", ""), "user": args.options.get("user", ""),
+              "port": int(port) if port.isdigit() else 22}
+    return lambda path: sshconfig.expand_path(path, **values)
 
 
 def parse_ssh_args(host: str, strings: list[tuple[str, str]]) -> _SshArgs:
@@ -443,7 +449,7 @@ def _jump_endpoint(host: str, text: str, target: Endpoint, options: RunOptions,
     if not options.read_ssh_config:
         return jump
     args = _SshArgs(config_file=config_file)
-    _merge_config(host, args, sshconfig.resolve(host, name, config_file=config_file,
+    _merge_config(args, sshconfig.resolve(host, name, config_file=config_file,
                                                 user=user or None, port=port))
     return replace(jump, address=args.options.get("hostname", name),
                    port=_port(host, args.options.get("port", jump.port), "ProxyJump"),
