@@ -9,7 +9,7 @@ per host for the run (the master), then one exec channel per command through it
 The masters' sockets live in a private 0700 directory made for the run; a master runs in the
 foreground as our child (ControlPersist off), so closing the session ends it (SIGTERM to that
 process, which we started) and removes the directory. Become, stdin, timeouts and error classes are
-those of the paramiko transport (transport.HostSession); errors are classified from ssh's
+those of the paramiko transport (common.HostSession); errors are classified from ssh's
 own messages, and only connection establishment (refused, reset, timed out) is retried.
 """
 
@@ -32,8 +32,9 @@ from harden.errors import HostError
 from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown
 from harden.ssh.settings import GLOBAL_KNOWN_HOSTS, ConnectionSpec, Endpoint
 from harden.ssh.sshconfig import ssh_client
-from harden.ssh.transport import (AuthenticationFailed, CommandResult, CommandTimeout, HostSession,
-                                  JumpPool, Unreachable, _NetworkError, _with_retries)
+from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession, Unreachable,
+                               _NetworkError, _with_retries)
+from harden.ssh.session import CommandResult
 
 # What an `ssh -S` client prints when the master, not the command, failed it.
 _MUX_FAILURE = re.compile(r"mux_client_|Control socket connect|ControlSocket .* already exists")
@@ -42,15 +43,16 @@ _CHUNK = 65536
 _EXIT_TIMEOUT = 5.0
 
 
-def connect_openssh(spec: ConnectionSpec, jumps: JumpPool | None = None) -> OpenSSHSession:
-    """Start the host's master (after its jump hosts' masters); retry network errors only."""
+def connect_openssh(spec: ConnectionSpec, jumps: JumpMasters | None = None) -> OpenSSHSession:
+    """Start the host's master (after its jump hosts' masters, shared through `jumps` when
+    given); retry network errors only."""
     private = _private_dir()
     own_jumps = None
     try:
         via = None
         if spec.jumps and not spec.proxy_command:
             if jumps is not None:
-                via = jumps.masters().socket_for(spec, spec.jumps)
+                via = jumps.socket_for(spec, spec.jumps)
             else:
                 own_jumps = JumpMasters()
                 via = own_jumps.socket_for(spec, spec.jumps)
@@ -316,7 +318,7 @@ class _Tunnel:
 
 class _ProcessStream:
     """One `ssh -S` client's stdout and stderr read together while stdin is fed: the same
-    interface as transport._Stream, so become and timeouts behave alike."""
+    interface as the paramiko transport's _Stream, so become and timeouts behave alike."""
 
     def __init__(self, session: OpenSSHSession, process: subprocess.Popen,
                  deadline: float | None, timeout: float | None):

@@ -4,82 +4,42 @@ Why paramiko's Transport and not SSHClient: the host key must be checked against
 (with file and line in the error) before any credential is sent, jump hosts are chained through
 direct-tcpip channels each with its own key check, and only connection *establishment* is
 retried. A command is never re-run: once a channel is opened, its outcome is what we report.
-
-Become is sudo with `-S`, a per-session random prompt and a start marker: the marker on stdout
-proves sudo let the command start; a second prompt proves the password was rejected (sudo
-re-asks instead of failing), so a wrong password is detected without waiting for a timeout.
+Become, stdin and timeouts are common.HostSession's; `connect` hands a host whose transport is
+`openssh` to harden.ssh.openssh.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
 import select
-import shlex
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
 
 import paramiko
-from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay,
-                      wait_random_exponential)
 
-from harden.ssh import certs
-from harden.ssh.settings import DEFAULT_IDENTITIES, ConnectionSpec, Endpoint
 from harden.errors import HostError
+from harden.ssh import certs, openssh
+from harden.ssh.common import (BECOME_HANDSHAKE_TIMEOUT, AuthenticationFailed, BecomeFailed,
+                               CommandTimeout, HostSession, Unreachable, _NetworkError,
+                               _with_retries, sudo_command)
+from harden.ssh.session import CommandResult
+from harden.ssh.settings import DEFAULT_IDENTITIES, ConnectionSpec, Endpoint
 from harden.ssh.hostkeys import (HostKeyMismatch, HostKeyUnknown, KnownKey, known_keys,
                              lookup_name, preferred_key_types, verify_host_key)
 
-__all__ = ["AuthenticationFailed", "BecomeFailed", "CommandResult", "CommandTimeout",
-           "HostKeyMismatch", "HostKeyUnknown", "HostSession", "JumpPool", "Session", "Unreachable",
-           "connect"]
+__all__ = ["BECOME_HANDSHAKE_TIMEOUT", "AuthenticationFailed", "BecomeFailed", "CommandResult",
+           "CommandTimeout", "HostKeyMismatch", "HostKeyUnknown", "HostSession", "JumpPool",
+           "ParamikoSession", "Unreachable", "connect", "sudo_command"]
 
 # paramiko logs failures it also raises; without a handler Python would print them on stderr
 # through its last-resort handler, in the middle of harden's own output.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
-BECOME_HANDSHAKE_TIMEOUT = 30.0   # sudo's own pause after a wrong password is ~2 s
 _POLL = 0.05                      # seconds between polls while stdin is still being sent
 _CHUNK = 32768
-T = TypeVar("T")
-
-
-class Unreachable(HostError):
-    """No SSH session could be established (refused, timed out, reset, lost)."""
-
-    kind = "unreachable"
-
-
-class AuthenticationFailed(HostError):
-    """The server refused every key and password offered for the user."""
-
-    kind = "auth failed"
-
-
-class BecomeFailed(HostError):
-    """sudo did not let the command run: wrong or missing password, not allowed, no sudo."""
-
-    kind = "become failed"
-
-
-class CommandTimeout(HostError):
-    """A command did not finish in time; its channel was closed (it is not re-run)."""
-
-    kind = "timeout"
-
-
-class _NetworkError(Exception):
-    """A connection-establishment failure worth another attempt."""
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    rc: int
-    stdout: bytes
-    stderr: bytes
 
 
 def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> HostSession:
@@ -89,11 +49,9 @@ def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> HostSession:
     the same chain; without one, this session logs in to each jump host itself.
     """
     if spec.transport == "openssh":
-        from harden.ssh.openssh import connect_openssh
-
-        return connect_openssh(spec, jumps)
+        return openssh.connect_openssh(spec, jumps.masters() if jumps is not None else None)
     if jumps is None or not spec.jumps or spec.proxy_command:
-        return Session(spec, _with_retries(spec, lambda: _open_chain(spec)))
+        return ParamikoSession(spec, _with_retries(spec, lambda: _open_chain(spec)))
     name = _known_hosts_name(spec.target)
     known = known_keys(spec.host, name, spec.known_hosts_files)
 
@@ -101,26 +59,7 @@ def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> HostSession:
         sock = _forward(spec, spec.jumps[-1], jumps.transport(spec, spec.jumps), spec.target)
         return [_handshake(spec, spec.target, sock, name, known)]
 
-    return Session(spec, _with_retries(spec, through_pool))
-
-
-def _with_retries(spec: ConnectionSpec, attempt: Callable[[], T]) -> T:
-    """Run a connection attempt again on network errors, within the connect timeout.
-
-    The whole budget is the connect timeout: a refused or reset connection is tried again
-    after a short jittered backoff, but a host is reported unreachable after about
-    ConnectTimeout seconds, never several multiples of it. Nothing else is retried.
-    """
-    retrying = Retrying(
-        stop=stop_after_attempt(spec.retries + 1) | stop_after_delay(spec.connect_timeout),
-        wait=wait_random_exponential(multiplier=0.25, max=2.0),
-        retry=retry_if_exception_type(_NetworkError),
-        reraise=True,
-    )
-    try:
-        return retrying(attempt)
-    except _NetworkError as exc:
-        raise Unreachable(spec.host, str(exc)) from None
+    return ParamikoSession(spec, _with_retries(spec, through_pool))
 
 
 class JumpPool:
@@ -134,15 +73,13 @@ class JumpPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._slots: dict[tuple, _PoolSlot] = {}
-        self._masters = None        # the openssh transport's jump masters (openssh.JumpMasters)
+        self._masters: openssh.JumpMasters | None = None   # the openssh transport's
 
-    def masters(self):
+    def masters(self) -> openssh.JumpMasters:
         """The openssh transport's shared jump-host masters (made on first use)."""
         with self._lock:
             if self._masters is None:
-                from harden.ssh.openssh import JumpMasters
-
-                self._masters = JumpMasters()
+                self._masters = openssh.JumpMasters()
             return self._masters
 
     def transport(self, spec: ConnectionSpec, chain: tuple[Endpoint, ...]) -> paramiko.Transport:
@@ -446,72 +383,9 @@ def _expand(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-class HostSession:
-    """One host's session for the run, whatever the transport: what runner, check, health,
-    rollback and prune use. Subclasses open exec streams and TCP tunnels; become, stdin and
-    timeouts work the same over both (`run` is shared)."""
-
-    spec: ConnectionSpec
-    host: str
-    exec_count: int
-
-    def __init__(self, spec: ConnectionSpec):
-        self.spec = spec
-        self.host = spec.host
-        self.exec_count = 0
-        self._lock = threading.Lock()
-        self._token = secrets.token_hex(8)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.host} {self.spec.route} execs={self.exec_count}>"
-
-    def run(self, command: str, *, become: bool | None = None, stdin: bytes | None = None,
-            timeout: float | None = None) -> CommandResult:
-        """Run one command (one exec channel); become=None follows the host's ansible_become."""
-        deadline = time.monotonic() + timeout if timeout else None
-        if self._needs_sudo(self.spec.become if become is None else become):
-            return self._run_sudo(command, stdin or b"", deadline, timeout)
-        return self._stream(command, deadline, timeout).finish(stdin or b"")
-
-    def open_tcp(self, host: str, port: int, timeout: float | None = None):
-        """A TCP connection made *by the node* to host:port (sendall/recv/settimeout/close)."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def _open_stream(self, command: str, deadline: float | None, timeout: float | None):
-        """Start `command` on one exec channel; the stream reads its output (see _Stream)."""
-        raise NotImplementedError
-
-    def _stream(self, command: str, deadline: float | None, timeout: float | None):
-        with self._lock:
-            self.exec_count += 1
-        return self._open_stream(command, deadline, timeout)
-
-    def _needs_sudo(self, become: bool) -> bool:
-        return become and self.spec.target.user != self.spec.become_user
-
-    def _run_sudo(self, command: str, stdin: bytes, deadline: float | None,
-                  timeout: float | None) -> CommandResult:
-        prompt = f"[harden-sudo-{self._token}] password: "
-        marker = f"HARDEN-BECOME-{self._token}"
-        password = self.spec.become_password
-        stream = self._stream(sudo_command(command, self.spec.become_user, marker,
-                                           prompt if password else None), deadline, timeout)
-        handshake_end = time.monotonic() + (timeout or BECOME_HANDSHAKE_TIMEOUT)
-        _BecomeHandshake(self, stream, prompt, marker, handshake_end).run()
-        return stream.finish(stdin)
-
-
-class Session(HostSession):
-    """The paramiko session of one host: exec channels and direct-tcpip tunnels."""
+class ParamikoSession(HostSession):
+    """The paramiko implementation of harden.ssh.session.Session: the one SSH session of one
+    host, exec channels and direct-tcpip tunnels over one paramiko Transport."""
 
     def __init__(self, spec: ConnectionSpec, transports: list[paramiko.Transport]):
         super().__init__(spec)
@@ -546,91 +420,6 @@ class Session(HostSession):
         return _Stream(self.host, channel, deadline, timeout)
 
 
-def sudo_command(command: str, become_user: str, marker: str, prompt: str | None) -> str:
-    """The shell line that runs `command` as `become_user` and first prints `marker`.
-
-    With a prompt, sudo reads the password from stdin (-S) byte by byte, so whatever follows
-    the password line on stdin still reaches the command. Without one, -n makes sudo fail at
-    once instead of waiting for a password nobody will type.
-    """
-    auth = f"-S -p {shlex.quote(prompt)}" if prompt else "-n"
-    inner = f'echo {marker}; exec /bin/sh -c "$1"'
-    return (f"sudo -H {auth} -u {shlex.quote(become_user)} -- /bin/sh -c {shlex.quote(inner)} "
-            f"harden {shlex.quote(command)}")
-
-
-class _BecomeHandshake:
-    """Answers sudo's prompt once and waits for the marker; any other ending is a failure."""
-
-    def __init__(self, session: HostSession, stream, prompt: str, marker: str,
-                 deadline: float):
-        self.session, self.stream = session, stream
-        self.prompt, self.marker = prompt.encode(), (marker + "\n").encode()
-        self.deadline = deadline
-        self.answered = 0
-
-    def run(self) -> None:
-        while True:
-            stream = self.stream
-            end = self._marker_end()
-            if end is not None:
-                del stream.stdout[:end]
-                stream.stderr[:] = stream.stderr.replace(self.prompt, b"", self.answered)
-                return
-            prompts = stream.stderr.count(self.prompt)
-            if prompts > self.answered:
-                if self.answered:
-                    self._fail("sudo password was rejected", "ansible_become_password")
-                self._send_password()
-                self.answered = prompts
-            if time.monotonic() > self.deadline:
-                self._fail("sudo did not start the command in time", "ansible_become")
-            if stream.ended:
-                self._fail_from_output()
-            stream.pump(self.deadline)
-
-    def _marker_end(self) -> int | None:
-        """Where the command's own output starts: after the marker line.
-
-        The marker must start a line but need not start stdout: a login shell's rc file
-        (~/.bashrc) may print before sudo runs. That text is not the command's, so it is dropped.
-        """
-        out = self.stream.stdout
-        if out.startswith(self.marker):
-            return len(self.marker)
-        at = out.find(b"\n" + self.marker)
-        return None if at < 0 else at + 1 + len(self.marker)
-
-    def _send_password(self) -> None:
-        secret = self.session.spec.become_password
-        try:
-            self.stream.send((secret.reveal() + "\n").encode())
-        except (OSError, paramiko.SSHException) as exc:
-            raise Unreachable(self.session.host, f"connection lost: {exc}") from None
-
-    def _fail_from_output(self) -> None:
-        spec = self.session.spec
-        text = self.stream.stderr.replace(self.prompt, b"").decode(errors="replace")
-        if spec.become_password:
-            text = text.replace(spec.become_password.reveal(), "********")
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        last = lines[-1] if lines else f"exit status {self.stream.exit_status()}"
-        if self.answered and "incorrect password" in text:   # sudoers passwd_tries=1
-            self._fail("sudo password was rejected", "ansible_become_password")
-        if "password is required" in last:
-            self._fail(f"sudo needs a password for {spec.target.user}: use --ask-become-pass, "
-                       "HARDEN_BECOME_PASSWORD or ansible_become_password",
-                       "ansible_become_password")
-        if "not found" in last and self.stream.exit_status() == 127:
-            self._fail("sudo is not installed on the host", "ansible_become")
-        self._fail(f"sudo refused to run the command as {spec.become_user}: {last}",
-                   "ansible_become_user")
-
-    def _fail(self, message: str, setting: str) -> None:
-        self.stream.close()
-        raise BecomeFailed(self.session.host, message, setting)
-
-
 class _Stream:
     """Reads stdout and stderr of one exec channel together, feeding stdin without deadlock."""
 
@@ -643,7 +432,10 @@ class _Stream:
         self._stdin_closed = False
 
     def send(self, data: bytes) -> None:
-        self.channel.sendall(data)
+        try:
+            self.channel.sendall(data)
+        except paramiko.SSHException as exc:
+            raise OSError(str(exc)) from None
 
     def close(self) -> None:
         self.channel.close()
