@@ -527,7 +527,8 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
     for node, spec in zip(nodes, specs):
         node.role = spec.role
     state = {"dir": str(lab_dir), "net": net, "profile": profile, "state": "starting",
-             "ssh_algorithms": ssh_algorithms, "user_ca": bool(user_ca), "labops_uid": uid, "nodes": [asdict(n) for n in nodes]}
+             "ssh_algorithms": ssh_algorithms, "user_ca": bool(user_ca), "labops_uid": uid,
+             "nodes": [asdict(n) for n in nodes]}
     deadline = time.monotonic() + UP_TIMEOUT
     try:
         for node in nodes:

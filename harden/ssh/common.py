@@ -114,7 +114,8 @@ class HostSession:
         raise NotImplementedError
 
     def _open_stream(self, command: str, deadline: float | None, timeout: float | None):
-        """Start `command` on one exec channel; the stream reads its output (the paramiko transport's _Stream, the openssh one's _ProcessStream)."""
+        """Start `command` on one exec channel; the stream reads its output (paramiko's
+        _Stream, openssh's _ProcessStream: stdout, stderr, ended, pump, send, finish, close)."""
         raise NotImplementedError
 
     def _stream(self, command: str, deadline: float | None, timeout: float | None):

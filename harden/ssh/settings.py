@@ -127,7 +127,7 @@ class ConnectionSpec:
     transport: str = DEFAULT_TRANSPORT         # paramiko | openssh
     ssh_config_file: str | None = None         # -F FILE from the ssh arguments
     config_name: str = ""                      # the destination ssh config blocks match
-    ssh_options: tuple[str, ...] = ()          # other -o options, passed on by the openssh transport
+    ssh_options: tuple[str, ...] = ()          # other -o options (the openssh transport's)
 
     @property
     def route(self) -> str:
