@@ -50,11 +50,11 @@ class CommandTimeout(HostError):
     kind = "timeout"
 
 
-class _NetworkError(Exception):
+class NetworkError(Exception):
     """A connection-establishment failure worth another attempt."""
 
 
-def _with_retries(spec: ConnectionSpec, attempt: Callable[[], T]) -> T:
+def with_retries(spec: ConnectionSpec, attempt: Callable[[], T]) -> T:
     """Run a connection attempt again on network errors, within the connect timeout.
 
     The whole budget is the connect timeout: a refused or reset connection is tried again
@@ -64,12 +64,12 @@ def _with_retries(spec: ConnectionSpec, attempt: Callable[[], T]) -> T:
     retrying = Retrying(
         stop=stop_after_attempt(spec.retries + 1) | stop_after_delay(spec.connect_timeout),
         wait=wait_random_exponential(multiplier=0.25, max=2.0),
-        retry=retry_if_exception_type(_NetworkError),
+        retry=retry_if_exception_type(NetworkError),
         reraise=True,
     )
     try:
         return retrying(attempt)
-    except _NetworkError as exc:
+    except NetworkError as exc:
         raise Unreachable(spec.host, str(exc)) from None
 
 

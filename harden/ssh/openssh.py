@@ -33,7 +33,7 @@ from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown
 from harden.ssh.settings import GLOBAL_KNOWN_HOSTS, ConnectionSpec, Endpoint
 from harden.ssh.sshconfig import ssh_client
 from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession, Unreachable,
-                               _NetworkError, _with_retries)
+                               NetworkError, with_retries)
 from harden.ssh.session import CommandResult
 
 # What an `ssh -S` client prints when the master, not the command, failed it.
@@ -57,7 +57,7 @@ def connect_openssh(spec: ConnectionSpec, jumps: JumpMasters | None = None) -> O
                 own_jumps = JumpMasters()
                 via = own_jumps.socket_for(spec, spec.jumps)
         path = os.path.join(private, "m")
-        master = _with_retries(spec, lambda: Master.start(spec, spec.target, path, via,
+        master = with_retries(spec, lambda: Master.start(spec, spec.target, path, via,
                                                           destination=spec.config_name or None))
     except BaseException:
         if own_jumps is not None:
@@ -113,7 +113,7 @@ class Master:
                 raise classify(self.spec, self.hop, self._stderr()) from None
             if time.monotonic() > deadline:
                 self.stop()
-                raise _NetworkError(f"SSH login to {self.hop.label} did not finish within "
+                raise NetworkError(f"SSH login to {self.hop.label} did not finish within "
                                     f"{2 * self.spec.connect_timeout + 1:g}s")
             time.sleep(_POLL)
 
@@ -207,7 +207,7 @@ class JumpMasters:
             if slot.master is None or not slot.master.alive():
                 via = self.socket_for(spec, chain[:-1]) if len(chain) > 1 else None
                 try:
-                    slot.master = _with_retries(
+                    slot.master = with_retries(
                         spec, lambda: Master.start(spec, chain[-1], slot.path, via))
                 except HostError as exc:
                     slot.error = exc
@@ -472,5 +472,5 @@ def classify(spec: ConnectionSpec, hop: Endpoint, stderr: str) -> Exception:
             "Can't open user config file" in text or "terminating, " in text:
         return HostError(spec.host, f"ssh config: {last}", "ssh config")
     if _RETRIED.search(text):
-        return _NetworkError(f"{where}: {last}")
+        return NetworkError(f"{where}: {last}")
     return Unreachable(spec.host, f"{where}: {last}")

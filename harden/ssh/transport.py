@@ -23,9 +23,9 @@ import paramiko
 from harden.errors import HostError
 from harden.ssh import certs, openssh
 from harden.ssh.common import (BECOME_HANDSHAKE_TIMEOUT, AuthenticationFailed, BecomeFailed,
-                               CommandTimeout, HostSession, Unreachable, _NetworkError,
-                               _with_retries, sudo_command)
-from harden.ssh.session import CommandResult
+                               CommandTimeout, HostSession, Unreachable, NetworkError,
+                               with_retries, sudo_command)
+from harden.ssh.session import CommandResult, Session
 from harden.ssh.settings import DEFAULT_IDENTITIES, ConnectionSpec, Endpoint
 from harden.ssh.hostkeys import (HostKeyMismatch, HostKeyUnknown, KnownKey, known_keys,
                              lookup_name, preferred_key_types, verify_host_key)
@@ -42,7 +42,7 @@ _POLL = 0.05                      # seconds between polls while stdin is still b
 _CHUNK = 32768
 
 
-def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> HostSession:
+def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> Session:
     """Open the host's session (through its jump hosts); retry only network failures.
 
     With a JumpPool, the jump hosts' connections are shared with every other host behind
@@ -51,7 +51,7 @@ def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> HostSession:
     if spec.transport == "openssh":
         return openssh.connect_openssh(spec, jumps.masters() if jumps is not None else None)
     if jumps is None or not spec.jumps or spec.proxy_command:
-        return ParamikoSession(spec, _with_retries(spec, lambda: _open_chain(spec)))
+        return ParamikoSession(spec, with_retries(spec, lambda: _open_chain(spec)))
     name = _known_hosts_name(spec.target)
     known = known_keys(spec.host, name, spec.known_hosts_files)
 
@@ -59,7 +59,7 @@ def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> HostSession:
         sock = _forward(spec, spec.jumps[-1], jumps.transport(spec, spec.jumps), spec.target)
         return [_handshake(spec, spec.target, sock, name, known)]
 
-    return ParamikoSession(spec, _with_retries(spec, through_pool))
+    return ParamikoSession(spec, with_retries(spec, through_pool))
 
 
 class JumpPool:
@@ -92,7 +92,7 @@ class JumpPool:
                 raise type(slot.error)(spec.host, slot.error.message, slot.error.setting)
             if slot.transport is None or not slot.transport.is_active():
                 try:
-                    slot.transport = _with_retries(spec, lambda: self._open(spec, chain))
+                    slot.transport = with_retries(spec, lambda: self._open(spec, chain))
                 except HostError as exc:
                     slot.error = exc
                     raise
@@ -155,15 +155,15 @@ def _first_socket(spec: ConnectionSpec, hop: Endpoint):
     try:
         return socket.create_connection((hop.address, hop.port), timeout=spec.connect_timeout)
     except (socket.timeout, TimeoutError):
-        raise _NetworkError(f"connection to {hop.address}:{hop.port} timed out after "
+        raise NetworkError(f"connection to {hop.address}:{hop.port} timed out after "
                             f"{spec.connect_timeout:g}s") from None
     except ConnectionRefusedError:
-        raise _NetworkError(f"connection to {hop.address}:{hop.port} refused") from None
+        raise NetworkError(f"connection to {hop.address}:{hop.port} refused") from None
     except socket.gaierror as exc:
         raise Unreachable(spec.host, f"cannot resolve {hop.address}: {exc.strerror}",
                           "ansible_host") from None
     except OSError as exc:
-        raise _NetworkError(f"cannot connect to {hop.address}:{hop.port}: "
+        raise NetworkError(f"cannot connect to {hop.address}:{hop.port}: "
                             f"{exc.strerror or exc}") from None
 
 
@@ -176,9 +176,9 @@ def _forward(spec: ConnectionSpec, via: Endpoint, transport: paramiko.Transport,
         reason = f"jump host {via.label} could not reach {hop.address}:{hop.port}: {exc.text}"
         if exc.code == 1:   # administratively prohibited: retrying cannot help
             raise Unreachable(spec.host, reason, "ProxyJump") from None
-        raise _NetworkError(reason) from None
+        raise NetworkError(reason) from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise _NetworkError(f"jump host {via.label} dropped the connection: {exc}") from None
+        raise NetworkError(f"jump host {via.label} dropped the connection: {exc}") from None
 
 
 def _known_hosts_name(hop: Endpoint) -> str:
@@ -265,10 +265,10 @@ def _start(spec: ConnectionSpec, hop: Endpoint, transport: paramiko.Transport) -
         raise Unreachable(spec.host, negotiation_message(hop, exc, transport),
                           "harden_transport") from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise _NetworkError(f"SSH handshake with {hop.label} failed: "
+        raise NetworkError(f"SSH handshake with {hop.label} failed: "
                             f"{exc or type(exc).__name__}") from None
     if not transport.completion_event.is_set():   # start_client returns quietly on timeout
-        raise _NetworkError(f"SSH handshake with {hop.label} timed out after "
+        raise NetworkError(f"SSH handshake with {hop.label} timed out after "
                             f"{spec.connect_timeout:g}s")
     if spec.keepalive:
         transport.set_keepalive(spec.keepalive)

@@ -14,7 +14,7 @@ from harden.ssh import certs
 from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown
 from harden.ssh.openssh import classify, master_options
 from harden.ssh.settings import ConnectionSpec, Endpoint
-from harden.ssh.transport import AuthenticationFailed, Unreachable, _NetworkError
+from harden.ssh.transport import AuthenticationFailed, Unreachable, NetworkError
 
 TARGET = Endpoint(name="cp1", address="10.0.0.5", port=2222, user="ops",
                   key_files=("/k/id",), identities_only=True, cert_files=("/k/c-cert.pub",))
@@ -61,7 +61,7 @@ def test_a_jump_goes_through_the_previous_masters_socket():
     ("ssh: Could not resolve hostname nowhere: Name or service not known\n", Unreachable),
     ("Unable to negotiate with 10.0.0.5 port 2222: no matching cipher found.\n", Unreachable),
     ("command-line line 0: Bad configuration option: nosuch\n", HostError),
-    ("ssh: connect to host 10.0.0.5 port 2222: Connection refused\n", _NetworkError),
+    ("ssh: connect to host 10.0.0.5 port 2222: Connection refused\n", NetworkError),
 ])
 def test_ssh_messages_map_to_the_paramiko_transports_errors(stderr, error):
     found = classify(SPEC, TARGET, stderr)
