@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harden.cis.checks import evaluate_host, load_catalogue
+from harden.cis.catalogue import load_catalogue
+from harden.cis.evaluate import evaluate_host
 from harden.errors import HostError
 from harden.cis.probe import parse_probe_output
 

@@ -11,7 +11,9 @@ import subprocess
 import pytest
 import yaml
 
-from harden.cis.checks import configured_kubelet_argv, evaluate_host, load_catalogue
+from harden.cis.catalogue import load_catalogue
+from harden.cis.component_views import configured_kubelet_argv
+from harden.cis.evaluate import evaluate_host
 from harden.cis.probe import Facts, build_probe_script, parse_probe_output
 from lab_verdicts import EXPECTED, compared
 

@@ -1,0 +1,102 @@
+"""Finding a catalogue test item's value in a component view, and testing it.
+
+Semantics follow kube-bench's test items: flag first, then config key, then environment; the
+operators themselves are in harden/cis/operators.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harden.cis.component_views import BOOL_FLAGS, View
+from harden.cis.operators import compare
+
+
+def format_value(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(format_value(v) or "" for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={format_value(v)}" for k, v in value.items())
+    return str(value)
+
+
+def config_value(config: dict | None, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _feature_gate(view: View, gate: str) -> str | None:
+    gates = view.flag("--feature-gates")
+    for pair in (gates or "").split(","):
+        name, _, value = pair.partition("=")
+        if name.strip() == gate:
+            return value.strip() or "true"
+    return None
+
+
+@dataclass
+class Lookup:
+    found: bool
+    value: str | None
+    where: str          # "--profiling", "config authentication.anonymous.enabled", "env ETCD_X"
+
+    def describe(self) -> str:
+        if not self.found:
+            if self.value == "":
+                return f"{self.where} is empty (counts as not set)"
+            return f"{self.where} is not set"
+        return f"{self.where}={self.value}" if self.where.startswith("--") else f"{self.where} = {self.value}"
+
+
+def lookup(item: dict, view: View) -> Lookup:
+    """Find a test item's value: command line first, then config file, then environment."""
+    if "gate" in item:
+        value = _feature_gate(view, item["gate"])
+        if value is not None:
+            return Lookup(True, value, f"--feature-gates {item['gate']}")
+    elif "flag" in item and item["flag"] in view.flags:
+        value = view.flag(item["flag"])
+        if value or item["flag"] in BOOL_FLAGS:
+            return Lookup(True, value, item["flag"])
+        # `--audit-log-path=` turns the feature off, and an explicit flag overrides the
+        # kubelet's config file, so an empty value is "not set" and the config is not consulted
+        return Lookup(False, "", item["flag"])
+    if "key" in item and view.config is not None:
+        value = format_value(config_value(view.config, item["key"]))
+        if value:      # an empty value is "not set", as kube-bench's JSONPath output is empty
+            return Lookup(True, value, f"config {item['key']}")
+    if "env" in item and item["env"] in view.env:
+        return Lookup(True, view.env[item["env"]], f"env {item['env']}")
+    name = item.get("flag") or f"feature gate {item.get('gate')}"
+    if "key" in item:
+        name += f" / config {item['key']}"
+    return Lookup(False, None, name)
+
+
+def evaluate_item(item: dict, view: View) -> tuple[bool, Lookup]:
+    found = lookup(item, view)
+    if not item.get("set", True):
+        return not found.found, found
+    if not found.found:
+        return False, found
+    if item.get("op"):
+        return compare(item["op"], found.value or "", str(item["value"])), found
+    return True, found
+
+
+def run_tests(audit: dict, view: View) -> tuple[bool, list[Lookup]]:
+    outcomes = [evaluate_item(item, view) for item in audit["tests"]]
+    combine = any if audit.get("bin_op", "and") == "or" else all
+    lookups: list[Lookup] = []
+    for _, found in outcomes:
+        if found.describe() not in [l.describe() for l in lookups]:
+            lookups.append(found)
+    return combine(ok for ok, _ in outcomes), lookups
