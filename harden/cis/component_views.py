@@ -204,7 +204,7 @@ def _stale_config(view: View, proc, facts: Facts) -> str | None:
     """A config file written after the kubelet started is not what the kubelet runs with: the
     kubelet reads it only at start, so the new content is pending a restart."""
     path = view.flag("--config")
-    stat = facts.stats.get(path) if path else None
+    stat = facts.followed(path) if path else None
     if stat and proc.started and stat.mtime > proc.started + 1:
         return (f"{path} was modified after the running kubelet started; its content takes "
                 f"effect only when the kubelet restarts")

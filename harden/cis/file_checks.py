@@ -44,7 +44,13 @@ def _tree(facts: Facts, root: str, suffix: str = "", include_root: bool = True) 
     root = root.rstrip("/")
     return sorted(p for p in facts.stats
                   if (p.startswith(root + "/") or (include_root and p == root)) and p.endswith(suffix)
-                  and (not suffix or facts.stats[p].type == "regular file"))
+                  and (not suffix or _is_regular(facts, p)))
+
+
+def _is_regular(facts: Facts, path: str) -> bool:
+    """A regular file as a component opening it sees it (a symlink to a key is a key)."""
+    stat = facts.followed(path)
+    return stat is not None and stat.type == "regular file"
 
 
 def _etcd_data_dir(ctx: HostContext) -> Resolved:
@@ -58,7 +64,7 @@ def _etcd_data_dir(ctx: HostContext) -> Resolved:
 def _cni_files(ctx: HostContext) -> Resolved:
     conf_dir = _first_flag(ctx, "kubelet", "--cni-conf-dir") or "/etc/cni/net.d"
     state = [p for p in _tree(ctx.facts, "/var/lib/cni/networks", include_root=False)
-             if ctx.facts.stats[p].type == "regular file"]
+             if _is_regular(ctx.facts, p)]
     return Resolved(_tree(ctx.facts, conf_dir, include_root=False) + state)
 
 
@@ -131,8 +137,11 @@ def _file_ok(stat: FileStat, audit: dict) -> bool:
 
 
 def _describe_stat(stat: FileStat, audit: dict) -> str:
+    """`path: 600`; for a symlink `path -> target: 600`, the target's mode and owner being what
+    a component opening the path meets (the link's own 777 means nothing on Linux)."""
     shown = f"{stat.mode & 0o7777:o}" if "mode_max" in audit else stat.owner
-    return f"{stat.path}: {shown}"
+    via = f" -> {stat.link}" if stat.link is not None else ""
+    return f"{stat.path}{via}: {shown}"
 
 
 def evaluate_files(audit: dict, ctx: HostContext) -> Verdict:
@@ -144,13 +153,16 @@ def evaluate_files(audit: dict, ctx: HostContext) -> Verdict:
         paths.extend(resolved.paths)
     seen: set[str] = set()
     stats: list[FileStat] = []
+    dangling: list[str] = []
     for path in paths:
-        stat = ctx.facts.stats.get(path)
+        stat = ctx.facts.followed(path)
+        if path in ctx.facts.dangling:
+            dangling.append(f"{path} -> {ctx.facts.dangling[path]} (leads nowhere)")
         if stat and stat.inode not in seen:
             seen.add(stat.inode)
             stats.append(stat)
     if not stats:
-        return _missing_verdict(audit, paths)
+        return _missing_verdict(audit, [p for p in paths if p not in ctx.facts.dangling] + dangling)
     bad = [s for s in stats if not _file_ok(s, audit)]
     shown = bad or stats
     text = "; ".join(_describe_stat(s, audit) for s in shown[:8])
