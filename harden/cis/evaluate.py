@@ -90,7 +90,7 @@ def _evaluate_component(audit: dict, ctx: HostContext) -> Verdict:
                      f"({'; '.join(l.describe() for l in lookups)}); the configured state would "
                      f"{'pass' if conf_passed else 'fail'} after a restart")
     status = None
-    if effective.stale and any("key" in item for item in audit["tests"]):
+    if effective.stale and any("key" in item or "gate" in item for item in audit["tests"]):
         # the file no longer shows what the running kubelet read: a pass cannot be confirmed
         drift = f"{drift}; {effective.stale}" if drift else effective.stale
         status = "WARN" if passed else None

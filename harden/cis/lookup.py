@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harden.cis.component_views import BOOL_FLAGS, View
+from harden.cis.feature_gates import feature_gates
 from harden.cis.operators import compare
 
 
@@ -33,22 +34,16 @@ def config_value(config: dict | None, dotted: str):
     return node
 
 
-def _feature_gate(view: View, gate: str) -> str | None:
-    gates = view.flag("--feature-gates")
-    for pair in (gates or "").split(","):
-        name, _, value = pair.partition("=")
-        if name.strip() == gate:
-            return value.strip() or "true"
-    return None
-
-
 @dataclass
 class Lookup:
     found: bool
     value: str | None
     where: str          # "--profiling", "config authentication.anonymous.enabled", "env ETCD_X"
+    default: str | None = None   # the value came from the component's default: why, in words
 
     def describe(self) -> str:
+        if self.default:
+            return f"{self.where} is not set ({self.default})"
         if not self.found:
             if self.value == "":
                 return f"{self.where} is empty (counts as not set)"
@@ -59,10 +54,8 @@ class Lookup:
 def lookup(item: dict, view: View) -> Lookup:
     """Find a test item's value: command line first, then config file, then environment."""
     if "gate" in item:
-        value = _feature_gate(view, item["gate"])
-        if value is not None:
-            return Lookup(True, value, f"--feature-gates {item['gate']}")
-    elif "flag" in item and item["flag"] in view.flags:
+        return _gate_lookup(item["gate"], view)
+    if "flag" in item and item["flag"] in view.flags:
         value = view.flag(item["flag"])
         if value or item["flag"] in BOOL_FLAGS:
             return Lookup(True, value, item["flag"])
@@ -79,6 +72,20 @@ def lookup(item: dict, view: View) -> Lookup:
     if "key" in item:
         name += f" / config {item['key']}"
     return Lookup(False, None, name)
+
+
+def _gate_lookup(name: str, view: View) -> Lookup:
+    """A feature gate's effective value: the last --feature-gates pair for it, else the config
+    file's featureGates (kubelet), else the gate's default."""
+    gate = feature_gates(view).get(name)
+    if gate is None:
+        return Lookup(False, None, f"feature gate {name}")
+    value = "true" if gate.enabled else "false"
+    if gate.source == "default":
+        return Lookup(True, value, f"feature gate {name}", default=f"its default is {value}")
+    if gate.source == "--feature-gates":
+        return Lookup(True, value, f"--feature-gates {name}")
+    return Lookup(True, value, f"config featureGates.{name}")
 
 
 def evaluate_item(item: dict, view: View) -> tuple[bool, Lookup]:
