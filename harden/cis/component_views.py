@@ -76,6 +76,7 @@ class View:
     notes: list[str] = field(default_factory=list)
     stale: str | None = None     # the config file changed after the process started
     root: str = ""               # running process: /proc/<pid>/root, where its paths are on the node
+    component: str = ""          # which component's defaults apply to unset settings
 
     def flag(self, name: str) -> str | None:
         values = self.flags.get(name)
@@ -223,13 +224,14 @@ def component_views(component: str, facts: Facts) -> tuple[View | None, View | N
     effective = None
     if proc:
         effective = View(f"running process {proc.pid}", parse_flags(proc.argv[1:]), env=proc.env,
-                         root=f"/proc/{proc.pid}/root")
+                         root=f"/proc/{proc.pid}/root", component=component)
     configured = None
     if component == "kubelet":
         built = configured_kubelet_argv(facts)
         if built:
             argv, sources = built
-            configured = View("kubelet service (" + ", ".join(sources) + ")", parse_flags(argv[1:]))
+            configured = View("kubelet service (" + ", ".join(sources) + ")", parse_flags(argv[1:]),
+                              component=component)
             _attach_kubelet_config(configured, facts)
         if effective:
             _attach_kubelet_config(effective, facts)
@@ -243,5 +245,5 @@ def component_views(component: str, facts: Facts) -> tuple[View | None, View | N
     else:
         manifest = manifest_commands(facts).get(component)
         if manifest:
-            configured = View(f"manifest {manifest[0]}", parse_flags(manifest[1][1:]))
+            configured = View(f"manifest {manifest[0]}", parse_flags(manifest[1][1:]), component=component)
     return effective, configured

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from harden.cis.component_views import BOOL_FLAGS, View
 from harden.cis.feature_gates import feature_gates
+from harden.cis.kubelet_defaults import defaulted_zero, kubelet_default
 from harden.cis.operators import compare
 
 
@@ -39,11 +40,11 @@ class Lookup:
     found: bool
     value: str | None
     where: str          # "--profiling", "config authentication.anonymous.enabled", "env ETCD_X"
-    default: str | None = None   # the value came from the component's default: why, in words
+    default: str | None = None   # the component's default decided: what follows `where`, in words
 
     def describe(self) -> str:
         if self.default:
-            return f"{self.where} is not set ({self.default})"
+            return f"{self.where} {self.default}"
         if not self.found:
             if self.value == "":
                 return f"{self.where} is empty (counts as not set)"
@@ -65,13 +66,32 @@ def lookup(item: dict, view: View) -> Lookup:
     if "key" in item and view.config is not None:
         value = format_value(config_value(view.config, item["key"]))
         if value:      # an empty value is "not set", as kube-bench's JSONPath output is empty
+            zero = defaulted_zero(item["key"], value) if view.component == "kubelet" else None
+            if zero is not None:
+                return Lookup(True, zero, f"config {item['key']}",
+                              default=f"= {value}, a zero duration the kubelet replaces with its default {zero}")
             return Lookup(True, value, f"config {item['key']}")
     if "env" in item and item["env"] in view.env:
         return Lookup(True, view.env[item["env"]], f"env {item['env']}")
     name = item.get("flag") or f"feature gate {item.get('gate')}"
     if "key" in item:
         name += f" / config {item['key']}"
+    if "key" in item and view.component == "kubelet":
+        return _kubelet_default(item, view, name)
     return Lookup(False, None, name)
+
+
+def _kubelet_default(item: dict, view: View, name: str) -> Lookup:
+    """An unset kubelet setting has the kubelet's default; where the CIS text asks for the
+    setting to be written down (`explicit: true`), the default does not satisfy it."""
+    with_file = view.config is not None or bool(view.flag("--config"))
+    found = kubelet_default(item["key"], with_file)
+    if found is None:
+        return Lookup(False, None, name)
+    value, why = found
+    if item.get("explicit"):
+        return Lookup(False, None, name, default=f"is not set ({why}, but CIS asks for an explicit setting)")
+    return Lookup(True, value, name, default=f"is not set ({why})")
 
 
 def _gate_lookup(name: str, view: View) -> Lookup:
@@ -82,7 +102,7 @@ def _gate_lookup(name: str, view: View) -> Lookup:
         return Lookup(False, None, f"feature gate {name}")
     value = "true" if gate.enabled else "false"
     if gate.source == "default":
-        return Lookup(True, value, f"feature gate {name}", default=f"its default is {value}")
+        return Lookup(True, value, f"feature gate {name}", default=f"is not set (its default is {value})")
     if gate.source == "--feature-gates":
         return Lookup(True, value, f"--feature-gates {name}")
     return Lookup(True, value, f"config featureGates.{name}")
