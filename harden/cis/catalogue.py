@@ -85,6 +85,9 @@ def _check_from(raw: dict, sections: dict, path: Path) -> Check:
     for item in audit.get("tests", []):
         if item.get("op") and item["op"] not in OPS:
             raise InputError(f"check {cid}: unknown op {item['op']!r}", str(path))
+        zero = str(item.get("zero_means", "unlimited"))
+        if zero != "unlimited" and not zero.isdigit():
+            raise InputError(f"check {cid}: zero_means is 'unlimited' or a number, not {zero!r}", str(path))
     if "kubectl" in audit and audit["kubectl"] not in {**KUBECTL_CHECKS, **CAN_I_CHECKS}:
         raise InputError(f"check {cid}: unknown kubectl evaluator {audit['kubectl']!r}", str(path))
     if "files" in audit and not ("mode_max" in audit or "owner" in audit):

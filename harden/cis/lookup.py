@@ -114,9 +114,29 @@ def evaluate_item(item: dict, view: View) -> tuple[bool, Lookup]:
         return not found.found, found
     if not found.found:
         return False, found
+    if "zero_means" in item and _is_zero(found.value):
+        return _zero_verdict(item, found)
     if item.get("op"):
         return compare(item["op"], found.value or "", str(item["value"])), found
     return True, found
+
+
+def _is_zero(value: str | None) -> bool:
+    try:
+        return int(value or "") == 0
+    except ValueError:
+        return False
+
+
+def _zero_verdict(item: dict, found: Lookup) -> tuple[bool, Lookup]:
+    """A 0 the component reads as "no limit" or as its default (the API server's audit log
+    writer: lumberjack's MaxAge/MaxBackups 0 keep everything, MaxSize 0 is 100 MB)."""
+    meaning = str(item["zero_means"])
+    why = f"= 0, {item.get('zero_why') or meaning}"
+    shown = Lookup(True, found.value, found.where, default=why)
+    if meaning == "unlimited":
+        return item.get("op") in ("gt", "gte", "noteq"), shown
+    return compare(item["op"], meaning, str(item["value"])), shown
 
 
 def run_tests(audit: dict, view: View) -> tuple[bool, list[Lookup]]:
