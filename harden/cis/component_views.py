@@ -64,6 +64,36 @@ def parse_flags(args: list[str]) -> dict[str, list[str]]:
     return flags
 
 
+def stray_arguments(args: list[str]) -> list[str]:
+    """Words that are neither a flag nor a flag's value, each with what it follows.
+
+    pflag leaves such words as positional arguments, and the components refuse any non-empty
+    one: kube-apiserver, kube-controller-manager, kube-scheduler and kube-proxy through cobra
+    ("... does not take any arguments"), the kubelet ("unknown command"), etcd ("... is not a
+    valid flag"). `--profiling false` is the usual case: a bool flag takes no separate value.
+    """
+    stray: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            stray.extend(f"{a!r} (after --)" for a in args[i + 1:] if a)
+            break
+        if arg.startswith("-") and len(arg) > 1:
+            name, eq, _ = arg.partition("=")
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if not eq and name not in BOOL_FLAGS and nxt is not None and not nxt.startswith("-"):
+                i += 1                      # `--flag value`: the next word is the value
+            elif not eq and name in BOOL_FLAGS and nxt and not nxt.startswith("-"):
+                stray.append(f"{nxt!r} after {name}, a flag that takes no separate value "
+                             f"(write {name}={nxt})")
+                i += 1
+        elif arg:
+            stray.append(repr(arg))
+        i += 1
+    return stray
+
+
 @dataclass
 class View:
     """One source's idea of a component: its flags, its config file keys and environment."""
@@ -77,6 +107,7 @@ class View:
     stale: str | None = None     # the config file changed after the process started
     root: str = ""               # running process: /proc/<pid>/root, where its paths are on the node
     component: str = ""          # which component's defaults apply to unset settings
+    stray: list[str] = field(default_factory=list)   # arguments the component would refuse
 
     def flag(self, name: str) -> str | None:
         values = self.flags.get(name)
@@ -224,14 +255,15 @@ def component_views(component: str, facts: Facts) -> tuple[View | None, View | N
     effective = None
     if proc:
         effective = View(f"running process {proc.pid}", parse_flags(proc.argv[1:]), env=proc.env,
-                         root=f"/proc/{proc.pid}/root", component=component)
+                         root=f"/proc/{proc.pid}/root", component=component,
+                         stray=stray_arguments(proc.argv[1:]))
     configured = None
     if component == "kubelet":
         built = configured_kubelet_argv(facts)
         if built:
             argv, sources = built
             configured = View("kubelet service (" + ", ".join(sources) + ")", parse_flags(argv[1:]),
-                              component=component)
+                              component=component, stray=stray_arguments(argv[1:]))
             _attach_kubelet_config(configured, facts)
         if effective:
             _attach_kubelet_config(effective, facts)
@@ -245,5 +277,6 @@ def component_views(component: str, facts: Facts) -> tuple[View | None, View | N
     else:
         manifest = manifest_commands(facts).get(component)
         if manifest:
-            configured = View(f"manifest {manifest[0]}", parse_flags(manifest[1][1:]), component=component)
+            configured = View(f"manifest {manifest[0]}", parse_flags(manifest[1][1:]), component=component,
+                              stray=stray_arguments(manifest[1][1:]))
     return effective, configured

@@ -12,6 +12,7 @@ from harden.cis import cluster_checks
 from harden.cis.catalogue import Catalogue, Check
 from harden.cis.component_views import View
 from harden.cis.context import HostContext, Verdict
+from harden.cis.feature_gates import feature_gates
 from harden.cis.file_checks import evaluate_files
 from harden.cis.lookup import Lookup, run_tests
 from harden.cis.probe import Facts
@@ -67,9 +68,30 @@ def _describe_view(view: View, lookups: list[Lookup]) -> str:
     return f"{'; '.join(l.describe() for l in lookups)} ({where}{notes})"
 
 
+def refusals(view: View) -> list[str]:
+    """Why the component would not start with this view's command line (and config gates)."""
+    return ([f"stray argument {s}" for s in view.stray]
+            + [f"{e}" for e in feature_gates(view).errors])
+
+
+def _refused_verdict(component: str, views: list[View]) -> Verdict | None:
+    """ERROR naming the argument when a view's command line is one the component refuses: its
+    flags never take effect, so testing them as if it ran would be fiction."""
+    for view in views:
+        why = refusals(view)
+        if why:
+            return Verdict(None, f"{component} refuses to start with the command line of {view.source}: "
+                           + "; ".join(why) + "; its settings are not evaluated", [view.source],
+                           status="ERROR")
+    return None
+
+
 def _evaluate_component(audit: dict, ctx: HostContext) -> Verdict:
     component = audit["component"]
     effective, configured = ctx.views(component)
+    refused = _refused_verdict(component, [v for v in (effective, configured) if v is not None])
+    if refused:
+        return refused
     if effective is None and configured is None:
         passed, lookups = run_tests(audit, View("nothing", {}))
         return Verdict(passed, f"{component} is not running and has no configuration on this node; "
