@@ -105,7 +105,7 @@ def explain(check: Check) -> str:
     audit = dict(check.audit)
     kind = check.kind
     if kind == "component":
-        tests = "; ".join(_describe_item(i) for i in audit["tests"])
+        tests = "; ".join(_describe_item(i, audit["component"]) for i in audit["tests"])
         joiner = " (any one suffices)" if audit.get("bin_op") == "or" else ""
         inspect = (f"the running {audit['component']} (/proc cmdline; for kubelet/kube-proxy also "
                    f"the config file it names) and its configured state: {tests}{joiner}")
@@ -136,14 +136,19 @@ def explain(check: Check) -> str:
     ])
 
 
-def _describe_item(item: dict) -> str:
+def _describe_item(item: dict, component: str = "") -> str:
     name = item.get("flag") or f"feature gate {item.get('gate')}"
     if item.get("key"):
         name += f" (else config key {item['key']})"
     if item.get("env"):
         name += f" (else env {item['env']})"
+    if item.get("key") and component == "kubelet" and not item.get("explicit"):
+        name += " (else the kubelet's default)"
+    if item.get("explicit"):
+        name += " (must be written: a default does not count)"
     if not item.get("set", True):
         return f"{name} not set"
     if item.get("op"):
-        return f"{name} {item['op']} {item['value']}"
+        zero = f" (0 means {item['zero_means']})" if "zero_means" in item else ""
+        return f"{name} {item['op']} {item['value']}{zero}"
     return f"{name} set"

@@ -81,3 +81,11 @@ def test_flag_beats_the_config_file_and_its_default():
     result = verdict({"readOnlyPort": 0}, "--read-only-port=10255", check="4.2.4")
     assert result.status == "WARN"
     assert result.actual == f"--read-only-port=10255{WHERE}"
+
+
+def test_explain_says_where_a_default_counts_and_where_it_does_not():
+    from harden.cis.catalogue import explain
+    from cis_nodes import CATALOGUE
+    assert "(else the kubelet's default) noteq 0" in explain(CATALOGUE.get("4.2.5"))
+    assert "(must be written: a default does not count) eq false" in explain(CATALOGUE.get("4.2.1"))
+    assert "gte 100 (0 means 100)" in explain(CATALOGUE.get("1.2.19"))
