@@ -19,21 +19,11 @@ from dataclasses import dataclass, field
 import yaml
 
 from harden.cis.probe import Facts
+from harden.node.paths import KUBELET_DROPIN_DIRS, KUBELET_ENV_FILES, KUBELET_UNITS, MANIFEST_DIR
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # C parser when built
-MANIFEST_DIR = "/etc/kubernetes/manifests"
-KUBELET_UNITS = ("/etc/systemd/system/kubelet.service", "/usr/lib/systemd/system/kubelet.service",
-                 "/lib/systemd/system/kubelet.service")
-KUBELET_DROPIN_DIRS = ("/usr/lib/systemd/system/kubelet.service.d",
-                       "/lib/systemd/system/kubelet.service.d",
-                       "/etc/systemd/system/kubelet.service.d")   # later wins for equal names
-KUBELET_ENV_FILES = ("/var/lib/kubelet/kubeadm-flags.env", "/etc/default/kubelet",
-                     "/etc/sysconfig/kubelet")
 KUBEADM_KUBELET_EXEC = ("kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS "
                         "$KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS")
-DEFAULT_KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
-PROXY_KUBECONFIGS = ("/etc/kubernetes/proxy.conf", "/etc/kubernetes/kube-proxy.conf",
-                     "/var/lib/kube-proxy/kubeconfig.conf")
 # pflag bool flags take no separate value: "--profiling false" means true plus a stray argument.
 BOOL_FLAGS = frozenset({
     "--anonymous-auth", "--profiling", "--service-account-lookup", "--client-cert-auth",

@@ -6,13 +6,13 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from harden.cis.component_views import (DEFAULT_KUBELET_CONFIG, KUBELET_DROPIN_DIRS, KUBELET_UNITS,
-                                        MANIFEST_DIR, PROXY_KUBECONFIGS, component_process,
-                                        manifest_commands)
+from harden.cis.component_views import component_process, manifest_commands
 from harden.cis.context import HostContext, Verdict
 from harden.cis.lookup import config_value, format_value, lookup
 from harden.cis.operators import bitmask_ok
 from harden.cis.probe import Facts, FileStat
+from harden.node.paths import (DEFAULT_KUBELET_CONFIG, KUBELET_DROPIN_DIRS, KUBELET_UNITS, MANIFEST_DIR,
+                               PROXY_KUBECONFIGS)
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from harden.cis.component_views import DEFAULT_KUBELET_CONFIG, kubelet_unit_files, manifest_commands
+from harden.cis.component_views import kubelet_unit_files, manifest_commands
 from harden.cis.probe import Facts
 from harden.errors import HostError
+from harden.node.paths import DEFAULT_KUBELET_CONFIG
 
 ROLES = ("control-plane", "etcd", "worker")
 
