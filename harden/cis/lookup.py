@@ -40,11 +40,11 @@ class Lookup:
     found: bool
     value: str | None
     where: str          # "--profiling", "config authentication.anonymous.enabled", "env ETCD_X"
-    default: str | None = None   # the component's default decided: what follows `where`, in words
+    meaning: str | None = None   # how the component reads it (a default, a zero), after `where`
 
     def describe(self) -> str:
-        if self.default:
-            return f"{self.where} {self.default}"
+        if self.meaning:
+            return f"{self.where} {self.meaning}"
         if not self.found:
             if self.value == "":
                 return f"{self.where} is empty (counts as not set)"
@@ -53,7 +53,8 @@ class Lookup:
 
 
 def lookup(item: dict, view: View) -> Lookup:
-    """Find a test item's value: command line first, then config file, then environment."""
+    """Find a test item's value: command line first, then config file, then environment; for
+    the kubelet, a setting nobody wrote takes the kubelet's default."""
     if "gate" in item:
         return _gate_lookup(item["gate"], view)
     if "flag" in item and item["flag"] in view.flags:
@@ -69,7 +70,7 @@ def lookup(item: dict, view: View) -> Lookup:
             zero = defaulted_zero(item["key"], value) if view.component == "kubelet" else None
             if zero is not None:
                 return Lookup(True, zero, f"config {item['key']}",
-                              default=f"= {value}, a zero duration the kubelet replaces with its default {zero}")
+                              meaning=f"= {value}, a zero duration the kubelet replaces with its default {zero}")
             return Lookup(True, value, f"config {item['key']}")
     if "env" in item and item["env"] in view.env:
         return Lookup(True, view.env[item["env"]], f"env {item['env']}")
@@ -90,8 +91,8 @@ def _kubelet_default(item: dict, view: View, name: str) -> Lookup:
         return Lookup(False, None, name)
     value, why = found
     if item.get("explicit"):
-        return Lookup(False, None, name, default=f"is not set ({why}, but CIS asks for an explicit setting)")
-    return Lookup(True, value, name, default=f"is not set ({why})")
+        return Lookup(False, None, name, meaning=f"is not set ({why}, but CIS asks for an explicit setting)")
+    return Lookup(True, value, name, meaning=f"is not set ({why})")
 
 
 def _gate_lookup(name: str, view: View) -> Lookup:
@@ -102,7 +103,7 @@ def _gate_lookup(name: str, view: View) -> Lookup:
         return Lookup(False, None, f"feature gate {name}")
     value = "true" if gate.enabled else "false"
     if gate.source == "default":
-        return Lookup(True, value, f"feature gate {name}", default=f"is not set (its default is {value})")
+        return Lookup(True, value, f"feature gate {name}", meaning=f"is not set (its default is {value})")
     if gate.source == "--feature-gates":
         return Lookup(True, value, f"--feature-gates {name}")
     return Lookup(True, value, f"config featureGates.{name}")
@@ -133,7 +134,7 @@ def _zero_verdict(item: dict, found: Lookup) -> tuple[bool, Lookup]:
     writer: lumberjack's MaxAge/MaxBackups 0 keep everything, MaxSize 0 is 100 MB)."""
     meaning = str(item["zero_means"])
     why = f"= 0, {item.get('zero_why') or meaning}"
-    shown = Lookup(True, found.value, found.where, default=why)
+    shown = Lookup(True, found.value, found.where, meaning=why)
     if meaning == "unlimited":
         return item.get("op") in ("gt", "gte", "noteq"), shown
     return compare(item["op"], meaning, str(item["value"])), shown
