@@ -12,9 +12,9 @@ from harden.cis import cluster_checks
 from harden.cis.catalogue import Catalogue, Check
 from harden.cis.component_views import View
 from harden.cis.context import HostContext, Verdict
-from harden.cis.feature_gates import feature_gates
 from harden.cis.file_checks import evaluate_files
 from harden.cis.lookup import Lookup, run_tests
+from harden.cis.refusals import refusals
 from harden.cis.probe import Facts
 from harden.cis.results import CheckResult
 from harden.cis.roles import detect_roles
@@ -66,12 +66,6 @@ def _describe_view(view: View, lookups: list[Lookup]) -> str:
     where = view.source + (f", config {view.config_source}" if view.config_source else "")
     notes = f"; {'; '.join(view.notes)}" if view.notes else ""
     return f"{'; '.join(l.describe() for l in lookups)} ({where}{notes})"
-
-
-def refusals(view: View) -> list[str]:
-    """Why the component would not start with this view's command line (and config gates)."""
-    return ([f"stray argument {s}" for s in view.stray]
-            + [f"{e}" for e in feature_gates(view).errors])
 
 
 def _refused_verdict(component: str, views: list[View]) -> Verdict | None:

@@ -38,3 +38,4 @@ def test_every_catalogue_operator_is_implemented_and_unknown_ones_raise():
         compare(op, "1", "1")
     with pytest.raises(ValueError):
         compare("approximately", "1", "1")
+

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from harden.cis.refusals import _integer
 from support.cis_nodes import kubelet, results, static_pod
 
 
@@ -69,3 +70,30 @@ def test_kubelet_stray_argument_is_an_error():
     result = results(kubelet({}, "--rotate-certificates", "true"), "worker")["4.2.10"]
     assert result.status == "ERROR"
     assert "stray argument 'true' after --rotate-certificates" in result.actual
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--audit-log-path=/var/log/audit.log", "--audit-log-maxage=30d"],
+     "invalid argument '30d' for --audit-log-maxage (an integer flag)"),
+    (["--audit-log-path=/var/log/audit.log", "--audit-log-maxbackup=-1"],
+     "--audit-log-maxbackup -1 can't be a negative number"),
+])
+def test_values_the_api_server_rejects_at_start_are_errors(args, named):
+    result = results(static_pod("kube-apiserver", args))["1.2.18"]
+    assert result.status == "ERROR"
+    assert result.actual == ("kube-apiserver refuses to start with the command line of running process 100: "
+                             f"{named}; its settings are not evaluated")
+
+
+def test_negative_audit_numbers_without_an_audit_log_are_not_validated():
+    result = results(static_pod("kube-apiserver", ["--audit-log-maxbackup=-1"]))["1.2.18"]
+    assert result.status == "FAIL"
+    assert result.actual.startswith("--audit-log-maxbackup=-1 (running process ")
+
+
+@pytest.mark.parametrize("text,value", [
+    ("30", 30), ("010", 8), ("0x1f", 31), ("0b101", 5), ("-1", -1), ("+5", 5), ("1_000", 1000),
+    ("30d", None), (" 3", None), ("", None), ("_1", None),
+])
+def test_integer_flags_parse_as_pflag_does(text, value):
+    assert _integer(text) == value
