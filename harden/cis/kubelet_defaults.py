@@ -22,17 +22,19 @@ class Default:
     value: str                        # as a test item compares it
     legacy: str | None = None         # the default when the kubelet runs without a config file
     zero_is_unset: bool = False       # a zero duration in the file is defaulted as if absent
+    means: str = ""                   # what the default does, where the number alone hides it
+    legacy_means: str = ""
 
 
 KUBELET_DEFAULTS = {
     "authentication.anonymous.enabled": Default("false", legacy="true"),
     "authorization.mode": Default("Webhook", legacy="AlwaysAllow"),
-    "readOnlyPort": Default("0", legacy="10255"),
+    "readOnlyPort": Default("0", legacy="10255", legacy_means="an open unauthenticated read-only port"),
     "streamingConnectionIdleTimeout": Default("4h0m0s", zero_is_unset=True),
     "makeIPTablesUtilChains": Default("true"),
     "eventRecordQPS": Default("50"),
     "rotateCertificates": Default("false"),
-    "podPidsLimit": Default("-1"),
+    "podPidsLimit": Default("-1", means="no limit"),
     "seccompDefault": Default("false"),
 }
 
@@ -43,8 +45,12 @@ def kubelet_default(key: str, with_config_file: bool) -> tuple[str, str] | None:
     if default is None:
         return None
     if not with_config_file and default.legacy is not None:
-        return default.legacy, f"without a config file the kubelet's default is {default.legacy}"
-    return default.value, f"the kubelet's default is {default.value}"
+        value, note = default.legacy, default.legacy_means
+        why = f"without a config file the kubelet's default is {value}"
+    else:
+        value, note = default.value, default.means
+        why = f"the kubelet's default is {value}"
+    return value, why + (f", {note}" if note else "")
 
 
 def defaulted_zero(key: str, value: str) -> str | None:

@@ -54,7 +54,7 @@ def test_without_a_config_file_the_old_command_line_defaults_apply():
     port = verdict(None, check="4.2.4")
     assert port.status == "WARN"
     assert port.actual == ("--read-only-port / config readOnlyPort is not set (without a config file the "
-                           "kubelet's default is 10255)" + NO_CONFIG)
+                           "kubelet's default is 10255, an open unauthenticated read-only port)" + NO_CONFIG)
 
 
 @pytest.mark.parametrize("check,status,text", [

@@ -19,7 +19,7 @@ def verdict(config, *flags, check):
     ({"podPidsLimit": 0}, [], "WARN", "config podPidsLimit = 0"),
     ({"podPidsLimit": 4096}, [], "PASS", "config podPidsLimit = 4096"),
     ({"podPidsLimit": 4096}, ["--pod-max-pids=-1"], "WARN", "--pod-max-pids=-1"),
-    ({}, [], "WARN", "--pod-max-pids / config podPidsLimit is not set (the kubelet's default is -1)"),
+    ({}, [], "WARN", "--pod-max-pids / config podPidsLimit is not set (the kubelet's default is -1, no limit)"),
 ])
 def test_pod_pids_limit_must_be_a_positive_limit(config, flags, status, text):
     result = verdict(config, *flags, check="4.2.13")
