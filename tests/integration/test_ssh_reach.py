@@ -136,6 +136,22 @@ def test_openssh_hosts_behind_one_bastion_share_its_master(calab, tmp_path):
     assert logins_since(calab, "w1", marks["w1"]) == 2
 
 
+def test_openssh_transport_honours_a_proxy_command(calab, tmp_path):
+    w1, cp1 = calab.nodes["w1"], calab.nodes["cp1"]
+    proxy = (f"ssh -F /dev/null -i {calab.key} -o UserKnownHostsFile={calab.known_hosts} "
+             f"-o BatchMode=yes -W %h:%p root@{cp1}")
+    inventory = tmp_path / "inv.ini"
+    inventory.write_text(
+        f"w1 ansible_host={w1} ansible_user=root ansible_ssh_private_key_file={calab.key} "
+        f"ansible_ssh_common_args='-o UserKnownHostsFile={calab.known_hosts} "
+        f"-o ProxyCommand=\"{proxy}\"'\n")
+    mark = sshd_log(calab, "cp1").stat().st_size
+    with session_for(inventory, "w1", transport="openssh") as session:
+        assert session.run("echo via proxy").stdout == b"via proxy\n"
+    assert re.search(rf"server_request_direct_tcpip: .*target {re.escape(w1)} ",
+                     sshd_log(calab, "cp1").read_text()[mark:])
+
+
 # --- user certificates ----------------------------------------------------------------------
 
 def certified_key(lab, tmp_path: Path, ca: Path, name: str = "id_cert") -> Path:
