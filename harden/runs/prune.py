@@ -299,7 +299,7 @@ def prune_host(session: Session, host: str, policy: Policy, *, dry_run: bool, no
 def run_prune(inventories, *, limit: str | None, policy: Policy, dry_run: bool, forks: int,
               console, accept_new_host_keys: bool = False, ask_become_pass: bool = False,
               connect_timeout: float | None = None, journal=None,
-              break_lock: bool = False) -> int:
+              transport: str | None = None, break_lock: bool = False) -> int:
     """Prune the selected hosts in parallel, each under its node lock (not needed for a dry
     run, which writes nothing), print the table, record what was pruned in the local journal.
     Exit 0, or 4 when a host was unreachable, locked or failed."""
@@ -310,7 +310,7 @@ def run_prune(inventories, *, limit: str | None, policy: Policy, dry_run: bool, 
     from harden.ssh.transport import JumpPool, connect
 
     hosts, specs = resolve_targets(
-        inventories, limit, connect_timeout=connect_timeout,
+        inventories, limit, connect_timeout=connect_timeout, transport=transport,
         accept_new_host_keys=accept_new_host_keys, ask_become_pass=ask_become_pass,
         warn=lambda line: click.echo(line, err=True))
     now = time.time()
