@@ -47,6 +47,7 @@ from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT, MANIFEST_DIR
 from harden.apply.templating import Untemplated, evaluate, layered_vars, render_value
 
 WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
+COMMAND_MODULES = ("command", "shell")      # their own exec: rc and output are registered
 MAX_FACT_ROUNDS = 5
 _PS_MARK = markers.PS
 _WRITE_PS_END = markers.PS_END
@@ -391,7 +392,7 @@ class HostPlay:
 
     # --- facts -------------------------------------------------------------------------------
 
-    def base_vars(self, just_registered: dict | None = None) -> dict:
+    def base_vars(self, just_registered: dict | None = None, task: Task | None = None) -> dict:
         """The task's variables, rendered (variables may refer to variables). Built per task
         because a variable may refer to a result registered since; `just_registered` adds a
         result not registered yet (what `changed_when` judges). The built-in variables and
@@ -404,7 +405,8 @@ class HostPlay:
                  "groups": {g: list(h) for g, h in self.runner.inventory.groups.items()},
                  "hostvars": HostVars(self.runner),
                  "harden_run_id": self.runner.run_id}
-        return layered_vars(self.host.vars, Untemplated(magic), self.play.vars,
+        return layered_vars(self.play.defaults, self.host.vars, Untemplated(magic),
+                            self.play.vars, task.vars if task else None,
                             Untemplated({**self.registered, **(just_registered or {})}),
                             extra_vars=self.runner.options.extra_vars)
 
@@ -415,7 +417,7 @@ class HostPlay:
         variables = self.base_vars()
         for task in self.tasks() + self.play.handlers:
             try:
-                args = self.args(task, variables)
+                args = self.args(task, self.base_vars(task=task) if task.vars else variables)
             except HardenError:
                 continue        # depends on a registered result: gathered when it plans
             requests += get_module(task.module).facts_needed(args)
@@ -478,7 +480,7 @@ class HostPlay:
     def _run_task(self, task: Task, handler: bool) -> None:
         result = TaskResult(self.name, self.play.name, task.name, "ok", handler=handler,
                             no_log=task.no_log)
-        variables = self.base_vars()
+        variables = self.base_vars(task=task)
         if task.run_once and self.name != self.batch[0]:
             return self.done(result, "skipped", "run_once: runs on " + self.batch[0])
         self._step(task.name)
@@ -487,7 +489,7 @@ class HostPlay:
             if not all(evaluate(cond, variables, task.where) for cond in task.when):
                 return self.done(result, "skipped")
             args = self.args(task, variables)
-            changes = self.plan(module, args, variables)
+            changes = self.plan(module, args, variables, task.search_dirs)
             found = self.with_facts(module.name,
                                     lambda: module.result(args, self.facts, changes))
         except (TaskFailed, InputError) as exc:
@@ -501,7 +503,7 @@ class HostPlay:
             self.state.secret_paths.update(c.path for c in changes if c.path)
         if self.runner.options.diff and not task.no_log:
             result.diff = "".join(c.diff for c in changes)
-        if task.module == "command":
+        if task.module in COMMAND_MODULES:
             return self.run_command(task, args, changes, result)
         changed = self.changed(task, bool(changes), variables, found)
         self.register(task, changed, changes, **found)
@@ -532,8 +534,8 @@ class HostPlay:
             self.flush()                 # a restart is a point everything after depends on
         return None
 
-    def plan(self, module, args: dict, variables: dict) -> list[Change]:
-        ctx = PlanContext(variables, self.play.template_dirs, self.check)
+    def plan(self, module, args: dict, variables: dict, search_dirs=()) -> list[Change]:
+        ctx = PlanContext(variables, [*search_dirs, *self.play.template_dirs], self.check)
         return self.with_facts(module.name, lambda: module.plan(args, self.facts, ctx))
 
     def with_facts(self, what: str, step):
@@ -559,7 +561,7 @@ class HostPlay:
     def changed(self, task: Task, planned: bool, variables: dict, result: dict) -> bool:
         if task.changed_when is None:
             return planned
-        scope = self.base_vars({task.register: result}) if task.register else variables
+        scope = self.base_vars({task.register: result}, task) if task.register else variables
         return all(evaluate(cond, scope, task.where) for cond in task.changed_when)
 
     def register(self, task: Task, changed: bool, changes: list[Change], **extra) -> dict:
@@ -596,7 +598,8 @@ class HostPlay:
             self.done(result, "failed", f"exit {out.rc}: {stderr.strip()[-300:]}")
             raise HostFailed(f"task '{task.name}': command exited {out.rc}")
         try:
-            changed = self.changed(task, True, self.base_vars(), {"changed": True, **value})
+            changed = self.changed(task, True, self.base_vars(task=task),
+                                   {"changed": True, **value})
         except InputError as exc:
             self.done(result, "failed", str(exc))
             raise self._task_failed(task, exc) from None
