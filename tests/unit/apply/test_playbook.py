@@ -103,11 +103,11 @@ def test_full_data_model(tmp_path):
 def test_unknown_play_keyword(tmp_path):
     err = error_of(tmp_path, """\
         - hosts: all
-          gather_facts: false
+          strategy: free
           tasks: []
         """)
     assert err.line == 2 and err.path.endswith("play.yml")
-    assert "unknown play keyword 'gather_facts'; valid: any_errors_fatal, become" in str(err)
+    assert "unknown play keyword 'strategy'; valid: any_errors_fatal, become" in str(err)
 
 
 def test_unknown_module_names_modules_and_keywords(tmp_path):
