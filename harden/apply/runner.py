@@ -492,6 +492,7 @@ class HostPlay:
             changes = self.plan(module, args, variables, task.search_dirs)
             found = self.with_facts(module.name,
                                     lambda: module.result(args, self.facts, changes))
+            result.message = module.report(args, variables)
         except (TaskFailed, InputError) as exc:
             self.flush()
             self.done(result, "failed", str(exc))
@@ -507,6 +508,8 @@ class HostPlay:
             return self.run_command(task, args, changes, result)
         changed = self.changed(task, bool(changes), variables, found)
         self.register(task, changed, changes, **found)
+        for name, value in module.variables_set(args).items():      # set_fact
+            self.runner.register(self.name, name, value)
         if changed:
             self.notify(task)
         if task.module in WAIT_MODULES:
@@ -527,7 +530,7 @@ class HostPlay:
         if writes and self.pending and self.pending[0].become != self._become(task):
             self.flush()                 # one exec runs under one identity
         if not writes and not self.pending:
-            return self.done(result, result.status)
+            return self.done(result, result.status, result.message)
         self.pending.append(_Pending(result, changes if writes else [], self._become(task),
                                      restart))
         if task.module == "service":

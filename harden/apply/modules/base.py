@@ -99,6 +99,14 @@ class Module:
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
         raise NotImplementedError
 
+    def report(self, args: dict, variables: dict) -> str:
+        """What the task's output line says besides its status (debug's message)."""
+        return ""
+
+    def variables_set(self, args: dict) -> dict:
+        """Variables the task defines for this host for the rest of the run (set_fact)."""
+        return {}
+
     def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
         """What `register` keeps besides changed/failed/changes: facts a later play, or
         another host through `hostvars`, may judge (never secret content)."""

@@ -115,11 +115,11 @@ def test_unknown_module_names_modules_and_keywords(tmp_path):
         - hosts: all
           tasks:
             - name: x
-              lineinfile: {path: /etc/x}
+              blockinfile: {path: /etc/x}
         """)
     assert err.line == 4
-    assert "unknown module or task keyword 'lineinfile'" in str(err)
-    assert "modules: assert, command, copy, encryption_key, file," in str(err)
+    assert "unknown module or task keyword 'blockinfile'" in str(err)
+    assert "modules: assert, command, copy, debug, encryption_key, fail, file," in str(err)
     assert "task keywords: become, changed_when," in str(err)
 
 
