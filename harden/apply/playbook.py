@@ -521,9 +521,16 @@ def serial_batches(serial: list[int | str], host_count: int) -> list[int]:
     return sizes
 
 
-def task_selected(task: Task, play: Play, only_tags: list[str] | None) -> bool:
-    """`-t TAGS`: a task runs when it (or its play) carries one of them, or 'always'."""
-    if not only_tags:
-        return True
+def task_selected(task: Task, play: Play, only_tags: list[str] | None,
+                  skip_tags: list[str] | None = None) -> bool:
+    """Ansible's tag rules. `-t TAGS`: a task runs when it (or its play) carries one of them,
+    or 'always'. `--skip-tags`: a task carrying one of those never runs ('always' included).
+    A task tagged 'never' runs only when one of its tags is asked for by name."""
     tags = set(task.tags) | set(play.tags)
-    return "always" in tags or bool(tags & set(only_tags))
+    if skip_tags and tags & set(skip_tags):
+        return False
+    if not only_tags:
+        return "never" not in tags
+    if "never" in tags and not (tags - {"never"}) & set(only_tags) and "never" not in only_tags:
+        return False
+    return "always" in tags or bool(tags & set(only_tags)) or "all" in only_tags

@@ -60,6 +60,7 @@ class ApplyOptions:
     diff: bool = False
     forks: int = 20
     tags: list[str] | None = None
+    skip_tags: list[str] | None = None
     limit: str | None = None
     extra_vars: dict = field(default_factory=dict)
     run_options: RunOptions = field(default_factory=RunOptions)
@@ -456,7 +457,8 @@ class HostPlay:
 
     def tasks(self) -> list[Task]:
         return [t for t in self.play.tasks
-                if task_selected(t, self.play, self.runner.options.tags)]
+                if task_selected(t, self.play, self.runner.options.tags,
+                                 self.runner.options.skip_tags)]
 
     @staticmethod
     def args(task: Task, variables: dict) -> dict:
