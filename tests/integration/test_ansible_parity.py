@@ -78,7 +78,8 @@ CONTENT = {
           listen: config changed
           ansible.builtin.shell: echo changed >> {{ parity_dir }}/handler.log
         """,
-    "roles/baseline/templates/app.conf.j2": "level={{ level }}\nbanner={{ banner }}\n",
+    "roles/baseline/templates/app.conf.j2": ("level={{ level }}\n{% if level | int > 1 %}\n"
+                                             "banner={{ banner }}\n{% endif %}\nend\n"),
 }
 
 
@@ -140,6 +141,7 @@ def test_ansible_playbook_and_harden_leave_the_same_node_and_counts(lab3, conten
     assert files == tree(lab3, by_harden)
     # role parameters (level: 2) are the role's own: the play's tasks see the role default
     assert "by-command" not in files and files["by-shell"][1] == b"level-1\n"
-    assert files["app.conf"] == ("0o640", b"level=2\nbanner=managed by a role\n")
+    # block tags drop their own newline (Ansible's trim_blocks)
+    assert files["app.conf"] == ("0o640", b"level=2\nbanner=managed by a role\nend\n")
     assert files["static.txt"][0] == "0o600" and "never.txt" not in files
     assert files["handler.log"][1] == b"changed\n"

@@ -206,3 +206,13 @@ def test_role_defaults_lose_to_inventory_and_task_vars_win_over_play_vars(tmp_pa
     result, _ = env.apply("- hosts: h1\n  vars: {y: play}\n  roles: [r]\n")
     assert result.exit_code == 0
     assert (env.root("h1") / "etc" / "out").read_text() == "d-task\n"
+
+
+def test_templates_render_with_ansibles_block_settings(tmp_path):
+    from harden.apply.templating import render_template_file
+    (tmp_path / "t.j2").write_text("{% if true %}\nyes\n{% endif %}\n  {% if true %}x{% endif %}\nend\n")
+    assert render_template_file("t.j2", [str(tmp_path)], {}) == "yes\n  xend\n"
+    assert render_template_file("t.j2", [str(tmp_path)], {}, lstrip_blocks=True) == \
+        "yes\nxend\n"
+    assert render_template_file("t.j2", [str(tmp_path)], {}, trim_blocks=False) == \
+        "\nyes\n\n  x\nend\n"
