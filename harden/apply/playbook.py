@@ -12,18 +12,20 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from harden.errors import InputError
 from harden.apply.yaml_lines import LocatedDict, load_yaml
 from harden.apply.ansible_forms import module_arguments, short_module_name
 from harden.apply.modules import MODULES, get_module
 from harden.apply import roles
+from harden.apply.loops import LOOP_CONTROL_KEYS, LOOP_KEYS
 
 PLAY_KEYS = ("name", "hosts", "serial", "max_fail_percentage", "any_errors_fatal", "become",
              "vars", "vars_files", "pre_tasks", "roles", "tasks", "post_tasks", "handlers", "tags",
              "gather_facts")
 TASK_KEYS = ("name", "when", "register", "notify", "tags", "run_once", "check_mode", "no_log",
-             "changed_when", "become", "vars", "listen")
+             "changed_when", "become", "vars", "listen", *LOOP_KEYS, "loop_control")
 # Keywords a block, an import/include of tasks or a role passes down to every task inside it.
 INHERITED_KEYS = ("name", "when", "tags", "become", "vars", "no_log", "check_mode")
 INCLUDE_KEYS = ("import_tasks", "include_tasks")
@@ -56,6 +58,9 @@ class Task:
     vars: dict = field(default_factory=dict)          # task (and enclosing block/role) vars
     listen: list[str] = field(default_factory=list)   # handlers: topics they also answer to
     search_dirs: list[str] = field(default_factory=list)   # a role's templates/ and files/
+    loop: tuple[str, Any] | None = None               # (loop | with_items | ..., its value)
+    loop_control: dict = field(default_factory=dict)
+    loop_vars: dict = field(default_factory=dict)     # at run time: this item's variables
 
     @property
     def where(self) -> tuple[str, int]:
@@ -413,7 +418,29 @@ def _task(data, path: str, line: int) -> Task:
         become=_opt_bool(data.get("become"), "become", path, at("become")),
         vars=_vars(data.get("vars"), path, at("vars")),
         listen=_strings(data.get("listen"), "listen", path, at("listen")),
+        loop=_loop(data, path),
+        loop_control=_loop_control(data.get("loop_control"), path, at("loop_control")),
     )
+
+
+def _loop(data: LocatedDict, path: str) -> tuple[str, Any] | None:
+    kinds = [k for k in LOOP_KEYS if k in data]
+    if len(kinds) > 1:
+        raise InputError(f"a task takes one loop, got {', '.join(kinds)}", path,
+                         data.key_lines[kinds[1]])
+    return (kinds[0], data[kinds[0]]) if kinds else None
+
+
+def _loop_control(value, path: str, line: int | None) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError("loop_control must be a mapping", path, line)
+    for key in value:
+        if key not in LOOP_CONTROL_KEYS:
+            raise _unknown("loop_control key", key, LOOP_CONTROL_KEYS, path,
+                           getattr(value, "key_lines", {}).get(key, line))
+    return dict(value)
 
 
 def _renamed(data: LocatedDict, old: str, new: str) -> LocatedDict:

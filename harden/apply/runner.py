@@ -27,13 +27,14 @@ import shlex
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harden.ssh.settings import RunOptions, connection_specs
 from harden.errors import HardenError, InputError
 from harden.apply.facts import FactNotGathered, Facts, build_script, merge_requests, parse_output
 from harden.apply.events import NO_LOG_MESSAGE, HostSummary, Output, RunResult, TaskResult
+from harden.apply import loops
 from harden.apply.health import wait_healthy
 from harden.runs.journal import HostRecord, Journal, commit_script, new_run_id, \
     parse_index
@@ -48,6 +49,7 @@ from harden.apply.templating import Untemplated, evaluate, layered_vars, render_
 
 WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
 COMMAND_MODULES = ("command", "shell")      # their own exec: rc and output are registered
+_LOOP_ITEM = "_harden_loop_item"            # where a loop's current item registers its result
 MAX_FACT_ROUNDS = 5
 _PS_MARK = markers.PS
 _WRITE_PS_END = markers.PS_END
@@ -408,6 +410,7 @@ class HostPlay:
                  "harden_run_id": self.runner.run_id}
         return layered_vars(self.play.defaults, self.host.vars, Untemplated(magic),
                             self.play.vars, task.vars if task else None,
+                            Untemplated(task.loop_vars) if task else None,
                             Untemplated({**self.registered, **(just_registered or {})}),
                             extra_vars=self.runner.options.extra_vars)
 
@@ -417,11 +420,12 @@ class HostPlay:
         requests = []
         variables = self.base_vars()
         for task in self.tasks() + self.play.handlers:
-            try:
-                args = self.args(task, self.base_vars(task=task) if task.vars else variables)
-            except HardenError:
-                continue        # depends on a registered result: gathered when it plans
-            requests += get_module(task.module).facts_needed(args)
+            for scope in self._fact_scopes(task, variables):
+                try:
+                    args = self.args(task, scope)
+                except HardenError:
+                    continue    # depends on a registered result: gathered when it plans
+                requests += get_module(task.module).facts_needed(args)
         requests = merge_requests(requests)
         backups, journals = self.runner.options.backup_root, self.runner.options.journal_root
         script = build_script(requests) + (
@@ -444,6 +448,18 @@ class HostPlay:
                 self.runner.out.warning(self.name, f"run {run_id} did not finish on this host "
                                                    f"(interrupted?); undo it with "
                                                    f"`harden rollback {run_id}`")
+
+    def _fact_scopes(self, task: Task, variables: dict) -> list[dict]:
+        """The variables a task's arguments are rendered with: one set per loop item."""
+        scope = self.base_vars(task=task) if task.vars else variables
+        if task.loop is None:
+            return [scope]
+        try:
+            found = loops.items(*task.loop, scope, task.where)
+        except (HardenError, TaskFailed):
+            return []           # the items come from a result registered later
+        return [self.base_vars(task=replace(task, loop_vars=loops.item_vars(
+            task.loop_control, item, index))) for index, item in enumerate(found)]
 
     def gather_more(self, request) -> None:
         result = self.session.run("sh -s", become=self.play.become,
@@ -476,8 +492,35 @@ class HostPlay:
     def run_task(self, task: Task, handler: bool = False) -> None:
         """Run one task; `current` stays set when it raises, for run() to see its no_log."""
         self.current = task
-        self._run_task(task, handler)
+        if task.loop is not None:
+            self.run_loop(task, handler)
+        else:
+            self._run_task(task, handler)
         self.current = None
+
+    def run_loop(self, task: Task, handler: bool) -> None:
+        """One run of the task per item (each its own line); `register` gets the items'
+        results together, as Ansible registers a loop. Items are data: never templated."""
+        variables = self.base_vars(task=task)
+        try:
+            found = loops.items(*task.loop, variables, task.where)
+        except (TaskFailed, InputError) as exc:
+            self.flush()
+            self.done(TaskResult(self.name, self.play.name, task.name, "failed", handler=handler,
+                                 no_log=task.no_log), "failed", str(exc))
+            raise self._task_failed(task, exc) from None
+        results = []
+        for index, item in enumerate(found):
+            extra = loops.item_vars(task.loop_control, item, index)
+            shown = loops.label(task.loop_control, item, {**variables, **extra}, task.where)
+            one = replace(task, name=f"{task.name} (item={shown})", loop=None, loop_vars=extra,
+                          register=_LOOP_ITEM if task.register else None)
+            self.runner.register(self.name, _LOOP_ITEM, {"changed": False, "skipped": True})
+            self._run_task(one, handler)
+            results.append({**self.registered.get(_LOOP_ITEM, {}), "item": item})
+        self.registered.pop(_LOOP_ITEM, None)
+        if task.register:
+            self.runner.register(self.name, task.register, loops.aggregate(results))
 
     def _run_task(self, task: Task, handler: bool) -> None:
         result = TaskResult(self.name, self.play.name, task.name, "ok", handler=handler,

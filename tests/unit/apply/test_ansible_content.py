@@ -216,3 +216,70 @@ def test_templates_render_with_ansibles_block_settings(tmp_path):
         "yes\nxend\n"
     assert render_template_file("t.j2", [str(tmp_path)], {}, trim_blocks=False) == \
         "\nyes\n\n  x\nend\n"
+
+
+LOOPS = """
+- hosts: h1
+  vars:
+    names: [a, b, c]
+  tasks:
+    - name: one file per item
+      copy: {dest: "{{ root }}/etc/{{ item }}.conf", content: "{{ item }}\\n", mode: "0600"}
+      loop: "{{ names }}"
+      when: item != 'b'
+      register: made
+    - name: items flattened one level
+      copy: {dest: "{{ root }}/etc/{{ f }}-{{ i }}", content: "x\\n", mode: "0600"}
+      with_items: [[d, e]]
+      loop_control: {loop_var: f, index_var: i, label: "file {{ f }}"}
+    - name: from a mapping
+      copy: {dest: "{{ root }}/etc/{{ item.key }}", content: "{{ item.value }}\\n", mode: "0600"}
+      with_dict: {k1: v1}
+    - name: what was registered
+      copy:
+        dest: "{{ root }}/etc/summary"
+        content: "{{ made.changed }} {{ made.results | map(attribute='item') | join(',') }} {{ made.results | map(attribute='skipped') | join(',') }}\\n"
+        mode: "0600"
+"""
+
+
+def test_loops_run_per_item_judge_when_per_item_and_register_results(tmp_path):
+    env = Env(tmp_path)
+    result, out = env.apply(LOOPS)
+    assert result.exit_code == 0, [(r.task, r.message) for r in out.lines]
+    etc = env.root("h1") / "etc"
+    assert sorted(p.name for p in etc.iterdir()) == ["a.conf", "app.conf", "c.conf", "d-0",
+                                                      "e-1", "k1", "summary"]
+    assert (etc / "k1").read_text() == "v1\n"
+    assert (etc / "summary").read_text() == "True a,b,c False,True,False\n"
+    names = [r.task for r in out.lines]
+    assert "one file per item (item=b)" in names and "items flattened one level (item=file e)" in names
+    again, _ = env.apply(LOOPS)
+    assert again.hosts["h1"].changed == 1       # only the summary: made.changed is False now
+
+
+def test_loop_items_from_a_node_are_never_templated(tmp_path):
+    env = Env(tmp_path)
+    (env.root("h1") / "etc" / "app.conf").write_text("{{ 7 * 6 }}\n")
+    result, out = env.apply("""
+- hosts: h1
+  tasks:
+    - shell: cat {{ root }}/etc/app.conf
+      register: seen
+      changed_when: false
+    - copy: {dest: "{{ root }}/etc/out", content: "{{ item }}", mode: "0600"}
+      loop: "{{ seen.stdout_lines }}"
+""")
+    assert result.exit_code == 0
+    assert (env.root("h1") / "etc" / "out").read_text() == "{{ 7 * 6 }}"
+
+
+def test_a_loop_over_something_else_than_a_list_fails_the_host(tmp_path):
+    env = Env(tmp_path)
+    result, out = env.apply("""
+- hosts: h1
+  tasks:
+    - copy: {dest: "{{ root }}/etc/x", content: "x", mode: "0600"}
+      loop: "{{ 5 }}"
+""")
+    assert result.exit_code == 4 and "loop needs a list" in out.lines[-1].message
