@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import re
 
-from harden.apply.facts import FILE, FactRequest, Facts
-from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed, plan_write
+from harden.apply.modules.base import Arg, TaskFailed
+from harden.apply.modules.text_edit import FILE_ARGS, TextEditModule
 from harden.errors import InputError
 
 
-class LineInFileModule(Module):
+class LineInFileModule(TextEditModule):
     name = "lineinfile"
     args = (
-        Arg("path", required=True),
+        *FILE_ARGS,
         Arg("line"),
         Arg("regexp"),
         Arg("search_string"),
@@ -31,10 +31,6 @@ class LineInFileModule(Module):
         Arg("create", "bool", default=False),
         Arg("backrefs", "bool", default=False),
         Arg("firstmatch", "bool", default=False),
-        Arg("backup", "bool", default=False),
-        Arg("mode", "mode"),
-        Arg("owner"),
-        Arg("group"),
     )
 
     def validate(self, args, path=None, line=None, rendered=True) -> dict:
@@ -47,25 +43,8 @@ class LineInFileModule(Module):
             raise InputError("lineinfile: give regexp or search_string, not both", path, line)
         return out
 
-    def facts_needed(self, args: dict) -> list[FactRequest]:
-        return [FactRequest(FILE, args["path"], content=True)]
-
-    def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
-        existing = facts.file(args["path"], content=True)
-        if existing is None:
-            if args["state"] == "absent":
-                return []
-            if not args["create"]:
-                raise TaskFailed(f"{args['path']} does not exist (create: true makes it)")
-        elif existing.kind != "file":
-            raise TaskFailed(f"{args['path']} is not a regular file")
-        before = existing.content.decode(errors="surrogateescape") if existing else ""
-        after = edit_lines(before, args)
-        if existing is not None and after == before:
-            return plan_write(args["path"], existing.content, existing, args["mode"],
-                              args["owner"], args["group"], False)
-        return plan_write(args["path"], after.encode(errors="surrogateescape"), existing,
-                          args["mode"], args["owner"], args["group"], False)
+    def edit(self, text: str, args: dict) -> str:
+        return edit_lines(text, args)
 
 
 def edit_lines(text: str, args: dict) -> str:
