@@ -115,11 +115,11 @@ def test_unknown_module_names_modules_and_keywords(tmp_path):
         - hosts: all
           tasks:
             - name: x
-              blockinfile: {path: /etc/x}
+              synchronize: {src: /etc/x}
         """)
     assert err.line == 4
-    assert "unknown module or task keyword 'blockinfile'" in str(err)
-    assert "modules: assert, command, copy, debug, encryption_key, fail, file," in str(err)
+    assert "unknown module or task keyword 'synchronize'" in str(err)
+    assert "modules: assert, blockinfile, command, copy, debug, encryption_key, fail," in str(err)
     assert "task keywords: become, changed_when," in str(err)
 
 
