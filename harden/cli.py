@@ -124,18 +124,22 @@ def inventory(inventories, limit, as_list, as_graph, show_secrets):
               type=click.Choice(["text", "json", "junit", "sarif", "html"]), help="Report format.")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Write the report to FILE instead of standard output.")
+@click.option("--by-host", is_flag=True,
+              help="Text: every check under each host (the default groups hosts that share a "
+                   "verdict; a single host is always shown in full).")
 def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeout, benchmark,
-          fmt, output):
+          fmt, output, by_host):
     """Audit hosts against the CIS Kubernetes Benchmark over SSH (one probe exec per host).
 
     Evaluates both the configured state (manifests, kubelet config, drop-ins) and the effective
     one (running processes' arguments); a mismatch is reported as drift. Exits 0 when every
     scored check passes, 2 on a scored FAIL, 4 when a host could not be audited.
+    Text output groups hosts that share a verdict (FAIL, ERROR, WARN first; PASS counted).
     """
     from harden.cis.run import run_check
 
     sys.exit(run_check(inventories, limit=limit, forks=forks, benchmark=benchmark, fmt=fmt,
-                       output=output, accept_new_host_keys=accept_new_host_keys,
+                       output=output, by_host=by_host, accept_new_host_keys=accept_new_host_keys,
                        ask_become_pass=ask_become_pass, connect_timeout=timeout))
 
 

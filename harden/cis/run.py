@@ -9,6 +9,7 @@ FAIL, 4 a host could not be audited, 1 bad input (before any host is contacted).
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timezone
 from typing import Sequence
 
@@ -28,7 +29,8 @@ EXIT_OK, EXIT_INPUT, EXIT_FINDINGS, EXIT_HOSTS = 0, 1, 2, 4
 
 
 def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benchmark: str,
-              fmt: str, output: str | None, accept_new_host_keys: bool = False,
+              fmt: str, output: str | None, by_host: bool = False,
+              accept_new_host_keys: bool = False,
               ask_become_pass: bool = False, connect_timeout: float | None = None) -> int:
     """Audit the selected hosts, write the report, return the exit code."""
     if fmt not in FORMATS:
@@ -40,6 +42,7 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
         warn=lambda line: click.echo(line, err=True))
     run = CheckRun(benchmark=catalogue.benchmark, run_id=new_run_id(), results=[],
                    started_at=datetime.now(timezone.utc))
+    started = time.monotonic()
     jumps = JumpPool()
     try:
         outcomes = for_each_host(
@@ -51,7 +54,8 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
             run.results.extend(outcome.value)
         else:
             run.unreachable[name] = f"{outcome.kind}: {outcome.message}"
-    _write_report(run, fmt, output)
+    run.seconds = time.monotonic() - started
+    _write_report(run, fmt, output, by_host)
     return exit_code(run)
 
 
@@ -71,11 +75,11 @@ def exit_code(run: CheckRun) -> int:
     return EXIT_OK
 
 
-def _write_report(run: CheckRun, fmt: str, output: str | None) -> None:
+def _write_report(run: CheckRun, fmt: str, output: str | None, by_host: bool = False) -> None:
     if output is None:
-        click.echo(render(run, fmt, generated_at=run.started_at), nl=False)
+        click.echo(render(run, fmt, generated_at=run.started_at, by_host=by_host), nl=False)
         return
-    text = render(run, fmt, color=False, generated_at=run.started_at)
+    text = render(run, fmt, color=False, generated_at=run.started_at, by_host=by_host)
     try:
         if os.path.exists(output) and not os.path.isfile(output):
             with open(output, "w", encoding="utf-8") as fh:    # /dev/null, a pipe: never replace
