@@ -127,19 +127,27 @@ def inventory(inventories, limit, as_list, as_graph, show_secrets):
 @click.option("--by-host", is_flag=True,
               help="Text: every check under each host (the default groups hosts that share a "
                    "verdict; a single host is always shown in full).")
+@click.option("--compare", default=None, metavar="RUN_ID|FILE|last",
+              help="Show what changed since an earlier check: a run id from `harden runs`, "
+                   "a --format json report, or 'last' (the newest earlier check run).")
+@click.option("--fail-on", "fail_on", default="any", show_default=True,
+              type=click.Choice(["any", "new"]),
+              help="Exit 2 on any scored FAIL, or (with --compare) only on new ones.")
 def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeout, benchmark,
-          fmt, output, by_host):
+          fmt, output, by_host, compare, fail_on):
     """Audit hosts against the CIS Kubernetes Benchmark over SSH (one probe exec per host).
 
     Evaluates both the configured state (manifests, kubelet config, drop-ins) and the effective
     one (running processes' arguments); a mismatch is reported as drift. Exits 0 when every
     scored check passes, 2 on a scored FAIL, 4 when a host could not be audited.
     Text output groups hosts that share a verdict (FAIL, ERROR, WARN first; PASS counted).
+    Every run is kept in the local journal (statuses only) for later --compare.
     """
     from harden.cis.run import run_check
 
     sys.exit(run_check(inventories, limit=limit, forks=forks, benchmark=benchmark, fmt=fmt,
-                       output=output, by_host=by_host, accept_new_host_keys=accept_new_host_keys,
+                       output=output, by_host=by_host, compare=compare, fail_on=fail_on,
+                       accept_new_host_keys=accept_new_host_keys,
                        ask_become_pass=ask_become_pass, connect_timeout=timeout))
 
 

@@ -9,6 +9,7 @@ FAIL, 4 a host could not be audited, 1 bad input (before any host is contacted).
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from datetime import datetime, timezone
 from typing import Sequence
@@ -18,7 +19,8 @@ import click
 from harden.cis.checks import Catalogue, evaluate_host, load_catalogue
 from harden.ssh.settings import resolve_targets
 from harden.errors import InputError
-from harden.runs.journal import new_run_id
+from harden.cis.compare import compute_changes, load_baseline, new_scored_failures
+from harden.runs.journal import Journal, new_run_id, record_check
 from harden.ssh.parallel import for_each_host
 from harden.cis.probe import gather_facts
 from harden.cis.reports import FORMATS, render
@@ -29,13 +31,18 @@ EXIT_OK, EXIT_INPUT, EXIT_FINDINGS, EXIT_HOSTS = 0, 1, 2, 4
 
 
 def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benchmark: str,
-              fmt: str, output: str | None, by_host: bool = False,
-              accept_new_host_keys: bool = False,
+              fmt: str, output: str | None, by_host: bool = False, compare: str | None = None,
+              fail_on: str = "any", accept_new_host_keys: bool = False,
               ask_become_pass: bool = False, connect_timeout: float | None = None) -> int:
-    """Audit the selected hosts, write the report, return the exit code."""
+    """Audit the selected hosts, write the report, keep the run in the journal, return the
+    exit code."""
     if fmt not in FORMATS:
         raise InputError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fail_on == "new" and compare is None:
+        raise InputError("--fail-on new needs --compare RUN_ID|FILE|last (new since what?)")
     catalogue = load_catalogue(benchmark)
+    journal = _open_journal()
+    baseline = load_baseline(compare, catalogue.benchmark, journal) if compare else None
     hosts, specs = resolve_targets(
         inventories, limit, connect_timeout=connect_timeout,
         accept_new_host_keys=accept_new_host_keys, ask_become_pass=ask_become_pass,
@@ -55,8 +62,26 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
         else:
             run.unreachable[name] = f"{outcome.kind}: {outcome.message}"
     run.seconds = time.monotonic() - started
+    if baseline is not None:
+        run.changes = compute_changes(baseline, run)
+    code = exit_code(run, fail_on)
+    if journal is not None:
+        try:
+            record_check(journal, run, code)
+        finally:
+            journal.close()
     _write_report(run, fmt, output, by_host)
-    return exit_code(run)
+    return code
+
+
+def _open_journal() -> Journal | None:
+    """The local journal, or None (with a warning) when it cannot be opened: a read-only home
+    must not stop an audit, it only means this run cannot be compared against later."""
+    try:
+        return Journal()
+    except (OSError, sqlite3.Error) as exc:
+        click.echo(f"harden: warning: check run not journaled: {exc}", err=True)
+        return None
 
 
 def audit_host(host, spec, catalogue: Catalogue, jumps: JumpPool | None = None) -> list[CheckResult]:
@@ -66,10 +91,13 @@ def audit_host(host, spec, catalogue: Catalogue, jumps: JumpPool | None = None) 
     return evaluate_host(host.name, facts, catalogue, host.vars.get("harden_node_role"))
 
 
-def exit_code(run: CheckRun) -> int:
-    """4 if a host could not be audited, else 2 if a scored check failed, else 0."""
+def exit_code(run: CheckRun, fail_on: str = "any") -> int:
+    """4 if a host could not be audited, else 2 if a scored check failed (with
+    `fail_on="new"`: only a scored FAIL that is new since the baseline), else 0."""
     if run.unreachable:
         return EXIT_HOSTS
+    if fail_on == "new" and run.changes is not None:
+        return EXIT_FINDINGS if new_scored_failures(run.changes, run) else EXIT_OK
     if any(r.scored and r.status == "FAIL" for r in run.results):
         return EXIT_FINDINGS
     return EXIT_OK
