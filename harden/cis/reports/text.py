@@ -167,6 +167,8 @@ MAX_ACTUALS = 4          # distinct findings listed under one group before "and 
 def print_grouped(console: Console, run: CheckRun) -> None:
     """Findings once per check with their hosts, then passes counted, then hosts folded."""
     groups = verdict_groups(run)
+    if run.changes is not None:
+        console.print()
     console.print(_fleet_line(run))
     for status in GROUPED_ORDER:
         chosen = [g for g in groups if g.status == status]

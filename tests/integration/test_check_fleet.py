@@ -1,0 +1,83 @@
+"""`harden check` at fleet scale on a 50-node lab: grouped output, runs kept in the journal and
+compared, the metrics export, and progress on a terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.lab
+HARDEN = [sys.executable, "-m", "harden.cli"]
+BROKEN = ("w7", "w31")
+CHECK_ID = "4.1.5"                      # kubelet kubeconfig mode 600: passes on kubeadm nodes
+KUBECONFIG = "/etc/kubernetes/kubelet.conf"
+
+
+@pytest.fixture(scope="module")
+def fleet(lab_factory):
+    with lab_factory.running(control_planes=2, workers=48, wait_ready=True) as lab:
+        yield lab
+
+
+def check(lab, state_dir, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HARDEN_STATE_DIR": str(state_dir)}
+    env.pop("FORCE_COLOR", None)
+    return subprocess.run([*HARDEN, "check", "-i", str(lab.inventory), "-f", "25", *args],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_grouped_text_for_50_alike_nodes_is_under_150_lines(fleet, tmp_path):
+    done = check(fleet, tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) < 150, done.stdout
+    assert "50 hosts: 2 control planes, 48 workers" in done.stdout
+    assert any(line.startswith("FAIL") and line.endswith("— cp[1-2] w[1-48] (50/50 workers)")
+               for line in lines), done.stdout
+    assert not any(line.startswith("PASS   ") and " — " in line for line in lines)
+    full = check(fleet, tmp_path, "--by-host")
+    assert len(full.stdout.splitlines()) > 10 * len(lines)
+    one = check(fleet, tmp_path, "-l", "w3")
+    assert "\nw3 ─" in one.stdout and f"PASS   {CHECK_ID}" in one.stdout
+
+
+def test_compare_names_exactly_the_broken_hosts_and_check_then_the_fixed_ones(fleet, tmp_path):
+    first = check(fleet, tmp_path, "--format", "json")
+    assert first.returncode == 2, first.stderr
+    baseline = json.loads(first.stdout)["run_id"]
+    runs = subprocess.run([*HARDEN, "runs", "--json"], capture_output=True, text=True,
+                          env={**os.environ, "HARDEN_STATE_DIR": str(tmp_path)})
+    assert [r["id"] for r in json.loads(runs.stdout)][0] == baseline
+    try:
+        for node in BROKEN:
+            fleet.ssh(node, f"chmod 644 {KUBECONFIG}")
+        broken = check(fleet, tmp_path, "--format", "json", "--compare", baseline,
+                       "--fail-on", "new")
+        assert broken.returncode == 2, broken.stderr
+        changes = json.loads(broken.stdout)["changes"]
+        assert changes["baseline"] == baseline
+        assert [(c["host"], c["id"]) for c in changes["new_failures"]] == \
+            [(host, CHECK_ID) for host in BROKEN]
+        assert changes["fixed"] == [] and changes["hosts_added"] == changes["hosts_removed"] == []
+        # an old FAIL alone does not fail `--fail-on new`: compare the run with itself
+        same = check(fleet, tmp_path, "--compare", "last", "--fail-on", "new")
+        assert same.returncode == 0, same.stdout + same.stderr
+        assert "no new or fixed FAIL, same hosts" in same.stdout
+        broken_id = json.loads(broken.stdout)["run_id"]
+    finally:
+        for node in BROKEN:
+            fleet.ssh(node, f"chmod 600 {KUBECONFIG}")
+    fixed = check(fleet, tmp_path, "--compare", broken_id)
+    assert fixed.returncode == 2                      # kubeadm defaults still FAIL elsewhere
+    block = fixed.stdout[fixed.stdout.index("Changes since"):]
+    block = block[:block.index("\n\n")]
+    assert block.splitlines()[1:] == [f"  FIXED {CHECK_ID:<7} Kubelet kubeconfig has mode 600 or "
+                                      "stricter — w[7,31]"]
+    sarif = json.loads(check(fleet, tmp_path, "--format", "sarif", "--compare", broken_id).stdout)
+    states = {(r["properties"]["host"], r["ruleId"]): r["baselineState"]
+              for r in sarif["runs"][0]["results"]}
+    assert states[("w7", CHECK_ID)] == "unchanged" and states[("w8", CHECK_ID)] == "unchanged"
