@@ -121,9 +121,14 @@ def inventory(inventories, limit, as_list, as_graph, show_secrets):
 @connection_options
 @click.option("--benchmark", default="cis-1.12", show_default=True, help="Catalogue to check against.")
 @click.option("--format", "fmt", default="text", show_default=True,
-              type=click.Choice(["text", "json", "junit", "sarif", "html"]), help="Report format.")
+              type=click.Choice(["text", "json", "junit", "sarif", "html", "prometheus"]),
+              help="Report format (prometheus: the text format node_exporter's textfile "
+                   "collector reads).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Write the report to FILE instead of standard output.")
+@click.option("--metrics-file", default=None, type=click.Path(dir_okay=False),
+              help="Also write the run's metrics in the Prometheus text format to FILE "
+                   "(replaced atomically; e.g. node_exporter's textfile dir/harden.prom).")
 @click.option("--by-host", is_flag=True,
               help="Text: every check under each host (the default groups hosts that share a "
                    "verdict; a single host is always shown in full).")
@@ -134,7 +139,7 @@ def inventory(inventories, limit, as_list, as_graph, show_secrets):
               type=click.Choice(["any", "new"]),
               help="Exit 2 on any scored FAIL, or (with --compare) only on new ones.")
 def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeout, benchmark,
-          fmt, output, by_host, compare, fail_on):
+          fmt, output, metrics_file, by_host, compare, fail_on):
     """Audit hosts against the CIS Kubernetes Benchmark over SSH (one probe exec per host).
 
     Evaluates both the configured state (manifests, kubelet config, drop-ins) and the effective
@@ -146,7 +151,7 @@ def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, time
     from harden.cis.run import run_check
 
     sys.exit(run_check(inventories, limit=limit, forks=forks, benchmark=benchmark, fmt=fmt,
-                       output=output, by_host=by_host, compare=compare, fail_on=fail_on,
+                       output=output, metrics_file=metrics_file, by_host=by_host, compare=compare, fail_on=fail_on,
                        accept_new_host_keys=accept_new_host_keys,
                        ask_become_pass=ask_become_pass, connect_timeout=timeout))
 

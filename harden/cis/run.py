@@ -31,7 +31,8 @@ EXIT_OK, EXIT_INPUT, EXIT_FINDINGS, EXIT_HOSTS = 0, 1, 2, 4
 
 
 def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benchmark: str,
-              fmt: str, output: str | None, by_host: bool = False, compare: str | None = None,
+              fmt: str, output: str | None, metrics_file: str | None = None,
+              by_host: bool = False, compare: str | None = None,
               fail_on: str = "any", accept_new_host_keys: bool = False,
               ask_become_pass: bool = False, connect_timeout: float | None = None) -> int:
     """Audit the selected hosts, write the report, keep the run in the journal, return the
@@ -71,6 +72,8 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
         finally:
             journal.close()
     _write_report(run, fmt, output, by_host)
+    if metrics_file is not None:
+        _write_report(run, "prometheus", metrics_file)
     return code
 
 

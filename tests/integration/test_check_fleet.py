@@ -31,8 +31,11 @@ def check(lab, state_dir, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_grouped_text_for_50_alike_nodes_is_under_150_lines(fleet, tmp_path):
-    done = check(fleet, tmp_path)
+    metrics = tmp_path / "textfile" / "harden.prom"
+    metrics.parent.mkdir()
+    done = check(fleet, tmp_path, "--metrics-file", str(metrics))
     assert done.returncode == 2, done.stderr
+    _assert_metrics(metrics.read_text(), fleet)
     lines = done.stdout.splitlines()
     assert len(lines) < 150, done.stdout
     assert "50 hosts: 2 control planes, 48 workers" in done.stdout
@@ -81,3 +84,15 @@ def test_compare_names_exactly_the_broken_hosts_and_check_then_the_fixed_ones(fl
     states = {(r["properties"]["host"], r["ruleId"]): r["baselineState"]
               for r in sarif["runs"][0]["results"]}
     assert states[("w7", CHECK_ID)] == "unchanged" and states[("w8", CHECK_ID)] == "unchanged"
+
+
+def _assert_metrics(text: str, lab) -> None:
+    """What node_exporter's textfile collector would read, parsed by the reference parser."""
+    parser = pytest.importorskip("prometheus_client.parser", reason="test extra")
+    parsed = {f.name: f for f in parser.text_string_to_metric_families(text)}
+    up = {s.labels["host"]: s.value for s in parsed["harden_check_host_up"].samples}
+    assert up == {name: 1 for name in lab.nodes}
+    fails = {(s.labels["host"], s.labels["check"]) for s in parsed["harden_check_result"].samples
+             if s.labels["status"] == "FAIL"}
+    assert ("w1", "4.1.9") in fails and ("w1", CHECK_ID) not in fails
+    assert parsed["harden_check_run_duration_seconds"].samples[0].value > 0

@@ -11,7 +11,7 @@ from datetime import datetime
 from harden.errors import InputError
 from harden.cis.results import CheckRun
 
-FORMATS = ("text", "json", "junit", "sarif", "html")
+FORMATS = ("text", "json", "junit", "sarif", "html", "prometheus")
 
 
 def render(run: CheckRun, fmt: str, *, color: bool | None = None,
@@ -38,4 +38,7 @@ def render(run: CheckRun, fmt: str, *, color: bool | None = None,
     if fmt == "html":
         from harden.cis.reports.html import render_html
         return render_html(run, generated_at=generated_at)
+    if fmt == "prometheus":
+        from harden.cis.reports.prometheus import render_prometheus
+        return render_prometheus(run, generated_at=generated_at)
     raise InputError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
