@@ -20,6 +20,7 @@ from harden.cis.checks import Catalogue, evaluate_host, load_catalogue
 from harden.ssh.settings import resolve_targets
 from harden.errors import InputError
 from harden.cis.compare import compute_changes, load_baseline, new_scored_failures
+from harden.progress import HostProgress, wanted
 from harden.runs.journal import Journal, new_run_id, record_check
 from harden.ssh.parallel import for_each_host
 from harden.cis.probe import gather_facts
@@ -52,9 +53,12 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
                    started_at=datetime.now(timezone.utc))
     started = time.monotonic()
     jumps = JumpPool()
+    progress = HostProgress("harden check", len(hosts), enabled=wanted(fmt))
     try:
-        outcomes = for_each_host(
-            hosts, lambda host: audit_host(host, specs[host.name], catalogue, jumps), forks)
+        with progress:
+            outcomes = for_each_host(hosts, progress.around(
+                lambda host: audit_host(host, specs[host.name], catalogue, jumps,
+                                        progress.host_step)), forks)
     finally:
         jumps.close()
     for name, outcome in outcomes.items():
@@ -87,10 +91,14 @@ def _open_journal() -> Journal | None:
         return None
 
 
-def audit_host(host, spec, catalogue: Catalogue, jumps: JumpPool | None = None) -> list[CheckResult]:
+def audit_host(host, spec, catalogue: Catalogue, jumps: JumpPool | None = None,
+               step=lambda host, text: None) -> list[CheckResult]:
     """One session, one probe exec, then every applicable check evaluated locally."""
+    step(host.name, "connecting")
     with connect(spec, jumps) as session:
+        step(host.name, "probing")
         facts = gather_facts(session, host.name)
+    step(host.name, "evaluating")
     return evaluate_host(host.name, facts, catalogue, host.vars.get("harden_node_role"))
 
 

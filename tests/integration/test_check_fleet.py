@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -35,6 +38,7 @@ def test_grouped_text_for_50_alike_nodes_is_under_150_lines(fleet, tmp_path):
     metrics.parent.mkdir()
     done = check(fleet, tmp_path, "--metrics-file", str(metrics))
     assert done.returncode == 2, done.stderr
+    assert "\x1b[" not in done.stdout + done.stderr and "hosts done" not in done.stdout
     _assert_metrics(metrics.read_text(), fleet)
     lines = done.stdout.splitlines()
     assert len(lines) < 150, done.stdout
@@ -96,3 +100,33 @@ def _assert_metrics(text: str, lab) -> None:
              if s.labels["status"] == "FAIL"}
     assert ("w1", "4.1.9") in fails and ("w1", CHECK_ID) not in fails
     assert parsed["harden_check_run_duration_seconds"].samples[0].value > 0
+
+
+def test_progress_shows_on_a_terminal_and_is_gone_from_the_report(fleet, tmp_path):
+    """In a real terminal (tmux): the live line counts hosts while the check runs and is
+    removed when the report is printed; piped output never has it (see the tests above)."""
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        pytest.skip("tmux is not installed")
+    session = f"harden-progress-{os.getpid()}"
+    done_mark = tmp_path / "rc"
+    command = (f"HARDEN_STATE_DIR={tmp_path} {sys.executable} -m harden.cli check "
+               f"-i {fleet.inventory} -f 4; echo $? > {done_mark}; sleep 600")
+    subprocess.run([tmux, "new-session", "-d", "-s", session, "-x", "160", "-y", "60",
+                    command], check=True)
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 240
+        while not done_mark.exists() and time.monotonic() < deadline:
+            pane = subprocess.run([tmux, "capture-pane", "-p", "-t", session],
+                                  capture_output=True, text=True).stdout
+            seen += re.findall(r"harden check · (\d+)/50 hosts done · \d+s elapsed", pane)
+            time.sleep(0.3)
+        final = subprocess.run([tmux, "capture-pane", "-p", "-t", session, "-S", "-300"],
+                               capture_output=True, text=True).stdout
+    finally:
+        subprocess.run([tmux, "kill-session", "-t", session], capture_output=True)
+    assert done_mark.read_text().strip() == "2"
+    counts = [int(n) for n in seen]
+    assert counts and counts == sorted(counts) and max(counts) > 0, seen
+    assert "hosts done" not in final and "Hosts (grouped by role" in final
