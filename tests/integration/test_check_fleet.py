@@ -87,7 +87,7 @@ def test_compare_names_exactly_the_broken_hosts_and_check_then_the_fixed_ones(fl
     sarif = json.loads(check(fleet, tmp_path, "--format", "sarif", "--compare", broken_id).stdout)
     states = {(r["properties"]["host"], r["ruleId"]): r["baselineState"]
               for r in sarif["runs"][0]["results"]}
-    assert states[("w7", CHECK_ID)] == "unchanged" and states[("w8", CHECK_ID)] == "unchanged"
+    assert states[("w7", CHECK_ID)] == "updated" and states[("w8", CHECK_ID)] == "unchanged"
 
 
 def _assert_metrics(text: str, lab) -> None:
