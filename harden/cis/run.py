@@ -45,7 +45,27 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
         raise InputError("--fail-on new needs --compare RUN_ID|FILE|last (new since what?)")
     catalogue = load_catalogue(benchmark)
     journal = _open_journal()
-    baseline = load_baseline(compare, catalogue.benchmark, journal) if compare else None
+    try:
+        baseline = load_baseline(compare, catalogue.benchmark, journal) if compare else None
+        run = _audit(inventories, limit, forks, catalogue, fmt, accept_new_host_keys,
+                     ask_become_pass, connect_timeout)
+        if baseline is not None:
+            run.changes = compute_changes(baseline, run)
+        code = exit_code(run, fail_on)
+        _journal_run(journal, run, code)
+    finally:
+        if journal is not None:
+            journal.close()
+    _write_report(run, fmt, output, by_host)
+    if metrics_file is not None:
+        _write_report(run, "prometheus", metrics_file)
+    return code
+
+
+def _audit(inventories, limit, forks, catalogue: Catalogue, fmt: str, accept_new_host_keys: bool,
+           ask_become_pass: bool, connect_timeout: float | None) -> CheckRun:
+    """Every selected host probed and evaluated, `forks` at a time, with progress on a
+    terminal."""
     hosts, specs = resolve_targets(
         inventories, limit, connect_timeout=connect_timeout,
         accept_new_host_keys=accept_new_host_keys, ask_become_pass=ask_become_pass,
@@ -68,18 +88,17 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
         else:
             run.unreachable[name] = f"{outcome.kind}: {outcome.message}"
     run.seconds = time.monotonic() - started
-    if baseline is not None:
-        run.changes = compute_changes(baseline, run)
-    code = exit_code(run, fail_on)
-    if journal is not None:
-        try:
-            record_check(journal, run, code)
-        finally:
-            journal.close()
-    _write_report(run, fmt, output, by_host)
-    if metrics_file is not None:
-        _write_report(run, "prometheus", metrics_file)
-    return code
+    return run
+
+
+def _journal_run(journal: Journal | None, run: CheckRun, code: int) -> None:
+    """Keep the run for later --compare; a journal that fails to write only costs a warning."""
+    if journal is None:
+        return
+    try:
+        record_check(journal, run, code)
+    except sqlite3.Error as exc:
+        click.echo(f"harden: warning: check run not journaled: {exc}", err=True)
 
 
 def _open_journal() -> Journal | None:
