@@ -17,7 +17,8 @@ from typing import Sequence
 
 import click
 
-from harden.cis.checks import Catalogue, evaluate_host, load_catalogue
+from harden.cis.catalogue import Catalogue, load_catalogue
+from harden.cis.evaluate import evaluate_host
 from harden.ssh.settings import resolve_targets
 from harden.errors import InputError
 from harden.cis.compare import compute_changes, load_baseline, new_scored_failures
@@ -36,7 +37,8 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
               fmt: str, output: str | None, metrics_file: str | None = None,
               by_host: bool = False, compare: str | None = None,
               fail_on: str = "any", accept_new_host_keys: bool = False,
-              ask_become_pass: bool = False, connect_timeout: float | None = None) -> int:
+              ask_become_pass: bool = False, connect_timeout: float | None = None,
+              transport: str | None = None) -> int:
     """Audit the selected hosts, write the report, keep the run in the journal, return the
     exit code."""
     if fmt not in FORMATS:
@@ -48,7 +50,7 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
     try:
         baseline = load_baseline(compare, catalogue.benchmark, journal) if compare else None
         run = _audit(inventories, limit, forks, catalogue, fmt, accept_new_host_keys,
-                     ask_become_pass, connect_timeout)
+                     ask_become_pass, connect_timeout, transport)
         if baseline is not None:
             run.changes = compute_changes(baseline, run)
         code = exit_code(run, fail_on)
@@ -63,11 +65,12 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
 
 
 def _audit(inventories, limit, forks, catalogue: Catalogue, fmt: str, accept_new_host_keys: bool,
-           ask_become_pass: bool, connect_timeout: float | None) -> CheckRun:
+           ask_become_pass: bool, connect_timeout: float | None,
+           transport: str | None = None) -> CheckRun:
     """Every selected host probed and evaluated, `forks` at a time, with progress on a
     terminal."""
     hosts, specs = resolve_targets(
-        inventories, limit, connect_timeout=connect_timeout,
+        inventories, limit, connect_timeout=connect_timeout, transport=transport,
         accept_new_host_keys=accept_new_host_keys, ask_become_pass=ask_become_pass,
         warn=lambda line: click.echo(line, err=True))
     run = CheckRun(benchmark=catalogue.benchmark, run_id=new_run_id(), results=[],
