@@ -134,21 +134,39 @@ def inventory(inventories, limit, as_list, as_graph, show_secrets, resolve):
 @connection_options
 @click.option("--benchmark", default="cis-1.12", show_default=True, help="Catalogue to check against.")
 @click.option("--format", "fmt", default="text", show_default=True,
-              type=click.Choice(["text", "json", "junit", "sarif", "html"]), help="Report format.")
+              type=click.Choice(["text", "json", "junit", "sarif", "html", "prometheus"]),
+              help="Report format (prometheus: the text format node_exporter's textfile "
+                   "collector reads).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Write the report to FILE instead of standard output.")
+@click.option("--metrics-file", default=None, type=click.Path(dir_okay=False),
+              help="Also write the run's metrics in the Prometheus text format to FILE "
+                   "(replaced atomically; e.g. node_exporter's textfile dir/harden.prom).")
+@click.option("--by-host", is_flag=True,
+              help="Text: every check under each host (the default groups hosts that share a "
+                   "verdict; a single host is always shown in full).")
+@click.option("--compare", default=None, metavar="RUN_ID|FILE|last",
+              help="Show what changed since an earlier check: a run id from `harden runs`, "
+                   "a --format json report, or 'last' (the newest earlier check run).")
+@click.option("--fail-on", "fail_on", default="any", show_default=True,
+              type=click.Choice(["any", "new"]),
+              help="Exit 2 on any scored FAIL, or (with --compare) only on new ones.")
 def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeout, transport,
-          benchmark, fmt, output):
+          benchmark, fmt, output, metrics_file, by_host, compare, fail_on):
     """Audit hosts against the CIS Kubernetes Benchmark over SSH (one probe exec per host).
 
     Evaluates both the configured state (manifests, kubelet config, drop-ins) and the effective
     one (running processes' arguments); a mismatch is reported as drift. Exits 0 when every
     scored check passes, 2 on a scored FAIL, 4 when a host could not be audited.
+    Text output groups hosts that share a verdict (FAIL, ERROR, WARN first; PASS counted).
+    Every run is kept in the local journal (statuses only) for later --compare.
     """
     from harden.cis.run import run_check
 
     sys.exit(run_check(inventories, limit=limit, forks=forks, benchmark=benchmark, fmt=fmt,
-                       output=output, accept_new_host_keys=accept_new_host_keys,
+                       output=output, metrics_file=metrics_file, by_host=by_host,
+                       compare=compare, fail_on=fail_on,
+                       accept_new_host_keys=accept_new_host_keys,
                        ask_become_pass=ask_become_pass, connect_timeout=timeout,
                        transport=transport))
 
