@@ -157,7 +157,7 @@ def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, time
 
     Evaluates both the configured state (manifests, kubelet config, drop-ins) and the effective
     one (running processes' arguments); a mismatch is reported as drift. Exits 0 when every
-    scored check passes, 2 on a scored FAIL, 4 when a host could not be audited.
+    scored check passes, 2 on a scored FAIL or ERROR, 4 when a host could not be audited.
     Text output groups hosts that share a verdict (FAIL, ERROR, WARN first; PASS counted).
     Every run is kept in the local journal (statuses only) for later --compare.
     """

@@ -70,6 +70,10 @@ def _from_file(path: str) -> dict:
             "results": results, "unreachable": dict(doc.get("unreachable") or {})}
 
 
+# A check that FAILs and one the component would refuse to run (ERROR) are both findings.
+FAILING = ("FAIL", "ERROR")
+
+
 def compute_changes(baseline: dict, run: CheckRun) -> Changes:
     """New and fixed FAILs, and hosts added or removed, between `baseline` and `run`."""
     before = {(r["host"], r["id"]): r["status"] for r in baseline["results"]}
@@ -82,10 +86,10 @@ def compute_changes(baseline: dict, run: CheckRun) -> Changes:
     hosts_now = audited_now | set(run.unreachable)
     new = [Change(h, i, titles.get(i, ""), before.get((h, i)), status)
            for (h, i), status in after.items()
-           if status == "FAIL" and h in audited_before and before.get((h, i)) != "FAIL"]
+           if status in FAILING and h in audited_before and before.get((h, i)) not in FAILING]
     fixed = [Change(h, i, titles.get(i, ""), status, after.get((h, i)))
              for (h, i), status in before.items()
-             if status == "FAIL" and h in audited_now and after.get((h, i)) != "FAIL"]
+             if status in FAILING and h in audited_now and after.get((h, i)) not in FAILING]
     order = lambda c: (natural_key(c.id), natural_key(c.host))  # noqa: E731
     return Changes(
         baseline=baseline["run_id"], baseline_started=_iso(baseline.get("started")),

@@ -21,7 +21,7 @@ from harden.cis.catalogue import Catalogue, load_catalogue
 from harden.cis.evaluate import evaluate_host
 from harden.ssh.settings import resolve_targets
 from harden.errors import InputError
-from harden.cis.compare import compute_changes, load_baseline, new_scored_failures
+from harden.cis.compare import FAILING, compute_changes, load_baseline, new_scored_failures
 from harden.progress import HostProgress, wanted
 from harden.runs.journal import Journal, new_run_id, record_check
 from harden.ssh.parallel import for_each_host
@@ -126,13 +126,14 @@ def audit_host(host, spec, catalogue: Catalogue, jumps: JumpPool | None = None,
 
 
 def exit_code(run: CheckRun, fail_on: str = "any") -> int:
-    """4 if a host could not be audited, else 2 if a scored check failed (with
-    `fail_on="new"`: only a scored FAIL that is new since the baseline), else 0."""
+    """4 if a host could not be audited, else 2 if a scored check failed or its component
+    would refuse its command line (ERROR) (with `fail_on="new"`: only such a result that is
+    new since the baseline), else 0."""
     if run.unreachable:
         return EXIT_HOSTS
     if fail_on == "new" and run.changes is not None:
         return EXIT_FINDINGS if new_scored_failures(run.changes, run) else EXIT_OK
-    if any(r.scored and r.status == "FAIL" for r in run.results):
+    if any(r.scored and r.status in FAILING for r in run.results):
         return EXIT_FINDINGS
     return EXIT_OK
 

@@ -147,3 +147,15 @@ def test_every_format_shows_the_changes():
     plain = dataclasses.replace(run, changes=None)
     assert render(run, "junit") == render(plain, "junit")       # JUnit has no notion of it
     ET.fromstring(render(run, "junit"))
+
+
+def test_a_scored_error_is_a_finding_and_new_when_it_appears():
+    """ERROR: the component would refuse its command line, so none of its flags hold."""
+    base = fleet.fleet_run(control_planes=1, workers=3)
+    clean = dataclasses.replace(base, unreachable={}, results=[
+        r for r in base.results if r.status not in ("FAIL", "ERROR")])
+    refused = broken(clean, hosts=("w1",), check_id="4.2.1", status="ERROR")
+    assert exit_code(clean) == 0 and exit_code(refused) == 2
+    changes = compute_changes(json.loads(render(clean, "json")), refused)
+    assert [(c.host, c.id, c.after) for c in changes.new_failures] == [("w1", "4.2.1", "ERROR")]
+    assert exit_code(dataclasses.replace(refused, changes=changes), "new") == 2
