@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
+from dataclasses import replace
 
+from harden.apply import loops
 from harden.apply.facts import FactNotGathered, build_script, merge_requests, parse_output
 from harden.apply.host_state import HostFailed
 from harden.apply.modules import get_module
+from harden.apply.modules.base import TaskFailed
+from harden.apply.playbook import Task
 from harden.apply.templating import Untemplated, layered_vars
 from harden.errors import HardenError
 from harden.node import markers
@@ -37,7 +41,7 @@ class HostVars(Mapping):
 class PlayFacts:
     """Gathering and layering what a host's tasks read."""
 
-    def base_vars(self, just_registered: dict | None = None) -> dict:
+    def base_vars(self, just_registered: dict | None = None, task: Task | None = None) -> dict:
         """The task's variables, rendered (variables may refer to variables). Built per task
         because a variable may refer to a result registered since; `just_registered` adds a
         result not registered yet (what `changed_when` judges). The built-in variables and
@@ -50,7 +54,9 @@ class PlayFacts:
                  "groups": {g: list(h) for g, h in self.runner.inventory.groups.items()},
                  "hostvars": HostVars(self.runner),
                  "harden_run_id": self.runner.run_id}
-        return layered_vars(self.host.vars, Untemplated(magic), self.play.vars,
+        return layered_vars(self.play.defaults, self.host.vars, Untemplated(magic),
+                            self.play.vars, task.vars if task else None,
+                            Untemplated(task.loop_vars) if task else None,
                             Untemplated({**self.registered, **(just_registered or {})}),
                             extra_vars=self.runner.options.extra_vars)
 
@@ -60,11 +66,12 @@ class PlayFacts:
         requests = []
         variables = self.base_vars()
         for task in self.tasks() + self.play.handlers:
-            try:
-                args = self.args(task, variables)
-            except HardenError:
-                continue        # depends on a registered result: gathered when it plans
-            requests += get_module(task.module).facts_needed(args)
+            for scope in self._fact_scopes(task, variables):
+                try:
+                    args = self.args(task, scope)
+                except HardenError:
+                    continue    # depends on a registered result: gathered when it plans
+                requests += get_module(task.module).facts_needed(args)
         requests = merge_requests(requests)
         backups, journals = self.runner.options.backup_root, self.runner.options.journal_root
         script = build_script(requests) + (
@@ -89,6 +96,18 @@ class PlayFacts:
                                                    f"rollback {run_id}`, or accept the node as "
                                                    f"it is with `harden runs --resolve "
                                                    f"{run_id}`")
+
+    def _fact_scopes(self, task: Task, variables: dict) -> list[dict]:
+        """The variables a task's arguments are rendered with: one set per loop item."""
+        scope = self.base_vars(task=task) if task.vars else variables
+        if task.loop is None:
+            return [scope]
+        try:
+            found = loops.items(*task.loop, scope, task.where)
+        except (HardenError, TaskFailed):
+            return []           # the items come from a result registered later
+        return [self.base_vars(task=replace(task, loop_vars=loops.item_vars(
+            task.loop_control, item, index))) for index, item in enumerate(found)]
 
     def gather_more(self, request) -> None:
         result = self.session.run("sh -s", become=self.play.become,

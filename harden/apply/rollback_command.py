@@ -24,6 +24,7 @@ from harden.apply.modules.base import REDACTED, is_encryption_config, text_diff
 from harden.errors import HardenError, InputError
 from harden.inventory.loader import load_inventory
 from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT, lock_path
+from harden.progress import HostProgress, wanted
 from harden.runs.journal import RUN_ID, HostRecord, Journal, commit_script, new_run_id
 from harden.runs.lock import Holder, NodeLocked, holder_for, release, take
 from harden.ssh.parallel import for_each_host
@@ -250,7 +251,11 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
                 status = "locked" if isinstance(exc, NodeLocked) else "failed"
                 return HostRollback(host.name, status, getattr(exc, "message", str(exc)))
 
-        code = _print_rollbacks(console, journal, run_id, for_each_host(hosts, one, forks))
+        with HostProgress(f"harden rollback {run_id}", len(hosts), console=console,
+                          enabled=wanted()) as progress:
+            outcomes = for_each_host(hosts, progress.around(
+                one, lambda r: r.status not in ("refused", "locked", "failed")), forks)
+        code = _print_rollbacks(console, journal, run_id, outcomes)
         journal.finish_run(holder.run_id, code)
         return code
     finally:

@@ -57,6 +57,7 @@ class ApplyOptions:
     diff: bool = False
     forks: int = 20
     tags: list[str] | None = None
+    skip_tags: list[str] | None = None
     limit: str | None = None
     extra_vars: dict = field(default_factory=dict)
     run_options: RunOptions = field(default_factory=RunOptions)
@@ -144,12 +145,13 @@ class Runner:
         self.out.play_start(play, [h.name for h in hosts])
         abort = threading.Event()
         start = 0
-        for size in serial_batches(play.serial, len(hosts)):
+        batches = list(serial_batches(play.serial, len(hosts)))
+        for number, size in enumerate(batches, 1):
             batch = hosts[start:start + size]
             start += size
-            outcomes = for_each_host(
-                batch, lambda h: HostPlay(self, play, h, specs[h.name], batch, abort).run(),
-                self.options.forks)
+            self.out.batch_start(number, len(batches), [h.name for h in batch])
+            outcomes = for_each_host(batch, lambda h: self._host_play(play, h, specs, batch, abort),
+                                     self.options.forks)
             failed = [name for name, o in outcomes.items()
                       if not o.ok or o.value in ("failed", "unreachable", "rolled_back")]
             for name, outcome in outcomes.items():
@@ -163,6 +165,15 @@ class Runner:
                 self.out.stopped(reason)
                 return False
         return True
+
+    def _host_play(self, play: Play, host, specs: dict, batch: list, abort) -> str:
+        """One host's part of the play; tells the output when it is over (progress)."""
+        status = "failed"
+        try:
+            status = HostPlay(self, play, host, specs[host.name], batch, abort).run()
+            return status
+        finally:
+            self.out.host_done(host.name, status)
 
     @staticmethod
     def _stop_reason(play: Play, failed: list[str], batch_size: int, abort: threading.Event,

@@ -4,6 +4,9 @@ the queued changes go to the node through harden.apply.node_writes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from harden.apply import loops
 from harden.apply.events import TaskResult
 from harden.apply.host_state import HostFailed, PendingTask
 from harden.apply.modules import get_module
@@ -14,6 +17,8 @@ from harden.apply.templating import evaluate, render_value
 from harden.errors import InputError
 
 WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
+COMMAND_MODULES = ("command", "shell")      # their own exec: rc and output are registered
+_LOOP_ITEM = "_harden_loop_item"            # where a loop's current item registers its result
 _SERVICE_VERBS = {"restarted": "restart", "reloaded": "reload"}
 
 
@@ -22,7 +27,8 @@ class TaskPlanner:
 
     def tasks(self) -> list[Task]:
         return [t for t in self.play.tasks
-                if task_selected(t, self.play, self.runner.options.tags)]
+                if task_selected(t, self.play, self.runner.options.tags,
+                                 self.runner.options.skip_tags)]
 
     @staticmethod
     def args(task: Task, variables: dict) -> dict:
@@ -40,13 +46,40 @@ class TaskPlanner:
     def run_task(self, task: Task, handler: bool = False) -> None:
         """Run one task; `current` stays set when it raises, for run() to see its no_log."""
         self.current = task
-        self._run_task(task, handler)
+        if task.loop is not None:
+            self.run_loop(task, handler)
+        else:
+            self._run_task(task, handler)
         self.current = None
+
+    def run_loop(self, task: Task, handler: bool) -> None:
+        """One run of the task per item (each its own line); `register` gets the items'
+        results together, as Ansible registers a loop. Items are data: never templated."""
+        variables = self.base_vars(task=task)
+        try:
+            found = loops.items(*task.loop, variables, task.where)
+        except (TaskFailed, InputError) as exc:
+            self.flush()
+            self.done(TaskResult(self.name, self.play.name, task.name, "failed", handler=handler,
+                                 no_log=task.no_log), "failed", str(exc))
+            raise self._task_failed(task, exc) from None
+        results = []
+        for index, item in enumerate(found):
+            extra = loops.item_vars(task.loop_control, item, index)
+            shown = loops.label(task.loop_control, item, {**variables, **extra}, task.where)
+            one = replace(task, name=f"{task.name} (item={shown})", loop=None, loop_vars=extra,
+                          register=_LOOP_ITEM if task.register else None)
+            self.runner.register(self.name, _LOOP_ITEM, {"changed": False, "skipped": True})
+            self._run_task(one, handler)
+            results.append({**self.registered.get(_LOOP_ITEM, {}), "item": item})
+        self.registered.pop(_LOOP_ITEM, None)
+        if task.register:
+            self.runner.register(self.name, task.register, loops.aggregate(results))
 
     def _run_task(self, task: Task, handler: bool) -> None:
         result = TaskResult(self.name, self.play.name, task.name, "ok", handler=handler,
                             no_log=task.no_log)
-        variables = self.base_vars()
+        variables = self.base_vars(task=task)
         if task.run_once and self.name != self.batch[0]:
             return self.done(result, "skipped", "run_once: runs on " + self.batch[0])
         self._step(task.name)
@@ -55,9 +88,10 @@ class TaskPlanner:
             if not all(evaluate(cond, variables, task.where) for cond in task.when):
                 return self.done(result, "skipped")
             args = self.args(task, variables)
-            changes = self.plan(module, args, variables)
+            changes = self.plan(module, args, variables, task.search_dirs)
             found = self.with_facts(module.name,
                                     lambda: module.result(args, self.facts, changes))
+            result.message = module.report(args, variables)
         except (TaskFailed, InputError) as exc:
             self.flush()
             self.done(result, "failed", str(exc))
@@ -69,10 +103,12 @@ class TaskPlanner:
             self.state.secret_paths.update(c.path for c in changes if c.path)
         if self.runner.options.diff and not task.no_log:
             result.diff = "".join(c.diff for c in changes)
-        if task.module == "command":
+        if task.module in COMMAND_MODULES:
             return self.run_command(task, args, changes, result)
         changed = self.changed(task, bool(changes), variables, found)
         self.register(task, changed, changes, **found)
+        for name, value in module.variables_set(args).items():      # set_fact
+            self.runner.register(self.name, name, value)
         if changed:
             self.notify(task)
         if task.module in WAIT_MODULES:
@@ -93,15 +129,15 @@ class TaskPlanner:
         if writes and self.pending and self.pending[0].become != self._become(task):
             self.flush()                 # one exec runs under one identity
         if not writes and not self.pending:
-            return self.done(result, result.status)
+            return self.done(result, result.status, result.message)
         self.pending.append(PendingTask(result, changes if writes else [], self._become(task),
                                      restart))
         if task.module == "service":
             self.flush()                 # a restart is a point everything after depends on
         return None
 
-    def plan(self, module, args: dict, variables: dict) -> list[Change]:
-        ctx = PlanContext(variables, self.play.template_dirs, self.check)
+    def plan(self, module, args: dict, variables: dict, search_dirs=()) -> list[Change]:
+        ctx = PlanContext(variables, [*search_dirs, *self.play.template_dirs], self.check)
         return self.with_facts(module.name, lambda: module.plan(args, self.facts, ctx))
 
     def writes(self, task: Task, module) -> bool:
@@ -116,7 +152,7 @@ class TaskPlanner:
     def changed(self, task: Task, planned: bool, variables: dict, result: dict) -> bool:
         if task.changed_when is None:
             return planned
-        scope = self.base_vars({task.register: result}) if task.register else variables
+        scope = self.base_vars({task.register: result}, task) if task.register else variables
         return all(evaluate(cond, scope, task.where) for cond in task.changed_when)
 
     def register(self, task: Task, changed: bool, changes: list[Change], **extra) -> dict:
@@ -153,7 +189,8 @@ class TaskPlanner:
             self.done(result, "failed", f"exit {out.rc}: {stderr.strip()[-300:]}")
             raise HostFailed(f"task '{task.name}': command exited {out.rc}")
         try:
-            changed = self.changed(task, True, self.base_vars(), {"changed": True, **value})
+            changed = self.changed(task, True, self.base_vars(task=task),
+                                   {"changed": True, **value})
         except InputError as exc:
             self.done(result, "failed", str(exc))
             raise self._task_failed(task, exc) from None

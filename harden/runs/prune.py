@@ -306,6 +306,7 @@ def run_prune(inventories, *, limit: str | None, policy: Policy, dry_run: bool, 
     import click
 
     from harden.ssh.settings import resolve_targets
+    from harden.progress import HostProgress, wanted
     from harden.ssh.parallel import for_each_host
     from harden.ssh.transport import JumpPool, connect
 
@@ -335,8 +336,10 @@ def run_prune(inventories, *, limit: str | None, policy: Policy, dry_run: bool, 
                 click.echo(f"{host.name}: {note}", err=True)
             return outcome
 
+    title = "harden prune" + (" (dry run)" if dry_run else "")
     try:
-        outcomes = for_each_host(hosts, one, forks)
+        with HostProgress(title, len(hosts), console=console, enabled=wanted()) as progress:
+            outcomes = for_each_host(hosts, progress.around(one), forks)
     finally:
         jumps.close()
         if journal is None:

@@ -158,7 +158,7 @@ WRITE = """
       notify: never runs
   handlers:
     - name: never runs
-      command:
+      shell:
         cmd: "touch {{{{ root }}}}/handler-ran"
 """
 
