@@ -17,6 +17,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from harden.errors import InputError
+from harden.node.limits import NodeDataError, check_yaml
 
 
 class YamlText:
@@ -32,6 +33,10 @@ class YamlText:
         return "".join(self.lines)
 
     def _parse(self) -> Node:
+        try:
+            check_yaml(self.text, "")        # the composer recurses: bound the depth first
+        except NodeDataError as exc:
+            raise InputError(str(exc), self.path) from None
         try:
             root = yaml.compose(self.text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as exc:

@@ -29,6 +29,7 @@ from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt, sto
 
 from harden.ssh.settings import DEFAULT_IDENTITIES, ConnectionSpec, Endpoint
 from harden.errors import HostError
+from harden.node.limits import MAX_OUTPUT_BYTES
 from harden.ssh.session import CommandResult
 from harden.ssh.hostkeys import (HostKeyMismatch, HostKeyUnknown, KnownKey, known_keys,
                              lookup_name, preferred_key_types, verify_host_key)
@@ -68,6 +69,12 @@ class CommandTimeout(HostError):
     """A command did not finish in time; its channel was closed (it is not re-run)."""
 
     kind = "timeout"
+
+
+class OutputTooLarge(HostError):
+    """A command printed more than limits.MAX_OUTPUT_BYTES; its channel was closed."""
+
+    kind = "output too large"
 
 
 class _NetworkError(Exception):
@@ -519,6 +526,7 @@ class _Stream:
         self.host, self.channel = host, channel
         self.deadline, self.timeout = deadline, timeout
         self.stdout, self.stderr = bytearray(), bytearray()
+        self.max_output = MAX_OUTPUT_BYTES
         self._pending = b""
         self._stdin_closed = False
 
@@ -576,8 +584,18 @@ class _Stream:
         select.select([self.channel], [], [], wait)
         while self.channel.recv_ready():
             self.stdout += self.channel.recv(_CHUNK)
+            self._bounded()
         while self.channel.recv_stderr_ready():
             self.stderr += self.channel.recv_stderr(_CHUNK)
+            self._bounded()
+
+    def _bounded(self) -> None:
+        """Stop reading a node that sends more than any harden command prints (a hostile or
+        broken node must not exhaust the controller's memory)."""
+        if len(self.stdout) + len(self.stderr) > self.max_output:
+            self.channel.close()
+            raise OutputTooLarge(self.host, f"a command's output passed the {self.max_output}-"
+                                            "byte limit (MAX_OUTPUT_BYTES); it was stopped")
 
     def _feed_stdin(self) -> None:
         if self._stdin_closed:

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from harden.errors import InputError
+from harden.node import limits
 from harden.apply.facts import Facts, FactRequest, FileState
 from harden.node.paths import BACKUP_ROOT
 from harden.node.record import HB_RECORD
@@ -202,7 +203,9 @@ def is_encryption_config(content: bytes | None) -> bool:
     if not content or b"EncryptionConfiguration" not in content:
         return False
     try:
-        document = yaml.safe_load(content)
+        document = limits.safe_load(content, "")
+    except limits.NodeDataError:
+        return True          # too odd to parse, yet names the kind: redact to be safe
     except yaml.YAMLError:
         return False
     return isinstance(document, dict) and document.get("kind") == "EncryptionConfiguration"
