@@ -78,6 +78,7 @@ class HostRunState:
     secret_paths: set[str] = field(default_factory=set)
     kubelet_waited: bool = False
     record_on_node: bool = False             # an earlier play committed a node record
+    unfinished_told: set[str] = field(default_factory=set)   # "did not finish": once per run
 
     def wrote_as(self, become: bool | None) -> None:
         """Remember who wrote: reading the backups back, restoring and committing must run as
@@ -437,7 +438,8 @@ class HostPlay:
             raise HostFailed(f"gathering facts: {exc}") from None
         self.pre_run_ps = [" ".join(line.split()) for line in ps_part.splitlines()]
         for run_id in unfinished.split():
-            if run_id != self.runner.run_id:
+            if run_id != self.runner.run_id and run_id not in self.state.unfinished_told:
+                self.state.unfinished_told.add(run_id)
                 self.runner.out.warning(self.name, f"run {run_id} did not finish on this host "
                                                    f"(interrupted?); undo it with "
                                                    f"`harden rollback {run_id}`")
