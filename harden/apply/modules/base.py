@@ -263,13 +263,14 @@ hb_backup() {
   hb_p="$(hb_real "$1")"
   hn_where "$HB_ROOT"
   mkdir -p "$HB" && chmod 0700 "$HB_ROOT" "$HB"
+  [ -f "$HB/index" ] || (umask 077; : >> "$HB/index")     # 0600, subdirectories 0700
   [ -f "$HB/files$hb_p" ] && return 0
   if [ -f "$HB/index" ] && HB_P="$hb_p" awk -F '\t' '$6 == ENVIRON["HB_P"] {f=1} END {exit !f}' \
       "$HB/index"; then
     return 0
   fi
   if [ -f "$hb_p" ] && [ "${hb_p#/proc/}" = "$hb_p" ]; then
-    mkdir -p "$HB/files$(dirname -- "$hb_p")"
+    (umask 077; mkdir -p -- "$HB/files$(dirname -- "$hb_p")")
     hn_tmp="$HB/files$hb_p"         # a partial copy must not pass for a backup
     cp -p -- "$hb_p" "$HB/files$hb_p"; sync -- "$HB/files$hb_p"
     printf 'file\t%s\t%s\t%s\n' "$(stat -c '%a	%u	%g' -- "$hb_p")" \
@@ -278,7 +279,7 @@ hb_backup() {
   elif [ -d "$hb_p" ]; then
     printf 'dir\t%s\t-\t%s\n' "$(stat -c '%a	%u	%g' -- "$hb_p")" "$hb_p" >> "$HB/index"
   elif [ -f "$hb_p" ]; then
-    mkdir -p "$HB/files$(dirname -- "$hb_p")"; cat -- "$hb_p" > "$HB/files$hb_p"
+    (umask 077; mkdir -p -- "$HB/files$(dirname -- "$hb_p")"); cat -- "$hb_p" > "$HB/files$hb_p"
     printf 'proc\t-\t-\t-\t-\t%s\n' "$hb_p" >> "$HB/index"
   else
     printf 'absent\t-\t-\t-\t-\t%s\n' "$hb_p" >> "$HB/index"
