@@ -79,7 +79,7 @@ def test_apply_refuses_an_odd_file_naming_host_and_file_and_writes_nothing(lab, 
     playbook = tmp_path / "odd.yml"
     playbook.write_text(copy_play(path))
     try:
-        result, seconds, _ = harden(tmp_path, "apply", "-i", str(lab.inventory), str(playbook))
+        result, seconds, rss = harden(tmp_path, "apply", "-i", str(lab.inventory), str(playbook))
         listing = lab.ssh("cp1", f"ls -A {TARGET_DIR}").stdout.split()
     finally:
         lab.ssh("cp1", f"rm -rf {TARGET_DIR}")
@@ -87,5 +87,7 @@ def test_apply_refuses_an_odd_file_naming_host_and_file_and_writes_nothing(lab, 
     output = " ".join(result.stdout.split())
     assert "cp1" in output and says.format(path=path) in output, result.stdout
     assert "internal error" not in output
-    assert seconds < 10
+    print(f"apply, {make.split()[0]}: exit {result.returncode} in {seconds:.1f}s, "
+          f"peak RSS so far {rss:.0f} MB")
+    assert seconds < 10 and rss < 150                  # a Python controller is ~50 MB
     assert listing == ["odd.conf"]                     # nothing written, no temp file left

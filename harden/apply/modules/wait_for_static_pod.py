@@ -77,7 +77,7 @@ class PodLogs:
         manifest = shlex.quote(self.manifest)
         return "\n".join([
             f"p=$(ls -1dt {pattern} 2>/dev/null | head -n 1); d=\"$p\"/{shlex.quote(self.container)}",
-            f'if [ -n "$p" ] && [ -n "$(find "$p" -prune -newer {manifest} 2>/dev/null)" ]; then',
+            f'if [ -n "$p" ] && [ -n "$(find -L "$p" -prune -newer {manifest} 2>/dev/null)" ]; then',
             '  n=-1; for f in "$d"/*.log; do b=${f##*/}; b=${b%.log}',
             '    case $b in ""|*[!0-9]*) continue;; esac; [ "$b" -gt "$n" ] && n=$b; done',
             '  if [ "$n" -ge 0 ]; then echo "R $n"',
