@@ -40,7 +40,7 @@ def write_change(target: Path, size: int = 64 * 1024):
     return plan_write(str(target), b"n" * size, None, "0600", None, None, secret=False)
 
 
-def test_write_on_a_full_disk_names_the_mount_and_leaves_no_temp_file(tmp_path):
+def test_write_on_a_full_disk_ends_with_the_full_mount_named(tmp_path):
     etc, backups = tmp_path / "etc", tmp_path / "backups"
     etc.mkdir()
     (etc / "kept.yaml").write_text("original\n")
