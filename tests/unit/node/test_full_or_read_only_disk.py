@@ -20,8 +20,9 @@ from harden.runs.journal import parse_index
 
 RUN_ID = "20261205T180000Z-abc123"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
-                                reason="needs root and unshare for a private tmpfs")
+pytestmark = [pytest.mark.lab,         # like the lab: root and namespaces, so CI must run it
+              pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                                 reason="needs root and unshare for a private tmpfs")]
 
 
 def in_namespace(setup: str, script: str) -> subprocess.CompletedProcess:
