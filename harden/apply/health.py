@@ -9,7 +9,8 @@ fetched through an SSH direct-tcpip channel, so the request still comes from the
 
 A component that cannot start fails the wait early: when the new pod's container has restarted
 `max_restarts` times (the kubelet's pod log, see wait_for_static_pod.PodLogs), or that many new
-processes were seen and died between polls, the wait stops with the component's last log lines.
+processes were seen and died between polls, and no new process runs at that poll, the wait stops
+with the component's last log lines.
 The timeout is left for a component that runs but never turns healthy.
 """
 
@@ -62,7 +63,11 @@ def wait_healthy(session: Session, spec: WaitSpec, previous_pids: set[int] | fro
         healthy = result.healthy(set(previous_pids))
         state["streak"] = state["streak"] + 1 if healthy else 0
         exits = max(result.restarts or 0, churn.exits(result.pids))
-        if not healthy and spec.argv is not None and 0 < spec.max_restarts <= exits:
+        running = [p for p in result.pids if p not in previous_pids]
+        # a container that keeps exiting is down between its attempts; one the kubelet keeps
+        # restarting because it starts slowly (probe kills) is running most of the time
+        if not healthy and spec.argv is not None and not running \
+                and 0 < spec.max_restarts <= exits:
             state["detail"] = describe_crash(spec, result, exits)
             raise _Crashed()
         return state["streak"] >= spec.successes

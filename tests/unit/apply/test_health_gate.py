@@ -92,6 +92,13 @@ def test_a_restarted_container_that_is_healthy_now_is_not_failed():
     assert wait_healthy(session, spec(timeout=60), sleep=lambda s: None).healthy
 
 
+def test_a_slow_starter_restarted_by_its_probes_but_running_now_is_waited_for():
+    session = ScriptedSession(["P 301 1\nH 0 000\nR 3\n", "P 302 1\nH 0 000\nR 4\n",
+                               "P 302 2\nH 0 200\nR 4\n", "P 302 3\nH 0 200\nR 4\n"])
+    result = wait_healthy(session, spec(timeout=60), sleep=lambda s: None)
+    assert result.healthy and session.polls == 4
+
+
 def test_max_restarts_zero_waits_for_the_timeout():
     wait = spec(timeout=0.2)
     wait.max_restarts = 0
