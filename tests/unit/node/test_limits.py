@@ -15,7 +15,9 @@ from harden.cis.probe import build_probe_script, gather_facts
 from harden.errors import HostError, InputError
 from harden.node import limits
 from harden.ssh.session import CommandResult
-from harden.ssh.transport import OutputTooLarge, _Stream
+from harden.ssh.common import OutputTooLarge
+from harden.ssh.openssh import _ProcessStream
+from harden.ssh.transport import _Stream
 
 DEEP = "a: " + "[" * (limits.MAX_YAML_DEPTH + 1) + "]" * (limits.MAX_YAML_DEPTH + 1) + "\n"
 
@@ -144,3 +146,18 @@ def test_output_past_the_limit_closes_the_channel_and_names_the_host():
                                              r"100-byte limit"):
         stream.pump(None)
     assert channel.closed and len(stream.stdout) == 120 and channel.chunks == [b"c" * 60]
+
+
+def test_the_openssh_transport_stops_reading_at_the_limit_too():
+    class Session:
+        host = "cp2"
+
+    process = subprocess.Popen(["sh", "-c", "head -c 10000000 /dev/zero; sleep 30"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    stream = _ProcessStream(Session(), process, None, None)
+    stream.max_output = 100_000
+    with pytest.raises(OutputTooLarge, match="host cp2: a command's output passed the "
+                                             "100000-byte limit"):
+        stream.finish(b"")
+    assert process.poll() is not None                      # the client was stopped
