@@ -26,7 +26,23 @@ def _not_built(name: str) -> None:
 
 
 class _Group(click.Group):
-    """Turns HardenError into a clean message and exit 1 instead of a traceback."""
+    """Turns HardenError into a clean message and exit 1 instead of a traceback, and click's
+    usage errors (unknown option, missing argument) into exit 1 as well: click's own 2 is
+    harden's "drift found", and a typo in a cron job must not read as drift."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:          # UsageError and its kin included
+            exc.show()
+            sys.exit(EXIT_INPUT)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(EXIT_INPUT)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
 
     def invoke(self, ctx):
         try:

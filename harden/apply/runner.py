@@ -119,7 +119,7 @@ class Runner:
 
     def _play_hosts(self, play: Play) -> list:
         """Hosts of a play within --limit (InputError before any host is contacted)."""
-        return self.inventory.select(play.hosts, limit=self.options.limit)
+        return play.select_hosts(self.inventory, self.options.limit)
 
     def _connection_specs(self, hosts: dict) -> dict:
         return connection_specs(hosts.values(), self.options.run_options, self.inventory)
