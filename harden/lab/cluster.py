@@ -461,12 +461,15 @@ def _node_specs(control_planes: int, workers: int, net: str,
     roles = [("cp", "control-plane")] * control_planes + [("w", "worker")] * workers
     loopback = profile.components_on_loopback
     ports = free_loopback_ports(2 * control_planes) if loopback else []
+    members = tuple((f"cp{i}", f"{net}.{10 + i}") for i in range(1, control_planes + 1))
     specs, counters = [], {"cp": 0, "w": 0}
     for i, (prefix, role) in enumerate(roles, start=1):
         counters[prefix] += 1
         extra = {}
+        if role == "control-plane":
+            extra["etcd_members"] = members
         if role == "control-plane" and loopback:
-            extra = {"controller_manager_port": ports.pop(), "scheduler_port": ports.pop()}
+            extra.update(controller_manager_port=ports.pop(), scheduler_port=ports.pop())
         specs.append(layout.NodeSpec(f"{prefix}{counters[prefix]}", role, f"{net}.{10 + i}",
                                      **extra))
     return specs
