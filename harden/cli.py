@@ -292,10 +292,12 @@ lab_dir_option = click.option(
               help="kubeadm: files as kubeadm writes them; weak: deliberately insecure.")
 @click.option("--net", default=None, metavar="127.A.B",
               help="Loopback /24 for the nodes (node i is 127.A.B.(10+i)); random free one if unset.")
+@click.option("--secrets", default=0, show_default=True, type=click.IntRange(0, 100000),
+              help="Extra secrets the API servers seed across namespaces (rotation tests).")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until every static pod is ready, not only until sshd answers.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for readiness.")
-def lab_up(lab_dir, control_planes, workers, profile, net, wait, timeout):
+def lab_up(lab_dir, control_planes, workers, profile, net, secrets, wait, timeout):
     """Start the nodes; returns once every sshd answers (and, with --wait, every pod is ready)."""
     import time
 
@@ -303,7 +305,7 @@ def lab_up(lab_dir, control_planes, workers, profile, net, wait, timeout):
 
     started = time.monotonic()
     state = cluster.up(lab_dir, control_planes=control_planes, workers=workers,
-                       profile=profile, net=net)
+                       profile=profile, net=net, seed_secrets=secrets)
     for node in state["nodes"]:
         click.echo(f"{node['name']:<6} {node['role']:<14} {node['address']}")
     click.echo(f"lab up in {state['started_seconds']:.2f}s: inventory {state['dir']}/inventory.ini"

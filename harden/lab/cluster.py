@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harden.errors import HardenError, InputError
-from harden.lab import layout, pki, sshd
+from harden.lab import layout, pki, seed, sshd
 
 LABOPS = "labops"
 MOUNT_DIRS = ("/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd",
@@ -259,7 +259,8 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
             "mounts": mounts, "socket": str(socket_path),
             "sshd_argv": sshd.command(config, node_dir / "sshd.log"),
             "pythonpath": str(Path(__file__).resolve().parents[2]),
-            "host_key_pub": host_pub.decode().strip()}
+            "host_key_pub": host_pub.decode().strip(),
+            "seed": str(lab_dir / "seed.json")}
 
 
 def ensure_host_mountpoints() -> None:
@@ -476,13 +477,15 @@ def _node_specs(control_planes: int, workers: int, net: str,
 
 
 def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str = "kubeadm",
-       net: str | None = None) -> dict:
+       net: str | None = None, seed_secrets: int = 0) -> dict:
     """Start a lab and return its state (also written to DIR/lab.json)."""
     check_host()
     if profile not in layout.PROFILES:
         raise InputError(f"unknown profile {profile!r}; choose {', '.join(layout.PROFILES)}")
     if control_planes < 0 or workers < 0 or not 1 <= control_planes + workers <= 240:
         raise InputError("a lab has between 1 and 240 nodes")
+    if not 0 <= seed_secrets <= 100000:
+        raise InputError(f"--secrets must be between 0 and 100000, got {seed_secrets}")
     lab_dir = lab_dir.resolve()
     if (lab_dir / "lab.json").exists() and any(
             is_our_supervisor(n) for n in _nodes_of(read_state(lab_dir))):
@@ -506,6 +509,7 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
     uid = labops_uid()
     users = user_files(uid, password_hash(password))
     cluster = pki.new_cluster_pki()
+    seed.write(lab_dir / "seed.json", profile, seed_secrets)
     first_cp = next((s.address for s in specs if s.is_control_plane), f"{net}.11")
     node_specs = [write_node(lab_dir, s, prof, cluster, api_server=f"https://{first_cp}:6443",
                              uid=uid, users=users, client_pub=client_pub) for s in specs]
