@@ -34,7 +34,8 @@ from harden.cis.results import CheckResult
 
 BENCHMARK_DIR = Path(__file__).parent / "benchmarks"
 ROLES = ("control-plane", "etcd", "worker")
-AUDIT_KINDS = ("component", "files", "encryption_providers", "audit_policy", "kubectl", "manual")
+AUDIT_KINDS = ("component", "files", "encryption_providers", "encryption_stored", "audit_policy",
+               "kubectl", "manual")
 OPS = ("eq", "noteq", "gt", "gte", "lt", "lte", "has", "nothave", "valid_elements", "regex")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # C parser when built
 ZERO_DURATION = re.compile(r"^(0+(\.0+)?(ns|us|µs|ms|s|m|h)?)+$")
@@ -552,6 +553,8 @@ def _evaluate(check: Check, ctx: HostContext) -> Verdict:
         return cluster_checks.encryption_providers(check.audit["encryption_providers"], ctx)
     if kind == "audit_policy":
         return cluster_checks.audit_policy(ctx)
+    if kind == "encryption_stored":
+        return cluster_checks.encryption_stored(ctx)
     return cluster_checks.kubectl_check(check.audit["kubectl"], ctx.facts)
 
 
@@ -774,6 +777,10 @@ def explain(check: Check) -> str:
     elif kind == "encryption_providers":
         inspect = ("provider names of the file --encryption-provider-config names (read on the node; "
                    f"keys never leave it); allowed first providers: {', '.join(audit[kind])}")
+    elif kind == "encryption_stored":
+        inspect = ("etcd's stored values, read on the node with the API server's etcd client "
+                   "certificate (etcdctl, else the etcd JSON gateway with curl, else etcdctl in "
+                   "the etcd container); only counts per provider and key name leave the node")
     elif kind == "audit_policy":
         inspect = "the rules of the file --audit-policy-file names, evaluated first-match like the API server"
     else:
