@@ -7,6 +7,7 @@ import base64
 import json
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -123,6 +124,9 @@ resources:
 
 def test_encryption_at_rest_and_a_value_under_a_removed_key(lab_factory):
     with lab_factory.running(control_planes=1, workers=0, wait_ready=True) as lab:
+        # the seed is written in plaintext by the first API server, before encryption is on
+        wait_for(lambda: kubectl(lab, "get", "secret", "monitoring-credentials", "-n",
+                                 "monitoring").returncode == 0)
         root = lab.dir / "nodes" / "cp1" / "root/etc/kubernetes"
         enc = root / "enc.yaml"
         enc.write_text(ENCRYPTION.format(name="key1", secret=base64.b64encode(b"k" * 32).decode()))
@@ -143,9 +147,40 @@ def test_encryption_at_rest_and_a_value_under_a_removed_key(lab_factory):
                  .stdout.startswith(b"k8s:enc:aescbc:v1:key1:"), timeout=60)
         read = kubectl(lab, "get", "secret", "enc", "-n", "apps", "-o", "jsonpath={.data.a}")
         assert base64.b64decode(read.stdout) == b"b"
+        status, actual = stored_check(lab)
+        assert status == "FAIL" and "secrets as identity" in actual, actual   # the seeded ones
+        everything = kubectl(lab, "get", "secrets", "-A", "-o", "json").stdout
+        assert kubectl(lab, "replace", "-f", "-", stdin=everything).returncode == 0
+        total = len(json.loads(everything)["items"])
+        status, actual = stored_check(lab)
+        assert status == "PASS" and f"all {total} stored objects" in actual, actual
+        assert "aescbc:key1" in actual and "etcdctl" in actual
         enc.write_text(ENCRYPTION.format(name="key2", secret=base64.b64encode(b"n" * 32).decode()))
         wait_for(lambda: kubectl(lab, "get", "secret", "enc", "-n", "apps").returncode == 1,
                  timeout=20)
         failed = kubectl(lab, "get", "secret", "enc", "-n", "apps")
         assert ('unable to transform key "/registry/secrets/apps/enc": no matching prefix found'
                 in failed.stderr)
+        status, actual = stored_check(lab)
+        assert status == "FAIL" and f"{total} secrets as aescbc:key1" in actual, actual
+
+
+def stored_check(lab) -> tuple[str, str]:
+    """harden check's verdict on 1.2.28e for cp1: (status, actual)."""
+    out = subprocess.run([sys.executable, "-m", "harden.cli", "check", "-i", str(lab.inventory),
+                          "-l", "cp1", "--format", "json"], capture_output=True, text=True,
+                         timeout=120)
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("id") == "1.2.28e":
+                found.append((node.get("status"), node.get("actual")))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(json.loads(out.stdout))
+    assert found, out.stderr
+    return found[0]

@@ -208,6 +208,10 @@ class KubeApi:
     def _route(self, method, path, query, headers, body, user, groups) -> Answer | None:
         parts = [p for p in path.split("/") if p]
         user, groups = self._impersonate(headers, user, groups)
+        if parts == ["openapi", "v2"]:
+            self.require(rbac.Attributes(user, groups, "get", path=path))
+            return 200, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf", \
+                resources.OPENAPI_V2_PROTOBUF
         if parts[:2] == ["openapi", "v3"]:
             self.require(rbac.Attributes(user, groups, "get", path=path))
             document = resources.openapi_v3("/".join(parts[2:]))

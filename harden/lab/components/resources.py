@@ -177,3 +177,14 @@ def openapi_v3(group_version_path: str) -> dict | None:
                                      "x-kubernetes-action": "put", "responses": {}}}
     return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"},
             "paths": operations, "components": {"schemas": {}}}
+
+
+def _proto_string(number: int, text: bytes) -> bytes:
+    return bytes([number << 3 | 2, len(text)]) + text
+
+
+# An OpenAPI v2 document (gnostic protobuf, the only encoding kubectl reads) with no schemas:
+# `swagger: "2.0"`, info {title, version}. kubectl's client-side validation then finds no
+# schema for a kind and leaves checking to the server, as the lab's v3 index asks it to.
+OPENAPI_V2_PROTOBUF = _proto_string(1, b"2.0") + _proto_string(
+    2, _proto_string(1, b"Kubernetes") + _proto_string(2, b"v1.33.0"))
