@@ -184,3 +184,62 @@ def stored_check(lab) -> tuple[str, str]:
     walk(json.loads(out.stdout))
     assert found, out.stderr
     return found[0]
+
+
+def section5(lab) -> dict[str, tuple[str, str]]:
+    out = subprocess.run([sys.executable, "-m", "harden.cli", "check", "-i", str(lab.inventory),
+                          "-l", "cp1", "--format", "json"], capture_output=True, text=True,
+                         timeout=180)
+    found: dict[str, tuple[str, str]] = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            if str(node.get("id", "")).startswith(("5.1.", "5.2.1", "5.3.2")) and "status" in node:
+                found[node["id"]] = (node["status"], node.get("actual") or "")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(json.loads(out.stdout))
+    return found
+
+
+# What kube-bench's cis-1.12 definitions conclude on the seeded objects (unscored: a failure
+# is WARN); the ids not listed are manual checks.
+KUBEADM_5 = {"5.1.1": "WARN", "5.1.2": "PASS", "5.1.3": "PASS", "5.1.4": "PASS", "5.1.5": "WARN",
+             "5.2.1": "WARN", "5.3.2": "WARN"}
+WEAK_5 = {"5.1.1": "WARN", "5.1.2": "WARN", "5.1.3": "WARN", "5.1.4": "WARN", "5.1.5": "WARN",
+          "5.2.1": "WARN", "5.3.2": "WARN"}
+
+
+def test_section5_judges_the_weak_labs_objects(lab_factory):
+    with lab_factory.running(control_planes=1, workers=0, wait_ready=True, profile="weak") as weak:
+        wait_for(lambda: kubectl(weak, "get", "pod", "privileged-debug", "-n", "legacy")
+                 .returncode == 0)
+        verdicts = section5(weak)
+    assert {i: verdicts[i][0] for i in WEAK_5} == WEAK_5, verdicts
+    assert "dev-admin -> User dev@example.com" in verdicts["5.1.1"][1]
+    assert "ClusterRole ops-wildcard" in verdicts["5.1.3"][1]
+    assert "legacy" in verdicts["5.2.1"][1] and "legacy" in verdicts["5.3.2"][1]
+    assert not any(a.startswith("not checked") for _, a in verdicts.values())
+
+
+def test_section5_on_kubeadm_objects_and_after_the_pod_security_labels(lab, tmp_path):
+    verdicts = section5(lab)
+    assert {i: verdicts[i][0] for i in KUBEADM_5} == KUBEADM_5, verdicts
+    assert "kubeadm:cluster-admins -> Group kubeadm:cluster-admins" in verdicts["5.1.1"][1]
+    playbook = __import__("pathlib").Path(__file__).resolve().parents[2] / "playbooks/pod-security.yml"
+    applied = subprocess.run(
+        [sys.executable, "-m", "harden.cli", "apply", "-i", str(lab.inventory), str(playbook),
+         "-e", "pod_security_namespace_labels=true", "-e", "network_policy_default_deny=true",
+         "-e", "harden_wait_interval=0.5"], capture_output=True, text=True, timeout=300,
+        env={**__import__("os").environ, "HARDEN_STATE_DIR": str(tmp_path)})
+    assert applied.returncode == 0, applied.stdout[-3000:]
+    labels = json.loads(kubectl(lab, "get", "ns", "-o", "json").stdout)["items"]
+    levels = {n["metadata"]["name"]: n["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+              for n in labels}
+    assert levels["kube-system"] == "privileged" and levels["apps"] == "baseline"
+    after = section5(lab)
+    assert after["5.2.1"][0] == "PASS", after["5.2.1"]
+    assert after["5.3.2"] == ("WARN", "1 namespaces without a NetworkPolicy: kube-system")
