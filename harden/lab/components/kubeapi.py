@@ -231,8 +231,6 @@ class KubeApi:
         namespace = None
         if len(rest) >= 3 and rest[0] == "namespaces":
             namespace, rest = rest[1], rest[2:]
-        elif len(rest) == 2 and rest[0] == "namespaces" and group == "":
-            rest = rest  # the namespace object itself: /api/v1/namespaces/<name>
         if not rest or len(rest) > 3:
             return None
         resource = resources.BY_PATH.get((group, version, rest[0]))
@@ -447,11 +445,9 @@ class KubeApi:
         raise conflict(resource, name)
 
     def _delete(self, resource, namespace, name, query) -> dict:
-        obj, revision = self.store.get(resource, namespace, name)
-        preconditions = {}
+        obj, _revision = self.store.get(resource, namespace, name)
         if query.get("dryRun"):
             return obj
-        del preconditions
         if resource.name == "namespaces":
             for other in resources.RESOURCES:
                 if other.namespaced:
