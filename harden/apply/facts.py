@@ -21,11 +21,12 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from harden.cis import etcd_census
+from harden.node import etcd_census
+from harden.node import markers
+from harden.node.paths import DEFAULT_KUBELET_CONFIG
 
 FILE, GLOB, SYSCTL, KUBELET, CENSUS = "file", "glob", "sysctl", "kubelet", "etcd_census"
-DEFAULT_KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
-_SECTION = "@@harden-fact "
+_SECTION = markers.FACT
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _SYSCTL_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
@@ -258,16 +259,16 @@ def _section(index: int, req: FactRequest) -> str:
 
 
 def census_script() -> str:
-    """sh: the etcd census of harden.cis.etcd_census for the running kube-apiserver (C|, X|
+    """sh: the etcd census of harden.node.etcd_census for the running kube-apiserver (C|, X|
     and Y| records)."""
     return (census_functions() +
             "apid=$(ps -ww -eo pid=,args= | awk '{n=$2; sub(/.*\\//, \"\", n)} "
             "n==\"kube-apiserver\" {print $1; exit}')\n"
             "if [ -n \"$apid\" ]; then\n"
             "  v=$(argval \"$apid\" --encryption-provider-config)\n"
-            "  case $v in /*) printf 'Y|%s\\n' \"$(enc_layout \"/proc/$apid/root$v\")\";; esac\n"
+            "  case $v in /*) printf 'L|%s\\n' \"$(enc_layout \"/proc/$apid/root$v\")\";; esac\n"
             "  etcd_census \"$apid\"\n"
-            "else echo 'C|none|no kube-apiserver runs on this node'; fi\n")
+            "else echo 'E|none|no kube-apiserver runs on this node'; fi\n")
 
 
 def census_functions() -> str:

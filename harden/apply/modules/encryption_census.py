@@ -1,6 +1,6 @@
 """`encryption_census`: what etcd really holds, and a rewrite that ends only when it is right.
 
-The census (harden.cis.etcd_census, the same measurement as check 1.2.28e) counts the stored
+The census (harden.node.etcd_census, the same measurement as check 1.2.28e) counts the stored
 values of every resource the running EncryptionConfiguration covers, per provider:key, on the
 node; only counts come back. Registered for the rotation's gates:
 
@@ -22,7 +22,7 @@ import shlex
 
 from harden.apply.facts import CENSUS, FactRequest, Facts, census_functions
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed
-from harden.cis import etcd_census
+from harden.node import etcd_census
 
 
 class EncryptionCensusModule(Module):
@@ -90,7 +90,7 @@ measure() {{
   [ -n "$apid" ] || {{ echo "no kube-apiserver runs here" >&2; return 1; }}
   etcd_census "$apid" | awk -F'|' -v want="$expected" '
     BEGIN {{ n = split(want, w, " "); for (i = 1; i <= n; i++) {{ split(w[i], kv, "="); p[kv[1]] = kv[2] }} }}
-    $1 == "X" && ($2 in p) {{ total += $4; if ($3 != p[$2]) {{ off += $4; res[$2] += $4 }} }}
+    $1 == "Q" && ($2 in p) {{ total += $4; if ($3 != p[$2]) {{ off += $4; res[$2] += $4 }} }}
     END {{ printf "%d %d", off + 0, total + 0; for (r in res) printf " %s", r; print "" }}'; }}
 pass=0
 while :; do
