@@ -24,6 +24,7 @@ from harden.apply.modules.base import REDACTED, is_encryption_config, text_diff
 from harden.errors import HardenError, InputError
 from harden.inventory.loader import load_inventory
 from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT
+from harden.progress import HostProgress, wanted
 from harden.runs.journal import RUN_ID, HostRecord, Journal, commit_script
 from harden.ssh.parallel import for_each_host
 from harden.ssh.settings import connection_specs
@@ -227,7 +228,11 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
                 return HostRollback(host.name, "failed", str(exc))
 
         code = 0
-        for name, result in for_each_host(hosts, one, forks).items():
+        with HostProgress(f"harden rollback {run_id}", len(hosts), console=console,
+                          enabled=wanted()) as progress:
+            outcomes = for_each_host(hosts, progress.around(
+                one, lambda r: r.status not in ("refused", "failed")), forks)
+        for name, result in outcomes.items():
             outcome = result.value if result.ok else HostRollback(name, "failed", result.message)
             style = {"rolled_back": "green", "nothing": "dim", "already": "dim"}.get(
                 outcome.status, "bold red")
