@@ -44,7 +44,7 @@ def test_shipped_playbook_loads(path):
 
 def test_site_imports_the_others_and_control_planes_go_one_by_one():
     site = load_playbook(str(REPO / "playbooks" / "site.yml"))
-    assert len(site.plays) == 5
+    assert len(site.plays) == 6      # pod-security.yml has two plays
     for play in site.plays:
         if play.hosts == "control_plane":
             assert play.serial == [1] and play.max_fail_percentage == 0
@@ -59,7 +59,7 @@ def test_fixture_playbook_uses_every_module():
     assert first.vars["harden_marker_dir"] == "/etc/kubernetes/harden-test"   # vars_files
     probe = [t for t in first.tasks if t.register == "probe"][0]
     assert probe.check_mode is False and probe.changed_when == [False]
-    assert first.tasks[7].notify == ["wait for kube-apiserver"]
+    assert first.tasks[8].notify == ["wait for kube-apiserver"]
 
 
 def test_full_data_model(tmp_path):
@@ -119,7 +119,7 @@ def test_unknown_module_names_modules_and_keywords(tmp_path):
         """)
     assert err.line == 4
     assert "unknown module or task keyword 'synchronize'" in str(err)
-    assert "modules: assert, blockinfile, command, copy, debug, encryption_key, fail," in str(err)
+    assert "modules: assert, blockinfile, command, copy, debug, encryption_census, encryption_key," in str(err)
     assert "task keywords: become, changed_when," in str(err)
 
 
