@@ -559,6 +559,7 @@ class HostPlay:
             changes = self.plan(module, args, variables)
             found = self.with_facts(module.name,
                                     lambda: module.result(args, self.facts, changes))
+            result.message = str(found.get("msg") or "")    # a module's note (what it skipped)
         except (TaskFailed, InputError) as exc:
             self.flush()
             self.done(result, "failed", str(exc))
@@ -594,7 +595,7 @@ class HostPlay:
         if writes and self.pending and self.pending[0].become != self._become(task):
             self.flush()                 # one exec runs under one identity
         if not writes and not self.pending:
-            return self.done(result, result.status)
+            return self.done(result, result.status, result.message)
         self.pending.append(_Pending(result, changes if writes else [], self._become(task),
                                      restart))
         if task.module == "service":

@@ -563,6 +563,10 @@ def _describe_view(view: View, lookups: list[Lookup]) -> str:
 
 def _evaluate_component(audit: dict, ctx: HostContext) -> Verdict:
     component = audit["component"]
+    if "authorizers" in audit:
+        from_file = cluster_checks.authorizers(audit["authorizers"], ctx)
+        if from_file is not None:
+            return from_file
     effective, configured = ctx.views(component)
     if effective is None and configured is None:
         passed, lookups = run_tests(audit, View("nothing", {}))
@@ -765,6 +769,9 @@ def explain(check: Check) -> str:
         joiner = " (any one suffices)" if audit.get("bin_op") == "or" else ""
         inspect = (f"the running {audit['component']} (/proc cmdline; for kubelet/kube-proxy also "
                    f"the config file it names) and its configured state: {tests}{joiner}")
+        if "authorizers" in audit:
+            inspect += (f"; with --authorization-config, instead the authorizer types of that file "
+                        f"({audit['authorizers'].get('op', 'has')} {audit['authorizers']['value']})")
     elif kind == "files":
         test = f"mode at most {audit['mode_max']}" if "mode_max" in audit else f"owner {audit['owner']}"
         inspect = (f"stat of {', '.join(audit['files'])}: {test}; if nothing is found: "
