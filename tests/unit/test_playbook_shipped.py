@@ -184,3 +184,14 @@ def test_encryption_dir_moves_the_config_with_it():
     apiserver = node["/etc/kubernetes/manifests/kube-apiserver.yaml"].content.decode()
     assert "--encryption-provider-config=/etc/kubernetes/encryption/encryption-config.yaml" \
         in apiserver
+
+
+def test_control_plane_play_runs_without_an_etcd_static_pod():
+    """External etcd: no etcd manifest on the control plane; the etcd task is skipped instead of
+    failing (and rolling back) the whole control-plane play."""
+    node, sysctls = kubeadm_node(), {}
+    del node["/etc/kubernetes/manifests/etcd.yaml"]
+    summaries = run_playbook(REPO / "playbooks" / "cis-control-plane.yml", node, sysctls, {})
+    assert any("kube-apiserver.yaml" in s for s in summaries)
+    assert not any("etcd.yaml" in s for s in summaries)
+    assert "/etc/kubernetes/manifests/etcd.yaml" not in node
