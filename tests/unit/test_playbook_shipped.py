@@ -88,10 +88,17 @@ def run_playbook(path: Path, node: dict, sysctls: dict, extra: dict) -> list[str
             rendered.append((task, module, args))
         facts = gather(node, sysctls, [r for _, m, a in rendered for r in m.facts_needed(a)])
         ctx = PlanContext(vars=variables, template_dirs=play.template_dirs)
+        notified: set[str] = set()
+        handlers = {id(h) for h in play.handlers}
         for task, module, args in rendered:
             if task.module in ("service",):      # actions: only through notify, elsewhere
                 continue
-            for change in plan_on_demand(module, args, facts, ctx, node, sysctls):
+            if id(task) in handlers and task.name not in notified:
+                continue                         # as the runner: only notified handlers run
+            changes = plan_on_demand(module, args, facts, ctx, node, sysctls)
+            if changes:
+                notified.update(task.notify)
+            for change in changes:
                 change.record_in(facts)
                 summaries.append(f"{task.name}: {change.summary}")
                 if change.path and change.after is not None:
