@@ -673,7 +673,8 @@ class HostPlay:
         self.register(task, changed, changes, **value)
         if changed:
             self.notify(task)
-        return self.done(result, "changed" if changed else "ok")
+        shown = value["stdout"] if args.get("show_output") and not task.no_log else ""
+        return self.done(result, "changed" if changed else "ok", shown)
 
     def _become(self, task: Task):
         return task.become if task.become is not None else self.play.become

@@ -3,7 +3,9 @@
 Commands may write anything, so they are skipped in check mode unless the task says
 `check_mode: false` (then they are read-only probes and run in both modes). `creates` makes
 them idempotent: when that path exists the command is not run. Whether a run counts as
-changed can be overridden with the task keyword `changed_when`.
+changed can be overridden with the task keyword `changed_when`. `show_output` puts the
+command's stdout on the task line: a report the operator must read (what Pod Security would
+reject) is not lost in a registered variable.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class CommandModule(Module):
     args = (
         Arg("cmd", required=True),
         Arg("creates"),
+        Arg("show_output", "bool", default=False),
     )
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
