@@ -44,10 +44,14 @@ def test_shipped_playbook_loads(path):
 
 def test_site_imports_the_others_and_control_planes_go_one_by_one():
     site = load_playbook(str(REPO / "playbooks" / "site.yml"))
-    assert len(site.plays) == 5
+    assert len(site.plays) == 6
     for play in site.plays:
-        if play.hosts == "control_plane":
+        preflight = all(t.module == "command" and t.run_once and t.check_mode is False
+                        for t in play.tasks)
+        if play.hosts == "control_plane" and not preflight:
             assert play.serial == [1] and play.max_fail_percentage == 0
+        elif play.hosts == "control_plane":     # the Pod Security preflight: one host, once
+            assert play.name == "Pod security preflight"
 
 
 def test_fixture_playbook_uses_every_module():

@@ -72,15 +72,16 @@ def gather(node: dict, sysctls: dict, requests) -> Facts:
 
 
 def run_playbook(path: Path, node: dict, sysctls: dict, extra: dict) -> list[str]:
-    """Plan every task (and handler) of every play that writes and whose `when` holds (asserts
-    and check-only preflight tasks need other hosts' results: the lab tests run those);
+    """Plan every task (and handler) of every play that writes and whose `when` holds (asserts,
+    commands and check-only preflight tasks need other hosts or a cluster: the lab tests and
+    test_pod_security_preflight run those);
     apply to the in-memory node."""
     summaries = []
     for play in load_playbook(str(path)).plays:
         variables = layered_vars(play.vars, extra_vars=extra)
         rendered = []
         for task in play.tasks + play.handlers:
-            if task.module == "assert" or task.check_mode is True or \
+            if task.module in ("assert", "command") or task.check_mode is True or \
                     not all(evaluate(c, variables) for c in task.when):
                 continue
             module = get_module(task.module)
