@@ -100,3 +100,24 @@ def test_pod_security_play_prints_its_preflight_and_enforces_nothing_cluster_wid
     assert 'enforce: "privileged"' in config and 'audit: "restricted"' in config
     assert "EventRateLimit" in lab.ssh(cp, f"grep enable-admission-plugins {APISERVER}").stdout
     lab.wait_ready(60)
+
+
+@pytest.mark.timeout(600)
+def test_kubelet_play_refuses_a_sysctl_file_that_would_undo_its_settings_at_boot(
+        authz_lab, tmp_path):
+    lab, cp = authz_lab, authz_lab.names("control-plane")[0]
+    lab.ssh(cp, "printf 'vm.overcommit_memory = 0\\n' > /etc/sysctl.d/99-tuning.conf")
+    config_before = lab.ssh(cp, "sha256sum /var/lib/kubelet/config.yaml").stdout
+    try:
+        done = harden(tmp_path, "apply", "-i", str(lab.inventory),
+                      str(PLAYBOOKS / "kubelet.yml"), *LAB_VARS)
+        assert done.returncode == 4, done.stdout[-3000:] + done.stderr
+        assert "vm.overcommit_memory: /etc/sysctl.d/99-tuning.conf sets 0 and is read after " \
+               "/etc/sysctl.d/90-harden-kubelet.conf at boot" in done.stdout
+        assert lab.ssh(cp, "sha256sum /var/lib/kubelet/config.yaml").stdout == config_before
+    finally:
+        lab.ssh(cp, "rm -f /etc/sysctl.d/99-tuning.conf")
+    done = harden(tmp_path, "apply", "-i", str(lab.inventory), str(PLAYBOOKS / "kubelet.yml"),
+                  *LAB_VARS)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    assert "podPidsLimit: 16384" in lab.ssh(cp, "cat /var/lib/kubelet/config.yaml").stdout

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from harden.apply.facts import FILE, GLOB, Facts, FileState, KubeletProcess, build_script, parse_output
+from harden.apply.facts import (FILE, GLOB, FactRequest, Facts, FileState, KubeletProcess,
+                                build_script, parse_output)
 from harden.apply.modules import get_module
 from harden.apply.modules.base import PlanContext, apply_script
 from harden.apply.templating import render_value
@@ -157,6 +158,19 @@ def test_fact_script_reports_absent_and_content(tmp_path):
                                                                    b"hello\n")
     assert facts.file(str(tmp_path / "nope")) is None
     assert requests[0].kind == FILE
+
+
+def test_fact_script_glob_with_content(tmp_path):
+    """The sysctl module reads every sysctl.d file in the one fact exec of its play."""
+    (tmp_path / "10-a.conf").write_bytes(b"kernel.panic = 0\n")
+    (tmp_path / "99-b.conf").write_bytes(b"")
+    (tmp_path / "README").write_bytes(b"not matched")
+    pattern = f"{tmp_path}/*.conf"
+    facts = gather_local([FactRequest(GLOB, pattern, content=True)])
+    found = {s.path: s.content for s in facts.glob(pattern)}
+    assert found == {str(tmp_path / "10-a.conf"): b"kernel.panic = 0\n",
+                     str(tmp_path / "99-b.conf"): b""}
+    assert facts.file(str(tmp_path / "10-a.conf"), content=True).content == b"kernel.panic = 0\n"
 
 
 def test_fact_script_sysctl_and_kubelet_without_a_kubelet(tmp_path):

@@ -203,3 +203,14 @@ def test_control_plane_play_runs_without_an_etcd_static_pod():
     assert any("kube-apiserver.yaml" in s for s in summaries)
     assert not any("etcd.yaml" in s for s in summaries)
     assert "/etc/kubernetes/manifests/etcd.yaml" not in node
+
+
+def test_defaults_that_keep_workloads_working():
+    """Finished pods kept cluster-wide: upstream's 12500, not 10 (which deletes Job pods and
+    their logs within minutes); a per-pod pid limit thread-heavy pods do not hit."""
+    node, sysctls = kubeadm_node(), {}
+    run_playbook(REPO / "playbooks" / "site.yml", node, sysctls, {})
+    cm = node["/etc/kubernetes/manifests/kube-controller-manager.yaml"].content.decode()
+    assert "    - --terminated-pod-gc-threshold=12500\n" in cm
+    kubelet = yaml.safe_load(node["/var/lib/kubelet/config.yaml"].content)
+    assert kubelet["podPidsLimit"] == 16384
