@@ -3,6 +3,11 @@
 `mode_max` only removes bits (the CIS "600 or more restrictive" rule): a 0400 file stays 0400
 under mode_max "0600", a 0644 one becomes 0600. When recursing, modes apply to regular files
 only, since taking the x bit from a directory would make the tree unreadable.
+
+`keep_owners` leaves the owner and group of paths owned by one of those users as they are (modes
+still tighten): kubeadm's rootless control plane (feature gate RootlessControlPlane) runs each
+component as its own user (kubeadm-etcd, kubeadm-kas, kubeadm-kcm, kubeadm-ks) owning its keys,
+kubeconfig and data; a chown to root would stop that component at its next start.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class FileModule(Module):
         Arg("recurse", "bool", default=False),
         Arg("match"),
         Arg("missing_ok", "bool", default=False),
+        Arg("keep_owners", "list", default=[]),
     )
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
@@ -72,6 +78,8 @@ def _fix(state: FileState, args: dict) -> list[Change]:
             mode = parse_mode(args["mode"])
         elif args["mode_max"]:
             mode = state.mode & parse_mode(args["mode_max"])
+    if state.owner in (args["keep_owners"] or []):
+        return plan_metadata(state, mode, None, None)
     return plan_metadata(state, mode, args["owner"], args["group"])
 
 
