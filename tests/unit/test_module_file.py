@@ -98,15 +98,20 @@ def test_argument_errors_name_the_choices():
 def test_keep_owners_leaves_a_rootless_components_files_to_it():
     """kubeadm's rootless control plane: sa.key belongs to kubeadm-kcm; chown root would stop
     the controller manager at its next start. Modes still tighten."""
-    facts = make_facts(file_state("/etc/kubernetes/pki/sa.key", b"k", 0o644, "kubeadm-kcm",
+    facts = make_facts(file_state("/etc/kubernetes/pki/sa.key", b"k", 0o644, "root",
+                                  "kubeadm-sa-key-readers"),
+                       file_state("/etc/kubernetes/pki/kcm.key", b"k", 0o604, "kubeadm-kcm",
                                   "kubeadm-kcm"),
                        file_state("/etc/kubernetes/pki/ca.key", b"k", 0o600, "alice", "alice"))
     facts.globs[("/etc/kubernetes/pki", True)] = ["/etc/kubernetes/pki/ca.key",
+                                                  "/etc/kubernetes/pki/kcm.key",
                                                   "/etc/kubernetes/pki/sa.key"]
     changes = plan("file", {"path": "/etc/kubernetes/pki", "recurse": True, "owner": "root",
                             "group": "root", "mode_max": "0600",
-                            "keep_owners": ["kubeadm-kcm", "kubeadm-kas"]}, facts)
+                            "keep_owners": ["kubeadm-kcm", "kubeadm-sa-key-readers"]}, facts)
     summaries = [c.summary for c in changes]
-    assert any("sa.key" in s and "mode 0644 -> 0600" in s for s in summaries)
-    assert not any("sa.key" in s and "owner" in s for s in summaries)
+    # shared through its group: only the world bit goes
+    assert any("sa.key" in s and "mode 0644 -> 0640" in s for s in summaries), summaries
+    assert any("kcm.key" in s and "mode 0604 -> 0600" in s for s in summaries), summaries
+    assert not any(("sa.key" in s or "kcm.key" in s) and "owner" in s for s in summaries)
     assert any("ca.key" in s and "owner" in s for s in summaries), summaries
