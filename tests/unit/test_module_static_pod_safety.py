@@ -100,3 +100,41 @@ def test_missing_manifest_is_skipped_with_missing_ok_and_says_so():
         f"skipped: {ETCD} is not on this host"
     with pytest.raises(TaskFailed, match="does not exist on this host"):
         plan("static_pod", {**args, "missing_ok": False}, facts)
+
+
+SCHEDULER = "/etc/kubernetes/manifests/kube-scheduler.yaml"
+SCHED_CONFIG = "/etc/kubernetes/scheduler-config.yaml"
+SCHEDULER_TASK = {"manifest": SCHEDULER, "set": {"profiling": False},
+                  "config_set": {"enableProfiling": False}}
+
+
+def scheduler_with_config() -> bytes:
+    text = manifest_text("kube-scheduler.yaml").decode()
+    text = text.replace("    - --bind-address=127.0.0.1\n",
+                        f"    - --bind-address=127.0.0.1\n    - --config={SCHED_CONFIG}\n")
+    text = text.replace("    volumeMounts:\n", f"    volumeMounts:\n    - mountPath: {SCHED_CONFIG}\n"
+                        "      name: sched-config\n      readOnly: true\n")
+    return text.replace("  volumes:\n", f"  volumes:\n  - hostPath:\n      path: {SCHED_CONFIG}\n"
+                        "      type: File\n    name: sched-config\n").encode()
+
+
+def test_scheduler_with_config_gets_enable_profiling_false_in_that_file():
+    """kube-scheduler ignores --profiling once --config is given: the file decides."""
+    config = (b"apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n"
+              b"clientConnection:\n  kubeconfig: /etc/kubernetes/scheduler.conf\n")
+    facts = make_facts(file_state(SCHEDULER, scheduler_with_config()),
+                       file_state(SCHED_CONFIG, config, 0o644))
+    changes = plan("static_pod", SCHEDULER_TASK, facts)
+    assert [c.path for c in changes] == [SCHED_CONFIG, SCHEDULER]
+    assert b"enableProfiling: false\n" in changes[0].after.content
+    assert "harden.io/config-hash-scheduler-config" in changes[1].diff
+    for change in changes:
+        change.record_in(facts)
+    assert plan("static_pod", SCHEDULER_TASK, facts) == []
+
+
+def test_scheduler_without_config_only_gets_the_flag():
+    facts = make_facts(file_state(SCHEDULER, manifest_text("kube-scheduler.yaml")))
+    changes = plan("static_pod", SCHEDULER_TASK, facts)
+    assert [c.path for c in changes] == [SCHEDULER]
+    assert "config-hash" not in changes[0].diff

@@ -17,6 +17,10 @@ its configuration (EventRateLimit, ImagePolicyWebhook) enabled while --admission
 does not configure it. `unless_set` leaves a flag alone where another flag makes it wrong (the
 shipped playbook: no --authorization-mode where --authorization-config is used), and `missing_ok`
 skips a manifest that is not on this host (etcd outside the node: external etcd).
+
+`config_set` sets keys in the file the container's `--config` names (a KubeSchedulerConfiguration,
+say): with `--config`, kube-scheduler ignores flags such as --profiling, so the setting has to
+be made in that file. The file's hash goes into the manifest, so the pod restarts and reads it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import re
 import yaml
 
 from harden.apply.facts import FILE, FactRequest, Facts
-from harden.apply.manifest import Manifest
+from harden.apply.manifest import Manifest, YamlText
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed, plan_write
 
 CONFIG_HASH_PREFIX = "harden.io/config-hash-"
@@ -75,6 +79,7 @@ class StaticPodModule(Module):
         Arg("replace", "bool", default=True),
         Arg("unless_set", "dict", default={}),
         Arg("missing_ok", "bool", default=False),
+        Arg("config_set", "dict", default={}),
     )
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
@@ -100,8 +105,9 @@ class StaticPodModule(Module):
         _check_references(manifest, args, facts, container)
         _check_exclusive(manifest, container)
         _check_plugin_configs(manifest, facts, container, path)
+        config_changes = _config_file_changes(manifest, args, facts, container, path)
         new = manifest.text.encode()
-        return plan_write(path, new, state, None, None, None, secret=False)
+        return config_changes + plan_write(path, new, state, None, None, None, secret=False)
 
     def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
         """`msg` says what was left alone and why (shown on the task line)."""
@@ -113,6 +119,27 @@ class StaticPodModule(Module):
                            .flags(args["container"]))
         notes = [f"left --{flag} alone: --{because} is set" for flag, because in skipped.items()]
         return {"msg": "; ".join(notes), "skipped_flags": sorted(skipped)} if notes else {}
+
+
+def _config_file_changes(manifest: Manifest, args: dict, facts: Facts, container: str | None,
+                         path: str) -> list[Change]:
+    """`config_set` in the file --config names (none: nothing to do, the flags apply); its hash
+    in the manifest restarts the pod when only the file changed."""
+    config = manifest.flags(container).get("config")
+    if not args["config_set"] or not config:
+        return []
+    host = manifest.host_path_of(config, container)
+    state = facts.file(host, content=True) if host else None
+    if state is None or state.kind != "file":
+        raise TaskFailed(f"static_pod: {path}: --config={config} is not a file this host shows "
+                         f"the container; config_set cannot be applied")
+    doc = YamlText(state.content.decode(), host)
+    for key, value in args["config_set"].items():
+        doc.set(str(key).split("."), value)
+    new = doc.text.encode()
+    digest = hashlib.sha256(f"{host}\0{hashlib.sha256(new).hexdigest()}\n".encode())
+    manifest.set_annotation(config_hash_annotation([host]), digest.hexdigest()[:32])
+    return plan_write(host, new, state, None, None, None, secret=False)
 
 
 def _skipped(args: dict, current: dict) -> dict[str, str]:
