@@ -2,8 +2,9 @@
 
 Per host: one SSH session, one exec (the fact probe, as root), then evaluation on the
 controller. Hosts are worked on `--forks` at a time; an unreachable host is reported as such and
-never stops the others. The exit code follows DESIGN.md: 0 every scored item passes, 2 a scored
-FAIL, 4 a host could not be audited, 1 bad input (before any host is contacted).
+never stops the others. The exit code follows the contract in docs/operations.md: 0 every scored
+item passes, 2 a scored FAIL, 4 a host could not be audited, 1 bad input (before any host is
+contacted).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Sequence
 
 import click
 
-from harden.cis.checks import Catalogue, evaluate_host, load_catalogue
+from harden.cis.catalogue import Catalogue, load_catalogue
+from harden.cis.evaluate import evaluate_host
 from harden.ssh.settings import resolve_targets
 from harden.errors import InputError
 from harden.runs.journal import new_run_id
@@ -29,13 +31,14 @@ EXIT_OK, EXIT_INPUT, EXIT_FINDINGS, EXIT_HOSTS = 0, 1, 2, 4
 
 def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benchmark: str,
               fmt: str, output: str | None, accept_new_host_keys: bool = False,
-              ask_become_pass: bool = False, connect_timeout: float | None = None) -> int:
+              ask_become_pass: bool = False, connect_timeout: float | None = None,
+              transport: str | None = None) -> int:
     """Audit the selected hosts, write the report, return the exit code."""
     if fmt not in FORMATS:
         raise InputError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
     catalogue = load_catalogue(benchmark)
     hosts, specs = resolve_targets(
-        inventories, limit, connect_timeout=connect_timeout,
+        inventories, limit, connect_timeout=connect_timeout, transport=transport,
         accept_new_host_keys=accept_new_host_keys, ask_become_pass=ask_become_pass,
         warn=lambda line: click.echo(line, err=True))
     run = CheckRun(benchmark=catalogue.benchmark, run_id=new_run_id(), results=[],

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harden.cis.checks import load_catalogue
+from harden.cis.catalogue import load_catalogue
 
 pytestmark = pytest.mark.lab
 
