@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import glob
 import json
 import os
 import shutil
@@ -63,8 +64,10 @@ def run(lab_dir: str, control_planes: int, workers: int) -> None:
         step("What site.yml would change (--check writes nothing)",
              ["apply", "-i", inv, "playbooks/site.yml", "--check", *lab_vars],
              ok_codes=(2,), env=env)
+        created = apiserver_pods_created(lab_dir)
         step("Apply site.yml: control planes one at a time, each change health-gated",
              ["apply", "-i", inv, "playbooks/site.yml", *lab_vars], env=env)
+        show_restarts(created, apiserver_pods_created(lab_dir))
         step("Apply again: nothing left to change",
              ["apply", "-i", inv, "playbooks/site.yml", *lab_vars], env=env)
         rotate_key(lab_dir, inv, lab_vars, env)
@@ -80,6 +83,28 @@ def run(lab_dir: str, control_planes: int, workers: int) -> None:
         step("Run history from the local journal", ["runs"], env=env)
     finally:
         step("Tear the lab down", ["lab", "down", "--dir", lab_dir])
+
+
+def apiserver_pods_created(lab_dir: str) -> dict[str, int]:
+    """Per control plane, how many kube-apiserver pods its lab kubelet has created so far."""
+    counts = {}
+    for state in sorted(glob.glob(os.path.join(lab_dir, "nodes", "*", "root", "var", "lib",
+                                               "kubelet", "harden-lab-pods.json"))):
+        node = state.split(os.sep)[-6]
+        try:
+            with open(state) as fh:
+                created = json.load(fh).get("pods_created") or {}
+        except (OSError, ValueError):
+            continue
+        if "kube-apiserver" in created:
+            counts[node] = created["kube-apiserver"]
+    return counts
+
+
+def show_restarts(before: dict[str, int], after: dict[str, int]) -> None:
+    """site.yml edits kube-apiserver.yaml in three playbooks; it should restart it once."""
+    text = ", ".join(f"{node} {after[node] - before.get(node, 0)}" for node in sorted(after))
+    console.print(f"kube-apiserver restarts during site.yml (from the lab's pod state): {text}")
 
 
 def rotate_key(lab_dir: str, inv: str, lab_vars: list[str], env: dict) -> None:

@@ -37,7 +37,8 @@ exit 3
 
 
 def preflight_script(**extra) -> str:
-    play = load_playbook(str(REPO / "playbooks" / "pod-security.yml")).plays[0]
+    play = next(p for p in load_playbook(str(REPO / "playbooks" / "pod-security.yml")).plays
+                if p.name == "Pod security preflight")
     task = play.tasks[0]
     variables = layered_vars(play.vars, extra_vars={"pod_security_kubeconfig": "/dev/null",
                                                     "ansible_check_mode": False, **extra})
