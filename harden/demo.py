@@ -41,7 +41,7 @@ def step(title: str, args: list[str], ok_codes: tuple[int, ...] = (0,), env=None
     return code
 
 
-def run(lab_dir: str, control_planes: int, workers: int) -> None:
+def run(lab_dir: str, control_planes: int, workers: int, profile: str = "kubeadm") -> None:
     inv = os.path.join(lab_dir, "inventory.ini")
     sudo_inv = os.path.join(lab_dir, "inventory-sudo.ini")
     reports = os.path.join(lab_dir, "reports")
@@ -51,7 +51,8 @@ def run(lab_dir: str, control_planes: int, workers: int) -> None:
     lab_vars = ["-e", "harden_wait_interval=0.5"]
     env = dict(os.environ, HARDEN_STATE_DIR=os.path.join(lab_dir, "state"))
     step("Bring up the lab", ["lab", "up", "--dir", lab_dir, "--control-planes",
-                              str(control_planes), "--workers", str(workers)])
+                              str(control_planes), "--workers", str(workers),
+                              "--profile", profile])
     try:
         step("Lab status: nodes, services, static pods", ["lab", "status", "--dir", lab_dir])
         step("The inventory as Ansible would see it", ["inventory", "-i", inv, "--graph"])
@@ -168,8 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dir", required=True, help="where the lab keeps its files")
     parser.add_argument("--control-planes", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--profile", choices=("kubeadm", "weak"), default="kubeadm")
     opts = parser.parse_args(argv)
-    run(os.path.abspath(opts.dir), opts.control_planes, opts.workers)
+    run(os.path.abspath(opts.dir), opts.control_planes, opts.workers, opts.profile)
 
 
 if __name__ == "__main__":
