@@ -26,7 +26,23 @@ def _not_built(name: str) -> None:
 
 
 class _Group(click.Group):
-    """Turns HardenError into a clean message and exit 1 instead of a traceback."""
+    """Turns HardenError into a clean message and exit 1 instead of a traceback, and click's
+    usage errors (unknown option, missing argument) into exit 1 as well: click's own 2 is
+    harden's "drift found", and a typo in a cron job must not read as drift."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:          # UsageError and its kin included
+            exc.show()
+            sys.exit(EXIT_INPUT)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(EXIT_INPUT)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
 
     def invoke(self, ctx):
         try:
@@ -43,6 +59,13 @@ limit_option = click.option(
 forks_option = click.option(
     "-f", "--forks", default=20, show_default=True, type=click.IntRange(1, 500),
     help="How many hosts are worked on at once.")
+
+
+break_lock_option = click.option(
+    "--break-lock", is_flag=True,
+    help="Take over a node lock whose holder is provably dead (its run recorded here as "
+         "finished, resolved or interrupted, or taken on this controller over 15 min ago by a "
+         "process that is gone). Never breaks a live run's lock.")
 
 
 def connection_options(command):
@@ -134,21 +157,39 @@ def inventory(inventories, limit, as_list, as_graph, show_secrets, resolve):
 @connection_options
 @click.option("--benchmark", default="cis-1.12", show_default=True, help="Catalogue to check against.")
 @click.option("--format", "fmt", default="text", show_default=True,
-              type=click.Choice(["text", "json", "junit", "sarif", "html"]), help="Report format.")
+              type=click.Choice(["text", "json", "junit", "sarif", "html", "prometheus"]),
+              help="Report format (prometheus: the text format node_exporter's textfile "
+                   "collector reads).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Write the report to FILE instead of standard output.")
+@click.option("--metrics-file", default=None, type=click.Path(dir_okay=False),
+              help="Also write the run's metrics in the Prometheus text format to FILE "
+                   "(replaced atomically; e.g. node_exporter's textfile dir/harden.prom).")
+@click.option("--by-host", is_flag=True,
+              help="Text: every check under each host (the default groups hosts that share a "
+                   "verdict; a single host is always shown in full).")
+@click.option("--compare", default=None, metavar="RUN_ID|FILE|last",
+              help="Show what changed since an earlier check: a run id from `harden runs`, "
+                   "a --format json report, or 'last' (the newest earlier check run).")
+@click.option("--fail-on", "fail_on", default="any", show_default=True,
+              type=click.Choice(["any", "new"]),
+              help="Exit 2 on any scored FAIL, or (with --compare) only on new ones.")
 def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeout, transport,
-          benchmark, fmt, output):
+          benchmark, fmt, output, metrics_file, by_host, compare, fail_on):
     """Audit hosts against the CIS Kubernetes Benchmark over SSH (one probe exec per host).
 
     Evaluates both the configured state (manifests, kubelet config, drop-ins) and the effective
     one (running processes' arguments); a mismatch is reported as drift. Exits 0 when every
-    scored check passes, 2 on a scored FAIL, 4 when a host could not be audited.
+    scored check passes, 2 on a scored FAIL or ERROR, 4 when a host could not be audited.
+    Text output groups hosts that share a verdict (FAIL, ERROR, WARN first; PASS counted).
+    Every run is kept in the local journal (statuses only) for later --compare.
     """
     from harden.cis.run import run_check
 
     sys.exit(run_check(inventories, limit=limit, forks=forks, benchmark=benchmark, fmt=fmt,
-                       output=output, accept_new_host_keys=accept_new_host_keys,
+                       output=output, metrics_file=metrics_file, by_host=by_host,
+                       compare=compare, fail_on=fail_on,
+                       accept_new_host_keys=accept_new_host_keys,
                        ask_become_pass=ask_become_pass, connect_timeout=timeout,
                        transport=transport))
 
@@ -166,24 +207,38 @@ def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, time
                    "@FILE (a YAML/JSON mapping; keep secrets such as keys in a 0600 file, not "
                    "on the command line). Repeatable; later ones win.")
 @click.option("-t", "--tags", default=None, help="Only tasks with one of these tags (comma-separated).")
+@click.option("--skip-tags", "skip_tags", default=None,
+              help="Never tasks with one of these tags (comma-separated).")
+@click.option("--list-hosts", "listing", flag_value="hosts",
+              help="List the hosts each play would run on, then stop (no host is contacted).")
+@click.option("--list-tasks", "listing", flag_value="tasks",
+              help="List the tasks each play would run (after tag selection), then stop.")
+@click.option("--list-tags", "listing", flag_value="tags", help="List every tag, then stop.")
+@click.option("--syntax-check", "listing", flag_value="syntax",
+              help="Load and validate the playbook and inventory, then stop.")
 @click.option("--format", "output_format", default="text", show_default=True,
               type=click.Choice(["text", "json"]))
+@break_lock_option
 @connection_options
-def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, output_format,
-          accept_new_host_keys, ask_become_pass, timeout, transport):
+def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, skip_tags, listing,
+          output_format, break_lock, accept_new_host_keys, ask_become_pass, timeout, transport):
     """Apply a playbook: plan from facts, change only the difference, verify, roll back on failure.
 
     Exit codes: 0 done, no host failed; 1 bad input (nothing changed); 2 --check found pending
-    changes; 4 a host was unreachable or failed (its changes rolled back).
+    changes; 4 a host was unreachable, locked by another run or failed (its changes rolled
+    back). Every host is connected and locked before the first change.
     """
     from harden.ssh.settings import run_options
     from harden.apply.runner import ApplyOptions, run_apply
     from harden.apply.templating import parse_extra_vars
 
+    if listing:
+        sys.exit(_list_playbook(inventories, playbook, limit, listing, _tags(tags),
+                                _tags(skip_tags)))
     options = ApplyOptions(
         check=check, diff=diff, forks=forks, limit=limit,
-        tags=[t.strip() for t in tags.split(",") if t.strip()] if tags else None,
-        extra_vars=parse_extra_vars(extra_vars),
+        tags=_tags(tags), skip_tags=_tags(skip_tags),
+        extra_vars=parse_extra_vars(extra_vars), break_lock=break_lock,
         run_options=run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
                                 ask_become_pass=ask_become_pass, transport=transport))
     from harden.apply.output import JsonOutput, TextOutput
@@ -193,20 +248,50 @@ def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, ou
     sys.exit(run_apply(inventories, playbook, options, output))
 
 
+def _tags(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _list_playbook(inventories, playbook: str, limit, what: str, tags, skip_tags) -> int:
+    """ansible-playbook's --list-*/--syntax-check: load, validate, print, contact nobody."""
+    from harden.apply.listing import list_hosts, list_tags, list_tasks
+    from harden.apply.playbook import load_playbook
+    from harden.inventory.loader import load_inventory
+
+    loaded = load_playbook(playbook)
+    if what == "tags":
+        click.echo(list_tags(loaded))
+    elif what == "tasks":
+        click.echo(list_tasks(loaded, tags, skip_tags))
+    else:
+        inventory = load_inventory(inventories)
+        click.echo(list_hosts(loaded, inventory, limit) if what == "hosts"
+                   else f"playbook: {playbook}")
+    return EXIT_OK
+
+
 @cli.command()
 @inventory_option
 @click.argument("run_id")
 @limit_option
 @click.option("--force", is_flag=True,
-              help="Restore even files changed since the run (their later changes are lost).")
+              help="Restore even files changed since the run (their later changes are lost). "
+                   "Never lifts the encryption-key guard.")
+@click.option("--drop-encryption-key", is_flag=True,
+              help="Restore even when that takes away an encryption key (or the encryption "
+                   "config) the node holds now: whatever the API server wrote with it becomes "
+                   "unreadable.")
+@break_lock_option
 @forks_option
 @connection_options
-def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask_become_pass,
-             timeout, transport):
+def rollback(inventories, run_id, limit, force, drop_encryption_key, break_lock, forks,
+             accept_new_host_keys, ask_become_pass, timeout, transport):
     """Restore every file a run changed, byte for byte with mode and owner, and wait until healthy.
 
-    Works for finished and interrupted runs (the node's backups are the record). A file changed
-    since the run is not overwritten without --force; its difference is shown.
+    Works for finished and interrupted runs (the node's backups are the record), and finishes
+    a rollback that was cut off. A file changed since the run is not overwritten without
+    --force; its difference is shown. A restore that would take away an encryption key the
+    node holds now is refused unless --drop-encryption-key (never by --force alone).
     """
     from rich.console import Console
 
@@ -215,7 +300,8 @@ def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask
 
     options = run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
                           ask_become_pass=ask_become_pass, transport=transport)
-    sys.exit(run_rollback(inventories, run_id, limit=limit, force=force, run_options=options,
+    sys.exit(run_rollback(inventories, run_id, limit=limit, force=force, break_lock=break_lock,
+                          drop_encryption_key=drop_encryption_key, run_options=options,
                           console=Console(soft_wrap=True, highlight=False), forks=forks))
 
 
@@ -227,9 +313,10 @@ def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask
 @click.option("--older-than", "older_than", type=float, default=None, metavar="DAYS",
               help="Prune committed runs older than DAYS days.")
 @click.option("--dry-run", is_flag=True, help="Show what would be pruned; change nothing.")
+@break_lock_option
 @forks_option
 @connection_options
-def prune(inventories, limit, keep, older_than, dry_run, forks, accept_new_host_keys,
+def prune(inventories, limit, keep, older_than, dry_run, break_lock, forks, accept_new_host_keys,
           ask_become_pass, timeout, transport):
     """Remove old runs' backups from hosts; those runs can then no longer be rolled back.
 
@@ -247,16 +334,20 @@ def prune(inventories, limit, keep, older_than, dry_run, forks, accept_new_host_
                        console=Console(soft_wrap=True, highlight=False),
                        accept_new_host_keys=accept_new_host_keys,
                        ask_become_pass=ask_become_pass, connect_timeout=timeout,
-                       transport=transport))
+                       transport=transport, break_lock=break_lock))
 
 
 @cli.command()
 @click.option("-n", "--last", default=30, show_default=True, type=click.IntRange(1, 10000),
               help="How many runs to show, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def runs(last, as_json):
+@click.option("--resolve", "resolve", default=None, metavar="RUN_ID",
+              help="Close an interrupted run without touching any node, accepting the nodes as "
+                   "they are: it stops being reported as unfinished and prune may drop its "
+                   "backups. `harden rollback RUN_ID` undoes it instead.")
+def runs(last, as_json, resolve):
     """List past runs from the local journal: id, time, playbook, hosts, changed, failed,
-    rolled back, and whether the run was interrupted (killed before it finished)."""
+    rolled back, and whether the run was interrupted (killed before it finished) or resolved."""
     from rich.console import Console
 
     from harden.apply.output import print_runs
@@ -264,6 +355,12 @@ def runs(last, as_json):
 
     journal = Journal()
     try:
+        if resolve is not None:
+            journal.resolve(resolve)
+            click.echo(f"run {resolve} resolved: its changes stay on the nodes as they are; "
+                       f"its backups stay until `harden prune`, and a node lock it left is "
+                       f"taken over with --break-lock")
+            return
         rows = journal.runs(last)
     finally:
         journal.close()

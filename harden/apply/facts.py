@@ -5,7 +5,9 @@ the requests of every task of a play, de-duplicates them, turns them into one `s
 (`build_script`), runs it once per host and parses the output on the controller
 (`parse_output`) into a `Facts` store. Nothing is parsed on the node: the script only prints
 `stat` lines and base64 content, so nodes need nothing beyond sh and coreutils (and `ps` for the
-kubelet process).
+kubelet process). A file is sized on the node before it is read: above
+`limits.MAX_FILE_BYTES`, or not a regular file (a FIFO would block the read), the fact is an
+error naming the file (harden/node/limits.py).
 
 When a task plans a change, the runner feeds the change's resulting file state back into the
 store (`Facts.set_file`), so later tasks of the play plan against the state the earlier tasks
@@ -22,6 +24,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from harden.node import markers
+from harden.node.limits import MAX_FILE_BYTES, not_regular, too_large
 from harden.node.paths import DEFAULT_KUBELET_CONFIG
 
 FILE, GLOB, SYSCTL, KUBELET = "file", "glob", "sysctl", "kubelet"
@@ -191,11 +194,16 @@ hf_file() {
   if [ -e "$1" ]; then
     hf_stat "$1"
     if [ "$2" = 1 ] && [ -f "$1" ]; then
-      if [ -r "$1" ]; then printf 'C '; base64 -w0 < "$1"; echo; else echo U; fi
+      if [ ! -r "$1" ]; then echo U
+      else sz=$(stat -L -c %s -- "$1")
+        if [ "$sz" -gt __MAX__ ]; then echo "L $sz"
+        else printf 'C '; head -c __MAX1__ < "$1" | base64 -w0; echo; fi
+      fi
+    elif [ "$2" = 1 ] && [ ! -d "$1" ]; then printf 'O %s\n' "$(stat -L -c %F -- "$1")"
     fi
   else printf 'N %s\nA\n' "$1"; fi
 }
-"""
+""".replace("__MAX1__", str(MAX_FILE_BYTES + 1)).replace("__MAX__", str(MAX_FILE_BYTES))
 
 
 def shell_glob(pattern: str) -> str:
@@ -290,8 +298,15 @@ def _parse_states(lines: list[str], facts: Facts, with_content: bool) -> list[st
                 state = _with_content(state, known.content)   # another request read it
             facts.files[path] = state
         elif tag == "C":
-            facts.files[path] = _with_content(facts.files[path], base64.b64decode(rest))
+            content = base64.b64decode(rest)
+            if len(content) > MAX_FILE_BYTES:           # grew after it was sized
+                raise too_large(path, len(content))
+            facts.files[path] = _with_content(facts.files[path], content)
             facts.with_content.add(path)
+        elif tag == "L":
+            raise too_large(path, int(rest))
+        elif tag == "O":
+            raise not_regular(path, rest or "special file")
         elif tag == "U":
             raise ValueError(f"{path}: exists but is not readable (become needed?)")
         elif tag == "X":

@@ -29,7 +29,7 @@ from harden.lab import layout, pki, sshd
 LABOPS = "labops"
 MOUNT_DIRS = ("/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd",
               "/etc/systemd/system/kubelet.service.d", "/usr/lib/systemd/system/kubelet.service.d",
-              "/var/log/kubernetes", "/var/lib/harden", "/etc/sysctl.d", "/etc/sudoers.d",
+              "/var/log/kubernetes", "/var/log/pods", "/var/lib/harden", "/etc/sysctl.d", "/etc/sudoers.d",
               "/usr/local/sbin", f"/home/{LABOPS}", "/etc/default")
 # Single files are mounted only where nothing replaces them by rename (a rename onto a mount
 # point fails with EBUSY): /etc/default is a directory mount so /etc/default/kubelet can be

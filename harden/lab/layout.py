@@ -424,7 +424,8 @@ def node_files(node: NodeSpec, profile: Profile, cluster: lab_pki.ClusterPKI, *,
             PKI: Dir(0o755, pki_uid, pki_uid), "/var/lib/kubelet": Dir(0o700),
             "/var/lib/kubelet/pki": Dir(0o755), DROPIN_DIR: Dir(0o755),
             "/etc/systemd/system/kubelet.service.d": Dir(0o755),
-            "/var/log/kubernetes": Dir(0o755), "/var/lib/harden": Dir(0o700),
+            "/var/log/kubernetes": Dir(0o755), "/var/log/pods": Dir(0o755),
+            "/var/lib/harden": Dir(0o700),
             "/etc/sysctl.d": Dir(0o755), "/var/lib/etcd": Dir(profile.etcd_data_mode)}
     files: dict[str, File] = {}
     kc_mode = profile.kubeconfig_mode

@@ -5,8 +5,10 @@ run (`/var/lib/harden/backups/<run>/index`, written by the apply script before e
 and `/var/lib/harden/runs/journal/<run>.json` plus `after-index`, written when the host's part of a
 play is committed, and removed again by the first write of the host's next play until that play
 commits): `harden rollback` works from it even on another controller. The local SQLite
-journal is the history (`harden runs`): runs, hosts, tasks, changed files and outcomes. Neither
-ever holds file content, a diff of a secret file, or an apply script (scripts carry secrets).
+journal is the history (`harden runs`): runs, hosts, tasks, changed files and outcomes, and for
+`harden check` runs each host × check status (what `check --compare` compares against). Neither
+ever holds file content, a diff of a secret file, an apply script (scripts carry secrets), or
+what a check found on a node (the `actual` text): only ids and statuses.
 
 A run whose SQLite row never got `finished` was killed half-way: `harden runs` shows it as
 interrupted. On a node, a backup directory without a journal file means the same.
@@ -26,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harden.errors import InputError
 from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT
 from harden.node.record import HB_RECORD
 
@@ -47,6 +50,9 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE TABLE IF NOT EXISTS files (
   run_id TEXT NOT NULL, host TEXT NOT NULL, path TEXT NOT NULL, kind TEXT, mode TEXT,
   uid TEXT, gid TEXT, sha256 TEXT, PRIMARY KEY (run_id, host, path));
+CREATE TABLE IF NOT EXISTS check_results (
+  run_id TEXT NOT NULL, host TEXT NOT NULL, check_id TEXT NOT NULL, status TEXT NOT NULL,
+  scored INTEGER NOT NULL, PRIMARY KEY (run_id, host, check_id));
 CREATE TABLE IF NOT EXISTS pruned (
   run_id TEXT NOT NULL, host TEXT NOT NULL, pruned REAL NOT NULL, bytes INTEGER,
   PRIMARY KEY (run_id, host));
@@ -134,6 +140,7 @@ def commit_script(record: HostRecord, backup_root: str = BACKUP_ROOT,
     payload = base64.encodebytes(record.to_json().encode()).decode()
     return f"""set -e
 LC_ALL=C; export LC_ALL
+umask 077
 {HB_RECORD}HB={shlex.quote(backup_root)}/{run}; J={shlex.quote(journal_root)}
 mkdir -p "$J"; chmod 0700 "$J"
 if [ -f "$HB/index" ]; then
@@ -159,7 +166,14 @@ class Journal:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         os.chmod(self.path, 0o600)
         self._db.executescript(_SCHEMA)
+        self._migrate()
         self._seq = 0
+
+    def _migrate(self) -> None:
+        """Columns added since a journal may have been created."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        if "resolved" not in columns:
+            self._db.execute("ALTER TABLE runs ADD COLUMN resolved REAL")
 
     def close(self) -> None:
         self._db.close()
@@ -220,29 +234,106 @@ class Journal:
         return [row[0] for row in self._exec("SELECT host FROM hosts WHERE run_id = ? "
                                              "ORDER BY rowid", (run_id,))]
 
+    def run_state(self, run_id: str) -> dict | None:
+        """Whether a run finished, was resolved, or was interrupted (never finished and its
+        process is gone); None when this journal does not know it."""
+        rows = self._exec("SELECT finished, pid, resolved, command FROM runs WHERE id = ?",
+                          (run_id,))
+        if not rows:
+            return None
+        finished, pid, resolved, command = rows[0]
+        return {"finished": finished, "resolved": resolved, "command": command,
+                "interrupted": finished is None and resolved is None and not _alive(pid)}
+
+    def resolve(self, run_id: str) -> None:
+        """Close an interrupted run without touching any node: the operator accepts the nodes
+        as they are. Its node-side backups stay (prune may drop them now) and so does a node
+        lock it left (taken over with --break-lock)."""
+        state = self.run_state(run_id)
+        if state is None:
+            raise InputError(f"no run {run_id} in the journal {self.path} (see `harden runs`)")
+        if state["resolved"] is not None:
+            raise InputError(f"run {run_id} is already resolved")
+        if not state["interrupted"]:
+            what = "finished" if state["finished"] is not None else "still running"
+            raise InputError(f"run {run_id} is {what}: only an interrupted run can be resolved")
+        self._exec("UPDATE runs SET resolved = ? WHERE id = ?", (time.time(), run_id))
+
+    def resolved_runs(self) -> set[str]:
+        return {row[0] for row in self._exec("SELECT id FROM runs WHERE resolved IS NOT NULL")}
+
     def has_run(self, run_id: str) -> bool:
         return bool(self._exec("SELECT 1 FROM runs WHERE id = ?", (run_id,)))
 
     def runs(self, limit: int = 50) -> list[dict]:
-        """Newest first, with per-run totals; `interrupted` = never finished and its
-        process is gone; `pruned` = hosts whose backups of the run `harden prune` removed."""
+        """Newest first, with per-run totals; `interrupted` = never finished, its process is
+        gone and nobody resolved it (`resolved`: when `harden runs --resolve` closed it);
+        `pruned` = hosts whose backups of the run `harden prune` removed."""
         rows = self._exec(
             "SELECT r.id, r.started, r.finished, r.playbook, r.command, r.check_mode, r.pid, "
-            "r.exit_code, COUNT(h.host), COALESCE(SUM(h.changed), 0), "
+            "r.exit_code, r.resolved, COUNT(h.host), COALESCE(SUM(h.changed), 0), "
             "COALESCE(SUM(h.failed + h.unreachable > 0), 0), COALESCE(SUM(h.rolled_back > 0), 0), "
             "(SELECT COUNT(*) FROM pruned p WHERE p.run_id = r.id) "
             "FROM runs r LEFT JOIN hosts h ON h.run_id = r.id GROUP BY r.id "
             "ORDER BY r.started DESC LIMIT ?", (limit,))
         out = []
-        for (run_id, started, finished, playbook, command, check, pid, code, hosts, changed,
-             failed, rolled, pruned) in rows:
-            running = finished is None and _alive(pid)
+        for (run_id, started, finished, playbook, command, check, pid, code, resolved, hosts,
+             changed, failed, rolled, pruned) in rows:
+            running = finished is None and resolved is None and _alive(pid)
             out.append({"id": run_id, "started": started, "finished": finished,
                         "playbook": playbook, "command": command, "check": bool(check),
                         "exit_code": code, "hosts": hosts, "changed": changed,
                         "failed": failed, "rolled_back": rolled, "pruned": pruned,
-                        "interrupted": finished is None and not running, "running": running})
+                        "interrupted": finished is None and not running and resolved is None,
+                        "resolved": resolved, "running": running})
         return out
+
+
+CHECK_COMMAND = "check"
+
+
+def record_check(journal: Journal, run, exit_code: int) -> None:
+    """Keep a finished `harden check` run: per host its counts, per host × check its status.
+    `run` is a CheckRun; the command column is "check <benchmark>" so runs of different
+    catalogues are never compared by `--compare last`."""
+    journal.start_run(run.run_id, None, f"{CHECK_COMMAND} {run.benchmark}", False)
+    per_host: dict[str, dict[str, int]] = {}
+    for r in run.results:
+        counts = per_host.setdefault(r.host, {"ok": 0, "failed": 0})
+        counts["ok" if r.status == "PASS" else "failed"] += r.status in ("PASS", "FAIL")
+    for host, counts in per_host.items():
+        journal.host(run.run_id, host, "checked", counts)
+    for host, reason in run.unreachable.items():
+        journal.host(run.run_id, host, "unreachable", {"unreachable": 1}, reason)
+    with journal._lock:
+        journal._db.executemany(
+            "INSERT OR REPLACE INTO check_results VALUES (?, ?, ?, ?, ?)",
+            [(run.run_id, r.host, r.id, r.status, int(r.scored)) for r in run.results])
+    journal.finish_run(run.run_id, exit_code)
+
+
+def load_check(journal: Journal, run_id: str) -> dict | None:
+    """A recorded check run as {run_id, command, started, results: [{host, id, status, scored}],
+    unreachable: {host: reason}}, or None when the journal has no check run of that id."""
+    rows = journal._exec("SELECT command, started FROM runs WHERE id = ?", (run_id,))
+    if not rows or not (rows[0][0] or "").startswith(CHECK_COMMAND + " "):
+        return None
+    command, started = rows[0]
+    results = [{"host": h, "id": c, "status": s, "scored": bool(sc)} for h, c, s, sc in
+               journal._exec("SELECT host, check_id, status, scored FROM check_results "
+                             "WHERE run_id = ?", (run_id,))]
+    unreachable = dict(journal._exec("SELECT host, COALESCE(message, '') FROM hosts "
+                                     "WHERE run_id = ? AND status = 'unreachable'", (run_id,)))
+    return {"run_id": run_id, "benchmark": command.split(" ", 1)[1], "started": started,
+            "results": results, "unreachable": unreachable}
+
+
+def latest_check(journal: Journal, benchmark: str, before: str | None = None) -> str | None:
+    """The newest finished check run of `benchmark` (other than `before`), for `--compare last`."""
+    rows = journal._exec("SELECT id FROM runs WHERE command = ? AND finished IS NOT NULL "
+                         "AND id != ? ORDER BY started DESC LIMIT 1",
+                         (f"{CHECK_COMMAND} {benchmark}", before or ""))
+    return rows[0][0] if rows else None
 
 
 def _alive(pid: int | None) -> bool:

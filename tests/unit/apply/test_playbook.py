@@ -49,7 +49,7 @@ def test_site_imports_the_others_and_control_planes_go_one_by_one():
         "CIS control plane + API server audit logging + Pod security admission",
         "Pod security preflight", "Kubelet hardening", "CIS node files"]
     for play in site.plays:
-        preflight = all(t.module == "command" and t.run_once and t.check_mode is False
+        preflight = all(t.module in ("command", "shell") and t.run_once and t.check_mode is False
                         for t in play.tasks)
         if play.hosts == "control_plane" and not preflight:
             assert play.serial == [1] and play.max_fail_percentage == 0
@@ -110,11 +110,11 @@ def test_full_data_model(tmp_path):
 def test_unknown_play_keyword(tmp_path):
     err = error_of(tmp_path, """\
         - hosts: all
-          gather_facts: false
+          strategy: free
           tasks: []
         """)
     assert err.line == 2 and err.path.endswith("play.yml")
-    assert "unknown play keyword 'gather_facts'; valid: any_errors_fatal, become" in str(err)
+    assert "unknown play keyword 'strategy'; valid: any_errors_fatal, become" in str(err)
 
 
 def test_unknown_module_names_modules_and_keywords(tmp_path):
@@ -122,11 +122,11 @@ def test_unknown_module_names_modules_and_keywords(tmp_path):
         - hosts: all
           tasks:
             - name: x
-              lineinfile: {path: /etc/x}
+              synchronize: {src: /etc/x}
         """)
     assert err.line == 4
-    assert "unknown module or task keyword 'lineinfile'" in str(err)
-    assert "modules: assert, command, copy, encryption_key, file," in str(err)
+    assert "unknown module or task keyword 'synchronize'" in str(err)
+    assert "modules: assert, blockinfile, command, copy, debug, encryption_key, fail," in str(err)
     assert "task keywords: become, changed_when," in str(err)
 
 
@@ -155,14 +155,19 @@ def test_two_modules_missing_required_argument_and_bad_types(tmp_path):
           tasks:
             - file: {mode: "0600"}
         """))
-    err = error_of(tmp_path, """\
+
+
+def test_unquoted_modes_read_as_ansible_reads_them(tmp_path):
+    """YAML makes an unquoted 0600 the number 384, which is the mode meant; an unquoted 644 is
+    decimal 644, mode 01204: Ansible's documented caveat, kept so a role means the same."""
+    (tmp_path / "p.yml").write_text(textwrap.dedent("""\
         - hosts: all
           tasks:
-            - file:
-                path: /a
-                mode: 0600
-        """)
-    assert err.line == 5 and "quoted octal string" in str(err)
+            - file: {path: /a, mode: 0600}
+            - file: {path: /b, mode: 644}
+        """))
+    tasks = load_playbook(str(tmp_path / "p.yml")).plays[0].tasks
+    assert [t.args["mode"] for t in tasks] == ["0600", "1204"]
 
 
 def test_notify_must_name_a_handler(tmp_path):
@@ -258,3 +263,44 @@ def test_restart_group_plays_must_agree(tmp_path):
 """)
     with pytest.raises(InputError, match="two.yml:3: restart_group 'g': serial differs"):
         load_playbook(str(tmp_path / "two.yml"))
+
+
+def _inventory(tmp_path: Path):
+    from harden.inventory.loader import load_inventory
+
+    path = tmp_path / "hosts.ini"
+    path.write_text("[control_plane]\ncp1\ncp2\n[workers]\nw1\n")
+    return load_inventory([str(path)])
+
+
+@pytest.mark.parametrize("hosts, says", [
+    ("control_plain", "no hosts match pattern 'control_plain'"),
+    ("control_plane[9]", "no hosts match the subscripted pattern"),
+    ("'~(unclosed'", "invalid host pattern"),
+], ids=["unknown-group", "subscript", "bad-regex"])
+def test_a_hosts_pattern_error_names_the_playbook_file_and_hosts_line(tmp_path, hosts, says):
+    path = write(tmp_path, f"""
+        - name: Hardening
+          become: true
+          hosts: {hosts}
+          tasks:
+            - command: {{cmd: "true"}}
+        """)
+    [play] = load_playbook(path).plays
+    with pytest.raises(InputError) as caught:
+        play.select_hosts(_inventory(tmp_path), None)
+    assert caught.value.path == path and caught.value.line == 4
+    assert str(caught.value).startswith(f"{path}:4: hosts ") and says in str(caught.value)
+
+
+def test_a_limit_error_is_not_blamed_on_the_playbook(tmp_path):
+    path = write(tmp_path, """
+        - hosts: control_plane
+          tasks:
+            - command: {cmd: "true"}
+        """)
+    [play] = load_playbook(path).plays
+    assert [h.name for h in play.select_hosts(_inventory(tmp_path), "cp2")] == ["cp2"]
+    with pytest.raises(InputError) as caught:
+        play.select_hosts(_inventory(tmp_path), "w1")
+    assert caught.value.path is None and "have no host in common" in str(caught.value)

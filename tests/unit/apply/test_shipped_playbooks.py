@@ -81,7 +81,7 @@ def run_playbook(path: Path, node: dict, sysctls: dict, extra: dict) -> list[str
         variables = layered_vars(play.vars, extra_vars=extra)
         rendered = []
         for task in play.tasks + play.handlers:
-            if task.module in ("assert", "command") or task.check_mode is True or \
+            if task.module in ("assert", "command", "shell") or task.check_mode is True or \
                     not all(evaluate(c, variables) for c in task.when):
                 continue
             module = get_module(task.module)
