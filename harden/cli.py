@@ -408,6 +408,8 @@ lab_dir_option = click.option(
               help="kubeadm: files as kubeadm writes them; weak: deliberately insecure.")
 @click.option("--net", default=None, metavar="127.A.B",
               help="Loopback /24 for the nodes (node i is 127.A.B.(10+i)); random free one if unset.")
+@click.option("--secrets", default=0, show_default=True, type=click.IntRange(0, 100000),
+              help="Extra secrets the API servers seed across namespaces (rotation tests).")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until every static pod is ready, not only until sshd answers.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for readiness.")
@@ -417,8 +419,8 @@ lab_dir_option = click.option(
                    "chacha20-poly1305 and hmac-sha2-512-etm (reachable with --transport openssh).")
 @click.option("--user-ca", is_flag=True,
               help="Nodes trust an SSH user CA (DIR/user_ca) for certificate logins.")
-def lab_up(lab_dir, control_planes, workers, profile, net, wait, timeout, ssh_algorithms,
-           user_ca):
+def lab_up(lab_dir, control_planes, workers, profile, net, secrets, wait, timeout,
+           ssh_algorithms, user_ca):
     """Start the nodes; returns once every sshd answers (and, with --wait, every pod is ready)."""
     import time
 
@@ -426,7 +428,8 @@ def lab_up(lab_dir, control_planes, workers, profile, net, wait, timeout, ssh_al
 
     started = time.monotonic()
     state = cluster.up(lab_dir, control_planes=control_planes, workers=workers,
-                       profile=profile, net=net, ssh_algorithms=ssh_algorithms, user_ca=user_ca)
+                       profile=profile, net=net, ssh_algorithms=ssh_algorithms, user_ca=user_ca,
+                       seed_secrets=secrets)
     for node in state["nodes"]:
         click.echo(f"{node['name']:<6} {node['role']:<14} {node['address']}")
     click.echo(f"lab up in {state['started_seconds']:.2f}s: inventory {state['dir']}/inventory.ini"

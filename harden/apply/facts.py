@@ -23,11 +23,12 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from harden.node import etcd_census
 from harden.node import markers
 from harden.node.limits import MAX_FILE_BYTES, not_regular, too_large
 from harden.node.paths import DEFAULT_KUBELET_CONFIG
 
-FILE, GLOB, SYSCTL, KUBELET = "file", "glob", "sysctl", "kubelet"
+FILE, GLOB, SYSCTL, KUBELET, CENSUS = "file", "glob", "sysctl", "kubelet", "etcd_census"
 _SECTION = markers.FACT
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _SYSCTL_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -100,6 +101,14 @@ class Facts:
     sysctls: dict[str, str | None] = field(default_factory=dict)
     kubelet_process: KubeletProcess | None = None
     with_content: set[str] = field(default_factory=set)
+    census: "etcd_census.Census | None" = None
+
+    def etcd_census(self) -> "etcd_census.Census":
+        """What etcd holds per resource and provider:key (counts only), read as this node's
+        running kube-apiserver reads it."""
+        if self.census is None:
+            raise FactNotGathered(FactRequest(CENSUS, "kube-apiserver"))
+        return self.census
 
     def file(self, path: str, content: bool = False) -> FileState | None:
         """State of `path`, or None when it does not exist."""
@@ -159,6 +168,8 @@ class Facts:
             self.sysctls.setdefault(key, value)
         if self.kubelet_process is None:
             self.kubelet_process = other.kubelet_process
+        if self.census is None:
+            self.census = other.census
 
 
 def norm_path(path: str) -> str:
@@ -252,7 +263,33 @@ def _section(index: int, req: FactRequest) -> str:
             "else echo K; fi\n"
             f"[ -n \"$cfg\" ] || cfg={q}\n"
             "printf 'F %s\\n' \"$cfg\"; hf_file \"$cfg\" 1\n")
+    if req.kind == CENSUS:
+        return head + census_script()
     raise ValueError(f"unknown fact kind {req.kind!r}")
+
+
+def census_script() -> str:
+    """sh: the etcd census of harden.node.etcd_census for the running kube-apiserver (C|, X|
+    and Y| records)."""
+    return (census_functions() +
+            "apid=$(ps -ww -eo pid=,args= | awk '{n=$2; sub(/.*\\//, \"\", n)} "
+            "n==\"kube-apiserver\" {print $1; exit}')\n"
+            "if [ -n \"$apid\" ]; then\n"
+            "  v=$(argval \"$apid\" --encryption-provider-config)\n"
+            "  case $v in /*) printf 'L|%s\\n' \"$(enc_layout \"/proc/$apid/root$v\")\";; esac\n"
+            "  etcd_census \"$apid\"\n"
+            "else echo 'E|none|no kube-apiserver runs on this node'; fi\n")
+
+
+def census_functions() -> str:
+    """sh function definitions of the census. R, the root prefixed to /proc paths, is empty on
+    nodes; $HARDEN_CENSUS_ROOT lets tests run the real script against a fake node tree."""
+    return ("R=${HARDEN_CENSUS_ROOT:-}\n"
+            "argval() { tr '\\000' '\\n' < \"$R/proc/$1/cmdline\" 2>/dev/null | awk -v f=\"$2\" '\n"
+            "  take { v = $0; take = 0; next }\n  $0 == f { take = 1; next }\n"
+            "  index($0, f \"=\") == 1 { v = substr($0, length(f) + 2) }\n"
+            "  END { if (v != \"\") print v }'; }\n"
+            + etcd_census.SCRIPT.strip() + "\n")
 
 
 def build_script(requests) -> str:
@@ -337,6 +374,11 @@ def _parse_section(req: FactRequest, lines: list[str], facts: Facts) -> None:
         value = lines[0] if lines else "A"
         facts.sysctls[req.target] = None if value == "A" else \
             base64.b64decode(value[2:]).decode().strip().replace("\t", " ")
+    elif req.kind == CENSUS:
+        census = etcd_census.Census()
+        for line in lines:
+            etcd_census.parse_line(census, line)
+        facts.census = census
     elif req.kind == KUBELET:
         argv = None
         if lines and lines[0].startswith("K "):

@@ -22,6 +22,9 @@ for a delimiter:
     E|size|<bytes>|<path>             a file too large to read (limits.MAX_FILE_BYTES)
     E|type|<file type>|<path>         a path to read that is a FIFO, socket or device
     N|<b64 tokens>|<path>             encryption config reduced to `resources`/provider names
+    C|<method>|<prefix or error>      the etcd census: how etcd was read (harden.node.etcd_census)
+    Q|<resource>|<provider:key>|<n>   ... and how many stored values each provider:key holds
+    L|<tokens>                        ... and the EncryptionConfiguration it was judged against
     H|<component>|<b64 container path>|<host path>   where a path its static-pod manifest names
                                       is on the host, through the manifest's hostPath volumes
     K|<name>|<rc>|<b64 output>        a kubectl call on a control plane with admin.conf: `get`
@@ -47,6 +50,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from harden.errors import HostError
+from harden.node import etcd_census
 from harden.node.limits import MAX_FILE_BYTES, NodeDataError, check_yaml, not_regular, too_large
 from harden.ssh.session import Session
 
@@ -251,6 +255,15 @@ done
 for f in /etc/kubernetes/kube-proxy.conf /var/lib/kube-proxy/kubeconfig.conf; do
   stat_path "$f"; done
 
+# encryption at rest as stored: etcd values counted per resource and provider:key, read as the
+# first running API server does (values and keys never leave the node; see etcd_census.py)
+__CENSUS__
+for APID in $(pids_of kube-apiserver); do
+  v=$(argval "$APID" --encryption-provider-config)
+  case $v in /*) printf 'L|%s\n' "$(enc_layout "$R/proc/$APID/root$v")";; esac
+  etcd_census "$APID"; break
+done
+
 # section 5: cluster objects, only where admin.conf is present and kubectl installed
 if [ -f "$R/etc/kubernetes/admin.conf" ]; then
   if command -v kubectl >/dev/null 2>&1; then
@@ -281,6 +294,7 @@ def build_probe_script(root: str = "") -> str:
     """The probe as one sh script. `root` prefixes every node path; it exists so tests can run the
     real script against a fake node tree, and is empty on real nodes."""
     body = (_SCRIPT.replace("__VERSION__", PROBE_VERSION).replace("__KINDS__", KUBECTL_KINDS)
+            .replace("__CENSUS__", etcd_census.SCRIPT.strip())
             .replace("__COMPONENTS__", "|".join(COMPONENTS))
             .replace("__MAX1__", str(MAX_FILE_BYTES + 1)).replace("__MAX__", str(MAX_FILE_BYTES)))
     return f"#!/bin/sh\n# harden fact probe v{PROBE_VERSION}\nR={shlex.quote(root)}\n{body}"
@@ -358,6 +372,7 @@ class Facts:
     contents: dict[str, str] = field(default_factory=dict)
     encryption_providers: dict[str, list[list[str]]] = field(default_factory=dict)
     kubectl: dict[str, tuple[int, str]] = field(default_factory=dict)
+    census: etcd_census.Census | None = None      # etcd values by provider:key (control planes)
     # component -> {path its manifest names (container view): the host path behind it}
     host_paths: dict[str, dict[str, str]] = field(default_factory=dict)
     # files the probe would not read: over limits.MAX_FILE_BYTES, or not regular files
@@ -515,6 +530,10 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
     elif tag == "H":
         component, raw, host = rest.split("|", 2)
         facts.host_paths.setdefault(component, {})[_b64(raw).decode("utf-8", "replace")] = host
+    elif tag in ("C", "Q", "L"):       # the etcd census (harden.node.etcd_census)
+        if facts.census is None:
+            facts.census = etcd_census.Census()
+        etcd_census.parse_line(facts.census, line)
     elif tag == "K":
         name, rc, raw = rest.split("|", 2)
         facts.kubectl[name] = (int(rc), _b64(raw).decode("utf-8", "replace"))

@@ -47,7 +47,8 @@ def test_site_imports_the_others_and_control_planes_go_one_by_one():
     # cis-control-plane, audit and pod-security's admission play share a restart_group: one play
     assert [p.name for p in site.plays] == [
         "CIS control plane + API server audit logging + Pod security admission",
-        "Pod security preflight", "Kubelet hardening", "CIS node files"]
+        "Pod Security labels on namespaces", "Pod security preflight", "Kubelet hardening",
+        "CIS node files"]
     for play in site.plays:
         preflight = all(t.module in ("command", "shell") and t.run_once and t.check_mode is False
                         for t in play.tasks)
@@ -66,7 +67,7 @@ def test_fixture_playbook_uses_every_module():
     assert first.vars["harden_marker_dir"] == "/etc/kubernetes/harden-test"   # vars_files
     probe = [t for t in first.tasks if t.register == "probe"][0]
     assert probe.check_mode is False and probe.changed_when == [False]
-    assert first.tasks[7].notify == ["wait for kube-apiserver"]
+    assert first.tasks[8].notify == ["wait for kube-apiserver"]
 
 
 def test_full_data_model(tmp_path):
@@ -126,7 +127,7 @@ def test_unknown_module_names_modules_and_keywords(tmp_path):
         """)
     assert err.line == 4
     assert "unknown module or task keyword 'synchronize'" in str(err)
-    assert "modules: assert, blockinfile, command, copy, debug, encryption_key, fail," in str(err)
+    assert "modules: assert, blockinfile, command, copy, debug, encryption_census, encryption_key," in str(err)
     assert "task keywords: become, changed_when," in str(err)
 
 
