@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LABDIR ?= $(CURDIR)/.lab-demo
+PROFILE ?= kubeadm
 
 .PHONY: demo test test-unit test-lab setup syspkgs clean bench
 
@@ -37,7 +38,7 @@ test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit
 
 demo: setup
-	$(BIN)/python -m harden.demo --dir $(LABDIR)
+	$(BIN)/python -m harden.demo --dir $(LABDIR) --profile $(PROFILE)
 
 bench: setup
 	$(BIN)/python bench/run.py

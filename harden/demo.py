@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import glob
 import json
 import os
 import shutil
@@ -40,7 +41,7 @@ def step(title: str, args: list[str], ok_codes: tuple[int, ...] = (0,), env=None
     return code
 
 
-def run(lab_dir: str, control_planes: int, workers: int) -> None:
+def run(lab_dir: str, control_planes: int, workers: int, profile: str = "kubeadm") -> None:
     inv = os.path.join(lab_dir, "inventory.ini")
     sudo_inv = os.path.join(lab_dir, "inventory-sudo.ini")
     reports = os.path.join(lab_dir, "reports")
@@ -50,7 +51,8 @@ def run(lab_dir: str, control_planes: int, workers: int) -> None:
     lab_vars = ["-e", "harden_wait_interval=0.5"]
     env = dict(os.environ, HARDEN_STATE_DIR=os.path.join(lab_dir, "state"))
     step("Bring up the lab", ["lab", "up", "--dir", lab_dir, "--control-planes",
-                              str(control_planes), "--workers", str(workers)])
+                              str(control_planes), "--workers", str(workers),
+                              "--profile", profile])
     try:
         step("Lab status: nodes, services, static pods", ["lab", "status", "--dir", lab_dir])
         step("The inventory as Ansible would see it", ["inventory", "-i", inv, "--graph"])
@@ -63,8 +65,10 @@ def run(lab_dir: str, control_planes: int, workers: int) -> None:
         step("What site.yml would change (--check writes nothing)",
              ["apply", "-i", inv, "playbooks/site.yml", "--check", *lab_vars],
              ok_codes=(2,), env=env)
+        created = apiserver_pods_created(lab_dir)
         step("Apply site.yml: control planes one at a time, each change health-gated",
              ["apply", "-i", inv, "playbooks/site.yml", *lab_vars], env=env)
+        show_restarts(created, apiserver_pods_created(lab_dir))
         step("Apply again: nothing left to change",
              ["apply", "-i", inv, "playbooks/site.yml", *lab_vars], env=env)
         rotate_key(lab_dir, inv, lab_vars, env)
@@ -82,6 +86,28 @@ def run(lab_dir: str, control_planes: int, workers: int) -> None:
         step("Run history from the local journal", ["runs"], env=env)
     finally:
         step("Tear the lab down", ["lab", "down", "--dir", lab_dir])
+
+
+def apiserver_pods_created(lab_dir: str) -> dict[str, int]:
+    """Per control plane, how many kube-apiserver pods its lab kubelet has created so far."""
+    counts = {}
+    for state in sorted(glob.glob(os.path.join(lab_dir, "nodes", "*", "root", "var", "lib",
+                                               "kubelet", "harden-lab-pods.json"))):
+        node = state.split(os.sep)[-6]
+        try:
+            with open(state) as fh:
+                created = json.load(fh).get("pods_created") or {}
+        except (OSError, ValueError):
+            continue
+        if "kube-apiserver" in created:
+            counts[node] = created["kube-apiserver"]
+    return counts
+
+
+def show_restarts(before: dict[str, int], after: dict[str, int]) -> None:
+    """site.yml edits kube-apiserver.yaml in three playbooks; it should restart it once."""
+    text = ", ".join(f"{node} {after[node] - before.get(node, 0)}" for node in sorted(after))
+    console.print(f"kube-apiserver restarts during site.yml (from the lab's pod state): {text}")
 
 
 def rotate_key(lab_dir: str, inv: str, lab_vars: list[str], env: dict) -> None:
@@ -145,8 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dir", required=True, help="where the lab keeps its files")
     parser.add_argument("--control-planes", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--profile", choices=("kubeadm", "weak"), default="kubeadm")
     opts = parser.parse_args(argv)
-    run(os.path.abspath(opts.dir), opts.control_planes, opts.workers)
+    run(os.path.abspath(opts.dir), opts.control_planes, opts.workers, opts.profile)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ class FactRequest:
     """One thing to learn about a host.
 
     kind: FILE (stat of `target`, plus its bytes when `content`), GLOB (every path matching the
-    shell pattern `target`, recursively below each match when `recurse`), SYSCTL (the runtime
+    shell pattern `target`, recursively below each match when `recurse`; with `content` and
+    without `recurse`, each match's bytes too), SYSCTL (the runtime
     value of key `target`), KUBELET (the running kubelet's argv and the KubeletConfiguration file
     it uses; `target` is the path assumed when no kubelet runs).
     """
@@ -242,7 +243,8 @@ def _section(index: int, req: FactRequest) -> str:
         if req.recurse:
             return head + (f"for p in {expand}; do [ -e \"$p\" ] && find \"$p\" -exec stat -L "
                            "--printf 'N %n\\nS %F|%a|%U|%G\\n' {} + 2>/dev/null; done; :\n")
-        return head + f"for p in {expand}; do [ -e \"$p\" ] && hf_stat \"$p\"; done; :\n"
+        return head + (f"for p in {expand}; do [ -e \"$p\" ] && hf_file \"$p\" {flag}; "
+                       "done; :\n")
     if req.kind == SYSCTL:
         if not _SYSCTL_KEY.match(req.target):
             raise ValueError(f"not a sysctl key: {req.target!r}")
@@ -366,7 +368,7 @@ def _parse_section(req: FactRequest, lines: list[str], facts: Facts) -> None:
     if req.kind == FILE:
         _parse_states(lines, facts, req.content)
     elif req.kind == GLOB:
-        paths = _parse_states(lines, facts, False)
+        paths = _parse_states(lines, facts, req.content and not req.recurse)
         facts.globs[(req.target, req.recurse)] = sorted(set(paths))
     elif req.kind == SYSCTL:
         value = lines[0] if lines else "A"

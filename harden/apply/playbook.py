@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harden.errors import InputError
@@ -23,7 +23,7 @@ from harden.apply.loops import LOOP_CONTROL_KEYS, LOOP_KEYS
 
 PLAY_KEYS = ("name", "hosts", "serial", "max_fail_percentage", "any_errors_fatal", "become",
              "vars", "vars_files", "pre_tasks", "roles", "tasks", "post_tasks", "handlers", "tags",
-             "gather_facts")
+             "gather_facts", "restart_group")
 TASK_KEYS = ("name", "when", "register", "notify", "tags", "run_once", "check_mode", "no_log",
              "changed_when", "become", "vars", "listen", *LOOP_KEYS, "loop_control")
 # Keywords a block, an import/include of tasks or a role passes down to every task inside it.
@@ -82,6 +82,7 @@ class Play:
     tasks: list[Task] = field(default_factory=list)
     handlers: list[Task] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    restart_group: str | None = None  # adjacent plays naming the same group run as one
     hosts_line: int = 0               # where `hosts:` is, for errors of its pattern
 
     def select_hosts(self, inventory, limit: str | None) -> list:
@@ -116,7 +117,7 @@ class Playbook:
 
 def load_playbook(path: str) -> Playbook:
     """Load and validate a playbook (following import_playbook), or raise InputError."""
-    return Playbook(path, _load_plays(path, ()))
+    return Playbook(path, merge_restart_groups(_load_plays(path, ())))
 
 
 def _load_plays(path: str, seen: tuple[str, ...]) -> list[Play]:
@@ -221,6 +222,7 @@ def _play(data: LocatedDict, path: str) -> Play:
         become=_opt_bool(data.get("become"), "become", path, at("become")),
         vars=_vars(data.get("vars"), path, at("vars")),
         tags=_strings(data.get("tags"), "tags", path, at("tags")),
+        restart_group=None if data.get("restart_group") is None else str(data["restart_group"]),
     )
     # Accepted for Ansible content; harden gathers the facts its modules name, not ansible_*.
     _bool(data.get("gather_facts", True), "gather_facts", path, at("gather_facts"))
@@ -574,3 +576,62 @@ def task_selected(task: Task, play: Play, only_tags: list[str] | None,
     if "never" in tags and not (tags - {"never"}) & set(only_tags) and "never" not in only_tags:
         return False
     return "always" in tags or bool(tags & set(only_tags)) or "all" in only_tags
+
+
+# --- restart groups ------------------------------------------------------------------------
+
+# Play settings that must agree for plays to run as one.
+_GROUP_SAME = ("hosts", "serial", "max_fail_percentage", "any_errors_fatal", "become")
+
+
+def merge_restart_groups(plays: list[Play]) -> list[Play]:
+    """Plays that follow one another and name the same `restart_group` run as ONE play: one
+    fact gather, one write per host, each static pod restarted and waited for once (site.yml's
+    cis-control-plane, audit and pod-security would otherwise restart kube-apiserver three
+    times per control plane). Tasks keep their own names, tags and results; a failure rolls
+    back the host's part of the whole group. Standalone, a play is unchanged."""
+    out: list[Play] = []
+    for play in plays:
+        last = out[-1] if out else None
+        if play.restart_group and last is not None and last.restart_group == play.restart_group:
+            out[-1] = _merged(last, play)
+        else:
+            out.append(play)
+    return out
+
+
+def _merged(first: Play, second: Play) -> Play:
+    for key in _GROUP_SAME:
+        if getattr(first, key) != getattr(second, key):
+            raise InputError(f"restart_group '{second.restart_group}': {key} differs from the "
+                             f"play before it ({first.name}, {first.path}:{first.line}); plays "
+                             f"run as one must agree on {', '.join(_GROUP_SAME)}",
+                             second.path, second.line)
+    if first.template_dirs != second.template_dirs:
+        raise InputError(f"restart_group '{second.restart_group}': the play before it "
+                         f"({first.path}) finds templates elsewhere", second.path, second.line)
+    clash = sorted(k for k in set(first.vars) & set(second.vars)
+                   if first.vars[k] != second.vars[k])
+    if clash:
+        raise InputError(f"restart_group '{second.restart_group}': vars {', '.join(clash)} differ "
+                         f"from the play before it ({first.path}:{first.line})",
+                         second.path, second.line)
+    handlers = {h.name: h for h in first.handlers}
+    for handler in second.handlers:
+        known = handlers.get(handler.name)
+        if known is not None and (known.module, known.args) != (handler.module, handler.args):
+            raise InputError(f"restart_group '{second.restart_group}': handler "
+                             f"'{handler.name}' differs from the one at {known.path}:{known.line}",
+                             handler.path, handler.line)
+        handlers.setdefault(handler.name, handler)
+    return replace(
+        first, name=f"{first.name} + {second.name}", vars={**first.vars, **second.vars},
+        tasks=_with_play_tags(first) + _with_play_tags(second), tags=[],
+        handlers=list(handlers.values()))
+
+
+def _with_play_tags(play: Play) -> list[Task]:
+    """The play's tags moved onto its tasks, so -t still selects what it selected."""
+    if not play.tags:
+        return list(play.tasks)
+    return [replace(t, tags=list(dict.fromkeys([*play.tags, *t.tags]))) for t in play.tasks]

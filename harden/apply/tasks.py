@@ -91,7 +91,7 @@ class TaskPlanner:
             changes = self.plan(module, args, variables, task.search_dirs)
             found = self.with_facts(module.name,
                                     lambda: module.result(args, self.facts, changes))
-            result.message = module.report(args, variables)
+            result.message = module.report(args, variables) or str(found.get("msg") or "")
         except (TaskFailed, InputError) as exc:
             self.flush()
             self.done(result, "failed", str(exc))
@@ -197,7 +197,8 @@ class TaskPlanner:
         self.register(task, changed, changes, **value)
         if changed:
             self.notify(task)
-        return self.done(result, "changed" if changed else "ok")
+        shown = value["stdout"] if args.get("show_output") and not task.no_log else ""
+        return self.done(result, "changed" if changed else "ok", shown)
 
     def _become(self, task: Task):
         return task.become if task.become is not None else self.play.become

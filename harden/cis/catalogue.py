@@ -110,6 +110,9 @@ def explain(check: Check) -> str:
         joiner = " (any one suffices)" if audit.get("bin_op") == "or" else ""
         inspect = (f"the running {audit['component']} (/proc cmdline; for kubelet/kube-proxy also "
                    f"the config file it names) and its configured state: {tests}{joiner}")
+        if "authorizers" in audit:
+            inspect += (f"; with --authorization-config, instead the authorizer types of that file "
+                        f"({audit['authorizers'].get('op', 'has')} {audit['authorizers']['value']})")
     elif kind == "files":
         test = f"mode at most {audit['mode_max']}" if "mode_max" in audit else f"owner {audit['owner']}"
         inspect = (f"stat of {', '.join(audit['files'])}: {test}; if nothing is found: "

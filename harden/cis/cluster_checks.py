@@ -62,6 +62,32 @@ def encryption_providers(allowed: list[str], ctx: HostContext) -> Verdict:
     return Verdict(not bad, text, [f"provider names of {key}"], drift)
 
 
+# ------------------------------------------------------------------------------------ 1.2.6-1.2.8
+
+def authorizers(test: dict, ctx: HostContext) -> Verdict | None:
+    """With --authorization-config the API server takes its authorizers from that file and
+    refuses --authorization-mode, so the mode tests are judged on the file's authorizer types
+    (`test`: {op: has|nothave, value}). None when no authorization config is in use."""
+    key, path, source, drift = _apiserver_file_flag(ctx, "--authorization-config")
+    if not key:
+        return None
+    text = ctx.facts.contents.get(key)
+    if text is None:
+        return Verdict(False, f"authorization config {path} not found", [source or ""], drift)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return Verdict(False, f"authorization config {path} is not valid YAML: {exc}", [key], drift)
+    if not isinstance(doc, dict) or doc.get("kind") != "AuthorizationConfiguration":
+        return Verdict(False, f"{path} is not an AuthorizationConfiguration", [key], drift)
+    types = [str((a or {}).get("type")) for a in doc.get("authorizers") or []
+             if isinstance(a, dict)]
+    present = test["value"] in types
+    passed = present if test.get("op", "has") == "has" else not present
+    return Verdict(passed, f"{path}: authorizer types {', '.join(types) or '(none)'}",
+                   [f"content of {key}"], drift)
+
+
 # ------------------------------------------------------------------------------------ 3.2.2
 
 # (what, verbs, group, resource, subresource, wanted): wanted is "metadata" (exactly Metadata) or

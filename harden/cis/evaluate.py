@@ -84,6 +84,10 @@ def _refused_verdict(component: str, views: list[View]) -> Verdict | None:
 
 def _evaluate_component(audit: dict, ctx: HostContext) -> Verdict:
     component = audit["component"]
+    if "authorizers" in audit:
+        from_file = cluster_checks.authorizers(audit["authorizers"], ctx)
+        if from_file is not None:
+            return from_file
     effective, configured = ctx.views(component)
     refused = _refused_verdict(component, [v for v in (effective, configured) if v is not None])
     if refused:

@@ -186,7 +186,7 @@ for EPID in $(pids_of etcd); do
   stat_path "$(tr '\000' '\n' < "$R/proc/$EPID/environ" | sed -n 's/^ETCD_DATA_DIR=//p' | tail -n 1)"
 done
 
-# kube-apiserver: audit policy content, encryption config stat + provider names
+# kube-apiserver: audit policy and authorization config content, encryption config stat + provider names
 enc_names() { [ -n "$1" ] || return 0
   if [ -f "$R$1" ]; then st "$R$1"; printf 'N|'
     grep -o -E '(resources|identity|aescbc|aesgcm|secretbox|kms)"?[[:space:]]*:' "$R$1" | tr -d '": \t' | b64
@@ -196,14 +196,15 @@ enc_names() { [ -n "$1" ] || return 0
 # host, through the manifest's hostPath volumes
 for APID in $(pids_of kube-apiserver); do
   v=$(argval "$APID" --audit-policy-file); case $v in /*) read_file "/proc/$APID/root$v";; esac
+  v=$(argval "$APID" --authorization-config); case $v in /*) read_file "/proc/$APID/root$v";; esac
   v=$(argval "$APID" --encryption-provider-config); case $v in /*) enc_names "/proc/$APID/root$v";; esac
 done
 AMF=$MDIR/kube-apiserver.yaml
-for flag in --audit-policy-file --encryption-provider-config; do
+for flag in --audit-policy-file --authorization-config --encryption-provider-config; do
   v=$(mfval $AMF $flag); [ -n "$v" ] || continue
   h=$(host_path $AMF "$v")
   [ -n "$h" ] && printf 'H|kube-apiserver|%s|%s\n' "$(printf '%s' "$v" | b64)" "$h"
-  if [ "$flag" = --audit-policy-file ]; then read_file "${h:-$v}"; else enc_names "${h:-$v}"; fi
+  if [ "$flag" = --encryption-provider-config ]; then enc_names "${h:-$v}"; else read_file "${h:-$v}"; fi
 done
 
 # kubelet: unit files and drop-ins of both locations, env files, config files, kubeconfig, CA

@@ -21,7 +21,9 @@ Everything observed is written to the per-node state file (STATE_FILE, JSON: "ku
 state running|failed, error, healthz, server}, "seen_files" / "seen_ignored_files" (every name
 ever seen in the static pod dir), "file_errors", and "pods" {name: state
 starting|running|crash-looping|pending|stopped, ready, restarts, pid, argv, last_error,
-last_exit_code, duplicate_files}) so tests and `harden lab status` can say why a pod is down.
+last_exit_code, duplicate_files}, "pods_created" {name: pods created for it so far, adopted
+containers not counted: a content change of a manifest counts one}) so tests and `harden lab
+status` can say why a pod is down and how often a component was restarted.
 Periods are multiplied by the lab time scale (podenv.time_scale: env HARDEN_LAB_TIME_SCALE, else
 the node file /var/lib/kubelet/harden-lab-time-scale, else 0.05).
 """
@@ -202,6 +204,9 @@ class Kubelet:
         self._dirty = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._previous = self._read_previous_state()
+        # pod name -> how many times a pod was created for it (a content change replaces the
+        # pod: that is a restart of the component); kept across kubelet restarts
+        self.created: dict[str, int] = dict(self._previous.get("pods_created") or {})
 
     # -- state file ----------------------------------------------------------------------------
     def _read_previous_state(self) -> dict:
@@ -231,6 +236,7 @@ class Kubelet:
                 "seen_files": sorted(self.seen_files),
                 "seen_ignored_files": sorted(self.seen_ignored),
                 "file_errors": dict(self.file_errors),
+                "pods_created": dict(self.created),
                 "pods": {spec.name: _pod_record(spec, runners, self.duplicates.get(spec.full_name))
                          for spec, runners in self.pods.values()},
             }
@@ -373,6 +379,8 @@ class Kubelet:
         adopt = previous.get("pid") if previous.get("uid") == spec.uid else None
         if previous.get("pid") and adopt is None:
             _kill_stale(previous.get("pid"), previous.get("argv"))
+        if adopt is None:
+            self.created[spec.name] = self.created.get(spec.name, 0) + 1
         runners = []
         for container in spec.containers:
             log_name = spec.name if len(spec.containers) == 1 else f"{spec.name}_{container.name}"

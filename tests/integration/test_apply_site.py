@@ -41,6 +41,12 @@ def scored_fails(lab, state_dir) -> dict[str, set[str]]:
     return fails
 
 
+def pods_created(lab, node: str) -> dict[str, int]:
+    """How many pods the lab kubelet created per static pod so far (one per manifest version)."""
+    state = json.loads(lab.ssh(node, "cat /var/lib/kubelet/harden-lab-pods.json").stdout)
+    return state.get("pods_created") or {}
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("profile", ["kubeadm", "weak"])
 def test_site_yml_hardens_and_is_idempotent(lab_factory, tmp_path, profile):
@@ -48,9 +54,15 @@ def test_site_yml_hardens_and_is_idempotent(lab_factory, tmp_path, profile):
     try:
         lab.wait_ready()
         before = scored_fails(lab, tmp_path)
+        control_planes = lab.names("control-plane")
+        created = {cp: pods_created(lab, cp) for cp in control_planes}
         first = harden(tmp_path, "apply", "-i", str(lab.inventory), SITE,
                        *LAB_VARS, "--format", "json")
         assert first.returncode == 0, first.stdout[-2000:] + first.stderr
+        # cis-control-plane, audit and pod-security all edit kube-apiserver.yaml: one restart
+        for cp in control_planes:
+            restarts = pods_created(lab, cp)["kube-apiserver"] - created[cp]["kube-apiserver"]
+            assert restarts == 1, (cp, restarts)
         assert all(h["changed"] > 0 for h in json.loads(first.stdout)["hosts"].values())
         second = harden(tmp_path, "apply", "-i", str(lab.inventory), SITE,
                         *LAB_VARS, "--format", "json")

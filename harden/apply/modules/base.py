@@ -336,7 +336,26 @@ def apply_script(changes: list[Change], run_id: str, backup_root: str = BACKUP_R
     if not RUN_ID.match(run_id):
         raise ValueError(f"bad run id {run_id!r}")
     head = f"HB_ROOT={shlex.quote(backup_root)}\nHB=\"$HB_ROOT\"/{shlex.quote(run_id)}\n"
-    return APPLY_PRELUDE + head + "".join(c.script.rstrip("\n") + "\n" for c in changes)
+    later = _superseded(changes)
+    return APPLY_PRELUDE + head + "".join(
+        (f"hb_backup {shlex.quote(posixpath.normpath(c.path))}" if i in later else
+         c.script.rstrip("\n")) + "\n" for i, c in enumerate(changes))
+
+
+def _superseded(changes: list[Change]) -> set[int]:
+    """Content writes that a later write in the same script replaces again: only the last one
+    is written. The kubelet watches the static-pod directory, so each intermediate manifest
+    would restart the pod once more (three tasks of one play editing kube-apiserver.yaml would
+    be three restarts). The skipped ones still back the path up first. Only writes keeping the
+    file's mode/owner/group qualify: a skipped explicit mode would otherwise be lost."""
+    last: dict[str, int] = {}
+    for index, change in enumerate(changes):
+        if change.path and change.rewrites:
+            last[change.path] = index
+    keeps_metadata = {i for i, c in enumerate(changes) if c.path and c.script.startswith(
+        f"hb_write {shlex.quote(posixpath.normpath(c.path))} - - - <<")}
+    return {i for i, c in enumerate(changes) if c.path and c.rewrites and last[c.path] != i
+            and i in keeps_metadata and last[c.path] in keeps_metadata}
 
 
 def write_snippet(path: str, content: bytes, mode: str | None, owner: str | None,

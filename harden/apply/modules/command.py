@@ -8,6 +8,8 @@ Commands may write anything, so they are skipped in check mode unless the task s
 `check_mode: false` (then they are read-only probes and run in both modes). `creates` makes
 them idempotent (not run when that path exists), `removes` the other way round; `chdir` runs
 them in a directory. Whether a run counts as changed can be overridden with `changed_when`.
+`show_output` puts the command's stdout on the task line: a report the operator must read
+(what Pod Security would reject) is not lost in a registered variable.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class CommandModule(Module):
         Arg("creates"),
         Arg("removes"),
         Arg("chdir"),
+        Arg("show_output", "bool", default=False),
     )
 
     def validate(self, args, path=None, line=None, rendered=True) -> dict:

@@ -3,6 +3,13 @@
 `mode_max` only removes bits (the CIS "600 or more restrictive" rule): a 0400 file stays 0400
 under mode_max "0600", a 0644 one becomes 0600. When recursing, modes apply to regular files
 only, since taking the x bit from a directory would make the tree unreadable.
+
+`keep_owners` leaves the owner and group of paths whose user or group is one of those names as
+they are (modes still tighten): kubeadm's rootless control plane (feature gate
+RootlessControlPlane) runs each component as its own user (kubeadm-etcd, kubeadm-kas,
+kubeadm-kcm, kubeadm-ks) owning its keys, kubeconfig and data, and gives sa.key to the group
+kubeadm-sa-key-readers; a chown to root would stop those components at their next start, and so
+would taking the group's read bit from sa.key: only "other" bits are taken from such paths.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ class FileModule(Module):
         Arg("recurse", "bool", default=False),
         Arg("match"),
         Arg("missing_ok", "bool", default=False),
+        Arg("keep_owners", "list", default=[]),
     )
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
@@ -66,12 +74,16 @@ def _selected(state: FileState, args: dict) -> bool:
 
 
 def _fix(state: FileState, args: dict) -> list[Change]:
+    kept = bool({state.owner, state.group} & set(args["keep_owners"] or []))
     mode = None
     if state.kind == "file" or not args["recurse"]:
-        if args["mode"]:
+        if args["mode"] and not kept:
             mode = parse_mode(args["mode"])
         elif args["mode_max"]:
-            mode = state.mode & parse_mode(args["mode_max"])
+            # a kept path may be shared through its group (sa.key): only "other" bits go
+            mode = state.mode & (parse_mode(args["mode_max"]) | (0o7770 if kept else 0))
+    if kept:
+        return plan_metadata(state, mode, None, None)
     return plan_metadata(state, mode, args["owner"], args["group"])
 
 

@@ -9,6 +9,18 @@ the manifest, and so still restarts the pod, which does not re-read those files 
 With `replace: false` a flag of `set` that already has another value fails the task instead of
 being changed: re-running a playbook must never silently repoint a component that already uses
 another file (e.g. another encryption config, whose keys the stored data needs).
+
+Two refusals mirror kube-apiserver start-up errors that would otherwise crash-loop it after the
+write: `--authorization-mode` together with `--authorization-config` (mutually exclusive upstream,
+pkg/kubeapiserver/options/authorization.go), and an admission plugin that cannot start without
+its configuration (EventRateLimit, ImagePolicyWebhook) enabled while --admission-control-config-file
+does not configure it. `unless_set` leaves a flag alone where another flag makes it wrong (the
+shipped playbook: no --authorization-mode where --authorization-config is used), and `missing_ok`
+skips a manifest that is not on this host (etcd outside the node: external etcd).
+
+`config_set` sets keys in the file the container's `--config` names (a KubeSchedulerConfiguration,
+say): with `--config`, kube-scheduler ignores flags such as --profiling, so the setting has to
+be made in that file. The file's hash goes into the manifest, so the pod restarts and reads it.
 """
 
 from __future__ import annotations
@@ -17,8 +29,10 @@ import hashlib
 import posixpath
 import re
 
+import yaml
+
 from harden.apply.facts import FILE, FactRequest, Facts
-from harden.apply.manifest import Manifest
+from harden.apply.manifest import Manifest, YamlText
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed, plan_write
 
 CONFIG_HASH_PREFIX = "harden.io/config-hash-"
@@ -42,6 +56,12 @@ FILE_FLAGS = frozenset({
 OUTPUT_FLAGS = frozenset({"audit-log-path"})
 # Pairs of list flags that must not share an element (the API server refuses to start).
 EXCLUSIVE_LISTS = (("enable-admission-plugins", "disable-admission-plugins"),)
+# Flags the API server refuses to see together.
+EXCLUSIVE_FLAGS = (("authorization-mode", "authorization-config"),)
+# Admission plugins whose factory fails without a configuration in --admission-control-config-file
+# (plugin/pkg/admission/eventratelimit: "limits: must not be empty"; imagepolicy: "no config
+# specified"). PodNodeSelector, PodTolerationRestriction, ResourceQuota start with defaults.
+PLUGINS_NEEDING_CONFIG = ("EventRateLimit", "ImagePolicyWebhook")
 
 
 class StaticPodModule(Module):
@@ -57,6 +77,9 @@ class StaticPodModule(Module):
         Arg("remove_volumes", "list", default=[]),
         Arg("config_hash_files", "list", default=[]),
         Arg("replace", "bool", default=True),
+        Arg("unless_set", "dict", default={}),
+        Arg("missing_ok", "bool", default=False),
+        Arg("config_set", "dict", default={}),
     )
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
@@ -73,14 +96,73 @@ class StaticPodModule(Module):
         path = args["manifest"]
         state = facts.file(path, content=True)
         if state is None:
+            if args["missing_ok"]:
+                return []
             raise TaskFailed(f"static_pod: manifest {path} does not exist on this host")
         manifest = Manifest(state.content.decode(), path)
         container = args["container"]
-        _edit(manifest, args, facts, container, path)
+        _edit(manifest, _without_skipped(args, manifest.flags(container)), facts, container, path)
         _check_references(manifest, args, facts, container)
         _check_exclusive(manifest, container)
+        _check_plugin_configs(manifest, facts, container, path)
+        config_changes = _config_file_changes(manifest, args, facts, container, path)
         new = manifest.text.encode()
-        return plan_write(path, new, state, None, None, None, secret=False)
+        return config_changes + plan_write(path, new, state, None, None, None, secret=False)
+
+    def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
+        """`msg` says what was left alone and why (shown on the task line)."""
+        state = facts.file(args["manifest"], content=True)
+        if state is None:
+            return {"msg": f"skipped: {args['manifest']} is not on this host"} \
+                if args["missing_ok"] else {}
+        skipped = _skipped(args, Manifest(state.content.decode(), args["manifest"])
+                           .flags(args["container"]))
+        notes = [f"left --{flag} alone: --{because} is set" for flag, because in skipped.items()]
+        return {"msg": "; ".join(notes), "skipped_flags": sorted(skipped)} if notes else {}
+
+
+def _config_file_changes(manifest: Manifest, args: dict, facts: Facts, container: str | None,
+                         path: str) -> list[Change]:
+    """`config_set` in the file --config names (none: nothing to do, the flags apply); its hash
+    in the manifest restarts the pod when only the file changed."""
+    config = manifest.flags(container).get("config")
+    if not args["config_set"] or not config:
+        return []
+    host = manifest.host_path_of(config, container)
+    state = facts.file(host, content=True) if host else None
+    if state is None or state.kind != "file":
+        raise TaskFailed(f"static_pod: {path}: --config={config} is not a file this host shows "
+                         f"the container; config_set cannot be applied")
+    doc = YamlText(state.content.decode(), host)
+    for key, value in args["config_set"].items():
+        doc.set(str(key).split("."), value)
+    new = doc.text.encode()
+    digest = hashlib.sha256(f"{host}\0{hashlib.sha256(new).hexdigest()}\n".encode())
+    manifest.set_annotation(config_hash_annotation([host]), digest.hexdigest()[:32])
+    return plan_write(host, new, state, None, None, None, secret=False)
+
+
+def _skipped(args: dict, current: dict) -> dict[str, str]:
+    """{flag: the present flag that makes `unless_set` leave it alone}."""
+    out = {}
+    for flag, others in (args["unless_set"] or {}).items():
+        present = [o for o in _elements(others) if _flag_name(o) in current]
+        if present:
+            out[_flag_name(flag)] = _flag_name(present[0])
+    return out
+
+
+def _without_skipped(args: dict, current: dict) -> dict:
+    """The task's arguments minus every edit of a flag `unless_set` leaves alone."""
+    skipped = _skipped(args, current)
+    if not skipped:
+        return args
+    out = dict(args)
+    out["set"] = {k: v for k, v in (args["set"] or {}).items() if _flag_name(k) not in skipped}
+    out["remove"] = [f for f in args["remove"] or [] if _flag_name(f) not in skipped]
+    for key in ("add_to_list", "remove_from_list"):
+        out[key] = {k: v for k, v in (args[key] or {}).items() if _flag_name(k) not in skipped}
+    return out
 
 
 def _flag_name(flag: str) -> str:
@@ -222,12 +304,55 @@ def _check_references(manifest: Manifest, args: dict, facts: Facts,
 
 
 def _check_exclusive(manifest: Manifest, container: str | None) -> None:
+    flags = manifest.flags(container)
+    for first, second in EXCLUSIVE_FLAGS:
+        if first in flags and second in flags:
+            raise TaskFailed(f"static_pod: --{first} and --{second} would both be set; the "
+                             f"component refuses to start (use one; unless_set: {{{first}: "
+                             f"[{second}]}} leaves --{first} alone where --{second} is used)")
     for enable, disable in EXCLUSIVE_LISTS:
         both = set(manifest.list_flag(enable, container)) & \
             set(manifest.list_flag(disable, container))
         if both:
             raise TaskFailed(f"static_pod: {', '.join(sorted(both))} would be in both "
                              f"--{enable} and --{disable}; the component refuses to start")
+
+
+def _check_plugin_configs(manifest: Manifest, facts: Facts, container: str | None,
+                          path: str) -> None:
+    """Refuse a plugin that needs a configuration the admission config file does not give."""
+    needing = [p for p in manifest.list_flag("enable-admission-plugins", container)
+               if p in PLUGINS_NEEDING_CONFIG]
+    if not needing:
+        return
+    configured = _admission_plugins_configured(manifest, facts, container)
+    missing = [p for p in needing if p not in configured]
+    if missing:
+        flag = manifest.flags(container).get("admission-control-config-file")
+        where = f"--admission-control-config-file={flag} has no entry for it" if flag else \
+            "--admission-control-config-file is not set"
+        raise TaskFailed(f"static_pod: {path}: admission plugin {', '.join(missing)} needs its "
+                         f"configuration and {where}; the API server would exit at start "
+                         f"(write the AdmissionConfiguration first: playbooks/pod-security.yml)")
+
+
+def _admission_plugins_configured(manifest: Manifest, facts: Facts,
+                                  container: str | None) -> set[str]:
+    """Plugin names listed in the AdmissionConfiguration the manifest names (as planned)."""
+    flag = manifest.flags(container).get("admission-control-config-file")
+    if not flag:
+        return set()
+    host = manifest.host_path_of(flag, container) or flag
+    state = facts.file(host, content=True)
+    if state is None or state.content is None:
+        return set()
+    try:
+        doc = yaml.safe_load(state.content)
+    except yaml.YAMLError:
+        return set()
+    plugins = doc.get("plugins") if isinstance(doc, dict) else None
+    return {str(p.get("name")) for p in plugins or [] if isinstance(p, dict)
+            and (p.get("configuration") is not None or p.get("path"))}
 
 
 MODULE = StaticPodModule()

@@ -3,6 +3,13 @@
 Both halves are planned from facts: the file only when its line differs, the runtime value only
 when /proc/sys differs, so a second run changes nothing. (The kubelet refuses to start with
 protectKernelDefaults unless six of these already hold, so they must be set first.)
+
+At boot, systemd-sysctl and `sysctl --system` read every *.conf of /etc/sysctl.d, /run/sysctl.d,
+/usr/local/lib/sysctl.d, /usr/lib/sysctl.d and /lib/sysctl.d in file-name order (a name in /etc
+hides the same name further down), then /etc/sysctl.conf; the last assignment wins. A file that
+sorts after ours and sets a key differently undoes the persisted value at the next boot (for the
+kubelet with protectKernelDefaults: it does not start). The task fails naming that file, on
+every run, whether or not anything else changes.
 """
 
 from __future__ import annotations
@@ -10,10 +17,16 @@ from __future__ import annotations
 import re
 import shlex
 
-from harden.apply.facts import FILE, SYSCTL, FactRequest, Facts
+import posixpath
+
+from harden.apply.facts import FILE, GLOB, SYSCTL, FactRequest, Facts
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed, plan_write
 
 DEFAULT_FILE = "/etc/sysctl.d/90-harden.conf"
+# Earlier directories win for the same file name (sysctl.d(5)).
+SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d",
+               "/lib/sysctl.d")
+SYSCTL_CONF = "/etc/sysctl.conf"
 _LINE = re.compile(r"^\s*(?P<key>[A-Za-z0-9_./-]+)\s*=\s*(?P<value>.*?)\s*$")
 
 
@@ -28,7 +41,9 @@ class SysctlModule(Module):
     )
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
-        wanted = [FactRequest(FILE, args["file"], content=True)]
+        wanted = [FactRequest(FILE, args["file"], content=True),
+                  FactRequest(FILE, SYSCTL_CONF, content=True)]
+        wanted += [FactRequest(GLOB, f"{d}/*.conf", content=True) for d in SYSCTL_DIRS]
         if args["apply"]:
             wanted += [FactRequest(SYSCTL, key) for key in _wanted(args)]
         return wanted
@@ -42,6 +57,7 @@ class SysctlModule(Module):
         if new != old:
             changes += plan_write(args["file"], new.encode(), state, None if state else "0644",
                                   None, None, secret=False)
+        _check_boot_values(args["file"], new, wanted, facts)
         if args["apply"]:
             for key, value in wanted.items():
                 current = facts.sysctl(key)
@@ -55,6 +71,44 @@ class SysctlModule(Module):
                         diff=f"--- a{proc}\n+++ b{proc}\n-{current}\n+{value}\n",
                         sysctl=(key, value)))
         return changes
+
+
+def boot_files(facts: Facts, ours: str, our_text: str) -> list[tuple[str, str]]:
+    """(path, text) in the order the boot reads them, with our file as planned."""
+    by_name: dict[str, str] = {}
+    for directory in reversed(SYSCTL_DIRS):              # earlier directories override
+        for state in facts.glob(f"{directory}/*.conf"):
+            if state.kind == "file":
+                by_name[posixpath.basename(state.path)] = state.path
+    by_name[posixpath.basename(ours)] = ours
+    files = [(by_name[name], our_text if by_name[name] == ours else
+              _text_of(facts, by_name[name])) for name in sorted(by_name)]
+    conf = facts.file(SYSCTL_CONF, content=True)
+    if conf is not None and conf.kind == "file" and SYSCTL_CONF != ours:
+        files.append((SYSCTL_CONF, (conf.content or b"").decode(errors="replace")))
+    return files
+
+
+def _text_of(facts: Facts, path: str) -> str:
+    state = facts.file(path, content=True)
+    return (state.content or b"").decode(errors="replace") if state else ""
+
+
+def _check_boot_values(ours: str, our_text: str, wanted: dict[str, str], facts: Facts) -> None:
+    """Fail when a file read after ours at boot sets a wanted key to another value."""
+    last: dict[str, tuple[str, str]] = {}
+    for path, text in boot_files(facts, ours, our_text):
+        for line in text.splitlines():
+            match = _LINE.match(line.lstrip("-"))
+            if match and not line.lstrip().startswith(("#", ";")):
+                last[match.group("key").replace("/", ".")] = (match.group("value"), path)
+    for key, value in wanted.items():
+        boot, path = last.get(key, (value, ours))
+        if path != ours and boot.split() != value.split():
+            raise TaskFailed(f"sysctl: {key}: {path} sets {boot} and is read after {ours} at "
+                             f"boot, so the next boot would set {boot} instead of {value} (with "
+                             f"protectKernelDefaults the kubelet would then not start); change or "
+                             f"remove that setting")
 
 
 def _wanted(args: dict) -> dict[str, str]:

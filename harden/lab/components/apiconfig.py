@@ -2,7 +2,8 @@
 
 Covers EncryptionConfiguration (apiserver/pkg/apis/apiserver/validation/validation_encryption.go),
 audit Policy (apiserver/pkg/apis/audit/validation), AdmissionConfiguration with the PodSecurity and
-EventRateLimit plugin configs, and AuthenticationConfiguration (anonymous + jwt). Each function
+EventRateLimit plugin configs, AuthenticationConfiguration (anonymous + jwt) and
+AuthorizationConfiguration (authorizer types and names; webhooks need their settings). Each function
 returns a list of error strings in field-path form; an empty list means the server would start.
 """
 
@@ -36,6 +37,9 @@ EVENT_LIMIT_TYPES = ("Server", "Namespace", "User", "SourceAndObject")
 AUTHN_APIS = {"apiserver.config.k8s.io/v1", "apiserver.config.k8s.io/v1beta1",
               "apiserver.config.k8s.io/v1alpha1"}
 AUTHN_FIELDS = {"apiVersion", "kind", "jwt", "anonymous"}
+AUTHZ_APIS = {"apiserver.config.k8s.io/v1", "apiserver.config.k8s.io/v1beta1",
+              "apiserver.config.k8s.io/v1alpha1"}
+AUTHZ_TYPES = ("Webhook", "Node", "RBAC", "AlwaysAllow", "AlwaysDeny")
 
 
 class ConfigFileError(Exception):
@@ -416,3 +420,46 @@ def anonymous_paths(doc: dict | None) -> tuple[bool | None, set[str]]:
     anonymous = doc["anonymous"] or {}
     paths = {str(c.get("path")) for c in _list(anonymous.get("conditions")) if isinstance(c, dict)}
     return bool(anonymous.get("enabled")), paths
+
+
+# -- AuthorizationConfiguration ---------------------------------------------------------------
+
+def validate_authorization(doc: dict) -> list[str]:
+    """Upstream ValidateAuthorizationConfiguration: at least one authorizer, known types, unique
+    DNS-label names, a webhook block exactly for type Webhook; Node and RBAC at most once."""
+    kind_error = _kind_error(doc, "AuthorizationConfiguration", AUTHZ_APIS)
+    if kind_error:
+        return [kind_error]
+    authorizers = _list(doc.get("authorizers"))
+    if not authorizers:
+        return ["authorizers: Required value: at least one authorization mode must be defined"]
+    errors: list[str] = []
+    names: set[str] = set()
+    types: set[str] = set()
+    for index, entry in enumerate(authorizers):
+        entry = entry if isinstance(entry, dict) else {}
+        where, kind, name = f"authorizers[{index}]", str(entry.get("type") or ""), \
+            str(entry.get("name") or "")
+        if kind not in AUTHZ_TYPES:
+            errors.append(f'{where}.type: Unsupported value: "{kind}": supported values: '
+                          + ", ".join(f'"{t}"' for t in AUTHZ_TYPES))
+        elif kind != "Webhook" and kind in types:
+            errors.append(f'{where}.type: Duplicate value: "{kind}"')
+        types.add(kind)
+        if not name:
+            errors.append(f"{where}.name: Required value")
+        elif not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name):
+            errors.append(f'{where}.name: Invalid value: "{name}": a lowercase RFC 1123 label')
+        elif name in names:
+            errors.append(f'{where}.name: Duplicate value: "{name}"')
+        names.add(name)
+        if (kind == "Webhook") != (entry.get("webhook") is not None):
+            errors.append(f"{where}.webhook: " + ("Required value: required when type=Webhook"
+                                                  if kind == "Webhook" else
+                                                  "Invalid value: non-null: may only be "
+                                                  "specified when type=Webhook"))
+    return errors
+
+
+def authorizer_types(doc: dict | None) -> list[str]:
+    return [str((a or {}).get("type")) for a in _list((doc or {}).get("authorizers"))]

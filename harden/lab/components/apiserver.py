@@ -207,6 +207,7 @@ class ApiServer:
         self._load_encryption()
         self._load_audit()
         self._load_authentication()
+        self._load_authorization()
         self._load_admission()
         self._load_tokens()
         self._load_store()
@@ -293,6 +294,15 @@ class ApiServer:
             raise StartupError("--anonymous-auth flag cannot be set when anonymous field is "
                                "configured in authentication configuration file")
         self.authn_doc = doc
+
+    def _load_authorization(self) -> None:
+        path = self.flags.get("authorization-config")
+        if not path:
+            return
+        doc = self._yaml(path, "failed to load authorization configuration")
+        errors = apiconfig.validate_authorization(doc)
+        if errors:
+            raise StartupError(f"failed to load authorization configuration: {_aggregate(errors)}")
 
     def _load_admission(self) -> None:
         enabled = set(DEFAULT_ADMISSION | set(self.flags.get("enable-admission-plugins") or []))

@@ -12,7 +12,7 @@ import stat
 from pathlib import Path
 
 
-from harden.apply.facts import FILE, GLOB, Facts, FileState
+from harden.apply.facts import FILE, GLOB, FactRequest, Facts, FileState
 from harden.apply.modules import get_module
 from support.modules import (apply_local, file_state, gather_isolated, gather_local, make_facts, manifest_text, plan)
 
@@ -98,6 +98,19 @@ def test_fact_script_reports_absent_and_content(tmp_path):
     assert requests[0].kind == FILE
 
 
+def test_fact_script_glob_with_content(tmp_path):
+    """The sysctl module reads every sysctl.d file in the one fact exec of its play."""
+    (tmp_path / "10-a.conf").write_bytes(b"kernel.panic = 0\n")
+    (tmp_path / "99-b.conf").write_bytes(b"")
+    (tmp_path / "README").write_bytes(b"not matched")
+    pattern = f"{tmp_path}/*.conf"
+    facts = gather_local([FactRequest(GLOB, pattern, content=True)])
+    found = {s.path: s.content for s in facts.glob(pattern)}
+    assert found == {str(tmp_path / "10-a.conf"): b"kernel.panic = 0\n",
+                     str(tmp_path / "99-b.conf"): b""}
+    assert facts.file(str(tmp_path / "10-a.conf"), content=True).content == b"kernel.panic = 0\n"
+
+
 def test_fact_script_sysctl_and_kubelet_without_a_kubelet(tmp_path):
     from harden.apply.facts import KUBELET, SYSCTL, FactRequest
     config = tmp_path / "config.yaml"
@@ -135,3 +148,32 @@ def test_requests_merge_and_overlays_keep_content():
     later.files["/etc/a"] = FileState("/etc/a", "file", 0o644, "root", "root")
     facts.merge(later)
     assert facts.file("/etc/unknown") is None and facts.file("/etc/a").mode == 0o600
+
+
+def test_one_script_writes_a_manifest_edited_by_several_tasks_once(tmp_path):
+    """Three tasks of one play editing kube-apiserver.yaml: the kubelet watching the directory
+    must see one new manifest (one restart), the backup still holds the original."""
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    apiserver = manifests / "kube-apiserver.yaml"
+    original = manifest_text("kube-apiserver.yaml")
+    apiserver.write_bytes(original)
+    os.chmod(apiserver, 0o640)
+    facts = make_facts(file_state(str(apiserver), original, 0o640))
+    changes = []
+    for flags in ({"profiling": False}, {"audit-log-maxage": 30}, {"request-timeout": "60s"}):
+        planned = plan("static_pod", {"manifest": str(apiserver), "set": flags}, facts)
+        for change in planned:
+            change.record_in(facts)
+        changes += planned
+    assert len(changes) == 3
+    from harden.apply.modules.base import apply_script
+    script = apply_script(changes, "run-9", str(tmp_path / "backups"))
+    assert script.count("\nhb_write ") == 1 and script.count("\nhb_backup ") == 2
+    apply_local(changes, "run-9", tmp_path / "backups")
+    text = apiserver.read_text()
+    assert all(f in text for f in ("--profiling=false", "--audit-log-maxage=30",
+                                   "--request-timeout=60s"))
+    assert stat.S_IMODE(apiserver.stat().st_mode) == 0o640
+    backup = tmp_path / "backups" / "run-9" / "files" / str(apiserver).lstrip("/")
+    assert backup.read_bytes() == original

@@ -44,10 +44,18 @@ def test_shipped_playbook_loads(path):
 
 def test_site_imports_the_others_and_control_planes_go_one_by_one():
     site = load_playbook(str(REPO / "playbooks" / "site.yml"))
-    assert len(site.plays) == 6      # pod-security.yml has two plays
+    # cis-control-plane, audit and pod-security's admission play share a restart_group: one play
+    assert [p.name for p in site.plays] == [
+        "CIS control plane + API server audit logging + Pod security admission",
+        "Pod Security labels on namespaces", "Pod security preflight", "Kubelet hardening",
+        "CIS node files"]
     for play in site.plays:
-        if play.hosts == "control_plane":
+        preflight = all(t.module in ("command", "shell") and t.run_once and t.check_mode is False
+                        for t in play.tasks)
+        if play.hosts == "control_plane" and not preflight:
             assert play.serial == [1] and play.max_fail_percentage == 0
+        elif play.hosts == "control_plane":     # the Pod Security preflight: one host, once
+            assert play.name == "Pod security preflight"
 
 
 def test_fixture_playbook_uses_every_module():
@@ -219,6 +227,43 @@ def test_serial_batches():
     assert serial_batches([1, "50%"], 5) == [1, 2, 2]
     assert serial_batches(["30%"], 5) == [1, 1, 1, 1, 1]
     assert serial_batches([2, 10], 5) == [2, 3]
+
+
+def test_adjacent_plays_of_one_restart_group_run_as_one(tmp_path):
+    for name, tags, var in (("a", "[ta]", "va: 1"), ("b", "[tb]", "vb: 2")):
+        (tmp_path / f"{name}.yml").write_text(f"""
+- name: {name}
+  hosts: control_plane
+  serial: 1
+  tags: {tags}
+  restart_group: g
+  vars: {{{var}}}
+  tasks:
+    - name: {name} task
+      static_pod: {{manifest: /m.yaml, set: {{x: "{{{{ v{name} }}}}"}}}}
+      notify: wait
+  handlers:
+    - name: wait
+      wait_for_static_pod: {{name: kube-apiserver}}
+""")
+    (tmp_path / "site.yml").write_text("- import_playbook: a.yml\n- import_playbook: b.yml\n")
+    site = load_playbook(str(tmp_path / "site.yml"))
+    assert len(site.plays) == 1
+    play = site.plays[0]
+    assert [t.name for t in play.tasks] == ["a task", "b task"]
+    assert [t.tags for t in play.tasks] == [["ta"], ["tb"]] and play.tags == []
+    assert [h.name for h in play.handlers] == ["wait"] and play.vars == {"va": 1, "vb": 2}
+    assert len(load_playbook(str(tmp_path / "a.yml")).plays) == 1      # alone: unchanged
+
+
+def test_restart_group_plays_must_agree(tmp_path):
+    from harden.errors import InputError
+    (tmp_path / "two.yml").write_text("""
+- {name: a, hosts: control_plane, serial: 1, restart_group: g, tasks: []}
+- {name: b, hosts: control_plane, serial: 2, restart_group: g, tasks: []}
+""")
+    with pytest.raises(InputError, match="two.yml:3: restart_group 'g': serial differs"):
+        load_playbook(str(tmp_path / "two.yml"))
 
 
 def _inventory(tmp_path: Path):

@@ -54,24 +54,52 @@ def test_evaluate_when_expressions():
 
 
 def test_shipped_templates_render():
+    import yaml
     dirs = [str(REPO / "templates")]
     key = base64.b64encode(bytes(range(32))).decode()
-    enc = render_template_file("encryption-config.yaml.j2", dirs, {"encryption_key": key})
-    assert f"secret: {key}\n" in enc and "      - secretbox:\n" in enc
-    assert enc.rstrip().endswith("- identity: {}")
-    rotated = render_template_file("encryption-config.yaml.j2", dirs, {
+    enc = yaml.safe_load(render_template_file("encryption-config.yaml.j2", dirs,
+                                              {"encryption_key": key}))
+    assert enc["resources"][0]["providers"] == [
+        {"secretbox": {"keys": [{"name": "key1", "secret": key}]}}, {"identity": {}}]
+    rotated = yaml.safe_load(render_template_file("encryption-config.yaml.j2", dirs, {
         "encryption_keys": [{"name": "key2", "secret": "bmV3"}, {"name": "key1",
-                                                                 "secret": "b2xk"}]})
-    assert rotated.index("name: key2") < rotated.index("name: key1")
-    admission = render_template_file("admission-config.yaml.j2", dirs, {})
-    assert 'enforce: "baseline"' in admission and "type: Namespace" in admission
-    policy = render_template_file("audit-policy.yaml.j2", dirs, {})
-    assert "kind: Policy" in policy
-    import yaml
-    for text in (enc, rotated, admission, policy):
-        assert isinstance(yaml.safe_load(text), dict)
-    assert yaml.safe_load(admission)["plugins"][1]["configuration"]["limits"][1] == {
+                                                                 "secret": "b2xk"}]}))
+    keys = rotated["resources"][0]["providers"][0]["secretbox"]["keys"]
+    assert [k["name"] for k in keys] == ["key2", "key1"]
+    admission = yaml.safe_load(render_template_file("admission-config.yaml.j2", dirs, {}))
+    assert admission["plugins"][0]["configuration"]["defaults"]["audit"] == "restricted"
+    policy = yaml.safe_load(render_template_file("audit-policy.yaml.j2", dirs, {}))
+    assert policy["kind"] == "Policy"
+    assert admission["plugins"][1]["configuration"]["limits"][1] == {
         "type": "Namespace", "qps": 50, "burst": 100, "cacheSize": 2000}
+
+
+HOSTILE = ["*.apps", "*.*", "&anchor", "!tag", "secrets", "- x", "a: b", "#c", "'q\"", "@x",
+           "%p", "|", ">", "{x}", "[y]", "null", "yes", "0x10"]
+
+
+def test_templates_keep_hostile_values_as_literal_strings():
+    """An unquoted `*.apps` is a YAML alias: the real API server fails to parse the file and
+    crash-loops. Every value a user can pass must come back as exactly that string."""
+    import yaml
+    dirs = [str(REPO / "templates")]
+    enc = yaml.safe_load(render_template_file("encryption-config.yaml.j2", dirs, {
+        "encryption_resources": HOSTILE,
+        "encryption_keys": [{"name": v, "secret": v} for v in HOSTILE]}))
+    assert enc["resources"][0]["resources"] == HOSTILE
+    keys = enc["resources"][0]["providers"][0]["secretbox"]["keys"]
+    assert [k["name"] for k in keys] == HOSTILE and [k["secret"] for k in keys] == HOSTILE
+    admission = yaml.safe_load(render_template_file("admission-config.yaml.j2", dirs, {
+        "pod_security_enforce": "*x", "pod_security_audit": "&y", "pod_security_warn": "!z",
+        "pod_security_exempt_namespaces": HOSTILE,
+        "event_rate_limits": [{"type": "*.*", "qps": 1, "burst": 2}]}))
+    psa = admission["plugins"][0]["configuration"]
+    assert psa["defaults"]["enforce"] == "*x" and psa["defaults"]["audit"] == "&y"
+    assert psa["defaults"]["warn"] == "!z" and psa["exemptions"]["namespaces"] == HOSTILE
+    assert admission["plugins"][1]["configuration"]["limits"][0]["type"] == "*.*"
+    policy = yaml.safe_load(render_template_file("audit-policy.yaml.j2", dirs, {
+        "audit_extra_rules": [{"level": "None", "users": HOSTILE}]}))
+    assert {"level": "None", "users": HOSTILE} in policy["rules"]
 
 
 def test_missing_template_is_an_input_error():

@@ -132,3 +132,25 @@ def test_can_i_answers(catalogue):
     assert results["5.1.4"].status == "PASS"
     facts.kubectl["can-i create pods"] = (1, "error: the server doesn't have a resource type")
     assert {r.id: r for r in evaluate_host("cp", facts, catalogue)}["5.1.4"].status == "WARN"
+
+
+def test_authorization_modes_come_from_the_authorization_config_when_it_is_used(catalogue):
+    """kube-apiserver refuses --authorization-mode next to --authorization-config, so 1.2.6-1.2.8
+    read the authorizer types of that file instead of failing on an absent flag."""
+    facts = _apiserver_facts("--authorization-config", "/etc/kubernetes/authz.yaml")
+    facts.contents["/proc/1/root/etc/kubernetes/authz.yaml"] = yaml.safe_dump({
+        "apiVersion": "apiserver.config.k8s.io/v1", "kind": "AuthorizationConfiguration",
+        "authorizers": [{"type": "Node", "name": "node"}, {"type": "RBAC", "name": "rbac"}]})
+    results = {r.id: r for r in evaluate_host("cp", facts, catalogue)}
+    assert [results[i].status for i in ("1.2.6", "1.2.7", "1.2.8")] == ["PASS"] * 3
+    assert "authorizer types Node, RBAC" in results["1.2.7"].actual
+    facts.contents["/proc/1/root/etc/kubernetes/authz.yaml"] = yaml.safe_dump({
+        "kind": "AuthorizationConfiguration", "authorizers": [{"type": "AlwaysAllow", "name": "a"}]})
+    results = {r.id: r for r in evaluate_host("cp", facts, catalogue)}
+    assert [results[i].status for i in ("1.2.6", "1.2.7", "1.2.8")] == ["FAIL"] * 3
+
+
+def test_authorization_modes_still_come_from_the_flag_without_a_config(catalogue):
+    facts = _apiserver_facts("--authorization-mode", "Node,RBAC")
+    results = {r.id: r for r in evaluate_host("cp", facts, catalogue)}
+    assert [results[i].status for i in ("1.2.6", "1.2.7", "1.2.8")] == ["PASS"] * 3

@@ -241,3 +241,19 @@ def test_anonymous_paths():
     assert apiconfig.anonymous_paths(authn()) == (None, set())
     doc = authn(anonymous={"enabled": True, "conditions": [{"path": "/livez"}]})
     assert apiconfig.anonymous_paths(doc) == (True, {"/livez"})
+
+
+def test_authorization_configuration_rules():
+    def authz(*authorizers):
+        return {"apiVersion": "apiserver.config.k8s.io/v1", "kind": "AuthorizationConfiguration",
+                "authorizers": list(authorizers)}
+
+    assert apiconfig.validate_authorization(authz({"type": "Node", "name": "node"},
+                                                  {"type": "RBAC", "name": "rbac"})) == []
+    assert "Unsupported value" in apiconfig.validate_authorization(
+        authz({"type": "ABAC", "name": "abac"}))[0]
+    assert "Duplicate value" in apiconfig.validate_authorization(
+        authz({"type": "RBAC", "name": "a"}, {"type": "RBAC", "name": "b"}))[0]
+    assert "required when type=Webhook" in apiconfig.validate_authorization(
+        authz({"type": "Webhook", "name": "w"}))[0]
+    assert apiconfig.authorizer_types(authz({"type": "Node", "name": "n"})) == ["Node"]

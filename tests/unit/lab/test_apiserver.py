@@ -255,3 +255,29 @@ def test_audit_log_written_only_with_a_policy(tmp_path):
     no_policy._load_audit()
     answer(no_policy, "/livez")
     assert (tmp_path / "log/other.log").read_text() == ""
+
+
+AUTHZ = ("apiVersion: apiserver.config.k8s.io/v1\nkind: AuthorizationConfiguration\n"
+         "authorizers:\n- type: Node\n  name: node\n- type: RBAC\n  name: rbac\n")
+
+
+def test_authorization_config_is_validated_and_excludes_the_mode_flag(tmp_path):
+    server_with(tmp_path, {"z.yaml": AUTHZ}, "--authorization-config=/cfg/z.yaml")._load_authorization()
+    empty = AUTHZ.split("authorizers:")[0] + "authorizers: []\n"
+    with pytest.raises(StartupError, match="at least one authorization mode"):
+        server_with(tmp_path, {"z.yaml": empty},
+                    "--authorization-config=/cfg/z.yaml")._load_authorization()
+    assert "can not be specified" in errors("--authorization-config=/cfg/z.yaml",
+                                            "--authorization-mode=Node,RBAC")[0]
+
+
+def test_unquoted_wildcard_in_encryption_config_stops_the_server(tmp_path):
+    """`- *.apps` is a YAML alias, not a string: the real server's YAML decoder fails too."""
+    unquoted = ("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n"
+                "resources:\n- resources:\n  - *.apps\n  providers:\n  - identity: {}\n")
+    server = server_with(tmp_path, {"enc.yaml": unquoted}, "--encryption-provider-config=/cfg/enc.yaml")
+    with pytest.raises(StartupError, match="error while parsing file"):
+        server._load_encryption()
+    quoted = unquoted.replace("- *.apps", '- "*.apps"')
+    server_with(tmp_path, {"enc.yaml": quoted},
+                "--encryption-provider-config=/cfg/enc.yaml")._load_encryption()

@@ -86,10 +86,32 @@ def test_directory_state_on_a_file_fails():
 
 def test_argument_errors_name_the_choices():
     from harden.errors import InputError
-    with pytest.raises(InputError, match="no argument 'perms'; valid: group, match, "
+    with pytest.raises(InputError, match="no argument 'perms'; valid: group, keep_owners, match, "
                                          "missing_ok, mode, mode_max, owner, path, recurse"):
         plan("file", {"path": KEY, "perms": "0600"}, Facts())
     with pytest.raises(InputError, match="octal mode"):
         plan("file", {"path": KEY, "mode": 0o170000}, Facts())
     with pytest.raises(InputError, match="must be one of file, directory"):
         plan("file", {"path": KEY, "state": "absent"}, Facts())
+
+
+def test_keep_owners_leaves_a_rootless_components_files_to_it():
+    """kubeadm's rootless control plane: sa.key belongs to kubeadm-kcm; chown root would stop
+    the controller manager at its next start. Modes still tighten."""
+    facts = make_facts(file_state("/etc/kubernetes/pki/sa.key", b"k", 0o644, "root",
+                                  "kubeadm-sa-key-readers"),
+                       file_state("/etc/kubernetes/pki/kcm.key", b"k", 0o604, "kubeadm-kcm",
+                                  "kubeadm-kcm"),
+                       file_state("/etc/kubernetes/pki/ca.key", b"k", 0o600, "alice", "alice"))
+    facts.globs[("/etc/kubernetes/pki", True)] = ["/etc/kubernetes/pki/ca.key",
+                                                  "/etc/kubernetes/pki/kcm.key",
+                                                  "/etc/kubernetes/pki/sa.key"]
+    changes = plan("file", {"path": "/etc/kubernetes/pki", "recurse": True, "owner": "root",
+                            "group": "root", "mode_max": "0600",
+                            "keep_owners": ["kubeadm-kcm", "kubeadm-sa-key-readers"]}, facts)
+    summaries = [c.summary for c in changes]
+    # shared through its group: only the world bit goes
+    assert any("sa.key" in s and "mode 0644 -> 0640" in s for s in summaries), summaries
+    assert any("kcm.key" in s and "mode 0604 -> 0600" in s for s in summaries), summaries
+    assert not any(("sa.key" in s or "kcm.key" in s) and "owner" in s for s in summaries)
+    assert any("ca.key" in s and "owner" in s for s in summaries), summaries
