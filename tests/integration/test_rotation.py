@@ -17,7 +17,6 @@ import subprocess
 import time
 
 import pytest
-import yaml
 
 nacl_bindings = pytest.importorskip("nacl.bindings")
 

@@ -12,7 +12,7 @@ import pytest
 
 from harden.cis.compare import compute_changes, load_baseline, new_scored_failures
 from harden.cis.reports import render
-from harden.cis.results import CheckResult, CheckRun
+from harden.cis.results import CheckRun
 from harden.cis.run import exit_code
 from harden.errors import InputError
 from harden.runs.journal import Journal, latest_check, load_check, record_check
