@@ -52,6 +52,8 @@ KUBELET_DROPIN_DIRS = ("/etc/systemd/system/kubelet.service.d",
 ROLLBACK_WAIT_TIMEOUT = 300
 _MARK = "@@harden-rb "
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# What `journal.new_run_id` makes: only such an id can be another controller's run.
+RUN_ID_SHAPE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
 
 
 class RollbackError(Exception):
@@ -554,11 +556,15 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
 
     if not RUN_ID.match(run_id):
         raise InputError(f"not a run id: {run_id!r} (see `harden runs`)")
-    inventory = load_inventory(inventories)
-    selected = inventory.select(limit)
     own_journal = journal is None
     journal = journal or Journal()
     try:
+        known_here = journal.has_run(run_id)
+        if not known_here and not RUN_ID_SHAPE.match(run_id):
+            raise InputError(unknown_run(run_id, journal, "not in the local journal, and not "
+                                         "shaped like a run id (YYYYMMDDTHHMMSSZ-xxxxxx)"))
+        inventory = load_inventory(inventories)
+        selected = inventory.select(limit)
         known = set(journal.hosts_of(run_id))
         hosts = [h for h in selected if h.name in known] if known else selected
         specs = connection_specs(hosts, run_options, inventory)
@@ -572,9 +578,15 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
             except (HardenError, RollbackError) as exc:
                 return HostRollback(host.name, "failed", str(exc))
 
+        outcomes = {name: result.value if result.ok else
+                    HostRollback(name, "failed", result.message)
+                    for name, result in for_each_host(hosts, one, forks).items()}
+        if not known_here and all(o.status == "nothing" for o in outcomes.values()):
+            # Another controller's run leaves backups on its hosts; a typo leaves nothing.
+            raise InputError(unknown_run(run_id, journal, "not in the local journal, and no "
+                                         "selected host has a backup or record of it"))
         code = 0
-        for name, result in for_each_host(hosts, one, forks).items():
-            outcome = result.value if result.ok else HostRollback(name, "failed", result.message)
+        for name, outcome in outcomes.items():
             style = {"rolled_back": "green", "nothing": "dim", "already": "dim"}.get(
                 outcome.status, "bold red")
             console.print(Text(f"{name:<12} ", style="bold") +
@@ -590,3 +602,12 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
     finally:
         if own_journal:
             journal.close()
+
+
+def unknown_run(run_id: str, journal, why: str) -> str:
+    """The error for a run id nobody knows, offering the ids it was probably meant to be."""
+    closest = journal.closest_runs(run_id)
+    offer = (f"; closest known: {', '.join(closest)}" if closest
+             else "; the journal holds no run yet")
+    return (f"unknown run id {run_id!r}: {why} (journal {journal.path}){offer} "
+            "(see `harden runs`); nothing rolled back")

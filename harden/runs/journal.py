@@ -221,6 +221,14 @@ class Journal:
     def has_run(self, run_id: str) -> bool:
         return bool(self._exec("SELECT 1 FROM runs WHERE id = ?", (run_id,)))
 
+    def closest_runs(self, run_id: str, count: int = 3) -> list[str]:
+        """Known run ids that look most like `run_id` (a typo, a character missing), else the
+        newest ones: what an error about an unknown run id should offer instead."""
+        import difflib
+
+        known = [row[0] for row in self._exec("SELECT id FROM runs ORDER BY started DESC")]
+        return difflib.get_close_matches(run_id, known, count, 0.6) or known[:count]
+
     def runs(self, limit: int = 50) -> list[dict]:
         """Newest first, with per-run totals; `interrupted` = never finished and its
         process is gone; `pruned` = hosts whose backups of the run `harden prune` removed."""
