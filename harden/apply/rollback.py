@@ -564,7 +564,7 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
             raise InputError(unknown_run(run_id, journal, "not in the local journal, and not "
                                          "shaped like a run id (YYYYMMDDTHHMMSSZ-xxxxxx)"))
         inventory = load_inventory(inventories)
-        selected = inventory.select(limit)
+        selected = inventory.select(None, limit=limit)
         known = set(journal.hosts_of(run_id))
         hosts = [h for h in selected if h.name in known] if known else selected
         specs = connection_specs(hosts, run_options, inventory)

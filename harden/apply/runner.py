@@ -205,7 +205,13 @@ class Runner:
     # --- selection and connections ---------------------------------------------------------
 
     def _play_hosts(self, play: Play) -> list:
-        """Hosts of a play within --limit (InputError before any host is contacted)."""
+        """Hosts of a play within --limit (InputError before any host is contacted); a
+        `hosts:` pattern matching nothing is reported at the play's file and line."""
+        try:
+            self.inventory.select(play.hosts)
+        except InputError as exc:
+            raise InputError(f"play '{play.name}' hosts: {exc.message}", play.path,
+                             play.line) from None
         return self.inventory.select(play.hosts, limit=self.options.limit)
 
     def _connection_specs(self, hosts: dict) -> dict:

@@ -749,7 +749,10 @@ class Inventory:
         """Hosts matching an Ansible pattern (None = all), restricted to `limit` if given."""
         names = hostpatterns.match_hosts(pattern or "all", self._space)
         if limit:
-            allowed = set(hostpatterns.match_hosts(limit, self._space))
+            try:
+                allowed = set(hostpatterns.match_hosts(limit, self._space))
+            except InputError as exc:
+                raise InputError(f"--limit: {exc.message}") from None
             names = [name for name in names if name in allowed]
             if not names:
                 raise InputError(f"no hosts left: pattern '{pattern or 'all'}' and limit "
@@ -757,7 +760,7 @@ class Inventory:
         return [self.hosts[name] for name in names]
 
     def _available(self, limit: str | None) -> set[str]:
-        return {host.name for host in self.select(limit)} if limit else set(self.hosts)
+        return {host.name for host in self.select(None, limit)} if limit else set(self.hosts)
 
     def to_ansible_list(self, limit: str | None = None, mask_secrets: bool = True) -> dict:
         """The structure `ansible-inventory --list` prints (ansible-core 2.19)."""
