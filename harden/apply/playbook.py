@@ -20,7 +20,8 @@ from harden.errors import InputError
 from harden.apply.modules import MODULES, get_module
 
 PLAY_KEYS = ("name", "hosts", "serial", "max_fail_percentage", "any_errors_fatal", "become",
-             "vars", "vars_files", "tasks", "handlers", "tags")
+             "vars", "vars_files", "vars_spec", "tasks", "handlers", "tags")
+VAR_SPEC_KEYS = ("choices",)
 TASK_KEYS = ("name", "when", "register", "notify", "tags", "run_once", "check_mode", "no_log",
              "changed_when", "become")
 SHIPPED_TEMPLATES = os.path.join(
@@ -118,6 +119,18 @@ class Task:
         return (self.path, self.line)
 
 
+@dataclass(frozen=True)
+class VarSpec:
+    """What values a playbook variable may take (`vars_spec:`), checked with -e, play vars
+    and every targeted host's inventory before any host is contacted: a typo in a phase name
+    must not reach a node, nor read as some other mistake there."""
+
+    name: str
+    choices: tuple
+    path: str
+    line: int
+
+
 @dataclass
 class Play:
     name: str
@@ -132,6 +145,7 @@ class Play:
     tasks: list[Task] = field(default_factory=list)
     handlers: list[Task] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    vars_spec: list[VarSpec] = field(default_factory=list)
 
     @property
     def template_dirs(self) -> list[str]:
@@ -200,6 +214,7 @@ def _play(data: LocatedDict, path: str) -> Play:
         become=_opt_bool(data.get("become"), "become", path, at("become")),
         vars=_vars(data.get("vars"), path, at("vars")),
         tags=_strings(data.get("tags"), "tags", path, at("tags")),
+        vars_spec=_vars_spec(data.get("vars_spec"), path, at("vars_spec")),
     )
     for name in _strings(data.get("vars_files"), "vars_files", path, at("vars_files")):
         file_path = os.path.join(os.path.dirname(path), name)
@@ -214,6 +229,55 @@ def _play(data: LocatedDict, path: str) -> Play:
                                  f"{', '.join(sorted(handler_names)) or '(none)'}",
                                  task.path, task.line)
     return play
+
+
+def _vars_spec(value, path: str, line: int | None) -> list[VarSpec]:
+    """`vars_spec: {name: {choices: [...]}}`: the valid values of enumerated variables."""
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        raise InputError("vars_spec must be a mapping of variable names to {choices: [...]}",
+                         path, line)
+    specs = []
+    for name, spec in value.items():
+        at = value.key_lines[name]
+        if not _IDENTIFIER.match(str(name)):
+            raise InputError(f"vars_spec: {name!r} is not a variable name", path, at)
+        if not isinstance(spec, dict) or "choices" not in spec:
+            raise InputError(f"vars_spec: {name} needs choices: [...]", path, at)
+        for key in spec:
+            if key not in VAR_SPEC_KEYS:
+                raise _unknown("vars_spec key", key, VAR_SPEC_KEYS, path, spec.key_lines[key])
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise InputError(f"vars_spec: choices of {name} must be a non-empty list", path, at)
+        specs.append(VarSpec(str(name), tuple(choices), path, at))
+    return specs
+
+
+def check_vars_spec(play: Play, hosts, extra_vars: dict) -> None:
+    """InputError naming the variable, where its value came from and the valid values, when
+    -e, the play's vars or a targeted host's inventory gives a value outside `vars_spec`
+    (later layers win, as in templating). A value that is itself a template is rendered only
+    on the host, so it is left to the playbook's own checks; an unset one to its default."""
+    for spec in play.vars_spec:
+        for source, value in _spec_values(spec.name, play, hosts, extra_vars):
+            if isinstance(value, str) and ("{{" in value or "{%" in value):
+                continue
+            if value not in spec.choices:
+                raise InputError(f"{spec.name}={value!r} ({source}) is not one of: "
+                                 f"{', '.join(map(str, spec.choices))}", spec.path, spec.line)
+
+
+def _spec_values(name: str, play: Play, hosts, extra_vars: dict):
+    if name in extra_vars:
+        yield "from -e", extra_vars[name]
+    elif name in play.vars:
+        yield f"from the vars of play '{play.name}'", play.vars[name]
+    else:
+        for host in hosts:
+            if name in host.vars:
+                yield f"from the inventory of host {host.name}", host.vars[name]
 
 
 def _tasks(items, path: str, line: int | None, what: str) -> list[Task]:

@@ -40,7 +40,8 @@ from harden.apply.modules import get_module
 from harden.apply.modules.base import BACKUP_ROOT, Change, PlanContext, TaskFailed, apply_script
 from harden.apply.modules.wait_for_static_pod import MANIFEST_DIR
 from harden.ssh.parallel import for_each_host
-from harden.apply.playbook import Play, Playbook, Task, serial_batches, task_selected
+from harden.apply.playbook import Play, Playbook, Task, check_vars_spec, serial_batches, \
+    task_selected
 from harden.apply.rollback import Restart, is_manifest, read_node_run, restarts_for, restore_host
 from harden.apply.templating import Untemplated, evaluate, layered_vars, render_value
 
@@ -184,6 +185,8 @@ class Runner:
 
     def run(self, command: str = "apply") -> RunResult:
         plays = [(play, self._play_hosts(play)) for play in self.playbook.plays]
+        for play, hosts in plays:
+            check_vars_spec(play, hosts, self.options.extra_vars)
         specs = self._connection_specs({h.name: h for _, hosts in plays for h in hosts})
         self.journal.start_run(self.run_id, self.playbook.path, command, self.options.check)
         try:

@@ -22,7 +22,8 @@ GROUPS = "groups: all, control_plane, k8s, ungrouped, workers"
 def _run(tmp_path, *args):
     inventory = tmp_path / "hosts.ini"
     inventory.write_text(INVENTORY)
-    return CliRunner().invoke(cli, [args[0], "-i", str(inventory), *args[1:]])
+    return CliRunner().invoke(cli, [args[0], "-i", str(inventory), *args[1:]],
+                              env={"HARDEN_STATE_DIR": str(tmp_path / "state")})
 
 
 def test_a_play_whose_hosts_name_no_group_lists_the_groups_at_file_and_line(tmp_path):
