@@ -182,14 +182,23 @@ def merge_requests(requests) -> list[FactRequest]:
 
 # --- the node-side script ------------------------------------------------------------------
 
+# A path behind a directory this user may not search looks absent to `[ -e ]`: hf_hidden
+# tells the two apart (P), so a play without become hears "permission denied", not "missing".
 _PRELUDE = r"""LC_ALL=C; export LC_ALL
+hf_user=$(id -un 2>/dev/null || id -u)
 hf_stat() { stat -L --printf 'N %n\nS %F|%a|%U|%G\n' -- "$1" 2>/dev/null || printf 'N %s\nX\n' "$1"; }
+hf_hidden() {
+  d=$(dirname -- "$1")
+  while [ ! -e "$d" ] && [ "$d" != / ]; do d=$(dirname -- "$d"); done
+  [ -d "$d" ] && [ ! -x "$d" ]
+}
 hf_file() {
   if [ -e "$1" ]; then
     hf_stat "$1"
     if [ "$2" = 1 ] && [ -f "$1" ]; then
-      if [ -r "$1" ]; then printf 'C '; base64 -w0 < "$1"; echo; else echo U; fi
+      if [ -r "$1" ]; then printf 'C '; base64 -w0 < "$1"; echo; else echo "U $hf_user"; fi
     fi
+  elif hf_hidden "$1"; then printf 'N %s\nP %s\n' "$1" "$hf_user"
   else printf 'N %s\nA\n' "$1"; fi
 }
 """
@@ -210,6 +219,13 @@ def shell_glob(pattern: str) -> str:
     return "".join(out)
 
 
+def _literal_dir(pattern: str) -> str:
+    """The directory a glob starts in (`/etc/kubernetes` for `/etc/kubernetes/*.conf`)."""
+    found = _GLOB_CHARS.search(pattern)
+    literal = pattern[:found.start()] if found else pattern
+    return literal.rsplit("/", 1)[0] or "/" if found else literal.rstrip("/") or "/"
+
+
 def _section(index: int, req: FactRequest) -> str:
     head = f"printf '%s\\n' {shlex.quote(_SECTION + str(index))}\n"
     q = shlex.quote(req.target)
@@ -218,6 +234,11 @@ def _section(index: int, req: FactRequest) -> str:
         return head + f"hf_file {q} {flag}\n"
     if req.kind == GLOB:
         expand = shell_glob(req.target) if _GLOB_CHARS.search(req.target) else q
+        walked = _GLOB_CHARS.search(req.target) or req.recurse   # its directory is read
+        shown = _literal_dir(req.target) if walked else req.target
+        seen = shown.rstrip("/") + "/." if walked else shown
+        head += (f"if hf_hidden {shlex.quote(seen)}; then printf 'N %s\\nP %s\\n' "
+                 f"{shlex.quote(shown)} \"$hf_user\"; fi\n")
         if req.recurse:
             return head + (f"for p in {expand}; do [ -e \"$p\" ] && find \"$p\" -exec stat -L "
                            "--printf 'N %n\\nS %F|%a|%U|%G\\n' {} + 2>/dev/null; done; :\n")
@@ -289,7 +310,12 @@ def _parse_states(lines: list[str], facts: Facts, with_content: bool) -> list[st
             facts.files[path] = _with_content(facts.files[path], base64.b64decode(rest))
             facts.with_content.add(path)
         elif tag == "U":
-            raise ValueError(f"{path}: exists but is not readable (become needed?)")
+            raise ValueError(f"{path}: permission denied as user {rest or '?'} (it exists but "
+                             "cannot be read); add `become: true` to the play or task")
+        elif tag == "P":
+            raise ValueError(f"{path}: permission denied as user {rest or '?'} (a directory on "
+                             "the way cannot be searched, so whether it exists is unknown); "
+                             "add `become: true` to the play or task")
         elif tag == "X":
             raise ValueError(f"{path}: exists but stat failed")
     if with_content:

@@ -188,7 +188,11 @@ class Runner:
         for play, hosts in plays:
             check_vars_spec(play, hosts, self.options.extra_vars)
         specs = self._connection_specs({h.name: h for _, hosts in plays for h in hosts})
-        self.journal.start_run(self.run_id, self.playbook.path, command, self.options.check)
+        extra = self.options.extra_vars
+        labels = {spec.name: extra[spec.name] for play, _ in plays for spec in play.vars_spec
+                  if spec.name in extra}
+        self.journal.start_run(self.run_id, self.playbook.path, command, self.options.check,
+                               labels)
         try:
             for play, hosts in plays:
                 if not self._play(play, hosts, specs):
@@ -671,7 +675,8 @@ class HostPlay:
         value = {"rc": out.rc, "stdout": stdout.rstrip("\n"), "stderr": stderr.rstrip("\n"),
                  "stdout_lines": stdout.splitlines()}
         if out.rc != 0:
-            self.done(result, "failed", f"exit {out.rc}: {stderr.strip()[-300:]}")
+            hint = self._denied_hint(stderr, self._become(task))
+            self.done(result, "failed", f"exit {out.rc}: {hint}{stderr.strip()[-300:]}")
             raise HostFailed(f"task '{task.name}': command exited {out.rc}")
         try:
             changed = self.changed(task, True, self.base_vars(), {"changed": True, **value})
@@ -682,6 +687,17 @@ class HostPlay:
         if changed:
             self.notify(task)
         return self.done(result, "changed" if changed else "ok")
+
+    def _denied_hint(self, stderr: str, become: bool | None) -> str:
+        """A write or command refused by the node's permissions, run without become, says
+        as whom it ran and what fixes it (the raw "mkdir: ... Permission denied" does not)."""
+        spec = getattr(self.session, "spec", None)
+        if "Permission denied" not in stderr or spec is None:
+            return ""
+        if spec.become if become is None else become:
+            return ""
+        return (f"permission denied as user {spec.target.user}; add `become: true` to the "
+                "play or task: ")
 
     def _become(self, task: Task):
         return task.become if task.become is not None else self.play.become
@@ -730,7 +746,8 @@ class HostPlay:
         bad = pending[failed_at]
         self._applied(bad.changes, processes)   # partly written: rollback must consider them
         error = out.stderr.decode(errors="replace").strip()[-300:]
-        self.done(bad.result, "failed", f"writing failed (exit {out.rc}): {error}")
+        self.done(bad.result, "failed", f"writing failed (exit {out.rc}): "
+                                        f"{self._denied_hint(error, pending[0].become)}{error}")
         raise HostFailed(f"task '{bad.result.task}': writing failed")
 
     def _write(self, pending: list[_Pending]):

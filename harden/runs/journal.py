@@ -34,7 +34,7 @@ DB_NAME = "journal.sqlite"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   id TEXT PRIMARY KEY, started REAL NOT NULL, finished REAL, playbook TEXT, command TEXT,
-  check_mode INTEGER NOT NULL DEFAULT 0, pid INTEGER, exit_code INTEGER);
+  check_mode INTEGER NOT NULL DEFAULT 0, pid INTEGER, exit_code INTEGER, vars TEXT);
 CREATE TABLE IF NOT EXISTS hosts (
   run_id TEXT NOT NULL, host TEXT NOT NULL, status TEXT NOT NULL, ok INTEGER DEFAULT 0,
   changed INTEGER DEFAULT 0, failed INTEGER DEFAULT 0, unreachable INTEGER DEFAULT 0,
@@ -157,6 +157,9 @@ class Journal:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         os.chmod(self.path, 0o600)
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        if "vars" not in columns:        # a journal written before runs recorded their phase
+            self._db.execute("ALTER TABLE runs ADD COLUMN vars TEXT")
         self._seq = 0
 
     def close(self) -> None:
@@ -166,10 +169,14 @@ class Journal:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
-    def start_run(self, run_id: str, playbook: str, command: str, check_mode: bool) -> None:
-        self._exec("INSERT INTO runs (id, started, playbook, command, check_mode, pid) "
-                   "VALUES (?, ?, ?, ?, ?, ?)",
-                   (run_id, time.time(), playbook, command, int(check_mode), os.getpid()))
+    def start_run(self, run_id: str, playbook: str, command: str, check_mode: bool,
+                  labels: dict | None = None) -> None:
+        """`labels`: what tells runs of one playbook apart (the -e values of its enumerated
+        variables, such as a rotation phase); never a secret, so never any other variable."""
+        self._exec("INSERT INTO runs (id, started, playbook, command, check_mode, pid, vars) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (run_id, time.time(), playbook, command, int(check_mode), os.getpid(),
+                    json.dumps(labels, sort_keys=True) if labels else None))
 
     def finish_run(self, run_id: str, exit_code: int) -> None:
         self._exec("UPDATE runs SET finished = ?, exit_code = ? WHERE id = ?",
@@ -234,18 +241,19 @@ class Journal:
         process is gone; `pruned` = hosts whose backups of the run `harden prune` removed."""
         rows = self._exec(
             "SELECT r.id, r.started, r.finished, r.playbook, r.command, r.check_mode, r.pid, "
-            "r.exit_code, COUNT(h.host), COALESCE(SUM(h.changed), 0), "
+            "r.exit_code, r.vars, COUNT(h.host), COALESCE(SUM(h.changed), 0), "
             "COALESCE(SUM(h.failed + h.unreachable > 0), 0), COALESCE(SUM(h.rolled_back > 0), 0), "
             "(SELECT COUNT(*) FROM pruned p WHERE p.run_id = r.id) "
             "FROM runs r LEFT JOIN hosts h ON h.run_id = r.id GROUP BY r.id "
             "ORDER BY r.started DESC LIMIT ?", (limit,))
         out = []
-        for (run_id, started, finished, playbook, command, check, pid, code, hosts, changed,
-             failed, rolled, pruned) in rows:
+        for (run_id, started, finished, playbook, command, check, pid, code, labels, hosts,
+             changed, failed, rolled, pruned) in rows:
             running = finished is None and _alive(pid)
             out.append({"id": run_id, "started": started, "finished": finished,
                         "playbook": playbook, "command": command, "check": bool(check),
-                        "exit_code": code, "hosts": hosts, "changed": changed,
+                        "exit_code": code, "vars": json.loads(labels) if labels else {},
+                        "hosts": hosts, "changed": changed,
                         "failed": failed, "rolled_back": rolled, "pruned": pruned,
                         "interrupted": finished is None and not running, "running": running})
         return out
