@@ -88,10 +88,13 @@ def test_a_phase_typo_is_exit_1_before_any_host_and_never_asks_for_the_key(lab, 
     result = harden(tmp_path, "apply", "-i", str(lab.inventory),
                     str(PLAYBOOKS / "encryption-at-rest.yml"), "-e", "encryption_key=x",
                     "-e", "encryption_phase=enabel")
+    spec_line = next(number for number, line in enumerate(
+        (PLAYBOOKS / "encryption-at-rest.yml").read_text().splitlines(), start=1)
+        if line.strip().startswith("encryption_phase: {choices:"))
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"harden: error: {PLAYBOOKS}/encryption-at-rest.yml:31: encryption_phase='enabel' "
-        "(from -e) is not one of: prepare, enable")
+        f"harden: error: {PLAYBOOKS}/encryption-at-rest.yml:{spec_line}: "
+        "encryption_phase='enabel' (from -e) is not one of: prepare, enable")
     assert "give -e @key.yml" not in result.stderr
 
 
