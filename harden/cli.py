@@ -172,7 +172,11 @@ def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, ou
         extra_vars=parse_extra_vars(extra_vars),
         run_options=run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
                                 ask_become_pass=ask_become_pass))
-    sys.exit(run_apply(inventories, playbook, options, output_format))
+    from harden.apply.output import JsonOutput, TextOutput
+
+    output = JsonOutput(options.diff) if output_format == "json" else \
+        TextOutput(diff=options.diff, check=options.check)
+    sys.exit(run_apply(inventories, playbook, options, output))
 
 
 @cli.command()
@@ -193,7 +197,7 @@ def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask
     from rich.console import Console
 
     from harden.ssh.settings import run_options
-    from harden.apply.rollback import run_rollback
+    from harden.apply.rollback_command import run_rollback
 
     options = run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
                           ask_become_pass=ask_become_pass)

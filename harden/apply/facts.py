@@ -21,9 +21,11 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from harden.node import markers
+from harden.node.paths import DEFAULT_KUBELET_CONFIG
+
 FILE, GLOB, SYSCTL, KUBELET = "file", "glob", "sysctl", "kubelet"
-DEFAULT_KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
-_SECTION = "@@harden-fact "
+_SECTION = markers.FACT
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _SYSCTL_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 

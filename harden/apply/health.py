@@ -18,6 +18,7 @@ from typing import Callable
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from harden.apply.modules.wait_for_static_pod import CheckResult, HttpProbe, WaitSpec
+from harden.ssh.session import Session
 
 PROBE_TIMEOUT = 5.0
 
@@ -29,7 +30,7 @@ class HealthResult:
     detail: str          # the last observation in words (for the failure message)
 
 
-def wait_healthy(session, spec: WaitSpec, previous_pids: set[int] | frozenset = frozenset(),
+def wait_healthy(session: Session, spec: WaitSpec, previous_pids: set[int] | frozenset = frozenset(),
                  *, become: bool | None = None, sleep: Callable[[float], None] = time.sleep,
                  timeout: float | None = None) -> HealthResult:
     """Poll until `spec.successes` consecutive healthy checks, or give up after the timeout.
@@ -54,7 +55,7 @@ def wait_healthy(session, spec: WaitSpec, previous_pids: set[int] | frozenset = 
         return HealthResult(False, state["polls"], state["detail"])
 
 
-def check_once(session, spec: WaitSpec, become: bool | None = None) -> CheckResult:
+def check_once(session: Session, spec: WaitSpec, become: bool | None = None) -> CheckResult:
     """One exec on the node; probes the node cannot fetch itself go through a tunnel."""
     out = session.run("sh -s", become=become, stdin=spec.check_command().encode(),
                       timeout=PROBE_TIMEOUT * (len(spec.probes) + 2))
@@ -83,7 +84,7 @@ def _ok(status: str) -> bool:
     return status.isdigit() and 200 <= int(status) < 400
 
 
-def tunnel_status(session, probe: HttpProbe) -> str:
+def tunnel_status(session: Session, probe: HttpProbe) -> str:
     """HTTP status of a GET made through the node (direct-tcpip); '000' when no answer."""
     try:
         channel = session.open_tcp(probe.host, probe.port, timeout=PROBE_TIMEOUT)

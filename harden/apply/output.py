@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harden.apply.playbook import Play
-from harden.apply.runner import Output, RunResult, TaskResult
+from harden.apply.events import Output, RunResult, TaskResult
 
 _STATUS_STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "skipped": "cyan"}
 

@@ -33,23 +33,24 @@ from typing import Any
 from harden.ssh.settings import RunOptions, connection_specs
 from harden.errors import HardenError, InputError
 from harden.apply.facts import FactNotGathered, Facts, build_script, merge_requests, parse_output
+from harden.apply.events import NO_LOG_MESSAGE, HostSummary, Output, RunResult, TaskResult
 from harden.apply.health import wait_healthy
-from harden.runs.journal import JOURNAL_ROOT, HostRecord, Journal, commit_script, new_run_id, \
+from harden.runs.journal import HostRecord, Journal, commit_script, new_run_id, \
     parse_index
 from harden.apply.modules import get_module
-from harden.apply.modules.base import BACKUP_ROOT, Change, PlanContext, TaskFailed, apply_script
-from harden.apply.modules.wait_for_static_pod import MANIFEST_DIR
+from harden.apply.modules.base import Change, PlanContext, TaskFailed, apply_script
 from harden.ssh.parallel import for_each_host
 from harden.apply.playbook import Play, Playbook, Task, check_vars_spec, serial_batches, \
     task_selected
 from harden.apply.rollback import Restart, is_manifest, read_node_run, restarts_for, restore_host
+from harden.node import markers
+from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT, MANIFEST_DIR
 from harden.apply.templating import Untemplated, evaluate, layered_vars, render_value
 
-EXIT_OK, EXIT_DRIFT, EXIT_HOSTS = 0, 2, 4
 WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
 MAX_FACT_ROUNDS = 5
-_PS_MARK = "@@harden-ps"
-_WRITE_PS_END = "@@harden-ps-end"
+_PS_MARK = markers.PS
+_WRITE_PS_END = markers.PS_END
 _SERVICE_VERBS = {"restarted": "restart", "reloaded": "reload"}
 
 
@@ -64,62 +65,6 @@ class ApplyOptions:
     run_options: RunOptions = field(default_factory=RunOptions)
     backup_root: str = BACKUP_ROOT
     journal_root: str = JOURNAL_ROOT
-
-
-@dataclass
-class TaskResult:
-    """One line of output: a task on a host. `diff` is already redacted."""
-
-    host: str
-    play: str
-    task: str
-    status: str                       # ok | changed | failed | skipped
-    message: str = ""
-    diff: str = ""
-    handler: bool = False
-    no_log: bool = False              # the task said no_log: no message, no diff anywhere
-
-
-@dataclass
-class HostSummary:
-    ok: int = 0
-    changed: int = 0
-    failed: int = 0
-    unreachable: int = 0
-    rolled_back: int = 0
-
-    def add(self, result: TaskResult) -> None:
-        if result.status in ("ok", "changed"):
-            self.ok += 1
-        if result.status == "changed":
-            self.changed += 1
-        elif result.status == "failed":
-            self.failed += 1
-
-    def as_dict(self) -> dict:
-        return {"ok": self.ok, "changed": self.changed, "failed": self.failed,
-                "unreachable": self.unreachable, "rolled_back": self.rolled_back}
-
-    @property
-    def bad(self) -> bool:
-        return bool(self.failed or self.unreachable or self.rolled_back)
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    check: bool
-    hosts: dict[str, HostSummary] = field(default_factory=dict)
-    tasks: list[TaskResult] = field(default_factory=list)
-    stopped: str = ""
-
-    @property
-    def exit_code(self) -> int:
-        if any(h.bad for h in self.hosts.values()):
-            return EXIT_HOSTS
-        if self.check and any(h.changed for h in self.hosts.values()):
-            return EXIT_DRIFT
-        return EXIT_OK
 
 
 @dataclass
@@ -145,22 +90,8 @@ class HostRunState:
         self.wrote = True
 
 
-NO_LOG_MESSAGE = "(hidden: no_log)"
-
-
 class HostFailed(Exception):
     """This host cannot continue the play; what is written so far is rolled back."""
-
-
-class Output:
-    """What the runner tells the user; harden.apply.output implements it (text, json)."""
-
-    def play_start(self, play: Play, hosts: list[str]) -> None: ...
-    def host_step(self, host: str, step: str) -> None: ...
-    def task(self, result: TaskResult) -> None: ...
-    def warning(self, host: str | None, message: str) -> None: ...
-    def stopped(self, message: str) -> None: ...
-    def finish(self, result: RunResult) -> None: ...
 
 
 class Runner:
@@ -728,7 +659,7 @@ class HostPlay:
         stdout = out.stdout.decode(errors="replace")
         processes = _between(stdout, _PS_MARK, _WRITE_PS_END)
         reached = [int(line.split()[1]) for line in stdout.splitlines()
-                   if line.startswith("@@harden-task ")]
+                   if line.startswith(markers.TASK)]
         if out.rc == 0:
             reached = list(range(len(pending)))
         for index, item in enumerate(pending):
@@ -768,7 +699,7 @@ class HostPlay:
                 f"printf '%s\\n' {_PS_MARK}; ps -ww -eo pid=,args= 2>/dev/null || true; "
                 f"printf '%s\\n' {_WRITE_PS_END}")))
         for index, item in enumerate(pending):
-            changes.append(Change(summary="", script=f"echo '@@harden-task {index}'"))
+            changes.append(Change(summary="", script=f"echo '{markers.TASK}{index}'"))
             changes += item.changes
         self.state.wrote_as(pending[0].become)
         self._step("writing")
@@ -884,18 +815,15 @@ def _between(text: str, start: str, end: str) -> list[str]:
 
 # --- `harden apply` ------------------------------------------------------------------------
 
-def run_apply(inventories, playbook_path: str, options: ApplyOptions, output_format: str = "text",
-              journal: Journal | None = None, console=None) -> int:
+def run_apply(inventories, playbook_path: str, options: ApplyOptions, output: Output,
+              journal: Journal | None = None) -> int:
     """Load everything (bad input → InputError, exit 1, no host contacted), run, return the
-    exit code."""
-    from harden.apply.output import JsonOutput, TextOutput
+    exit code. The caller picks the printer, so the runner never imports one."""
     from harden.inventory.loader import load_inventory
     from harden.apply.playbook import load_playbook
 
     inventory = load_inventory(inventories)
     playbook = load_playbook(playbook_path)
-    output = JsonOutput(options.diff) if output_format == "json" else \
-        TextOutput(console, diff=options.diff, check=options.check)
     own_journal = journal is None
     journal = journal or Journal()
     try:

@@ -31,6 +31,8 @@ from harden.cis.cluster_checks import CAN_I_CHECKS, KUBECTL_CHECKS, Verdict
 from harden.errors import HostError, InputError
 from harden.cis.probe import Facts, FileStat
 from harden.cis.results import CheckResult
+from harden.node.paths import DEFAULT_KUBELET_CONFIG, KUBELET_DROPIN_DIRS, KUBELET_ENV_FILES, KUBELET_UNITS, \
+    MANIFEST_DIR, PROXY_KUBECONFIGS
 
 BENCHMARK_DIR = Path(__file__).parent / "benchmarks"
 ROLES = ("control-plane", "etcd", "worker")
@@ -38,19 +40,8 @@ AUDIT_KINDS = ("component", "files", "encryption_providers", "audit_policy", "ku
 OPS = ("eq", "noteq", "gt", "gte", "lt", "lte", "has", "nothave", "valid_elements", "regex")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # C parser when built
 ZERO_DURATION = re.compile(r"^(0+(\.0+)?(ns|us|µs|ms|s|m|h)?)+$")
-MANIFEST_DIR = "/etc/kubernetes/manifests"
-KUBELET_UNITS = ("/etc/systemd/system/kubelet.service", "/usr/lib/systemd/system/kubelet.service",
-                 "/lib/systemd/system/kubelet.service")
-KUBELET_DROPIN_DIRS = ("/usr/lib/systemd/system/kubelet.service.d",
-                       "/lib/systemd/system/kubelet.service.d",
-                       "/etc/systemd/system/kubelet.service.d")   # later wins for equal names
-KUBELET_ENV_FILES = ("/var/lib/kubelet/kubeadm-flags.env", "/etc/default/kubelet",
-                     "/etc/sysconfig/kubelet")
 KUBEADM_KUBELET_EXEC = ("kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS "
                         "$KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS")
-DEFAULT_KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
-PROXY_KUBECONFIGS = ("/etc/kubernetes/proxy.conf", "/etc/kubernetes/kube-proxy.conf",
-                     "/var/lib/kube-proxy/kubeconfig.conf")
 # pflag bool flags take no separate value: "--profiling false" means true plus a stray argument.
 BOOL_FLAGS = frozenset({
     "--anonymous-auth", "--profiling", "--service-account-lookup", "--client-cert-auth",

@@ -43,6 +43,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from harden.errors import HostError
+from harden.ssh.session import Session
 
 PROBE_VERSION = "1"
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kubelet",
@@ -262,7 +263,7 @@ def build_probe_script(root: str = "") -> str:
     return f"#!/bin/sh\n# harden fact probe v{PROBE_VERSION}\nR={shlex.quote(root)}\n{body}"
 
 
-def gather_facts(session, host: str, timeout: float = 120.0) -> Facts:
+def gather_facts(session: Session, host: str, timeout: float = 120.0) -> Facts:
     """Run the probe on a host over its Session (one exec, as root via become) and parse it.
 
     The script is handed to /bin/sh explicitly so a non-POSIX login shell cannot interpret it.

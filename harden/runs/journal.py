@@ -21,14 +21,18 @@ import secrets
 import shlex
 import sqlite3
 import threading
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harden.apply.modules.base import BACKUP_ROOT, HB_RECORD
+from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT
+from harden.node.record import HB_RECORD
 
-JOURNAL_ROOT = "/var/lib/harden/journal"
 STATE_DIR_ENV = "HARDEN_STATE_DIR"
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")   # what may name a backup directory
+# What `new_run_id` makes: only an id of this shape can be another controller's run.
+RUN_ID_SHAPE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
 DB_NAME = "journal.sqlite"
 
 _SCHEMA = """

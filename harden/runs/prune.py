@@ -30,9 +30,9 @@ import time
 from dataclasses import dataclass, field
 
 from harden.errors import HostError, InputError
-from harden.runs.journal import JOURNAL_ROOT
-from harden.apply.modules.base import BACKUP_ROOT
-from harden.apply.rollback import RUN_ID
+from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT
+from harden.runs.journal import RUN_ID
+from harden.ssh.session import Session
 
 EXIT_OK, EXIT_HOSTS = 0, 4
 DAY = 86400.0
@@ -245,7 +245,7 @@ def _decide_one(run: HeldRun, policy: Policy, now: float, newest: set[str]) -> D
     return Decision(run, PRUNED, f"not one of the {policy.keep} newest committed")
 
 
-def prune_host(session, host: str, policy: Policy, *, dry_run: bool, now: float,
+def prune_host(session: Session, host: str, policy: Policy, *, dry_run: bool, now: float,
                backup_root: str = BACKUP_ROOT, journal_root: str = JOURNAL_ROOT) -> HostPrune:
     """One exec to list the runs, and (unless dry run or nothing to do) one to prune. Both
     as root: backups and records are root's, 0700."""

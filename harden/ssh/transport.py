@@ -29,11 +29,12 @@ from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt, sto
 
 from harden.ssh.settings import DEFAULT_IDENTITIES, ConnectionSpec, Endpoint
 from harden.errors import HostError
+from harden.ssh.session import CommandResult
 from harden.ssh.hostkeys import (HostKeyMismatch, HostKeyUnknown, KnownKey, known_keys,
                              lookup_name, preferred_key_types, verify_host_key)
 
 __all__ = ["AuthenticationFailed", "BecomeFailed", "CommandResult", "CommandTimeout",
-           "HostKeyMismatch", "HostKeyUnknown", "JumpPool", "Session", "Unreachable", "connect"]
+           "HostKeyMismatch", "HostKeyUnknown", "JumpPool", "ParamikoSession", "Unreachable", "connect"]
 
 # paramiko logs failures it also raises; without a handler Python would print them on stderr
 # through its last-resort handler, in the middle of harden's own output.
@@ -73,21 +74,14 @@ class _NetworkError(Exception):
     """A connection-establishment failure worth another attempt."""
 
 
-@dataclass(frozen=True)
-class CommandResult:
-    rc: int
-    stdout: bytes
-    stderr: bytes
-
-
-def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> Session:
+def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> ParamikoSession:
     """Open the host's session (through its jump hosts); retry only network failures.
 
     With a JumpPool, the jump hosts' connections are shared with every other host behind
     the same chain; without one, this session logs in to each jump host itself.
     """
     if jumps is None or not spec.jumps or spec.proxy_command:
-        return Session(spec, _with_retries(spec, lambda: _open_chain(spec)))
+        return ParamikoSession(spec, _with_retries(spec, lambda: _open_chain(spec)))
     name = _known_hosts_name(spec.target)
     known = known_keys(spec.host, name, spec.known_hosts_files)
 
@@ -95,7 +89,7 @@ def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> Session:
         sock = _forward(spec, spec.jumps[-1], jumps.transport(spec, spec.jumps), spec.target)
         return [_handshake(spec, spec.target, sock, name, known)]
 
-    return Session(spec, _with_retries(spec, through_pool))
+    return ParamikoSession(spec, _with_retries(spec, through_pool))
 
 
 def _with_retries(spec: ConnectionSpec, attempt: Callable[[], T]) -> T:
@@ -357,8 +351,9 @@ def _expand(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-class Session:
-    """The one SSH session of one host: run commands (optionally under sudo), open tunnels."""
+class ParamikoSession:
+    """The paramiko implementation of harden.ssh.session.Session: the one SSH session of one
+    host. Runs commands (optionally under sudo) and opens tunnels."""
 
     def __init__(self, spec: ConnectionSpec, transports: list[paramiko.Transport]):
         self.spec = spec
@@ -372,14 +367,14 @@ class Session:
     def transport(self) -> paramiko.Transport:
         return self._transports[-1]
 
-    def __enter__(self) -> Session:
+    def __enter__(self) -> ParamikoSession:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Session {self.host} {self.spec.route} execs={self.exec_count}>"
+        return f"<ParamikoSession {self.host} {self.spec.route} execs={self.exec_count}>"
 
     def run(self, command: str, *, become: bool | None = None, stdin: bytes | None = None,
             timeout: float | None = None) -> CommandResult:
@@ -447,7 +442,7 @@ def sudo_command(command: str, become_user: str, marker: str, prompt: str | None
 class _BecomeHandshake:
     """Answers sudo's prompt once and waits for the marker; any other ending is a failure."""
 
-    def __init__(self, session: Session, stream: _Stream, prompt: str, marker: str,
+    def __init__(self, session: ParamikoSession, stream: _Stream, prompt: str, marker: str,
                  deadline: float):
         self.session, self.stream = session, stream
         self.prompt, self.marker = prompt.encode(), (marker + "\n").encode()

@@ -172,7 +172,7 @@ class _LocalSession:
         self.calls = []
 
     def run(self, command, *, become=None, stdin=None, timeout=None):
-        from harden.ssh.transport import CommandResult
+        from harden.ssh.session import CommandResult
 
         self.exec_count += 1
         self.calls.append(become)

@@ -21,8 +21,8 @@ from harden.errors import HostError, InputError
 from harden.runs.journal import Journal
 from harden.runs.prune import KEPT, PRUNED, HeldRun, Policy, decide, human_bytes, parse_listing, \
     print_prune, prune_host
-from harden.apply.rollback import rollback_host
-from harden.ssh.transport import CommandResult
+from harden.apply.rollback_command import rollback_host
+from harden.ssh.session import CommandResult
 
 NOW = 1_800_000_000.0
 DAY = 86400

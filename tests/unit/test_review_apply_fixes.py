@@ -20,8 +20,9 @@ from harden.errors import InputError
 from harden.runs.journal import parse_index
 from harden.apply.modules import get_module
 from harden.apply.modules.base import Change, apply_script, write_snippet
-from harden.apply.rollback import RollbackError, read_node_run, restore_script, rollback_host
-from harden.ssh.transport import CommandResult
+from harden.apply.rollback import RollbackError, read_node_run, restore_script
+from harden.apply.rollback_command import rollback_host
+from harden.ssh.session import CommandResult
 from test_module_support import file_state, make_facts, plan
 from test_runner import NODE_DIRS, Env, LocalSession
 

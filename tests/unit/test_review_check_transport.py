@@ -14,7 +14,7 @@ import paramiko
 import pytest
 
 from harden.ssh.settings import ConnectionSpec, Endpoint
-from harden.ssh.transport import Session, Unreachable
+from harden.ssh.transport import ParamikoSession, Unreachable
 
 
 class _Server(paramiko.ServerInterface):
@@ -62,7 +62,7 @@ def serve(host_key):
         client.start_client(timeout=10)
         client.auth_none("ops")
         spec = ConnectionSpec("node1", Endpoint("node1", "127.0.0.1", 22, "ops"), become=become)
-        return Session(spec, [client]), server
+        return ParamikoSession(spec, [client]), server
 
     yield start
     for transport in reversed(opened):

@@ -14,8 +14,9 @@ import pytest
 
 from harden.runs.journal import BackupEntry
 from harden.apply.modules.base import REDACTED, Change, apply_script, write_snippet
-from harden.apply.rollback import parse_probe, probe_script, rollback_host
-from harden.ssh.transport import CommandResult
+from harden.apply.rollback import parse_probe, probe_script
+from harden.apply.rollback_command import rollback_host
+from harden.ssh.session import CommandResult
 
 RUN = "20260101T000000Z-abc123"
 

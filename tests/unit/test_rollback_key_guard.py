@@ -18,7 +18,7 @@ from harden.apply.facts import FileState
 from harden.apply.modules.base import REDACTED, Change, apply_script, is_encryption_config, \
     plan_write, text_diff, write_snippet
 from harden.apply.modules.encryption_key import MODULE as ENCRYPTION_KEY
-from harden.apply.rollback import encryption_keys, rollback_host
+from harden.apply.rollback_command import encryption_keys, rollback_host
 
 RUN = "20260101T000000Z-abc123"
 KEY1 = base64.b64encode(bytes(range(32))).decode()
@@ -199,7 +199,7 @@ def test_a_retire_without_the_key_records_the_file_secret_and_its_conflict_diff_
 
 
 def test_restoring_a_manifest_without_the_encryption_flag_is_a_dropped_config():
-    from harden.apply.rollback import _dropped_encryption_flag
+    from harden.apply.rollback_command import _dropped_encryption_flag
     from test_module_support import manifest_text
 
     path = "/etc/kubernetes/manifests/kube-apiserver.yaml"

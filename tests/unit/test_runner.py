@@ -18,9 +18,10 @@ from harden.apply.output import document
 from harden.inventory.loader import load_inventory
 from harden.runs.journal import Journal
 from harden.apply.playbook import load_playbook
-from harden.apply.rollback import rollback_host
-from harden.apply.runner import ApplyOptions, Output, Runner
-from harden.ssh.transport import CommandResult
+from harden.apply.rollback_command import rollback_host
+from harden.apply.events import Output
+from harden.apply.runner import ApplyOptions, Runner
+from harden.ssh.session import CommandResult
 
 
 class LocalSession:

@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from harden.apply.health import tunnel_status, wait_healthy
 from harden.apply.modules.wait_for_static_pod import HttpProbe, WaitSpec
-from harden.ssh.transport import CommandResult
+from harden.ssh.session import CommandResult
 
 
 class ScriptedSession:

@@ -15,10 +15,11 @@ from harden.runs.journal import Journal
 from harden.apply.modules import get_module
 from harden.apply.modules.base import PlanContext
 from harden.apply.playbook import load_playbook
-from harden.apply.runner import ApplyOptions, HostPlay, Output, Runner
+from harden.apply.events import Output
+from harden.apply.runner import ApplyOptions, HostPlay, Runner
 from harden.apply.templating import (Untemplated, evaluate, layered_vars, render_string,
                                render_template_file, render_value)
-from harden.ssh.transport import CommandResult
+from harden.ssh.session import CommandResult
 
 ENCRYPTION = {"encryption_dir": "/etc/kubernetes/enc",
               "encryption_config": "{{ encryption_dir }}/encryption-config.yaml"}

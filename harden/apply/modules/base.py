@@ -22,10 +22,11 @@ import yaml
 
 from harden.errors import InputError
 from harden.apply.facts import Facts, FactRequest, FileState
+from harden.node.paths import BACKUP_ROOT
+from harden.node.record import HB_RECORD
+from harden.runs.journal import RUN_ID
 
-BACKUP_ROOT = "/var/lib/harden/backups"
 REDACTED = "<redacted: secret content>"
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _MODE = re.compile(r"^0?[0-7]{3,4}$")
 ACCOUNT_ARGS = ("owner", "group")         # any module's arguments naming a user / group
 
@@ -250,25 +251,6 @@ def meta_diff(path: str, what: str, before: str, after: str) -> str:
 # (same format; the last line of a path wins) and copies a file to $HB/after/<path>: a run
 # killed before its commit writes no after-index, and a manual rollback of it must still see
 # whether someone changed a path since (harden.apply.rollback.NodeRun.changed_since).
-# `hb_record PATH FILE` appends the state PATH is in now ("kind mode uid gid sha256 path") to
-# FILE and keeps a copy of a regular file under $HB/after/: the state a run left behind, which a
-# manual rollback compares with the node to see (and show) what someone changed since. Shared by
-# every change (after-partial, for runs cut off before their commit) and by the commit
-# (after-index, see harden.runs.journal.commit_script).
-HB_RECORD = r"""hb_record() {
-  if [ -f "$1" ] && [ "${1#/proc/}" = "$1" ]; then
-    mkdir -p "$HB/after$(dirname -- "$1")"; cp -p -- "$1" "$HB/after$1"
-    printf 'file\t%s\t%s\t%s\n' "$(stat -L -c '%a	%u	%g' -- "$1")" \
-      "$(sha256sum < "$HB/after$1" | cut -d' ' -f1)" "$1" >> "$2"
-  elif [ -d "$1" ]; then
-    printf 'dir\t%s\t-\t%s\n' "$(stat -L -c '%a	%u	%g' -- "$1")" "$1" >> "$2"
-  elif [ -e "$1" ]; then
-    printf 'proc\t-\t-\t-\t-\t%s\n' "$1" >> "$2"
-  else
-    printf 'absent\t-\t-\t-\t-\t%s\n' "$1" >> "$2"
-  fi
-}
-"""
 APPLY_PRELUDE = r"""set -e
 LC_ALL=C; export LC_ALL
 hb_real() { readlink -m -- "$1"; }
@@ -332,7 +314,7 @@ def apply_script(changes: list[Change], run_id: str, backup_root: str = BACKUP_R
     Feed it to `sh -s` on the node's STDIN (never as `sh -c` argv: it may carry secret
     content, and argv is visible in `ps` to every user of the node).
     """
-    if not _RUN_ID.match(run_id):
+    if not RUN_ID.match(run_id):
         raise ValueError(f"bad run id {run_id!r}")
     head = f"HB_ROOT={shlex.quote(backup_root)}\nHB=\"$HB_ROOT\"/{shlex.quote(run_id)}\n"
     return APPLY_PRELUDE + head + "".join(c.script.rstrip("\n") + "\n" for c in changes)

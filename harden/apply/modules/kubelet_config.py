@@ -12,12 +12,11 @@ from __future__ import annotations
 import re
 import shlex
 
-from harden.apply.facts import FILE, KUBELET, FactRequest, Facts, DEFAULT_KUBELET_CONFIG
+from harden.apply.facts import FILE, KUBELET, FactRequest, Facts
 from harden.apply.manifest import YamlText
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed, plan_write
+from harden.node.paths import DEFAULT_KUBELET_CONFIG, KUBEADM_FLAGS_ENV, KUBELET_EXTRA_ARGS_ENVS
 
-FLAGS_ENV = "/var/lib/kubelet/kubeadm-flags.env"
-EXTRA_ARGS_ENV = ("/etc/default/kubelet", "/etc/sysconfig/kubelet")
 
 # KubeletConfiguration key → the command-line flag that overrides it.
 KEY_FLAGS = {
@@ -52,8 +51,8 @@ class KubeletConfigModule(Module):
         Arg("set", "dict", required=True),
         Arg("config", default=DEFAULT_KUBELET_CONFIG),
         Arg("fix_flags", "bool", default=True),
-        Arg("flags_env", default=FLAGS_ENV),
-        Arg("extra_args_env", "list", default=list(EXTRA_ARGS_ENV)),
+        Arg("flags_env", default=KUBEADM_FLAGS_ENV),
+        Arg("extra_args_env", "list", default=list(KUBELET_EXTRA_ARGS_ENVS)),
     )
 
     def facts_needed(self, args: dict) -> list[FactRequest]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import yaml
 
-from harden.apply.facts import KUBELET, DEFAULT_KUBELET_CONFIG, FactRequest, Facts
+from harden.apply.facts import KUBELET, FactRequest, Facts
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed
 from harden.apply.modules.wait_for_static_pod import HttpProbe, WaitSpec, pace
+from harden.node.paths import DEFAULT_KUBELET_CONFIG
 
 
 class WaitForKubeletModule(Module):

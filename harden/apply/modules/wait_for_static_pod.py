@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from harden.apply.facts import FILE, FactRequest, Facts
 from harden.apply.manifest import Manifest
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed
+from harden.node.paths import MANIFEST_DIR
 
-MANIFEST_DIR = "/etc/kubernetes/manifests"
 
 
 @dataclass(frozen=True)

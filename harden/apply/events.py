@@ -1,0 +1,85 @@
+"""What an apply run reports, apart from the run loop (ansible's TaskResult and callbacks).
+
+The runner produces these and calls an `Output`; the printers in harden.apply.output consume
+them. Neither imports the other, so the run loop can change without touching how it is shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harden.apply.playbook import Play
+
+EXIT_OK, EXIT_DRIFT, EXIT_HOSTS = 0, 2, 4
+
+
+@dataclass
+class TaskResult:
+    """One line of output: a task on a host. `diff` is already redacted."""
+
+    host: str
+    play: str
+    task: str
+    status: str                       # ok | changed | failed | skipped
+    message: str = ""
+    diff: str = ""
+    handler: bool = False
+    no_log: bool = False              # the task said no_log: no message, no diff anywhere
+
+
+@dataclass
+class HostSummary:
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    rolled_back: int = 0
+
+    def add(self, result: TaskResult) -> None:
+        if result.status in ("ok", "changed"):
+            self.ok += 1
+        if result.status == "changed":
+            self.changed += 1
+        elif result.status == "failed":
+            self.failed += 1
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "changed": self.changed, "failed": self.failed,
+                "unreachable": self.unreachable, "rolled_back": self.rolled_back}
+
+    @property
+    def bad(self) -> bool:
+        return bool(self.failed or self.unreachable or self.rolled_back)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    check: bool
+    hosts: dict[str, HostSummary] = field(default_factory=dict)
+    tasks: list[TaskResult] = field(default_factory=list)
+    stopped: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        if any(h.bad for h in self.hosts.values()):
+            return EXIT_HOSTS
+        if self.check and any(h.changed for h in self.hosts.values()):
+            return EXIT_DRIFT
+        return EXIT_OK
+
+
+NO_LOG_MESSAGE = "(hidden: no_log)"
+
+
+class Output:
+    """What the runner tells the user; harden.apply.output implements it (text, json)."""
+
+    def play_start(self, play: Play, hosts: list[str]) -> None: ...
+    def host_step(self, host: str, step: str) -> None: ...
+    def task(self, result: TaskResult) -> None: ...
+    def warning(self, host: str | None, message: str) -> None: ...
+    def stopped(self, message: str) -> None: ...
+    def finish(self, result: RunResult) -> None: ...
