@@ -1,7 +1,7 @@
 """Running a playbook: plays over hosts in serial batches, each host's part of a play as one
 pipeline, health-gated, rolled back on failure.
 
-Per host and play (DESIGN.md, "Safety model of apply"):
+Per host and play (docs/architecture.md, "Apply: the per-host pipeline"):
 
   gather facts (ONE exec for every task of the play)
   → plan each task from facts (planned results are fed back, so later tasks see them)

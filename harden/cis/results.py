@@ -14,7 +14,7 @@ STATUSES = ("PASS", "FAIL", "WARN", "SKIP", "ERROR")
 
 @dataclass
 class CheckResult:
-    """One check evaluated on one host (the DESIGN.md JSON contract, plus context)."""
+    """One check evaluated on one host (the JSON contract of docs/operations.md, plus context)."""
 
     host: str
     id: str                      # CIS id, e.g. "1.2.15"

@@ -13,20 +13,12 @@ import sys
 import time
 
 import pytest
+from support.lab_cli import APISERVER, harden
 
 pytestmark = pytest.mark.lab
 
-APISERVER = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 MANIFESTS = {"etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml",
              "kube-scheduler.yaml"}
-
-
-def harden(state_dir, *args: str, timeout: float = 280,
-           env: dict | None = None) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "HARDEN_STATE_DIR": str(state_dir), "COLUMNS": "200",
-               **(env or {})}
-    return subprocess.run([sys.executable, "-m", "harden.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=environ)
 
 
 def bad_plugin_play(timeout: int) -> str:

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from lab_verdicts import EXPECTED, compared
+from support.lab_verdicts import EXPECTED, compared
 
 pytestmark = pytest.mark.lab
 HARDEN = [sys.executable, "-m", "harden.cli"]

@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from test_apply_failures import harden
+from support.lab_cli import harden
 
 pytestmark = pytest.mark.lab
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_rotation import ENC, LAB_VARS, NEW, OLD, PLAYBOOKS, harden, key_order, rotate
+from support.lab_cli import harden
+from support.rotation import ENC, LAB_VARS, NEW, OLD, PLAYBOOKS, key_order, rotate
 
 pytestmark = pytest.mark.lab
 

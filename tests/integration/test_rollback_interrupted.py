@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from test_apply_failures import APISERVER, harden
+from support.lab_cli import APISERVER, harden
 
 pytestmark = pytest.mark.lab
 

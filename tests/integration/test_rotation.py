@@ -9,61 +9,25 @@ previous phase back with healthy API servers; no key ever appears in output or t
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from harden.apply.modules.encryption_key import config_fingerprint
+from support.lab_cli import harden
+from support.rotation import ENC, LAB_VARS, NEW, OLD, OTHER, PLAYBOOKS, key_order, rotate
 
 pytestmark = pytest.mark.lab
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
-ROTATE = str(PLAYBOOKS / "rotate-encryption-key.yml")
-ENC = "etc/kubernetes/enc/encryption-config.yaml"
 APISERVER = "etc/kubernetes/manifests/kube-apiserver.yaml"
-OLD = base64.b64encode(bytes(range(100, 132))).decode()
-NEW = base64.b64encode(bytes(range(150, 182))).decode()
-OTHER = base64.b64encode(bytes(range(200, 232))).decode()
-LAB_VARS = ("-e", "harden_wait_interval=0.5")
 
 
 @pytest.fixture(scope="module")
 def rotation_lab(lab_factory):
     with lab_factory.running(control_planes=3, workers=0, wait_ready=True) as lab:
         yield lab
-
-
-def harden(state_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HARDEN_STATE_DIR": str(state_dir)}
-    return subprocess.run([sys.executable, "-m", "harden.cli", *args], capture_output=True,
-                          text=True, timeout=600, env=env)
-
-
-def rotate(lab, state_dir: Path, key_file: Path, phase: str, *extra: str):
-    return harden(state_dir, "apply", "-i", str(lab.inventory), ROTATE, "-e", f"@{key_file}",
-                  "-e", f"rotation_phase={phase}", *LAB_VARS, *extra)
-
-
-def providers(lab, node: str) -> list[dict]:
-    return yaml.safe_load((lab.node_root(node) / ENC).read_bytes())["resources"][0]["providers"]
-
-
-def key_order(lab) -> dict[str, list[str]]:
-    """Per node, the secretbox key names in order, and "(reads only)" while identity writes."""
-    out = {}
-    for node in lab.nodes:
-        found = providers(lab, node)
-        box = next(p["secretbox"] for p in found if "secretbox" in p)
-        out[node] = [k["name"] for k in box["keys"]] + \
-            (["(reads only)"] if "identity" in found[0] else [])
-    return out
 
 
 def fingerprint(lab) -> dict[str, str]:

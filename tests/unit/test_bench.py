@@ -11,11 +11,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from support.paths import REPO
+
+sys.path.insert(0, str(REPO))
 
 from bench.measure import (Sample, deltas, snapshot, sshd_listeners, summarize,  # noqa: E402
                            timed_run, tree_cpu_seconds, tree_pids)

@@ -1,4 +1,4 @@
-"""`--format json`: the machine contract of DESIGN.md.
+"""`--format json`: the machine contract described in docs/operations.md.
 
 Contract keys come first in every result (host, id, title, status, scored, expected, actual,
 remediation), then the context fields (section, node_type, drift, facts). `summary` has every

@@ -1,0 +1,137 @@
+"""A node on this machine: the scripts harden sends really run with the local `sh` against a
+temporary root, so writes, backups, node records and rollbacks are the real ones without SSH.
+SSH itself is covered by the integration tests on the lab."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+from harden.apply.events import Output
+from harden.apply.playbook import load_playbook
+from harden.apply.runner import ApplyOptions, Runner
+from harden.inventory.loader import load_inventory
+from harden.runs.journal import Journal
+from harden.ssh.session import CommandResult
+
+# Every fake host shares this machine's filesystem, so the node-side state directories (as given
+# in ApplyOptions) are moved under each host's own directory.
+NODE_DIRS = ("node-backups", "node-journal")
+
+
+class ShellSession:
+    """harden.ssh.session.Session over the local shell; counts execs like the real transport.
+
+    With a `log`, every script is recorded; with `per_host_node_dirs`, NODE_DIRS in scripts
+    are moved to `/<host>-node/<dir>` so hosts sharing this machine keep separate records."""
+
+    def __init__(self, host: str = "local", log: list | None = None,
+                 per_host_node_dirs: bool = False):
+        self.host = host
+        self.exec_count = 0
+        self.becomes: list[bool | None] = []        # the `become` of every exec, in order
+        self.log = log
+        self.per_host_node_dirs = per_host_node_dirs
+
+    def run(self, command: str, *, become: bool | None = None, stdin: bytes | None = None,
+            timeout: float | None = None) -> CommandResult:
+        self.exec_count += 1
+        self.becomes.append(become)
+        stdin = stdin or b""
+        if self.per_host_node_dirs:
+            for name in NODE_DIRS:
+                stdin = stdin.replace(f"/{name}".encode(), f"/{self.host}-node/{name}".encode())
+        if self.log is not None:
+            self.log.append((self.host, stdin))
+        done = subprocess.run(["sh", "-c", command], input=stdin, capture_output=True,
+                              timeout=timeout or 60)
+        return CommandResult(done.returncode, done.stdout, done.stderr)
+
+    def open_tcp(self, host: str, port: int, timeout: float | None = None):
+        return socket.create_connection((host, port), timeout=timeout or 5)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+class Collect(Output):
+    """An Output that keeps what the runner said."""
+
+    def __init__(self):
+        self.lines, self.warnings, self.stops = [], [], []
+
+    def task(self, result):
+        self.lines.append(result)
+
+    def warning(self, host, message):
+        self.warnings.append((host, message))
+
+    def stopped(self, message):
+        self.stops.append(message)
+
+
+class Env:
+    """Three hosts h1..h3 with a root each (`root=` inventory variable) and one journal."""
+
+    def __init__(self, tmp_path):
+        self.tmp = tmp_path
+        self.log: list = []
+        self.sessions: dict[str, ShellSession] = {}
+        self.journal = Journal(tmp_path / "state" / "journal.sqlite")
+        for name in ("h1", "h2", "h3"):
+            (tmp_path / name / "etc").mkdir(parents=True)
+            (tmp_path / name / "etc" / "app.conf").write_text("a = 1\n")
+            os.chmod(tmp_path / name / "etc" / "app.conf", 0o640)
+        (tmp_path / "inventory.ini").write_text(
+            "[group]\n" + "".join(f"{n} root={tmp_path / n}\n" for n in ("h1", "h2", "h3")))
+
+    def root(self, host: str):
+        return self.tmp / host
+
+    def node_dir(self, host: str, which: int):
+        """The host's backup (0) or journal (1) directory."""
+        return self.tmp / f"{host}-node" / NODE_DIRS[which]
+
+    def connect(self, spec):
+        session = ShellSession(spec.host, self.log, per_host_node_dirs=True)
+        self.sessions[spec.host] = session
+        return session
+
+    def apply(self, playbook: str, check=False, diff=False, extra=None, tags=None, limit=None):
+        path = self.tmp / "play.yml"
+        path.write_text(playbook)
+        out = Collect()
+        options = ApplyOptions(check=check, diff=diff, forks=3, extra_vars=extra or {},
+                               tags=tags, limit=limit,
+                               backup_root=str(self.tmp / NODE_DIRS[0]),
+                               journal_root=str(self.tmp / NODE_DIRS[1]))
+        runner = Runner(load_inventory([str(self.tmp / "inventory.ini")]),
+                        load_playbook(str(path)), options, out, self.journal,
+                        connect=self.connect)
+        return runner.run(), out
+
+
+def run_play(tmp_path, playbook: str, extra: dict):
+    """One host h1 whose etc/app.conf holds template syntax; returns (result, output, runner)."""
+    (tmp_path / "h1" / "etc").mkdir(parents=True)
+    (tmp_path / "h1" / "etc" / "app.conf").write_text("{{ secret }}\n")
+    (tmp_path / "inventory.ini").write_text(f"h1 root={tmp_path / 'h1'}\n")
+    (tmp_path / "play.yml").write_text(playbook)
+    options = ApplyOptions(forks=1, extra_vars=extra, backup_root=str(tmp_path / "backups"),
+                           journal_root=str(tmp_path / "journal"))
+    out = Collect()
+    journal = Journal(tmp_path / "journal.sqlite")
+    try:
+        runner = Runner(load_inventory([str(tmp_path / "inventory.ini")]),
+                        load_playbook(str(tmp_path / "play.yml")), options, out, journal,
+                        connect=lambda spec: ShellSession(spec.host))
+        return runner.run(), out, runner
+    finally:
+        journal.close()

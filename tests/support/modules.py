@@ -1,0 +1,102 @@
+"""Module tests as "facts in -> changes out" (pyinfra's habit): build facts, plan a module, plan again; and the local fact/apply round trip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+import pytest
+from harden.apply.facts import Facts, FileState, KubeletProcess, build_script, parse_output
+from harden.apply.modules import get_module
+from harden.apply.modules.base import PlanContext, apply_script
+from harden.apply.templating import render_value
+
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "tests" / "fixtures" / "manifests"
+
+
+def manifest_text(name: str) -> bytes:
+    return (MANIFESTS / name).read_bytes()
+
+
+def file_state(path: str, content: bytes | None = b"", mode: int = 0o600, owner: str = "root",
+               group: str = "root", kind: str = "file") -> FileState:
+    return FileState(path, kind, mode, owner, group, content if kind == "file" else None)
+
+
+def make_facts(*states: FileState, absent=(), sysctls=None, kubelet=None) -> Facts:
+    facts = Facts()
+    for state in states:
+        facts.files[state.path] = state
+        facts.with_content.add(state.path)
+    for path in absent:
+        facts.files[path] = None
+        facts.with_content.add(path)
+    facts.sysctls.update(sysctls or {})
+    if kubelet is not None:
+        facts.kubelet_process = kubelet
+    return facts
+
+
+def kubelet_process(config="/var/lib/kubelet/config.yaml", argv=None) -> KubeletProcess:
+    return KubeletProcess(tuple(argv) if argv else ("kubelet", f"--config={config}"), config)
+
+
+def plan(module: str, args: dict, facts: Facts, variables: dict | None = None,
+         check_mode: bool = False):
+    """What the runner does for one task: render args, validate, plan."""
+    mod = get_module(module)
+    rendered = render_value(args, variables or {})
+    valid = mod.validate(rendered)
+    ctx = PlanContext(vars=variables or {}, template_dirs=[str(REPO / "templates")],
+                      check_mode=check_mode)
+    return mod.plan(valid, facts, ctx)
+
+
+def plan_twice(module: str, args: dict, facts: Facts, variables: dict | None = None):
+    """Plan, record the changes into the facts, plan again: the second plan must be empty."""
+    first = plan(module, args, facts, variables)
+    for change in first:
+        change.record_in(facts)
+    return first, plan(module, args, facts, variables)
+
+
+def gather_local(requests) -> Facts:
+    script = build_script(requests)
+    out = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, check=True)
+    return parse_output(requests, out.stdout)
+
+
+def apply_local(changes, run_id: str, backup_root: Path) -> None:
+    script = apply_script(changes, run_id, backup_root=str(backup_root))
+    done = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def gather_isolated(requests) -> Facts:
+    """The fact script in a PID namespace of its own, so kubelets of labs that other tests run
+    at the same time are not visible (root only; otherwise skipped when one is running)."""
+    script = build_script(requests)
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        argv = ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-s"]
+    elif _first_kubelet_argv() is None:
+        argv = ["sh", "-s"]
+    else:
+        pytest.skip("a kubelet runs on this machine and no PID namespace is available")
+    out = subprocess.run(argv, input=script, capture_output=True, text=True, check=True)
+    return parse_output(requests, out.stdout)
+
+
+def _first_kubelet_argv():
+    """Independent of the script: scan /proc in pid order for argv[0] named kubelet."""
+    for pid in sorted(int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = [a.decode() for a in handle.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0].split()[0]) == "kubelet":
+            return tuple(argv)
+    return None

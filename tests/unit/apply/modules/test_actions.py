@@ -1,0 +1,42 @@
+"""`service`, `command`, `assert`: actions rather than states."""
+
+from __future__ import annotations
+
+import pytest
+
+from harden.errors import InputError
+from harden.apply.facts import Facts
+from harden.apply.modules import get_module
+from harden.apply.modules.base import TaskFailed
+from support.modules import file_state, make_facts, plan
+
+
+def test_service_restart_and_daemon_reload():
+    changes = plan("service", {"name": "kubelet", "state": "restarted", "daemon_reload": True},
+                   Facts())
+    assert changes[0].script == "systemctl daemon-reload\nsystemctl restart kubelet"
+    assert changes[0].summary == "daemon-reload, restart kubelet"
+    with pytest.raises(TaskFailed, match="give state"):
+        plan("service", {"name": "kubelet"}, Facts())
+    with pytest.raises(InputError, match="must be one of restarted, reloaded"):
+        plan("service", {"name": "kubelet", "state": "running"}, Facts())
+
+
+def test_command_creates_is_idempotent_and_not_check_safe():
+    assert get_module("command").check_mode_safe is False
+    facts = make_facts(file_state("/etc/done", b""))
+    assert plan("command", {"cmd": "touch /etc/done", "creates": "/etc/done"}, facts) == []
+    changes = plan("command", {"cmd": "touch /etc/done", "creates": "/etc/done"},
+                   make_facts(absent=["/etc/done"]))
+    assert changes[0].script == "(\ntouch /etc/done\n)"
+
+
+def test_assert_passes_and_fails_with_message():
+    variables = {"n": 3, "key": "abc"}
+    assert plan("assert", {"that": ["n > 2", "key | length == 3"]}, Facts(), variables) == []
+    with pytest.raises(TaskFailed, match="assertion failed: n > 5"):
+        plan("assert", {"that": ["n > 2", "n > 5"]}, Facts(), variables)
+    with pytest.raises(TaskFailed, match="^too small$"):
+        plan("assert", {"that": "n > 5", "fail_msg": "too small"}, Facts(), variables)
+    with pytest.raises(InputError, match="undefined"):
+        plan("assert", {"that": "missing_var > 1"}, Facts(), variables)

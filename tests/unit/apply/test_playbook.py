@@ -1,0 +1,216 @@
+"""Playbook loading and validation: shipped playbooks load; every mistake names file:line."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harden.errors import InputError
+from harden.apply.playbook import load_playbook, serial_batches, task_selected
+from support.paths import REPO
+
+SHIPPED = sorted((REPO / "playbooks").glob("*.yml"))
+
+
+def write(tmp_path: Path, text: str, name: str = "play.yml") -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def error_of(tmp_path: Path, text: str) -> InputError:
+    with pytest.raises(InputError) as caught:
+        load_playbook(write(tmp_path, text))
+    return caught.value
+
+
+def test_shipped_playbooks_are_all_there():
+    names = {p.stem for p in SHIPPED}
+    assert {"site", "cis-control-plane", "cis-worker", "audit", "encryption-at-rest",
+            "pod-security", "kubelet"} <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_playbook_loads(path):
+    playbook = load_playbook(str(path))
+    assert playbook.plays
+    for play in playbook.plays:
+        assert play.tasks
+        for task in play.tasks + play.handlers:
+            assert task.line > 0 and task.path.endswith(".yml")
+
+
+def test_site_imports_the_others_and_control_planes_go_one_by_one():
+    site = load_playbook(str(REPO / "playbooks" / "site.yml"))
+    assert len(site.plays) == 5
+    for play in site.plays:
+        if play.hosts == "control_plane":
+            assert play.serial == [1] and play.max_fail_percentage == 0
+
+
+def test_fixture_playbook_uses_every_module():
+    from harden.apply.modules import MODULES
+    playbook = load_playbook(str(REPO / "tests/fixtures/playbooks/every-module.yml"))
+    used = {t.module for p in playbook.plays for t in p.tasks + p.handlers}
+    assert used == set(MODULES)
+    first = playbook.plays[0]
+    assert first.vars["harden_marker_dir"] == "/etc/kubernetes/harden-test"   # vars_files
+    probe = [t for t in first.tasks if t.register == "probe"][0]
+    assert probe.check_mode is False and probe.changed_when == [False]
+    assert first.tasks[7].notify == ["wait for kube-apiserver"]
+
+
+def test_full_data_model(tmp_path):
+    path = write(tmp_path, """\
+        - name: p
+          hosts: [control_plane, "!cp3"]
+          serial: [1, "50%"]
+          max_fail_percentage: 20
+          any_errors_fatal: true
+          become: true
+          tags: cis
+          vars: {a: 1}
+          tasks:
+            - name: t
+              file: {path: /etc/x, mode: "0600"}
+              when: a == 1
+              register: r
+              notify: h
+              tags: [files]
+              run_once: true
+              check_mode: false
+              no_log: true
+              changed_when: "r.rc == 0"
+              become: false
+          handlers:
+            - name: h
+              service: {name: kubelet, state: restarted}
+        """)
+    play = load_playbook(path).plays[0]
+    assert (play.hosts, play.serial, play.max_fail_percentage, play.any_errors_fatal,
+            play.become, play.tags, play.vars) == ("control_plane:!cp3", [1, "50%"], 20.0, True,
+                                                   True, ["cis"], {"a": 1})
+    task = play.tasks[0]
+    assert (task.module, task.args["mode"], task.when, task.register, task.notify, task.tags,
+            task.run_once, task.check_mode, task.no_log, task.changed_when, task.become,
+            task.line) == ("file", "0600", ["a == 1"], "r", ["h"], ["files"], True, False,
+                           True, ["r.rc == 0"], False, 11)
+    assert task_selected(task, play, ["cis"]) and not task_selected(task, play, ["other"])
+
+
+def test_unknown_play_keyword(tmp_path):
+    err = error_of(tmp_path, """\
+        - hosts: all
+          gather_facts: false
+          tasks: []
+        """)
+    assert err.line == 2 and err.path.endswith("play.yml")
+    assert "unknown play keyword 'gather_facts'; valid: any_errors_fatal, become" in str(err)
+
+
+def test_unknown_module_names_modules_and_keywords(tmp_path):
+    err = error_of(tmp_path, """\
+        - hosts: all
+          tasks:
+            - name: x
+              lineinfile: {path: /etc/x}
+        """)
+    assert err.line == 4
+    assert "unknown module or task keyword 'lineinfile'" in str(err)
+    assert "modules: assert, command, copy, encryption_key, file," in str(err)
+    assert "task keywords: become, changed_when," in str(err)
+
+
+def test_unknown_module_argument_points_at_its_line(tmp_path):
+    err = error_of(tmp_path, """\
+        - hosts: all
+          tasks:
+            - static_pod:
+                manifest: /etc/kubernetes/manifests/kube-apiserver.yaml
+                sett:
+                  profiling: false
+        """)
+    assert err.line == 5
+    assert "module 'static_pod' has no argument 'sett'; valid: add_to_list, " in str(err)
+
+
+def test_two_modules_missing_required_argument_and_bad_types(tmp_path):
+    assert "exactly one module, got file, copy" in str(error_of(tmp_path, """\
+        - hosts: all
+          tasks:
+            - file: {path: /a}
+              copy: {dest: /a, content: x}
+        """))
+    assert "needs argument 'path'" in str(error_of(tmp_path, """\
+        - hosts: all
+          tasks:
+            - file: {mode: "0600"}
+        """))
+    err = error_of(tmp_path, """\
+        - hosts: all
+          tasks:
+            - file:
+                path: /a
+                mode: 0600
+        """)
+    assert err.line == 5 and "quoted octal string" in str(err)
+
+
+def test_notify_must_name_a_handler(tmp_path):
+    err = error_of(tmp_path, """\
+        - hosts: all
+          tasks:
+            - file: {path: /a, mode: "0600"}
+              notify: restart kubelt
+          handlers:
+            - name: restart kubelet
+              service: {name: kubelet, state: restarted}
+        """)
+    assert err.line == 3 and "notify 'restart kubelt' names no handler" in str(err)
+    assert "handlers: restart kubelet" in str(err)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("serial: 0", "not a positive number or percentage"),
+    ("serial: lots", "not a positive number or percentage"),
+    ("max_fail_percentage: 150", "from 0 to 100"),
+    ("become: yes please", "true or false"),
+    ("vars: [1]", "vars must be a mapping"),
+])
+def test_play_value_errors(tmp_path, bad, message):
+    err = error_of(tmp_path, f"- hosts: all\n  {bad}\n  tasks: []\n")
+    assert message in str(err) and err.line == 2
+
+
+def test_yaml_errors_duplicates_and_shape(tmp_path):
+    assert error_of(tmp_path, "- hosts: all\n  hosts: x\n").line == 2
+    assert "a playbook is a list of plays" in str(error_of(tmp_path, "hosts: all\n"))
+    assert "play needs 'hosts'" in str(error_of(tmp_path, "- tasks: []\n"))
+    err = error_of(tmp_path, "- hosts: all\n  tasks:\n    - file: {path: /a\n")
+    assert "not valid YAML" in str(err) and err.line is not None
+
+
+def test_import_loop_is_refused(tmp_path):
+    write(tmp_path, "- import_playbook: b.yml\n", "a.yml")
+    write(tmp_path, "- import_playbook: a.yml\n", "b.yml")
+    with pytest.raises(InputError, match="import_playbook loop"):
+        load_playbook(str(tmp_path / "a.yml"))
+
+
+def test_templated_arguments_are_checked_after_rendering(tmp_path):
+    play = load_playbook(write(tmp_path, """\
+        - hosts: all
+          tasks:
+            - file: {path: /a, mode: "{{ m }}"}
+        """)).plays[0]
+    assert play.tasks[0].args["mode"] == "{{ m }}"
+
+
+def test_serial_batches():
+    assert serial_batches([], 5) == [5]
+    assert serial_batches([1], 3) == [1, 1, 1]
+    assert serial_batches([1, "50%"], 5) == [1, 2, 2]
+    assert serial_batches(["30%"], 5) == [1, 1, 1, 1, 1]
+    assert serial_batches([2, 10], 5) == [2, 3]

@@ -1,0 +1,200 @@
+"""The fact probe: the sh script really runs (on this machine and on a fake node tree), and the
+parser turns its output into facts without ever carrying encryption key material."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harden.cis.probe import ProbeParseError, build_probe_script, parse_probe_output
+
+from support.local_node import ShellSession
+from support.paths import FIXTURES as FIXTURES_DIR
+
+SECRET = "dGhpcy1pcy1hLXRlc3Qta2V5LXRoYXQtbXVzdC1zdGF5LXB1dA=="
+FIXTURES = FIXTURES_DIR / "facts"
+
+
+def run_probe(root: str = "", path_env: str | None = None) -> str:
+    env = dict(os.environ)
+    if path_env is not None:
+        env["PATH"] = path_env
+    done = subprocess.run(["sh", "-c", build_probe_script(root)], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_script_is_valid_posix_sh(tmp_path):
+    script = tmp_path / "probe.sh"
+    script.write_text(build_probe_script())
+    for shell in ("sh", "dash", "bash"):
+        if shutil.which(shell):
+            args = [shell, "--posix", "-n", str(script)] if shell == "bash" else [shell, "-n", str(script)]
+            assert subprocess.run(args, capture_output=True).returncode == 0, shell
+
+
+def test_script_uses_no_python_on_the_node():
+    script = build_probe_script()
+    assert "python" not in script
+    assert script.startswith("#!/bin/sh\n")
+
+
+def test_runs_on_this_machine_and_parses():
+    facts = parse_probe_output(run_probe())
+    assert facts.complete
+    assert set(facts.processes) <= {"kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                                    "etcd", "kubelet", "kube-proxy"}
+    # every path the probe asked about is either stat'ed or recorded missing
+    assert "/etc/kubernetes/pki" in facts.stats or "/etc/kubernetes/pki" in facts.missing
+
+
+def _fake_node(root: Path) -> None:
+    def put(path: str, text: str, mode: int = 0o600):
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        target.chmod(mode)
+
+    def proc(pid: int, *argv: str):
+        target = root / "proc" / str(pid)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+        return target
+
+    put("/etc/kubernetes/manifests/kube-apiserver.yaml",
+        "spec:\n  containers:\n  - command:\n    - kube-apiserver\n"
+        "    - --encryption-provider-config=/etc/kubernetes/enc/config.yaml\n"
+        "    - --audit-policy-file=/etc/kubernetes/audit-policy.yaml\n")
+    put("/etc/kubernetes/manifests/.kube-apiserver.yaml.harden-tmp", "ignored: true\n")
+    put("/etc/kubernetes/enc/config.yaml",
+        "kind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n"
+        f"      - secretbox:\n          keys:\n            - name: k1\n              secret: {SECRET}\n"
+        "      - identity: {}\n  - resources: [configmaps]\n    providers:\n      - identity: {}\n")
+    put("/etc/kubernetes/audit-policy.yaml", "kind: Policy\nrules:\n- level: Metadata\n", 0o644)
+    put("/etc/kubernetes/pki/ca.crt", "c", 0o644)
+    put("/etc/kubernetes/pki/etcd/ca.key", "k", 0o600)
+    put("/srv/kubelet/config.yaml", "kind: KubeletConfiguration\nreadOnlyPort: 0\n", 0o640)
+    put("/var/lib/etcd-data/member/x", "m")
+    (root / "var/lib/etcd-data").chmod(0o700)
+    proc(11, "/usr/local/bin/kube-apiserver", "--encryption-provider-config=/etc/kubernetes/enc/config.yaml",
+         "--audit-policy-file", "/etc/kubernetes/audit-policy.yaml")
+    etcd = proc(12, "etcd", "--data-dir=/var/lib/etcd-data")
+    (etcd / "environ").write_bytes(b"ETCD_CLIENT_CERT_AUTH=true\0AWS_SECRET=nope\0")
+    proc(13, "/usr/bin/kubelet", "--config", "/srv/kubelet/config.yaml", "--kubeconfig=/etc/kubernetes/kubelet.conf")
+    proc(14, "/usr/bin/containerd")
+    proc(15, "python3", "-m", "kubelet")
+
+
+def test_fake_node_tree(tmp_path):
+    root = tmp_path / "node"
+    _fake_node(root)
+    out = run_probe(str(root), path_env="/usr/bin:/bin")
+    assert SECRET not in out and "AWS_SECRET" not in out
+    facts = parse_probe_output(out)
+    assert facts.complete
+    assert set(facts.processes) == {"kube-apiserver", "etcd", "kubelet"}
+    assert facts.process("kube-apiserver").argv[-1] == "/etc/kubernetes/audit-policy.yaml"
+    assert facts.process("etcd").env == {"ETCD_CLIENT_CERT_AUTH": "true"}
+    # paths are the node's own, without the test prefix
+    assert "/etc/kubernetes/manifests/kube-apiserver.yaml" in facts.contents
+    assert not any(p.endswith("harden-tmp") for p in facts.contents)
+    assert facts.contents["/etc/kubernetes/audit-policy.yaml"].startswith("kind: Policy")
+    assert facts.encryption_providers["/etc/kubernetes/enc/config.yaml"] == [["secretbox", "identity"], ["identity"]]
+    assert "/etc/kubernetes/enc/config.yaml" not in facts.contents
+    assert facts.stats["/etc/kubernetes/enc/config.yaml"].mode == 0o600
+    # the kubelet config named with the space form of --config is read; the etcd data dir from --data-dir
+    assert facts.contents["/srv/kubelet/config.yaml"].endswith("readOnlyPort: 0\n")
+    assert facts.stats["/srv/kubelet/config.yaml"].mode == 0o640
+    assert facts.stats["/var/lib/etcd-data"].type == "directory"
+    assert facts.stats["/etc/kubernetes/pki/etcd/ca.key"].mode == 0o600
+    assert "/etc/kubernetes/kubelet.conf" in facts.missing
+    objects, why = facts.kubectl_objects()
+    assert objects is None and "admin.conf is not present" in why
+    assert SECRET not in repr(facts)
+
+
+def test_recorded_fixtures_hold_no_key_material():
+    for probe in FIXTURES.glob("*.probe"):
+        text = probe.read_text()
+        decoded = " ".join(base64.b64decode(field, validate=False).decode("utf-8", "replace")
+                           for line in text.splitlines() if line.startswith(("F|", "N|"))
+                           for field in [line.split("|")[1]])
+        assert "secret:" not in decoded, probe.name
+
+
+def _line(tag: str, *fields: str) -> str:
+    return "|".join((tag,) + fields)
+
+
+def test_parser_rejects_foreign_output():
+    with pytest.raises(ProbeParseError, match="header"):
+        parse_probe_output("sudo: a password is required\n")
+    with pytest.raises(ProbeParseError, match="version"):
+        parse_probe_output("HARDEN-PROBE|99|\nEND|\n")
+    with pytest.raises(ProbeParseError, match="line 2"):
+        parse_probe_output("HARDEN-PROBE|1|\nX|what\n")
+    with pytest.raises(ProbeParseError, match="base64"):
+        parse_probe_output("HARDEN-PROBE|1|\nF|not base64!|/etc/x\n")
+
+
+def test_truncated_output_is_incomplete():
+    cmdline = base64.b64encode(b"kubelet\0--config=/c\0").decode()
+    facts = parse_probe_output("HARDEN-PROBE|1|\nT|1700000000|100\n" + _line("P", "7", "kubelet", "2500", cmdline) + "\n")
+    assert not facts.complete
+    assert facts.process("kubelet").argv == ["kubelet", "--config=/c"]
+    assert facts.process("kubelet").started == 1700000025.0
+
+
+def test_stat_line_with_separator_in_path():
+    facts = parse_probe_output("HARDEN-PROBE|1|/r\nS|644|0|0|root|root|1:2|1700000000|regular file|/r/etc/a|b\nEND|\n")
+    stat = facts.stats["/etc/a|b"]
+    assert (stat.mode, stat.owner, stat.type, stat.mtime) == (0o644, "root:root", "regular file", 1700000000)
+
+
+def test_kubectl_records():
+    ok = base64.b64encode(b'{"kind": "List", "items": [{"kind": "Namespace"}]}').decode()
+    facts = parse_probe_output(f"HARDEN-PROBE|1|\nK|get|0|{ok}\nEND|\n")
+    assert facts.kubectl_objects() == ([{"kind": "Namespace"}], "")
+    bad = base64.b64encode(b"error: You must be logged in to the server (Unauthorized)").decode()
+    facts = parse_probe_output(f"HARDEN-PROBE|1|\nK|get|1|{bad}\nEND|\n")
+    objects, why = facts.kubectl_objects()
+    assert objects is None and "Unauthorized" in why and "exit 1" in why
+
+
+def test_gather_facts_is_one_exec_with_become():
+    from harden.cis.probe import gather_facts
+
+    session = ShellSession()
+    facts = gather_facts(session, "local")
+    assert facts.complete and session.exec_count == 1 and session.becomes == [True]
+
+
+def test_gather_facts_failures_name_the_host():
+    from harden.errors import HostError
+    from harden.cis.probe import gather_facts
+
+    class Broken(ShellSession):
+        def run(self, command, **kwargs):
+            return super().run("echo 'sudo: unknown user' >&2; exit 1", **kwargs)
+
+    with pytest.raises(HostError, match="host cp1.*exited with 1.*unknown user"):
+        gather_facts(Broken(), "cp1")
+
+
+def test_kubectl_failure_is_summarised_without_klog_noise():
+    from harden.cis.probe import kubectl_error
+
+    klog = ('E1126 23:39:53.143829    6820 memcache.go:265] "Unhandled Error" '
+            'err="couldn\'t get current server API group list: the server could not find the '
+            'requested resource"\n')
+    assert kubectl_error(klog * 3) == ("couldn't get current server API group list: the server "
+                                       "could not find the requested resource")
+    assert kubectl_error(klog + "error: the server doesn't have a resource type \"pods\"\n") \
+        == 'error: the server doesn\'t have a resource type "pods"'
+    assert kubectl_error("") == "no output"
