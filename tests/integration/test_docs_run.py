@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_apply_failures import harden
+from support.lab_cli import harden
+from support.paths import REPO
 
 pytestmark = pytest.mark.lab
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 EXIT_NOTE = re.compile(r"#\s*exit (\d+)\b")
 STEP = "@@doc-step"
 

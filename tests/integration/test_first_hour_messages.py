@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import base64
 import os
-from pathlib import Path
 
 import pytest
-from test_apply_failures import harden
+from support.lab_cli import harden
+from support.paths import REPO
 
 pytestmark = pytest.mark.lab
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+PLAYBOOKS = REPO / "playbooks"
 
 NO_BECOME = """
 - name: Scheduler without become

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from harden.apply.playbook import load_playbook
 from harden.cli import cli
 from harden.errors import InputError
+from support.paths import REPO
 
 INVENTORY = "[control_plane]\ncp1 ansible_host=127.0.0.1 ansible_port=1\n"
 PLAY = """- name: phased
@@ -76,8 +77,5 @@ def test_a_malformed_vars_spec_is_refused_at_load(tmp_path, spec, message):
     ("pod-security.yml", "pod_security_enforce", ("privileged", "baseline", "restricted")),
 ])
 def test_shipped_playbooks_declare_their_enumerated_variables(playbook, variable, choices):
-    import os
-
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "playbooks", playbook)
-    first = load_playbook(path).plays[0]
+    first = load_playbook(str(REPO / "playbooks" / playbook)).plays[0]
     assert {s.name: s.choices for s in first.vars_spec}[variable] == choices
