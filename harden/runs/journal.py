@@ -180,7 +180,7 @@ class Journal:
         self._exec("INSERT INTO runs (id, started, playbook, command, check_mode, pid, vars) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                    (run_id, time.time(), playbook, command, int(check_mode), os.getpid(),
-                    json.dumps(labels, sort_keys=True) if labels else None))
+                    json.dumps(labels, sort_keys=True, default=str) if labels else None))
 
     def finish_run(self, run_id: str, exit_code: int) -> None:
         self._exec("UPDATE runs SET finished = ?, exit_code = ? WHERE id = ?",
