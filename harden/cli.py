@@ -266,8 +266,8 @@ def runs(last, as_json):
 def explain(check_id, benchmark):
     """Print a CIS check's description, audit, expected state, remediation and the harden
     playbook/tag that fixes it (e.g. `harden explain 1.2.15`)."""
-    from harden.cis.checks import explain as explain_check
-    from harden.cis.checks import load_catalogue
+    from harden.cis.catalogue import explain as explain_check
+    from harden.cis.catalogue import load_catalogue
 
     catalogue = load_catalogue(benchmark)
     check = catalogue.get(check_id)

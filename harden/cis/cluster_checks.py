@@ -1,38 +1,22 @@
 """Checks that read content rather than flags: the encryption config's providers (1.2.28), the
 audit policy's rules (3.2.2), and the section 5 cluster objects fetched with kubectl (5.x).
 
-Kept apart from harden/cis/checks.py because each is a small interpreter of a Kubernetes document,
+Kept apart from the flag and file checks because each is a small interpreter of a Kubernetes document,
 not a flag test; all work on facts the single probe already gathered.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 import yaml
 
+from harden.cis.context import HostContext, Verdict
 from harden.cis.probe import Facts
-
-if TYPE_CHECKING:
-    from harden.cis.checks import HostContext
 
 PSA_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 NETPOL_EXEMPT_NAMESPACES = ("kube-node-lease", "kube-public")
 
 
-@dataclass
-class Verdict:
-    """What one evaluator concluded, before scoring turns it into a status."""
-
-    passed: bool | None          # None: the check could not be decided (status given below)
-    actual: str
-    facts: list[str] = field(default_factory=list)
-    drift: str | None = None
-    status: str | None = None    # forces a status (SKIP, WARN) instead of the pass/fail mapping
-
-
-def _apiserver_file_flag(ctx: "HostContext", flag: str) -> tuple[str | None, str, str | None, str | None]:
+def _apiserver_file_flag(ctx: HostContext, flag: str) -> tuple[str | None, str, str | None, str | None]:
     """(facts key, path as shown, source, drift text) for a file the API server names with `flag`.
 
     The API server runs in a container: its path is read where that container sees it
@@ -61,7 +45,7 @@ def _apiserver_file_flag(ctx: "HostContext", flag: str) -> tuple[str | None, str
 
 # ------------------------------------------------------------------------------------ 1.2.28
 
-def encryption_providers(allowed: list[str], ctx: "HostContext") -> Verdict:
+def encryption_providers(allowed: list[str], ctx: HostContext) -> Verdict:
     """Pass when the first (encrypting) provider of every resources entry is an allowed one."""
     key, path, source, drift = _apiserver_file_flag(ctx, "--encryption-provider-config")
     if not key:
@@ -140,7 +124,7 @@ def audit_policy_gaps(policy: dict) -> list[str]:
     return gaps
 
 
-def audit_policy(ctx: "HostContext") -> Verdict:
+def audit_policy(ctx: HostContext) -> Verdict:
     key, path, source, drift = _apiserver_file_flag(ctx, "--audit-policy-file")
     if not key:
         return Verdict(False, "--audit-policy-file is not set", [source or "kube-apiserver"], drift)

@@ -15,6 +15,8 @@ for a delimiter:
     G|<pid>                           that process runs in a kubepods cgroup (a pod's container)
     V|<pid>|<b64 env lines>           the ETCD_* variables the etcd checks read (nothing else)
     S|<mode>|<uid>|<gid>|<user>|<group>|<dev:ino>|<mtime>|<type>|<path>   stat of a path
+    Y|<b64 link text>|<mode>|...|<type>|<path>   a symlink's target (stat -L), keyed by the link
+    Z|<b64 link text>|<path>          a symlink that leads nowhere (dangling, or a loop)
     M|<path>                          a path that was looked for and does not exist
     F|<b64 content>|<path>            a file's content (only files that hold no secrets)
     N|<b64 tokens>|<path>             encryption config reduced to `resources`/provider names
@@ -57,14 +59,22 @@ umask 077
 echo "HARDEN-PROBE|__VERSION__|$R"
 b64() { base64 | tr -d '\n'; }
 FMT='S|%a|%u|%g|%U|%G|%d:%i|%Y|%F|%n'
-st() { stat -c "$FMT" "$@" 2>/dev/null; }
+# a symlink: its text (one level) and the stat of what opening it reaches (stat -L, os.Stat
+# semantics: what the kubelet and the components read); Z when it leads nowhere
+link_to() { lt=$(printf '%s' "$(readlink "$1")" | b64)
+  if ls_=$(stat -L -c '%a|%u|%g|%U|%G|%d:%i|%Y|%F|%n' "$1" 2>/dev/null); then echo "Y|$lt|$ls_"
+  else echo "Z|$lt|$1"; fi; }
+st() { stat -c "$FMT" "$@" 2>/dev/null; for lp in "$@"; do [ -L "$lp" ] && link_to "$lp"; done; return 0; }
 # stat one node path (relative to $R), or record it as missing
 stat_path() { [ -n "$1" ] || return 0
   if [ -e "$R$1" ] || [ -L "$R$1" ]; then st "$R$1"; else echo "M|$R$1"; fi; }
 # stat a whole tree (the PKI directory, CNI dirs)
+# (a symlinked root is followed, links below it are not: no loops; each link's target is stat'ed)
 stat_tree() { [ -n "$1" ] || return 0
-  if [ -e "$R$1" ]; then find "$R$1" -exec stat -c "$FMT" {} + 2>/dev/null
-  else echo "M|$R$1"; fi; }
+  if [ -e "$R$1" ]; then find -H "$R$1" -exec stat -c "$FMT" {} + 2>/dev/null
+    [ -L "$R$1" ] && link_to "$R$1"
+    find -H "$R$1" -type l 2>/dev/null | while IFS= read -r l; do link_to "$l"; done
+  else stat_path "$1"; fi; }
 # stat and read a file that holds no secrets
 read_file() { [ -n "$1" ] || return 0
   if [ -f "$R$1" ]; then st "$R$1"; printf 'F|'; b64 < "$R$1"; printf '|%s\n' "$R$1"
@@ -290,6 +300,7 @@ class FileStat:
     inode: str         # "dev:ino": two paths to the same file (/lib -> /usr/lib) count once
     type: str          # "regular file", "directory", "symbolic link", ...
     mtime: int = 0     # seconds since the epoch
+    link: str | None = None   # set on a symlink's target stat: the link's text, for reports
 
     @property
     def owner(self) -> str:
@@ -312,6 +323,9 @@ class Facts:
 
     processes: dict[str, list[Process]] = field(default_factory=dict)
     stats: dict[str, FileStat] = field(default_factory=dict)
+    # symlink path -> the stat of what it leads to (path stays the link's; `link` is its text)
+    targets: dict[str, FileStat] = field(default_factory=dict)
+    dangling: dict[str, str] = field(default_factory=dict)     # symlink path -> its text
     missing: set[str] = field(default_factory=set)
     contents: dict[str, str] = field(default_factory=dict)
     encryption_providers: dict[str, list[list[str]]] = field(default_factory=dict)
@@ -338,6 +352,14 @@ class Facts:
             same_binary = [p for p in found if p.argv[0] == manifest_argv[0]]
             return exact[0] if exact else _newest(same_binary or found)
         return next((p for p in found if not p.in_pod), found[0])
+
+    def followed(self, path: str) -> FileStat | None:
+        """What a component opening `path` finds: for a symlink its target (os.Stat follows
+        links), None when the link leads nowhere; else the path's own stat."""
+        stat = self.stats.get(path)
+        if stat is not None and stat.type == "symbolic link":
+            return self.targets.get(path)
+        return stat
 
     def kubectl_objects(self) -> tuple[list[dict] | None, str]:
         """The cluster objects from `kubectl get`, or None and why they are not available."""
@@ -434,6 +456,14 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
         path = _strip(path, root)
         facts.stats[path] = FileStat(path, int(mode, 8), int(uid), int(gid), user, group, inode,
                                      ftype, int(mtime))
+    elif tag == "Y":
+        text, mode, uid, gid, user, group, inode, mtime, ftype, path = rest.split("|", 9)
+        path = _strip(path, root)
+        facts.targets[path] = FileStat(path, int(mode, 8), int(uid), int(gid), user, group, inode,
+                                       ftype, int(mtime), _b64(text).decode("utf-8", "replace"))
+    elif tag == "Z":
+        text, path = rest.split("|", 1)
+        facts.dangling[_strip(path, root)] = _b64(text).decode("utf-8", "replace")
     elif tag == "M":
         facts.missing.add(_strip(rest, root))
     elif tag == "F":

@@ -15,7 +15,8 @@ from typing import Sequence
 
 import click
 
-from harden.cis.checks import Catalogue, evaluate_host, load_catalogue
+from harden.cis.catalogue import Catalogue, load_catalogue
+from harden.cis.evaluate import evaluate_host
 from harden.ssh.settings import resolve_targets
 from harden.errors import InputError
 from harden.runs.journal import new_run_id

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from harden.cis import cluster_checks as cc
-from harden.cis.checks import evaluate_host, load_catalogue
+from harden.cis.catalogue import load_catalogue
+from harden.cis.evaluate import evaluate_host
 from harden.cis.probe import Facts, parse_probe_output
 from support.paths import FIXTURES
 

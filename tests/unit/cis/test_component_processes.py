@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harden.cis.checks import component_views, detect_roles, evaluate_host, load_catalogue
+from harden.cis.catalogue import load_catalogue
+from harden.cis.component_views import component_views
+from harden.cis.evaluate import evaluate_host
+from harden.cis.roles import detect_roles
 from harden.cis.probe import build_probe_script, parse_probe_output
 
 APISERVER_MANIFEST = ("spec:\n  containers:\n  - command:\n    - kube-apiserver\n"

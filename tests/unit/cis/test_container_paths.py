@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harden.cis.checks import evaluate_host, load_catalogue
+from harden.cis.catalogue import load_catalogue
+from harden.cis.evaluate import evaluate_host
 from harden.cis.probe import Facts, build_probe_script, parse_probe_output
 
 SECRET = "c2VjcmV0LWtleS1tYXRlcmlhbC1tdXN0LW5vdC1sZWF2ZQ=="

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harden.cis.checks import View, evaluate_host, evaluate_item, load_catalogue, parse_flags
+from harden.cis.catalogue import load_catalogue
+from harden.cis.component_views import View, parse_flags
+from harden.cis.evaluate import evaluate_host
+from harden.cis.lookup import evaluate_item
 from harden.cis.probe import Facts, Process
 
 

@@ -8,8 +8,10 @@ from collections import Counter
 
 import pytest
 
-from harden.cis.checks import (View, bitmask_ok, compare, configured_kubelet_argv, evaluate_host, explain,
-                           load_catalogue, parse_flags, evaluate_item)
+from harden.cis.catalogue import explain, load_catalogue
+from harden.cis.component_views import View, configured_kubelet_argv, parse_flags
+from harden.cis.evaluate import evaluate_host
+from harden.cis.lookup import evaluate_item
 from harden.errors import InputError
 from harden.cis.probe import Facts, FileStat, Process
 from support.paths import REPO
@@ -64,26 +66,6 @@ def test_parse_flags_forms():
     view = View("t", flags)
     assert view.flag("--enable-admission-plugins") == "A,B"
     assert View("t", parse_flags(["--x=1", "--x=2"])).flag("--x") == "2"
-
-
-@pytest.mark.parametrize("op,actual,expected,result", [
-    ("eq", "FALSE", "false", True), ("eq", "127.0.0.1", "127.0.0.1", True), ("eq", "Abc", "abc", False),
-    ("noteq", "0s", "0", False), ("noteq", "0m0s", "0", False), ("noteq", "5m", "0", True),
-    ("noteq", "false", "false", False), ("gte", "30", "30", True), ("gte", "7", "30", False),
-    ("gte", "30d", "30", False), ("gte", "-1", "0", False), ("lt", "1", "2", True),
-    ("has", "Node,RBAC", "Node", True), ("has", "AlwaysAllow", "Node", False),
-    ("nothave", "RotateKubeletServerCertificate=false,X=true", "RotateKubeletServerCertificate=false", False),
-    ("valid_elements", "A,B", "A,B,C", True), ("valid_elements", "A,D", "A,B,C", False),
-    ("valid_elements", "A,B,", "A,B", True), ("regex", "v1.2", r"^v1\.", True),
-])
-def test_compare_matches_kube_bench(op, actual, expected, result):
-    assert compare(op, actual, expected) is result
-
-
-def test_bitmask_is_a_subset_test():
-    assert bitmask_ok(0o600, 0o600) and bitmask_ok(0o400, 0o600) and bitmask_ok(0o000, 0o600)
-    assert not bitmask_ok(0o640, 0o600) and not bitmask_ok(0o644, 0o600) and not bitmask_ok(0o700, 0o600)
-    assert bitmask_ok(0o644, 0o644) and not bitmask_ok(0o664, 0o644)
 
 
 def test_flag_beats_config_key_and_set_false():
