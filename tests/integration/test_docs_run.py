@@ -89,6 +89,8 @@ def tour_script(tmp: Path, net: str) -> tuple[str, list[str]]:
         step = step.replace("/tmp/", f"{tmp}/")
         step = step.replace("--control-planes 3 --workers 2",
                             f"--control-planes 1 --workers 1 --net {net}")
+        assert "lab up" not in step or "--net" in step, \
+            f"the tour's `lab up` changed; teach this test its substitution: {step}"
         code = expected_exit(step)
         lines.append(f"echo '{STEP} {index} start' >&2")
         if code == 0:
