@@ -78,6 +78,7 @@ def test_runs_show_the_phase_of_each_run_and_never_the_key(lab, tmp_path):
                      "-e", f"encryption_phase={phase}")
         assert run.returncode in (2, 4), run.stdout + run.stderr   # enable fails its preflight
     listed = harden(tmp_path, "runs")
+    assert listed.returncode == 0, listed.stderr
     lines = [line for line in listed.stdout.splitlines() if "encryption-at-rest" in line]
     assert [line.split()[-1] for line in lines] == ["encryption_phase=enable",
                                                     "encryption_phase=prepare"]
