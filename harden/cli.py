@@ -192,7 +192,8 @@ def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask
     """Restore every file a run changed, byte for byte with mode and owner, and wait until healthy.
 
     Works for finished and interrupted runs (the node's backups are the record). A file changed
-    since the run is not overwritten without --force; its difference is shown.
+    since the run is not overwritten without --force; its difference is shown. RUN_ID is in
+    apply's RECAP line and in `harden runs`; an unknown one exits 1 naming the closest known.
     """
     from rich.console import Console
 
@@ -240,8 +241,9 @@ def prune(inventories, limit, keep, older_than, dry_run, forks, accept_new_host_
               help="How many runs to show, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def runs(last, as_json):
-    """List past runs from the local journal: id, time, playbook, hosts, changed, failed,
-    rolled back, and whether the run was interrupted (killed before it finished)."""
+    """List past runs from the local journal: id, time, playbook (with the -e values of its
+    enumerated variables, e.g. rotation_phase=stage), hosts, changed, failed, rolled back, and
+    whether the run was interrupted (killed before it finished)."""
     from rich.console import Console
 
     from harden.apply.output import print_runs
