@@ -104,13 +104,20 @@ def paramiko_floor(lab: Lab, forks: int) -> Invocation:
     return Invocation(argv)
 
 
-def harden_check(lab: Lab, forks: int) -> Invocation:
+def harden_check(lab: Lab, forks: int, transport: str = "paramiko") -> Invocation:
     """The full CIS audit with its JSON report (rendering and writing it is part of the cost).
     The report goes to a file in the lab dir, overwritten by each run: `-o /dev/null` would not
     do, harden writes reports through a temp file renamed over the target."""
     argv = [str(Path(sys.executable).with_name("harden")), "check", "-i", str(lab.inventory),
-            "--format", "json", "-o", str(lab.dir / "harden-report.json"), "-f", str(forks)]
+            "--format", "json", "-o", str(lab.dir / f"harden-report-{transport}.json"),
+            "-f", str(forks), "--transport", transport]
     return Invocation(argv)
+
+
+def harden_check_openssh(lab: Lab, forks: int) -> Invocation:
+    """The same audit over the OpenSSH transport: one ssh ControlMaster per node, the probe
+    as one exec through it (so next to the OpenSSH floor, which pays one login + one exec)."""
+    return harden_check(lab, forks, transport="openssh")
 
 
 def ansible_playbook(pipelining: bool) -> Callable[[Lab, int], Invocation]:
@@ -143,6 +150,7 @@ TOOLS = [
     Tool("paramiko floor (connect + true)", paramiko_floor),
     Tool("OpenSSH + harden probe script", openssh_probe),
     Tool("harden check", harden_check, ok_codes=(0, 2)),
+    Tool("harden check, openssh transport", harden_check_openssh, ok_codes=(0, 2)),
     Tool("ansible-playbook, pipelining", ansible_playbook(pipelining=True), is_ansible=True),
     Tool("ansible-playbook, defaults", ansible_playbook(pipelining=False), is_ansible=True,
          costly=True),

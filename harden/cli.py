@@ -55,6 +55,9 @@ def connection_options(command):
                      help="Prompt for the sudo password (or set HARDEN_BECOME_PASSWORD)."),
         click.option("--timeout", default=None, type=float,
                      help="Connect timeout in seconds (default 10, or the host's ConnectTimeout)."),
+        click.option("--transport", default=None, type=click.Choice(["paramiko", "openssh"]),
+                     help="SSH client for hosts without harden_transport: paramiko (default) or "
+                          "openssh (the system ssh, one ControlMaster per host)."),
     )):
         command = option(command)
     return command
@@ -77,7 +80,8 @@ def cli() -> None:
 @limit_option
 @forks_option
 @connection_options
-def ping(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeout):
+def ping(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeout,
+         transport):
     """Connect to every host (through jump hosts, with become) and run `id -un`.
 
     Prints one row per host: ok (and the effective user), unreachable (with the reason),
@@ -89,7 +93,8 @@ def ping(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeo
 
     sys.exit(run_ping(inventories, limit=limit, forks=forks,
                       accept_new_host_keys=accept_new_host_keys,
-                      ask_become_pass=ask_become_pass, connect_timeout=timeout))
+                      ask_become_pass=ask_become_pass, connect_timeout=timeout,
+                      transport=transport))
 
 
 @cli.command()
@@ -98,7 +103,11 @@ def ping(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeo
 @click.option("--list", "as_list", is_flag=True, help="JSON in the shape of ansible-inventory --list.")
 @click.option("--graph", "as_graph", is_flag=True, help="The group tree.")
 @click.option("--show-secrets", is_flag=True, help="Do not mask passwords in --list output.")
-def inventory(inventories, limit, as_list, as_graph, show_secrets):
+@click.option("--resolve", is_flag=True,
+              help="With --list: add _meta.harden_connections, each host's endpoint (user, "
+                   "address, port, jump hosts, transport) as resolved through the inventory, "
+                   "ssh arguments and the OpenSSH config (ssh -G).")
+def inventory(inventories, limit, as_list, as_graph, show_secrets, resolve):
     """Show how an inventory resolves: hosts, groups and variables."""
     from harden.inventory.loader import load_inventory
 
@@ -108,8 +117,12 @@ def inventory(inventories, limit, as_list, as_graph, show_secrets):
     if as_list:
         import json
 
-        click.echo(json.dumps(inv.to_ansible_list(limit=limit, mask_secrets=not show_secrets),
-                              indent=4, sort_keys=True))
+        from harden.ssh.settings import describe_connections
+
+        listing = inv.to_ansible_list(limit=limit, mask_secrets=not show_secrets)
+        if resolve:   # off by default: --list alone is exactly ansible-inventory's output
+            listing["_meta"]["harden_connections"] = describe_connections(inv, inv.select(limit))
+        click.echo(json.dumps(listing, indent=4, sort_keys=True))
     else:
         click.echo(inv.graph(limit=limit))
 
@@ -124,8 +137,8 @@ def inventory(inventories, limit, as_list, as_graph, show_secrets):
               type=click.Choice(["text", "json", "junit", "sarif", "html"]), help="Report format.")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Write the report to FILE instead of standard output.")
-def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeout, benchmark,
-          fmt, output):
+def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeout, transport,
+          benchmark, fmt, output):
     """Audit hosts against the CIS Kubernetes Benchmark over SSH (one probe exec per host).
 
     Evaluates both the configured state (manifests, kubelet config, drop-ins) and the effective
@@ -136,7 +149,8 @@ def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, time
 
     sys.exit(run_check(inventories, limit=limit, forks=forks, benchmark=benchmark, fmt=fmt,
                        output=output, accept_new_host_keys=accept_new_host_keys,
-                       ask_become_pass=ask_become_pass, connect_timeout=timeout))
+                       ask_become_pass=ask_become_pass, connect_timeout=timeout,
+                       transport=transport))
 
 
 @cli.command()
@@ -156,7 +170,7 @@ def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, time
               type=click.Choice(["text", "json"]))
 @connection_options
 def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, output_format,
-          accept_new_host_keys, ask_become_pass, timeout):
+          accept_new_host_keys, ask_become_pass, timeout, transport):
     """Apply a playbook: plan from facts, change only the difference, verify, roll back on failure.
 
     Exit codes: 0 done, no host failed; 1 bad input (nothing changed); 2 --check found pending
@@ -171,7 +185,7 @@ def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, ou
         tags=[t.strip() for t in tags.split(",") if t.strip()] if tags else None,
         extra_vars=parse_extra_vars(extra_vars),
         run_options=run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
-                                ask_become_pass=ask_become_pass))
+                                ask_become_pass=ask_become_pass, transport=transport))
     from harden.apply.output import JsonOutput, TextOutput
 
     output = JsonOutput(options.diff) if output_format == "json" else \
@@ -188,7 +202,7 @@ def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, ou
 @forks_option
 @connection_options
 def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask_become_pass,
-             timeout):
+             timeout, transport):
     """Restore every file a run changed, byte for byte with mode and owner, and wait until healthy.
 
     Works for finished and interrupted runs (the node's backups are the record). A file changed
@@ -201,7 +215,7 @@ def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask
     from harden.apply.rollback_command import run_rollback
 
     options = run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
-                          ask_become_pass=ask_become_pass)
+                          ask_become_pass=ask_become_pass, transport=transport)
     sys.exit(run_rollback(inventories, run_id, limit=limit, force=force, run_options=options,
                           console=Console(soft_wrap=True, highlight=False), forks=forks))
 
@@ -217,7 +231,7 @@ def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask
 @forks_option
 @connection_options
 def prune(inventories, limit, keep, older_than, dry_run, forks, accept_new_host_keys,
-          ask_become_pass, timeout):
+          ask_become_pass, timeout, transport):
     """Remove old runs' backups from hosts; those runs can then no longer be rolled back.
 
     Give exactly one of --keep N or --older-than DAYS. Interrupted runs (a backup without a
@@ -233,7 +247,8 @@ def prune(inventories, limit, keep, older_than, dry_run, forks, accept_new_host_
     sys.exit(run_prune(inventories, limit=limit, policy=policy, dry_run=dry_run, forks=forks,
                        console=Console(soft_wrap=True, highlight=False),
                        accept_new_host_keys=accept_new_host_keys,
-                       ask_become_pass=ask_become_pass, connect_timeout=timeout))
+                       ask_become_pass=ask_become_pass, connect_timeout=timeout,
+                       transport=transport))
 
 
 @cli.command()
@@ -301,7 +316,14 @@ lab_dir_option = click.option(
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until every static pod is ready, not only until sshd answers.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for readiness.")
-def lab_up(lab_dir, control_planes, workers, profile, net, wait, timeout):
+@click.option("--ssh-algorithms", default="default", show_default=True,
+              type=click.Choice(["default", "modern"]),
+              help="modern: sshd allows only sntrup761x25519/curve25519-sha256, "
+                   "chacha20-poly1305 and hmac-sha2-512-etm (reachable with --transport openssh).")
+@click.option("--user-ca", is_flag=True,
+              help="Nodes trust an SSH user CA (DIR/user_ca) for certificate logins.")
+def lab_up(lab_dir, control_planes, workers, profile, net, wait, timeout, ssh_algorithms,
+           user_ca):
     """Start the nodes; returns once every sshd answers (and, with --wait, every pod is ready)."""
     import time
 
@@ -309,7 +331,7 @@ def lab_up(lab_dir, control_planes, workers, profile, net, wait, timeout):
 
     started = time.monotonic()
     state = cluster.up(lab_dir, control_planes=control_planes, workers=workers,
-                       profile=profile, net=net)
+                       profile=profile, net=net, ssh_algorithms=ssh_algorithms, user_ca=user_ca)
     for node in state["nodes"]:
         click.echo(f"{node['name']:<6} {node['role']:<14} {node['address']}")
     click.echo(f"lab up in {state['started_seconds']:.2f}s: inventory {state['dir']}/inventory.ini"

@@ -118,7 +118,8 @@ class LabFactory:
         raise RuntimeError(f"no free 127.{self.first_octet}.x/24 for a lab")
 
     def start(self, *, control_planes: int = 1, workers: int = 1,
-              profile: str = "kubeadm") -> Lab:
+              profile: str = "kubeadm", **options) -> Lab:
+        """A lab; `options` go to cluster.up (ssh_algorithms="modern", user_ca=True)."""
         from harden.lab import cluster
 
         lab_dir = self.base_dir / f"lab{len(self.labs)}-{profile}"
@@ -126,7 +127,7 @@ class LabFactory:
         lab = Lab(lab_dir, net, profile, {})
         self.labs.append(lab)  # registered before up: a half-started lab is stopped too
         state = cluster.up(lab_dir, control_planes=control_planes, workers=workers,
-                           profile=profile, net=net)
+                           profile=profile, net=net, **options)
         lab.nodes = {n["name"]: n["address"] for n in state["nodes"]}
         lab.roles = {n["name"]: n["role"] for n in state["nodes"]}
         return lab

@@ -31,13 +31,14 @@ EXIT_OK, EXIT_INPUT, EXIT_FINDINGS, EXIT_HOSTS = 0, 1, 2, 4
 
 def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benchmark: str,
               fmt: str, output: str | None, accept_new_host_keys: bool = False,
-              ask_become_pass: bool = False, connect_timeout: float | None = None) -> int:
+              ask_become_pass: bool = False, connect_timeout: float | None = None,
+              transport: str | None = None) -> int:
     """Audit the selected hosts, write the report, return the exit code."""
     if fmt not in FORMATS:
         raise InputError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
     catalogue = load_catalogue(benchmark)
     hosts, specs = resolve_targets(
-        inventories, limit, connect_timeout=connect_timeout,
+        inventories, limit, connect_timeout=connect_timeout, transport=transport,
         accept_new_host_keys=accept_new_host_keys, ask_become_pass=ask_become_pass,
         warn=lambda line: click.echo(line, err=True))
     run = CheckRun(benchmark=catalogue.benchmark, run_id=new_run_id(), results=[],

@@ -219,7 +219,8 @@ def _systemctl_shim(socket_path: Path) -> bytes:
 
 def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
                cluster: pki.ClusterPKI, *, api_server: str, uid: int, users: dict,
-               client_pub: bytes) -> dict:
+               client_pub: bytes, ssh_algorithms: str = "default",
+               user_ca: Path | None = None) -> dict:
     """Lay out one node under DIR/nodes/<name>/ and return the supervisor's spec (node.json)."""
     node_dir = lab_dir / "nodes" / spec.name
     root = node_dir / "root"
@@ -252,7 +253,8 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
     config = node_dir / "sshd_config"
     _write(config, sshd.config_text(
         address=spec.address, host_key=node_dir / "ssh_host_ed25519_key",
-        pid_file=node_dir / "sshd.pid", authorized_keys_dir=lab_dir / "authorized_keys").encode(),
+        pid_file=node_dir / "sshd.pid", authorized_keys_dir=lab_dir / "authorized_keys",
+        algorithms=ssh_algorithms, user_ca=user_ca).encode(),
         0o600)
     mounts = [[str(root / t.lstrip("/")), t] for t in MOUNT_DIRS + MOUNT_FILES + (PROC_SYS,)]
     return {"name": spec.name, "address": spec.address, "node_dir": str(node_dir),
@@ -473,11 +475,18 @@ def _node_specs(control_planes: int, workers: int, net: str,
 
 
 def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str = "kubeadm",
-       net: str | None = None) -> dict:
-    """Start a lab and return its state (also written to DIR/lab.json)."""
+       net: str | None = None, ssh_algorithms: str = "default", user_ca: bool = False) -> dict:
+    """Start a lab and return its state (also written to DIR/lab.json).
+
+    `user_ca` writes an SSH user CA (DIR/user_ca, DIR/user_ca.pub) that every node's sshd
+    trusts: `ssh-keygen -s DIR/user_ca -I id -n root KEY.pub` makes a certificate that logs in.
+    """
     check_host()
     if profile not in layout.PROFILES:
         raise InputError(f"unknown profile {profile!r}; choose {', '.join(layout.PROFILES)}")
+    if ssh_algorithms not in sshd.ALGORITHM_SETS:
+        raise InputError(f"unknown ssh algorithm set {ssh_algorithms!r}; choose "
+                         f"{', '.join(sshd.ALGORITHM_SETS)}")
     if control_planes < 0 or workers < 0 or not 1 <= control_planes + workers <= 240:
         raise InputError("a lab has between 1 and 240 nodes")
     lab_dir = lab_dir.resolve()
@@ -498,6 +507,12 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
     _write(lab_dir / "id_ed25519", client_key, 0o600)
     _write(lab_dir / "id_ed25519.pub", client_pub, 0o644)
     _write(lab_dir / "authorized_keys" / "root", client_pub, 0o600)
+    ca_pub = None
+    if user_ca:
+        ca_key, ca_public = pki.ssh_keypair("harden-lab-user-ca")
+        _write(lab_dir / "user_ca", ca_key, 0o600)
+        _write(lab_dir / "user_ca.pub", ca_public, 0o644)
+        ca_pub = lab_dir / "user_ca.pub"
     password = secrets.token_urlsafe(18)
     _write(lab_dir / "become-password", password.encode() + b"\n", 0o600)
     uid = labops_uid()
@@ -505,13 +520,15 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
     cluster = pki.new_cluster_pki()
     first_cp = next((s.address for s in specs if s.is_control_plane), f"{net}.11")
     node_specs = [write_node(lab_dir, s, prof, cluster, api_server=f"https://{first_cp}:6443",
-                             uid=uid, users=users, client_pub=client_pub) for s in specs]
+                             uid=uid, users=users, client_pub=client_pub,
+                             ssh_algorithms=ssh_algorithms, user_ca=ca_pub) for s in specs]
     ensure_host_mountpoints()
     nodes = [launch(ns) for ns in node_specs]
     for node, spec in zip(nodes, specs):
         node.role = spec.role
     state = {"dir": str(lab_dir), "net": net, "profile": profile, "state": "starting",
-             "labops_uid": uid, "nodes": [asdict(n) for n in nodes]}
+             "ssh_algorithms": ssh_algorithms, "user_ca": bool(user_ca), "labops_uid": uid,
+             "nodes": [asdict(n) for n in nodes]}
     deadline = time.monotonic() + UP_TIMEOUT
     try:
         for node in nodes:

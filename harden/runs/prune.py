@@ -276,7 +276,8 @@ def prune_host(session: Session, host: str, policy: Policy, *, dry_run: bool, no
 
 def run_prune(inventories, *, limit: str | None, policy: Policy, dry_run: bool, forks: int,
               console, accept_new_host_keys: bool = False, ask_become_pass: bool = False,
-              connect_timeout: float | None = None, journal=None) -> int:
+              connect_timeout: float | None = None, journal=None,
+              transport: str | None = None) -> int:
     """Prune the selected hosts in parallel, print the table, record what was pruned in the
     local journal. Exit 0, or 4 when a host was unreachable or failed."""
     import click
@@ -286,7 +287,7 @@ def run_prune(inventories, *, limit: str | None, policy: Policy, dry_run: bool, 
     from harden.ssh.transport import JumpPool, connect
 
     hosts, specs = resolve_targets(
-        inventories, limit, connect_timeout=connect_timeout,
+        inventories, limit, connect_timeout=connect_timeout, transport=transport,
         accept_new_host_keys=accept_new_host_keys, ask_become_pass=ask_become_pass,
         warn=lambda line: click.echo(line, err=True))
     now = time.time()

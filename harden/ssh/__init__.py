@@ -1,1 +1,2 @@
-"""Reaching nodes: connection settings, the SSH transport, host keys, bounded parallelism and ping."""
+"""Reaching nodes: connection settings and the ssh config, the paramiko and OpenSSH transports,
+host keys, bounded parallelism and ping."""

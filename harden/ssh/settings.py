@@ -15,10 +15,12 @@ from __future__ import annotations
 import getpass
 import os
 import shlex
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Mapping
 
 from harden.errors import HardenError, HostError, InputError
+from harden.ssh import sshconfig
 
 if TYPE_CHECKING:  # the inventory module is only needed for its Host shape
     from harden.inventory.loader import Host
@@ -29,10 +31,14 @@ DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 SSH_CONNECTION_TYPES = ("ssh", "paramiko", "smart")
+TRANSPORTS = ("paramiko", "openssh")
+DEFAULT_TRANSPORT = "paramiko"
 SSH_ARG_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")
 
 # ssh's single-letter options that take a value; the rest are plain flags.
 _FLAGS_WITH_VALUE = set("BbcDEeFIiJLlmOopQRSWw")
+# Options the OpenSSH transport sets itself (one master per host, never a prompt): never passed on.
+_TRANSPORT_OWNED = {"controlmaster", "controlpersist", "controlpath", "batchmode"}
 # Options harden accepts without effect because its behaviour already matches their intent
 # (one connection kept for the run, no terminal, quiet by default).
 _QUIETLY_ACCEPTED = {
@@ -75,6 +81,8 @@ class RunOptions:
     retries: int = DEFAULT_RETRIES             # extra connection attempts on network errors
     inventory_hosts: Mapping[str, Any] = field(default_factory=dict)  # to resolve jump names
     local_user: str = field(default_factory=getpass.getuser)
+    transport: str | None = None               # --transport; a host's harden_transport wins
+    read_ssh_config: bool = True               # resolve hosts through the OpenSSH config
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class Endpoint:
     identities_only: bool = False              # IdentitiesOnly=yes: no agent, no default keys
     password_auth: bool = True                 # PasswordAuthentication=no turns it off
     host_key_alias: str | None = None
+    cert_files: tuple[str, ...] = ()           # CertificateFile: certificates for the keys
 
     @property
     def label(self) -> str:
@@ -115,13 +124,20 @@ class ConnectionSpec:
     become_user: str = "root"
     become_password: Secret | None = None
     warnings: tuple[str, ...] = ()
+    transport: str = DEFAULT_TRANSPORT         # paramiko | openssh
+    ssh_config_file: str | None = None         # -F FILE from the ssh arguments
+    config_name: str = ""                      # the destination ssh config blocks match
+    ssh_options: tuple[str, ...] = ()          # other -o options (the openssh transport's)
 
     @property
     def route(self) -> str:
         """The path to the host in words, e.g. 'root@10.0.0.5:22 via ops@bastion:22'."""
-        if not self.jumps:
-            return self.target.label
-        return f"{self.target.label} via " + " -> ".join(j.label for j in self.jumps)
+        route = self.target.label
+        if self.jumps:
+            route += " via " + " -> ".join(j.label for j in self.jumps)
+        elif self.proxy_command:
+            route += " via ProxyCommand"
+        return route + (" [openssh]" if self.transport == "openssh" else "")
 
 
 @dataclass
@@ -134,22 +150,41 @@ class _SshArgs:
     jumps: str | None = None
     compress: bool = False
     warnings: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)          # warnings the openssh transport lifts
+    passthrough: list[str] = field(default_factory=list)      # "-o Key=value" it passes on
+    config_file: str | None = None                            # -F FILE
+    cert_files: list[str] = field(default_factory=list)
 
 
 def connection_spec(host: Host, options: RunOptions) -> ConnectionSpec:
-    """Derive a host's ConnectionSpec; HostError names the host and setting on bad values."""
+    """Derive a host's ConnectionSpec; HostError names the host and setting on bad values.
+
+    Precedence, as with Ansible's ssh connection: inventory variables, then the ssh argument
+    strings, then the OpenSSH client config (`ssh -G`, see sshconfig.py) for what both leave open.
+    """
     hv = host.vars
     _check_connection_type(host)
+    transport = _transport(host, options)
     args = parse_ssh_args(host.name, _ssh_arg_strings(hv))
+    name = str(_first(hv, "ansible_host", "ansible_ssh_host") or host.name)
+    config = _config_for(host.name, name, args, options,
+                         user=_first(hv, "ansible_user", "ansible_ssh_user"),
+                         port=_first(hv, "ansible_port", "ansible_ssh_port"))
+    _merge_config(args, config)
     target = _target_endpoint(host, args, options)
     policy = _host_key_policy(host.name, args, options)
     files = _known_hosts_files(args)
     record = args.known_hosts_files[0] if args.known_hosts_files else DEFAULT_KNOWN_HOSTS
-    jumps = _jump_endpoints(host.name, args.jumps, target, options)
+    jumps = _jump_endpoints(host.name, args.jumps, target, options, args.config_file)
     become_method = str(hv.get("ansible_become_method", "sudo"))
     if _truthy(hv.get("ansible_become", False)) and become_method != "sudo":
         raise HostError(host.name, f"become method {become_method!r} is not supported (only sudo)",
                         "ansible_become_method")
+    if transport == "openssh" and target.password is not None:
+        raise HostError(host.name, "password login needs the paramiko transport (ssh reads "
+                                   "passwords only from a terminal); use a key or agent",
+                        "ansible_password")
+    warnings = args.warnings + ([] if transport == "openssh" else args.ignored)
     return ConnectionSpec(
         host=host.name,
         target=target,
@@ -165,8 +200,85 @@ def connection_spec(host: Host, options: RunOptions) -> ConnectionSpec:
         become=_truthy(hv.get("ansible_become", False)),
         become_user=str(hv.get("ansible_become_user") or "root"),
         become_password=_become_password(hv, options),
-        warnings=tuple(args.warnings),
+        warnings=tuple(warnings),
+        transport=transport,
+        ssh_config_file=args.config_file,
+        config_name=name,
+        ssh_options=tuple(args.passthrough),
     )
+
+
+def _transport(host: Host, options: RunOptions) -> str:
+    """harden_transport wins; ansible_connection=paramiko asks for paramiko; else --transport.
+
+    paramiko stays the default: it needs nothing on the controller but Python, supports
+    password logins, and shares one bastion login between all hosts behind it.
+    """
+    value = host.vars.get("harden_transport")
+    if value not in (None, ""):
+        value = str(value).strip().lower()
+        if value not in TRANSPORTS:
+            raise HostError(host.name, f"unknown transport {value!r}; choose "
+                                       f"{' or '.join(TRANSPORTS)}", "harden_transport")
+    elif str(host.vars.get("ansible_connection", "")) == "paramiko":
+        value = "paramiko"
+    else:
+        value = options.transport or DEFAULT_TRANSPORT
+    if value == "openssh" and sshconfig.ssh_client() is None:
+        raise HostError(host.name, "the openssh transport needs the ssh client on this machine "
+                                   "(apt-get install openssh-client)", "harden_transport")
+    return value
+
+
+def _config_for(host: str, name: str, args: _SshArgs, options: RunOptions, *, user: Any,
+                port: Any) -> sshconfig.ConfigValues:
+    """The OpenSSH config for `name`, as ssh would see it with this user and port."""
+    if not options.read_ssh_config:
+        return sshconfig.ConfigValues()
+    user = user or args.options.get("user")
+    port = port or args.options.get("port")
+    return sshconfig.resolve(host, name, config_file=args.config_file,
+                             user=str(user) if user else None,
+                             port=_port(host, port, "ansible_port") if port else None)
+
+
+def _merge_config(args: _SshArgs, config: sshconfig.ConfigValues) -> None:
+    """Fill what the inventory and ssh arguments leave open from the ssh config."""
+    if config.source == "none":
+        return
+    for key in ("hostname", "port", "stricthostkeychecking", "connecttimeout",
+                "identitiesonly", "passwordauthentication", "hostkeyalias",
+                "serveraliveinterval", "compression"):
+        value = config.setting(key)
+        if value is not None:
+            args.options.setdefault(key, value)
+    user = config.setting("user")
+    if user and user != sshconfig.local_user():
+        args.options.setdefault("user", user)
+    expand = _config_path_expander(args)
+    for setting, paths, found in (("IdentityFile", config.identity_files(), args.identity_files),
+                                  ("CertificateFile", config.all("certificatefile"),
+                                   args.cert_files)):
+        for path in map(expand, paths):
+            if os.path.isfile(path):
+                found.append(path)
+            else:       # ssh skips it with a warning too
+                args.warnings.append(f"ssh config: {setting} {path} does not exist")
+    if not args.known_hosts_files:
+        args.known_hosts_files.extend(expand(p) for p in config.known_hosts_files())
+    if args.jumps is None and "proxycommand" not in args.options:
+        if config.setting("proxyjump"):
+            args.jumps = config.setting("proxyjump")
+        elif config.setting("proxycommand"):
+            args.options["proxycommand"] = config.setting("proxycommand")
+
+
+def _config_path_expander(args: _SshArgs):
+    """Paths in the config may use ~ and ssh's tokens (%d %u %h %r %p)."""
+    port = str(args.options.get("port", "22"))
+    values = {"host": args.options.get("hostname", ""), "user": args.options.get("user", ""),
+              "port": int(port) if port.isdigit() else 22}
+    return lambda path: sshconfig.expand_path(path, **values)
 
 
 def parse_ssh_args(host: str, strings: list[tuple[str, str]]) -> _SshArgs:
@@ -221,6 +333,8 @@ def _apply_flag(host: str, var: str, flag: str, value: str, out: _SshArgs) -> No
         out.options.setdefault("port", value)
     elif flag == "l":
         out.options.setdefault("user", value)
+    elif flag == "F":
+        out.config_file = out.config_file or os.path.abspath(os.path.expanduser(value))
     else:
         out.warnings.append(f"{var}: ssh option -{flag} {value} is ignored by harden")
 
@@ -240,14 +354,19 @@ def _apply_option(host: str, var: str, text: str, out: _SshArgs) -> None:
             out.known_hosts_files.extend(shlex.split(value))
     elif key == "proxyjump":
         out.jumps = out.jumps if out.jumps is not None else value
+    elif key == "certificatefile":
+        out.cert_files.append(os.path.abspath(os.path.expanduser(value)))
     elif key in _UNDERSTOOD_OPTIONS:
         out.options.setdefault(key, value)
-    elif key not in _QUIETLY_ACCEPTED:
-        out.warnings.append(f"{var}: ssh option {key!r} is ignored by harden")
+    elif key not in _TRANSPORT_OWNED:
+        out.passthrough.append(f"{key}={value}")
+        if key not in _QUIETLY_ACCEPTED:
+            out.ignored.append(f"{var}: ssh option {key!r} is ignored by the paramiko transport "
+                               "(the openssh transport honours it)")
 
 
 _UNDERSTOOD_OPTIONS = {
-    "port", "user", "stricthostkeychecking", "connecttimeout", "proxycommand",
+    "hostname", "port", "user", "stricthostkeychecking", "connecttimeout", "proxycommand",
     "identitiesonly", "passwordauthentication", "hostkeyalias", "serveraliveinterval",
     "compression",
 }
@@ -266,7 +385,8 @@ def _check_connection_type(host: Host) -> None:
 
 def _target_endpoint(host: Host, args: _SshArgs, options: RunOptions) -> Endpoint:
     hv = host.vars
-    address = str(_first(hv, "ansible_host", "ansible_ssh_host") or host.name)
+    address = str(args.options.get("hostname") or _first(hv, "ansible_host", "ansible_ssh_host")
+                  or host.name)
     port = _port(host.name, _first(hv, "ansible_port", "ansible_ssh_port") or
                  args.options.get("port") or 22, "ansible_port")
     user = str(_first(hv, "ansible_user", "ansible_ssh_user") or args.options.get("user") or
@@ -281,7 +401,15 @@ def _target_endpoint(host: Host, args: _SshArgs, options: RunOptions) -> Endpoin
         identities_only=_yes(args.options.get("identitiesonly", "no")),
         password_auth=_yes(args.options.get("passwordauthentication", "yes")),
         host_key_alias=args.options.get("hostkeyalias"),
+        cert_files=_existing_cert_files(host.name, args.cert_files),
     )
+
+
+def _existing_cert_files(host: str, paths: list[str]) -> tuple[str, ...]:
+    for path in paths:
+        if not os.path.isfile(path):
+            raise HostError(host, f"certificate file {path} does not exist", "CertificateFile")
+    return tuple(dict.fromkeys(paths))
 
 
 def _existing_key_files(host: str, paths: list[str], setting: str) -> tuple[str, ...]:
@@ -295,16 +423,18 @@ def _existing_key_files(host: str, paths: list[str], setting: str) -> tuple[str,
     return tuple(dict.fromkeys(found))
 
 
-def _jump_endpoints(host: str, spec: str | None, target: Endpoint,
-                    options: RunOptions) -> tuple[Endpoint, ...]:
+def _jump_endpoints(host: str, spec: str | None, target: Endpoint, options: RunOptions,
+                    config_file: str | None = None) -> tuple[Endpoint, ...]:
     if spec is None or spec.strip().lower() == "none":
         return ()
-    return tuple(_jump_endpoint(host, part.strip(), target, options)
+    return tuple(_jump_endpoint(host, part.strip(), target, options, config_file)
                  for part in spec.split(",") if part.strip())
 
 
-def _jump_endpoint(host: str, text: str, target: Endpoint, options: RunOptions) -> Endpoint:
-    """A jump as `[user@]host[:port]` (or ssh://...); an inventory name brings its own settings."""
+def _jump_endpoint(host: str, text: str, target: Endpoint, options: RunOptions,
+                   config_file: str | None = None) -> Endpoint:
+    """A jump as `[user@]host[:port]` (or ssh://...); an inventory name brings its own settings,
+    any other name is looked up in the ssh config, as ssh's ProxyJump does."""
     raw = text[len("ssh://"):] if text.startswith("ssh://") else text
     user, _, hostport = raw.rpartition("@")
     name, port = _split_host_port(host, hostport)
@@ -313,9 +443,20 @@ def _jump_endpoint(host: str, text: str, target: Endpoint, options: RunOptions) 
         base = _target_endpoint(inv_host, parse_ssh_args(inv_host.name,
                                                          _ssh_arg_strings(inv_host.vars)), options)
         return replace(base, name=text, user=user or base.user, port=port or base.port)
-    return Endpoint(name=text, address=name, port=port or 22, user=user or options.local_user,
+    jump = Endpoint(name=text, address=name, port=port or 22, user=user or options.local_user,
                     key_files=target.key_files, identities_only=target.identities_only,
-                    password_auth=False)
+                    password_auth=False, cert_files=target.cert_files)
+    if not options.read_ssh_config:
+        return jump
+    args = _SshArgs(config_file=config_file)
+    _merge_config(args, sshconfig.resolve(host, name, config_file=config_file,
+                                                user=user or None, port=port))
+    return replace(jump, address=args.options.get("hostname", name),
+                   port=_port(host, args.options.get("port", jump.port), "ProxyJump"),
+                   user=user or args.options.get("user") or jump.user,
+                   key_files=tuple(dict.fromkeys([*args.identity_files, *jump.key_files])),
+                   cert_files=tuple(dict.fromkeys([*args.cert_files, *jump.cert_files])),
+                   host_key_alias=args.options.get("hostkeyalias"))
 
 
 def _split_host_port(host: str, text: str) -> tuple[str, int | None]:
@@ -348,9 +489,9 @@ def _host_key_policy(host: str, args: _SshArgs, options: RunOptions) -> str:
     if value is None:
         return "accept-new" if options.accept_new_host_keys else "yes"
     value = value.lower()
-    if value in ("yes", "ask"):
+    if value in ("yes", "ask", "true"):      # ssh -G prints yes/no as true/false
         return "yes"
-    if value in ("no", "off"):
+    if value in ("no", "off", "false"):
         return "no"
     if value == "accept-new":
         return value
@@ -430,12 +571,14 @@ def run_become_password(ask: bool, prompt=getpass.getpass) -> Secret | None:
 
 
 def run_options(*, connect_timeout: float | None = None, accept_new_host_keys: bool = False,
-                ask_become_pass: bool = False) -> RunOptions:
+                ask_become_pass: bool = False, transport: str | None = None) -> RunOptions:
     """RunOptions from the command line's connection flags (the sudo password asked once)."""
     if connect_timeout is not None and connect_timeout <= 0:
         raise InputError("--timeout must be a positive number of seconds")
+    if transport is not None and transport not in TRANSPORTS:
+        raise InputError(f"--transport must be {' or '.join(TRANSPORTS)}, got {transport!r}")
     return RunOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new_host_keys,
-                      become_password=run_become_password(ask_become_pass))
+                      become_password=run_become_password(ask_become_pass), transport=transport)
 
 
 def connection_specs(hosts, options: RunOptions, inventory=None) -> dict[str, ConnectionSpec]:
@@ -448,18 +591,48 @@ def connection_specs(hosts, options: RunOptions, inventory=None) -> dict[str, Co
     if inventory is not None:
         options = replace(options, inventory_hosts=inventory.hosts)
     specs, problems = {}, []
-    for host in hosts:
-        try:
-            specs[host.name] = connection_spec(host, options)
-        except HostError as exc:
-            problems.append(str(exc))
+    hosts = list(hosts)
+    # `ssh -G` is a process per host (a few ms); several at once keep 50 hosts well under 0.1 s.
+    workers = min(8, len(hosts)) if options.read_ssh_config and len(hosts) > 1 else 1
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = list(pool.map(lambda h: _spec_or_error(h, options), hosts))
+    for host, result in zip(hosts, results):
+        if isinstance(result, HostError):
+            problems.append(str(result))
+        else:
+            specs[host.name] = result
     if problems:
         raise HardenError("\n".join(problems))
     return specs
 
 
+def describe_connections(inventory, hosts) -> dict[str, dict[str, str]]:
+    """Per host, where harden would log in (route, transport) or why it cannot: what
+    `harden inventory --list` shows, resolved through the ssh config as ssh -G does."""
+    options = RunOptions(inventory_hosts=inventory.hosts)
+    described = {}
+    for host in hosts:
+        try:
+            spec = connection_spec(host, options)
+        except HostError as exc:
+            described[host.name] = {"error": exc.message}
+            continue
+        described[host.name] = {"route": spec.route, "transport": spec.transport,
+                                "address": spec.target.address, "port": str(spec.target.port),
+                                "user": spec.target.user}
+    return described
+
+
+def _spec_or_error(host, options: RunOptions) -> ConnectionSpec | HostError:
+    try:
+        return connection_spec(host, options)
+    except HostError as exc:
+        return exc
+
+
 def resolve_targets(inventories, limit: str | None, *, warn, connect_timeout: float | None = None,
-                    accept_new_host_keys: bool = False, ask_become_pass: bool = False):
+                    accept_new_host_keys: bool = False, ask_become_pass: bool = False,
+                    transport: str | None = None):
     """(hosts, specs) for a command that logs in: the inventory loaded, --limit applied, every
     host's connection worked out before any is contacted, ignored ssh options warned about."""
     from harden.inventory.loader import load_inventory
@@ -468,7 +641,7 @@ def resolve_targets(inventories, limit: str | None, *, warn, connect_timeout: fl
     hosts = inventory.select(None, limit=limit)
     options = run_options(connect_timeout=connect_timeout,
                           accept_new_host_keys=accept_new_host_keys,
-                          ask_become_pass=ask_become_pass)
+                          ask_become_pass=ask_become_pass, transport=transport)
     specs = connection_specs(hosts, options, inventory)
     print_warnings(specs, warn)
     return hosts, specs

@@ -4,84 +4,54 @@ Why paramiko's Transport and not SSHClient: the host key must be checked against
 (with file and line in the error) before any credential is sent, jump hosts are chained through
 direct-tcpip channels each with its own key check, and only connection *establishment* is
 retried. A command is never re-run: once a channel is opened, its outcome is what we report.
-
-Become is sudo with `-S`, a per-session random prompt and a start marker: the marker on stdout
-proves sudo let the command start; a second prompt proves the password was rejected (sudo
-re-asks instead of failing), so a wrong password is detected without waiting for a timeout.
+Become, stdin and timeouts are common.HostSession's; `connect` hands a host whose transport is
+`openssh` to harden.ssh.openssh.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
 import select
-import shlex
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
 
 import paramiko
-from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay,
-                      wait_random_exponential)
 
-from harden.ssh.settings import DEFAULT_IDENTITIES, ConnectionSpec, Endpoint
 from harden.errors import HostError
-from harden.ssh.session import CommandResult
+from harden.ssh import certs, openssh
+from harden.ssh.common import (BECOME_HANDSHAKE_TIMEOUT, AuthenticationFailed, BecomeFailed,
+                               CommandTimeout, HostSession, Unreachable, NetworkError,
+                               with_retries, sudo_command)
+from harden.ssh.session import CommandResult, Session
+from harden.ssh.settings import DEFAULT_IDENTITIES, ConnectionSpec, Endpoint
 from harden.ssh.hostkeys import (HostKeyMismatch, HostKeyUnknown, KnownKey, known_keys,
                              lookup_name, preferred_key_types, verify_host_key)
 
-__all__ = ["AuthenticationFailed", "BecomeFailed", "CommandResult", "CommandTimeout",
-           "HostKeyMismatch", "HostKeyUnknown", "JumpPool", "ParamikoSession", "Unreachable", "connect"]
+__all__ = ["BECOME_HANDSHAKE_TIMEOUT", "AuthenticationFailed", "BecomeFailed", "CommandResult",
+           "CommandTimeout", "HostKeyMismatch", "HostKeyUnknown", "HostSession", "JumpPool",
+           "ParamikoSession", "Unreachable", "connect", "sudo_command"]
 
 # paramiko logs failures it also raises; without a handler Python would print them on stderr
 # through its last-resort handler, in the middle of harden's own output.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
-BECOME_HANDSHAKE_TIMEOUT = 30.0   # sudo's own pause after a wrong password is ~2 s
 _POLL = 0.05                      # seconds between polls while stdin is still being sent
 _CHUNK = 32768
-T = TypeVar("T")
 
 
-class Unreachable(HostError):
-    """No SSH session could be established (refused, timed out, reset, lost)."""
-
-    kind = "unreachable"
-
-
-class AuthenticationFailed(HostError):
-    """The server refused every key and password offered for the user."""
-
-    kind = "auth failed"
-
-
-class BecomeFailed(HostError):
-    """sudo did not let the command run: wrong or missing password, not allowed, no sudo."""
-
-    kind = "become failed"
-
-
-class CommandTimeout(HostError):
-    """A command did not finish in time; its channel was closed (it is not re-run)."""
-
-    kind = "timeout"
-
-
-class _NetworkError(Exception):
-    """A connection-establishment failure worth another attempt."""
-
-
-def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> ParamikoSession:
+def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> Session:
     """Open the host's session (through its jump hosts); retry only network failures.
 
     With a JumpPool, the jump hosts' connections are shared with every other host behind
     the same chain; without one, this session logs in to each jump host itself.
     """
+    if spec.transport == "openssh":
+        return openssh.connect_openssh(spec, jumps.masters() if jumps is not None else None)
     if jumps is None or not spec.jumps or spec.proxy_command:
-        return ParamikoSession(spec, _with_retries(spec, lambda: _open_chain(spec)))
+        return ParamikoSession(spec, with_retries(spec, lambda: _open_chain(spec)))
     name = _known_hosts_name(spec.target)
     known = known_keys(spec.host, name, spec.known_hosts_files)
 
@@ -89,26 +59,7 @@ def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> ParamikoSess
         sock = _forward(spec, spec.jumps[-1], jumps.transport(spec, spec.jumps), spec.target)
         return [_handshake(spec, spec.target, sock, name, known)]
 
-    return ParamikoSession(spec, _with_retries(spec, through_pool))
-
-
-def _with_retries(spec: ConnectionSpec, attempt: Callable[[], T]) -> T:
-    """Run a connection attempt again on network errors, within the connect timeout.
-
-    The whole budget is the connect timeout: a refused or reset connection is tried again
-    after a short jittered backoff, but a host is reported unreachable after about
-    ConnectTimeout seconds, never several multiples of it. Nothing else is retried.
-    """
-    retrying = Retrying(
-        stop=stop_after_attempt(spec.retries + 1) | stop_after_delay(spec.connect_timeout),
-        wait=wait_random_exponential(multiplier=0.25, max=2.0),
-        retry=retry_if_exception_type(_NetworkError),
-        reraise=True,
-    )
-    try:
-        return retrying(attempt)
-    except _NetworkError as exc:
-        raise Unreachable(spec.host, str(exc)) from None
+    return ParamikoSession(spec, with_retries(spec, through_pool))
 
 
 class JumpPool:
@@ -122,6 +73,14 @@ class JumpPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._slots: dict[tuple, _PoolSlot] = {}
+        self._masters: openssh.JumpMasters | None = None   # the openssh transport's
+
+    def masters(self) -> openssh.JumpMasters:
+        """The openssh transport's shared jump-host masters (made on first use)."""
+        with self._lock:
+            if self._masters is None:
+                self._masters = openssh.JumpMasters()
+            return self._masters
 
     def transport(self, spec: ConnectionSpec, chain: tuple[Endpoint, ...]) -> paramiko.Transport:
         """The logged-in transport to the last hop of `chain` (opened on first use)."""
@@ -133,7 +92,7 @@ class JumpPool:
                 raise type(slot.error)(spec.host, slot.error.message, slot.error.setting)
             if slot.transport is None or not slot.transport.is_active():
                 try:
-                    slot.transport = _with_retries(spec, lambda: self._open(spec, chain))
+                    slot.transport = with_retries(spec, lambda: self._open(spec, chain))
                 except HostError as exc:
                     slot.error = exc
                     raise
@@ -142,6 +101,9 @@ class JumpPool:
     def close(self) -> None:
         with self._lock:
             slots, self._slots = list(self._slots.values()), {}
+            masters, self._masters = self._masters, None
+        if masters is not None:
+            masters.close()
         for slot in reversed(slots):
             if slot.transport is not None:
                 slot.transport.close()
@@ -193,15 +155,15 @@ def _first_socket(spec: ConnectionSpec, hop: Endpoint):
     try:
         return socket.create_connection((hop.address, hop.port), timeout=spec.connect_timeout)
     except (socket.timeout, TimeoutError):
-        raise _NetworkError(f"connection to {hop.address}:{hop.port} timed out after "
+        raise NetworkError(f"connection to {hop.address}:{hop.port} timed out after "
                             f"{spec.connect_timeout:g}s") from None
     except ConnectionRefusedError:
-        raise _NetworkError(f"connection to {hop.address}:{hop.port} refused") from None
+        raise NetworkError(f"connection to {hop.address}:{hop.port} refused") from None
     except socket.gaierror as exc:
         raise Unreachable(spec.host, f"cannot resolve {hop.address}: {exc.strerror}",
                           "ansible_host") from None
     except OSError as exc:
-        raise _NetworkError(f"cannot connect to {hop.address}:{hop.port}: "
+        raise NetworkError(f"cannot connect to {hop.address}:{hop.port}: "
                             f"{exc.strerror or exc}") from None
 
 
@@ -214,9 +176,9 @@ def _forward(spec: ConnectionSpec, via: Endpoint, transport: paramiko.Transport,
         reason = f"jump host {via.label} could not reach {hop.address}:{hop.port}: {exc.text}"
         if exc.code == 1:   # administratively prohibited: retrying cannot help
             raise Unreachable(spec.host, reason, "ProxyJump") from None
-        raise _NetworkError(reason) from None
+        raise NetworkError(reason) from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise _NetworkError(f"jump host {via.label} dropped the connection: {exc}") from None
+        raise NetworkError(f"jump host {via.label} dropped the connection: {exc}") from None
 
 
 def _known_hosts_name(hop: Endpoint) -> str:
@@ -225,10 +187,52 @@ def _known_hosts_name(hop: Endpoint) -> str:
     return lookup_name(hop.address, hop.port)
 
 
+class _Transport(paramiko.Transport):
+    """paramiko's Transport, remembering what the server offered when negotiation fails (to
+    say so: paramiko's own error names only the category)."""
+
+    server_offer: dict | None = None
+
+    def _parse_kex_init(self, m):
+        start = m.packet.tell()
+        try:
+            return super()._parse_kex_init(m)
+        except paramiko.IncompatiblePeer:
+            try:
+                m.packet.seek(start)
+                self.server_offer = self._really_parse_kex_init(m)
+            except Exception:   # noqa: BLE001 - a better message is a nicety, never a failure
+                self.server_offer = None
+            raise
+
+
+def negotiation_message(hop: Endpoint, exc: Exception, transport: paramiko.Transport) -> str:
+    """What the server offers, what paramiko supports, and the way out."""
+    ours = transport.get_security_options()
+    offer = getattr(transport, "server_offer", None) or {}
+
+    def listed(names) -> str:
+        names = [n for n in names if not n.startswith(("ext-info-", "kex-strict-"))]
+        return ",".join(names) if names else "?"
+
+    parts = [f"{hop.label}: no common SSH algorithms ({exc})"]
+    if offer:
+        parts.append(f"The server offers kex {listed(offer['kex_algo_list'])}; ciphers "
+                     f"{listed(offer['client_encrypt_algo_list'])}; MACs "
+                     f"{listed(offer['client_mac_algo_list'])}; host keys "
+                     f"{listed(offer['server_key_algo_list'])}")
+    parts.append(f"paramiko {paramiko.__version__} supports kex {listed(ours.kex)}; ciphers "
+                 f"{listed(ours.ciphers)}; MACs {listed(ours.digests)}; host keys "
+                 f"{listed(ours.key_types)}")
+    parts.append("Use the OpenSSH transport for this host (harden_transport=openssh in the "
+                 "inventory, or --transport openssh), which negotiates what ssh does")
+    return ". ".join(parts)
+
+
 def _handshake(spec: ConnectionSpec, hop: Endpoint, sock, name: str,
                known: list[KnownKey]) -> paramiko.Transport:
     """Key exchange, host key check, then authentication, on one hop."""
-    transport = paramiko.Transport(sock)
+    transport = _Transport(sock)
     try:
         _configure(spec, transport, preferred_key_types(known))
         _start(spec, hop, transport)
@@ -258,12 +262,13 @@ def _start(spec: ConnectionSpec, hop: Endpoint, transport: paramiko.Transport) -
     try:
         transport.start_client(timeout=spec.connect_timeout)
     except paramiko.IncompatiblePeer as exc:
-        raise Unreachable(spec.host, f"{hop.label}: no common SSH algorithms: {exc}") from None
+        raise Unreachable(spec.host, negotiation_message(hop, exc, transport),
+                          "harden_transport") from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise _NetworkError(f"SSH handshake with {hop.label} failed: "
+        raise NetworkError(f"SSH handshake with {hop.label} failed: "
                             f"{exc or type(exc).__name__}") from None
     if not transport.completion_event.is_set():   # start_client returns quietly on timeout
-        raise _NetworkError(f"SSH handshake with {hop.label} timed out after "
+        raise NetworkError(f"SSH handshake with {hop.label} timed out after "
                             f"{spec.connect_timeout:g}s")
     if spec.keepalive:
         transport.set_keepalive(spec.keepalive)
@@ -290,7 +295,12 @@ def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> No
             return
         tried.append("password")
     what = ", ".join(tried) if tried else "nothing: no key file, agent key or password"
-    raise AuthenticationFailed(host, f"{hop.label} refused authentication (tried {what})",
+    hint = ""
+    if any(label.startswith("certificate ") for label in tried):
+        hint = ("; sshd accepts a certificate only when it trusts the signing CA "
+                "(TrustedUserCAKeys), the user is among its principals and it is in its "
+                "validity period")
+    raise AuthenticationFailed(host, f"{hop.label} refused authentication (tried {what}){hint}",
                                "ansible_user")
 
 
@@ -313,11 +323,15 @@ def _password_auth(hop: Endpoint, transport: paramiko.Transport, allowed: list[s
 
 
 def _candidate_keys(hop: Endpoint, notes: list[str]):
-    """(label, key) pairs, loaded lazily so an unused default key is never even read."""
+    """(label, key) pairs, loaded lazily so an unused default key is never even read.
+
+    A key with a certificate (`<key>-cert.pub` beside it, or a CertificateFile carrying its
+    public key) is offered with each certificate first and then plain, as ssh does.
+    """
     for path in hop.key_files:
         key = _load_key(path, notes)
         if key is not None:
-            yield f"key {path}", key
+            yield from _with_certificates(hop, path, key)
     if hop.identities_only:
         return
     agent = paramiko.Agent()
@@ -331,7 +345,25 @@ def _candidate_keys(hop: Endpoint, notes: list[str]):
         if path not in hop.key_files:
             key = _load_key(path, notes, quiet_missing=True)
             if key is not None:
-                yield f"key {path}", key
+                yield from _with_certificates(hop, path, key)
+
+
+def _with_certificates(hop: Endpoint, path: str, key: paramiko.PKey):
+    beside = key.public_blob      # paramiko attaches <key>-cert.pub when it exists
+    found = []
+    if beside is not None:
+        cert = certs.parse(path + "-cert.pub", beside, key)
+        if cert is not None:
+            found.append(cert)
+    for cert_path in hop.cert_files:
+        cert = certs.read_for_key(cert_path, key)
+        if cert is not None and cert.path not in {c.path for c in found}:
+            found.append(cert)
+    for cert in found:
+        key.public_blob = cert.blob
+        yield cert.describe(hop.user), key
+    key.public_blob = None
+    yield f"key {path}", key
 
 
 def _load_key(path: str, notes: list[str], quiet_missing: bool = False):
@@ -351,39 +383,17 @@ def _expand(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-class ParamikoSession:
+class ParamikoSession(HostSession):
     """The paramiko implementation of harden.ssh.session.Session: the one SSH session of one
-    host. Runs commands (optionally under sudo) and opens tunnels."""
+    host, exec channels and direct-tcpip tunnels over one paramiko Transport."""
 
     def __init__(self, spec: ConnectionSpec, transports: list[paramiko.Transport]):
-        self.spec = spec
-        self.host = spec.host
-        self.exec_count = 0
+        super().__init__(spec)
         self._transports = transports
-        self._lock = threading.Lock()
-        self._token = secrets.token_hex(8)
 
     @property
     def transport(self) -> paramiko.Transport:
         return self._transports[-1]
-
-    def __enter__(self) -> ParamikoSession:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<ParamikoSession {self.host} {self.spec.route} execs={self.exec_count}>"
-
-    def run(self, command: str, *, become: bool | None = None, stdin: bytes | None = None,
-            timeout: float | None = None) -> CommandResult:
-        """Run one command (one exec channel); become=None follows the host's ansible_become."""
-        deadline = time.monotonic() + timeout if timeout else None
-        if self._needs_sudo(self.spec.become if become is None else become):
-            return self._run_sudo(command, stdin or b"", deadline, timeout)
-        channel = self._exec(command)
-        return _Stream(self.host, channel, deadline, timeout).finish(stdin or b"")
 
     def open_tcp(self, host: str, port: int, timeout: float | None = None) -> paramiko.Channel:
         """A TCP connection made *by the node* to host:port (health checks from its viewpoint)."""
@@ -400,115 +410,14 @@ class ParamikoSession:
         for transport in reversed(self._transports):
             transport.close()
 
-    def _needs_sudo(self, become: bool) -> bool:
-        return become and self.spec.target.user != self.spec.become_user
-
-    def _exec(self, command: str) -> paramiko.Channel:
-        with self._lock:
-            self.exec_count += 1
+    def _open_stream(self, command: str, deadline: float | None,
+                     timeout: float | None) -> _Stream:
         try:
             channel = self.transport.open_session(timeout=self.spec.connect_timeout)
             channel.exec_command(command)
-            return channel
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise Unreachable(self.host, f"connection lost: {exc or type(exc).__name__}") from None
-
-    def _run_sudo(self, command: str, stdin: bytes, deadline: float | None,
-                  timeout: float | None) -> CommandResult:
-        prompt = f"[harden-sudo-{self._token}] password: "
-        marker = f"HARDEN-BECOME-{self._token}"
-        password = self.spec.become_password
-        channel = self._exec(sudo_command(command, self.spec.become_user, marker,
-                                          prompt if password else None))
-        stream = _Stream(self.host, channel, deadline, timeout)
-        handshake_end = time.monotonic() + (timeout or BECOME_HANDSHAKE_TIMEOUT)
-        _BecomeHandshake(self, stream, prompt, marker, handshake_end).run()
-        return stream.finish(stdin)
-
-
-def sudo_command(command: str, become_user: str, marker: str, prompt: str | None) -> str:
-    """The shell line that runs `command` as `become_user` and first prints `marker`.
-
-    With a prompt, sudo reads the password from stdin (-S) byte by byte, so whatever follows
-    the password line on stdin still reaches the command. Without one, -n makes sudo fail at
-    once instead of waiting for a password nobody will type.
-    """
-    auth = f"-S -p {shlex.quote(prompt)}" if prompt else "-n"
-    inner = f'echo {marker}; exec /bin/sh -c "$1"'
-    return (f"sudo -H {auth} -u {shlex.quote(become_user)} -- /bin/sh -c {shlex.quote(inner)} "
-            f"harden {shlex.quote(command)}")
-
-
-class _BecomeHandshake:
-    """Answers sudo's prompt once and waits for the marker; any other ending is a failure."""
-
-    def __init__(self, session: ParamikoSession, stream: _Stream, prompt: str, marker: str,
-                 deadline: float):
-        self.session, self.stream = session, stream
-        self.prompt, self.marker = prompt.encode(), (marker + "\n").encode()
-        self.deadline = deadline
-        self.answered = 0
-
-    def run(self) -> None:
-        while True:
-            stream = self.stream
-            end = self._marker_end()
-            if end is not None:
-                del stream.stdout[:end]
-                stream.stderr[:] = stream.stderr.replace(self.prompt, b"", self.answered)
-                return
-            prompts = stream.stderr.count(self.prompt)
-            if prompts > self.answered:
-                if self.answered:
-                    self._fail("sudo password was rejected", "ansible_become_password")
-                self._send_password()
-                self.answered = prompts
-            if time.monotonic() > self.deadline:
-                self._fail("sudo did not start the command in time", "ansible_become")
-            if stream.ended:
-                self._fail_from_output()
-            stream.pump(self.deadline)
-
-    def _marker_end(self) -> int | None:
-        """Where the command's own output starts: after the marker line.
-
-        The marker must start a line but need not start stdout: a login shell's rc file
-        (~/.bashrc) may print before sudo runs. That text is not the command's, so it is dropped.
-        """
-        out = self.stream.stdout
-        if out.startswith(self.marker):
-            return len(self.marker)
-        at = out.find(b"\n" + self.marker)
-        return None if at < 0 else at + 1 + len(self.marker)
-
-    def _send_password(self) -> None:
-        secret = self.session.spec.become_password
-        try:
-            self.stream.channel.sendall((secret.reveal() + "\n").encode())
-        except (OSError, paramiko.SSHException) as exc:
-            raise Unreachable(self.session.host, f"connection lost: {exc}") from None
-
-    def _fail_from_output(self) -> None:
-        spec = self.session.spec
-        text = self.stream.stderr.replace(self.prompt, b"").decode(errors="replace")
-        if spec.become_password:
-            text = text.replace(spec.become_password.reveal(), "********")
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        last = lines[-1] if lines else f"exit status {self.stream.exit_status()}"
-        if self.answered and "incorrect password" in text:   # sudoers passwd_tries=1
-            self._fail("sudo password was rejected", "ansible_become_password")
-        if "password is required" in last:
-            self._fail(f"sudo needs a password for {spec.target.user}: use --ask-become-pass, "
-                       "HARDEN_BECOME_PASSWORD or ansible_become_password",
-                       "ansible_become_password")
-        if "not found" in last and self.stream.exit_status() == 127:
-            self._fail("sudo is not installed on the host", "ansible_become")
-        self._fail(f"sudo refused to run the command as {spec.become_user}: {last}",
-                   "ansible_become_user")
-
-    def _fail(self, message: str, setting: str) -> None:
-        self.stream.channel.close()
-        raise BecomeFailed(self.session.host, message, setting)
+        return _Stream(self.host, channel, deadline, timeout)
 
 
 class _Stream:
@@ -521,6 +430,15 @@ class _Stream:
         self.stdout, self.stderr = bytearray(), bytearray()
         self._pending = b""
         self._stdin_closed = False
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.channel.sendall(data)
+        except paramiko.SSHException as exc:
+            raise OSError(str(exc)) from None
+
+    def close(self) -> None:
+        self.channel.close()
 
     @property
     def ended(self) -> bool:

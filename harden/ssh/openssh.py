@@ -1,0 +1,476 @@
+"""The OpenSSH transport: the system `ssh` client, one ControlMaster connection per host.
+
+Why: whatever `ssh` reaches, harden then reaches — algorithms paramiko lacks
+(sntrup761x25519, chacha20-poly1305), FIDO security keys, GSSAPI, certificates, every
+`Match` of the user's ssh config. The cost stays that of the paramiko transport: one login
+per host for the run (the master), then one exec channel per command through it
+(`ssh -S socket`), and health-check tunnels through the same master (`ssh -S socket -W`).
+
+The masters' sockets live in a private 0700 directory made for the run; a master runs in the
+foreground as our child (ControlPersist off), so closing the session ends it (SIGTERM to that
+process, which we started) and removes the directory. Become, stdin, timeouts and error classes are
+those of the paramiko transport (common.HostSession); errors are classified from ssh's
+own messages, and only connection establishment (refused, reset, timed out) is retried.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import re
+import select
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+from harden.errors import HostError
+from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown
+from harden.ssh.settings import GLOBAL_KNOWN_HOSTS, ConnectionSpec, Endpoint
+from harden.ssh.sshconfig import ssh_client
+from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession, Unreachable,
+                               NetworkError, with_retries)
+from harden.ssh.session import CommandResult
+
+# What an `ssh -S` client prints when the master, not the command, failed it.
+_MUX_FAILURE = re.compile(r"mux_client_|Control socket connect|ControlSocket .* already exists")
+_POLL = 0.01                 # seconds between looks at a starting master
+_CHUNK = 65536
+_EXIT_TIMEOUT = 5.0
+
+
+def connect_openssh(spec: ConnectionSpec, jumps: JumpMasters | None = None) -> OpenSSHSession:
+    """Start the host's master (after its jump hosts' masters, shared through `jumps` when
+    given); retry network errors only."""
+    private = _private_dir()
+    own_jumps = None
+    try:
+        via = None
+        if spec.jumps and not spec.proxy_command:
+            if jumps is not None:
+                via = jumps.socket_for(spec, spec.jumps)
+            else:
+                own_jumps = JumpMasters()
+                via = own_jumps.socket_for(spec, spec.jumps)
+        path = os.path.join(private, "m")
+        master = with_retries(spec, lambda: Master.start(spec, spec.target, path, via,
+                                                          destination=spec.config_name or None))
+    except BaseException:
+        if own_jumps is not None:
+            own_jumps.close()
+        shutil.rmtree(private, ignore_errors=True)
+        raise
+    return OpenSSHSession(spec, master, private, own_jumps)
+
+
+def _private_dir() -> str:
+    """A fresh 0700 directory for control sockets (short: socket paths max ~104 bytes)."""
+    base = tempfile.gettempdir()
+    if len(base) > 60:
+        base = "/tmp"
+    path = tempfile.mkdtemp(prefix="harden-ssh-", dir=base)
+    os.chmod(path, 0o700)
+    return path
+
+
+@dataclass
+class Master:
+    """One `ssh -M -N` process: the logged-in connection of one host (or jump host)."""
+
+    spec: ConnectionSpec
+    hop: Endpoint
+    socket: str
+    process: subprocess.Popen
+    log: str
+
+    @classmethod
+    def start(cls, spec: ConnectionSpec, hop: Endpoint, path: str, via: str | None,
+              destination: str | None = None) -> Master:
+        """Log in; return once the control socket exists, or raise the classified error."""
+        log = path + ".log"
+        if os.path.exists(path):
+            os.unlink(path)
+        argv = [ssh_client() or "ssh", *master_options(spec, hop, path, via), "-N",
+                destination or hop.address]
+        with open(log, "wb") as err:
+            # In our process group: a Ctrl-C or hang-up of the terminal ends the masters too.
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=err)
+        master = cls(spec, hop, path, process, log)
+        master._wait_ready()
+        return master
+
+    def _wait_ready(self) -> None:
+        # ssh enforces ConnectTimeout on the TCP connect; the handshake and login get as long
+        # again, so a silent server cannot hold a host forever.
+        deadline = time.monotonic() + 2 * self.spec.connect_timeout + 1
+        while not os.path.exists(self.socket):
+            if self.process.poll() is not None:
+                raise classify(self.spec, self.hop, self._stderr()) from None
+            if time.monotonic() > deadline:
+                self.stop()
+                raise NetworkError(f"SSH login to {self.hop.label} did not finish within "
+                                    f"{2 * self.spec.connect_timeout + 1:g}s")
+            time.sleep(_POLL)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def _stderr(self) -> str:
+        try:
+            with open(self.log, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """End the master: it is our child, so SIGTERM (ssh closes its channels and removes
+        its socket) rather than a third process per host for `-O exit`."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=_EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def master_options(spec: ConnectionSpec, hop: Endpoint, path: str, via: str | None) -> list[str]:
+    """ssh arguments for a master to `hop`: harden's resolved settings first (ssh keeps the
+    first value it sees), then the user's other -o options, then their config file."""
+    opts = {
+        "ControlMaster": "yes", "ControlPath": path, "ControlPersist": "no",
+        "BatchMode": "yes", "HostName": hop.address, "Port": str(hop.port), "User": hop.user,
+        "StrictHostKeyChecking": spec.host_key_policy,
+        "UserKnownHostsFile": " ".join(_quote(f) for f in _known_hosts(spec)),
+        "ConnectTimeout": str(max(1, math.ceil(spec.connect_timeout))),
+        "IdentitiesOnly": "yes" if hop.identities_only else None,
+        "PasswordAuthentication": "no", "KbdInteractiveAuthentication": "no",
+        "HostKeyAlias": hop.host_key_alias,
+        "ServerAliveInterval": str(spec.keepalive) if spec.keepalive else None,
+        "Compression": "yes" if spec.compress else None,
+    }
+    if via is not None:
+        opts["ProxyCommand"] = (f"{ssh_client() or 'ssh'} -F /dev/null -S {_quote(via)} "
+                                "-o ControlMaster=no -W %h:%p harden")
+    elif spec.proxy_command and hop is spec.target:
+        opts["ProxyCommand"] = spec.proxy_command.replace("%", "%%")
+    else:
+        opts["ProxyJump"] = "none"
+    argv = ["-F", spec.ssh_config_file] if spec.ssh_config_file else []
+    for key, value in opts.items():
+        if value is not None:
+            argv += ["-o", f"{key}={value}"]
+    for key_file in hop.key_files:
+        argv += ["-o", f"IdentityFile={_quote(key_file)}"]
+    for cert in hop.cert_files:
+        argv += ["-o", f"CertificateFile={_quote(cert)}"]
+    for option in spec.ssh_options:
+        argv += ["-o", option]
+    return argv
+
+
+def _known_hosts(spec: ConnectionSpec) -> list[str]:
+    """The record file first: that is where ssh writes a newly accepted key."""
+    files = [os.path.expanduser(spec.record_known_hosts_file), *spec.known_hosts_files]
+    return [f for f in dict.fromkeys(files) if f != GLOBAL_KNOWN_HOSTS]
+
+
+def _quote(path: str) -> str:
+    return f'"{path}"' if any(c.isspace() for c in path) else path
+
+
+class JumpMasters:
+    """Masters to jump hosts, shared by every host behind the same chain (one bastion login)."""
+
+    def __init__(self) -> None:
+        self._dir: str | None = None
+        self._lock = threading.Lock()
+        self._slots: dict[tuple, _Slot] = {}
+
+    def socket_for(self, spec: ConnectionSpec, chain: tuple[Endpoint, ...]) -> str:
+        """The control socket of the last hop of `chain`, its master started on first use."""
+        key = (chain, spec.known_hosts_files, spec.record_known_hosts_file, spec.host_key_policy,
+               spec.ssh_config_file, spec.ssh_options)
+        with self._lock:
+            if self._dir is None:
+                self._dir = _private_dir()
+            slot = self._slots.setdefault(key, _Slot(os.path.join(self._dir,
+                                                                  f"j{len(self._slots)}")))
+        with slot.lock:
+            if slot.error is not None:
+                raise type(slot.error)(spec.host, slot.error.message, slot.error.setting)
+            if slot.master is None or not slot.master.alive():
+                via = self.socket_for(spec, chain[:-1]) if len(chain) > 1 else None
+                try:
+                    slot.master = with_retries(
+                        spec, lambda: Master.start(spec, chain[-1], slot.path, via))
+                except HostError as exc:
+                    slot.error = exc
+                    raise
+            return slot.master.socket
+
+    def close(self) -> None:
+        with self._lock:
+            slots, self._slots = list(self._slots.values()), {}
+            directory, self._dir = self._dir, None
+        for slot in reversed(slots):
+            if slot.master is not None:
+                slot.master.stop()
+        if directory:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class _Slot:
+    path: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    master: Master | None = None
+    error: HostError | None = None
+
+
+class OpenSSHSession(HostSession):
+    """Commands and tunnels through the host's master, each one `ssh -S socket` client."""
+
+    def __init__(self, spec: ConnectionSpec, master: Master, private_dir: str,
+                 own_jumps: JumpMasters | None = None):
+        super().__init__(spec)
+        self.master = master
+        self._dir = private_dir
+        self._own_jumps = own_jumps
+        self._tunnels: list[subprocess.Popen] = []
+
+    def _client(self, *args: str) -> list[str]:
+        # ProxyCommand=false: should the master be gone, the client must fail rather than
+        # quietly log in a second time on its own.
+        return [ssh_client() or "ssh", "-F", "/dev/null", "-S", self.master.socket,
+                "-o", "ControlMaster=no", "-o", "ProxyCommand=false", "-o", "BatchMode=yes",
+                *args]
+
+    def _open_stream(self, command: str, deadline: float | None,
+                     timeout: float | None) -> _ProcessStream:
+        if not self.master.alive():
+            raise Unreachable(self.host, "connection lost (the ssh master exited)")
+        process = subprocess.Popen(self._client("-T", "harden", command), stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return _ProcessStream(self, process, deadline, timeout)
+
+    def open_tcp(self, host: str, port: int, timeout: float | None = None) -> _Tunnel:
+        """A connection made by the node (`ssh -W` through the master), as a socket.
+
+        A target that refuses shows as a connection closed at once (no data), which the
+        health checks read as unhealthy, as they do paramiko's refused channel.
+        """
+        if not self.master.alive():
+            raise Unreachable(self.host, "connection lost (the ssh master exited)")
+        ours, theirs = socket.socketpair()
+        try:
+            process = subprocess.Popen(self._client("-W", f"{host}:{port}", "harden"),
+                                       stdin=theirs.fileno(), stdout=theirs.fileno(),
+                                       stderr=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        with self._lock:
+            self._tunnels = [p for p in self._tunnels if p.poll() is None] + [process]
+        ours.settimeout(timeout or self.spec.connect_timeout)
+        return _Tunnel(ours, process)
+
+    def close(self) -> None:
+        with self._lock:
+            tunnels, self._tunnels = self._tunnels, []
+        for process in tunnels:
+            if process.poll() is None:
+                process.terminate()
+            process.wait()
+        self.master.stop()
+        if self._own_jumps is not None:
+            self._own_jumps.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class _Tunnel:
+    """A socket to the node's TCP connection; closing it ends its `ssh -W` client."""
+
+    def __init__(self, sock: socket.socket, process: subprocess.Popen):
+        self._sock, self._process = sock, process
+
+    def settimeout(self, seconds: float | None) -> None:
+        self._sock.settimeout(seconds)
+
+    def sendall(self, data: bytes) -> None:
+        self._sock.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        return self._sock.recv(size)
+
+    def close(self) -> None:
+        self._sock.close()
+        try:
+            self._process.wait(timeout=_EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+class _ProcessStream:
+    """One `ssh -S` client's stdout and stderr read together while stdin is fed: the same
+    interface as the paramiko transport's _Stream, so become and timeouts behave alike."""
+
+    def __init__(self, session: OpenSSHSession, process: subprocess.Popen,
+                 deadline: float | None, timeout: float | None):
+        self.session, self.host, self.process = session, session.host, process
+        self.deadline, self.timeout = deadline, timeout
+        self.stdout, self.stderr = bytearray(), bytearray()
+        self._open = {process.stdout.fileno(): self.stdout, process.stderr.fileno(): self.stderr}
+        self._pending = b""
+        for fd in (process.stdin.fileno(), *self._open):
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+
+    @property
+    def ended(self) -> bool:
+        return not self._open
+
+    def send(self, data: bytes) -> None:
+        """Write all of `data` to the command's stdin (small: a sudo password)."""
+        view = memoryview(data)
+        while view:
+            select.select([], [self.process.stdin], [], 1.0)
+            try:
+                view = view[os.write(self.process.stdin.fileno(), view):]
+            except BlockingIOError:
+                continue
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            pipe.close()
+
+    def exit_status(self) -> int:
+        """The command's exit status; Unreachable when the master died under it (ssh says
+        255 for its own failures, which a command may also return: the master decides)."""
+        try:
+            rc = self.process.wait(timeout=max(0.1, self._remaining(_EXIT_TIMEOUT)))
+        except subprocess.TimeoutExpired:
+            return -1
+        if rc == 255 and not self.session.master.alive():
+            raise Unreachable(self.host, "connection lost while the command ran")
+        if rc == 255 and _MUX_FAILURE.search(self.stderr.decode(errors="replace")):
+            raise Unreachable(self.host, "the ssh master refused a new channel: "
+                                         f"{self.stderr.decode(errors='replace').strip()}")
+        return rc
+
+    def finish(self, stdin: bytes) -> CommandResult:
+        self._pending = stdin
+        try:
+            if not self._pending:
+                self._close_stdin()
+            while not self.ended:
+                self.pump(None)
+            return CommandResult(self.exit_status(), bytes(self.stdout), bytes(self.stderr))
+        finally:
+            self.close()
+
+    def pump(self, until: float | None) -> None:
+        """Wait (at most until `until`) for output, take it, feed stdin; CommandTimeout (the
+        client killed, so its channel closes) once the command's deadline passed."""
+        now = time.monotonic()
+        if self.deadline is not None and now > self.deadline:
+            self.close()
+            raise CommandTimeout(self.host, f"command did not finish within {self.timeout:g}s "
+                                            "(it was not re-run)")
+        wait = 0.5
+        for limit in (until, self.deadline):
+            if limit is not None:
+                wait = max(0.0, min(wait, limit - now))
+        writers = [self.process.stdin] if self._pending else []
+        readable, writable, _ = select.select(list(self._open), writers, [], wait)
+        if writable:
+            self._feed_stdin()
+        for fd in readable:
+            try:
+                chunk = os.read(fd, _CHUNK)
+            except BlockingIOError:
+                continue
+            if chunk:
+                self._open[fd] += chunk
+            else:
+                del self._open[fd]
+
+    def _feed_stdin(self) -> None:
+        try:
+            sent = os.write(self.process.stdin.fileno(), self._pending[:_CHUNK])
+        except BlockingIOError:
+            return
+        except BrokenPipeError:
+            sent = len(self._pending)      # the command stopped reading: like a closed channel
+        self._pending = self._pending[sent:]
+        if not self._pending:
+            self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        if not self.process.stdin.closed:
+            self.process.stdin.close()
+
+    def _remaining(self, default: float) -> float:
+        if self.deadline is None:
+            return default
+        return max(0.0, self.deadline - time.monotonic())
+
+
+# --- what ssh's messages mean ------------------------------------------------------------------
+
+_RETRIED = re.compile(r"Connection refused|Connection reset|Connection timed out|"
+                      r"timed out|kex_exchange_identification|Connection closed by|"
+                      r"Network is unreachable|No route to host", re.I)
+
+
+def classify(spec: ConnectionSpec, hop: Endpoint, stderr: str) -> Exception:
+    """The paramiko transport's error class for what ssh printed when it gave up."""
+    lines = [ln.strip() for ln in stderr.splitlines()
+             if ln.strip() and not ln.startswith(("Warning: Permanently added", "debug"))]
+    text = "\n".join(lines)
+    last = lines[-1] if lines else "ssh exited without a message"
+    where = hop.label
+    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text or "Host key for" in text and \
+            "has changed" in text:
+        offending = re.findall(r"Offending \S+ key in (\S+)", text)
+        fp = re.search(r"(SHA256:\S+)", text)
+        return HostKeyMismatch(spec.host, f"HOST KEY MISMATCH for {where}: it offered "
+                                         f"{fp.group(1) if fp else 'another key'}"
+                                         + (f"; expected per {offending[0]}" if offending else "")
+                                         + ". This may be an attack or a reinstalled host",
+                              "host key")
+    if "Host key verification failed" in text:
+        said = next((ln for ln in lines if "host key is known" in ln), last)
+        return HostKeyUnknown(spec.host, f"no host key for {where} is known ({said}); add it "
+                                         "to a known_hosts file or run with "
+                                         "--accept-new-host-keys", "host key")
+    if "Permission denied" in text:
+        offered = [*hop.key_files, *hop.cert_files]
+        own = "" if hop.identities_only else " and ssh's own identities"
+        tried = f" (offered {', '.join(offered)}{own})" if offered else ""
+        hint = ""
+        if hop.cert_files or any(os.path.exists(k + "-cert.pub") for k in hop.key_files):
+            hint = ("; sshd accepts a certificate only when it trusts the signing CA "
+                    "(TrustedUserCAKeys), the user is among its principals and it is in its "
+                    "validity period")
+        return AuthenticationFailed(spec.host, f"{where} refused authentication{tried}: "
+                                               f"{last.rstrip('.')}{hint}", "ansible_user")
+    if "Could not resolve hostname" in text:
+        return Unreachable(spec.host, f"cannot resolve {hop.address}: {last}", "ansible_host")
+    if "Unable to negotiate" in text or "no matching" in text:
+        return Unreachable(spec.host, f"{where}: no common SSH algorithms: {last}")
+    if "open failed" in text or "forwarding failed" in text:
+        return Unreachable(spec.host, f"jump host could not reach {where}: {last}", "ProxyJump")
+    if "Bad configuration option" in text or "Bad owner or permissions" in text or \
+            "Can't open user config file" in text or "terminating, " in text:
+        return HostError(spec.host, f"ssh config: {last}", "ssh config")
+    if _RETRIED.search(text):
+        return NetworkError(f"{where}: {last}")
+    return Unreachable(spec.host, f"{where}: {last}")

@@ -1,0 +1,322 @@
+"""Reaching nodes the way `ssh` does (issue 17) on real OpenSSH lab nodes: a host known only
+through an ssh config file, user certificates from a lab CA, a modern-only sshd, and the
+OpenSSH transport (one ControlMaster per host) with the paramiko transport's behaviour."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harden.inventory.loader import load_inventory
+from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown
+from harden.ssh.settings import RunOptions, Secret, connection_spec
+from harden.ssh.transport import (AuthenticationFailed, BecomeFailed, CommandTimeout, Unreachable,
+                                  connect)
+
+pytestmark = pytest.mark.lab
+TRANSPORTS = ["paramiko", "openssh"]
+
+
+def harden(*args: str, state: Path | None = None, env: dict | None = None,
+           timeout: float = 240) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "COLUMNS": "250", **(env or {})}
+    if state is not None:
+        environ["HARDEN_STATE_DIR"] = str(state)
+    return subprocess.run([sys.executable, "-m", "harden.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=environ)
+
+
+def sshd_log(lab, node: str) -> Path:
+    return lab.dir / "nodes" / node / "sshd.log"
+
+
+def logins_since(lab, node: str, mark: int) -> int:
+    return sshd_log(lab, node).read_text()[mark:].count("Accepted publickey")
+
+
+def session_for(inventory: Path, name: str, **options):
+    inv = load_inventory([str(inventory)])
+    return connect(connection_spec(inv.hosts[name],
+                                   RunOptions(inventory_hosts=inv.hosts, **options)))
+
+
+@pytest.fixture(scope="module")
+def calab(lab_factory):
+    """One control plane, one worker; every sshd trusts the lab's user CA."""
+    with lab_factory.running(control_planes=1, workers=1, user_ca=True, wait_ready=True) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def modern(lab_factory):
+    """One control plane whose sshd allows only sntrup761/curve25519, chacha20, sha2-512-etm."""
+    with lab_factory.running(control_planes=1, workers=0, ssh_algorithms="modern",
+                             wait_ready=True) as lab:
+        yield lab
+
+
+# --- a host known only through ~/.ssh/config ------------------------------------------------
+
+def alias_inventory(lab, tmp_path: Path, transport: str) -> Path:
+    """`worker-alias` exists only in an ssh config (-F), reached through `bastion-alias` (cp1),
+    whose block comes from an Included file."""
+    (tmp_path / "bastion.conf").write_text(
+        f"Host bastion-alias\n  HostName {lab.nodes['cp1']}\n  User root\n"
+        f"  IdentityFile {lab.key}\n  IdentitiesOnly yes\n")
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Include {tmp_path / 'bastion.conf'}\n"
+        f"Host worker-alias\n  HostName {lab.nodes['w1']}\n  User root\n"
+        f"  IdentityFile {lab.key}\n  IdentitiesOnly yes\n  ProxyJump bastion-alias\n"
+        f"Host *\n  UserKnownHostsFile {lab.known_hosts}\n  StrictHostKeyChecking yes\n")
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(f"[workers]\nworker-alias ansible_ssh_common_args='-F {config}' "
+                         f"harden_transport={transport}\n")
+    return inventory
+
+
+KUBELET_CONF_PLAY = """
+- name: kubelet.conf at most 0600
+  hosts: workers
+  become: true
+  tasks:
+    - name: kubelet.conf mode
+      file:
+        path: /etc/kubernetes/kubelet.conf
+        mode_max: "0600"
+"""
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_host_known_only_through_ssh_config_is_reached_by_ping_check_and_apply(
+        calab, tmp_path, transport):
+    inventory = alias_inventory(calab, tmp_path, transport)
+    w1, cp1 = calab.nodes["w1"], calab.nodes["cp1"]
+    mark = sshd_log(calab, "cp1").stat().st_size
+    ping = harden("ping", "-i", str(inventory))
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert f"root@{w1}:22 via root@{cp1}:22" in ping.stdout
+    forwarded = re.compile(rf"server_request_direct_tcpip: .*target {re.escape(w1)} port 22")
+    assert forwarded.search(sshd_log(calab, "cp1").read_text()[mark:])
+    check = harden("check", "-i", str(inventory), "--format", "json")
+    assert check.returncode == 2, check.stderr
+    report = json.loads(check.stdout)
+    assert not report["unreachable"] and {r["host"] for r in report["results"]} == {"worker-alias"}
+    calab.ssh("w1", "chmod 0644 /etc/kubernetes/kubelet.conf")
+    play = tmp_path / "play.yml"
+    play.write_text(KUBELET_CONF_PLAY)
+    applied = harden("apply", "-i", str(inventory), str(play), state=tmp_path / "state")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert calab.ssh("w1", "stat -c %a /etc/kubernetes/kubelet.conf").stdout.strip() == "600"
+    listed = harden("inventory", "-i", str(inventory), "--list", "--resolve")
+    route = json.loads(listed.stdout)["_meta"]["harden_connections"]["worker-alias"]["route"]
+    assert route.startswith(f"root@{w1}:22 via root@{cp1}:22")
+
+
+def test_openssh_hosts_behind_one_bastion_share_its_master(calab, tmp_path):
+    """Two inventory hosts reached through cp1: cp1 sees one login, w1 one per host."""
+    w1 = calab.nodes["w1"]
+    inventory = tmp_path / "inv.ini"
+    inventory.write_text(
+        f"[nodes]\ncp1 ansible_host={calab.nodes['cp1']}\n"
+        f"w1a ansible_host={w1} ansible_ssh_extra_args='-J cp1'\n"
+        f"w1b ansible_host={w1} ansible_ssh_extra_args='-J cp1'\n[nodes:vars]\n"
+        f"ansible_user=root\nansible_ssh_private_key_file={calab.key}\n"
+        f"ansible_ssh_common_args='-o UserKnownHostsFile={calab.known_hosts}'\n")
+    marks = {n: sshd_log(calab, n).stat().st_size for n in ("cp1", "w1")}
+    done = harden("ping", "-i", str(inventory), "-l", "w1a,w1b", "--transport", "openssh")
+    assert done.returncode == 0, done.stdout
+    assert logins_since(calab, "cp1", marks["cp1"]) == 1
+    assert logins_since(calab, "w1", marks["w1"]) == 2
+
+
+def test_openssh_transport_honours_a_proxy_command(calab, tmp_path):
+    w1, cp1 = calab.nodes["w1"], calab.nodes["cp1"]
+    proxy = (f"ssh -F /dev/null -i {calab.key} -o UserKnownHostsFile={calab.known_hosts} "
+             f"-o BatchMode=yes -W %h:%p root@{cp1}")
+    inventory = tmp_path / "inv.ini"
+    inventory.write_text(
+        f"w1 ansible_host={w1} ansible_user=root ansible_ssh_private_key_file={calab.key} "
+        f"ansible_ssh_common_args='-o UserKnownHostsFile={calab.known_hosts} "
+        f"-o ProxyCommand=\"{proxy}\"'\n")
+    mark = sshd_log(calab, "cp1").stat().st_size
+    with session_for(inventory, "w1", transport="openssh") as session:
+        assert session.run("echo via proxy").stdout == b"via proxy\n"
+    assert re.search(rf"server_request_direct_tcpip: .*target {re.escape(w1)} ",
+                     sshd_log(calab, "cp1").read_text()[mark:])
+
+
+# --- user certificates ----------------------------------------------------------------------
+
+def certified_key(lab, tmp_path: Path, ca: Path, name: str = "id_cert") -> Path:
+    """A new key (not in any authorized_keys) with a certificate for root signed by `ca`."""
+    key = tmp_path / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-s", str(ca), "-I", f"test-{name}", "-n", "root",
+                    "-V", "+1h", f"{key}.pub"], check=True)
+    return key
+
+
+def cert_inventory(lab, tmp_path: Path, key: Path, transport: str, extra: str = "") -> Path:
+    inventory = tmp_path / "cert.ini"
+    inventory.write_text(
+        f"[nodes]\ncp1 ansible_host={lab.nodes['cp1']}\n[nodes:vars]\nansible_user=root\n"
+        f"ansible_ssh_private_key_file={key}\nharden_transport={transport}\n"
+        f"ansible_ssh_common_args='-o UserKnownHostsFile={lab.known_hosts} "
+        f"-o IdentitiesOnly=yes {extra}'\n")
+    return inventory
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_certificate_signed_by_the_lab_ca_logs_in(calab, tmp_path, transport):
+    key = certified_key(calab, tmp_path, calab.dir / "user_ca")
+    done = harden("ping", "-i", str(cert_inventory(calab, tmp_path, key, transport)))
+    assert done.returncode == 0, done.stdout
+    log = sshd_log(calab, "cp1").read_text()
+    assert re.search(r"Accepted publickey for root .* ED25519-CERT .*ID test-id_cert", log)
+
+
+def test_certificate_file_elsewhere_is_paired_with_its_key(calab, tmp_path):
+    key = certified_key(calab, tmp_path, calab.dir / "user_ca")
+    elsewhere = tmp_path / "certs"
+    elsewhere.mkdir()
+    os.rename(f"{key}-cert.pub", elsewhere / "mine-cert.pub")
+    inventory = cert_inventory(calab, tmp_path, key, "paramiko",
+                               f"-o CertificateFile={elsewhere / 'mine-cert.pub'}")
+    assert harden("ping", "-i", str(inventory)).returncode == 0
+    bare = cert_inventory(calab, tmp_path, key, "paramiko")
+    assert harden("ping", "-i", str(bare)).returncode == 4        # the key alone is not enough
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_certificate_from_an_untrusted_ca_is_refused_clearly(calab, tmp_path, transport):
+    other_ca = tmp_path / "other_ca"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_ca)],
+                   check=True)
+    key = certified_key(calab, tmp_path, other_ca)
+    done = harden("ping", "-i", str(cert_inventory(calab, tmp_path, key, transport)))
+    assert done.returncode == 4
+    assert "cp1: auth failed:" in done.stdout
+    assert "TrustedUserCAKeys" in done.stdout and str(key) in done.stdout
+    if transport == "paramiko":   # names the certificate's CA, to compare with the server's
+        fingerprint = subprocess.run(["ssh-keygen", "-lf", f"{other_ca}.pub"], check=True,
+                                     capture_output=True, text=True).stdout.split()[1]
+        assert fingerprint in done.stdout and "test-id_cert" in done.stdout
+
+
+# --- a node that allows only modern algorithms -------------------------------------------------
+
+def test_paramiko_names_what_a_modern_only_server_offers_and_suggests_openssh(modern):
+    done = harden("ping", "-i", str(modern.inventory), "--timeout", "5")
+    assert done.returncode == 4
+    text = " ".join(done.stdout.split())
+    assert "no common SSH algorithms" in text
+    assert "server offers kex sntrup761x25519-sha512@openssh.com,curve25519-sha256" in text
+    assert "ciphers chacha20-poly1305@openssh.com" in text
+    assert "paramiko" in text and "curve25519-sha256@libssh.org" in text
+    assert "--transport openssh" in text
+
+
+def test_modern_only_node_is_reached_by_ping_check_and_apply_with_openssh(modern, tmp_path):
+    inventory = str(modern.inventory)
+    mark = sshd_log(modern, "cp1").stat().st_size
+    ping = harden("ping", "-i", inventory, "--transport", "openssh")
+    assert ping.returncode == 0, ping.stdout
+    check = harden("check", "-i", inventory, "--transport", "openssh", "--format", "json")
+    assert check.returncode == 2 and not json.loads(check.stdout)["unreachable"]
+    assert logins_since(modern, "cp1", mark) == 2                 # one login per command
+    play = tmp_path / "play.yml"
+    play.write_text("""
+- name: profiling off
+  hosts: control_plane
+  become: true
+  tasks:
+    - name: apiserver flag
+      static_pod:
+        manifest: /etc/kubernetes/manifests/kube-apiserver.yaml
+        set: {profiling: false}
+      notify: wait
+  handlers:
+    - name: wait
+      wait_for_static_pod: {name: kube-apiserver, successes: 2, timeout: 90, interval: 1}
+""")
+    applied = harden("apply", "-i", inventory, str(play), "--transport", "openssh",
+                     state=tmp_path / "state")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "--profiling=false" in modern.ssh("cp1", "cat /etc/kubernetes/manifests/"
+                                                    "kube-apiserver.yaml").stdout
+
+
+# --- the OpenSSH transport behaves as the paramiko one -----------------------------------------
+
+def test_openssh_check_costs_one_exec_and_leaves_no_master_or_socket_dir(calab):
+    from harden.cis.probe import gather_facts
+
+    with session_for(calab.inventory, "cp1", transport="openssh") as session:
+        gather_facts(session, "cp1")
+        assert session.exec_count == 1
+        master, directory = session.master.process, os.path.dirname(session.master.socket)
+        assert os.stat(directory).st_mode & 0o777 == 0o700
+    assert master.poll() is not None and not os.path.exists(directory)
+
+
+def test_openssh_become_stdin_and_a_wrong_password(calab):
+    password = Secret(calab.become_password)
+    with session_for(calab.sudo_inventory, "cp1", transport="openssh",
+                     become_password=password) as session:
+        result = session.run("id -un; cat", stdin=b"after the password\n")
+        assert (result.rc, result.stdout) == (0, b"root\nafter the password\n")
+    with session_for(calab.sudo_inventory, "cp1", transport="openssh",
+                     become_password=Secret("wrong")) as session:
+        with pytest.raises(BecomeFailed, match="rejected"):
+            session.run("id -un")
+
+
+def test_openssh_timeout_closes_the_command_and_the_master_stays_usable(calab):
+    with session_for(calab.inventory, "w1", transport="openssh") as session:
+        with pytest.raises(CommandTimeout):
+            session.run("sleep 30", timeout=1)
+        assert session.run("echo still", timeout=10).stdout == b"still\n"
+        assert session.run("exit 3").rc == 3
+
+
+def test_openssh_tunnel_reaches_what_the_node_reaches(calab):
+    with session_for(calab.inventory, "cp1", transport="openssh") as session:
+        tunnel = session.open_tcp(calab.nodes["w1"], 22)
+        try:
+            assert tunnel.recv(64).startswith(b"SSH-2.0-OpenSSH")
+        finally:
+            tunnel.close()
+
+
+def test_openssh_errors_have_the_paramiko_classes(calab, tmp_path):
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    wrong = tmp_path / "wrong_known_hosts"
+    other = calab.known_hosts.read_text().splitlines()
+    wrong.write_text(f"{calab.nodes['cp1']} {' '.join(other[1].split()[1:3])}\n")
+    cases = {
+        "unknown": (f"ansible_host={calab.nodes['cp1']} ansible_ssh_common_args="
+                    f"'-o UserKnownHostsFile={empty}'", HostKeyUnknown),
+        "changed": (f"ansible_host={calab.nodes['cp1']} ansible_ssh_common_args="
+                    f"'-o UserKnownHostsFile={wrong}'", HostKeyMismatch),
+        "badkey": (f"ansible_host={calab.nodes['cp1']} ansible_ssh_private_key_file={empty} "
+                   f"ansible_ssh_common_args='-o UserKnownHostsFile={calab.known_hosts} "
+                   "-o IdentitiesOnly=yes'", AuthenticationFailed),
+        "nobody": (f"ansible_host={calab.net}.250", Unreachable),
+    }
+    inventory = tmp_path / "inv.ini"
+    inventory.write_text("".join(f"{name} ansible_user=root {extra}\n"
+                                 for name, (extra, _) in cases.items()))
+    for name, (_, error) in cases.items():
+        with pytest.raises(error) as caught:
+            session_for(inventory, name, transport="openssh", connect_timeout=2)
+        assert type(caught.value) is error, (name, caught.value)
+    assert "MISMATCH" in str(pytest.raises(HostKeyMismatch, session_for, inventory, "changed",
+                                           transport="openssh").value)

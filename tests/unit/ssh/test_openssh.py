@@ -1,0 +1,97 @@
+"""The OpenSSH transport's pure parts: the ssh arguments of a master (harden's resolved settings
+first, as ssh keeps the first value) and what ssh's messages mean; certificate pairing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import paramiko
+import pytest
+
+from harden.errors import HostError
+from harden.ssh import certs
+from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown
+from harden.ssh.openssh import classify, master_options
+from harden.ssh.settings import ConnectionSpec, Endpoint
+from harden.ssh.transport import AuthenticationFailed, Unreachable, NetworkError
+
+TARGET = Endpoint(name="cp1", address="10.0.0.5", port=2222, user="ops",
+                  key_files=("/k/id",), identities_only=True, cert_files=("/k/c-cert.pub",))
+SPEC = ConnectionSpec(host="cp1", target=TARGET, known_hosts_files=("/kh/a", "/kh/b"),
+                      record_known_hosts_file="/kh/b", host_key_policy="accept-new",
+                      connect_timeout=2.5, ssh_config_file="/cfg",
+                      ssh_options=("kexalgorithms=sntrup761x25519-sha512@openssh.com",
+                                   "port=1"),
+                      transport="openssh")
+
+
+def options_of(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, word in enumerate(argv) if word == "-o"]
+
+
+def test_master_options_put_harden_settings_before_the_users_and_use_their_config():
+    argv = master_options(SPEC, TARGET, "/priv/m", None)
+    assert argv[:2] == ["-F", "/cfg"]
+    opts = options_of(argv)
+    assert opts.index("Port=2222") < opts.index("port=1")       # ssh keeps the first value
+    for wanted in ("ControlMaster=yes", "ControlPath=/priv/m", "ControlPersist=no",
+                   "BatchMode=yes", "HostName=10.0.0.5", "User=ops", "IdentitiesOnly=yes",
+                   "StrictHostKeyChecking=accept-new", "ConnectTimeout=3",
+                   "UserKnownHostsFile=/kh/b /kh/a", "IdentityFile=/k/id",
+                   "CertificateFile=/k/c-cert.pub", "ProxyJump=none",
+                   "kexalgorithms=sntrup761x25519-sha512@openssh.com"):
+        assert wanted in opts, wanted
+
+
+def test_a_jump_goes_through_the_previous_masters_socket():
+    opts = options_of(master_options(SPEC, TARGET, "/priv/m", "/priv/j0"))
+    proxy = next(o for o in opts if o.startswith("ProxyCommand="))
+    assert "-S /priv/j0" in proxy and "-W %h:%p" in proxy
+    assert "ProxyJump=none" not in opts
+
+
+@pytest.mark.parametrize("stderr, error", [
+    ("No ED25519 host key is known for 10.0.0.5 and you have requested strict checking.\n"
+     "Host key verification failed.\n", HostKeyUnknown),
+    ("@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\nThe fingerprint for the "
+     "ED25519 key sent by the remote host is\nSHA256:abc.\nOffending ED25519 key in "
+     "/kh/a:3\nHost key verification failed.\n", HostKeyMismatch),
+    ("ops@10.0.0.5: Permission denied (publickey).\n", AuthenticationFailed),
+    ("ssh: Could not resolve hostname nowhere: Name or service not known\n", Unreachable),
+    ("Unable to negotiate with 10.0.0.5 port 2222: no matching cipher found.\n", Unreachable),
+    ("command-line line 0: Bad configuration option: nosuch\n", HostError),
+    ("ssh: connect to host 10.0.0.5 port 2222: Connection refused\n", NetworkError),
+])
+def test_ssh_messages_map_to_the_paramiko_transports_errors(stderr, error):
+    found = classify(SPEC, TARGET, stderr)
+    assert type(found) is error
+    if isinstance(found, HostError):
+        assert found.host == "cp1"
+
+
+def test_a_changed_key_names_the_offending_file_line():
+    found = classify(SPEC, TARGET, "REMOTE HOST IDENTIFICATION HAS CHANGED\nSHA256:abc.\n"
+                                   "Offending ED25519 key in /kh/a:3\n")
+    assert "/kh/a:3" in found.message and "SHA256:abc" in found.message
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+def test_certificates_pair_only_with_the_key_they_carry(tmp_path):
+    for name in ("ca", "mine", "other"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(tmp_path / name)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-s", str(tmp_path / "ca"), "-I", "deploy", "-n",
+                    "root,ops", "-V", "-2d:-1d", str(tmp_path / "mine.pub")], check=True)
+    mine = paramiko.Ed25519Key.from_private_key_file(str(tmp_path / "mine"))
+    other = paramiko.Ed25519Key.from_private_key_file(str(tmp_path / "other"))
+    cert_path = str(tmp_path / "mine-cert.pub")
+    assert certs.read_for_key(cert_path, other) is None
+    cert = certs.read_for_key(cert_path, mine)
+    assert cert.key_id == "deploy" and cert.principals == ("root", "ops")
+    ca_fp = subprocess.run(["ssh-keygen", "-lf", str(tmp_path / "ca.pub")], check=True,
+                           capture_output=True, text=True).stdout.split()[1]
+    assert cert.ca_fingerprint == ca_fp
+    problems = cert.problems("admin")
+    assert any(p.startswith("expired") for p in problems)
+    assert any("do not include admin" in p for p in problems)

@@ -1,0 +1,163 @@
+"""Hosts resolved through the OpenSSH client config (`ssh -G -F FILE`), the transport choice,
+and the options each transport honours. Uses the real ssh client, never the user's config."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+
+import pytest
+from click.testing import CliRunner
+
+from harden.cli import cli
+from harden.errors import HardenError, HostError
+from harden.ssh import sshconfig
+from harden.ssh.settings import RunOptions, connection_spec, connection_specs
+
+pytestmark = pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the ssh client")
+
+
+@dataclass
+class Host:
+    name: str
+    vars: dict
+    groups: list = field(default_factory=lambda: ["all"])
+
+
+@pytest.fixture
+def config(tmp_path):
+    """A config with an alias, a jump alias from an Include, a Match on the user."""
+    key = tmp_path / "id_alias"
+    key.write_text("only its existence matters here\n")
+    (tmp_path / "extra.conf").write_text(
+        "Host bastion\n  HostName 10.9.9.9\n  User jumper\n  Port 2200\n")
+    path = tmp_path / "ssh_config"
+    path.write_text(f"""Include {tmp_path / 'extra.conf'}
+Host node-a
+  HostName 10.1.2.3
+  User ops
+  Port 2222
+  IdentityFile {key}
+  ProxyJump bastion
+  UserKnownHostsFile {tmp_path / 'kh'}
+Match host 10.1.2.3 user ops
+  ConnectTimeout 7
+  StrictHostKeyChecking accept-new
+Host askme
+  StrictHostKeyChecking ask
+""")
+    return path, key
+
+
+def spec(name: str, vars_: dict, options: RunOptions | None = None):
+    return connection_spec(Host(name, vars_), options or RunOptions(local_user="alice"))
+
+
+def test_an_alias_resolves_to_host_user_port_key_jump_and_known_hosts(config, tmp_path):
+    path, key = config
+    s = spec("node-a", {"ansible_ssh_common_args": f"-F {path}"})
+    assert (s.target.address, s.target.user, s.target.port) == ("10.1.2.3", "ops", 2222)
+    assert s.target.key_files == (str(key),)
+    assert [(j.address, j.user, j.port) for j in s.jumps] == [("10.9.9.9", "jumper", 2200)]
+    assert s.record_known_hosts_file == str(tmp_path / "kh")
+    assert (s.connect_timeout, s.host_key_policy) == (7.0, "accept-new")   # the Match block
+    assert s.route == "ops@10.1.2.3:2222 via jumper@10.9.9.9:2200"
+
+
+def test_inventory_variables_win_and_a_match_on_the_user_follows_them(config):
+    path, _ = config
+    s = spec("node-a", {"ansible_user": "bob", "ansible_port": 22,
+                        "ansible_ssh_common_args": f"-F {path}"})
+    assert (s.target.user, s.target.port, s.target.address) == ("bob", 22, "10.1.2.3")
+    assert s.connect_timeout == 10.0 and s.host_key_policy == "yes"   # Match user ops: no
+
+
+def test_ansible_host_is_the_name_the_config_matches(config):
+    path, _ = config
+    s = spec("cp1", {"ansible_host": "node-a", "ansible_ssh_common_args": f"-F {path}"})
+    assert s.target.address == "10.1.2.3" and s.config_name == "node-a"
+
+
+def test_strict_host_key_checking_ask_leaves_the_choice_to_the_flag(config):
+    path, _ = config
+    args = {"ansible_ssh_common_args": f"-F {path}"}
+    assert spec("askme", args).host_key_policy == "yes"
+    flagged = spec("askme", args, RunOptions(local_user="alice", accept_new_host_keys=True))
+    assert flagged.host_key_policy == "accept-new"
+
+
+def test_an_unreadable_config_file_names_host_and_file(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(HostError) as caught:
+        spec("node-a", {"ansible_ssh_common_args": f"-F {missing}"})
+    assert caught.value.host == "node-a" and str(missing) in str(caught.value)
+
+
+def test_a_bad_config_line_stops_every_host_before_any_connection(tmp_path):
+    bad = tmp_path / "bad"
+    bad.write_text("Host x\n  NoSuchKeyword yes\n")
+    hosts = [Host(n, {"ansible_ssh_common_args": f"-F {bad}"}) for n in ("a", "b")]
+    with pytest.raises(HardenError) as caught:
+        connection_specs(hosts, RunOptions())
+    assert "host a" in str(caught.value) and "host b" in str(caught.value)
+    assert "NoSuchKeyword" in str(caught.value) or "Bad configuration" in str(caught.value)
+
+
+def test_without_a_config_file_ssh_g_is_not_needed(monkeypatch, tmp_path):
+    monkeypatch.setattr(sshconfig, "SYSTEM_CONFIG", str(tmp_path / "none"))
+    monkeypatch.setattr(sshconfig, "passwd_home", lambda: str(tmp_path))
+    assert not sshconfig.may_matter(None)
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text("Include more/*.conf\n")
+    (tmp_path / ".ssh" / "more").mkdir()
+    (tmp_path / ".ssh" / "more" / "a.conf").write_text("# User x\nHost *\n  SendEnv LANG\n")
+    assert not sshconfig.may_matter(None)
+    (tmp_path / ".ssh" / "more" / "b.conf").write_text("Host db*\n  User dba\n")
+    assert sshconfig.may_matter(None)
+
+
+def test_harden_transport_wins_over_the_flag_and_ansible_connection_paramiko():
+    opts = RunOptions(local_user="alice", read_ssh_config=False, transport="openssh")
+    assert spec("a", {}, opts).transport == "openssh"
+    assert spec("a", {"harden_transport": "paramiko"}, opts).transport == "paramiko"
+    assert spec("a", {"ansible_connection": "paramiko"}, opts).transport == "paramiko"
+    assert spec("a", {}, RunOptions(read_ssh_config=False)).transport == "paramiko"
+    with pytest.raises(HostError) as caught:
+        spec("a", {"harden_transport": "libssh"}, opts)
+    assert caught.value.setting == "harden_transport"
+
+
+def test_password_login_is_refused_for_the_openssh_transport_before_connecting():
+    with pytest.raises(HostError) as caught:
+        spec("a", {"harden_transport": "openssh", "ansible_password": "x"})
+    assert caught.value.setting == "ansible_password" and "x" not in caught.value.message
+
+
+def test_options_paramiko_ignores_are_passed_on_by_the_openssh_transport():
+    args = {"ansible_ssh_common_args": "-o KexAlgorithms=curve25519-sha256 -o ControlPath=/x"}
+    paramiko_spec = spec("a", args)
+    assert any("kexalgorithms" in w for w in paramiko_spec.warnings)
+    openssh_spec = spec("a", {**args, "harden_transport": "openssh"})
+    assert openssh_spec.warnings == ()
+    assert openssh_spec.ssh_options == ("kexalgorithms=curve25519-sha256",)   # not ControlPath
+
+
+def test_certificate_file_must_exist(tmp_path):
+    with pytest.raises(HostError) as caught:
+        spec("a", {"ansible_ssh_common_args": f"-o CertificateFile={tmp_path / 'c-cert.pub'}"})
+    assert caught.value.setting == "CertificateFile"
+
+
+def test_inventory_list_resolve_shows_the_endpoint(config, tmp_path):
+    path, _ = config
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"node-a ansible_ssh_common_args='-F {path}' harden_transport=openssh\n"
+                         "broken ansible_port=99999\n")
+    result = CliRunner().invoke(cli, ["inventory", "-i", str(inventory), "--list", "--resolve"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)["_meta"]["harden_connections"]
+    assert shown["node-a"]["route"] == "ops@10.1.2.3:2222 via jumper@10.9.9.9:2200 [openssh]"
+    assert "out of range" in shown["broken"]["error"]
+    plain = CliRunner().invoke(cli, ["inventory", "-i", str(inventory), "--list"])
+    assert "harden_connections" not in plain.output
