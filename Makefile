@@ -12,9 +12,10 @@ LABDIR ?= $(CURDIR)/.lab-demo
 syspkgs:
 	@if ! test -x /usr/sbin/sshd || ! command -v ssh >/dev/null 2>&1 || ! command -v sudo >/dev/null 2>&1 \
 	   || ! command -v unshare >/dev/null 2>&1 || ! command -v ps >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1 \
+	   || ! command -v tmux >/dev/null 2>&1 \
 	   || ! $(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1; then \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
-	        openssh-server openssh-client sudo util-linux procps iproute2 openssl python3-venv; \
+	        openssh-server openssh-client sudo util-linux procps iproute2 openssl python3-venv tmux; \
 	fi
 	@# etcd is optional (the lab emulates it when absent); install it when the archive has it.
 	@command -v etcd >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client || true

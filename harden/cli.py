@@ -134,21 +134,39 @@ def inventory(inventories, limit, as_list, as_graph, show_secrets, resolve):
 @connection_options
 @click.option("--benchmark", default="cis-1.12", show_default=True, help="Catalogue to check against.")
 @click.option("--format", "fmt", default="text", show_default=True,
-              type=click.Choice(["text", "json", "junit", "sarif", "html"]), help="Report format.")
+              type=click.Choice(["text", "json", "junit", "sarif", "html", "prometheus"]),
+              help="Report format (prometheus: the text format node_exporter's textfile "
+                   "collector reads).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Write the report to FILE instead of standard output.")
+@click.option("--metrics-file", default=None, type=click.Path(dir_okay=False),
+              help="Also write the run's metrics in the Prometheus text format to FILE "
+                   "(replaced atomically; e.g. node_exporter's textfile dir/harden.prom).")
+@click.option("--by-host", is_flag=True,
+              help="Text: every check under each host (the default groups hosts that share a "
+                   "verdict; a single host is always shown in full).")
+@click.option("--compare", default=None, metavar="RUN_ID|FILE|last",
+              help="Show what changed since an earlier check: a run id from `harden runs`, "
+                   "a --format json report, or 'last' (the newest earlier check run).")
+@click.option("--fail-on", "fail_on", default="any", show_default=True,
+              type=click.Choice(["any", "new"]),
+              help="Exit 2 on any scored FAIL, or (with --compare) only on new ones.")
 def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeout, transport,
-          benchmark, fmt, output):
+          benchmark, fmt, output, metrics_file, by_host, compare, fail_on):
     """Audit hosts against the CIS Kubernetes Benchmark over SSH (one probe exec per host).
 
     Evaluates both the configured state (manifests, kubelet config, drop-ins) and the effective
     one (running processes' arguments); a mismatch is reported as drift. Exits 0 when every
-    scored check passes, 2 on a scored FAIL, 4 when a host could not be audited.
+    scored check passes, 2 on a scored FAIL or ERROR, 4 when a host could not be audited.
+    Text output groups hosts that share a verdict (FAIL, ERROR, WARN first; PASS counted).
+    Every run is kept in the local journal (statuses only) for later --compare.
     """
     from harden.cis.run import run_check
 
     sys.exit(run_check(inventories, limit=limit, forks=forks, benchmark=benchmark, fmt=fmt,
-                       output=output, accept_new_host_keys=accept_new_host_keys,
+                       output=output, metrics_file=metrics_file, by_host=by_host,
+                       compare=compare, fail_on=fail_on,
+                       accept_new_host_keys=accept_new_host_keys,
                        ask_become_pass=ask_become_pass, connect_timeout=timeout,
                        transport=transport))
 
@@ -166,11 +184,20 @@ def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, time
                    "@FILE (a YAML/JSON mapping; keep secrets such as keys in a 0600 file, not "
                    "on the command line). Repeatable; later ones win.")
 @click.option("-t", "--tags", default=None, help="Only tasks with one of these tags (comma-separated).")
+@click.option("--skip-tags", "skip_tags", default=None,
+              help="Never tasks with one of these tags (comma-separated).")
+@click.option("--list-hosts", "listing", flag_value="hosts",
+              help="List the hosts each play would run on, then stop (no host is contacted).")
+@click.option("--list-tasks", "listing", flag_value="tasks",
+              help="List the tasks each play would run (after tag selection), then stop.")
+@click.option("--list-tags", "listing", flag_value="tags", help="List every tag, then stop.")
+@click.option("--syntax-check", "listing", flag_value="syntax",
+              help="Load and validate the playbook and inventory, then stop.")
 @click.option("--format", "output_format", default="text", show_default=True,
               type=click.Choice(["text", "json"]))
 @connection_options
-def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, output_format,
-          accept_new_host_keys, ask_become_pass, timeout, transport):
+def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, skip_tags, listing,
+          output_format, accept_new_host_keys, ask_become_pass, timeout, transport):
     """Apply a playbook: plan from facts, change only the difference, verify, roll back on failure.
 
     Exit codes: 0 done, no host failed; 1 bad input (nothing changed); 2 --check found pending
@@ -180,9 +207,12 @@ def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, ou
     from harden.apply.runner import ApplyOptions, run_apply
     from harden.apply.templating import parse_extra_vars
 
+    if listing:
+        sys.exit(_list_playbook(inventories, playbook, limit, listing, _tags(tags),
+                                _tags(skip_tags)))
     options = ApplyOptions(
         check=check, diff=diff, forks=forks, limit=limit,
-        tags=[t.strip() for t in tags.split(",") if t.strip()] if tags else None,
+        tags=_tags(tags), skip_tags=_tags(skip_tags),
         extra_vars=parse_extra_vars(extra_vars),
         run_options=run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
                                 ask_become_pass=ask_become_pass, transport=transport))
@@ -191,6 +221,28 @@ def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, ou
     output = JsonOutput(options.diff) if output_format == "json" else \
         TextOutput(diff=options.diff, check=options.check)
     sys.exit(run_apply(inventories, playbook, options, output))
+
+
+def _tags(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _list_playbook(inventories, playbook: str, limit, what: str, tags, skip_tags) -> int:
+    """ansible-playbook's --list-*/--syntax-check: load, validate, print, contact nobody."""
+    from harden.apply.listing import list_hosts, list_tags, list_tasks
+    from harden.apply.playbook import load_playbook
+    from harden.inventory.loader import load_inventory
+
+    loaded = load_playbook(playbook)
+    if what == "tags":
+        click.echo(list_tags(loaded))
+    elif what == "tasks":
+        click.echo(list_tasks(loaded, tags, skip_tags))
+    else:
+        inventory = load_inventory(inventories)
+        click.echo(list_hosts(loaded, inventory, limit) if what == "hosts"
+                   else f"playbook: {playbook}")
+    return EXIT_OK
 
 
 @cli.command()

@@ -74,6 +74,8 @@ def run(lab_dir: str, control_planes: int, workers: int) -> None:
         html = os.path.join(reports, "report.html")
         step("The same check as a self-contained HTML report",
              ["check", "-i", inv, "--format", "html", "-o", html], ok_codes=(0, 2), env=env)
+        step("What changed since the first check (text groups hosts that share a verdict)",
+             ["check", "-i", inv, "--compare", before], ok_codes=(0, 2), env=env)
         step("The report, per host", ["check", "-i", inv, "-l", "cp1"], ok_codes=(0, 2), env=env)
         show_comparison(before, after)
         console.print(f"HTML report: [bold]{html}[/bold]")

@@ -11,12 +11,12 @@ import json
 import threading
 
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from harden.apply.playbook import Play
 from harden.apply.events import Output, RunResult, TaskResult
+from harden.progress import HostProgress
 
 _STATUS_STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "skipped": "cyan"}
 
@@ -39,40 +39,40 @@ def diff_text(diff: str) -> Text:
 
 
 class TextOutput(Output):
-    """Human output. On a terminal a live footer shows what each host is doing right now."""
+    """Human output. On a terminal a live footer shows the play, the batch, hosts done of the
+    play's total, the elapsed time and what each running host is doing right now."""
 
     def __init__(self, console: Console | None = None, diff: bool = False, check: bool = False):
         self.console = console or Console(soft_wrap=True, highlight=False)
         self.diff = diff
         self.check = check
-        self._steps: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._live = None
-        if self.console.is_terminal:
-            self._live = Live(self._footer(), console=self.console, transient=True,
-                              refresh_per_second=8)
-            self._live.start()
+        self._play = ""
+        self._progress = HostProgress("harden apply" + (" --check" if check else ""),
+                                      console=self.console)
+        self._progress.start()
 
     def _print(self, *items) -> None:
         with self._lock:
             for item in items:
                 self.console.print(item)
 
-    def _footer(self) -> Table:
-        table = Table.grid(padding=(0, 1))
-        for host, step in sorted(self._steps.items()):
-            table.add_row(Text(host, style="bold"), Text(step, style="dim"))
-        return table
-
     def play_start(self, play: Play, hosts: list[str]) -> None:
         mode = " (check mode)" if self.check else ""
+        self._play = f"play '{play.name}'"
+        self._progress.set_phase(self._play, total=len(hosts))
         self._print(Text(f"PLAY [{play.name}]{mode} on {len(hosts)} host(s)", style="bold"))
 
+    def batch_start(self, number: int, of: int, hosts: list[str]) -> None:
+        if of > 1:
+            self._progress.set_phase(f"{self._play} batch {number}/{of}")
+
     def host_step(self, host: str, step: str) -> None:
-        if self._live is not None:
-            with self._lock:
-                self._steps[host] = step
-                self._live.update(self._footer())
+        self._progress.host_step(host, step)
+
+    def host_done(self, host: str, status: str) -> None:
+        self._progress.host_finished(host, ok=status not in ("failed", "unreachable",
+                                                             "rolled_back"))
 
     def task(self, result: TaskResult) -> None:
         line = Text()
@@ -95,8 +95,7 @@ class TextOutput(Output):
         self._print(Text(message, style="bold red"))
 
     def finish(self, result: RunResult) -> None:
-        if self._live is not None:
-            self._live.stop()
+        self._progress.stop()
         table = Table(title=f"RECAP run {result.run_id}" + (" (check mode)" if result.check
                                                              else ""))
         table.add_column("host", no_wrap=True)

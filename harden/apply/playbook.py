@@ -14,83 +14,26 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from harden.errors import InputError
+from harden.apply.yaml_lines import LocatedDict, load_yaml
+from harden.apply.ansible_forms import module_arguments, short_module_name
 from harden.apply.modules import MODULES, get_module
+from harden.apply import roles
+from harden.apply.loops import LOOP_CONTROL_KEYS, LOOP_KEYS
 
 PLAY_KEYS = ("name", "hosts", "serial", "max_fail_percentage", "any_errors_fatal", "become",
-             "vars", "vars_files", "vars_spec", "tasks", "handlers", "tags")
+             "vars", "vars_files", "vars_spec", "pre_tasks", "roles", "tasks", "post_tasks",
+             "handlers", "tags", "gather_facts")
 VAR_SPEC_KEYS = ("choices",)
 TASK_KEYS = ("name", "when", "register", "notify", "tags", "run_once", "check_mode", "no_log",
-             "changed_when", "become")
+             "changed_when", "become", "vars", "listen", *LOOP_KEYS, "loop_control")
+# Keywords a block, an import/include of tasks or a role passes down to every task inside it.
+INHERITED_KEYS = ("name", "when", "tags", "become", "vars", "no_log", "check_mode")
+INCLUDE_KEYS = ("import_tasks", "include_tasks")
+ROLE_INCLUDE_KEYS = ("import_role", "include_role")
 SHIPPED_TEMPLATES = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "templates")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-# --- YAML with line numbers ----------------------------------------------------------------
-
-class LocatedDict(dict):
-    """A mapping that remembers its own line and the line of each key (1-based)."""
-
-    line: int = 0
-    key_lines: dict
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.key_lines = {}
-
-
-class LocatedList(list):
-    line: int = 0
-    item_lines: list
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocatedDict:
-    loader.flatten_mapping(node)
-    out = LocatedDict()
-    out.line = node.start_mark.line + 1
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in out:
-            raise InputError(f"duplicate key '{key}'", loader.name, key_node.start_mark.line + 1)
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.key_lines[key] = key_node.start_mark.line + 1
-    return out
-
-
-def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LocatedList:
-    out = LocatedList(loader.construct_object(child, deep=True) for child in node.value)
-    out.line = node.start_mark.line + 1
-    out.item_lines = [child.start_mark.line + 1 for child in node.value]
-    return out
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-
-
-def load_yaml(path: str) -> Any:
-    """Parse a YAML file keeping line numbers (LocatedDict / LocatedList)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            loader = _Loader(handle)
-            loader.name = path
-            try:
-                return loader.get_single_data()
-            finally:
-                loader.dispose()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", path,
-                         mark.line + 1 if mark else None) from None
 
 
 # --- data model ----------------------------------------------------------------------------
@@ -113,6 +56,12 @@ class Task:
     no_log: bool = False
     changed_when: list | None = None   # expressions (AND-ed) or [bool]
     become: bool | None = None
+    vars: dict = field(default_factory=dict)          # task (and enclosing block/role) vars
+    listen: list[str] = field(default_factory=list)   # handlers: topics they also answer to
+    search_dirs: list[str] = field(default_factory=list)   # a role's templates/ and files/
+    loop: tuple[str, Any] | None = None               # (loop | with_items | ..., its value)
+    loop_control: dict = field(default_factory=dict)
+    loop_vars: dict = field(default_factory=dict)     # at run time: this item's variables
 
     @property
     def where(self) -> tuple[str, int]:
@@ -141,7 +90,8 @@ class Play:
     max_fail_percentage: float | None = None
     any_errors_fatal: bool = False
     become: bool | None = None
-    vars: dict = field(default_factory=dict)          # play vars, then vars_files on top
+    vars: dict = field(default_factory=dict)          # play vars, vars_files, roles' vars
+    defaults: dict = field(default_factory=dict)      # roles' defaults: below inventory vars
     tasks: list[Task] = field(default_factory=list)
     handlers: list[Task] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
@@ -152,7 +102,7 @@ class Play:
         """Where `template`/`copy src` look: templates/ next to the playbook or its parent
         (a user's override wins), then the templates harden ships."""
         here = os.path.dirname(os.path.abspath(self.path))
-        dirs = [os.path.join(here, "templates"),
+        dirs = [os.path.join(here, "templates"), os.path.join(here, "files"),
                 os.path.join(os.path.dirname(here), "templates"), SHIPPED_TEMPLATES]
         return list(dict.fromkeys(dirs))
 
@@ -183,13 +133,71 @@ def _load_plays(path: str, seen: tuple[str, ...]) -> list[Play]:
         if not isinstance(item, dict):
             raise InputError("each play must be a mapping", path, line)
         if "import_playbook" in item:
-            if set(item) - {"import_playbook", "name"}:
-                raise InputError("import_playbook takes no other keys than name", path, line)
-            target = os.path.join(os.path.dirname(path), str(item["import_playbook"]))
-            plays += _load_plays(target, seen + (real,))
+            plays += _imported_plays(item, path, line, seen + (real,))
         else:
             plays.append(_play(item, path))
     return plays
+
+
+def _imported_plays(item: LocatedDict, path: str, line: int, seen: tuple[str, ...]) -> list[Play]:
+    """`import_playbook` with Ansible's `when` and `vars`: both apply to every imported play
+    (the condition to each of its tasks)."""
+    extra = set(item) - {"import_playbook", "name", "when", "vars", "tags"}
+    if extra:
+        raise InputError(f"import_playbook takes name, when, vars and tags, not "
+                         f"{', '.join(sorted(map(str, extra)))}", path, line)
+    target = os.path.join(os.path.dirname(path), str(item["import_playbook"]))
+    plays = _load_plays(target, seen)
+    scope = Scope(os.path.dirname(path)).within(item, path)
+    for play in plays:
+        play.vars = {**scope.vars, **play.vars}
+        play.tags = scope.tags + play.tags
+        for task in play.tasks + play.handlers:
+            task.when = scope.when + task.when
+    return plays
+
+
+@dataclass
+class Scope:
+    """What enclosing blocks, includes and roles pass down to the tasks inside them."""
+
+    base_dir: str                          # where relative import_tasks paths start
+    when: list = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    become: bool | None = None
+    vars: dict = field(default_factory=dict)
+    no_log: bool = False
+    check_mode: bool | None = None
+    search_dirs: list[str] = field(default_factory=list)
+    depth: int = 0
+
+    def within(self, data: LocatedDict, path: str, base_dir: str | None = None,
+               search_dirs: list[str] | None = None) -> Scope:
+        at = data.key_lines.get
+        if self.depth > 20:
+            raise InputError("blocks or task includes nested more than 20 deep (a loop?)",
+                             path, data.line)
+        become = _opt_bool(data.get("become"), "become", path, at("become"))
+        check_mode = _opt_bool(data.get("check_mode"), "check_mode", path, at("check_mode"))
+        return Scope(
+            base_dir=base_dir or self.base_dir,
+            when=self.when + _conditions(data.get("when")),
+            tags=self.tags + _strings(data.get("tags"), "tags", path, at("tags")),
+            become=self.become if become is None else become,
+            vars={**self.vars, **_vars(data.get("vars"), path, at("vars"))},
+            no_log=self.no_log or _bool(data.get("no_log", False), "no_log", path, at("no_log")),
+            check_mode=self.check_mode if check_mode is None else check_mode,
+            search_dirs=(search_dirs or []) + self.search_dirs, depth=self.depth + 1)
+
+    def apply_to(self, task: Task) -> Task:
+        task.when = self.when + task.when
+        task.tags = list(dict.fromkeys(self.tags + task.tags))
+        task.become = self.become if task.become is None else task.become
+        task.vars = {**self.vars, **task.vars}
+        task.no_log = task.no_log or self.no_log
+        task.check_mode = self.check_mode if task.check_mode is None else task.check_mode
+        task.search_dirs = self.search_dirs + task.search_dirs
+        return task
 
 
 def _unknown(kind: str, key: str, valid, path: str, line: int) -> InputError:
@@ -216,18 +224,24 @@ def _play(data: LocatedDict, path: str) -> Play:
         tags=_strings(data.get("tags"), "tags", path, at("tags")),
         vars_spec=_vars_spec(data.get("vars_spec"), path, at("vars_spec")),
     )
+    # Accepted for Ansible content; harden gathers the facts its modules name, not ansible_*.
+    _bool(data.get("gather_facts", True), "gather_facts", path, at("gather_facts"))
     for name in _strings(data.get("vars_files"), "vars_files", path, at("vars_files")):
         file_path = os.path.join(os.path.dirname(path), name)
         play.vars.update(_vars(load_yaml(file_path), file_path, 1))
-    play.handlers = _tasks(data.get("handlers"), path, at("handlers"), "handlers")
-    play.tasks = _tasks(data.get("tasks"), path, at("tasks"), "tasks")
-    handler_names = {h.name for h in play.handlers}
-    for task in play.tasks + play.handlers:
-        for target in task.notify:
-            if target not in handler_names:
-                raise InputError(f"notify '{target}' names no handler of this play; handlers: "
-                                 f"{', '.join(sorted(handler_names)) or '(none)'}",
-                                 task.path, task.line)
+    scope = Scope(os.path.dirname(os.path.abspath(path)))
+    content = roles.RoleContent()
+    play.tasks = _tasks(data.get("pre_tasks"), path, at("pre_tasks"), "pre_tasks", scope,
+                        content)
+    play.tasks += _play_roles(data.get("roles"), path, at("roles"), scope, content)
+    play.tasks += _tasks(data.get("tasks"), path, at("tasks"), "tasks", scope, content)
+    play.tasks += _tasks(data.get("post_tasks"), path, at("post_tasks"), "post_tasks", scope,
+                         content)
+    play.handlers = content.handlers + _tasks(data.get("handlers"), path, at("handlers"),
+                                              "handlers", scope, content)
+    play.defaults = content.defaults
+    play.vars.update(content.vars)
+    _resolve_notify(play)
     return play
 
 
@@ -280,17 +294,160 @@ def _spec_values(name: str, play: Play, hosts, extra_vars: dict):
                 yield f"from the inventory of host {host.name}", host.vars[name]
 
 
-def _tasks(items, path: str, line: int | None, what: str) -> list[Task]:
+def _resolve_notify(play: Play) -> None:
+    """A notify names a handler or a topic handlers `listen` to: resolved here to handler
+    names, so the runner only ever sees names (and a typo fails before any host is touched)."""
+    names = {h.name for h in play.handlers}
+    topics: dict[str, list[str]] = {}
+    for handler in play.handlers:
+        for topic in handler.listen:
+            topics.setdefault(topic, []).append(handler.name)
+    for task in play.tasks + play.handlers:
+        resolved = []
+        for target in task.notify:
+            if target not in names and target not in topics:
+                raise InputError(f"notify '{target}' names no handler of this play; handlers: "
+                                 f"{', '.join(sorted(names)) or '(none)'}"
+                                 + (f"; topics: {', '.join(sorted(topics))}" if topics else ""),
+                                 task.path, task.line)
+            resolved += ([target] if target in names else []) + topics.get(target, [])
+        task.notify = list(dict.fromkeys(resolved))
+
+
+def _play_roles(items, path: str, line: int | None, scope: Scope,
+                content: roles.RoleContent) -> list[Task]:
+    """A play's `roles:` (names, or mappings with `role:` plus vars and task keywords)."""
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise InputError("'roles' must be a list of role names or mappings", path, line)
+    tasks = []
+    for index, item in enumerate(items):
+        where = items.item_lines[index]
+        if isinstance(item, str):
+            item = LocatedDict(role=item)
+            item.line = where
+        if not isinstance(item, dict) or not (item.get("role") or item.get("name")):
+            raise InputError("a role entry needs a role name", path, where)
+        name = str(item.get("role") or item.get("name"))
+        params = {k: v for k, v in item.items() if k not in ("role", "name", *INHERITED_KEYS)}
+        inner = LocatedDict({k: v for k, v in item.items() if k in INHERITED_KEYS and k != "name"})
+        inner.line, inner.key_lines = where, getattr(item, "key_lines", {})
+        if params:
+            inner["vars"] = {**params, **(inner.get("vars") or {})}
+        tasks += _role_tasks(name, "main", path, where, scope.within(inner, path), content)
+    return tasks
+
+
+def _role_tasks(name: str, tasks_from: str, path: str, line: int, scope: Scope,
+                content: roles.RoleContent) -> list[Task]:
+    """A role's tasks (after those of its dependencies), its handlers, defaults and vars."""
+    tasks = []
+    resolved = roles.resolve(name, path, line)
+    for role in resolved:
+        target = role is resolved[-1]
+        first_time = role.path not in content.loaded
+        content.loaded.add(role.path)
+        if not target and not first_time:
+            continue                    # a dependency already loaded once (Ansible's default)
+        role_scope = Scope(role.tasks_dir, scope.when, scope.tags, scope.become, scope.vars,
+                           scope.no_log, scope.check_mode, role.search_dirs + scope.search_dirs,
+                           scope.depth + 1)
+        if first_time:
+            content.defaults.update(_vars(role.read("defaults"), role.file("defaults") or path,
+                                          1))
+            content.vars.update(_vars(role.read("vars"), role.file("vars") or path, 1))
+            handlers = role.read("handlers")
+            if handlers is not None:
+                content.handlers += _tasks(handlers, role.file("handlers"), 1, "handlers",
+                                           role_scope, content)
+        entry = tasks_from if target else "main"
+        found = role.read("tasks", entry)
+        if found is None and target and entry != "main":
+            raise InputError(f"role '{name}' has no tasks/{entry}.yml", path, line)
+        if found is not None:
+            tasks += _tasks(found, role.file("tasks", entry), 1, "tasks", role_scope, content)
+    return tasks
+
+
+def _tasks(items, path: str, line: int | None, what: str, scope: Scope,
+           content: roles.RoleContent) -> list[Task]:
     if items is None:
         return []
     if not isinstance(items, list):
         raise InputError(f"'{what}' must be a list of tasks", path, line)
-    return [_task(item, path, items.item_lines[i]) for i, item in enumerate(items)]
+    tasks: list[Task] = []
+    for index, item in enumerate(items):
+        where = items.item_lines[index] if hasattr(items, "item_lines") else line
+        if not isinstance(item, dict):
+            raise InputError("a task must be a mapping", path, where)
+        tasks += _task_item(item, path, where, what, scope, content)
+    return tasks
+
+
+def _task_item(data: LocatedDict, path: str, line: int, what: str, scope: Scope,
+               content: roles.RoleContent) -> list[Task]:
+    """One entry of a task list: a task, a block, an import/include of tasks or of a role."""
+    if "block" in data:
+        return _block(data, path, line, what, scope, content)
+    include = next((k for k in INCLUDE_KEYS if k in data), None)
+    if include:
+        _only(data, (include, *INHERITED_KEYS), include, path)
+        target = _static_name(data[include], include, path, data.key_lines[include])
+        file_path = os.path.join(scope.base_dir, target)
+        inner = scope.within(data, path, base_dir=os.path.dirname(file_path))
+        return _tasks(load_yaml(file_path), file_path, 1, what, inner, content)
+    role_include = next((k for k in ROLE_INCLUDE_KEYS if k in data), None)
+    if role_include:
+        _only(data, (role_include, *INHERITED_KEYS), role_include, path)
+        spec = data[role_include]
+        at = data.key_lines[role_include]
+        if not isinstance(spec, dict) or "name" not in spec:
+            raise InputError(f"{role_include} needs a mapping with the role's name", path, at)
+        name = _static_name(spec["name"], role_include, path, at)
+        tasks_from = _static_name(spec.get("tasks_from", "main"), role_include, path, at)
+        return _role_tasks(name, tasks_from, path, at, scope.within(data, path), content)
+    return [scope.apply_to(_task(data, path, line))]
+
+
+def _block(data: LocatedDict, path: str, line: int, what: str, scope: Scope,
+           content: roles.RoleContent) -> list[Task]:
+    """A block's tasks inherit its keywords. rescue/always need a task failure not to fail
+    the host, which is harden's transaction boundary (the host is rolled back), so they are
+    refused rather than half-honoured."""
+    for key in ("rescue", "always"):
+        if key in data:
+            raise InputError(f"'{key}' is not supported: in harden a failed task fails the host "
+                             "and rolls back what the run wrote on it; put the recovery in a "
+                             "separate play or playbook", path, data.key_lines[key])
+    _only(data, ("block", *INHERITED_KEYS), "block", path)
+    return _tasks(data["block"], path, data.key_lines["block"], what,
+                  scope.within(data, path), content)
+
+
+def _only(data: LocatedDict, allowed, what: str, path: str) -> None:
+    for key in data:
+        if key not in allowed:
+            raise InputError(f"'{key}' cannot be used with {what}; valid: "
+                             f"{', '.join(sorted(allowed))}", path, data.key_lines[key])
+
+
+def _static_name(value, what: str, path: str, line: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{what} needs a file or role name", path, line)
+    if "{{" in value or "{%" in value:
+        raise InputError(f"{what}: a templated name ({value!r}) is not supported: harden "
+                         "loads every task before it contacts a host", path, line)
+    return value
 
 
 def _task(data, path: str, line: int) -> Task:
     if not isinstance(data, dict):
         raise InputError("a task must be a mapping", path, line)
+    for key in list(data):
+        short = short_module_name(key, MODULES) if isinstance(key, str) else key
+        if short != key:
+            data = _renamed(data, key, short)
     modules = [k for k in data if k not in TASK_KEYS]
     for key in modules:
         if get_module(key) is None:
@@ -302,7 +459,7 @@ def _task(data, path: str, line: int) -> Task:
                          (f", got {', '.join(modules)}" if modules else ""), path, data.line)
     module_name = modules[0]
     module_line = data.key_lines[module_name]
-    args = data[module_name]
+    args = module_arguments(module_name, data[module_name], path, module_line)
     module = get_module(module_name)
     args = module.validate(args, path, module_line, rendered=False)
     at = data.key_lines.get
@@ -323,7 +480,39 @@ def _task(data, path: str, line: int) -> Task:
         no_log=_bool(data.get("no_log", False), "no_log", path, at("no_log")),
         changed_when=None if changed_when is None else _conditions(changed_when),
         become=_opt_bool(data.get("become"), "become", path, at("become")),
+        vars=_vars(data.get("vars"), path, at("vars")),
+        listen=_strings(data.get("listen"), "listen", path, at("listen")),
+        loop=_loop(data, path),
+        loop_control=_loop_control(data.get("loop_control"), path, at("loop_control")),
     )
+
+
+def _loop(data: LocatedDict, path: str) -> tuple[str, Any] | None:
+    kinds = [k for k in LOOP_KEYS if k in data]
+    if len(kinds) > 1:
+        raise InputError(f"a task takes one loop, got {', '.join(kinds)}", path,
+                         data.key_lines[kinds[1]])
+    return (kinds[0], data[kinds[0]]) if kinds else None
+
+
+def _loop_control(value, path: str, line: int | None) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError("loop_control must be a mapping", path, line)
+    for key in value:
+        if key not in LOOP_CONTROL_KEYS:
+            raise _unknown("loop_control key", key, LOOP_CONTROL_KEYS, path,
+                           getattr(value, "key_lines", {}).get(key, line))
+    return dict(value)
+
+
+def _renamed(data: LocatedDict, old: str, new: str) -> LocatedDict:
+    """A copy of a task mapping with one key renamed (its line kept)."""
+    out = LocatedDict((new if k == old else k, v) for k, v in data.items())
+    out.line = data.line
+    out.key_lines = {(new if k == old else k): v for k, v in data.key_lines.items()}
+    return out
 
 
 def _conditions(value) -> list:
@@ -423,9 +612,16 @@ def serial_batches(serial: list[int | str], host_count: int) -> list[int]:
     return sizes
 
 
-def task_selected(task: Task, play: Play, only_tags: list[str] | None) -> bool:
-    """`-t TAGS`: a task runs when it (or its play) carries one of them, or 'always'."""
-    if not only_tags:
-        return True
+def task_selected(task: Task, play: Play, only_tags: list[str] | None,
+                  skip_tags: list[str] | None = None) -> bool:
+    """Ansible's tag rules. `-t TAGS`: a task runs when it (or its play) carries one of them,
+    or 'always'. `--skip-tags`: a task carrying one of those never runs ('always' included).
+    A task tagged 'never' runs only when one of its tags is asked for by name."""
     tags = set(task.tags) | set(play.tags)
-    return "always" in tags or bool(tags & set(only_tags))
+    if skip_tags and tags & set(skip_tags):
+        return False
+    if not only_tags:
+        return "never" not in tags
+    if "never" in tags and not (tags - {"never"}) & set(only_tags) and "never" not in only_tags:
+        return False
+    return "always" in tags or bool(tags & set(only_tags)) or "all" in only_tags

@@ -24,6 +24,7 @@ from harden.apply.modules.base import REDACTED, is_encryption_config, text_diff
 from harden.errors import HardenError, InputError
 from harden.inventory.loader import load_inventory
 from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT
+from harden.progress import HostProgress, wanted
 from harden.runs.journal import RUN_ID, RUN_ID_SHAPE, HostRecord, Journal, commit_script
 from harden.ssh.parallel import for_each_host
 from harden.ssh.settings import connection_specs
@@ -230,9 +231,13 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
             except (HardenError, RollbackError) as exc:
                 return HostRollback(host.name, "failed", str(exc))
 
+        with HostProgress(f"harden rollback {run_id}", len(hosts), console=console,
+                          enabled=wanted()) as progress:
+            results = for_each_host(hosts, progress.around(
+                one, lambda r: r.status not in ("refused", "failed")), forks)
         outcomes = {name: result.value if result.ok else
                     HostRollback(name, "failed", result.message)
-                    for name, result in for_each_host(hosts, one, forks).items()}
+                    for name, result in results.items()}
         if not known_here and all(o.status == "nothing" for o in outcomes.values()):
             # Another controller's run leaves backups on its hosts; a typo leaves nothing.
             raise InputError(unknown_run(run_id, journal, "not in the local journal, and no "

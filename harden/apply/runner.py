@@ -27,13 +27,14 @@ import shlex
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harden.ssh.settings import RunOptions, connection_specs
 from harden.errors import HardenError, InputError
 from harden.apply.facts import FactNotGathered, Facts, build_script, merge_requests, parse_output
 from harden.apply.events import NO_LOG_MESSAGE, HostSummary, Output, RunResult, TaskResult
+from harden.apply import loops
 from harden.apply.health import wait_healthy
 from harden.runs.journal import HostRecord, Journal, commit_script, new_run_id, \
     parse_index
@@ -48,6 +49,8 @@ from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT, MANIFEST_DIR
 from harden.apply.templating import Untemplated, evaluate, layered_vars, render_value
 
 WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
+COMMAND_MODULES = ("command", "shell")      # their own exec: rc and output are registered
+_LOOP_ITEM = "_harden_loop_item"            # where a loop's current item registers its result
 MAX_FACT_ROUNDS = 5
 _PS_MARK = markers.PS
 _WRITE_PS_END = markers.PS_END
@@ -60,6 +63,7 @@ class ApplyOptions:
     diff: bool = False
     forks: int = 20
     tags: list[str] | None = None
+    skip_tags: list[str] | None = None
     limit: str | None = None
     extra_vars: dict = field(default_factory=dict)
     run_options: RunOptions = field(default_factory=RunOptions)
@@ -176,12 +180,13 @@ class Runner:
         self.out.play_start(play, [h.name for h in hosts])
         abort = threading.Event()
         start = 0
-        for size in serial_batches(play.serial, len(hosts)):
+        batches = list(serial_batches(play.serial, len(hosts)))
+        for number, size in enumerate(batches, 1):
             batch = hosts[start:start + size]
             start += size
-            outcomes = for_each_host(
-                batch, lambda h: HostPlay(self, play, h, specs[h.name], batch, abort).run(),
-                self.options.forks)
+            self.out.batch_start(number, len(batches), [h.name for h in batch])
+            outcomes = for_each_host(batch, lambda h: self._host_play(play, h, specs, batch, abort),
+                                     self.options.forks)
             failed = [name for name, o in outcomes.items()
                       if not o.ok or o.value in ("failed", "unreachable", "rolled_back")]
             for name, outcome in outcomes.items():
@@ -195,6 +200,15 @@ class Runner:
                 self.out.stopped(reason)
                 return False
         return True
+
+    def _host_play(self, play: Play, host, specs: dict, batch: list, abort) -> str:
+        """One host's part of the play; tells the output when it is over (progress)."""
+        status = "failed"
+        try:
+            status = HostPlay(self, play, host, specs[host.name], batch, abort).run()
+            return status
+        finally:
+            self.out.host_done(host.name, status)
 
     @staticmethod
     def _stop_reason(play: Play, failed: list[str], batch_size: int, abort: threading.Event,
@@ -404,7 +418,7 @@ class HostPlay:
 
     # --- facts -------------------------------------------------------------------------------
 
-    def base_vars(self, just_registered: dict | None = None) -> dict:
+    def base_vars(self, just_registered: dict | None = None, task: Task | None = None) -> dict:
         """The task's variables, rendered (variables may refer to variables). Built per task
         because a variable may refer to a result registered since; `just_registered` adds a
         result not registered yet (what `changed_when` judges). The built-in variables and
@@ -417,7 +431,9 @@ class HostPlay:
                  "groups": {g: list(h) for g, h in self.runner.inventory.groups.items()},
                  "hostvars": HostVars(self.runner),
                  "harden_run_id": self.runner.run_id}
-        return layered_vars(self.host.vars, Untemplated(magic), self.play.vars,
+        return layered_vars(self.play.defaults, self.host.vars, Untemplated(magic),
+                            self.play.vars, task.vars if task else None,
+                            Untemplated(task.loop_vars) if task else None,
                             Untemplated({**self.registered, **(just_registered or {})}),
                             extra_vars=self.runner.options.extra_vars)
 
@@ -427,11 +443,12 @@ class HostPlay:
         requests = []
         variables = self.base_vars()
         for task in self.tasks() + self.play.handlers:
-            try:
-                args = self.args(task, variables)
-            except HardenError:
-                continue        # depends on a registered result: gathered when it plans
-            requests += get_module(task.module).facts_needed(args)
+            for scope in self._fact_scopes(task, variables):
+                try:
+                    args = self.args(task, scope)
+                except HardenError:
+                    continue    # depends on a registered result: gathered when it plans
+                requests += get_module(task.module).facts_needed(args)
         requests = merge_requests(requests)
         backups, journals = self.runner.options.backup_root, self.runner.options.journal_root
         script = build_script(requests) + (
@@ -455,6 +472,18 @@ class HostPlay:
                                                    f"(interrupted?); undo it with "
                                                    f"`harden rollback {run_id}`")
 
+    def _fact_scopes(self, task: Task, variables: dict) -> list[dict]:
+        """The variables a task's arguments are rendered with: one set per loop item."""
+        scope = self.base_vars(task=task) if task.vars else variables
+        if task.loop is None:
+            return [scope]
+        try:
+            found = loops.items(*task.loop, scope, task.where)
+        except (HardenError, TaskFailed):
+            return []           # the items come from a result registered later
+        return [self.base_vars(task=replace(task, loop_vars=loops.item_vars(
+            task.loop_control, item, index))) for index, item in enumerate(found)]
+
     def gather_more(self, request) -> None:
         result = self.session.run("sh -s", become=self.play.become,
                                   stdin=build_script([request]).encode())
@@ -467,7 +496,8 @@ class HostPlay:
 
     def tasks(self) -> list[Task]:
         return [t for t in self.play.tasks
-                if task_selected(t, self.play, self.runner.options.tags)]
+                if task_selected(t, self.play, self.runner.options.tags,
+                                 self.runner.options.skip_tags)]
 
     @staticmethod
     def args(task: Task, variables: dict) -> dict:
@@ -485,13 +515,40 @@ class HostPlay:
     def run_task(self, task: Task, handler: bool = False) -> None:
         """Run one task; `current` stays set when it raises, for run() to see its no_log."""
         self.current = task
-        self._run_task(task, handler)
+        if task.loop is not None:
+            self.run_loop(task, handler)
+        else:
+            self._run_task(task, handler)
         self.current = None
+
+    def run_loop(self, task: Task, handler: bool) -> None:
+        """One run of the task per item (each its own line); `register` gets the items'
+        results together, as Ansible registers a loop. Items are data: never templated."""
+        variables = self.base_vars(task=task)
+        try:
+            found = loops.items(*task.loop, variables, task.where)
+        except (TaskFailed, InputError) as exc:
+            self.flush()
+            self.done(TaskResult(self.name, self.play.name, task.name, "failed", handler=handler,
+                                 no_log=task.no_log), "failed", str(exc))
+            raise self._task_failed(task, exc) from None
+        results = []
+        for index, item in enumerate(found):
+            extra = loops.item_vars(task.loop_control, item, index)
+            shown = loops.label(task.loop_control, item, {**variables, **extra}, task.where)
+            one = replace(task, name=f"{task.name} (item={shown})", loop=None, loop_vars=extra,
+                          register=_LOOP_ITEM if task.register else None)
+            self.runner.register(self.name, _LOOP_ITEM, {"changed": False, "skipped": True})
+            self._run_task(one, handler)
+            results.append({**self.registered.get(_LOOP_ITEM, {}), "item": item})
+        self.registered.pop(_LOOP_ITEM, None)
+        if task.register:
+            self.runner.register(self.name, task.register, loops.aggregate(results))
 
     def _run_task(self, task: Task, handler: bool) -> None:
         result = TaskResult(self.name, self.play.name, task.name, "ok", handler=handler,
                             no_log=task.no_log)
-        variables = self.base_vars()
+        variables = self.base_vars(task=task)
         if task.run_once and self.name != self.batch[0]:
             return self.done(result, "skipped", "run_once: runs on " + self.batch[0])
         self._step(task.name)
@@ -500,9 +557,10 @@ class HostPlay:
             if not all(evaluate(cond, variables, task.where) for cond in task.when):
                 return self.done(result, "skipped")
             args = self.args(task, variables)
-            changes = self.plan(module, args, variables)
+            changes = self.plan(module, args, variables, task.search_dirs)
             found = self.with_facts(module.name,
                                     lambda: module.result(args, self.facts, changes))
+            result.message = module.report(args, variables)
         except (TaskFailed, InputError) as exc:
             self.flush()
             self.done(result, "failed", str(exc))
@@ -514,10 +572,12 @@ class HostPlay:
             self.state.secret_paths.update(c.path for c in changes if c.path)
         if self.runner.options.diff and not task.no_log:
             result.diff = "".join(c.diff for c in changes)
-        if task.module == "command":
+        if task.module in COMMAND_MODULES:
             return self.run_command(task, args, changes, result)
         changed = self.changed(task, bool(changes), variables, found)
         self.register(task, changed, changes, **found)
+        for name, value in module.variables_set(args).items():      # set_fact
+            self.runner.register(self.name, name, value)
         if changed:
             self.notify(task)
         if task.module in WAIT_MODULES:
@@ -538,15 +598,15 @@ class HostPlay:
         if writes and self.pending and self.pending[0].become != self._become(task):
             self.flush()                 # one exec runs under one identity
         if not writes and not self.pending:
-            return self.done(result, result.status)
+            return self.done(result, result.status, result.message)
         self.pending.append(_Pending(result, changes if writes else [], self._become(task),
                                      restart))
         if task.module == "service":
             self.flush()                 # a restart is a point everything after depends on
         return None
 
-    def plan(self, module, args: dict, variables: dict) -> list[Change]:
-        ctx = PlanContext(variables, self.play.template_dirs, self.check)
+    def plan(self, module, args: dict, variables: dict, search_dirs=()) -> list[Change]:
+        ctx = PlanContext(variables, [*search_dirs, *self.play.template_dirs], self.check)
         return self.with_facts(module.name, lambda: module.plan(args, self.facts, ctx))
 
     def with_facts(self, what: str, step):
@@ -572,7 +632,7 @@ class HostPlay:
     def changed(self, task: Task, planned: bool, variables: dict, result: dict) -> bool:
         if task.changed_when is None:
             return planned
-        scope = self.base_vars({task.register: result}) if task.register else variables
+        scope = self.base_vars({task.register: result}, task) if task.register else variables
         return all(evaluate(cond, scope, task.where) for cond in task.changed_when)
 
     def register(self, task: Task, changed: bool, changes: list[Change], **extra) -> dict:
@@ -610,7 +670,8 @@ class HostPlay:
             self.done(result, "failed", f"exit {out.rc}: {hint}{stderr.strip()[-300:]}")
             raise HostFailed(f"task '{task.name}': command exited {out.rc}")
         try:
-            changed = self.changed(task, True, self.base_vars(), {"changed": True, **value})
+            changed = self.changed(task, True, self.base_vars(task=task),
+                                   {"changed": True, **value})
         except InputError as exc:
             self.done(result, "failed", str(exc))
             raise self._task_failed(task, exc) from None

@@ -96,10 +96,12 @@ def _strict_filter(function: Callable) -> Callable:
     return apply
 
 
-def make_environment(template_dirs: Iterable[str] = ()) -> ImmutableSandboxedEnvironment:
+def make_environment(template_dirs: Iterable[str] = (), trim_blocks: bool = False,
+                     lstrip_blocks: bool = False) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         loader=FileSystemLoader([d for d in template_dirs if os.path.isdir(d)]),
-        undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+        undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
+        trim_blocks=trim_blocks, lstrip_blocks=lstrip_blocks)
     env.filters.update({name: _strict_filter(f) for name, f in _FILTERS.items()})
     return env
 
@@ -201,9 +203,11 @@ def evaluate(expression: Any, variables: dict, where: tuple = (None, None)) -> A
         raise InputError(f"cannot evaluate {expression!r}: {exc}", *where) from None
 
 
-def render_template_file(name: str, template_dirs: list[str], variables: dict) -> str:
-    """Render a file from the template search path (first directory holding it wins)."""
-    env = make_environment(template_dirs)
+def render_template_file(name: str, template_dirs: list[str], variables: dict,
+                         trim_blocks: bool = True, lstrip_blocks: bool = False) -> str:
+    """Render a file from the template search path (first directory holding it wins). Block
+    tags eat their newline by default, as in Ansible's template module (`trim_blocks`)."""
+    env = make_environment(template_dirs, trim_blocks, lstrip_blocks)
     try:
         return env.get_template(name).render(**variables)
     except TemplateError as exc:

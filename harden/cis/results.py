@@ -34,6 +34,39 @@ class CheckResult:
 
 
 @dataclass
+class Change:
+    """One host × check whose FAIL appeared or went away since the baseline run."""
+
+    host: str
+    id: str
+    title: str
+    before: str | None            # the baseline's status (None: not evaluated then)
+    after: str | None             # this run's status (None: not evaluated now)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Changes:
+    """What differs from a baseline run (`--compare`): only results, never node content."""
+
+    baseline: str                                 # the baseline's run id
+    baseline_started: str | None                  # ISO time of the baseline, when known
+    new_failures: list[Change] = field(default_factory=list)
+    fixed: list[Change] = field(default_factory=list)
+    hosts_added: list[str] = field(default_factory=list)
+    hosts_removed: list[str] = field(default_factory=list)
+    before: dict[tuple[str, str], str] = field(default_factory=dict)   # (host, id) -> status
+
+    def to_json(self) -> dict:
+        return {"baseline": self.baseline, "baseline_started": self.baseline_started,
+                "new_failures": [c.to_json() for c in self.new_failures],
+                "fixed": [c.to_json() for c in self.fixed],
+                "hosts_added": list(self.hosts_added), "hosts_removed": list(self.hosts_removed)}
+
+
+@dataclass
 class CheckRun:
     """A whole `harden check`: the benchmark, the run id, every result and unreachable hosts."""
 
@@ -42,6 +75,8 @@ class CheckRun:
     results: list[CheckResult]
     unreachable: dict[str, str] = field(default_factory=dict)   # host -> reason
     started_at: datetime | None = None                            # when the run began (UTC)
+    changes: Changes | None = None                                # with --compare
+    seconds: float | None = None                                  # how long the run took
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Per-host counts of each status (unreachable hosts get an UNREACHABLE count of 1)."""

@@ -10,6 +10,8 @@ contacted).
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from datetime import datetime, timezone
 from typing import Sequence
 
@@ -19,7 +21,9 @@ from harden.cis.catalogue import Catalogue, load_catalogue
 from harden.cis.evaluate import evaluate_host
 from harden.ssh.settings import resolve_targets
 from harden.errors import InputError
-from harden.runs.journal import new_run_id
+from harden.cis.compare import FAILING, compute_changes, load_baseline, new_scored_failures
+from harden.progress import HostProgress, wanted
+from harden.runs.journal import Journal, new_run_id, record_check
 from harden.ssh.parallel import for_each_host
 from harden.cis.probe import gather_facts
 from harden.cis.reports import FORMATS, render
@@ -30,23 +34,55 @@ EXIT_OK, EXIT_INPUT, EXIT_FINDINGS, EXIT_HOSTS = 0, 1, 2, 4
 
 
 def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benchmark: str,
-              fmt: str, output: str | None, accept_new_host_keys: bool = False,
+              fmt: str, output: str | None, metrics_file: str | None = None,
+              by_host: bool = False, compare: str | None = None,
+              fail_on: str = "any", accept_new_host_keys: bool = False,
               ask_become_pass: bool = False, connect_timeout: float | None = None,
               transport: str | None = None) -> int:
-    """Audit the selected hosts, write the report, return the exit code."""
+    """Audit the selected hosts, write the report, keep the run in the journal, return the
+    exit code."""
     if fmt not in FORMATS:
         raise InputError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fail_on == "new" and compare is None:
+        raise InputError("--fail-on new needs --compare RUN_ID|FILE|last (new since what?)")
     catalogue = load_catalogue(benchmark)
+    journal = _open_journal()
+    try:
+        baseline = load_baseline(compare, catalogue.benchmark, journal) if compare else None
+        run = _audit(inventories, limit, forks, catalogue, fmt, accept_new_host_keys,
+                     ask_become_pass, connect_timeout, transport)
+        if baseline is not None:
+            run.changes = compute_changes(baseline, run)
+        code = exit_code(run, fail_on)
+        _journal_run(journal, run, code)
+    finally:
+        if journal is not None:
+            journal.close()
+    _write_report(run, fmt, output, by_host)
+    if metrics_file is not None:
+        _write_report(run, "prometheus", metrics_file)
+    return code
+
+
+def _audit(inventories, limit, forks, catalogue: Catalogue, fmt: str, accept_new_host_keys: bool,
+           ask_become_pass: bool, connect_timeout: float | None,
+           transport: str | None = None) -> CheckRun:
+    """Every selected host probed and evaluated, `forks` at a time, with progress on a
+    terminal."""
     hosts, specs = resolve_targets(
         inventories, limit, connect_timeout=connect_timeout, transport=transport,
         accept_new_host_keys=accept_new_host_keys, ask_become_pass=ask_become_pass,
         warn=lambda line: click.echo(line, err=True))
     run = CheckRun(benchmark=catalogue.benchmark, run_id=new_run_id(), results=[],
                    started_at=datetime.now(timezone.utc))
+    started = time.monotonic()
     jumps = JumpPool()
+    progress = HostProgress("harden check", len(hosts), enabled=wanted(fmt))
     try:
-        outcomes = for_each_host(
-            hosts, lambda host: audit_host(host, specs[host.name], catalogue, jumps), forks)
+        with progress:
+            outcomes = for_each_host(hosts, progress.around(
+                lambda host: audit_host(host, specs[host.name], catalogue, jumps,
+                                        progress.host_step)), forks)
     finally:
         jumps.close()
     for name, outcome in outcomes.items():
@@ -54,31 +90,59 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
             run.results.extend(outcome.value)
         else:
             run.unreachable[name] = f"{outcome.kind}: {outcome.message}"
-    _write_report(run, fmt, output)
-    return exit_code(run)
+    run.seconds = time.monotonic() - started
+    return run
 
 
-def audit_host(host, spec, catalogue: Catalogue, jumps: JumpPool | None = None) -> list[CheckResult]:
+def _journal_run(journal: Journal | None, run: CheckRun, code: int) -> None:
+    """Keep the run for later --compare; a journal that fails to write only costs a warning."""
+    if journal is None:
+        return
+    try:
+        record_check(journal, run, code)
+    except sqlite3.Error as exc:
+        click.echo(f"harden: warning: check run not journaled: {exc}", err=True)
+
+
+def _open_journal() -> Journal | None:
+    """The local journal, or None (with a warning) when it cannot be opened: a read-only home
+    must not stop an audit, it only means this run cannot be compared against later."""
+    try:
+        return Journal()
+    except (OSError, sqlite3.Error) as exc:
+        click.echo(f"harden: warning: check run not journaled: {exc}", err=True)
+        return None
+
+
+def audit_host(host, spec, catalogue: Catalogue, jumps: JumpPool | None = None,
+               step=lambda host, text: None) -> list[CheckResult]:
     """One session, one probe exec, then every applicable check evaluated locally."""
+    step(host.name, "connecting")
     with connect(spec, jumps) as session:
+        step(host.name, "probing")
         facts = gather_facts(session, host.name)
+    step(host.name, "evaluating")
     return evaluate_host(host.name, facts, catalogue, host.vars.get("harden_node_role"))
 
 
-def exit_code(run: CheckRun) -> int:
-    """4 if a host could not be audited, else 2 if a scored check failed, else 0."""
+def exit_code(run: CheckRun, fail_on: str = "any") -> int:
+    """4 if a host could not be audited, else 2 if a scored check failed or its component
+    would refuse its command line (ERROR) (with `fail_on="new"`: only such a result that is
+    new since the baseline), else 0."""
     if run.unreachable:
         return EXIT_HOSTS
-    if any(r.scored and r.status == "FAIL" for r in run.results):
+    if fail_on == "new" and run.changes is not None:
+        return EXIT_FINDINGS if new_scored_failures(run.changes, run) else EXIT_OK
+    if any(r.scored and r.status in FAILING for r in run.results):
         return EXIT_FINDINGS
     return EXIT_OK
 
 
-def _write_report(run: CheckRun, fmt: str, output: str | None) -> None:
+def _write_report(run: CheckRun, fmt: str, output: str | None, by_host: bool = False) -> None:
     if output is None:
-        click.echo(render(run, fmt, generated_at=run.started_at), nl=False)
+        click.echo(render(run, fmt, generated_at=run.started_at, by_host=by_host), nl=False)
         return
-    text = render(run, fmt, color=False, generated_at=run.started_at)
+    text = render(run, fmt, color=False, generated_at=run.started_at, by_host=by_host)
     try:
         if os.path.exists(output) and not os.path.isfile(output):
             with open(output, "w", encoding="utf-8") as fh:    # /dev/null, a pipe: never replace

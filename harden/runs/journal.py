@@ -5,8 +5,10 @@ run (`/var/lib/harden/backups/<run>/index`, written by the apply script before e
 and `/var/lib/harden/runs/journal/<run>.json` plus `after-index`, written when the host's part of a
 play is committed, and removed again by the first write of the host's next play until that play
 commits): `harden rollback` works from it even on another controller. The local SQLite
-journal is the history (`harden runs`): runs, hosts, tasks, changed files and outcomes. Neither
-ever holds file content, a diff of a secret file, or an apply script (scripts carry secrets).
+journal is the history (`harden runs`): runs, hosts, tasks, changed files and outcomes, and for
+`harden check` runs each host × check status (what `check --compare` compares against). Neither
+ever holds file content, a diff of a secret file, an apply script (scripts carry secrets), or
+what a check found on a node (the `actual` text): only ids and statuses.
 
 A run whose SQLite row never got `finished` was killed half-way: `harden runs` shows it as
 interrupted. On a node, a backup directory without a journal file means the same.
@@ -49,6 +51,9 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE TABLE IF NOT EXISTS files (
   run_id TEXT NOT NULL, host TEXT NOT NULL, path TEXT NOT NULL, kind TEXT, mode TEXT,
   uid TEXT, gid TEXT, sha256 TEXT, PRIMARY KEY (run_id, host, path));
+CREATE TABLE IF NOT EXISTS check_results (
+  run_id TEXT NOT NULL, host TEXT NOT NULL, check_id TEXT NOT NULL, status TEXT NOT NULL,
+  scored INTEGER NOT NULL, PRIMARY KEY (run_id, host, check_id));
 CREATE TABLE IF NOT EXISTS pruned (
   run_id TEXT NOT NULL, host TEXT NOT NULL, pruned REAL NOT NULL, bytes INTEGER,
   PRIMARY KEY (run_id, host));
@@ -261,6 +266,53 @@ class Journal:
                         "failed": failed, "rolled_back": rolled, "pruned": pruned,
                         "interrupted": finished is None and not running, "running": running})
         return out
+
+
+CHECK_COMMAND = "check"
+
+
+def record_check(journal: Journal, run, exit_code: int) -> None:
+    """Keep a finished `harden check` run: per host its counts, per host × check its status.
+    `run` is a CheckRun; the command column is "check <benchmark>" so runs of different
+    catalogues are never compared by `--compare last`."""
+    journal.start_run(run.run_id, None, f"{CHECK_COMMAND} {run.benchmark}", False)
+    per_host: dict[str, dict[str, int]] = {}
+    for r in run.results:
+        counts = per_host.setdefault(r.host, {"ok": 0, "failed": 0})
+        counts["ok" if r.status == "PASS" else "failed"] += r.status in ("PASS", "FAIL")
+    for host, counts in per_host.items():
+        journal.host(run.run_id, host, "checked", counts)
+    for host, reason in run.unreachable.items():
+        journal.host(run.run_id, host, "unreachable", {"unreachable": 1}, reason)
+    with journal._lock:
+        journal._db.executemany(
+            "INSERT OR REPLACE INTO check_results VALUES (?, ?, ?, ?, ?)",
+            [(run.run_id, r.host, r.id, r.status, int(r.scored)) for r in run.results])
+    journal.finish_run(run.run_id, exit_code)
+
+
+def load_check(journal: Journal, run_id: str) -> dict | None:
+    """A recorded check run as {run_id, command, started, results: [{host, id, status, scored}],
+    unreachable: {host: reason}}, or None when the journal has no check run of that id."""
+    rows = journal._exec("SELECT command, started FROM runs WHERE id = ?", (run_id,))
+    if not rows or not (rows[0][0] or "").startswith(CHECK_COMMAND + " "):
+        return None
+    command, started = rows[0]
+    results = [{"host": h, "id": c, "status": s, "scored": bool(sc)} for h, c, s, sc in
+               journal._exec("SELECT host, check_id, status, scored FROM check_results "
+                             "WHERE run_id = ?", (run_id,))]
+    unreachable = dict(journal._exec("SELECT host, COALESCE(message, '') FROM hosts "
+                                     "WHERE run_id = ? AND status = 'unreachable'", (run_id,)))
+    return {"run_id": run_id, "benchmark": command.split(" ", 1)[1], "started": started,
+            "results": results, "unreachable": unreachable}
+
+
+def latest_check(journal: Journal, benchmark: str, before: str | None = None) -> str | None:
+    """The newest finished check run of `benchmark` (other than `before`), for `--compare last`."""
+    rows = journal._exec("SELECT id FROM runs WHERE command = ? AND finished IS NOT NULL "
+                         "AND id != ? ORDER BY started DESC LIMIT 1",
+                         (f"{CHECK_COMMAND} {benchmark}", before or ""))
+    return rows[0][0] if rows else None
 
 
 def _alive(pid: int | None) -> bool:

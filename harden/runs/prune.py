@@ -283,6 +283,7 @@ def run_prune(inventories, *, limit: str | None, policy: Policy, dry_run: bool, 
     import click
 
     from harden.ssh.settings import resolve_targets
+    from harden.progress import HostProgress, wanted
     from harden.ssh.parallel import for_each_host
     from harden.ssh.transport import JumpPool, connect
 
@@ -297,8 +298,10 @@ def run_prune(inventories, *, limit: str | None, policy: Policy, dry_run: bool, 
         with connect(specs[host.name], jumps) as session:
             return prune_host(session, host.name, policy, dry_run=dry_run, now=now)
 
+    title = "harden prune" + (" (dry run)" if dry_run else "")
     try:
-        outcomes = for_each_host(hosts, one, forks)
+        with HostProgress(title, len(hosts), console=console, enabled=wanted()) as progress:
+            outcomes = for_each_host(hosts, progress.around(one), forks)
     finally:
         jumps.close()
     results = [o.value if o.ok else HostPrune(name, error=f"{o.kind}: {o.message}")

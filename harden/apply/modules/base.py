@@ -99,6 +99,14 @@ class Module:
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
         raise NotImplementedError
 
+    def report(self, args: dict, variables: dict) -> str:
+        """What the task's output line says besides its status (debug's message)."""
+        return ""
+
+    def variables_set(self, args: dict) -> dict:
+        """Variables the task defines for this host for the rest of the run (set_fact)."""
+        return {}
+
     def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
         """What `register` keeps besides changed/failed/changes: facts a later play, or
         another host through `hostvars`, may judge (never secret content)."""
@@ -156,10 +164,10 @@ def _check_type(module: str, spec: Arg, value, path, line, rendered: bool):
     if not rendered and isinstance(value, str) and ("{{" in value or "{%" in value):
         return value
     if spec.type == "mode":
-        if isinstance(value, int) and not isinstance(value, bool):
-            raise InputError(f"{module}: '{spec.name}' must be a quoted octal string such as "
-                             f"\"0600\" (YAML reads an unquoted 0600 as the number "
-                             f"{value})", path, line)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0o7777:
+            # As Ansible: YAML reads an unquoted 0600 as the number 384, which is the mode
+            # meant; an unquoted 644 is the number 644, i.e. mode 01204 (Ansible's caveat).
+            value = f"{value:04o}"
         if not isinstance(value, str) or not _MODE.match(value):
             raise InputError(f"{module}: '{spec.name}' must be an octal mode like \"0600\", "
                              f"got {value!r}", path, line)

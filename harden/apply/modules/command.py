@@ -1,13 +1,20 @@
-"""`command`: run a shell command on the node.
+"""`command`: run a program on the node, without a shell (Ansible's semantics).
+
+The command line is split into words as a shell would split them (quotes honoured), but
+nothing else a shell does happens: `echo hi > f` prints "hi > f" and writes no file. Use
+`shell` for pipes, redirections and variables. `argv` gives the words as a list instead.
 
 Commands may write anything, so they are skipped in check mode unless the task says
 `check_mode: false` (then they are read-only probes and run in both modes). `creates` makes
-them idempotent: when that path exists the command is not run. Whether a run counts as
-changed can be overridden with the task keyword `changed_when`.
+them idempotent (not run when that path exists), `removes` the other way round; `chdir` runs
+them in a directory. Whether a run counts as changed can be overridden with `changed_when`.
 """
 
 from __future__ import annotations
 
+import shlex
+
+from harden.errors import InputError
 from harden.apply.facts import FILE, FactRequest, Facts
 from harden.apply.modules.base import Arg, Change, Module, PlanContext
 
@@ -16,17 +23,38 @@ class CommandModule(Module):
     name = "command"
     check_mode_safe = False
     args = (
-        Arg("cmd", required=True),
+        Arg("cmd"),
+        Arg("argv", "list"),
         Arg("creates"),
+        Arg("removes"),
+        Arg("chdir"),
     )
 
+    def validate(self, args, path=None, line=None, rendered=True) -> dict:
+        out = super().validate(args, path, line, rendered)
+        if bool(out["cmd"]) == bool(out["argv"]):
+            raise InputError(f"{self.name} needs either 'cmd' (or a free-form command) or "
+                             "'argv', not both", path, line)
+        return out
+
     def facts_needed(self, args: dict) -> list[FactRequest]:
-        return [FactRequest(FILE, args["creates"])] if args["creates"] else []
+        return [FactRequest(FILE, p) for p in (args["creates"], args["removes"]) if p]
 
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
         if args["creates"] and facts.file(args["creates"]) is not None:
             return []
-        return [Change(summary=f"run: {args['cmd']}", script=f"(\n{args['cmd']}\n)")]
+        if args["removes"] and facts.file(args["removes"]) is None:
+            return []
+        script = self.script(args)
+        if args["chdir"]:
+            script = f"cd {shlex.quote(args['chdir'])} && {script}"
+        shown = args["cmd"] or shlex.join(map(str, args["argv"]))
+        return [Change(summary=f"run: {shown}", script=script)]
+
+    def script(self, args: dict) -> str:
+        """The words, each quoted: the node's sh only executes, it interprets nothing."""
+        words = [str(w) for w in args["argv"]] if args["argv"] else shlex.split(args["cmd"])
+        return "(\nexec " + " ".join(shlex.quote(w) for w in words) + "\n)"
 
 
 MODULE = CommandModule()

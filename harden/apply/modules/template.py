@@ -4,6 +4,8 @@ Rendering happens on the controller at plan time, so --check and --diff show exa
 bytes a real run would write. With `force: false` an existing dest is not rendered at all (only
 its mode/owner/group are enforced): a re-run then needs none of the variables the first render
 took (an encryption key) and cannot undo what changed the file since (a key rotation).
+Jinja settings follow Ansible's template module: a block tag's own newline is dropped
+(`trim_blocks: true`), leading whitespace before it is kept unless `lstrip_blocks: true`.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from harden.apply.templating import render_template_file
 
 class TemplateModule(WholeFileModule):
     name = "template"
-    args = (Arg("src", required=True), *DEST_ARGS)
+    args = (Arg("src", required=True), *DEST_ARGS,
+            Arg("trim_blocks", "bool", default=True),
+            Arg("lstrip_blocks", "bool", default=False),
+            Arg("backup", "bool", default=False))      # accepted: harden always backs up
 
     def content(self, args: dict, ctx: PlanContext) -> bytes:
-        return render_template_file(args["src"], ctx.template_dirs, ctx.vars).encode()
+        return render_template_file(args["src"], ctx.template_dirs, ctx.vars,
+                                    args["trim_blocks"], args["lstrip_blocks"]).encode()
 
 
 MODULE = TemplateModule()

@@ -18,6 +18,10 @@ Decisions:
 * An unreachable host becomes an error notification on the invocation, which then is not
   `executionSuccessful`.
 * partialFingerprints carry host + check id so dashboards track one finding across runs.
+* With `--compare`, each result carries `baselineState` against the baseline run: `new` (a
+  FAIL that was not one, or a host × check not evaluated then), `unchanged` (same status),
+  `updated` (another status, e.g. a fixed FAIL now PASS); the run's properties carry the
+  baseline id and the added/removed hosts.
 """
 
 from __future__ import annotations
@@ -62,10 +66,31 @@ def sarif_log(run: CheckRun, generated_at: datetime | None = None) -> dict:
             }},
             "automationDetails": {"id": f"harden-check/{run.benchmark}/{run.run_id}"},
             "invocations": [_invocation(run, generated_at)],
-            "results": [_result(r, rule_index[r.id]) for r in ordered_results(run)],
-            "properties": {"benchmark": run.benchmark, "runId": run.run_id},
+            "results": [_with_baseline(_result(r, rule_index[r.id]), r, run)
+                        for r in ordered_results(run)],
+            "properties": _run_properties(run),
         }],
     }
+
+
+def _run_properties(run: CheckRun) -> dict:
+    properties = {"benchmark": run.benchmark, "runId": run.run_id}
+    if run.changes is not None:
+        properties.update(baselineRunId=run.changes.baseline,
+                          hostsAdded=run.changes.hosts_added,
+                          hostsRemoved=run.changes.hosts_removed)
+    return properties
+
+
+def _with_baseline(entry: dict, result: CheckResult, run: CheckRun) -> dict:
+    if run.changes is None:
+        return entry
+    before = run.changes.before.get((result.host, result.id))
+    if before is None or (result.status == "FAIL" and before != "FAIL"):
+        entry["baselineState"] = "new"
+    else:
+        entry["baselineState"] = "unchanged" if before == result.status else "updated"
+    return entry
 
 
 def _rule(row) -> dict:

@@ -1,4 +1,7 @@
-"""The default human report: per host, grouped by section, then a summary table.
+"""The human report. By default grouped for fleets: one line per check and verdict naming the
+hosts that share it (FAIL, ERROR, WARN first; PASS and SKIP only counted), then hosts folded by
+role and identical results. `by_host` (and any run of a single host) gives the full per-host
+view: every check under each host, grouped by section, then a summary table.
 
 Built from rich Text objects, never markup strings: titles and actual values come from nodes
 and may contain square brackets that rich markup would swallow or misread.
@@ -18,7 +21,11 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from harden.cis.reports.ordering import UNREACHABLE, host_summary, ordered_hosts, ordered_results, section_of
+from harden.cis.reports.fleet import (ROLE_ORDER, compress_hosts, host_roles,
+                                      identical_host_groups, role_label, unreachable_groups,
+                                      verdict_groups)
+from harden.cis.reports.ordering import (UNREACHABLE, host_summary, natural_key, ordered_hosts,
+                                         ordered_results, section_of)
 from harden.cis.results import STATUSES, CheckResult, CheckRun
 
 STATUS_STYLES = {
@@ -45,7 +52,7 @@ def wants_color(stream=None) -> bool:
 PLAIN_WIDTH = 110
 
 
-def render_text(run: CheckRun, color: bool | None = None) -> str:
+def render_text(run: CheckRun, color: bool | None = None, by_host: bool = False) -> str:
     color = wants_color() if color is None else color
     buffer = io.StringIO()
     # A terminal gets its own width; files and pipes get a fixed one, so a report written by
@@ -54,14 +61,24 @@ def render_text(run: CheckRun, color: bool | None = None) -> str:
     console = Console(file=buffer, force_terminal=color, color_system="auto" if color else None,
                       width=width, highlight=False, emoji=False, markup=False)
     console.print(_heading(run))
+    if run.changes is not None:
+        console.print()
+        console.print(changes_block(run))
+    if by_host or len(ordered_hosts(run)) <= 1:
+        _print_by_host(console, run)
+    else:
+        print_grouped(console, run)
+    # rich pads table cells to full width; trailing blanks only add noise to files and diffs
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
+
+
+def _print_by_host(console: Console, run: CheckRun) -> None:
     by_host = {host: list(rs) for host, rs in groupby(ordered_results(run), key=lambda r: r.host)}
     for host in ordered_hosts(run):
         console.print()
         console.print(_host_block(host, by_host.get(host, []), run.unreachable.get(host)))
     console.print()
     console.print(summary_table(run))
-    # rich pads table cells to full width; trailing blanks only add noise to files and diffs
-    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
 
 
 def _heading(run: CheckRun) -> Text:
@@ -139,3 +156,149 @@ def summary_table(run: CheckRun) -> Table:
                  for s in STATUSES]
         table.add_row(host, *cells, "")
     return table
+
+
+# ---- grouped (fleet) view -------------------------------------------------------------------
+
+GROUPED_ORDER = ("FAIL", "ERROR", "WARN")
+MAX_ACTUALS = 4          # distinct findings listed under one group before "and N more"
+
+
+def print_grouped(console: Console, run: CheckRun) -> None:
+    """Findings once per check with their hosts, then passes counted, then hosts folded."""
+    groups = verdict_groups(run)
+    if run.changes is not None:
+        console.print()
+    console.print(_fleet_line(run))
+    for status in GROUPED_ORDER:
+        chosen = [g for g in groups if g.status == status]
+        if chosen:
+            console.print()
+        for group in chosen:
+            console.print(_group_line(group))
+            details = _group_details(group) if status != "WARN" else None
+            if details is not None:
+                console.print(Padding(details, (0, 0, 0, DETAIL_INDENT)))
+    console.print()
+    for status in ("PASS", "SKIP"):
+        line = _counted_line(groups, status)
+        if line is not None:
+            console.print(line)
+    for reason, hosts in unreachable_groups(run):
+        console.print(Text.assemble((f"{UNREACHABLE} ", STATUS_STYLES[UNREACHABLE]), " ",
+                                    (compress_hosts(hosts), "bold"), f": {reason}"))
+    console.print()
+    console.print(hosts_block(run))
+    console.print(Text("`--by-host` lists every check per host; `-l HOST` shows one host in full.",
+                       style="dim"))
+
+
+def _fleet_line(run: CheckRun) -> Text:
+    roles = host_roles(run)
+    counts: dict[str, int] = {}
+    for role in roles.values():
+        counts[role] = counts.get(role, 0) + 1
+    parts = [f"{n} {role_label(role, n)}" for role, n in
+             sorted(counts.items(), key=lambda item: ROLE_ORDER.index(item[0])
+                    if item[0] in ROLE_ORDER else 9)]
+    failing = {r.host for r in run.results if r.status == "FAIL" and r.scored}
+    line = Text(f"{len(ordered_hosts(run))} hosts: {', '.join(parts) or 'none audited'}")
+    line.append(f" · {len(failing)} with a scored FAIL",
+                style=STATUS_STYLES["FAIL"] if failing else "dim")
+    if run.unreachable:
+        line.append(f" · {len(run.unreachable)} unreachable", style="bold red")
+    if run.seconds is not None:
+        line.append(f" · {run.seconds:.1f}s", style="dim")
+    return line
+
+
+def _group_line(group) -> Text:
+    line = Text.assemble((f"{group.status:<5}", STATUS_STYLES[group.status]), "  ",
+                         (f"{group.id:<7}", "bold"), " ", group.title, " — ",
+                         (compress_hosts(group.hosts), "bold cyan"),
+                         (f" ({len(group.hosts)}/{group.of} {role_label(group.role, group.of)})",
+                          "dim"))
+    if not group.scored and group.status != "WARN":     # a WARN is a review item anyway
+        line.append("  (manual)", style="dim")
+    return line
+
+
+def _group_details(group) -> Table | None:
+    rows: list[tuple[str, str, str]] = [("expected", group.expected, "")]
+    actuals = list(group.actuals.items())
+    for actual, hosts in actuals[:MAX_ACTUALS]:
+        where = "" if len(actuals) == 1 else f"  [{compress_hosts(hosts)}]"
+        rows.append(("actual", actual + where, ""))
+    if len(actuals) > MAX_ACTUALS:
+        rows.append(("actual", f"… {len(actuals) - MAX_ACTUALS} more distinct findings "
+                               "(--by-host shows each)", "dim"))
+    for drift, hosts in group.drifts.items():
+        rows.append(("drift", f"{drift}  [{compress_hosts(hosts)}]", "yellow"))
+    if group.status == "FAIL" and group.remediation:
+        rows.append(("fix", group.remediation.strip(), "cyan"))
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value, style in rows:
+        grid.add_row(f"{label}:", Text(value, style=style))
+    return grid
+
+
+def _counted_line(groups, status: str) -> Text | None:
+    """PASS/SKIP are not listed: how many checks had that verdict everywhere, and on some."""
+    chosen = [g for g in groups if g.status == status]
+    if not chosen:
+        return None
+    everywhere = sum(len(g.hosts) == g.of for g in chosen)
+    results = sum(len(g.hosts) for g in chosen)
+    text = f"{everywhere} checks on every host they apply to"
+    if len(chosen) > everywhere:
+        text += f", {len(chosen) - everywhere} on some hosts"
+    return Text.assemble((f"{status:<5}", STATUS_STYLES[status]), "  ", text,
+                         (f" ({results} results)", "dim"))
+
+
+def hosts_block(run: CheckRun) -> Table:
+    """Hosts folded by role and identical results: a fleet of alike nodes is a few rows."""
+    table = Table(title="Hosts (grouped by role and identical results)", title_justify="left",
+                  box=None, padding=(0, 2, 0, 0), show_header=True, header_style="dim")
+    table.add_column("hosts", style="bold", overflow="fold")
+    table.add_column("role")
+    for status in STATUSES:
+        table.add_column(status, justify="right", header_style=STATUS_STYLES[status])
+    for group in identical_host_groups(run):
+        n = len(group.hosts)
+        role = f"{n} {role_label(group.role, n)}" + (" identical" if n > 1 else "")
+        cells = [Text(str(group.counts.get(s, 0)),
+                      style=STATUS_STYLES[s] if group.counts.get(s) else "dim") for s in STATUSES]
+        table.add_row(compress_hosts(group.hosts), role, *cells)
+    for reason, hosts in unreachable_groups(run):
+        table.add_row(compress_hosts(hosts), Text(UNREACHABLE, style="bold red"),
+                      *["-"] * len(STATUSES))
+    return table
+
+
+def changes_block(run: CheckRun) -> Group:
+    """What changed since the baseline: new FAILs and fixed ones folded by check, hosts
+    added/removed. Printed first: on a periodic run it is the question being asked."""
+    changes = run.changes
+    since = changes.baseline + (f" ({changes.baseline_started})" if changes.baseline_started
+                                else "")
+    parts: list = [Text.assemble(("Changes since ", "bold"), (since, "bold"))]
+    for label, style, items in (("NEW", "bold red", changes.new_failures),
+                                ("FIXED", "bold green", changes.fixed)):
+        folded: dict[str, list] = {}
+        for change in items:
+            folded.setdefault(change.id, []).append(change)
+        for check_id in sorted(folded, key=natural_key):
+            hosts = [c.host for c in folded[check_id]]
+            parts.append(Text.assemble("  ", (f"{label:<6}", style), (f"{check_id:<7}", "bold"),
+                                       " ", folded[check_id][0].title, " — ",
+                                       (compress_hosts(hosts), "bold cyan")))
+    if changes.hosts_added:
+        parts.append(Text(f"  hosts added: {compress_hosts(changes.hosts_added)}"))
+    if changes.hosts_removed:
+        parts.append(Text(f"  hosts removed: {compress_hosts(changes.hosts_removed)}"))
+    if len(parts) == 1:
+        parts.append(Text("  no new or fixed FAIL, same hosts", style="dim"))
+    return Group(*parts)

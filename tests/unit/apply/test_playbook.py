@@ -103,11 +103,11 @@ def test_full_data_model(tmp_path):
 def test_unknown_play_keyword(tmp_path):
     err = error_of(tmp_path, """\
         - hosts: all
-          gather_facts: false
+          strategy: free
           tasks: []
         """)
     assert err.line == 2 and err.path.endswith("play.yml")
-    assert "unknown play keyword 'gather_facts'; valid: any_errors_fatal, become" in str(err)
+    assert "unknown play keyword 'strategy'; valid: any_errors_fatal, become" in str(err)
 
 
 def test_unknown_module_names_modules_and_keywords(tmp_path):
@@ -115,11 +115,11 @@ def test_unknown_module_names_modules_and_keywords(tmp_path):
         - hosts: all
           tasks:
             - name: x
-              lineinfile: {path: /etc/x}
+              synchronize: {src: /etc/x}
         """)
     assert err.line == 4
-    assert "unknown module or task keyword 'lineinfile'" in str(err)
-    assert "modules: assert, command, copy, encryption_key, file," in str(err)
+    assert "unknown module or task keyword 'synchronize'" in str(err)
+    assert "modules: assert, blockinfile, command, copy, debug, encryption_key, fail," in str(err)
     assert "task keywords: become, changed_when," in str(err)
 
 
@@ -148,14 +148,19 @@ def test_two_modules_missing_required_argument_and_bad_types(tmp_path):
           tasks:
             - file: {mode: "0600"}
         """))
-    err = error_of(tmp_path, """\
+
+
+def test_unquoted_modes_read_as_ansible_reads_them(tmp_path):
+    """YAML makes an unquoted 0600 the number 384, which is the mode meant; an unquoted 644 is
+    decimal 644, mode 01204: Ansible's documented caveat, kept so a role means the same."""
+    (tmp_path / "p.yml").write_text(textwrap.dedent("""\
         - hosts: all
           tasks:
-            - file:
-                path: /a
-                mode: 0600
-        """)
-    assert err.line == 5 and "quoted octal string" in str(err)
+            - file: {path: /a, mode: 0600}
+            - file: {path: /b, mode: 644}
+        """))
+    tasks = load_playbook(str(tmp_path / "p.yml")).plays[0].tasks
+    assert [t.args["mode"] for t in tasks] == ["0600", "1204"]
 
 
 def test_notify_must_name_a_handler(tmp_path):

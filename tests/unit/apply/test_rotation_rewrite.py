@@ -19,7 +19,7 @@ FINGERPRINT = "f" * 64
 def rewrite_script(marker: Path, resources: list[str]) -> str:
     playbook = load_playbook(str(REPO / "playbooks" / "rotate-encryption-key.yml"))
     task, = [t for p in playbook.plays for t in p.tasks
-             if t.module == "command" and "kubectl" in t.args["cmd"]]
+             if t.module == "shell" and "kubectl" in t.args["cmd"]]
     variables = {"rewrite_marker": str(marker),
                  "rotation_target": {"resources": resources,
                                      "current_fingerprint": FINGERPRINT}}

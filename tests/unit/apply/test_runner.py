@@ -44,7 +44,7 @@ WRITE = """
       notify: never runs
   handlers:
     - name: never runs
-      command:
+      shell:
         cmd: "touch {{{{ root }}}}/handler-ran"
 """
 
@@ -152,10 +152,10 @@ HANDLERS = """
       tags: [other]
   handlers:
     - name: mark
-      command:
+      shell:
         cmd: "echo x >> {{ root }}/marks"
     - name: other
-      command:
+      shell:
         cmd: "echo y >> {{ root }}/other"
 """
 
@@ -318,7 +318,7 @@ def test_no_log_hides_diff_and_message(env):
       copy: {dest: "{{ root }}/etc/q", content: "hush\\n"}
       no_log: true
     - name: fails quietly
-      command: {cmd: "echo the-secret-detail >&2; exit 3"}
+      shell: {cmd: "echo the-secret-detail >&2; exit 3"}
       no_log: true
 """
     result, _ = env.apply(play, diff=True)

@@ -37,7 +37,7 @@ TWO_CHANGES = """
     - name: manifest v1
       copy: {dest: "{{ root }}/manifests/web.yaml", content: "{{ v1 }}"}
     - name: the kubelet starts the pod
-      command: {cmd: "{{ start }}"}
+      shell: {cmd: "{{ start }}"}
       changed_when: false
     - name: wait one
       wait_for_static_pod: &wait
@@ -55,7 +55,7 @@ TWO_CHANGES = """
 
 RESTART = """
     - name: the kubelet restarts the pod
-      command: {cmd: "kill $(tail -n 1 {{ pids }}); {{ start }}"}
+      shell: {cmd: "kill $(tail -n 1 {{ pids }}); {{ start }}"}
       changed_when: false
 """
 

@@ -28,7 +28,23 @@ def test_command_creates_is_idempotent_and_not_check_safe():
     assert plan("command", {"cmd": "touch /etc/done", "creates": "/etc/done"}, facts) == []
     changes = plan("command", {"cmd": "touch /etc/done", "creates": "/etc/done"},
                    make_facts(absent=["/etc/done"]))
-    assert changes[0].script == "(\ntouch /etc/done\n)"
+    assert changes[0].script == "(\nexec touch /etc/done\n)"
+
+
+def test_command_quotes_every_word_and_shell_keeps_the_text():
+    facts = make_facts()
+    command = plan("command", {"cmd": "echo 'a b' > $HOME/f"}, facts)[0].script
+    assert command == "(\nexec echo 'a b' '>' '$HOME/f'\n)"
+    assert plan("shell", {"cmd": "echo 'a b' > $HOME/f"}, facts)[0].script == \
+        "(\necho 'a b' > $HOME/f\n)"
+    assert plan("command", {"argv": ["ls", "-l", "a b"], "chdir": "/tmp"}, facts)[0].script \
+        == "cd /tmp && (\nexec ls -l 'a b'\n)"
+
+
+def test_command_removes_runs_only_while_the_path_exists():
+    args = {"cmd": "rm /etc/flag", "removes": "/etc/flag"}
+    assert plan("command", args, make_facts(absent=["/etc/flag"])) == []
+    assert plan("command", args, make_facts(file_state("/etc/flag", b"")))
 
 
 def test_assert_passes_and_fails_with_message():

@@ -89,7 +89,7 @@ def test_argument_errors_name_the_choices():
     with pytest.raises(InputError, match="no argument 'perms'; valid: group, match, "
                                          "missing_ok, mode, mode_max, owner, path, recurse"):
         plan("file", {"path": KEY, "perms": "0600"}, Facts())
-    with pytest.raises(InputError, match="quoted octal string"):
-        plan("file", {"path": KEY, "mode": 0o600}, Facts())
+    with pytest.raises(InputError, match="octal mode"):
+        plan("file", {"path": KEY, "mode": 0o170000}, Facts())
     with pytest.raises(InputError, match="must be one of file, directory"):
         plan("file", {"path": KEY, "state": "absent"}, Facts())

@@ -52,7 +52,7 @@ def test_unknown_format_is_an_input_error():
 # ---- text ---------------------------------------------------------------------------------
 
 def test_text_without_terminal_has_no_colour_codes_and_keeps_brackets_literal():
-    out = render(samples.tricky_run(), "text", color=False)
+    out = render(samples.tricky_run(), "text", color=False, by_host=True)
     assert ANSI not in out
     assert "[bold]EventRateLimit[/bold] <script>" in out   # not eaten as rich markup
 
@@ -79,7 +79,7 @@ def _host_block(out: str, host: str) -> str:
 
 
 def test_text_groups_by_host_then_section_with_remediation_under_fail_only():
-    out = render(samples.tricky_run(), "text", color=False)
+    out = render(samples.tricky_run(), "text", color=False, by_host=True)
     assert out.index("\ncp-2 ─") < out.index("\ncp-10 ─") < out.index("\nworker-1 ─")
     cp10 = _host_block(out, "cp-10")
     assert cp10.index("1.1 Control Plane") < cp10.index("1.2 API Server")
@@ -96,15 +96,15 @@ def test_text_groups_by_host_then_section_with_remediation_under_fail_only():
 
 
 def test_text_says_once_when_a_whole_section_is_skipped_for_one_reason():
-    out = render(samples.lab_run(), "text", color=False)
+    out = render(samples.lab_run(), "text", color=False, by_host=True)
     worker = out[out.index("\nworker-1 ─"):out.index("\nworker-2 ─")]
     assert "SKIP   all 25 checks: not a control-plane node" in worker
     assert "1.2.15" not in worker and "PASS   4.1.1" in worker
-    single = render(samples.tricky_run(), "text", color=False)
+    single = render(samples.tricky_run(), "text", color=False, by_host=True)
     assert "SKIP   4.2.1" in single                     # a lone SKIP keeps its own line
 
 def test_text_summary_counts_and_flags_unreachable():
-    out = render(samples.tricky_run(), "text", color=False)
+    out = render(samples.tricky_run(), "text", color=False, by_host=True)
     summary = out[out.index("\nSummary"):]
     rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:7]]
             for line in summary.splitlines() if line.startswith("│") and line.split("│")[1].strip()}

@@ -1,0 +1,112 @@
+"""The spellings of Ansible content that mean the same task: fully qualified module names,
+`k=v` free-form arguments and free-form `command:`/`shell:` strings.
+
+Real roles write `ansible.builtin.file: path=/etc/x mode=0600`; harden's loader wants
+`file: {path: /etc/x, mode: "0600"}`. Normalising here keeps the loader and the modules on one
+form, and a spelling harden cannot honour is refused with its file and line.
+"""
+
+from __future__ import annotations
+
+from harden.errors import InputError
+
+# Collections whose modules harden implements under the short name (the module must exist too).
+COLLECTION_PREFIXES = ("ansible.builtin.", "ansible.legacy.", "ansible.posix.",
+                       "community.general.")
+# Modules whose free-form string is the command itself (Ansible's `_raw_params`).
+FREE_FORM_MODULES = ("command", "shell")
+# Words of a free-form command that are arguments, not part of the command (Ansible's list).
+COMMAND_WORDS = ("creates", "removes", "chdir")
+
+
+def short_module_name(key: str, known) -> str:
+    """`ansible.builtin.file` → `file` when harden has `file`; anything else unchanged."""
+    for prefix in COLLECTION_PREFIXES:
+        if key.startswith(prefix) and key[len(prefix):] in known:
+            return key[len(prefix):]
+    return key
+
+
+def module_arguments(module: str, value, path: str, line: int):
+    """The argument mapping a task's module value stands for.
+
+    A string is `k=v` pairs (quoting as in a shell), or, for command/shell, the command with
+    optional leading/trailing `creates=`/`removes=`/`chdir=` words."""
+    if not isinstance(value, str):
+        return value
+    if module in FREE_FORM_MODULES:
+        return _free_form_command(value, path, line)
+    return _key_values(value, path, line)
+
+
+def split_words(text: str) -> list[tuple[int, int]]:
+    """Where each word of a free-form argument string starts and ends. Like Ansible's
+    splitter: spaces inside quotes or inside a Jinja `{{ }}` / `{% %}` do not split."""
+    spans, start, quote, depth, i = [], None, "", 0, 0
+    while i < len(text):
+        pair = text[i:i + 2]
+        char = text[i]
+        if not quote and pair in ("{{", "{%"):
+            depth, i = depth + 1, i + 2
+            start = i - 2 if start is None else start
+            continue
+        if not quote and depth and pair in ("}}", "%}"):
+            depth, i = depth - 1, i + 2
+            continue
+        if char in "'\"" and not depth:
+            quote = "" if quote == char else (quote or char)
+        if char.isspace() and not quote and not depth:
+            if start is not None:
+                spans.append((start, i))
+                start = None
+        elif start is None:
+            start = i
+        i += 1
+    if quote or depth:
+        raise ValueError("an unclosed quote or Jinja expression")
+    if start is not None:
+        spans.append((start, len(text)))
+    return spans
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def _key_values(text: str, path: str, line: int) -> dict:
+    try:
+        spans = split_words(text)
+    except ValueError as exc:
+        raise InputError(f"cannot split the arguments {text!r}: {exc}", path, line) from None
+    out = {}
+    for start, end in spans:
+        word = text[start:end]
+        key, sep, val = word.partition("=")
+        if not sep or not key.isidentifier():
+            raise InputError(f"argument {word!r} is not key=value (free-form text is only "
+                             f"accepted by {', '.join(FREE_FORM_MODULES)})", path, line)
+        out[key] = _unquote(val)
+    return out
+
+
+def _free_form_command(text: str, path: str, line: int) -> dict:
+    """Ansible keeps the command text as written and peels off its own k=v words (wherever
+    they stand, as Ansible does)."""
+    try:
+        spans = split_words(text)
+    except ValueError as exc:
+        raise InputError(f"cannot split the command {text!r}: {exc}", path, line) from None
+    out: dict = {}
+    kept = []
+    for start, end in spans:
+        key, sep, val = text[start:end].partition("=")
+        if sep and key in COMMAND_WORDS:
+            out[key] = _unquote(val)
+        else:
+            kept.append((start, end))
+    if not kept:
+        raise InputError("a free-form command is empty", path, line)
+    out["cmd"] = " ".join(text[s:e] for s, e in kept)
+    return out
