@@ -45,6 +45,13 @@ forks_option = click.option(
     help="How many hosts are worked on at once.")
 
 
+break_lock_option = click.option(
+    "--break-lock", is_flag=True,
+    help="Take over a node lock whose holder is provably dead (its run recorded here as "
+         "finished, resolved or interrupted, or taken on this controller over 15 min ago by a "
+         "process that is gone). Never breaks a live run's lock.")
+
+
 def connection_options(command):
     """The flags every command that logs in to hosts shares."""
     for option in reversed((
@@ -195,13 +202,15 @@ def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, time
               help="Load and validate the playbook and inventory, then stop.")
 @click.option("--format", "output_format", default="text", show_default=True,
               type=click.Choice(["text", "json"]))
+@break_lock_option
 @connection_options
 def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, skip_tags, listing,
-          output_format, accept_new_host_keys, ask_become_pass, timeout, transport):
+          output_format, break_lock, accept_new_host_keys, ask_become_pass, timeout, transport):
     """Apply a playbook: plan from facts, change only the difference, verify, roll back on failure.
 
     Exit codes: 0 done, no host failed; 1 bad input (nothing changed); 2 --check found pending
-    changes; 4 a host was unreachable or failed (its changes rolled back).
+    changes; 4 a host was unreachable, locked by another run or failed (its changes rolled
+    back). Every host is connected and locked before the first change.
     """
     from harden.ssh.settings import run_options
     from harden.apply.runner import ApplyOptions, run_apply
@@ -213,7 +222,7 @@ def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, sk
     options = ApplyOptions(
         check=check, diff=diff, forks=forks, limit=limit,
         tags=_tags(tags), skip_tags=_tags(skip_tags),
-        extra_vars=parse_extra_vars(extra_vars),
+        extra_vars=parse_extra_vars(extra_vars), break_lock=break_lock,
         run_options=run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
                                 ask_become_pass=ask_become_pass, transport=transport))
     from harden.apply.output import JsonOutput, TextOutput
@@ -250,16 +259,24 @@ def _list_playbook(inventories, playbook: str, limit, what: str, tags, skip_tags
 @click.argument("run_id")
 @limit_option
 @click.option("--force", is_flag=True,
-              help="Restore even files changed since the run (their later changes are lost).")
+              help="Restore even files changed since the run (their later changes are lost). "
+                   "Never lifts the encryption-key guard.")
+@click.option("--drop-encryption-key", is_flag=True,
+              help="Restore even when that takes away an encryption key (or the encryption "
+                   "config) the node holds now: whatever the API server wrote with it becomes "
+                   "unreadable.")
+@break_lock_option
 @forks_option
 @connection_options
-def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask_become_pass,
-             timeout, transport):
+def rollback(inventories, run_id, limit, force, drop_encryption_key, break_lock, forks,
+             accept_new_host_keys, ask_become_pass, timeout, transport):
     """Restore every file a run changed, byte for byte with mode and owner, and wait until healthy.
 
-    Works for finished and interrupted runs (the node's backups are the record). A file changed
-    since the run is not overwritten without --force; its difference is shown. RUN_ID is in
-    apply's RECAP line and in `harden runs`; an unknown one exits 1 naming the closest known.
+    Works for finished and interrupted runs (the node's backups are the record), and finishes
+    a rollback that was cut off. A file changed since the run is not overwritten without
+    --force; its difference is shown. A restore that would take away an encryption key the
+    node holds now is refused unless --drop-encryption-key (never by --force alone). RUN_ID is
+    in apply's RECAP line and in `harden runs`; an unknown one exits 1 naming the closest known.
     """
     from rich.console import Console
 
@@ -268,7 +285,8 @@ def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask
 
     options = run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
                           ask_become_pass=ask_become_pass, transport=transport)
-    sys.exit(run_rollback(inventories, run_id, limit=limit, force=force, run_options=options,
+    sys.exit(run_rollback(inventories, run_id, limit=limit, force=force, break_lock=break_lock,
+                          drop_encryption_key=drop_encryption_key, run_options=options,
                           console=Console(soft_wrap=True, highlight=False), forks=forks))
 
 
@@ -280,9 +298,10 @@ def rollback(inventories, run_id, limit, force, forks, accept_new_host_keys, ask
 @click.option("--older-than", "older_than", type=float, default=None, metavar="DAYS",
               help="Prune committed runs older than DAYS days.")
 @click.option("--dry-run", is_flag=True, help="Show what would be pruned; change nothing.")
+@break_lock_option
 @forks_option
 @connection_options
-def prune(inventories, limit, keep, older_than, dry_run, forks, accept_new_host_keys,
+def prune(inventories, limit, keep, older_than, dry_run, break_lock, forks, accept_new_host_keys,
           ask_become_pass, timeout, transport):
     """Remove old runs' backups from hosts; those runs can then no longer be rolled back.
 
@@ -300,17 +319,21 @@ def prune(inventories, limit, keep, older_than, dry_run, forks, accept_new_host_
                        console=Console(soft_wrap=True, highlight=False),
                        accept_new_host_keys=accept_new_host_keys,
                        ask_become_pass=ask_become_pass, connect_timeout=timeout,
-                       transport=transport))
+                       transport=transport, break_lock=break_lock))
 
 
 @cli.command()
 @click.option("-n", "--last", default=30, show_default=True, type=click.IntRange(1, 10000),
               help="How many runs to show, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def runs(last, as_json):
+@click.option("--resolve", "resolve", default=None, metavar="RUN_ID",
+              help="Close an interrupted run without touching any node, accepting the nodes as "
+                   "they are: it stops being reported as unfinished and prune may drop its "
+                   "backups. `harden rollback RUN_ID` undoes it instead.")
+def runs(last, as_json, resolve):
     """List past runs from the local journal: id, time, playbook (with the -e values of its
     enumerated variables, e.g. rotation_phase=stage), hosts, changed, failed, rolled back, and
-    whether the run was interrupted (killed before it finished)."""
+    whether the run was interrupted (killed before it finished) or resolved."""
     from rich.console import Console
 
     from harden.apply.output import print_runs
@@ -318,6 +341,12 @@ def runs(last, as_json):
 
     journal = Journal()
     try:
+        if resolve is not None:
+            journal.resolve(resolve)
+            click.echo(f"run {resolve} resolved: its changes stay on the nodes as they are; "
+                       f"its backups stay until `harden prune`, and a node lock it left is "
+                       f"taken over with --break-lock")
+            return
         rows = journal.runs(last)
     finally:
         journal.close()

@@ -165,6 +165,7 @@ def print_runs(console: Console, rows: list[dict]) -> None:
                   f"{'ROLLED BACK':>11}  {'STATE':<16} PLAYBOOK", markup=False)
     for row in rows:
         state = ("interrupted" if row["interrupted"] else "running" if row["running"]
+                 else "resolved" if row.get("resolved") and row["finished"] is None
                  else f"exit {row['exit_code']}") + (" check" if row["check"] else "") + \
             (f" pruned {row['pruned']}" if row.get("pruned") else "")   # hosts, `harden prune`
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["started"]))

@@ -79,11 +79,14 @@ class NodeRun:
 
     def changed_since(self) -> list[str]:
         """Paths whose state differs from what the run left behind (or, where that is not
-        known, from the backup)."""
+        known, from the backup), and from the backup too: a path already back in its backed-up
+        state (restored by an earlier `harden rollback` that was cut off, or reverted by
+        hand) loses nothing when restored, so it never stops a rollback from finishing."""
         out = []
         for entry in self.entries:
             reference, now = self.reference(entry.path)[0], self.current.get(entry.path)
-            if reference is not None and now is not None and _state(reference) != _state(now):
+            if reference is not None and now is not None and \
+                    _state(now) not in (_state(reference), _state(entry)):
                 out.append(entry.path)
         return out
 

@@ -23,9 +23,11 @@ from harden.apply.rollback import ROLLBACK_WAIT_TIMEOUT, NodeRun, RollbackError,
 from harden.apply.modules.base import REDACTED, is_encryption_config, text_diff
 from harden.errors import HardenError, InputError
 from harden.inventory.loader import load_inventory
-from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT
+from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT, lock_path
 from harden.progress import HostProgress, wanted
-from harden.runs.journal import RUN_ID, RUN_ID_SHAPE, HostRecord, Journal, commit_script
+from harden.runs.journal import RUN_ID, RUN_ID_SHAPE, HostRecord, Journal, commit_script, \
+    new_run_id
+from harden.runs.lock import Holder, NodeLocked, holder_for, release, take
 from harden.ssh.parallel import for_each_host
 from harden.ssh.settings import connection_specs
 from harden.ssh.transport import connect
@@ -139,12 +141,18 @@ def _dropped_message(dropped: dict[str, list[str]]) -> str:
             f"rewrite, retire)")
 
 
+def _dropped_warning(dropped: dict[str, list[str]]) -> str:
+    where = "; ".join(f"{path}: {', '.join(labels)}" for path, labels in dropped.items())
+    return (f"DROPPED encryption key(s) in use ({where}) as --drop-encryption-key asked: "
+            f"whatever the API server wrote with them is unreadable once it restarts")
+
+
 # --- `harden rollback RUN_ID` --------------------------------------------------------------
 
 @dataclass
 class HostRollback:
     host: str
-    status: str                      # rolled_back | nothing | already | refused | failed
+    status: str              # rolled_back | nothing | already | refused | locked | failed
     message: str = ""
     diffs: dict[str, str] = field(default_factory=dict)
 
@@ -152,10 +160,16 @@ class HostRollback:
 def rollback_host(session: Session, host: str, run_id: str, force: bool,
                   wait_timeout: float = ROLLBACK_WAIT_TIMEOUT, backup_root: str = BACKUP_ROOT,
                   journal_root: str = JOURNAL_ROOT,
-                  control_plane_turn=contextlib.nullcontext()) -> HostRollback:
+                  control_plane_turn=contextlib.nullcontext(),
+                  drop_encryption_key: bool = False) -> HostRollback:
     """Undo one host's part of a finished (or interrupted) run. A host whose static-pod
     manifests are restored waits for `control_plane_turn` (a lock shared by the hosts of one
     rollback) so that two control planes never restart together.
+
+    Two guards, lifted by two different flags: `force` restores paths changed since the run;
+    only `drop_encryption_key` lets the restore take a key (or the encryption config) away
+    from what the node holds now, since that makes whatever the API server wrote with it
+    unreadable. `--force` alone never does: it is what a refusal for a changed file offers.
 
     Every step runs with become=True, as `apply` must have: the backups are root's (0700), and
     the transport only uses sudo when the login user is not already the become user."""
@@ -168,14 +182,18 @@ def rollback_host(session: Session, host: str, run_id: str, force: bool,
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(node_run.record.pruned))
         return HostRollback(host, "refused", f"backups of {run_id} were pruned on {host} at "
                                              f"{when} (harden prune); it cannot be rolled back")
-    changed = node_run.changed_since()
+    changed = [] if force else node_run.changed_since()
     note = " (interrupted run)" if node_run.interrupted else ""
-    dropped = {} if force else dropped_keys(session, node_run, True, backup_root)
-    if (changed or dropped) and not force:
+    dropped = dropped_keys(session, node_run, True, backup_root)
+    blocking = {} if drop_encryption_key else dropped
+    if changed or blocking:
         reasons = ([f"{len(changed)} path(s) changed since the run{note}"] if changed else []) \
-            + ([_dropped_message(dropped)] if dropped else [])
-        return HostRollback(host, "refused", "; ".join(reasons) + "; nothing restored "
-                            "(--force restores anyway)",
+            + ([_dropped_message(blocking)] if blocking else [])
+        lifts = (["--force restores changed paths anyway"] if changed else []) + \
+            (["only --drop-encryption-key lifts the key guard, --force does not"]
+             if blocking else [])
+        return HostRollback(host, "refused", "; ".join(reasons) + "; nothing restored ("
+                            + "; ".join(lifts) + ")",
                             conflict_diffs(session, node_run, changed, True, backup_root)
                             if changed else {})
     record = node_run.record
@@ -196,17 +214,18 @@ def rollback_host(session: Session, host: str, run_id: str, force: bool,
     if result.rc != 0:
         return HostRollback(host, "failed", "restored, but the node record could not be "
                                             "updated")
-    warnings = "; ".join(outcome.warnings)
+    warnings = "; ".join(outcome.warnings + ([_dropped_warning(dropped)] if dropped else []))
     return HostRollback(host, "rolled_back",
                         f"restored {len(outcome.restored)}, removed {len(outcome.removed)} "
                         f"path(s){note}" + (f"; {warnings}" if warnings else ""))
 
 
 def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
-                 run_options, console, forks: int = 20, journal=None) -> int:
+                 run_options, console, forks: int = 20, journal=None,
+                 break_lock: bool = False, drop_encryption_key: bool = False) -> int:
     """`harden rollback`: hosts of the run (from the local journal, else every selected host)
-    in parallel, control planes one at a time. Exit 0, or 4 if any host was refused, failed or
-    unreachable."""
+    in parallel, control planes one at a time, each under its node lock. Exit 0, or 4 if any
+    host was refused, locked, failed or unreachable."""
     if not RUN_ID.match(run_id):
         raise InputError(f"not a run id: {run_id!r} (see `harden runs`)")
     own_journal = journal is None
@@ -221,44 +240,72 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
         known = set(journal.hosts_of(run_id))
         hosts = [h for h in selected if h.name in known] if known else selected
         specs = connection_specs(hosts, run_options, inventory)
+        holder = holder_for(new_run_id(), "rollback", subject=run_id)
+        journal.start_run(holder.run_id, f"rollback {run_id}", "rollback", False)
         turn = threading.Lock()
 
         def one(host) -> HostRollback:
             try:
                 with connect(specs[host.name]) as session:
-                    return rollback_host(session, host.name, run_id, force,
-                                         control_plane_turn=turn)
+                    return _locked(session, host.name, holder, break_lock, journal,
+                                   lambda: rollback_host(
+                                       session, host.name, run_id, force,
+                                       control_plane_turn=turn,
+                                       drop_encryption_key=drop_encryption_key))
             except (HardenError, RollbackError) as exc:
-                return HostRollback(host.name, "failed", str(exc))
+                status = "locked" if isinstance(exc, NodeLocked) else "failed"
+                return HostRollback(host.name, status, getattr(exc, "message", str(exc)))
 
         with HostProgress(f"harden rollback {run_id}", len(hosts), console=console,
                           enabled=wanted()) as progress:
-            results = for_each_host(hosts, progress.around(
-                one, lambda r: r.status not in ("refused", "failed")), forks)
-        outcomes = {name: result.value if result.ok else
-                    HostRollback(name, "failed", result.message)
-                    for name, result in results.items()}
-        if not known_here and all(o.status == "nothing" for o in outcomes.values()):
+            outcomes = for_each_host(hosts, progress.around(
+                one, lambda r: r.status not in ("refused", "locked", "failed")), forks)
+        if not known_here and all(o.ok and o.value.status == "nothing"
+                                  for o in outcomes.values()):
             # Another controller's run leaves backups on its hosts; a typo leaves nothing.
+            journal.finish_run(holder.run_id, 1)
             raise InputError(unknown_run(run_id, journal, "not in the local journal, and no "
                                          "selected host has a backup or record of it"))
-        code = 0
-        for name, outcome in outcomes.items():
-            style = {"rolled_back": "green", "nothing": "dim", "already": "dim"}.get(
-                outcome.status, "bold red")
-            console.print(Text(f"{name:<12} ", style="bold") +
-                          Text(outcome.status, style=style) + Text(f"  {outcome.message}"))
-            for path, diff in outcome.diffs.items():
-                console.print(Text(f"  changed since the run: {path}", style="yellow"))
-                console.print(diff_text(diff))
-            if outcome.status == "rolled_back":
-                journal.mark_rolled_back(run_id, name)
-            elif outcome.status in ("refused", "failed"):
-                code = 4
+        code = _print_rollbacks(console, journal, run_id, outcomes)
+        journal.finish_run(holder.run_id, code)
         return code
     finally:
         if own_journal:
             journal.close()
+
+
+def _locked(session: Session, host: str, holder: Holder, break_lock: bool, journal,
+            work, backup_root: str = BACKUP_ROOT) -> HostRollback:
+    """Run `work` under the node's lock, given back afterwards whatever happened (a process
+    killed keeps it: the next `harden rollback` of the same run takes it over)."""
+    lock = lock_path(backup_root)
+    note = take(session, host, holder, lock, break_lock=break_lock, journal=journal,
+                take_over_subject=holder.subject)
+    try:
+        outcome = work()
+    finally:
+        release(session, holder, lock)
+    if note:
+        outcome.message = f"{note}; {outcome.message}"
+    return outcome
+
+
+def _print_rollbacks(console, journal, run_id: str, outcomes: dict) -> int:
+    code = 0
+    for name, result in outcomes.items():
+        outcome = result.value if result.ok else HostRollback(name, "failed", result.message)
+        style = {"rolled_back": "green", "nothing": "dim", "already": "dim"}.get(
+            outcome.status, "bold red")
+        console.print(Text(f"{name:<12} ", style="bold") +
+                      Text(outcome.status, style=style) + Text(f"  {outcome.message}"))
+        for path, diff in outcome.diffs.items():
+            console.print(Text(f"  changed since the run: {path}", style="yellow"))
+            console.print(diff_text(diff))
+        if outcome.status == "rolled_back":
+            journal.mark_rolled_back(run_id, name)
+        elif outcome.status in ("refused", "failed", "locked"):
+            code = 4
+    return code
 
 
 def unknown_run(run_id: str, journal, why: str) -> str:

@@ -23,3 +23,13 @@ PROXY_KUBECONFIGS = ("/etc/kubernetes/proxy.conf", "/etc/kubernetes/kube-proxy.c
 # harden's own state on a node: backups (0700, outside the manifests dir) and run records.
 BACKUP_ROOT = "/var/lib/harden/backups"
 JOURNAL_ROOT = "/var/lib/harden/journal"
+# One writer per node (harden.runs.lock): a symlink naming the run that holds it. Beside the
+# backup root, so a test that moves the backups moves the lock with them.
+LOCK_NAME = "lock"
+LOCK_PATH = "/var/lib/harden/" + LOCK_NAME
+
+
+def lock_path(backup_root: str = BACKUP_ROOT) -> str:
+    """The node lock that goes with a backup root (/var/lib/harden/lock by default)."""
+    parent = backup_root.rstrip("/").rsplit("/", 1)[0]
+    return f"{parent or ''}/{LOCK_NAME}"

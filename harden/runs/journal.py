@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harden.errors import InputError
 from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT
 from harden.node.record import HB_RECORD
 
@@ -166,10 +167,16 @@ class Journal:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         os.chmod(self.path, 0o600)
         self._db.executescript(_SCHEMA)
+        self._migrate()
+        self._seq = 0
+
+    def _migrate(self) -> None:
+        """Columns added since a journal may have been created."""
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        if "resolved" not in columns:
+            self._db.execute("ALTER TABLE runs ADD COLUMN resolved REAL")
         if "vars" not in columns:        # a journal written before runs recorded their phase
             self._db.execute("ALTER TABLE runs ADD COLUMN vars TEXT")
-        self._seq = 0
 
     def close(self) -> None:
         self._db.close()
@@ -234,6 +241,34 @@ class Journal:
         return [row[0] for row in self._exec("SELECT host FROM hosts WHERE run_id = ? "
                                              "ORDER BY rowid", (run_id,))]
 
+    def run_state(self, run_id: str) -> dict | None:
+        """Whether a run finished, was resolved, or was interrupted (never finished and its
+        process is gone); None when this journal does not know it."""
+        rows = self._exec("SELECT finished, pid, resolved, command FROM runs WHERE id = ?",
+                          (run_id,))
+        if not rows:
+            return None
+        finished, pid, resolved, command = rows[0]
+        return {"finished": finished, "resolved": resolved, "command": command,
+                "interrupted": finished is None and resolved is None and not _alive(pid)}
+
+    def resolve(self, run_id: str) -> None:
+        """Close an interrupted run without touching any node: the operator accepts the nodes
+        as they are. Its node-side backups stay (prune may drop them now) and so does a node
+        lock it left (taken over with --break-lock)."""
+        state = self.run_state(run_id)
+        if state is None:
+            raise InputError(f"no run {run_id} in the journal {self.path} (see `harden runs`)")
+        if state["resolved"] is not None:
+            raise InputError(f"run {run_id} is already resolved")
+        if not state["interrupted"]:
+            what = "finished" if state["finished"] is not None else "still running"
+            raise InputError(f"run {run_id} is {what}: only an interrupted run can be resolved")
+        self._exec("UPDATE runs SET resolved = ? WHERE id = ?", (time.time(), run_id))
+
+    def resolved_runs(self) -> set[str]:
+        return {row[0] for row in self._exec("SELECT id FROM runs WHERE resolved IS NOT NULL")}
+
     def has_run(self, run_id: str) -> bool:
         return bool(self._exec("SELECT 1 FROM runs WHERE id = ?", (run_id,)))
 
@@ -242,29 +277,32 @@ class Journal:
         newest ones: what an error about an unknown run id should offer instead."""
         import difflib
 
-        known = [row[0] for row in self._exec("SELECT id FROM runs ORDER BY started DESC")]
+        known = [row[0] for row in self._exec("SELECT id FROM runs WHERE command = 'apply' "
+                                               "ORDER BY started DESC")]   # what rolls back
         return difflib.get_close_matches(run_id, known, count, 0.6) or known[:count]
 
     def runs(self, limit: int = 50) -> list[dict]:
-        """Newest first, with per-run totals; `interrupted` = never finished and its
-        process is gone; `pruned` = hosts whose backups of the run `harden prune` removed."""
+        """Newest first, with per-run totals; `interrupted` = never finished, its process is
+        gone and nobody resolved it (`resolved`: when `harden runs --resolve` closed it);
+        `pruned` = hosts whose backups of the run `harden prune` removed."""
         rows = self._exec(
             "SELECT r.id, r.started, r.finished, r.playbook, r.command, r.check_mode, r.pid, "
-            "r.exit_code, r.vars, COUNT(h.host), COALESCE(SUM(h.changed), 0), "
+            "r.exit_code, r.vars, r.resolved, COUNT(h.host), COALESCE(SUM(h.changed), 0), "
             "COALESCE(SUM(h.failed + h.unreachable > 0), 0), COALESCE(SUM(h.rolled_back > 0), 0), "
             "(SELECT COUNT(*) FROM pruned p WHERE p.run_id = r.id) "
             "FROM runs r LEFT JOIN hosts h ON h.run_id = r.id GROUP BY r.id "
             "ORDER BY r.started DESC LIMIT ?", (limit,))
         out = []
-        for (run_id, started, finished, playbook, command, check, pid, code, labels, hosts,
-             changed, failed, rolled, pruned) in rows:
-            running = finished is None and _alive(pid)
+        for (run_id, started, finished, playbook, command, check, pid, code, labels, resolved,
+             hosts, changed, failed, rolled, pruned) in rows:
+            running = finished is None and resolved is None and _alive(pid)
             out.append({"id": run_id, "started": started, "finished": finished,
                         "playbook": playbook, "command": command, "check": bool(check),
                         "exit_code": code, "vars": json.loads(labels) if labels else {},
                         "hosts": hosts, "changed": changed,
                         "failed": failed, "rolled_back": rolled, "pruned": pruned,
-                        "interrupted": finished is None and not running, "running": running})
+                        "interrupted": finished is None and not running and resolved is None,
+                        "resolved": resolved, "running": running})
         return out
 
 

@@ -7,7 +7,8 @@ node records), because the node, not the local journal, is what `harden rollback
 Rules, in order of safety:
 
 * a backup dir without a node record is an interrupted (or still running) run: it may still
-  need `harden rollback`, so it is always kept;
+  need `harden rollback`, so it is kept, unless this controller's journal says an operator
+  resolved it (`harden runs --resolve`): then it is pruned as a rolled-back run is;
 * a committed run is pruned when it is not among the N newest committed runs (`--keep N`), or
   is older than DAYS (`--older-than DAYS`);
 * a rolled-back run has nothing left to undo (`harden rollback` answers "already"), so its
@@ -31,7 +32,9 @@ from dataclasses import dataclass, field
 
 from harden.errors import HostError, InputError
 from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT
-from harden.runs.journal import RUN_ID
+from harden.node.paths import lock_path
+from harden.runs.journal import RUN_ID, Journal, new_run_id
+from harden.runs.lock import holder_for, release, take
 from harden.ssh.session import Session
 
 EXIT_OK, EXIT_HOSTS = 0, 4
@@ -197,7 +200,7 @@ def prune_script(runs: list[HeldRun], when: float, backup_root: str = BACKUP_ROO
         lines.append(f"r={run.run_id}")
         lines.append("if [ -L \"$B/$r\" ]; then echo \"skipped $r: a symlink\" >&2; exit 3; fi")
         if run.pruned_at is None:
-            record = dict(run.record or {}, pruned=when)
+            record = dict(run.record or _resolved_record(run), pruned=when)
             payload = base64.encodebytes(
                 json.dumps(record, indent=1, sort_keys=True).encode()).decode()
             lines.append("t=\"$J/.$r.json.harden-tmp\"")
@@ -209,18 +212,36 @@ def prune_script(runs: list[HeldRun], when: float, backup_root: str = BACKUP_ROO
     return "\n".join(lines) + "\n"
 
 
+def _resolved_record(run: HeldRun) -> dict:
+    """The node record a resolved run never got: enough for `harden rollback` to read it and
+    answer "pruned"."""
+    return {"run_id": run.run_id, "host": "", "playbook": "", "status": "resolved",
+            "started": run.mtime, "finished": run.mtime}
+
+
 # --- the decision --------------------------------------------------------------------------
 
-def decide(runs: dict[str, HeldRun], policy: Policy, now: float) -> tuple[list[Decision], int]:
+def decide(runs: dict[str, HeldRun], policy: Policy, now: float,
+           resolved: frozenset[str] | set[str] = frozenset()) -> tuple[list[Decision], int]:
     """(a decision for every run that still has a backup dir, newest first; the number of runs
-    pruned earlier and already gone)."""
+    pruned earlier and already gone). `resolved`: interrupted runs an operator closed with
+    `harden runs --resolve` (in this controller's journal)."""
     held = sorted((r for r in runs.values() if r.backup_dir or r.symlink),
                   key=lambda r: (r.when, r.run_id), reverse=True)
     committed = [r for r in held if r.status == "committed" and r.pruned_at is None]
     newest = {r.run_id for r in committed[:policy.keep]} if policy.keep else set()
-    decisions = [_decide_one(run, policy, now, newest) for run in held]
+    decisions = [_decide_resolved(run, policy, now) if run.record is None and not run.symlink
+                 and run.run_id in resolved else _decide_one(run, policy, now, newest)
+                 for run in held]
     earlier = sum(1 for r in runs.values() if r.pruned_at is not None and not r.backup_dir)
     return decisions, earlier
+
+
+def _decide_resolved(run: HeldRun, policy: Policy, now: float) -> Decision:
+    """A resolved run is pruned as a rolled-back one is: nobody will undo it any more."""
+    if policy.older_than is not None and now - run.when <= policy.older_than * DAY:
+        return Decision(run, KEPT, f"resolved, newer than {policy.older_than:g} days")
+    return Decision(run, PRUNED, "interrupted and resolved (harden runs --resolve)")
 
 
 def _decide_one(run: HeldRun, policy: Policy, now: float, newest: set[str]) -> Decision:
@@ -246,7 +267,8 @@ def _decide_one(run: HeldRun, policy: Policy, now: float, newest: set[str]) -> D
 
 
 def prune_host(session: Session, host: str, policy: Policy, *, dry_run: bool, now: float,
-               backup_root: str = BACKUP_ROOT, journal_root: str = JOURNAL_ROOT) -> HostPrune:
+               backup_root: str = BACKUP_ROOT, journal_root: str = JOURNAL_ROOT,
+               resolved: frozenset[str] | set[str] = frozenset()) -> HostPrune:
     """One exec to list the runs, and (unless dry run or nothing to do) one to prune. Both
     as root: backups and records are root's, 0700."""
     listing = session.run("sh -s", become=True,
@@ -255,7 +277,7 @@ def prune_host(session: Session, host: str, policy: Policy, *, dry_run: bool, no
         raise HostError(host, "listing the runs failed: " +
                         (listing.stderr.decode(errors="replace").strip() or f"exit {listing.rc}"))
     decisions, earlier = decide(parse_listing(listing.stdout.decode(errors="replace")),
-                                policy, now)
+                                policy, now, resolved)
     outcome = HostPrune(host, decisions, earlier)
     doomed = [d.run for d in decisions if d.action == PRUNED]
     if dry_run or not doomed:
@@ -277,9 +299,10 @@ def prune_host(session: Session, host: str, policy: Policy, *, dry_run: bool, no
 def run_prune(inventories, *, limit: str | None, policy: Policy, dry_run: bool, forks: int,
               console, accept_new_host_keys: bool = False, ask_become_pass: bool = False,
               connect_timeout: float | None = None, journal=None,
-              transport: str | None = None) -> int:
-    """Prune the selected hosts in parallel, print the table, record what was pruned in the
-    local journal. Exit 0, or 4 when a host was unreachable or failed."""
+              transport: str | None = None, break_lock: bool = False) -> int:
+    """Prune the selected hosts in parallel, each under its node lock (not needed for a dry
+    run, which writes nothing), print the table, record what was pruned in the local journal.
+    Exit 0, or 4 when a host was unreachable, locked or failed."""
     import click
 
     from harden.ssh.settings import resolve_targets
@@ -293,10 +316,25 @@ def run_prune(inventories, *, limit: str | None, policy: Policy, dry_run: bool, 
         warn=lambda line: click.echo(line, err=True))
     now = time.time()
     jumps = JumpPool()
+    holder = holder_for(new_run_id(), "prune")
+    lock_journal = journal or Journal()
+    resolved = lock_journal.resolved_runs()
 
     def one(host) -> HostPrune:
         with connect(specs[host.name], jumps) as session:
-            return prune_host(session, host.name, policy, dry_run=dry_run, now=now)
+            if dry_run:
+                return prune_host(session, host.name, policy, dry_run=True, now=now,
+                                  resolved=resolved)
+            note = take(session, host.name, holder, lock_path(), break_lock=break_lock,
+                        journal=lock_journal)
+            try:
+                outcome = prune_host(session, host.name, policy, dry_run=False, now=now,
+                                     resolved=resolved)
+            finally:
+                release(session, holder, lock_path())
+            if note:
+                click.echo(f"{host.name}: {note}", err=True)
+            return outcome
 
     title = "harden prune" + (" (dry run)" if dry_run else "")
     try:
@@ -304,6 +342,8 @@ def run_prune(inventories, *, limit: str | None, policy: Policy, dry_run: bool, 
             outcomes = for_each_host(hosts, progress.around(one), forks)
     finally:
         jumps.close()
+        if journal is None:
+            lock_journal.close()
     results = [o.value if o.ok else HostPrune(name, error=f"{o.kind}: {o.message}")
                for name, o in outcomes.items()]
     if not dry_run:

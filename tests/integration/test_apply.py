@@ -153,15 +153,21 @@ def test_rollback_restores_byte_identical_and_check_shows_the_changes_again(lab5
     for node in lab5.names("control-plane"):
         lab5.ssh(node, "rm /etc/kubernetes/harden-test/stamp")
     # The run created an encryption config: undoing it would drop keys the API servers may
-    # have written with, so the control planes refuse (nothing restored there) until forced;
-    # the workers, which hold no such file, are rolled back at once.
+    # have written with, so the control planes refuse (nothing restored there), --force or
+    # not, until --drop-encryption-key; the workers, which hold no such file, are rolled back
+    # at once.
     refused = harden(state, "rollback", "-i", str(lab5.inventory), runs["first"])
     assert refused.returncode == 4, refused.stdout + refused.stderr
     assert host_outcomes(refused.stdout) == {"refused": 3, "rolled_back": 2}
     assert "key 'key1'" in refused.stdout
     assert snapshot_without_harden(snapshot(lab5)) != snapshot_without_harden(runs["pristine"])
-    result = harden(state, "rollback", "-i", str(lab5.inventory), runs["first"], "--force")
+    forced = harden(state, "rollback", "-i", str(lab5.inventory), runs["first"], "--force")
+    assert forced.returncode == 4 and host_outcomes(forced.stdout) == {"refused": 3,
+                                                                       "already": 2}
+    result = harden(state, "rollback", "-i", str(lab5.inventory), runs["first"],
+                    "--drop-encryption-key")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "DROPPED encryption key(s) in use" in result.stdout
     assert host_outcomes(result.stdout) == {"rolled_back": 3, "already": 2}
     assert snapshot_without_harden(snapshot(lab5)) == \
         snapshot_without_harden(runs["pristine"])

@@ -115,6 +115,9 @@ def test_killed_run_shows_interrupted_and_rollback_restores(lab3cp, tmp_path):
         process.send_signal(signal.SIGKILL)
         process.wait()
     assert manifest_state(lab3cp, "cp1") != before          # killed with the bad manifest
+    locks = {node: lab3cp.node_root(node) / "var/lib/harden/lock" for node in lab3cp.nodes}
+    # Locked in the preflight, cp2 and cp3 (never reached) stay locked by the dead run too.
+    assert all(os.path.islink(lock) for lock in locks.values())
     listing = json.loads(harden(tmp_path, "runs", "--json").stdout)
     assert listing[0]["interrupted"] is True
     run_id = listing[0]["id"]
@@ -122,6 +125,8 @@ def test_killed_run_shows_interrupted_and_rollback_restores(lab3cp, tmp_path):
     result = harden(tmp_path, "rollback", "-i", str(lab3cp.inventory), run_id)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "cp1" in result.stdout and "rolled_back" in result.stdout
+    assert result.stdout.count("took over the lock of run " + run_id) == 3
+    assert not any(os.path.lexists(lock) for lock in locks.values())
     assert manifest_state(lab3cp, "cp1") == before
     assert apiserver_healthy(lab3cp, "cp1")
     assert static_pod_files_seen(lab3cp, "cp1") == MANIFESTS

@@ -4,8 +4,10 @@ SSH itself is covered by the integration tests on the lab."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
+import stat
 import subprocess
 
 from harden.apply.events import Output
@@ -135,3 +137,46 @@ def run_play(tmp_path, playbook: str, extra: dict):
         return runner.run(), out, runner
     finally:
         journal.close()
+
+
+WRITE = """
+- name: write
+  hosts: group
+{keys}  tasks:
+    - name: config
+      copy:
+        dest: "{{{{ root }}}}/etc/app.conf"
+        content: "a = 2\\n"
+        mode: "0600"
+    - name: new dir and file
+      copy:
+        dest: "{{{{ root }}}}/etc/new/created.conf"
+        content: "new\\n"
+    - name: gate
+      assert:
+        that: "inventory_hostname not in fail_on"
+      notify: never runs
+  handlers:
+    - name: never runs
+      shell:
+        cmd: "touch {{{{ root }}}}/handler-ran"
+"""
+
+
+def write_play(**keys) -> str:
+    """The WRITE playbook with extra play keywords (serial=1, any_errors_fatal='true', ...)."""
+    return WRITE.format(keys="".join(f"  {k}: {v}\n" for k, v in keys.items()))
+
+
+def tree(root) -> dict:
+    """path -> (sha256, mode, uid, gid) of everything under root."""
+    out = {}
+    for base, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(base, name)
+            st = os.lstat(path)
+            digest = hashlib.sha256(open(path, "rb").read()).hexdigest() \
+                if stat.S_ISREG(st.st_mode) else "dir"
+            out[os.path.relpath(path, root)] = (digest, stat.S_IMODE(st.st_mode), st.st_uid,
+                                                st.st_gid)
+    return out

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from harden.apply.facts import FILE, FactRequest, Facts
 from harden.apply.manifest import Manifest
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed
+from harden.apply.run_vars import wait_interval, wait_successes
 from harden.node.paths import MANIFEST_DIR
 
 
@@ -162,12 +163,15 @@ def pace(args: dict, variables: dict | None) -> tuple[int, float]:
     and one `-e harden_wait_interval=0.5` should tune every wait of a run, implicit ones too.
     """
     variables = variables or {}
-    successes = args["successes"]
-    if successes is None:
-        successes = int(variables.get("harden_wait_successes", DEFAULT_SUCCESSES))
-    interval = args["interval"]
-    if interval is None:
-        interval = float(variables.get("harden_wait_interval", DEFAULT_INTERVAL))
+    successes, interval = args["successes"], args["interval"]
+    try:
+        if successes is None:
+            successes = wait_successes(variables.get("harden_wait_successes",
+                                                     DEFAULT_SUCCESSES))
+        if interval is None:
+            interval = wait_interval(variables.get("harden_wait_interval", DEFAULT_INTERVAL))
+    except ValueError as exc:          # a template rendered to something odd for this host
+        raise TaskFailed(f"harden_wait_successes / harden_wait_interval: {exc}") from None
     return successes, interval
 
 

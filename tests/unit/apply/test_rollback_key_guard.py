@@ -44,9 +44,9 @@ def apply(node, path, text: str) -> None:
     assert ShellSession().run("sh -s", stdin=script.encode()).rc == 0
 
 
-def rollback(node, force: bool = False):
+def rollback(node, force: bool = False, drop: bool = False):
     return rollback_host(ShellSession(), "h1", RUN, force, backup_root=str(node / "backups"),
-                         journal_root=str(node / "journal"))
+                         journal_root=str(node / "journal"), drop_encryption_key=drop)
 
 
 # --- the guard -----------------------------------------------------------------------------
@@ -63,8 +63,13 @@ def test_undoing_a_stage_drops_the_new_key_so_it_is_refused_without_any_change_s
     assert KEY1 not in refused.message and KEY2 not in refused.message
     assert "key1" not in refused.message                    # kept keys are not named
     assert enc.read_text() == config("key1", "key2")
-    assert rollback(node, force=True).status == "rolled_back"
-    assert enc.read_text() == config("key1")
+    forced = rollback(node, force=True)                      # --force is not enough
+    assert forced.status == "refused" and "--force does not" in forced.message
+    assert enc.read_text() == config("key1", "key2")
+    dropped = rollback(node, drop=True)
+    assert dropped.status == "rolled_back" and enc.read_text() == config("key1")
+    assert "DROPPED encryption key(s) in use" in dropped.message
+    assert "secretbox key 'key2'" in dropped.message and "unreadable" in dropped.message
 
 
 def test_undoing_a_promote_only_reorders_keys_and_goes_ahead(node):

@@ -4,9 +4,7 @@ and rollbacks are the real ones. SSH itself is covered by tests/integration/test
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import sqlite3
 import stat
 import threading
@@ -17,55 +15,12 @@ from harden.apply.output import document
 from harden.runs.journal import Journal
 from harden.apply.rollback_command import rollback_host
 
-from support.local_node import NODE_DIRS, Env, ShellSession
+from support.local_node import NODE_DIRS, Env, ShellSession, tree, write_play
 
 
 @pytest.fixture
 def env(tmp_path):
     return Env(tmp_path)
-
-
-WRITE = """
-- name: write
-  hosts: group
-{keys}  tasks:
-    - name: config
-      copy:
-        dest: "{{{{ root }}}}/etc/app.conf"
-        content: "a = 2\\n"
-        mode: "0600"
-    - name: new dir and file
-      copy:
-        dest: "{{{{ root }}}}/etc/new/created.conf"
-        content: "new\\n"
-    - name: gate
-      assert:
-        that: "inventory_hostname not in fail_on"
-      notify: never runs
-  handlers:
-    - name: never runs
-      shell:
-        cmd: "touch {{{{ root }}}}/handler-ran"
-"""
-
-
-def write_play(**keys) -> str:
-    """The WRITE playbook with extra play keywords (serial=1, any_errors_fatal='true', ...)."""
-    return WRITE.format(keys="".join(f"  {k}: {v}\n" for k, v in keys.items()))
-
-
-def tree(root) -> dict:
-    """path -> (sha256, mode, uid, gid) of everything under root."""
-    out = {}
-    for base, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(base, name)
-            st = os.lstat(path)
-            digest = hashlib.sha256(open(path, "rb").read()).hexdigest() \
-                if stat.S_ISREG(st.st_mode) else "dir"
-            out[os.path.relpath(path, root)] = (digest, stat.S_IMODE(st.st_mode), st.st_uid,
-                                                st.st_gid)
-    return out
 
 
 def test_first_run_changes_second_changes_nothing_with_few_execs(env):
@@ -76,13 +31,14 @@ def test_first_run_changes_second_changes_nothing_with_few_execs(env):
     conf = env.root("h2") / "etc" / "app.conf"
     assert conf.read_text() == "a = 2\n" and stat.S_IMODE(conf.stat().st_mode) == 0o600
     assert (env.root("h2") / "etc/new/created.conf").read_text() == "new\n"
-    # facts, one write for both tasks, commit: three execs per host
-    assert {h: s.exec_count for h, s in env.sessions.items()} == {"h1": 3, "h2": 3, "h3": 3}
+    # node lock, facts, one write for both tasks, commit, lock released: five execs per host
+    assert {h: s.exec_count for h, s in env.sessions.items()} == {"h1": 5, "h2": 5, "h3": 5}
     env.sessions.clear()
     again, _ = env.apply(write_play(),
                          extra={"fail_on": []})
     assert again.exit_code == 0 and all(s.changed == 0 for s in again.hosts.values())
-    assert {h: s.exec_count for h, s in env.sessions.items()} == {"h1": 1, "h2": 1, "h3": 1}
+    # nothing to write: the lock, facts, and the lock released
+    assert {h: s.exec_count for h, s in env.sessions.items()} == {"h1": 3, "h2": 3, "h3": 3}
 
 
 def test_check_mode_writes_nothing_reports_same_changes_and_exits_2(env):
@@ -304,9 +260,9 @@ SPLIT_BY_COMMAND = """
 def test_consecutive_writes_share_one_exec_and_a_command_splits_them(env):
     result, _ = env.apply(SPLIT_BY_COMMAND)
     assert (env.root("h1") / "etc" / "three").read_text() == "got 1\n"
-    # facts; one+two; the command; facts for three (its arguments could not be rendered
-    # before `seen` existed, so its facts come late); three; the node record
-    assert env.sessions["h1"].exec_count == 6
+    # lock; facts; one+two; the command; facts for three (its arguments could not be
+    # rendered before `seen` existed, so its facts come late); three; the node record; unlock
+    assert env.sessions["h1"].exec_count == 8
     assert [t.status for t in result.tasks] == ["changed", "changed", "ok", "changed"]
 
 

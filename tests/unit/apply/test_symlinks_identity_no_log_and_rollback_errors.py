@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-import harden.apply.runner
+import harden.apply.host_outcome
 from harden.apply.output import document
 from harden.errors import InputError
 from harden.runs.journal import parse_index
@@ -123,9 +123,11 @@ def test_automatic_rollback_runs_as_the_writes_did(env):
     result, _ = env.apply(BECOME_WRITE)
     assert result.hosts["h1"].rolled_back == 1
     becomes = env.sessions["h1"].becomes
-    # gather (play: None), write (task: True), then probe, restore, commit all as the write
-    assert becomes[0] is None and becomes[1:] == [True] * (len(becomes) - 1)
-    assert len(becomes) >= 5
+    # the node lock (as the most privileged write: True), gather (play: None), write (task:
+    # True), then probe, restore, commit and the lock's release all as the write
+    assert becomes[0] is True and becomes[1] is None
+    assert becomes[2:] == [True] * (len(becomes) - 2)
+    assert len(becomes) >= 7
 
 
 def test_manual_rollback_uses_become(env):
@@ -178,7 +180,7 @@ def test_an_unexpected_error_in_the_rollback_keeps_the_cause_and_ends_the_host_r
     def broken(*args, **kwargs):
         raise ValueError("restore exploded")
 
-    monkeypatch.setattr(harden.apply.runner, "restore_host", broken)
+    monkeypatch.setattr(harden.apply.host_outcome, "restore_host", broken)
     result, out = env.apply(FAILS_AFTER_WRITE)
     assert result.exit_code == 4
     warning = next(m for _, m in out.warnings if m.startswith("ROLLBACK FAILED"))
