@@ -43,7 +43,7 @@ from harden.apply.preflight import preflight, release_locks
 from harden.apply.run_vars import validate_run_vars
 from harden.apply.tasks import TaskPlanner
 from harden.apply.verification import HealthVerification
-from harden.errors import HardenError
+from harden.errors import HardenError, InputError
 from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT
 from harden.runs.journal import Journal, new_run_id
 from harden.runs.lock import holder_for
