@@ -30,7 +30,6 @@ NO_BECOME = """
     - name: harden dir
       file: {path: /etc/kubernetes/harden-first-hour, state: directory}
 """
-DENIED = "permission denied as user labops; add `become: true` to the play or task"
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +41,23 @@ def lab(lab_factory):
 def test_a_play_without_become_is_told_to_add_it(lab, tmp_path):
     playbook = tmp_path / "no-become.yml"
     playbook.write_text(NO_BECOME)
-    result = harden(tmp_path, "apply", "-i", str(lab.sudo_inventory), str(playbook),
-                    env={"HARDEN_BECOME_PASSWORD": lab.become_password})
+    env = {"HARDEN_BECOME_PASSWORD": lab.become_password}
+    # a real run first takes each node's lock, in root's /var/lib/harden
+    result = harden(tmp_path, "apply", "-i", str(lab.sudo_inventory), str(playbook), env=env)
     assert result.returncode == 4, result.stdout + result.stderr
     out = result.stdout + result.stderr
-    # reading: the manifest exists, it is only hidden from labops
+    assert ("cannot take the node lock /var/lib/harden/lock: permission denied as user labops; "
+            "add `become: true` to the play or task") in out
+    assert "not a harden lock" not in out
+    assert not (lab.node_root("w1") / "etc/kubernetes/harden-first-hour").exists()
+    # --check takes no lock: reading the manifest is what fails, not "does not exist"
+    checked = harden(tmp_path, "apply", "-i", str(lab.sudo_inventory), str(playbook), "--check",
+                     env=env)
+    assert checked.returncode == 4, checked.stdout + checked.stderr
+    out = checked.stdout + checked.stderr
     assert ("/etc/kubernetes/manifests/kube-scheduler.yaml: permission denied as user labops "
             "(a directory on the way cannot be searched") in out
     assert "does not exist" not in out
-    # writing: the raw mkdir error comes after what fixes it
-    assert f"writing failed (exit 2): {DENIED}: mkdir:" in out
-    assert not (lab.node_root("w1") / "etc/kubernetes/harden-first-hour").exists()
 
 
 def test_a_shaped_run_id_no_host_knows_is_exit_1_with_the_closest_known(lab, tmp_path):
