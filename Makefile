@@ -19,6 +19,8 @@ syspkgs:
 	fi
 	@# etcd is optional (the lab emulates it when absent); install it when the archive has it.
 	@command -v etcd >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client || true
+	@# kubectl: the lab's API server is used with the distribution's client (section 5, rotation)
+	@command -v kubectl >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y kubernetes-client || true
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

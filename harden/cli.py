@@ -26,7 +26,23 @@ def _not_built(name: str) -> None:
 
 
 class _Group(click.Group):
-    """Turns HardenError into a clean message and exit 1 instead of a traceback."""
+    """Turns HardenError into a clean message and exit 1 instead of a traceback, and click's
+    usage errors (unknown option, missing argument) into exit 1 as well: click's own 2 is
+    harden's "drift found", and a typo in a cron job must not read as drift."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:          # UsageError and its kin included
+            exc.show()
+            sys.exit(EXIT_INPUT)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(EXIT_INPUT)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
 
     def invoke(self, ctx):
         try:
@@ -394,6 +410,8 @@ lab_dir_option = click.option(
               help="kubeadm: files as kubeadm writes them; weak: deliberately insecure.")
 @click.option("--net", default=None, metavar="127.A.B",
               help="Loopback /24 for the nodes (node i is 127.A.B.(10+i)); random free one if unset.")
+@click.option("--secrets", default=0, show_default=True, type=click.IntRange(0, 100000),
+              help="Extra secrets the API servers seed across namespaces (rotation tests).")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until every static pod is ready, not only until sshd answers.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for readiness.")
@@ -403,8 +421,8 @@ lab_dir_option = click.option(
                    "chacha20-poly1305 and hmac-sha2-512-etm (reachable with --transport openssh).")
 @click.option("--user-ca", is_flag=True,
               help="Nodes trust an SSH user CA (DIR/user_ca) for certificate logins.")
-def lab_up(lab_dir, control_planes, workers, profile, net, wait, timeout, ssh_algorithms,
-           user_ca):
+def lab_up(lab_dir, control_planes, workers, profile, net, secrets, wait, timeout,
+           ssh_algorithms, user_ca):
     """Start the nodes; returns once every sshd answers (and, with --wait, every pod is ready)."""
     import time
 
@@ -412,7 +430,8 @@ def lab_up(lab_dir, control_planes, workers, profile, net, wait, timeout, ssh_al
 
     started = time.monotonic()
     state = cluster.up(lab_dir, control_planes=control_planes, workers=workers,
-                       profile=profile, net=net, ssh_algorithms=ssh_algorithms, user_ca=user_ca)
+                       profile=profile, net=net, ssh_algorithms=ssh_algorithms, user_ca=user_ca,
+                       seed_secrets=secrets)
     for node in state["nodes"]:
         click.echo(f"{node['name']:<6} {node['role']:<14} {node['address']}")
     click.echo(f"lab up in {state['started_seconds']:.2f}s: inventory {state['dir']}/inventory.ini"

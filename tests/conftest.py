@@ -119,7 +119,8 @@ class LabFactory:
 
     def start(self, *, control_planes: int = 1, workers: int = 1,
               profile: str = "kubeadm", **options) -> Lab:
-        """A lab; `options` go to cluster.up (ssh_algorithms="modern", user_ca=True)."""
+        """A lab; `options` go to cluster.up (ssh_algorithms="modern", user_ca=True,
+        seed_secrets=N)."""
         from harden.lab import cluster
 
         lab_dir = self.base_dir / f"lab{len(self.labs)}-{profile}"

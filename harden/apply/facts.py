@@ -5,7 +5,9 @@ the requests of every task of a play, de-duplicates them, turns them into one `s
 (`build_script`), runs it once per host and parses the output on the controller
 (`parse_output`) into a `Facts` store. Nothing is parsed on the node: the script only prints
 `stat` lines and base64 content, so nodes need nothing beyond sh and coreutils (and `ps` for the
-kubelet process).
+kubelet process). A file is sized on the node before it is read: above
+`limits.MAX_FILE_BYTES`, or not a regular file (a FIFO would block the read), the fact is an
+error naming the file (harden/node/limits.py).
 
 When a task plans a change, the runner feeds the change's resulting file state back into the
 store (`Facts.set_file`), so later tasks of the play plan against the state the earlier tasks
@@ -21,10 +23,12 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from harden.node import etcd_census
 from harden.node import markers
+from harden.node.limits import MAX_FILE_BYTES, not_regular, too_large
 from harden.node.paths import DEFAULT_KUBELET_CONFIG
 
-FILE, GLOB, SYSCTL, KUBELET = "file", "glob", "sysctl", "kubelet"
+FILE, GLOB, SYSCTL, KUBELET, CENSUS = "file", "glob", "sysctl", "kubelet", "etcd_census"
 _SECTION = markers.FACT
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _SYSCTL_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -96,6 +100,14 @@ class Facts:
     sysctls: dict[str, str | None] = field(default_factory=dict)
     kubelet_process: KubeletProcess | None = None
     with_content: set[str] = field(default_factory=set)
+    census: "etcd_census.Census | None" = None
+
+    def etcd_census(self) -> "etcd_census.Census":
+        """What etcd holds per resource and provider:key (counts only), read as this node's
+        running kube-apiserver reads it."""
+        if self.census is None:
+            raise FactNotGathered(FactRequest(CENSUS, "kube-apiserver"))
+        return self.census
 
     def file(self, path: str, content: bool = False) -> FileState | None:
         """State of `path`, or None when it does not exist."""
@@ -155,6 +167,8 @@ class Facts:
             self.sysctls.setdefault(key, value)
         if self.kubelet_process is None:
             self.kubelet_process = other.kubelet_process
+        if self.census is None:
+            self.census = other.census
 
 
 def norm_path(path: str) -> str:
@@ -198,12 +212,17 @@ hf_file() {
   if [ -e "$1" ]; then
     hf_stat "$1"
     if [ "$2" = 1 ] && [ -f "$1" ]; then
-      if [ -r "$1" ]; then printf 'C '; base64 -w0 < "$1"; echo; else echo "U $hf_user"; fi
+      if [ ! -r "$1" ]; then echo "U $hf_user"
+      else sz=$(stat -L -c %s -- "$1")
+        if [ "$sz" -gt __MAX__ ]; then echo "L $sz"
+        else printf 'C '; head -c __MAX1__ < "$1" | base64 -w0; echo; fi
+      fi
+    elif [ "$2" = 1 ] && [ ! -d "$1" ]; then printf 'O %s\n' "$(stat -L -c %F -- "$1")"
     fi
   elif hf_hidden "$1"; then printf 'N %s\nP %s\n' "$1" "$hf_user"
   else printf 'N %s\nA\n' "$1"; fi
 }
-"""
+""".replace("__MAX1__", str(MAX_FILE_BYTES + 1)).replace("__MAX__", str(MAX_FILE_BYTES))
 
 
 def shell_glob(pattern: str) -> str:
@@ -263,7 +282,33 @@ def _section(index: int, req: FactRequest) -> str:
             "else echo K; fi\n"
             f"[ -n \"$cfg\" ] || cfg={q}\n"
             "printf 'F %s\\n' \"$cfg\"; hf_file \"$cfg\" 1\n")
+    if req.kind == CENSUS:
+        return head + census_script()
     raise ValueError(f"unknown fact kind {req.kind!r}")
+
+
+def census_script() -> str:
+    """sh: the etcd census of harden.node.etcd_census for the running kube-apiserver (C|, X|
+    and Y| records)."""
+    return (census_functions() +
+            "apid=$(ps -ww -eo pid=,args= | awk '{n=$2; sub(/.*\\//, \"\", n)} "
+            "n==\"kube-apiserver\" {print $1; exit}')\n"
+            "if [ -n \"$apid\" ]; then\n"
+            "  v=$(argval \"$apid\" --encryption-provider-config)\n"
+            "  case $v in /*) printf 'L|%s\\n' \"$(enc_layout \"/proc/$apid/root$v\")\";; esac\n"
+            "  etcd_census \"$apid\"\n"
+            "else echo 'E|none|no kube-apiserver runs on this node'; fi\n")
+
+
+def census_functions() -> str:
+    """sh function definitions of the census. R, the root prefixed to /proc paths, is empty on
+    nodes; $HARDEN_CENSUS_ROOT lets tests run the real script against a fake node tree."""
+    return ("R=${HARDEN_CENSUS_ROOT:-}\n"
+            "argval() { tr '\\000' '\\n' < \"$R/proc/$1/cmdline\" 2>/dev/null | awk -v f=\"$2\" '\n"
+            "  take { v = $0; take = 0; next }\n  $0 == f { take = 1; next }\n"
+            "  index($0, f \"=\") == 1 { v = substr($0, length(f) + 2) }\n"
+            "  END { if (v != \"\") print v }'; }\n"
+            + etcd_census.SCRIPT.strip() + "\n")
 
 
 def build_script(requests) -> str:
@@ -309,8 +354,15 @@ def _parse_states(lines: list[str], facts: Facts, with_content: bool) -> list[st
                 state = _with_content(state, known.content)   # another request read it
             facts.files[path] = state
         elif tag == "C":
-            facts.files[path] = _with_content(facts.files[path], base64.b64decode(rest))
+            content = base64.b64decode(rest)
+            if len(content) > MAX_FILE_BYTES:           # grew after it was sized
+                raise too_large(path, len(content))
+            facts.files[path] = _with_content(facts.files[path], content)
             facts.with_content.add(path)
+        elif tag == "L":
+            raise too_large(path, int(rest))
+        elif tag == "O":
+            raise not_regular(path, rest or "special file")
         elif tag == "U":
             raise ValueError(f"{path}: permission denied as user {rest or '?'} (it exists but "
                              "cannot be read); add `become: true` to the play or task")
@@ -346,6 +398,11 @@ def _parse_section(req: FactRequest, lines: list[str], facts: Facts) -> None:
         value = lines[0] if lines else "A"
         facts.sysctls[req.target] = None if value == "A" else \
             base64.b64decode(value[2:]).decode().strip().replace("\t", " ")
+    elif req.kind == CENSUS:
+        census = etcd_census.Census()
+        for line in lines:
+            etcd_census.parse_line(census, line)
+        facts.census = census
     elif req.kind == KUBELET:
         argv = None
         if lines and lines[0].startswith("K "):

@@ -6,6 +6,12 @@ the waiting: one exec per poll, `successes` healthy polls in a row within `timeo
 seen before the change (`previous_pids`) does not count: kubeadm learnt that checking too early
 finds the OLD pod healthy and proceeds. When the node has neither curl nor wget, the probes are
 fetched through an SSH direct-tcpip channel, so the request still comes from the node.
+
+A component that cannot start fails the wait early: when the new pod's container has restarted
+`max_restarts` times (the kubelet's pod log, see wait_for_static_pod.PodLogs), or that many new
+processes were seen and died between polls, and no new process runs at that poll, the wait stops
+with the component's last log lines.
+The timeout is left for a component that runs but never turns healthy.
 """
 
 from __future__ import annotations
@@ -28,6 +34,17 @@ class HealthResult:
     healthy: bool
     polls: int
     detail: str          # the last observation in words (for the failure message)
+    crashed: bool = False   # stopped early: the component exits instead of running
+
+    def failure(self, timeout: float) -> str:
+        """Why the wait failed, in words for the task line."""
+        if self.crashed:
+            return f"failed to start: {self.detail}"
+        return f"not healthy after {timeout:g}s: {self.detail}"
+
+
+class _Crashed(Exception):
+    """The component keeps exiting: waiting longer cannot make it healthy."""
 
 
 def wait_healthy(session: Session, spec: WaitSpec, previous_pids: set[int] | frozenset = frozenset(),
@@ -37,12 +54,22 @@ def wait_healthy(session: Session, spec: WaitSpec, previous_pids: set[int] | fro
 
     `become` as for the play: asking a service manager about a service may need root."""
     state = {"streak": 0, "polls": 0, "detail": "not checked yet"}
+    churn = _PidChurn(set(previous_pids))
 
     def poll() -> bool:
         result = check_once(session, spec, become)
         state["polls"] += 1
         state["detail"] = describe(spec, result, previous_pids)
-        state["streak"] = state["streak"] + 1 if result.healthy(set(previous_pids)) else 0
+        healthy = result.healthy(set(previous_pids))
+        state["streak"] = state["streak"] + 1 if healthy else 0
+        exits = max(result.restarts or 0, churn.exits(result.pids))
+        running = [p for p in result.pids if p not in previous_pids]
+        # a container that keeps exiting is down between its attempts; one the kubelet keeps
+        # restarting because it starts slowly (probe kills) is running most of the time
+        if not healthy and spec.argv is not None and not running \
+                and 0 < spec.max_restarts <= exits:
+            state["detail"] = describe_crash(spec, result, exits)
+            raise _Crashed()
         return state["streak"] >= spec.successes
 
     retrying = Retrying(stop=stop_after_delay(timeout if timeout is not None else spec.timeout),
@@ -53,6 +80,32 @@ def wait_healthy(session: Session, spec: WaitSpec, previous_pids: set[int] | fro
         return HealthResult(True, state["polls"], state["detail"])
     except RetryError:
         return HealthResult(False, state["polls"], state["detail"])
+    except _Crashed:
+        return HealthResult(False, state["polls"], state["detail"], crashed=True)
+
+
+class _PidChurn:
+    """New processes with the manifest's argv seen by one poll and gone by a later one: each is
+    an exit the kubelet's log may not show yet (or at all, on a node without pod logs)."""
+
+    def __init__(self, previous: set[int]):
+        self.previous, self.seen, self.gone = previous, set(), set()
+
+    def exits(self, pids: list[int]) -> int:
+        current = set(pids) - self.previous
+        self.gone |= self.seen - current
+        self.seen |= current
+        return len(self.gone)
+
+
+def describe_crash(spec: WaitSpec, result: CheckResult, exits: int) -> str:
+    """The component, how often it exited, and its own last words (the log's error line)."""
+    what = f"{spec.what}: the new container exited {exits} time(s) and is restarted by the " \
+           f"kubelet (crash loop)"
+    lines = [line for line in result.log_tail if line.strip()]
+    if not lines:
+        return what + "; no container log found under /var/log/pods"
+    return what + "; last log lines: " + " | ".join(lines[-3:])
 
 
 def check_once(session: Session, spec: WaitSpec, become: bool | None = None) -> CheckResult:

@@ -23,6 +23,7 @@ class HostRunState:
     secret_paths: set[str] = field(default_factory=set)
     kubelet_waited: bool = False
     record_on_node: bool = False             # an earlier play committed a node record
+    unfinished_told: set[str] = field(default_factory=set)   # "did not finish": once per run
 
     def wrote_as(self, become: bool | None) -> None:
         """Remember who wrote: reading the backups back, restoring and committing must run as

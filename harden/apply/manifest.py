@@ -17,6 +17,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from harden.errors import InputError
+from harden.node.limits import NodeDataError, check_yaml
 
 
 class YamlText:
@@ -25,6 +26,9 @@ class YamlText:
     def __init__(self, text: str, path: str = ""):
         self.path = path
         self.lines = text.splitlines(keepends=True)
+        # a file written with CRLF (an editor on Windows) gets CRLF on the lines we add too,
+        # so one edit never leaves it with mixed line endings
+        self.newline = "\r\n" if self.lines and self.lines[0].endswith("\r\n") else "\n"
         self._root = self._parse()
 
     @property
@@ -32,6 +36,10 @@ class YamlText:
         return "".join(self.lines)
 
     def _parse(self) -> Node:
+        try:
+            check_yaml(self.text, "")        # the composer recurses: bound the depth first
+        except NodeDataError as exc:
+            raise InputError(str(exc), self.path) from None
         try:
             root = yaml.compose(self.text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as exc:
@@ -69,7 +77,10 @@ class YamlText:
     def _splice(self, start: int, end: int, new_lines: list[str]) -> None:
         """Replace lines start..end-1 by new_lines, then re-parse."""
         if start == len(self.lines) and self.lines and not self.lines[-1].endswith("\n"):
-            self.lines[-1] += "\n"
+            self.lines[-1] += self.newline
+        if self.newline != "\n":
+            new_lines = [line[:-1] + self.newline if line.endswith("\n")
+                         and not line.endswith(self.newline) else line for line in new_lines]
         self.lines[start:end] = new_lines
         self._root = self._parse()
 

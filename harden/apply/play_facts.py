@@ -90,7 +90,9 @@ class PlayFacts:
             raise HostFailed(f"gathering facts: {exc}") from None
         self.pre_run_ps = [" ".join(line.split()) for line in ps_part.splitlines()]
         for run_id in unfinished.split():
-            if run_id != self.runner.run_id and run_id not in self.runner.resolved_runs:
+            if run_id != self.runner.run_id and run_id not in self.runner.resolved_runs \
+                    and run_id not in self.state.unfinished_told:
+                self.state.unfinished_told.add(run_id)
                 self.runner.out.warning(self.name, f"run {run_id} did not finish on this host "
                                                    f"(interrupted?); undo it with `harden "
                                                    f"rollback {run_id}`, or accept the node as "

@@ -96,6 +96,19 @@ class Play:
     handlers: list[Task] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     vars_spec: list[VarSpec] = field(default_factory=list)
+    hosts_line: int = 0               # where `hosts:` is, for errors of its pattern
+
+    def select_hosts(self, inventory, limit: str | None) -> list:
+        """The play's hosts within --limit; a pattern error points at the playbook's
+        `hosts:` line (the pattern came from there, not from the inventory)."""
+        try:
+            inventory.select(self.hosts)
+        except InputError as exc:
+            if exc.path:
+                raise
+            raise InputError(f"hosts '{self.hosts}': {exc.message}", self.path,
+                             self.hosts_line or self.line) from None
+        return inventory.select(self.hosts, limit=limit)      # --limit errors are the CLI's
 
     @property
     def template_dirs(self) -> list[str]:
@@ -213,7 +226,7 @@ def _play(data: LocatedDict, path: str) -> Play:
     at = data.key_lines.get
     play = Play(
         name=str(data.get("name") or data["hosts"]), hosts=_hosts(data["hosts"], path, at("hosts")),
-        path=path, line=data.line,
+        path=path, line=data.line, hosts_line=at("hosts") or data.line,
         serial=_serial(data.get("serial"), path, at("serial")),
         max_fail_percentage=_percentage(data.get("max_fail_percentage"), path,
                                         at("max_fail_percentage")),

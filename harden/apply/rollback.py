@@ -34,6 +34,7 @@ from harden.runs.journal import BackupEntry, HostRecord, parse_index
 from harden.apply.modules.wait_for_kubelet import MODULE as WAIT_KUBELET
 from harden.apply.modules.wait_for_static_pod import MODULE as WAIT_STATIC_POD
 from harden.node import markers
+from harden.node.failure import NODE_FAILURE
 from harden.node.paths import BACKUP_ROOT, DEFAULT_KUBELET_CONFIG, JOURNAL_ROOT, KUBELET_DROPIN_DIRS, \
     KUBELET_FILES, MANIFEST_DIR
 from harden.ssh.session import Session
@@ -193,15 +194,20 @@ def restore_order(entries: list[BackupEntry], manifest_dir: str = MANIFEST_DIR
 # resolved paths, and resolving again covers an index written before paths were resolved.
 _RESTORE_PRELUDE = r"""set -e
 LC_ALL=C; export LC_ALL
+""" + NODE_FAILURE + r"""
 hr_file() {
   b="$HB/files$1"; p="$(readlink -m -- "$1")"
   t="$(dirname -- "$p")/.$(basename -- "$p").harden-restore"
   [ -f "$b" ] || { echo "no backup copy of $1" >&2; exit 3; }
-  mkdir -p -- "$(dirname -- "$p")"; rm -f -- "$t"; cp -- "$b" "$t"
+  # already as backed up (the run never got to change it, or a resumed restore): untouched
+  if [ -f "$p" ] && [ "$(stat -c '%a %u %g' -- "$p")" = "$2 $3 $4" ] \
+      && [ "$(sha256sum < "$p" | cut -d' ' -f1)" = "$5" ]; then return 0; fi
+  mkdir -p -- "$(dirname -- "$p")"; hn_where "$(dirname -- "$p")"; hn_tmp="$t"
+  rm -f -- "$t"; cp -- "$b" "$t"
   chown "$3:$4" -- "$t"; chmod "$2" -- "$t"; sync -- "$t"
   [ "$(sha256sum < "$t" | cut -d' ' -f1)" = "$5" ] || { rm -f -- "$t";
     echo "backup copy of $1 does not match its recorded sha256" >&2; exit 3; }
-  mv -f -- "$t" "$p"; sync -- "$(dirname -- "$p")"
+  mv -f -- "$t" "$p"; hn_tmp=; sync -- "$(dirname -- "$p")"
 }
 hr_dir() {
   p="$(readlink -m -- "$1")"

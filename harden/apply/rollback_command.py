@@ -23,6 +23,7 @@ from harden.apply.rollback import ROLLBACK_WAIT_TIMEOUT, NodeRun, RollbackError,
 from harden.apply.modules.base import REDACTED, is_encryption_config, text_diff
 from harden.errors import HardenError, InputError
 from harden.inventory.loader import load_inventory
+from harden.node import limits
 from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT, lock_path
 from harden.progress import HostProgress, wanted
 from harden.runs.journal import RUN_ID, RUN_ID_SHAPE, HostRecord, Journal, commit_script, \
@@ -71,7 +72,11 @@ def encryption_keys(content: bytes | None) -> dict[tuple[str, str, str], str]:
     if not is_encryption_config(content):
         return {}
     keys = {}
-    for entry in yaml.safe_load(content).get("resources") or []:
+    try:
+        document = limits.safe_load(content, "")
+    except limits.NodeDataError as exc:
+        raise HardenError(f"an EncryptionConfiguration cannot be read: {exc}") from None
+    for entry in document.get("resources") or []:
         providers = entry.get("providers") if isinstance(entry, dict) else None
         for provider in providers if isinstance(providers, list) else []:
             for kind, config in (provider.items() if isinstance(provider, dict) else ()):

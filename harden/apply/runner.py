@@ -124,14 +124,8 @@ class Runner:
     # --- selection and connections ---------------------------------------------------------
 
     def _play_hosts(self, play: Play) -> list:
-        """Hosts of a play within --limit (InputError before any host is contacted); a
-        `hosts:` pattern matching nothing is reported at the play's file and line."""
-        try:
-            self.inventory.select(play.hosts)
-        except InputError as exc:
-            raise InputError(f"play '{play.name}' hosts: {exc.message}", play.path,
-                             play.line) from None
-        return self.inventory.select(play.hosts, limit=self.options.limit)
+        """Hosts of a play within --limit (InputError before any host is contacted)."""
+        return play.select_hosts(self.inventory, self.options.limit)
 
     def _connection_specs(self, hosts: dict) -> dict:
         return connection_specs(hosts.values(), self.options.run_options, self.inventory)

@@ -36,7 +36,7 @@ class HealthVerification:
             else set()
         health = wait_healthy(self.session, spec, previous, become=self._become(task))
         if not health.healthy:
-            self.done(result, "failed", f"not healthy after {spec.timeout}s: {health.detail}")
+            self.done(result, "failed", health.failure(spec.timeout))
             raise HostFailed(f"{spec.what} did not become healthy: {health.detail}")
         self.unverified.discard(manifest)
 

@@ -17,7 +17,8 @@ from harden.cis.operators import OPS
 from harden.errors import InputError
 
 BENCHMARK_DIR = Path(__file__).parent / "benchmarks"
-AUDIT_KINDS = ("component", "files", "encryption_providers", "audit_policy", "kubectl", "manual")
+AUDIT_KINDS = ("component", "files", "encryption_providers", "encryption_stored", "audit_policy",
+               "kubectl", "manual")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # C parser when built
 
 
@@ -118,6 +119,10 @@ def explain(check: Check) -> str:
     elif kind == "encryption_providers":
         inspect = ("provider names of the file --encryption-provider-config names (read on the node; "
                    f"keys never leave it); allowed first providers: {', '.join(audit[kind])}")
+    elif kind == "encryption_stored":
+        inspect = ("etcd's stored values, read on the node with the API server's etcd client "
+                   "certificate (etcdctl, else the etcd JSON gateway with curl, else etcdctl in "
+                   "the etcd container); only counts per provider and key name leave the node")
     elif kind == "audit_policy":
         inspect = "the rules of the file --audit-policy-file names, evaluated first-match like the API server"
     else:

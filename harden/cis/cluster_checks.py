@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import yaml
 
+from harden.node import etcd_census
 from harden.cis.context import HostContext, Verdict
 from harden.cis.probe import Facts
 
@@ -240,3 +241,36 @@ def kubectl_check(name: str, facts: Facts) -> Verdict:
     shown = "; ".join(offenders[:10]) + (f"; ... {len(offenders) - 10} more" if len(offenders) > 10 else "")
     actual = f"{len(offenders)} {what}: {shown}" if offenders else f"no {what}"
     return Verdict(not offenders, actual, ["kubectl get (admin.conf on this node)"])
+
+
+# ------------------------------------------------------------------------ 1.2.28 (stored)
+
+def encryption_stored(ctx: "HostContext") -> Verdict:
+    """Beyond CIS: what etcd really holds. FAIL when a value of a resource the configuration
+    covers is stored in plaintext or under a provider/key that no longer writes (a rotation
+    whose rewrite did not finish, or an object no API server can read any more); without any
+    configuration, secrets stored in plaintext fail."""
+    census = ctx.facts.census
+    if census is None:
+        return Verdict(None, "not checked: no running kube-apiserver on this node", status="SKIP")
+    if not census.available:
+        return Verdict(None, f"not checked: etcd could not be read ({census.error})", status="WARN")
+    how = f"read with {census.method}"
+    if not census.layout:
+        plain = census.counts.get("secrets", {}).get("identity", 0)
+        return Verdict(plain == 0, f"no EncryptionConfiguration: {plain} secrets stored in "
+                       f"plaintext ({how})", [f"etcd values ({census.method})"])
+    off = etcd_census.off_primary(census)
+    plain = {k: n for k, n in census.counts.items()
+             if etcd_census.primary_for(census.layout, k) == "identity" and n.get("identity")}
+    total = etcd_census.covered_total(census)
+    problems = [f"{n} {what}" for what, n in off.items()]
+    problems += [f"{tags['identity']} {r} in plaintext (identity writes)" for r, tags in plain.items()]
+    if problems:
+        actual = f"{sum(off.values()) + sum(t['identity'] for t in plain.values())} of {total} " \
+                 f"stored objects not under their primary key: {'; '.join(problems)} ({how})"
+        return Verdict(False, actual, [f"etcd values ({census.method})"])
+    primaries = sorted({etcd_census.primary_for(census.layout, r) for r in census.counts
+                        if etcd_census.primary_for(census.layout, r)})
+    return Verdict(True, f"all {total} stored objects of the covered resources are under "
+                   f"{', '.join(primaries)} ({how})", [f"etcd values ({census.method})"])

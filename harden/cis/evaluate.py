@@ -59,6 +59,8 @@ def _evaluate(check: Check, ctx: HostContext) -> Verdict:
         return cluster_checks.encryption_providers(check.audit["encryption_providers"], ctx)
     if kind == "audit_policy":
         return cluster_checks.audit_policy(ctx)
+    if kind == "encryption_stored":
+        return cluster_checks.encryption_stored(ctx)
     return cluster_checks.kubectl_check(check.audit["kubectl"], ctx.facts)
 
 

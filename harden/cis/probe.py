@@ -19,6 +19,8 @@ for a delimiter:
     Z|<b64 link text>|<path>          a symlink that leads nowhere (dangling, or a loop)
     M|<path>                          a path that was looked for and does not exist
     F|<b64 content>|<path>            a file's content (only files that hold no secrets)
+    E|size|<bytes>|<path>             a file too large to read (limits.MAX_FILE_BYTES)
+    E|type|<file type>|<path>         a path to read that is a FIFO, socket or device
     N|<b64 tokens>|<path>             encryption config reduced to `resources`/provider names
     H|<component>|<b64 container path>|<host path>   where a path its static-pod manifest names
                                       is on the host, through the manifest's hostPath volumes
@@ -45,6 +47,8 @@ import shlex
 from dataclasses import dataclass, field
 
 from harden.errors import HostError
+from harden.node import etcd_census
+from harden.node.limits import MAX_FILE_BYTES, NodeDataError, check_yaml, not_regular, too_large
 from harden.ssh.session import Session
 
 PROBE_VERSION = "1"
@@ -76,9 +80,17 @@ stat_tree() { [ -n "$1" ] || return 0
     find -H "$R$1" -type l 2>/dev/null | while IFS= read -r l; do link_to "$l"; done
   else stat_path "$1"; fi; }
 # stat and read a file that holds no secrets
+# (sized first: one above __MAX__ bytes never leaves the node; a FIFO or device is named, never
+# read, since reading it could block or never end)
 read_file() { [ -n "$1" ] || return 0
-  if [ -f "$R$1" ]; then st "$R$1"; printf 'F|'; b64 < "$R$1"; printf '|%s\n' "$R$1"
+  if [ -f "$R$1" ]; then st "$R$1"; sz=$(stat -L -c %s "$R$1" 2>/dev/null || echo 0)
+    if [ "$sz" -gt __MAX__ ]; then echo "E|size|$sz|$R$1"
+    else printf 'F|'; head -c __MAX1__ < "$R$1" | b64; printf '|%s\n' "$R$1"; fi
+  elif [ -e "$R$1" ] && [ ! -d "$R$1" ]; then st "$R$1"
+    echo "E|type|$(stat -L -c %F "$R$1" 2>/dev/null)|$R$1"
   else stat_path "$1"; fi; }
+# concatenate the regular files among the arguments (never a FIFO: cat would wait forever)
+catf() { for f in "$@"; do [ -f "$f" ] && head -c __MAX1__ < "$f"; done; :; }
 # value of a flag in a process's argv (--f=v or --f v); the last occurrence wins, as in pflag
 argval() { tr '\000' '\n' < "$R/proc/$1/cmdline" 2>/dev/null | awk -v f="$2" '
   take { v = $0; take = 0; next }
@@ -200,9 +212,9 @@ for d in /usr/lib/systemd/system/kubelet.service.d /lib/systemd/system/kubelet.s
 done
 for f in /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet /var/lib/kubelet/config.yaml; do
   read_file "$f"; done
-CFGS=$(cat "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf \
+CFGS=$(catf "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf \
   "$R"/var/lib/kubelet/kubeadm-flags.env "$R"/etc/default/kubelet 2>/dev/null | sed -n 's/.*--config=\([^ "]*\).*/\1/p')
-CDIRS=$(cat "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf \
+CDIRS=$(catf "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf \
   "$R"/var/lib/kubelet/kubeadm-flags.env "$R"/etc/default/kubelet 2>/dev/null | sed -n 's/.*--config-dir=\([^ "]*\).*/\1/p')
 CNIDIR=/etc/cni/net.d
 for KPID in $(pids_of kubelet); do
@@ -239,6 +251,15 @@ done
 for f in /etc/kubernetes/kube-proxy.conf /var/lib/kube-proxy/kubeconfig.conf; do
   stat_path "$f"; done
 
+# encryption at rest as stored: etcd values counted per resource and provider:key, read as the
+# first running API server does (values and keys never leave the node; see etcd_census.py)
+__CENSUS__
+for APID in $(pids_of kube-apiserver); do
+  v=$(argval "$APID" --encryption-provider-config)
+  case $v in /*) printf 'L|%s\n' "$(enc_layout "$R/proc/$APID/root$v")";; esac
+  etcd_census "$APID"; break
+done
+
 # section 5: cluster objects, only where admin.conf is present and kubectl installed
 if [ -f "$R/etc/kubernetes/admin.conf" ]; then
   if command -v kubectl >/dev/null 2>&1; then
@@ -269,7 +290,9 @@ def build_probe_script(root: str = "") -> str:
     """The probe as one sh script. `root` prefixes every node path; it exists so tests can run the
     real script against a fake node tree, and is empty on real nodes."""
     body = (_SCRIPT.replace("__VERSION__", PROBE_VERSION).replace("__KINDS__", KUBECTL_KINDS)
-            .replace("__COMPONENTS__", "|".join(COMPONENTS)))
+            .replace("__CENSUS__", etcd_census.SCRIPT.strip())
+            .replace("__COMPONENTS__", "|".join(COMPONENTS))
+            .replace("__MAX1__", str(MAX_FILE_BYTES + 1)).replace("__MAX__", str(MAX_FILE_BYTES)))
     return f"#!/bin/sh\n# harden fact probe v{PROBE_VERSION}\nR={shlex.quote(root)}\n{body}"
 
 
@@ -284,9 +307,24 @@ def gather_facts(session: Session, host: str, timeout: float = 120.0) -> Facts:
         error = result.stderr.decode("utf-8", "replace").strip()[:300]
         raise HostError(host, f"fact probe exited with {result.rc}: {error}")
     try:
-        return parse_probe_output(result.stdout.decode("utf-8", "replace"))
+        facts = parse_probe_output(result.stdout.decode("utf-8", "replace"))
     except ProbeParseError as exc:
         raise HostError(host, f"fact probe output unusable: {exc}") from exc
+    problems = [str(e) for e in facts.unreadable] + _yaml_problems(facts)
+    if problems:
+        raise HostError(host, "; ".join(problems))
+    return facts
+
+
+def _yaml_problems(facts: Facts) -> list[str]:
+    """Every file read is scanned before any check parses it as YAML (limits.check_yaml)."""
+    problems = []
+    for path, text in facts.contents.items():
+        try:
+            check_yaml(text, path)
+        except NodeDataError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 @dataclass
@@ -330,8 +368,11 @@ class Facts:
     contents: dict[str, str] = field(default_factory=dict)
     encryption_providers: dict[str, list[list[str]]] = field(default_factory=dict)
     kubectl: dict[str, tuple[int, str]] = field(default_factory=dict)
+    census: etcd_census.Census | None = None      # etcd values by provider:key (control planes)
     # component -> {path its manifest names (container view): the host path behind it}
     host_paths: dict[str, dict[str, str]] = field(default_factory=dict)
+    # files the probe would not read: over limits.MAX_FILE_BYTES, or not regular files
+    unreadable: list[NodeDataError] = field(default_factory=list)
     clock: tuple[int, int] | None = None      # (boot time epoch, clock ticks per second)
     complete: bool = False
 
@@ -468,7 +509,16 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
         facts.missing.add(_strip(rest, root))
     elif tag == "F":
         raw, path = rest.split("|", 1)
-        facts.contents[_strip(path, root)] = _b64(raw).decode("utf-8", "replace")
+        content = _b64(raw)
+        if len(content) > MAX_FILE_BYTES:         # grew after it was sized
+            facts.unreadable.append(too_large(_strip(path, root), len(content)))
+        else:
+            facts.contents[_strip(path, root)] = content.decode("utf-8", "replace")
+    elif tag == "E":
+        kind, detail, path = rest.split("|", 2)
+        path = _strip(path, root)
+        facts.unreadable.append(too_large(path, int(detail)) if kind == "size"
+                                else not_regular(path, detail or "special file"))
     elif tag == "N":
         raw, path = rest.split("|", 1)
         facts.encryption_providers[_strip(path, root)] = _provider_entries(
@@ -476,6 +526,10 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
     elif tag == "H":
         component, raw, host = rest.split("|", 2)
         facts.host_paths.setdefault(component, {})[_b64(raw).decode("utf-8", "replace")] = host
+    elif tag in ("E", "Q", "L"):
+        if facts.census is None:
+            facts.census = etcd_census.Census()
+        etcd_census.parse_line(facts.census, line)
     elif tag == "K":
         name, rc, raw = rest.split("|", 2)
         facts.kubectl[name] = (int(rc), _b64(raw).decode("utf-8", "replace"))

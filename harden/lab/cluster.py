@@ -24,12 +24,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harden.errors import HardenError, InputError
-from harden.lab import layout, pki, sshd
+from harden.lab import layout, pki, seed, sshd
 
 LABOPS = "labops"
 MOUNT_DIRS = ("/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd",
               "/etc/systemd/system/kubelet.service.d", "/usr/lib/systemd/system/kubelet.service.d",
-              "/var/log/kubernetes", "/var/lib/harden", "/etc/sysctl.d", "/etc/sudoers.d",
+              "/var/log/kubernetes", "/var/log/pods", "/var/lib/harden", "/etc/sysctl.d", "/etc/sudoers.d",
               "/usr/local/sbin", f"/home/{LABOPS}", "/etc/default")
 # Single files are mounted only where nothing replaces them by rename (a rename onto a mount
 # point fails with EBUSY): /etc/default is a directory mount so /etc/default/kubelet can be
@@ -261,7 +261,8 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
             "mounts": mounts, "socket": str(socket_path),
             "sshd_argv": sshd.command(config, node_dir / "sshd.log"),
             "pythonpath": str(Path(__file__).resolve().parents[2]),
-            "host_key_pub": host_pub.decode().strip()}
+            "host_key_pub": host_pub.decode().strip(),
+            "seed": str(lab_dir / "seed.json")}
 
 
 def ensure_host_mountpoints() -> None:
@@ -463,23 +464,28 @@ def _node_specs(control_planes: int, workers: int, net: str,
     roles = [("cp", "control-plane")] * control_planes + [("w", "worker")] * workers
     loopback = profile.components_on_loopback
     ports = free_loopback_ports(2 * control_planes) if loopback else []
+    members = tuple((f"cp{i}", f"{net}.{10 + i}") for i in range(1, control_planes + 1))
     specs, counters = [], {"cp": 0, "w": 0}
     for i, (prefix, role) in enumerate(roles, start=1):
         counters[prefix] += 1
         extra = {}
+        if role == "control-plane":
+            extra["etcd_members"] = members
         if role == "control-plane" and loopback:
-            extra = {"controller_manager_port": ports.pop(), "scheduler_port": ports.pop()}
+            extra.update(controller_manager_port=ports.pop(), scheduler_port=ports.pop())
         specs.append(layout.NodeSpec(f"{prefix}{counters[prefix]}", role, f"{net}.{10 + i}",
                                      **extra))
     return specs
 
 
 def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str = "kubeadm",
-       net: str | None = None, ssh_algorithms: str = "default", user_ca: bool = False) -> dict:
+       net: str | None = None, ssh_algorithms: str = "default", user_ca: bool = False,
+       seed_secrets: int = 0) -> dict:
     """Start a lab and return its state (also written to DIR/lab.json).
 
     `user_ca` writes an SSH user CA (DIR/user_ca, DIR/user_ca.pub) that every node's sshd
     trusts: `ssh-keygen -s DIR/user_ca -I id -n root KEY.pub` makes a certificate that logs in.
+    `seed_secrets` adds that many secrets to the objects the API servers seed (harden.lab.seed).
     """
     check_host()
     if profile not in layout.PROFILES:
@@ -489,6 +495,8 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
                          f"{', '.join(sshd.ALGORITHM_SETS)}")
     if control_planes < 0 or workers < 0 or not 1 <= control_planes + workers <= 240:
         raise InputError("a lab has between 1 and 240 nodes")
+    if not 0 <= seed_secrets <= 100000:
+        raise InputError(f"--secrets must be between 0 and 100000, got {seed_secrets}")
     lab_dir = lab_dir.resolve()
     if (lab_dir / "lab.json").exists() and any(
             is_our_supervisor(n) for n in _nodes_of(read_state(lab_dir))):
@@ -518,6 +526,7 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
     uid = labops_uid()
     users = user_files(uid, password_hash(password))
     cluster = pki.new_cluster_pki()
+    seed.write(lab_dir / "seed.json", profile, seed_secrets)
     first_cp = next((s.address for s in specs if s.is_control_plane), f"{net}.11")
     node_specs = [write_node(lab_dir, s, prof, cluster, api_server=f"https://{first_cp}:6443",
                              uid=uid, users=users, client_pub=client_pub,

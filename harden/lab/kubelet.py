@@ -13,7 +13,9 @@ the static pods of `staticPodPath`:
   "duplicate pod name" error (pkg/kubelet/config filterInvalidPods keeps the first it meets;
   upstream that order is not guaranteed, so a stale backup may even win there);
 * a content change or a rename replaces the pod (new UID);
-* restarting the kubelet keeps running containers and adopts them.
+* restarting the kubelet keeps running containers and adopts them;
+* each container's attempts are logged under /var/log/pods/<ns>_<pod>-<node>_<uid>/<container>/
+  (N.log per restart, see components/container.py); a pod's directory goes when the pod does.
 
 Everything observed is written to the per-node state file (STATE_FILE, JSON: "kubelet" {pid,
 state running|failed, error, healthz, server}, "seen_files" / "seen_ignored_files" (every name
@@ -30,6 +32,7 @@ import ctypes
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import ssl
@@ -41,7 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harden.lab import procname
 from harden.lab.components import kubeletconfig, kubeletserver, podenv, staticpod
-from harden.lab.components.container import ContainerRunner, scaled
+from harden.lab.components.container import POD_LOG_ROOT, ContainerRunner, scaled
 from harden.lab.components.flags import FlagError, FlagSet, kinds_from_table, parse_duration
 
 STATE_FILE = "/var/lib/kubelet/harden-lab-pods.json"
@@ -297,8 +300,9 @@ class Kubelet:
         with self.lock:
             stale = [self.pods.pop(k) for k in list(self.pods)
                      if k not in wanted or wanted[k].uid != self.pods[k][0].uid]
-        for _spec, runners in stale:
+        for spec, runners in stale:
             _stop_runners(runners)
+            shutil.rmtree(self._pod_log_dir(spec), ignore_errors=True)
         for key, spec in wanted.items():
             if key not in self.pods:
                 self._start_pod(spec)
@@ -352,6 +356,11 @@ class Kubelet:
         self._parsed[path] = (content, spec)
         return spec
 
+    def _pod_log_dir(self, spec: staticpod.PodSpec) -> str:
+        """Host path of the pod's log directory, named as the kubelet names it (a static
+        pod's name carries the node name)."""
+        return podenv.host_path(f"{POD_LOG_ROOT}/{spec.namespace}_{spec.name}-{self.node}_{spec.uid}")
+
     def _start_pod(self, spec: staticpod.PodSpec) -> None:
         try:
             staticpod.prepare_host_volumes(spec)
@@ -369,6 +378,8 @@ class Kubelet:
             log_name = spec.name if len(spec.containers) == 1 else f"{spec.name}_{container.name}"
             runners.append(ContainerRunner(spec, container, self.mark_dirty, log_name,
                                            adopt_pid=adopt,
+                                           pod_log_dir=os.path.join(self._pod_log_dir(spec),
+                                                                    container.name),
                                            restarts=previous.get("restarts", 0) if adopt else 0))
         with self.lock:
             self.pods[spec.full_name] = (spec, runners)

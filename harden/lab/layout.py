@@ -6,8 +6,8 @@ module that changes one flag produces a one-line diff, exactly as on a real kube
 
 Deviations from a single-machine kubeadm node, all forced by many nodes sharing one network
 namespace (see docs/lab.md): every component listens on the node's own address instead of
-0.0.0.0; etcd drops its 127.0.0.1 client URL and serves metrics on the node address; each
-control plane's etcd is a one-member cluster; controller-manager and scheduler keep
+0.0.0.0; etcd drops its 127.0.0.1 client URL and serves metrics on the node address (the
+control planes' etcd members still form one stacked cluster, as kubeadm HA); controller-manager and scheduler keep
 `--bind-address=127.0.0.1` (CIS 1.3.7/1.4.2) but get a per-node `--secure-port`.
 """
 
@@ -57,6 +57,9 @@ class NodeSpec:
     address: str
     controller_manager_port: int = 10257
     scheduler_port: int = 10259
+    # (name, address) of every control plane: their etcd members form one stacked cluster, as
+    # kubeadm HA builds it (empty: a one-member cluster of this node alone)
+    etcd_members: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_control_plane(self) -> bool:
@@ -296,7 +299,9 @@ def etcd_manifest(node: NodeSpec, profile: Profile) -> dict:
         "experimental-initial-corrupt-check": "true",
         "experimental-watch-progress-notify-interval": "5s",
         "initial-advertise-peer-urls": f"https://{ip}:2380",
-        "initial-cluster": f"{name}=https://{ip}:2380", "key-file": f"{etcd_pki}/server.key",
+        "initial-cluster": ",".join(f"{n}=https://{a}:2380"
+                                    for n, a in node.etcd_members or ((name, ip),)),
+        "initial-cluster-state": "new", "key-file": f"{etcd_pki}/server.key",
         "listen-client-urls": f"https://{ip}:2379", "listen-metrics-urls": f"http://{ip}:2381",
         "listen-peer-urls": f"https://{ip}:2380", "name": name,
         "peer-cert-file": f"{etcd_pki}/peer.crt", "peer-client-cert-auth": "true",
@@ -424,7 +429,8 @@ def node_files(node: NodeSpec, profile: Profile, cluster: lab_pki.ClusterPKI, *,
             PKI: Dir(0o755, pki_uid, pki_uid), "/var/lib/kubelet": Dir(0o700),
             "/var/lib/kubelet/pki": Dir(0o755), DROPIN_DIR: Dir(0o755),
             "/etc/systemd/system/kubelet.service.d": Dir(0o755),
-            "/var/log/kubernetes": Dir(0o755), "/var/lib/harden": Dir(0o700),
+            "/var/log/kubernetes": Dir(0o755), "/var/log/pods": Dir(0o755),
+            "/var/lib/harden": Dir(0o700),
             "/etc/sysctl.d": Dir(0o755), "/var/lib/etcd": Dir(profile.etcd_data_mode)}
     files: dict[str, File] = {}
     kc_mode = profile.kubeconfig_mode

@@ -157,7 +157,9 @@ class Supervisor:
         self.env = {"PATH": SERVICE_PATH, "LANG": "C.UTF-8", "HOME": "/root",
                     "PYTHONPATH": spec["pythonpath"],
                     # the lab shares the machine's hostname; the kubelet names its node from this
-                    "HARDEN_LAB_NODE_NAME": spec["name"]}
+                    "HARDEN_LAB_NODE_NAME": spec["name"],
+                    # the objects the lab's API servers create at start (harden.lab.seed)
+                    "HARDEN_LAB_SEED": spec.get("seed", "")}
         self.services = {
             "sshd": Service("sshd", node_dir / "sshd.log", lambda: spec["sshd_argv"]),
             "kubelet": Service("kubelet", node_dir / "kubelet.log", kubelet_argv),

@@ -62,8 +62,27 @@ def rewrite_cmdline(argv: list[str]) -> None:
     ctypes.memmove(start, data, size)
 
 
+COMM_LENGTH = 15       # TASK_COMM_LEN - 1: the kernel keeps this many bytes of a command name
+PR_SET_NAME = 15
+
+
+def command_name(argv0: str) -> bytes:
+    """The comm the kernel shows for a binary exec'd as argv0: its basename, 15 bytes at most
+    (`kube-controller-manager` -> `kube-controller`)."""
+    return os.path.basename(argv0).encode()[:COMM_LENGTH]
+
+
+def set_command_name(argv0: str) -> None:
+    """Set this process's comm (what `ps -C`, `pgrep -x` and /proc/<pid>/comm read) the way an
+    exec of the real binary would. prctl(PR_SET_NAME) needs no privilege."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NAME, ctypes.c_char_p(command_name(argv0)), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NAME) failed")
+
+
 def apply_from_env() -> list[str] | None:
-    """At start-up of an exec_as child: retitle from the environment and return the argv.
+    """At start-up of an exec_as child: retitle (argv and comm) from the environment and return
+    the argv.
 
     The variable is removed so grandchildren do not inherit someone else's command line.
     """
@@ -72,6 +91,8 @@ def apply_from_env() -> list[str] | None:
         return None
     argv = json.loads(raw)
     rewrite_cmdline(argv)
+    if argv:
+        set_command_name(argv[0])
     return argv
 
 

@@ -8,7 +8,7 @@ script makes and by the run's commit (harden.runs.journal.commit_script)."""
 # (after-index, see harden.runs.journal.commit_script).
 HB_RECORD = r"""hb_record() {
   if [ -f "$1" ] && [ "${1#/proc/}" = "$1" ]; then
-    mkdir -p "$HB/after$(dirname -- "$1")"; cp -p -- "$1" "$HB/after$1"
+    (umask 077; mkdir -p -- "$HB/after$(dirname -- "$1")"); cp -p -- "$1" "$HB/after$1"
     printf 'file\t%s\t%s\t%s\n' "$(stat -L -c '%a	%u	%g' -- "$1")" \
       "$(sha256sum < "$HB/after$1" | cut -d' ' -f1)" "$1" >> "$2"
   elif [ -d "$1" ]; then

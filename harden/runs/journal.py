@@ -142,6 +142,7 @@ def commit_script(record: HostRecord, backup_root: str = BACKUP_ROOT,
     payload = base64.encodebytes(record.to_json().encode()).decode()
     return f"""set -e
 LC_ALL=C; export LC_ALL
+umask 077
 {HB_RECORD}HB={shlex.quote(backup_root)}/{run}; J={shlex.quote(journal_root)}
 mkdir -p "$J"; chmod 0700 "$J"
 if [ -f "$HB/index" ]; then

@@ -50,6 +50,22 @@ class CommandTimeout(HostError):
     kind = "timeout"
 
 
+class OutputTooLarge(HostError):
+    """A command printed more than node.limits.MAX_OUTPUT_BYTES; its channel was closed."""
+
+    kind = "output too large"
+
+
+def bounded_output(host: str, stdout: bytearray, stderr: bytearray, limit: int,
+                   close: Callable[[], None]) -> None:
+    """Stop reading a node that sends more than any harden command prints (a hostile or
+    broken node must not exhaust the controller's memory): close, then OutputTooLarge."""
+    if len(stdout) + len(stderr) > limit:
+        close()
+        raise OutputTooLarge(host, f"a command's output passed the {limit}-byte limit "
+                                   "(MAX_OUTPUT_BYTES); it was stopped")
+
+
 class NetworkError(Exception):
     """A connection-establishment failure worth another attempt."""
 

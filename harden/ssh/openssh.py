@@ -29,11 +29,12 @@ import time
 from dataclasses import dataclass, field
 
 from harden.errors import HostError
+from harden.node.limits import MAX_OUTPUT_BYTES
 from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown
 from harden.ssh.settings import GLOBAL_KNOWN_HOSTS, ConnectionSpec, Endpoint
 from harden.ssh.sshconfig import ssh_client
 from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession, Unreachable,
-                               NetworkError, with_retries)
+                               NetworkError, with_retries, bounded_output)
 from harden.ssh.session import CommandResult
 
 # What an `ssh -S` client prints when the master, not the command, failed it.
@@ -325,6 +326,7 @@ class _ProcessStream:
         self.session, self.host, self.process = session, session.host, process
         self.deadline, self.timeout = deadline, timeout
         self.stdout, self.stderr = bytearray(), bytearray()
+        self.max_output = MAX_OUTPUT_BYTES
         self._open = {process.stdout.fileno(): self.stdout, process.stderr.fileno(): self.stderr}
         self._pending = b""
         for fd in (process.stdin.fileno(), *self._open):
@@ -399,6 +401,7 @@ class _ProcessStream:
                 continue
             if chunk:
                 self._open[fd] += chunk
+                bounded_output(self.host, self.stdout, self.stderr, self.max_output, self.close)
             else:
                 del self._open[fd]
 

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 import paramiko
 
 from harden.errors import HostError
+from harden.node.limits import MAX_OUTPUT_BYTES
 from harden.ssh import certs, openssh
 from harden.ssh.common import (BECOME_HANDSHAKE_TIMEOUT, AuthenticationFailed, BecomeFailed,
                                CommandTimeout, HostSession, Unreachable, NetworkError,
-                               with_retries, sudo_command)
+                               with_retries, sudo_command, bounded_output)
 from harden.ssh.session import CommandResult, Session
 from harden.ssh.settings import DEFAULT_IDENTITIES, ConnectionSpec, Endpoint
 from harden.ssh.hostkeys import (HostKeyMismatch, HostKeyUnknown, KnownKey, known_keys,
@@ -428,6 +429,7 @@ class _Stream:
         self.host, self.channel = host, channel
         self.deadline, self.timeout = deadline, timeout
         self.stdout, self.stderr = bytearray(), bytearray()
+        self.max_output = MAX_OUTPUT_BYTES
         self._pending = b""
         self._stdin_closed = False
 
@@ -494,8 +496,13 @@ class _Stream:
         select.select([self.channel], [], [], wait)
         while self.channel.recv_ready():
             self.stdout += self.channel.recv(_CHUNK)
+            self._bounded()
         while self.channel.recv_stderr_ready():
             self.stderr += self.channel.recv_stderr(_CHUNK)
+            self._bounded()
+
+    def _bounded(self) -> None:
+        bounded_output(self.host, self.stdout, self.stderr, self.max_output, self.channel.close)
 
     def _feed_stdin(self) -> None:
         if self._stdin_closed:

@@ -168,3 +168,32 @@ def test_verification_and_kubelet_wait_work_through_sudo(lab3cp, tmp_path):
     assert "wait for kubelet  ok" in result.stdout
     assert "--profiling=false" in lab3cp.ssh("cp2", f"cat {APISERVER}").stdout
     assert apiserver_healthy(lab3cp, "cp2")
+
+
+def test_unknown_flag_is_rolled_back_within_a_minute_naming_the_component_and_its_error(
+        lab3cp, tmp_path):
+    """No wait task and no pacing variables: the implicit gate with its defaults notices the
+    crash loop from the kubelet's pod log, long before its 300 s timeout."""
+    playbook = tmp_path / "unknown-flag.yml"
+    playbook.write_text(f"""
+- hosts: cp1
+  become: true
+  tasks:
+    - name: a flag kube-apiserver does not know
+      static_pod:
+        manifest: {APISERVER}
+        set: {{no-such-flag: "true"}}
+""")
+    before = manifest_state(lab3cp, "cp1")
+    started = time.monotonic()
+    result = harden(tmp_path, "apply", "-i", str(lab3cp.inventory), str(playbook))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert elapsed < 60, f"took {elapsed:.0f}s"
+    print(f"unknown flag: exit 4 after {elapsed:.1f}s")
+    output = " ".join(result.stdout.split())
+    assert "failed to start: static pod kube-apiserver" in output, result.stdout
+    assert "unknown flag: --no-such-flag" in output, result.stdout
+    assert "rolled back 1 path(s)" in output
+    assert manifest_state(lab3cp, "cp1") == before
+    assert apiserver_healthy(lab3cp, "cp1")

@@ -48,7 +48,11 @@ def test_verdicts_match_kube_bench_definitions(profile_lab):
         assert got.get("FAIL", set()) == set(want["FAIL"].split()), (host, role)
         assert got.get("WARN", set()) == set(want["WARN"].split()), (host, role)
         assert not got.get("ERROR"), got.get("ERROR")
-        assert report["summary"][host]["FAIL"] == len(want["FAIL"].split())
+        # 1.2.28e (etcd holds the seeded secrets in plaintext) fails on both profiles' control
+        # planes; it is judged in test_lab_store.py, outside the kube-bench tables
+        beyond = [r for r in report["results"] if r["host"] == host and r["id"] == "1.2.28e"]
+        assert [r["status"] for r in beyond] == (["FAIL"] if role == "control-plane" else [])
+        assert report["summary"][host]["FAIL"] == len(want["FAIL"].split()) + len(beyond)
 
 
 def test_drift_when_manifest_changed_but_pod_not_restarted(lab_factory):

@@ -57,7 +57,7 @@ def lab_inventory(lab, path: Path, extra_hosts: str = "", user: str = "root",
 
 
 # Files the lab's own emulated components rewrite all the time, ping or not.
-EMULATOR_STATE = ("var/log/kubernetes/lab/", "var/lib/etcd/", "var/lib/kubelet/harden-lab-pods")
+EMULATOR_STATE = ("var/log/kubernetes/lab/", "var/log/pods/", "var/lib/etcd/", "var/lib/kubelet/harden-lab-pods")
 
 
 def snapshot(root: Path) -> dict[str, tuple]:

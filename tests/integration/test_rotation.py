@@ -9,24 +9,68 @@ previous phase back with healthy API servers; no key ever appears in output or t
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
+import subprocess
+import time
 
 import pytest
 import yaml
 
-from harden.apply.modules.encryption_key import config_fingerprint
+nacl_bindings = pytest.importorskip("nacl.bindings")
+
 from support.lab_cli import harden
 from support.rotation import ENC, LAB_VARS, NEW, OLD, OTHER, PLAYBOOKS, key_order, rotate
 
 pytestmark = pytest.mark.lab
 
 APISERVER = "etc/kubernetes/manifests/kube-apiserver.yaml"
+SEEDED = 30
+
+
+def kubectl(lab, *args, stdin: str | None = None):
+    conf = lab.node_root("cp1") / "etc/kubernetes/admin.conf"
+    return subprocess.run(["kubectl", f"--kubeconfig={conf}", *args], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+def etcd(lab, *args, stdin: bytes | None = None):
+    pki = lab.node_root("cp1") / "etc/kubernetes/pki"
+    return subprocess.run(["etcdctl", f"--endpoints=https://{lab.nodes['cp1']}:2379",
+                           f"--cacert={pki}/etcd/ca.crt", f"--cert={pki}/apiserver-etcd-client.crt",
+                           f"--key={pki}/apiserver-etcd-client.key", *args], input=stdin,
+                          capture_output=True, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
+                          timeout=60)
+
+
+def secret_data(lab) -> dict[str, str]:
+    """namespace/name -> digest of the data of every secret, as kubectl reads it back."""
+    listed = kubectl(lab, "get", "secrets", "-A", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    return {f"{s['metadata']['namespace']}/{s['metadata']['name']}":
+            hashlib.sha256(json.dumps(s.get("data"), sort_keys=True).encode()).hexdigest()
+            for s in json.loads(listed.stdout)["items"]}
+
+
+def stored_prefixes(lab) -> dict[str, int]:
+    """Plain etcdctl on the node's etcd: every secret value's prefix up to its key name."""
+    out = etcd(lab, "get", "--prefix", "/registry/secrets/", "-w", "json")
+    assert out.returncode == 0, out.stderr
+    found: dict[str, int] = {}
+    for kv in json.loads(out.stdout).get("kvs", []):
+        value = base64.b64decode(kv["value"])
+        tag = b":".join(value.split(b":")[2:5:2]).decode() \
+            if value.startswith(b"k8s:enc:") else "plaintext"
+        found[tag] = found.get(tag, 0) + 1
+    return found
 
 
 @pytest.fixture(scope="module")
 def rotation_lab(lab_factory):
-    with lab_factory.running(control_planes=3, workers=0, wait_ready=True) as lab:
+    with lab_factory.running(control_planes=3, workers=0, wait_ready=True,
+                             seed_secrets=SEEDED) as lab:
         yield lab
 
 
@@ -74,6 +118,11 @@ def test_rotation_phases_in_order_and_refusals_write_nothing(rotation_lab, tmp_p
     enabled = encryption("-e", "encryption_phase=enable")
     outputs.append(enabled.stdout + enabled.stderr)
     pids = assert_phase_done(lab, enabled, pids, ["key1"])
+    made = kubectl(lab, "create", "secret", "generic", "under-key1", "--from-literal=k=v")
+    assert made.returncode == 0, made.stderr
+    data = secret_data(lab)
+    # enable ends with the rewrite: what was stored in plaintext is now under key1 too
+    assert len(data) >= SEEDED + 1 and stored_prefixes(lab) == {"secretbox:key1": len(data)}
 
     # Out of order and partial phases: refused in the preflight, nothing written anywhere.
     untouched = fingerprint(lab)
@@ -126,16 +175,13 @@ def test_rotation_phases_in_order_and_refusals_write_nothing(rotation_lab, tmp_p
     pids = assert_phase_done(lab, promoted, pids, ["key2", "key1"])
     promote_run = json.loads(promoted.stdout)["run_id"]
 
-    # A rewrite recorded under the promoted file (the lab has no object store, so the marker
-    # a successful rewrite leaves is written here, as the rewrite would write it)...
+    # promote ends with the rewrite: every secret is under key2, each reads back unchanged
     first = sorted(lab.nodes)[0]
-    marker = lab.node_root(first) / "var/lib/harden/rotation/rewritten"
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    promoted_file = yaml.safe_load((lab.node_root(first) / ENC).read_bytes())
-    marker.write_text(config_fingerprint(promoted_file) + "\n")
+    assert stored_prefixes(lab) == {"secretbox:key2": len(data)}, stored_prefixes(lab)
+    assert secret_data(lab) == data
 
     # The last phase undone on the other control planes only (they write with key1 again):
-    # back on the staged file, healthy; the first one, untouched, keeps its marker.
+    # back on the staged file, healthy; the first one is untouched.
     others = sorted(lab.nodes)[1:]
     undone = harden(tmp_path, "rollback", "-i", str(lab.inventory), promote_run,
                     "-l", ",".join(others))
@@ -147,9 +193,6 @@ def test_rotation_phases_in_order_and_refusals_write_nothing(rotation_lab, tmp_p
     promoted = rotate(lab, tmp_path, key_file, "promote")
     assert promoted.returncode == 0, promoted.stdout[-2000:]
     assert key_order(lab) == {node: ["key2", "key1"] for node in lab.nodes}
-    # ...no longer counts after another promote, even where the file did not change: objects
-    # written with key1 meanwhile need a new rewrite before key1 may go.
-    assert not marker.exists()
     new_pids = apiserver_pids(lab)
     assert all(new_pids[n] != pids[n] for n in others) and new_pids[first] == pids[first]
     pids = new_pids
@@ -159,23 +202,36 @@ def test_rotation_phases_in_order_and_refusals_write_nothing(rotation_lab, tmp_p
     assert again.returncode == 0, again.stdout[-2000:]
     assert key_order(lab) == {node: ["key2", "key1"] for node in lab.nodes}
 
-    # The lab has no object store: rewriting fails on the first control plane, writes nothing.
+    # An object still under key1 (written as an API server holding key1 first would): retire
+    # is refused, naming the count, and writes nothing.
+    nonce = os.urandom(24)
+    planted_value = b"k8s:enc:secretbox:v1:key1:" + nonce + nacl_bindings.crypto_secretbox(
+        json.dumps({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": "planted", "namespace": "default", "uid": "u-1",
+                                 "creationTimestamp": "2026-01-01T00:00:00Z"},
+                    "data": {"k": base64.b64encode(b"old key").decode()}}).encode(),
+        nonce, base64.b64decode(OLD))
+    assert etcd(lab, "put", "/registry/secrets/default/planted", stdin=planted_value).returncode == 0
+    data["default/planted"] = secret_data(lab)["default/planted"]
     before_rewrite = fingerprint(lab)
-    rewrite = rotate(lab, tmp_path, key_file, "rewrite")
-    outputs.append(rewrite.stdout + rewrite.stderr)
-    assert rewrite.returncode == 4, rewrite.stdout[-2000:]
-    assert "rewriting secrets failed 3 times" in rewrite.stdout
-    assert fingerprint(lab) == before_rewrite
-
-    # No rewrite recorded under this file: retiring is refused unless the operator says so.
     refused = rotate(lab, tmp_path, key_file, "retire")
     outputs.append(refused.stdout + refused.stderr)
-    assert refused.returncode == 4 and "run the rewrite phase first" in refused.stdout
+    assert refused.returncode == 4 and "holds 1 object(s) under keys other than key2" in \
+        refused.stdout, refused.stdout[-2000:]
     assert fingerprint(lab) == before_rewrite
 
-    retired = rotate(lab, tmp_path, key_file, "retire", "-e", "objects_rewritten=true")
+    started = time.monotonic()
+    rewrite = rotate(lab, tmp_path, key_file, "rewrite")
+    outputs.append(rewrite.stdout + rewrite.stderr)
+    assert rewrite.returncode == 0, rewrite.stdout[-2000:]
+    print(f"rewrite of {len(data)} secrets took {time.monotonic() - started:.1f}s")
+    assert fingerprint(lab) == before_rewrite
+    assert stored_prefixes(lab) == {"secretbox:key2": len(data)}
+
+    retired = rotate(lab, tmp_path, key_file, "retire")
     outputs.append(retired.stdout + retired.stderr)
     assert_phase_done(lab, retired, pids, ["key2"])
+    assert secret_data(lab) == data
     # Re-running encryption-at-rest (as a drift run would) must not undo the rotation...
     rerun = encryption()
     assert rerun.returncode == 0, rerun.stdout[-2000:]

@@ -21,8 +21,10 @@ from typing import Any
 import yaml
 
 from harden.errors import InputError
+from harden.node import limits
 from harden.apply.facts import Facts, FactRequest, FileState
 from harden.node.paths import BACKUP_ROOT
+from harden.node.failure import NODE_FAILURE
 from harden.node.record import HB_RECORD
 from harden.runs.journal import RUN_ID
 
@@ -210,7 +212,9 @@ def is_encryption_config(content: bytes | None) -> bool:
     if not content or b"EncryptionConfiguration" not in content:
         return False
     try:
-        document = yaml.safe_load(content)
+        document = limits.safe_load(content, "")
+    except limits.NodeDataError:
+        return True          # too odd to parse, yet names the kind: redact to be safe
     except yaml.YAMLError:
         return False
     return isinstance(document, dict) and document.get("kind") == "EncryptionConfiguration"
@@ -261,24 +265,29 @@ def meta_diff(path: str, what: str, before: str, after: str) -> str:
 # whether someone changed a path since (harden.apply.rollback.NodeRun.changed_since).
 APPLY_PRELUDE = r"""set -e
 LC_ALL=C; export LC_ALL
+""" + NODE_FAILURE + r"""
 hb_real() { readlink -m -- "$1"; }
 hb_backup() {
   hb_p="$(hb_real "$1")"
+  hn_where "$HB_ROOT"
   mkdir -p "$HB" && chmod 0700 "$HB_ROOT" "$HB"
+  [ -f "$HB/index" ] || (umask 077; : >> "$HB/index")     # 0600, subdirectories 0700
   [ -f "$HB/files$hb_p" ] && return 0
   if [ -f "$HB/index" ] && HB_P="$hb_p" awk -F '\t' '$6 == ENVIRON["HB_P"] {f=1} END {exit !f}' \
       "$HB/index"; then
     return 0
   fi
   if [ -f "$hb_p" ] && [ "${hb_p#/proc/}" = "$hb_p" ]; then
-    mkdir -p "$HB/files$(dirname -- "$hb_p")"
+    (umask 077; mkdir -p -- "$HB/files$(dirname -- "$hb_p")")
+    hn_tmp="$HB/files$hb_p"         # a partial copy must not pass for a backup
     cp -p -- "$hb_p" "$HB/files$hb_p"; sync -- "$HB/files$hb_p"
     printf 'file\t%s\t%s\t%s\n' "$(stat -c '%a	%u	%g' -- "$hb_p")" \
       "$(sha256sum < "$hb_p" | cut -d' ' -f1)" "$hb_p" >> "$HB/index"
+    hn_tmp=
   elif [ -d "$hb_p" ]; then
     printf 'dir\t%s\t-\t%s\n' "$(stat -c '%a	%u	%g' -- "$hb_p")" "$hb_p" >> "$HB/index"
   elif [ -f "$hb_p" ]; then
-    mkdir -p "$HB/files$(dirname -- "$hb_p")"; cat -- "$hb_p" > "$HB/files$hb_p"
+    (umask 077; mkdir -p -- "$HB/files$(dirname -- "$hb_p")"); cat -- "$hb_p" > "$HB/files$hb_p"
     printf 'proc\t-\t-\t-\t-\t%s\n' "$hb_p" >> "$HB/index"
   else
     printf 'absent\t-\t-\t-\t-\t%s\n' "$hb_p" >> "$HB/index"
@@ -298,13 +307,15 @@ hb_write() {
   hb_mkdirs "$(dirname -- "$1")"; hb_w="$(hb_real "$1")"
   hb_mkdirs "$(dirname -- "$hb_w")"; hb_backup "$hb_w"
   t="$(dirname -- "$hb_w")/.$(basename -- "$hb_w").harden-tmp"
+  hn_where "$(dirname -- "$hb_w")"; hn_tmp="$t"
   rm -f -- "$t"; (umask 077; base64 -d > "$t")
   if [ -e "$hb_w" ]; then chmod --reference="$hb_w" -- "$t"; chown --reference="$hb_w" -- "$t"
   else chmod 0644 -- "$t"; chown 0:0 -- "$t"; fi
   [ "$2" = - ] || chmod "$2" -- "$t"
   [ "$3" = - ] || chown "$3" -- "$t"
   [ "$4" = - ] || chgrp "$4" -- "$t"
-  sync -- "$t"; mv -f -- "$t" "$hb_w"; sync -- "$(dirname -- "$hb_w")"; hb_after "$hb_w"
+  sync -- "$t"; mv -f -- "$t" "$hb_w"; hn_tmp=; sync -- "$(dirname -- "$hb_w")"
+  hb_after "$hb_w"
 }
 hb_chmod() { hb_backup "$1"; chmod "$2" -- "$(hb_real "$1")"; hb_after "$1"; }
 hb_chown() { hb_backup "$1"; chown "$2" -- "$(hb_real "$1")"; hb_after "$1"; }

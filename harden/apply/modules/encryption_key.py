@@ -31,6 +31,7 @@ import json
 
 import yaml
 
+from harden.node import limits
 from harden.apply.facts import FILE, FactRequest, Facts
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed, plan_write
 
@@ -118,7 +119,9 @@ def _checked_secret(secret, state: str) -> str | None:
 
 def _load(content: bytes, path: str) -> dict:
     try:
-        document = yaml.safe_load(content)
+        document = limits.safe_load(content, path)
+    except limits.NodeDataError as exc:
+        raise TaskFailed(f"encryption_key: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

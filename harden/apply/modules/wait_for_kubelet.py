@@ -12,6 +12,7 @@ import yaml
 from harden.apply.facts import KUBELET, FactRequest, Facts
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed
 from harden.apply.modules.wait_for_static_pod import HttpProbe, WaitSpec, pace
+from harden.node import limits
 from harden.node.paths import DEFAULT_KUBELET_CONFIG
 
 
@@ -37,7 +38,9 @@ class WaitForKubeletModule(Module):
         config = {}
         if state is not None:
             try:
-                config = yaml.safe_load(state.content) or {}
+                config = limits.safe_load(state.content, kubelet.config_path) or {}
+            except limits.NodeDataError as exc:
+                raise TaskFailed(f"wait_for_kubelet: {exc}") from None
             except yaml.YAMLError as exc:
                 raise TaskFailed(f"wait_for_kubelet: {kubelet.config_path}: {exc}") from None
         address = str(config.get("healthzBindAddress") or "127.0.0.1")

@@ -6,10 +6,18 @@ argv is exactly the manifest's command + args (so the new container, not the old
 fetches each of the manifest's own httpGet probes from the node (curl or wget when present).
 When the node has neither, the runner fetches `WaitSpec.probes` through an SSH direct-tcpip
 channel instead. `interpret()` turns the output into a verdict.
+
+The same exec reads what the kubelet logs about the new pod (`PodLogs`): every kubelet writes
+a container's attempts to `/var/log/pods/<ns>_<pod>-<node>_<uid>/<container>/<N>.log`, N being
+the restart count. The newest such directory created after the manifest was written belongs to
+the pod that write made; its highest N says how often the new container restarted and its last
+lines why it ended. So a component that cannot start (an unknown flag) fails the wait within a
+few polls, with its own error, instead of at the timeout.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 
@@ -47,13 +55,50 @@ class HttpProbe:
                 f"else echo 'H {tag} none'; fi")
 
 
+POD_LOG_ROOT = "/var/log/pods"
+LOG_LINES, LOG_LINE_CHARS = 5, 300        # how much of a crashed attempt's log one poll reads
+CRI_PREFIX = re.compile(r"^\S+ (?:stdout|stderr) [FP] ")
+
+
+@dataclass(frozen=True)
+class PodLogs:
+    """Where the kubelet logs the pod a manifest defines, and the manifest it must be newer
+    than (a pod directory older than the write belongs to an earlier version of the pod)."""
+
+    namespace: str
+    pod: str
+    container: str
+    manifest: str
+
+    def shell(self) -> str:
+        """Prints `R <restarts>` and, from the newest non-empty attempt log, `T <line>`s."""
+        # the pod directory's mtime is its creation (it only ever gets the container
+        # directories then): a pod that crash-loops on after the write is still older
+        pattern = shlex.quote(f"{POD_LOG_ROOT}/{self.namespace}_{self.pod}-") + "*_*"
+        manifest = shlex.quote(self.manifest)
+        return "\n".join([
+            f"p=$(ls -1dt {pattern} 2>/dev/null | head -n 1); d=\"$p\"/{shlex.quote(self.container)}",
+            f'if [ -n "$p" ] && [ -n "$(find -L "$p" -prune -newer {manifest} 2>/dev/null)" ]; then',
+            '  n=-1; for f in "$d"/*.log; do b=${f##*/}; b=${b%.log}',
+            '    case $b in ""|*[!0-9]*) continue;; esac; [ "$b" -gt "$n" ] && n=$b; done',
+            '  if [ "$n" -ge 0 ]; then echo "R $n"',
+            '    f="$d/$n.log"; [ -s "$f" ] || f="$d/$((n - 1)).log"',
+            f'    [ -f "$f" ] && tail -n {LOG_LINES} "$f" | cut -c1-{LOG_LINE_CHARS} '
+            "| sed 's/^/T /'",
+            "  fi",
+            "fi"])
+
+
 @dataclass
 class CheckResult:
-    """One poll: the matching process (pid, age in s) and each probe's HTTP status."""
+    """One poll: the matching process (pid, age in s), each probe's HTTP status, and the new
+    pod's restart count and last log lines as the kubelet logged them (None: no log found)."""
 
     pids: list[int] = field(default_factory=list)
     age: int | None = None
     probe_status: dict[str, str] = field(default_factory=dict)
+    restarts: int | None = None
+    log_tail: list[str] = field(default_factory=list)
 
     def healthy(self, previous_pids: set[int] = frozenset()) -> bool:
         new = [p for p in self.pids if p not in previous_pids]
@@ -78,6 +123,8 @@ class WaitSpec:
     timeout: float
     interval: float
     service: str | None = None
+    pod_logs: PodLogs | None = None
+    max_restarts: int = 2     # exits of the new container that fail the wait at once (0: never)
 
     def check_command(self) -> str:
         lines = ["LC_ALL=C; export LC_ALL"]
@@ -91,6 +138,8 @@ class WaitSpec:
             lines.append(f"printf 'S %s\\n' \"$(systemctl is-active "
                          f"{shlex.quote(self.service)} 2>/dev/null || true)\"")
         lines += [probe.shell(str(i)) for i, probe in enumerate(self.probes)]
+        if self.pod_logs is not None:
+            lines.append(self.pod_logs.shell())
         return "\n".join(lines) + "\n"
 
     def interpret(self, output: str) -> CheckResult:
@@ -105,6 +154,10 @@ class WaitSpec:
                 result.probe_status["service"] = "200" if parts[1:] == ["active"] else "000"
             elif parts[:1] == ["H"] and len(parts) == 3:
                 result.probe_status[parts[1]] = parts[2]
+            elif parts[:1] == ["R"] and len(parts) == 2 and parts[1].isdigit():
+                result.restarts = int(parts[1])
+            elif line.startswith("T "):
+                result.log_tail.append(CRI_PREFIX.sub("", line[2:]).rstrip())
         if self.argv is None:
             result.pids = result.pids or [0]     # nothing to match: probes decide
         return result
@@ -122,6 +175,7 @@ class WaitForStaticPodModule(Module):
         Arg("successes", "int"),
         Arg("timeout", "int", default=300),
         Arg("interval", "number"),
+        Arg("max_restarts", "int", default=2),
     )
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
@@ -152,7 +206,21 @@ class WaitForStaticPodModule(Module):
                 probes.append(candidate)
         successes, interval = pace(args, variables)
         return WaitSpec(f"static pod {args['name']}", manifest.argv(args["container"]), probes,
-                        successes, args["timeout"], interval)
+                        successes, args["timeout"], interval,
+                        pod_logs=_pod_logs(manifest, args["container"], path),
+                        max_restarts=args["max_restarts"])
+
+
+def _pod_logs(manifest: Manifest, container: str | None, path: str) -> PodLogs | None:
+    """Where the kubelet logs this manifest's pod; None when the manifest lacks the names (the
+    kubelet would not run it either, so the wait simply times out)."""
+    name, namespace = manifest.value(["metadata", "name"]), manifest.value(["metadata", "namespace"])
+    containers = manifest.value(["spec", "containers"]) or []
+    if container is None and containers and isinstance(containers[0], dict):
+        container = containers[0].get("name")
+    if not all(isinstance(v, str) and v for v in (name, container)):
+        return None
+    return PodLogs(str(namespace or "default"), name, container, path)
 
 
 def pace(args: dict, variables: dict | None) -> tuple[int, float]:

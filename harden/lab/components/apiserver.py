@@ -11,16 +11,20 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import ssl
 import threading
 import time
 
-from harden.lab.components import apiconfig, podenv, serving
+from harden.lab.components import apiconfig, kubeapi, podenv, serving
+from harden.lab.components.encryption import Transformers
+from harden.lab.components.etcdclient import EtcdClient
 from harden.lab.components.audit import AuditLog
 from harden.lab.components.common import FileView, StartupError, check_tls_pair, cipher_errors
 from harden.lab.components.flags import FlagError, FlagSet, Parsed, kinds_from_table
 
 COMMAND = "kube-apiserver"
+SEED_ENV = "HARDEN_LAB_SEED"       # the lab's seed objects (JSON), created at first start
 FLAGS = kinds_from_table("""
 advertise-address:ip cloud-provider-gce-l7lb-src-cidrs cloud-provider-gce-lb-src-cidrs
 cors-allowed-origins:l default-not-ready-toleration-seconds:i
@@ -188,6 +192,7 @@ class ApiServer:
         self.audit: AuditLog | None = None
         self.tokens: dict[str, str] = {}
         self.etcd_ok = (0.0, False)
+        self.api: kubeapi.KubeApi | None = None     # the object store, once files are loaded
 
     # -- start-up -----------------------------------------------------------------------------
     def load_files(self) -> None:
@@ -204,6 +209,44 @@ class ApiServer:
         self._load_authentication()
         self._load_admission()
         self._load_tokens()
+        self._load_store()
+
+    def _load_store(self) -> None:
+        """The REST API over etcd: encryption from --encryption-provider-config (re-read when
+        it changes if --encryption-provider-config-automatic-reload), authorization modes."""
+        flags = self.flags
+
+        def host(flag: str) -> str | None:
+            return self.view.require(flags.get(flag)) if flags.get(flag) else None
+
+        etcd = EtcdClient(flags.get("etcd-servers") or [], host("etcd-cafile"),
+                          host("etcd-certfile"), host("etcd-keyfile"))
+        transformers = Transformers(
+            flags.get("encryption-provider-config"),
+            lambda path: apiconfig.load_yaml(self.view.require(path), path),
+            bool(flags.get("encryption-provider-config-automatic-reload")))
+        store = kubeapi.ObjectStore(etcd, transformers, flags.get("etcd-prefix") or "/registry")
+        host_addr = podenv.node_host(flags.get("bind-address", "0.0.0.0"))
+        self.api = kubeapi.KubeApi(store, list(flags.get("authorization-mode") or ["AlwaysAllow"]),
+                                   f"{host_addr}:{flags.get('secure-port', 6443)}")
+
+    def start_bootstrap(self) -> None:
+        """Create the system namespaces, bootstrap RBAC and the lab's seed in the background,
+        retrying until etcd answers (its members may still be electing a leader)."""
+        seed = kubeapi.load_seed(os.environ.get(SEED_ENV))
+
+        def run() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    kubeapi.bootstrap(self.api.store, seed)
+                    return
+                except Exception as err:  # noqa: BLE001 - retried; logged when giving up
+                    last = err
+                time.sleep(0.5)
+            print(f"E bootstrap] {last}", file=sys.stderr, flush=True)
+
+        threading.Thread(target=run, daemon=True).start()
 
     def _check_certificates(self) -> None:
         flags = self.flags
@@ -320,6 +363,14 @@ class ApiServer:
         if path == "/version":
             return 200, "application/json", json.dumps({"major": "1", "minor": "33",
                                                         "gitVersion": "v1.33.0-harden-lab"}).encode()
+        if self.api is not None:
+            user = request.user or "system:anonymous"
+            groups = tuple(request.groups) + (("system:authenticated",) if request.user
+                                              else ("system:unauthenticated",))
+            answer = self.api.handle(request.method, path, request.query, request.headers,
+                                     request.body, user, groups)
+            if answer is not None:
+                return answer
         if request.user is None:
             body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                     "message": f'forbidden: User "system:anonymous" cannot get path "{path}"',
@@ -392,6 +443,7 @@ def main(argv: list[str]) -> int:
     try:
         server.load_files()
         server.serve()
+        server.start_bootstrap()
     except StartupError as err:
         return serving.command_failed(str(err))
     except ssl.SSLError as err:

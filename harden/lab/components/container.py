@@ -4,6 +4,14 @@ Semantics follow the kubelet: the startup probe gates liveness and readiness; fa
 consecutive liveness/startup failures kill the container; restarts back off 10s, 20s, ... up to
 5 min (all multiplied by the lab time scale), and the back-off resets after a container ran
 for twice the cap. One thread per container; waits use pidfd + select, never busy loops.
+
+Output goes to the lab log (LOG_DIR/<pod>.log, every attempt after a `--- ... start` line) and,
+as a real kubelet keeps it, to `/var/log/pods/<ns>_<pod>-<node>_<uid>/<container>/<N>.log`
+in the CRI format (`<RFC3339Nano time> stderr F <line>`), N being the restart count of the
+attempt; only the current and the previous attempt's files are kept. The lab fills an
+attempt's file when the attempt ends (the process writes straight to the lab log, so it
+survives a kubelet restart), which is what the health gate reads: how often the new pod's
+container restarted and why its last attempt ended.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ BACKOFF_CAP = 300.0
 MIN_PERIOD = 0.2
 STEADY_MIN_PERIOD = 1.0  # liveness/readiness: faster than 1 Hz buys tests nothing, costs CPU
 LOG_DIR = "/var/log/kubernetes/lab"
+POD_LOG_ROOT = "/var/log/pods"
+POD_LOG_TAIL = 64 * 1024        # bytes of an attempt's output copied into its N.log
 
 
 def scaled(seconds: float, floor: float = 0.0) -> float:
@@ -52,8 +62,10 @@ class ContainerRunner:
     """Owns the process of one container of one pod, in a thread of its own."""
 
     def __init__(self, pod: PodSpec, spec: Container, on_change, log_name: str,
-                 adopt_pid: int | None = None, restarts: int = 0):
+                 adopt_pid: int | None = None, restarts: int = 0, pod_log_dir: str | None = None):
         self.pod, self.spec = pod, spec
+        self._pod_log_dir = pod_log_dir           # host path of <pod dir>/<container>, or None
+        self._attempt_offset = 0                  # where this attempt's output starts in the lab log
         self.status = ContainerStatus(restarts=restarts)
         self._on_change = on_change
         self._log_path = podenv.host_path(f"{LOG_DIR}/{log_name}.log")
@@ -109,6 +121,7 @@ class ContainerRunner:
                 return None
         except OSError:
             return None
+        self._attempt_offset = _size(self._log_path)
         self._set(state="starting", pid=pid, started_at=time.time())
         return pid
 
@@ -122,6 +135,8 @@ class ContainerRunner:
             log.write(f"--- {stamp} start {self.pod.name}/{self.spec.name} "
                       f"(restarts={self.status.restarts})\n".encode())
             log.flush()
+            self._attempt_offset = log.tell()
+            self._open_pod_log()
             self._proc = subprocess.Popen(procname.runner_argv(self.spec.argv), executable=sys.executable,
                                           env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                           cwd="/", start_new_session=True)
@@ -156,6 +171,7 @@ class ContainerRunner:
     def _after_exit(self, outcome: str) -> None:
         code = self._reap()
         self.status.last_exit_code = code
+        self._fill_pod_log()
         if outcome == "exited":
             reason = _last_error_line(self._log_path)
             self.status.last_error = (f"container exited with code {code}"
@@ -163,6 +179,37 @@ class ContainerRunner:
         ran_for = time.time() - (self.status.started_at or time.time())
         if ran_for > scaled(2 * BACKOFF_CAP):
             self._backoff = 0.0
+
+    def _open_pod_log(self) -> None:
+        """Create this attempt's N.log (empty until it ends) and drop the one before the
+        previous attempt, as the kubelet's container GC does."""
+        if not self._pod_log_dir:
+            return
+        try:
+            os.makedirs(self._pod_log_dir, exist_ok=True)
+            restarts = self.status.restarts
+            open(os.path.join(self._pod_log_dir, f"{restarts}.log"), "ab").close()
+            if restarts >= 2:
+                os.unlink(os.path.join(self._pod_log_dir, f"{restarts - 2}.log"))
+        except OSError:
+            pass
+
+    def _fill_pod_log(self) -> None:
+        """Copy the ended attempt's output into its N.log, framed as the CRI writes it."""
+        if not self._pod_log_dir:
+            return
+        try:
+            with open(self._log_path, "rb") as log:
+                start = max(self._attempt_offset, _size(self._log_path) - POD_LOG_TAIL)
+                log.seek(start)
+                output = log.read(POD_LOG_TAIL)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
+            framed = b"".join(stamp.encode() + b" stderr F " + line + b"\n"
+                              for line in output.splitlines())
+            with open(os.path.join(self._pod_log_dir, f"{self.status.restarts}.log"), "ab") as out:
+                out.write(framed)
+        except OSError:
+            pass
 
     def _should_restart(self) -> bool:
         policy = self.pod.restart_policy
@@ -301,6 +348,13 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _last_error_line(log_path: str) -> str:

@@ -115,23 +115,35 @@ class Request:
     user: str | None      # None = anonymous
     headers: dict = field(default_factory=dict)
     source: str = ""      # client IP
+    method: str = "GET"
+    body: bytes = b""
+    groups: tuple = ()    # the client certificate's O values, or the token file's groups
 
 
 Responder = Callable[[Request], tuple[int, str, bytes]]
 
 
-def _peer_user(connection) -> str | None:
+def _peer_identity(connection) -> tuple[str | None, tuple]:
+    """(user, groups) of a verified client certificate: CN and every O, as the x509 authenticator
+    maps them; (None, ()) without one."""
     try:
         cert = connection.getpeercert()
     except (ValueError, AttributeError):
-        return None
+        return None, ()
     if not cert:
-        return None
+        return None, ()
+    user, groups = "unknown", []
     for rdn in cert.get("subject", ()):
         for key, value in rdn:
             if key == "commonName":
-                return value
-    return "unknown"
+                user = value
+            elif key == "organizationName":
+                groups.append(value)
+    return user, tuple(groups)
+
+
+def _peer_user(connection) -> str | None:
+    return _peer_identity(connection)[0]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -141,15 +153,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         path, _, query = self.path.partition("?")
-        user = _peer_user(self.connection)
+        user, groups = _peer_identity(self.connection)
         auth = self.headers.get("Authorization", "")
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
         if user is None and auth.startswith("Bearer "):
-            user = self.tokens.get(auth[7:].strip())
-            if user is None:
+            entry = self.tokens.get(auth[7:].strip())
+            if entry is None:
                 return self._send(401, "application/json", json.dumps(UNAUTHORIZED).encode())
-        status, content_type, body = self.responder(Request(path, query, user, dict(self.headers),
-                                                            self.client_address[0]))
+            user, groups = (entry, ()) if isinstance(entry, str) else entry
+        status, content_type, body = self.responder(Request(
+            path, query, user, dict(self.headers), self.client_address[0], self.command, body,
+            groups))
         self._send(status, content_type, body)
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET  # noqa: N815 (the responder routes by method)
 
     def _send(self, status: int, content_type: str, body: bytes) -> None:
         self.send_response(status)

@@ -56,6 +56,11 @@ def test_round_trip_template_and_manifest(tmp_path):
     assert kinds[str(Path(policy).parent)] == "absent"        # created by the run
     assert stat.S_IMODE((backups / "run-1").stat().st_mode) == 0o700
     assert "--profiling=false" in apiserver.read_text()
+    for path in (backups / "run-1").rglob("*"):          # as documented: dirs 0700, records 0600
+        if path.is_dir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    for name in ("index", "after-partial"):
+        assert stat.S_IMODE((backups / "run-1" / name).stat().st_mode) == 0o600, name
 
     again = gather_local(requests)
     assert [c for name, args in tasks for c in plan(name, args, again)] == []

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import datetime
 import http.server
+import os
 import socket
 import ssl
+import subprocess
 import threading
+import time
 
 import pytest
 from cryptography import x509
@@ -16,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from harden.apply.health import tunnel_status, wait_healthy
-from harden.apply.modules.wait_for_static_pod import HttpProbe, WaitSpec
+from harden.apply.modules.wait_for_static_pod import (LOG_LINE_CHARS, LOG_LINES, POD_LOG_ROOT,
+                                                     HttpProbe, PodLogs, WaitSpec)
 from harden.ssh.session import CommandResult
 
 
@@ -61,6 +65,85 @@ def test_gives_up_after_the_timeout_and_says_why():
     only_old = wait_healthy(ScriptedSession(["P 100 9\nH 0 200\n"]), spec(timeout=0.2),
                             previous_pids={100}, sleep=lambda s: None)
     assert not only_old.healthy and "from before the change" in only_old.detail
+
+
+def test_a_container_that_keeps_exiting_fails_at_once_with_its_own_error():
+    crash = ("H 0 000\nR 2\n"
+             "T 2026-12-05T10:00:00.000000001Z stderr F Error: unknown flag: --no-such-flag\n"
+             "T 2026-12-05T10:00:00.000000002Z stderr F Run 'kube-apiserver --help' for usage.\n")
+    session = ScriptedSession(["H 0 000\nR 0\n", crash])
+    result = wait_healthy(session, spec(timeout=60), sleep=lambda s: None)
+    assert not result.healthy and result.crashed and session.polls == 2
+    assert result.detail.startswith("static pod kube-apiserver: the new container exited 2 time")
+    assert "Error: unknown flag: --no-such-flag | Run 'kube-apiserver --help'" in result.detail
+    assert result.failure(300).startswith("failed to start: static pod kube-apiserver")
+
+
+def test_new_processes_that_die_between_polls_count_as_exits_without_any_log():
+    session = ScriptedSession(["P 201 0\nH 0 000\n", "H 0 000\n", "P 202 0\nH 0 000\n",
+                               "H 0 000\n"])
+    result = wait_healthy(session, spec(timeout=60), previous_pids={100}, sleep=lambda s: None)
+    assert result.crashed and session.polls == 4
+    assert "exited 2 time(s)" in result.detail and "no container log found" in result.detail
+
+
+def test_a_restarted_container_that_is_healthy_now_is_not_failed():
+    session = ScriptedSession(["P 300 1\nH 0 200\nR 3\n"])
+    assert wait_healthy(session, spec(timeout=60), sleep=lambda s: None).healthy
+
+
+def test_a_slow_starter_restarted_by_its_probes_but_running_now_is_waited_for():
+    session = ScriptedSession(["P 301 1\nH 0 000\nR 3\n", "P 302 1\nH 0 000\nR 4\n",
+                               "P 302 2\nH 0 200\nR 4\n", "P 302 3\nH 0 200\nR 4\n"])
+    result = wait_healthy(session, spec(timeout=60), sleep=lambda s: None)
+    assert result.healthy and session.polls == 4
+
+
+def test_max_restarts_zero_waits_for_the_timeout():
+    wait = spec(timeout=0.2)
+    wait.max_restarts = 0
+    result = wait_healthy(ScriptedSession(["H 0 000\nR 9\n"]), wait, sleep=lambda s: None)
+    assert not result.crashed and result.failure(0.2).startswith("not healthy after 0.2s")
+
+
+def _pod_log_script(tmp_path, manifest_age: float):
+    """The node-side part of a poll, run by sh against a /var/log/pods stand-in."""
+    root = tmp_path / "pods"
+    manifest = tmp_path / "kube-apiserver.yaml"
+    manifest.write_text("x")
+    os.utime(manifest, (time.time() - manifest_age,) * 2)
+    logs = PodLogs("kube-system", "kube-apiserver", "kube-apiserver", str(manifest))
+    return root, logs.shell().replace(POD_LOG_ROOT, str(root))
+
+
+def _run_sh(script: str) -> str:
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+
+
+def test_pod_log_script_reads_the_newest_pod_created_after_the_write(tmp_path):
+    root, script = _pod_log_script(tmp_path, manifest_age=60)
+    old = root / "kube-system_kube-apiserver-cp1_aaa" / "kube-apiserver"
+    old.mkdir(parents=True)
+    (old / "7.log").write_text("old pod\n")
+    os.utime(old.parent, (time.time() - 120,) * 2)         # created before the write
+    assert _run_sh(script) == ""
+    new = root / "kube-system_kube-apiserver-cp1_bbb" / "kube-apiserver"
+    new.mkdir(parents=True)
+    (new / "0.log").write_text("2026-12-05T10:00:00Z stderr F first\n")
+    (new / "1.log").write_text("")                          # the current attempt, no output yet
+    out = _run_sh(script)
+    assert out == "R 1\nT 2026-12-05T10:00:00Z stderr F first\n"
+    assert WaitSpec("x", ["a"], [], 1, 1, 0).interpret(out).log_tail == ["first"]
+
+
+def test_pod_log_script_bounds_what_a_node_sends(tmp_path):
+    root, script = _pod_log_script(tmp_path, manifest_age=60)
+    new = root / "kube-system_kube-apiserver-cp1_bbb" / "kube-apiserver"
+    new.mkdir(parents=True)
+    (new / "0.log").write_text(("y" * 10000 + "\n") * 50)
+    lines = _run_sh(script).splitlines()
+    assert lines[0] == "R 0" and len(lines) == 1 + LOG_LINES
+    assert all(len(line) <= LOG_LINE_CHARS + 2 for line in lines)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -43,6 +43,26 @@ def test_changing_one_flag_is_a_one_line_diff():
     assert added == ["+    - --secure-port=6444\n"]
 
 
+def test_a_crlf_manifest_keeps_crlf_on_every_line_after_edits():
+    text = load("kube-apiserver.yaml").replace("\n", "\r\n")
+    manifest = Manifest(text)
+    assert manifest.set_flag("secure-port", "6444")            # a replaced line
+    assert manifest.set_flag("profiling", "false")             # an inserted line
+    assert manifest.ensure_volume("audit", "/etc/kubernetes/audit", "/etc/kubernetes/audit",
+                                  True, "DirectoryOrCreate")    # multi-line inserts
+    out = manifest.text
+    assert out.count("\n") == out.count("\r\n") and "\r\r" not in out
+    removed, added = changed_lines(text, out)
+    assert "-    - --secure-port=6443\r\n" in removed and "+    - --secure-port=6444\r\n" in added
+    assert "+    - --profiling=false\r\n" in added
+
+
+def test_an_lf_manifest_gets_no_cr():
+    manifest = Manifest(load("kube-apiserver.yaml"))
+    manifest.set_flag("profiling", "false")
+    assert "\r" not in manifest.text
+
+
 def test_new_flag_goes_in_sorted_place_and_setting_again_is_noop():
     text = load("kube-apiserver.yaml")
     manifest = Manifest(text)

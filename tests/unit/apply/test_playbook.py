@@ -44,7 +44,7 @@ def test_shipped_playbook_loads(path):
 
 def test_site_imports_the_others_and_control_planes_go_one_by_one():
     site = load_playbook(str(REPO / "playbooks" / "site.yml"))
-    assert len(site.plays) == 5
+    assert len(site.plays) == 6      # pod-security.yml has two plays
     for play in site.plays:
         if play.hosts == "control_plane":
             assert play.serial == [1] and play.max_fail_percentage == 0
@@ -59,7 +59,7 @@ def test_fixture_playbook_uses_every_module():
     assert first.vars["harden_marker_dir"] == "/etc/kubernetes/harden-test"   # vars_files
     probe = [t for t in first.tasks if t.register == "probe"][0]
     assert probe.check_mode is False and probe.changed_when == [False]
-    assert first.tasks[7].notify == ["wait for kube-apiserver"]
+    assert first.tasks[8].notify == ["wait for kube-apiserver"]
 
 
 def test_full_data_model(tmp_path):
@@ -119,7 +119,7 @@ def test_unknown_module_names_modules_and_keywords(tmp_path):
         """)
     assert err.line == 4
     assert "unknown module or task keyword 'synchronize'" in str(err)
-    assert "modules: assert, blockinfile, command, copy, debug, encryption_key, fail," in str(err)
+    assert "modules: assert, blockinfile, command, copy, debug, encryption_census, encryption_key," in str(err)
     assert "task keywords: become, changed_when," in str(err)
 
 
@@ -219,3 +219,44 @@ def test_serial_batches():
     assert serial_batches([1, "50%"], 5) == [1, 2, 2]
     assert serial_batches(["30%"], 5) == [1, 1, 1, 1, 1]
     assert serial_batches([2, 10], 5) == [2, 3]
+
+
+def _inventory(tmp_path: Path):
+    from harden.inventory.loader import load_inventory
+
+    path = tmp_path / "hosts.ini"
+    path.write_text("[control_plane]\ncp1\ncp2\n[workers]\nw1\n")
+    return load_inventory([str(path)])
+
+
+@pytest.mark.parametrize("hosts, says", [
+    ("control_plain", "no hosts match pattern 'control_plain'"),
+    ("control_plane[9]", "no hosts match the subscripted pattern"),
+    ("'~(unclosed'", "invalid host pattern"),
+], ids=["unknown-group", "subscript", "bad-regex"])
+def test_a_hosts_pattern_error_names_the_playbook_file_and_hosts_line(tmp_path, hosts, says):
+    path = write(tmp_path, f"""
+        - name: Hardening
+          become: true
+          hosts: {hosts}
+          tasks:
+            - command: {{cmd: "true"}}
+        """)
+    [play] = load_playbook(path).plays
+    with pytest.raises(InputError) as caught:
+        play.select_hosts(_inventory(tmp_path), None)
+    assert caught.value.path == path and caught.value.line == 4
+    assert str(caught.value).startswith(f"{path}:4: hosts ") and says in str(caught.value)
+
+
+def test_a_limit_error_is_not_blamed_on_the_playbook(tmp_path):
+    path = write(tmp_path, """
+        - hosts: control_plane
+          tasks:
+            - command: {cmd: "true"}
+        """)
+    [play] = load_playbook(path).plays
+    assert [h.name for h in play.select_hosts(_inventory(tmp_path), "cp2")] == ["cp2"]
+    with pytest.raises(InputError) as caught:
+        play.select_hosts(_inventory(tmp_path), "w1")
+    assert caught.value.path is None and "have no host in common" in str(caught.value)

@@ -1,111 +1,113 @@
-"""The rewrite phase's shell, run locally against a scripted `kubectl` (the lab has no object
-store): it covers what the config encrypts, a failed `get` fails the task (never hidden behind
-an empty `replace`), and the marker that lets `retire` go ahead is written only on success."""
+"""The rewrite's shell (encryption_census with rewrite: true), run locally against a scripted
+`ps`, `etcdctl` and `kubectl` that keep a tiny etcd in a file: it rewrites only what is off
+its primary key, measures again after every pass, retries what conflicted, and fails when
+passes run out; progress is printed, values never are. The real thing runs in
+tests/integration/test_rotation.py."""
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 from pathlib import Path
 
-from harden.apply.playbook import load_playbook
-from harden.apply.templating import render_value
-from support.paths import REPO
+from harden.apply.modules.encryption_census import rewrite_script
 
-ITEMS = '{\n    "apiVersion": "v1",\n    "items": [\n        {"kind": "Secret", "spec": {"items": []}}\n    ],\n    "kind": "List"\n}'
-FINGERPRINT = "f" * 64
+PRIMARY = {"secrets": "aescbc:key2", "configmaps": "identity"}
 
 
-def rewrite_script(marker: Path, resources: list[str]) -> str:
-    playbook = load_playbook(str(REPO / "playbooks" / "rotate-encryption-key.yml"))
-    task, = [t for p in playbook.plays for t in p.tasks
-             if t.module == "shell" and "kubectl" in t.args["cmd"]]
-    variables = {"rewrite_marker": str(marker),
-                 "rotation_target": {"resources": resources,
-                                     "current_fingerprint": FINGERPRINT}}
-    return render_value(task.args, variables)["cmd"]
-
-
-def run(tmp_path: Path, names: str = "secret/a", get_rc: int = 0, replace_fails: int = 0,
-        resources=("secrets",)) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """`kubectl get -o name` prints `names`; `get -o json` prints ITEMS; both exit get_rc;
-    `replace` fails `replace_fails` times, then succeeds."""
+def fake_node(tmp_path: Path, stored: dict[str, str], conflicts: int = 0) -> dict[str, str]:
+    """A fake root with the API server's cmdline, and PATH shims. `stored`: etcd key -> tag."""
+    root = tmp_path / "root"
+    (root / "proc/4242").mkdir(parents=True)
+    (root / "proc/4242/cmdline").write_bytes(
+        b"kube-apiserver\0--etcd-servers=https://127.0.0.1:2379\0--etcd-cafile=/ca\0")
+    state = tmp_path / "etcd.json"
+    state.write_text(json.dumps(stored))
+    (tmp_path / "conflicts").write_text(str(conflicts))
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    log = tmp_path / "calls"
-    (tmp_path / "items.json").write_text(ITEMS)
-    (bin_dir / "kubectl").write_text(f"""#!/bin/sh
-echo "$* KUBECONFIG=$KUBECONFIG" >> {log}
-case "$1 $5" in
-  "get name") printf '%s' '{names}'; exit {get_rc} ;;
-  "get json") cat {tmp_path}/items.json; exit {get_rc} ;;
-  replace*)
-    n=$(cat {tmp_path}/fails 2>/dev/null || echo 0)
-    cat > {tmp_path}/replaced
-    if [ "$n" -lt {replace_fails} ]; then echo $((n + 1)) > {tmp_path}/fails; exit 1; fi ;;
-esac
+    bin_dir.mkdir()
+    shims = {
+        "ps": "echo '4242 kube-apiserver --etcd-servers=https://127.0.0.1:2379'",
+        "etcdctl": f"exec python3 {tmp_path}/etcd.py",
+        "kubectl": f"exec python3 {tmp_path}/kubectl.py \"$@\"",
+    }
+    for name, body in shims.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "etcd.py").write_text(f"""
+import base64, json
+stored = json.load(open({str(state)!r}))
+def value(tag):
+    if tag == "identity":
+        return b'{{"kind":"Secret","data":{{"password":"hunter2"}}}}'
+    kind, key = tag.split(":")
+    return f"k8s:enc:{{kind}}:v1:{{key}}:".encode() + bytes(range(40))
+kvs = [{{"key": base64.b64encode(k.encode()).decode(), "mod_revision": 3,
+        "value": base64.b64encode(value(t)).decode()}} for k, t in stored.items()]
+print(json.dumps({{"header": {{"revision": 9}}, "kvs": kvs, "count": len(kvs)}}))
 """)
-    (bin_dir / "sleep").write_text("#!/bin/sh\n:\n")
-    for tool in ("kubectl", "sleep"):
-        (bin_dir / tool).chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    done = subprocess.run(["sh", "-c", rewrite_script(tmp_path / "rot" / "marker",
-                                                      list(resources))],
-                          capture_output=True, text=True, env=env, timeout=30)
-    calls = log.read_text().splitlines() if log.exists() else []
-    return done, calls
+    (tmp_path / "kubectl.py").write_text(f"""
+import json, sys
+args = sys.argv[1:]
+open({str(tmp_path / 'calls')!r}, "a").write(" ".join(args) + "\\n")
+stored = json.load(open({str(state)!r}))
+primary = {PRIMARY!r}
+if args[0] == "get":
+    print(json.dumps({{"kind": "List", "items": [k for k in stored if k.split("/")[2] == args[1]]}}))
+elif args[0] == "replace":
+    listed = json.loads(sys.stdin.read())["items"]
+    left = int(open({str(tmp_path / 'conflicts')!r}).read())
+    conflicted = False
+    for key in listed:
+        if left > 0:
+            left -= 1
+            conflicted = True
+            continue
+        stored[key] = primary[key.split("/")[2]]
+    open({str(tmp_path / 'conflicts')!r}, "w").write(str(left))
+    json.dump(stored, open({str(state)!r}, "w"))
+    sys.exit(1 if conflicted else 0)
+""")
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "HARDEN_CENSUS_ROOT": str(root), "LC_ALL": "C"}
 
 
-def marker(tmp_path: Path) -> str | None:
-    path = tmp_path / "rot" / "marker"
-    return path.read_text() if path.exists() else None
+def run(tmp_path: Path, stored: dict[str, str], conflicts: int = 0, passes: int = 5):
+    env = fake_node(tmp_path, stored, conflicts)
+    done = subprocess.run(["sh", "-c", rewrite_script(PRIMARY, passes)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
+    return done, calls, json.loads((tmp_path / "etcd.json").read_text())
 
 
-def test_objects_are_replaced_with_what_get_returned_and_the_marker_written(tmp_path):
-    done, calls = run(tmp_path)
-    assert done.returncode == 0 and done.stdout == "rewrote secrets\n", done.stderr
-    assert calls == [
-        "get secrets --all-namespaces -o name KUBECONFIG=/etc/kubernetes/admin.conf",
-        "get secrets --all-namespaces -o json KUBECONFIG=/etc/kubernetes/admin.conf",
-        "replace -f - KUBECONFIG=/etc/kubernetes/admin.conf"]
-    assert (tmp_path / "replaced").read_text() == ITEMS      # an inner "items": [] is no list end
-    assert marker(tmp_path) == FINGERPRINT + "\n"
-    assert oct((tmp_path / "rot").stat().st_mode & 0o777) == "0o700"
+def test_only_resources_off_their_primary_key_are_rewritten_until_none_is_left(tmp_path):
+    done, calls, stored = run(tmp_path, {
+        "/registry/secrets/a/one": "aescbc:key1", "/registry/secrets/a/two": "aescbc:key2",
+        "/registry/configmaps/a/c": "identity"})
+    assert done.returncode == 0, done.stderr
+    assert set(stored.values()) == {"aescbc:key2", "identity"}
+    assert calls == ["get secrets --all-namespaces -o json", "replace -f -"]
+    assert "pass 1: 1 of 3 objects not under their primary key; rewriting secrets" in done.stdout
+    assert "pass 2: all 3 objects under their primary key" in done.stdout
+    assert "hunter2" not in done.stdout + done.stderr
 
 
-def test_a_failed_get_fails_the_task_replaces_nothing_and_writes_no_marker(tmp_path):
-    done, calls = run(tmp_path, get_rc=1)
-    assert done.returncode == 1 and "failed 3 times" in done.stderr
-    assert not any(c.startswith("replace") for c in calls) and marker(tmp_path) is None
+def test_conflicts_are_measured_again_and_retried(tmp_path):
+    done, calls, stored = run(tmp_path, {f"/registry/secrets/a/s{i}": "aescbc:key1"
+                                         for i in range(3)}, conflicts=2)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "pass 1: some secrets changed meanwhile (conflict)" in done.stdout
+    assert calls.count("replace -f -") == 2
+    assert set(stored.values()) == {"aescbc:key2"}
 
 
-def test_conflicts_are_retried_with_a_fresh_get(tmp_path):
-    done, calls = run(tmp_path, replace_fails=2)
-    assert done.returncode == 0
-    assert [c.split()[0] for c in calls if "-o json" in c or c.startswith("replace")] == \
-        ["get", "replace"] * 3
+def test_objects_still_off_primary_after_the_last_pass_fail_the_task(tmp_path):
+    done, _, stored = run(tmp_path, {"/registry/secrets/a/s": "aescbc:key1"}, conflicts=99,
+                          passes=2)
+    assert done.returncode == 1
+    assert "after 2 passes 1 of 1 objects are still not under their primary key" in done.stderr
+    assert stored == {"/registry/secrets/a/s": "aescbc:key1"}
 
 
-def test_three_failed_replaces_fail_the_task(tmp_path):
-    done, _ = run(tmp_path, replace_fails=3)
-    assert done.returncode == 1 and "rewriting secrets failed 3 times" in done.stderr
-    assert marker(tmp_path) is None
-
-
-def test_no_objects_is_not_an_error(tmp_path):
-    done, calls = run(tmp_path, names="")
-    assert done.returncode == 0 and [c.split()[0] for c in calls] == ["get"]
-    assert marker(tmp_path) == FINGERPRINT + "\n"
-
-
-def test_every_resource_the_config_encrypts_is_rewritten(tmp_path):
-    resources = ["secrets", "configmaps"]
-    done, calls = run(tmp_path, resources=resources)
-    assert done.stdout == "rewrote secrets\nrewrote configmaps\n"
-    assert [c.split()[1] for c in calls if "-o json" in c] == resources
-
-
-def test_a_wildcard_resource_is_refused_before_anything_is_rewritten(tmp_path):
-    done, calls = run(tmp_path, resources=["secrets", "*.apps"])
-    assert done.returncode == 1 and "'*.apps' (a wildcard)" in done.stderr
-    assert calls == [] and marker(tmp_path) is None
+def test_nothing_off_primary_means_no_kubectl_call(tmp_path):
+    done, calls, _ = run(tmp_path, {"/registry/secrets/a/s": "aescbc:key2"})
+    assert done.returncode == 0 and calls == []

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harden.apply.facts import FILE, GLOB, KUBELET, SYSCTL, Facts, FileState, KubeletProcess
+from harden.apply.facts import CENSUS, FILE, GLOB, KUBELET, SYSCTL, Facts, FileState, KubeletProcess
 from harden.apply.modules import get_module
 from harden.apply.modules.base import PlanContext
 from harden.apply.playbook import load_playbook
 from harden.apply.templating import evaluate, layered_vars, render_value
+from harden.node import etcd_census
 from support.paths import REPO
 
 FIXTURES = REPO / "tests" / "fixtures" / "manifests"
@@ -62,6 +63,8 @@ def gather(node: dict, sysctls: dict, requests) -> Facts:
             facts.files.update({p: node[p] for p in hits})
         elif req.kind == SYSCTL:
             facts.sysctls[req.target] = sysctls.get(req.target, "0")
+        elif req.kind == CENSUS:        # an etcd that holds nothing yet
+            facts.census = etcd_census.Census(method="etcdctl")
         elif req.kind == KUBELET:
             config = "/var/lib/kubelet/config.yaml"
             facts.kubelet_process = KubeletProcess(("kubelet", f"--config={config}"), config)

@@ -24,13 +24,17 @@ def catalogue():
     return load_catalogue()
 
 
+BEYOND_CIS = {"1.2.28e"}     # harden's own checks, kept next to the CIS ones they extend
+
+
 def test_catalogue_counts_match_cis_1_12(catalogue):
-    per_section = Counter(c.section for c in catalogue.checks)
+    cis = [c for c in catalogue.checks if c.id not in BEYOND_CIS]
+    per_section = Counter(c.section for c in cis)
     assert per_section == {"1.1": 21, "1.2": 30, "1.3": 7, "1.4": 2, "2": 7, "3.1": 3, "3.2": 2, "4.1": 10,
                            "4.2": 14, "4.3": 1, "5.1": 13, "5.2": 12, "5.3": 2, "5.4": 2, "5.5": 1, "5.6": 4}
-    assert sum(c.scored for c in catalogue.checks) == 65
+    assert sum(c.scored for c in cis) == 65
     assert {c.remediate["playbook"] for c in catalogue.checks if c.remediate} <= PLAYBOOKS
-    assert {c.id for c in catalogue.checks if c.scored and not c.remediate} == {"4.3.1"}  # kube-proxy ConfigMap
+    assert {c.id for c in cis if c.scored and not c.remediate} == {"4.3.1"}  # kube-proxy ConfigMap
 
 
 def test_every_check_is_documented_in_the_coverage_table(catalogue):

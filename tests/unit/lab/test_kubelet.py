@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -205,6 +206,25 @@ def test_crashing_container_is_restarted_with_back_off(node):
     assert "unknown flag: --bogus" in pod["last_error"]
     log = (node.root / "var/log/kubernetes/lab/kube-apiserver.log").read_text()
     assert log.count("Error: unknown flag: --bogus") >= 2
+
+
+def test_crashing_container_attempts_are_logged_under_var_log_pods_as_a_kubelet_does(node):
+    node.write_manifest("kube-apiserver.yaml", "kube-apiserver", ["kube-apiserver", "--bogus=1"])
+    node.start_kubelet()
+    pod = node.wait(lambda s: s["pods"].get("kube-apiserver", {}).get("restarts", 0) >= 3
+                    and s["pods"]["kube-apiserver"], what="three restarts")
+    dirs = list((node.root / "var/log/pods").glob("kube-system_kube-apiserver-*_*"))
+    assert [d.name.rsplit("_", 1)[1] for d in dirs] == [pod["uid"]]
+    files = sorted((dirs[0] / "kube-apiserver").iterdir())
+    numbers = sorted(int(f.name[:-4]) for f in files)
+    assert len(numbers) == 2 and numbers[1] == numbers[0] + 1     # current and previous only
+    ended = (dirs[0] / "kube-apiserver" / f"{numbers[0]}.log").read_text().splitlines()
+    assert ended and all(re.match(r"\d{4}-\d\d-\d\dT[\d:]+\.\d{9}Z stderr F ", line)
+                         for line in ended)
+    assert any(line.endswith("stderr F Error: unknown flag: --bogus") for line in ended)
+    (node.manifests / "kube-apiserver.yaml").unlink()
+    node.wait(lambda s: "kube-apiserver" not in s["pods"], what="pod gone")
+    assert not dirs[0].exists()
 
 
 def test_back_off_doubles_up_to_the_cap(monkeypatch):

@@ -61,3 +61,31 @@ def test_exec_as_runs_the_module_under_the_wanted_name(tmp_path):
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.mark.parametrize("argv0, comm", [("kube-apiserver", "kube-apiserver"),
+                                         ("kube-controller-manager", "kube-controller"),
+                                         ("/usr/bin/kubelet", "kubelet")])
+def test_command_name_is_the_binary_basename_cut_to_15_bytes(argv0, comm):
+    assert procname.command_name(argv0) == comm.encode()
+
+
+def test_retitled_child_is_found_by_ps_and_pgrep_under_the_binary_name():
+    argv = ["kube-controller-manager", "--bind-address=127.0.0.1"]
+    env = {"PATH": "/usr/bin:/bin", procname.ARGV_ENV: __import__("json").dumps(argv),
+           "PYTHONPATH": ":".join(p for p in sys.path if p)}
+    code = ("import time; from harden.lab import procname; procname.apply_from_env(); "
+            "print('ready', flush=True); time.sleep(30)")
+    child = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with open(f"/proc/{child.pid}/comm") as handle:
+            assert handle.read().strip() == "kube-controller"
+        found = subprocess.run(["pgrep", "-x", "kube-controller"], capture_output=True, text=True)
+        assert str(child.pid) in found.stdout.split()
+        ps = subprocess.run(["ps", "-C", "kube-controller", "-o", "pid="], capture_output=True,
+                            text=True)
+        assert str(child.pid) in ps.stdout.split()
+    finally:
+        child.kill()
+        child.wait()

@@ -1,0 +1,192 @@
+"""Encryption at rest as it is stored: etcd values counted by resource and by provider/key name.
+
+Runs on a control plane inside one exec (the CIS probe's, or the rotation playbook's), as the
+API server sees etcd: its --etcd-servers and its etcd client certificate (read through
+/proc/<pid>/root, where the container sees them). Each value's prefix
+(`k8s:enc:<provider>:v1:<key>:`) is decoded on the node; only counts leave it, never a value
+or a key. Reads etcd with, in order of preference: `etcdctl` on the host; etcd's v3 JSON
+gateway over HTTPS with `curl`; `etcdctl` inside the etcd container through `crictl exec`
+(real kubeadm nodes often have no etcdctl on the host). The method used is reported.
+
+Also extracts, from the running EncryptionConfiguration, only what the verdict needs: per
+entry the resource names, provider kinds and key names (`secret:` values are dropped on the
+node before anything is printed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# sh function definitions; `etcd_census PID` prints E| and Q| records (see parse_line).
+SCRIPT = r"""
+# base64-decode the first characters of each "key"/"value" field of etcd's JSON output and
+# count values per (resource, provider:key) - values themselves are never printed
+census_awk='
+function dec(s, n,   i, c, v, bits, nb, out) {
+  out = ""; bits = 0; nb = 0
+  for (i = 1; i <= length(s) && length(out) < n; i++) {
+    c = substr(s, i, 1); if (c == "=") break
+    v = index(B, c) - 1; if (v < 0) continue
+    bits = bits * 64 + v; nb += 6
+    if (nb >= 8) { nb -= 8; out = out sprintf("%c", int(bits / 2 ^ nb)); bits = bits % (2 ^ nb) }
+  }
+  return out }
+BEGIN { B = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/" }
+function field(s) { sub(/^[^:]*:[[:space:]]*"/, "", s); sub(/".*$/, "", s); return s }
+/^[[:space:]]*"key":/ { k = dec(field($0), 400); split(k, p, "/"); res = p[3] }
+/^[[:space:]]*"value":/ { v = dec(substr(field($0), 1, 120), 80)
+  if (substr(v, 1, 8) == "k8s:enc:") { split(v, f, ":"); tag = f[3] ":" f[5] } else tag = "identity"
+  n[res "|" tag]++ }
+END { for (t in n) printf "Q|%s|%d\n", t, n[t] }'
+etcd_census() { apid=$1; aroot="$R/proc/$apid/root"
+  ep=$(argval "$apid" --etcd-servers); ep=${ep%%,*}
+  ca=$(argval "$apid" --etcd-cafile); cert=$(argval "$apid" --etcd-certfile)
+  key=$(argval "$apid" --etcd-keyfile); pfx=$(argval "$apid" --etcd-prefix); pfx=${pfx:-/registry}
+  [ -n "$ep" ] || { echo "E|none|--etcd-servers not set"; return 0; }
+  out=''; how=''
+  if command -v etcdctl >/dev/null 2>&1; then
+    out=$(ETCDCTL_API=3 etcdctl --endpoints="$ep" ${ca:+--cacert="$aroot$ca"} \
+      ${cert:+--cert="$aroot$cert"} ${key:+--key="$aroot$key"} --dial-timeout=3s --command-timeout=15s \
+      get --prefix "$pfx/" -w json 2>&1) && how=etcdctl
+  fi
+  if [ -z "$how" ] && command -v curl >/dev/null 2>&1; then
+    kb=$(printf '%s/' "$pfx" | base64 | tr -d '\n'); eb=$(printf '%s0' "$pfx" | base64 | tr -d '\n')
+    out=$(curl -sS --connect-timeout 3 --max-time 15 ${ca:+--cacert "$aroot$ca"} ${cert:+--cert "$aroot$cert"} \
+      ${key:+--key "$aroot$key"} -X POST "$ep/v3/kv/range" \
+      -d "{\"key\":\"$kb\",\"range_end\":\"$eb\"}" 2>&1) && how="etcd JSON gateway (curl)"
+  fi
+  if [ -z "$how" ] && command -v crictl >/dev/null 2>&1; then
+    cid=$(crictl ps -q --name '^etcd$' 2>/dev/null | head -n 1)
+    [ -n "$cid" ] && out=$(crictl exec "$cid" etcdctl --endpoints="$ep" \
+      --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt \
+      --key=/etc/kubernetes/pki/etcd/healthcheck-client.key get --prefix "$pfx/" -w json 2>&1) \
+      && how="etcdctl in the etcd container (crictl exec)"
+  fi
+  if [ -z "$how" ]; then
+    printf 'E|none|%s\n' "$(printf '%s' "${out:-no etcdctl, curl or crictl on this node}" | tail -n 1 | tr '|\n' '  ')"
+    return 0; fi
+  case $out in *'"kvs"'*|*'"count"'*|*'"header"'*) ;; *)
+    printf 'E|none|%s: %s\n' "$how" "$(printf '%s' "$out" | tail -n 1 | tr '|\n' '  ' | cut -c1-200)"
+    return 0;; esac
+  printf 'E|%s|%s\n' "$how" "$pfx"
+  printf '%s' "$out" | tr ',{}[]' '\n\n\n\n\n' | awk "$census_awk"; }
+# the EncryptionConfiguration reduced to names: resources, provider kinds, key names; every
+# `secret:` value is dropped here, on the node
+enc_layout() { [ -f "$1" ] || return 0
+  sed -e 's/#.*//' -e 's/secret[[:space:]"]*:[^,}]*//g' "$1" | tr -c 'A-Za-z0-9*._-' '\n' |
+    grep -v '^[-.]*$' | tr '\n' ' '; }
+"""
+
+
+@dataclass
+class Census:
+    """What one control plane's etcd holds, as counts."""
+
+    method: str = ""                 # how etcd was read, or "" when it could not be
+    error: str = ""
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)   # resource -> tag -> n
+    layout: list[dict] = field(default_factory=list)   # [{resources, providers: [kind:key]}]
+
+    @property
+    def available(self) -> bool:
+        return bool(self.method)
+
+
+def parse_line(census: Census, line: str) -> None:
+    """E|<method>|<prefix or error>, Q|<resource>|<provider:key or identity>|<count>,
+    L|<EncryptionConfiguration tokens>."""
+    tag, _, rest = line.partition("|")
+    if tag == "E":
+        method, _, detail = rest.partition("|")
+        if method == "none":
+            census.error = detail.strip()
+        else:
+            census.method = method
+    elif tag == "Q":
+        resource, kind, count = rest.rsplit("|", 2)
+        census.counts.setdefault(resource, {})[kind] = int(count)
+    elif tag == "L":
+        census.layout = layout_from_tokens(rest.split())
+
+
+PROVIDER_KINDS = ("identity", "aescbc", "aesgcm", "secretbox", "kms")
+STRUCTURE = {"kind", "apiVersion", "EncryptionConfiguration", "resources", "providers", "keys",
+             "name", "apiserver.config.k8s.io", "v1", "config.k8s.io", "apiserver", "k8s.io",
+             "endpoint", "timeout", "cachesize", "apiversion"} | set(PROVIDER_KINDS)
+
+
+def layout_from_tokens(tokens: list[str]) -> list[dict]:
+    """Entries in file order: the resource names each covers and its providers as
+    `kind:keyname` (identity as `identity`), first one writing."""
+    entries: list[dict] = []
+    state, i = "", 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token == "resources":
+            if i + 1 < len(tokens) and tokens[i + 1] not in STRUCTURE:
+                entries.append({"resources": [], "providers": []})
+                state = "resources"
+            elif i + 1 < len(tokens) and tokens[i + 1] == "resources":
+                pass            # the top-level key followed by the first entry's key
+            else:
+                state = ""
+        elif token == "providers":
+            state = "providers"
+        elif state == "resources" and token not in STRUCTURE:
+            entries[-1]["resources"].append(token)
+        elif state == "providers" and token in PROVIDER_KINDS and entries:
+            entries[-1]["providers"].append(token if token == "identity" else f"{token}:")
+        elif state == "providers" and token == "name" and i + 1 < len(tokens) and entries \
+                and entries[-1]["providers"]:
+            last = entries[-1]["providers"][-1]
+            kind, _, key = last.partition(":")
+            name = tokens[i + 1]
+            if key:
+                entries[-1]["providers"].append(f"{kind}:{name}")
+            else:
+                entries[-1]["providers"][-1] = f"{kind}:{name}"
+            i += 1
+        i += 1
+    return [e for e in entries if e["resources"]]
+
+
+def covers(name: str, resource: str) -> bool:
+    """Whether an EncryptionConfiguration resource name covers an etcd resource directory.
+    etcd keys do not carry the API group, so `roles.rbac.authorization.k8s.io` matches `roles`;
+    `*.` and `*.*` match every directory (the storage layout cannot tell groups apart)."""
+    head = name.split(".", 1)[0]
+    return head == "*" or head == resource
+
+
+def primary_for(layout: list[dict], resource: str) -> str | None:
+    """The provider:key that writes `resource`, or None when no entry covers it."""
+    for entry in layout:
+        if any(covers(n, resource) for n in entry["resources"]):
+            return entry["providers"][0] if entry["providers"] else None
+    return None
+
+
+def off_primary(census: Census) -> dict[str, int]:
+    """`resource stored as tag` -> count, for every value not under its resource's primary
+    provider/key (plaintext included), over the resources the configuration covers."""
+    found: dict[str, int] = {}
+    for resource, tags in sorted(census.counts.items()):
+        primary = primary_for(census.layout, resource)
+        if primary is None:
+            continue
+        for tag, count in sorted(tags.items()):
+            if tag != primary:
+                found[f"{resource} as {tag}"] = count
+    return found
+
+
+def stored_under(census: Census, provider_key: str) -> int:
+    """How many values of the covered resources are still stored under `provider_key`."""
+    return sum(count for resource, tags in census.counts.items()
+               if primary_for(census.layout, resource) is not None
+               for tag, count in tags.items() if tag == provider_key)
+
+
+def covered_total(census: Census) -> int:
+    return sum(sum(tags.values()) for resource, tags in census.counts.items()
+               if primary_for(census.layout, resource) is not None)

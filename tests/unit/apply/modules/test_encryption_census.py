@@ -1,0 +1,48 @@
+"""encryption_census: the rotation's measurement of etcd, and the rewrite it plans."""
+
+from __future__ import annotations
+
+import pytest
+
+from harden.apply.facts import CENSUS, Facts, parse_output, FactRequest
+from harden.apply.modules.base import PlanContext, TaskFailed
+from harden.apply.modules.encryption_census import MODULE
+
+REQUEST = FactRequest(CENSUS, "kube-apiserver")
+
+
+def facts_from(*records: str) -> Facts:
+    return parse_output([REQUEST], "@@harden-fact 0\n" + "\n".join(records) + "\n")
+
+
+ROTATED = ("L|resources resources secrets providers secretbox keys name key2 name key1 identity",
+           "E|etcdctl|/registry",
+           "Q|secrets|secretbox:key2|497", "Q|secrets|secretbox:key1|2", "Q|secrets|identity|1",
+           "Q|configmaps|identity|40")
+
+
+def args(**extra):
+    return MODULE.validate({"keep": "key2", **extra})
+
+
+def test_counts_by_key_over_covered_resources_only():
+    result = MODULE.result(args(), facts_from(*ROTATED), [])
+    assert result == {"readable": True, "error": "", "method": "etcdctl", "total": 500,
+                      "off_primary": 3, "on_other_keys": 2,
+                      "by_key": {"secretbox:key2": 497, "secretbox:key1": 2, "identity": 1}}
+
+
+def test_rewrite_is_planned_only_while_objects_are_off_their_primary_key():
+    changes = MODULE.plan(args(rewrite=True), facts_from(*ROTATED), PlanContext())
+    assert len(changes) == 1 and "2 secrets as secretbox:key1" in changes[0].summary
+    assert "secrets=secretbox:key2" in changes[0].script and "kubectl replace" in changes[0].script
+    done = facts_from(*ROTATED[:2], "Q|secrets|secretbox:key2|500", "Q|configmaps|identity|40")
+    assert MODULE.plan(args(rewrite=True), done, PlanContext()) == []
+
+
+def test_unreadable_etcd_fails_unless_not_required():
+    unreadable = facts_from("E|none|no etcdctl, curl or crictl on this node")
+    with pytest.raises(TaskFailed, match="no etcdctl, curl or crictl"):
+        MODULE.result(args(), unreadable, [])
+    result = MODULE.result(args(required=False), unreadable, [])
+    assert result["readable"] is False and result["on_other_keys"] == 0

@@ -1,0 +1,33 @@
+"""click's usage errors exit 1 (bad input), never 2: 2 means "drift found" to cron jobs and CI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from harden.cli import cli
+
+
+@pytest.mark.parametrize("args, says", [
+    (["apply", "--no-such-flag"], "No such option '--no-such-flag'"),
+    (["apply"], "Missing argument 'PLAYBOOK'"),
+    (["check"], "Missing option '-i'"),
+    (["check", "-i", "x", "--format", "yaml"], "Invalid value for '--format'"),
+    (["no-such-command"], "No such command 'no-such-command'"),
+], ids=["unknown-option", "missing-argument", "missing-option", "bad-choice", "unknown-command"])
+def test_usage_errors_exit_1_with_clicks_message(args, says):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and says in result.output
+
+
+def test_help_still_exits_0():
+    assert CliRunner().invoke(cli, ["apply", "--help"]).exit_code == 0
+
+
+def test_the_installed_entry_point_exits_1_on_an_unknown_flag():
+    done = subprocess.run([sys.executable, "-m", "harden.cli", "apply", "--no-such-flag"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "No such option '--no-such-flag'" in done.stderr
