@@ -204,9 +204,9 @@ _PRELUDE = r"""LC_ALL=C; export LC_ALL
 hf_user=$(id -un 2>/dev/null || id -u)
 hf_stat() { stat -L --printf 'N %n\nS %F|%a|%U|%G\n' -- "$1" 2>/dev/null || printf 'N %s\nX\n' "$1"; }
 hf_hidden() {
-  d=$(dirname -- "$1")
-  while [ ! -e "$d" ] && [ "$d" != / ]; do d=$(dirname -- "$d"); done
-  [ -d "$d" ] && [ ! -x "$d" ]
+  hf_d=$(dirname -- "$1")
+  while [ ! -e "$hf_d" ] && [ "$hf_d" != / ]; do hf_d=$(dirname -- "$hf_d"); done
+  [ -d "$hf_d" ] && [ ! -x "$hf_d" ]
 }
 hf_file() {
   if [ -e "$1" ]; then

@@ -22,6 +22,9 @@ for a delimiter:
     E|size|<bytes>|<path>             a file too large to read (limits.MAX_FILE_BYTES)
     E|type|<file type>|<path>         a path to read that is a FIFO, socket or device
     N|<b64 tokens>|<path>             encryption config reduced to `resources`/provider names
+    C|<method>|<prefix or error>      the etcd census: how etcd was read (harden.node.etcd_census)
+    Q|<resource>|<provider:key>|<n>   ... and how many stored values each provider:key holds
+    L|<tokens>                        ... and the EncryptionConfiguration it was judged against
     H|<component>|<b64 container path>|<host path>   where a path its static-pod manifest names
                                       is on the host, through the manifest's hostPath volumes
     K|<name>|<rc>|<b64 output>        a kubectl call on a control plane with admin.conf: `get`
@@ -526,7 +529,7 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
     elif tag == "H":
         component, raw, host = rest.split("|", 2)
         facts.host_paths.setdefault(component, {})[_b64(raw).decode("utf-8", "replace")] = host
-    elif tag in ("E", "Q", "L"):
+    elif tag in ("C", "Q", "L"):       # the etcd census (harden.node.etcd_census)
         if facts.census is None:
             facts.census = etcd_census.Census()
         etcd_census.parse_line(facts.census, line)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# sh function definitions; `etcd_census PID` prints E| and Q| records (see parse_line).
+# sh function definitions; `etcd_census PID` prints C| and Q| records (see parse_line).
 SCRIPT = r"""
 # base64-decode the first characters of each "key"/"value" field of etcd's JSON output and
 # count values per (resource, provider:key) - values themselves are never printed
@@ -42,7 +42,7 @@ etcd_census() { apid=$1; aroot="$R/proc/$apid/root"
   ep=$(argval "$apid" --etcd-servers); ep=${ep%%,*}
   ca=$(argval "$apid" --etcd-cafile); cert=$(argval "$apid" --etcd-certfile)
   key=$(argval "$apid" --etcd-keyfile); pfx=$(argval "$apid" --etcd-prefix); pfx=${pfx:-/registry}
-  [ -n "$ep" ] || { echo "E|none|--etcd-servers not set"; return 0; }
+  [ -n "$ep" ] || { echo "C|none|--etcd-servers not set"; return 0; }
   out=''; how=''
   if command -v etcdctl >/dev/null 2>&1; then
     out=$(ETCDCTL_API=3 etcdctl --endpoints="$ep" ${ca:+--cacert="$aroot$ca"} \
@@ -63,12 +63,12 @@ etcd_census() { apid=$1; aroot="$R/proc/$apid/root"
       && how="etcdctl in the etcd container (crictl exec)"
   fi
   if [ -z "$how" ]; then
-    printf 'E|none|%s\n' "$(printf '%s' "${out:-no etcdctl, curl or crictl on this node}" | tail -n 1 | tr '|\n' '  ')"
+    printf 'C|none|%s\n' "$(printf '%s' "${out:-no etcdctl, curl or crictl on this node}" | tail -n 1 | tr '|\n' '  ')"
     return 0; fi
   case $out in *'"kvs"'*|*'"count"'*|*'"header"'*) ;; *)
-    printf 'E|none|%s: %s\n' "$how" "$(printf '%s' "$out" | tail -n 1 | tr '|\n' '  ' | cut -c1-200)"
+    printf 'C|none|%s: %s\n' "$how" "$(printf '%s' "$out" | tail -n 1 | tr '|\n' '  ' | cut -c1-200)"
     return 0;; esac
-  printf 'E|%s|%s\n' "$how" "$pfx"
+  printf 'C|%s|%s\n' "$how" "$pfx"
   printf '%s' "$out" | tr ',{}[]' '\n\n\n\n\n' | awk "$census_awk"; }
 # the EncryptionConfiguration reduced to names: resources, provider kinds, key names; every
 # `secret:` value is dropped here, on the node
@@ -93,10 +93,10 @@ class Census:
 
 
 def parse_line(census: Census, line: str) -> None:
-    """E|<method>|<prefix or error>, Q|<resource>|<provider:key or identity>|<count>,
+    """C|<method>|<prefix or error>, Q|<resource>|<provider:key or identity>|<count>,
     L|<EncryptionConfiguration tokens>."""
     tag, _, rest = line.partition("|")
-    if tag == "E":
+    if tag == "C":
         method, _, detail = rest.partition("|")
         if method == "none":
             census.error = detail.strip()

@@ -33,7 +33,7 @@ def test_a_play_whose_hosts_name_no_group_lists_the_groups_at_file_and_line(tmp_
     result = _run(tmp_path, "apply", str(playbook))
     assert result.exit_code == 1
     assert result.output.strip() == (
-        f"harden: error: {playbook}:4: play 'typo' hosts: no hosts match pattern "
+        f"harden: error: {playbook}:5: hosts 'control_planes': no hosts match pattern "
         f"'control_planes' (it names no group or host in the inventory); {GROUPS}")
 
 

@@ -16,7 +16,7 @@ def facts_from(*records: str) -> Facts:
 
 
 ROTATED = ("L|resources resources secrets providers secretbox keys name key2 name key1 identity",
-           "E|etcdctl|/registry",
+           "C|etcdctl|/registry",
            "Q|secrets|secretbox:key2|497", "Q|secrets|secretbox:key1|2", "Q|secrets|identity|1",
            "Q|configmaps|identity|40")
 
@@ -41,7 +41,7 @@ def test_rewrite_is_planned_only_while_objects_are_off_their_primary_key():
 
 
 def test_unreadable_etcd_fails_unless_not_required():
-    unreadable = facts_from("E|none|no etcdctl, curl or crictl on this node")
+    unreadable = facts_from("C|none|no etcdctl, curl or crictl on this node")
     with pytest.raises(TaskFailed, match="no etcdctl, curl or crictl"):
         MODULE.result(args(), unreadable, [])
     result = MODULE.result(args(required=False), unreadable, [])
