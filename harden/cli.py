@@ -291,7 +291,8 @@ def rollback(inventories, run_id, limit, force, drop_encryption_key, break_lock,
     Works for finished and interrupted runs (the node's backups are the record), and finishes
     a rollback that was cut off. A file changed since the run is not overwritten without
     --force; its difference is shown. A restore that would take away an encryption key the
-    node holds now is refused unless --drop-encryption-key (never by --force alone).
+    node holds now is refused unless --drop-encryption-key (never by --force alone). RUN_ID is
+    in apply's RECAP line and in `harden runs`; an unknown one exits 1 naming the closest known.
     """
     from rich.console import Console
 
@@ -346,8 +347,9 @@ def prune(inventories, limit, keep, older_than, dry_run, break_lock, forks, acce
                    "they are: it stops being reported as unfinished and prune may drop its "
                    "backups. `harden rollback RUN_ID` undoes it instead.")
 def runs(last, as_json, resolve):
-    """List past runs from the local journal: id, time, playbook, hosts, changed, failed,
-    rolled back, and whether the run was interrupted (killed before it finished) or resolved."""
+    """List past runs from the local journal: id, time, playbook (with the -e values of its
+    enumerated variables, e.g. rotation_phase=stage), hosts, changed, failed, rolled back, and
+    whether the run was interrupted (killed before it finished) or resolved."""
     from rich.console import Console
 
     from harden.apply.output import print_runs

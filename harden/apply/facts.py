@@ -199,19 +199,28 @@ def merge_requests(requests) -> list[FactRequest]:
 
 # --- the node-side script ------------------------------------------------------------------
 
+# A path behind a directory this user may not search looks absent to `[ -e ]`: hf_hidden
+# tells the two apart (P), so a play without become hears "permission denied", not "missing".
 _PRELUDE = r"""LC_ALL=C; export LC_ALL
+hf_user=$(id -un 2>/dev/null || id -u)
 hf_stat() { stat -L --printf 'N %n\nS %F|%a|%U|%G\n' -- "$1" 2>/dev/null || printf 'N %s\nX\n' "$1"; }
+hf_hidden() {
+  hf_d=$(dirname -- "$1")
+  while [ ! -e "$hf_d" ] && [ "$hf_d" != / ]; do hf_d=$(dirname -- "$hf_d"); done
+  [ -d "$hf_d" ] && [ ! -x "$hf_d" ]
+}
 hf_file() {
   if [ -e "$1" ]; then
     hf_stat "$1"
     if [ "$2" = 1 ] && [ -f "$1" ]; then
-      if [ ! -r "$1" ]; then echo U
+      if [ ! -r "$1" ]; then echo "U $hf_user"
       else sz=$(stat -L -c %s -- "$1")
         if [ "$sz" -gt __MAX__ ]; then echo "L $sz"
         else printf 'C '; head -c __MAX1__ < "$1" | base64 -w0; echo; fi
       fi
     elif [ "$2" = 1 ] && [ ! -d "$1" ]; then printf 'O %s\n' "$(stat -L -c %F -- "$1")"
     fi
+  elif hf_hidden "$1"; then printf 'N %s\nP %s\n' "$1" "$hf_user"
   else printf 'N %s\nA\n' "$1"; fi
 }
 """.replace("__MAX1__", str(MAX_FILE_BYTES + 1)).replace("__MAX__", str(MAX_FILE_BYTES))
@@ -232,6 +241,13 @@ def shell_glob(pattern: str) -> str:
     return "".join(out)
 
 
+def _literal_dir(pattern: str) -> str:
+    """The directory a glob starts in (`/etc/kubernetes` for `/etc/kubernetes/*.conf`)."""
+    found = _GLOB_CHARS.search(pattern)
+    literal = pattern[:found.start()] if found else pattern
+    return literal.rsplit("/", 1)[0] or "/" if found else literal.rstrip("/") or "/"
+
+
 def _section(index: int, req: FactRequest) -> str:
     head = f"printf '%s\\n' {shlex.quote(_SECTION + str(index))}\n"
     q = shlex.quote(req.target)
@@ -240,6 +256,11 @@ def _section(index: int, req: FactRequest) -> str:
         return head + f"hf_file {q} {flag}\n"
     if req.kind == GLOB:
         expand = shell_glob(req.target) if _GLOB_CHARS.search(req.target) else q
+        walked = _GLOB_CHARS.search(req.target) or req.recurse   # its directory is read
+        shown = _literal_dir(req.target) if walked else req.target
+        seen = shown.rstrip("/") + "/." if walked else shown
+        head += (f"if hf_hidden {shlex.quote(seen)}; then printf 'N %s\\nP %s\\n' "
+                 f"{shlex.quote(shown)} \"$hf_user\"; fi\n")
         if req.recurse:
             return head + (f"for p in {expand}; do [ -e \"$p\" ] && find \"$p\" -exec stat -L "
                            "--printf 'N %n\\nS %F|%a|%U|%G\\n' {} + 2>/dev/null; done; :\n")
@@ -345,7 +366,12 @@ def _parse_states(lines: list[str], facts: Facts, with_content: bool) -> list[st
         elif tag == "O":
             raise not_regular(path, rest or "special file")
         elif tag == "U":
-            raise ValueError(f"{path}: exists but is not readable (become needed?)")
+            raise ValueError(f"{path}: permission denied as user {rest or '?'} (it exists but "
+                             "cannot be read); add `become: true` to the play or task")
+        elif tag == "P":
+            raise ValueError(f"{path}: permission denied as user {rest or '?'} (a directory on "
+                             "the way cannot be searched, so whether it exists is unknown); "
+                             "add `become: true` to the play or task")
         elif tag == "X":
             raise ValueError(f"{path}: exists but stat failed")
     if with_content:

@@ -48,3 +48,15 @@ class PendingTask:
     become: bool | None = None
     restart: Restart | None = None    # recorded for rollback only once the exec reached it
 
+
+
+def denied_hint(session, stderr: str, become: bool | None) -> str:
+    """A write or command refused by the node's permissions, run without become, says as whom
+    it ran and what fixes it (the raw "mkdir: ... Permission denied" does not)."""
+    spec = getattr(session, "spec", None)
+    if "Permission denied" not in stderr or spec is None:
+        return ""
+    if spec.become if become is None else become:
+        return ""
+    return (f"permission denied as user {spec.target.user}; add `become: true` to the play or "
+            "task: ")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 
-from harden.apply.host_state import HostFailed, PendingTask
+from harden.apply.host_state import HostFailed, PendingTask, denied_hint
 from harden.apply.modules.base import Change, apply_script
 from harden.apply.rollback import is_manifest
 from harden.node import markers
@@ -45,7 +45,8 @@ class NodeWriter:
         bad = pending[failed_at]
         self._applied(bad.changes, processes)   # partly written: rollback must consider them
         error = out.stderr.decode(errors="replace").strip()[-300:]
-        self.done(bad.result, "failed", f"writing failed (exit {out.rc}): {error}")
+        hint = denied_hint(self.session, error, pending[0].become)
+        self.done(bad.result, "failed", f"writing failed (exit {out.rc}): {hint}{error}")
         raise HostFailed(f"task '{bad.result.task}': writing failed")
 
     def _write(self, pending: list[PendingTask]):

@@ -172,5 +172,7 @@ def print_runs(console: Console, rows: list[dict]) -> None:
         line = Text(f"{row['id']:<24} {started:<19} {row['hosts']:>5} {row['changed']:>7} "
                     f"{row['failed']:>6} {row['rolled_back']:>11}  ")
         line.append(f"{state:<16}", style="bold red" if row["interrupted"] else "")
+        labels = " ".join(f"{k}={v}" for k, v in sorted((row.get("vars") or {}).items()))
         line.append(f" {row['playbook'] or row['command'] or ''}")
+        line.append(f" {labels}" if labels else "")
         console.print(line)

@@ -22,8 +22,9 @@ from harden.apply import roles
 from harden.apply.loops import LOOP_CONTROL_KEYS, LOOP_KEYS
 
 PLAY_KEYS = ("name", "hosts", "serial", "max_fail_percentage", "any_errors_fatal", "become",
-             "vars", "vars_files", "pre_tasks", "roles", "tasks", "post_tasks", "handlers", "tags",
-             "gather_facts", "restart_group")
+             "vars", "vars_files", "vars_spec", "pre_tasks", "roles", "tasks", "post_tasks",
+             "handlers", "tags", "gather_facts", "restart_group")
+VAR_SPEC_KEYS = ("choices",)
 TASK_KEYS = ("name", "when", "register", "notify", "tags", "run_once", "check_mode", "no_log",
              "changed_when", "become", "vars", "listen", *LOOP_KEYS, "loop_control")
 # Keywords a block, an import/include of tasks or a role passes down to every task inside it.
@@ -67,6 +68,18 @@ class Task:
         return (self.path, self.line)
 
 
+@dataclass(frozen=True)
+class VarSpec:
+    """What values a playbook variable may take (`vars_spec:`), checked with -e, play vars
+    and every targeted host's inventory before any host is contacted: a typo in a phase name
+    must not reach a node, nor read as some other mistake there."""
+
+    name: str
+    choices: tuple
+    path: str
+    line: int
+
+
 @dataclass
 class Play:
     name: str
@@ -83,6 +96,7 @@ class Play:
     handlers: list[Task] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     restart_group: str | None = None  # adjacent plays naming the same group run as one
+    vars_spec: list[VarSpec] = field(default_factory=list)
     hosts_line: int = 0               # where `hosts:` is, for errors of its pattern
 
     def select_hosts(self, inventory, limit: str | None) -> list:
@@ -223,6 +237,7 @@ def _play(data: LocatedDict, path: str) -> Play:
         vars=_vars(data.get("vars"), path, at("vars")),
         tags=_strings(data.get("tags"), "tags", path, at("tags")),
         restart_group=None if data.get("restart_group") is None else str(data["restart_group"]),
+        vars_spec=_vars_spec(data.get("vars_spec"), path, at("vars_spec")),
     )
     # Accepted for Ansible content; harden gathers the facts its modules name, not ansible_*.
     _bool(data.get("gather_facts", True), "gather_facts", path, at("gather_facts"))
@@ -243,6 +258,55 @@ def _play(data: LocatedDict, path: str) -> Play:
     play.vars.update(content.vars)
     _resolve_notify(play)
     return play
+
+
+def _vars_spec(value, path: str, line: int | None) -> list[VarSpec]:
+    """`vars_spec: {name: {choices: [...]}}`: the valid values of enumerated variables."""
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        raise InputError("vars_spec must be a mapping of variable names to {choices: [...]}",
+                         path, line)
+    specs = []
+    for name, spec in value.items():
+        at = value.key_lines[name]
+        if not _IDENTIFIER.match(str(name)):
+            raise InputError(f"vars_spec: {name!r} is not a variable name", path, at)
+        if not isinstance(spec, dict) or "choices" not in spec:
+            raise InputError(f"vars_spec: {name} needs choices: [...]", path, at)
+        for key in spec:
+            if key not in VAR_SPEC_KEYS:
+                raise _unknown("vars_spec key", key, VAR_SPEC_KEYS, path, spec.key_lines[key])
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise InputError(f"vars_spec: choices of {name} must be a non-empty list", path, at)
+        specs.append(VarSpec(str(name), tuple(choices), path, at))
+    return specs
+
+
+def check_vars_spec(play: Play, hosts, extra_vars: dict) -> None:
+    """InputError naming the variable, where its value came from and the valid values, when
+    -e, the play's vars or a targeted host's inventory gives a value outside `vars_spec`
+    (later layers win, as in templating). A value that is itself a template is rendered only
+    on the host, so it is left to the playbook's own checks; an unset one to its default."""
+    for spec in play.vars_spec:
+        for source, value in _spec_values(spec.name, play, hosts, extra_vars):
+            if isinstance(value, str) and ("{{" in value or "{%" in value):
+                continue
+            if value not in spec.choices:
+                raise InputError(f"{spec.name}={value!r} ({source}) is not one of: "
+                                 f"{', '.join(map(str, spec.choices))}", spec.path, spec.line)
+
+
+def _spec_values(name: str, play: Play, hosts, extra_vars: dict):
+    if name in extra_vars:
+        yield "from -e", extra_vars[name]
+    elif name in play.vars:
+        yield f"from the vars of play '{play.name}'", play.vars[name]
+    else:
+        for host in hosts:
+            if name in host.vars:
+                yield f"from the inventory of host {host.name}", host.vars[name]
 
 
 def _resolve_notify(play: Play) -> None:
@@ -627,7 +691,8 @@ def _merged(first: Play, second: Play) -> Play:
     return replace(
         first, name=f"{first.name} + {second.name}", vars={**first.vars, **second.vars},
         tasks=_with_play_tags(first) + _with_play_tags(second), tags=[],
-        handlers=list(handlers.values()))
+        handlers=list(handlers.values()), defaults={**first.defaults, **second.defaults},
+        vars_spec=first.vars_spec + second.vars_spec)
 
 
 def _with_play_tags(play: Play) -> list[Task]:

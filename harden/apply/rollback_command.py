@@ -26,7 +26,8 @@ from harden.inventory.loader import load_inventory
 from harden.node import limits
 from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT, lock_path
 from harden.progress import HostProgress, wanted
-from harden.runs.journal import RUN_ID, HostRecord, Journal, commit_script, new_run_id
+from harden.runs.journal import RUN_ID, RUN_ID_SHAPE, HostRecord, Journal, commit_script, \
+    new_run_id
 from harden.runs.lock import Holder, NodeLocked, holder_for, release, take
 from harden.ssh.parallel import for_each_host
 from harden.ssh.settings import connection_specs
@@ -232,11 +233,15 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
     host was refused, locked, failed or unreachable."""
     if not RUN_ID.match(run_id):
         raise InputError(f"not a run id: {run_id!r} (see `harden runs`)")
-    inventory = load_inventory(inventories)
-    selected = inventory.select(limit)
     own_journal = journal is None
     journal = journal or Journal()
     try:
+        known_here = journal.has_run(run_id)
+        if not known_here and not RUN_ID_SHAPE.match(run_id):
+            raise InputError(unknown_run(run_id, journal, "not in the local journal, and not "
+                                         "shaped like a run id (YYYYMMDDTHHMMSSZ-xxxxxx)"))
+        inventory = load_inventory(inventories)
+        selected = inventory.select(None, limit=limit)
         known = set(journal.hosts_of(run_id))
         hosts = [h for h in selected if h.name in known] if known else selected
         specs = connection_specs(hosts, run_options, inventory)
@@ -260,6 +265,12 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
                           enabled=wanted()) as progress:
             outcomes = for_each_host(hosts, progress.around(
                 one, lambda r: r.status not in ("refused", "locked", "failed")), forks)
+        if not known_here and all(o.ok and o.value.status == "nothing"
+                                  for o in outcomes.values()):
+            # Another controller's run leaves backups on its hosts; a typo leaves nothing.
+            journal.finish_run(holder.run_id, 1)
+            raise InputError(unknown_run(run_id, journal, "not in the local journal, and no "
+                                         "selected host has a backup or record of it"))
         code = _print_rollbacks(console, journal, run_id, outcomes)
         journal.finish_run(holder.run_id, code)
         return code
@@ -300,3 +311,12 @@ def _print_rollbacks(console, journal, run_id: str, outcomes: dict) -> int:
         elif outcome.status in ("refused", "failed", "locked"):
             code = 4
     return code
+
+
+def unknown_run(run_id: str, journal, why: str) -> str:
+    """The error for a run id nobody knows, offering the ids it was probably meant to be."""
+    closest = journal.closest_runs(run_id)
+    offer = (f"; closest known: {', '.join(closest)}" if closest
+             else "; the journal holds no run yet")
+    return (f"unknown run id {run_id!r}: {why} (journal {journal.path}){offer} "
+            "(see `harden runs`); nothing rolled back")

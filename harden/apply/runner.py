@@ -38,7 +38,7 @@ from harden.apply.host_state import HostFailed, HostRunState, PendingTask
 from harden.apply.modules.base import TaskFailed
 from harden.apply.node_writes import NodeWriter
 from harden.apply.play_facts import PlayFacts
-from harden.apply.playbook import Play, Playbook, Task, serial_batches
+from harden.apply.playbook import Play, Playbook, Task, check_vars_spec, serial_batches
 from harden.apply.preflight import preflight, release_locks
 from harden.apply.run_vars import validate_run_vars
 from harden.apply.tasks import TaskPlanner
@@ -93,8 +93,14 @@ class Runner:
         plays = [(play, self._play_hosts(play)) for play in self.playbook.plays]
         every_host = {h.name: h for _, hosts in plays for h in hosts}
         validate_run_vars(self.options.extra_vars, self.playbook.plays, every_host.values())
+        for play, hosts in plays:
+            check_vars_spec(play, hosts, self.options.extra_vars)
         specs = self._connection_specs(every_host)
-        self.journal.start_run(self.run_id, self.playbook.path, command, self.options.check)
+        extra = self.options.extra_vars
+        labels = {spec.name: extra[spec.name] for play, _ in plays for spec in play.vars_spec
+                  if spec.name in extra}
+        self.journal.start_run(self.run_id, self.playbook.path, command, self.options.check,
+                               labels)
         try:
             if self.options.check or preflight(self, plays, specs):
                 for play, hosts in plays:

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from harden.apply import loops
 from harden.apply.events import TaskResult
-from harden.apply.host_state import HostFailed, PendingTask
+from harden.apply.host_state import HostFailed, PendingTask, denied_hint
 from harden.apply.modules import get_module
 from harden.apply.modules.base import Change, PlanContext, TaskFailed, apply_script
 from harden.apply.playbook import Task, task_selected
@@ -186,7 +186,8 @@ class TaskPlanner:
         value = {"rc": out.rc, "stdout": stdout.rstrip("\n"), "stderr": stderr.rstrip("\n"),
                  "stdout_lines": stdout.splitlines()}
         if out.rc != 0:
-            self.done(result, "failed", f"exit {out.rc}: {stderr.strip()[-300:]}")
+            hint = denied_hint(self.session, stderr, self._become(task))
+            self.done(result, "failed", f"exit {out.rc}: {hint}{stderr.strip()[-300:]}")
             raise HostFailed(f"task '{task.name}': command exited {out.rc}")
         try:
             changed = self.changed(task, True, self.base_vars(task=task),

@@ -277,6 +277,15 @@ _INI_SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
 _INI_GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
 
 
+class NotAnInventory(InputError):
+    """A file whose first entry is neither INI nor YAML of an inventory (a key, notes, a
+    certificate): its content is never quoted, it may be a secret."""
+
+    def __init__(self, path: str, line: int):
+        super().__init__(f"not an inventory file: line {line} is neither an INI section, a "
+                         "host line nor YAML of an inventory (content not shown)", path, line)
+
+
 class _IniReader:
     """One pass over an INI file, ansible-core's state machine: hosts before any section are
     'ungrouped'; `[g:children]` may name groups declared further down."""
@@ -285,6 +294,7 @@ class _IniReader:
         self.graph, self.path = graph, path
         self.line = 0
         self.pending: dict[str, dict] = {}
+        self.recognised = False      # a section or a host line was read: this is an inventory
 
     def fail(self, message: str, line: int | None = None) -> InputError:
         return InputError(message, self.path, line or self.line)
@@ -306,7 +316,10 @@ class _IniReader:
                                      "[group:children]")
                 else:
                     self.read_entry(line, group, state)
+                self.recognised = True
             except ValueError as exc:
+                if not self.recognised and not line.startswith(("[", "---")):
+                    raise NotAnInventory(self.path, self.line) from None
                 raise self.fail(str(exc)) from None
         self.check_pending()
 
@@ -605,6 +618,28 @@ def _read_source(graph: _Graph, path: str) -> int:
     return 1
 
 
+def _in_directory(exc: NotAnInventory, source: str) -> InputError:
+    """A directory given with -i is read whole, as Ansible does; a file in it that is no
+    inventory usually means the directory was not meant (a lab dir holds keys beside its
+    inventories). Name the files of it that do read as inventories on their own."""
+    candidates = []
+    for entry in sorted(os.listdir(source)):
+        entry_path = os.path.join(source, entry)
+        if _is_ignored(entry) or not os.path.isfile(entry_path):
+            continue
+        graph = _Graph()
+        try:
+            _read_file(graph, entry_path)
+        except InputError:
+            continue
+        if set(graph.groups) - {"all", "ungrouped"}:   # a bare word reads as a host too
+            candidates.append(entry_path)
+    hint = (f"; give one of its inventory files instead: -i {' or -i '.join(candidates)}"
+            if candidates else "; it holds no file that reads as an inventory")
+    return InputError(f"{exc.message}; -i {source} is a directory, and every file below it is "
+                      f"read as inventory{hint}", exc.path, exc.line)
+
+
 def _read_host_list(graph: _Graph, source: str) -> None:
     """`-i 'cp1,cp2:2222,'`: hosts without groups, as ansible-core's host_list plugin."""
     for item in (part.strip() for part in source.split(",")):
@@ -714,7 +749,10 @@ class Inventory:
         """Hosts matching an Ansible pattern (None = all), restricted to `limit` if given."""
         names = hostpatterns.match_hosts(pattern or "all", self._space)
         if limit:
-            allowed = set(hostpatterns.match_hosts(limit, self._space))
+            try:
+                allowed = set(hostpatterns.match_hosts(limit, self._space))
+            except InputError as exc:
+                raise InputError(f"--limit: {exc.message}") from None
             names = [name for name in names if name in allowed]
             if not names:
                 raise InputError(f"no hosts left: pattern '{pattern or 'all'}' and limit "
@@ -722,7 +760,7 @@ class Inventory:
         return [self.hosts[name] for name in names]
 
     def _available(self, limit: str | None) -> set[str]:
-        return {host.name for host in self.select(limit)} if limit else set(self.hosts)
+        return {host.name for host in self.select(None, limit)} if limit else set(self.hosts)
 
     def to_ansible_list(self, limit: str | None = None, mask_secrets: bool = True) -> dict:
         """The structure `ansible-inventory --list` prints (ansible-core 2.19)."""
@@ -800,7 +838,11 @@ def load_inventory(paths: Sequence[str] | str) -> Inventory:
         if not os.path.exists(source):
             raise InputError("inventory path does not exist", source)
         path = os.path.abspath(source)
-        if _read_source(graph, path) == 0:
+        try:
+            count = _read_source(graph, path)
+        except NotAnInventory as exc:
+            raise _in_directory(exc, source) if os.path.isdir(path) else exc from None
+        if count == 0:
             raise InputError("inventory directory holds no inventory file", source)
         source_dirs.append(os.path.realpath(path if os.path.isdir(path)
                                             else os.path.dirname(path)))

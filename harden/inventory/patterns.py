@@ -159,5 +159,6 @@ def _enumerate(expression: str, space: PatternSpace) -> list[str]:
         hosts.extend(host for host in space.hosts if regex.match(host))
     if not hosts and not groups:
         raise InputError(f"no hosts match pattern '{expression}' "
-                         "(it names no group or host in the inventory)")
+                         "(it names no group or host in the inventory); groups: "
+                         + ", ".join(sorted(space.groups)))
     return hosts

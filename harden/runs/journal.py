@@ -34,12 +34,14 @@ from harden.node.record import HB_RECORD
 
 STATE_DIR_ENV = "HARDEN_STATE_DIR"
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")   # what may name a backup directory
+# What `new_run_id` makes: only an id of this shape can be another controller's run.
+RUN_ID_SHAPE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
 DB_NAME = "journal.sqlite"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   id TEXT PRIMARY KEY, started REAL NOT NULL, finished REAL, playbook TEXT, command TEXT,
-  check_mode INTEGER NOT NULL DEFAULT 0, pid INTEGER, exit_code INTEGER);
+  check_mode INTEGER NOT NULL DEFAULT 0, pid INTEGER, exit_code INTEGER, vars TEXT);
 CREATE TABLE IF NOT EXISTS hosts (
   run_id TEXT NOT NULL, host TEXT NOT NULL, status TEXT NOT NULL, ok INTEGER DEFAULT 0,
   changed INTEGER DEFAULT 0, failed INTEGER DEFAULT 0, unreachable INTEGER DEFAULT 0,
@@ -174,6 +176,8 @@ class Journal:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
         if "resolved" not in columns:
             self._db.execute("ALTER TABLE runs ADD COLUMN resolved REAL")
+        if "vars" not in columns:        # a journal written before runs recorded their phase
+            self._db.execute("ALTER TABLE runs ADD COLUMN vars TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -182,10 +186,14 @@ class Journal:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
-    def start_run(self, run_id: str, playbook: str, command: str, check_mode: bool) -> None:
-        self._exec("INSERT INTO runs (id, started, playbook, command, check_mode, pid) "
-                   "VALUES (?, ?, ?, ?, ?, ?)",
-                   (run_id, time.time(), playbook, command, int(check_mode), os.getpid()))
+    def start_run(self, run_id: str, playbook: str, command: str, check_mode: bool,
+                  labels: dict | None = None) -> None:
+        """`labels`: what tells runs of one playbook apart (the -e values of its enumerated
+        variables, such as a rotation phase); never a secret, so never any other variable."""
+        self._exec("INSERT INTO runs (id, started, playbook, command, check_mode, pid, vars) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (run_id, time.time(), playbook, command, int(check_mode), os.getpid(),
+                    json.dumps(labels, sort_keys=True, default=str) if labels else None))
 
     def finish_run(self, run_id: str, exit_code: int) -> None:
         self._exec("UPDATE runs SET finished = ?, exit_code = ? WHERE id = ?",
@@ -265,24 +273,34 @@ class Journal:
     def has_run(self, run_id: str) -> bool:
         return bool(self._exec("SELECT 1 FROM runs WHERE id = ?", (run_id,)))
 
+    def closest_runs(self, run_id: str, count: int = 3) -> list[str]:
+        """Known run ids that look most like `run_id` (a typo, a character missing), else the
+        newest ones: what an error about an unknown run id should offer instead."""
+        import difflib
+
+        known = [row[0] for row in self._exec("SELECT id FROM runs WHERE command = 'apply' "
+                                               "ORDER BY started DESC")]   # what rolls back
+        return difflib.get_close_matches(run_id, known, count, 0.6) or known[:count]
+
     def runs(self, limit: int = 50) -> list[dict]:
         """Newest first, with per-run totals; `interrupted` = never finished, its process is
         gone and nobody resolved it (`resolved`: when `harden runs --resolve` closed it);
         `pruned` = hosts whose backups of the run `harden prune` removed."""
         rows = self._exec(
             "SELECT r.id, r.started, r.finished, r.playbook, r.command, r.check_mode, r.pid, "
-            "r.exit_code, r.resolved, COUNT(h.host), COALESCE(SUM(h.changed), 0), "
+            "r.exit_code, r.vars, r.resolved, COUNT(h.host), COALESCE(SUM(h.changed), 0), "
             "COALESCE(SUM(h.failed + h.unreachable > 0), 0), COALESCE(SUM(h.rolled_back > 0), 0), "
             "(SELECT COUNT(*) FROM pruned p WHERE p.run_id = r.id) "
             "FROM runs r LEFT JOIN hosts h ON h.run_id = r.id GROUP BY r.id "
             "ORDER BY r.started DESC LIMIT ?", (limit,))
         out = []
-        for (run_id, started, finished, playbook, command, check, pid, code, resolved, hosts,
-             changed, failed, rolled, pruned) in rows:
+        for (run_id, started, finished, playbook, command, check, pid, code, labels, resolved,
+             hosts, changed, failed, rolled, pruned) in rows:
             running = finished is None and resolved is None and _alive(pid)
             out.append({"id": run_id, "started": started, "finished": finished,
                         "playbook": playbook, "command": command, "check": bool(check),
-                        "exit_code": code, "hosts": hosts, "changed": changed,
+                        "exit_code": code, "vars": json.loads(labels) if labels else {},
+                        "hosts": hosts, "changed": changed,
                         "failed": failed, "rolled_back": rolled, "pruned": pruned,
                         "interrupted": finished is None and not running and resolved is None,
                         "resolved": resolved, "running": running})

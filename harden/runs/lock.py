@@ -96,6 +96,9 @@ def acquire_script(holder: Holder, lock: str) -> str:
     return (f"L={shlex.quote(lock)}; T={shlex.quote(holder.target())}\n"
             "mkdir -p -- \"$(dirname -- \"$L\")\"\n"
             f"if ln -sT -- \"$T\" \"$L\" 2>/dev/null; then echo '{_MARK}taken'; exit 0; fi\n"
+            # nothing there, yet not created: this user may not write (or see) the lock's dir
+            "if [ \"$(id -u)\" != 0 ] && [ ! -L \"$L\" ] && [ ! -e \"$L\" ]; then "
+            f"printf '%s\\n' \"{_MARK}denied $(id -un)\"; exit 0; fi\n"
             "c=$(readlink -- \"$L\" 2>/dev/null) || c='(not a symlink)'\n"
             f"if [ \"$c\" = \"$T\" ]; then echo '{_MARK}ours'; exit 0; fi\n"
             f"printf '%s\\n' \"{_MARK}held $c\"\n")
@@ -160,6 +163,9 @@ def take(session: Session, host: str, holder: Holder, lock: str, *, become=True,
                           "taking")
     if state in ("taken", "ours"):
         return None
+    if state == "denied":
+        raise HostError(host, f"cannot take the node lock {lock}: permission denied as user "
+                              f"{text}; add `become: true` to the play or task")
     other = Holder.parse(text)
     if other is None:
         raise NodeLocked(host, f"{lock} exists but is not a harden lock ({text}); nothing "

@@ -638,7 +638,7 @@ def resolve_targets(inventories, limit: str | None, *, warn, connect_timeout: fl
     from harden.inventory.loader import load_inventory
 
     inventory = load_inventory(inventories)
-    hosts = inventory.select(limit)
+    hosts = inventory.select(None, limit=limit)
     options = run_options(connect_timeout=connect_timeout,
                           accept_new_host_keys=accept_new_host_keys,
                           ask_become_pass=ask_become_pass, transport=transport)

@@ -59,7 +59,7 @@ def test_bad_inventory_exits_1_with_file_and_line(tmp_path):
 def test_limit_matching_nothing_exits_1():
     result = _run("-i", INI, "--graph", "-l", "nosuch")
     assert result.exit_code == 1
-    assert "harden: error: no hosts match pattern 'nosuch'" in result.output
+    assert "harden: error: --limit: no hosts match pattern 'nosuch'" in result.output
 
 
 def test_missing_inventory_exits_1(tmp_path):
