@@ -62,6 +62,22 @@ def encryption_providers(allowed: list[str], ctx: HostContext) -> Verdict:
     return Verdict(not bad, text, [f"provider names of {key}"], drift)
 
 
+def _config_document(ctx: HostContext, key: str, path: str, source, drift, what: str,
+                     kind: str, a_kind: str) -> dict | Verdict:
+    """A config file the API server reads (named by one of its flags), parsed, or the FAIL
+    verdict saying why it is unusable: missing, not YAML, or not the kind the flag wants."""
+    text = ctx.facts.contents.get(key)
+    if text is None:
+        return Verdict(False, f"{what} {path} not found", [source or ""], drift)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return Verdict(False, f"{what} {path} is not valid YAML: {exc}", [key], drift)
+    if not isinstance(doc, dict) or doc.get("kind") != kind:
+        return Verdict(False, f"{path} is not {a_kind}", [key], drift)
+    return doc
+
+
 # ------------------------------------------------------------------------------------ 1.2.6-1.2.8
 
 def authorizers(test: dict, ctx: HostContext) -> Verdict | None:
@@ -71,15 +87,10 @@ def authorizers(test: dict, ctx: HostContext) -> Verdict | None:
     key, path, source, drift = _apiserver_file_flag(ctx, "--authorization-config")
     if not key:
         return None
-    text = ctx.facts.contents.get(key)
-    if text is None:
-        return Verdict(False, f"authorization config {path} not found", [source or ""], drift)
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        return Verdict(False, f"authorization config {path} is not valid YAML: {exc}", [key], drift)
-    if not isinstance(doc, dict) or doc.get("kind") != "AuthorizationConfiguration":
-        return Verdict(False, f"{path} is not an AuthorizationConfiguration", [key], drift)
+    doc = _config_document(ctx, key, path, source, drift, "authorization config",
+                           "AuthorizationConfiguration", "an AuthorizationConfiguration")
+    if isinstance(doc, Verdict):
+        return doc
     types = [str((a or {}).get("type")) for a in doc.get("authorizers") or []
              if isinstance(a, dict)]
     present = test["value"] in types
@@ -155,15 +166,10 @@ def audit_policy(ctx: HostContext) -> Verdict:
     key, path, source, drift = _apiserver_file_flag(ctx, "--audit-policy-file")
     if not key:
         return Verdict(False, "--audit-policy-file is not set", [source or "kube-apiserver"], drift)
-    text = ctx.facts.contents.get(key)
-    if text is None:
-        return Verdict(False, f"audit policy {path} not found", [source or ""], drift)
-    try:
-        policy = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        return Verdict(False, f"audit policy {path} is not valid YAML: {exc}", [key], drift)
-    if not isinstance(policy, dict) or policy.get("kind") != "Policy":
-        return Verdict(False, f"{path} is not an audit Policy", [key], drift)
+    policy = _config_document(ctx, key, path, source, drift, "audit policy", "Policy",
+                              "an audit Policy")
+    if isinstance(policy, Verdict):
+        return policy
     gaps = audit_policy_gaps(policy)
     actual = f"{path}: " + ("; ".join(gaps) if gaps else "covers secrets/configmaps/tokenreviews at "
                                                         "Metadata, pod and deployment changes, exec/portforward/proxy")

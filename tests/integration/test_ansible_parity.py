@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from support.lab_cli import harden
+from support.ansible import ansible_playbook
 
 pytestmark = pytest.mark.lab
 
@@ -81,14 +80,6 @@ CONTENT = {
     "roles/baseline/templates/app.conf.j2": ("level={{ level }}\n{% if level | int > 1 %}\n"
                                              "banner={{ banner }}\n{% endif %}\nend\n"),
 }
-
-
-def ansible_playbook() -> str:
-    beside = Path(sys.executable).with_name("ansible-playbook")
-    found = str(beside) if beside.exists() else shutil.which("ansible-playbook")
-    if not found:
-        pytest.skip("ansible-playbook is not installed (pip install '.[test]')")
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from harden.apply.modules import get_module
+from support.ansible import ansible_playbook
 
 CASES = [
     ("lineinfile", "a=1\nb=2\n", {"regexp": "^b=", "line": "b=3"}),
@@ -37,14 +36,6 @@ CASES = [
     ("replace", "x\n[s]\nx\n[t]\nx\n", {"regexp": "x", "replace": "y", "after": r"\[s\]",
                                          "before": r"\[t\]"}),
 ]
-
-
-def ansible_playbook() -> str:
-    beside = Path(sys.executable).with_name("ansible-playbook")
-    found = str(beside) if beside.exists() else shutil.which("ansible-playbook")
-    if not found:
-        pytest.skip("ansible-playbook is not installed (pip install '.[test]')")
-    return found
 
 
 @pytest.fixture(scope="module")
