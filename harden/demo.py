@@ -20,6 +20,8 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
+from harden.cis.reports.ordering import natural_key
+
 console = Console()
 
 
@@ -158,7 +160,7 @@ def show_comparison(before_path: str, after_path: str) -> None:
     for host in sorted(before["summary"]):
         fails = {side: sorted((r["id"] for r in doc["results"]
                                if r["host"] == host and r["scored"] and r["status"] == "FAIL"),
-                              key=lambda i: [int(p) for p in i.split(".")])
+                              key=natural_key)
                  for side, doc in (("before", before), ("after", after))}
         table.add_row(host, str(len(fails["before"])), str(len(fails["after"])),
                       " ".join(fails["after"]) or "-")
