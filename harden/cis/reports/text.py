@@ -129,12 +129,7 @@ def _details(result: CheckResult) -> Table | None:
         rows.append(("fix", result.remediation.strip(), "cyan"))
     if not rows:
         return None
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="dim", no_wrap=True)
-    grid.add_column(overflow="fold")
-    for label, value, style in rows:
-        grid.add_row(f"{label}:", Text(value, style=style))
-    return grid
+    return detail_grid(rows)
 
 
 def summary_table(run: CheckRun) -> Table:
@@ -236,12 +231,7 @@ def _group_details(group) -> Table | None:
         rows.append(("drift", f"{drift}  [{compress_hosts(hosts)}]", "yellow"))
     if group.status == "FAIL" and group.remediation:
         rows.append(("fix", group.remediation.strip(), "cyan"))
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="dim", no_wrap=True)
-    grid.add_column(overflow="fold")
-    for label, value, style in rows:
-        grid.add_row(f"{label}:", Text(value, style=style))
-    return grid
+    return detail_grid(rows)
 
 
 def _counted_line(groups, status: str) -> Text | None:
@@ -302,3 +292,14 @@ def changes_block(run: CheckRun) -> Group:
     if len(parts) == 1:
         parts.append(Text("  no new or fixed FAIL, same hosts", style="dim"))
     return Group(*parts)
+
+
+def detail_grid(rows: list[tuple[str, str, str]]) -> Table:
+    """The indented `label: value` lines under a result (expected, actual, drift, fix), shared
+    by the per-host and the grouped views."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value, style in rows:
+        grid.add_row(f"{label}:", Text(value, style=style))
+    return grid
