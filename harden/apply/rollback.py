@@ -34,6 +34,7 @@ from harden.runs.journal import BackupEntry, HostRecord, parse_index
 from harden.apply.modules.wait_for_kubelet import MODULE as WAIT_KUBELET
 from harden.apply.modules.wait_for_static_pod import MODULE as WAIT_STATIC_POD
 from harden.node import markers
+from harden.node.configmap import CONFIGMAP_RESTORE_SH, CONFIGMAP_SH
 from harden.node.failure import NODE_FAILURE
 from harden.node.paths import BACKUP_ROOT, DEFAULT_KUBELET_CONFIG, JOURNAL_ROOT, KUBELET_DROPIN_DIRS, \
     KUBELET_FILES, MANIFEST_DIR
@@ -123,8 +124,9 @@ def probe_script(run_id: str, backup_root: str = BACKUP_ROOT,
         + _section("after-partial") +
         "[ -f \"$HB/after-partial\" ] && cat \"$HB/after-partial\"\n"
         + _section("record") + f"[ -f {record} ] && base64 -w0 < {record} && echo\n"
-        + _section("current") +
+        + _section("current") + CONFIGMAP_SH +
         "[ -f \"$HB/index\" ] && cut -f6- \"$HB/index\" | while IFS= read -r p; do\n"
+        "  case $p in /configmap:*) hb_cm_record \"$p\" /dev/stdout current; continue;; esac\n"
         "  if [ -f \"$p\" ] && [ \"${p#/proc/}\" = \"$p\" ]; then\n"
         "    printf 'file\\t%s\\t%s\\t%s\\n' \"$(stat -L -c '%a\t%u\t%g' -- \"$p\")\" "
         "\"$(sha256sum < \"$p\" | cut -d' ' -f1)\" \"$p\"\n"
@@ -214,7 +216,7 @@ hr_dir() {
   if [ -d "$p" ]; then chown "$3:$4" -- "$p"; chmod "$2" -- "$p"; fi
 }
 hr_proc() { cat -- "$HB/files$1" > "$1"; }
-hr_remove() {
+""" + CONFIGMAP_SH + CONFIGMAP_RESTORE_SH + r"""hr_remove() {
   p="$(readlink -m -- "$1")"
   if [ -d "$p" ]; then rmdir -- "$p" 2>/dev/null || echo "W kept $p (not empty)"
   elif [ -e "$p" ]; then rm -f -- "$p"; fi
@@ -235,6 +237,8 @@ def restore_script(run_id: str, entries: list[BackupEntry],
             lines.append(f"hr_proc {q}")
         elif e.kind == "absent":
             lines.append(f"hr_remove {q}")
+        elif e.kind == "cm":
+            lines.append(f"hr_cm {q} {shlex.quote(e.sha256)}")
     return "\n".join(lines) + "\n"
 
 

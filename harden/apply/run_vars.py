@@ -31,7 +31,17 @@ def wait_successes(value) -> int:
     return int(number)
 
 
-RUN_VARS = {"harden_wait_interval": wait_interval, "harden_wait_successes": wait_successes}
+def kubeadm_persist(value) -> str:
+    """auto | true | false (harden.apply.kubeadm_persist)."""
+    text = str(value).strip().lower() if not isinstance(value, bool) else str(value).lower()
+    text = {"yes": "true", "on": "true", "no": "false", "off": "false"}.get(text, text)
+    if text not in ("auto", "true", "false"):
+        raise ValueError(f"{value!r} is not one of auto, true, false")
+    return text
+
+
+RUN_VARS = {"harden_wait_interval": wait_interval, "harden_wait_successes": wait_successes,
+            "harden_kubeadm_persist": kubeadm_persist}
 
 
 def _number(value) -> float | None:

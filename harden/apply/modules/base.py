@@ -22,9 +22,10 @@ import yaml
 
 from harden.errors import InputError
 from harden.node import limits
-from harden.apply.facts import Facts, FactRequest, FileState
+from harden.apply.facts import ConfigMapState, Facts, FactRequest, FileState
 from harden.node.paths import BACKUP_ROOT
 from harden.node.failure import NODE_FAILURE
+from harden.node.configmap import CONFIGMAP_APPLY_SH
 from harden.node.record import HB_RECORD
 from harden.runs.journal import RUN_ID
 
@@ -79,11 +80,14 @@ class Change:
     sysctl: tuple[str, str] | None = None
     rewrites: bool = False      # new bytes in `path` (not only mode/owner): a pod restarts
     secret: bool = False
+    configmap: ConfigMapState | None = None     # a ConfigMap as this change leaves it
 
     def record_in(self, facts: Facts) -> None:
         """Update facts to what this change leaves behind (used in check mode as well)."""
         if self.path is not None and self.after is not None:
             facts.set_file(self.path, self.after)
+        if self.configmap is not None:
+            facts.set_configmap(self.configmap)
         if self.sysctl is not None:
             facts.set_sysctl(*self.sysctl)
 
@@ -324,7 +328,7 @@ hb_mkdir() {
   hb_after "$1"
 }
 hb_proc() { hb_backup "$1"; printf '%s\n' "$2" > "$1"; hb_after "$1"; }
-""" + HB_RECORD
+""" + HB_RECORD + CONFIGMAP_APPLY_SH
 
 
 def apply_script(changes: list[Change], run_id: str, backup_root: str = BACKUP_ROOT) -> str:
