@@ -28,7 +28,8 @@ for a delimiter:
     H|<component>|<b64 container path>|<host path>   where a path its static-pod manifest names
                                       is on the host, through the manifest's hostPath volumes
     K|<name>|<rc>|<b64 output>        a kubectl call on a control plane with admin.conf: `get`
-                                      (cluster objects) and `can-i <verb> <resource>` answers;
+                                      (cluster objects), `kubeadm-config` (ClusterConfiguration)
+                                      and `can-i <verb> <resource>` answers;
                                       stdout, or stderr when it failed with nothing on stdout
     END|                              the script ran to completion
 
@@ -276,6 +277,9 @@ if [ -f "$R/etc/kubernetes/admin.conf" ]; then
       [ "$rc" != 0 ] && [ -z "$out" ] && [ -n "$KERR" ] && out=$(cat "$KERR")
       printf 'K|%s|%s|' "$name" "$rc"; printf '%s' "$out" | b64; echo; return "$rc"; }
     if kc get get __KINDS__ -A -o json; then
+      # kubeadm's ClusterConfiguration (empty: no such ConfigMap, not a kubeadm cluster)
+      kc kubeadm-config -n kube-system get configmap kubeadm-config --ignore-not-found \
+        -o 'jsonpath={.data.ClusterConfiguration}'
       # what any authenticated user may do (an impersonated user with only that group)
       for q in "get secrets" "list secrets" "watch secrets" "create pods"; do
         kc "can-i $q" auth can-i $q -A --as=harden-probe:anyone --as-group=system:authenticated
