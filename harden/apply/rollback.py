@@ -9,8 +9,10 @@ follows kubeadm's upgrade rollback, plus the health wait kubeadm skips:
    file is checked against the sha256 recorded at backup time;
 2. run the same restarts the run did (kubelet after its config changed);
 3. wait until every restored static pod and the kubelet are healthy again;
-4. only then remove files and directories the run created (a manifest's new audit policy,
-   say), since the pod may have been using them until the old manifest took over.
+4. only then put back ConfigMap keys (kubeadm's configuration, harden.node.configmap: that needs
+   the API server the restored manifest runs) and remove files and directories the run created
+   (a manifest's new audit policy, say), since the pod may have been using them until the old
+   manifest took over.
 
 A manual rollback first compares every path with the state the run left and refuses when
 someone changed one since, showing the difference, unless forced. That state is the
@@ -292,6 +294,8 @@ def restore_host(session: Session, run_id: str, entries: list[BackupEntry], *, b
     process it is: an apply that failed before its manifest was written leaves the original
     pod running, and that pod is exactly what we want."""
     existed, created = restore_order(entries)
+    api = [e for e in existed if e.kind == "cm"]          # through the API: once it is back
+    existed = [e for e in existed if e.kind != "cm"]
     outcome = RollbackOutcome(restored=[e.path for e in existed])
     _run(session, restore_script(run_id, existed, backup_root), become, "restoring files")
     commands = [r.command() for r in restarts if r.command()]
@@ -304,7 +308,16 @@ def restore_host(session: Session, run_id: str, entries: list[BackupEntry], *, b
         if not result.healthy:
             outcome.healthy = False
             outcome.detail = result.detail
+            if api:
+                outcome.warnings.append(
+                    f"not restored yet: {', '.join(e.path for e in api)} (the API is needed; "
+                    f"run harden rollback {run_id} again once the control plane is healthy)")
             return outcome                   # created files stay: the pod may need them
+    if api:
+        out = _run(session, restore_script(run_id, api, backup_root), become,
+                   "restoring ConfigMap keys")
+        outcome.warnings += [line[2:] for line in out.splitlines() if line.startswith("W ")]
+        outcome.restored += [e.path for e in api]
     if created:
         out = _run(session, restore_script(run_id, created, backup_root), become,
                    "removing created files")

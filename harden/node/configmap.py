@@ -9,6 +9,11 @@ file: the copies live under the run's backup dir at that path. Every sh helper t
 a path dispatches to the functions here, which reach the API with kubectl and the node's
 admin.conf (control planes only). Nothing at that path is ever touched on the node's disk.
 
+An earlier change of the same run may have restarted the API server (its manifest, etcd's),
+so kubectl calls that cannot reach it are retried for about two minutes; the apply script puts
+ConfigMap changes before the file changes of its batch, and a rollback restores ConfigMap keys
+only once the restored static pods are healthy again.
+
 Writes are merge patches that carry the resourceVersion read just before, so a concurrent
 writer gets 409 Conflict and the write is retried on the new version (at most 5 times), but
 only while the key still holds what the plan was made from: a key someone else changed since
@@ -21,6 +26,9 @@ import re
 
 PREFIX = "/configmap:"
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
+# An API server that does not answer (restarting after its manifest changed) is waited for,
+# 2 s between tries: about two minutes, then the script fails.
+API_WAIT_TRIES = 60
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -55,7 +63,20 @@ def label(path: str) -> str:
 # hb_json_string FILE: FILE's bytes as a JSON string (for a merge patch built on the node).
 # hb_cm_patch PATH PATCH_WITH___HARDEN_RV__ : the merge patch at the current resourceVersion,
 # retried on 409 Conflict; the caller's check (hb_cm_ok) decides whether to go on.
-CONFIGMAP_SH = r"""hb_kc() { kubectl --kubeconfig=__ADMIN__ --request-timeout=20s "$@" < /dev/null; }
+CONFIGMAP_SH = r"""hb_kc() {
+  hb_try=0
+  while :; do
+    hb_kerr=$(mktemp) || return 1
+    if kubectl --kubeconfig=__ADMIN__ --request-timeout=20s "$@" < /dev/null 2>"$hb_kerr"; then
+      rm -f -- "$hb_kerr"; return 0
+    fi
+    if grep -qi 'refused\|reset by peer\|EOF\|timeout\|ServiceUnavailable\|TLS handshake' \
+        "$hb_kerr" && [ "$hb_try" -lt __TRIES__ ]; then
+      hb_try=$((hb_try + 1)); rm -f -- "$hb_kerr"; sleep 2; continue
+    fi
+    cat -- "$hb_kerr" >&2; rm -f -- "$hb_kerr"; return 1
+  done
+}
 hb_cm_parts() {
   hb_r=${1#/configmap:}; hb_ns=${hb_r%%/*}; hb_r=${hb_r#*/}; hb_name=${hb_r%%/*}
   hb_key=${hb_r#*/}
@@ -108,7 +129,7 @@ hb_cm_patch() {
     cat -- "$2.err" >&2; return 1
   done
 }
-""".replace("__ADMIN__", ADMIN_CONF)
+""".replace("__ADMIN__", ADMIN_CONF).replace("__TRIES__", str(API_WAIT_TRIES))
 
 # Apply side: back the key up once per run, then patch it from the planned-from value ($2) to
 # the planned value ($3; the patch, base64, on stdin).

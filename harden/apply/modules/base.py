@@ -340,6 +340,10 @@ def apply_script(changes: list[Change], run_id: str, backup_root: str = BACKUP_R
     if not RUN_ID.match(run_id):
         raise ValueError(f"bad run id {run_id!r}")
     head = f"HB_ROOT={shlex.quote(backup_root)}\nHB=\"$HB_ROOT\"/{shlex.quote(run_id)}\n"
+    # ConfigMap changes first, while the API server still answers: a manifest written in the
+    # same script restarts it (or etcd). Their content never depends on the node's files.
+    changes = [c for c in changes if c.configmap is not None] + \
+        [c for c in changes if c.configmap is None]
     later = _superseded(changes)
     return APPLY_PRELUDE + head + "".join(
         (f"hb_backup {shlex.quote(posixpath.normpath(c.path))}" if i in later else
