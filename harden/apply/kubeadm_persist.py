@@ -26,7 +26,7 @@ from harden.apply.facts import FactRequest, CONFIGMAP, Facts
 from harden.apply.modules.base import Change, PlanContext, TaskFailed, text_diff
 from harden.errors import InputError
 from harden.kubeadm.cluster_config import CannotPersist
-from harden.node.configmap import label
+from harden.node.configmap import ADMIN_CONF, label
 
 KUBEADM_CONFIG, CLUSTER_KEY = "kube-system/kubeadm-config", "ClusterConfiguration"
 KUBELET_CONFIG, KUBELET_KEY = "kube-system/kubelet-config", "kubelet"
@@ -44,9 +44,11 @@ def request(ref: str) -> FactRequest:
 
 
 def plan(facts: Facts, ctx: PlanContext, ref: str, key: str, note_key: str,
-         edit: Callable[[str], str], who: str) -> list[Change]:
+         edit: Callable[[str], str], who: str, cluster_wide: bool = False) -> list[Change]:
     """The change that makes ConfigMap `ref`'s `key` read as `edit` makes it ([] when it
-    already does, or when it stays node-only: then facts.persist_notes[note_key] says why)."""
+    already does, or when it stays node-only: then facts.persist_notes[note_key] says why).
+    cluster_wide: the same change is kept from the play's control planes, so a node without
+    admin.conf (a worker) is node-only even under `true`."""
     facts.persist_notes.pop(note_key, None)
     try:
         mode = persist_mode(ctx.vars.get(PERSIST_VAR))
@@ -60,7 +62,7 @@ def plan(facts: Facts, ctx: PlanContext, ref: str, key: str, note_key: str,
                                 f"configmap {ref} has no key {key}" if key not in state.data
                                 else "")
     if why:
-        if mode == "true":
+        if mode == "true" and not (cluster_wide and state.unavailable.startswith(ADMIN_CONF)):
             raise TaskFailed(f"{who}: cannot keep this change in kubeadm's {ref}: {why} "
                              f"({PERSIST_VAR}: true; set it to auto or false for a cluster "
                              "kubeadm does not manage)")

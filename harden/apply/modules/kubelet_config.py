@@ -98,7 +98,8 @@ class KubeletConfigModule(Module):
             facts, ctx, kubeadm_persist.KUBELET_CONFIG, kubeadm_persist.KUBELET_KEY,
             kubeadm_persist.KUBELET_CONFIG,
             lambda text: kubeadm_kubelet.persist(text, kubeadm_persist.KUBELET_CONFIG,
-                                                 args["set"]), "kubelet_config")
+                                                 args["set"]), "kubelet_config",
+            cluster_wide=True)
 
     def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
         """Whether the keys are kept in kubelet-config (where `kubeadm upgrade node` writes

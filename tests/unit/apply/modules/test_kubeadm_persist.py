@@ -145,3 +145,15 @@ def test_kubelet_keys_go_into_kubelet_config():
 ])
 def test_configmap_fact_records(line, expected):
     assert parse_configmap(KUBEADM, line) == expected
+
+
+def test_a_worker_without_admin_conf_stays_node_only_even_when_persisting_is_required():
+    kubelet = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+    facts = make_facts(file_state("/var/lib/kubelet/config.yaml", kubelet.encode()),
+                       absent=["/var/lib/kubelet/kubeadm-flags.env", "/etc/default/kubelet",
+                               "/etc/sysconfig/kubelet"], kubelet=kubelet_process())
+    facts.configmaps[KUBELET_CM] = ConfigMapState(
+        KUBELET_CM, unavailable="/etc/kubernetes/admin.conf is not on this node")
+    changes = plan("kubelet_config", {"set": {"readOnlyPort": 0}}, facts,
+                   {"harden_kubeadm_persist": True})
+    assert [c.path for c in changes] == ["/var/lib/kubelet/config.yaml"]
