@@ -147,9 +147,14 @@ CONFIGMAP_APPLY_SH = r"""hb_cm_backup() {
   sync -- "$HB/index"
 }
 hb_cm_write() {
-  hb_cm_backup "$1"
+  hn_where "$HB_ROOT"; mkdir -p "$HB" && chmod 0700 "$HB_ROOT" "$HB"
   hb_tmp="$HB/cm-tmp"; rm -rf -- "$hb_tmp"; (umask 077; mkdir -p -- "$hb_tmp")
   base64 -d > "$hb_tmp/patch"; hb_cur="$hb_tmp/current"; hb_from=$2; hb_to=$3
+  # already as planned (another control plane of the same batch wrote it): nothing of this
+  # host's to back up, so its rollback never puts back a value another host wrote
+  hb_cm_read "$1" "$hb_cur" || { echo "cannot read $1 with kubectl" >&2; exit 1; }
+  if [ -n "$hb_rv" ] && [ "$(hb_sha "$hb_cur")" = "$hb_to" ]; then rm -rf -- "$hb_tmp"; return 0; fi
+  hb_cm_backup "$1"
   hb_cm_ok() {
     hb_done=0
     [ "$1" = "$hb_to" ] && { hb_done=1; return 0; }
