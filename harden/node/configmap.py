@@ -27,7 +27,8 @@ import re
 PREFIX = "/configmap:"
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 # An API server that does not answer (restarting after its manifest changed) is waited for,
-# 2 s between tries: about two minutes, then the script fails.
+# 2 s between tries: about two minutes, then the script fails. $HB_KC_TRIES overrides it (the
+# rollback's look at the current state must not wait: the API server may be the thing broken).
 API_WAIT_TRIES = 60
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -71,7 +72,7 @@ CONFIGMAP_SH = r"""hb_kc() {
       rm -f -- "$hb_kerr"; return 0
     fi
     if grep -qi 'refused\|reset by peer\|EOF\|timeout\|ServiceUnavailable\|TLS handshake' \
-        "$hb_kerr" && [ "$hb_try" -lt __TRIES__ ]; then
+        "$hb_kerr" && [ "$hb_try" -lt "${HB_KC_TRIES:-__TRIES__}" ]; then
       hb_try=$((hb_try + 1)); rm -f -- "$hb_kerr"; sleep 2; continue
     fi
     cat -- "$hb_kerr" >&2; rm -f -- "$hb_kerr"; return 1

@@ -132,3 +132,34 @@ def test_without_persistence_the_upgrade_undoes_the_hardening_and_the_drift_item
         assert {"1.2.15", "1.2.16", "1.3.2"} <= lost, after_upgrade
         assert "protectKernelDefaults: true" not in lab.ssh("w1", kubelet).stdout
         assert DRIFT not in after_upgrade["cp1"]      # the manifest is kubeadm's again
+
+
+@pytest.mark.timeout(1200)
+def test_encryption_is_never_enabled_while_cluster_configuration_lacks_its_flag(lab_factory,
+                                                                                tmp_path):
+    playbook = str(Path(SITE).parent / "encryption-at-rest.yml")
+    key = tmp_path / "key.yml"
+    key.write_text("encryption_key: " + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=\n")
+    key.chmod(0o600)
+
+    def encryption(*extra: str) -> subprocess.CompletedProcess:
+        return harden(tmp_path, "apply", "-i", str(lab.inventory), playbook, *LAB_VARS,
+                      "-e", f"@{key}", "-e", "encryption_rewrite=false", *extra)
+
+    with lab_factory.running(control_planes=1, workers=1, wait_ready=True) as lab:
+        prepared = encryption("-e", "harden_kubeadm_persist=false")
+        assert prepared.returncode == 0, prepared.stdout[-2000:] + prepared.stderr
+        assert "encryption-provider-config" not in configmap_data(lab)["kubeadm-config"]
+        refused = encryption("-e", "encryption_phase=enable")
+        assert refused.returncode != 0
+        assert "kube-system/kubeadm-config (ClusterConfiguration) lacks " \
+               "--encryption-provider-config" in refused.stdout + refused.stderr
+        assert "secretbox" not in lab.ssh(
+            "cp1", "head -c 400 /etc/kubernetes/enc/encryption-config.yaml | "
+                   "grep -m1 -o 'identity\\|secretbox'").stdout       # identity still writes
+        again = encryption()                                 # prepare keeps flag and volume
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr
+        config = configmap_data(lab)["kubeadm-config"]
+        assert "encryption-provider-config" in config and "hostPath: /etc/kubernetes/enc" in config
+        enabled = encryption("-e", "encryption_phase=enable")
+        assert enabled.returncode == 0, enabled.stdout[-2000:] + enabled.stderr
