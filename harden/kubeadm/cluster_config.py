@@ -297,7 +297,8 @@ def persist(text: str, source: str, component: str, flags: dict[str, str | None]
             volumes: list[Volume]) -> str:
     """The ClusterConfiguration text once `component`'s manifest flags (value None: the flag is
     gone from the manifest) and hostPath volumes are kept for the next upgrade. Unchanged text
-    when it already keeps them. CannotPersist for what extraArgs cannot say."""
+    when it already keeps them, kubeadm's own flag values included (they get no extraArgs
+    entry). CannotPersist for what extraArgs cannot say."""
     config = ClusterConfig(text, source)
     if component == "etcd" and config.external_etcd:
         raise CannotPersist("etcd is external in ClusterConfiguration (etcd.external); kubeadm "
@@ -305,8 +306,8 @@ def persist(text: str, source: str, component: str, flags: dict[str, str | None]
     for name, value in flags.items():
         if value is None:
             config.remove_arg(component, name)
-        else:
-            config.set_arg(component, name, value)
+        elif config.generated(component, name) != (True, flag_text(value)):
+            config.set_arg(component, name, value)      # kubeadm's own value needs no entry
     for volume in volumes:
         config.ensure_volume(component, volume)
     return config.text

@@ -217,7 +217,9 @@ def test_site_keeps_every_flag_volume_and_kubelet_key_in_kubeadms_configmaps():
     assert dict(config.extra_args("kube-controller-manager"))["terminated-pod-gc-threshold"] \
         == "12500"
     assert dict(config.extra_args("kube-scheduler")) == {"profiling": "false"}
-    assert dict(config.extra_args("etcd"))["client-cert-auth"] == "true"
+    assert config.generated("etcd", "client-cert-auth") == (True, "true")   # kubeadm's own
+    assert "authorization-mode" not in args and "use-service-account-credentials" not in \
+        dict(config.extra_args("kube-controller-manager"))
     kubelet = yaml.safe_load(node["cm:kube-system/kubelet-config"].data["kubelet"])
     assert kubelet["readOnlyPort"] == 0 and kubelet["protectKernelDefaults"] is True
 

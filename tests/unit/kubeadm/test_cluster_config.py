@@ -82,9 +82,8 @@ def test_volume_added_once_then_a_no_op():
 
 
 def test_etcd_flags_go_under_etcd_local():
-    out = persist(V3, "cm", "etcd", {"client-cert-auth": "true"}, [])
-    assert ClusterConfig(out).value(["etcd", "local", "extraArgs"]) == \
-        {"client-cert-auth": "true"}
+    out = persist(V3, "cm", "etcd", {"snapshot-count": "5000"}, [])
+    assert ClusterConfig(out).value(["etcd", "local", "extraArgs"]) == {"snapshot-count": "5000"}
     assert ClusterConfig(out).value(["etcd", "local", "dataDir"]) == "/var/lib/etcd"
 
 
@@ -93,6 +92,12 @@ def test_external_etcd_cannot_keep_etcd_flags():
                       "  external:\n    endpoints: [https://e:2379]\n")
     with pytest.raises(CannotPersist, match="external"):
         persist(text, "cm", "etcd", {"client-cert-auth": "true"}, [])
+
+
+def test_a_value_kubeadm_writes_itself_needs_no_entry():
+    assert persist(V4, "cm", "kube-apiserver", {"authorization-mode": "Node,RBAC",
+                                                "enable-admission-plugins": "NodeRestriction"},
+                   []) == V4
 
 
 def test_removing_a_flag_kubeadm_writes_itself_is_refused_not_dropped_silently():
