@@ -110,6 +110,10 @@ def test_killed_run_shows_interrupted_and_rollback_restores(lab3cp, tmp_path):
         while time.monotonic() < deadline and not _new_backup(backups, existing):
             time.sleep(0.1)
         assert _new_backup(backups, existing), "the run never wrote a backup"
+        # the first backup may be kubeadm-config's (the ConfigMap is written before the
+        # manifest): wait for the manifest itself
+        while time.monotonic() < deadline and manifest_state(lab3cp, "cp1") == before:
+            time.sleep(0.1)
         time.sleep(0.5)                     # backup and write done; now in the health wait
     finally:
         process.send_signal(signal.SIGKILL)
