@@ -211,7 +211,8 @@ def rollback_host(session: Session, host: str, run_id: str, force: bool,
         outcome = restore_host(session, run_id, node_run.entries, become=True,
                                restarts=restarts,
                                wait_kubelet=bool(record and record.kubelet_wait),
-                               wait_timeout=wait_timeout, backup_root=backup_root)
+                               wait_timeout=wait_timeout, backup_root=backup_root,
+                               force=force)
     if not outcome.healthy:
         return HostRollback(host, "failed", f"files restored but not healthy: {outcome.detail}")
     done = record or HostRecord(run_id, host, "", "rolled_back", 0, 0)

@@ -171,7 +171,9 @@ hb_cm_write() {
 """
 
 # Rollback side: put the key back to its backed-up bytes ($2: their sha256, `-`: there was no
-# such object, which a run never creates, so there is nothing to put back).
+# such object, which a run never creates, so there is nothing to put back). It runs once the
+# API answers again, so it compares there: a key that holds neither the backup nor what the
+# run left was changed since by someone else and is left alone (W line) unless $HR_FORCE.
 CONFIGMAP_RESTORE_SH = r"""hr_cm() {
   [ "$2" = - ] && { echo "W $1 did not exist before the run: left as it is"; return 0; }
   b="$HB/files$1"
@@ -182,9 +184,22 @@ CONFIGMAP_RESTORE_SH = r"""hr_cm() {
   hb_cm_parts "$1"
   { printf '{"metadata":{"resourceVersion":"__HARDEN_RV__"},"data":{"%s":' "$hb_key"
     hb_json_string "$b" || exit 3; printf '}}'; } > "$hb_tmp/patch"
-  hb_cur="$hb_tmp/current"; hb_to=$2
-  hb_cm_ok() { hb_done=0; [ "$1" = "$hb_to" ] && hb_done=1; return 0; }
-  hb_cm_patch "$1" "$hb_tmp/patch" || exit 3
+  hb_cur="$hb_tmp/current"; hb_to=$2; hb_left=$(hr_cm_left "$1")
+  hb_cm_ok() {
+    hb_done=0
+    [ "$1" = "$hb_to" ] && { hb_done=1; return 0; }
+    [ -n "${HR_FORCE:-}" ] || [ -z "$hb_left" ] || [ "$1" = "$hb_left" ] && return 0
+    echo "W $hb_ns/$hb_name ($hb_key) changed since the run: not restored (--force restores it)"
+    return 4
+  }
+  hb_cm_patch "$1" "$hb_tmp/patch" || { [ $? = 4 ] || exit 3; }
   rm -rf -- "$hb_tmp"
+}
+hr_cm_left() {      # sha256 the run left the key with (after-index, else after-partial)
+  for hb_f in "$HB/after-index" "$HB/after-partial"; do
+    [ -f "$hb_f" ] || continue
+    HB_P="$1" awk -F '\t' '$6 == ENVIRON["HB_P"] {s = $5} END {if (s != "") print s}' "$hb_f"
+    return 0
+  done
 }
 """

@@ -198,6 +198,6 @@ def test_unknown_flag_is_rolled_back_within_a_minute_naming_the_component_and_it
     output = " ".join(result.stdout.split())
     assert "failed to start: static pod kube-apiserver" in output, result.stdout
     assert "unknown flag: --no-such-flag" in output, result.stdout
-    assert "rolled back 1 path(s)" in output
+    assert "rolled back 2 path(s)" in output     # the manifest and kubeadm-config
     assert manifest_state(lab3cp, "cp1") == before
     assert apiserver_healthy(lab3cp, "cp1")
