@@ -4,6 +4,7 @@ the kubeadm-config and kubelet-config ConfigMaps, as kubeadm does: nothing chang
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -147,3 +148,76 @@ def test_kubelet_configmap_change_reaches_a_worker_with_upgrade_node(lab):
     assert written["eventRecordQPS"] == 7
     assert written["address"] == lab.nodes["w1"]        # the node's own address stays
     assert config.stat().st_mode == mode
+
+
+ENCRYPTION = """apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+- resources: [secrets]
+  providers:
+  - aescbc:
+      keys:
+      - name: key1
+        secret: {secret}
+  - identity: {{}}
+"""
+
+
+@pytest.fixture(scope="module")
+def enc_lab(lab_factory):
+    with lab_factory.running(control_planes=1, workers=0, wait_ready=True) as lab:
+        wait_for(lambda: kubectl(lab, "-n", "kube-system", "get", "cm",
+                                 "kubeadm-config").returncode == 0)
+        yield lab
+
+
+def enable_encryption_by_hand(lab) -> None:
+    """What an operator does following the docs: config file, flag and volume in the manifest."""
+    root = lab.node_root("cp1")
+    (root / "etc/kubernetes/enc").mkdir(mode=0o700)
+    secret = base64.b64encode(b"k" * 32).decode()
+    (root / "etc/kubernetes/enc/enc.yaml").write_text(ENCRYPTION.format(secret=secret))
+    path = root / MANIFESTS / "kube-apiserver.yaml"
+    pod = yaml.safe_load(path.read_text())
+    container = pod["spec"]["containers"][0]
+    container["command"].append("--encryption-provider-config=/etc/kubernetes/enc/enc.yaml")
+    container["volumeMounts"].append({"mountPath": "/etc/kubernetes/enc", "name": "enc",
+                                      "readOnly": True})
+    pod["spec"]["volumes"].append({"hostPath": {"path": "/etc/kubernetes/enc",
+                                                "type": "DirectoryOrCreate"}, "name": "enc"})
+    path.write_text(yaml.safe_dump(pod))
+
+
+def test_upgrade_that_drops_the_encryption_flag_locks_secrets_out(enc_lab):
+    lab = enc_lab
+    enable_encryption_by_hand(lab)
+    wait_for(lambda: "--encryption-provider-config=/etc/kubernetes/enc/enc.yaml" in json.loads(
+        (lab.node_root("cp1") / "var/lib/kubelet/harden-lab-pods.json").read_text())
+        ["pods"]["kube-apiserver"]["argv"], timeout=60)
+    lab.wait_ready()
+    wait_for(lambda: kubectl(lab, "create", "secret", "generic", "sealed", "--from-literal=a=b",
+                             "-n", "apps").returncode == 0, timeout=60)
+    assert kubectl(lab, "get", "secret", "sealed", "-n", "apps").returncode == 0
+
+    upgrade(lab, "cp1")          # ClusterConfiguration knows nothing of encryption
+    manifest = manifests(lab)["kube-apiserver"]
+    assert b"encryption-provider-config" not in manifest
+    lab.wait_ready()
+    wait_for(lambda: kubectl(lab, "get", "ns", "apps").returncode == 0, timeout=60)
+    failed = kubectl(lab, "get", "secret", "sealed", "-n", "apps")
+    assert failed.returncode == 1
+    assert ('unable to transform key "/registry/secrets/apps/sealed": identity transformer '
+            'tried to read encrypted data') in failed.stderr
+    assert kubectl(lab, "get", "configmap", "apps-settings", "-n", "apps").returncode == 0
+
+    cm, doc = cluster_configuration(lab)     # persisted in ClusterConfiguration, it survives
+    doc["apiServer"]["extraArgs"] = [{"name": "encryption-provider-config",
+                                      "value": "/etc/kubernetes/enc/enc.yaml"}]
+    doc["apiServer"]["extraVolumes"] = [{"name": "enc", "hostPath": "/etc/kubernetes/enc",
+                                         "mountPath": "/etc/kubernetes/enc", "readOnly": True,
+                                         "pathType": "DirectoryOrCreate"}]
+    replace_cluster_configuration(lab, cm, doc)
+    upgrade(lab, "cp1")
+    lab.wait_ready()
+    wait_for(lambda: kubectl(lab, "get", "secret", "sealed", "-n", "apps").returncode == 0,
+             timeout=60)
