@@ -161,7 +161,7 @@ def _string(value, path: str, struct: str) -> str:
     return value
 
 
-def _args(raw, api_version: str, path: str, struct: str) -> tuple[tuple[str, str], ...]:
+def parse_args(raw, api_version: str, path: str, struct: str) -> tuple[tuple[str, str], ...]:
     if raw is None:
         return ()
     if api_version == "v1beta3":
@@ -228,7 +228,7 @@ def _component(doc: dict, key: str, api_version: str) -> Component:
     raw = _mapping(doc.get(key), key, "ClusterConfiguration")
     if raw.get("extraEnvs"):
         raise KubeadmConfigError(f"{key}.extraEnvs: the lab's kubeadm does not emulate extraEnvs")
-    return Component(_args(raw.get("extraArgs"), api_version, f"{key}.extraArgs", struct),
+    return Component(parse_args(raw.get("extraArgs"), api_version, f"{key}.extraArgs", struct),
                      _volumes(raw.get("extraVolumes"), api_version, f"{key}.extraVolumes",
                               struct))
 
@@ -298,7 +298,7 @@ def _decode(doc: dict, api_version: str) -> ClusterConfig:
                                  "must be a semantic version such as v1.30.4")
     if not version.startswith("v"):
         version = "v" + version
-    etcd_local = Component(_args(local.get("extraArgs"), api_version, "etcd.local.extraArgs",
+    etcd_local = Component(parse_args(local.get("extraArgs"), api_version, "etcd.local.extraArgs",
                                  "LocalEtcd"))
     if local.get("extraEnvs"):
         raise KubeadmConfigError("etcd.local.extraEnvs: the lab's kubeadm does not emulate "
