@@ -179,12 +179,22 @@ def upgrade_static_pods(node: layout.NodeSpec, wanted: dict[str, bytes], timeout
         for component, content in wanted.items():
             _upgrade_one(node, component, content, backup, upgraded, changed, timeout, out)
     except KubeadmError as err:
-        for component in changed:
-            os.replace(f"{backup}/{component}.yaml", f"{MANIFESTS}/{component}.yaml")
+        _restore(changed, backup)
         raise KubeadmError("couldn't upgrade control plane. kubeadm has tried to recover "
                            f"everything into the earlier state. Errors faced: {err}") from None
     finally:
         shutil.rmtree(upgraded, ignore_errors=True)
+
+
+def _restore(changed: list[str], backup: str) -> None:
+    """kubeadm's rollbackOldManifests: the backed-up manifests go back; a manifest that did not
+    exist before goes away."""
+    for component in changed:
+        saved, current = f"{backup}/{component}.yaml", f"{MANIFESTS}/{component}.yaml"
+        if os.path.exists(saved):
+            os.replace(saved, current)
+        elif os.path.exists(current):
+            os.remove(current)
 
 
 def _upgrade_one(node, component, content, backup, upgraded, changed, timeout, out) -> None:
@@ -200,7 +210,7 @@ def _upgrade_one(node, component, content, backup, upgraded, changed, timeout, o
     _write_file(staged, content, 0o600)
     if old is not None:
         shutil.copy2(current, f"{backup}/{component}.yaml")
-        changed.append(component)
+    changed.append(component)
     os.replace(staged, current)
     out(f'[upgrade/staticpods] Moved new manifest to "{current}" and backed up old manifest '
         f'to "{backup}/{component}.yaml"')
@@ -259,7 +269,7 @@ def _kubelet_content(kubeconfig: str, node: layout.NodeSpec, patches_dir: str) -
     return patches.apply(patches_dir, "kubeletconfiguration", content) if patches_dir else content
 
 
-def _confirm(opts: Options, out) -> None:
+def _confirm(opts: Options) -> None:
     if opts.yes:
         return
     sys.stdout.write("[upgrade] Are you sure you want to proceed? [y/N]: ")
@@ -288,7 +298,7 @@ def run(opts: Options, node: layout.NodeSpec, out) -> None:
         if opts.command == "apply":
             out(f'[upgrade/version] You have chosen to change the cluster version to '
                 f'"{config.kubernetes_version}"')
-            _confirm(opts, out)
+            _confirm(opts)
         out(f"[upgrade/staticpods] Upgrading the control plane of node {node.name}")
         upgrade_static_pods(node, wanted, _timeout(), out)
     write_kubelet_config(kubelet, out)

@@ -13,6 +13,8 @@ import time
 import pytest
 import yaml
 
+from harden.lab import kubeadm
+
 pytestmark = pytest.mark.skipif(not shutil.which("kubectl"),
                                 reason="needs kubectl (kubernetes-client)")
 
@@ -236,6 +238,26 @@ def test_patches_directory_is_applied_by_upgrade_node(lab):
     upgrade(lab, "w1", "kubeadm upgrade node --patches /etc/kubernetes/patches")
     config = yaml.safe_load((lab.node_root("w1") / "var/lib/kubelet/config.yaml").read_text())
     assert config["eventRecordQPS"] == 9
+    lab.wait_ready()
+
+
+def test_component_that_does_not_come_back_rolls_the_upgrade_back(lab):
+    before = manifests(lab)
+    cm, doc = cluster_configuration(lab)
+    doc["scheduler"]["extraArgs"] = _arg_entries(lab.kubeadm_api, {"v": "3"})
+    replace_cluster_configuration(lab, cm, doc)
+    lab.ssh("cp1", "systemctl stop kubelet")     # nothing will replace the pods
+    try:
+        failed = upgrade(lab, "cp1", f"{kubeadm.TIMEOUT_ENV}=2 kubeadm upgrade apply -y "
+                                     "--patches /etc/kubernetes/patches",
+                         check=False)
+    finally:
+        lab.ssh("cp1", "systemctl start kubelet")
+    assert failed.returncode == 1
+    assert "kubeadm has tried to recover everything into the earlier state" in failed.stderr
+    assert "static Pod hash for component kube-scheduler on Node cp1 did not change" \
+        in failed.stderr
+    assert manifests(lab) == before
     lab.wait_ready()
 
 
