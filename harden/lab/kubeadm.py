@@ -44,9 +44,11 @@ KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
 KUBELET_STATE = "/var/lib/kubelet/harden-lab-pods.json"   # written by harden.lab.kubelet
 TIMEOUT_ENV = "HARDEN_LAB_KUBEADM_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0
+PHASES = ("control-plane", "kubelet-config")
 USAGE = """Usage:
   kubeadm upgrade apply [version] [flags]
   kubeadm upgrade node [flags]
+  kubeadm upgrade node phase control-plane|kubelet-config [flags]
   kubeadm version
 
 Flags:
@@ -65,6 +67,7 @@ class Options:
     version: str = ""
     yes: bool = False
     patches_dir: str = ""
+    phase: str = ""              # `upgrade node phase control-plane|kubelet-config`
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -77,6 +80,11 @@ def parse_args(argv: list[str]) -> Options:
                            if argv else USAGE)
     opts = Options(argv[1])
     rest = argv[2:]
+    if opts.command == "node" and rest[:1] == ["phase"]:
+        if len(rest) < 2 or rest[1] not in PHASES:
+            raise KubeadmError(f'unknown phase "{" ".join(rest[1:2])}"; the lab emulates '
+                               f'{" and ".join(PHASES)}\n{USAGE}')
+        opts.phase, rest = rest[1], rest[2:]
     while rest:
         arg = rest.pop(0)
         if arg in ("-y", "--yes", "-f", "--force"):
@@ -279,6 +287,31 @@ def _confirm(opts: Options) -> None:
         raise KubeadmError("won't proceed; the user didn't answer (Y|y) in order to continue")
 
 
+def _upgrade_control_plane(opts: Options, node: layout.NodeSpec,
+                           config: kubeadm_config.ClusterConfig, out) -> None:
+    wanted = layout.manifests(node, config)
+    if opts.patches_dir:
+        wanted = {c: patches.apply(opts.patches_dir, c, text) for c, text in wanted.items()}
+    if opts.command == "apply":
+        out(f'[upgrade/version] You have chosen to change the cluster version to '
+            f'"{config.kubernetes_version}"')
+        _confirm(opts)
+    out(f"[upgrade/staticpods] Upgrading the control plane of node {node.name}")
+    upgrade_static_pods(node, wanted, _timeout(), out)
+
+
+def _farewell(opts: Options, config, out) -> None:
+    if opts.command == "apply":
+        out(f'[upgrade/successful] SUCCESS! Your cluster was upgraded to '
+            f'"{config.kubernetes_version}". Enjoy!')
+        out("[upgrade/kubelet] Now that your control plane is upgraded, please proceed with "
+            "upgrading your kubelets if you haven't already done so.")
+    elif not opts.phase:
+        out("[upgrade] The configuration for this node was successfully updated!")
+        out("[upgrade] Now you should go ahead and upgrade the kubelet package using your "
+            "package manager.")
+
+
 def run(opts: Options, node: layout.NodeSpec, out) -> None:
     if opts.command == "version":
         out(f'kubeadm version: &version.Info{{Major:"1", GitVersion:"{layout.K8S_VERSION}"}}')
@@ -287,30 +320,20 @@ def run(opts: Options, node: layout.NodeSpec, out) -> None:
     if opts.command == "apply" and not control_plane:
         raise KubeadmError("[upgrade/apply] FATAL: `kubeadm upgrade apply` must be run on a "
                            "control plane node (no kube-apiserver manifest on this node)")
+    if opts.phase == "control-plane" and not control_plane:
+        out("[upgrade/control-plane] Skipping phase. Not a control plane node.")
+        return
     kubeconfig = ADMIN_CONF if control_plane else KUBELET_CONF
     out("[upgrade/config] Reading configuration from the cluster...")
-    config = _cluster_config(kubeconfig, opts.version) if control_plane else None
-    kubelet = _kubelet_content(kubeconfig, node, opts.patches_dir)
+    with_control_plane = control_plane and opts.phase != "kubelet-config"
+    config = _cluster_config(kubeconfig, opts.version) if with_control_plane else None
+    kubelet = (None if opts.phase == "control-plane"
+               else _kubelet_content(kubeconfig, node, opts.patches_dir))
     if config is not None:
-        wanted = layout.manifests(node, config)
-        if opts.patches_dir:
-            wanted = {c: patches.apply(opts.patches_dir, c, text) for c, text in wanted.items()}
-        if opts.command == "apply":
-            out(f'[upgrade/version] You have chosen to change the cluster version to '
-                f'"{config.kubernetes_version}"')
-            _confirm(opts)
-        out(f"[upgrade/staticpods] Upgrading the control plane of node {node.name}")
-        upgrade_static_pods(node, wanted, _timeout(), out)
-    write_kubelet_config(kubelet, out)
-    if opts.command == "apply":
-        out(f'[upgrade/successful] SUCCESS! Your cluster was upgraded to '
-            f'"{config.kubernetes_version}". Enjoy!')
-        out("[upgrade/kubelet] Now that your control plane is upgraded, please proceed with "
-            "upgrading your kubelets if you haven't already done so.")
-    else:
-        out("[upgrade] The configuration for this node was successfully updated!")
-        out("[upgrade] Now you should go ahead and upgrade the kubelet package using your "
-            "package manager.")
+        _upgrade_control_plane(opts, node, config, out)
+    if kubelet is not None:
+        write_kubelet_config(kubelet, out)
+    _farewell(opts, config, out)
 
 
 def main(argv: list[str] | None = None, node_file: str = "") -> int:

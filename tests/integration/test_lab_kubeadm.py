@@ -152,6 +152,23 @@ def test_kubelet_configmap_change_reaches_a_worker_with_upgrade_node(lab):
     assert config.stat().st_mode == mode
 
 
+def test_upgrade_node_phases_do_one_part_each(lab):
+    original = manifests(lab)
+    lab.ssh("cp1", "sed -i 's/^    - --secure-port=6443$/    - --v=4\\n&/' "
+                   f"/{MANIFESTS}/kube-apiserver.yaml")
+    edited = manifests(lab)
+    out = upgrade(lab, "cp1", "kubeadm upgrade node phase kubelet-config").stdout
+    assert "Writing kubelet configuration" in out and "staticpods" not in out
+    assert manifests(lab) == edited
+    lab.wait_ready()
+    out = upgrade(lab, "cp1", "kubeadm upgrade node phase control-plane").stdout
+    assert "kubelet" not in out.replace("Waiting for the kubelet", "")
+    assert manifests(lab) == original
+    skipped = upgrade(lab, "w1", "kubeadm upgrade node phase control-plane").stdout
+    assert "Skipping phase. Not a control plane node." in skipped
+    lab.wait_ready()
+
+
 ENCRYPTION = """apiVersion: apiserver.config.k8s.io/v1
 kind: EncryptionConfiguration
 resources:

@@ -19,6 +19,15 @@ def test_upgrade_forms(argv, expected):
     assert (opts.command, opts.version, opts.yes, opts.patches_dir) == expected
 
 
+def test_upgrade_node_phases():
+    assert kubeadm.parse_args(["upgrade", "node", "phase", "kubelet-config"]).phase == \
+        "kubelet-config"
+    opts = kubeadm.parse_args(["upgrade", "node", "phase", "control-plane", "--patches", "/p"])
+    assert (opts.phase, opts.patches_dir) == ("control-plane", "/p")
+    with pytest.raises(KubeadmError, match='unknown phase "addon"'):
+        kubeadm.parse_args(["upgrade", "node", "phase", "addon"])
+
+
 @pytest.mark.parametrize("argv,message", [
     (["upgrade", "apply", "--dry-run"], "unknown flag: --dry-run"),
     (["upgrade", "node", "v1.30.5"], 'unexpected argument "v1.30.5"'),
