@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -122,12 +123,37 @@ def _kubectl(kubeconfig: str, name: str) -> dict:
     return json.loads(result.stdout)
 
 
-def read_configmap(kubeconfig: str, name: str, key: str) -> str:
-    data = _kubectl(kubeconfig, name).get("data") or {}
+def read_configmap(kubeconfig: str, name: str, key: str) -> tuple[str, dict]:
+    """The ConfigMap's `key` and the whole object (its resourceVersion guards a write back)."""
+    configmap = _kubectl(kubeconfig, name)
+    data = configmap.get("data") or {}
     if key not in data:
         raise KubeadmError(f"unexpected error when reading {name} ConfigMap: {key} key value "
                            "pair missing")
-    return data[key]
+    return data[key], configmap
+
+
+def upload_version(kubeconfig: str, configmap: dict, version: str, out) -> None:
+    """`upgrade apply vX.Y.Z` stores the version it upgraded to (kubeadm's upload-config), so
+    that `upgrade node` on the other nodes follows. Only the kubernetesVersion line changes
+    (kubeadm re-marshals the whole document; the lab keeps the user's text)."""
+    text = configmap["data"]["ClusterConfiguration"]
+    line = f"kubernetesVersion: {version}"
+    new, count = re.subn(r"(?m)^kubernetesVersion:.*$", line, text)
+    if not count:
+        new = text.rstrip("\n") + f"\n{line}\n"
+    if new == text:
+        return
+    configmap["data"]["ClusterConfiguration"] = new
+    kubectl = shutil.which("kubectl") or "kubectl"
+    result = subprocess.run([kubectl, "--kubeconfig", kubeconfig, "replace", "-f", "-"],
+                            input=json.dumps(configmap), capture_output=True, text=True,
+                            timeout=60)
+    if result.returncode != 0:
+        raise KubeadmError(f"error uploading the kubeadm ClusterConfiguration: "
+                           f"{result.stderr.strip()}")
+    out('[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the '
+        '"kube-system" Namespace')
 
 
 def node_spec(path: str) -> layout.NodeSpec:
@@ -258,8 +284,8 @@ def _timeout() -> float:
         return DEFAULT_TIMEOUT
 
 
-def _cluster_config(kubeconfig: str, version: str) -> kubeadm_config.ClusterConfig:
-    text = read_configmap(kubeconfig, "kubeadm-config", "ClusterConfiguration")
+def _cluster_config(kubeconfig: str, version: str) -> tuple[kubeadm_config.ClusterConfig, dict]:
+    text, configmap = read_configmap(kubeconfig, "kubeadm-config", "ClusterConfiguration")
     config = kubeadm_config.parse(text, "kube-system/kubeadm-config ClusterConfiguration")
     if version:
         if not kubeadm_config.is_version(version):
@@ -267,11 +293,11 @@ def _cluster_config(kubeconfig: str, version: str) -> kubeadm_config.ClusterConf
                                f'to these errors:\n\n\t- Specified version to upgrade to '
                                f'"{version}" is not a valid version')
         config = kubeadm_config.with_version(config, version)
-    return config
+    return config, configmap
 
 
 def _kubelet_content(kubeconfig: str, node: layout.NodeSpec, patches_dir: str) -> bytes:
-    text = read_configmap(kubeconfig, "kubelet-config", "kubelet")
+    text, _ = read_configmap(kubeconfig, "kubelet-config", "kubelet")
     doc = kubeadm_config.kubelet_configuration(text, "kube-system/kubelet-config kubelet")
     content = layout.kubelet_node_config(doc, node)
     return patches.apply(patches_dir, "kubeletconfiguration", content) if patches_dir else content
@@ -326,11 +352,14 @@ def run(opts: Options, node: layout.NodeSpec, out) -> None:
     kubeconfig = ADMIN_CONF if control_plane else KUBELET_CONF
     out("[upgrade/config] Reading configuration from the cluster...")
     with_control_plane = control_plane and opts.phase != "kubelet-config"
-    config = _cluster_config(kubeconfig, opts.version) if with_control_plane else None
+    config, configmap = (_cluster_config(kubeconfig, opts.version) if with_control_plane
+                         else (None, None))
     kubelet = (None if opts.phase == "control-plane"
                else _kubelet_content(kubeconfig, node, opts.patches_dir))
     if config is not None:
         _upgrade_control_plane(opts, node, config, out)
+        if opts.command == "apply" and opts.version:
+            upload_version(kubeconfig, configmap, config.kubernetes_version, out)
     if kubelet is not None:
         write_kubelet_config(kubelet, out)
     _farewell(opts, config, out)

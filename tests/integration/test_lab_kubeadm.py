@@ -258,6 +258,25 @@ def test_patches_directory_is_applied_by_upgrade_node(lab):
     lab.wait_ready()
 
 
+def test_upgrade_to_a_version_moves_the_images_and_stores_the_version(lab):
+    cm, _ = cluster_configuration(lab)
+    text = cm["data"]["ClusterConfiguration"]
+    out = upgrade(lab, "cp1", "kubeadm upgrade apply v1.30.5 -y "
+                              "--patches /etc/kubernetes/patches").stdout
+    assert 'Storing the configuration used in ConfigMap "kubeadm-config"' in out
+    images = {c: yaml.safe_load(m)["spec"]["containers"][0]["image"]
+              for c, m in manifests(lab).items()}
+    assert images["kube-apiserver"] == "registry.k8s.io/kube-apiserver:v1.30.5"
+    assert images["etcd"].endswith("/etcd:3.5.12-0")
+    stored = cluster_configuration(lab)[0]["data"]["ClusterConfiguration"]
+    assert stored == text.replace("kubernetesVersion: v1.30.4", "kubernetesVersion: v1.30.5")
+    lab.wait_ready()
+    before = manifests(lab)       # upgrade node follows the stored version
+    upgrade(lab, "cp1", "kubeadm upgrade node --patches /etc/kubernetes/patches")
+    assert manifests(lab) == before
+    lab.wait_ready()
+
+
 def test_component_that_does_not_come_back_rolls_the_upgrade_back(lab):
     before = manifests(lab)
     cm, doc = cluster_configuration(lab)
