@@ -179,13 +179,21 @@ def _same_pod(old: bytes, new: bytes) -> bool:
         return False
 
 
-def wait_for_component(component: str, node: str, old_uid: str | None, timeout: float) -> None:
-    """The kubelet replaced the pod (a new UID) and reports it ready, as kubeadm waits for the
-    static pod hash to change and the component to be healthy."""
+def _argv(content: bytes) -> list[str]:
+    container = yaml.safe_load(content)["spec"]["containers"][0]
+    return list(container.get("command") or []) + list(container.get("args") or [])
+
+
+def wait_for_component(component: str, node: str, old_uid: str | None, argv: list[str],
+                       timeout: float) -> None:
+    """The kubelet replaced the pod (a new UID) with one running the new command line and
+    reports it ready, as kubeadm waits for the static pod hash to change and the component to
+    be healthy."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pod = _pod_state(component)
-        if pod.get("uid") and pod.get("uid") != old_uid and pod.get("ready"):
+        if pod.get("uid") not in (None, old_uid) and pod.get("argv") == argv \
+                and pod.get("ready"):
             return
         time.sleep(0.2)
     raise KubeadmError(f"static Pod hash for component {component} on Node {node} did not "
@@ -249,7 +257,7 @@ def _upgrade_one(node, component, content, backup, upgraded, changed, timeout, o
     out(f'[upgrade/staticpods] Moved new manifest to "{current}" and backed up old manifest '
         f'to "{backup}/{component}.yaml"')
     out("[upgrade/staticpods] Waiting for the kubelet to restart the component")
-    wait_for_component(component, node.name, old_uid, timeout)
+    wait_for_component(component, node.name, old_uid, _argv(content), timeout)
     out(f'[upgrade/staticpods] Component "{component}" upgraded successfully!')
 
 
