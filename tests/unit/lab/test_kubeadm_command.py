@@ -13,6 +13,7 @@ from harden.lab.kubeadm import KubeadmError
     (["upgrade", "apply", "--yes", "--patches", "/p"], ("apply", "", True, "/p")),
     (["upgrade", "node", "--patches=/etc/kubernetes/patches"],
      ("node", "", False, "/etc/kubernetes/patches")),
+    (["upgrade", "diff", "v1.30.5"], ("diff", "v1.30.5", False, "")),
 ])
 def test_upgrade_forms(argv, expected):
     opts = kubeadm.parse_args(argv)
