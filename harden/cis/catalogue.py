@@ -18,7 +18,7 @@ from harden.errors import InputError
 
 BENCHMARK_DIR = Path(__file__).parent / "benchmarks"
 AUDIT_KINDS = ("component", "files", "encryption_providers", "encryption_stored", "audit_policy",
-               "kubectl", "manual")
+               "kernel_tunables", "kubectl", "manual")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # C parser when built
 
 
@@ -126,6 +126,10 @@ def explain(check: Check) -> str:
         inspect = ("etcd's stored values, read on the node with the API server's etcd client "
                    "certificate (etcdctl, else the etcd JSON gateway with curl, else etcdctl in "
                    "the etcd container); only counts per provider and key name leave the node")
+    elif kind == "kernel_tunables":
+        inspect = ("whether the kubelet runs with protectKernelDefaults, and the lines of every "
+                   "sysctl file a boot reads (sysctl.d directories in file-name order, then "
+                   "/etc/sysctl.conf) that set one of the six tunables it requires")
     elif kind == "audit_policy":
         inspect = "the rules of the file --audit-policy-file names, evaluated first-match like the API server"
     else:

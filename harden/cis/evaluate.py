@@ -13,6 +13,7 @@ from harden.cis.catalogue import Catalogue, Check
 from harden.cis.component_views import View
 from harden.cis.context import HostContext, Verdict
 from harden.cis.file_checks import evaluate_files
+from harden.cis.kernel_tunables import kernel_tunables
 from harden.cis.lookup import Lookup, run_tests
 from harden.cis.refusals import refusals
 from harden.cis.probe import Facts
@@ -61,6 +62,8 @@ def _evaluate(check: Check, ctx: HostContext) -> Verdict:
         return cluster_checks.audit_policy(ctx)
     if kind == "encryption_stored":
         return cluster_checks.encryption_stored(ctx)
+    if kind == "kernel_tunables":
+        return kernel_tunables(ctx)
     return cluster_checks.kubectl_check(check.audit["kubectl"], ctx.facts)
 
 
