@@ -210,6 +210,18 @@ for flag in --audit-policy-file --authorization-config --encryption-provider-con
   if [ "$flag" = --encryption-provider-config ]; then enc_names "${h:-$v}"; else read_file "${h:-$v}"; fi
 done
 
+# kube-scheduler: the KubeSchedulerConfiguration its --config names (with --config the scheduler
+# ignores its deprecated flags, --profiling among them), as the running container sees it and
+# on the host through the manifest's hostPath volumes
+for SPID in $(pids_of kube-scheduler); do
+  v=$(argval "$SPID" --config); case $v in /*) read_file "/proc/$SPID/root$v";; esac
+done
+SMF=$MDIR/kube-scheduler.yaml
+v=$(mfval $SMF --config)
+if [ -n "$v" ]; then h=$(host_path $SMF "$v")
+  [ -n "$h" ] && printf 'H|kube-scheduler|%s|%s\n' "$(printf '%s' "$v" | b64)" "$h"
+  read_file "${h:-$v}"; fi
+
 # kubelet: unit files and drop-ins of both locations, env files, config files, kubeconfig, CA
 for f in /lib/systemd/system/kubelet.service /usr/lib/systemd/system/kubelet.service /etc/systemd/system/kubelet.service; do
   read_file "$f"; done
