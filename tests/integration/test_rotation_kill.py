@@ -238,11 +238,27 @@ def test_retire_killed_after_the_first_control_plane_then_rolled_back_and_run_ag
     rollback(ctx, killed)
     assert key_order(ctx.lab) == {n: ["key2", "key1"] for n in ("cp1", "cp2")}
     assert_no_secret_lost(ctx, "secretbox:key2")
-    ctx.run("retire")
+    retired = ctx.run("retire", "-e", "harden_etcd_snapshot=true", "--format", "json")
     ctx.done.append("retire")
     assert key_order(ctx.lab) == {n: ["key2"] for n in ("cp1", "cp2")}
     assert_no_secret_lost(ctx, "secretbox:key2")
     assert_stored_under(ctx, "secretbox:key2")
+    assert_snapshot_taken(ctx, json.loads(retired.stdout)["run_id"], retired.stdout)
+
+
+def assert_snapshot_taken(ctx: KillLab, run_id: str, output: str) -> None:
+    """Issue 12 item 7: before the old keys went, etcd was saved on the first control plane
+    (0600, path on the task line), and the file is a snapshot etcdctl reads back."""
+    path = f"/var/lib/harden/etcd-snapshots/etcd-{run_id}.db"
+    assert f"etcd snapshot: {path} (" in output, output[-3000:]
+    local = ctx.lab.node_root("cp1") / path.lstrip("/")
+    assert local.stat().st_mode & 0o777 == 0o600 and local.stat().st_uid == 0
+    status = subprocess.run(["etcdctl", "snapshot", "status", str(local), "-w", "json"],
+                            capture_output=True, text=True, env={"ETCDCTL_API": "3",
+                                                                  "PATH": "/usr/bin:/bin"})
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["totalKey"] >= len(ctx.original)
+    assert not (ctx.lab.node_root("cp2") / path.lstrip("/")).exists()
 
 
 def rollback(ctx: KillLab, run_id: str) -> None:
