@@ -36,16 +36,21 @@ def evaluate_host(host: str, facts: Facts, catalogue: Catalogue, role_override=N
 
 
 def _result(host: str, check: Check, verdict: Verdict) -> CheckResult:
+    computed = None
     if verdict.status:
         status = verdict.status
     elif verdict.passed:
         status = "PASS"
     else:
+        # kube-bench reports a failed test of an unscored check as WARN; the status agrees
+        # with it, and `computed` keeps what the test found, so a review item the objects
+        # fail is not mistaken for one nobody checked
         status = "FAIL" if check.scored else "WARN"
+        computed = None if check.scored else "FAIL"
     return CheckResult(host=host, id=check.id, title=check.title, status=status, scored=check.scored,
                        expected=check.expected, actual=verdict.actual, remediation=check.remediation,
                        section=f"{check.section} {check.section_title}", node_type=check.node_type,
-                       drift=verdict.drift, facts=verdict.facts)
+                       drift=verdict.drift, facts=verdict.facts, computed=computed)
 
 
 def _evaluate(check: Check, ctx: HostContext) -> Verdict:
