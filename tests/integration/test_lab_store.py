@@ -163,6 +163,7 @@ def test_encryption_at_rest_and_a_value_under_a_removed_key(lab_factory):
                 in failed.stderr)
         status, actual = stored_check(lab)
         assert status == "FAIL" and f"{total} secrets as aescbc:key1" in actual, actual
+        assert f"{total} of them unreadable, under a key the config no longer holds" in actual
 
 
 def stored_check(lab) -> tuple[str, str]:
