@@ -110,6 +110,10 @@ def explain(check: Check) -> str:
         joiner = " (any one suffices)" if audit.get("bin_op") == "or" else ""
         inspect = (f"the running {audit['component']} (/proc cmdline; for kubelet/kube-proxy also "
                    f"the config file it names) and its configured state: {tests}{joiner}")
+        if audit["component"] == "kube-scheduler" and any("key" in i for i in audit["tests"]):
+            inspect += ("; with --config the scheduler ignores --profiling and "
+                        "--contention-profiling, so the KubeSchedulerConfiguration it names "
+                        "decides (read inside its container; the key's default applies)")
         if "authorizers" in audit:
             inspect += (f"; with --authorization-config, instead the authorizer types of that file "
                         f"({audit['authorizers'].get('op', 'has')} {audit['authorizers']['value']})")
