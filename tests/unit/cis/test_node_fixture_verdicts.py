@@ -111,7 +111,7 @@ def test_kube_bench_differences_are_the_documented_ones(catalogue):
 def test_roles_decide_which_checks_are_emitted(catalogue):
     worker = results_for("kubeadm-worker", catalogue)
     assert sorted(worker) == sorted(c.id for c in catalogue.checks if c.section.startswith("4."))
-    assert len(results_for("kubeadm-cp", catalogue)) == 133
+    assert len(results_for("kubeadm-cp", catalogue)) == 134
     only_worker = results_for("kubeadm-cp", catalogue, override="worker")
     assert set(only_worker) == set(worker)
     with pytest.raises(HostError, match="harden_node_role"):
