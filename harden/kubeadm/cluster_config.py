@@ -12,7 +12,7 @@ of {name, value} (a name may repeat). kubeadm refuses the other shape, and so do
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from yaml.nodes import MappingNode, SequenceNode
 
@@ -273,19 +273,23 @@ class ClusterConfig(YamlText):
                 and str(_construct(item).get("name")) == name]
 
     def ensure_volume(self, component: str, volume: Volume) -> bool:
-        """extraVolumes holds `volume` (matched by name, else by mountPath). True if changed."""
+        """extraVolumes holds `volume`: an entry at the same mountPath keeps its own name (an
+        operator's config may call it otherwise), else one of the same name is replaced, else
+        it is added. True if changed."""
         keys = self._keys(component) + ["extraVolumes"]
         seq = self.node(keys)
         wanted = volume.as_yaml()
         if isinstance(seq, SequenceNode) and seq.value and not seq.flow_style:
-            for item in seq.value:
-                current = Volume.from_yaml(_construct(item))
-                if current.name == volume.name or \
-                        current.mount_path.rstrip("/") == volume.mount_path.rstrip("/"):
-                    if current == volume:
-                        return False
-                    self.replace_item(item, wanted)
-                    return True
+            found = [(item, Volume.from_yaml(_construct(item))) for item in seq.value]
+            same_mount = [(i, v) for i, v in found
+                          if v.mount_path.rstrip("/") == volume.mount_path.rstrip("/")]
+            for item, current in same_mount or [(i, v) for i, v in found
+                                                if v.name == volume.name]:
+                mine = replace(volume, name=current.name)
+                if current == mine:
+                    return False
+                self.replace_item(item, mine.as_yaml())
+                return True
             self.insert_item(seq, wanted, sort_key=lambda i: i.get("name")
                              if isinstance(i, dict) else None)
             return True

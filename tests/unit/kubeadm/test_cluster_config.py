@@ -81,6 +81,12 @@ def test_volume_added_once_then_a_no_op():
         .extra_volumes("kube-apiserver") == [changed]
 
 
+def test_a_volume_at_the_same_mount_path_keeps_the_operators_name():
+    named = persist(V4, "cm", "kube-apiserver", {}, [Volume(
+        "policy", AUDIT.host_path, AUDIT.mount_path, True, "File")])
+    assert persist(named, "cm", "kube-apiserver", {}, [AUDIT]) == named
+
+
 def test_etcd_flags_go_under_etcd_local():
     out = persist(V3, "cm", "etcd", {"snapshot-count": "5000"}, [])
     assert ClusterConfig(out).value(["etcd", "local", "extraArgs"]) == {"snapshot-count": "5000"}
