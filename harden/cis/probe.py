@@ -28,7 +28,8 @@ for a delimiter:
     H|<component>|<b64 container path>|<host path>   where a path its static-pod manifest names
                                       is on the host, through the manifest's hostPath volumes
     K|<name>|<rc>|<b64 output>        a kubectl call on a control plane with admin.conf: `get`
-                                      (cluster objects) and `can-i <verb> <resource>` answers;
+                                      (cluster objects) and `can-i` (the SelfSubjectAccessReviews
+                                      of CAN_I_QUERIES, read as `kubectl auth can-i` answers);
                                       stdout, or stderr when it failed with nothing on stdout
     END|                              the script ran to completion
 
@@ -59,6 +60,8 @@ COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "et
               "kube-proxy")
 PROVIDER_NAMES = ("identity", "aescbc", "aesgcm", "secretbox", "kms")
 KUBECTL_KINDS = "namespaces,serviceaccounts,clusterroles,clusterrolebindings,roles,networkpolicies"
+# what the probe asks the API server any authenticated user may do ("<verb> <resource>")
+CAN_I_QUERIES = ("get secrets", "list secrets", "watch secrets", "create pods")
 
 _SCRIPT = r"""
 LC_ALL=C; export LC_ALL
@@ -276,10 +279,13 @@ if [ -f "$R/etc/kubernetes/admin.conf" ]; then
       [ "$rc" != 0 ] && [ -z "$out" ] && [ -n "$KERR" ] && out=$(cat "$KERR")
       printf 'K|%s|%s|' "$name" "$rc"; printf '%s' "$out" | b64; echo; return "$rc"; }
     if kc get get __KINDS__ -A -o json; then
-      # what any authenticated user may do (an impersonated user with only that group)
-      for q in "get secrets" "list secrets" "watch secrets" "create pods"; do
-        kc "can-i $q" auth can-i $q -A --as=harden-probe:anyone --as-group=system:authenticated
-      done
+      # what any authenticated user may do (an impersonated user with only that group): one
+      # SelfSubjectAccessReview per question, as `kubectl auth can-i -A` asks it, all created
+      # by one kubectl (one process instead of one per question)
+      kc can-i create --validate=false -f - -o json --as=harden-probe:anyone \
+        --as-group=system:authenticated <<'EOF_REVIEWS'
+__REVIEWS__
+EOF_REVIEWS
     fi
     [ -n "$KERR" ] && rm -f "$KERR"
   else echo "K|unavailable|127|$(printf 'kubectl is not installed on this node' | b64)"; fi
@@ -294,10 +300,64 @@ def build_probe_script(root: str = "") -> str:
     """The probe as one sh script. `root` prefixes every node path; it exists so tests can run the
     real script against a fake node tree, and is empty on real nodes."""
     body = (_SCRIPT.replace("__VERSION__", PROBE_VERSION).replace("__KINDS__", KUBECTL_KINDS)
+            .replace("__REVIEWS__", access_reviews())
             .replace("__CENSUS__", etcd_census.SCRIPT.strip())
             .replace("__COMPONENTS__", "|".join(COMPONENTS))
             .replace("__MAX1__", str(MAX_FILE_BYTES + 1)).replace("__MAX__", str(MAX_FILE_BYTES)))
     return f"#!/bin/sh\n# harden fact probe v{PROBE_VERSION}\nR={shlex.quote(root)}\n{body}"
+
+
+def access_reviews() -> str:
+    """The SelfSubjectAccessReviews of CAN_I_QUERIES as one List (for `kubectl create -f -`):
+    cluster-wide (no namespace, as `can-i -A`), core group (secrets and pods are core)."""
+    items = [{"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+              "spec": {"resourceAttributes": {"verb": verb, "resource": resource}}}
+             for verb, resource in (query.split(" ", 1) for query in CAN_I_QUERIES)]
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, separators=(",", ":"))
+
+
+def can_i_answers(rc: int, output: str) -> dict[str, tuple[int, str]]:
+    """What `kubectl auth can-i <query>` would have printed for each of CAN_I_QUERIES, from the
+    reviews the probe's one `kubectl create` returned: (0, "yes"), or (1, "no") with kubectl's
+    " - <reason>" and " - <evaluation error>"; a question without a review gets the call's
+    exit status and output (an error, so no answer)."""
+    reviews: dict[str, dict] = {}
+    for obj in _json_objects(output):
+        for review in (obj.get("items") or [] if obj.get("kind") == "List" else [obj]):
+            spec = review.get("spec") if isinstance(review, dict) else None
+            attrs = spec.get("resourceAttributes") if isinstance(spec, dict) else None
+            status = review.get("status") if isinstance(review, dict) else None
+            if isinstance(attrs, dict) and isinstance(status, dict):
+                reviews[f"{attrs.get('verb')} {attrs.get('resource')}"] = status
+    answers = {}
+    for query in CAN_I_QUERIES:
+        status = reviews.get(query)
+        if status is None:
+            answers[f"can-i {query}"] = (rc or 1, output)
+        elif status.get("allowed") is True:
+            answers[f"can-i {query}"] = (0, "yes")
+        else:
+            why = "".join(f" - {status[key]}" for key in ("reason", "evaluationError")
+                          if status.get(key))
+            answers[f"can-i {query}"] = (1, "no" + why)
+    return answers
+
+
+def _json_objects(text: str) -> list[dict]:
+    """The JSON objects kubectl printed one after another (`create -o json` of a List prints
+    each created object); stops at the first thing that is not one."""
+    decoder, found, at = json.JSONDecoder(), [], 0
+    while True:
+        at = len(text) - len(text[at:].lstrip())
+        if at >= len(text):
+            return found
+        try:
+            obj, at = decoder.raw_decode(text, at)
+        except ValueError:
+            return found
+        if not isinstance(obj, dict):
+            return found
+        found.append(obj)
 
 
 def gather_facts(session: Session, host: str, timeout: float = 120.0) -> Facts:
@@ -536,7 +596,11 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
         etcd_census.parse_line(facts.census, line)
     elif tag == "K":
         name, rc, raw = rest.split("|", 2)
-        facts.kubectl[name] = (int(rc), _b64(raw).decode("utf-8", "replace"))
+        text = _b64(raw).decode("utf-8", "replace")
+        if name == "can-i":        # every question's review, from one kubectl call
+            facts.kubectl.update(can_i_answers(int(rc), text))
+        else:
+            facts.kubectl[name] = (int(rc), text)
     elif tag == "END":
         facts.complete = True
     else:

@@ -4,6 +4,7 @@ parser turns its output into facts without ever carrying encryption key material
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harden.cis.probe import ProbeParseError, build_probe_script, parse_probe_output
+from harden.cis.probe import (CAN_I_QUERIES, ProbeParseError, access_reviews, build_probe_script,
+                              can_i_answers, parse_probe_output)
 
 from support.local_node import ShellSession
 from support.paths import FIXTURES as FIXTURES_DIR
@@ -165,6 +167,49 @@ def test_kubectl_records():
     facts = parse_probe_output(f"HARDEN-PROBE|1|\nK|get|1|{bad}\nEND|\n")
     objects, why = facts.kubectl_objects()
     assert objects is None and "Unauthorized" in why and "exit 1" in why
+
+
+def _review(verb: str, resource: str, **status) -> str:
+    return json.dumps({"kind": "SelfSubjectAccessReview", "spec": {"resourceAttributes": {
+        "verb": verb, "resource": resource}}, "status": status}, indent=4)
+
+
+def test_can_i_reviews_read_as_kubectl_auth_can_i_prints_them():
+    out = "\n".join([_review("get", "secrets", allowed=True, reason="RBAC: allowed by x"),
+                     _review("list", "secrets", allowed=False),
+                     _review("watch", "secrets", allowed=False, reason="no rule",
+                             evaluationError="webhook down"),
+                     _review("create", "pods", allowed=False)])
+    raw = base64.b64encode(out.encode()).decode()
+    facts = parse_probe_output(f"HARDEN-PROBE|1|\nK|can-i|0|{raw}\nEND|\n")
+    assert facts.kubectl["can-i get secrets"] == (0, "yes")
+    assert facts.kubectl["can-i list secrets"] == (1, "no")
+    assert facts.kubectl["can-i watch secrets"] == (1, "no - no rule - webhook down")
+    assert (facts.can_i("get secrets"), facts.can_i("list secrets"),
+            facts.can_i("watch secrets"), facts.can_i("create pods")) == (True, False, None, False)
+
+
+def test_can_i_questions_without_a_review_carry_the_error():
+    partial = _review("get", "secrets", allowed=False) + "\nError from server (Forbidden): x"
+    answers = can_i_answers(1, partial)
+    assert answers["can-i get secrets"] == (1, "no")
+    assert answers["can-i create pods"] == (1, partial)
+    assert all(rc == 255 and text == "refused" for rc, text in can_i_answers(255, "refused").values())
+    assert set(can_i_answers(0, "")) == {f"can-i {q}" for q in CAN_I_QUERIES}
+
+
+def test_old_per_question_can_i_records_still_parse():
+    raw = base64.b64encode(b"yes").decode()
+    facts = parse_probe_output(f"HARDEN-PROBE|1|\nK|can-i get secrets|0|{raw}\nEND|\n")
+    assert facts.can_i("get secrets") is True
+
+
+def test_the_reviews_ask_every_question_cluster_wide():
+    items = json.loads(access_reviews())["items"]
+    asked = [f"{i['spec']['resourceAttributes']['verb']} {i['spec']['resourceAttributes']['resource']}"
+             for i in items]
+    assert asked == list(CAN_I_QUERIES)
+    assert all("namespace" not in i["spec"]["resourceAttributes"] for i in items)
 
 
 def test_gather_facts_is_one_exec_with_become():
