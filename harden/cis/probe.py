@@ -67,7 +67,12 @@ _SCRIPT = r"""
 LC_ALL=C; export LC_ALL
 umask 077
 echo "HARDEN-PROBE|__VERSION__|$R"
-b64() { base64 | tr -d '\n'; }
+__CENSUS__
+nl='
+'
+# base64 on one line: -w 0 where base64 has it (GNU, BusyBox), saving a `tr` per value
+if [ "$(printf x | base64 -w 0 2>/dev/null)" = eA== ]; then b64() { base64 -w 0; }
+else b64() { base64 | tr -d '\n'; }; fi
 FMT='S|%a|%u|%g|%U|%G|%d:%i|%Y|%F|%n'
 # a symlink: its text (one level) and the stat of what opening it reaches (stat -L, os.Stat
 # semantics: what the kubelet and the components read); Z when it leads nowhere
@@ -81,22 +86,33 @@ stat_path() { [ -n "$1" ] || return 0
 # stat a whole tree (the PKI directory, CNI dirs)
 # (a symlinked root is followed, links below it are not: no loops; each link's target is stat'ed)
 stat_tree() { [ -n "$1" ] || return 0
-  if [ -e "$R$1" ]; then find -H "$R$1" -exec stat -c "$FMT" {} + 2>/dev/null
-    [ -L "$R$1" ] && link_to "$R$1"
-    find -H "$R$1" -type l 2>/dev/null | while IFS= read -r l; do link_to "$l"; done
+  if [ -e "$R$1" ]; then find -H "$R$1" -exec stat -c "$FMT" {} + 2>/dev/null |
+    while IFS= read -r s_; do printf '%s\n' "$s_"; p_=${s_#*|*|*|*|*|*|*|*|*|}
+      case $s_ in *"|symbolic link|$p_") link_to "$p_";; esac; done
   else stat_path "$1"; fi; }
+# stat several node paths with one stat (the missing ones recorded as such)
+stat_paths() { for p_ do shift; [ -n "$p_" ] || continue
+    if [ -e "$R$p_" ] || [ -L "$R$p_" ]; then set -- "$@" "$R$p_"; else echo "M|$R$p_"; fi
+  done; [ $# -eq 0 ] || st "$@"; }
 # stat and read a file that holds no secrets
 # (sized first: one above __MAX__ bytes never leaves the node; a FIFO or device is named, never
 # read, since reading it could block or never end)
+# (a file read once is not read again: the same S and F records would only repeat)
+READ=$nl
 read_file() { [ -n "$1" ] || return 0
-  if [ -f "$R$1" ]; then st "$R$1"; sz=$(stat -L -c %s "$R$1" 2>/dev/null || echo 0)
-    if [ "$sz" -gt __MAX__ ]; then echo "E|size|$sz|$R$1"
-    else printf 'F|'; head -c __MAX1__ < "$R$1" | b64; printf '|%s\n' "$R$1"; fi
+  case $READ in *"$nl$1$nl"*) return 0;; esac
+  if [ -f "$R$1" ]; then
+    if [ -L "$R$1" ]; then st "$R$1"; sz=$(stat -L -c %s "$R$1" 2>/dev/null || echo 0)
+    else s_=$(stat -c "$FMT|%s" "$R$1" 2>/dev/null); [ -z "$s_" ] || printf '%s\n' "${s_%|*}"
+      sz=${s_##*|}; fi
+    if [ "${sz:-0}" -gt __MAX__ ]; then echo "E|size|$sz|$R$1"
+    else printf 'F|'; head -c __MAX1__ < "$R$1" | b64; printf '|%s\n' "$R$1"; READ="$READ$1$nl"; fi
   elif [ -e "$R$1" ] && [ ! -d "$R$1" ]; then st "$R$1"
     echo "E|type|$(stat -L -c %F "$R$1" 2>/dev/null)|$R$1"
   else stat_path "$1"; fi; }
 # concatenate the regular files among the arguments (never a FIFO: cat would wait forever)
-catf() { for f in "$@"; do [ -f "$f" ] && head -c __MAX1__ < "$f"; done; :; }
+catf() { for f_ do shift; [ -f "$f_" ] && set -- "$@" "$f_"; done
+  [ $# -eq 0 ] || head -q -c __MAX1__ -- "$@"; :; }
 # value of a flag in a process's argv (--f=v or --f v); the last occurrence wins, as in pflag
 argval() { tr '\000' '\n' < "$R/proc/$1/cmdline" 2>/dev/null | awk -v f="$2" '
   take { v = $0; take = 0; next }
@@ -147,7 +163,8 @@ list_procs() {
       [ -r "$d/cmdline" ] || continue
       printf '%s ' "${d##*/}"; tr '\000' '\n' < "$d/cmdline" 2>/dev/null | head -n 1
     done; fi; }
-echo "T|$(awk '/^btime/ {print $2}' "$R/proc/stat" 2>/dev/null)|$(getconf CLK_TCK 2>/dev/null || echo 100)"
+bt=''; while read -r k_ v_ r_; do case $k_ in btime*) bt=$v_; break;; esac; done 2>/dev/null < "$R/proc/stat"
+echo "T|$bt|$(getconf CLK_TCK 2>/dev/null || echo 100)"
 PIDS=''
 while read -r pid a0 rest; do
   n=${a0##*/}
@@ -156,9 +173,12 @@ while read -r pid a0 rest; do
       [ -r "$R/proc/$pid/cmdline" ] || continue
       # a process that exited since ps listed it leaves an empty cmdline: not a running component
       c=$(b64 < "$R/proc/$pid/cmdline" 2>/dev/null); [ -n "$c" ] || continue
-      t=$(sed 's/.*) //' "$R/proc/$pid/stat" 2>/dev/null | awk '{print $20}')
+      # field 20 after the command name (which may hold spaces or parentheses): its start time
+      t=''; if read -r s_ 2>/dev/null < "$R/proc/$pid/stat"; then
+        set -f; set -- ${s_##*) }; set +f; t=${20}; fi
       printf 'P|%s|%s|%s|%s\n' "$pid" "$n" "$t" "$c"
-      grep -q kubepods "$R/proc/$pid/cgroup" 2>/dev/null && echo "G|$pid"
+      g_=''; while IFS= read -r l_ || [ -n "$l_" ]; do case $l_ in *kubepods*) g_=1; break;; esac
+      done 2>/dev/null < "$R/proc/$pid/cgroup"; [ -z "$g_" ] || echo "G|$pid"
       PIDS="$PIDS $n:$pid" ;;
   esac
 done <<EOF
@@ -172,14 +192,13 @@ stat_path $MDIR
 if [ -d "$R$MDIR" ]; then
   for f in "$R$MDIR"/* ; do [ -f "$f" ] && read_file "${f#"$R"}"; done
 fi
-for f in admin.conf super-admin.conf scheduler.conf controller-manager.conf kubelet.conf proxy.conf; do
-  stat_path "/etc/kubernetes/$f"
-done
+K8S=/etc/kubernetes
+stat_paths $K8S/admin.conf $K8S/super-admin.conf $K8S/scheduler.conf $K8S/controller-manager.conf \
+  $K8S/kubelet.conf $K8S/proxy.conf
 stat_tree /etc/kubernetes/pki
 
 # etcd: data dir (running and configured), and only the ETCD_* variables the checks read
-stat_path /var/lib/etcd
-stat_path "$(mfval $MDIR/etcd.yaml --data-dir)"
+stat_paths /var/lib/etcd "$(mfval $MDIR/etcd.yaml --data-dir)"
 for EPID in $(pids_of etcd); do
   stat_path "$(argval "$EPID" --data-dir)"
   [ -r "$R/proc/$EPID/environ" ] || continue
@@ -198,9 +217,11 @@ enc_names() { [ -n "$1" ] || return 0
 # the running server's files as its container sees them (/proc/<pid>/root); the manifest's on the
 # host, through the manifest's hostPath volumes
 for APID in $(pids_of kube-apiserver); do
-  v=$(argval "$APID" --audit-policy-file); case $v in /*) read_file "/proc/$APID/root$v";; esac
-  v=$(argval "$APID" --authorization-config); case $v in /*) read_file "/proc/$APID/root$v";; esac
-  v=$(argval "$APID" --encryption-provider-config); case $v in /*) enc_names "/proc/$APID/root$v";; esac
+  argvals "$APID" --audit-policy-file --authorization-config --encryption-provider-config
+  v2=$A2; v3=$A3
+  case $A1 in /*) read_file "/proc/$APID/root$A1";; esac
+  case $v2 in /*) read_file "/proc/$APID/root$v2";; esac
+  case $v3 in /*) enc_names "/proc/$APID/root$v3";; esac
 done
 AMF=$MDIR/kube-apiserver.yaml
 for flag in --audit-policy-file --authorization-config --encryption-provider-config; do
@@ -219,24 +240,32 @@ for d in /usr/lib/systemd/system/kubelet.service.d /lib/systemd/system/kubelet.s
 done
 for f in /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet /var/lib/kubelet/config.yaml; do
   read_file "$f"; done
-CFGS=$(catf "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf \
-  "$R"/var/lib/kubelet/kubeadm-flags.env "$R"/etc/default/kubelet 2>/dev/null | sed -n 's/.*--config=\([^ "]*\).*/\1/p')
-CDIRS=$(catf "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf \
-  "$R"/var/lib/kubelet/kubeadm-flags.env "$R"/etc/default/kubelet 2>/dev/null | sed -n 's/.*--config-dir=\([^ "]*\).*/\1/p')
+# --config and --config-dir values of the unit files and env files (sed: h/g, so each is
+# taken from the unchanged line)
+CFGS=''; CDIRS=''
+set -f
+for l_ in $(catf "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf \
+  "$R"/var/lib/kubelet/kubeadm-flags.env "$R"/etc/default/kubelet 2>/dev/null |
+  sed -n -e h -e 's/.*--config=\([^ "]*\).*/C\1/p' -e g -e 's/.*--config-dir=\([^ "]*\).*/D\1/p'); do
+  case $l_ in C*) CFGS="$CFGS ${l_#C}";; D*) CDIRS="$CDIRS ${l_#D}";; esac
+done
+set +f
 CNIDIR=/etc/cni/net.d
 for KPID in $(pids_of kubelet); do
-  CFGS="$CFGS $(argval "$KPID" --config)"
-  CDIRS="$CDIRS $(argval "$KPID" --config-dir)"
-  stat_path "$(argval "$KPID" --kubeconfig)"
-  stat_path "$(argval "$KPID" --client-ca-file)"
-  v=$(argval "$KPID" --cni-conf-dir); [ -n "$v" ] && CNIDIR=$v
+  argvals "$KPID" --config --config-dir --kubeconfig --client-ca-file --cni-conf-dir
+  CFGS="$CFGS $A1"
+  CDIRS="$CDIRS $A2"
+  stat_paths "$A3" "$A4"
+  [ -n "$A5" ] && CNIDIR=$A5
 done
 for c in $CFGS; do read_file "$c"; done
 for d in $CDIRS; do
   if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && read_file "${f#"$R"}"; done
   else echo "M|$R$d"; fi
 done
+SEEN=$nl
 for c in $CFGS /var/lib/kubelet/config.yaml; do
+  case $SEEN in *"$nl$c$nl"*) continue;; esac; SEEN="$SEEN$c$nl"
   [ -f "$R$c" ] && stat_path "$(sed -n 's/^[[:space:]]*clientCAFile:[[:space:]]*["'\'']\{0,1\}\([^"'\'' ]*\).*/\1/p' "$R$c" | tail -n 1)"
 done
 stat_path /etc/kubernetes/pki/ca.crt
@@ -248,19 +277,17 @@ stat_tree /var/lib/cni/networks
 # the kubeconfig candidates on the host
 for PPID_ in $(pids_of kube-proxy); do
   PROOT=/proc/$PPID_/root; k=''
-  v=$(argval "$PPID_" --config)
+  argvals "$PPID_" --config --kubeconfig; v=$A1; kv=$A2
   if [ -n "$v" ]; then read_file "$PROOT$v"
     [ -f "$R$PROOT$v" ] && k=$(sed -n 's/^[[:space:]]*["'\'']\{0,1\}kubeconfig["'\'']\{0,1\}[[:space:]]*:[[:space:]]*["'\'']\{0,1\}\([^"'\'' ,}]*\).*/\1/p' "$R$PROOT$v" | tail -n 1)
     case $k in /*) stat_path "$PROOT$k";; esac
   fi
-  v=$(argval "$PPID_" --kubeconfig); case $v in /*) stat_path "$PROOT$v";; esac
+  case $kv in /*) stat_path "$PROOT$kv";; esac
 done
-for f in /etc/kubernetes/kube-proxy.conf /var/lib/kube-proxy/kubeconfig.conf; do
-  stat_path "$f"; done
+stat_paths /etc/kubernetes/kube-proxy.conf /var/lib/kube-proxy/kubeconfig.conf
 
 # encryption at rest as stored: etcd values counted per resource and provider:key, read as the
 # first running API server does (values and keys never leave the node; see etcd_census.py)
-__CENSUS__
 for APID in $(pids_of kube-apiserver); do
   v=$(argval "$APID" --encryption-provider-config)
   case $v in /*) printf 'L|%s\n' "$(enc_layout "$R/proc/$APID/root$v")";; esac
