@@ -298,23 +298,29 @@ done
 if [ -f "$R/etc/kubernetes/admin.conf" ]; then
   if command -v kubectl >/dev/null 2>&1; then
     KC="kubectl --kubeconfig=$R/etc/kubernetes/admin.conf --request-timeout=20s"
-    KERR=$(mktemp 2>/dev/null) || KERR=''
+    KT=$(mktemp -d 2>/dev/null) || KT=''
+    KERR=${KT:+$KT/get.err}
     # one K record: kubectl's stdout (klog warnings on stderr would corrupt the JSON); stderr
     # only when the call failed without an answer on stdout (can-i says "no" with exit 1)
     kc() { name=$1; shift
       out=$($KC "$@" 2>"${KERR:-/dev/null}"); rc=$?
       [ "$rc" != 0 ] && [ -z "$out" ] && [ -n "$KERR" ] && out=$(cat "$KERR")
       printf 'K|%s|%s|' "$name" "$rc"; printf '%s' "$out" | b64; echo; return "$rc"; }
-    if kc get get __KINDS__ -A -o json; then
-      # what any authenticated user may do (an impersonated user with only that group): one
-      # SelfSubjectAccessReview per question, as `kubectl auth can-i -A` asks it, all created
-      # by one kubectl (one process instead of one per question)
-      kc can-i create --validate=false -f - -o json --as=harden-probe:anyone \
+    # what any authenticated user may do (an impersonated user with only that group): one
+    # SelfSubjectAccessReview per question, as `kubectl auth can-i -A` asks it, all created
+    # by one kubectl (one process instead of one per question)
+    reviews() { kc can-i create --validate=false -f - -o json --as=harden-probe:anyone \
         --as-group=system:authenticated <<'EOF_REVIEWS'
 __REVIEWS__
 EOF_REVIEWS
-    fi
-    [ -n "$KERR" ] && rm -f "$KERR"
+    }
+    if [ -n "$KT" ]; then
+      # the reviews are asked while `get` runs (the two round trips overlap); they are
+      # reported only when `get` worked, as when they were asked after it
+      (KERR=$KT/can-i.err; reviews > "$KT/can-i") &
+      if kc get get __KINDS__ -A -o json; then wait; cat "$KT/can-i"; fi
+      wait; rm -rf "$KT"
+    elif kc get get __KINDS__ -A -o json; then reviews; fi
   else echo "K|unavailable|127|$(printf 'kubectl is not installed on this node' | b64)"; fi
 else
   echo "K|unavailable|0|$(printf '/etc/kubernetes/admin.conf is not present on this node' | b64)"
