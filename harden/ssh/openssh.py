@@ -42,6 +42,7 @@ _MUX_FAILURE = re.compile(r"mux_client_|Control socket connect|ControlSocket .* 
 _POLL = 0.01                 # seconds between looks at a starting master
 _CHUNK = 65536
 _EXIT_TIMEOUT = 5.0
+_TERM_REPEAT = 0.1           # seconds between SIGTERMs to a master that has not exited yet
 
 
 def connect_openssh(spec: ConnectionSpec, jumps: JumpMasters | None = None) -> OpenSSHSession:
@@ -130,14 +131,23 @@ class Master:
 
     def stop(self) -> None:
         """End the master: it is our child, so SIGTERM (ssh closes its channels and removes
-        its socket) rather than a third process per host for `-O exit`."""
-        if self.process.poll() is None:
+        its socket) rather than a third process per host for `-O exit`.
+
+        The signal is repeated until ssh exits: OpenSSH's client loop (9.2 here) checks for a
+        signal and then sleeps in poll() with no timeout, so a SIGTERM landing in between
+        (while the master is still busy with the channel that just closed) is only seen at the
+        next wake-up, which an idle connection never has: one close in about thirty waited
+        the full _EXIT_TIMEOUT. A second signal interrupts that poll()."""
+        deadline = time.monotonic() + _EXIT_TIMEOUT
+        while self.process.poll() is None and time.monotonic() < deadline:
             self.process.terminate()
-        try:
-            self.process.wait(timeout=_EXIT_TIMEOUT)
-        except subprocess.TimeoutExpired:
+            try:
+                self.process.wait(timeout=_TERM_REPEAT)
+            except subprocess.TimeoutExpired:
+                continue
+        if self.process.poll() is None:
             self.process.kill()
-            self.process.wait()
+        self.process.wait()
 
 
 def master_options(spec: ConnectionSpec, hop: Endpoint, path: str, via: str | None) -> list[str]:

@@ -95,3 +95,20 @@ def test_certificates_pair_only_with_the_key_they_carry(tmp_path):
     problems = cert.problems("admin")
     assert any(p.startswith("expired") for p in problems)
     assert any("do not include admin" in p for p in problems)
+
+
+def test_stopping_a_master_that_missed_its_first_sigterm_does_not_wait_for_the_timeout():
+    """OpenSSH's client loop can take a SIGTERM just before it sleeps in poll() and sleep on;
+    this stand-in ignores the first SIGTERM the same way and exits on the next."""
+    import time
+
+    from harden.ssh.openssh import _EXIT_TIMEOUT, Master
+
+    process = subprocess.Popen(["sh", "-c", "trap 'if [ -n \"$t\" ]; then exit 0; fi; t=1' TERM;"
+                                " echo up; while :; do sleep 0.02; done"], stdout=subprocess.PIPE)
+    assert process.stdout.readline() == b"up\n"       # the trap is set
+    started = time.monotonic()
+    Master(spec=None, hop=None, socket="", process=process, log="").stop()
+    assert process.returncode == 0                    # it exited on a SIGTERM: never killed
+    assert time.monotonic() - started < _EXIT_TIMEOUT / 2
+    process.stdout.close()
