@@ -81,8 +81,7 @@ link_to() { lt=$(printf '%s' "$(readlink "$1")" | b64)
   else echo "Z|$lt|$1"; fi; }
 st() { stat -c "$FMT" "$@" 2>/dev/null; for lp in "$@"; do [ -L "$lp" ] && link_to "$lp"; done; return 0; }
 # stat one node path (relative to $R), or record it as missing
-stat_path() { [ -n "$1" ] || return 0
-  if [ -e "$R$1" ] || [ -L "$R$1" ]; then st "$R$1"; else echo "M|$R$1"; fi; }
+stat_path() { stat_paths "$1"; }
 # stat a whole tree (the PKI directory, CNI dirs)
 # (a symlinked root is followed, links below it are not: no loops; each link's target is stat'ed)
 stat_tree() { [ -n "$1" ] || return 0
@@ -90,8 +89,11 @@ stat_tree() { [ -n "$1" ] || return 0
     while IFS= read -r s_; do printf '%s\n' "$s_"; p_=${s_#*|*|*|*|*|*|*|*|*|}
       case $s_ in *"|symbolic link|$p_") link_to "$p_";; esac; done
   else stat_path "$1"; fi; }
-# stat several node paths with one stat (the missing ones recorded as such)
+# stat several node paths with one stat (the missing ones recorded as such); a path already
+# stat'ed this way is not again (the kubelet's kubeconfig is also one of /etc/kubernetes/*.conf)
+STATD=$nl
 stat_paths() { for p_ do shift; [ -n "$p_" ] || continue
+    case $STATD in *"$nl$p_$nl"*) continue;; esac; STATD="$STATD$p_$nl"
     if [ -e "$R$p_" ] || [ -L "$R$p_" ]; then set -- "$@" "$R$p_"; else echo "M|$R$p_"; fi
   done; [ $# -eq 0 ] || st "$@"; }
 # stat and read a file that holds no secrets
