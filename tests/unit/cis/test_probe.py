@@ -121,6 +121,42 @@ def test_fake_node_tree(tmp_path):
     assert SECRET not in repr(facts)
 
 
+def test_a_base64_without_wrap_option_gives_the_same_facts(tmp_path):
+    """-w 0 saves a `tr` per value where base64 has it; where it has not, the output is the same."""
+    root = tmp_path / "node"
+    _fake_node(root)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "base64").write_text(f"#!/bin/sh\ncase \"$*\" in *-w*) exit 1;; esac\n"
+                                   f"exec {shutil.which('base64')} \"$@\"\n")
+    (bin_dir / "base64").chmod(0o755)
+    plain = parse_probe_output(run_probe(str(root), path_env="/usr/bin:/bin"))
+    without = parse_probe_output(run_probe(str(root), path_env=f"{bin_dir}:/usr/bin:/bin"))
+    assert without == plain and without.contents
+
+
+def test_several_flags_read_in_one_pass_follow_the_one_flag_rules(tmp_path):
+    """argvals (one awk for several flags) reads each flag exactly as argval reads it alone:
+    the last occurrence wins, `--f v` and `--f=v` alike, an empty `--f=` is no value, and
+    `--kubeconfig --config=/x` is read by each flag on its own terms."""
+    proc = tmp_path / "proc" / "7"
+    proc.mkdir(parents=True)
+    argv = ["kubelet", "--config=/a", "--kubeconfig", "--config=/x", "--config", "/b", "--v=2",
+            "--client-ca-file="]
+    (proc / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+    full = build_probe_script()
+    functions = full[full.index("argval() {"):full.index("# value of a flag in a static-pod")]
+    functions += full[full.index("argvals() {"):full.index("etcd_census() {")]
+    flags = ["--config", "--kubeconfig", "--v", "--client-ca-file", "--absent"]
+    script = (f"R={tmp_path}\n{functions}\nargvals 7 {' '.join(flags)}\n"
+              "printf '%s|%s|%s|%s|%s\\n' \"$A1\" \"$A2\" \"$A3\" \"$A4\" \"$A5\"\n"
+              + "".join(f"printf '%s|' \"$(argval 7 {f})\"\n" for f in flags))
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    together, alone = out.split("\n", 1)
+    assert together.split("|") == ["/b", "--config=/x", "2", "", ""]
+    assert alone.split("|")[:-1] == together.split("|")
+
+
 def test_recorded_fixtures_hold_no_key_material():
     for probe in FIXTURES.glob("*.probe"):
         text = probe.read_text()
