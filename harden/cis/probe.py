@@ -74,6 +74,36 @@ nl='
 if [ "$(printf x | base64 -w 0 2>/dev/null)" = eA== ]; then b64() { base64 -w 0; }
 else b64() { base64 | tr -d '\n'; }; fi
 FMT='S|%a|%u|%g|%U|%G|%d:%i|%Y|%F|%n'
+# section 5: cluster objects, only where admin.conf is present and kubectl installed. Started
+# first, in the background (when a temp dir can hold the answers): the API server's round
+# trips then overlap the file probing instead of following it; collected at the end.
+KSTATE=no-admin-conf; KT=''
+if [ -f "$R/etc/kubernetes/admin.conf" ]; then
+  KSTATE=no-kubectl
+  command -v kubectl >/dev/null 2>&1 && KSTATE=run
+fi
+KC="kubectl --kubeconfig=$R/etc/kubernetes/admin.conf --request-timeout=20s"
+# one K record: kubectl's stdout (klog warnings on stderr would corrupt the JSON); stderr
+# only when the call failed without an answer on stdout (can-i says "no" with exit 1)
+kc() { name=$1; shift
+  out=$($KC "$@" 2>"${KERR:-/dev/null}"); rc=$?
+  [ "$rc" != 0 ] && [ -z "$out" ] && [ -n "$KERR" ] && out=$(cat "$KERR")
+  printf 'K|%s|%s|' "$name" "$rc"; printf '%s' "$out" | b64; echo; return "$rc"; }
+# what any authenticated user may do (an impersonated user with only that group): one
+# SelfSubjectAccessReview per question, as `kubectl auth can-i -A` asks it, all created by
+# one kubectl (one process instead of one per question); reported only when `get` worked
+reviews() { kc can-i create --validate=false -f - -o json --as=harden-probe:anyone \
+    --as-group=system:authenticated <<'EOF_REVIEWS'
+__REVIEWS__
+EOF_REVIEWS
+}
+if [ "$KSTATE" = run ]; then
+  KT=$(mktemp -d 2>/dev/null) || KT=''
+  if [ -n "$KT" ]; then
+    (KERR=$KT/get.err; kc get get __KINDS__ -A -o json > "$KT/get"; echo "$?" > "$KT/get.rc") &
+    (KERR=$KT/can-i.err; reviews > "$KT/can-i") &
+  fi
+fi
 # a symlink: its text (one level) and the stat of what opening it reaches (stat -L, os.Stat
 # semantics: what the kubelet and the components read); Z when it leads nowhere
 link_to() { lt=$(printf '%s' "$(readlink "$1")" | b64)
@@ -296,34 +326,14 @@ for APID in $(pids_of kube-apiserver); do
   etcd_census "$APID"; break
 done
 
-# section 5: cluster objects, only where admin.conf is present and kubectl installed
-if [ -f "$R/etc/kubernetes/admin.conf" ]; then
-  if command -v kubectl >/dev/null 2>&1; then
-    KC="kubectl --kubeconfig=$R/etc/kubernetes/admin.conf --request-timeout=20s"
-    KT=$(mktemp -d 2>/dev/null) || KT=''
-    KERR=${KT:+$KT/get.err}
-    # one K record: kubectl's stdout (klog warnings on stderr would corrupt the JSON); stderr
-    # only when the call failed without an answer on stdout (can-i says "no" with exit 1)
-    kc() { name=$1; shift
-      out=$($KC "$@" 2>"${KERR:-/dev/null}"); rc=$?
-      [ "$rc" != 0 ] && [ -z "$out" ] && [ -n "$KERR" ] && out=$(cat "$KERR")
-      printf 'K|%s|%s|' "$name" "$rc"; printf '%s' "$out" | b64; echo; return "$rc"; }
-    # what any authenticated user may do (an impersonated user with only that group): one
-    # SelfSubjectAccessReview per question, as `kubectl auth can-i -A` asks it, all created
-    # by one kubectl (one process instead of one per question)
-    reviews() { kc can-i create --validate=false -f - -o json --as=harden-probe:anyone \
-        --as-group=system:authenticated <<'EOF_REVIEWS'
-__REVIEWS__
-EOF_REVIEWS
-    }
-    if [ -n "$KT" ]; then
-      # the reviews are asked while `get` runs (the two round trips overlap); they are
-      # reported only when `get` worked, as when they were asked after it
-      (KERR=$KT/can-i.err; reviews > "$KT/can-i") &
-      if kc get get __KINDS__ -A -o json; then wait; cat "$KT/can-i"; fi
-      wait; rm -rf "$KT"
-    elif kc get get __KINDS__ -A -o json; then reviews; fi
-  else echo "K|unavailable|127|$(printf 'kubectl is not installed on this node' | b64)"; fi
+# section 5, started first: its answers collected at the end
+if [ -n "$KT" ]; then
+  wait; read -r grc_ < "$KT/get.rc" 2>/dev/null
+  cat "$KT/get"; [ "$grc_" = 0 ] && cat "$KT/can-i"; rm -rf "$KT"
+elif [ "$KSTATE" = run ]; then
+  kc get get __KINDS__ -A -o json && reviews
+elif [ "$KSTATE" = no-kubectl ]; then
+  echo "K|unavailable|127|$(printf 'kubectl is not installed on this node' | b64)"
 else
   echo "K|unavailable|0|$(printf '/etc/kubernetes/admin.conf is not present on this node' | b64)"
 fi
