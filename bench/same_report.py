@@ -7,7 +7,7 @@ the reports with only the run id taken out. Exit 0 when every pair is identical,
 (the differences printed). Needs root, like the lab.
 
 usage: bench/same_report.py [--base REF] [--nodes N] [--profiles kubeadm,weak]
-                            [--transports paramiko,openssh]
+                            [--transports paramiko,openssh] [--apply PLAYBOOK]
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profiles", default="kubeadm,weak",
                         help="lab profiles, comma-separated (default kubeadm,weak)")
     parser.add_argument("--transports", default="paramiko,openssh")
+    parser.add_argument("--apply", metavar="PLAYBOOK", default=None,
+                        help="apply this playbook (e.g. playbooks/site.yml) to each lab first, "
+                             "so the files hardening adds (audit policy, encryption config) "
+                             "are probed too")
     return parser.parse_args(argv)
 
 
@@ -96,7 +100,15 @@ def same(what: str, before: dict, after: dict, detail: str) -> bool:
     return False
 
 
-def compare(profile: str, nodes: int, base: Path, transports: list[str], work: Path) -> bool:
+def apply(playbook: str, inventory: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "harden.cli", "apply", "-i", str(inventory),
+                           playbook], cwd=str(REPO), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"apply {playbook} failed ({done.returncode}): {done.stdout[-800:]}")
+
+
+def compare(profile: str, nodes: int, base: Path, transports: list[str], work: Path,
+            playbook: str | None = None) -> bool:
     lab_dir = Path(tempfile.mkdtemp(prefix="hb-same-"))
     control_planes = max(1, nodes // 3)
     try:
@@ -104,6 +116,8 @@ def compare(profile: str, nodes: int, base: Path, transports: list[str], work: P
                    profile=profile)
         cluster.wait_ready(lab_dir, timeout=60)
         inventory = lab_dir / "inventory.ini"
+        if playbook:
+            apply(playbook, inventory)
         ok = [same(f"{profile}, facts", facts(base, inventory), facts(REPO, inventory),
                    f"{nodes} nodes")]
         for transport in transports:
@@ -124,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         base = extract(args.base, Path(tmp) / "code")
         work = Path(tmp) / "reports"
         work.mkdir()
-        ok = [compare(p, args.nodes, base, args.transports.split(","), work)
+        ok = [compare(p, args.nodes, base, args.transports.split(","), work, args.apply)
               for p in args.profiles.split(",")]
     return 0 if all(ok) else 1
 
