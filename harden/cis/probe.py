@@ -195,7 +195,9 @@ list_procs() {
       [ -r "$d/cmdline" ] || continue
       printf '%s ' "${d##*/}"; tr '\000' '\n' < "$d/cmdline" 2>/dev/null | head -n 1
     done; fi; }
-bt=''; while read -r k_ v_ r_; do case $k_ in btime*) bt=$v_; break;; esac; done 2>/dev/null < "$R/proc/stat"
+# boot time from /proc/stat with shell builtins
+bt=''
+while read -r k_ v_ r_; do case $k_ in btime*) bt=$v_; break;; esac; done 2>/dev/null <"$R/proc/stat"
 echo "T|$bt|$(getconf CLK_TCK 2>/dev/null || echo 100)"
 PIDS=''
 while read -r pid a0 rest; do

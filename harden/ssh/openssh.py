@@ -103,25 +103,33 @@ def _process_identity(pid: int) -> str | None:
     return f"{pid} {fields[19]}" if len(fields) > 19 else None
 
 
-_swept = threading.Event()
+_sweep_lock = threading.Lock()
+_swept = False
 
 
 def _sweep_once() -> None:
-    """Stop masters a killed harden left, once per process (see sweep_stale_masters)."""
-    if not _swept.is_set():
-        _swept.set()
-        sweep_stale_masters(_socket_base())
+    """Stop masters a killed harden left, once per process (see sweep_stale_masters); a
+    sweep that fails costs nothing but the clean-up."""
+    global _swept
+    with _sweep_lock:
+        if _swept:
+            return
+        _swept = True
+        try:
+            sweep_stale_masters(_socket_base())
+        except OSError:
+            pass
 
 
 def sweep_stale_masters(base: str) -> list[int]:
     """Stop the ssh masters of private directories in `base` whose harden is gone, and remove
     those directories; returns the pids signalled.
 
-    A harden that is SIGKILLed (or loses power to its terminal's kill -9) cannot stop its
-    masters, and with ControlPersist off nothing else does: each keeps its login to a node
-    open until the node drops it. Only our own directories (our uid, an owner file naming a
-    process that no longer exists) and only ssh masters whose ControlPath lies inside one of
-    them are touched: never a master of a running harden, never anything else.
+    A harden that is SIGKILLed (`kill -9`, the OOM killer) cannot stop its masters, and with
+    ControlPersist off nothing else does: each keeps its login to a node open until the node
+    drops it. Only our own directories (our uid, an owner file naming a process that no longer
+    exists) and only ssh masters whose ControlPath lies inside one of them are touched: never
+    a master of a running harden, never anything else.
     """
     signalled: list[int] = []
     try:
@@ -150,10 +158,11 @@ def _owner_is_gone(path: str) -> bool:
 
 def _stop_masters_in(path: str) -> list[int]:
     """SIGTERM (repeated, as in Master.stop) every process of ours that is a master with its
-    ControlPath in `path`; SIGKILL what is left after _EXIT_TIMEOUT."""
+    ControlPath in `path`; SIGKILL what is left after _EXIT_TIMEOUT (and give up after twice
+    that: a process stuck in the kernel is not worth hanging a run for)."""
     found = pids = [pid for pid in _own_pids() if _is_master_in(pid, path)]
     deadline = time.monotonic() + _EXIT_TIMEOUT
-    while pids:
+    while pids and time.monotonic() < deadline + _EXIT_TIMEOUT:
         for pid in pids:
             _signal(pid, signal.SIGTERM if time.monotonic() < deadline else signal.SIGKILL)
         time.sleep(_TERM_REPEAT)
@@ -164,7 +173,11 @@ def _stop_masters_in(path: str) -> list[int]:
 def _own_pids() -> list[int]:
     uid = os.getuid()
     pids = []
-    for entry in os.listdir("/proc"):
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return pids
+    for entry in entries:
         if entry.isdigit():
             try:
                 if os.stat(f"/proc/{entry}").st_uid == uid:
