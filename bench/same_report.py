@@ -3,8 +3,10 @@
 Speed work on the probe or a transport must not change a single verdict. This starts one lab per
 profile, runs `harden check --format json` with the code of a base ref (default `main`, extracted
 with `git archive` into a temp dir) and with this working tree, over each transport, and compares
-the reports with only the run id taken out. Exit 0 when every pair is identical, 1 otherwise
-(the differences printed). Needs root, like the lab.
+the reports with only the run id taken out; it also compares every node's probe facts as each
+version gathers and parses them (finer than the report: a stat no check reads yet still shows).
+Exit 0 when every pair is identical, 1 otherwise (the differences printed). Needs root, like the
+lab.
 
 usage: bench/same_report.py [--base REF] [--nodes N] [--profiles kubeadm,weak]
                             [--transports paramiko,openssh] [--apply PLAYBOOK]
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -101,8 +104,10 @@ def same(what: str, before: dict, after: dict, detail: str) -> bool:
 
 
 def apply(playbook: str, inventory: Path) -> None:
+    """Harden the lab first (its own journal in the lab dir, not the user's)."""
     done = subprocess.run([sys.executable, "-m", "harden.cli", "apply", "-i", str(inventory),
-                           playbook], cwd=str(REPO), capture_output=True, text=True)
+                           playbook], cwd=str(REPO), capture_output=True, text=True,
+                          env={**os.environ, "HARDEN_STATE_DIR": str(inventory.parent / "state")})
     if done.returncode != 0:
         raise SystemExit(f"apply {playbook} failed ({done.returncode}): {done.stdout[-800:]}")
 
