@@ -1,4 +1,4 @@
-"""Does a change leave `harden check`'s verdicts alone? The JSON report of a git ref against this tree.
+"""Does a change leave `harden check` verdicts alone? A git ref's reports against this tree.
 
 Speed work on the probe or a transport must not change a single verdict. This starts one lab per
 profile, runs `harden check --format json` with the code of a base ref (default `main`, extracted
