@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="main", help="git ref to compare with (default main)")
     parser.add_argument("--nodes", type=int, default=3,
-                        help="lab size: one control plane per three nodes, at least one (default 3)")
+                        help="lab size, one control plane per three nodes (default 3)")
     parser.add_argument("--profiles", default="kubeadm,weak",
                         help="lab profiles, comma-separated (default kubeadm,weak)")
     parser.add_argument("--transports", default="paramiko,openssh")
