@@ -89,8 +89,16 @@ def _private_dir() -> str:
     owner = _process_identity(os.getpid())
     if owner is not None:
         with open(os.path.join(path, _OWNER_FILE), "w") as f:
-            f.write(owner)
+            f.write(f"{owner} {_pid_namespace()}")
     return path
+
+
+def _pid_namespace() -> str:
+    """Our PID namespace: a pid names a process only inside its own (a lab node has another)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "?"
 
 
 def _process_identity(pid: int) -> str | None:
@@ -128,8 +136,8 @@ def sweep_stale_masters(base: str) -> list[int]:
     A harden that is SIGKILLed (`kill -9`, the OOM killer) cannot stop its masters, and with
     ControlPersist off nothing else does: each keeps its login to a node open until the node
     drops it. Only our own directories (our uid, an owner file naming a process that no longer
-    exists) and only ssh masters whose ControlPath lies inside one of them are touched: never
-    a master of a running harden, never anything else.
+    exists in our PID namespace) and only ssh masters whose ControlPath lies inside one of them
+    are touched: never a master of a running harden, never anything else.
     """
     signalled: list[int] = []
     try:
@@ -151,9 +159,11 @@ def _owner_is_gone(path: str) -> bool:
             owner = f.read().strip()
     except OSError:
         return False            # not ours to judge (no owner file: being created, or older)
-    if info.st_uid != os.getuid() or not owner.split(" ", 1)[0].isdigit():
-        return False
-    return _process_identity(int(owner.split(" ", 1)[0])) != owner
+    pid, _, rest = owner.partition(" ")
+    start, _, namespace = rest.partition(" ")
+    if info.st_uid != os.getuid() or not pid.isdigit() or namespace != _pid_namespace():
+        return False            # another user's, or a pid of another namespace: unknowable
+    return _process_identity(int(pid)) != f"{pid} {start}"
 
 
 def _stop_masters_in(path: str) -> list[int]:

@@ -122,10 +122,12 @@ def _fake_master(private: str) -> subprocess.Popen:
                              "ControlMaster=yes", "-o", f"ControlPath={private}/m", "-N", "node"])
 
 
-def _owned_dir(base, name: str, owner: str):
+def _owned_dir(base, name: str, owner: str, namespace: str | None = None):
+    from harden.ssh.openssh import _pid_namespace
+
     private = base / f"harden-ssh-{name}"
     private.mkdir(mode=0o700)
-    (private / "owner").write_text(owner)
+    (private / "owner").write_text(f"{owner} {namespace or _pid_namespace()}")
     return private
 
 
@@ -148,12 +150,13 @@ def test_masters_of_a_killed_harden_are_stopped_and_their_directory_removed(tmp_
             process.wait()
 
 
-def test_directories_without_an_owner_or_of_a_reused_pid_are_judged_correctly(tmp_path):
+def test_directories_without_an_owner_of_a_reused_pid_or_of_another_namespace(tmp_path):
     from harden.ssh.openssh import _process_identity, sweep_stale_masters
 
     unknown = tmp_path / "harden-ssh-old"        # an older harden's: no owner file, left alone
     unknown.mkdir()
     reused = _owned_dir(tmp_path, "reused", f"{os.getpid()} 1")   # same pid, other start time
+    elsewhere = _owned_dir(tmp_path, "node", "1 1", namespace="pid:[1]")   # a lab node's pid 1
     assert _process_identity(os.getpid()) != f"{os.getpid()} 1"
     sweep_stale_masters(str(tmp_path))
-    assert unknown.exists() and not reused.exists()
+    assert unknown.exists() and not reused.exists() and elsewhere.exists()
