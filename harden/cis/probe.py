@@ -321,10 +321,25 @@ stat_path /etc/kubernetes/pki/ca.crt
 # kernel tunables as the next boot sets them: every sysctl file a boot reads (a masking symlink
 # to /dev/null included: it hides the same name further down), only its lines setting a key
 # the kubelet's protectKernelDefaults requires (harden.node.sysctl_boot)
+# One grep reads every regular one ("path:line"); a file's lines are then picked from it in
+# the shell, so a file without such a line (most) costs no process. Paths with a colon keep
+# a grep of their own (a "path:" prefix could then be another file's).
+set --
+for f in __SYSCTL_FILES__; do [ -f "$f" ] && set -- "$@" "$f"; done
+XL=''; XONE=''
+case "$*" in *:*) XONE=1;; *) [ $# -eq 0 ] || XL=$(grep -E -H '__SYSCTL_KEYS__' "$@" 2>/dev/null);; esac
 for f in __SYSCTL_FILES__; do
   [ -f "$f" ] || [ -L "$f" ] || continue
-  printf 'X|'; if [ -f "$f" ]; then grep -E '__SYSCTL_KEYS__' "$f" 2>/dev/null | head -c 65536 | b64; fi
-  printf '|%s\n' "$f"
+  m_=''
+  if [ -f "$f" ] && [ -n "$XONE" ]; then m_=$(grep -E '__SYSCTL_KEYS__' "$f" 2>/dev/null; echo x)
+    m_=${m_%x}
+  elif [ -f "$f" ] && [ -n "$XL" ]; then
+    while IFS= read -r l_; do case $l_ in "$f:"*) m_="$m_${l_#"$f:"}$nl";; esac; done <<EOF_X
+$XL
+EOF_X
+  fi
+  if [ -z "$m_" ]; then printf 'X||%s\n' "$f"
+  else printf 'X|'; printf '%s' "$m_" | head -c 65536 | b64; printf '|%s\n' "$f"; fi
 done
 stat_tree "$CNIDIR"
 stat_tree /var/lib/cni/networks

@@ -157,6 +157,33 @@ def test_several_flags_read_in_one_pass_follow_the_one_flag_rules(tmp_path):
     assert alone.split("|")[:-1] == together.split("|")
 
 
+def test_sysctl_files_are_read_by_one_grep_with_each_files_own_lines(tmp_path):
+    """Every sysctl file a boot reads gets its own lines setting a protected key (cut at 64 KiB),
+    a masking symlink and a file without such a line get none; a path with a colon, where a
+    "path:" prefix could be another file's, is read on its own and gets the same."""
+    root = tmp_path / "node"
+    etc, run = root / "etc/sysctl.d", root / "run/sysctl.d"
+    etc.mkdir(parents=True)
+    run.mkdir(parents=True)
+    (etc / "90-kubelet.conf").write_text("vm.overcommit_memory = 1\n# kernel.panic=1\n"
+                                         "net.ipv4.ip_forward=1\n- kernel/panic_on_oops = 1\n"
+                                         "kernel.panic=10\\x")
+    (etc / "10-net.conf").write_text("net.core.somaxconn=1\n")
+    (etc / "50-masked.conf").symlink_to("/dev/null")
+    (run / "a:b.conf").write_text("vm.panic_on_oom=1\n")
+    (root / "etc/sysctl.conf").write_text("".join(f"kernel.panic = {i}\n" for i in range(5000)))
+    files = parse_probe_output(run_probe(str(root), path_env="/usr/bin:/bin")).sysctl_files
+    assert files["/etc/sysctl.d/90-kubelet.conf"] == ("vm.overcommit_memory = 1\n"
+                                                      "- kernel/panic_on_oops = 1\n"
+                                                      "kernel.panic=10\\x\n")
+    assert files["/etc/sysctl.d/10-net.conf"] == files["/etc/sysctl.d/50-masked.conf"] == ""
+    assert files["/run/sysctl.d/a:b.conf"] == "vm.panic_on_oom=1\n"
+    assert len(files["/etc/sysctl.conf"]) == 65536
+    (run / "a:b.conf").unlink()          # no colon left: every file from the one grep
+    again = parse_probe_output(run_probe(str(root), path_env="/usr/bin:/bin")).sysctl_files
+    assert again == {k: v for k, v in files.items() if k != "/run/sysctl.d/a:b.conf"}
+
+
 def test_recorded_fixtures_hold_no_key_material():
     for probe in FIXTURES.glob("*.probe"):
         text = probe.read_text()
