@@ -47,6 +47,7 @@ class NodeWriter:
         error = out.stderr.decode(errors="replace").strip()[-300:]
         hint = denied_hint(self.session, error, pending[0].become)
         self.done(bad.result, "failed", f"writing failed (exit {out.rc}): {hint}{error}")
+        self.write_failed = True          # the facts no longer tell what is on the node
         raise HostFailed(f"task '{bad.result.task}': writing failed")
 
     def _write(self, pending: list[PendingTask]):

@@ -18,6 +18,8 @@ from harden.apply.playbook import Play
 from harden.apply.events import Output, RunResult, TaskResult
 from harden.progress import HostProgress
 
+RECAP_COLUMNS = ("ok", "changed", "failed", "unreachable", "rolled_back", "skipped", "rescued",
+                 "ignored")
 _STATUS_STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "skipped": "cyan"}
 
 
@@ -79,6 +81,8 @@ class TextOutput(Output):
         line.append(f"{result.host:<12} ", style="bold")
         line.append(("handler " if result.handler else "") + result.task + "  ")
         line.append(result.status, style=_STATUS_STYLE.get(result.status, ""))
+        if result.status == "failed" and result.ignore_errors:
+            line.append(" (ignored)", style="cyan")
         if result.message:
             line.append(f"  {result.message}", style="dim" if result.status != "failed"
                         else "red")
@@ -99,13 +103,12 @@ class TextOutput(Output):
         table = Table(title=f"RECAP run {result.run_id}" + (" (check mode)" if result.check
                                                              else ""))
         table.add_column("host", no_wrap=True)
-        for column in ("ok", "changed", "failed", "unreachable", "rolled_back"):
+        for column in RECAP_COLUMNS:
             table.add_column(column, justify="right")
         for host, summary in result.hosts.items():
             values = summary.as_dict()
             table.add_row(host, *(Text(str(values[c]), style=_recap_style(c, values[c]))
-                                  for c in ("ok", "changed", "failed", "unreachable",
-                                            "rolled_back")))
+                                  for c in RECAP_COLUMNS))
         self.console.print(table)
         if result.check and result.exit_code == 2:
             self.console.print("check mode: changes are pending (exit 2)")
@@ -115,7 +118,8 @@ def _recap_style(column: str, value: int) -> str:
     if not value:
         return "dim"
     return {"changed": "yellow", "failed": "bold red", "unreachable": "bold red",
-            "rolled_back": "bold magenta"}.get(column, "green")
+            "rolled_back": "bold magenta", "skipped": "cyan", "rescued": "magenta",
+            "ignored": "cyan"}.get(column, "green")
 
 
 class JsonOutput(Output):
@@ -144,6 +148,8 @@ def document(result: RunResult, with_diff: bool, warnings: list[dict] = ()) -> d
         entry = {"play": task.play, "task": task.task, "status": task.status}
         if task.handler:
             entry["handler"] = True
+        if task.status == "failed" and task.ignore_errors:
+            entry["ignored"] = True
         if task.message:
             entry["message"] = task.message
         if with_diff and task.diff:

@@ -53,7 +53,9 @@ class PlayFacts:
                  "ansible_play_hosts_all": list(self.runner.play_hosts_all),
                  "groups": {g: list(h) for g, h in self.runner.inventory.groups.items()},
                  "hostvars": HostVars(self.runner),
-                 "harden_run_id": self.runner.run_id}
+                 "harden_run_id": self.runner.run_id,
+                 "ansible_run_tags": list(self.runner.options.tags or ["all"]),
+                 "ansible_skip_tags": list(self.runner.options.skip_tags or [])}
         return layered_vars(self.play.defaults, self.host.vars, Untemplated(magic),
                             self.play.vars, task.vars if task else None,
                             Untemplated(task.loop_vars) if task else None,
@@ -98,6 +100,14 @@ class PlayFacts:
                                                    f"rollback {run_id}`, or accept the node as "
                                                    f"it is with `harden runs --resolve "
                                                    f"{run_id}`")
+
+    def regather(self) -> None:
+        """The play's facts again, after a write failed half-way and the host goes on
+        (ignore_errors, rescue). The process list of the play's start is kept: waits judge
+        pods against it."""
+        before = self.pre_run_ps
+        self.gather()
+        self.pre_run_ps = before
 
     def _fact_scopes(self, task: Task, variables: dict) -> list[dict]:
         """The variables a task's arguments are rendered with: one set per loop item."""

@@ -265,6 +265,7 @@ class HostPlay(PlayFacts, TaskPlanner, NodeWriter, HealthVerification, HostOutco
         self.session = None
         self.current: Task | None = None          # the task running, for no_log on errors
         self.failed_line = False                  # a task line of this host said "failed"
+        self.write_failed = False                 # a write stopped half-way (facts stale)
 
     # --- pipeline ----------------------------------------------------------------------------
 

@@ -4,9 +4,12 @@ the queued changes go to the node through harden.apply.node_writes."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from dataclasses import replace
 
 from harden.apply import loops
+from harden.apply.block_flow import BlockFlow
 from harden.apply.events import TaskResult
 from harden.apply.host_state import HostFailed, PendingTask, denied_hint
 from harden.apply.modules import get_module
@@ -36,12 +39,68 @@ class TaskPlanner:
                                                 *task.where)
 
     def run_tasks(self) -> None:
+        """The play's tasks in order. A failure inside a block with rescue/always, or of an
+        ignore_errors task, is handled here (harden.apply.block_flow); any other failure ends
+        the host. Such tasks are written in their own batch, so a write failure belongs to
+        the task (or block section) that caused it."""
+        flow, last = BlockFlow(), None
         for task in self.tasks():
             if self.abort.is_set():
                 raise HostFailed("stopped: another host failed and the play has "
                                  "any_errors_fatal")
-            self.run_task(task)
+            if not flow.runs(task):
+                continue
+            if last is not None and _own_batch(last, task):
+                self._attempt(flow, last, self.flush)
+                if not flow.runs(task):
+                    continue
+            self._attempt(flow, task, lambda: self._run_alone(task))
+            last = task
+        if last is not None:
+            self._attempt(flow, last, self.flush)
         self.flush()
+        if flow.uncaught is not None:
+            raise flow.uncaught
+
+    def _run_alone(self, task: Task) -> None:
+        self.run_task(task)
+        if task.ignore_errors:
+            self.flush()
+
+    def _attempt(self, flow: BlockFlow, task: Task, step) -> None:
+        """Run a step of `task`; a failure is ignored (ignore_errors), rescued, left to the
+        `always` tasks still to run, or raised: the host fails and is rolled back."""
+        try:
+            step()
+        except HostFailed as exc:
+            self.pending = []
+            if task.any_errors_fatal:
+                self.abort.set()
+            if task.ignore_errors:
+                self._after_caught_failure()
+                return
+            summary = self.runner.summary(self.name)
+            if flow.fail(task, exc):
+                with self.runner._lock:
+                    summary.failed -= 1 if self.failed_line else 0
+                    summary.rescued += 1
+                self.runner.register(self.name, "ansible_failed_task", {"name": task.name})
+                self.runner.register(self.name, "ansible_failed_result",
+                                     {"failed": True, "msg": str(exc)})
+                self._after_caught_failure()
+                return
+            if not flow.has_always(task):
+                raise
+            self._after_caught_failure(keep_line=True)
+
+    def _after_caught_failure(self, keep_line: bool = False) -> None:
+        """The host goes on after a failure: a write that failed half-way leaves the node
+        unlike the facts planned on, so they are gathered again (what was written stays
+        backed up for a later rollback)."""
+        self.failed_line = self.failed_line and keep_line
+        if self.write_failed:
+            self.write_failed = False
+            self.regather()
 
     def run_task(self, task: Task, handler: bool = False) -> None:
         """Run one task; `current` stays set when it raises, for run() to see its no_log."""
@@ -61,7 +120,8 @@ class TaskPlanner:
         except (TaskFailed, InputError) as exc:
             self.flush()
             self.done(TaskResult(self.name, self.play.name, task.name, "failed", handler=handler,
-                                 no_log=task.no_log), "failed", str(exc))
+                                 no_log=task.no_log, ignore_errors=task.ignore_errors),
+                      "failed", str(exc))
             raise self._task_failed(task, exc) from None
         results = []
         for index, item in enumerate(found):
@@ -78,7 +138,7 @@ class TaskPlanner:
 
     def _run_task(self, task: Task, handler: bool) -> None:
         result = TaskResult(self.name, self.play.name, task.name, "ok", handler=handler,
-                            no_log=task.no_log)
+                            no_log=task.no_log, ignore_errors=task.ignore_errors)
         variables = self.base_vars(task=task)
         if task.run_once and self.name != self.batch[0]:
             return self.done(result, "skipped", "run_once: runs on " + self.batch[0])
@@ -88,12 +148,11 @@ class TaskPlanner:
             if not all(evaluate(cond, variables, task.where) for cond in task.when):
                 return self.done(result, "skipped")
             args = self.args(task, variables)
-            changes = self.plan(module, args, variables, task.search_dirs)
-            found = self.with_facts(module.name,
-                                    lambda: module.result(args, self.facts, changes))
+            changes, found = self._plan_judged(task, module, args, variables)
             result.message = module.report(args, variables) or str(found.get("msg") or "")
         except (TaskFailed, InputError) as exc:
             self.flush()
+            self._register_failure(task, {"msg": str(exc)})
             self.done(result, "failed", str(exc))
             raise self._task_failed(task, exc) from None
         if self.check or self.writes(task, module):     # check_mode: true leaves the node as is
@@ -117,6 +176,38 @@ class TaskPlanner:
             return self.done(result, "ok")
         return self.queue(task, module, args, changes, self._with(result, "changed" if changed
                                                                   else "ok"))
+
+    def _plan_judged(self, task: Task, module, args: dict, variables: dict):
+        """The module's plan and result, judged by `failed_when` (a command is judged once it
+        ran). A module error that `failed_when` clears leaves nothing to write; a plan that
+        `failed_when` fails is not written either."""
+        try:
+            changes = self.plan(module, args, variables, task.search_dirs)
+            found = self.with_facts(module.name,
+                                    lambda: module.result(args, self.facts, changes))
+            error = None
+        except TaskFailed as exc:
+            if task.failed_when is None:
+                raise
+            changes, found, error = [], {"msg": str(exc)}, exc
+        if task.failed_when is None or task.module in COMMAND_MODULES:
+            return changes, found
+        outcome = {"changed": bool(changes), "failed": error is not None, **found}
+        if self.failed_by(task, variables, outcome):
+            raise error or TaskFailed("failed_when: the condition is true")
+        return changes, found
+
+    def failed_by(self, task: Task, variables: dict, result: dict) -> bool:
+        """`failed_when`, seeing the task's result under its `register` name."""
+        scope = self.base_vars({task.register: result}, task) if task.register else variables
+        return all(evaluate(cond, scope, task.where) for cond in task.failed_when)
+
+    def _register_failure(self, task: Task, value: dict) -> None:
+        """A failed task registers its result too: `when: x is failed` after ignore_errors,
+        or in a rescue, reads it."""
+        if task.register:
+            self.runner.register(self.name, task.register,
+                                 {"changed": False, "skipped": False, **value, "failed": True})
 
     def queue(self, task: Task, module, args: dict, changes: list[Change],
               result: TaskResult) -> None:
@@ -169,7 +260,8 @@ class TaskPlanner:
 
     def run_command(self, task: Task, args: dict, changes: list[Change],
                     result: TaskResult) -> None:
-        """A command needs its own exec: its exit code and output may be registered."""
+        """A command needs its own exec: its exit code and output may be registered. It is
+        repeated per `until`/`retries`, judged by `failed_when` (else its exit code)."""
         self.flush()
         module = get_module(task.module)
         if not changes:
@@ -178,28 +270,68 @@ class TaskPlanner:
         if not self.writes(task, module):
             self.register(task, True, changes, rc=0, stdout="", stderr="", skipped=True)
             return self.done(result, "changed", "not run in check mode")
-        out = self.session.run("sh -s", become=self._become(task),
-                               stdin=apply_script(changes, self.runner.run_id,
-                                                  self.runner.options.backup_root).encode())
-        stdout = out.stdout.decode(errors="replace")
-        stderr = out.stderr.decode(errors="replace")
-        value = {"rc": out.rc, "stdout": stdout.rstrip("\n"), "stderr": stderr.rstrip("\n"),
-                 "stdout_lines": stdout.splitlines()}
-        if out.rc != 0:
-            hint = denied_hint(self.session, stderr, self._become(task))
-            self.done(result, "failed", f"exit {out.rc}: {hint}{stderr.strip()[-300:]}")
-            raise HostFailed(f"task '{task.name}': command exited {out.rc}")
         try:
-            changed = self.changed(task, True, self.base_vars(task=task),
-                                   {"changed": True, **value})
+            value, failed, why = self._command_attempts(task, changes)
+            changed = not failed and self.changed(task, True, self.base_vars(task=task),
+                                                  {"changed": True, **value})
         except InputError as exc:
             self.done(result, "failed", str(exc))
             raise self._task_failed(task, exc) from None
+        if failed:
+            self._register_failure(task, value)
+            self.done(result, "failed", why)
+            raise HostFailed(f"task '{task.name}': {why.split(':')[0]}")
         self.register(task, changed, changes, **value)
         if changed:
             self.notify(task)
         shown = value["stdout"] if args.get("show_output") and not task.no_log else ""
         return self.done(result, "changed" if changed else "ok", shown)
+
+    def _command_attempts(self, task: Task, changes: list[Change]) -> tuple[dict, bool, str]:
+        """Run the command (again while `until` does not hold); the last attempt's result,
+        whether it failed and why."""
+        attempts = 1 + task.retries if (task.until or task.retries) else 1
+        for attempt in range(1, attempts + 1):
+            value = self._execute(task, changes)
+            if attempts > 1:
+                value["attempts"] = attempt
+            variables = self.base_vars(task=task)
+            failed = self.failed_by(task, variables, {"changed": True, **value}) \
+                if task.failed_when is not None else value["rc"] != 0
+            judged = {"changed": True, **value, "failed": failed}
+            done = attempts == 1 or (self.failed_by(replace(task, failed_when=task.until),
+                                                    variables, judged)
+                                     if task.until else not failed)
+            if done:
+                break
+            if attempt < attempts:
+                self._step(f"{task.name}: retry {attempt}/{attempts - 1}")
+                time.sleep(task.delay)
+        else:
+            return value, True, f"retries exhausted after {attempts} attempts"
+        if not failed:
+            return value, False, ""
+        if task.failed_when is not None:
+            return value, True, "failed_when: the condition is true"
+        hint = "" if task.delegate_to else denied_hint(self.session, value["stderr"],
+                                                         self._become(task))
+        return value, True, f"exit {value['rc']}: {hint}{value['stderr'].strip()[-300:]}"
+
+    def _execute(self, task: Task, changes: list[Change]) -> dict:
+        """One run of a command: on the node, or on the controller for `delegate_to:
+        localhost` (as the controller's user, in its current directory: nothing there is
+        backed up, as for any command)."""
+        script = apply_script(changes, self.runner.run_id, self.runner.options.backup_root)
+        if task.delegate_to:
+            done = subprocess.run(["sh", "-s"], input=script.encode(), capture_output=True,
+                                  timeout=3600, check=False)
+            rc, out, err = done.returncode, done.stdout, done.stderr
+        else:
+            ran = self.session.run("sh -s", become=self._become(task), stdin=script.encode())
+            rc, out, err = ran.rc, ran.stdout, ran.stderr
+        stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+        return {"rc": rc, "stdout": stdout.rstrip("\n"), "stderr": stderr.rstrip("\n"),
+                "stdout_lines": stdout.splitlines(), "stderr_lines": stderr.splitlines()}
 
     def _become(self, task: Task):
         return task.become if task.become is not None else self.play.become
@@ -210,7 +342,7 @@ class TaskPlanner:
         return result
 
     def done(self, result: TaskResult, status: str, message: str = "") -> None:
-        self.failed_line = self.failed_line or status == "failed"
+        self.failed_line = self.failed_line or (status == "failed" and not result.ignore_errors)
         result.status = status
         result.message = message
         self.runner.report(result)
@@ -222,3 +354,9 @@ class TaskPlanner:
                     raise HostFailed("stopped: another host failed (any_errors_fatal)")
                 self.run_task(handler, handler=True)
         self.flush()
+
+
+def _own_batch(last: Task, task: Task) -> bool:
+    """Whether what is queued must be written before `task`: at a block section's edge and
+    around an ignore_errors task, so a write failure is that task's or that section's."""
+    return last.blocks != task.blocks or last.ignore_errors or task.ignore_errors

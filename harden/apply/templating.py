@@ -18,11 +18,12 @@ import posixpath
 import re
 import shlex
 from functools import lru_cache
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable
 
 import yaml
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, Undefined, meta
-from jinja2.exceptions import UndefinedError
+from jinja2.exceptions import TemplateRuntimeError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from harden.errors import InputError
@@ -103,7 +104,27 @@ def make_environment(template_dirs: Iterable[str] = (), trim_blocks: bool = Fals
         undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
         trim_blocks=trim_blocks, lstrip_blocks=lstrip_blocks)
     env.filters.update({name: _strict_filter(f) for name, f in _FILTERS.items()})
+    env.tests.update(_RESULT_TESTS)
     return env
+
+
+def _result_test(key: str, when_true: bool = True) -> Callable:
+    """Ansible's tests on a registered result (`r is failed`, `r is changed`, ...)."""
+    def test(result) -> bool:
+        _defined(result)
+        if not isinstance(result, Mapping):
+            raise TemplateRuntimeError(f"the '{key}' test needs a registered task result, "
+                                       f"got {type(result).__name__}")
+        return bool(result.get(key, False)) == when_true
+    return test
+
+
+_RESULT_TESTS = {
+    **{name: _result_test("failed") for name in ("failed", "failure")},
+    **{name: _result_test("failed", False) for name in ("succeeded", "success", "successful")},
+    **{name: _result_test("changed") for name in ("changed", "change")},
+    **{name: _result_test("skipped") for name in ("skipped", "skip")},
+}
 
 
 _DEFAULT_ENV = make_environment()
