@@ -28,6 +28,8 @@ class TaskResult:
     handler: bool = False
     no_log: bool = False              # the task said no_log: no message, no diff anywhere
     ignore_errors: bool = False       # a failure here is counted as ignored, not failed
+    started: float | None = None      # time.monotonic() when the task began
+    seconds: float | None = None      # from the task's start to its report (-vv)
 
 
 @dataclass
@@ -70,6 +72,8 @@ class RunResult:
     hosts: dict[str, HostSummary] = field(default_factory=dict)
     tasks: list[TaskResult] = field(default_factory=list)
     stopped: str = ""
+    execs: dict[str, list] = field(default_factory=dict)   # host -> [(step, seconds, rc)]
+    seconds: float = 0.0              # the run's wall time
 
     @property
     def exit_code(self) -> int:

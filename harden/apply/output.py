@@ -44,10 +44,12 @@ class TextOutput(Output):
     """Human output. On a terminal a live footer shows the play, the batch, hosts done of the
     play's total, the elapsed time and what each running host is doing right now."""
 
-    def __init__(self, console: Console | None = None, diff: bool = False, check: bool = False):
+    def __init__(self, console: Console | None = None, diff: bool = False, check: bool = False,
+                 verbosity: int = 0):
         self.console = console or Console(soft_wrap=True, highlight=False)
         self.diff = diff
         self.check = check
+        self.verbosity = verbosity
         self._lock = threading.Lock()
         self._play = ""
         self._progress = HostProgress("harden apply" + (" --check" if check else ""),
@@ -86,6 +88,8 @@ class TextOutput(Output):
         if result.message:
             line.append(f"  {result.message}", style="dim" if result.status != "failed"
                         else "red")
+        if self.verbosity >= 2 and result.seconds is not None:
+            line.append(f"  ({result.seconds:.2f}s)", style="dim")
         items = [line]
         if self.diff and result.diff:
             items.append(diff_text(result.diff))
@@ -112,6 +116,23 @@ class TextOutput(Output):
         self.console.print(table)
         if result.check and result.exit_code == 2:
             self.console.print("check mode: changes are pending (exit 2)")
+        if self.verbosity:
+            for line in exec_report(result, self.verbosity):
+                self.console.print(line, markup=False, highlight=False)
+
+
+def exec_report(result: RunResult, verbosity: int) -> list[str]:
+    """-v: execs and node time per host, and the run's wall time; -vvv: every exec, labelled
+    with what the host was doing (gathering facts, writing, a task's name, ...)."""
+    lines = [f"run {result.run_id}: {result.seconds:.2f}s wall, "
+             f"{sum(len(e) for e in result.execs.values())} execs on "
+             f"{len(result.execs)} host(s)"]
+    for host, execs in result.execs.items():
+        lines.append(f"{host}: {len(execs)} execs, {sum(s for _, s, _ in execs):.2f}s in them")
+        if verbosity >= 3:
+            lines += [f"  exec {n}: {step} ({seconds:.3f}s, rc {rc})"
+                      for n, (step, seconds, rc) in enumerate(execs, 1)]
+    return lines
 
 
 def _recap_style(column: str, value: int) -> str:
@@ -157,6 +178,8 @@ def document(result: RunResult, with_diff: bool, warnings: list[dict] = ()) -> d
         tasks.setdefault(task.host, []).append(entry)
     return {"run_id": result.run_id, "check": result.check, "exit_code": result.exit_code,
             "hosts": {host: s.as_dict() for host, s in result.hosts.items()},
+            "execs": {host: len(execs) for host, execs in result.execs.items()},
+            "seconds": result.seconds,
             "tasks": tasks, "stopped": result.stopped or None, "warnings": list(warnings)}
 
 

@@ -8,6 +8,7 @@ of every mapping key for that purpose.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import math
 import os
@@ -149,9 +150,17 @@ class Playbook:
 
 # --- loading -------------------------------------------------------------------------------
 
-def load_playbook(path: str) -> Playbook:
+def load_playbook(path: str, roles_path: list[str] | None = None) -> Playbook:
     """Load and validate a playbook (following import_playbook), or raise InputError."""
-    return Playbook(path, merge_restart_groups(_load_plays(path, ())))
+    return load_playbooks([path], roles_path)
+
+
+def load_playbooks(paths: list[str], roles_path: list[str] | None = None) -> Playbook:
+    """Several playbooks run one after the other as one (ansible-playbook a.yml b.yml);
+    `roles_path` (ansible.cfg) is searched for roles after the playbook's own directories."""
+    with roles.configured(roles_path or []):
+        plays = [play for path in paths for play in _load_plays(path, ())]
+    return Playbook(" ".join(paths), merge_restart_groups(plays))
 
 
 def _load_plays(path: str, seen: tuple[str, ...]) -> list[Play]:
@@ -736,6 +745,24 @@ def task_selected(task: Task, play: Play, only_tags: list[str] | None,
     if "never" in tags and not (tags - {"never"}) & set(only_tags) and "never" not in only_tags:
         return False
     return "always" in tags or bool(tags & set(only_tags)) or "all" in only_tags
+
+
+def tasks_before(playbook: Playbook, name: str | None, only_tags=None, skip_tags=None) -> set[int]:
+    """--start-at-task: the ids of the selected tasks before the first one whose name
+    matches (a glob, as Ansible's; a role's task also matches as `role : name`), which the
+    run leaves out. InputError when none matches, before any host is contacted."""
+    if not name:
+        return set()
+    before: set[int] = set()
+    for play in playbook.plays:
+        for task in play.tasks:
+            if not task_selected(task, play, only_tags, skip_tags):
+                continue
+            if fnmatch.fnmatchcase(task.name, name) or task.name == name:
+                return before
+            before.add(id(task))
+    raise InputError(f"--start-at-task: no task named {name!r} in {playbook.path} (after tag "
+                     "selection)")
 
 
 # --- restart groups ------------------------------------------------------------------------

@@ -31,7 +31,8 @@ class TaskPlanner:
     def tasks(self) -> list[Task]:
         return [t for t in self.play.tasks
                 if task_selected(t, self.play, self.runner.options.tags,
-                                 self.runner.options.skip_tags)]
+                                 self.runner.options.skip_tags)
+                and id(t) not in self.runner.left_out]
 
     @staticmethod
     def args(task: Task, variables: dict) -> dict:
@@ -139,6 +140,7 @@ class TaskPlanner:
     def _run_task(self, task: Task, handler: bool) -> None:
         result = TaskResult(self.name, self.play.name, task.name, "ok", handler=handler,
                             no_log=task.no_log, ignore_errors=task.ignore_errors)
+        result.started = time.monotonic()
         variables = self.base_vars(task=task)
         if task.run_once and self.name != self.batch[0]:
             return self.done(result, "skipped", "run_once: runs on " + self.batch[0])
@@ -343,6 +345,8 @@ class TaskPlanner:
 
     def done(self, result: TaskResult, status: str, message: str = "") -> None:
         self.failed_line = self.failed_line or (status == "failed" and not result.ignore_errors)
+        if result.started is not None:
+            result.seconds = round(time.monotonic() - result.started, 4)
         result.status = status
         result.message = message
         self.runner.report(result)
