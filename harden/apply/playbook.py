@@ -119,6 +119,7 @@ class Play:
     restart_group: str | None = None  # adjacent plays naming the same group run as one
     vars_spec: list[VarSpec] = field(default_factory=list)
     hosts_line: int = 0               # where `hosts:` is, for errors of its pattern
+    gather_facts: bool = True         # ansible_* facts in the play's one fact exec
 
     def select_hosts(self, inventory, limit: str | None) -> list:
         """The play's hosts within --limit; a pattern error points at the playbook's
@@ -280,8 +281,8 @@ def _play(data: LocatedDict, path: str) -> Play:
         restart_group=None if data.get("restart_group") is None else str(data["restart_group"]),
         vars_spec=_vars_spec(data.get("vars_spec"), path, at("vars_spec")),
     )
-    # Accepted for Ansible content; harden gathers the facts its modules name, not ansible_*.
-    _bool(data.get("gather_facts", True), "gather_facts", path, at("gather_facts"))
+    play.gather_facts = _bool(data.get("gather_facts", True), "gather_facts", path,
+                              at("gather_facts"))
     for name in _strings(data.get("vars_files"), "vars_files", path, at("vars_files")):
         file_path = os.path.join(os.path.dirname(path), name)
         play.vars.update(_vars(load_yaml(file_path), file_path, 1))
@@ -815,7 +816,8 @@ def _merged(first: Play, second: Play) -> Play:
         first, name=f"{first.name} + {second.name}", vars={**first.vars, **second.vars},
         tasks=_with_play_tags(first) + _with_play_tags(second), tags=[],
         handlers=list(handlers.values()), defaults={**first.defaults, **second.defaults},
-        vars_spec=first.vars_spec + second.vars_spec)
+        vars_spec=first.vars_spec + second.vars_spec,
+        gather_facts=first.gather_facts or second.gather_facts)
 
 
 def _with_play_tags(play: Play) -> list[Task]:

@@ -91,6 +91,7 @@ class Runner:
         self.play_hosts_all: list[str] = []   # the current play's hosts within --limit
         self._registered: dict[str, dict] = {}  # host -> its registered results, all plays
         self._steps: dict[str, str] = {}          # host -> what it is doing (labels its execs)
+        self._host_facts: dict[str, dict] = {}  # host -> ansible_* facts, from its last gather
         self.holder = holder_for(self.run_id, "apply")
         self.resolved_runs = journal.resolved_runs()   # closed by an operator: no warning
         self.locked: dict[str, bool | None] = {}  # host -> identity its node lock was taken as
@@ -232,12 +233,25 @@ class Runner:
         with self._lock:
             self._registered.setdefault(host, {})[name] = value
 
+    def host_facts(self, host: str) -> dict:
+        """The `ansible_*` variables gathered on a host; they last for the run, as Ansible's
+        fact cache does, so a later `gather_facts: false` play still sees them."""
+        with self._lock:
+            return self._host_facts.get(host, {})
+
+    def set_host_facts(self, host: str, facts: dict) -> None:
+        with self._lock:
+            self._host_facts[host] = facts
+
     def hostvars(self, host: str) -> dict:
-        """Another host's variables as a task may read them: inventory vars, then its
-        registered results (a snapshot: that host may be running the current play)."""
+        """Another host's variables as a task may read them: inventory vars, its gathered
+        facts, then its registered results (a snapshot: that host may be running the current
+        play)."""
         with self._lock:
             registered = dict(self._registered.get(host, {}))
-        return {**self.inventory.hosts[host].vars, **registered, "inventory_hostname": host}
+            facts = dict(self._host_facts.get(host, {}))
+        return {**self.inventory.hosts[host].vars, **facts, **registered,
+                "inventory_hostname": host}
 
     def host_state(self, host: str) -> HostRunState:
         with self._lock:
