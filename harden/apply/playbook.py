@@ -18,7 +18,8 @@ from typing import Any
 
 from harden.errors import InputError
 from harden.apply.yaml_lines import LocatedDict, load_yaml
-from harden.apply.ansible_forms import module_arguments, short_module_name
+from harden.apply.ansible_forms import (canonical_arguments, module_arguments,
+                                       short_module_name, structure_key)
 from harden.apply.modules import MODULES, get_module
 from harden.apply import roles
 from harden.apply.loops import LOOP_CONTROL_KEYS, LOOP_KEYS
@@ -445,6 +446,9 @@ def _tasks(items, path: str, line: int | None, what: str, scope: Scope,
 def _task_item(data: LocatedDict, path: str, line: int, what: str, scope: Scope,
                content: roles.RoleContent) -> list[Task]:
     """One entry of a task list: a task, a block, an import/include of tasks or of a role."""
+    for key in list(data):
+        if structure_key(key) != key:
+            data = _renamed(data, key, structure_key(key))
     if "block" in data:
         return _block(data, path, line, what, scope, content)
     include = next((k for k in INCLUDE_KEYS if k in data), None)
@@ -514,7 +518,7 @@ def _task(data, path: str, line: int) -> Task:
         short = short_module_name(key, MODULES) if isinstance(key, str) else key
         if short != key:
             data = _renamed(data, key, short)
-    modules = [k for k in data if k not in TASK_KEYS]
+    modules = [k for k in data if k not in TASK_KEYS and k != "args"]
     for key in modules:
         if get_module(key) is None:
             raise InputError(f"unknown module or task keyword '{key}'; modules: "
@@ -525,7 +529,8 @@ def _task(data, path: str, line: int) -> Task:
                          (f", got {', '.join(modules)}" if modules else ""), path, data.line)
     module_name = modules[0]
     module_line = data.key_lines[module_name]
-    args = module_arguments(module_name, data[module_name], path, module_line)
+    args = canonical_arguments(module_name, _with_args_keyword(
+        data, module_arguments(module_name, data[module_name], path, module_line), path))
     module = get_module(module_name)
     args = module.validate(args, path, module_line, rendered=False)
     at = data.key_lines.get
@@ -606,6 +611,21 @@ def _delegate_to(data: LocatedDict, module: str, path: str) -> str | None:
                          "writes a node's files under harden's backups and is not delegated",
                          path, line)
     return "localhost"
+
+
+def _with_args_keyword(data: LocatedDict, args, path: str):
+    """Ansible's `args:` task keyword: more arguments of the module (the module's own
+    mapping wins on a clash)."""
+    extra = data.get("args")
+    if extra is None:
+        return args
+    if not isinstance(extra, dict):
+        raise InputError("args must be a mapping of module arguments", path,
+                         data.key_lines["args"])
+    merged = LocatedDict({**extra, **(args or {})}.items())
+    merged.line = getattr(args, "line", data.key_lines["args"])
+    merged.key_lines = {**getattr(extra, "key_lines", {}), **getattr(args, "key_lines", {})}
+    return merged
 
 
 def _loop(data: LocatedDict, path: str) -> tuple[str, Any] | None:

@@ -304,3 +304,29 @@ def test_a_loop_over_something_else_than_a_list_fails_the_host(tmp_path):
       loop: "{{ 5 }}"
 """)
     assert result.exit_code == 4 and "loop needs a list" in out.lines[-1].message
+
+
+def test_collection_names_of_includes_args_keyword_and_argument_aliases(tmp_path):
+    tasks = tasks_of(tmp_path, {"site.yml": """\
+        - hosts: all
+          tasks:
+            - ansible.builtin.import_tasks: more.yml
+            - name: args keyword
+              ansible.builtin.command: cat /etc/hostname
+              args:
+                chdir: /tmp
+        """, "more.yml": """\
+        - name: dest is lineinfile's alias of path
+          ansible.builtin.lineinfile:
+            dest: /etc/x
+            line: "a = 1"
+            backup: true
+        - name: msg is assert's alias of fail_msg
+          assert:
+            that: true
+            msg: never
+        - copy: {dest: /etc/y, content: "y", backup: true}
+        """})
+    assert [t.args.get("path") for t in tasks[:1]] == ["/etc/x"]
+    assert tasks[1].args["fail_msg"] == "never"
+    assert tasks[3].args["chdir"] == "/tmp" and tasks[3].args["cmd"] == "cat /etc/hostname"

@@ -267,3 +267,17 @@ def test_keywords_harden_cannot_honour_are_refused_at_load(tmp_path, task, messa
     with pytest.raises(InputError, match=message) as err:
         load_playbook(str(path))
     assert err.value.line >= 3
+
+
+def test_a_command_reads_its_stdin_argument(env):
+    result, out = env.apply("""
+- hosts: h1
+  tasks:
+    - command: cat
+      args:
+        stdin: "line one"
+      register: seen
+    - copy: {dest: "{{ root }}/etc/seen", content: "{{ seen.stdout }}|"}
+""")
+    assert result.exit_code == 0
+    assert (env.root("h1") / "etc/seen").read_text() == "line one|"
