@@ -148,6 +148,10 @@ class TaskPlanner:
         module = get_module(task.module)
         try:
             if not all(evaluate(cond, variables, task.where) for cond in task.when):
+                if task.register:         # as Ansible: a skipped result, not nothing
+                    self.runner.register(self.name, task.register, {
+                        "changed": False, "failed": False, "skipped": True,
+                        "skip_reason": "Conditional result was False"})
                 return self.done(result, "skipped")
             args = self.args(task, variables)
             changes, found = self._plan_judged(task, module, args, variables)

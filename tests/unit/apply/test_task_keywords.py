@@ -281,3 +281,19 @@ def test_a_command_reads_its_stdin_argument(env):
 """)
     assert result.exit_code == 0
     assert (env.root("h1") / "etc/seen").read_text() == "line one|"
+
+
+def test_a_task_skipped_by_when_registers_a_skipped_result(env):
+    result, out = env.apply("""
+- hosts: h1
+  tasks:
+    - name: skipped
+      stat: {path: /etc}
+      when: false
+      register: st
+    - copy:
+        dest: "{{ root }}/etc/seen"
+        content: "{{ st.changed }} {{ st is skipped }} {{ st.stat is defined }}\\n"
+""")
+    assert result.exit_code == 0
+    assert (env.root("h1") / "etc/seen").read_text() == "False True False\n"
