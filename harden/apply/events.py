@@ -28,6 +28,7 @@ class TaskResult:
     handler: bool = False
     no_log: bool = False              # the task said no_log: no message, no diff anywhere
     ignore_errors: bool = False       # a failure here is counted as ignored, not failed
+    failed_changed: bool = False      # failed after changing something (a command that ran)
     started: float | None = None      # time.monotonic() when the task began
     seconds: float | None = None      # from the task's start to its report (-vv)
 
@@ -51,7 +52,9 @@ class HostSummary:
         elif result.status == "skipped":
             self.skipped += 1
         elif result.status == "failed" and result.ignore_errors:
+            self.ok += 1                  # as ansible-core counts an ignored failure
             self.ignored += 1
+            self.changed += result.failed_changed
         elif result.status == "failed":
             self.failed += 1
 

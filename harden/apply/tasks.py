@@ -285,6 +285,7 @@ class TaskPlanner:
             raise self._task_failed(task, exc) from None
         if failed:
             self._register_failure(task, value)
+            result.failed_changed = self._changed_quietly(task, value)
             self.done(result, "failed", why)
             raise HostFailed(f"task '{task.name}': {why.split(':')[0]}")
         self.register(task, changed, changes, **value)
@@ -292,6 +293,14 @@ class TaskPlanner:
             self.notify(task)
         shown = value["stdout"] if args.get("show_output") and not task.no_log else ""
         return self.done(result, "changed" if changed else "ok", shown)
+
+    def _changed_quietly(self, task: Task, value: dict) -> bool:
+        """Whether a failed command counts as changed too (its changed_when, else yes), as
+        ansible-core counts an ignored failure; a broken changed_when counts as not."""
+        try:
+            return self.changed(task, True, self.base_vars(task=task), {"changed": True, **value})
+        except InputError:
+            return False
 
     def _command_attempts(self, task: Task, changes: list[Change]) -> tuple[dict, bool, str]:
         """Run the command (again while `until` does not hold); the last attempt's result,
