@@ -19,7 +19,7 @@ from harden.errors import InputError
 WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
 COMMAND_MODULES = ("command", "shell")      # their own exec: rc and output are registered
 _LOOP_ITEM = "_harden_loop_item"            # where a loop's current item registers its result
-_SERVICE_VERBS = {"restarted": "restart", "reloaded": "reload"}
+SERVICE_MODULES = ("service", "systemd", "systemd_service")
 
 
 class TaskPlanner:
@@ -123,16 +123,16 @@ class TaskPlanner:
         """Add the task to the current write batch (or report it at once when nothing is
         queued and it writes nothing)."""
         writes = bool(changes) and self.writes(task, module)
-        restart = Restart(args["name"] or "", _SERVICE_VERBS.get(args["state"], "restart"),
-                          bool(args["daemon_reload"])) \
-            if task.module == "service" and writes else None
+        undo = [Restart(*c.undo) for c in changes if c.undo is not None] if writes else []
+        if writes and task.module in SERVICE_MODULES and not undo:
+            undo = [Restart("", "restart", True)]            # daemon-reload alone: repeated
         if writes and self.pending and self.pending[0].become != self._become(task):
             self.flush()                 # one exec runs under one identity
         if not writes and not self.pending:
             return self.done(result, result.status, result.message)
         self.pending.append(PendingTask(result, changes if writes else [], self._become(task),
-                                     restart))
-        if task.module == "service":
+                                        undo))
+        if task.module in SERVICE_MODULES:
             self.flush()                 # a restart is a point everything after depends on
         return None
 

@@ -15,6 +15,7 @@ MODULES: dict[str, Module] = {m.MODULE.name: m.MODULE for m in (
     file, copy, template, encryption_key, encryption_census, static_pod, kubelet_config, sysctl,
     service, command, shell, assert_, debug, fail, set_fact, stat, lineinfile, blockinfile,
     replace, wait_for_static_pod, wait_for_kubelet)}
+MODULES.update({m.name: m for m in (service.SYSTEMD, service.SYSTEMD_SERVICE)})
 
 
 def get_module(name: str) -> Module | None:

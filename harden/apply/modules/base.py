@@ -79,6 +79,8 @@ class Change:
     sysctl: tuple[str, str] | None = None
     rewrites: bool = False      # new bytes in `path` (not only mode/owner): a pod restarts
     secret: bool = False
+    undo: tuple | None = None   # (unit, systemctl verb, daemon_reload): what a rollback runs
+    unit: tuple[str, dict] | None = None    # a unit's systemctl view once applied
 
     def record_in(self, facts: Facts) -> None:
         """Update facts to what this change leaves behind (used in check mode as well)."""
@@ -86,6 +88,8 @@ class Change:
             facts.set_file(self.path, self.after)
         if self.sysctl is not None:
             facts.set_sysctl(*self.sysctl)
+        if self.unit is not None:
+            facts.set_unit(*self.unit)
 
 
 class Module:
