@@ -29,7 +29,7 @@ from harden.node.limits import MAX_FILE_BYTES, not_regular, too_large
 from harden.node.paths import DEFAULT_KUBELET_CONFIG
 
 FILE, GLOB, SYSCTL, KUBELET, CENSUS = "file", "glob", "sysctl", "kubelet", "etcd_census"
-UNIT, PACKAGE, MOUNTS = "unit", "package", "mounts"
+UNIT, PACKAGE, MOUNTS, LINK = "unit", "package", "mounts", "link"
 UNIT_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState")
 _SECTION = markers.FACT
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -107,6 +107,14 @@ class Facts:
     units: dict[str, dict] = field(default_factory=dict)       # unit -> systemctl's view
     packages: dict[str, dict] = field(default_factory=dict)    # package -> dpkg's view
     mount_table: dict | None = None                            # fstab + /proc/mounts
+    links: dict[str, str | None] = field(default_factory=dict)  # path -> symlink target
+
+    def link(self, path: str) -> str | None:
+        """Where `path` points when it is itself a symlink, else None."""
+        path = norm_path(path)
+        if path not in self.links:
+            raise FactNotGathered(FactRequest(LINK, path))
+        return self.links[path]
 
     def unit(self, name: str) -> dict:
         """systemctl's view of a unit: the UNIT_PROPERTIES and `enabled` (is-enabled's
@@ -196,6 +204,8 @@ class Facts:
             self.kubelet_process = other.kubelet_process
         if self.census is None:
             self.census = other.census
+        for key, value in other.links.items():
+            self.links.setdefault(key, value)
         for key, value in other.units.items():
             self.units.setdefault(key, value)
         for key, value in other.packages.items():
@@ -331,6 +341,9 @@ def _section(index: int, req: FactRequest) -> str:
                        f"  printf 'C '; (apt-cache policy -- {q} 2>/dev/null | "
                        "awk '/Candidate:/ {print $2; exit}'); echo\n"
                        "else echo 'P none'; fi\n")
+    if req.kind == LINK:
+        return head + (f"if [ -L {q} ]; then printf 'L '; readlink -- {q} | base64 -w0; echo; "
+                       "else echo 'L -'; fi\n")
     if req.kind == MOUNTS:
         return head + ("printf 'F '; base64 -w0 < /etc/fstab 2>/dev/null; echo\n"
                        "printf 'M '; base64 -w0 < /proc/self/mounts; echo\n")
@@ -452,6 +465,10 @@ def _parse_section(req: FactRequest, lines: list[str], facts: Facts) -> None:
         facts.units[req.target] = _parse_unit(lines)
     elif req.kind == PACKAGE:
         facts.packages[req.target] = _parse_package(lines)
+    elif req.kind == LINK:
+        value = lines[0][2:] if lines and lines[0].startswith("L ") else "-"
+        facts.links[norm_path(req.target)] = None if value == "-" else \
+            base64.b64decode(value).decode(errors="replace").rstrip("\n")
     elif req.kind == MOUNTS:
         facts.mount_table = {line[0]: base64.b64decode(line[2:]).decode(errors="replace")
                              for line in lines if line[:2] in ("F ", "M ")}
