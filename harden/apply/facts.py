@@ -29,7 +29,7 @@ from harden.node.limits import MAX_FILE_BYTES, not_regular, too_large
 from harden.node.paths import DEFAULT_KUBELET_CONFIG
 
 FILE, GLOB, SYSCTL, KUBELET, CENSUS = "file", "glob", "sysctl", "kubelet", "etcd_census"
-UNIT, PACKAGE, MOUNTS, LINK = "unit", "package", "mounts", "link"
+UNIT, PACKAGE, MOUNTS, LINK, FIND = "unit", "package", "mounts", "link", "find"
 UNIT_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState")
 _SECTION = markers.FACT
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -108,6 +108,15 @@ class Facts:
     packages: dict[str, dict] = field(default_factory=dict)    # package -> dpkg's view
     mount_table: dict | None = None                            # fstab + /proc/mounts
     links: dict[str, str | None] = field(default_factory=dict)  # path -> symlink target
+    listings: dict[tuple[str, bool], list[dict] | None] = field(default_factory=dict)
+
+    def listing(self, path: str, recurse: bool) -> list[dict] | None:
+        """Entries below directory `path` (all depths when `recurse`), as `find -printf`
+        reports them without following links; None when `path` is not a directory."""
+        key = (norm_path(path), recurse)
+        if key not in self.listings:
+            raise FactNotGathered(FactRequest(FIND, key[0], recurse=recurse))
+        return self.listings[key]
 
     def link(self, path: str) -> str | None:
         """Where `path` points when it is itself a symlink, else None."""
@@ -204,6 +213,8 @@ class Facts:
             self.kubelet_process = other.kubelet_process
         if self.census is None:
             self.census = other.census
+        for key, value in other.listings.items():
+            self.listings.setdefault(key, value)
         for key, value in other.links.items():
             self.links.setdefault(key, value)
         for key, value in other.units.items():
@@ -341,6 +352,11 @@ def _section(index: int, req: FactRequest) -> str:
                        f"  printf 'C '; (apt-cache policy -- {q} 2>/dev/null | "
                        "awk '/Candidate:/ {print $2; exit}'); echo\n"
                        "else echo 'P none'; fi\n")
+    if req.kind == FIND:
+        depth = "" if req.recurse else " -maxdepth 1"
+        return head + (f"if [ -d {q} ]; then find {q} -mindepth 1{depth} -printf "
+                       "'F %y|%m|%U|%G|%u|%g|%s|%T@|%P\\n' 2>/dev/null; echo 'F .'; "
+                       "else echo 'F -'; fi\n")
     if req.kind == LINK:
         return head + (f"if [ -L {q} ]; then printf 'L '; readlink -- {q} | base64 -w0; echo; "
                        "else echo 'L -'; fi\n")
@@ -465,6 +481,8 @@ def _parse_section(req: FactRequest, lines: list[str], facts: Facts) -> None:
         facts.units[req.target] = _parse_unit(lines)
     elif req.kind == PACKAGE:
         facts.packages[req.target] = _parse_package(lines)
+    elif req.kind == FIND:
+        facts.listings[(norm_path(req.target), req.recurse)] = _parse_listing(req.target, lines)
     elif req.kind == LINK:
         value = lines[0][2:] if lines and lines[0].startswith("L ") else "-"
         facts.links[norm_path(req.target)] = None if value == "-" else \
@@ -514,3 +532,17 @@ def _parse_package(lines: list[str]) -> dict:
             candidate = line[2:].strip()
             found["candidate"] = None if candidate in ("", "(none)") else candidate
     return found
+
+
+def _parse_listing(top: str, lines: list[str]) -> list[dict] | None:
+    if "F -" in lines:
+        return None
+    out = []
+    for line in lines:
+        if not line.startswith("F ") or line == "F .":
+            continue
+        kind, mode, uid, gid, user, group, size, mtime, rel = line[2:].split("|", 8)
+        out.append({"path": norm_path(top) + "/" + rel, "kind": kind, "mode": int(mode, 8),
+                    "uid": int(uid), "gid": int(gid), "pw_name": user, "gr_name": group,
+                    "size": int(size), "mtime": float(mtime)})
+    return out

@@ -40,8 +40,19 @@ class TaskPlanner:
             if self.abort.is_set():
                 raise HostFailed("stopped: another host failed and the play has "
                                  "any_errors_fatal")
+            if task.module == "meta":
+                self.run_meta(task)
+                continue
             self.run_task(task)
         self.flush()
+
+    def run_meta(self, task: Task) -> None:
+        """`meta: flush_handlers`: the handlers notified so far run now, and only a later
+        notification runs them again; like Ansible, a meta task has no line of its own."""
+        action = self.args(task, self.base_vars(task=task))["free_form"]
+        if action == "flush_handlers":
+            self.run_handlers()
+            self.notified.clear()
 
     def run_task(self, task: Task, handler: bool = False) -> None:
         """Run one task; `current` stays set when it raises, for run() to see its no_log."""
@@ -88,7 +99,8 @@ class TaskPlanner:
             if not all(evaluate(cond, variables, task.where) for cond in task.when):
                 return self.done(result, "skipped")
             args = self.args(task, variables)
-            changes = self.plan(module, args, variables, task.search_dirs)
+            changes = self.plan(module, args, variables, task.search_dirs,
+                                task.check_mode is True)
             found = self.with_facts(module.name,
                                     lambda: module.result(args, self.facts, changes))
             result.message = module.report(args, variables) or str(found.get("msg") or "")
@@ -136,8 +148,10 @@ class TaskPlanner:
             self.flush()                 # a restart is a point everything after depends on
         return None
 
-    def plan(self, module, args: dict, variables: dict, search_dirs=()) -> list[Change]:
-        ctx = PlanContext(variables, [*search_dirs, *self.play.template_dirs], self.check)
+    def plan(self, module, args: dict, variables: dict, search_dirs=(),
+             task_check: bool = False) -> list[Change]:
+        ctx = PlanContext(variables, [*search_dirs, *self.play.template_dirs],
+                          self.check or task_check)
         return self.with_facts(module.name, lambda: module.plan(args, self.facts, ctx))
 
     def writes(self, task: Task, module) -> bool:
