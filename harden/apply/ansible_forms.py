@@ -73,6 +73,8 @@ def module_arguments(module: str, value, path: str, line: int):
         return value
     if module in FREE_FORM_MODULES:
         return _free_form_command(value, path, line)
+    if module == "meta":
+        return {"free_form": value.strip()}         # `meta: flush_handlers`
     return _key_values(value, path, line)
 
 

@@ -31,8 +31,8 @@ class NodeWriter:
         if out.rc == 0:
             reached = list(range(len(pending)))
         for index, item in enumerate(pending):
-            if index in reached and item.restart is not None:
-                self.state.restarts.append(item.restart)
+            if index in reached:
+                self.state.restarts.extend(item.undo)
         if out.rc == 0:
             for item in pending:
                 self._applied(item.changes, processes)

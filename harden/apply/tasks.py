@@ -22,7 +22,7 @@ from harden.errors import InputError
 WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
 COMMAND_MODULES = ("command", "shell")      # their own exec: rc and output are registered
 _LOOP_ITEM = "_harden_loop_item"            # where a loop's current item registers its result
-_SERVICE_VERBS = {"restarted": "restart", "reloaded": "reload"}
+SERVICE_MODULES = ("service", "systemd", "systemd_service")
 
 
 class TaskPlanner:
@@ -64,6 +64,9 @@ class TaskPlanner:
             raise flow.uncaught
 
     def _run_alone(self, task: Task) -> None:
+        if task.module == "meta":
+            self.run_meta(task)
+            return
         self.run_task(task)
         if task.ignore_errors:
             self.flush()
@@ -102,6 +105,14 @@ class TaskPlanner:
         if self.write_failed:
             self.write_failed = False
             self.regather()
+
+    def run_meta(self, task: Task) -> None:
+        """`meta: flush_handlers`: the handlers notified so far run now, and only a later
+        notification runs them again; like Ansible, a meta task has no line of its own."""
+        action = self.args(task, self.base_vars(task=task))["free_form"]
+        if action == "flush_handlers":
+            self.run_handlers()
+            self.notified.clear()
 
     def run_task(self, task: Task, handler: bool = False) -> None:
         """Run one task; `current` stays set when it raises, for run() to see its no_log."""
@@ -188,7 +199,8 @@ class TaskPlanner:
         ran). A module error that `failed_when` clears leaves nothing to write; a plan that
         `failed_when` fails is not written either."""
         try:
-            changes = self.plan(module, args, variables, task.search_dirs)
+            changes = self.plan(module, args, variables, task.search_dirs,
+                                task.check_mode is True)
             found = self.with_facts(module.name,
                                     lambda: module.result(args, self.facts, changes))
             error = None
@@ -220,21 +232,23 @@ class TaskPlanner:
         """Add the task to the current write batch (or report it at once when nothing is
         queued and it writes nothing)."""
         writes = bool(changes) and self.writes(task, module)
-        restart = Restart(args["name"] or "", _SERVICE_VERBS.get(args["state"], "restart"),
-                          bool(args["daemon_reload"])) \
-            if task.module == "service" and writes else None
+        undo = [Restart(*c.undo) for c in changes if c.undo is not None] if writes else []
+        if writes and task.module in SERVICE_MODULES and not undo:
+            undo = [Restart("", "restart", True)]            # daemon-reload alone: repeated
         if writes and self.pending and self.pending[0].become != self._become(task):
             self.flush()                 # one exec runs under one identity
         if not writes and not self.pending:
             return self.done(result, result.status, result.message)
         self.pending.append(PendingTask(result, changes if writes else [], self._become(task),
-                                     restart))
-        if task.module == "service":
+                                        undo))
+        if task.module in SERVICE_MODULES:
             self.flush()                 # a restart is a point everything after depends on
         return None
 
-    def plan(self, module, args: dict, variables: dict, search_dirs=()) -> list[Change]:
-        ctx = PlanContext(variables, [*search_dirs, *self.play.template_dirs], self.check)
+    def plan(self, module, args: dict, variables: dict, search_dirs=(),
+             task_check: bool = False) -> list[Change]:
+        ctx = PlanContext(variables, [*search_dirs, *self.play.template_dirs],
+                          self.check or task_check)
         return self.with_facts(module.name, lambda: module.plan(args, self.facts, ctx))
 
     def writes(self, task: Task, module) -> bool:
