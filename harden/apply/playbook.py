@@ -75,7 +75,7 @@ class Task:
     loop_control: dict = field(default_factory=dict)
     loop_vars: dict = field(default_factory=dict)     # at run time: this item's variables
     failed_when: list | None = None    # expressions (AND-ed) or [bool]
-    ignore_errors: bool = False
+    ignore_errors: bool | str | None = None   # a template is judged on the host; None: false
     until: list | None = None          # command/shell: re-run until true (AND-ed)
     retries: int = 0                   # further attempts (until, or retries: until not failed)
     delay: float = 5.0
@@ -215,7 +215,7 @@ class Scope:
     check_mode: bool | None = None
     search_dirs: list[str] = field(default_factory=list)
     depth: int = 0
-    ignore_errors: bool = False
+    ignore_errors: bool | str | None = None
     any_errors_fatal: bool = False
     blocks: tuple = ()
 
@@ -236,8 +236,9 @@ class Scope:
             no_log=self.no_log or _bool(data.get("no_log", False), "no_log", path, at("no_log")),
             check_mode=self.check_mode if check_mode is None else check_mode,
             search_dirs=(search_dirs or []) + self.search_dirs, depth=self.depth + 1,
-            ignore_errors=self.ignore_errors or _bool(data.get("ignore_errors", False),
-                                                      "ignore_errors", path, at("ignore_errors")),
+            ignore_errors=_pick(_bool_or_template(data.get("ignore_errors"), "ignore_errors",
+                                                  path, at("ignore_errors")),
+                                self.ignore_errors),
             any_errors_fatal=self.any_errors_fatal or _bool(
                 data.get("any_errors_fatal", False), "any_errors_fatal", path,
                 at("any_errors_fatal")),
@@ -251,7 +252,7 @@ class Scope:
         task.no_log = task.no_log or self.no_log
         task.check_mode = self.check_mode if task.check_mode is None else task.check_mode
         task.search_dirs = self.search_dirs + task.search_dirs
-        task.ignore_errors = task.ignore_errors or self.ignore_errors
+        task.ignore_errors = _pick(task.ignore_errors, self.ignore_errors)
         task.any_errors_fatal = task.any_errors_fatal or self.any_errors_fatal
         task.blocks = self.blocks + task.blocks
         return task
@@ -557,8 +558,8 @@ def _task(data, path: str, line: int) -> Task:
         loop_control=_loop_control(data.get("loop_control"), path, at("loop_control")),
         failed_when=None if data.get("failed_when") is None else _conditions(
             data["failed_when"]),
-        ignore_errors=_bool(data.get("ignore_errors", False), "ignore_errors", path,
-                            at("ignore_errors")),
+        ignore_errors=_bool_or_template(data.get("ignore_errors"), "ignore_errors", path,
+                                        at("ignore_errors")),
         any_errors_fatal=_bool(data.get("any_errors_fatal", False), "any_errors_fatal", path,
                                at("any_errors_fatal")),
         **_retries(data, module_name, path),
@@ -684,6 +685,19 @@ def _bool(value, what: str, path: str, line: int | None) -> bool:
     if not isinstance(value, bool):
         raise InputError(f"{what} must be true or false, got {value!r}", path, line)
     return value
+
+
+def _bool_or_template(value, what: str, path: str, line: int | None) -> bool | str | None:
+    """A bool, or (as Ansible allows for some keywords) a template judged on the host:
+    `ignore_errors: "{{ ansible_check_mode }}"`."""
+    if isinstance(value, str) and ("{{" in value or "{%" in value):
+        return value
+    return _opt_bool(value, what, path, line)
+
+
+def _pick(own, inherited):
+    """A task's own keyword value wins over what its block or include passes down."""
+    return inherited if own is None else own
 
 
 def _opt_bool(value, what: str, path: str, line: int | None) -> bool | None:

@@ -71,6 +71,20 @@ class TaskPlanner:
         if task.ignore_errors:
             self.flush()
 
+    def ignoring(self, task: Task) -> bool:
+        """ignore_errors, a template judged with the task's variables (an error in it counts
+        as not ignoring: the failure stands)."""
+        value = task.ignore_errors
+        if not isinstance(value, str):
+            return bool(value)
+        try:
+            judged = evaluate(value, self.base_vars(task=task), task.where)
+        except InputError:
+            return False
+        if isinstance(judged, str):
+            return judged.strip().lower() in ("true", "yes", "on", "1", "y")
+        return bool(judged)
+
     def _attempt(self, flow: BlockFlow, task: Task, step) -> None:
         """Run a step of `task`; a failure is ignored (ignore_errors), rescued, left to the
         `always` tasks still to run, or raised: the host fails and is rolled back."""
@@ -80,7 +94,7 @@ class TaskPlanner:
             self.pending = []
             if task.any_errors_fatal:
                 self.abort.set()
-            if task.ignore_errors:
+            if self.ignoring(task):
                 self._after_caught_failure()
                 return
             summary = self.runner.summary(self.name)
@@ -132,7 +146,7 @@ class TaskPlanner:
         except (TaskFailed, InputError) as exc:
             self.flush()
             self.done(TaskResult(self.name, self.play.name, task.name, "failed", handler=handler,
-                                 no_log=task.no_log, ignore_errors=task.ignore_errors),
+                                 no_log=task.no_log, ignore_errors=self.ignoring(task)),
                       "failed", str(exc))
             raise self._task_failed(task, exc) from None
         results = []
@@ -150,7 +164,7 @@ class TaskPlanner:
 
     def _run_task(self, task: Task, handler: bool) -> None:
         result = TaskResult(self.name, self.play.name, task.name, "ok", handler=handler,
-                            no_log=task.no_log, ignore_errors=task.ignore_errors)
+                            no_log=task.no_log, ignore_errors=self.ignoring(task))
         result.started = time.monotonic()
         variables = self.base_vars(task=task)
         if task.run_once and self.name != self.batch[0]:

@@ -298,3 +298,25 @@ def test_a_task_skipped_by_when_registers_a_skipped_result(env):
 """)
     assert result.exit_code == 0
     assert (env.root("h1") / "etc/seen").read_text() == "False True False\n"
+
+
+def test_ignore_errors_may_be_a_template_and_a_task_overrides_its_block(env):
+    result, out = env.apply("""
+- hosts: h1
+  tasks:
+    - block:
+        - name: ignored only in check mode
+          command: "false"
+          ignore_errors: "{{ ansible_check_mode }}"
+      ignore_errors: true
+""")
+    assert result.exit_code == 4 and result.hosts["h1"].failed == 1
+    result, out = env.apply("""
+- hosts: h1
+  tasks:
+    - name: ignored outside check mode
+      command: "false"
+      check_mode: false
+      ignore_errors: "{{ not ansible_check_mode }}"
+""")
+    assert result.exit_code == 0 and result.hosts["h1"].ignored == 1
