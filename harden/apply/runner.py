@@ -261,6 +261,13 @@ class Runner:
         with self._lock:
             return self.result.hosts.setdefault(host, HostSummary())
 
+    def rescued(self, host: str, failed_counted: bool) -> None:
+        """A failure a rescue caught counts in `rescued`, not `failed` (as Ansible's recap)."""
+        with self._lock:
+            summary = self.result.hosts.setdefault(host, HostSummary())
+            summary.failed -= 1 if failed_counted else 0
+            summary.rescued += 1
+
     def report(self, result: TaskResult) -> None:
         if result.no_log:
             result.diff = ""

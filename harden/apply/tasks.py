@@ -97,11 +97,8 @@ class TaskPlanner:
             if self.ignoring(task):
                 self._after_caught_failure()
                 return
-            summary = self.runner.summary(self.name)
             if flow.fail(task, exc):
-                with self.runner._lock:
-                    summary.failed -= 1 if self.failed_line else 0
-                    summary.rescued += 1
+                self.runner.rescued(self.name, failed_counted=self.failed_line)
                 self.runner.register(self.name, "ansible_failed_task", {"name": task.name})
                 self.runner.register(self.name, "ansible_failed_result",
                                      {"failed": True, "msg": str(exc)})
