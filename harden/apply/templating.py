@@ -11,6 +11,7 @@ layered_vars. Only what the user wrote is templated that way, never data from a 
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
@@ -274,7 +275,21 @@ def _render_text(text: str, variables: dict) -> Any:
     single = _SINGLE_EXPR.match(text)
     if single:
         return _defined(_compiled_expression(single.group("expr"))(**variables))
-    return _compiled_template(text).render(**variables)
+    return _literal_container(_compiled_template(text).render(**variables))
+
+
+def _literal_container(rendered: str) -> Any:
+    """A rendered text that reads as a Python dict or list literal is that value, as Ansible's
+    native templating makes it (a folded `set_fact: x: > {{ a | combine(b) }}` is a mapping,
+    not its text). Only literals: nothing in it is evaluated."""
+    stripped = rendered.strip()
+    if not (stripped.startswith(("{", "[")) and stripped.endswith(("}", "]"))):
+        return rendered
+    try:
+        value = ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return rendered
+    return value if isinstance(value, (dict, list)) else rendered
 
 
 def render_string(text: str, variables: dict, where: tuple = (None, None)) -> Any:

@@ -36,3 +36,11 @@ def test_a_select_result_loops_as_a_list():
     found = items("loop", "{{ ['a.crt', 'b.key'] | select('search', 'crt$') }}", {}, (None, None))
     assert found == ["a.crt"]
     assert render_string("{{ [1, 2] | map('string') | list | join(',') }}", {}) == "1,2"
+
+
+def test_a_folded_expression_renders_to_its_value_as_ansible_native_templating():
+    folded = "{{\n  {'x': 1} | combine({'y': 2})\n}}\n"
+    assert render_string(folded, {}) == {"x": 1, "y": 2}
+    assert render_string("{{ 'v' }}\n", {}) == "v\n"
+    assert render_string("[{{ 1 }}, 'a']", {}) == [1, "a"]
+    assert render_string("{{ '{' }} not a literal }", {}) == "{ not a literal }"
