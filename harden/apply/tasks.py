@@ -146,6 +146,14 @@ class TaskPlanner:
                                  no_log=task.no_log, ignore_errors=self.ignoring(task)),
                       "failed", str(exc))
             raise self._task_failed(task, exc) from None
+        if not found:                     # as Ansible: the task shows as skipped
+            self.done(TaskResult(self.name, self.play.name, task.name, "skipped",
+                                 handler=handler, no_log=task.no_log), "skipped", "no items")
+            if task.register:
+                self.runner.register(self.name, task.register, {
+                    "results": [], "changed": False, "failed": False, "skipped": True,
+                    "skipped_reason": "No items in the list"})
+            return
         results = []
         for index, item in enumerate(found):
             extra = loops.item_vars(task.loop_control, item, index)

@@ -320,3 +320,18 @@ def test_ignore_errors_may_be_a_template_and_a_task_overrides_its_block(env):
       ignore_errors: "{{ not ansible_check_mode }}"
 """)
     assert result.exit_code == 0 and result.hosts["h1"].ignored == 1
+
+
+def test_a_loop_over_no_items_is_one_skipped_task_as_in_ansible(env):
+    result, out = env.apply("""
+- hosts: h1
+  tasks:
+    - name: nothing to do
+      file: {path: "{{ item }}", mode: "0600"}
+      loop: []
+      register: nothing
+    - copy: {dest: "{{ root }}/etc/seen", content: "{{ nothing is skipped }}\\n"}
+""")
+    assert result.exit_code == 0 and lines(out)[0] == ("nothing to do", "skipped")
+    assert result.hosts["h1"].skipped == 1
+    assert (env.root("h1") / "etc/seen").read_text() == "True\n"
