@@ -56,6 +56,14 @@ def _to_yaml(value, indent: int = 2) -> str:
     return yaml.safe_dump(value, default_flow_style=False, sort_keys=False, indent=indent)
 
 
+def _to_nice_yaml(value, indent: int = 4, **options) -> str:
+    """Ansible's to_nice_yaml: block style, keys sorted, indent 4 unless given. A role that
+    writes a manifest with it and then edits lines must see the same text harden plans on."""
+    options.setdefault("sort_keys", True)
+    return yaml.safe_dump(value, default_flow_style=False, indent=indent, allow_unicode=True,
+                          **{k: v for k, v in options.items() if k in ("sort_keys", "width")})
+
+
 def _extract(item, container, morekeys=None):
     """Ansible's `extract`: container[item], then each of `morekeys` in turn (for
     `groups['x'] | map('extract', hostvars, ['result', 'field'])`)."""
@@ -170,7 +178,7 @@ _FILTERS = {
     "b64len": _b64len,
     "to_json": json.dumps,
     "to_yaml": _to_yaml,
-    "to_nice_yaml": _to_yaml,
+    "to_nice_yaml": _to_nice_yaml,
     "quote": shlex.quote,
     "basename": posixpath.basename,
     "dirname": posixpath.dirname,

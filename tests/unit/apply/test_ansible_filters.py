@@ -44,3 +44,8 @@ def test_a_folded_expression_renders_to_its_value_as_ansible_native_templating()
     assert render_string("{{ 'v' }}\n", {}) == "v\n"
     assert render_string("[{{ 1 }}, 'a']", {}) == [1, "a"]
     assert render_string("{{ '{' }} not a literal }", {}) == "{ not a literal }"
+
+
+def test_to_nice_yaml_writes_what_ansible_writes():
+    text = render_string("{{ {'spec': {'b': 1, 'a': ['x']}} | to_nice_yaml }}", {})
+    assert text == "spec:\n    a:\n    - x\n    b: 1\n"
