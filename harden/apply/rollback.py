@@ -217,10 +217,12 @@ hr_file() {
 }
 hr_dir() {
   p="$(readlink -m -- "$1")"
+  [ -e "$p" ] || mkdir -- "$p"        # removed by the run (file state=absent)
   if [ -d "$p" ]; then chown "$3:$4" -- "$p"; chmod "$2" -- "$p"; fi
 }
 hr_proc() { cat -- "$HB/files$1" > "$1"; }
 """ + CONFIGMAP_SH + CONFIGMAP_RESTORE_SH + r"""hr_remove() {
+  if [ -L "$1" ]; then rm -f -- "$1"; return 0; fi     # a link the run made: never its target
   p="$(readlink -m -- "$1")"
   if [ -d "$p" ]; then rmdir -- "$p" 2>/dev/null || echo "W kept $p (not empty)"
   elif [ -e "$p" ]; then rm -f -- "$p"; fi

@@ -230,7 +230,8 @@ def rollback_host(session: Session, host: str, run_id: str, force: bool,
 
 def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
                  run_options, console, forks: int = 20, journal=None,
-                 break_lock: bool = False, drop_encryption_key: bool = False) -> int:
+                 break_lock: bool = False, drop_encryption_key: bool = False,
+                 host_defaults: dict | None = None) -> int:
     """`harden rollback`: hosts of the run (from the local journal, else every selected host)
     in parallel, control planes one at a time, each under its node lock. Exit 0, or 4 if any
     host was refused, locked, failed or unreachable."""
@@ -243,7 +244,7 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
         if not known_here and not RUN_ID_SHAPE.match(run_id):
             raise InputError(unknown_run(run_id, journal, "not in the local journal, and not "
                                          "shaped like a run id (YYYYMMDDTHHMMSSZ-xxxxxx)"))
-        inventory = load_inventory(inventories)
+        inventory = load_inventory(inventories).with_defaults(host_defaults or {})
         selected = inventory.select(None, limit=limit)
         known = set(journal.hosts_of(run_id))
         hosts = [h for h in selected if h.name in known] if known else selected

@@ -81,15 +81,23 @@ class Change:
     rewrites: bool = False      # new bytes in `path` (not only mode/owner): a pod restarts
     secret: bool = False
     configmap: ConfigMapState | None = None     # a ConfigMap as this change leaves it
+    undo: tuple | None = None   # (unit, systemctl verb, daemon_reload): what a rollback runs
+    unit: tuple[str, dict] | None = None    # a unit's systemctl view once applied
+    link: tuple[str, str] | None = None     # a symlink this change creates (path, target)
+    removes: bool = False       # `path` is gone once applied
 
     def record_in(self, facts: Facts) -> None:
         """Update facts to what this change leaves behind (used in check mode as well)."""
-        if self.path is not None and self.after is not None:
+        if self.path is not None and (self.after is not None or self.removes):
             facts.set_file(self.path, self.after)
         if self.configmap is not None:
             facts.set_configmap(self.configmap)
+        if self.link is not None:
+            facts.links[self.link[0]] = self.link[1]
         if self.sysctl is not None:
             facts.set_sysctl(*self.sysctl)
+        if self.unit is not None:
+            facts.set_unit(*self.unit)
 
 
 class Module:
@@ -148,6 +156,8 @@ def validate_args(module: Module, args: Any, path, line, rendered: bool) -> dict
     return out
 
 
+_BOOL_WORDS = {"yes": True, "on": True, "true": True, "1": True,
+               "no": False, "off": False, "false": False, "0": False}
 _PY_TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict}
 
 
@@ -182,6 +192,8 @@ def _check_type(module: str, spec: Arg, value, path, line, rendered: bool):
         value = str(value)
     if spec.type == "int" and isinstance(value, str) and value.isdigit():
         value = int(value)
+    if spec.type == "bool" and isinstance(value, str) and value.lower() in _BOOL_WORDS:
+        value = _BOOL_WORDS[value.lower()]      # `k=v` arguments are text, as in Ansible
     if spec.type == "number":
         return _number(module, spec, value, path, line)
     want = _PY_TYPES.get(spec.type)
