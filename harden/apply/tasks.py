@@ -190,8 +190,13 @@ class TaskPlanner:
             self.register(task, False, changes, rc=0, stdout="", stderr="")
             return self.done(result, "ok", "skipped: creates exists")
         if not self.writes(task, module):
-            self.register(task, True, changes, rc=0, stdout="", stderr="", skipped=True)
-            return self.done(result, "changed", "not run in check mode")
+            # As Ansible's command: with creates/removes it reports the change it would make,
+            # without them it cannot tell and is skipped.
+            judged = bool(args.get("creates") or args.get("removes"))
+            self.register(task, judged, changes, rc=0, stdout="", stderr="",
+                          skipped=not judged)
+            return self.done(result, "changed" if judged else "skipped",
+                             "not run in check mode")
         out = self.session.run("sh -s", become=self._become(task),
                                stdin=apply_script(changes, self.runner.run_id,
                                                   self.runner.options.backup_root).encode())
