@@ -85,3 +85,15 @@ def test_mount_judges_and_never_mounts_outside_check_mode():
     checked = mod.plan(mod.validate({"path": "/data", "state": "absent"}), facts,
                        PlanContext(check_mode=True))
     assert checked[0].summary == "/data: remove the fstab entry; unmount /data"
+
+
+def test_find_sees_what_earlier_tasks_removed_or_created():
+    facts = make_facts(file_state("/etc/k/a.conf"), absent=["/etc/k/new.conf"])
+    facts.listings[("/etc/k", False)] = [entry("a.conf")]
+    facts.links.update({"/etc/k/a.conf": None})
+    facts.globs[("/etc/k/a.conf", True)] = ["/etc/k/a.conf"]
+    for change in plan("file", {"path": "/etc/k/a.conf", "state": "absent"}, facts) + \
+            plan("copy", {"dest": "/etc/k/new.conf", "content": "x"}, facts):
+        change.record_in(facts)
+    got = result("find", {"paths": "/etc/k", "patterns": "*.conf"}, facts)
+    assert [f["path"] for f in got["files"]] == ["/etc/k/new.conf"]
