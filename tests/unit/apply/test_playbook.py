@@ -128,7 +128,7 @@ def test_unknown_module_names_modules_and_keywords(tmp_path):
     assert err.line == 4
     assert "unknown module or task keyword 'synchronize'" in str(err)
     assert "modules: apt, assert, blockinfile, command, copy, debug, encryption_census, " \
-           "encryption_key, fail, file, find," in str(err)
+           "encryption_key, etcd_snapshot, fail, file, find," in str(err)
     assert "task keywords: become, changed_when," in str(err)
 
 
