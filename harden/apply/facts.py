@@ -19,11 +19,13 @@ from __future__ import annotations
 import base64
 import fnmatch
 import hashlib
+import json
 import re
 import shlex
 import time
 from dataclasses import dataclass, field
 
+from harden.node import configmap as node_configmap
 from harden.node import etcd_census
 from harden.node import markers
 from harden.node.limits import MAX_FILE_BYTES, not_regular, too_large
@@ -32,6 +34,7 @@ from harden.node.paths import DEFAULT_KUBELET_CONFIG
 FILE, GLOB, SYSCTL, KUBELET, CENSUS = "file", "glob", "sysctl", "kubelet", "etcd_census"
 UNIT, PACKAGE, MOUNTS, LINK, FIND = "unit", "package", "mounts", "link", "find"
 UNIT_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState")
+CONFIGMAP = "configmap"
 _SECTION = markers.FACT
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _SYSCTL_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -45,7 +48,8 @@ class FactRequest:
     shell pattern `target`, recursively below each match when `recurse`; with `content` and
     without `recurse`, each match's bytes too), SYSCTL (the runtime
     value of key `target`), KUBELET (the running kubelet's argv and the KubeletConfiguration file
-    it uses; `target` is the path assumed when no kubelet runs).
+    it uses; `target` is the path assumed when no kubelet runs), CONFIGMAP (the ConfigMap
+    `target` = "namespace/name", read with kubectl and the node's admin.conf).
     """
 
     kind: str
@@ -81,6 +85,29 @@ class KubeletProcess:
 
     argv: tuple[str, ...] | None
     config_path: str
+
+
+@dataclass(frozen=True)
+class ConfigMapState:
+    """A ConfigMap as the node's admin.conf sees it. data None: no such object; unavailable:
+    why it could not be read from this node (no admin.conf, no kubectl, an API error)."""
+
+    ref: str                                  # namespace/name
+    data: dict[str, str] | None = None
+    resource_version: str = ""
+    unavailable: str = ""
+
+    def path(self, key: str) -> str:
+        """The backup-index path of one of its keys (harden.node.configmap)."""
+        namespace, name = self.ref.split("/", 1)
+        return node_configmap.path_of(namespace, name, key)
+
+    def sha256(self, key: str) -> str:
+        return hashlib.sha256((self.data or {}).get(key, "").encode()).hexdigest()
+
+    def with_value(self, key: str, value: str) -> "ConfigMapState":
+        return ConfigMapState(self.ref, {**(self.data or {}), key: value},
+                              self.resource_version)
 
 
 class FactNotGathered(LookupError):
@@ -146,6 +173,17 @@ class Facts:
         if self.mount_table is None:
             raise FactNotGathered(FactRequest(MOUNTS, "/proc/mounts"))
         return self.mount_table
+    configmaps: dict[str, ConfigMapState] = field(default_factory=dict)
+    persist_notes: dict[str, str] = field(default_factory=dict)   # what a plan left node-only
+
+    def configmap(self, ref: str) -> ConfigMapState:
+        """The ConfigMap `ref` ("namespace/name") as read from this node (or as planned)."""
+        if ref not in self.configmaps:
+            raise FactNotGathered(FactRequest(CONFIGMAP, ref))
+        return self.configmaps[ref]
+
+    def set_configmap(self, state: ConfigMapState) -> None:
+        self.configmaps[state.ref] = state
 
     def etcd_census(self) -> "etcd_census.Census":
         """What etcd holds per resource and provider:key (counts only), read as this node's
@@ -240,6 +278,8 @@ class Facts:
             self.packages.setdefault(key, value)
         if self.mount_table is None:
             self.mount_table = other.mount_table
+        for ref, state in other.configmaps.items():
+            self.configmaps.setdefault(ref, state)
 
 
 def norm_path(path: str) -> str:
@@ -380,7 +420,49 @@ def _section(index: int, req: FactRequest) -> str:
     if req.kind == MOUNTS:
         return head + ("printf 'F '; base64 -w0 < /etc/fstab 2>/dev/null; echo\n"
                        "printf 'M '; base64 -w0 < /proc/self/mounts; echo\n")
+    if req.kind == CONFIGMAP:
+        return head + _configmap_section(req.target)
     raise ValueError(f"unknown fact kind {req.kind!r}")
+
+
+def _configmap_section(ref: str) -> str:
+    """Y none <b64 why> | Y <rc> <b64 stdout> <b64 stderr>: `kubectl get -o json` of the
+    ConfigMap with the node's admin.conf (empty stdout and rc 0: no such object)."""
+    namespace, name = ref.split("/", 1)
+    node_configmap.path_of(namespace, name, "x")            # checks the parts
+    admin = shlex.quote(node_configmap.ADMIN_CONF)
+    return (f"if [ ! -e {admin} ]; then echo \"Y none $(printf '%s' '{node_configmap.ADMIN_CONF} "
+            "is not on this node' | base64 -w0)\"\n"
+            "elif ! command -v kubectl >/dev/null 2>&1; then echo \"Y none $(printf '%s' "
+            "'kubectl is not installed on this node' | base64 -w0)\"\n"
+            f"else hf_e=$(mktemp); hf_o=$(kubectl --kubeconfig={admin} --request-timeout=20s "
+            f"-n {namespace} get configmap {name} --ignore-not-found -o json 2>\"$hf_e\" "
+            "</dev/null); hf_rc=$?\n"
+            "  echo \"Y $hf_rc $(printf '%s' \"$hf_o\" | base64 -w0) $(base64 -w0 < \"$hf_e\")\"; "
+            "rm -f \"$hf_e\"; fi\n")
+
+
+def parse_configmap(ref: str, line: str) -> ConfigMapState:
+    """The Y record of `_configmap_section`."""
+    parts = line.split(" ")
+    if len(parts) < 3 or parts[0] != "Y":
+        raise ValueError(f"fact probe output for configmap {ref} is malformed")
+    if parts[1] == "none":
+        return ConfigMapState(ref, unavailable=base64.b64decode(parts[2]).decode())
+    rc, out = int(parts[1]), base64.b64decode(parts[2]).decode("utf-8", "replace")
+    err = base64.b64decode(parts[3]).decode("utf-8", "replace") if len(parts) > 3 else ""
+    if rc != 0:
+        why = err.strip().splitlines()[-1] if err.strip() else f"exit {rc}"
+        return ConfigMapState(ref, unavailable=f"kubectl get configmap {ref} failed: {why}")
+    if not out.strip():
+        return ConfigMapState(ref)
+    try:
+        obj = json.loads(out)
+    except ValueError as exc:
+        return ConfigMapState(ref, unavailable=f"kubectl output for {ref} is not JSON: {exc}")
+    data = obj.get("data") or {}
+    return ConfigMapState(ref, {str(k): str(v) for k, v in data.items()},
+                          str((obj.get("metadata") or {}).get("resourceVersion", "")))
 
 
 def census_script() -> str:
@@ -507,6 +589,8 @@ def _parse_section(req: FactRequest, lines: list[str], facts: Facts) -> None:
     elif req.kind == MOUNTS:
         facts.mount_table = {line[0]: base64.b64decode(line[2:]).decode(errors="replace")
                              for line in lines if line[:2] in ("F ", "M ")}
+    elif req.kind == CONFIGMAP:
+        facts.configmaps[req.target] = parse_configmap(req.target, lines[0] if lines else "")
     elif req.kind == CENSUS:
         census = etcd_census.Census()
         for line in lines:

@@ -22,9 +22,10 @@ import yaml
 
 from harden.errors import InputError
 from harden.node import limits
-from harden.apply.facts import Facts, FactRequest, FileState
+from harden.apply.facts import ConfigMapState, Facts, FactRequest, FileState
 from harden.node.paths import BACKUP_ROOT
 from harden.node.failure import NODE_FAILURE
+from harden.node.configmap import CONFIGMAP_APPLY_SH
 from harden.node.record import HB_RECORD
 from harden.runs.journal import RUN_ID
 
@@ -83,6 +84,7 @@ class Change:
     unit: tuple[str, dict] | None = None    # a unit's systemctl view once applied
     link: tuple[str, str] | None = None     # a symlink this change creates (path, target)
     removes: bool = False       # `path` is gone once applied
+    configmap: ConfigMapState | None = None     # a ConfigMap as this change leaves it
 
     def record_in(self, facts: Facts) -> None:
         """Update facts to what this change leaves behind (used in check mode as well)."""
@@ -90,6 +92,8 @@ class Change:
             facts.set_file(self.path, self.after)
         if self.link is not None:
             facts.links[self.link[0]] = self.link[1]
+        if self.configmap is not None:
+            facts.set_configmap(self.configmap)
         if self.sysctl is not None:
             facts.set_sysctl(*self.sysctl)
         if self.unit is not None:
@@ -336,7 +340,7 @@ hb_mkdir() {
   hb_after "$1"
 }
 hb_proc() { hb_backup "$1"; printf '%s\n' "$2" > "$1"; hb_after "$1"; }
-""" + HB_RECORD
+""" + HB_RECORD + CONFIGMAP_APPLY_SH
 
 
 def apply_script(changes: list[Change], run_id: str, backup_root: str = BACKUP_ROOT) -> str:
@@ -348,6 +352,10 @@ def apply_script(changes: list[Change], run_id: str, backup_root: str = BACKUP_R
     if not RUN_ID.match(run_id):
         raise ValueError(f"bad run id {run_id!r}")
     head = f"HB_ROOT={shlex.quote(backup_root)}\nHB=\"$HB_ROOT\"/{shlex.quote(run_id)}\n"
+    # ConfigMap changes first, while the API server still answers: a manifest written in the
+    # same script restarts it (or etcd). Their content never depends on the node's files.
+    changes = [c for c in changes if c.configmap is not None] + \
+        [c for c in changes if c.configmap is None]
     later = _superseded(changes)
     return APPLY_PRELUDE + head + "".join(
         (f"hb_backup {shlex.quote(posixpath.normpath(c.path))}" if i in later else
