@@ -22,6 +22,7 @@ import hashlib
 import json
 import re
 import shlex
+import time
 from dataclasses import dataclass, field
 
 from harden.node import configmap as node_configmap
@@ -227,12 +228,28 @@ class Facts:
         self.files[path] = state
         if state is None or state.content is not None:
             self.with_content.add(path)
+        self._update_listings(path, state)
         for (pattern, recurse), paths in self.globs.items():
             if path in paths and state is None:
                 paths.remove(path)
             elif state is not None and path not in paths and _covered(path, pattern, recurse):
                 paths.append(path)
                 paths.sort()
+
+    def _update_listings(self, path: str, state: FileState | None) -> None:
+        """A planned change seen by a later `find`: a removed path leaves its listing, a new
+        one joins the listing of its directory (or an ancestor's, recursively)."""
+        for (top, recurse), entries in self.listings.items():
+            if entries is None or not path.startswith(top + "/"):
+                continue
+            if not recurse and "/" in path[len(top) + 1:]:
+                continue
+            entries[:] = [e for e in entries if e["path"] != path]
+            if state is not None:
+                entries.append({"path": path, "kind": {"file": "f", "directory": "d"}.get(
+                    state.kind, "?"), "mode": state.mode, "uid": -1, "gid": -1,
+                    "pw_name": state.owner, "gr_name": state.group,
+                    "size": len(state.content or b""), "mtime": time.time()})
 
     def set_sysctl(self, key: str, value: str) -> None:
         self.sysctls[key] = value

@@ -26,7 +26,12 @@ hx uname_r uname -r
 hx uname_v uname -v
 hx uname_m uname -m
 hx uname_n uname -n
-hx fqdn sh -c 'python3 -c "import socket; print(socket.getfqdn())" || hostname -f || uname -n'
+hf_fqdn() {
+  n=$(uname -n); ip=$(getent hosts "$n" | awk '{print $1; exit}')
+  if [ -z "$ip" ]; then echo "$n"; return 0; fi
+  getent hosts "$ip" | awk 'NR == 1 {for (i = 2; i <= NF; i++) if (index($i, ".")) {print $i; exit}; print $2; exit}'
+}
+hx fqdn hf_fqdn
 hx comm cat /proc/1/comm
 hx paths sh -c 'for p in /run/systemd/system /dev/.run/systemd /dev/.systemd /sbin/openrc /etc/init.d /usr/bin/apt-get /usr/bin/dnf /usr/bin/yum /usr/bin/zypper /sbin/apk /usr/bin/pacman /usr/bin/rpm /.dockerenv /.dockerinit /proc/vz /proc/lve /proc/bc /proc/xen; do [ -e "$p" ] && echo "$p"; done; :'
 hx cgroup cat /proc/1/cgroup

@@ -308,8 +308,13 @@ class TaskPlanner:
             self.register(task, False, changes, rc=0, stdout="", stderr="")
             return self.done(result, "ok", "skipped: creates exists")
         if not self.writes(task, module):
-            self.register(task, True, changes, rc=0, stdout="", stderr="", skipped=True)
-            return self.done(result, "changed", "not run in check mode")
+            # As Ansible's command: with creates/removes it reports the change it would make,
+            # without them it cannot tell and is skipped.
+            judged = bool(args.get("creates") or args.get("removes"))
+            self.register(task, judged, changes, rc=0, stdout="", stderr="",
+                          skipped=not judged)
+            return self.done(result, "changed" if judged else "skipped",
+                             "not run in check mode")
         try:
             value, failed, why = self._command_attempts(task, changes)
             changed = not failed and self.changed(task, True, self.base_vars(task=task),

@@ -208,3 +208,26 @@ def test_a_multi_play_run_that_finishes_is_committed_once_per_play(env):
     assert str(env.root("h1") / "etc" / "two.conf") in after
     _, again = env.apply("- hosts: h1\n  tasks: []\n")
     assert not any("did not finish" in m for _, m in again.warnings)
+
+
+STOP_THEN_FAIL = """
+- hosts: h1
+  tasks:
+    - name: first
+      copy: {dest: "{{ root }}/etc/app.conf", content: "a = 9\\n"}
+    - name: stop it
+      systemd: {name: fake-svc, state: stopped, enabled: false}
+    - name: gate
+      assert: {that: "false"}
+"""
+
+
+def test_a_rollback_undoes_service_state_and_enablement(env, systemctl):
+    """The run stopped and disabled a running, enabled unit; its rollback starts and
+    enables it again, in the run's order."""
+    result, _ = env.apply(STOP_THEN_FAIL)
+    assert result.hosts["h1"].rolled_back == 1
+    assert systemctl.read_text().splitlines() == ["disable fake-svc", "stop fake-svc",
+                                                  "enable fake-svc", "start fake-svc"]
+    assert [(r["name"], r["verb"]) for r in node_record(env, result.run_id)["restarts"]] == \
+        [("fake-svc", "enable"), ("fake-svc", "start")]

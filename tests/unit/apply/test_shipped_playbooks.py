@@ -100,7 +100,7 @@ def gather(node: dict, sysctls: dict, requests) -> Facts:
 
 
 def run_playbook(path: Path, node: dict, sysctls: dict, extra: dict) -> list[str]:
-    """Plan every task (and handler) of every play that writes and whose `when` holds (asserts,
+    """Plan every task (and handler) of every play that writes and whose `when` holds (asserts, set_fact,
     commands and check-only preflight tasks need other hosts or a cluster: the lab tests and
     test_pod_security_preflight run those);
     apply to the in-memory node."""
@@ -109,7 +109,8 @@ def run_playbook(path: Path, node: dict, sysctls: dict, extra: dict) -> list[str
         variables = layered_vars(play.vars, extra_vars=extra)
         rendered = []
         for task in play.tasks + play.handlers:
-            if task.module in ("assert", "command", "shell") or task.check_mode is True or \
+            if task.module in ("assert", "command", "shell", "set_fact") or \
+                    task.check_mode is True or \
                     not all(evaluate(c, variables) for c in task.when):
                 continue
             module = get_module(task.module)
