@@ -100,10 +100,9 @@ def gather(node: dict, sysctls: dict, requests) -> Facts:
 
 
 def run_playbook(path: Path, node: dict, sysctls: dict, extra: dict) -> list[str]:
-    """Plan every task (and handler) of every play that writes and whose `when` holds (asserts, set_fact,
-    commands and check-only preflight tasks need other hosts or a cluster: the lab tests and
-    test_pod_security_preflight run those);
-    apply to the in-memory node."""
+    """Plan every task (and handler) of every play that writes and whose `when` holds, and
+    apply it to the in-memory node. Asserts, set_fact, commands and check-only preflight tasks
+    need other hosts or a cluster: the lab tests and test_pod_security_preflight run those."""
     summaries = []
     for play in load_playbook(str(path)).plays:
         variables = layered_vars(play.vars, extra_vars=extra)
