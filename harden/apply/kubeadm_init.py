@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import posixpath
 import re
@@ -196,6 +197,7 @@ def check(configs: dict[str, ComponentConfig], kubelet: dict, options: Options) 
                          f"{' or '.join(API_VERSIONS)}")
     _check_version(options)
     _check_endpoint(options.control_plane_endpoint)
+    _check_node(options)
     for component, config in configs.items():
         _check_component(component, config)
     for key, value in kubelet.items():
@@ -222,6 +224,22 @@ def _check_endpoint(endpoint: str | None) -> None:
     if not host.strip("[]") or (port and not (port.isdigit() and 0 < int(port) < 65536)):
         raise InputError(f"--control-plane-endpoint {endpoint!r}: kubeadm wants HOST or "
                          "HOST:PORT (controlPlaneEndpoint: endpoint is not valid)")
+
+
+def _check_node(options: Options) -> None:
+    """kubeadm's checks of the InitConfiguration values given as options."""
+    if options.advertise_address is not None:
+        try:
+            ipaddress.ip_address(options.advertise_address)
+        except ValueError:
+            raise InputError(f"--advertise-address {options.advertise_address!r}: "
+                             "localAPIEndpoint.advertiseAddress: ip address is not valid") \
+                from None
+    name = options.node_name
+    if name is not None and (len(name) > 253 or not all(
+            _DNS_LABEL.match(part) for part in name.split("."))):
+        raise InputError(f"--node-name {name!r}: nodeRegistration.name must be a lower-case "
+                         "DNS subdomain (letters, digits, '-', '.')")
 
 
 def _check_component(component: str, config: ComponentConfig) -> None:

@@ -219,6 +219,8 @@ def test_same_hardened_flags_as_applying_the_playbooks_to_a_kubeadm_node(tmp_pat
     ({}, Options(kubernetes_version="latest"), "wants a version such as"),
     ({}, Options(control_plane_endpoint="lb:99999"), "controlPlaneEndpoint"),
     ({"audit_policy_path": "audit.yaml"}, Options(), "not an absolute path"),
+    ({}, Options(advertise_address="cp1.example"), "ip address is not valid"),
+    ({}, Options(node_name="CP_1"), "lower-case DNS subdomain"),
 ])
 def test_refusals_name_the_setting_and_write_nothing(tmp_path, extra, options, message):
     with pytest.raises(InputError) as caught:
