@@ -79,9 +79,14 @@ def derive(inventory_paths: list[str] | None, extra_vars: dict, playbooks=DEFAUL
            host_name: str | None = None) -> Hardening:
     """Evaluate the playbooks for one control-plane host (the inventory's first, or
     `host_name`) and collect their desired state. InputError on bad input."""
+    for name in BOOTSTRAP_VARS:
+        if name in extra_vars:
+            raise InputError(f"-e {name}: a new cluster starts with encryption on (the key "
+                             "first in the config every control plane gets before it joins); "
+                             f"{name} is for clusters that already run")
     inventory = _inventory(inventory_paths)
     host = _control_plane(inventory, host_name)
-    variables_e = {**BOOTSTRAP_VARS, **extra_vars}
+    variables_e = {**extra_vars, **BOOTSTRAP_VARS}
     out = Hardening()
     for path in playbooks:
         for play in load_playbook(path).plays:
@@ -167,10 +172,13 @@ def _collect_task(task: Task, play: Play, args: dict, variables: dict, out: Hard
     elif task.module == "kubelet_config":
         out.kubelet.update({str(k): v for k, v in args["set"].items()})
     elif task.module == "sysctl":
-        try:
-            text = sysctl_text("", sysctl_values(args))
+        earlier = [f for f in out.sysctl_files if f.path == args["file"]]
+        try:            # as on a node: a second task on the same file edits its lines
+            text = sysctl_text(earlier[0].content.decode() if earlier else "",
+                               sysctl_values(args))
         except TaskFailed as exc:
             raise InputError(str(exc), *task.where) from None
+        out.sysctl_files = [f for f in out.sysctl_files if f.path != args["file"]]
         out.sysctl_files.append(NodeFile(args["file"], text.encode(), 0o644, source=label))
     elif task.module == "file":
         _collect_directory(task, args, label, out)
@@ -192,6 +200,7 @@ def _collect_whole_file(task: Task, play: Play, args: dict, variables: dict, lab
     ctx = PlanContext(variables, [*task.search_dirs, *play.template_dirs], False)
     content = module.content(args, ctx)
     secret = bool(args.get("secret")) or task.no_log
+    out.files = [f for f in out.files if f.path != args["dest"]]     # a later task wins
     out.files.append(NodeFile(args["dest"], content, _mode(args["mode"], 0o644, task),
                               secret=secret, source=label))
 

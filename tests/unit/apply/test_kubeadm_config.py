@@ -189,6 +189,23 @@ def test_a_flag_added_to_a_playbook_reaches_the_config(tmp_path):
         "enable-admission-plugins": "NodeRestriction,DenyServiceExternalIPs"}
 
 
+def test_tasks_writing_the_same_file_end_as_on_a_node(tmp_path):
+    book = tmp_path / "book.yml"
+    book.write_text("""
+- hosts: control_plane
+  tasks:
+    - sysctl: {file: /etc/sysctl.d/90-x.conf, values: {vm.panic_on_oom: 0, kernel.panic: 10}}
+    - sysctl: {file: /etc/sysctl.d/90-x.conf, values: {kernel.panic: 20}}
+    - copy: {dest: /etc/kubernetes/x.yaml, content: "first", mode: "0644"}
+    - copy: {dest: /etc/kubernetes/x.yaml, content: "second", mode: "0600"}
+""")
+    out = generated(tmp_path, {}, playbooks=[str(book)])
+    lines = (out / "files/etc/sysctl.d/90-x.conf").read_text().splitlines()
+    assert [l.replace(" ", "") for l in lines] == ["vm.panic_on_oom=0", "kernel.panic=20"]
+    assert (out / "files/etc/kubernetes/x.yaml").read_text() == "second"
+    assert stat.S_IMODE(os.stat(out / "files/etc/kubernetes/x.yaml").st_mode) == 0o600
+
+
 def _flags(text: str) -> dict[str, str | None]:
     return Manifest(text, "manifest").flags(None)
 
@@ -220,6 +237,7 @@ def test_same_hardened_flags_as_applying_the_playbooks_to_a_kubeadm_node(tmp_pat
     ({}, Options(control_plane_endpoint="lb:99999"), "controlPlaneEndpoint"),
     ({"audit_policy_path": "audit.yaml"}, Options(), "not an absolute path"),
     ({}, Options(advertise_address="cp1.example"), "ip address is not valid"),
+    ({"encryption_phase": "enable"}, Options(), "a new cluster starts with encryption on"),
     ({}, Options(node_name="CP_1"), "lower-case DNS subdomain"),
 ])
 def test_refusals_name_the_setting_and_write_nothing(tmp_path, extra, options, message):
