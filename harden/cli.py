@@ -479,8 +479,11 @@ lab_dir_option = click.option(
                    "chacha20-poly1305 and hmac-sha2-512-etm (reachable with --transport openssh).")
 @click.option("--user-ca", is_flag=True,
               help="Nodes trust an SSH user CA (DIR/user_ca) for certificate logins.")
+@click.option("--kubeadm-api", default="v1beta4", show_default=True,
+              type=click.Choice(["v1beta3", "v1beta4"]),
+              help="Shape of the ClusterConfiguration seeded into kube-system/kubeadm-config.")
 def lab_up(lab_dir, control_planes, workers, profile, net, secrets, wait, timeout,
-           ssh_algorithms, user_ca):
+           ssh_algorithms, user_ca, kubeadm_api):
     """Start the nodes; returns once every sshd answers (and, with --wait, every pod is ready)."""
     import time
 
@@ -489,7 +492,7 @@ def lab_up(lab_dir, control_planes, workers, profile, net, secrets, wait, timeou
     started = time.monotonic()
     state = cluster.up(lab_dir, control_planes=control_planes, workers=workers,
                        profile=profile, net=net, ssh_algorithms=ssh_algorithms, user_ca=user_ca,
-                       seed_secrets=secrets)
+                       seed_secrets=secrets, kubeadm_api=kubeadm_api)
     for node in state["nodes"]:
         click.echo(f"{node['name']:<6} {node['role']:<14} {node['address']}")
     click.echo(f"lab up in {state['started_seconds']:.2f}s: inventory {state['dir']}/inventory.ini"

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harden.errors import HardenError, InputError
-from harden.lab import layout, pki, seed, sshd
+from harden.lab import kubeadm_config, layout, pki, seed, sshd
 
 LABOPS = "labops"
 MOUNT_DIRS = ("/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd",
@@ -217,10 +217,22 @@ def _systemctl_shim(socket_path: Path) -> bytes:
     return ("\n".join(lines) + "\n").replace("@SOCKET@", str(socket_path)).encode()
 
 
+def _kubeadm_shim(node_file: Path) -> bytes:
+    """/usr/local/sbin/kubeadm: the lab's kubeadm (harden.lab.kubeadm) with this node's facts."""
+    package_root = Path(__file__).resolve().parents[2]
+    return (f"#!{sys.executable}\n"
+            '"""kubeadm for a lab node (harden.lab.kubeadm); written by `harden lab up`."""\n'
+            "import sys\n"
+            f"sys.path.insert(0, {str(package_root)!r})\n"
+            "from harden.lab.kubeadm import main\n"
+            f"sys.exit(main(sys.argv[1:], node_file={str(node_file)!r}))\n").encode()
+
+
 def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
                cluster: pki.ClusterPKI, *, api_server: str, uid: int, users: dict,
                client_pub: bytes, ssh_algorithms: str = "default",
-               user_ca: Path | None = None) -> dict:
+               user_ca: Path | None = None, config: kubeadm_config.ClusterConfig | None = None,
+               kubelet: dict | None = None) -> dict:
     """Lay out one node under DIR/nodes/<name>/ and return the supervisor's spec (node.json)."""
     node_dir = lab_dir / "nodes" / spec.name
     root = node_dir / "root"
@@ -228,7 +240,8 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
         shutil.rmtree(node_dir)
     for source in COPIED_FROM_HOST:
         _copy_host_dir(source, root / source.lstrip("/"))
-    dirs, files = layout.node_files(spec, profile, cluster, api_server=api_server, labops_uid=uid)
+    dirs, files = layout.node_files(spec, profile, cluster, api_server=api_server, labops_uid=uid,
+                                    config=config, kubelet=kubelet)
     for path, d in dirs.items():
         target = root / path.lstrip("/")
         target.mkdir(parents=True, exist_ok=True)
@@ -246,6 +259,9 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
         os.chmod(path, 0o700)
     socket_path = node_dir / "control.sock"
     _write(root / "usr/local/sbin/systemctl", _systemctl_shim(socket_path), 0o755)
+    node_file = node_dir / "kubeadm-node.json"
+    _write(node_file, json.dumps(asdict(spec)).encode(), 0o644)
+    _write(root / "usr/local/sbin/kubeadm", _kubeadm_shim(node_file), 0o755)
     _copy_kernel_settings(root / PROC_SYS.lstrip("/"))
     host_key, host_pub = pki.ssh_keypair(f"root@{spec.name}")
     _write(node_dir / "ssh_host_ed25519_key", host_key, 0o600)
@@ -480,12 +496,14 @@ def _node_specs(control_planes: int, workers: int, net: str,
 
 def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str = "kubeadm",
        net: str | None = None, ssh_algorithms: str = "default", user_ca: bool = False,
-       seed_secrets: int = 0) -> dict:
+       seed_secrets: int = 0, kubeadm_api: str = "v1beta4") -> dict:
     """Start a lab and return its state (also written to DIR/lab.json).
 
     `user_ca` writes an SSH user CA (DIR/user_ca, DIR/user_ca.pub) that every node's sshd
     trusts: `ssh-keygen -s DIR/user_ca -I id -n root KEY.pub` makes a certificate that logs in.
     `seed_secrets` adds that many secrets to the objects the API servers seed (harden.lab.seed).
+    `kubeadm_api` is the shape (v1beta3 or v1beta4) of the ClusterConfiguration seeded into
+    kube-system/kubeadm-config, which regenerates exactly the manifests written here.
     """
     check_host()
     if profile not in layout.PROFILES:
@@ -497,6 +515,9 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
         raise InputError("a lab has between 1 and 240 nodes")
     if not 0 <= seed_secrets <= 100000:
         raise InputError(f"--secrets must be between 0 and 100000, got {seed_secrets}")
+    if kubeadm_api not in kubeadm_config.API_VERSIONS:
+        raise InputError(f"unknown kubeadm API version {kubeadm_api!r}; choose "
+                         f"{', '.join(kubeadm_config.API_VERSIONS)}")
     lab_dir = lab_dir.resolve()
     if (lab_dir / "lab.json").exists() and any(
             is_our_supervisor(n) for n in _nodes_of(read_state(lab_dir))):
@@ -526,16 +547,22 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
     uid = labops_uid()
     users = user_files(uid, password_hash(password))
     cluster = pki.new_cluster_pki()
-    seed.write(lab_dir / "seed.json", profile, seed_secrets)
+    cluster_text = layout.kube_yaml(layout.cluster_document(prof, kubeadm_api)).decode()
+    config = kubeadm_config.parse(cluster_text)
+    kubelet = layout.kubelet_cluster_config(prof)
+    seed.write(lab_dir / "seed.json", profile, seed_secrets, cluster_configuration=cluster_text,
+               kubelet=layout.kube_yaml(kubelet).decode())
     first_cp = next((s.address for s in specs if s.is_control_plane), f"{net}.11")
     node_specs = [write_node(lab_dir, s, prof, cluster, api_server=f"https://{first_cp}:6443",
                              uid=uid, users=users, client_pub=client_pub,
-                             ssh_algorithms=ssh_algorithms, user_ca=ca_pub) for s in specs]
+                             ssh_algorithms=ssh_algorithms, user_ca=ca_pub, config=config,
+                             kubelet=kubelet) for s in specs]
     ensure_host_mountpoints()
     nodes = [launch(ns) for ns in node_specs]
     for node, spec in zip(nodes, specs):
         node.role = spec.role
-    state = {"dir": str(lab_dir), "net": net, "profile": profile, "state": "starting",
+    state = {"dir": str(lab_dir), "net": net, "profile": profile, "kubeadm_api": kubeadm_api,
+             "state": "starting",
              "ssh_algorithms": ssh_algorithms, "user_ca": bool(user_ca), "labops_uid": uid,
              "nodes": [asdict(n) for n in nodes]}
     deadline = time.monotonic() + UP_TIMEOUT

@@ -19,10 +19,12 @@ from importlib import resources
 
 import yaml
 
+from harden.lab import kubeadm_config
 from harden.lab import pki as lab_pki
+from harden.lab.kubeadm_config import ClusterConfig, Component
 
-K8S_VERSION = "v1.30.4"
-ETCD_IMAGE = "registry.k8s.io/etcd:3.5.12-0"
+K8S_VERSION = kubeadm_config.DEFAULT_VERSION
+ETCD_IMAGE = f"registry.k8s.io/etcd:{kubeadm_config.DEFAULT_ETCD_TAG}"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
 SERVICE_CIDR = "10.96.0.0/12"
 POD_CIDR = "10.244.0.0/16"
@@ -70,7 +72,8 @@ class NodeSpec:
 class Profile:
     """How a lab's files differ from kubeadm's defaults. `kubeadm` is the baseline (no changes).
 
-    Flag overrides map a flag name to its value, or to None to drop the flag.
+    The four flag maps are the components' `extraArgs` in the seeded ClusterConfiguration, as a
+    kubeadm user would have set them (kubeadm cannot drop a default flag, only replace its value).
     """
 
     name: str
@@ -106,9 +109,10 @@ PROFILES = {
         components_on_loopback=False,
         apiserver_flags={"authorization-mode": "AlwaysAllow", "anonymous-auth": "true",
                          "profiling": "true", "enable-admission-plugins": "AlwaysAdmit",
-                         "kubelet-client-certificate": None, "kubelet-client-key": None},
-        controller_manager_flags={"profiling": "true", "use-service-account-credentials": "false"},
-        scheduler_flags={"profiling": "true"},
+                         "kubelet-client-certificate": "", "kubelet-client-key": ""},
+        controller_manager_flags={"bind-address": "0.0.0.0", "profiling": "true",
+                                  "use-service-account-credentials": "false"},
+        scheduler_flags={"bind-address": "0.0.0.0", "profiling": "true"},
         etcd_flags={"client-cert-auth": "false", "peer-client-cert-auth": "false"},
         kubelet_config={"authentication": {"anonymous": {"enabled": True},
                                            "webhook": {"cacheTTL": "0s", "enabled": False}},
@@ -143,12 +147,45 @@ def kube_yaml(data: dict) -> bytes:
                      width=1 << 30).encode()
 
 
+# --- the ClusterConfiguration a profile stands for ----------------------------------------------
+
+def cluster_document(profile: Profile, api_version: str = "v1beta4") -> dict:
+    """The full ClusterConfiguration `lab up` seeds into kube-system/kubeadm-config: kubeadm's
+    defaults plus the profile's flags as `extraArgs`."""
+    return kubeadm_config.document(
+        api_version, api_server=profile.apiserver_flags,
+        controller_manager=profile.controller_manager_flags,
+        scheduler=profile.scheduler_flags, etcd=profile.etcd_flags)
+
+
+def cluster_config(profile: Profile, api_version: str = "v1beta4") -> ClusterConfig:
+    """The profile's ClusterConfiguration decoded, exactly as `kubeadm upgrade` decodes it."""
+    return kubeadm_config.from_document(cluster_document(profile, api_version))
+
+
 # --- static pod manifests ---------------------------------------------------------------------
 
-def _command(binary: str, flags: dict, overrides: dict) -> list[str]:
-    """kubeadm's ArgumentsToCommand: one `--name=value` per flag, sorted by name."""
-    merged = {**flags, **overrides}
-    return [binary] + [f"--{k}={v}" for k, v in sorted(merged.items()) if v is not None]
+_ANY_ADDRESS = ("0.0.0.0", "::")
+
+
+def _command(binary: str, base: list[tuple[str, str]], component: Component) -> list[str]:
+    """kubeadm's ArgumentsToCommand: a user arg replaces every default arg of its name; the
+    result is sorted by name, then value, one `--name=value` each."""
+    overridden = component.arg_names()
+    args = list(component.args) + [a for a in base if a[0] not in overridden]
+    return [binary] + [f"--{k}={v}" for k, v in sorted(args)]
+
+
+def _on_node(command: list[str], node: NodeSpec) -> list[str]:
+    """Lab deviation: "all interfaces" means the node's own address (nodes share one network)."""
+    return [f"--bind-address={node.address}"
+            if arg.split("=", 1)[0] == "--bind-address" and arg.split("=", 1)[1] in _ANY_ADDRESS
+            else arg for arg in command]
+
+
+def _flag(command: list[str], name: str, default: str) -> str:
+    values = [a.split("=", 1)[1] for a in command[1:] if a.split("=", 1)[0] == f"--{name}"]
+    return values[-1] if values else default
 
 
 def _probe(host: str, port: int, path: str, scheme: str, *, failure: int, initial: int | None,
@@ -161,9 +198,10 @@ def _probe(host: str, port: int, path: str, scheme: str, *, failure: int, initia
     return probe
 
 
-def _host_path(name: str, path: str, kind: str, mount: bool, read_only: bool) -> tuple[dict, dict]:
+def _host_path(name: str, path: str, kind: str, mount_path: str,
+               read_only: bool) -> tuple[dict, dict]:
     volume = {"hostPath": {"path": path, "type": kind}, "name": name}
-    mount_entry = {"mountPath": path, "name": name}
+    mount_entry = {"mountPath": mount_path, "name": name}
     if read_only:
         mount_entry["readOnly"] = True
     return volume, mount_entry
@@ -174,9 +212,19 @@ _SHARE_VOLUMES = [("usr-local-share-ca-certificates", "/usr/local/share/ca-certi
                   ("usr-share-ca-certificates", "/usr/share/ca-certificates")]
 
 
+def _volume_pairs(volumes: list[tuple[str, str, str, bool]],
+                  component: Component) -> list[tuple[dict, dict]]:
+    """kubeadm's per-component volume map: defaults, then extraVolumes (same name replaces)."""
+    pairs = {name: _host_path(name, path, kind, path, ro) for name, path, kind, ro in volumes}
+    for extra in component.volumes:
+        pairs[extra.name] = _host_path(extra.name, extra.host_path, extra.path_type,
+                                       extra.mount_path, extra.read_only)
+    return [pairs[name] for name in sorted(pairs)]
+
+
 def _pod(component: str, command: list[str], *, cpu: str, probe_host: str, probe_port: int,
          scheme: str, live: str, start: str, ready: str | None,
-         volumes: list[tuple[str, str, str, bool]], image: str, annotations: dict | None = None,
+         volumes: list[tuple[dict, dict]], image: str, annotations: dict | None = None,
          memory: str | None = None) -> dict:
     """A kubeadm static pod: hostNetwork, probes, hostPath volumes sorted by name as kubeadm does."""
     container = {
@@ -191,8 +239,7 @@ def _pod(component: str, command: list[str], *, cpu: str, probe_host: str, probe
     if ready:
         container["readinessProbe"] = _probe(probe_host, probe_port, ready, scheme, failure=3,
                                              initial=None, period=1)
-    pairs = [_host_path(name, path, kind, True, ro) for name, path, kind, ro in volumes]
-    container["volumeMounts"] = sorted((m for _, m in pairs), key=lambda m: m["name"])
+    container["volumeMounts"] = [m for _, m in volumes]
     metadata = {"creationTimestamp": None,
                 "labels": {"component": component, "tier": "control-plane"},
                 "name": component, "namespace": "kube-system"}
@@ -202,7 +249,7 @@ def _pod(component: str, command: list[str], *, cpu: str, probe_host: str, probe
             "spec": {"containers": [container], "hostNetwork": True,
                      "priority": 2000001000, "priorityClassName": "system-node-critical",
                      "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                     "volumes": sorted((v for v, _ in pairs), key=lambda v: v["name"])},
+                     "volumes": [v for v, _ in volumes]},
             "status": {}}
 
 
@@ -211,91 +258,105 @@ def _ca_volumes(extra: list[tuple[str, str, str, bool]]) -> list[tuple[str, str,
     return common + extra
 
 
-def apiserver_manifest(node: NodeSpec, profile: Profile) -> dict:
-    ip = node.address
+def apiserver_manifest(node: NodeSpec, config: ClusterConfig) -> dict:
+    ip, pki = node.address, config.certificates_dir
     flags = {
         "advertise-address": ip, "allow-privileged": "true", "authorization-mode": "Node,RBAC",
-        "bind-address": ip, "client-ca-file": f"{PKI}/ca.crt",
+        "bind-address": ip, "client-ca-file": f"{pki}/ca.crt",
         "enable-admission-plugins": "NodeRestriction", "enable-bootstrap-token-auth": "true",
-        "etcd-cafile": f"{PKI}/etcd/ca.crt", "etcd-certfile": f"{PKI}/apiserver-etcd-client.crt",
-        "etcd-keyfile": f"{PKI}/apiserver-etcd-client.key", "etcd-servers": f"https://{ip}:2379",
-        "kubelet-client-certificate": f"{PKI}/apiserver-kubelet-client.crt",
-        "kubelet-client-key": f"{PKI}/apiserver-kubelet-client.key",
+        "etcd-cafile": f"{pki}/etcd/ca.crt", "etcd-certfile": f"{pki}/apiserver-etcd-client.crt",
+        "etcd-keyfile": f"{pki}/apiserver-etcd-client.key", "etcd-servers": f"https://{ip}:2379",
+        "kubelet-client-certificate": f"{pki}/apiserver-kubelet-client.crt",
+        "kubelet-client-key": f"{pki}/apiserver-kubelet-client.key",
         "kubelet-preferred-address-types": "InternalIP,ExternalIP,Hostname",
-        "proxy-client-cert-file": f"{PKI}/front-proxy-client.crt",
-        "proxy-client-key-file": f"{PKI}/front-proxy-client.key",
+        "proxy-client-cert-file": f"{pki}/front-proxy-client.crt",
+        "proxy-client-key-file": f"{pki}/front-proxy-client.key",
         "requestheader-allowed-names": "front-proxy-client",
-        "requestheader-client-ca-file": f"{PKI}/front-proxy-ca.crt",
+        "requestheader-client-ca-file": f"{pki}/front-proxy-ca.crt",
         "requestheader-extra-headers-prefix": "X-Remote-Extra-",
         "requestheader-group-headers": "X-Remote-Group",
         "requestheader-username-headers": "X-Remote-User", "secure-port": "6443",
         "service-account-issuer": "https://kubernetes.default.svc.cluster.local",
-        "service-account-key-file": f"{PKI}/sa.pub",
-        "service-account-signing-key-file": f"{PKI}/sa.key",
-        "service-cluster-ip-range": SERVICE_CIDR,
-        "tls-cert-file": f"{PKI}/apiserver.crt", "tls-private-key-file": f"{PKI}/apiserver.key",
+        "service-account-key-file": f"{pki}/sa.pub",
+        "service-account-signing-key-file": f"{pki}/sa.key",
+        "service-cluster-ip-range": config.service_subnet,
+        "tls-cert-file": f"{pki}/apiserver.crt", "tls-private-key-file": f"{pki}/apiserver.key",
     }
-    return _pod("kube-apiserver", _command("kube-apiserver", flags, profile.apiserver_flags),
+    if "authorization-config" in config.api_server.arg_names():
+        del flags["authorization-mode"]     # kubeadm: the two flags are mutually exclusive
+    command = _on_node(_command("kube-apiserver", list(flags.items()), config.api_server), node)
+    return _pod("kube-apiserver", command,
                 cpu="250m", probe_host=ip, probe_port=6443, scheme="HTTPS", live="/livez",
                 start="/livez", ready="/readyz",
-                volumes=_ca_volumes([("k8s-certs", PKI, "DirectoryOrCreate", True)]),
-                image=f"registry.k8s.io/kube-apiserver:{K8S_VERSION}",
+                volumes=_volume_pairs(_ca_volumes([("k8s-certs", pki, "DirectoryOrCreate", True)]),
+                                      config.api_server),
+                image=config.image("kube-apiserver"),
                 annotations={"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint":
                              f"{ip}:6443"})
-
-
-def _loopback_or_node(node: NodeSpec, profile: Profile) -> str:
-    return "127.0.0.1" if profile.components_on_loopback else node.address
 
 
 def _port_flag(port: int, default: int) -> dict:
     return {} if port == default else {"secure-port": str(port)}
 
 
-def controller_manager_manifest(node: NodeSpec, profile: Profile) -> dict:
-    host = _loopback_or_node(node, profile)
-    conf = "/etc/kubernetes/controller-manager.conf"
+def _probe_host(command: list[str]) -> str:
+    """kubeadm probes a component at its --bind-address (127.0.0.1 when it binds everything)."""
+    host = _flag(command, "bind-address", "127.0.0.1")
+    return "127.0.0.1" if host in _ANY_ADDRESS else host
+
+
+def controller_manager_manifest(node: NodeSpec, config: ClusterConfig) -> dict:
+    pki, conf = config.certificates_dir, "/etc/kubernetes/controller-manager.conf"
     flags = {
-        "allocate-node-cidrs": "true", "authentication-kubeconfig": conf,
-        "authorization-kubeconfig": conf, "bind-address": host,
-        "client-ca-file": f"{PKI}/ca.crt", "cluster-cidr": POD_CIDR, "cluster-name": "kubernetes",
-        "cluster-signing-cert-file": f"{PKI}/ca.crt", "cluster-signing-key-file": f"{PKI}/ca.key",
+        "authentication-kubeconfig": conf,
+        "authorization-kubeconfig": conf, "bind-address": "127.0.0.1",
+        "client-ca-file": f"{pki}/ca.crt", "cluster-name": config.cluster_name,
+        "cluster-signing-cert-file": f"{pki}/ca.crt", "cluster-signing-key-file": f"{pki}/ca.key",
         "controllers": "*,bootstrapsigner,tokencleaner", "kubeconfig": conf,
-        "leader-elect": "true", "requestheader-client-ca-file": f"{PKI}/front-proxy-ca.crt",
-        "root-ca-file": f"{PKI}/ca.crt", "service-account-private-key-file": f"{PKI}/sa.key",
-        "service-cluster-ip-range": SERVICE_CIDR, "use-service-account-credentials": "true",
+        "leader-elect": "true", "requestheader-client-ca-file": f"{pki}/front-proxy-ca.crt",
+        "root-ca-file": f"{pki}/ca.crt", "service-account-private-key-file": f"{pki}/sa.key",
+        "service-cluster-ip-range": config.service_subnet,
+        "use-service-account-credentials": "true",
         **_port_flag(node.controller_manager_port, 10257),
     }
+    if config.pod_subnet:
+        flags.update({"allocate-node-cidrs": "true", "cluster-cidr": config.pod_subnet})
+    command = _on_node(_command("kube-controller-manager", list(flags.items()),
+                                config.controller_manager), node)
     volumes = _ca_volumes([
         ("flexvolume-dir", "/usr/libexec/kubernetes/kubelet-plugins/volume/exec",
          "DirectoryOrCreate", False),
-        ("k8s-certs", PKI, "DirectoryOrCreate", True),
+        ("k8s-certs", pki, "DirectoryOrCreate", True),
         ("kubeconfig", conf, "FileOrCreate", True)])
-    return _pod("kube-controller-manager",
-                _command("kube-controller-manager", flags, profile.controller_manager_flags),
-                cpu="200m", probe_host=host, probe_port=node.controller_manager_port,
-                scheme="HTTPS", live="/healthz", start="/healthz", ready=None, volumes=volumes,
-                image=f"registry.k8s.io/kube-controller-manager:{K8S_VERSION}")
+    return _pod("kube-controller-manager", command,
+                cpu="200m", probe_host=_probe_host(command),
+                probe_port=int(_flag(command, "secure-port", "10257")),
+                scheme="HTTPS", live="/healthz", start="/healthz", ready=None,
+                volumes=_volume_pairs(volumes, config.controller_manager),
+                image=config.image("kube-controller-manager"))
 
 
-def scheduler_manifest(node: NodeSpec, profile: Profile) -> dict:
-    host = _loopback_or_node(node, profile)
+def scheduler_manifest(node: NodeSpec, config: ClusterConfig) -> dict:
     conf = "/etc/kubernetes/scheduler.conf"
     flags = {"authentication-kubeconfig": conf, "authorization-kubeconfig": conf,
-             "bind-address": host, "kubeconfig": conf, "leader-elect": "true",
+             "bind-address": "127.0.0.1", "kubeconfig": conf, "leader-elect": "true",
              **_port_flag(node.scheduler_port, 10259)}
-    return _pod("kube-scheduler", _command("kube-scheduler", flags, profile.scheduler_flags),
-                cpu="100m", probe_host=host, probe_port=node.scheduler_port, scheme="HTTPS",
+    command = _on_node(_command("kube-scheduler", list(flags.items()), config.scheduler), node)
+    return _pod("kube-scheduler", command,
+                cpu="100m", probe_host=_probe_host(command),
+                probe_port=int(_flag(command, "secure-port", "10259")), scheme="HTTPS",
                 live="/healthz", start="/healthz", ready=None,
-                volumes=[("kubeconfig", conf, "FileOrCreate", True)],
-                image=f"registry.k8s.io/kube-scheduler:{K8S_VERSION}")
+                volumes=_volume_pairs([("kubeconfig", conf, "FileOrCreate", True)],
+                                      config.scheduler),
+                image=config.image("kube-scheduler"))
 
 
-def etcd_manifest(node: NodeSpec, profile: Profile) -> dict:
-    ip, name, etcd_pki = node.address, node.name, f"{PKI}/etcd"
+def etcd_manifest(node: NodeSpec, config: ClusterConfig) -> dict:
+    ip, name, etcd_pki = node.address, node.name, f"{config.certificates_dir}/etcd"
+    data = config.etcd_data_dir
     flags = {
         "advertise-client-urls": f"https://{ip}:2379", "cert-file": f"{etcd_pki}/server.crt",
-        "client-cert-auth": "true", "data-dir": "/var/lib/etcd",
+        "client-cert-auth": "true", "data-dir": data,
         "experimental-initial-corrupt-check": "true",
         "experimental-watch-progress-notify-interval": "5s",
         "initial-advertise-peer-urls": f"https://{ip}:2380",
@@ -309,14 +370,25 @@ def etcd_manifest(node: NodeSpec, profile: Profile) -> dict:
         "snapshot-count": "10000", "trusted-ca-file": f"{etcd_pki}/ca.crt",
     }
     volumes = [("etcd-certs", etcd_pki, "DirectoryOrCreate", False),
-               ("etcd-data", "/var/lib/etcd", "DirectoryOrCreate", False)]
-    return _pod("etcd", _command("etcd", flags, profile.etcd_flags), cpu="100m", memory="100Mi",
-                probe_host=ip, probe_port=2381, scheme="HTTP",
+               ("etcd-data", data, "DirectoryOrCreate", False)]
+    return _pod("etcd", _command("etcd", list(flags.items()), config.etcd), cpu="100m",
+                memory="100Mi", probe_host=ip, probe_port=2381, scheme="HTTP",
                 live="/health?exclude=NOSPACE&serializable=true",
-                start="/health?serializable=false", ready=None, volumes=volumes,
-                image=ETCD_IMAGE,
+                start="/health?serializable=false", ready=None,
+                volumes=_volume_pairs(volumes, Component()),
+                image=config.etcd_image,
                 annotations={"kubeadm.kubernetes.io/etcd.advertise-client-urls":
                              f"https://{ip}:2379"})
+
+
+CONTROL_PLANE_MANIFESTS = (("etcd", etcd_manifest), ("kube-apiserver", apiserver_manifest),
+                           ("kube-controller-manager", controller_manager_manifest),
+                           ("kube-scheduler", scheduler_manifest))
+
+
+def manifests(node: NodeSpec, config: ClusterConfig) -> dict[str, bytes]:
+    """{component: manifest text} of a control plane, in kubeadm's upgrade order (etcd first)."""
+    return {name: kube_yaml(build(node, config)) for name, build in CONTROL_PLANE_MANIFESTS}
 
 
 # --- kubeconfigs ------------------------------------------------------------------------------
@@ -369,11 +441,10 @@ def _merge(base: dict, overrides: dict) -> dict:
     return out
 
 
-def kubelet_config(node: NodeSpec, profile: Profile) -> dict:
-    """KubeletConfiguration as kubeadm writes it (zero durations included), plus the node's
-    own `address`/`healthzBindAddress` so that nodes sharing one network don't collide."""
+def kubelet_cluster_config(profile: Profile) -> dict:
+    """The cluster-wide KubeletConfiguration (kube-system/kubelet-config) as kubeadm writes it,
+    zero durations included."""
     base = {
-        "address": node.address,
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "authentication": {"anonymous": {"enabled": False},
                            "webhook": {"cacheTTL": "0s", "enabled": True},
@@ -383,7 +454,7 @@ def kubelet_config(node: NodeSpec, profile: Profile) -> dict:
         "cgroupDriver": "systemd", "clusterDNS": ["10.96.0.10"], "clusterDomain": "cluster.local",
         "containerRuntimeEndpoint": "", "cpuManagerReconcilePeriod": "0s",
         "evictionPressureTransitionPeriod": "0s", "fileCheckFrequency": "0s",
-        "healthzBindAddress": node.address, "healthzPort": 10248, "httpCheckFrequency": "0s",
+        "healthzPort": 10248, "httpCheckFrequency": "0s",
         "imageMaximumGCAge": "0s", "imageMinimumGCAge": "0s", "kind": "KubeletConfiguration",
         "logging": {"flushFrequency": 0,
                     "options": {"json": {"infoBufferSize": "0"},
@@ -396,6 +467,18 @@ def kubelet_config(node: NodeSpec, profile: Profile) -> dict:
         "volumeStatsAggPeriod": "0s",
     }
     return _merge(base, profile.kubelet_config)
+
+
+def kubelet_node_config(cluster_wide: dict, node: NodeSpec) -> bytes:
+    """/var/lib/kubelet/config.yaml of `node`: the cluster-wide document plus the node's own
+    `address`/`healthzBindAddress` (lab deviation: nodes share one network namespace)."""
+    return kube_yaml({**cluster_wide, "address": node.address,
+                      "healthzBindAddress": node.address})
+
+
+def kubelet_config(node: NodeSpec, profile: Profile) -> dict:
+    """The node's kubelet config as a dict (cluster-wide settings plus the node's addresses)."""
+    return yaml.safe_load(kubelet_node_config(kubelet_cluster_config(profile), node))
 
 
 def kubeadm_flags_env(node: NodeSpec) -> bytes:
@@ -422,8 +505,16 @@ def _kubelet_pki(node: NodeSpec, cluster: lab_pki.ClusterPKI) -> dict[str, bytes
 # --- the whole node ---------------------------------------------------------------------------
 
 def node_files(node: NodeSpec, profile: Profile, cluster: lab_pki.ClusterPKI, *,
-               api_server: str, labops_uid: int) -> tuple[dict[str, Dir], dict[str, File]]:
-    """Every directory and file the lab writes on `node`, keyed by absolute node path."""
+               api_server: str, labops_uid: int, config: ClusterConfig | None = None,
+               kubelet: dict | None = None) -> tuple[dict[str, Dir], dict[str, File]]:
+    """Every directory and file the lab writes on `node`, keyed by absolute node path.
+
+    `config` and `kubelet` are the ClusterConfiguration and KubeletConfiguration the lab seeds
+    (the profile's when not given): manifests and config.yaml are generated from exactly what
+    `kubeadm upgrade` will later read back from the ConfigMaps.
+    """
+    config = config or cluster_config(profile)
+    kubelet = kubelet if kubelet is not None else kubelet_cluster_config(profile)
     pki_uid = labops_uid if profile.pki_owned_by_labops else 0
     dirs = {"/etc/kubernetes": Dir(0o755), MANIFESTS: Dir(profile.manifest_dir_mode),
             PKI: Dir(0o755, pki_uid, pki_uid), "/var/lib/kubelet": Dir(0o700),
@@ -441,11 +532,8 @@ def node_files(node: NodeSpec, profile: Profile, cluster: lab_pki.ClusterPKI, *,
             files[f"{PKI}/{name}"] = File(content, mode, pki_uid, pki_uid)
         for name, content in control_plane_kubeconfigs(node, cluster).items():
             files[f"/etc/kubernetes/{name}"] = File(content, kc_mode)
-        for name, build in (("kube-apiserver", apiserver_manifest),
-                            ("kube-controller-manager", controller_manager_manifest),
-                            ("kube-scheduler", scheduler_manifest), ("etcd", etcd_manifest)):
-            files[f"{MANIFESTS}/{name}.yaml"] = File(kube_yaml(build(node, profile)),
-                                                     profile.manifest_mode)
+        for name, content in manifests(node, config).items():
+            files[f"{MANIFESTS}/{name}.yaml"] = File(content, profile.manifest_mode)
     else:
         files[f"{PKI}/ca.crt"] = File(cluster.ca.cert_pem, 0o644, pki_uid, pki_uid)
     current = "/var/lib/kubelet/pki/kubelet-client-current.pem"
@@ -455,7 +543,7 @@ def node_files(node: NodeSpec, profile: Profile, cluster: lab_pki.ClusterPKI, *,
     for name, content in _kubelet_pki(node, cluster).items():
         files[f"/var/lib/kubelet/pki/{name}"] = File(
             content, 0o644 if name.endswith(".crt") else 0o600)
-    files["/var/lib/kubelet/config.yaml"] = File(kube_yaml(kubelet_config(node, profile)),
+    files["/var/lib/kubelet/config.yaml"] = File(kubelet_node_config(kubelet, node),
                                                  profile.kubelet_config_mode)
     files["/var/lib/kubelet/kubeadm-flags.env"] = File(kubeadm_flags_env(node), 0o644)
     files[f"{DROPIN_DIR}/10-kubeadm.conf"] = File(dropin_text(), profile.dropin_mode)

@@ -46,8 +46,9 @@ def _secret(name: str, namespace: str, data: dict[str, str]) -> dict:
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
 
 
-def kubeadm_objects() -> list[tuple[str, dict]]:
-    """The RBAC, service accounts and config maps `kubeadm init` (v1.30) creates."""
+def kubeadm_objects(cluster_configuration: str, kubelet: str) -> list[tuple[str, dict]]:
+    """The RBAC, service accounts and config maps `kubeadm init` (v1.30) creates; the two
+    config maps hold the lab's full ClusterConfiguration and KubeletConfiguration texts."""
     ks = "kube-system"
     return [
         ("clusterrolebindings", _binding("CRB", "kubeadm:cluster-admins", "ClusterRole",
@@ -83,11 +84,9 @@ def kubeadm_objects() -> list[tuple[str, dict]]:
         ("rolebindings", _binding("RB", "kubeadm:nodes-kubeadm-config", "Role",
                                   "kubeadm:nodes-kubeadm-config", [_group("system:nodes")], ks)),
         ("configmaps", {"metadata": _meta("kubeadm-config", ks),
-                        "data": {"ClusterConfiguration": "apiVersion: kubeadm.k8s.io/v1beta3\n"
-                                                         "kind: ClusterConfiguration\n"}}),
+                        "data": {"ClusterConfiguration": cluster_configuration}}),
         ("configmaps", {"metadata": _meta("kubelet-config", ks),
-                        "data": {"kubelet": "apiVersion: kubelet.config.k8s.io/v1beta1\n"
-                                            "kind: KubeletConfiguration\n"}}),
+                        "data": {"kubelet": kubelet}}),
         ("secrets", _secret("bootstrap-token-abcdef", ks, {"token-id": "abcdef",
                                                            "token-secret": "0123456789abcdef"})),
     ]
@@ -138,14 +137,18 @@ def bulk_secrets(count: int) -> list[tuple[str, dict]]:
             for i in range(count)]
 
 
-def objects(profile: str, secrets: int = 0) -> list[tuple[str, dict]]:
+def objects(profile: str, secrets: int = 0, *, cluster_configuration: str,
+            kubelet: str) -> list[tuple[str, dict]]:
     """Namespaces first, so that every namespaced object finds its namespace."""
-    found = kubeadm_objects() + workload_objects() + bulk_secrets(secrets)
+    found = (kubeadm_objects(cluster_configuration, kubelet) + workload_objects()
+             + bulk_secrets(secrets))
     if profile == "weak":
         found += weak_objects()
     return ([o for o in found if o[0] == "namespaces"]
             + [o for o in found if o[0] != "namespaces"])
 
 
-def write(path: Path, profile: str, secrets: int = 0) -> None:
-    path.write_text(json.dumps([{"resource": r, "object": o} for r, o in objects(profile, secrets)]))
+def write(path: Path, profile: str, secrets: int = 0, *, cluster_configuration: str,
+          kubelet: str) -> None:
+    found = objects(profile, secrets, cluster_configuration=cluster_configuration, kubelet=kubelet)
+    path.write_text(json.dumps([{"resource": r, "object": o} for r, o in found]))

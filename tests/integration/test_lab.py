@@ -284,7 +284,7 @@ def test_status_and_down_of_a_dir_without_lab_fail_clearly(tmp_path):
                                    layout.controller_manager_manifest, layout.scheduler_manifest])
 def test_manifests_reemit_byte_identical_in_kubeadm_style(build):
     node = layout.NodeSpec("cp1", "control-plane", "127.1.2.11", 21001, 21002)
-    text = layout.kube_yaml(build(node, layout.PROFILES["kubeadm"]))
+    text = layout.kube_yaml(build(node, layout.cluster_config(layout.PROFILES["kubeadm"])))
     assert layout.kube_yaml(yaml.safe_load(text)) == text
     assert b"\n  - command:\n    - " in text          # sequences not indented under their key
     if build is layout.controller_manager_manifest:

@@ -199,7 +199,7 @@ class ApiServer:
         """Open every referenced file as the container would; StartupError on the first failure
         category (like the real server, which stops at the first error it meets)."""
         for flag in FILE_FLAGS:
-            if self.flags.has(flag):
+            if self.flags.get(flag):   # an empty path is unset, as upstream treats it
                 self.view.require(str(self.flags.get(flag)))
         for path in self.flags.get("service-account-key-file") or []:
             self.view.require(path)
@@ -256,7 +256,7 @@ class ApiServer:
         for cert, key in (("tls-cert-file", "tls-private-key-file"), ("etcd-certfile", "etcd-keyfile"),
                           ("kubelet-client-certificate", "kubelet-client-key"),
                           ("proxy-client-cert-file", "proxy-client-key-file")):
-            if flags.has(cert) and flags.has(key):
+            if flags.get(cert) and flags.get(key):
                 check_tls_pair(self.view, flags.get(cert), flags.get(key))
 
     def _load_encryption(self) -> None:

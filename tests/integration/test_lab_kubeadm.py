@@ -1,0 +1,149 @@
+"""The lab's `kubeadm upgrade apply|node` regenerates a node's manifests and kubelet config from
+the kubeadm-config and kubelet-config ConfigMaps, as kubeadm does: nothing changes right after
+`lab up`, a hand edit of a manifest is lost, what the ConfigMap says is written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.skipif(not shutil.which("kubectl"),
+                                reason="needs kubectl (kubernetes-client)")
+
+MANIFESTS = "etc/kubernetes/manifests"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+@pytest.fixture(scope="module", params=[("v1beta4", "kubeadm"), ("v1beta3", "weak")],
+                ids=["v1beta4-kubeadm", "v1beta3-weak"])
+def lab(lab_factory, request):
+    api, profile = request.param
+    with lab_factory.running(control_planes=1, workers=1, wait_ready=True, profile=profile,
+                             kubeadm_api=api) as lab:
+        lab.kubeadm_api = api
+        wait_for(lambda: kubectl(lab, "-n", "kube-system", "get", "cm",
+                                 "kubelet-config").returncode == 0)
+        yield lab
+
+
+def wait_for(condition, timeout: float = 40.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.3)
+
+
+def kubectl(lab, *args, stdin: str | None = None):
+    conf = lab.node_root("cp1") / "etc/kubernetes/admin.conf"
+    return subprocess.run(["kubectl", f"--kubeconfig={conf}",
+                           f"--server=https://{lab.nodes['cp1']}:6443", *args],
+                          input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def manifests(lab, node: str = "cp1") -> dict[str, bytes]:
+    root = lab.node_root(node) / MANIFESTS
+    return {c: (root / f"{c}.yaml").read_bytes() for c in COMPONENTS}
+
+
+def cluster_configuration(lab) -> tuple[dict, dict]:
+    cm = json.loads(kubectl(lab, "-n", "kube-system", "get", "cm", "kubeadm-config",
+                            "-o", "json").stdout)
+    return cm, yaml.safe_load(cm["data"]["ClusterConfiguration"])
+
+
+def replace_cluster_configuration(lab, cm: dict, doc: dict) -> None:
+    cm["data"]["ClusterConfiguration"] = yaml.safe_dump(doc)
+    done = kubectl(lab, "replace", "-f", "-", stdin=json.dumps(cm))
+    assert done.returncode == 0, done.stderr
+
+
+def upgrade(lab, node: str, command: str = "kubeadm upgrade apply -y", check: bool = True):
+    return lab.ssh(node, command, check=check, timeout=180)
+
+
+def backups(lab, prefix: str) -> list:
+    tmp = lab.node_root("cp1") / "etc/kubernetes/tmp"
+    return sorted(tmp.glob(f"{prefix}-*")) if tmp.exists() else []
+
+
+def test_upgrade_right_after_up_leaves_every_file_byte_identical(lab):
+    before = manifests(lab)
+    kubelet = {n: (lab.node_root(n) / "var/lib/kubelet/config.yaml").read_bytes()
+               for n in ("cp1", "w1")}
+    cm, doc = cluster_configuration(lab)
+    assert doc["apiVersion"] == f"kubeadm.k8s.io/{lab.kubeadm_api}"
+    if lab.profile == "weak":      # the weak flags are the user's extraArgs, in the API's shape
+        assert doc["apiServer"]["extraArgs"]["authorization-mode"] == "AlwaysAllow"
+        assert doc["controllerManager"]["extraArgs"]["bind-address"] == "0.0.0.0"
+    out = upgrade(lab, "cp1").stdout
+    assert out.count("are equal, skipping upgrade") == 4
+    assert "SUCCESS! Your cluster was upgraded" in out
+    upgrade(lab, "w1", "kubeadm upgrade node")
+    assert manifests(lab) == before
+    for node, content in kubelet.items():
+        assert (lab.node_root(node) / "var/lib/kubelet/config.yaml").read_bytes() == content
+    assert backups(lab, "kubeadm-kubelet-config")
+
+
+def test_upgrade_drops_a_hand_edit_and_keeps_it_in_the_backup(lab):
+    original = manifests(lab)["kube-apiserver"]
+    lab.ssh("cp1", "sed -i 's/^    - --secure-port=6443$/    - --profiling=false\\n&/' "
+                   f"/{MANIFESTS}/kube-apiserver.yaml")
+    edited = manifests(lab)["kube-apiserver"]
+    assert b"--profiling=false" in edited
+    lab.wait_ready()
+    out = upgrade(lab, "cp1").stdout
+    assert 'Component "kube-apiserver" upgraded successfully!' in out
+    assert manifests(lab)["kube-apiserver"] == original
+    saved = backups(lab, "kubeadm-backup-manifests")[-1] / "kube-apiserver.yaml"
+    assert saved.read_bytes() == edited
+    assert not backups(lab, "kubeadm-upgraded-manifests")
+    lab.wait_ready()
+
+
+def _arg_entries(api: str, args: dict):
+    return dict(args) if api == "v1beta3" else [{"name": k, "value": v} for k, v in args.items()]
+
+
+def test_configmap_extra_arg_and_volume_are_written_by_the_upgrade(lab):
+    cm, doc = cluster_configuration(lab)
+    doc["apiServer"]["extraArgs"] = _arg_entries(lab.kubeadm_api, {
+        "audit-log-path": "/var/log/kubernetes/audit/audit.log", "profiling": "false"})
+    doc["apiServer"]["extraVolumes"] = [{
+        "name": "audit-log", "hostPath": "/var/log/kubernetes/audit/",
+        "mountPath": "/var/log/kubernetes/audit/", "pathType": "DirectoryOrCreate"}]
+    replace_cluster_configuration(lab, cm, doc)
+    upgrade(lab, "cp1")
+    pod = yaml.safe_load(manifests(lab)["kube-apiserver"])
+    container = pod["spec"]["containers"][0]
+    assert "--profiling=false" in container["command"]
+    assert "--audit-log-path=/var/log/kubernetes/audit/audit.log" in container["command"]
+    assert {"name": "audit-log", "mountPath": "/var/log/kubernetes/audit/"} in \
+        container["volumeMounts"]
+    assert {"name": "audit-log", "hostPath": {"path": "/var/log/kubernetes/audit/",
+                                              "type": "DirectoryOrCreate"}} in pod["spec"]["volumes"]
+    assert [a for a in container["command"] if a.startswith("--profiling")] == ["--profiling=false"]
+    lab.wait_ready()
+    pods = json.loads((lab.node_root("cp1") / "var/lib/kubelet/harden-lab-pods.json").read_text())
+    assert "--profiling=false" in pods["pods"]["kube-apiserver"]["argv"]
+
+
+def test_kubelet_configmap_change_reaches_a_worker_with_upgrade_node(lab):
+    cm = json.loads(kubectl(lab, "-n", "kube-system", "get", "cm", "kubelet-config",
+                            "-o", "json").stdout)
+    doc = yaml.safe_load(cm["data"]["kubelet"])
+    doc["eventRecordQPS"] = 7
+    cm["data"]["kubelet"] = yaml.safe_dump(doc)
+    assert kubectl(lab, "replace", "-f", "-", stdin=json.dumps(cm)).returncode == 0
+    config = lab.node_root("w1") / "var/lib/kubelet/config.yaml"
+    mode = config.stat().st_mode
+    upgrade(lab, "w1", "kubeadm upgrade node")
+    written = yaml.safe_load(config.read_text())
+    assert written["eventRecordQPS"] == 7
+    assert written["address"] == lab.nodes["w1"]        # the node's own address stays
+    assert config.stat().st_mode == mode
