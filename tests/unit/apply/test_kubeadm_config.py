@@ -309,3 +309,23 @@ def test_shipped_playbooks_static_pod_tasks_all_translate():
             for task in play.tasks:
                 if task.module == "static_pod":
                     assert os.path.basename(task.args["manifest"]) in MANIFEST_COMPONENTS
+
+
+@pytest.mark.parametrize("api", ["v1beta4", "v1beta3"])
+def test_the_labs_kubeadm_decoder_accepts_both_shapes(tmp_path, api):
+    """harden.lab.kubeadm_config decodes as kubeadm does (strict shapes, string values)."""
+    from harden.lab import kubeadm_config
+
+    out = generated(tmp_path, {"encryption_key": KEY}, Options(api=api))
+    kinds = docs(out)
+    config = kubeadm_config.from_document(kinds["ClusterConfiguration"])
+    assert config.api_version == api
+    assert ("profiling", "false") in config.api_server.args
+    assert {v.name for v in config.api_server.volumes} == \
+        {"audit-policy", "audit-log", "admission-config", "encryption-config"}
+    text = yaml.safe_dump(kinds["KubeletConfiguration"])
+    assert kubeadm_config.kubelet_configuration(text)["readOnlyPort"] == 0
+    wrong = dict(kinds["ClusterConfiguration"],
+                 apiVersion=f"kubeadm.k8s.io/{'v1beta3' if api == 'v1beta4' else 'v1beta4'}")
+    with pytest.raises(kubeadm_config.KubeadmConfigError):
+        kubeadm_config.from_document(wrong)
