@@ -482,8 +482,12 @@ lab_dir_option = click.option(
 @click.option("--kubeadm-api", default="v1beta4", show_default=True,
               type=click.Choice(["v1beta3", "v1beta4"]),
               help="Shape of the ClusterConfiguration seeded into kube-system/kubeadm-config.")
+@click.option("--kubeadm-config", "kubeadm_config_dir", default=None,
+              type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Start from a kubeadm config: DIR/kubeadm-config.yaml (+ DIR/files/ copied "
+                   "to every control plane), as kubeadm init/join would.")
 def lab_up(lab_dir, control_planes, workers, profile, net, secrets, wait, timeout,
-           ssh_algorithms, user_ca, kubeadm_api):
+           ssh_algorithms, user_ca, kubeadm_api, kubeadm_config_dir):
     """Start the nodes; returns once every sshd answers (and, with --wait, every pod is ready)."""
     import time
 
@@ -492,7 +496,8 @@ def lab_up(lab_dir, control_planes, workers, profile, net, secrets, wait, timeou
     started = time.monotonic()
     state = cluster.up(lab_dir, control_planes=control_planes, workers=workers,
                        profile=profile, net=net, ssh_algorithms=ssh_algorithms, user_ca=user_ca,
-                       seed_secrets=secrets, kubeadm_api=kubeadm_api)
+                       seed_secrets=secrets, kubeadm_api=kubeadm_api,
+                       kubeadm_config_dir=kubeadm_config_dir)
     for node in state["nodes"]:
         click.echo(f"{node['name']:<6} {node['role']:<14} {node['address']}")
     click.echo(f"lab up in {state['started_seconds']:.2f}s: inventory {state['dir']}/inventory.ini"

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harden.errors import HardenError, InputError
-from harden.lab import kubeadm_config, layout, pki, seed, sshd
+from harden.lab import kubeadm_config, kubeadm_init, layout, pki, seed, sshd
 
 LABOPS = "labops"
 MOUNT_DIRS = ("/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd",
@@ -232,8 +232,11 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
                cluster: pki.ClusterPKI, *, api_server: str, uid: int, users: dict,
                client_pub: bytes, ssh_algorithms: str = "default",
                user_ca: Path | None = None, config: kubeadm_config.ClusterConfig | None = None,
-               kubelet: dict | None = None) -> dict:
-    """Lay out one node under DIR/nodes/<name>/ and return the supervisor's spec (node.json)."""
+               kubelet: dict | None = None, kubelet_args: tuple = (),
+               extra_files: dict | None = None) -> dict:
+    """Lay out one node under DIR/nodes/<name>/ and return the supervisor's spec (node.json).
+
+    `extra_files` ({node path: (content, mode)}) are an operator's files copied before init."""
     node_dir = lab_dir / "nodes" / spec.name
     root = node_dir / "root"
     if node_dir.exists():
@@ -241,7 +244,9 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
     for source in COPIED_FROM_HOST:
         _copy_host_dir(source, root / source.lstrip("/"))
     dirs, files = layout.node_files(spec, profile, cluster, api_server=api_server, labops_uid=uid,
-                                    config=config, kubelet=kubelet)
+                                    config=config, kubelet=kubelet, kubelet_args=kubelet_args)
+    for path, (content, mode) in (extra_files or {}).items():
+        files.setdefault(path, layout.File(content, mode))
     for path, d in dirs.items():
         target = root / path.lstrip("/")
         target.mkdir(parents=True, exist_ok=True)
@@ -496,7 +501,8 @@ def _node_specs(control_planes: int, workers: int, net: str,
 
 def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str = "kubeadm",
        net: str | None = None, ssh_algorithms: str = "default", user_ca: bool = False,
-       seed_secrets: int = 0, kubeadm_api: str = "v1beta4") -> dict:
+       seed_secrets: int = 0, kubeadm_api: str = "v1beta4",
+       kubeadm_config_dir: Path | None = None) -> dict:
     """Start a lab and return its state (also written to DIR/lab.json).
 
     `user_ca` writes an SSH user CA (DIR/user_ca, DIR/user_ca.pub) that every node's sshd
@@ -504,6 +510,8 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
     `seed_secrets` adds that many secrets to the objects the API servers seed (harden.lab.seed).
     `kubeadm_api` is the shape (v1beta3 or v1beta4) of the ClusterConfiguration seeded into
     kube-system/kubeadm-config, which regenerates exactly the manifests written here.
+    `kubeadm_config_dir` starts the cluster from a kubeadm config instead (harden.lab.kubeadm_init;
+    its apiVersion replaces `kubeadm_api`); it is read and checked before anything starts.
     """
     check_host()
     if profile not in layout.PROFILES:
@@ -518,6 +526,7 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
     if kubeadm_api not in kubeadm_config.API_VERSIONS:
         raise InputError(f"unknown kubeadm API version {kubeadm_api!r}; choose "
                          f"{', '.join(kubeadm_config.API_VERSIONS)}")
+    plan = kubeadm_init.read(Path(kubeadm_config_dir), MOUNT_DIRS) if kubeadm_config_dir else None
     lab_dir = lab_dir.resolve()
     if (lab_dir / "lab.json").exists() and any(
             is_our_supervisor(n) for n in _nodes_of(read_state(lab_dir))):
@@ -547,22 +556,30 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
     uid = labops_uid()
     users = user_files(uid, password_hash(password))
     cluster = pki.new_cluster_pki()
-    cluster_text = layout.kube_yaml(layout.cluster_document(prof, kubeadm_api)).decode()
-    config = kubeadm_config.parse(cluster_text)
-    kubelet = layout.kubelet_cluster_config(prof)
-    seed.write(lab_dir / "seed.json", profile, seed_secrets, cluster_configuration=cluster_text,
-               kubelet=layout.kube_yaml(kubelet).decode())
+    if plan is None:
+        plan = kubeadm_init.InitPlan(
+            kubeadm_api, layout.kube_yaml(layout.cluster_document(prof, kubeadm_api)).decode(),
+            layout.cluster_config(prof, kubeadm_api), layout.kubelet_cluster_config(prof))
+    kubeadm_api = plan.api_version
+    seed.write(lab_dir / "seed.json", profile, seed_secrets,
+               cluster_configuration=plan.cluster_text,
+               kubelet=layout.kube_yaml(plan.kubelet).decode())
     first_cp = next((s.address for s in specs if s.is_control_plane), f"{net}.11")
     node_specs = [write_node(lab_dir, s, prof, cluster, api_server=f"https://{first_cp}:6443",
                              uid=uid, users=users, client_pub=client_pub,
-                             ssh_algorithms=ssh_algorithms, user_ca=ca_pub, config=config,
-                             kubelet=kubelet) for s in specs]
+                             ssh_algorithms=ssh_algorithms, user_ca=ca_pub, config=plan.config,
+                             kubelet=plan.kubelet,
+                             kubelet_args=plan.init_kubelet_args if i == 0
+                             else plan.join_kubelet_args,
+                             extra_files=plan.files if s.is_control_plane else None)
+                  for i, s in enumerate(specs)]
     ensure_host_mountpoints()
     nodes = [launch(ns) for ns in node_specs]
     for node, spec in zip(nodes, specs):
         node.role = spec.role
     state = {"dir": str(lab_dir), "net": net, "profile": profile, "kubeadm_api": kubeadm_api,
-             "state": "starting",
+             "kubeadm_config": str(Path(kubeadm_config_dir).resolve()) if kubeadm_config_dir
+             else None, "state": "starting",
              "ssh_algorithms": ssh_algorithms, "user_ca": bool(user_ca), "labops_uid": uid,
              "nodes": [asdict(n) for n in nodes]}
     deadline = time.monotonic() + UP_TIMEOUT

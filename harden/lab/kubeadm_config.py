@@ -161,13 +161,14 @@ def _string(value, path: str, struct: str) -> str:
     return value
 
 
-def _args(raw, api_version: str, path: str, struct: str) -> tuple[tuple[str, str], ...]:
+def parse_args(raw, api_version: str, path: str, struct: str) -> tuple[tuple[str, str], ...]:
     if raw is None:
         return ()
     if api_version == "v1beta3":
         if not isinstance(raw, dict):
             raise _type_error(raw, "map[string]string", path, struct)
-        return tuple((str(k), _string(v, f"{path}", struct)) for k, v in raw.items())
+        # kubeadm converts the v1beta3 map into its internal list sorted by name
+        return tuple(sorted((str(k), _string(v, path, struct)) for k, v in raw.items()))
     if not isinstance(raw, list):
         raise _type_error(raw, "[]v1beta4.Arg", path, struct)
     out = []
@@ -183,11 +184,11 @@ def _args(raw, api_version: str, path: str, struct: str) -> tuple[tuple[str, str
     return tuple(out)
 
 
-def _volumes(raw, path: str, struct: str) -> tuple[Volume, ...]:
+def _volumes(raw, api_version: str, path: str, struct: str) -> tuple[Volume, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise _type_error(raw, f"[]{struct.split('.')[0]}.HostPathMount", path, struct)
+        raise _type_error(raw, f"[]{api_version}.HostPathMount", path, struct)
     out = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
@@ -218,13 +219,18 @@ def _mapping(raw, path: str, struct: str) -> dict:
     return raw
 
 
+_GO_STRUCTS = {"apiServer": "APIServer", "controllerManager": "ControlPlaneComponent",
+               "scheduler": "ControlPlaneComponent"}
+
+
 def _component(doc: dict, key: str, api_version: str) -> Component:
-    struct = f"ClusterConfiguration.{key}"
-    raw = _mapping(doc.get(key), key, struct)
+    struct = _GO_STRUCTS[key]      # Go names the struct type, then the field's JSON path
+    raw = _mapping(doc.get(key), key, "ClusterConfiguration")
     if raw.get("extraEnvs"):
         raise KubeadmConfigError(f"{key}.extraEnvs: the lab's kubeadm does not emulate extraEnvs")
-    return Component(_args(raw.get("extraArgs"), api_version, f"{key}.extraArgs", struct),
-                     _volumes(raw.get("extraVolumes"), f"{key}.extraVolumes", struct))
+    return Component(parse_args(raw.get("extraArgs"), api_version, f"{key}.extraArgs", struct),
+                     _volumes(raw.get("extraVolumes"), api_version, f"{key}.extraVolumes",
+                              struct))
 
 
 def check_type(doc, kind: str, source: str) -> str:
@@ -278,7 +284,7 @@ def _decode(doc: dict, api_version: str) -> ClusterConfig:
     etcd = _mapping(doc.get("etcd"), "etcd", struct)
     if etcd.get("external"):
         raise KubeadmConfigError("etcd.external: the lab runs stacked (local) etcd only")
-    local = _mapping(etcd.get("local"), "etcd.local", f"{struct}.etcd")
+    local = _mapping(etcd.get("local"), "etcd.local", "Etcd")
     networking = _mapping(doc.get("networking"), "networking", struct)
     defaults = ClusterConfig()
 
@@ -292,8 +298,8 @@ def _decode(doc: dict, api_version: str) -> ClusterConfig:
                                  "must be a semantic version such as v1.30.4")
     if not version.startswith("v"):
         version = "v" + version
-    etcd_local = Component(_args(local.get("extraArgs"), api_version, "etcd.local.extraArgs",
-                                 f"{struct}.etcd.local"))
+    etcd_local = Component(parse_args(local.get("extraArgs"), api_version, "etcd.local.extraArgs",
+                                 "LocalEtcd"))
     if local.get("extraEnvs"):
         raise KubeadmConfigError("etcd.local.extraEnvs: the lab's kubeadm does not emulate "
                                  "extraEnvs")

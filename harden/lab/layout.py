@@ -433,10 +433,11 @@ def control_plane_kubeconfigs(node: NodeSpec, cluster: lab_pki.ClusterPKI) -> di
 
 # --- kubelet ----------------------------------------------------------------------------------
 
-def _merge(base: dict, overrides: dict) -> dict:
+def deep_merge(base: dict, overrides: dict) -> dict:
+    """`overrides` over `base`, mappings merged key by key (how kubeadm defaults a config)."""
     out = dict(base)
     for key, value in overrides.items():
-        out[key] = (_merge(out[key], value) if isinstance(value, dict)
+        out[key] = (deep_merge(out[key], value) if isinstance(value, dict)
                     and isinstance(out.get(key), dict) else value)
     return out
 
@@ -466,7 +467,7 @@ def kubelet_cluster_config(profile: Profile) -> dict:
         "streamingConnectionIdleTimeout": "0s", "syncFrequency": "0s",
         "volumeStatsAggPeriod": "0s",
     }
-    return _merge(base, profile.kubelet_config)
+    return deep_merge(base, profile.kubelet_config)
 
 
 def kubelet_node_config(cluster_wide: dict, node: NodeSpec) -> bytes:
@@ -481,10 +482,13 @@ def kubelet_config(node: NodeSpec, profile: Profile) -> dict:
     return yaml.safe_load(kubelet_node_config(kubelet_cluster_config(profile), node))
 
 
-def kubeadm_flags_env(node: NodeSpec) -> bytes:
-    return (f'KUBELET_KUBEADM_ARGS="--container-runtime-endpoint='
-            f'unix:///var/run/containerd/containerd.sock --node-ip={node.address} '
-            f'--pod-infra-container-image={PAUSE_IMAGE}"\n').encode()
+def kubeadm_flags_env(node: NodeSpec, extra_args: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """kubeadm-flags.env: kubeadm's node flags, `nodeRegistration.kubeletExtraArgs` merged in
+    by the same rule as the control-plane flags."""
+    base = [("container-runtime-endpoint", "unix:///var/run/containerd/containerd.sock"),
+            ("node-ip", node.address), ("pod-infra-container-image", PAUSE_IMAGE)]
+    flags = _command("", base, Component(args=tuple(extra_args)))[1:]
+    return f'KUBELET_KUBEADM_ARGS="{" ".join(flags)}"\n'.encode()
 
 
 def dropin_text() -> bytes:
@@ -506,7 +510,9 @@ def _kubelet_pki(node: NodeSpec, cluster: lab_pki.ClusterPKI) -> dict[str, bytes
 
 def node_files(node: NodeSpec, profile: Profile, cluster: lab_pki.ClusterPKI, *,
                api_server: str, labops_uid: int, config: ClusterConfig | None = None,
-               kubelet: dict | None = None) -> tuple[dict[str, Dir], dict[str, File]]:
+               kubelet: dict | None = None,
+               kubelet_args: tuple[tuple[str, str], ...] = ()) -> tuple[dict[str, Dir],
+                                                                       dict[str, File]]:
     """Every directory and file the lab writes on `node`, keyed by absolute node path.
 
     `config` and `kubelet` are the ClusterConfiguration and KubeletConfiguration the lab seeds
@@ -545,7 +551,8 @@ def node_files(node: NodeSpec, profile: Profile, cluster: lab_pki.ClusterPKI, *,
             content, 0o644 if name.endswith(".crt") else 0o600)
     files["/var/lib/kubelet/config.yaml"] = File(kubelet_node_config(kubelet, node),
                                                  profile.kubelet_config_mode)
-    files["/var/lib/kubelet/kubeadm-flags.env"] = File(kubeadm_flags_env(node), 0o644)
+    files["/var/lib/kubelet/kubeadm-flags.env"] = File(kubeadm_flags_env(node, kubelet_args),
+                                                       0o644)
     files[f"{DROPIN_DIR}/10-kubeadm.conf"] = File(dropin_text(), profile.dropin_mode)
     files["/etc/default/kubelet"] = File(
         f"KUBELET_EXTRA_ARGS={profile.kubelet_extra_args}\n".encode(), 0o644)

@@ -4,6 +4,7 @@ the kubeadm-config and kubelet-config ConfigMaps, as kubeadm does: nothing chang
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -147,3 +148,173 @@ def test_kubelet_configmap_change_reaches_a_worker_with_upgrade_node(lab):
     assert written["eventRecordQPS"] == 7
     assert written["address"] == lab.nodes["w1"]        # the node's own address stays
     assert config.stat().st_mode == mode
+
+
+ENCRYPTION = """apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+- resources: [secrets]
+  providers:
+  - aescbc:
+      keys:
+      - name: key1
+        secret: {secret}
+  - identity: {{}}
+"""
+
+
+@pytest.fixture(scope="module")
+def enc_lab(lab_factory):
+    with lab_factory.running(control_planes=1, workers=0, wait_ready=True) as lab:
+        wait_for(lambda: kubectl(lab, "-n", "kube-system", "get", "cm",
+                                 "kubeadm-config").returncode == 0)
+        yield lab
+
+
+def enable_encryption_by_hand(lab) -> None:
+    """What an operator does following the docs: config file, flag and volume in the manifest."""
+    root = lab.node_root("cp1")
+    (root / "etc/kubernetes/enc").mkdir(mode=0o700)
+    secret = base64.b64encode(b"k" * 32).decode()
+    (root / "etc/kubernetes/enc/enc.yaml").write_text(ENCRYPTION.format(secret=secret))
+    path = root / MANIFESTS / "kube-apiserver.yaml"
+    pod = yaml.safe_load(path.read_text())
+    container = pod["spec"]["containers"][0]
+    container["command"].append("--encryption-provider-config=/etc/kubernetes/enc/enc.yaml")
+    container["volumeMounts"].append({"mountPath": "/etc/kubernetes/enc", "name": "enc",
+                                      "readOnly": True})
+    pod["spec"]["volumes"].append({"hostPath": {"path": "/etc/kubernetes/enc",
+                                                "type": "DirectoryOrCreate"}, "name": "enc"})
+    path.write_text(yaml.safe_dump(pod))
+
+
+def test_upgrade_that_drops_the_encryption_flag_locks_secrets_out(enc_lab):
+    lab = enc_lab
+    enable_encryption_by_hand(lab)
+    wait_for(lambda: "--encryption-provider-config=/etc/kubernetes/enc/enc.yaml" in json.loads(
+        (lab.node_root("cp1") / "var/lib/kubelet/harden-lab-pods.json").read_text())
+        ["pods"]["kube-apiserver"]["argv"], timeout=60)
+    lab.wait_ready()
+    wait_for(lambda: kubectl(lab, "create", "secret", "generic", "sealed", "--from-literal=a=b",
+                             "-n", "apps").returncode == 0, timeout=60)
+    assert kubectl(lab, "get", "secret", "sealed", "-n", "apps").returncode == 0
+
+    upgrade(lab, "cp1")          # ClusterConfiguration knows nothing of encryption
+    manifest = manifests(lab)["kube-apiserver"]
+    assert b"encryption-provider-config" not in manifest
+    lab.wait_ready()
+    wait_for(lambda: kubectl(lab, "get", "ns", "apps").returncode == 0, timeout=60)
+    failed = kubectl(lab, "get", "secret", "sealed", "-n", "apps")
+    assert failed.returncode == 1
+    assert ('unable to transform key "/registry/secrets/apps/sealed": identity transformer '
+            'tried to read encrypted data') in failed.stderr
+    assert kubectl(lab, "get", "configmap", "apps-settings", "-n", "apps").returncode == 0
+
+    cm, doc = cluster_configuration(lab)     # persisted in ClusterConfiguration, it survives
+    doc["apiServer"]["extraArgs"] = [{"name": "encryption-provider-config",
+                                      "value": "/etc/kubernetes/enc/enc.yaml"}]
+    doc["apiServer"]["extraVolumes"] = [{"name": "enc", "hostPath": "/etc/kubernetes/enc",
+                                         "mountPath": "/etc/kubernetes/enc", "readOnly": True,
+                                         "pathType": "DirectoryOrCreate"}]
+    replace_cluster_configuration(lab, cm, doc)
+    upgrade(lab, "cp1")
+    lab.wait_ready()
+    wait_for(lambda: kubectl(lab, "get", "secret", "sealed", "-n", "apps").returncode == 0,
+             timeout=60)
+
+
+def test_patches_directory_is_applied_by_upgrade_node(lab):
+    lab.ssh("cp1", "mkdir -p /etc/kubernetes/patches && printf '%s\\n' "
+                   "'- op: add' '  path: /spec/containers/0/command/-' "
+                   "'  value: --request-timeout=2m0s' "
+                   "> /etc/kubernetes/patches/kube-apiserver+json.yaml")
+    out = upgrade(lab, "cp1", "kubeadm upgrade node --patches /etc/kubernetes/patches").stdout
+    assert 'Applied patch of type "application/json-patch+json" to target "kube-apiserver"' in out
+    assert b"    - --request-timeout=2m0s\n" in manifests(lab)["kube-apiserver"]
+    lab.ssh("w1", "mkdir -p /etc/kubernetes/patches && printf 'eventRecordQPS: 9\\n' "
+                  "> /etc/kubernetes/patches/kubeletconfiguration+merge.yaml")
+    upgrade(lab, "w1", "kubeadm upgrade node --patches /etc/kubernetes/patches")
+    config = yaml.safe_load((lab.node_root("w1") / "var/lib/kubelet/config.yaml").read_text())
+    assert config["eventRecordQPS"] == 9
+    lab.wait_ready()
+
+
+def test_configmap_kubeadm_would_refuse_fails_the_upgrade_and_changes_nothing(lab):
+    before = manifests(lab)
+    cm, doc = cluster_configuration(lab)
+    wrong = ([{"name": "profiling", "value": "false"}] if lab.kubeadm_api == "v1beta3"
+             else {"profiling": "false"})
+    doc["apiServer"]["extraArgs"] = wrong
+    replace_cluster_configuration(lab, cm, doc)
+    failed = upgrade(lab, "cp1", check=False)
+    assert failed.returncode == 1
+    assert "cannot unmarshal" in failed.stderr and "apiServer.extraArgs" in failed.stderr
+    assert manifests(lab) == before
+
+
+def test_lab_up_from_a_kubeadm_config_directory(lab_factory, tmp_path):
+    (tmp_path / "files/etc/kubernetes/audit").mkdir(parents=True)
+    (tmp_path / "files/etc/kubernetes/audit/policy.yaml").write_text(
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n")
+    (tmp_path / "kubeadm-config.yaml").write_text("""\
+apiVersion: kubeadm.k8s.io/v1beta3
+kind: InitConfiguration
+nodeRegistration:
+  kubeletExtraArgs:
+    v: "2"
+---
+apiVersion: kubeadm.k8s.io/v1beta3
+kind: ClusterConfiguration
+apiServer:
+  extraArgs:
+    audit-policy-file: /etc/kubernetes/audit/policy.yaml
+    audit-log-path: /var/log/kubernetes/audit/audit.log
+  extraVolumes:
+  - name: audit-policy
+    hostPath: /etc/kubernetes/audit/policy.yaml
+    mountPath: /etc/kubernetes/audit/policy.yaml
+    readOnly: true
+    pathType: File
+  - name: audit-log
+    hostPath: /var/log/kubernetes/audit/
+    mountPath: /var/log/kubernetes/audit/
+    pathType: DirectoryOrCreate
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+eventRecordQPS: 4
+""")
+    with lab_factory.running(control_planes=1, workers=1, wait_ready=True,
+                             kubeadm_config_dir=tmp_path) as lab:
+        root = lab.node_root("cp1")
+        assert (root / "etc/kubernetes/audit/policy.yaml").exists()
+        wait_for(lambda: (root / "var/log/kubernetes/audit/audit.log").exists())
+        assert b"--v=2" in (root / "var/lib/kubelet/kubeadm-flags.env").read_bytes()
+        kubelet = yaml.safe_load((lab.node_root("w1") / "var/lib/kubelet/config.yaml").read_text())
+        assert kubelet["eventRecordQPS"] == 4 and kubelet["authorization"]["mode"] == "Webhook"
+        wait_for(lambda: kubectl(lab, "-n", "kube-system", "get", "cm",
+                                 "kubeadm-config").returncode == 0)
+        _, doc = cluster_configuration(lab)
+        assert doc["apiVersion"] == "kubeadm.k8s.io/v1beta3"
+        assert doc["apiServer"]["extraArgs"]["audit-log-path"].endswith("audit.log")
+        assert doc["networking"]["serviceSubnet"] == "10.96.0.0/12"     # kubeadm's default
+        before = manifests(lab)
+        assert upgrade(lab, "cp1").stdout.count("are equal, skipping upgrade") == 4
+        assert manifests(lab) == before
+
+
+def test_lab_up_refuses_what_kubeadm_init_refuses_and_starts_nothing(lab_factory, tmp_path):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "kubeadm-config.yaml").write_text(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\n"
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n"
+        "apiServer:\n  extraArgs:\n    profiling: \"false\"\n")
+    from harden.errors import InputError
+    from harden.lab import cluster
+
+    with pytest.raises(InputError) as refused:
+        cluster.up(tmp_path / "lab", net=lab_factory.free_net(), kubeadm_config_dir=config)
+    assert str(refused.value).startswith(f"{config}/kubeadm-config.yaml:4: ")
+    assert "[]v1beta4.Arg" in str(refused.value)
+    assert not (tmp_path / "lab").exists()

@@ -217,9 +217,11 @@ class Transformers:
             try:
                 return provider.open(value, key)
             except TransformError as err:
-                if provider.kind == "identity":
-                    continue
                 errors.append(str(err))
+                if provider.kind == "identity":   # upstream: identity failing falls through
+                    continue
                 break
-        reason = errors[0] if errors else "no matching prefix found"
+        # upstream reduces the collected errors: one is itself, several print as a list
+        reason = (errors[0] if len(errors) == 1 else f"[{', '.join(errors)}]" if errors
+                  else "no matching prefix found")
         raise TransformError(f'unable to transform key "{key}": {reason}')

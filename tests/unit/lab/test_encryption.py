@@ -85,9 +85,27 @@ def test_first_provider_writes_and_every_provider_reads(tmp_path):
 
 def test_value_under_a_removed_key_fails_like_the_api_server(tmp_path):
     value = transformers(config(keyed("aescbc", "gone")), tmp_path).to_storage("secrets", "", KEY, b"v")
-    current = transformers(config(keyed("aescbc", "key1"), {"identity": {}}), tmp_path)
+    current = transformers(config(keyed("aescbc", "key1")), tmp_path)
     with pytest.raises(TransformError, match=f'unable to transform key "{KEY}": no matching prefix'):
         current.from_storage("secrets", "", KEY, value)
+
+
+def test_identity_fallback_reports_that_it_met_encrypted_data(tmp_path):
+    # upstream's prefix transformers keep the identity provider's error (it matches every value)
+    value = transformers(config(keyed("aescbc", "gone")), tmp_path).to_storage("secrets", "", KEY, b"v")
+    current = transformers(config(keyed("aescbc", "key1"), {"identity": {}}), tmp_path)
+    with pytest.raises(TransformError, match=f'unable to transform key "{KEY}": identity '
+                                             "transformer tried to read encrypted data"):
+        current.from_storage("secrets", "", KEY, value)
+
+
+def test_without_any_encryption_config_encrypted_values_fail(tmp_path):
+    """An API server started without --encryption-provider-config (e.g. after `kubeadm upgrade`
+    dropped the flag) cannot read what was encrypted: the kubeadm lock-out."""
+    value = transformers(config(keyed("aescbc", "key1")), tmp_path).to_storage("secrets", "", KEY, b"v")
+    plain = Transformers(None, lambda _p: {}, auto_reload=False)
+    with pytest.raises(TransformError, match="identity transformer tried to read encrypted data"):
+        plain.from_storage("secrets", "", KEY, value)
 
 
 def test_identity_first_reads_encrypted_values_through_later_providers(tmp_path):
