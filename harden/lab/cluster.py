@@ -249,7 +249,7 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
                client_pub: bytes, ssh_algorithms: str = "default",
                user_ca: Path | None = None, config: kubeadm_config.ClusterConfig | None = None,
                kubelet: dict | None = None, kubelet_args: tuple = (),
-               extra_files: dict | None = None) -> dict:
+               extra_files: dict | None = None, extra_dirs: dict | None = None) -> dict:
     """Lay out one node under DIR/nodes/<name>/ and return the supervisor's spec (node.json).
 
     `extra_files` ({node path: (content, mode)}) are an operator's files copied before init."""
@@ -263,6 +263,8 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
                                     config=config, kubelet=kubelet, kubelet_args=kubelet_args)
     for path, (content, mode) in (extra_files or {}).items():
         files.setdefault(path, layout.File(content, mode))
+    for path, mode in (extra_dirs or {}).items():
+        dirs.setdefault(path, layout.Dir(mode))
     for path, d in dirs.items():
         target = root / path.lstrip("/")
         target.mkdir(parents=True, exist_ok=True)
@@ -590,7 +592,8 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
                              else plan.join_kubelet_args,
                              extra_files=plan.files if s.is_control_plane else
                              {p: f for p, f in plan.files.items()
-                              if p.startswith(f"{SYSCTL_DIR}/")})
+                              if p.startswith(f"{SYSCTL_DIR}/")},
+                             extra_dirs=plan.dirs if s.is_control_plane else None)
                   for i, s in enumerate(specs)]
     ensure_host_mountpoints()
     nodes = [launch(ns) for ns in node_specs]
