@@ -83,22 +83,41 @@ def apply(lab, state_dir, *args: str) -> dict:
     return json.loads(done.stdout)
 
 
-@pytest.mark.timeout(900)
-@pytest.mark.parametrize("api", ["v1beta4", "v1beta3"])
-def test_lab_from_kubeadm_config_is_hardened_like_applied_playbooks(lab_factory, tmp_path, api):
-    config = tmp_path / "kubeadm"
+def kubeadm_config(tmp_path, api: str):
+    config = tmp_path / f"kubeadm-{api}"
     made = harden(tmp_path, "kubeadm-config", str(config), "--kubeadm-api", api,
                   "-e", f"encryption_key={KEY}")
     assert made.returncode == 0, made.stderr
-    built = lab_factory.start(control_planes=1, workers=1, kubeadm_config_dir=config)
+    return config
+
+
+def assert_only_unfixable_fails(lab, fails: dict[str, set[str]]) -> None:
+    for host, role in lab.roles.items():
+        assert fails[host] == NODE_FILES | (UNFIXABLE if role == "control-plane" else set()), \
+            (host, fails[host])
+
+
+@pytest.mark.timeout(300)
+def test_lab_from_v1beta3_kubeadm_config_fails_only_what_a_config_cannot_fix(lab_factory,
+                                                                              tmp_path):
+    """The map shape reaches the same cluster (the flags themselves: the v1beta4 test below
+    and the unit tests, which find both shapes' extraArgs identical)."""
+    with lab_factory.running(control_planes=1, workers=1, wait_ready=True,
+                             kubeadm_config_dir=kubeadm_config(tmp_path, "v1beta3")) as lab:
+        assert json.loads((lab.dir / "lab.json").read_text())["kubeadm_api"] == "v1beta3"
+        assert_only_unfixable_fails(lab, scored_fails(lab, tmp_path))
+
+
+@pytest.mark.timeout(900)
+def test_lab_from_kubeadm_config_is_hardened_like_applied_playbooks(lab_factory, tmp_path):
+    built = lab_factory.start(control_planes=1, workers=1,
+                              kubeadm_config_dir=kubeadm_config(tmp_path, "v1beta4"))
     reference = lab_factory.start(control_planes=1, workers=1)
     try:
         built.wait_ready(60)
         reference.wait_ready(60)
         fails = scored_fails(built, tmp_path)
-        for host, role in built.roles.items():
-            assert fails[host] == NODE_FILES | (UNFIXABLE if role == "control-plane" else set()), \
-                host
+        assert_only_unfixable_fails(built, fails)
 
         apply(reference, tmp_path, SITE)
         apply(reference, tmp_path, ENCRYPTION, "-e", f"encryption_key={KEY}")
