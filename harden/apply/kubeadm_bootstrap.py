@@ -116,6 +116,9 @@ def _control_plane(inventory, name: str | None):
     if name is not None:
         if name not in inventory.hosts:
             raise InputError(f"--host {name}: no such host in the inventory")
+        if name not in inventory.groups.get("control_plane", []):
+            raise InputError(f"--host {name}: not in group control_plane; the configuration "
+                             "is what the playbooks set on a control plane")
         return inventory.hosts[name]
     if "control_plane" not in inventory.groups or not inventory.groups["control_plane"]:
         raise InputError("the inventory has no host in group control_plane (the group the "

@@ -138,6 +138,18 @@ def test_inventory_group_vars_are_read_as_apply_reads_them(tmp_path):
     assert "etcd" not in cluster or not extra_args(cluster, "etcd")   # its task's when: false
 
 
+def test_host_vars_of_the_chosen_control_plane_and_workers_refused(tmp_path):
+    inv = tmp_path / "hosts.ini"
+    inv.write_text("[control_plane]\ncp1\ncp2 audit_log_maxage=45\n[workers]\nw1\n")
+    out = tmp_path / "cp2"
+    generate(str(out), [str(inv)], {"encryption_key": KEY}, Options(), None, "cp2")
+    assert extra_args(docs(out)["ClusterConfiguration"], "kube-apiserver")["audit-log-maxage"] \
+        == "45"
+    with pytest.raises(InputError, match="--host w1: not in group control_plane"):
+        generate(str(tmp_path / "w1"), [str(inv)], {}, Options(), None, "w1")
+    assert not (tmp_path / "w1").exists()
+
+
 def test_files_modes_and_the_encryption_key(tmp_path):
     out = generated(tmp_path)
     mode = lambda p: stat.S_IMODE(os.stat(out / p).st_mode)      # noqa: E731
