@@ -13,8 +13,11 @@ Tasks marked `check_mode: true` write nothing, so they are skipped as well.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import glob
 import os
+import secrets
 import tempfile
 from dataclasses import dataclass, field
 
@@ -44,6 +47,7 @@ MANIFEST_COMPONENTS = {"kube-apiserver.yaml": "kube-apiserver",
                        "kube-controller-manager.yaml": "kube-controller-manager",
                        "kube-scheduler.yaml": "kube-scheduler", "etcd.yaml": "etcd"}
 COLLECTED = ("static_pod", "kubelet_config", "file", "sysctl")
+KEY_SIZES = {"secretbox": (32,), "aescbc": (16, 24, 32), "aesgcm": (16, 24, 32)}
 
 
 @dataclass
@@ -86,7 +90,8 @@ def derive(inventory_paths: list[str] | None, extra_vars: dict, playbooks=DEFAUL
                              f"{name} is for clusters that already run")
     inventory = _inventory(inventory_paths)
     host = _control_plane(inventory, host_name)
-    variables_e = {**extra_vars, **BOOTSTRAP_VARS}
+    variables_e = {**extra_vars, **encryption_vars({**host.vars, **extra_vars}),
+                   **BOOTSTRAP_VARS}
     out = Hardening()
     for path in playbooks:
         for play in load_playbook(path).plays:
@@ -215,3 +220,35 @@ def _mode(mode, default: int, task: Task) -> int:
         return parse_mode(str(mode))
     except (ValueError, TaskFailed, HardenError) as exc:
         raise InputError(f"mode {mode!r}: {exc}", *task.where) from None
+
+
+def encryption_vars(given: dict) -> dict:
+    """The key the encryption config is written with: the one given (-e or the inventory:
+    encryption_key, or encryption_keys), checked, or a fresh random 32-byte key."""
+    provider = str(given.get("encryption_provider", "secretbox"))
+    if "encryption_keys" in given:
+        keys = given["encryption_keys"]
+        if not isinstance(keys, list) or not keys or \
+                not all(isinstance(k, dict) and {"name", "secret"} <= set(k) for k in keys):
+            raise InputError("encryption_keys must be a list of {name, secret}")
+        for key in keys:
+            _check_key(str(key["secret"]), provider, f"encryption_keys {key['name']}")
+        return {}
+    if "encryption_key" in given:
+        _check_key(str(given["encryption_key"]), provider, "encryption_key")
+        return {}
+    return {"encryption_key": base64.b64encode(secrets.token_bytes(32)).decode()}
+
+
+def _check_key(secret: str, provider: str, what: str) -> None:
+    if "{{" in secret:          # a template (a vault variable, say): the render will tell
+        return
+    try:
+        size = len(base64.b64decode(secret, validate=True))
+    except (binascii.Error, ValueError):
+        size = -1
+    sizes = KEY_SIZES.get(provider, (32,))
+    if size not in sizes:
+        raise InputError(f"{what}: the API server refuses a {provider} key that is not "
+                         f"base64 of {' or '.join(map(str, sizes))} bytes (head -c 32 "
+                         "/dev/urandom | base64)")

@@ -15,13 +15,10 @@ refused here first, naming the setting, and nothing is written.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import os
 import posixpath
 import re
-import secrets
 from dataclasses import dataclass, field
 
 import yaml
@@ -56,7 +53,6 @@ KUBEADM_MOUNTS = {
 KUBEADM_VOLUME_NAMES = {"ca-certs", "etc-ca-certificates", "etc-pki", "k8s-certs",
                         "usr-share-ca-certificates", "usr-local-share-ca-certificates",
                         "flexvolume-dir", "kubeconfig", "etcd-certs", "etcd-data"}
-KEY_SIZES = {"secretbox": (32,), "aescbc": (16, 24, 32), "aesgcm": (16, 24, 32)}
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$")
 _DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$|^0$")
@@ -307,36 +303,6 @@ def _check_kubelet_value(key: str, value) -> None:
                          "KubeletConfiguration strictly and refuses it)")
 
 
-def encryption_vars(extra_vars: dict) -> dict:
-    """The key the encryption config is written with: the one given (-e encryption_key, or
-    encryption_keys), checked, or a fresh random 32-byte key."""
-    provider = str(extra_vars.get("encryption_provider", "secretbox"))
-    if "encryption_keys" in extra_vars:
-        keys = extra_vars["encryption_keys"]
-        if not isinstance(keys, list) or not keys or \
-                not all(isinstance(k, dict) and {"name", "secret"} <= set(k) for k in keys):
-            raise InputError("encryption_keys (from -e) must be a list of {name, secret}")
-        for key in keys:
-            _check_key(str(key["secret"]), provider, f"encryption_keys {key['name']}")
-        return {}
-    if "encryption_key" in extra_vars:
-        _check_key(str(extra_vars["encryption_key"]), provider, "encryption_key (from -e)")
-        return {}
-    return {"encryption_key": base64.b64encode(secrets.token_bytes(32)).decode()}
-
-
-def _check_key(secret: str, provider: str, what: str) -> None:
-    try:
-        size = len(base64.b64decode(secret, validate=True))
-    except (binascii.Error, ValueError):
-        size = -1
-    sizes = KEY_SIZES.get(provider, (32,))
-    if size not in sizes:
-        raise InputError(f"{what}: the API server refuses a {provider} key that is not "
-                         f"base64 of {' or '.join(map(str, sizes))} bytes (head -c 32 "
-                         "/dev/urandom | base64)")
-
-
 # --- the documents -------------------------------------------------------------------------
 
 def cluster_configuration(configs: dict[str, ComponentConfig], options: Options) -> dict:
@@ -483,8 +449,7 @@ def generate(out_dir: str, inventories: list[str] | None, extra_vars: dict, opti
     from harden.apply.kubeadm_bootstrap import DEFAULT_PLAYBOOKS, derive
 
     sources = list(playbooks or DEFAULT_PLAYBOOKS)
-    variables = {**encryption_vars(extra_vars), **extra_vars}
-    hardening = derive(inventories, variables, sources, host)
+    hardening = derive(inventories, extra_vars, sources, host)
     configs = component_configs(hardening)
     check(configs, hardening.kubelet, options)
     text = render(hardening, configs, options, sources)

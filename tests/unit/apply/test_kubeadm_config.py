@@ -135,6 +135,9 @@ def test_inventory_group_vars_are_read_as_apply_reads_them(tmp_path):
     cluster = docs(generated(tmp_path, {"encryption_key": KEY},
                              inventories=[str(inv)]))["ClusterConfiguration"]
     assert extra_args(cluster, "kube-controller-manager")["terminated-pod-gc-threshold"] == "500"
+    (inv / "group_vars" / "all.yml").write_text(f"encryption_key: {KEY}\n")
+    out = generated(tmp_path / "keyed", {}, inventories=[str(inv)])
+    assert KEY in (out / "files/etc/kubernetes/enc/encryption-config.yaml").read_text()
     assert "etcd" not in cluster or not extra_args(cluster, "etcd")   # its task's when: false
 
 
