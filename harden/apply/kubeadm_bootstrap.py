@@ -149,11 +149,14 @@ def _collect_play(play: Play, inventory, host, hosts, extra_vars: dict, out: Har
             continue
         variables = layered_vars(play.defaults, host.vars, Untemplated(magic), play.vars,
                                  task.vars, extra_vars=extra_vars)
-        for one, scope in _runs(task, variables):
-            if not all(evaluate(cond, scope, one.where) for cond in one.when):
-                out.skipped.append(f"{where} (when: false)")
-                continue
-            _collect_task(one, play, TaskPlanner.args(one, scope), scope, out)
+        try:
+            for one, scope in _runs(task, variables):
+                if not all(evaluate(cond, scope, one.where) for cond in one.when):
+                    out.skipped.append(f"{where} (when: false)")
+                    continue
+                _collect_task(one, play, TaskPlanner.args(one, scope), scope, out)
+        except TaskFailed as exc:      # what would fail the task on a host fails here
+            raise InputError(f"task '{task.name}': {exc}", *task.where) from None
 
 
 def _runs(task: Task, variables: dict):

@@ -269,6 +269,7 @@ def test_refusals_name_the_setting_and_write_nothing(tmp_path, extra, options, m
     ("""set: {authentication-config: /opt/authn.yaml}""", "is not inside any volume"),
     ("""volumes: [{name: Bad_Name, host_path: /opt/x, type: Directory}]""", "not a DNS label"),
     ("""volumes: [{name: k8s-certs, host_path: /opt/x, type: Directory}]""", "kubeadm's own"),
+    ("""volumes: [{name: x, host_path: /opt/x, type: Sometimes}]""", "pathType 'Sometimes' is not one of"),
 ])
 def test_refuses_what_the_component_or_kubeadm_would(tmp_path, body, message):
     book = tmp_path / "book.yml"
@@ -282,6 +283,15 @@ def test_refuses_what_the_component_or_kubeadm_would(tmp_path, body, message):
         generated(tmp_path, {}, playbooks=[str(book)])
     assert message in str(caught.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_task_that_would_fail_on_a_host_is_an_input_error_at_its_line(tmp_path):
+    book = tmp_path / "book.yml"
+    book.write_text("- hosts: control_plane\n  tasks:\n    - name: missing source\n"
+                    "      copy: {src: no-such-file.yaml, dest: /etc/kubernetes/x.yaml}\n")
+    with pytest.raises(InputError) as caught:
+        generated(tmp_path, {}, playbooks=[str(book)])
+    assert f"{book}:4" in str(caught.value) and "missing source" in str(caught.value)
 
 
 def test_an_existing_directory_is_never_overwritten(tmp_path):
