@@ -655,7 +655,9 @@ def status(lab_dir: Path) -> dict:
                      "services": services if running else {},
                      "pods": node_pods(node.node_dir) if running else {}})
     return {"dir": state["dir"], "net": state["net"], "profile": state["profile"],
-            "state": state["state"], "nodes": rows}
+            "kubeadm_api": state.get("kubeadm_api", "v1beta4"),
+            "kubeadm_config": state.get("kubeadm_config"), "state": state["state"],
+            "nodes": rows}
 
 
 def node_pods(node_dir: str) -> dict:
@@ -703,8 +705,9 @@ def wait_ready(lab_dir: Path, timeout: float = 30.0) -> dict:
 
 
 def format_status(report: dict) -> str:
+    source = f" from {report['kubeadm_config']}" if report.get("kubeadm_config") else ""
     lines = [f"lab {report['dir']}  net {report['net']}.0/24  profile {report['profile']}  "
-             f"state {report['state']}",
+             f"kubeadm {report.get('kubeadm_api', 'v1beta4')}{source}  state {report['state']}",
              f"{'NODE':<6} {'ROLE':<14} {'ADDRESS':<16} {'SSHD':<5} SERVICES"]
     for row in report["nodes"]:
         services = ", ".join(

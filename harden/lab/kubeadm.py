@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,9 +45,11 @@ KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
 KUBELET_STATE = "/var/lib/kubelet/harden-lab-pods.json"   # written by harden.lab.kubelet
 TIMEOUT_ENV = "HARDEN_LAB_KUBEADM_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0
+PHASES = ("control-plane", "kubelet-config")
 USAGE = """Usage:
   kubeadm upgrade apply [version] [flags]
   kubeadm upgrade node [flags]
+  kubeadm upgrade node phase control-plane|kubelet-config [flags]
   kubeadm version
 
 Flags:
@@ -65,6 +68,7 @@ class Options:
     version: str = ""
     yes: bool = False
     patches_dir: str = ""
+    phase: str = ""              # `upgrade node phase control-plane|kubelet-config`
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -77,6 +81,11 @@ def parse_args(argv: list[str]) -> Options:
                            if argv else USAGE)
     opts = Options(argv[1])
     rest = argv[2:]
+    if opts.command == "node" and rest[:1] == ["phase"]:
+        if len(rest) < 2 or rest[1] not in PHASES:
+            raise KubeadmError(f'unknown phase "{" ".join(rest[1:2])}"; the lab emulates '
+                               f'{" and ".join(PHASES)}\n{USAGE}')
+        opts.phase, rest = rest[1], rest[2:]
     while rest:
         arg = rest.pop(0)
         if arg in ("-y", "--yes", "-f", "--force"):
@@ -114,12 +123,37 @@ def _kubectl(kubeconfig: str, name: str) -> dict:
     return json.loads(result.stdout)
 
 
-def read_configmap(kubeconfig: str, name: str, key: str) -> str:
-    data = _kubectl(kubeconfig, name).get("data") or {}
+def read_configmap(kubeconfig: str, name: str, key: str) -> tuple[str, dict]:
+    """The ConfigMap's `key` and the whole object (its resourceVersion guards a write back)."""
+    configmap = _kubectl(kubeconfig, name)
+    data = configmap.get("data") or {}
     if key not in data:
         raise KubeadmError(f"unexpected error when reading {name} ConfigMap: {key} key value "
                            "pair missing")
-    return data[key]
+    return data[key], configmap
+
+
+def upload_version(kubeconfig: str, configmap: dict, version: str, out) -> None:
+    """`upgrade apply vX.Y.Z` stores the version it upgraded to (kubeadm's upload-config), so
+    that `upgrade node` on the other nodes follows. Only the kubernetesVersion line changes
+    (kubeadm re-marshals the whole document; the lab keeps the user's text)."""
+    text = configmap["data"]["ClusterConfiguration"]
+    line = f"kubernetesVersion: {version}"
+    new, count = re.subn(r"(?m)^kubernetesVersion:.*$", line, text)
+    if not count:
+        new = text.rstrip("\n") + f"\n{line}\n"
+    if new == text:
+        return
+    configmap["data"]["ClusterConfiguration"] = new
+    kubectl = shutil.which("kubectl") or "kubectl"
+    result = subprocess.run([kubectl, "--kubeconfig", kubeconfig, "replace", "-f", "-"],
+                            input=json.dumps(configmap), capture_output=True, text=True,
+                            timeout=60)
+    if result.returncode != 0:
+        raise KubeadmError(f"error uploading the kubeadm ClusterConfiguration: "
+                           f"{result.stderr.strip()}")
+    out('[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the '
+        '"kube-system" Namespace')
 
 
 def node_spec(path: str) -> layout.NodeSpec:
@@ -179,12 +213,22 @@ def upgrade_static_pods(node: layout.NodeSpec, wanted: dict[str, bytes], timeout
         for component, content in wanted.items():
             _upgrade_one(node, component, content, backup, upgraded, changed, timeout, out)
     except KubeadmError as err:
-        for component in changed:
-            os.replace(f"{backup}/{component}.yaml", f"{MANIFESTS}/{component}.yaml")
+        _restore(changed, backup)
         raise KubeadmError("couldn't upgrade control plane. kubeadm has tried to recover "
                            f"everything into the earlier state. Errors faced: {err}") from None
     finally:
         shutil.rmtree(upgraded, ignore_errors=True)
+
+
+def _restore(changed: list[str], backup: str) -> None:
+    """kubeadm's rollbackOldManifests: the backed-up manifests go back; a manifest that did not
+    exist before goes away."""
+    for component in changed:
+        saved, current = f"{backup}/{component}.yaml", f"{MANIFESTS}/{component}.yaml"
+        if os.path.exists(saved):
+            os.replace(saved, current)
+        elif os.path.exists(current):
+            os.remove(current)
 
 
 def _upgrade_one(node, component, content, backup, upgraded, changed, timeout, out) -> None:
@@ -200,7 +244,7 @@ def _upgrade_one(node, component, content, backup, upgraded, changed, timeout, o
     _write_file(staged, content, 0o600)
     if old is not None:
         shutil.copy2(current, f"{backup}/{component}.yaml")
-        changed.append(component)
+    changed.append(component)
     os.replace(staged, current)
     out(f'[upgrade/staticpods] Moved new manifest to "{current}" and backed up old manifest '
         f'to "{backup}/{component}.yaml"')
@@ -240,8 +284,8 @@ def _timeout() -> float:
         return DEFAULT_TIMEOUT
 
 
-def _cluster_config(kubeconfig: str, version: str) -> kubeadm_config.ClusterConfig:
-    text = read_configmap(kubeconfig, "kubeadm-config", "ClusterConfiguration")
+def _cluster_config(kubeconfig: str, version: str) -> tuple[kubeadm_config.ClusterConfig, dict]:
+    text, configmap = read_configmap(kubeconfig, "kubeadm-config", "ClusterConfiguration")
     config = kubeadm_config.parse(text, "kube-system/kubeadm-config ClusterConfiguration")
     if version:
         if not kubeadm_config.is_version(version):
@@ -249,17 +293,17 @@ def _cluster_config(kubeconfig: str, version: str) -> kubeadm_config.ClusterConf
                                f'to these errors:\n\n\t- Specified version to upgrade to '
                                f'"{version}" is not a valid version')
         config = kubeadm_config.with_version(config, version)
-    return config
+    return config, configmap
 
 
 def _kubelet_content(kubeconfig: str, node: layout.NodeSpec, patches_dir: str) -> bytes:
-    text = read_configmap(kubeconfig, "kubelet-config", "kubelet")
+    text, _ = read_configmap(kubeconfig, "kubelet-config", "kubelet")
     doc = kubeadm_config.kubelet_configuration(text, "kube-system/kubelet-config kubelet")
     content = layout.kubelet_node_config(doc, node)
     return patches.apply(patches_dir, "kubeletconfiguration", content) if patches_dir else content
 
 
-def _confirm(opts: Options, out) -> None:
+def _confirm(opts: Options) -> None:
     if opts.yes:
         return
     sys.stdout.write("[upgrade] Are you sure you want to proceed? [y/N]: ")
@@ -267,6 +311,31 @@ def _confirm(opts: Options, out) -> None:
     answer = sys.stdin.readline().strip().lower()
     if answer not in ("y", "yes"):
         raise KubeadmError("won't proceed; the user didn't answer (Y|y) in order to continue")
+
+
+def _upgrade_control_plane(opts: Options, node: layout.NodeSpec,
+                           config: kubeadm_config.ClusterConfig, out) -> None:
+    wanted = layout.manifests(node, config)
+    if opts.patches_dir:
+        wanted = {c: patches.apply(opts.patches_dir, c, text) for c, text in wanted.items()}
+    if opts.command == "apply":
+        out(f'[upgrade/version] You have chosen to change the cluster version to '
+            f'"{config.kubernetes_version}"')
+        _confirm(opts)
+    out(f"[upgrade/staticpods] Upgrading the control plane of node {node.name}")
+    upgrade_static_pods(node, wanted, _timeout(), out)
+
+
+def _farewell(opts: Options, config, out) -> None:
+    if opts.command == "apply":
+        out(f'[upgrade/successful] SUCCESS! Your cluster was upgraded to '
+            f'"{config.kubernetes_version}". Enjoy!')
+        out("[upgrade/kubelet] Now that your control plane is upgraded, please proceed with "
+            "upgrading your kubelets if you haven't already done so.")
+    elif not opts.phase:
+        out("[upgrade] The configuration for this node was successfully updated!")
+        out("[upgrade] Now you should go ahead and upgrade the kubelet package using your "
+            "package manager.")
 
 
 def run(opts: Options, node: layout.NodeSpec, out) -> None:
@@ -277,30 +346,23 @@ def run(opts: Options, node: layout.NodeSpec, out) -> None:
     if opts.command == "apply" and not control_plane:
         raise KubeadmError("[upgrade/apply] FATAL: `kubeadm upgrade apply` must be run on a "
                            "control plane node (no kube-apiserver manifest on this node)")
+    if opts.phase == "control-plane" and not control_plane:
+        out("[upgrade/control-plane] Skipping phase. Not a control plane node.")
+        return
     kubeconfig = ADMIN_CONF if control_plane else KUBELET_CONF
     out("[upgrade/config] Reading configuration from the cluster...")
-    config = _cluster_config(kubeconfig, opts.version) if control_plane else None
-    kubelet = _kubelet_content(kubeconfig, node, opts.patches_dir)
+    with_control_plane = control_plane and opts.phase != "kubelet-config"
+    config, configmap = (_cluster_config(kubeconfig, opts.version) if with_control_plane
+                         else (None, None))
+    kubelet = (None if opts.phase == "control-plane"
+               else _kubelet_content(kubeconfig, node, opts.patches_dir))
     if config is not None:
-        wanted = layout.manifests(node, config)
-        if opts.patches_dir:
-            wanted = {c: patches.apply(opts.patches_dir, c, text) for c, text in wanted.items()}
-        if opts.command == "apply":
-            out(f'[upgrade/version] You have chosen to change the cluster version to '
-                f'"{config.kubernetes_version}"')
-            _confirm(opts, out)
-        out(f"[upgrade/staticpods] Upgrading the control plane of node {node.name}")
-        upgrade_static_pods(node, wanted, _timeout(), out)
-    write_kubelet_config(kubelet, out)
-    if opts.command == "apply":
-        out(f'[upgrade/successful] SUCCESS! Your cluster was upgraded to '
-            f'"{config.kubernetes_version}". Enjoy!')
-        out("[upgrade/kubelet] Now that your control plane is upgraded, please proceed with "
-            "upgrading your kubelets if you haven't already done so.")
-    else:
-        out("[upgrade] The configuration for this node was successfully updated!")
-        out("[upgrade] Now you should go ahead and upgrade the kubelet package using your "
-            "package manager.")
+        _upgrade_control_plane(opts, node, config, out)
+        if opts.command == "apply" and opts.version:
+            upload_version(kubeconfig, configmap, config.kubernetes_version, out)
+    if kubelet is not None:
+        write_kubelet_config(kubelet, out)
+    _farewell(opts, config, out)
 
 
 def main(argv: list[str] | None = None, node_file: str = "") -> int:

@@ -86,53 +86,64 @@ def _check_node_config(doc: dict, api_version: str) -> tuple[tuple[str, str], ..
     return _kubelet_args(doc, api_version, doc.get("kind", ""))
 
 
+@dataclass
+class _Found:
+    """The documents met so far, by role."""
+
+    seen: dict = field(default_factory=dict)      # (apiVersion, kind) -> first line
+    cluster: dict | None = None
+    kubelet: dict | None = None
+    api_version: str = ""
+    init_args: tuple = ()
+    join_args: tuple | None = None
+
+
+def _take(doc, line: int, found: _Found) -> None:
+    """File one document, or raise what kubeadm init would say about it."""
+    if not isinstance(doc, dict):
+        kubeadm_config.check_type(doc, "ClusterConfiguration", "document")
+    api, kind = str(doc.get("apiVersion") or ""), str(doc.get("kind") or "")
+    if (api, kind) in found.seen and api and kind:
+        raise KubeadmConfigError(f'invalid configuration: kind "{kind}" is specified twice in '
+                                 f"YAML file (first at line {found.seen[(api, kind)]})")
+    found.seen[(api, kind)] = line
+    if api == KUBELET_GV and kind == "KubeletConfiguration":
+        found.kubelet = doc
+    elif kind in ("InitConfiguration", "JoinConfiguration"):
+        version = kubeadm_config.check_type(doc, kind, kind)
+        args = _check_node_config(doc, version)
+        if kind == "InitConfiguration":
+            found.init_args = args
+        else:
+            found.join_args = args
+        found.api_version = found.api_version or version
+    elif api and kind and not api.startswith(kubeadm_config.GROUP + "/"):
+        return      # kubeadm: "WARNING: Ignored YAML document with GroupVersionKind ..."
+    else:
+        config = kubeadm_config.from_document(doc, "ClusterConfiguration")
+        _check_lab_limits(config)
+        found.cluster, found.api_version = doc, config.api_version
+
+
 def read(directory: Path, private_dirs: tuple[str, ...]) -> InitPlan:
     """Read and check DIR; nothing is written. `private_dirs`: the node-private directories
     (the only places files/ may be copied to)."""
     path = directory / CONFIG_FILE
     if not path.is_file():
         raise InputError(f"no {CONFIG_FILE} in the kubeadm config directory", str(directory))
-    seen: dict[tuple[str, str], int] = {}
-    cluster = kubelet = None
-    init_args: tuple = ()
-    join_args: tuple = ()
-    api_version = "v1beta4"
+    found = _Found()
     for line, doc in _documents(path):
         try:
-            key = (str(doc.get("apiVersion")), str(doc.get("kind"))) if isinstance(doc, dict) \
-                else ("", "")
-            if key in seen and key != ("", ""):
-                raise KubeadmConfigError(f'invalid configuration: kind "{key[1]}" is specified '
-                                         f"twice in YAML file (first at line {seen[key]})")
-            seen[key] = line
-            kind = doc.get("kind") if isinstance(doc, dict) else None
-            if isinstance(doc, dict) and doc.get("apiVersion") == KUBELET_GV \
-                    and kind == "KubeletConfiguration":
-                kubelet = doc
-            elif isinstance(doc, dict) and doc.get("apiVersion") == KUBE_PROXY_GV:
-                continue
-            elif isinstance(doc, dict) and kind in ("InitConfiguration", "JoinConfiguration"):
-                version = kubeadm_config.check_type(doc, kind, kind)
-                args = _check_node_config(doc, version)
-                if kind == "InitConfiguration":
-                    init_args = args
-                else:
-                    join_args = args
-            elif isinstance(doc, dict) and not str(doc.get("apiVersion", "")).startswith(
-                    kubeadm_config.GROUP + "/") and kind and doc.get("apiVersion"):
-                continue      # kubeadm: "WARNING: Ignored YAML document with GroupVersionKind"
-            else:
-                config = kubeadm_config.from_document(doc, "ClusterConfiguration")
-                _check_lab_limits(config)
-                cluster, api_version = doc, config.api_version
+            _take(doc, line, found)
         except KubeadmConfigError as err:
             raise InputError(str(err), str(path), line) from None
-    cluster_doc = _defaulted(cluster, api_version)
-    cluster_text = layout.kube_yaml(cluster_doc).decode()
+    api_version = found.api_version or "v1beta4"
+    cluster_text = layout.kube_yaml(_defaulted(found.cluster, api_version)).decode()
     return InitPlan(api_version=api_version, cluster_text=cluster_text,
                     config=kubeadm_config.parse(cluster_text),
-                    kubelet=_kubelet_defaulted(kubelet), init_kubelet_args=init_args,
-                    join_kubelet_args=join_args if join_args else init_args,
+                    kubelet=_kubelet_defaulted(found.kubelet), init_kubelet_args=found.init_args,
+                    join_kubelet_args=found.init_args if found.join_args is None
+                    else found.join_args,
                     files=_files(directory / FILES_DIR, private_dirs),
                     dirs=_dirs(directory / FILES_DIR, private_dirs))
 

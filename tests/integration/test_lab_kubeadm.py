@@ -13,6 +13,8 @@ import time
 import pytest
 import yaml
 
+from harden.lab import kubeadm
+
 pytestmark = pytest.mark.skipif(not shutil.which("kubectl"),
                                 reason="needs kubectl (kubernetes-client)")
 
@@ -150,6 +152,23 @@ def test_kubelet_configmap_change_reaches_a_worker_with_upgrade_node(lab):
     assert config.stat().st_mode == mode
 
 
+def test_upgrade_node_phases_do_one_part_each(lab):
+    original = manifests(lab)
+    lab.ssh("cp1", "sed -i 's/^    - --secure-port=6443$/    - --v=4\\n&/' "
+                   f"/{MANIFESTS}/kube-apiserver.yaml")
+    edited = manifests(lab)
+    out = upgrade(lab, "cp1", "kubeadm upgrade node phase kubelet-config").stdout
+    assert "Writing kubelet configuration" in out and "staticpods" not in out
+    assert manifests(lab) == edited
+    lab.wait_ready()
+    out = upgrade(lab, "cp1", "kubeadm upgrade node phase control-plane").stdout
+    assert "kubelet" not in out.replace("Waiting for the kubelet", "")
+    assert manifests(lab) == original
+    skipped = upgrade(lab, "w1", "kubeadm upgrade node phase control-plane").stdout
+    assert "Skipping phase. Not a control plane node." in skipped
+    lab.wait_ready()
+
+
 ENCRYPTION = """apiVersion: apiserver.config.k8s.io/v1
 kind: EncryptionConfiguration
 resources:
@@ -236,6 +255,45 @@ def test_patches_directory_is_applied_by_upgrade_node(lab):
     upgrade(lab, "w1", "kubeadm upgrade node --patches /etc/kubernetes/patches")
     config = yaml.safe_load((lab.node_root("w1") / "var/lib/kubelet/config.yaml").read_text())
     assert config["eventRecordQPS"] == 9
+    lab.wait_ready()
+
+
+def test_upgrade_to_a_version_moves_the_images_and_stores_the_version(lab):
+    cm, _ = cluster_configuration(lab)
+    text = cm["data"]["ClusterConfiguration"]
+    out = upgrade(lab, "cp1", "kubeadm upgrade apply v1.30.5 -y "
+                              "--patches /etc/kubernetes/patches").stdout
+    assert 'Storing the configuration used in ConfigMap "kubeadm-config"' in out
+    images = {c: yaml.safe_load(m)["spec"]["containers"][0]["image"]
+              for c, m in manifests(lab).items()}
+    assert images["kube-apiserver"] == "registry.k8s.io/kube-apiserver:v1.30.5"
+    assert images["etcd"].endswith("/etcd:3.5.12-0")
+    stored = cluster_configuration(lab)[0]["data"]["ClusterConfiguration"]
+    assert stored == text.replace("kubernetesVersion: v1.30.4", "kubernetesVersion: v1.30.5")
+    lab.wait_ready()
+    before = manifests(lab)       # upgrade node follows the stored version
+    upgrade(lab, "cp1", "kubeadm upgrade node --patches /etc/kubernetes/patches")
+    assert manifests(lab) == before
+    lab.wait_ready()
+
+
+def test_component_that_does_not_come_back_rolls_the_upgrade_back(lab):
+    before = manifests(lab)
+    cm, doc = cluster_configuration(lab)
+    doc["scheduler"]["extraArgs"] = _arg_entries(lab.kubeadm_api, {"v": "3"})
+    replace_cluster_configuration(lab, cm, doc)
+    lab.ssh("cp1", "systemctl stop kubelet")     # nothing will replace the pods
+    try:
+        failed = upgrade(lab, "cp1", f"{kubeadm.TIMEOUT_ENV}=2 kubeadm upgrade apply -y "
+                                     "--patches /etc/kubernetes/patches",
+                         check=False)
+    finally:
+        lab.ssh("cp1", "systemctl start kubelet")
+    assert failed.returncode == 1
+    assert "kubeadm has tried to recover everything into the earlier state" in failed.stderr
+    assert "static Pod hash for component kube-scheduler on Node cp1 did not change" \
+        in failed.stderr
+    assert manifests(lab) == before
     lab.wait_ready()
 
 

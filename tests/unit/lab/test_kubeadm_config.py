@@ -141,3 +141,20 @@ def test_kubelet_configuration_must_be_the_kubelet_kind():
     with pytest.raises(KubeadmConfigError, match='no kind "KubeProxyConfiguration"'):
         kubeadm_config.kubelet_configuration(yaml.safe_dump(
             {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeProxyConfiguration"}))
+
+
+def test_kubelet_extra_args_merge_into_kubeadm_flags_env_like_extra_args():
+    env = layout.kubeadm_flags_env(NODE, (("v", "2"), ("node-ip", "10.0.0.9"))).decode()
+    flags = env.split('"')[1].split()
+    assert flags == sorted(flags)
+    assert "--node-ip=10.0.0.9" in flags and f"--node-ip={NODE.address}" not in flags
+    assert "--v=2" in flags
+
+
+@pytest.mark.parametrize("profile", ["kubeadm", "weak"])
+@pytest.mark.parametrize("api", ["v1beta3", "v1beta4"])
+def test_seeded_text_regenerates_exactly_what_lab_up_writes(profile, api):
+    prof = layout.PROFILES[profile]
+    seeded = layout.kube_yaml(layout.cluster_document(prof, api)).decode()
+    written = layout.manifests(NODE, layout.cluster_config(prof, api))
+    assert layout.manifests(NODE, kubeadm_config.parse(seeded)) == written
