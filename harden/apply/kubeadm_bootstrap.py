@@ -74,6 +74,7 @@ class Hardening:
 
     components: dict[str, ComponentEdits] = field(default_factory=dict)
     kubelet: dict = field(default_factory=dict)             # dotted key -> value
+    kubelet_where: dict = field(default_factory=dict)       # dotted key -> (path, line)
     files: list[NodeFile] = field(default_factory=list)
     sysctl_files: list[NodeFile] = field(default_factory=list)   # every node, before kubelet
     skipped: list[str] = field(default_factory=list)        # "file:line task (reason)"
@@ -182,6 +183,7 @@ def _collect_task(task: Task, play: Play, args: dict, variables: dict, out: Hard
         out.components.setdefault(component, ComponentEdits()).edits.append((label, args))
     elif task.module == "kubelet_config":
         out.kubelet.update({str(k): v for k, v in args["set"].items()})
+        out.kubelet_where.update({str(k): task.where for k in args["set"]})
     elif task.module == "sysctl":
         earlier = [f for f in out.sysctl_files if f.path == args["file"]]
         try:            # as on a node: a second task on the same file edits its lines

@@ -185,7 +185,8 @@ def _add_volume(config: ComponentConfig, volume: dict, label: str) -> None:
 
 # --- checks: what kubeadm or the component would refuse ------------------------------------
 
-def check(configs: dict[str, ComponentConfig], kubelet: dict, options: Options) -> None:
+def check(configs: dict[str, ComponentConfig], kubelet: dict, options: Options,
+          kubelet_where: dict | None = None) -> None:
     """InputError naming the first setting kubeadm, the kubelet or a control-plane component
     would refuse."""
     if options.api not in API_VERSIONS:
@@ -197,7 +198,7 @@ def check(configs: dict[str, ComponentConfig], kubelet: dict, options: Options) 
     for component, config in configs.items():
         _check_component(component, config)
     for key, value in kubelet.items():
-        _check_kubelet_value(key, value)
+        _check_kubelet_value(key, value, (kubelet_where or {}).get(key, (None, None)))
 
 
 def _check_version(options: Options) -> None:
@@ -281,7 +282,7 @@ def _visible(path: str, mounts: list[str]) -> bool:
     return any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts)
 
 
-def _check_kubelet_value(key: str, value) -> None:
+def _check_kubelet_value(key: str, value, where_set: tuple) -> None:
     want = KUBELET_TYPES.get(key)
     where = f"KubeletConfiguration {key}"
     if want is None:
@@ -300,7 +301,7 @@ def _check_kubelet_value(key: str, value) -> None:
         expected = {bool: "true or false", list: "a list"}[want]
     if not ok:
         raise InputError(f"{where}: {value!r} is not {expected} (kubeadm decodes the "
-                         "KubeletConfiguration strictly and refuses it)")
+                         "KubeletConfiguration strictly and refuses it)", *where_set)
 
 
 # --- the documents -------------------------------------------------------------------------
@@ -451,7 +452,7 @@ def generate(out_dir: str, inventories: list[str] | None, extra_vars: dict, opti
     sources = list(playbooks or DEFAULT_PLAYBOOKS)
     hardening = derive(inventories, extra_vars, sources, host)
     configs = component_configs(hardening)
-    check(configs, hardening.kubelet, options)
+    check(configs, hardening.kubelet, options, hardening.kubelet_where)
     text = render(hardening, configs, options, sources)
     files = [*hardening.files, *hardening.sysctl_files]
     written = write(out_dir, text, files)
