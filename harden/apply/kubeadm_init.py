@@ -19,6 +19,7 @@ import ipaddress
 import os
 import posixpath
 import re
+import shutil
 from dataclasses import dataclass, field
 
 import yaml
@@ -392,8 +393,18 @@ def write(out_dir: str, text: str, files: list[NodeFile]) -> list[str]:
         raise HardenError(f"{out_dir} exists and is not an empty directory; harden "
                           "kubeadm-config writes a new one (it would replace an encryption "
                           "key someone may still need)")
+    created = not os.path.exists(out_dir)
     os.makedirs(out_dir, mode=0o700, exist_ok=True)
     os.chmod(out_dir, 0o700)
+    try:
+        return _write_tree(out_dir, text, files)
+    except OSError as exc:          # no half-written directory (with a key) left behind
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise HardenError(f"cannot write {out_dir}: {exc}") from None
+
+
+def _write_tree(out_dir: str, text: str, files: list[NodeFile]) -> list[str]:
     written = [_write_file(os.path.join(out_dir, "kubeadm-config.yaml"), text.encode(), 0o600)]
     root = os.path.join(out_dir, "files")
     for item in sorted(files, key=lambda f: (f.content is not None, f.path)):

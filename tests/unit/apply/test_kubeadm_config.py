@@ -294,6 +294,17 @@ def test_a_task_that_would_fail_on_a_host_is_an_input_error_at_its_line(tmp_path
     assert f"{book}:4" in str(caught.value) and "missing source" in str(caught.value)
 
 
+def test_a_write_that_fails_leaves_no_half_directory(tmp_path):
+    """A file below a path that is a file: the write fails, nothing (no key) is left."""
+    book = tmp_path / "book.yml"
+    book.write_text("- hosts: control_plane\n  tasks:\n"
+                    "    - copy: {dest: /etc/kubernetes/x, content: 'a'}\n"
+                    "    - copy: {dest: /etc/kubernetes/x/y, content: 'b'}\n")
+    with pytest.raises(HardenError, match="cannot write"):
+        generated(tmp_path, {}, playbooks=[str(book)])
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_existing_directory_is_never_overwritten(tmp_path):
     out = generated(tmp_path)
     key = (out / "files/etc/kubernetes/enc/encryption-config.yaml").read_bytes()
