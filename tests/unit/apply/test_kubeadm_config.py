@@ -365,3 +365,21 @@ def test_the_labs_kubeadm_decoder_accepts_both_shapes(tmp_path, api):
                  apiVersion=f"kubeadm.k8s.io/{'v1beta3' if api == 'v1beta4' else 'v1beta4'}")
     with pytest.raises(kubeadm_config.KubeadmConfigError):
         kubeadm_config.from_document(wrong)
+
+
+def test_the_output_directory_is_what_lab_up_kubeadm_config_reads(tmp_path):
+    """The contract's layout: `harden lab up --kubeadm-config DIR` reads every document and
+    takes every file and directory (all in node-private places of a lab node)."""
+    from harden.lab import cluster, kubeadm_init
+
+    out = generated(tmp_path, {"encryption_key": KEY})
+    plan = kubeadm_init.read(out, cluster.MOUNT_DIRS)
+    assert set(plan.files) == {"/etc/kubernetes/audit-policy.yaml",
+                               "/etc/kubernetes/admission/admission-config.yaml",
+                               "/etc/kubernetes/enc/encryption-config.yaml",
+                               "/etc/sysctl.d/90-harden-kubelet.conf"}
+    assert plan.files["/etc/kubernetes/enc/encryption-config.yaml"][1] == 0o600
+    assert plan.dirs["/var/log/kubernetes/audit"] == 0o700
+    assert plan.kubelet["protectKernelDefaults"] is True
+    assert plan.kubelet["staticPodPath"] == "/etc/kubernetes/manifests"    # kubeadm's default
+    assert ("audit-log-maxage", "30") in plan.config.api_server.args
