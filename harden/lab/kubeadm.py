@@ -22,6 +22,7 @@ the node file `lab up` wrote, as kubeadm takes them from the node, not from Clus
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -50,6 +51,7 @@ USAGE = """Usage:
   kubeadm upgrade apply [version] [flags]
   kubeadm upgrade node [flags]
   kubeadm upgrade node phase control-plane|kubelet-config [flags]
+  kubeadm upgrade diff [version]
   kubeadm version
 
 Flags:
@@ -76,7 +78,7 @@ class Options:
 def parse_args(argv: list[str]) -> Options:
     if argv[:1] == ["version"]:
         return Options("version")
-    if len(argv) < 2 or argv[0] != "upgrade" or argv[1] not in ("apply", "node"):
+    if len(argv) < 2 or argv[0] != "upgrade" or argv[1] not in ("apply", "node", "diff"):
         raise KubeadmError(f'unknown command "{" ".join(argv[:2])}" for "kubeadm"\n{USAGE}'
                            if argv else USAGE)
     opts = Options(argv[1])
@@ -97,7 +99,7 @@ def parse_args(argv: list[str]) -> Options:
             opts.patches_dir = value
         elif arg.startswith("-"):
             raise KubeadmError(f"unknown flag: {arg}\n{USAGE}")
-        elif opts.command == "apply" and not opts.version:
+        elif opts.command in ("apply", "diff") and not opts.version:
             opts.version = arg
         else:
             raise KubeadmError(f'unexpected argument "{arg}"\n{USAGE}')
@@ -179,13 +181,21 @@ def _same_pod(old: bytes, new: bytes) -> bool:
         return False
 
 
-def wait_for_component(component: str, node: str, old_uid: str | None, timeout: float) -> None:
-    """The kubelet replaced the pod (a new UID) and reports it ready, as kubeadm waits for the
-    static pod hash to change and the component to be healthy."""
+def _argv(content: bytes) -> list[str]:
+    container = yaml.safe_load(content)["spec"]["containers"][0]
+    return list(container.get("command") or []) + list(container.get("args") or [])
+
+
+def wait_for_component(component: str, node: str, old_uid: str | None, argv: list[str],
+                       timeout: float) -> None:
+    """The kubelet replaced the pod (a new UID) with one running the new command line and
+    reports it ready, as kubeadm waits for the static pod hash to change and the component to
+    be healthy."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pod = _pod_state(component)
-        if pod.get("uid") and pod.get("uid") != old_uid and pod.get("ready"):
+        if pod.get("uid") not in (None, old_uid) and pod.get("argv") == argv \
+                and pod.get("ready"):
             return
         time.sleep(0.2)
     raise KubeadmError(f"static Pod hash for component {component} on Node {node} did not "
@@ -249,7 +259,7 @@ def _upgrade_one(node, component, content, backup, upgraded, changed, timeout, o
     out(f'[upgrade/staticpods] Moved new manifest to "{current}" and backed up old manifest '
         f'to "{backup}/{component}.yaml"')
     out("[upgrade/staticpods] Waiting for the kubelet to restart the component")
-    wait_for_component(component, node.name, old_uid, timeout)
+    wait_for_component(component, node.name, old_uid, _argv(content), timeout)
     out(f'[upgrade/staticpods] Component "{component}" upgraded successfully!')
 
 
@@ -338,14 +348,30 @@ def _farewell(opts: Options, config, out) -> None:
             "package manager.")
 
 
+def show_diff(node: layout.NodeSpec, config: kubeadm_config.ClusterConfig, out) -> None:
+    """`kubeadm upgrade diff`: what an upgrade would change in each manifest; nothing written."""
+    for component, content in layout.manifests(node, config).items():
+        current = f"{MANIFESTS}/{component}.yaml"
+        old = Path(current).read_text() if os.path.exists(current) else ""
+        for line in difflib.unified_diff(old.splitlines(), content.decode().splitlines(),
+                                         current, "new manifest", lineterm=""):
+            out(line)
+
+
 def run(opts: Options, node: layout.NodeSpec, out) -> None:
     if opts.command == "version":
         out(f'kubeadm version: &version.Info{{Major:"1", GitVersion:"{layout.K8S_VERSION}"}}')
         return
     control_plane = os.path.exists(f"{MANIFESTS}/kube-apiserver.yaml")
-    if opts.command == "apply" and not control_plane:
-        raise KubeadmError("[upgrade/apply] FATAL: `kubeadm upgrade apply` must be run on a "
-                           "control plane node (no kube-apiserver manifest on this node)")
+    if opts.command in ("apply", "diff") and not control_plane:
+        raise KubeadmError(f"[upgrade/{opts.command}] FATAL: `kubeadm upgrade {opts.command}` "
+                           "must be run on a control plane node (no kube-apiserver manifest on "
+                           "this node)")
+    if opts.command == "diff":
+        if opts.patches_dir:
+            raise KubeadmError(f"unknown flag: --patches\n{USAGE}")
+        show_diff(node, _cluster_config(ADMIN_CONF, opts.version)[0], out)
+        return
     if opts.phase == "control-plane" and not control_plane:
         out("[upgrade/control-plane] Skipping phase. Not a control plane node.")
         return

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import yaml
 
@@ -27,7 +27,6 @@ DEFAULT_ETCD_TAG = "3.5.12-0"
 DEFAULT_PKI = "/etc/kubernetes/pki"
 HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket",
                    "CharDevice", "BlockDevice")
-COMPONENTS = ("apiServer", "controllerManager", "scheduler")
 _GO_TYPES = {dict: "object", list: "array", bool: "bool", int: "number", float: "number",
              str: "string", type(None): "null"}
 _VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
@@ -349,5 +348,4 @@ def is_version(text: str) -> bool:
 
 def with_version(config: ClusterConfig, version: str) -> ClusterConfig:
     """`kubeadm upgrade apply vX.Y.Z`: the images move to that version."""
-    from dataclasses import replace
     return replace(config, kubernetes_version=version if version.startswith("v") else f"v{version}")

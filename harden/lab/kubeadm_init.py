@@ -27,7 +27,6 @@ from harden.lab.kubeadm_config import ClusterConfig, KubeadmConfigError
 CONFIG_FILE = "kubeadm-config.yaml"
 FILES_DIR = "files"
 KUBELET_GV = "kubelet.config.k8s.io/v1beta1"
-KUBE_PROXY_GV = "kubeproxy.config.k8s.io/v1alpha1"
 _SEPARATOR = re.compile(r"^---\s*$", re.MULTILINE)
 
 

@@ -100,6 +100,10 @@ def test_upgrade_drops_a_hand_edit_and_keeps_it_in_the_backup(lab):
     edited = manifests(lab)["kube-apiserver"]
     assert b"--profiling=false" in edited
     lab.wait_ready()
+    diff = upgrade(lab, "cp1", "kubeadm upgrade diff").stdout
+    assert "--- /etc/kubernetes/manifests/kube-apiserver.yaml" in diff
+    assert "\n-    - --profiling=false\n" in diff and diff.count("\n+") == 1   # only the header
+    assert manifests(lab)["kube-apiserver"] == edited
     out = upgrade(lab, "cp1").stdout
     assert 'Component "kube-apiserver" upgraded successfully!' in out
     assert manifests(lab)["kube-apiserver"] == original

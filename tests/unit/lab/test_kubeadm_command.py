@@ -13,6 +13,7 @@ from harden.lab.kubeadm import KubeadmError
     (["upgrade", "apply", "--yes", "--patches", "/p"], ("apply", "", True, "/p")),
     (["upgrade", "node", "--patches=/etc/kubernetes/patches"],
      ("node", "", False, "/etc/kubernetes/patches")),
+    (["upgrade", "diff", "v1.30.5"], ("diff", "v1.30.5", False, "")),
 ])
 def test_upgrade_forms(argv, expected):
     opts = kubeadm.parse_args(argv)
@@ -43,3 +44,17 @@ def test_errors_exit_one_with_kubeadm_trailer(capsys):
     assert kubeadm.main(["upgrade", "apply", "--bogus"], node_file="/nonexistent") == 1
     err = capsys.readouterr().err
     assert "unknown flag: --bogus" in err and "--v=5 or higher" in err
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--kubeadm-api", "v1beta2"], "Invalid value for '--kubeadm-api'"),
+    (["--kubeadm-config", "/nonexistent/kubeadm"], "does not exist"),
+])
+def test_lab_up_kubeadm_options_are_checked_by_the_command_line(tmp_path, args, says):
+    from click.testing import CliRunner
+
+    from harden.cli import cli
+
+    result = CliRunner().invoke(cli, ["lab", "up", "--dir", str(tmp_path / "lab"), *args])
+    assert result.exit_code == 1 and says in result.output
+    assert not (tmp_path / "lab").exists()
