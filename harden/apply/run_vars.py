@@ -31,7 +31,21 @@ def wait_successes(value) -> int:
     return int(number)
 
 
-RUN_VARS = {"harden_wait_interval": wait_interval, "harden_wait_successes": wait_successes}
+def etcd_snapshot(value) -> str | bool:
+    """Whether (and where) rotate-encryption-key.yml saves an etcd snapshot before `retire`:
+    a boolean, or the absolute path of the snapshot file."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if text.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return text.lower() in ("true", "yes", "on", "1")
+    if text.startswith("/") and not text.endswith("/") and "\n" not in text:
+        return text
+    raise ValueError(f"{value!r} is neither true/false nor an absolute file path")
+
+
+RUN_VARS = {"harden_wait_interval": wait_interval, "harden_wait_successes": wait_successes,
+            "harden_etcd_snapshot": etcd_snapshot}
 
 
 def _number(value) -> float | None:

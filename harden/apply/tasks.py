@@ -17,7 +17,8 @@ from harden.apply.templating import evaluate, render_value
 from harden.errors import InputError
 
 WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
-COMMAND_MODULES = ("command", "shell")      # their own exec: rc and output are registered
+# their own exec: rc and output are registered
+COMMAND_MODULES = ("command", "shell", "etcd_snapshot")
 _LOOP_ITEM = "_harden_loop_item"            # where a loop's current item registers its result
 _SERVICE_VERBS = {"restarted": "restart", "reloaded": "reload"}
 

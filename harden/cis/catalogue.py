@@ -18,7 +18,7 @@ from harden.errors import InputError
 
 BENCHMARK_DIR = Path(__file__).parent / "benchmarks"
 AUDIT_KINDS = ("component", "files", "encryption_providers", "encryption_stored", "audit_policy",
-               "kubectl", "manual")
+               "kernel_tunables", "kubectl", "manual")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # C parser when built
 
 
@@ -110,6 +110,10 @@ def explain(check: Check) -> str:
         joiner = " (any one suffices)" if audit.get("bin_op") == "or" else ""
         inspect = (f"the running {audit['component']} (/proc cmdline; for kubelet/kube-proxy also "
                    f"the config file it names) and its configured state: {tests}{joiner}")
+        if audit["component"] == "kube-scheduler" and any("key" in i for i in audit["tests"]):
+            inspect += ("; with --config the scheduler ignores --profiling and "
+                        "--contention-profiling, so the KubeSchedulerConfiguration it names "
+                        "decides (read inside its container; the key's default applies)")
         if "authorizers" in audit:
             inspect += (f"; with --authorization-config, instead the authorizer types of that file "
                         f"({audit['authorizers'].get('op', 'has')} {audit['authorizers']['value']})")
@@ -126,6 +130,10 @@ def explain(check: Check) -> str:
         inspect = ("etcd's stored values, read on the node with the API server's etcd client "
                    "certificate (etcdctl, else the etcd JSON gateway with curl, else etcdctl in "
                    "the etcd container); only counts per provider and key name leave the node")
+    elif kind == "kernel_tunables":
+        inspect = ("whether the kubelet runs with protectKernelDefaults, and the lines of every "
+                   "sysctl file a boot reads (sysctl.d directories in file-name order, then "
+                   "/etc/sysctl.conf) that set one of the six tunables it requires")
     elif kind == "audit_policy":
         inspect = "the rules of the file --audit-policy-file names, evaluated first-match like the API server"
     else:

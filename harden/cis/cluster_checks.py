@@ -301,6 +301,11 @@ def encryption_stored(ctx: "HostContext") -> Verdict:
     if problems:
         actual = f"{sum(off.values()) + sum(t['identity'] for t in plain.values())} of {total} " \
                  f"stored objects not under their primary key: {'; '.join(problems)} ({how})"
+        lost = etcd_census.unreadable(census)
+        if lost:
+            actual += (f"; {sum(lost.values())} of them unreadable, under a key the config no "
+                       f"longer holds ({'; '.join(f'{n} {what}' for what, n in lost.items())}): "
+                       f"the API server fails every read of them")
         return Verdict(False, actual, [f"etcd values ({census.method})"])
     primaries = sorted({etcd_census.primary_for(census.layout, r) for r in census.counts
                         if etcd_census.primary_for(census.layout, r)})

@@ -98,6 +98,9 @@ class View:
     root: str = ""               # running process: /proc/<pid>/root, where its paths are on the node
     component: str = ""          # which component's defaults apply to unset settings
     stray: list[str] = field(default_factory=list)   # arguments the component would refuse
+    # flags on the command line the component does not apply (why, per flag): kube-scheduler
+    # with --config
+    ignored_flags: dict[str, str] = field(default_factory=dict)
 
     def flag(self, name: str) -> str | None:
         values = self.flags.get(name)
@@ -269,4 +272,34 @@ def component_views(component: str, facts: Facts) -> tuple[View | None, View | N
         if manifest:
             configured = View(f"manifest {manifest[0]}", parse_flags(manifest[1][1:]), component=component,
                               stray=stray_arguments(manifest[1][1:]))
+        if component == "kube-scheduler":
+            if effective:
+                _attach_scheduler_config(effective, facts, effective.root, "in the kube-scheduler container")
+            if configured:
+                _attach_scheduler_config(configured, facts, "", "on the host")
     return effective, configured
+
+
+# Flags kube-scheduler ignores once --config is given: with a config file it applies only the
+# leader-election flags besides serving, authn/authz, metrics and logs; the deprecated options
+# (--profiling, --contention-profiling among them) apply only without --config
+# (cmd/kube-scheduler/app/options/options.go, Options.ApplyTo).
+SCHEDULER_IGNORED_WITH_CONFIG = ("--profiling", "--contention-profiling")
+
+
+def _attach_scheduler_config(view: View, facts: Facts, root: str, where: str) -> None:
+    """The KubeSchedulerConfiguration the view's --config names: read inside the running
+    container (`root`), or on the host through the manifest's hostPath volumes."""
+    path = view.flag("--config")
+    if not path:
+        return
+    view.ignored_flags = {flag: f"the scheduler runs with --config {path}"
+                          for flag in SCHEDULER_IGNORED_WITH_CONFIG}
+    node_path = root + path if root else facts.host_paths.get("kube-scheduler", {}).get(path, path)
+    if node_path in facts.contents:
+        view.config = yaml_docs(facts.contents[node_path]) or {}
+        view.config_source = f"{path} ({where})" if node_path == root + path else \
+            f"{path} (host {node_path})"
+    else:
+        view.config = {}
+        view.notes.append(f"config file {path} not found {where}")

@@ -13,6 +13,7 @@ from harden.cis.catalogue import Catalogue, Check
 from harden.cis.component_views import View
 from harden.cis.context import HostContext, Verdict
 from harden.cis.file_checks import evaluate_files
+from harden.cis.kernel_tunables import kernel_tunables
 from harden.cis.lookup import Lookup, run_tests
 from harden.cis.refusals import refusals
 from harden.cis.probe import Facts
@@ -35,16 +36,21 @@ def evaluate_host(host: str, facts: Facts, catalogue: Catalogue, role_override=N
 
 
 def _result(host: str, check: Check, verdict: Verdict) -> CheckResult:
+    computed = None
     if verdict.status:
         status = verdict.status
     elif verdict.passed:
         status = "PASS"
     else:
+        # kube-bench reports a failed test of an unscored check as WARN; the status agrees
+        # with it, and `computed` keeps what the test found, so a review item the objects
+        # fail is not mistaken for one nobody checked
         status = "FAIL" if check.scored else "WARN"
+        computed = None if check.scored else "FAIL"
     return CheckResult(host=host, id=check.id, title=check.title, status=status, scored=check.scored,
                        expected=check.expected, actual=verdict.actual, remediation=check.remediation,
                        section=f"{check.section} {check.section_title}", node_type=check.node_type,
-                       drift=verdict.drift, facts=verdict.facts)
+                       drift=verdict.drift, facts=verdict.facts, computed=computed)
 
 
 def _evaluate(check: Check, ctx: HostContext) -> Verdict:
@@ -61,6 +67,8 @@ def _evaluate(check: Check, ctx: HostContext) -> Verdict:
         return cluster_checks.audit_policy(ctx)
     if kind == "encryption_stored":
         return cluster_checks.encryption_stored(ctx)
+    if kind == "kernel_tunables":
+        return kernel_tunables(ctx)
     return cluster_checks.kubectl_check(check.audit["kubectl"], ctx.facts)
 
 

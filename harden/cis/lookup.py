@@ -57,6 +57,8 @@ def lookup(item: dict, view: View) -> Lookup:
     the kubelet, a setting nobody wrote takes the kubelet's default."""
     if "gate" in item:
         return _gate_lookup(item["gate"], view)
+    if "flag" in item and item["flag"] in view.ignored_flags:
+        return _config_instead_of_flag(item, view)
     if "flag" in item and item["flag"] in view.flags:
         value = view.flag(item["flag"])
         if value or item["flag"] in BOOL_FLAGS:
@@ -80,6 +82,29 @@ def lookup(item: dict, view: View) -> Lookup:
     if "key" in item and view.component == "kubelet":
         return _kubelet_default(item, view, name)
     return Lookup(False, None, name)
+
+
+# What kube-scheduler runs with when its config file leaves a key out (the
+# KubeSchedulerConfiguration defaults, pkg/scheduler/apis/config/v1/defaults.go).
+SCHEDULER_CONFIG_DEFAULTS = {"enableProfiling": "true", "enableContentionProfiling": "true"}
+
+
+def _config_instead_of_flag(item: dict, view: View) -> Lookup:
+    """A flag the component ignores (kube-scheduler with --config): the config key decides,
+    else the config's default; the ignored flag is named so nobody trusts it."""
+    flag = item["flag"]
+    why = view.ignored_flags[flag]
+    ignored = f"; {flag}={view.flag(flag)} is ignored" if flag in view.flags else ""
+    key = item.get("key")
+    value = format_value(config_value(view.config, key)) if key and view.config else None
+    if value:
+        return Lookup(True, value, f"config {key}", meaning=f"= {value} ({why}{ignored})")
+    default = SCHEDULER_CONFIG_DEFAULTS.get(key or "") if view.component == "kube-scheduler" else None
+    if default is None:
+        return Lookup(False, None, f"config {key}" if key else flag,
+                      meaning=f"is not set ({why}{ignored})")
+    return Lookup(True, default, f"config {key}",
+                  meaning=f"is not set ({why}; the default is {default}{ignored})")
 
 
 def _kubelet_default(item: dict, view: View, name: str) -> Lookup:

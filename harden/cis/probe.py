@@ -25,6 +25,8 @@ for a delimiter:
     C|<method>|<prefix or error>      the etcd census: how etcd was read (harden.node.etcd_census)
     Q|<resource>|<provider:key>|<n>   ... and how many stored values each provider:key holds
     L|<tokens>                        ... and the EncryptionConfiguration it was judged against
+    X|<b64 lines>|<path>              a sysctl file a boot reads: its lines setting a key the
+                                      kubelet's protectKernelDefaults requires
     H|<component>|<b64 container path>|<host path>   where a path its static-pod manifest names
                                       is on the host, through the manifest's hostPath volumes
     K|<name>|<rc>|<b64 output>        a kubectl call on a control plane with admin.conf: `get`
@@ -51,6 +53,7 @@ from dataclasses import dataclass, field
 
 from harden.errors import HostError
 from harden.node import etcd_census
+from harden.node.sysctl_boot import KUBELET_TUNABLES, SYSCTL_CONF, SYSCTL_DIRS
 from harden.node.limits import MAX_FILE_BYTES, NodeDataError, check_yaml, not_regular, too_large
 from harden.ssh.session import Session
 
@@ -207,6 +210,18 @@ for flag in --audit-policy-file --authorization-config --encryption-provider-con
   if [ "$flag" = --encryption-provider-config ]; then enc_names "${h:-$v}"; else read_file "${h:-$v}"; fi
 done
 
+# kube-scheduler: the KubeSchedulerConfiguration its --config names (with --config the scheduler
+# ignores its deprecated flags, --profiling among them), as the running container sees it and
+# on the host through the manifest's hostPath volumes
+for SPID in $(pids_of kube-scheduler); do
+  v=$(argval "$SPID" --config); case $v in /*) read_file "/proc/$SPID/root$v";; esac
+done
+SMF=$MDIR/kube-scheduler.yaml
+v=$(mfval $SMF --config)
+if [ -n "$v" ]; then h=$(host_path $SMF "$v")
+  [ -n "$h" ] && printf 'H|kube-scheduler|%s|%s\n' "$(printf '%s' "$v" | b64)" "$h"
+  read_file "${h:-$v}"; fi
+
 # kubelet: unit files and drop-ins of both locations, env files, config files, kubeconfig, CA
 for f in /lib/systemd/system/kubelet.service /usr/lib/systemd/system/kubelet.service /etc/systemd/system/kubelet.service; do
   read_file "$f"; done
@@ -237,6 +252,14 @@ for c in $CFGS /var/lib/kubelet/config.yaml; do
   [ -f "$R$c" ] && stat_path "$(sed -n 's/^[[:space:]]*clientCAFile:[[:space:]]*["'\'']\{0,1\}\([^"'\'' ]*\).*/\1/p' "$R$c" | tail -n 1)"
 done
 stat_path /etc/kubernetes/pki/ca.crt
+# kernel tunables as the next boot sets them: every sysctl file a boot reads (a masking symlink
+# to /dev/null included: it hides the same name further down), only its lines setting a key
+# the kubelet's protectKernelDefaults requires (harden.node.sysctl_boot)
+for f in __SYSCTL_FILES__; do
+  [ -f "$f" ] || [ -L "$f" ] || continue
+  printf 'X|'; if [ -f "$f" ]; then grep -E '__SYSCTL_KEYS__' "$f" 2>/dev/null | head -c 65536 | b64; fi
+  printf '|%s\n' "$f"
+done
 stat_tree "$CNIDIR"
 stat_tree /var/lib/cni/networks
 
@@ -290,12 +313,22 @@ echo "END|"
 """
 
 
+def _sysctl_key_pattern() -> str:
+    """An ERE for an assignment of one of the kubelet's protected keys (`.` or `/` between the
+    parts, an optional leading `-`)."""
+    keys = "|".join(key.replace(".", "[./]") for key in KUBELET_TUNABLES)
+    return f"^[[:space:]]*-?[[:space:]]*({keys})[[:space:]]*="
+
+
 def build_probe_script(root: str = "") -> str:
     """The probe as one sh script. `root` prefixes every node path; it exists so tests can run the
     real script against a fake node tree, and is empty on real nodes."""
     body = (_SCRIPT.replace("__VERSION__", PROBE_VERSION).replace("__KINDS__", KUBECTL_KINDS)
             .replace("__CENSUS__", etcd_census.SCRIPT.strip())
             .replace("__COMPONENTS__", "|".join(COMPONENTS))
+            .replace("__SYSCTL_FILES__", " ".join(f'"$R"{d}/*.conf' for d in SYSCTL_DIRS)
+                     + f' "$R"{SYSCTL_CONF}')
+            .replace("__SYSCTL_KEYS__", _sysctl_key_pattern())
             .replace("__MAX1__", str(MAX_FILE_BYTES + 1)).replace("__MAX__", str(MAX_FILE_BYTES)))
     return f"#!/bin/sh\n# harden fact probe v{PROBE_VERSION}\nR={shlex.quote(root)}\n{body}"
 
@@ -378,6 +411,9 @@ class Facts:
     # files the probe would not read: over limits.MAX_FILE_BYTES, or not regular files
     unreadable: list[NodeDataError] = field(default_factory=list)
     clock: tuple[int, int] | None = None      # (boot time epoch, clock ticks per second)
+    # sysctl file -> its lines setting a key of sysctl_boot.KUBELET_TUNABLES (every file a
+    # boot reads is a key, also with no such line)
+    sysctl_files: dict[str, str] = field(default_factory=dict)
     complete: bool = False
 
     def process(self, name: str, manifest_argv: list[str] | None = None) -> Process | None:
@@ -527,6 +563,9 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
         raw, path = rest.split("|", 1)
         facts.encryption_providers[_strip(path, root)] = _provider_entries(
             _b64(raw).decode("ascii", "replace").split())
+    elif tag == "X":
+        raw, path = rest.split("|", 1)
+        facts.sysctl_files[_strip(path, root)] = _b64(raw).decode("utf-8", "replace")
     elif tag == "H":
         component, raw, host = rest.split("|", 2)
         facts.host_paths.setdefault(component, {})[_b64(raw).decode("utf-8", "replace")] = host

@@ -28,6 +28,9 @@ class CheckResult:
     node_type: str = ""          # control-plane | worker | etcd
     drift: str | None = None     # configured vs effective mismatch, in words
     facts: list[str] = field(default_factory=list)   # which facts were used (evidence)
+    # the test's own verdict where the status hides it: an automated check that is not
+    # scored (most of section 5) and fails is WARN, as kube-bench reports it; "FAIL" here
+    computed: str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -180,6 +180,26 @@ def off_primary(census: Census) -> dict[str, int]:
     return found
 
 
+def entry_for(layout: list[dict], resource: str) -> dict | None:
+    """The EncryptionConfiguration entry that covers `resource` (the first match), or None."""
+    return next((entry for entry in layout
+                 if any(covers(n, resource) for n in entry["resources"])), None)
+
+
+def unreadable(census: Census) -> dict[str, int]:
+    """`resource stored as tag` -> count, for values of a covered resource that no provider of
+    its entry can read: the API server answers every read of them with an error."""
+    found: dict[str, int] = {}
+    for resource, tags in sorted(census.counts.items()):
+        entry = entry_for(census.layout, resource)
+        if entry is None:
+            continue
+        for tag, count in sorted(tags.items()):
+            if tag not in entry["providers"]:
+                found[f"{resource} as {tag}"] = count
+    return found
+
+
 def stored_under(census: Census, provider_key: str) -> int:
     """How many values of the covered resources are still stored under `provider_key`."""
     return sum(count for resource, tags in census.counts.items()

@@ -89,6 +89,20 @@ def with_retries(spec: ConnectionSpec, attempt: Callable[[], T]) -> T:
         raise Unreachable(spec.host, str(exc)) from None
 
 
+SCRIPT_COMMAND = "sh -s"      # how every node-side script is run: its text on stdin
+
+
+def whole_script(script: bytes) -> bytes:
+    """`script` as one brace group, so the node's sh runs none of it until all has arrived.
+
+    sh executes stdin as it reads it. A script cut short (harden killed, the connection lost
+    while sending) would run its first part, down to a write whose here-document stops
+    mid-content: dash and bash both run a command whose here-document ends at end of input,
+    so a manifest or encryption config would be replaced by a truncated one. A brace group is
+    parsed whole before anything in it runs; cut, it is a syntax error that changes nothing."""
+    return b"{\n" + script + (b"" if script.endswith(b"\n") else b"\n") + b"}\n"
+
+
 class HostSession:
     """What both transports share, implementing harden.ssh.session.Session: become, stdin and
     timeouts work the same over either (`run` is here); subclasses open exec streams and TCP
@@ -116,8 +130,11 @@ class HostSession:
 
     def run(self, command: str, *, become: bool | None = None, stdin: bytes | None = None,
             timeout: float | None = None) -> CommandResult:
-        """Run one command (one exec channel); become=None follows the host's ansible_become."""
+        """Run one command (one exec channel); become=None follows the host's ansible_become.
+        A script for `sh -s` is sent whole or not run at all (`whole_script`)."""
         deadline = time.monotonic() + timeout if timeout else None
+        if command == SCRIPT_COMMAND and stdin:
+            stdin = whole_script(stdin)
         if self._needs_sudo(self.spec.become if become is None else become):
             return self._run_sudo(command, stdin or b"", deadline, timeout)
         return self._stream(command, deadline, timeout).finish(stdin or b"")

@@ -13,7 +13,6 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
 import time
 
 import pytest
@@ -21,49 +20,13 @@ import pytest
 nacl_bindings = pytest.importorskip("nacl.bindings")
 
 from support.lab_cli import harden
-from support.rotation import ENC, LAB_VARS, NEW, OLD, OTHER, PLAYBOOKS, key_order, rotate
+from support.rotation import (ENC, LAB_VARS, NEW, OLD, OTHER, PLAYBOOKS, etcd, key_order, kubectl,
+                              rotate, secret_data, stored_prefixes)
 
 pytestmark = pytest.mark.lab
 
 APISERVER = "etc/kubernetes/manifests/kube-apiserver.yaml"
 SEEDED = 30
-
-
-def kubectl(lab, *args, stdin: str | None = None):
-    conf = lab.node_root("cp1") / "etc/kubernetes/admin.conf"
-    return subprocess.run(["kubectl", f"--kubeconfig={conf}", *args], input=stdin,
-                          capture_output=True, text=True, timeout=60)
-
-
-def etcd(lab, *args, stdin: bytes | None = None):
-    pki = lab.node_root("cp1") / "etc/kubernetes/pki"
-    return subprocess.run(["etcdctl", f"--endpoints=https://{lab.nodes['cp1']}:2379",
-                           f"--cacert={pki}/etcd/ca.crt", f"--cert={pki}/apiserver-etcd-client.crt",
-                           f"--key={pki}/apiserver-etcd-client.key", *args], input=stdin,
-                          capture_output=True, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
-                          timeout=60)
-
-
-def secret_data(lab) -> dict[str, str]:
-    """namespace/name -> digest of the data of every secret, as kubectl reads it back."""
-    listed = kubectl(lab, "get", "secrets", "-A", "-o", "json")
-    assert listed.returncode == 0, listed.stderr
-    return {f"{s['metadata']['namespace']}/{s['metadata']['name']}":
-            hashlib.sha256(json.dumps(s.get("data"), sort_keys=True).encode()).hexdigest()
-            for s in json.loads(listed.stdout)["items"]}
-
-
-def stored_prefixes(lab) -> dict[str, int]:
-    """Plain etcdctl on the node's etcd: every secret value's prefix up to its key name."""
-    out = etcd(lab, "get", "--prefix", "/registry/secrets/", "-w", "json")
-    assert out.returncode == 0, out.stderr
-    found: dict[str, int] = {}
-    for kv in json.loads(out.stdout).get("kvs", []):
-        value = base64.b64decode(kv["value"])
-        tag = b":".join(value.split(b":")[2:5:2]).decode() \
-            if value.startswith(b"k8s:enc:") else "plaintext"
-        found[tag] = found.get(tag, 0) + 1
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -459,3 +459,26 @@ def test_an_unreachable_bastion_is_tried_once_for_all_hosts_behind_it(lab3, tmp_
     assert rows_status(output) == {f"behind{i}": "unreachable" for i in range(3)}
     assert output.count(f"SSH handshake with root@127.0.0.1:{port} failed") == 3
     assert state["accepted"] == 3       # one establishment: first attempt + 2 retries
+
+
+def test_a_script_cut_in_transit_changes_nothing_on_the_node(lab3):
+    """What the node's sh does when a write script's stdin ends early (harden killed or the
+    connection lost while sending, as sshd then closes the command's stdin): bare, it writes
+    the truncated content; as harden sends it (whole_script), nothing runs."""
+    from harden.apply.modules.base import Change, apply_script, write_snippet
+    from harden.ssh.common import whole_script
+
+    path = "/etc/kubernetes/harden-test-cut.yaml"
+    lab3.ssh("cp1", f"printf 'original\\n' > {path}")
+    content = b"apiVersion: v1\n" * 300
+    script = apply_script([Change("write", write_snippet(path, content, None, None, None),
+                                  path=path)], "20260101T000000Z-c0ffee").encode()
+    cut = script.index(b"<<'HARDEN_EOF'\n") + len(b"<<'HARDEN_EOF'\n") + 77 * 3
+    try:
+        lab3.ssh("cp1", "sh -s", stdin=whole_script(script)[:cut + 2].decode(), check=False)
+        assert lab3.ssh("cp1", f"cat {path}").stdout == "original\n"
+        lab3.ssh("cp1", "sh -s", stdin=script[:cut].decode(), check=False)
+        assert content.startswith(lab3.ssh("cp1", f"cat {path}").stdout.encode()) \
+            and len(lab3.ssh("cp1", f"cat {path}").stdout) < len(content)
+    finally:
+        lab3.ssh("cp1", f"rm -f {path}; rm -rf /var/lib/harden/backups/20260101T000000Z-c0ffee")

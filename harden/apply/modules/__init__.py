@@ -6,13 +6,13 @@ See harden/apply/modules/base.py for the contract every module follows.
 from __future__ import annotations
 
 from harden.apply.modules import (assert_, blockinfile, command, copy, debug, encryption_census,
-                                  encryption_key, fail, file, kubelet_config, lineinfile, replace,
+                                  encryption_key, etcd_snapshot, fail, file, kubelet_config, lineinfile, replace,
                                   service, set_fact, shell, stat, static_pod, sysctl, template,
                                   wait_for_kubelet, wait_for_static_pod)
 from harden.apply.modules.base import Module
 
 MODULES: dict[str, Module] = {m.MODULE.name: m.MODULE for m in (
-    file, copy, template, encryption_key, encryption_census, static_pod, kubelet_config, sysctl,
+    file, copy, template, encryption_key, encryption_census, etcd_snapshot, static_pod, kubelet_config, sysctl,
     service, command, shell, assert_, debug, fail, set_fact, stat, lineinfile, blockinfile,
     replace, wait_for_static_pod, wait_for_kubelet)}
 

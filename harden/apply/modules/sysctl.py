@@ -4,9 +4,8 @@ Both halves are planned from facts: the file only when its line differs, the run
 when /proc/sys differs, so a second run changes nothing. (The kubelet refuses to start with
 protectKernelDefaults unless six of these already hold, so they must be set first.)
 
-At boot, systemd-sysctl and `sysctl --system` read every *.conf of /etc/sysctl.d, /run/sysctl.d,
-/usr/local/lib/sysctl.d, /usr/lib/sysctl.d and /lib/sysctl.d in file-name order (a name in /etc
-hides the same name further down), then /etc/sysctl.conf; the last assignment wins. A file that
+At boot the sysctl files are read in the order harden.node.sysctl_boot models (file-name order
+over the sysctl.d directories, then /etc/sysctl.conf; the last assignment wins). A file that
 sorts after ours and sets a key differently undoes the persisted value at the next boot (for the
 kubelet with protectKernelDefaults: it does not start). The task fails naming that file, on
 every run, whether or not anything else changes.
@@ -21,12 +20,10 @@ import posixpath
 
 from harden.apply.facts import FILE, GLOB, SYSCTL, FactRequest, Facts
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed, plan_write
+from harden.node import sysctl_boot
+from harden.node.sysctl_boot import SYSCTL_CONF, SYSCTL_DIRS
 
 DEFAULT_FILE = "/etc/sysctl.d/90-harden.conf"
-# Earlier directories win for the same file name (sysctl.d(5)).
-SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d",
-               "/lib/sysctl.d")
-SYSCTL_CONF = "/etc/sysctl.conf"
 _LINE = re.compile(r"^\s*(?P<key>[A-Za-z0-9_./-]+)\s*=\s*(?P<value>.*?)\s*$")
 
 
@@ -75,18 +72,16 @@ class SysctlModule(Module):
 
 def boot_files(facts: Facts, ours: str, our_text: str) -> list[tuple[str, str]]:
     """(path, text) in the order the boot reads them, with our file as planned."""
-    by_name: dict[str, str] = {}
-    for directory in reversed(SYSCTL_DIRS):              # earlier directories override
-        for state in facts.glob(f"{directory}/*.conf"):
-            if state.kind == "file":
-                by_name[posixpath.basename(state.path)] = state.path
-    by_name[posixpath.basename(ours)] = ours
-    files = [(by_name[name], our_text if by_name[name] == ours else
-              _text_of(facts, by_name[name])) for name in sorted(by_name)]
+    found = [state.path for directory in SYSCTL_DIRS
+             for state in facts.glob(f"{directory}/*.conf") if state.kind == "file"]
     conf = facts.file(SYSCTL_CONF, content=True)
     if conf is not None and conf.kind == "file" and SYSCTL_CONF != ours:
-        files.append((SYSCTL_CONF, (conf.content or b"").decode(errors="replace")))
-    return files
+        found.append(SYSCTL_CONF)
+    others = sysctl_boot.boot_order(p for p in found
+                                    if posixpath.basename(p) != posixpath.basename(ours))
+    tail = [SYSCTL_CONF] if others and others[-1] == SYSCTL_CONF else []
+    ordered = sorted(others[:len(others) - len(tail)] + [ours], key=posixpath.basename) + tail
+    return [(path, our_text if path == ours else _text_of(facts, path)) for path in ordered]
 
 
 def _text_of(facts: Facts, path: str) -> str:
@@ -96,15 +91,10 @@ def _text_of(facts: Facts, path: str) -> str:
 
 def _check_boot_values(ours: str, our_text: str, wanted: dict[str, str], facts: Facts) -> None:
     """Fail when a file read after ours at boot sets a wanted key to another value."""
-    last: dict[str, tuple[str, str]] = {}
-    for path, text in boot_files(facts, ours, our_text):
-        for line in text.splitlines():
-            match = _LINE.match(line.lstrip("-"))
-            if match and not line.lstrip().startswith(("#", ";")):
-                last[match.group("key").replace("/", ".")] = (match.group("value"), path)
+    last = sysctl_boot.boot_values(boot_files(facts, ours, our_text))
     for key, value in wanted.items():
         boot, path = last.get(key, (value, ours))
-        if path != ours and boot.split() != value.split():
+        if path != ours and not sysctl_boot.same_value(boot, value):
             raise TaskFailed(f"sysctl: {key}: {path} sets {boot} and is read after {ours} at "
                              f"boot, so the next boot would set {boot} instead of {value} (with "
                              f"protectKernelDefaults the kubelet would then not start); change or "

@@ -109,6 +109,7 @@ class VerdictGroup:
     role: str                                # the check's node type
     actuals: dict[str, list[str]] = field(default_factory=dict)   # masked actual -> hosts
     drifts: dict[str, list[str]] = field(default_factory=dict)    # drift -> hosts
+    test_failed: list[str] = field(default_factory=list)   # hosts where an unscored test FAILs
 
 
 def verdict_groups(run: CheckRun) -> list[VerdictGroup]:
@@ -126,6 +127,8 @@ def verdict_groups(run: CheckRun) -> list[VerdictGroup]:
         group.actuals.setdefault(comparable(r.actual), []).append(r.host)
         if r.drift:
             group.drifts.setdefault(r.drift, []).append(r.host)
+        if r.computed == "FAIL":
+            group.test_failed.append(r.host)
     for group in groups.values():
         group.of = evaluated[group.id]
     return sorted(groups.values(), key=lambda g: natural_key(g.id))

@@ -108,7 +108,9 @@ def _host_block(host: str, results: list[CheckResult], unreachable_reason: str |
 def _result_lines(result: CheckResult) -> list:
     line = Text.assemble("  ", (f"{result.status:<5}", STATUS_STYLES[result.status]), "  ",
                          (f"{result.id:<7}", "bold"), " ", result.title)
-    if not result.scored:
+    if result.computed:
+        line.append(f"  (manual in CIS; its test {result.computed}s)", style="yellow")
+    elif not result.scored:
         line.append("  (manual)", style="dim")
     lines: list = [line]
     details = _details(result)
@@ -123,6 +125,9 @@ def _details(result: CheckResult) -> Table | None:
     rows: list[tuple[str, str, str]] = []
     if result.status in ("FAIL", "WARN", "ERROR"):
         rows += [("expected", result.expected, ""), ("actual", result.actual, "")]
+    if result.computed:
+        rows.append(("test", f"{result.computed} (not scored: reported as {result.status}, "
+                             f"as kube-bench does)", "yellow"))
     if result.drift:
         rows.append(("drift", result.drift, "yellow"))
     if result.status == "FAIL" and result.remediation:
@@ -215,6 +220,10 @@ def _group_line(group) -> Text:
                           "dim"))
     if not group.scored and group.status != "WARN":     # a WARN is a review item anyway
         line.append("  (manual)", style="dim")
+    if group.test_failed:                               # not a review item nobody checked
+        hosts = "" if group.test_failed == group.hosts else \
+            f" on {compress_hosts(group.test_failed)}"
+        line.append(f"  (its test FAILs{hosts}; not scored)", style="yellow")
     return line
 
 

@@ -67,6 +67,10 @@ def test_a_finished_run_leaves_no_lock_and_the_next_run_proceeds(env):
     ({"harden_wait_interval": 0}, "-e harden_wait_interval: 0 is not a number"),
     ({"harden_wait_successes": 1.5}, "-e harden_wait_successes: 1.5 is not a whole number"),
     ({"harden_wait_successes": True}, "-e harden_wait_successes: True is not a whole number"),
+    ({"harden_etcd_snapshot": "snap.db"},
+     "-e harden_etcd_snapshot: 'snap.db' is neither true/false nor an absolute file path"),
+    ({"harden_etcd_snapshot": "/var/snaps/"},
+     "-e harden_etcd_snapshot: '/var/snaps/' is neither true/false"),
 ])
 def test_a_bad_run_variable_is_an_input_error_before_any_host_is_contacted(env, extra,
                                                                           message):
@@ -88,5 +92,6 @@ def test_a_bad_run_variable_in_play_vars_or_the_inventory_names_where(env):
 
 def test_good_and_templated_run_variables_pass_the_load_check(env):
     result, _ = env.apply(write_play(), extra={"fail_on": [], "harden_wait_interval": "0.5",
-                                               "harden_wait_successes": "{{ 2 }}"})
+                                               "harden_wait_successes": "{{ 2 }}",
+                                               "harden_etcd_snapshot": "/root/etcd.db"})
     assert result.exit_code == 0

@@ -73,3 +73,15 @@ def test_objects_off_the_primary_key_are_counted_per_resource_and_key():
     assert etcd_census.off_primary(census) == {"secrets as aescbc:key1": 2}
     assert etcd_census.stored_under(census, "aescbc:key1") == 2
     assert etcd_census.covered_total(census) == 507
+
+
+def test_values_under_a_key_the_config_no_longer_holds_are_unreadable():
+    census = etcd_census.Census(method="etcdctl", counts={
+        "secrets": {"aescbc:key2": 5, "aescbc:key1": 2, "identity": 1},
+        "configmaps": {"identity": 7}},
+        layout=[{"resources": ["secrets"], "providers": ["aescbc:key2", "identity"]},
+                {"resources": ["configmaps"], "providers": ["identity"]}])
+    # identity still reads the plaintext one; nothing reads key1 any more
+    assert etcd_census.unreadable(census) == {"secrets as aescbc:key1": 2}
+    assert etcd_census.off_primary(census) == {"secrets as aescbc:key1": 2,
+                                               "secrets as identity": 1}

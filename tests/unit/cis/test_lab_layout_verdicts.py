@@ -64,7 +64,7 @@ def test_lab_layout_verdicts(tmp_path, cluster, profile, role):
     got = {r.id: r.status for r in results if compared(r.id)}
     expected = {cid: status for status, ids in EXPECTED[(profile, role)].items() for cid in ids.split()}
     assert {cid: s for cid, s in got.items() if s != "PASS"} == expected
-    assert set(got) >= set(expected) and len(got) == (93 if role == "control-plane" else 25)
+    assert set(got) >= set(expected) and len(got) == (94 if role == "control-plane" else 26)
     assert not any(r.drift for r in results)
 
 
