@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--forks", type=positive, default=20,
                         help="hosts worked on at once, the same for every tool (default 20)")
     parser.add_argument("--skip-ansible", action="store_true", help="only the floors and harden")
+    parser.add_argument("--tools", type=tool_keys, default=None, metavar="KEY,...",
+                        help="run only these (the OpenSSH floor always runs: every ratio is to "
+                             f"it): {', '.join(t.key for t in TOOLS)}")
     parser.add_argument("--out", type=Path, default=None,
                         help="results directory (default bench/results/<UTC timestamp>)")
     parser.add_argument("--net", default=None, metavar="127.A.B",
@@ -64,6 +67,21 @@ def node_counts(text: str) -> list[int]:
     if not counts or any(not 1 <= n <= 240 for n in counts):
         raise argparse.ArgumentTypeError("node counts must be between 1 and 240")
     return counts
+
+
+def tool_keys(text: str) -> set[str]:
+    keys = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = sorted(keys - {t.key for t in TOOLS})
+    if not keys or unknown:
+        raise argparse.ArgumentTypeError(f"unknown tool {', '.join(unknown) or text!r}; choose "
+                                         f"from {', '.join(t.key for t in TOOLS)}")
+    return keys
+
+
+def selected_tools(args: argparse.Namespace) -> list[Tool]:
+    """The tools of this run, in the table's order; the floor always (ratios are to it)."""
+    return [t for t in TOOLS if not (args.skip_ansible and t.is_ansible)
+            and (args.tools is None or t.key in args.tools or t.name == FLOOR)]
 
 
 def positive(text: str) -> int:
@@ -212,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    tools = [t for t in TOOLS if not (args.skip_ansible and t.is_ansible)]
-    ansible_version = None if args.skip_ansible else ensure_ansible(log)
+    tools = selected_tools(args)
+    ansible_version = ensure_ansible(log) if any(t.is_ansible for t in tools) else None
     header = results_header(args, stamp, ansible_version)
     sections: list[str] = []
     raw: dict = {"stamp": stamp, "args": {k: str(v) for k, v in vars(args).items()}, "sizes": {}}

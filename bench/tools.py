@@ -57,6 +57,7 @@ class Invocation:
 @dataclass
 class Tool:
     name: str
+    key: str                      # what `--tools` calls it
     invocation: Callable[[Lab, int], Invocation]
     ok_codes: tuple[int, ...] = (0,)
     is_ansible: bool = False
@@ -146,14 +147,16 @@ def close_control_masters(control_dir: Path) -> None:
 
 
 TOOLS = [
-    Tool("OpenSSH floor (ssh + true)", openssh_floor),
-    Tool("paramiko floor (connect + true)", paramiko_floor),
-    Tool("OpenSSH + harden probe script", openssh_probe),
-    Tool("harden check", harden_check, ok_codes=(0, 2)),
-    Tool("harden check, openssh transport", harden_check_openssh, ok_codes=(0, 2)),
-    Tool("ansible-playbook, pipelining", ansible_playbook(pipelining=True), is_ansible=True),
-    Tool("ansible-playbook, defaults", ansible_playbook(pipelining=False), is_ansible=True,
-         costly=True),
+    Tool("OpenSSH floor (ssh + true)", "floor", openssh_floor),
+    Tool("paramiko floor (connect + true)", "paramiko-floor", paramiko_floor),
+    Tool("OpenSSH + harden probe script", "probe", openssh_probe),
+    Tool("harden check", "harden", harden_check, ok_codes=(0, 2)),
+    Tool("harden check, openssh transport", "harden-openssh", harden_check_openssh,
+         ok_codes=(0, 2)),
+    Tool("ansible-playbook, pipelining", "ansible", ansible_playbook(pipelining=True),
+         is_ansible=True),
+    Tool("ansible-playbook, defaults", "ansible-defaults", ansible_playbook(pipelining=False),
+         is_ansible=True, costly=True),
 ]
 FLOOR, HARDEN = TOOLS[0].name, TOOLS[3].name
 

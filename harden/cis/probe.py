@@ -30,7 +30,8 @@ for a delimiter:
     H|<component>|<b64 container path>|<host path>   where a path its static-pod manifest names
                                       is on the host, through the manifest's hostPath volumes
     K|<name>|<rc>|<b64 output>        a kubectl call on a control plane with admin.conf: `get`
-                                      (cluster objects) and `can-i <verb> <resource>` answers;
+                                      (cluster objects) and `can-i` (the SelfSubjectAccessReviews
+                                      of CAN_I_QUERIES, read as `kubectl auth can-i` answers);
                                       stdout, or stderr when it failed with nothing on stdout
     END|                              the script ran to completion
 
@@ -62,13 +63,50 @@ COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "et
               "kube-proxy")
 PROVIDER_NAMES = ("identity", "aescbc", "aesgcm", "secretbox", "kms")
 KUBECTL_KINDS = "namespaces,serviceaccounts,clusterroles,clusterrolebindings,roles,networkpolicies"
+# what the probe asks the API server any authenticated user may do ("<verb> <resource>")
+CAN_I_QUERIES = ("get secrets", "list secrets", "watch secrets", "create pods")
 
 _SCRIPT = r"""
 LC_ALL=C; export LC_ALL
 umask 077
 echo "HARDEN-PROBE|__VERSION__|$R"
-b64() { base64 | tr -d '\n'; }
+__CENSUS__
+nl='
+'
+# base64 on one line: -w 0 where base64 has it (GNU, BusyBox), saving a `tr` per value
+if [ "$(printf x | base64 -w 0 2>/dev/null)" = eA== ]; then b64() { base64 -w 0; }
+else b64() { base64 | tr -d '\n'; }; fi
 FMT='S|%a|%u|%g|%U|%G|%d:%i|%Y|%F|%n'
+# section 5: cluster objects, only where admin.conf is present and kubectl installed. Started
+# first, in the background (when a temp dir can hold the answers): the API server's round
+# trips then overlap the file probing instead of following it; collected at the end.
+KSTATE=no-admin-conf; KT=''
+if [ -f "$R/etc/kubernetes/admin.conf" ]; then
+  KSTATE=no-kubectl
+  command -v kubectl >/dev/null 2>&1 && KSTATE=run
+fi
+KC="kubectl --kubeconfig=$R/etc/kubernetes/admin.conf --request-timeout=20s"
+# one K record: kubectl's stdout (klog warnings on stderr would corrupt the JSON); stderr
+# only when the call failed without an answer on stdout (can-i says "no" with exit 1)
+kc() { name=$1; shift
+  out=$($KC "$@" 2>"${KERR:-/dev/null}"); rc=$?
+  [ "$rc" != 0 ] && [ -z "$out" ] && [ -n "$KERR" ] && out=$(cat "$KERR")
+  printf 'K|%s|%s|' "$name" "$rc"; printf '%s' "$out" | b64; echo; return "$rc"; }
+# what any authenticated user may do (an impersonated user with only that group): one
+# SelfSubjectAccessReview per question, as `kubectl auth can-i -A` asks it, all created by
+# one kubectl (one process instead of one per question); reported only when `get` worked
+reviews() { kc can-i create --validate=false -f - -o json --as=harden-probe:anyone \
+    --as-group=system:authenticated <<'EOF_REVIEWS'
+__REVIEWS__
+EOF_REVIEWS
+}
+if [ "$KSTATE" = run ]; then
+  KT=$(mktemp -d 2>/dev/null) || KT=''
+  if [ -n "$KT" ]; then
+    (KERR=$KT/get.err; kc get get __KINDS__ -A -o json > "$KT/get"; echo "$?" > "$KT/get.rc") &
+    (KERR=$KT/can-i.err; reviews > "$KT/can-i") &
+  fi
+fi
 # a symlink: its text (one level) and the stat of what opening it reaches (stat -L, os.Stat
 # semantics: what the kubelet and the components read); Z when it leads nowhere
 link_to() { lt=$(printf '%s' "$(readlink "$1")" | b64)
@@ -76,27 +114,40 @@ link_to() { lt=$(printf '%s' "$(readlink "$1")" | b64)
   else echo "Z|$lt|$1"; fi; }
 st() { stat -c "$FMT" "$@" 2>/dev/null; for lp in "$@"; do [ -L "$lp" ] && link_to "$lp"; done; return 0; }
 # stat one node path (relative to $R), or record it as missing
-stat_path() { [ -n "$1" ] || return 0
-  if [ -e "$R$1" ] || [ -L "$R$1" ]; then st "$R$1"; else echo "M|$R$1"; fi; }
+stat_path() { stat_paths "$1"; }
 # stat a whole tree (the PKI directory, CNI dirs)
 # (a symlinked root is followed, links below it are not: no loops; each link's target is stat'ed)
 stat_tree() { [ -n "$1" ] || return 0
-  if [ -e "$R$1" ]; then find -H "$R$1" -exec stat -c "$FMT" {} + 2>/dev/null
-    [ -L "$R$1" ] && link_to "$R$1"
-    find -H "$R$1" -type l 2>/dev/null | while IFS= read -r l; do link_to "$l"; done
+  if [ -e "$R$1" ]; then find -H "$R$1" -exec stat -c "$FMT" {} + 2>/dev/null |
+    while IFS= read -r s_; do printf '%s\n' "$s_"; p_=${s_#*|*|*|*|*|*|*|*|*|}
+      case $s_ in *"|symbolic link|$p_") link_to "$p_";; esac; done
   else stat_path "$1"; fi; }
+# stat several node paths with one stat (the missing ones recorded as such); a path already
+# stat'ed this way is not again (the kubelet's kubeconfig is also one of /etc/kubernetes/*.conf)
+STATD=$nl
+stat_paths() { for p_ do shift; [ -n "$p_" ] || continue
+    case $STATD in *"$nl$p_$nl"*) continue;; esac; STATD="$STATD$p_$nl"
+    if [ -e "$R$p_" ] || [ -L "$R$p_" ]; then set -- "$@" "$R$p_"; else echo "M|$R$p_"; fi
+  done; [ $# -eq 0 ] || st "$@"; }
 # stat and read a file that holds no secrets
 # (sized first: one above __MAX__ bytes never leaves the node; a FIFO or device is named, never
 # read, since reading it could block or never end)
+# (a file read once is not read again: the same S and F records would only repeat)
+READ=$nl
 read_file() { [ -n "$1" ] || return 0
-  if [ -f "$R$1" ]; then st "$R$1"; sz=$(stat -L -c %s "$R$1" 2>/dev/null || echo 0)
-    if [ "$sz" -gt __MAX__ ]; then echo "E|size|$sz|$R$1"
-    else printf 'F|'; head -c __MAX1__ < "$R$1" | b64; printf '|%s\n' "$R$1"; fi
+  case $READ in *"$nl$1$nl"*) return 0;; esac
+  if [ -f "$R$1" ]; then
+    if [ -L "$R$1" ]; then st "$R$1"; sz=$(stat -L -c %s "$R$1" 2>/dev/null || echo 0)
+    else s_=$(stat -c "$FMT|%s" "$R$1" 2>/dev/null); [ -z "$s_" ] || printf '%s\n' "${s_%|*}"
+      sz=${s_##*|}; fi
+    if [ "${sz:-0}" -gt __MAX__ ]; then echo "E|size|$sz|$R$1"
+    else printf 'F|'; head -c __MAX1__ < "$R$1" | b64; printf '|%s\n' "$R$1"; READ="$READ$1$nl"; fi
   elif [ -e "$R$1" ] && [ ! -d "$R$1" ]; then st "$R$1"
     echo "E|type|$(stat -L -c %F "$R$1" 2>/dev/null)|$R$1"
   else stat_path "$1"; fi; }
 # concatenate the regular files among the arguments (never a FIFO: cat would wait forever)
-catf() { for f in "$@"; do [ -f "$f" ] && head -c __MAX1__ < "$f"; done; :; }
+catf() { for f_ do shift; [ -f "$f_" ] && set -- "$@" "$f_"; done
+  [ $# -eq 0 ] || head -q -c __MAX1__ -- "$@"; :; }
 # value of a flag in a process's argv (--f=v or --f v); the last occurrence wins, as in pflag
 argval() { tr '\000' '\n' < "$R/proc/$1/cmdline" 2>/dev/null | awk -v f="$2" '
   take { v = $0; take = 0; next }
@@ -147,7 +198,10 @@ list_procs() {
       [ -r "$d/cmdline" ] || continue
       printf '%s ' "${d##*/}"; tr '\000' '\n' < "$d/cmdline" 2>/dev/null | head -n 1
     done; fi; }
-echo "T|$(awk '/^btime/ {print $2}' "$R/proc/stat" 2>/dev/null)|$(getconf CLK_TCK 2>/dev/null || echo 100)"
+# boot time from /proc/stat with shell builtins
+bt=''
+while read -r k_ v_ r_; do case $k_ in btime*) bt=$v_; break;; esac; done 2>/dev/null <"$R/proc/stat"
+echo "T|$bt|$(getconf CLK_TCK 2>/dev/null || echo 100)"
 PIDS=''
 while read -r pid a0 rest; do
   n=${a0##*/}
@@ -156,9 +210,12 @@ while read -r pid a0 rest; do
       [ -r "$R/proc/$pid/cmdline" ] || continue
       # a process that exited since ps listed it leaves an empty cmdline: not a running component
       c=$(b64 < "$R/proc/$pid/cmdline" 2>/dev/null); [ -n "$c" ] || continue
-      t=$(sed 's/.*) //' "$R/proc/$pid/stat" 2>/dev/null | awk '{print $20}')
+      # field 20 after the command name (which may hold spaces or parentheses): its start time
+      t=''; if read -r s_ 2>/dev/null < "$R/proc/$pid/stat"; then
+        set -f; set -- ${s_##*) }; set +f; t=${20}; fi
       printf 'P|%s|%s|%s|%s\n' "$pid" "$n" "$t" "$c"
-      grep -q kubepods "$R/proc/$pid/cgroup" 2>/dev/null && echo "G|$pid"
+      g_=''; while IFS= read -r l_ || [ -n "$l_" ]; do case $l_ in *kubepods*) g_=1; break;; esac
+      done 2>/dev/null < "$R/proc/$pid/cgroup"; [ -z "$g_" ] || echo "G|$pid"
       PIDS="$PIDS $n:$pid" ;;
   esac
 done <<EOF
@@ -172,14 +229,13 @@ stat_path $MDIR
 if [ -d "$R$MDIR" ]; then
   for f in "$R$MDIR"/* ; do [ -f "$f" ] && read_file "${f#"$R"}"; done
 fi
-for f in admin.conf super-admin.conf scheduler.conf controller-manager.conf kubelet.conf proxy.conf; do
-  stat_path "/etc/kubernetes/$f"
-done
+K8S=/etc/kubernetes
+stat_paths $K8S/admin.conf $K8S/super-admin.conf $K8S/scheduler.conf $K8S/controller-manager.conf \
+  $K8S/kubelet.conf $K8S/proxy.conf
 stat_tree /etc/kubernetes/pki
 
 # etcd: data dir (running and configured), and only the ETCD_* variables the checks read
-stat_path /var/lib/etcd
-stat_path "$(mfval $MDIR/etcd.yaml --data-dir)"
+stat_paths /var/lib/etcd "$(mfval $MDIR/etcd.yaml --data-dir)"
 for EPID in $(pids_of etcd); do
   stat_path "$(argval "$EPID" --data-dir)"
   [ -r "$R/proc/$EPID/environ" ] || continue
@@ -198,9 +254,11 @@ enc_names() { [ -n "$1" ] || return 0
 # the running server's files as its container sees them (/proc/<pid>/root); the manifest's on the
 # host, through the manifest's hostPath volumes
 for APID in $(pids_of kube-apiserver); do
-  v=$(argval "$APID" --audit-policy-file); case $v in /*) read_file "/proc/$APID/root$v";; esac
-  v=$(argval "$APID" --authorization-config); case $v in /*) read_file "/proc/$APID/root$v";; esac
-  v=$(argval "$APID" --encryption-provider-config); case $v in /*) enc_names "/proc/$APID/root$v";; esac
+  argvals "$APID" --audit-policy-file --authorization-config --encryption-provider-config
+  v2=$A2; v3=$A3
+  case $A1 in /*) read_file "/proc/$APID/root$A1";; esac
+  case $v2 in /*) read_file "/proc/$APID/root$v2";; esac
+  case $v3 in /*) enc_names "/proc/$APID/root$v3";; esac
 done
 AMF=$MDIR/kube-apiserver.yaml
 for flag in --audit-policy-file --authorization-config --encryption-provider-config; do
@@ -231,34 +289,57 @@ for d in /usr/lib/systemd/system/kubelet.service.d /lib/systemd/system/kubelet.s
 done
 for f in /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet /var/lib/kubelet/config.yaml; do
   read_file "$f"; done
-CFGS=$(catf "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf \
-  "$R"/var/lib/kubelet/kubeadm-flags.env "$R"/etc/default/kubelet 2>/dev/null | sed -n 's/.*--config=\([^ "]*\).*/\1/p')
-CDIRS=$(catf "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf \
-  "$R"/var/lib/kubelet/kubeadm-flags.env "$R"/etc/default/kubelet 2>/dev/null | sed -n 's/.*--config-dir=\([^ "]*\).*/\1/p')
+# --config and --config-dir values of the unit files and env files (sed: h/g, so each is
+# taken from the unchanged line)
+CFGS=''; CDIRS=''
+set -f
+for l_ in $(catf "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf \
+  "$R"/var/lib/kubelet/kubeadm-flags.env "$R"/etc/default/kubelet 2>/dev/null |
+  sed -n -e h -e 's/.*--config=\([^ "]*\).*/C\1/p' -e g -e 's/.*--config-dir=\([^ "]*\).*/D\1/p'); do
+  case $l_ in C*) CFGS="$CFGS ${l_#C}";; D*) CDIRS="$CDIRS ${l_#D}";; esac
+done
+set +f
 CNIDIR=/etc/cni/net.d
 for KPID in $(pids_of kubelet); do
-  CFGS="$CFGS $(argval "$KPID" --config)"
-  CDIRS="$CDIRS $(argval "$KPID" --config-dir)"
-  stat_path "$(argval "$KPID" --kubeconfig)"
-  stat_path "$(argval "$KPID" --client-ca-file)"
-  v=$(argval "$KPID" --cni-conf-dir); [ -n "$v" ] && CNIDIR=$v
+  argvals "$KPID" --config --config-dir --kubeconfig --client-ca-file --cni-conf-dir
+  CFGS="$CFGS $A1"
+  CDIRS="$CDIRS $A2"
+  stat_paths "$A3" "$A4"
+  [ -n "$A5" ] && CNIDIR=$A5
 done
 for c in $CFGS; do read_file "$c"; done
 for d in $CDIRS; do
   if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && read_file "${f#"$R"}"; done
   else echo "M|$R$d"; fi
 done
+SEEN=$nl
 for c in $CFGS /var/lib/kubelet/config.yaml; do
+  case $SEEN in *"$nl$c$nl"*) continue;; esac; SEEN="$SEEN$c$nl"
   [ -f "$R$c" ] && stat_path "$(sed -n 's/^[[:space:]]*clientCAFile:[[:space:]]*["'\'']\{0,1\}\([^"'\'' ]*\).*/\1/p' "$R$c" | tail -n 1)"
 done
 stat_path /etc/kubernetes/pki/ca.crt
 # kernel tunables as the next boot sets them: every sysctl file a boot reads (a masking symlink
 # to /dev/null included: it hides the same name further down), only its lines setting a key
 # the kubelet's protectKernelDefaults requires (harden.node.sysctl_boot)
+# One grep reads every regular one ("path:line"); a file's lines are then picked from it in
+# the shell, so a file without such a line (most) costs no process. Paths with a colon keep
+# a grep of their own (a "path:" prefix could then be another file's).
+set --
+for f in __SYSCTL_FILES__; do [ -f "$f" ] && set -- "$@" "$f"; done
+XL=''; XONE=''
+case "$*" in *:*) XONE=1;; *) [ $# -eq 0 ] || XL=$(grep -E -H '__SYSCTL_KEYS__' "$@" 2>/dev/null);; esac
 for f in __SYSCTL_FILES__; do
   [ -f "$f" ] || [ -L "$f" ] || continue
-  printf 'X|'; if [ -f "$f" ]; then grep -E '__SYSCTL_KEYS__' "$f" 2>/dev/null | head -c 65536 | b64; fi
-  printf '|%s\n' "$f"
+  m_=''
+  if [ -f "$f" ] && [ -n "$XONE" ]; then m_=$(grep -E '__SYSCTL_KEYS__' "$f" 2>/dev/null; echo x)
+    m_=${m_%x}
+  elif [ -f "$f" ] && [ -n "$XL" ]; then
+    while IFS= read -r l_; do case $l_ in "$f:"*) m_="$m_${l_#"$f:"}$nl";; esac; done <<EOF_X
+$XL
+EOF_X
+  fi
+  if [ -z "$m_" ]; then printf 'X||%s\n' "$f"
+  else printf 'X|'; printf '%s' "$m_" | head -c 65536 | b64; printf '|%s\n' "$f"; fi
 done
 stat_tree "$CNIDIR"
 stat_tree /var/lib/cni/networks
@@ -268,44 +349,31 @@ stat_tree /var/lib/cni/networks
 # the kubeconfig candidates on the host
 for PPID_ in $(pids_of kube-proxy); do
   PROOT=/proc/$PPID_/root; k=''
-  v=$(argval "$PPID_" --config)
+  argvals "$PPID_" --config --kubeconfig; v=$A1; kv=$A2
   if [ -n "$v" ]; then read_file "$PROOT$v"
     [ -f "$R$PROOT$v" ] && k=$(sed -n 's/^[[:space:]]*["'\'']\{0,1\}kubeconfig["'\'']\{0,1\}[[:space:]]*:[[:space:]]*["'\'']\{0,1\}\([^"'\'' ,}]*\).*/\1/p' "$R$PROOT$v" | tail -n 1)
     case $k in /*) stat_path "$PROOT$k";; esac
   fi
-  v=$(argval "$PPID_" --kubeconfig); case $v in /*) stat_path "$PROOT$v";; esac
+  case $kv in /*) stat_path "$PROOT$kv";; esac
 done
-for f in /etc/kubernetes/kube-proxy.conf /var/lib/kube-proxy/kubeconfig.conf; do
-  stat_path "$f"; done
+stat_paths /etc/kubernetes/kube-proxy.conf /var/lib/kube-proxy/kubeconfig.conf
 
 # encryption at rest as stored: etcd values counted per resource and provider:key, read as the
 # first running API server does (values and keys never leave the node; see etcd_census.py)
-__CENSUS__
 for APID in $(pids_of kube-apiserver); do
   v=$(argval "$APID" --encryption-provider-config)
   case $v in /*) printf 'L|%s\n' "$(enc_layout "$R/proc/$APID/root$v")";; esac
   etcd_census "$APID"; break
 done
 
-# section 5: cluster objects, only where admin.conf is present and kubectl installed
-if [ -f "$R/etc/kubernetes/admin.conf" ]; then
-  if command -v kubectl >/dev/null 2>&1; then
-    KC="kubectl --kubeconfig=$R/etc/kubernetes/admin.conf --request-timeout=20s"
-    KERR=$(mktemp 2>/dev/null) || KERR=''
-    # one K record: kubectl's stdout (klog warnings on stderr would corrupt the JSON); stderr
-    # only when the call failed without an answer on stdout (can-i says "no" with exit 1)
-    kc() { name=$1; shift
-      out=$($KC "$@" 2>"${KERR:-/dev/null}"); rc=$?
-      [ "$rc" != 0 ] && [ -z "$out" ] && [ -n "$KERR" ] && out=$(cat "$KERR")
-      printf 'K|%s|%s|' "$name" "$rc"; printf '%s' "$out" | b64; echo; return "$rc"; }
-    if kc get get __KINDS__ -A -o json; then
-      # what any authenticated user may do (an impersonated user with only that group)
-      for q in "get secrets" "list secrets" "watch secrets" "create pods"; do
-        kc "can-i $q" auth can-i $q -A --as=harden-probe:anyone --as-group=system:authenticated
-      done
-    fi
-    [ -n "$KERR" ] && rm -f "$KERR"
-  else echo "K|unavailable|127|$(printf 'kubectl is not installed on this node' | b64)"; fi
+# section 5, started first: its answers collected at the end
+if [ -n "$KT" ]; then
+  wait; read -r grc_ < "$KT/get.rc" 2>/dev/null
+  cat "$KT/get"; [ "$grc_" = 0 ] && cat "$KT/can-i"; rm -rf "$KT"
+elif [ "$KSTATE" = run ]; then
+  kc get get __KINDS__ -A -o json && reviews
+elif [ "$KSTATE" = no-kubectl ]; then
+  echo "K|unavailable|127|$(printf 'kubectl is not installed on this node' | b64)"
 else
   echo "K|unavailable|0|$(printf '/etc/kubernetes/admin.conf is not present on this node' | b64)"
 fi
@@ -324,6 +392,7 @@ def build_probe_script(root: str = "") -> str:
     """The probe as one sh script. `root` prefixes every node path; it exists so tests can run the
     real script against a fake node tree, and is empty on real nodes."""
     body = (_SCRIPT.replace("__VERSION__", PROBE_VERSION).replace("__KINDS__", KUBECTL_KINDS)
+            .replace("__REVIEWS__", access_reviews())
             .replace("__CENSUS__", etcd_census.SCRIPT.strip())
             .replace("__COMPONENTS__", "|".join(COMPONENTS))
             .replace("__SYSCTL_FILES__", " ".join(f'"$R"{d}/*.conf' for d in SYSCTL_DIRS)
@@ -331,6 +400,59 @@ def build_probe_script(root: str = "") -> str:
             .replace("__SYSCTL_KEYS__", _sysctl_key_pattern())
             .replace("__MAX1__", str(MAX_FILE_BYTES + 1)).replace("__MAX__", str(MAX_FILE_BYTES)))
     return f"#!/bin/sh\n# harden fact probe v{PROBE_VERSION}\nR={shlex.quote(root)}\n{body}"
+
+
+def access_reviews() -> str:
+    """The SelfSubjectAccessReviews of CAN_I_QUERIES as one List (for `kubectl create -f -`):
+    cluster-wide (no namespace, as `can-i -A`), core group (secrets and pods are core)."""
+    items = [{"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+              "spec": {"resourceAttributes": {"verb": verb, "resource": resource}}}
+             for verb, resource in (query.split(" ", 1) for query in CAN_I_QUERIES)]
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, separators=(",", ":"))
+
+
+def can_i_answers(rc: int, output: str) -> dict[str, tuple[int, str]]:
+    """What `kubectl auth can-i <query>` would have printed for each of CAN_I_QUERIES, from the
+    reviews the probe's one `kubectl create` returned: (0, "yes"), or (1, "no") with kubectl's
+    " - <reason>" and " - <evaluation error>"; a question without a review gets the call's
+    exit status and output (an error, so no answer)."""
+    reviews: dict[str, dict] = {}
+    for obj in _json_objects(output):
+        for review in (obj.get("items") or [] if obj.get("kind") == "List" else [obj]):
+            spec = review.get("spec") if isinstance(review, dict) else None
+            attrs = spec.get("resourceAttributes") if isinstance(spec, dict) else None
+            status = review.get("status") if isinstance(review, dict) else None
+            if isinstance(attrs, dict) and isinstance(status, dict):
+                reviews[f"{attrs.get('verb')} {attrs.get('resource')}"] = status
+    answers = {}
+    for query in CAN_I_QUERIES:
+        status = reviews.get(query)
+        if status is None:
+            answers[f"can-i {query}"] = (rc or 1, output)
+        elif status.get("allowed") is True:
+            answers[f"can-i {query}"] = (0, "yes")
+        else:
+            why = "".join(f" - {status[key]}" for key in ("reason", "evaluationError")
+                          if status.get(key))
+            answers[f"can-i {query}"] = (1, "no" + why)
+    return answers
+
+
+def _json_objects(text: str) -> list[dict]:
+    """The JSON objects kubectl printed one after another (`create -o json` of a List prints
+    each created object); stops at the first thing that is not one."""
+    decoder, found, at = json.JSONDecoder(), [], 0
+    while True:
+        at = len(text) - len(text[at:].lstrip())
+        if at >= len(text):
+            return found
+        try:
+            obj, at = decoder.raw_decode(text, at)
+        except ValueError:
+            return found
+        if not isinstance(obj, dict):
+            return found
+        found.append(obj)
 
 
 def gather_facts(session: Session, host: str, timeout: float = 120.0) -> Facts:
@@ -575,7 +697,11 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
         etcd_census.parse_line(facts.census, line)
     elif tag == "K":
         name, rc, raw = rest.split("|", 2)
-        facts.kubectl[name] = (int(rc), _b64(raw).decode("utf-8", "replace"))
+        text = _b64(raw).decode("utf-8", "replace")
+        if name == "can-i":        # every question's review, from one kubectl call
+            facts.kubectl.update(can_i_answers(int(rc), text))
+        else:
+            facts.kubectl[name] = (int(rc), text)
     elif tag == "END":
         facts.complete = True
     else:

@@ -38,10 +38,22 @@ function field(s) { sub(/^[^:]*:[[:space:]]*"/, "", s); sub(/".*$/, "", s); retu
   if (substr(v, 1, 8) == "k8s:enc:") { split(v, f, ":"); tag = f[3] ":" f[5] } else tag = "identity"
   n[res "|" tag]++ }
 END { for (t in n) printf "Q|%s|%d\n", t, n[t] }'
+# the values of several flags of a process's argv (--f=v or --f v, the last occurrence of each
+# wins, as in pflag), read in one pass: `argvals PID --a --b` sets A1 (of --a) and A2 (of --b)
+argvals() { a_=$(tr '\000' '\n' < "$R/proc/$1/cmdline" 2>/dev/null | awk -v fl="$*" '
+  BEGIN { n = split(fl, f, " ") }
+  { for (i = 2; i <= n; i++)
+      if (take[i]) { v[i] = $0; take[i] = 0 }
+      else if ($0 == f[i]) take[i] = 1
+      else if (index($0, f[i] "=") == 1) v[i] = substr($0, length(f[i]) + 2) }
+  END { for (i = 2; i <= n; i++) print "x" v[i] }')
+  i_=0; while IFS= read -r l_; do i_=$((i_ + 1)); eval "A$i_=\${l_#x}"; done <<EOF_ARGV
+$a_
+EOF_ARGV
+}
 etcd_census() { apid=$1; aroot="$R/proc/$apid/root"
-  ep=$(argval "$apid" --etcd-servers); ep=${ep%%,*}
-  ca=$(argval "$apid" --etcd-cafile); cert=$(argval "$apid" --etcd-certfile)
-  key=$(argval "$apid" --etcd-keyfile); pfx=$(argval "$apid" --etcd-prefix); pfx=${pfx:-/registry}
+  argvals "$apid" --etcd-servers --etcd-cafile --etcd-certfile --etcd-keyfile --etcd-prefix
+  ep=${A1%%,*}; ca=$A2; cert=$A3; key=$A4; pfx=${A5:-/registry}
   [ -n "$ep" ] || { echo "C|none|--etcd-servers not set"; return 0; }
   out=''; how=''
   if command -v etcdctl >/dev/null 2>&1; then

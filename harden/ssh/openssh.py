@@ -8,9 +8,11 @@ per host for the run (the master), then one exec channel per command through it
 
 The masters' sockets live in a private 0700 directory made for the run; a master runs in the
 foreground as our child (ControlPersist off), so closing the session ends it (SIGTERM to that
-process, which we started) and removes the directory. Become, stdin, timeouts and error classes are
-those of the paramiko transport (common.HostSession); errors are classified from ssh's
-own messages, and only connection establishment (refused, reset, timed out) is retried.
+process, which we started) and removes the directory; the directory names its harden process,
+so masters that outlived a SIGKILLed harden are ended by the next run (sweep_stale_masters).
+Become, stdin, timeouts and error classes are those of the paramiko transport
+(common.HostSession); errors are classified from ssh's own messages, and only connection
+establishment (refused, reset, timed out) is retried.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -42,11 +45,15 @@ _MUX_FAILURE = re.compile(r"mux_client_|Control socket connect|ControlSocket .* 
 _POLL = 0.01                 # seconds between looks at a starting master
 _CHUNK = 65536
 _EXIT_TIMEOUT = 5.0
+_TERM_REPEAT = 0.1           # seconds between SIGTERMs to a master that has not exited yet
+_PRIVATE_PREFIX = "harden-ssh-"
+_OWNER_FILE = "owner"        # in a private directory: "<pid> <start time>" of its harden
 
 
 def connect_openssh(spec: ConnectionSpec, jumps: JumpMasters | None = None) -> OpenSSHSession:
     """Start the host's master (after its jump hosts' masters, shared through `jumps` when
     given); retry network errors only."""
+    _sweep_once()
     private = _private_dir()
     own_jumps = None
     try:
@@ -68,14 +75,143 @@ def connect_openssh(spec: ConnectionSpec, jumps: JumpMasters | None = None) -> O
     return OpenSSHSession(spec, master, private, own_jumps)
 
 
-def _private_dir() -> str:
-    """A fresh 0700 directory for control sockets (short: socket paths max ~104 bytes)."""
+def _socket_base() -> str:
+    """Where the private directories go (short: socket paths max ~104 bytes)."""
     base = tempfile.gettempdir()
-    if len(base) > 60:
-        base = "/tmp"
-    path = tempfile.mkdtemp(prefix="harden-ssh-", dir=base)
+    return "/tmp" if len(base) > 60 else base
+
+
+def _private_dir() -> str:
+    """A fresh 0700 directory for control sockets, with the identity of the harden process
+    that owns it (so a later run can tell that its masters outlived it)."""
+    path = tempfile.mkdtemp(prefix=_PRIVATE_PREFIX, dir=_socket_base())
     os.chmod(path, 0o700)
+    owner = _process_identity(os.getpid())
+    if owner is not None:
+        with open(os.path.join(path, _OWNER_FILE), "w") as f:
+            f.write(f"{owner} {_pid_namespace()}")
     return path
+
+
+def _pid_namespace() -> str:
+    """Our PID namespace: a pid names a process only inside its own (a lab node has another)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "?"
+
+
+def _process_identity(pid: int) -> str | None:
+    """"<pid> <start time>" from /proc: a pid alone may have been reused by another process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return f"{pid} {fields[19]}" if len(fields) > 19 else None
+
+
+_sweep_lock = threading.Lock()
+_swept = False
+
+
+def _sweep_once() -> None:
+    """Stop masters a killed harden left, once per process (see sweep_stale_masters); a
+    sweep that fails costs nothing but the clean-up."""
+    global _swept
+    with _sweep_lock:
+        if _swept:
+            return
+        _swept = True
+        try:
+            sweep_stale_masters(_socket_base())
+        except OSError:
+            pass
+
+
+def sweep_stale_masters(base: str) -> list[int]:
+    """Stop the ssh masters of private directories in `base` whose harden is gone, and remove
+    those directories; returns the pids signalled.
+
+    A harden that is SIGKILLed (`kill -9`, the OOM killer) cannot stop its masters, and with
+    ControlPersist off nothing else does: each keeps its login to a node open until the node
+    drops it. Only our own directories (our uid, an owner file naming a process that no longer
+    exists in our PID namespace) and only ssh masters whose ControlPath lies inside one of them
+    are touched: never a master of a running harden, never anything else.
+    """
+    signalled: list[int] = []
+    try:
+        names = [n for n in os.listdir(base) if n.startswith(_PRIVATE_PREFIX)]
+    except OSError:
+        return signalled
+    for name in names:
+        path = os.path.join(base, name)
+        if _owner_is_gone(path):
+            signalled += _stop_masters_in(path)
+            shutil.rmtree(path, ignore_errors=True)
+    return signalled
+
+
+def _owner_is_gone(path: str) -> bool:
+    try:
+        info = os.lstat(path)
+        with open(os.path.join(path, _OWNER_FILE), encoding="ascii") as f:
+            owner = f.read().strip()
+    except OSError:
+        return False            # not ours to judge (no owner file: being created, or older)
+    pid, _, rest = owner.partition(" ")
+    start, _, namespace = rest.partition(" ")
+    if info.st_uid != os.getuid() or not pid.isdigit() or namespace != _pid_namespace():
+        return False            # another user's, or a pid of another namespace: unknowable
+    return _process_identity(int(pid)) != f"{pid} {start}"
+
+
+def _stop_masters_in(path: str) -> list[int]:
+    """SIGTERM (repeated, as in Master.stop) every process of ours that is a master with its
+    ControlPath in `path`; SIGKILL what is left after _EXIT_TIMEOUT (and give up after twice
+    that: a process stuck in the kernel is not worth hanging a run for)."""
+    found = pids = [pid for pid in _own_pids() if _is_master_in(pid, path)]
+    deadline = time.monotonic() + _EXIT_TIMEOUT
+    while pids and time.monotonic() < deadline + _EXIT_TIMEOUT:
+        for pid in pids:
+            _signal(pid, signal.SIGTERM if time.monotonic() < deadline else signal.SIGKILL)
+        time.sleep(_TERM_REPEAT)
+        pids = [pid for pid in pids if _is_master_in(pid, path)]
+    return found
+
+
+def _own_pids() -> list[int]:
+    uid = os.getuid()
+    pids = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return pids
+    for entry in entries:
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def _is_master_in(pid: int, path: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return ("ControlMaster=yes" in argv
+            and any(a.startswith(f"ControlPath={path}/") for a in argv))
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
 
 
 @dataclass
@@ -130,14 +266,23 @@ class Master:
 
     def stop(self) -> None:
         """End the master: it is our child, so SIGTERM (ssh closes its channels and removes
-        its socket) rather than a third process per host for `-O exit`."""
-        if self.process.poll() is None:
+        its socket) rather than a third process per host for `-O exit`.
+
+        The signal is repeated until ssh exits: OpenSSH's client loop (9.2 here) checks for a
+        signal and then sleeps in poll() with no timeout, so a SIGTERM landing in between
+        (while the master is still busy with the channel that just closed) is only seen at the
+        next wake-up, which an idle connection never has: one close in about thirty waited
+        the full _EXIT_TIMEOUT. A second signal interrupts that poll()."""
+        deadline = time.monotonic() + _EXIT_TIMEOUT
+        while self.process.poll() is None and time.monotonic() < deadline:
             self.process.terminate()
-        try:
-            self.process.wait(timeout=_EXIT_TIMEOUT)
-        except subprocess.TimeoutExpired:
+            try:
+                self.process.wait(timeout=_TERM_REPEAT)
+            except subprocess.TimeoutExpired:
+                continue
+        if self.process.poll() is None:
             self.process.kill()
-            self.process.wait()
+        self.process.wait()
 
 
 def master_options(spec: ConnectionSpec, hop: Endpoint, path: str, via: str | None) -> list[str]:

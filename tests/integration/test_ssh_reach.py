@@ -152,6 +152,53 @@ def test_openssh_transport_honours_a_proxy_command(calab, tmp_path):
                      sshd_log(calab, "cp1").read_text()[mark:])
 
 
+def _masters_of(parent: int) -> list[int]:
+    """The ssh ControlMaster processes `parent` started."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"ControlMaster=yes" in argv:
+            found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_masters_a_killed_harden_left_go_away_at_the_next_openssh_run(calab):
+    """SIGKILL gives harden no chance to stop its masters (ControlPersist off keeps them up
+    while the login lasts); the next harden using the OpenSSH transport stops them."""
+    code = ("import sys, time\nfrom harden.inventory.loader import load_inventory\n"
+            "from harden.ssh.settings import RunOptions, connection_spec\n"
+            "from harden.ssh.transport import connect\n"
+            "inv = load_inventory([sys.argv[1]])\n"
+            "session = connect(connection_spec(inv.hosts['w1'], RunOptions("
+            "inventory_hosts=inv.hosts, transport='openssh')))\n"
+            "print('up', flush=True)\ntime.sleep(120)\n")
+    killed = subprocess.Popen([sys.executable, "-c", code, str(calab.inventory)],
+                              stdout=subprocess.PIPE)
+    try:
+        assert killed.stdout.readline() == b"up\n"
+        masters = _masters_of(killed.pid)
+        assert len(masters) == 1
+    finally:
+        killed.kill()
+        killed.wait()
+        killed.stdout.close()
+    assert _alive(masters[0])                     # outlived the harden that started it
+    done = harden("ping", "-i", str(calab.inventory), "-l", "w1", "--transport", "openssh")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not _alive(masters[0])
+
+
 # --- user certificates ----------------------------------------------------------------------
 
 def certified_key(lab, tmp_path: Path, ca: Path, name: str = "id_cert") -> Path:

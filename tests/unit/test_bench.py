@@ -21,7 +21,8 @@ sys.path.insert(0, str(REPO))
 from bench.measure import (Sample, deltas, snapshot, sshd_listeners, summarize,  # noqa: E402
                            timed_run, tree_cpu_seconds, tree_pids)
 from bench.report import table  # noqa: E402
-from bench.run import lab_shape, node_counts, parse_args, planned_runs, slug  # noqa: E402
+from bench.run import (lab_shape, node_counts, parse_args, planned_runs, selected_tools,  # noqa: E402
+                       slug)
 from bench.tools import TOOLS, Lab, openssh_floor  # noqa: E402
 
 EXEC = "debug1: session_input_channel_req: session 0 req exec\n"
@@ -42,6 +43,16 @@ def test_node_counts_parse_and_reject():
     for bad in ("", "5,x", "0", "241"):
         with pytest.raises(argparse.ArgumentTypeError):
             node_counts(bad)
+
+
+def test_tools_can_be_chosen_and_the_floor_always_runs():
+    names = [t.name for t in selected_tools(parse_args(["--tools", "probe,harden-openssh"]))]
+    assert names == ["OpenSSH floor (ssh + true)", "OpenSSH + harden probe script",
+                     "harden check, openssh transport"]
+    assert not any(t.is_ansible for t in selected_tools(parse_args(["--skip-ansible"])))
+    assert len(selected_tools(parse_args([]))) == len(TOOLS)
+    with pytest.raises(SystemExit):
+        parse_args(["--tools", "harden,nope"])
 
 
 def test_lab_shape_has_one_control_plane_per_five_nodes_and_at_least_one():

@@ -50,6 +50,24 @@ def test_a_check_run_is_journaled_with_statuses_only(journal):
     assert row["hosts"] == 5 and row["exit_code"] == 2
 
 
+def test_a_check_run_is_journaled_in_one_commit(journal):
+    run = fleet.fleet_run(control_planes=1, workers=3)
+    statements: list[str] = []
+    journal._db.set_trace_callback(statements.append)
+    record_check(journal, run, 2)
+    journal._db.set_trace_callback(None)
+    assert [s for s in statements if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]
+    assert len(load_check(journal, run.run_id)["results"]) == len(run.results)
+
+
+def test_a_check_run_that_cannot_be_journaled_leaves_nothing(journal):
+    run = fleet.fleet_run(control_planes=1, workers=1)
+    run.results[-1] = dataclasses.replace(run.results[-1], id=object())   # cannot be bound
+    with pytest.raises(sqlite3.Error):
+        record_check(journal, run, 2)
+    assert load_check(journal, run.run_id) is None and journal.runs(5) == []
+
+
 def test_compare_last_picks_the_newest_earlier_run_of_the_same_benchmark(journal):
     first = fleet.fleet_run(control_planes=1, workers=3)
     record_check(journal, first, 2)

@@ -4,6 +4,7 @@ parser turns its output into facts without ever carrying encryption key material
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harden.cis.probe import ProbeParseError, build_probe_script, parse_probe_output
+from harden.cis.probe import (CAN_I_QUERIES, ProbeParseError, access_reviews, build_probe_script,
+                              can_i_answers, parse_probe_output)
 
 from support.local_node import ShellSession
 from support.paths import FIXTURES as FIXTURES_DIR
@@ -119,6 +121,69 @@ def test_fake_node_tree(tmp_path):
     assert SECRET not in repr(facts)
 
 
+def test_a_base64_without_wrap_option_gives_the_same_facts(tmp_path):
+    """-w 0 saves a `tr` per value where base64 has it; where it has not, the output is the same."""
+    root = tmp_path / "node"
+    _fake_node(root)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "base64").write_text(f"#!/bin/sh\ncase \"$*\" in *-w*) exit 1;; esac\n"
+                                   f"exec {shutil.which('base64')} \"$@\"\n")
+    (bin_dir / "base64").chmod(0o755)
+    plain = parse_probe_output(run_probe(str(root), path_env="/usr/bin:/bin"))
+    without = parse_probe_output(run_probe(str(root), path_env=f"{bin_dir}:/usr/bin:/bin"))
+    assert without == plain and without.contents
+
+
+def test_several_flags_read_in_one_pass_follow_the_one_flag_rules(tmp_path):
+    """argvals (one awk for several flags) reads each flag exactly as argval reads it alone:
+    the last occurrence wins, `--f v` and `--f=v` alike, an empty `--f=` is no value, and
+    `--kubeconfig --config=/x` is read by each flag on its own terms."""
+    proc = tmp_path / "proc" / "7"
+    proc.mkdir(parents=True)
+    argv = ["kubelet", "--config=/a", "--kubeconfig", "--config=/x", "--config", "/b", "--v=2",
+            "--client-ca-file="]
+    (proc / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+    full = build_probe_script()
+    functions = full[full.index("argval() {"):full.index("# value of a flag in a static-pod")]
+    functions += full[full.index("argvals() {"):full.index("etcd_census() {")]
+    flags = ["--config", "--kubeconfig", "--v", "--client-ca-file", "--absent"]
+    script = (f"R={tmp_path}\n{functions}\nargvals 7 {' '.join(flags)}\n"
+              "printf '%s|%s|%s|%s|%s\\n' \"$A1\" \"$A2\" \"$A3\" \"$A4\" \"$A5\"\n"
+              + "".join(f"printf '%s|' \"$(argval 7 {f})\"\n" for f in flags))
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    together, alone = out.split("\n", 1)
+    assert together.split("|") == ["/b", "--config=/x", "2", "", ""]
+    assert alone.split("|")[:-1] == together.split("|")
+
+
+def test_sysctl_files_are_read_by_one_grep_with_each_files_own_lines(tmp_path):
+    """Every sysctl file a boot reads gets its own lines setting a protected key (cut at 64 KiB),
+    a masking symlink and a file without such a line get none; a path with a colon, where a
+    "path:" prefix could be another file's, is read on its own and gets the same."""
+    root = tmp_path / "node"
+    etc, run = root / "etc/sysctl.d", root / "run/sysctl.d"
+    etc.mkdir(parents=True)
+    run.mkdir(parents=True)
+    (etc / "90-kubelet.conf").write_text("vm.overcommit_memory = 1\n# kernel.panic=1\n"
+                                         "net.ipv4.ip_forward=1\n- kernel/panic_on_oops = 1\n"
+                                         "kernel.panic=10\\x")
+    (etc / "10-net.conf").write_text("net.core.somaxconn=1\n")
+    (etc / "50-masked.conf").symlink_to("/dev/null")
+    (run / "a:b.conf").write_text("vm.panic_on_oom=1\n")
+    (root / "etc/sysctl.conf").write_text("".join(f"kernel.panic = {i}\n" for i in range(5000)))
+    files = parse_probe_output(run_probe(str(root), path_env="/usr/bin:/bin")).sysctl_files
+    assert files["/etc/sysctl.d/90-kubelet.conf"] == ("vm.overcommit_memory = 1\n"
+                                                      "- kernel/panic_on_oops = 1\n"
+                                                      "kernel.panic=10\\x\n")
+    assert files["/etc/sysctl.d/10-net.conf"] == files["/etc/sysctl.d/50-masked.conf"] == ""
+    assert files["/run/sysctl.d/a:b.conf"] == "vm.panic_on_oom=1\n"
+    assert len(files["/etc/sysctl.conf"]) == 65536
+    (run / "a:b.conf").unlink()          # no colon left: every file from the one grep
+    again = parse_probe_output(run_probe(str(root), path_env="/usr/bin:/bin")).sysctl_files
+    assert again == {k: v for k, v in files.items() if k != "/run/sysctl.d/a:b.conf"}
+
+
 def test_recorded_fixtures_hold_no_key_material():
     for probe in FIXTURES.glob("*.probe"):
         text = probe.read_text()
@@ -165,6 +230,49 @@ def test_kubectl_records():
     facts = parse_probe_output(f"HARDEN-PROBE|1|\nK|get|1|{bad}\nEND|\n")
     objects, why = facts.kubectl_objects()
     assert objects is None and "Unauthorized" in why and "exit 1" in why
+
+
+def _review(verb: str, resource: str, **status) -> str:
+    return json.dumps({"kind": "SelfSubjectAccessReview", "spec": {"resourceAttributes": {
+        "verb": verb, "resource": resource}}, "status": status}, indent=4)
+
+
+def test_can_i_reviews_read_as_kubectl_auth_can_i_prints_them():
+    out = "\n".join([_review("get", "secrets", allowed=True, reason="RBAC: allowed by x"),
+                     _review("list", "secrets", allowed=False),
+                     _review("watch", "secrets", allowed=False, reason="no rule",
+                             evaluationError="webhook down"),
+                     _review("create", "pods", allowed=False)])
+    raw = base64.b64encode(out.encode()).decode()
+    facts = parse_probe_output(f"HARDEN-PROBE|1|\nK|can-i|0|{raw}\nEND|\n")
+    assert facts.kubectl["can-i get secrets"] == (0, "yes")
+    assert facts.kubectl["can-i list secrets"] == (1, "no")
+    assert facts.kubectl["can-i watch secrets"] == (1, "no - no rule - webhook down")
+    assert (facts.can_i("get secrets"), facts.can_i("list secrets"),
+            facts.can_i("watch secrets"), facts.can_i("create pods")) == (True, False, None, False)
+
+
+def test_can_i_questions_without_a_review_carry_the_error():
+    partial = _review("get", "secrets", allowed=False) + "\nError from server (Forbidden): x"
+    answers = can_i_answers(1, partial)
+    assert answers["can-i get secrets"] == (1, "no")
+    assert answers["can-i create pods"] == (1, partial)
+    assert all(rc == 255 and text == "refused" for rc, text in can_i_answers(255, "refused").values())
+    assert set(can_i_answers(0, "")) == {f"can-i {q}" for q in CAN_I_QUERIES}
+
+
+def test_old_per_question_can_i_records_still_parse():
+    raw = base64.b64encode(b"yes").decode()
+    facts = parse_probe_output(f"HARDEN-PROBE|1|\nK|can-i get secrets|0|{raw}\nEND|\n")
+    assert facts.can_i("get secrets") is True
+
+
+def test_the_reviews_ask_every_question_cluster_wide():
+    items = json.loads(access_reviews())["items"]
+    asked = [f"{i['spec']['resourceAttributes']['verb']} {i['spec']['resourceAttributes']['resource']}"
+             for i in items]
+    assert asked == list(CAN_I_QUERIES)
+    assert all("namespace" not in i["spec"]["resourceAttributes"] for i in items)
 
 
 def test_gather_facts_is_one_exec_with_become():

@@ -21,8 +21,12 @@ def fake_kubectl(bin_dir: Path, get_rc: int = 0) -> None:
     script.write_text(f"""#!/bin/sh
 echo '{KLOG_WARNING}' >&2
 case "$*" in
-  *"can-i get secrets"*) echo yes ;;
-  *"can-i "*) echo no; exit 1 ;;
+  *"create "*)     # the can-i reviews: only "get secrets" is allowed
+    for q in get:true list:false watch:false; do
+      printf '{{"kind": "SelfSubjectAccessReview", "spec": {{"resourceAttributes": '
+      printf '{{"verb": "%s", "resource": "secrets"}}}}, ' "${{q%:*}}"
+      printf '"status": {{"allowed": %s}}}}\n' "${{q#*:}}"
+    done ;;
   *)
     if [ {get_rc} = 0 ]; then echo '{{"kind": "List", "items": [{{"kind": "Namespace"}}]}}'
     else echo 'error: the server has asked for the client to provide credentials' >&2; fi

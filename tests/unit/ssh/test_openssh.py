@@ -3,7 +3,9 @@ first, as ssh keeps the first value) and what ssh's messages mean; certificate p
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 
 import paramiko
@@ -95,3 +97,66 @@ def test_certificates_pair_only_with_the_key_they_carry(tmp_path):
     problems = cert.problems("admin")
     assert any(p.startswith("expired") for p in problems)
     assert any("do not include admin" in p for p in problems)
+
+
+def test_stopping_a_master_that_missed_its_first_sigterm_does_not_wait_for_the_timeout():
+    """OpenSSH's client loop can take a SIGTERM just before it sleeps in poll() and sleep on;
+    this stand-in ignores the first SIGTERM the same way and exits on the next."""
+    import time
+
+    from harden.ssh.openssh import _EXIT_TIMEOUT, Master
+
+    process = subprocess.Popen(["sh", "-c", "trap 'if [ -n \"$t\" ]; then exit 0; fi; t=1' TERM;"
+                                " echo up; while :; do sleep 0.02; done"], stdout=subprocess.PIPE)
+    assert process.stdout.readline() == b"up\n"       # the trap is set
+    started = time.monotonic()
+    Master(spec=None, hop=None, socket="", process=process, log="").stop()
+    assert process.returncode == 0                    # it exited on a SIGTERM: never killed
+    assert time.monotonic() - started < _EXIT_TIMEOUT / 2
+    process.stdout.close()
+
+
+def _fake_master(private: str) -> subprocess.Popen:
+    """A process with a master's arguments (ControlMaster=yes, ControlPath in `private`)."""
+    return subprocess.Popen(["sh", "-c", "while :; do sleep 0.05; done", "ssh", "-o",
+                             "ControlMaster=yes", "-o", f"ControlPath={private}/m", "-N", "node"])
+
+
+def _owned_dir(base, name: str, owner: str, namespace: str | None = None):
+    from harden.ssh.openssh import _pid_namespace
+
+    private = base / f"harden-ssh-{name}"
+    private.mkdir(mode=0o700)
+    (private / "owner").write_text(f"{owner} {namespace or _pid_namespace()}")
+    return private
+
+
+def test_masters_of_a_killed_harden_are_stopped_and_their_directory_removed(tmp_path):
+    from harden.ssh.openssh import _process_identity, sweep_stale_masters
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = _owned_dir(tmp_path, "stale", f"{dead.pid} 12345")
+    live = _owned_dir(tmp_path, "live", _process_identity(os.getpid()))
+    orphan, ours = _fake_master(str(stale)), _fake_master(str(live))
+    try:
+        assert sweep_stale_masters(str(tmp_path)) == [orphan.pid]
+        assert orphan.wait(timeout=5) == -signal.SIGTERM
+        assert not stale.exists()
+        assert ours.poll() is None and live.exists()     # a running harden's master stays
+    finally:
+        for process in (orphan, ours):
+            process.kill()
+            process.wait()
+
+
+def test_directories_without_an_owner_of_a_reused_pid_or_of_another_namespace(tmp_path):
+    from harden.ssh.openssh import _process_identity, sweep_stale_masters
+
+    unknown = tmp_path / "harden-ssh-old"        # an older harden's: no owner file, left alone
+    unknown.mkdir()
+    reused = _owned_dir(tmp_path, "reused", f"{os.getpid()} 1")   # same pid, other start time
+    elsewhere = _owned_dir(tmp_path, "node", "1 1", namespace="pid:[1]")   # a lab node's pid 1
+    assert _process_identity(os.getpid()) != f"{os.getpid()} 1"
+    sweep_stale_masters(str(tmp_path))
+    assert unknown.exists() and not reused.exists() and elsewhere.exists()
