@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script
 from bench.measure import (Sample, Summary, deltas, idle_cores, snapshot,  # noqa: E402
                            sshd_listeners, summarize, timed_run, tree_cpu_seconds)
 from bench.report import load_line, machine_facts, table  # noqa: E402
-from bench.tools import (FLOOR, HARDEN, TOOLS, Lab, Tool, ensure_ansible,  # noqa: E402
-                         openssh_floor)
+from bench.tools import (APPLY_HARDEN, APPLY_TOOLS, FLOOR, HARDEN, TOOLS, Lab,  # noqa: E402
+                         Tool, ensure_ansible, openssh_floor)
+from bench import apply_state  # noqa: E402
 from harden.errors import HardenError  # noqa: E402
 from harden.lab import cluster  # noqa: E402
 
@@ -49,6 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--forks", type=positive, default=20,
                         help="hosts worked on at once, the same for every tool (default 20)")
     parser.add_argument("--skip-ansible", action="store_true", help="only the floors and harden")
+    parser.add_argument("--scenario", choices=("check", "apply"), default="check",
+                        help="check: the CIS audit (default); apply: bench/ansible/site.yml "
+                             "applied by harden and by ansible-playbook (pipelining), each run "
+                             "from the same unhardened nodes, both ending in the same state")
     parser.add_argument("--tools", type=tool_keys, default=None, metavar="KEY,...",
                         help="run only these (the OpenSSH floor always runs: every ratio is to "
                              f"it): {', '.join(t.key for t in TOOLS)}")
@@ -79,7 +84,10 @@ def tool_keys(text: str) -> set[str]:
 
 
 def selected_tools(args: argparse.Namespace) -> list[Tool]:
-    """The tools of this run, in the table's order; the floor always (ratios are to it)."""
+    """The tools of this run, in the table's order; the floor always (ratios are to it). The
+    apply scenario has its own two (harden apply and ansible-playbook)."""
+    if getattr(args, "scenario", "check") == "apply":
+        return [t for t in APPLY_TOOLS if not (args.skip_ansible and t.is_ansible)]
     return [t for t in TOOLS if not (args.skip_ansible and t.is_ansible)
             and (args.tools is None or t.key in args.tools or t.name == FLOOR)]
 
@@ -134,12 +142,15 @@ def stop_lab(lab_dir: Path) -> None:
     shutil.rmtree(lab_dir, ignore_errors=True)
 
 
-def measure_once(tool: Tool, lab: Lab, forks: int, log_path: Path, listeners: list[int]) -> Sample:
+def measure_once(tool: Tool, lab: Lab, forks: int, log_path: Path, listeners: list[int],
+                 start_state: dict | None = None) -> Sample:
     """One timed run, with the SSH logins, execs and CPU the nodes' sshd saw during it.
 
     The node figures are read after the tool's clean-up (Ansible's persistent SSH masters hold
     sessions open until then) and a moment for sshd to reap the sessions that just ended.
     """
+    if start_state is not None:
+        apply_state.restore_state(start_state)     # every apply starts from the same nodes
     invocation = tool.invocation(lab, forks)
     before, cpu_before = snapshot(lab.sshd_logs()), tree_cpu_seconds(listeners)
     try:
@@ -163,6 +174,8 @@ class SizeResult:
     summaries: list[Summary]
     runs: dict[str, int]
     background_cores: float
+    end_states: dict[str, str] | None = None   # apply: tool -> digest of the state it left
+    changed_paths: int = 0                     # apply: paths one run changes
 
 
 def bench_size(nodes: int, args: argparse.Namespace, tools: list[Tool], logs: Path) -> SizeResult:
@@ -180,25 +193,38 @@ def bench_size(nodes: int, args: argparse.Namespace, tools: list[Tool], logs: Pa
         warm_up = openssh_floor(lab, args.forks)       # first logins pay for cold caches
         timed_run(warm_up.argv, stdin=warm_up.stdin)
         runs = {t.name: planned_runs(t, nodes, args) for t in tools}
-        samples = run_rounds(lab, listeners, tools, runs, args.forks, logs)
+        start = apply_state.read_state(lab) if args.scenario == "apply" else None
+        ends: dict[str, str] = {}
+        samples = run_rounds(lab, listeners, tools, runs, args.forks, logs, start, ends)
+        changed = 0
+        if start is not None:
+            changed = len(apply_state.changed_paths(start, apply_state.read_state(lab)))
+            apply_state.restore_state(start)
         return SizeResult(nodes, [summarize(t.name, samples[t.name], t.ok_codes)
-                                  for t in tools if samples[t.name]], runs, background)
+                                  for t in tools if samples[t.name]], runs, background,
+                          ends or None, changed)
     finally:
         log(f"{nodes} nodes: tearing the lab down")
         stop_lab(lab_dir)
 
 
 def run_rounds(lab: Lab, listeners: list[int], tools: list[Tool], runs: dict[str, int],
-               forks: int, logs: Path) -> dict[str, list[Sample]]:
-    """Round after round, each tool once, until every tool has had its runs."""
+               forks: int, logs: Path, start: dict | None = None,
+               ends: dict[str, str] | None = None) -> dict[str, list[Sample]]:
+    """Round after round, each tool once, until every tool has had its runs. With a start
+    state (apply), each run begins from it and the state it leaves is recorded per tool."""
     samples: dict[str, list[Sample]] = {t.name: [] for t in tools}
     nodes = len(lab.addresses)
     for round_number in range(1, max(runs.values()) + 1):
         for tool in (t for t in tools if round_number <= runs[t.name]):
             sample = measure_once(tool, lab, forks,
                                   logs / f"n{nodes}-{slug(tool.name)}-r{round_number}.log",
-                                  listeners)
+                                  listeners, start)
             samples[tool.name].append(sample)
+            if start is not None and ends is not None:
+                left = apply_state.digest(apply_state.read_state(lab))
+                if ends.setdefault(tool.name, left) != left:
+                    ends[tool.name] = "differs between runs"
             log(f"{nodes} nodes, round {round_number}: {tool.name}: {sample.seconds:.2f}s"
                 + ("" if sample.returncode in tool.ok_codes else
                    f" FAILED (exit {sample.returncode}, see the log)"))
@@ -240,7 +266,14 @@ def main(argv: list[str] | None = None) -> int:
         for nodes in args.nodes:
             result = bench_size(nodes, args, tools, logs)
             sections.append(table(nodes, lab_shape(nodes)[0], result.runs, result.summaries,
-                                  FLOOR, HARDEN, result.background_cores))
+                                  FLOOR, APPLY_HARDEN if args.scenario == "apply" else HARDEN,
+                                  result.background_cores))
+            if result.end_states:
+                same = len(set(result.end_states.values())) == 1 and \
+                    "differs between runs" not in result.end_states.values()
+                sections.append(f"Apply: each run changed {result.changed_paths} paths; every "
+                                f"tool left the same node state: {'yes' if same else 'NO'} "
+                                f"({', '.join(f'{k}: {v[:12]}' for k, v in result.end_states.items())}).\n")
             raw["sizes"][str(nodes)] = asdict(result)
             write_results(out, header, sections, raw)
     except KeyboardInterrupt:

@@ -121,9 +121,10 @@ def harden_check_openssh(lab: Lab, forks: int) -> Invocation:
     return harden_check(lab, forks, transport="openssh")
 
 
-def ansible_playbook(pipelining: bool) -> Callable[[Lab, int], Invocation]:
-    """ansible-playbook on bench/ansible/audit.yml with a fresh ControlPath dir per run, so no run
-    inherits another's persistent SSH masters; the masters it leaves are closed afterwards."""
+def ansible_playbook(pipelining: bool, playbook: str = "audit.yml"
+                     ) -> Callable[[Lab, int], Invocation]:
+    """ansible-playbook on bench/ansible/PLAYBOOK with a fresh ControlPath dir per run, so no
+    run inherits another's persistent SSH masters; the masters it leaves are closed afterwards."""
     def invocation(lab: Lab, forks: int) -> Invocation:
         control_dir = Path(tempfile.mkdtemp(prefix="hb-cp-"))
         env = dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"),
@@ -131,7 +132,7 @@ def ansible_playbook(pipelining: bool) -> Callable[[Lab, int], Invocation]:
                    ANSIBLE_SSH_CONTROL_PATH_DIR=str(control_dir),
                    ANSIBLE_PIPELINING="True" if pipelining else "False")
         argv = [str(ANSIBLE_VENV / "bin" / "ansible-playbook"), "-i", str(lab.inventory),
-                "-f", str(forks), str(ANSIBLE_DIR / "audit.yml")]
+                "-f", str(forks), str(ANSIBLE_DIR / playbook)]
         return Invocation(argv, env=env, cleanup=lambda: close_control_masters(control_dir))
     return invocation
 
@@ -145,6 +146,23 @@ def close_control_masters(control_dir: Path) -> None:
                            check=False)
     shutil.rmtree(control_dir, ignore_errors=True)
 
+
+def harden_apply(lab: Lab, forks: int) -> Invocation:
+    """`harden apply` of bench/ansible/site.yml: preflight and node locks, one fact exec per
+    play, batched writes with backups, commit; its journal in the lab dir."""
+    argv = [str(Path(sys.executable).with_name("harden")), "apply", "-i", str(lab.inventory),
+            "-f", str(forks), "--format", "json", str(ANSIBLE_DIR / "site.yml")]
+    env = dict(os.environ, HARDEN_STATE_DIR=str(lab.dir / "harden-state"))
+    return Invocation(argv, env=env)
+
+
+APPLY_TOOLS = [
+    Tool("harden apply", "harden-apply", harden_apply),
+    Tool("ansible-playbook apply, pipelining", "ansible-apply",
+         ansible_playbook(True, "site.yml"),
+         is_ansible=True),
+]
+APPLY_HARDEN = APPLY_TOOLS[0].name
 
 TOOLS = [
     Tool("OpenSSH floor (ssh + true)", "floor", openssh_floor),

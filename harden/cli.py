@@ -54,11 +54,53 @@ class _Group(click.Group):
 inventory_option = click.option(
     "-i", "--inventory", "inventories", multiple=True, required=True,
     help="Inventory file or directory (Ansible INI or YAML); repeatable.")
+config_inventory_option = click.option(
+    "-i", "--inventory", "inventories", multiple=True,
+    help="Inventory file or directory (Ansible INI or YAML); repeatable. Default: ansible.cfg's "
+         "inventory (or $ANSIBLE_INVENTORY).")
 limit_option = click.option(
     "-l", "--limit", default=None, help="Ansible host pattern, e.g. 'control_plane:&dc1:!cp3'.")
 forks_option = click.option(
     "-f", "--forks", default=20, show_default=True, type=click.IntRange(1, 500),
     help="How many hosts are worked on at once.")
+config_forks_option = click.option(
+    "-f", "--forks", default=None, type=click.IntRange(1, 500),
+    help="How many hosts are worked on at once (default: ansible.cfg's forks, else 20).")
+
+
+def ansible_login_options(command):
+    """ansible-playbook's login and privilege options. Like Ansible, they are defaults that a
+    host's own inventory variables (ansible_user, ansible_become, ...) override."""
+    for option in reversed((
+        click.option("-u", "--user", "remote_user", default=None,
+                     help="Log in as this user (a host's ansible_user wins)."),
+        click.option("--private-key", "--key-file", "private_key", default=None,
+                     type=click.Path(dir_okay=False),
+                     help="The SSH private key file (a host's ansible_ssh_private_key_file "
+                          "wins)."),
+        click.option("-b", "--become", "become", is_flag=True, default=None,
+                     help="Run node commands through sudo (a play's or host's become wins)."),
+        click.option("--become-user", default=None,
+                     help="sudo to this user (default root; a host's ansible_become_user wins)."),
+    )):
+        command = option(command)
+    return command
+
+
+def _config_run(inventories, forks, remote_user=None, private_key=None, become=None,
+                become_user=None):
+    """ansible.cfg (as Ansible finds it) under the command line: the inventories, forks and
+    the variables every host gets unless its inventory sets them."""
+    from harden.inventory.ansible_cfg import host_defaults, load_config
+
+    config = load_config()
+    found = list(inventories) or list(config.get("inventory", []))
+    if not found:
+        raise HardenError("no inventory: give -i FILE_OR_DIR, or set inventory in ansible.cfg "
+                          f"({config.path or 'none found'}) or $ANSIBLE_INVENTORY")
+    defaults = host_defaults(config, user=remote_user, private_key=private_key, become=become,
+                             become_user=become_user)
+    return config, found, forks or config.get("forks", 20), defaults
 
 
 break_lock_option = click.option(
@@ -195,13 +237,14 @@ def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, time
 
 
 @cli.command()
-@inventory_option
-@click.argument("playbook", type=click.Path(dir_okay=False))
+@config_inventory_option
+@click.argument("playbooks", nargs=-1, required=True, metavar="PLAYBOOK...",
+                type=click.Path(dir_okay=False))
 @limit_option
 @click.option("-C", "--check", is_flag=True,
               help="Plan and report, write nothing; exit 2 when changes are pending.")
 @click.option("-D", "--diff", is_flag=True, help="Show what changes in each file (secrets redacted).")
-@forks_option
+@config_forks_option
 @click.option("-e", "--extra-vars", "extra_vars", multiple=True, metavar="KEY=VALUE|@FILE",
               help="Variables that override all others: KEY=VALUE, a {YAML/JSON mapping} or "
                    "@FILE (a YAML/JSON mapping; keep secrets such as keys in a 0600 file, not "
@@ -209,6 +252,8 @@ def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, time
 @click.option("-t", "--tags", default=None, help="Only tasks with one of these tags (comma-separated).")
 @click.option("--skip-tags", "skip_tags", default=None,
               help="Never tasks with one of these tags (comma-separated).")
+@click.option("--start-at-task", default=None, metavar="NAME",
+              help="Leave out the tasks before the first one named NAME (a glob).")
 @click.option("--list-hosts", "listing", flag_value="hosts",
               help="List the hosts each play would run on, then stop (no host is contacted).")
 @click.option("--list-tasks", "listing", flag_value="tasks",
@@ -218,12 +263,20 @@ def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, time
               help="Load and validate the playbook and inventory, then stop.")
 @click.option("--format", "output_format", default="text", show_default=True,
               type=click.Choice(["text", "json"]))
+@click.option("-v", "--verbose", "verbosity", count=True,
+              help="-v: execs and time per host; -vv: and each task's time; -vvv: and every "
+                   "exec (what it was for, how long).")
+@ansible_login_options
 @break_lock_option
 @connection_options
-def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, skip_tags, listing,
-          output_format, break_lock, accept_new_host_keys, ask_become_pass, timeout, transport):
-    """Apply a playbook: plan from facts, change only the difference, verify, roll back on failure.
+def apply(inventories, playbooks, limit, check, diff, forks, extra_vars, tags, skip_tags,
+          start_at_task, listing, output_format, verbosity, remote_user, private_key, become,
+          become_user, break_lock, accept_new_host_keys, ask_become_pass, timeout, transport):
+    """Apply playbooks: plan from facts, change only the difference, verify, roll back on failure.
 
+    Several playbooks run as one run (one lock, one run id). ansible.cfg is read as Ansible
+    finds it ($ANSIBLE_CONFIG, ./ansible.cfg, ~/.ansible.cfg) for the inventory, forks,
+    remote_user, private_key_file, host_key_checking, roles_path, become* and ssh_args.
     Exit codes: 0 done, no host failed; 1 bad input (nothing changed); 2 --check found pending
     changes; 4 a host was unreachable, locked by another run or failed (its changes rolled
     back). Every host is connected and locked before the first change.
@@ -232,33 +285,40 @@ def apply(inventories, playbook, limit, check, diff, forks, extra_vars, tags, sk
     from harden.apply.runner import ApplyOptions, run_apply
     from harden.apply.templating import parse_extra_vars
 
+    config, inventories, forks, defaults = _config_run(inventories, forks, remote_user,
+                                                       private_key, become, become_user)
     if listing:
-        sys.exit(_list_playbook(inventories, playbook, limit, listing, _tags(tags),
-                                _tags(skip_tags)))
+        sys.exit(_list_playbook(inventories, playbooks, limit, listing, _tags(tags),
+                                _tags(skip_tags), config.get("roles_path", [])))
     options = ApplyOptions(
         check=check, diff=diff, forks=forks, limit=limit,
         tags=_tags(tags), skip_tags=_tags(skip_tags),
         extra_vars=parse_extra_vars(extra_vars), break_lock=break_lock,
+        host_defaults=defaults, start_at_task=start_at_task,
+        roles_path=config.get("roles_path", []),
         run_options=run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
-                                ask_become_pass=ask_become_pass, transport=transport))
+                                ask_become_pass=ask_become_pass or config.get("become_ask_pass",
+                                                                              False),
+                                transport=transport))
     from harden.apply.output import JsonOutput, TextOutput
 
     output = JsonOutput(options.diff) if output_format == "json" else \
-        TextOutput(diff=options.diff, check=options.check)
-    sys.exit(run_apply(inventories, playbook, options, output))
+        TextOutput(diff=options.diff, check=options.check, verbosity=verbosity)
+    sys.exit(run_apply(inventories, list(playbooks), options, output))
 
 
 def _tags(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
-def _list_playbook(inventories, playbook: str, limit, what: str, tags, skip_tags) -> int:
+def _list_playbook(inventories, playbooks, limit, what: str, tags, skip_tags,
+                   roles_path=()) -> int:
     """ansible-playbook's --list-*/--syntax-check: load, validate, print, contact nobody."""
     from harden.apply.listing import list_hosts, list_tags, list_tasks
-    from harden.apply.playbook import load_playbook
+    from harden.apply.playbook import load_playbooks
     from harden.inventory.loader import load_inventory
 
-    loaded = load_playbook(playbook)
+    loaded = load_playbooks(list(playbooks), list(roles_path))
     if what == "tags":
         click.echo(list_tags(loaded))
     elif what == "tasks":
@@ -266,12 +326,12 @@ def _list_playbook(inventories, playbook: str, limit, what: str, tags, skip_tags
     else:
         inventory = load_inventory(inventories)
         click.echo(list_hosts(loaded, inventory, limit) if what == "hosts"
-                   else f"playbook: {playbook}")
+                   else "\n".join(f"playbook: {p}" for p in playbooks))
     return EXIT_OK
 
 
 @cli.command()
-@inventory_option
+@config_inventory_option
 @click.argument("run_id")
 @limit_option
 @click.option("--force", is_flag=True,
@@ -282,10 +342,12 @@ def _list_playbook(inventories, playbook: str, limit, what: str, tags, skip_tags
                    "config) the node holds now: whatever the API server wrote with it becomes "
                    "unreadable.")
 @break_lock_option
-@forks_option
+@config_forks_option
+@ansible_login_options
 @connection_options
 def rollback(inventories, run_id, limit, force, drop_encryption_key, break_lock, forks,
-             accept_new_host_keys, ask_become_pass, timeout, transport):
+             remote_user, private_key, become, become_user, accept_new_host_keys,
+             ask_become_pass, timeout, transport):
     """Restore every file a run changed, byte for byte with mode and owner, and wait until healthy.
 
     Works for finished and interrupted runs (the node's backups are the record), and finishes
@@ -299,11 +361,15 @@ def rollback(inventories, run_id, limit, force, drop_encryption_key, break_lock,
     from harden.ssh.settings import run_options
     from harden.apply.rollback_command import run_rollback
 
+    config, inventories, forks, defaults = _config_run(inventories, forks, remote_user,
+                                                       private_key, become, become_user)
     options = run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
-                          ask_become_pass=ask_become_pass, transport=transport)
+                          ask_become_pass=ask_become_pass or config.get("become_ask_pass", False),
+                          transport=transport)
     sys.exit(run_rollback(inventories, run_id, limit=limit, force=force, break_lock=break_lock,
                           drop_encryption_key=drop_encryption_key, run_options=options,
-                          console=Console(soft_wrap=True, highlight=False), forks=forks))
+                          console=Console(soft_wrap=True, highlight=False), forks=forks,
+                          host_defaults=defaults))
 
 
 @cli.command()

@@ -19,6 +19,43 @@ FREE_FORM_MODULES = ("command", "shell")
 COMMAND_WORDS = ("creates", "removes", "chdir")
 
 
+# Ansible's aliases of module arguments (the module's own name for them on the right).
+_PATH_ALIASES = {"dest": "path", "destfile": "path", "name": "path"}
+ARG_ALIASES = {
+    "lineinfile": _PATH_ALIASES, "blockinfile": _PATH_ALIASES, "replace": _PATH_ALIASES,
+    "stat": {"dest": "path", "name": "path"}, "file": {"dest": "path", "name": "path"},
+    "assert": {"msg": "fail_msg"},
+}
+# Task-list keywords that are not modules, also written with their collection's name.
+STRUCTURE_KEYS = ("import_tasks", "include_tasks", "import_role", "include_role",
+                  "import_playbook")
+
+
+def structure_key(key) -> str:
+    """`ansible.builtin.include_tasks` → `include_tasks`; anything else unchanged."""
+    if isinstance(key, str):
+        for prefix in ("ansible.builtin.", "ansible.legacy."):
+            if key.startswith(prefix) and key[len(prefix):] in STRUCTURE_KEYS:
+                return key[len(prefix):]
+    return key
+
+
+def canonical_arguments(module: str, args):
+    """Arguments with Ansible's aliases renamed to the module's own names (lines kept); an
+    alias given next to its argument is left for the module to refuse as unknown."""
+    aliases = ARG_ALIASES.get(module, {})
+    if not isinstance(args, dict) or not any(k in aliases for k in args):
+        return args
+    renamed = {aliases.get(k, k) if aliases.get(k, k) not in args else k: v
+               for k, v in args.items()}
+    out = type(args)(renamed.items()) if type(args) is not dict else dict(renamed)
+    if hasattr(args, "key_lines"):
+        out.line = args.line
+        out.key_lines = {(aliases.get(k, k) if aliases.get(k, k) not in args else k): line
+                         for k, line in args.key_lines.items()}
+    return out
+
+
 def short_module_name(key: str, known) -> str:
     """`ansible.builtin.file` → `file` when harden has `file`; anything else unchanged."""
     for prefix in COLLECTION_PREFIXES:
@@ -36,6 +73,8 @@ def module_arguments(module: str, value, path: str, line: int):
         return value
     if module in FREE_FORM_MODULES:
         return _free_form_command(value, path, line)
+    if module == "meta":
+        return {"free_form": value.strip()}         # `meta: flush_handlers`
     return _key_values(value, path, line)
 
 

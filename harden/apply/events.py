@@ -27,6 +27,10 @@ class TaskResult:
     diff: str = ""
     handler: bool = False
     no_log: bool = False              # the task said no_log: no message, no diff anywhere
+    ignore_errors: bool = False       # a failure here is counted as ignored, not failed
+    failed_changed: bool = False      # failed after changing something (a command that ran)
+    started: float | None = None      # time.monotonic() when the task began
+    seconds: float | None = None      # from the task's start to its report (-vv)
 
 
 @dataclass
@@ -36,18 +40,28 @@ class HostSummary:
     failed: int = 0
     unreachable: int = 0
     rolled_back: int = 0
+    skipped: int = 0
+    rescued: int = 0                  # failures a block's rescue caught (not in `failed`)
+    ignored: int = 0                  # failures of ignore_errors tasks (not in `failed`)
 
     def add(self, result: TaskResult) -> None:
         if result.status in ("ok", "changed"):
             self.ok += 1
         if result.status == "changed":
             self.changed += 1
+        elif result.status == "skipped":
+            self.skipped += 1
+        elif result.status == "failed" and result.ignore_errors:
+            self.ok += 1                  # as ansible-core counts an ignored failure
+            self.ignored += 1
+            self.changed += result.failed_changed
         elif result.status == "failed":
             self.failed += 1
 
     def as_dict(self) -> dict:
         return {"ok": self.ok, "changed": self.changed, "failed": self.failed,
-                "unreachable": self.unreachable, "rolled_back": self.rolled_back}
+                "unreachable": self.unreachable, "rolled_back": self.rolled_back,
+                "skipped": self.skipped, "rescued": self.rescued, "ignored": self.ignored}
 
     @property
     def bad(self) -> bool:
@@ -61,6 +75,8 @@ class RunResult:
     hosts: dict[str, HostSummary] = field(default_factory=dict)
     tasks: list[TaskResult] = field(default_factory=list)
     stopped: str = ""
+    execs: dict[str, list] = field(default_factory=dict)   # host -> [(step, seconds, rc)]
+    seconds: float = 0.0              # the run's wall time
 
     @property
     def exit_code(self) -> int:

@@ -19,16 +19,21 @@ from __future__ import annotations
 import base64
 import fnmatch
 import hashlib
+import json
 import re
 import shlex
 from dataclasses import dataclass, field
 
+from harden.node import configmap as node_configmap
 from harden.node import etcd_census
 from harden.node import markers
 from harden.node.limits import MAX_FILE_BYTES, not_regular, too_large
 from harden.node.paths import DEFAULT_KUBELET_CONFIG
 
 FILE, GLOB, SYSCTL, KUBELET, CENSUS = "file", "glob", "sysctl", "kubelet", "etcd_census"
+CONFIGMAP = "configmap"
+UNIT, PACKAGE, MOUNTS, LINK, FIND = "unit", "package", "mounts", "link", "find"
+UNIT_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState")
 _SECTION = markers.FACT
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _SYSCTL_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -42,7 +47,8 @@ class FactRequest:
     shell pattern `target`, recursively below each match when `recurse`; with `content` and
     without `recurse`, each match's bytes too), SYSCTL (the runtime
     value of key `target`), KUBELET (the running kubelet's argv and the KubeletConfiguration file
-    it uses; `target` is the path assumed when no kubelet runs).
+    it uses; `target` is the path assumed when no kubelet runs), CONFIGMAP (the ConfigMap
+    `target` = "namespace/name", read with kubectl and the node's admin.conf).
     """
 
     kind: str
@@ -80,6 +86,29 @@ class KubeletProcess:
     config_path: str
 
 
+@dataclass(frozen=True)
+class ConfigMapState:
+    """A ConfigMap as the node's admin.conf sees it. data None: no such object; unavailable:
+    why it could not be read from this node (no admin.conf, no kubectl, an API error)."""
+
+    ref: str                                  # namespace/name
+    data: dict[str, str] | None = None
+    resource_version: str = ""
+    unavailable: str = ""
+
+    def path(self, key: str) -> str:
+        """The backup-index path of one of its keys (harden.node.configmap)."""
+        namespace, name = self.ref.split("/", 1)
+        return node_configmap.path_of(namespace, name, key)
+
+    def sha256(self, key: str) -> str:
+        return hashlib.sha256((self.data or {}).get(key, "").encode()).hexdigest()
+
+    def with_value(self, key: str, value: str) -> "ConfigMapState":
+        return ConfigMapState(self.ref, {**(self.data or {}), key: value},
+                              self.resource_version)
+
+
 class FactNotGathered(LookupError):
     """A plan needed a fact nobody asked for; the runner gathers `request` and plans again.
 
@@ -102,6 +131,58 @@ class Facts:
     kubelet_process: KubeletProcess | None = None
     with_content: set[str] = field(default_factory=set)
     census: "etcd_census.Census | None" = None
+    configmaps: dict[str, ConfigMapState] = field(default_factory=dict)
+    persist_notes: dict[str, str] = field(default_factory=dict)   # what a plan left node-only
+
+    def configmap(self, ref: str) -> ConfigMapState:
+        """The ConfigMap `ref` ("namespace/name") as read from this node (or as planned)."""
+        if ref not in self.configmaps:
+            raise FactNotGathered(FactRequest(CONFIGMAP, ref))
+        return self.configmaps[ref]
+
+    def set_configmap(self, state: ConfigMapState) -> None:
+        self.configmaps[state.ref] = state
+    units: dict[str, dict] = field(default_factory=dict)       # unit -> systemctl's view
+    packages: dict[str, dict] = field(default_factory=dict)    # package -> dpkg's view
+    mount_table: dict | None = None                            # fstab + /proc/mounts
+    links: dict[str, str | None] = field(default_factory=dict)  # path -> symlink target
+    listings: dict[tuple[str, bool], list[dict] | None] = field(default_factory=dict)
+
+    def listing(self, path: str, recurse: bool) -> list[dict] | None:
+        """Entries below directory `path` (all depths when `recurse`), as `find -printf`
+        reports them without following links; None when `path` is not a directory."""
+        key = (norm_path(path), recurse)
+        if key not in self.listings:
+            raise FactNotGathered(FactRequest(FIND, key[0], recurse=recurse))
+        return self.listings[key]
+
+    def link(self, path: str) -> str | None:
+        """Where `path` points when it is itself a symlink, else None."""
+        path = norm_path(path)
+        if path not in self.links:
+            raise FactNotGathered(FactRequest(LINK, path))
+        return self.links[path]
+
+    def unit(self, name: str) -> dict:
+        """systemctl's view of a unit: the UNIT_PROPERTIES and `enabled` (is-enabled's
+        word, "" when systemctl knows no such unit file); {"systemctl": False} without
+        systemctl on the node."""
+        if name not in self.units:
+            raise FactNotGathered(FactRequest(UNIT, name))
+        return self.units[name]
+
+    def set_unit(self, name: str, state: dict) -> None:
+        self.units[name] = {**self.units.get(name, {}), **state}
+
+    def package(self, name: str) -> dict:
+        if name not in self.packages:
+            raise FactNotGathered(FactRequest(PACKAGE, name))
+        return self.packages[name]
+
+    def mounts(self) -> dict:
+        if self.mount_table is None:
+            raise FactNotGathered(FactRequest(MOUNTS, "/proc/mounts"))
+        return self.mount_table
 
     def etcd_census(self) -> "etcd_census.Census":
         """What etcd holds per resource and provider:key (counts only), read as this node's
@@ -170,6 +251,18 @@ class Facts:
             self.kubelet_process = other.kubelet_process
         if self.census is None:
             self.census = other.census
+        for ref, state in other.configmaps.items():
+            self.configmaps.setdefault(ref, state)
+        for key, value in other.listings.items():
+            self.listings.setdefault(key, value)
+        for key, value in other.links.items():
+            self.links.setdefault(key, value)
+        for key, value in other.units.items():
+            self.units.setdefault(key, value)
+        for key, value in other.packages.items():
+            self.packages.setdefault(key, value)
+        if self.mount_table is None:
+            self.mount_table = other.mount_table
 
 
 def norm_path(path: str) -> str:
@@ -286,7 +379,73 @@ def _section(index: int, req: FactRequest) -> str:
             "printf 'F %s\\n' \"$cfg\"; hf_file \"$cfg\" 1\n")
     if req.kind == CENSUS:
         return head + census_script()
+    if req.kind == CONFIGMAP:
+        return head + _configmap_section(req.target)
+    if req.kind == UNIT:
+        props = " ".join(f"-p {p}" for p in UNIT_PROPERTIES)
+        return head + (f"if command -v systemctl >/dev/null 2>&1; then\n"
+                       f"  systemctl show {props} -- {q} 2>/dev/null | sed 's/^/U /'\n"
+                       f"  printf 'E %s\\n' \"$(systemctl is-enabled -- {q} 2>/dev/null)\"\n"
+                       "else echo 'U none'; fi\n")
+    if req.kind == PACKAGE:
+        return head + (f"if command -v dpkg-query >/dev/null 2>&1; then\n"
+                       f"  dpkg-query -W -f='P ${{Status}}|${{Version}}|${{Architecture}}\\n' "
+                       f"-- {q} 2>/dev/null || echo 'P absent'\n"
+                       f"  printf 'C '; (apt-cache policy -- {q} 2>/dev/null | "
+                       "awk '/Candidate:/ {print $2; exit}'); echo\n"
+                       "else echo 'P none'; fi\n")
+    if req.kind == FIND:
+        depth = "" if req.recurse else " -maxdepth 1"
+        return head + (f"if [ -d {q} ]; then find {q} -mindepth 1{depth} -printf "
+                       "'F %y|%m|%U|%G|%u|%g|%s|%T@|%P\\n' 2>/dev/null; echo 'F .'; "
+                       "else echo 'F -'; fi\n")
+    if req.kind == LINK:
+        return head + (f"if [ -L {q} ]; then printf 'L '; readlink -- {q} | base64 -w0; echo; "
+                       "else echo 'L -'; fi\n")
+    if req.kind == MOUNTS:
+        return head + ("printf 'F '; base64 -w0 < /etc/fstab 2>/dev/null; echo\n"
+                       "printf 'M '; base64 -w0 < /proc/self/mounts; echo\n")
     raise ValueError(f"unknown fact kind {req.kind!r}")
+
+
+def _configmap_section(ref: str) -> str:
+    """Y none <b64 why> | Y <rc> <b64 stdout> <b64 stderr>: `kubectl get -o json` of the
+    ConfigMap with the node's admin.conf (empty stdout and rc 0: no such object)."""
+    namespace, name = ref.split("/", 1)
+    node_configmap.path_of(namespace, name, "x")            # checks the parts
+    admin = shlex.quote(node_configmap.ADMIN_CONF)
+    return (f"if [ ! -e {admin} ]; then echo \"Y none $(printf '%s' '{node_configmap.ADMIN_CONF} "
+            "is not on this node' | base64 -w0)\"\n"
+            "elif ! command -v kubectl >/dev/null 2>&1; then echo \"Y none $(printf '%s' "
+            "'kubectl is not installed on this node' | base64 -w0)\"\n"
+            f"else hf_e=$(mktemp); hf_o=$(kubectl --kubeconfig={admin} --request-timeout=20s "
+            f"-n {namespace} get configmap {name} --ignore-not-found -o json 2>\"$hf_e\" "
+            "</dev/null); hf_rc=$?\n"
+            "  echo \"Y $hf_rc $(printf '%s' \"$hf_o\" | base64 -w0) $(base64 -w0 < \"$hf_e\")\"; "
+            "rm -f \"$hf_e\"; fi\n")
+
+
+def parse_configmap(ref: str, line: str) -> ConfigMapState:
+    """The Y record of `_configmap_section`."""
+    parts = line.split(" ")
+    if len(parts) < 3 or parts[0] != "Y":
+        raise ValueError(f"fact probe output for configmap {ref} is malformed")
+    if parts[1] == "none":
+        return ConfigMapState(ref, unavailable=base64.b64decode(parts[2]).decode())
+    rc, out = int(parts[1]), base64.b64decode(parts[2]).decode("utf-8", "replace")
+    err = base64.b64decode(parts[3]).decode("utf-8", "replace") if len(parts) > 3 else ""
+    if rc != 0:
+        why = err.strip().splitlines()[-1] if err.strip() else f"exit {rc}"
+        return ConfigMapState(ref, unavailable=f"kubectl get configmap {ref} failed: {why}")
+    if not out.strip():
+        return ConfigMapState(ref)
+    try:
+        obj = json.loads(out)
+    except ValueError as exc:
+        return ConfigMapState(ref, unavailable=f"kubectl output for {ref} is not JSON: {exc}")
+    data = obj.get("data") or {}
+    return ConfigMapState(ref, {str(k): str(v) for k, v in data.items()},
+                          str((obj.get("metadata") or {}).get("resourceVersion", "")))
 
 
 def census_script() -> str:
@@ -400,6 +559,21 @@ def _parse_section(req: FactRequest, lines: list[str], facts: Facts) -> None:
         value = lines[0] if lines else "A"
         facts.sysctls[req.target] = None if value == "A" else \
             base64.b64decode(value[2:]).decode().strip().replace("\t", " ")
+    elif req.kind == CONFIGMAP:
+        facts.configmaps[req.target] = parse_configmap(req.target, lines[0] if lines else "")
+    elif req.kind == UNIT:
+        facts.units[req.target] = _parse_unit(lines)
+    elif req.kind == PACKAGE:
+        facts.packages[req.target] = _parse_package(lines)
+    elif req.kind == FIND:
+        facts.listings[(norm_path(req.target), req.recurse)] = _parse_listing(req.target, lines)
+    elif req.kind == LINK:
+        value = lines[0][2:] if lines and lines[0].startswith("L ") else "-"
+        facts.links[norm_path(req.target)] = None if value == "-" else \
+            base64.b64decode(value).decode(errors="replace").rstrip("\n")
+    elif req.kind == MOUNTS:
+        facts.mount_table = {line[0]: base64.b64decode(line[2:]).decode(errors="replace")
+                             for line in lines if line[:2] in ("F ", "M ")}
     elif req.kind == CENSUS:
         census = etcd_census.Census()
         for line in lines:
@@ -413,3 +587,46 @@ def _parse_section(req: FactRequest, lines: list[str], facts: Facts) -> None:
         config = next(line[2:] for line in lines if line.startswith("F "))
         facts.kubelet_process = KubeletProcess(argv, config)
         _parse_states([line for line in lines[1:] if not line.startswith("F ")], facts, True)
+
+
+def _parse_unit(lines: list[str]) -> dict:
+    if lines == ["U none"]:
+        return {"systemctl": False}
+    state = {"systemctl": True, "enabled": ""}
+    for line in lines:
+        if line.startswith("U ") and "=" in line:
+            key, _, value = line[2:].partition("=")
+            state[key] = value
+        elif line.startswith("E "):
+            state["enabled"] = line[2:].strip()
+    return state
+
+
+def _parse_package(lines: list[str]) -> dict:
+    """dpkg's status of a package: installed (and version), or not; candidate from apt."""
+    found = {"dpkg": True, "installed": False, "version": None, "candidate": None}
+    for line in lines:
+        if line == "P none":
+            return {"dpkg": False}
+        if line.startswith("P ") and "|" in line:
+            status, version, _arch = line[2:].split("|", 2)
+            found["installed"] = status.split()[-1:] == ["installed"]
+            found["version"] = version if found["installed"] else None
+        elif line.startswith("C "):
+            candidate = line[2:].strip()
+            found["candidate"] = None if candidate in ("", "(none)") else candidate
+    return found
+
+
+def _parse_listing(top: str, lines: list[str]) -> list[dict] | None:
+    if "F -" in lines:
+        return None
+    out = []
+    for line in lines:
+        if not line.startswith("F ") or line == "F .":
+            continue
+        kind, mode, uid, gid, user, group, size, mtime, rel = line[2:].split("|", 8)
+        out.append({"path": norm_path(top) + "/" + rel, "kind": kind, "mode": int(mode, 8),
+                    "uid": int(uid), "gid": int(gid), "pw_name": user, "gr_name": group,
+                    "size": int(size), "mtime": float(mtime)})
+    return out

@@ -46,7 +46,8 @@ class PendingTask:
     result: TaskResult
     changes: list[Change]
     become: bool | None = None
-    restart: Restart | None = None    # recorded for rollback only once the exec reached it
+    undo: list[Restart] = field(default_factory=list)   # recorded for rollback only once the
+    #                                                     exec reached it
 
 
 

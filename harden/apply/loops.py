@@ -8,6 +8,8 @@ A looped task runs once per item with the item as a variable; `when` is judged p
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from harden.apply.modules.base import TaskFailed
 from harden.apply.templating import render_value
 
@@ -24,6 +26,8 @@ def items(kind: str, value, variables: dict, where: tuple) -> list:
         return [{"key": k, "value": v} for k, v in rendered.items()]
     if isinstance(rendered, str):
         rendered = [rendered] if kind == "with_items" else rendered
+    elif isinstance(rendered, (tuple, Iterator)):    # select(), map(): Jinja's generators
+        rendered = list(rendered)
     if not isinstance(rendered, list):
         raise TaskFailed(f"{kind} needs a list, got {type(rendered).__name__}: {rendered!r}")
     if kind == "with_items":                   # flattens one level, as Ansible does

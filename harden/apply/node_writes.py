@@ -31,8 +31,8 @@ class NodeWriter:
         if out.rc == 0:
             reached = list(range(len(pending)))
         for index, item in enumerate(pending):
-            if index in reached and item.restart is not None:
-                self.state.restarts.append(item.restart)
+            if index in reached:
+                self.state.restarts.extend(item.undo)
         if out.rc == 0:
             for item in pending:
                 self._applied(item.changes, processes)
@@ -47,6 +47,7 @@ class NodeWriter:
         error = out.stderr.decode(errors="replace").strip()[-300:]
         hint = denied_hint(self.session, error, pending[0].become)
         self.done(bad.result, "failed", f"writing failed (exit {out.rc}): {hint}{error}")
+        self.write_failed = True          # the facts no longer tell what is on the node
         raise HostFailed(f"task '{bad.result.task}': writing failed")
 
     def _write(self, pending: list[PendingTask]):

@@ -18,6 +18,8 @@ from harden.apply.playbook import Play
 from harden.apply.events import Output, RunResult, TaskResult
 from harden.progress import HostProgress
 
+RECAP_COLUMNS = ("ok", "changed", "failed", "unreachable", "rolled_back", "skipped", "rescued",
+                 "ignored")
 _STATUS_STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "skipped": "cyan"}
 
 
@@ -42,10 +44,12 @@ class TextOutput(Output):
     """Human output. On a terminal a live footer shows the play, the batch, hosts done of the
     play's total, the elapsed time and what each running host is doing right now."""
 
-    def __init__(self, console: Console | None = None, diff: bool = False, check: bool = False):
+    def __init__(self, console: Console | None = None, diff: bool = False, check: bool = False,
+                 verbosity: int = 0):
         self.console = console or Console(soft_wrap=True, highlight=False)
         self.diff = diff
         self.check = check
+        self.verbosity = verbosity
         self._lock = threading.Lock()
         self._play = ""
         self._progress = HostProgress("harden apply" + (" --check" if check else ""),
@@ -79,9 +83,13 @@ class TextOutput(Output):
         line.append(f"{result.host:<12} ", style="bold")
         line.append(("handler " if result.handler else "") + result.task + "  ")
         line.append(result.status, style=_STATUS_STYLE.get(result.status, ""))
+        if result.status == "failed" and result.ignore_errors:
+            line.append(" (ignored)", style="cyan")
         if result.message:
             line.append(f"  {result.message}", style="dim" if result.status != "failed"
                         else "red")
+        if self.verbosity >= 2 and result.seconds is not None:
+            line.append(f"  ({result.seconds:.2f}s)", style="dim")
         items = [line]
         if self.diff and result.diff:
             items.append(diff_text(result.diff))
@@ -99,23 +107,40 @@ class TextOutput(Output):
         table = Table(title=f"RECAP run {result.run_id}" + (" (check mode)" if result.check
                                                              else ""))
         table.add_column("host", no_wrap=True)
-        for column in ("ok", "changed", "failed", "unreachable", "rolled_back"):
+        for column in RECAP_COLUMNS:
             table.add_column(column, justify="right")
         for host, summary in result.hosts.items():
             values = summary.as_dict()
             table.add_row(host, *(Text(str(values[c]), style=_recap_style(c, values[c]))
-                                  for c in ("ok", "changed", "failed", "unreachable",
-                                            "rolled_back")))
+                                  for c in RECAP_COLUMNS))
         self.console.print(table)
         if result.check and result.exit_code == 2:
             self.console.print("check mode: changes are pending (exit 2)")
+        if self.verbosity:
+            for line in exec_report(result, self.verbosity):
+                self.console.print(line, markup=False, highlight=False)
+
+
+def exec_report(result: RunResult, verbosity: int) -> list[str]:
+    """-v: execs and node time per host, and the run's wall time; -vvv: every exec, labelled
+    with what the host was doing (gathering facts, writing, a task's name, ...)."""
+    lines = [f"run {result.run_id}: {result.seconds:.2f}s wall, "
+             f"{sum(len(e) for e in result.execs.values())} execs on "
+             f"{len(result.execs)} host(s)"]
+    for host, execs in result.execs.items():
+        lines.append(f"{host}: {len(execs)} execs, {sum(s for _, s, _ in execs):.2f}s in them")
+        if verbosity >= 3:
+            lines += [f"  exec {n}: {step} ({seconds:.3f}s, rc {rc})"
+                      for n, (step, seconds, rc) in enumerate(execs, 1)]
+    return lines
 
 
 def _recap_style(column: str, value: int) -> str:
     if not value:
         return "dim"
     return {"changed": "yellow", "failed": "bold red", "unreachable": "bold red",
-            "rolled_back": "bold magenta"}.get(column, "green")
+            "rolled_back": "bold magenta", "skipped": "cyan", "rescued": "magenta",
+            "ignored": "cyan"}.get(column, "green")
 
 
 class JsonOutput(Output):
@@ -144,6 +169,8 @@ def document(result: RunResult, with_diff: bool, warnings: list[dict] = ()) -> d
         entry = {"play": task.play, "task": task.task, "status": task.status}
         if task.handler:
             entry["handler"] = True
+        if task.status == "failed" and task.ignore_errors:
+            entry["ignored"] = True
         if task.message:
             entry["message"] = task.message
         if with_diff and task.diff:
@@ -151,6 +178,8 @@ def document(result: RunResult, with_diff: bool, warnings: list[dict] = ()) -> d
         tasks.setdefault(task.host, []).append(entry)
     return {"run_id": result.run_id, "check": result.check, "exit_code": result.exit_code,
             "hosts": {host: s.as_dict() for host, s in result.hosts.items()},
+            "execs": {host: len(execs) for host, execs in result.execs.items()},
+            "seconds": result.seconds,
             "tasks": tasks, "stopped": result.stopped or None, "warnings": list(warnings)}
 
 

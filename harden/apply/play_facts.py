@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import replace
 
-from harden.apply import loops
+from harden.apply import host_facts, loops
 from harden.apply.facts import FactNotGathered, build_script, merge_requests, parse_output
 from harden.apply.host_state import HostFailed
 from harden.apply.modules import get_module
@@ -53,9 +53,11 @@ class PlayFacts:
                  "ansible_play_hosts_all": list(self.runner.play_hosts_all),
                  "groups": {g: list(h) for g, h in self.runner.inventory.groups.items()},
                  "hostvars": HostVars(self.runner),
-                 "harden_run_id": self.runner.run_id}
+                 "harden_run_id": self.runner.run_id,
+                 "ansible_run_tags": list(self.runner.options.tags or ["all"]),
+                 "ansible_skip_tags": list(self.runner.options.skip_tags or [])}
         return layered_vars(self.play.defaults, self.host.vars, Untemplated(magic),
-                            self.play.vars, task.vars if task else None,
+                            Untemplated(self.runner.host_facts(self.name)), self.play.vars, task.vars if task else None,
                             Untemplated(task.loop_vars) if task else None,
                             Untemplated({**self.registered, **(just_registered or {})}),
                             extra_vars=self.runner.options.extra_vars)
@@ -74,7 +76,8 @@ class PlayFacts:
                 requests += get_module(task.module).facts_needed(args)
         requests = merge_requests(requests)
         backups, journals = self.runner.options.backup_root, self.runner.options.journal_root
-        script = build_script(requests) + (
+        script = (host_facts.SCRIPT if self.play.gather_facts else "") + \
+            build_script(requests) + (
             f"printf '%s\\n' {markers.PS}\nps -ww -eo pid=,args= 2>/dev/null || true\n"
             f"printf '%s\\n' {markers.PS}-unfinished\n"
             f"for d in {shlex.quote(backups)}/*/; do [ -f \"$d/index\" ] || continue; "
@@ -88,6 +91,9 @@ class PlayFacts:
             self.facts = parse_output(requests, facts_part)
         except ValueError as exc:
             raise HostFailed(f"gathering facts: {exc}") from None
+        if self.play.gather_facts:
+            self.runner.set_host_facts(self.name, host_facts.as_variables(
+                host_facts.parse(facts_part)))
         self.pre_run_ps = [" ".join(line.split()) for line in ps_part.splitlines()]
         for run_id in unfinished.split():
             if run_id != self.runner.run_id and run_id not in self.runner.resolved_runs \
@@ -98,6 +104,14 @@ class PlayFacts:
                                                    f"rollback {run_id}`, or accept the node as "
                                                    f"it is with `harden runs --resolve "
                                                    f"{run_id}`")
+
+    def regather(self) -> None:
+        """The play's facts again, after a write failed half-way and the host goes on
+        (ignore_errors, rescue). The process list of the play's start is kept: waits judge
+        pods against it."""
+        before = self.pre_run_ps
+        self.gather()
+        self.pre_run_ps = before
 
     def _fact_scopes(self, task: Task, variables: dict) -> list[dict]:
         """The variables a task's arguments are rendered with: one set per loop item."""

@@ -8,6 +8,8 @@ of every mapping key for that purpose.
 
 from __future__ import annotations
 
+import fnmatch
+import itertools
 import math
 import os
 import re
@@ -16,7 +18,8 @@ from typing import Any
 
 from harden.errors import InputError
 from harden.apply.yaml_lines import LocatedDict, load_yaml
-from harden.apply.ansible_forms import module_arguments, short_module_name
+from harden.apply.ansible_forms import (canonical_arguments, module_arguments,
+                                       short_module_name, structure_key)
 from harden.apply.modules import MODULES, get_module
 from harden.apply import roles
 from harden.apply.loops import LOOP_CONTROL_KEYS, LOOP_KEYS
@@ -26,14 +29,23 @@ PLAY_KEYS = ("name", "hosts", "serial", "max_fail_percentage", "any_errors_fatal
              "handlers", "tags", "gather_facts", "restart_group")
 VAR_SPEC_KEYS = ("choices",)
 TASK_KEYS = ("name", "when", "register", "notify", "tags", "run_once", "check_mode", "no_log",
-             "changed_when", "become", "vars", "listen", *LOOP_KEYS, "loop_control")
+             "changed_when", "failed_when", "ignore_errors", "until", "retries", "delay",
+             "delegate_to", "any_errors_fatal", "become", "vars", "listen", *LOOP_KEYS,
+             "loop_control")
 # Keywords a block, an import/include of tasks or a role passes down to every task inside it.
-INHERITED_KEYS = ("name", "when", "tags", "become", "vars", "no_log", "check_mode")
+INHERITED_KEYS = ("name", "when", "tags", "become", "vars", "no_log", "check_mode",
+                  "ignore_errors", "any_errors_fatal")
+# Modules that never touch the node: with `delegate_to: localhost` they run as they always do.
+CONTROLLER_MODULES = ("debug", "set_fact", "assert", "fail")
+# `delegate_to` names that are the controller itself.
+LOCALHOST_NAMES = ("localhost", "127.0.0.1", "::1")
+RETRY_MODULES = ("command", "shell")       # `until` re-runs these; others plan once from facts
 INCLUDE_KEYS = ("import_tasks", "include_tasks")
 ROLE_INCLUDE_KEYS = ("import_role", "include_role")
 SHIPPED_TEMPLATES = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "templates")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BLOCK_IDS = itertools.count(1)
 
 
 # --- data model ----------------------------------------------------------------------------
@@ -62,6 +74,16 @@ class Task:
     loop: tuple[str, Any] | None = None               # (loop | with_items | ..., its value)
     loop_control: dict = field(default_factory=dict)
     loop_vars: dict = field(default_factory=dict)     # at run time: this item's variables
+    failed_when: list | None = None    # expressions (AND-ed) or [bool]
+    ignore_errors: bool | str | None = None   # a template is judged on the host; None: false
+    until: list | None = None          # command/shell: re-run until true (AND-ed)
+    retries: int = 0                   # further attempts (until, or retries: until not failed)
+    delay: float = 5.0
+    delegate_to: str | None = None     # only the controller: 'localhost'
+    any_errors_fatal: bool = False
+    # Enclosing blocks with rescue/always, outermost first: (block id, section, has rescue,
+    # has always), section being block | rescue | always (harden.apply.block_flow).
+    blocks: tuple = ()
 
     @property
     def where(self) -> tuple[str, int]:
@@ -98,6 +120,7 @@ class Play:
     restart_group: str | None = None  # adjacent plays naming the same group run as one
     vars_spec: list[VarSpec] = field(default_factory=list)
     hosts_line: int = 0               # where `hosts:` is, for errors of its pattern
+    gather_facts: bool = True         # ansible_* facts in the play's one fact exec
 
     def select_hosts(self, inventory, limit: str | None) -> list:
         """The play's hosts within --limit; a pattern error points at the playbook's
@@ -129,9 +152,17 @@ class Playbook:
 
 # --- loading -------------------------------------------------------------------------------
 
-def load_playbook(path: str) -> Playbook:
+def load_playbook(path: str, roles_path: list[str] | None = None) -> Playbook:
     """Load and validate a playbook (following import_playbook), or raise InputError."""
-    return Playbook(path, merge_restart_groups(_load_plays(path, ())))
+    return load_playbooks([path], roles_path)
+
+
+def load_playbooks(paths: list[str], roles_path: list[str] | None = None) -> Playbook:
+    """Several playbooks run one after the other as one (ansible-playbook a.yml b.yml);
+    `roles_path` (ansible.cfg) is searched for roles after the playbook's own directories."""
+    with roles.configured(roles_path or []):
+        plays = [play for path in paths for play in _load_plays(path, ())]
+    return Playbook(" ".join(paths), merge_restart_groups(plays))
 
 
 def _load_plays(path: str, seen: tuple[str, ...]) -> list[Play]:
@@ -184,6 +215,9 @@ class Scope:
     check_mode: bool | None = None
     search_dirs: list[str] = field(default_factory=list)
     depth: int = 0
+    ignore_errors: bool | str | None = None
+    any_errors_fatal: bool = False
+    blocks: tuple = ()
 
     def within(self, data: LocatedDict, path: str, base_dir: str | None = None,
                search_dirs: list[str] | None = None) -> Scope:
@@ -201,7 +235,14 @@ class Scope:
             vars={**self.vars, **_vars(data.get("vars"), path, at("vars"))},
             no_log=self.no_log or _bool(data.get("no_log", False), "no_log", path, at("no_log")),
             check_mode=self.check_mode if check_mode is None else check_mode,
-            search_dirs=(search_dirs or []) + self.search_dirs, depth=self.depth + 1)
+            search_dirs=(search_dirs or []) + self.search_dirs, depth=self.depth + 1,
+            ignore_errors=_pick(_bool_or_template(data.get("ignore_errors"), "ignore_errors",
+                                                  path, at("ignore_errors")),
+                                self.ignore_errors),
+            any_errors_fatal=self.any_errors_fatal or _bool(
+                data.get("any_errors_fatal", False), "any_errors_fatal", path,
+                at("any_errors_fatal")),
+            blocks=self.blocks)
 
     def apply_to(self, task: Task) -> Task:
         task.when = self.when + task.when
@@ -211,6 +252,9 @@ class Scope:
         task.no_log = task.no_log or self.no_log
         task.check_mode = self.check_mode if task.check_mode is None else task.check_mode
         task.search_dirs = self.search_dirs + task.search_dirs
+        task.ignore_errors = _pick(task.ignore_errors, self.ignore_errors)
+        task.any_errors_fatal = task.any_errors_fatal or self.any_errors_fatal
+        task.blocks = self.blocks + task.blocks
         return task
 
 
@@ -239,8 +283,8 @@ def _play(data: LocatedDict, path: str) -> Play:
         restart_group=None if data.get("restart_group") is None else str(data["restart_group"]),
         vars_spec=_vars_spec(data.get("vars_spec"), path, at("vars_spec")),
     )
-    # Accepted for Ansible content; harden gathers the facts its modules name, not ansible_*.
-    _bool(data.get("gather_facts", True), "gather_facts", path, at("gather_facts"))
+    play.gather_facts = _bool(data.get("gather_facts", True), "gather_facts", path,
+                              at("gather_facts"))
     for name in _strings(data.get("vars_files"), "vars_files", path, at("vars_files")):
         file_path = os.path.join(os.path.dirname(path), name)
         play.vars.update(_vars(load_yaml(file_path), file_path, 1))
@@ -403,6 +447,9 @@ def _tasks(items, path: str, line: int | None, what: str, scope: Scope,
 def _task_item(data: LocatedDict, path: str, line: int, what: str, scope: Scope,
                content: roles.RoleContent) -> list[Task]:
     """One entry of a task list: a task, a block, an import/include of tasks or of a role."""
+    for key in list(data):
+        if structure_key(key) != key:
+            data = _renamed(data, key, structure_key(key))
     if "block" in data:
         return _block(data, path, line, what, scope, content)
     include = next((k for k in INCLUDE_KEYS if k in data), None)
@@ -427,17 +474,26 @@ def _task_item(data: LocatedDict, path: str, line: int, what: str, scope: Scope,
 
 def _block(data: LocatedDict, path: str, line: int, what: str, scope: Scope,
            content: roles.RoleContent) -> list[Task]:
-    """A block's tasks inherit its keywords. rescue/always need a task failure not to fail
-    the host, which is harden's transaction boundary (the host is rolled back), so they are
-    refused rather than half-honoured."""
-    for key in ("rescue", "always"):
-        if key in data:
-            raise InputError(f"'{key}' is not supported: in harden a failed task fails the host "
-                             "and rolls back what the run wrote on it; put the recovery in a "
-                             "separate play or playbook", path, data.key_lines[key])
-    _only(data, ("block", *INHERITED_KEYS), "block", path)
-    return _tasks(data["block"], path, data.key_lines["block"], what,
-                  scope.within(data, path), content)
+    """A block's tasks inherit its keywords. With `rescue`/`always` its tasks are marked with
+    the block and the section they are in; harden.apply.block_flow decides at run time which
+    of them run. A rescued failure keeps what the run wrote backed up (a later failure of the
+    host, or `harden rollback`, still undoes it); an unrescued one still rolls the host back,
+    after its `always` tasks ran."""
+    _only(data, ("block", "rescue", "always", *INHERITED_KEYS), "block", path)
+    inner = scope.within(data, path)
+    if "rescue" not in data and "always" not in data:
+        return _tasks(data["block"], path, data.key_lines["block"], what, inner, content)
+    if what == "handlers":
+        raise InputError("a handler cannot be a block with rescue or always", path, line)
+    block_id = f"{path}:{line}#{next(_BLOCK_IDS)}"     # an included file may hold it twice
+    marks = ("rescue" in data, "always" in data)
+    tasks: list[Task] = []
+    for section in ("block", "rescue", "always"):
+        if section in data:
+            within = replace(inner, blocks=inner.blocks + ((block_id, section, *marks),))
+            tasks += _tasks(data[section], path, data.key_lines[section], what, within,
+                            content)
+    return tasks
 
 
 def _only(data: LocatedDict, allowed, what: str, path: str) -> None:
@@ -463,7 +519,7 @@ def _task(data, path: str, line: int) -> Task:
         short = short_module_name(key, MODULES) if isinstance(key, str) else key
         if short != key:
             data = _renamed(data, key, short)
-    modules = [k for k in data if k not in TASK_KEYS]
+    modules = [k for k in data if k not in TASK_KEYS and k != "args"]
     for key in modules:
         if get_module(key) is None:
             raise InputError(f"unknown module or task keyword '{key}'; modules: "
@@ -474,7 +530,8 @@ def _task(data, path: str, line: int) -> Task:
                          (f", got {', '.join(modules)}" if modules else ""), path, data.line)
     module_name = modules[0]
     module_line = data.key_lines[module_name]
-    args = module_arguments(module_name, data[module_name], path, module_line)
+    args = canonical_arguments(module_name, _with_args_keyword(
+        data, module_arguments(module_name, data[module_name], path, module_line), path))
     module = get_module(module_name)
     args = module.validate(args, path, module_line, rendered=False)
     at = data.key_lines.get
@@ -499,7 +556,77 @@ def _task(data, path: str, line: int) -> Task:
         listen=_strings(data.get("listen"), "listen", path, at("listen")),
         loop=_loop(data, path),
         loop_control=_loop_control(data.get("loop_control"), path, at("loop_control")),
+        failed_when=None if data.get("failed_when") is None else _conditions(
+            data["failed_when"]),
+        ignore_errors=_bool_or_template(data.get("ignore_errors"), "ignore_errors", path,
+                                        at("ignore_errors")),
+        any_errors_fatal=_bool(data.get("any_errors_fatal", False), "any_errors_fatal", path,
+                               at("any_errors_fatal")),
+        **_retries(data, module_name, path),
+        delegate_to=_delegate_to(data, module_name, path),
     )
+
+
+def _retries(data: LocatedDict, module: str, path: str) -> dict:
+    """`until`/`retries`/`delay` as ansible-core counts them: the first attempt plus
+    `retries` (3 when only `until` is given); `retries` alone repeats until the task does not
+    fail. Only a command is re-run: other modules plan once from the facts gathered for the
+    play, so repeating them would judge the same facts again."""
+    at = data.key_lines.get
+    keys = [k for k in ("until", "retries", "delay") if k in data]
+    if not keys:
+        return {}
+    if module not in RETRY_MODULES:
+        raise InputError(f"{keys[0]} is supported on command and shell only, not {module}: "
+                         "harden plans other modules once from the facts it gathered",
+                         path, at(keys[0]))
+    out: dict = {"until": _conditions(data["until"]) if "until" in data else None}
+    if "until" not in data and "retries" not in data:
+        return {}                          # a delay alone repeats nothing, as in Ansible
+    out["retries"] = 3
+    for key in ("retries", "delay"):
+        if key in data:
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 \
+                    or (key == "retries" and not isinstance(value, int)):
+                unit = "tries" if key == "retries" else "seconds"
+                raise InputError(f"{key} must be a number of {unit} (0 or more), got "
+                                 f"{value!r}", path, at(key))
+            out[key] = value
+    return out
+
+
+def _delegate_to(data: LocatedDict, module: str, path: str) -> str | None:
+    """Only the controller is a delegation target: a command or shell task then runs there,
+    and modules that never touch a node run as always. Another inventory host would need its
+    own facts, lock and rollback inside this host's transaction."""
+    if "delegate_to" not in data:
+        return None
+    value, line = data["delegate_to"], data.key_lines["delegate_to"]
+    if str(value) not in LOCALHOST_NAMES:
+        raise InputError(f"delegate_to: only localhost (the controller) is supported, got "
+                         f"{value!r}", path, line)
+    if module not in RETRY_MODULES + CONTROLLER_MODULES:
+        raise InputError(f"delegate_to: localhost runs command and shell on the controller "
+                         f"(and {', '.join(CONTROLLER_MODULES)} as always); {module} "
+                         "writes a node's files under harden's backups and is not delegated",
+                         path, line)
+    return "localhost"
+
+
+def _with_args_keyword(data: LocatedDict, args, path: str):
+    """Ansible's `args:` task keyword: more arguments of the module (the module's own
+    mapping wins on a clash)."""
+    extra = data.get("args")
+    if extra is None:
+        return args
+    if not isinstance(extra, dict):
+        raise InputError("args must be a mapping of module arguments", path,
+                         data.key_lines["args"])
+    merged = LocatedDict({**extra, **(args or {})}.items())
+    merged.line = getattr(args, "line", data.key_lines["args"])
+    merged.key_lines = {**getattr(extra, "key_lines", {}), **getattr(args, "key_lines", {})}
+    return merged
 
 
 def _loop(data: LocatedDict, path: str) -> tuple[str, Any] | None:
@@ -558,6 +685,19 @@ def _bool(value, what: str, path: str, line: int | None) -> bool:
     if not isinstance(value, bool):
         raise InputError(f"{what} must be true or false, got {value!r}", path, line)
     return value
+
+
+def _bool_or_template(value, what: str, path: str, line: int | None) -> bool | str | None:
+    """A bool, or (as Ansible allows for some keywords) a template judged on the host:
+    `ignore_errors: "{{ ansible_check_mode }}"`."""
+    if isinstance(value, str) and ("{{" in value or "{%" in value):
+        return value
+    return _opt_bool(value, what, path, line)
+
+
+def _pick(own, inherited):
+    """A task's own keyword value wins over what its block or include passes down."""
+    return inherited if own is None else own
 
 
 def _opt_bool(value, what: str, path: str, line: int | None) -> bool | None:
@@ -642,6 +782,24 @@ def task_selected(task: Task, play: Play, only_tags: list[str] | None,
     return "always" in tags or bool(tags & set(only_tags)) or "all" in only_tags
 
 
+def tasks_before(playbook: Playbook, name: str | None, only_tags=None, skip_tags=None) -> set[int]:
+    """--start-at-task: the ids of the selected tasks before the first one whose name
+    matches (a glob, as Ansible's; a role's task also matches as `role : name`), which the
+    run leaves out. InputError when none matches, before any host is contacted."""
+    if not name:
+        return set()
+    before: set[int] = set()
+    for play in playbook.plays:
+        for task in play.tasks:
+            if not task_selected(task, play, only_tags, skip_tags):
+                continue
+            if fnmatch.fnmatchcase(task.name, name) or task.name == name:
+                return before
+            before.add(id(task))
+    raise InputError(f"--start-at-task: no task named {name!r} in {playbook.path} (after tag "
+                     "selection)")
+
+
 # --- restart groups ------------------------------------------------------------------------
 
 # Play settings that must agree for plays to run as one.
@@ -692,7 +850,8 @@ def _merged(first: Play, second: Play) -> Play:
         first, name=f"{first.name} + {second.name}", vars={**first.vars, **second.vars},
         tasks=_with_play_tags(first) + _with_play_tags(second), tags=[],
         handlers=list(handlers.values()), defaults={**first.defaults, **second.defaults},
-        vars_spec=first.vars_spec + second.vars_spec)
+        vars_spec=first.vars_spec + second.vars_spec,
+        gather_facts=first.gather_facts or second.gather_facts)
 
 
 def _with_play_tags(play: Play) -> list[Task]:

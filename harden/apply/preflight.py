@@ -89,6 +89,7 @@ def release_locks(runner) -> None:
             runner.journal.host(runner.run_id, name, "not started")
 
     def one(host) -> None:
+        runner.step(host.name, "unlocking")
         release(runner.session(host.name, None), runner.holder, lock, locked[host.name])
 
     hosts = [runner.inventory.hosts[name] for name in locked]

@@ -9,6 +9,8 @@ A name with a slash is a path.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 from dataclasses import dataclass, field
 
@@ -55,9 +57,24 @@ class Role:
         return None if found is None else load_yaml(found)
 
 
+_CONFIGURED: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "roles_path", default=())
+
+
+@contextlib.contextmanager
+def configured(paths: list[str]):
+    """ansible.cfg's roles_path while a playbook loads (ANSIBLE_ROLES_PATH still wins)."""
+    token = _CONFIGURED.set(tuple(paths))
+    try:
+        yield
+    finally:
+        _CONFIGURED.reset(token)
+
+
 def search_path(playbook: str) -> list[str]:
     here = os.path.dirname(os.path.abspath(playbook))
-    configured = [p for p in os.environ.get("ANSIBLE_ROLES_PATH", "").split(os.pathsep) if p]
+    configured = [p for p in os.environ.get("ANSIBLE_ROLES_PATH", "").split(os.pathsep) if p] \
+        or list(_CONFIGURED.get())
     return [os.path.join(here, "roles"), here, *configured,
             *(os.path.expanduser(p) for p in DEFAULT_ROLES_PATH)]
 

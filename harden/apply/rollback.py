@@ -9,8 +9,10 @@ follows kubeadm's upgrade rollback, plus the health wait kubeadm skips:
    file is checked against the sha256 recorded at backup time;
 2. run the same restarts the run did (kubelet after its config changed);
 3. wait until every restored static pod and the kubelet are healthy again;
-4. only then remove files and directories the run created (a manifest's new audit policy,
-   say), since the pod may have been using them until the old manifest took over.
+4. only then put back ConfigMap keys (kubeadm's configuration, harden.node.configmap: that needs
+   the API server the restored manifest runs) and remove files and directories the run created
+   (a manifest's new audit policy, say), since the pod may have been using them until the old
+   manifest took over.
 
 A manual rollback first compares every path with the state the run left and refuses when
 someone changed one since, showing the difference, unless forced. That state is the
@@ -34,6 +36,7 @@ from harden.runs.journal import BackupEntry, HostRecord, parse_index
 from harden.apply.modules.wait_for_kubelet import MODULE as WAIT_KUBELET
 from harden.apply.modules.wait_for_static_pod import MODULE as WAIT_STATIC_POD
 from harden.node import markers
+from harden.node.configmap import CONFIGMAP_RESTORE_SH, CONFIGMAP_SH
 from harden.node.failure import NODE_FAILURE
 from harden.node.paths import BACKUP_ROOT, DEFAULT_KUBELET_CONFIG, JOURNAL_ROOT, KUBELET_DROPIN_DIRS, \
     KUBELET_FILES, MANIFEST_DIR
@@ -86,6 +89,8 @@ class NodeRun:
         out = []
         for entry in self.entries:
             reference, now = self.reference(entry.path)[0], self.current.get(entry.path)
+            if now is not None and now.kind == "cm" and now.sha256 == "?":
+                continue     # the API does not answer now; the restore itself compares (hr_cm)
             if reference is not None and now is not None and \
                     _state(now) not in (_state(reference), _state(entry)):
                 out.append(entry.path)
@@ -123,8 +128,9 @@ def probe_script(run_id: str, backup_root: str = BACKUP_ROOT,
         + _section("after-partial") +
         "[ -f \"$HB/after-partial\" ] && cat \"$HB/after-partial\"\n"
         + _section("record") + f"[ -f {record} ] && base64 -w0 < {record} && echo\n"
-        + _section("current") +
+        + _section("current") + CONFIGMAP_SH + "HB_KC_TRIES=0\n" +
         "[ -f \"$HB/index\" ] && cut -f6- \"$HB/index\" | while IFS= read -r p; do\n"
+        "  case $p in /configmap:*) hb_cm_record \"$p\" /dev/stdout current; continue;; esac\n"
         "  if [ -f \"$p\" ] && [ \"${p#/proc/}\" = \"$p\" ]; then\n"
         "    printf 'file\\t%s\\t%s\\t%s\\n' \"$(stat -L -c '%a\t%u\t%g' -- \"$p\")\" "
         "\"$(sha256sum < \"$p\" | cut -d' ' -f1)\" \"$p\"\n"
@@ -211,10 +217,12 @@ hr_file() {
 }
 hr_dir() {
   p="$(readlink -m -- "$1")"
+  [ -e "$p" ] || mkdir -- "$p"        # removed by the run (file state=absent)
   if [ -d "$p" ]; then chown "$3:$4" -- "$p"; chmod "$2" -- "$p"; fi
 }
 hr_proc() { cat -- "$HB/files$1" > "$1"; }
-hr_remove() {
+""" + CONFIGMAP_SH + CONFIGMAP_RESTORE_SH + r"""hr_remove() {
+  if [ -L "$1" ]; then rm -f -- "$1"; return 0; fi     # a link the run made: never its target
   p="$(readlink -m -- "$1")"
   if [ -d "$p" ]; then rmdir -- "$p" 2>/dev/null || echo "W kept $p (not empty)"
   elif [ -e "$p" ]; then rm -f -- "$p"; fi
@@ -235,6 +243,8 @@ def restore_script(run_id: str, entries: list[BackupEntry],
             lines.append(f"hr_proc {q}")
         elif e.kind == "absent":
             lines.append(f"hr_remove {q}")
+        elif e.kind == "cm":
+            lines.append(f"hr_cm {q} {shlex.quote(e.sha256)}")
     return "\n".join(lines) + "\n"
 
 
@@ -281,13 +291,15 @@ class RollbackOutcome:
 def restore_host(session: Session, run_id: str, entries: list[BackupEntry], *, become=None,
                  restarts: list[Restart] = (), wait_kubelet: bool = False,
                  wait_timeout: float = ROLLBACK_WAIT_TIMEOUT,
-                 backup_root: str = BACKUP_ROOT) -> RollbackOutcome:
+                 backup_root: str = BACKUP_ROOT, force: bool = False) -> RollbackOutcome:
     """Steps 1-4 of the module docstring on one host; RollbackError when a step fails.
 
     Health after a rollback is "the restored component runs and its probes pass", whichever
     process it is: an apply that failed before its manifest was written leaves the original
     pod running, and that pod is exactly what we want."""
     existed, created = restore_order(entries)
+    api = [e for e in existed if e.kind == "cm"]          # through the API: once it is back
+    existed = [e for e in existed if e.kind != "cm"]
     outcome = RollbackOutcome(restored=[e.path for e in existed])
     _run(session, restore_script(run_id, existed, backup_root), become, "restoring files")
     commands = [r.command() for r in restarts if r.command()]
@@ -300,7 +312,16 @@ def restore_host(session: Session, run_id: str, entries: list[BackupEntry], *, b
         if not result.healthy:
             outcome.healthy = False
             outcome.detail = result.detail
+            if api:
+                outcome.warnings.append(
+                    f"not restored yet: {', '.join(e.path for e in api)} (the API is needed; "
+                    f"run harden rollback {run_id} again once the control plane is healthy)")
             return outcome                   # created files stay: the pod may need them
+    if api:
+        out = _run(session, ("HR_FORCE=1\n" if force else "") +
+                   restore_script(run_id, api, backup_root), become, "restoring ConfigMap keys")
+        outcome.warnings += [line[2:] for line in out.splitlines() if line.startswith("W ")]
+        outcome.restored += [e.path for e in api]
     if created:
         out = _run(session, restore_script(run_id, created, backup_root), become,
                    "removing created files")

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from harden.apply.manifest import Manifest
 from harden.apply.output import diff_text
+from harden.node.configmap import is_configmap_path
 from harden.apply.rollback import ROLLBACK_WAIT_TIMEOUT, NodeRun, RollbackError, read_node_files, \
     is_manifest, read_node_run, restarts_for, restore_host
 from harden.apply.modules.base import REDACTED, is_encryption_config, text_diff
@@ -47,8 +48,9 @@ def conflict_diffs(session: Session, node_run: NodeRun, paths: list[str], become
     files = []
     for index, path in enumerate(paths):
         q = shlex.quote(path)
+        now = f"\"$HB/current\"{q}" if is_configmap_path(path) else q   # copied by the probe
         files += [(f"{index} before", f"\"$HB/{node_run.reference(path)[1]}\"{q}"),
-                  (f"{index} now", q)]
+                  (f"{index} now", now)]
     contents = read_node_files(session, node_run.run_id, files, become, backup_root)
     secret = set(node_run.record.secret_paths) if node_run.record else set(paths)
     diffs = {}
@@ -209,7 +211,8 @@ def rollback_host(session: Session, host: str, run_id: str, force: bool,
         outcome = restore_host(session, run_id, node_run.entries, become=True,
                                restarts=restarts,
                                wait_kubelet=bool(record and record.kubelet_wait),
-                               wait_timeout=wait_timeout, backup_root=backup_root)
+                               wait_timeout=wait_timeout, backup_root=backup_root,
+                               force=force)
     if not outcome.healthy:
         return HostRollback(host, "failed", f"files restored but not healthy: {outcome.detail}")
     done = record or HostRecord(run_id, host, "", "rolled_back", 0, 0)
@@ -227,7 +230,8 @@ def rollback_host(session: Session, host: str, run_id: str, force: bool,
 
 def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
                  run_options, console, forks: int = 20, journal=None,
-                 break_lock: bool = False, drop_encryption_key: bool = False) -> int:
+                 break_lock: bool = False, drop_encryption_key: bool = False,
+                 host_defaults: dict | None = None) -> int:
     """`harden rollback`: hosts of the run (from the local journal, else every selected host)
     in parallel, control planes one at a time, each under its node lock. Exit 0, or 4 if any
     host was refused, locked, failed or unreachable."""
@@ -240,7 +244,7 @@ def run_rollback(inventories, run_id: str, *, limit: str | None, force: bool,
         if not known_here and not RUN_ID_SHAPE.match(run_id):
             raise InputError(unknown_run(run_id, journal, "not in the local journal, and not "
                                          "shaped like a run id (YYYYMMDDTHHMMSSZ-xxxxxx)"))
-        inventory = load_inventory(inventories)
+        inventory = load_inventory(inventories).with_defaults(host_defaults or {})
         selected = inventory.select(None, limit=limit)
         known = set(journal.hosts_of(run_id))
         hosts = [h for h in selected if h.name in known] if known else selected

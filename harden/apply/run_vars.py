@@ -31,6 +31,15 @@ def wait_successes(value) -> int:
     return int(number)
 
 
+def kubeadm_persist(value) -> str:
+    """auto | true | false (harden.apply.kubeadm_persist)."""
+    text = str(value).strip().lower() if not isinstance(value, bool) else str(value).lower()
+    text = {"yes": "true", "on": "true", "no": "false", "off": "false"}.get(text, text)
+    if text not in ("auto", "true", "false"):
+        raise ValueError(f"{value!r} is not one of auto, true, false")
+    return text
+
+
 def etcd_snapshot(value) -> str | bool:
     """Whether (and where) rotate-encryption-key.yml saves an etcd snapshot before `retire`:
     a boolean, or the absolute path of the snapshot file."""
@@ -45,7 +54,7 @@ def etcd_snapshot(value) -> str | bool:
 
 
 RUN_VARS = {"harden_wait_interval": wait_interval, "harden_wait_successes": wait_successes,
-            "harden_etcd_snapshot": etcd_snapshot}
+            "harden_etcd_snapshot": etcd_snapshot, "harden_kubeadm_persist": kubeadm_persist}
 
 
 def _number(value) -> float | None:

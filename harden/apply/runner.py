@@ -28,6 +28,7 @@ the play. With `serial`, a failed batch stops the rollout before the next host i
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,8 @@ from harden.apply.host_state import HostFailed, HostRunState, PendingTask
 from harden.apply.modules.base import TaskFailed
 from harden.apply.node_writes import NodeWriter
 from harden.apply.play_facts import PlayFacts
-from harden.apply.playbook import Play, Playbook, Task, check_vars_spec, serial_batches
+from harden.apply.playbook import (Play, Playbook, Task, check_vars_spec, serial_batches,
+                                   tasks_before)
 from harden.apply.preflight import preflight, release_locks
 from harden.apply.run_vars import validate_run_vars
 from harden.apply.tasks import TaskPlanner
@@ -64,6 +66,9 @@ class ApplyOptions:
     backup_root: str = BACKUP_ROOT
     journal_root: str = JOURNAL_ROOT
     break_lock: bool = False          # take over node locks of provably dead runs
+    host_defaults: dict = field(default_factory=dict)   # ansible.cfg / -u -b ...: below inventory
+    start_at_task: str | None = None  # --start-at-task: tasks before the first match are left out
+    roles_path: list[str] = field(default_factory=list)  # ansible.cfg roles_path
 
 
 class Runner:
@@ -85,11 +90,16 @@ class Runner:
         self._host_states: dict[str, HostRunState] = {}
         self.play_hosts_all: list[str] = []   # the current play's hosts within --limit
         self._registered: dict[str, dict] = {}  # host -> its registered results, all plays
+        self._steps: dict[str, str] = {}          # host -> what it is doing (labels its execs)
+        self._host_facts: dict[str, dict] = {}  # host -> ansible_* facts, from its last gather
         self.holder = holder_for(self.run_id, "apply")
         self.resolved_runs = journal.resolved_runs()   # closed by an operator: no warning
         self.locked: dict[str, bool | None] = {}  # host -> identity its node lock was taken as
+        self.left_out = tasks_before(playbook, options.start_at_task, options.tags,
+                                     options.skip_tags)
 
     def run(self, command: str = "apply") -> RunResult:
+        started = time.monotonic()
         plays = [(play, self._play_hosts(play)) for play in self.playbook.plays]
         every_host = {h.name: h for _, hosts in plays for h in hosts}
         validate_run_vars(self.options.extra_vars, self.playbook.plays, every_host.values())
@@ -117,6 +127,7 @@ class Runner:
         finally:
             for session in list(self._sessions.values()):
                 session.close()
+        self.result.seconds = round(time.monotonic() - started, 3)
         self.journal.finish_run(self.run_id, self.result.exit_code)
         self.out.finish(self.result)
         return self.result
@@ -137,10 +148,21 @@ class Runner:
             if self._connect is None:
                 from harden.ssh.transport import connect
                 self._connect = connect
-            session = self._connect(spec)
+            session = TimedSession(self._connect(spec), name, self)
             with self._lock:
                 self._sessions[name] = session
         return session
+
+    def step(self, host: str, text: str) -> None:
+        """What the host is doing now: shown live, and the label of its next execs (-vvv)."""
+        with self._lock:
+            self._steps[host] = text
+        self.out.host_step(host, text)
+
+    def record_exec(self, host: str, seconds: float, rc: int) -> None:
+        with self._lock:
+            step = self._steps.get(host, "lock")
+            self.result.execs.setdefault(host, []).append((step, round(seconds, 4), rc))
 
     # --- plays and batches -----------------------------------------------------------------
 
@@ -211,12 +233,25 @@ class Runner:
         with self._lock:
             self._registered.setdefault(host, {})[name] = value
 
+    def host_facts(self, host: str) -> dict:
+        """The `ansible_*` variables gathered on a host; they last for the run, as Ansible's
+        fact cache does, so a later `gather_facts: false` play still sees them."""
+        with self._lock:
+            return self._host_facts.get(host, {})
+
+    def set_host_facts(self, host: str, facts: dict) -> None:
+        with self._lock:
+            self._host_facts[host] = facts
+
     def hostvars(self, host: str) -> dict:
-        """Another host's variables as a task may read them: inventory vars, then its
-        registered results (a snapshot: that host may be running the current play)."""
+        """Another host's variables as a task may read them: inventory vars, its gathered
+        facts, then its registered results (a snapshot: that host may be running the current
+        play)."""
         with self._lock:
             registered = dict(self._registered.get(host, {}))
-        return {**self.inventory.hosts[host].vars, **registered, "inventory_hostname": host}
+            facts = dict(self._host_facts.get(host, {}))
+        return {**self.inventory.hosts[host].vars, **facts, **registered,
+                "inventory_hostname": host}
 
     def host_state(self, host: str) -> HostRunState:
         with self._lock:
@@ -225,6 +260,13 @@ class Runner:
     def summary(self, host: str) -> HostSummary:
         with self._lock:
             return self.result.hosts.setdefault(host, HostSummary())
+
+    def rescued(self, host: str, failed_counted: bool) -> None:
+        """A failure a rescue caught counts in `rescued`, not `failed` (as Ansible's recap)."""
+        with self._lock:
+            summary = self.result.hosts.setdefault(host, HostSummary())
+            summary.failed -= 1 if failed_counted else 0
+            summary.rescued += 1
 
     def report(self, result: TaskResult) -> None:
         if result.no_log:
@@ -265,6 +307,7 @@ class HostPlay(PlayFacts, TaskPlanner, NodeWriter, HealthVerification, HostOutco
         self.session = None
         self.current: Task | None = None          # the task running, for no_log on errors
         self.failed_line = False                  # a task line of this host said "failed"
+        self.write_failed = False                 # a write stopped half-way (facts stale)
 
     # --- pipeline ----------------------------------------------------------------------------
 
@@ -305,7 +348,7 @@ class HostPlay(PlayFacts, TaskPlanner, NodeWriter, HealthVerification, HostOutco
         return status
 
     def _step(self, text: str) -> None:
-        self.runner.out.host_step(self.name, text)
+        self.runner.step(self.name, text)
 
     def _quiet(self, message: str) -> str:
         """An error raised inside a no_log task may quote what the task hides (a rendered
@@ -318,17 +361,38 @@ class HostPlay(PlayFacts, TaskPlanner, NodeWriter, HealthVerification, HostOutco
         return HostFailed(f"task '{task.name}': {NO_LOG_MESSAGE if task.no_log else detail}")
 
 
+class TimedSession:
+    """A host's session whose execs are timed and labelled with what the host was doing
+    (-v output: execs per host, where the time went). Everything else is the session's."""
+
+    def __init__(self, inner, host: str, runner: Runner):
+        self._inner = inner
+        self._host = host
+        self._runner = runner
+
+    def run(self, command, **kwargs):
+        start = time.monotonic()
+        result = self._inner.run(command, **kwargs)
+        self._runner.record_exec(self._host, time.monotonic() - start, result.rc)
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
 # --- `harden apply` ------------------------------------------------------------------------
 
-def run_apply(inventories, playbook_path: str, options: ApplyOptions, output: Output,
+def run_apply(inventories, playbook_path, options: ApplyOptions, output: Output,
               journal: Journal | None = None) -> int:
     """Load everything (bad input → InputError, exit 1, no host contacted), run, return the
-    exit code. The caller picks the printer, so the runner never imports one."""
+    exit code. The caller picks the printer, so the runner never imports one. Several
+    playbooks (ansible-playbook a.yml b.yml) are one run: one lock, one run id, one rollback."""
     from harden.inventory.loader import load_inventory
-    from harden.apply.playbook import load_playbook
+    from harden.apply.playbook import load_playbooks
 
-    inventory = load_inventory(inventories)
-    playbook = load_playbook(playbook_path)
+    inventory = load_inventory(inventories).with_defaults(options.host_defaults)
+    paths = [playbook_path] if isinstance(playbook_path, str) else list(playbook_path)
+    playbook = load_playbooks(paths, options.roles_path)
     own_journal = journal is None
     journal = journal or Journal()
     try:

@@ -4,9 +4,12 @@ the queued changes go to the node through harden.apply.node_writes."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from dataclasses import replace
 
 from harden.apply import loops
+from harden.apply.block_flow import BlockFlow
 from harden.apply.events import TaskResult
 from harden.apply.host_state import HostFailed, PendingTask, denied_hint
 from harden.apply.modules import get_module
@@ -20,7 +23,7 @@ WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
 # their own exec: rc and output are registered
 COMMAND_MODULES = ("command", "shell", "etcd_snapshot")
 _LOOP_ITEM = "_harden_loop_item"            # where a loop's current item registers its result
-_SERVICE_VERBS = {"restarted": "restart", "reloaded": "reload"}
+SERVICE_MODULES = ("service", "systemd", "systemd_service")
 
 
 class TaskPlanner:
@@ -29,7 +32,8 @@ class TaskPlanner:
     def tasks(self) -> list[Task]:
         return [t for t in self.play.tasks
                 if task_selected(t, self.play, self.runner.options.tags,
-                                 self.runner.options.skip_tags)]
+                                 self.runner.options.skip_tags)
+                and id(t) not in self.runner.left_out]
 
     @staticmethod
     def args(task: Task, variables: dict) -> dict:
@@ -37,12 +41,90 @@ class TaskPlanner:
                                                 *task.where)
 
     def run_tasks(self) -> None:
+        """The play's tasks in order. A failure inside a block with rescue/always, or of an
+        ignore_errors task, is handled here (harden.apply.block_flow); any other failure ends
+        the host. Such tasks are written in their own batch, so a write failure belongs to
+        the task (or block section) that caused it."""
+        flow, last = BlockFlow(), None
         for task in self.tasks():
             if self.abort.is_set():
                 raise HostFailed("stopped: another host failed and the play has "
                                  "any_errors_fatal")
-            self.run_task(task)
+            if not flow.runs(task):
+                continue
+            if last is not None and _own_batch(last, task):
+                self._attempt(flow, last, self.flush)
+                if not flow.runs(task):
+                    continue
+            self._attempt(flow, task, lambda: self._run_alone(task))
+            last = task
+        if last is not None:
+            self._attempt(flow, last, self.flush)
         self.flush()
+        if flow.uncaught is not None:
+            raise flow.uncaught
+
+    def _run_alone(self, task: Task) -> None:
+        if task.module == "meta":
+            self.run_meta(task)
+            return
+        self.run_task(task)
+        if task.ignore_errors:
+            self.flush()
+
+    def ignoring(self, task: Task) -> bool:
+        """ignore_errors, a template judged with the task's variables (an error in it counts
+        as not ignoring: the failure stands)."""
+        value = task.ignore_errors
+        if not isinstance(value, str):
+            return bool(value)
+        try:
+            judged = evaluate(value, self.base_vars(task=task), task.where)
+        except InputError:
+            return False
+        if isinstance(judged, str):
+            return judged.strip().lower() in ("true", "yes", "on", "1", "y")
+        return bool(judged)
+
+    def _attempt(self, flow: BlockFlow, task: Task, step) -> None:
+        """Run a step of `task`; a failure is ignored (ignore_errors), rescued, left to the
+        `always` tasks still to run, or raised: the host fails and is rolled back."""
+        try:
+            step()
+        except HostFailed as exc:
+            self.pending = []
+            if task.any_errors_fatal:
+                self.abort.set()
+            if self.ignoring(task):
+                self._after_caught_failure()
+                return
+            if flow.fail(task, exc):
+                self.runner.rescued(self.name, failed_counted=self.failed_line)
+                self.runner.register(self.name, "ansible_failed_task", {"name": task.name})
+                self.runner.register(self.name, "ansible_failed_result",
+                                     {"failed": True, "msg": str(exc)})
+                self._after_caught_failure()
+                return
+            if not flow.has_always(task):
+                raise
+            self._after_caught_failure(keep_line=True)
+
+    def _after_caught_failure(self, keep_line: bool = False) -> None:
+        """The host goes on after a failure: a write that failed half-way leaves the node
+        unlike the facts planned on, so they are gathered again (what was written stays
+        backed up for a later rollback)."""
+        self.failed_line = self.failed_line and keep_line
+        if self.write_failed:
+            self.write_failed = False
+            self.regather()
+
+    def run_meta(self, task: Task) -> None:
+        """`meta: flush_handlers`: the handlers notified so far run now, and only a later
+        notification runs them again; like Ansible, a meta task has no line of its own."""
+        action = self.args(task, self.base_vars(task=task))["free_form"]
+        if action == "flush_handlers":
+            self.run_handlers()
+            self.notified.clear()
 
     def run_task(self, task: Task, handler: bool = False) -> None:
         """Run one task; `current` stays set when it raises, for run() to see its no_log."""
@@ -62,8 +144,17 @@ class TaskPlanner:
         except (TaskFailed, InputError) as exc:
             self.flush()
             self.done(TaskResult(self.name, self.play.name, task.name, "failed", handler=handler,
-                                 no_log=task.no_log), "failed", str(exc))
+                                 no_log=task.no_log, ignore_errors=self.ignoring(task)),
+                      "failed", str(exc))
             raise self._task_failed(task, exc) from None
+        if not found:                     # as Ansible: the task shows as skipped
+            self.done(TaskResult(self.name, self.play.name, task.name, "skipped",
+                                 handler=handler, no_log=task.no_log), "skipped", "no items")
+            if task.register:
+                self.runner.register(self.name, task.register, {
+                    "results": [], "changed": False, "failed": False, "skipped": True,
+                    "skipped_reason": "No items in the list"})
+            return
         results = []
         for index, item in enumerate(found):
             extra = loops.item_vars(task.loop_control, item, index)
@@ -79,7 +170,8 @@ class TaskPlanner:
 
     def _run_task(self, task: Task, handler: bool) -> None:
         result = TaskResult(self.name, self.play.name, task.name, "ok", handler=handler,
-                            no_log=task.no_log)
+                            no_log=task.no_log, ignore_errors=self.ignoring(task))
+        result.started = time.monotonic()
         variables = self.base_vars(task=task)
         if task.run_once and self.name != self.batch[0]:
             return self.done(result, "skipped", "run_once: runs on " + self.batch[0])
@@ -87,14 +179,17 @@ class TaskPlanner:
         module = get_module(task.module)
         try:
             if not all(evaluate(cond, variables, task.where) for cond in task.when):
+                if task.register:         # as Ansible: a skipped result, not nothing
+                    self.runner.register(self.name, task.register, {
+                        "changed": False, "failed": False, "skipped": True,
+                        "skip_reason": "Conditional result was False"})
                 return self.done(result, "skipped")
             args = self.args(task, variables)
-            changes = self.plan(module, args, variables, task.search_dirs)
-            found = self.with_facts(module.name,
-                                    lambda: module.result(args, self.facts, changes))
+            changes, found = self._plan_judged(task, module, args, variables)
             result.message = module.report(args, variables) or str(found.get("msg") or "")
         except (TaskFailed, InputError) as exc:
             self.flush()
+            self._register_failure(task, {"msg": str(exc)})
             self.done(result, "failed", str(exc))
             raise self._task_failed(task, exc) from None
         if self.check or self.writes(task, module):     # check_mode: true leaves the node as is
@@ -119,26 +214,61 @@ class TaskPlanner:
         return self.queue(task, module, args, changes, self._with(result, "changed" if changed
                                                                   else "ok"))
 
+    def _plan_judged(self, task: Task, module, args: dict, variables: dict):
+        """The module's plan and result, judged by `failed_when` (a command is judged once it
+        ran). A module error that `failed_when` clears leaves nothing to write; a plan that
+        `failed_when` fails is not written either."""
+        try:
+            changes = self.plan(module, args, variables, task.search_dirs,
+                                task.check_mode is True)
+            found = self.with_facts(module.name,
+                                    lambda: module.result(args, self.facts, changes))
+            error = None
+        except TaskFailed as exc:
+            if task.failed_when is None:
+                raise
+            changes, found, error = [], {"msg": str(exc)}, exc
+        if task.failed_when is None or task.module in COMMAND_MODULES:
+            return changes, found
+        outcome = {"changed": bool(changes), "failed": error is not None, **found}
+        if self.failed_by(task, variables, outcome):
+            raise error or TaskFailed("failed_when: the condition is true")
+        return changes, found
+
+    def failed_by(self, task: Task, variables: dict, result: dict) -> bool:
+        """`failed_when`, seeing the task's result under its `register` name."""
+        scope = self.base_vars({task.register: result}, task) if task.register else variables
+        return all(evaluate(cond, scope, task.where) for cond in task.failed_when)
+
+    def _register_failure(self, task: Task, value: dict) -> None:
+        """A failed task registers its result too: `when: x is failed` after ignore_errors,
+        or in a rescue, reads it."""
+        if task.register:
+            self.runner.register(self.name, task.register,
+                                 {"changed": False, "skipped": False, **value, "failed": True})
+
     def queue(self, task: Task, module, args: dict, changes: list[Change],
               result: TaskResult) -> None:
         """Add the task to the current write batch (or report it at once when nothing is
         queued and it writes nothing)."""
         writes = bool(changes) and self.writes(task, module)
-        restart = Restart(args["name"] or "", _SERVICE_VERBS.get(args["state"], "restart"),
-                          bool(args["daemon_reload"])) \
-            if task.module == "service" and writes else None
+        undo = [Restart(*c.undo) for c in changes if c.undo is not None] if writes else []
+        if writes and task.module in SERVICE_MODULES and not undo:
+            undo = [Restart("", "restart", True)]            # daemon-reload alone: repeated
         if writes and self.pending and self.pending[0].become != self._become(task):
             self.flush()                 # one exec runs under one identity
         if not writes and not self.pending:
             return self.done(result, result.status, result.message)
         self.pending.append(PendingTask(result, changes if writes else [], self._become(task),
-                                     restart))
-        if task.module == "service":
+                                        undo))
+        if task.module in SERVICE_MODULES:
             self.flush()                 # a restart is a point everything after depends on
         return None
 
-    def plan(self, module, args: dict, variables: dict, search_dirs=()) -> list[Change]:
-        ctx = PlanContext(variables, [*search_dirs, *self.play.template_dirs], self.check)
+    def plan(self, module, args: dict, variables: dict, search_dirs=(),
+             task_check: bool = False) -> list[Change]:
+        ctx = PlanContext(variables, [*search_dirs, *self.play.template_dirs],
+                          self.check or task_check)
         return self.with_facts(module.name, lambda: module.plan(args, self.facts, ctx))
 
     def writes(self, task: Task, module) -> bool:
@@ -170,7 +300,8 @@ class TaskPlanner:
 
     def run_command(self, task: Task, args: dict, changes: list[Change],
                     result: TaskResult) -> None:
-        """A command needs its own exec: its exit code and output may be registered."""
+        """A command needs its own exec: its exit code and output may be registered. It is
+        repeated per `until`/`retries`, judged by `failed_when` (else its exit code)."""
         self.flush()
         module = get_module(task.module)
         if not changes:
@@ -179,28 +310,77 @@ class TaskPlanner:
         if not self.writes(task, module):
             self.register(task, True, changes, rc=0, stdout="", stderr="", skipped=True)
             return self.done(result, "changed", "not run in check mode")
-        out = self.session.run("sh -s", become=self._become(task),
-                               stdin=apply_script(changes, self.runner.run_id,
-                                                  self.runner.options.backup_root).encode())
-        stdout = out.stdout.decode(errors="replace")
-        stderr = out.stderr.decode(errors="replace")
-        value = {"rc": out.rc, "stdout": stdout.rstrip("\n"), "stderr": stderr.rstrip("\n"),
-                 "stdout_lines": stdout.splitlines()}
-        if out.rc != 0:
-            hint = denied_hint(self.session, stderr, self._become(task))
-            self.done(result, "failed", f"exit {out.rc}: {hint}{stderr.strip()[-300:]}")
-            raise HostFailed(f"task '{task.name}': command exited {out.rc}")
         try:
-            changed = self.changed(task, True, self.base_vars(task=task),
-                                   {"changed": True, **value})
+            value, failed, why = self._command_attempts(task, changes)
+            changed = not failed and self.changed(task, True, self.base_vars(task=task),
+                                                  {"changed": True, **value})
         except InputError as exc:
             self.done(result, "failed", str(exc))
             raise self._task_failed(task, exc) from None
+        if failed:
+            self._register_failure(task, value)
+            result.failed_changed = self._changed_quietly(task, value)
+            self.done(result, "failed", why)
+            raise HostFailed(f"task '{task.name}': {why.split(':')[0]}")
         self.register(task, changed, changes, **value)
         if changed:
             self.notify(task)
         shown = value["stdout"] if args.get("show_output") and not task.no_log else ""
         return self.done(result, "changed" if changed else "ok", shown)
+
+    def _changed_quietly(self, task: Task, value: dict) -> bool:
+        """Whether a failed command counts as changed too (its changed_when, else yes), as
+        ansible-core counts an ignored failure; a broken changed_when counts as not."""
+        try:
+            return self.changed(task, True, self.base_vars(task=task), {"changed": True, **value})
+        except InputError:
+            return False
+
+    def _command_attempts(self, task: Task, changes: list[Change]) -> tuple[dict, bool, str]:
+        """Run the command (again while `until` does not hold); the last attempt's result,
+        whether it failed and why."""
+        attempts = 1 + task.retries if (task.until or task.retries) else 1
+        for attempt in range(1, attempts + 1):
+            value = self._execute(task, changes)
+            if attempts > 1:
+                value["attempts"] = attempt
+            variables = self.base_vars(task=task)
+            failed = self.failed_by(task, variables, {"changed": True, **value}) \
+                if task.failed_when is not None else value["rc"] != 0
+            judged = {"changed": True, **value, "failed": failed}
+            done = attempts == 1 or (self.failed_by(replace(task, failed_when=task.until),
+                                                    variables, judged)
+                                     if task.until else not failed)
+            if done:
+                break
+            if attempt < attempts:
+                self._step(f"{task.name}: retry {attempt}/{attempts - 1}")
+                time.sleep(task.delay)
+        else:
+            return value, True, f"retries exhausted after {attempts} attempts"
+        if not failed:
+            return value, False, ""
+        if task.failed_when is not None:
+            return value, True, "failed_when: the condition is true"
+        hint = "" if task.delegate_to else denied_hint(self.session, value["stderr"],
+                                                         self._become(task))
+        return value, True, f"exit {value['rc']}: {hint}{value['stderr'].strip()[-300:]}"
+
+    def _execute(self, task: Task, changes: list[Change]) -> dict:
+        """One run of a command: on the node, or on the controller for `delegate_to:
+        localhost` (as the controller's user, in its current directory: nothing there is
+        backed up, as for any command)."""
+        script = apply_script(changes, self.runner.run_id, self.runner.options.backup_root)
+        if task.delegate_to:
+            done = subprocess.run(["sh", "-s"], input=script.encode(), capture_output=True,
+                                  timeout=3600, check=False)
+            rc, out, err = done.returncode, done.stdout, done.stderr
+        else:
+            ran = self.session.run("sh -s", become=self._become(task), stdin=script.encode())
+            rc, out, err = ran.rc, ran.stdout, ran.stderr
+        stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+        return {"rc": rc, "stdout": stdout.rstrip("\n"), "stderr": stderr.rstrip("\n"),
+                "stdout_lines": stdout.splitlines(), "stderr_lines": stderr.splitlines()}
 
     def _become(self, task: Task):
         return task.become if task.become is not None else self.play.become
@@ -211,7 +391,9 @@ class TaskPlanner:
         return result
 
     def done(self, result: TaskResult, status: str, message: str = "") -> None:
-        self.failed_line = self.failed_line or status == "failed"
+        self.failed_line = self.failed_line or (status == "failed" and not result.ignore_errors)
+        if result.started is not None:
+            result.seconds = round(time.monotonic() - result.started, 4)
         result.status = status
         result.message = message
         self.runner.report(result)
@@ -223,3 +405,9 @@ class TaskPlanner:
                     raise HostFailed("stopped: another host failed (any_errors_fatal)")
                 self.run_task(handler, handler=True)
         self.flush()
+
+
+def _own_batch(last: Task, task: Task) -> bool:
+    """Whether what is queued must be written before `task`: at a block section's edge and
+    around an ignore_errors task, so a write failure is that task's or that section's."""
+    return last.blocks != task.blocks or last.ignore_errors or task.ignore_errors

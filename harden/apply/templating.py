@@ -11,6 +11,7 @@ layered_vars. Only what the user wrote is templated that way, never data from a 
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
@@ -18,11 +19,12 @@ import posixpath
 import re
 import shlex
 from functools import lru_cache
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable
 
 import yaml
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, Undefined, meta
-from jinja2.exceptions import UndefinedError
+from jinja2.exceptions import TemplateRuntimeError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from harden.errors import InputError
@@ -54,6 +56,14 @@ def _to_yaml(value, indent: int = 2) -> str:
     return yaml.safe_dump(value, default_flow_style=False, sort_keys=False, indent=indent)
 
 
+def _to_nice_yaml(value, indent: int = 4, **options) -> str:
+    """Ansible's to_nice_yaml: block style, keys sorted, indent 4 unless given. A role that
+    writes a manifest with it and then edits lines must see the same text harden plans on."""
+    options.setdefault("sort_keys", True)
+    return yaml.safe_dump(value, default_flow_style=False, indent=indent, allow_unicode=True,
+                          **{k: v for k, v in options.items() if k in ("sort_keys", "width")})
+
+
 def _extract(item, container, morekeys=None):
     """Ansible's `extract`: container[item], then each of `morekeys` in turn (for
     `groups['x'] | map('extract', hostvars, ['result', 'field'])`)."""
@@ -72,14 +82,103 @@ def _extract(item, container, morekeys=None):
     return value
 
 
+def _from_yaml(text: str):
+    return yaml.safe_load(text) if isinstance(text, str) else text
+
+
+def _combine(*dicts, recursive: bool = False, list_merge: str = "replace") -> dict:
+    """Ansible's combine: later mappings win; `recursive` merges nested mappings."""
+    if list_merge not in ("replace", "append", "prepend", "keep"):
+        raise TemplateRuntimeError(f"combine: list_merge {list_merge!r} is not supported")
+    out: dict = {}
+    for item in dicts:
+        for one in (item if isinstance(item, list) else [item]):
+            if not isinstance(one, Mapping):
+                raise TemplateRuntimeError(f"combine needs mappings, got {type(one).__name__}")
+            out = _merge(out, dict(one), recursive, list_merge)
+    return out
+
+
+def _merge(base: dict, extra: dict, recursive: bool, list_merge: str) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        old = out.get(key)
+        if recursive and isinstance(old, Mapping) and isinstance(value, Mapping):
+            out[key] = _merge(dict(old), dict(value), True, list_merge)
+        elif isinstance(old, list) and isinstance(value, list) and list_merge != "replace":
+            out[key] = {"append": old + value, "prepend": value + old, "keep": old}[list_merge]
+        else:
+            out[key] = value
+    return out
+
+
+def _ternary(value, true_value, false_value, none_value=None):
+    if value is None and none_value is not None:
+        return none_value
+    return true_value if value else false_value
+
+
+def _regex_flags(ignorecase: bool = False, multiline: bool = False) -> int:
+    return (re.I if ignorecase else 0) | (re.M if multiline else 0)
+
+
+def _regex_search(value, pattern: str, *groups, ignorecase=False, multiline=False):
+    found = re.search(pattern, str(value), _regex_flags(ignorecase, multiline))
+    if found is None:
+        return None
+    if not groups:
+        return found.group(0)
+    return [found.group(int(g[1:]) if g.startswith("\\") else g) for g in groups]
+
+
+def _regex_replace(value, pattern: str = "", replacement: str = "", ignorecase=False,
+                   multiline=False, count: int = 0):
+    return re.sub(pattern, replacement, str(value), count=count,
+                  flags=_regex_flags(ignorecase, multiline))
+
+
+def _flatten(value, levels=None):
+    out = []
+    for item in value:
+        if isinstance(item, list) and (levels is None or levels > 0):
+            out.extend(_flatten(item, None if levels is None else levels - 1))
+        elif item is not None:
+            out.append(item)
+    return out
+
+
+def _dict2items(value: Mapping, key_name: str = "key", value_name: str = "value") -> list:
+    return [{key_name: k, value_name: v} for k, v in value.items()]
+
+
+def _items2dict(value, key_name: str = "key", value_name: str = "value") -> dict:
+    return {item[key_name]: item[value_name] for item in value}
+
+
 _FILTERS = {
     "extract": _extract,
+    "from_yaml": _from_yaml,
+    "from_json": lambda text: json.loads(text) if isinstance(text, str) else text,
+    "to_nice_json": lambda v, indent=4: json.dumps(v, indent=indent, sort_keys=True),
+    "combine": _combine,
+    "ternary": _ternary,
+    "regex_search": _regex_search,
+    "regex_replace": _regex_replace,
+    "regex_findall": lambda v, p, ignorecase=False, multiline=False: re.findall(
+        p, str(v), _regex_flags(ignorecase, multiline)),
+    "regex_escape": lambda v: re.escape(str(v)),
+    "flatten": _flatten,
+    "dict2items": _dict2items,
+    "items2dict": _items2dict,
+    "difference": lambda a, b: [x for x in dict.fromkeys(a) if x not in b],
+    "union": lambda a, b: list(dict.fromkeys([*a, *b])),
+    "intersect": lambda a, b: [x for x in dict.fromkeys(a) if x in b],
     "b64encode": _b64encode,
     "b64decode": _b64decode,
     "b64len": _b64len,
     "to_json": json.dumps,
     "to_yaml": _to_yaml,
-    "to_nice_yaml": _to_yaml,
+    "to_nice_yaml": _to_nice_yaml,
     "quote": shlex.quote,
     "basename": posixpath.basename,
     "dirname": posixpath.dirname,
@@ -103,7 +202,53 @@ def make_environment(template_dirs: Iterable[str] = (), trim_blocks: bool = Fals
         undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
         trim_blocks=trim_blocks, lstrip_blocks=lstrip_blocks)
     env.filters.update({name: _strict_filter(f) for name, f in _FILTERS.items()})
+    env.tests.update(_RESULT_TESTS)
     return env
+
+
+def _result_test(key: str, when_true: bool = True) -> Callable:
+    """Ansible's tests on a registered result (`r is failed`, `r is changed`, ...)."""
+    def test(result) -> bool:
+        _defined(result)
+        if not isinstance(result, Mapping):
+            raise TemplateRuntimeError(f"the '{key}' test needs a registered task result, "
+                                       f"got {type(result).__name__}")
+        return bool(result.get(key, False)) == when_true
+    return test
+
+
+def _regex_test(how: str) -> Callable:
+    """Ansible's `is search`, `is match` (from the start) and `is regex` tests."""
+    def test(value, pattern: str = "", ignorecase: bool = False, multiline: bool = False,
+             match_type: str = how) -> bool:
+        finder = re.search if match_type == "search" else re.match
+        return finder(pattern, str(_defined(value)), _regex_flags(ignorecase, multiline)) \
+            is not None
+    return test
+
+
+def _version_test(value, other, operator: str = "eq", strict=None, version_type=None) -> bool:
+    """Ansible's `version` test (loose versions: numbers compared as numbers)."""
+    def key(text):
+        return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-+]", str(text))]
+    a, b = key(value), key(other)
+    ops = {"eq": a == b, "==": a == b, "ne": a != b, "!=": a != b, "<>": a != b,
+           "lt": a < b, "<": a < b, "le": a <= b, "<=": a <= b, "gt": a > b, ">": a > b,
+           "ge": a >= b, ">=": a >= b}
+    if operator not in ops:
+        raise TemplateRuntimeError(f"version: unknown operator {operator!r}")
+    return ops[operator]
+
+
+_RESULT_TESTS = {
+    "search": _regex_test("search"), "match": _regex_test("match"),
+    "regex": _regex_test("search"),
+    "version": _version_test, "version_compare": _version_test,
+    **{name: _result_test("failed") for name in ("failed", "failure")},
+    **{name: _result_test("failed", False) for name in ("succeeded", "success", "successful")},
+    **{name: _result_test("changed") for name in ("changed", "change")},
+    **{name: _result_test("skipped") for name in ("skipped", "skip")},
+}
 
 
 _DEFAULT_ENV = make_environment()
@@ -138,7 +283,21 @@ def _render_text(text: str, variables: dict) -> Any:
     single = _SINGLE_EXPR.match(text)
     if single:
         return _defined(_compiled_expression(single.group("expr"))(**variables))
-    return _compiled_template(text).render(**variables)
+    return _literal_container(_compiled_template(text).render(**variables))
+
+
+def _literal_container(rendered: str) -> Any:
+    """A rendered text that reads as a Python dict or list literal is that value, as Ansible's
+    native templating makes it (a folded `set_fact: x: > {{ a | combine(b) }}` is a mapping,
+    not its text). Only literals: nothing in it is evaluated."""
+    stripped = rendered.strip()
+    if not (stripped.startswith(("{", "[")) and stripped.endswith(("}", "]"))):
+        return rendered
+    try:
+        value = ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return rendered
+    return value if isinstance(value, (dict, list)) else rendered
 
 
 def render_string(text: str, variables: dict, where: tuple = (None, None)) -> Any:

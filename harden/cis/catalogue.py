@@ -18,7 +18,7 @@ from harden.errors import InputError
 
 BENCHMARK_DIR = Path(__file__).parent / "benchmarks"
 AUDIT_KINDS = ("component", "files", "encryption_providers", "encryption_stored", "audit_policy",
-               "kernel_tunables", "kubectl", "manual")
+               "kernel_tunables", "kubectl", "kubeadm_config", "manual")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # C parser when built
 
 
@@ -130,6 +130,11 @@ def explain(check: Check) -> str:
         inspect = ("etcd's stored values, read on the node with the API server's etcd client "
                    "certificate (etcdctl, else the etcd JSON gateway with curl, else etcdctl in "
                    "the etcd container); only counts per provider and key name leave the node")
+    elif kind == "kubeadm_config":
+        inspect = ("the ClusterConfiguration in kube-system/kubeadm-config (kubectl with "
+                   "/etc/kubernetes/admin.conf) against each static-pod manifest: these flags, "
+                   "where set, and the hostPath volumes their files need: " + "; ".join(
+                       f"{c} {', '.join(f)}" for c, f in audit[kind].items()))
     elif kind == "kernel_tunables":
         inspect = ("whether the kubelet runs with protectKernelDefaults, and the lines of every "
                    "sysctl file a boot reads (sysctl.d directories in file-name order, then "

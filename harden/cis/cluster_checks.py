@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import yaml
 
+from harden.errors import InputError
+from harden.kubeadm.cluster_config import ClusterConfig, lost_on_upgrade
 from harden.node import etcd_census
+from harden.cis.component_views import manifest_commands, yaml_docs
 from harden.cis.context import HostContext, Verdict
-from harden.cis.probe import Facts
+from harden.cis.probe import Facts, kubectl_error
 
 PSA_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 NETPOL_EXEMPT_NAMESPACES = ("kube-node-lease", "kube-public")
@@ -311,3 +314,56 @@ def encryption_stored(ctx: "HostContext") -> Verdict:
                         if etcd_census.primary_for(census.layout, r)})
     return Verdict(True, f"all {total} stored objects of the covered resources are under "
                    f"{', '.join(primaries)} ({how})", [f"etcd values ({census.method})"])
+
+
+# ------------------------------------------------------------ kubeadm's source of truth
+
+KUBEADM_CONFIG = "kube-system/kubeadm-config"
+
+
+def kubeadm_agreement(watched: dict[str, list[str]], ctx: HostContext) -> Verdict:
+    """Beyond CIS: the hardened flags of each static-pod manifest, and the hostPath volumes
+    their files need, are in kubeadm's ClusterConfiguration; otherwise the next `kubeadm
+    upgrade` (or `kubeadm join --control-plane`) writes the manifest without them."""
+    if "kubeadm-config" not in ctx.facts.kubectl:
+        why = ctx.facts.kubectl_objects()[1] or "kubectl could not read the cluster"
+        return Verdict(None, f"not checked: {why}", status="WARN")
+    rc, text = ctx.facts.kubectl["kubeadm-config"]
+    if rc != 0:
+        return Verdict(None, f"not checked: kubectl get configmap {KUBEADM_CONFIG} failed "
+                       f"(exit {rc}): {kubectl_error(text)}", status="WARN")
+    if not text.strip():
+        return Verdict(None, f"no {KUBEADM_CONFIG} ConfigMap: not a cluster kubeadm manages",
+                       status="SKIP")
+    source = f"{KUBEADM_CONFIG} (ClusterConfiguration)"
+    try:
+        config = ClusterConfig(text, source)
+    except InputError as exc:
+        return Verdict(False, f"kubeadm cannot read its ClusterConfiguration: {exc}", [source])
+    lost, used = [], [source]
+    for component, flags in watched.items():
+        configured = ctx.views(component)[1]
+        commands = manifest_commands(ctx.facts)
+        if configured is None or component not in commands or \
+                (component == "etcd" and config.external_etcd):
+            continue
+        path = commands[component][0]
+        used.append(f"manifest {path}")
+        present = {f: configured.flag(f"--{f}") for f in flags if f"--{f}" in configured.flags}
+        lost += lost_on_upgrade(config, component, present, flags,
+                                _manifest_mounts(ctx.facts.contents.get(path, "")))
+    if lost:
+        return Verdict(False, "the next kubeadm upgrade would drop: " + "; ".join(lost), used)
+    return Verdict(True, "every hardened flag and volume of the static-pod manifests is in "
+                   f"ClusterConfiguration ({config.version})", used)
+
+
+def _manifest_mounts(text: str) -> list[tuple[str, str]]:
+    """(host path, container path) of each hostPath volume mounted in the pod's containers."""
+    pod = yaml_docs(text) or {}
+    spec = pod.get("spec") or {}
+    hosts = {v.get("name"): (v.get("hostPath") or {}).get("path")
+             for v in spec.get("volumes") or [] if isinstance(v, dict)}
+    return [(hosts[m["name"]], str(m.get("mountPath", "")))
+            for c in spec.get("containers") or [] for m in c.get("volumeMounts") or []
+            if isinstance(m, dict) and hosts.get(m.get("name"))]

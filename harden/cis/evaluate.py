@@ -67,6 +67,8 @@ def _evaluate(check: Check, ctx: HostContext) -> Verdict:
         return cluster_checks.audit_policy(ctx)
     if kind == "encryption_stored":
         return cluster_checks.encryption_stored(ctx)
+    if kind == "kubeadm_config":
+        return cluster_checks.kubeadm_agreement(check.audit["kubeadm_config"], ctx)
     if kind == "kernel_tunables":
         return kernel_tunables(ctx)
     return cluster_checks.kubectl_check(check.audit["kubectl"], ctx.facts)

@@ -30,8 +30,10 @@ for a delimiter:
     H|<component>|<b64 container path>|<host path>   where a path its static-pod manifest names
                                       is on the host, through the manifest's hostPath volumes
     K|<name>|<rc>|<b64 output>        a kubectl call on a control plane with admin.conf: `get`
-                                      (cluster objects) and `can-i` (the SelfSubjectAccessReviews
-                                      of CAN_I_QUERIES, read as `kubectl auth can-i` answers);
+                                      (cluster objects), `kubeadm-config` (the ClusterConfiguration,
+                                      empty without that ConfigMap) and `can-i` (the
+                                      SelfSubjectAccessReviews of CAN_I_QUERIES, read as `kubectl
+                                      auth can-i` answers);
                                       stdout, or stderr when it failed with nothing on stdout
     END|                              the script ran to completion
 
@@ -100,11 +102,15 @@ reviews() { kc can-i create --validate=false -f - -o json --as=harden-probe:anyo
 __REVIEWS__
 EOF_REVIEWS
 }
+# kubeadm's ClusterConfiguration (check 1.1.22k; empty output: no such ConfigMap)
+kubeadm_config() { kc kubeadm-config -n kube-system get configmap kubeadm-config \
+    --ignore-not-found -o 'jsonpath={.data.ClusterConfiguration}'; }
 if [ "$KSTATE" = run ]; then
   KT=$(mktemp -d 2>/dev/null) || KT=''
   if [ -n "$KT" ]; then
     (KERR=$KT/get.err; kc get get __KINDS__ -A -o json > "$KT/get"; echo "$?" > "$KT/get.rc") &
     (KERR=$KT/can-i.err; reviews > "$KT/can-i") &
+    (KERR=$KT/kcfg.err; kubeadm_config > "$KT/kcfg") &
   fi
 fi
 # a symlink: its text (one level) and the stat of what opening it reaches (stat -L, os.Stat
@@ -369,9 +375,9 @@ done
 # section 5, started first: its answers collected at the end
 if [ -n "$KT" ]; then
   wait; read -r grc_ < "$KT/get.rc" 2>/dev/null
-  cat "$KT/get"; [ "$grc_" = 0 ] && cat "$KT/can-i"; rm -rf "$KT"
+  cat "$KT/get"; [ "$grc_" = 0 ] && cat "$KT/kcfg" "$KT/can-i"; rm -rf "$KT"
 elif [ "$KSTATE" = run ]; then
-  kc get get __KINDS__ -A -o json && reviews
+  if kc get get __KINDS__ -A -o json; then kubeadm_config; reviews; fi
 elif [ "$KSTATE" = no-kubectl ]; then
   echo "K|unavailable|127|$(printf 'kubectl is not installed on this node' | b64)"
 else

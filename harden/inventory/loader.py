@@ -745,6 +745,13 @@ class Inventory:
         merged.update(vars_files.for_entity("host_vars", [entry.name]))
         return Host(entry.name, copy.deepcopy(merged), ["all", *groups])
 
+    def with_defaults(self, defaults: dict) -> Inventory:
+        """Give every host these variables unless it sets them itself (ansible.cfg and the
+        command line's connection options: a host's inventory wins, as in Ansible)."""
+        for host in self.hosts.values():
+            host.vars = {**copy.deepcopy(defaults), **host.vars}
+        return self
+
     def select(self, pattern: str | None, limit: str | None = None) -> list[Host]:
         """Hosts matching an Ansible pattern (None = all), restricted to `limit` if given."""
         names = hostpatterns.match_hosts(pattern or "all", self._space)

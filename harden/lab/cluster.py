@@ -27,14 +27,39 @@ from harden.errors import HardenError, InputError
 from harden.lab import kubeadm_config, kubeadm_init, layout, pki, seed, sshd
 
 LABOPS = "labops"
-MOUNT_DIRS = ("/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd",
+# /etc/systemd/system comes before the kubelet drop-in directory mounted inside it.
+MOUNT_DIRS = ("/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd", "/etc/systemd/system",
               "/etc/systemd/system/kubelet.service.d", "/usr/lib/systemd/system/kubelet.service.d",
               "/var/log/kubernetes", "/var/log/pods", "/var/lib/harden", "/etc/sysctl.d", "/etc/sudoers.d",
-              "/usr/local/sbin", f"/home/{LABOPS}", "/etc/default")
+              "/usr/local/sbin", f"/home/{LABOPS}", "/etc/default", "/run/systemd")
 # Single files are mounted only where nothing replaces them by rename (a rename onto a mount
 # point fails with EBUSY): /etc/default is a directory mount so /etc/default/kubelet can be
 # written atomically, as on a real node.
 MOUNT_FILES = ("/etc/passwd", "/etc/shadow", "/etc/group")
+# The node's systemctl is the shim on every path a tool may pick (Ansible's service_facts looks
+# in /usr/bin first); bound only where the machine has a file there, never created on it.
+SYSTEMCTL_PATHS = ("/usr/bin/systemctl",)
+# A node is "booted with systemd" to whoever asks as systemd's own tools do (sd_booted: the
+# directory /run/systemd/system exists; PID 1's comm is `systemd`, see harden.lab.node); the
+# machine's own /run/systemd stays as it is.
+SYSTEMD_RUNTIME_DIR = "/run/systemd/system"
+# A kubeadm node has kubelet.service enabled (the package ships it in /usr/lib; the lab keeps
+# it in the node's private /etc/systemd/system, as the machine's /usr/lib is shared).
+KUBELET_UNIT = """[Unit]
+Description=kubelet: The Kubernetes Node Agent
+Documentation=https://kubernetes.io/docs/
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+ExecStart=/usr/bin/kubelet
+Restart=always
+StartLimitInterval=0
+RestartSec=10
+
+[Install]
+WantedBy=multi-user.target
+"""
 COPIED_FROM_HOST = ("/etc/sysctl.d", "/etc/sudoers.d", "/usr/local/sbin", "/etc/default")
 # Nodes share this machine's kernel, so their /proc/sys is a directory of plain files seeded from
 # the machine's values: sysctl(8), the sysctl module and the kubelet's protectKernelDefaults
@@ -193,6 +218,36 @@ def _copy_host_dir(source: str, target: Path) -> None:
             shutil.copy2(entry, target / entry.name)
 
 
+def _copy_unit_dir(source: str, target: Path) -> None:
+    """The machine's /etc/systemd/system as the node's own: unit files, and the enablement
+    and alias symlinks kept as symlinks (their targets are what systemctl reads)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in Path(source).iterdir() if Path(source).is_dir() else ():
+        if entry.is_symlink():
+            (target / entry.name).symlink_to(os.readlink(entry))
+        elif entry.is_dir() and str(entry) not in MOUNT_DIRS:    # kubelet.service.d: its own
+            _copy_unit_dir(str(entry), target / entry.name)
+        elif entry.is_file():
+            shutil.copy2(entry, target / entry.name)
+
+
+def _write_systemd_files(root: Path, shim: bytes) -> None:
+    units = root / "etc/systemd/system"
+    _copy_unit_dir("/etc/systemd/system", units)
+    _write(units / "kubelet.service", KUBELET_UNIT.encode(), 0o644)
+    wants = units / "multi-user.target.wants"
+    wants.mkdir(exist_ok=True)
+    if not (wants / "kubelet.service").is_symlink():
+        (wants / "kubelet.service").symlink_to("/etc/systemd/system/kubelet.service")
+    (root / SYSTEMD_RUNTIME_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    for path in SYSTEMCTL_PATHS:
+        _write(root / path.lstrip("/"), shim, 0o755)
+
+
+def _systemctl_mounts(root: Path) -> list[list[str]]:
+    return [[str(root / p.lstrip("/")), p] for p in SYSTEMCTL_PATHS if os.path.isfile(p)]
+
+
 def _copy_kernel_settings(target: Path) -> None:
     """Every readable /proc/sys entry as a regular file with the same mode; entries the kernel
     will not let us read (write-only triggers) are left out."""
@@ -259,6 +314,7 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
         shutil.rmtree(node_dir)
     for source in COPIED_FROM_HOST:
         _copy_host_dir(source, root / source.lstrip("/"))
+    _write_systemd_files(root, _systemctl_shim(node_dir / "control.sock"))
     dirs, files = layout.node_files(spec, profile, cluster, api_server=api_server, labops_uid=uid,
                                     config=config, kubelet=kubelet, kubelet_args=kubelet_args)
     for path, (content, mode) in (extra_files or {}).items():
@@ -297,6 +353,7 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
         algorithms=ssh_algorithms, user_ca=user_ca).encode(),
         0o600)
     mounts = [[str(root / t.lstrip("/")), t] for t in MOUNT_DIRS + MOUNT_FILES + (PROC_SYS,)]
+    mounts += _systemctl_mounts(root)
     return {"name": spec.name, "address": spec.address, "node_dir": str(node_dir),
             "mounts": mounts, "socket": str(socket_path),
             "sshd_argv": sshd.command(config, node_dir / "sshd.log"),

@@ -23,6 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harden.lab.systemctl_verbs import Systemctl
+from harden.lab.units import Units
+
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18
 RESTART_DELAY = 1.0          # systemd's RestartSec=10, scaled down for tests
 STOP_TIMEOUT = 5.0
@@ -46,6 +49,13 @@ def bind_mounts(mounts: list[list[str]]) -> None:
     _mount("none", "/", MS_REC | MS_PRIVATE)
     for source, target in mounts:
         _mount(source, target, MS_BIND)
+
+
+def set_comm(name: str) -> None:
+    """PID 1's name as /proc/1/comm shows it: tools tell the service manager from it (Ansible's
+    service_mgr fact reads `systemd` there on a real node)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(15, name.encode(), 0, 0, 0)       # PR_SET_NAME
 
 
 # --- systemd unit parsing (only what kubelet.service drop-ins use) -----------------------------
@@ -165,6 +175,9 @@ class Supervisor:
             "kubelet": Service("kubelet", node_dir / "kubelet.log", kubelet_argv),
         }
         self.stopping = False
+        by_unit = {unit: self.services[name] for unit, name in UNIT_ALIASES.items()
+                   if unit.endswith(".service")}
+        self.systemctl = Systemctl(Units(), by_unit, self.start, self.stop)
 
     # process lifecycle
 
@@ -241,42 +254,10 @@ class Supervisor:
 
     # systemctl shim protocol: one JSON request line, one JSON answer line
 
-    def handle(self, argv: list[str]) -> tuple[int, str]:
-        words = [a for a in argv if not a.startswith("-")]
-        if not words:
-            return 1, "systemctl: a command is required\n"
-        verb, units = words[0], words[1:]
-        if verb == "daemon-reload":
-            return 0, ""  # drop-ins are read at every start anyway
-        if not units:
-            return 1, f"systemctl {verb}: unit name required\n"
-        rc, out = 0, ""
-        for unit in units:
-            svc = self.services.get(UNIT_ALIASES.get(unit, ""))
-            if svc is None:
-                return (3 if verb == "is-active" else 5), f"Unit {unit} could not be found.\n"
-            one_rc, one_out = self._verb(verb, svc)
-            rc, out = max(rc, one_rc), out + one_out
-        return rc, out
-
-    def _verb(self, verb: str, svc: Service) -> tuple[int, str]:
-        if verb in ("start", "stop", "restart", "try-restart", "reload-or-restart"):
-            if verb != "start":
-                self.stop(svc)
-            if verb != "stop":
-                self.start(svc)
-            return (1, f"Job for {svc.name}.service failed: {svc.error}\n") if svc.error else (0, "")
-        if verb == "is-active":
-            return (0 if svc.state == "active" else 3), svc.state + "\n"
-        if verb == "is-enabled":
-            return 0, "enabled\n"
-        if verb == "status":
-            return (0 if svc.state == "active" else 3), (
-                f"* {svc.name}.service\n     Active: {svc.state}\n   Main PID: {svc.pid}\n"
-                f"   Restarts: {svc.restarts}  Last exit: {svc.exit_code}\n")
-        if verb == "reset-failed":
-            return 0, ""
-        return 1, f"Unknown command verb {verb}.\n"
+    def handle(self, argv: list[str]) -> tuple[int, str, str]:
+        """A systemctl command line: any unit, answered from the node's unit files and the
+        processes this supervisor runs (harden.lab.systemctl_verbs)."""
+        return self.systemctl.handle(argv)
 
     def serve_client(self, conn: socket.socket) -> None:
         with conn:
@@ -288,10 +269,10 @@ class Supervisor:
                     break
                 data += chunk
             try:
-                rc, out = self.handle(json.loads(data or b"[]"))
-            except (ValueError, TypeError) as exc:
-                rc, out = 1, f"bad request: {exc}\n"
-            conn.sendall(json.dumps({"rc": rc, "out": out}).encode() + b"\n")
+                rc, out, err = self.handle(json.loads(data or b"[]"))
+            except (ValueError, TypeError, OSError) as exc:
+                rc, out, err = 1, "", f"bad request: {exc}\n"
+            conn.sendall(json.dumps({"rc": rc, "out": out, "err": err}).encode() + b"\n")
 
     # main loop
 
@@ -357,6 +338,7 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _exit_before_start)
     spec = json.loads(Path(argv[0]).read_text())
+    set_comm("systemd")
     bind_mounts(spec["mounts"])
     return Supervisor(spec).run()
 

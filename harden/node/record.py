@@ -1,12 +1,16 @@
 """The node-side record of the state a run left a path in, shared by every change the apply
 script makes and by the run's commit (harden.runs.journal.commit_script)."""
 
+from harden.node.configmap import CONFIGMAP_SH
+
 # `hb_record PATH FILE` appends the state PATH is in now ("kind mode uid gid sha256 path") to
 # FILE and keeps a copy of a regular file under $HB/after/: the state a run left behind, which a
 # manual rollback compares with the node to see (and show) what someone changed since. Shared by
 # every change (after-partial, for runs cut off before their commit) and by the commit
-# (after-index, see harden.runs.journal.commit_script).
-HB_RECORD = r"""hb_record() {
+# (after-index, see harden.runs.journal.commit_script). A ConfigMap key's path
+# (harden.node.configmap) is recorded from the API.
+HB_RECORD = CONFIGMAP_SH + r"""hb_record() {
+  case $1 in /configmap:*) hb_cm_record "$1" "$2"; return;; esac
   if [ -f "$1" ] && [ "${1#/proc/}" = "$1" ]; then
     (umask 077; mkdir -p -- "$HB/after$(dirname -- "$1")"); cp -p -- "$1" "$HB/after$1"
     printf 'file\t%s\t%s\t%s\n' "$(stat -L -c '%a	%u	%g' -- "$1")" \

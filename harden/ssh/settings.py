@@ -33,7 +33,8 @@ DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 SSH_CONNECTION_TYPES = ("ssh", "paramiko", "smart")
 TRANSPORTS = ("paramiko", "openssh")
 DEFAULT_TRANSPORT = "paramiko"
-SSH_ARG_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")
+SSH_ARG_VARS = ("ansible_ssh_args", "ansible_ssh_common_args", "ansible_ssh_extra_args")
+HOST_KEY_CHECKING_VARS = ("ansible_host_key_checking", "ansible_ssh_host_key_checking")
 
 # ssh's single-letter options that take a value; the rest are plain flags.
 _FLAGS_WITH_VALUE = set("BbcDEeFIiJLlmOopQRSWw")
@@ -172,7 +173,7 @@ def connection_spec(host: Host, options: RunOptions) -> ConnectionSpec:
                          port=_first(hv, "ansible_port", "ansible_ssh_port"))
     _merge_config(args, config)
     target = _target_endpoint(host, args, options)
-    policy = _host_key_policy(host.name, args, options)
+    policy = _host_key_policy(host.name, args, options, _first(hv, *HOST_KEY_CHECKING_VARS))
     files = _known_hosts_files(args)
     record = args.known_hosts_files[0] if args.known_hosts_files else DEFAULT_KNOWN_HOSTS
     jumps = _jump_endpoints(host.name, args.jumps, target, options, args.config_file)
@@ -483,9 +484,13 @@ def _proxy_command(host: str, args: _SshArgs, target: Endpoint) -> str | None:
             .replace("%r", target.user).replace("%%", "%"))
 
 
-def _host_key_policy(host: str, args: _SshArgs, options: RunOptions) -> str:
-    """The host's own StrictHostKeyChecking wins; else --accept-new-host-keys; else strict."""
+def _host_key_policy(host: str, args: _SshArgs, options: RunOptions, checking=None) -> str:
+    """The host's own StrictHostKeyChecking wins; else Ansible's host_key_checking (false:
+    keys are not checked, as ansible-playbook does then); else --accept-new-host-keys; else
+    strict."""
     value = args.options.get("stricthostkeychecking")
+    if value is None and checking is not None and not _truthy(checking):
+        return "no"
     if value is None:
         return "accept-new" if options.accept_new_host_keys else "yes"
     value = value.lower()

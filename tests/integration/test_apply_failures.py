@@ -110,6 +110,10 @@ def test_killed_run_shows_interrupted_and_rollback_restores(lab3cp, tmp_path):
         while time.monotonic() < deadline and not _new_backup(backups, existing):
             time.sleep(0.1)
         assert _new_backup(backups, existing), "the run never wrote a backup"
+        # the first backup may be kubeadm-config's (the ConfigMap is written before the
+        # manifest): wait for the manifest itself
+        while time.monotonic() < deadline and manifest_state(lab3cp, "cp1") == before:
+            time.sleep(0.1)
         time.sleep(0.5)                     # backup and write done; now in the health wait
     finally:
         process.send_signal(signal.SIGKILL)
@@ -194,6 +198,6 @@ def test_unknown_flag_is_rolled_back_within_a_minute_naming_the_component_and_it
     output = " ".join(result.stdout.split())
     assert "failed to start: static pod kube-apiserver" in output, result.stdout
     assert "unknown flag: --no-such-flag" in output, result.stdout
-    assert "rolled back 1 path(s)" in output
+    assert "rolled back 2 path(s)" in output     # the manifest and kubeadm-config
     assert manifest_state(lab3cp, "cp1") == before
     assert apiserver_healthy(lab3cp, "cp1")

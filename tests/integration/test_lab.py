@@ -191,7 +191,23 @@ def test_systemctl_shim_controls_the_kubelet_service(lab3):
     services = json.loads((lab3.dir / "nodes/w1/services.json").read_text())["services"]
     assert services["kubelet"]["pid"] is not None
     missing = lab3.ssh("w1", "systemctl restart nosuch", check=False)
-    assert missing.returncode == 5 and "nosuch" in missing.stdout
+    assert missing.returncode == 5 and "nosuch" in missing.stderr
+
+
+def test_nodes_look_booted_with_systemd_and_enable_units_in_their_own_files(lab3):
+    """What roles ask of a node: PID 1 is systemd, any unit has a state, enabling one
+    writes the node's private /etc/systemd/system and never the machine's."""
+    seen = lab3.ssh("w1", "cat /proc/1/comm; test -d /run/systemd/system && echo booted; "
+                    "/usr/bin/systemctl is-enabled kubelet").stdout.split()
+    assert seen == ["systemd", "booted", "enabled"]
+    unit = "e2scrub_all.timer" if os.path.exists("/lib/systemd/system/e2scrub_all.timer") \
+        else "kubelet.service"
+    lab3.ssh("w1", f"systemctl mask {unit}")
+    assert lab3.ssh("w1", f"systemctl is-enabled {unit}", check=False).stdout == "masked\n"
+    assert os.readlink(lab3.node_root("w1") / f"etc/systemd/system/{unit}") == "/dev/null"
+    assert not os.path.islink(f"/etc/systemd/system/{unit}")
+    lab3.ssh("w1", f"systemctl unmask {unit}")
+    assert lab3.ssh("w1", "getent passwd labops").stdout.startswith("labops:")
 
 
 def test_jump_host_forwarding_is_logged_by_the_bastion(lab3):

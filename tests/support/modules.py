@@ -7,7 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 import pytest
-from harden.apply.facts import Facts, FileState, KubeletProcess, build_script, parse_output
+from harden.apply.facts import ConfigMapState, Facts, FileState, KubeletProcess, build_script, \
+    parse_output
 from harden.apply.modules import get_module
 from harden.apply.modules.base import PlanContext, apply_script
 from harden.apply.templating import render_value
@@ -26,8 +27,20 @@ def file_state(path: str, content: bytes | None = b"", mode: int = 0o600, owner:
     return FileState(path, kind, mode, owner, group, content if kind == "file" else None)
 
 
-def make_facts(*states: FileState, absent=(), sysctls=None, kubelet=None) -> Facts:
+KUBEADM_CONFIGMAPS = ("kube-system/kubeadm-config", "kube-system/kubelet-config")
+
+
+def make_facts(*states: FileState, absent=(), sysctls=None, kubelet=None,
+               configmaps: dict[str, str] | None = None) -> Facts:
+    """configmaps: ref -> the one data key's text ({"kube-system/kubeadm-config": "..."});
+    kubeadm's ConfigMaps not given are unreadable, as on a node without admin.conf."""
     facts = Facts()
+    keys = {"kube-system/kubeadm-config": "ClusterConfiguration",
+            "kube-system/kubelet-config": "kubelet"}
+    for ref in KUBEADM_CONFIGMAPS:
+        facts.configmaps[ref] = ConfigMapState(ref, unavailable="no admin.conf (test facts)")
+    for ref, text in (configmaps or {}).items():
+        facts.configmaps[ref] = ConfigMapState(ref, {keys.get(ref, "data"): text}, "7")
     for state in states:
         facts.files[state.path] = state
         facts.with_content.add(state.path)

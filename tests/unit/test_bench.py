@@ -148,3 +148,30 @@ def test_tree_cpu_counts_exited_children_and_finds_sshd_listeners():
 
 def test_slug_is_file_name_safe():
     assert slug("ansible-playbook, defaults") == "ansible-playbook--defaults"
+
+
+def test_apply_state_is_restored_and_compared_by_digest(tmp_path):
+    from bench import apply_state
+
+    root = tmp_path / "nodes" / "w1" / "root"
+    conf = root / "var/lib/kubelet/config.yaml"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("kind: KubeletConfiguration\n")
+    conf.chmod(0o644)
+    lab = Lab(tmp_path, {"w1": "127.0.0.1"})
+    start = apply_state.read_state(lab)
+    conf.chmod(0o600)
+    made = root / "etc/sysctl.d/90-kubelet.conf"
+    made.parent.mkdir(parents=True)
+    made.write_text("kernel.panic = 10\n")
+    after = apply_state.read_state(lab)
+    assert apply_state.changed_paths(start, after) == sorted([str(conf), str(made)])
+    assert apply_state.digest(after) != apply_state.digest(start)
+    apply_state.restore_state(start)
+    assert apply_state.digest(apply_state.read_state(lab)) == apply_state.digest(start)
+    assert not made.exists() and (conf.stat().st_mode & 0o777) == 0o644
+
+
+def test_the_apply_scenario_is_chosen_on_the_command_line():
+    assert parse_args(["--scenario", "apply", "--nodes", "5"]).scenario == "apply"
+    assert parse_args([]).scenario == "check"

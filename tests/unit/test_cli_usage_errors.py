@@ -13,7 +13,7 @@ from harden.cli import cli
 
 @pytest.mark.parametrize("args, says", [
     (["apply", "--no-such-flag"], "No such option '--no-such-flag'"),
-    (["apply"], "Missing argument 'PLAYBOOK'"),
+    (["apply"], "Missing argument 'PLAYBOOK...'"),
     (["check"], "Missing option '-i'"),
     (["check", "-i", "x", "--format", "yaml"], "Invalid value for '--format'"),
     (["no-such-command"], "No such command 'no-such-command'"),

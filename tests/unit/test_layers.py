@@ -13,7 +13,7 @@ ROOT = Path(harden.__file__).parent
 # Higher numbers may import lower ones. Same number: only within one part, except ssh -> inventory
 # (connection settings come from inventory variables).
 RANK = {"cli": 5, "demo": 5, "apply": 4, "cis": 4, "lab": 4, "runs": 3, "ssh": 2, "inventory": 2,
-        "node": 1, "errors": 1, "progress": 1, "": 0}
+        "kubeadm": 2, "node": 1, "errors": 1, "progress": 1, "": 0}
 ALLOWED_SIDEWAYS = {("ssh", "inventory")}
 
 

@@ -6,15 +6,19 @@ See harden/apply/modules/base.py for the contract every module follows.
 from __future__ import annotations
 
 from harden.apply.modules import (assert_, blockinfile, command, copy, debug, encryption_census,
-                                  encryption_key, etcd_snapshot, fail, file, kubelet_config, lineinfile, replace,
-                                  service, set_fact, shell, stat, static_pod, sysctl, template,
-                                  wait_for_kubelet, wait_for_static_pod)
+                                  encryption_key, etcd_snapshot, fail, file, find,
+                                  kubelet_config, lineinfile, meta, mount, package, replace,
+                                  service, set_fact, shell, slurp, stat, static_pod, sysctl,
+                                  template, wait_for_kubelet, wait_for_static_pod)
 from harden.apply.modules.base import Module
 
 MODULES: dict[str, Module] = {m.MODULE.name: m.MODULE for m in (
     file, copy, template, encryption_key, encryption_census, etcd_snapshot, static_pod, kubelet_config, sysctl,
     service, command, shell, assert_, debug, fail, set_fact, stat, lineinfile, blockinfile,
     replace, wait_for_static_pod, wait_for_kubelet)}
+MODULES.update({m.name: m for m in (service.SYSTEMD, service.SYSTEMD_SERVICE, slurp.MODULE,
+                                    find.MODULE, package.MODULE, package.APT, mount.MODULE,
+                                    meta.MODULE)})
 
 
 def get_module(name: str) -> Module | None:

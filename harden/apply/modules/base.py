@@ -22,9 +22,10 @@ import yaml
 
 from harden.errors import InputError
 from harden.node import limits
-from harden.apply.facts import Facts, FactRequest, FileState
+from harden.apply.facts import ConfigMapState, Facts, FactRequest, FileState
 from harden.node.paths import BACKUP_ROOT
 from harden.node.failure import NODE_FAILURE
+from harden.node.configmap import CONFIGMAP_APPLY_SH
 from harden.node.record import HB_RECORD
 from harden.runs.journal import RUN_ID
 
@@ -79,13 +80,24 @@ class Change:
     sysctl: tuple[str, str] | None = None
     rewrites: bool = False      # new bytes in `path` (not only mode/owner): a pod restarts
     secret: bool = False
+    configmap: ConfigMapState | None = None     # a ConfigMap as this change leaves it
+    undo: tuple | None = None   # (unit, systemctl verb, daemon_reload): what a rollback runs
+    unit: tuple[str, dict] | None = None    # a unit's systemctl view once applied
+    link: tuple[str, str] | None = None     # a symlink this change creates (path, target)
+    removes: bool = False       # `path` is gone once applied
 
     def record_in(self, facts: Facts) -> None:
         """Update facts to what this change leaves behind (used in check mode as well)."""
-        if self.path is not None and self.after is not None:
+        if self.path is not None and (self.after is not None or self.removes):
             facts.set_file(self.path, self.after)
+        if self.configmap is not None:
+            facts.set_configmap(self.configmap)
+        if self.link is not None:
+            facts.links[self.link[0]] = self.link[1]
         if self.sysctl is not None:
             facts.set_sysctl(*self.sysctl)
+        if self.unit is not None:
+            facts.set_unit(*self.unit)
 
 
 class Module:
@@ -144,6 +156,8 @@ def validate_args(module: Module, args: Any, path, line, rendered: bool) -> dict
     return out
 
 
+_BOOL_WORDS = {"yes": True, "on": True, "true": True, "1": True,
+               "no": False, "off": False, "false": False, "0": False}
 _PY_TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict}
 
 
@@ -178,6 +192,8 @@ def _check_type(module: str, spec: Arg, value, path, line, rendered: bool):
         value = str(value)
     if spec.type == "int" and isinstance(value, str) and value.isdigit():
         value = int(value)
+    if spec.type == "bool" and isinstance(value, str) and value.lower() in _BOOL_WORDS:
+        value = _BOOL_WORDS[value.lower()]      # `k=v` arguments are text, as in Ansible
     if spec.type == "number":
         return _number(module, spec, value, path, line)
     want = _PY_TYPES.get(spec.type)
@@ -324,7 +340,7 @@ hb_mkdir() {
   hb_after "$1"
 }
 hb_proc() { hb_backup "$1"; printf '%s\n' "$2" > "$1"; hb_after "$1"; }
-""" + HB_RECORD
+""" + HB_RECORD + CONFIGMAP_APPLY_SH
 
 
 def apply_script(changes: list[Change], run_id: str, backup_root: str = BACKUP_ROOT) -> str:
@@ -336,6 +352,10 @@ def apply_script(changes: list[Change], run_id: str, backup_root: str = BACKUP_R
     if not RUN_ID.match(run_id):
         raise ValueError(f"bad run id {run_id!r}")
     head = f"HB_ROOT={shlex.quote(backup_root)}\nHB=\"$HB_ROOT\"/{shlex.quote(run_id)}\n"
+    # ConfigMap changes first, while the API server still answers: a manifest written in the
+    # same script restarts it (or etcd). Their content never depends on the node's files.
+    changes = [c for c in changes if c.configmap is not None] + \
+        [c for c in changes if c.configmap is None]
     later = _superseded(changes)
     return APPLY_PRELUDE + head + "".join(
         (f"hb_backup {shlex.quote(posixpath.normpath(c.path))}" if i in later else

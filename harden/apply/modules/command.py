@@ -14,6 +14,7 @@ them in a directory. Whether a run counts as changed can be overridden with `cha
 
 from __future__ import annotations
 
+import base64
 import shlex
 
 from harden.errors import InputError
@@ -31,6 +32,8 @@ class CommandModule(Module):
         Arg("removes"),
         Arg("chdir"),
         Arg("show_output", "bool", default=False),
+        Arg("stdin"),
+        Arg("stdin_add_newline", "bool", default=True),
     )
 
     def validate(self, args, path=None, line=None, rendered=True) -> dict:
@@ -49,6 +52,10 @@ class CommandModule(Module):
         if args["removes"] and facts.file(args["removes"]) is None:
             return []
         script = self.script(args)
+        if args["stdin"] is not None:
+            data = str(args["stdin"]) + ("\n" if args["stdin_add_newline"] else "")
+            encoded = base64.b64encode(data.encode()).decode()
+            script = f"printf '%s' {encoded} | base64 -d | {script}"
         if args["chdir"]:
             script = f"cd {shlex.quote(args['chdir'])} && {script}"
         shown = args["cmd"] or shlex.join(map(str, args["argv"]))

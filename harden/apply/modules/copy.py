@@ -6,6 +6,7 @@ the file is created once and from then on owned by whatever changes it on the no
 
 from __future__ import annotations
 
+import json
 import os
 
 from harden.apply.facts import Facts
@@ -25,6 +26,8 @@ class CopyModule(WholeFileModule):
     def content(self, args: dict, ctx: PlanContext) -> bytes:
         if args["content"] is not None:
             content = args["content"]
+            if isinstance(content, (dict, list)):       # as Ansible's copy: written as JSON
+                content = json.dumps(content)
             return content if isinstance(content, bytes) else str(content).encode()
         for directory in ctx.template_dirs:
             candidate = os.path.join(directory, args["src"])

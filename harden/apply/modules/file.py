@@ -18,9 +18,9 @@ import fnmatch
 import posixpath
 import shlex
 
-from harden.apply.facts import FILE, GLOB, FactRequest, Facts, FileState
+from harden.apply.facts import FILE, GLOB, LINK, FactRequest, Facts, FileState
 from harden.apply.modules.base import (Arg, Change, Module, PlanContext, TaskFailed, parse_mode,
-                                 plan_metadata)
+                                 plan_metadata, write_snippet)
 
 _GLOB_CHARS = set("*?[")
 
@@ -29,7 +29,10 @@ class FileModule(Module):
     name = "file"
     args = (
         Arg("path", required=True),
-        Arg("state", choices=("file", "directory"), default="file"),
+        Arg("state", choices=("file", "directory", "absent", "touch", "link"), default="file"),
+        Arg("src"),
+        Arg("access_time", choices=("now", "preserve"), default="now"),
+        Arg("modification_time", choices=("now", "preserve"), default="now"),
         Arg("mode", "mode"),
         Arg("mode_max", "mode"),
         Arg("owner"),
@@ -42,6 +45,9 @@ class FileModule(Module):
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
         path = args["path"]
+        if args["state"] in ("absent", "touch", "link"):
+            return [FactRequest(FILE, path), FactRequest(LINK, path)] + \
+                ([FactRequest(GLOB, path, recurse=True)] if args["state"] == "absent" else [])
         if _GLOB_CHARS & set(path) or args["recurse"]:
             return [FactRequest(GLOB, path, recurse=args["recurse"])]
         return [FactRequest(FILE, path)]
@@ -52,6 +58,13 @@ class FileModule(Module):
         path = args["path"]
         if not path.startswith("/"):
             raise TaskFailed(f"file: path must be absolute: {path}")
+        if args["state"] in STATE_PLANS:
+            if _GLOB_CHARS & set(path) or args["recurse"]:
+                raise TaskFailed(f"file: state {args['state']} takes one path (no glob, no "
+                                 "recurse)")
+            return STATE_PLANS[args["state"]](path, args, facts)
+        if args["src"]:
+            raise TaskFailed("file: src is only for state link")
         if _GLOB_CHARS & set(path) or args["recurse"]:
             states = facts.glob(path, recurse=args["recurse"])
             if not states and not args["missing_ok"]:
@@ -97,5 +110,84 @@ def _mkdir(path: str, args: dict) -> Change:
                                   f"{owner}:{group}\n",
                   after=FileState(path, "directory", parse_mode(mode), owner, group))
 
+
+def _absent(path: str, args: dict, facts: Facts) -> list[Change]:
+    """Remove a file or an empty directory, backed up first so a rollback puts it back. A
+    symlink or a directory with contents is refused: a rollback could not restore it."""
+    if facts.link(path) is not None:
+        raise TaskFailed(f"file: {path} is a symlink; harden removes regular files and empty "
+                         "directories only (a rollback restores those)")
+    state = facts.file(path)
+    if state is None:
+        return []
+    if state.kind == "directory":
+        inside = [s.path for s in facts.glob(path, recurse=True) if s.path != state.path]
+        if inside:
+            raise TaskFailed(f"file: {path} is a directory with {len(inside)} entries; harden "
+                             "removes empty directories only (remove what is inside first)")
+        remove = "rmdir"
+    elif state.kind == "file":
+        remove = "rm -f"
+    else:
+        raise TaskFailed(f"file: {path} is neither a regular file nor a directory")
+    q = shlex.quote(path)
+    what = "directory" if state.kind == "directory" else "file"
+    return [Change(summary=f"remove {path}", script=f"hb_backup {q}; {remove} -- {q}; "
+                   f"hb_after {q}", path=path, after=None, removes=True,
+                   diff=f"--- a{path}\n+++ /dev/null\n-{what} {format_state(state)}\n")]
+
+
+def _touch(path: str, args: dict, facts: Facts) -> list[Change]:
+    """Create an empty file, or update an existing one's times (changed each time, as in
+    Ansible, unless both times are `preserve`); mode/owner/group as given."""
+    if facts.link(path) is not None:
+        raise TaskFailed(f"file: {path} is a symlink; touch it through its target")
+    state = facts.file(path)
+    mode = args["mode"]
+    if state is None:
+        owner, group = args["owner"] or "root", args["group"] or "root"
+        return [Change(summary=f"touch {path} (create)", path=path, rewrites=True,
+                       script=write_snippet(path, b"", mode, owner, group),
+                       diff=f"--- /dev/null\n+++ b{path}\n+file {mode or '0644'} "
+                            f"{owner}:{group}\n",
+                       after=FileState(path, "file", parse_mode(mode or "0644"), owner, group,
+                                       b""))]
+    changes = plan_metadata(state, parse_mode(mode) if mode else None, args["owner"],
+                            args["group"])
+    if (args["access_time"], args["modification_time"]) != ("preserve", "preserve"):
+        q = shlex.quote(path)
+        changes.append(Change(summary=f"touch {path}", script=f"hb_backup {q}; touch -- {q}; "
+                              f"hb_after {q}", path=path))
+    return changes
+
+
+def _link(path: str, args: dict, facts: Facts) -> list[Change]:
+    """A symlink to `src` where nothing is; an existing file is refused as Ansible refuses it
+    without force, and re-pointing a link is refused (its rollback could not restore it)."""
+    src = args["src"]
+    if not src:
+        raise TaskFailed("file: state link needs src")
+    current = facts.link(path)
+    if current == src:
+        return []
+    if current is not None:
+        raise TaskFailed(f"file: {path} already links to {current}; harden does not re-point "
+                         "a symlink (remove it first)")
+    state = facts.file(path)
+    if state is not None:
+        raise TaskFailed(f"refusing to convert from {state.kind} to symlink for {path}")
+    q = shlex.quote(path)
+    change = Change(summary=f"link {path} -> {src}", path=path,
+                    script=f"hb_backup {q}; ln -s -- {shlex.quote(src)} {q}; hb_after {q}",
+                    diff=f"--- /dev/null\n+++ b{path}\n+link -> {src}\n")
+    change.link = (path, src)
+    return [change]
+
+
+def format_state(state: FileState) -> str:
+    return f"{state.mode:04o} {state.owner}:{state.group}"
+
+
+STATE_PLANS = {"absent": _absent, "touch": _touch, "link": _link}
 
 MODULE = FileModule()

@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 import shlex
 
+from harden.apply import kubeadm_persist
 from harden.apply.facts import FILE, KUBELET, FactRequest, Facts
 from harden.apply.manifest import YamlText
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed, plan_write
+from harden.kubeadm import kubelet_config as kubeadm_kubelet
 from harden.node.paths import DEFAULT_KUBELET_CONFIG, KUBEADM_FLAGS_ENV, KUBELET_EXTRA_ARGS_ENVS
 
 
@@ -57,7 +59,8 @@ class KubeletConfigModule(Module):
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
         envs = [args["flags_env"], *args["extra_args_env"]]
-        return [FactRequest(KUBELET, args["config"], content=True)] + \
+        return [FactRequest(KUBELET, args["config"], content=True),
+                kubeadm_persist.request(kubeadm_persist.KUBELET_CONFIG)] + \
             [FactRequest(FILE, p, content=True) for p in envs]
 
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
@@ -91,7 +94,19 @@ class KubeletConfigModule(Module):
             removed.update(dropped)
             changes += plan_write(env_path, text.encode(), env_state, None, None, None, False)
         _check_running_flags(kubelet.argv, wanted, removed)
-        return changes
+        return changes + kubeadm_persist.plan(
+            facts, ctx, kubeadm_persist.KUBELET_CONFIG, kubeadm_persist.KUBELET_KEY,
+            kubeadm_persist.KUBELET_CONFIG,
+            lambda text: kubeadm_kubelet.persist(text, kubeadm_persist.KUBELET_CONFIG,
+                                                 args["set"]), "kubelet_config",
+            cluster_wide=True)
+
+    def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
+        """Whether the keys are kept in kubelet-config (where `kubeadm upgrade node` writes
+        every node's file from); node-only says why on the task line."""
+        kept = kubeadm_persist.outcome(facts, kubeadm_persist.KUBELET_CONFIG, changes)
+        note = kept["kubeadm_config"]
+        return {**kept, **({"msg": note} if note.startswith("node only,") else {})}
 
 
 def _kebab(key: str) -> str:

@@ -33,7 +33,10 @@ import yaml
 
 from harden.apply.facts import FILE, FactRequest, Facts
 from harden.apply.manifest import Manifest, YamlText
+from harden.apply import kubeadm_persist
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed, plan_write
+from harden.kubeadm.cluster_config import SECTIONS, Volume, persist
+from harden.node.paths import MANIFEST_DIR
 
 CONFIG_HASH_PREFIX = "harden.io/config-hash-"
 VOLUME_TYPES = ("File", "FileOrCreate", "Directory", "DirectoryOrCreate")
@@ -90,6 +93,8 @@ class StaticPodModule(Module):
         for volume in _volumes(args):
             wanted.append(FactRequest(FILE, volume["host_path"]))
         wanted += [FactRequest(FILE, p, content=True) for p in args["config_hash_files"]]
+        if _component(args["manifest"]):
+            wanted.append(kubeadm_persist.request(kubeadm_persist.KUBEADM_CONFIG))
         return wanted
 
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
@@ -101,13 +106,15 @@ class StaticPodModule(Module):
             raise TaskFailed(f"static_pod: manifest {path} does not exist on this host")
         manifest = Manifest(state.content.decode(), path)
         container = args["container"]
-        _edit(manifest, _without_skipped(args, manifest.flags(container)), facts, container, path)
+        edits = _without_skipped(args, manifest.flags(container))
+        _edit(manifest, edits, facts, container, path)
         _check_references(manifest, args, facts, container)
         _check_exclusive(manifest, container)
         _check_plugin_configs(manifest, facts, container, path)
         config_changes = _config_file_changes(manifest, args, facts, container, path)
         new = manifest.text.encode()
-        return config_changes + plan_write(path, new, state, None, None, None, secret=False)
+        return config_changes + plan_write(path, new, state, None, None, None, secret=False) \
+            + _persisted(manifest, edits, facts, ctx, container, path)
 
     def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
         """`msg` says what was left alone and why (shown on the task line)."""
@@ -118,7 +125,48 @@ class StaticPodModule(Module):
         skipped = _skipped(args, Manifest(state.content.decode(), args["manifest"])
                            .flags(args["container"]))
         notes = [f"left --{flag} alone: --{because} is set" for flag, because in skipped.items()]
-        return {"msg": "; ".join(notes), "skipped_flags": sorted(skipped)} if notes else {}
+        kept = kubeadm_persist.outcome(facts, args["manifest"], changes) \
+            if _component(args["manifest"]) else {}
+        if kept.get("kubeadm_config", "").startswith("node only,"):
+            notes.append(kept["kubeadm_config"])
+        return {**kept, **({"msg": "; ".join(notes)} if notes else {}),
+                **({"skipped_flags": sorted(skipped)} if skipped else {})}
+
+
+def _component(manifest_path: str) -> str | None:
+    """The control-plane component a manifest in kubeadm's static-pod dir runs (kubeadm
+    regenerates exactly these four), else None."""
+    if posixpath.dirname(posixpath.normpath(manifest_path)) != MANIFEST_DIR:
+        return None
+    name = posixpath.splitext(posixpath.basename(manifest_path))[0]
+    return name if name in SECTIONS else None
+
+
+def _persisted(manifest: Manifest, edits: dict, facts: Facts, ctx: PlanContext,
+               container: str | None, path: str) -> list[Change]:
+    """The task's flags and volumes, as the manifest now has them, kept in ClusterConfiguration
+    (harden.apply.kubeadm_persist): the next `kubeadm upgrade` writes them again."""
+    component = _component(path)
+    if component is None:
+        return []
+    touched = [_flag_name(f) for f in edits["remove"] or []] + list(_flag_values(edits)) + \
+        [_flag_name(f) for key in ("add_to_list", "remove_from_list") for f in edits[key] or {}]
+    now = manifest.flags(container)
+    flags = {name: (("true" if now[name] is None else now[name]) if name in now else None)
+             for name in dict.fromkeys(touched)}
+    mounts = {m.name: m for m in manifest.mounts(container)}
+    volumes = []
+    for spec in _volumes(edits):
+        host, mount = manifest.volumes().get(spec["name"], {}), mounts.get(spec["name"])
+        if host.get("path") and mount is not None:
+            volumes.append(Volume(spec["name"], host["path"], mount.mount_path, mount.read_only,
+                                  host.get("type") or ""))
+    if not flags and not volumes:
+        return []
+    return kubeadm_persist.plan(
+        facts, ctx, kubeadm_persist.KUBEADM_CONFIG, kubeadm_persist.CLUSTER_KEY, path,
+        lambda text: persist(text, kubeadm_persist.KUBEADM_CONFIG, component, flags, volumes),
+        f"static_pod {path}")
 
 
 def _config_file_changes(manifest: Manifest, args: dict, facts: Facts, container: str | None,

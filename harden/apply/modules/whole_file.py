@@ -18,6 +18,7 @@ DEST_ARGS = (
     Arg("group"),
     Arg("secret", "bool", default=False),
     Arg("force", "bool", default=True),
+    Arg("backup", "bool", default=False),          # accepted: harden always backs up
 )
 
 

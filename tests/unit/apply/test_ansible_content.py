@@ -76,17 +76,38 @@ def test_a_block_passes_its_keywords_to_its_tasks(tmp_path):
     assert second.tags == ["outer", "inner"]
 
 
-def test_rescue_and_always_are_refused_saying_why(tmp_path):
-    with pytest.raises(InputError, match="'rescue' is not supported.*rolls back") as err:
+def test_rescue_and_always_tasks_are_marked_with_their_block_and_section(tmp_path):
+    tasks = tasks_of(tmp_path, {"site.yml": """\
+        - hosts: all
+          tasks:
+            - block:
+                - file: {path: /etc/x, mode: "0600"}
+              rescue:
+                - file: {path: /etc/y, mode: "0600"}
+              always:
+                - file: {path: /etc/z, mode: "0600"}
+              tags: [t]
+            - file: {path: /etc/after, mode: "0600"}
+        """})
+    sections = [[(section, rescue, always) for _, section, rescue, always in t.blocks]
+                for t in tasks]
+    assert sections == [[("block", True, True)], [("rescue", True, True)],
+                        [("always", True, True)], []]
+    assert len({t.blocks[0][0] for t in tasks[:3]}) == 1 and tasks[1].tags == ["t"]
+
+
+def test_a_handler_block_with_rescue_is_refused(tmp_path):
+    with pytest.raises(InputError, match="handler cannot be a block with rescue") as err:
         tasks_of(tmp_path, {"site.yml": """\
             - hosts: all
-              tasks:
+              tasks: []
+              handlers:
                 - block:
                     - file: {path: /etc/x, mode: "0600"}
-                  rescue:
+                  always:
                     - file: {path: /etc/y, mode: "0600"}
             """})
-    assert err.value.line == 5
+    assert err.value.line == 4
 
 
 def test_import_and_include_tasks_load_relative_files_with_their_keywords(tmp_path):
@@ -283,3 +304,29 @@ def test_a_loop_over_something_else_than_a_list_fails_the_host(tmp_path):
       loop: "{{ 5 }}"
 """)
     assert result.exit_code == 4 and "loop needs a list" in out.lines[-1].message
+
+
+def test_collection_names_of_includes_args_keyword_and_argument_aliases(tmp_path):
+    tasks = tasks_of(tmp_path, {"site.yml": """\
+        - hosts: all
+          tasks:
+            - ansible.builtin.import_tasks: more.yml
+            - name: args keyword
+              ansible.builtin.command: cat /etc/hostname
+              args:
+                chdir: /tmp
+        """, "more.yml": """\
+        - name: dest is lineinfile's alias of path
+          ansible.builtin.lineinfile:
+            dest: /etc/x
+            line: "a = 1"
+            backup: true
+        - name: msg is assert's alias of fail_msg
+          assert:
+            that: true
+            msg: never
+        - copy: {dest: /etc/y, content: "y", backup: true}
+        """})
+    assert [t.args.get("path") for t in tasks[:1]] == ["/etc/x"]
+    assert tasks[1].args["fail_msg"] == "never"
+    assert tasks[3].args["chdir"] == "/tmp" and tasks[3].args["cmd"] == "cat /etc/hostname"

@@ -67,6 +67,8 @@ def test_a_finished_run_leaves_no_lock_and_the_next_run_proceeds(env):
     ({"harden_wait_interval": 0}, "-e harden_wait_interval: 0 is not a number"),
     ({"harden_wait_successes": 1.5}, "-e harden_wait_successes: 1.5 is not a whole number"),
     ({"harden_wait_successes": True}, "-e harden_wait_successes: True is not a whole number"),
+    ({"harden_kubeadm_persist": "maybe"},
+     "-e harden_kubeadm_persist: 'maybe' is not one of auto, true, false"),
     ({"harden_etcd_snapshot": "snap.db"},
      "-e harden_etcd_snapshot: 'snap.db' is neither true/false nor an absolute file path"),
     ({"harden_etcd_snapshot": "/var/snaps/"},

@@ -162,3 +162,17 @@ def test_the_last_after_partial_line_of_a_path_decides():
     assert run.interrupted and run.changed_since() == []
     assert parse_probe(RUN, probe.replace("current\n" + line("second"),
                                           "current\n" + line("first"))).changed_since() == ["/a"]
+
+
+def test_a_configmap_key_the_api_cannot_show_now_is_not_changed_since():
+    """The API server may be the component the rollback restores: its ConfigMap key ("?" when
+    kubectl got no answer) is compared by the restore itself, once the API is back."""
+    from harden.apply.rollback import NodeRun
+    path = "/configmap:kube-system/kubeadm-config/ClusterConfiguration"
+    backup = BackupEntry("cm", "-", "-", "-", "a" * 64, path)
+    left = BackupEntry("cm", "-", "-", "-", "b" * 64, path)
+    unknown = BackupEntry("cm", "-", "-", "-", "?", path)
+    other = BackupEntry("cm", "-", "-", "-", "c" * 64, path)
+    assert NodeRun(RUN, [backup], {path: left}, {path: unknown}, None).changed_since() == []
+    assert NodeRun(RUN, [backup], {path: left}, {path: other}, None).changed_since() == [path]
+    assert NodeRun(RUN, [backup], {path: left}, {path: backup}, None).changed_since() == []

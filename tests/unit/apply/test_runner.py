@@ -59,7 +59,8 @@ def test_failure_rolls_back_byte_identical_and_serial_stops_the_rollout(env):
     before = {h: tree(env.root(h)) for h in ("h1", "h2", "h3")}
     result, out = env.apply(write_play(serial=1), extra={"fail_on": ["h1"]})
     assert result.exit_code == 4
-    assert result.hosts["h1"].as_dict() == {"ok": 2, "changed": 2, "failed": 1,
+    assert result.hosts["h1"].as_dict() == {"ok": 2, "changed": 2, "failed": 1, "skipped": 0,
+                                           "rescued": 0, "ignored": 0,
                                            "unreachable": 0, "rolled_back": 1}
     assert "h2" not in result.hosts and out.stops          # never touched
     assert tree(env.root("h1")) == before["h1"]              # content, mode, owner, no new files

@@ -114,11 +114,16 @@ BROKEN_WRITE = """
 
 @pytest.fixture
 def systemctl(env, monkeypatch):
-    """A systemctl on PATH that only logs its arguments (this machine runs no systemd)."""
+    """A systemctl on PATH that logs the actions it is asked for and answers queries about a
+    running, enabled unit (this machine runs no systemd)."""
     bin_dir = env.tmp / "bin"
     bin_dir.mkdir()
     log = env.tmp / "systemctl.log"
-    (bin_dir / "systemctl").write_text(f"#!/bin/sh\necho \"$*\" >> {log}\n")
+    (bin_dir / "systemctl").write_text(
+        "#!/bin/sh\ncase $1 in\n"
+        "  show) printf 'LoadState=loaded\\nActiveState=active\\nUnitFileState=enabled\\n';;\n"
+        "  is-enabled) echo enabled;;\n"
+        f"  *) echo \"$*\" >> {log};;\nesac\n")
     os.chmod(bin_dir / "systemctl", 0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     return log

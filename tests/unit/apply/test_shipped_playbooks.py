@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harden.apply.facts import (CENSUS, FILE, GLOB, KUBELET, SYSCTL, FactNotGathered, Facts,
-                                FileState, KubeletProcess)
+from harden.apply.facts import (CENSUS, CONFIGMAP, FILE, GLOB, KUBELET, SYSCTL, ConfigMapState,
+                                FactNotGathered, Facts, FileState, KubeletProcess)
+from harden.kubeadm.cluster_config import ClusterConfig
 from harden.apply.modules import get_module
 from harden.apply.modules.base import PlanContext
 from harden.apply.playbook import load_playbook
@@ -22,6 +23,21 @@ from support.paths import REPO
 
 FIXTURES = REPO / "tests" / "fixtures" / "manifests"
 KEY = base64.b64encode(bytes(range(32))).decode()
+CLUSTER_CONFIGURATION = """\
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+apiServer: {}
+certificatesDir: /etc/kubernetes/pki
+clusterName: kubernetes
+controllerManager: {}
+etcd:
+  local:
+    dataDir: /var/lib/etcd
+kubernetesVersion: v1.31.0
+networking:
+  serviceSubnet: 10.96.0.0/12
+scheduler: {}
+"""
 
 
 def kubeadm_node() -> dict[str, FileState]:
@@ -46,6 +62,12 @@ def kubeadm_node() -> dict[str, FileState]:
         b'KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/containerd/'
         b'containerd.sock --read-only-port=10255"\n', 0o644)
     add("/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf", b"[Service]\n", 0o644)
+    # the cluster's kubeadm ConfigMaps, as admin.conf on this control plane reads them
+    files["cm:kube-system/kubeadm-config"] = ConfigMapState(
+        "kube-system/kubeadm-config", {"ClusterConfiguration": CLUSTER_CONFIGURATION}, "1")
+    files["cm:kube-system/kubelet-config"] = ConfigMapState(
+        "kube-system/kubelet-config",
+        {"kubelet": (FIXTURES / "kubelet-config.yaml").read_text()}, "1")
     return files
 
 
@@ -64,6 +86,9 @@ def gather(node: dict, sysctls: dict, requests) -> Facts:
             facts.files.update({p: node[p] for p in hits})
         elif req.kind == SYSCTL:
             facts.sysctls[req.target] = sysctls.get(req.target, "0")
+        elif req.kind == CONFIGMAP:
+            facts.configmaps[req.target] = node.get(f"cm:{req.target}") or ConfigMapState(
+                req.target, unavailable="no admin.conf")
         elif req.kind == CENSUS:        # an etcd that holds nothing yet
             facts.census = etcd_census.Census(method="etcdctl")
         elif req.kind == KUBELET:
@@ -107,6 +132,8 @@ def run_playbook(path: Path, node: dict, sysctls: dict, extra: dict) -> list[str
                 summaries.append(f"{task.name}: {change.summary}")
                 if change.path and change.after is not None:
                     node[change.path] = change.after
+                if change.configmap is not None:
+                    node[f"cm:{change.configmap.ref}"] = change.configmap
                 if change.sysctl:
                     sysctls[change.sysctl[0]] = change.sysctl[1]
     return summaries
@@ -121,6 +148,7 @@ def plan_on_demand(module, args, facts: Facts, ctx: PlanContext, node: dict, sys
             more = gather(node, sysctls, [missing.request])
             facts.files.update(more.files)
             facts.with_content |= more.with_content
+            facts.configmaps.update(more.configmaps)
     raise AssertionError("facts still missing")
 
 
@@ -171,6 +199,40 @@ def test_site_plan_content():
     assert "readOnlyPort: 0\n" in kubelet and "protectKernelDefaults: true\n" in kubelet
     assert b"--read-only-port" not in node["/var/lib/kubelet/kubeadm-flags.env"].content
     assert sysctls["vm.overcommit_memory"] == "1"
+
+
+def test_site_keeps_every_flag_volume_and_kubelet_key_in_kubeadms_configmaps():
+    node, sysctls = kubeadm_node(), {}
+    run_playbook(REPO / "playbooks" / "site.yml", node, sysctls, {})
+    config = ClusterConfig(node["cm:kube-system/kubeadm-config"].data["ClusterConfiguration"])
+    args = dict(config.extra_args("kube-apiserver"))
+    assert args["profiling"] == "false"
+    assert args["enable-admission-plugins"] == "NodeRestriction,EventRateLimit"
+    assert args["audit-policy-file"] == "/etc/kubernetes/audit-policy.yaml"
+    assert args["admission-control-config-file"] == \
+        "/etc/kubernetes/admission/admission-config.yaml"
+    assert {v.host_path for v in config.extra_volumes("kube-apiserver")} == {
+        "/etc/kubernetes/audit-policy.yaml", "/var/log/kubernetes/audit",
+        "/etc/kubernetes/admission"}
+    assert dict(config.extra_args("kube-controller-manager"))["terminated-pod-gc-threshold"] \
+        == "12500"
+    assert dict(config.extra_args("kube-scheduler")) == {"profiling": "false"}
+    assert config.generated("etcd", "client-cert-auth") == (True, "true")   # kubeadm's own
+    assert "authorization-mode" not in args and "use-service-account-credentials" not in \
+        dict(config.extra_args("kube-controller-manager"))
+    kubelet = yaml.safe_load(node["cm:kube-system/kubelet-config"].data["kubelet"])
+    assert kubelet["readOnlyPort"] == 0 and kubelet["protectKernelDefaults"] is True
+
+
+def test_node_only_mode_leaves_kubeadms_configmaps_alone():
+    node, sysctls = kubeadm_node(), {}
+    before = {k: v for k, v in node.items() if k.startswith("cm:")}
+    summaries = run_playbook(REPO / "playbooks" / "site.yml", node, sysctls,
+                             {"harden_kubeadm_persist": False})
+    assert {k: v for k, v in node.items() if k.startswith("cm:")} == before
+    assert not [s for s in summaries if "configmap" in s]
+    assert "--profiling=false" in \
+        node["/etc/kubernetes/manifests/kube-apiserver.yaml"].content.decode()
 
 
 def test_encryption_key_never_in_summaries_or_diffs():

@@ -11,17 +11,6 @@ from harden.apply.modules.base import TaskFailed
 from support.modules import file_state, make_facts, plan
 
 
-def test_service_restart_and_daemon_reload():
-    changes = plan("service", {"name": "kubelet", "state": "restarted", "daemon_reload": True},
-                   Facts())
-    assert changes[0].script == "systemctl daemon-reload\nsystemctl restart kubelet"
-    assert changes[0].summary == "daemon-reload, restart kubelet"
-    with pytest.raises(TaskFailed, match="give state"):
-        plan("service", {"name": "kubelet"}, Facts())
-    with pytest.raises(InputError, match="must be one of restarted, reloaded"):
-        plan("service", {"name": "kubelet", "state": "running"}, Facts())
-
-
 def test_command_creates_is_idempotent_and_not_check_safe():
     assert get_module("command").check_mode_safe is False
     facts = make_facts(file_state("/etc/done", b""))

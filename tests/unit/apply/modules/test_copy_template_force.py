@@ -127,4 +127,7 @@ def test_force_false_still_refuses_a_directory_and_bad_args():
     with pytest.raises(TaskFailed, match="exactly one"):
         plan("copy", {"dest": "/etc/x", "force": False}, make_facts(file_state("/etc/x")))
     with pytest.raises(InputError, match="force"):
-        get_module("copy").validate({"dest": "/etc/x", "content": "x", "force": "no"})
+        get_module("copy").validate({"dest": "/etc/x", "content": "x", "force": "maybe"})
+    # as in Ansible, a boolean argument may be written as text (`k=v` arguments are text)
+    assert get_module("copy").validate({"dest": "/etc/x", "content": "x",
+                                        "force": "no"})["force"] is False

@@ -86,13 +86,61 @@ def test_directory_state_on_a_file_fails():
 
 def test_argument_errors_name_the_choices():
     from harden.errors import InputError
-    with pytest.raises(InputError, match="no argument 'perms'; valid: group, keep_owners, match, "
-                                         "missing_ok, mode, mode_max, owner, path, recurse"):
+    with pytest.raises(InputError, match="no argument 'perms'; valid: access_time, group, "
+                                         "keep_owners, match, missing_ok, mode, mode_max, "
+                                         "modification_time, owner, path, recurse, src"):
         plan("file", {"path": KEY, "perms": "0600"}, Facts())
     with pytest.raises(InputError, match="octal mode"):
         plan("file", {"path": KEY, "mode": 0o170000}, Facts())
-    with pytest.raises(InputError, match="must be one of file, directory"):
-        plan("file", {"path": KEY, "state": "absent"}, Facts())
+    with pytest.raises(InputError, match="must be one of file, directory, absent, touch, link"):
+        plan("file", {"path": KEY, "state": "hard"}, Facts())
+
+
+def with_links(facts: Facts, **links) -> Facts:
+    facts.links.update({"/etc/" + k: v for k, v in links.items()})
+    return facts
+
+
+def test_absent_removes_a_file_backed_up_and_later_tasks_see_it_gone():
+    facts = with_links(make_facts(file_state("/etc/x")), x=None)
+    facts.globs[("/etc/x", True)] = ["/etc/x"]
+    changes = plan("file", {"path": "/etc/x", "state": "absent"}, facts)
+    assert changes[0].script == "hb_backup /etc/x; rm -f -- /etc/x; hb_after /etc/x"
+    changes[0].record_in(facts)
+    assert facts.file("/etc/x") is None
+    assert plan("file", {"path": "/etc/x", "state": "absent"}, facts) == []
+
+
+def test_absent_refuses_what_a_rollback_could_not_restore():
+    tree = with_links(make_facts(file_state("/etc/d", kind="directory"),
+                                 file_state("/etc/d/f")), d=None, l="/etc/t")
+    tree.globs[("/etc/d", True)] = ["/etc/d", "/etc/d/f"]
+    with pytest.raises(TaskFailed, match="directory with 1 entries"):
+        plan("file", {"path": "/etc/d", "state": "absent"}, tree)
+    with pytest.raises(TaskFailed, match="is a symlink"):
+        plan("file", {"path": "/etc/l", "state": "absent"}, tree)
+
+
+def test_touch_creates_once_and_preserved_times_make_it_idempotent():
+    facts = with_links(make_facts(absent=["/etc/t"]), t=None)
+    args = {"path": "/etc/t", "state": "touch", "mode": "0600",
+            "modification_time": "preserve", "access_time": "preserve"}
+    assert plan_twice("file", args, facts)[1] == []
+    again = with_links(make_facts(file_state("/etc/t", mode=0o600)), t=None)
+    assert plan("file", {**args, "access_time": "now"}, again)[0].summary == "touch /etc/t"
+
+
+def test_link_is_made_where_nothing_is_and_never_replaces_a_file_or_link():
+    facts = with_links(make_facts(absent=["/etc/l"]), l=None)
+    changes = plan("file", {"path": "/etc/l", "state": "link", "src": "/etc/t"}, facts)
+    assert changes[0].script == "hb_backup /etc/l; ln -s -- /etc/t /etc/l; hb_after /etc/l"
+    changes[0].record_in(facts)
+    assert plan("file", {"path": "/etc/l", "state": "link", "src": "/etc/t"}, facts) == []
+    with pytest.raises(TaskFailed, match="does not re-point"):
+        plan("file", {"path": "/etc/l", "state": "link", "src": "/etc/u"}, facts)
+    with pytest.raises(TaskFailed, match="refusing to convert from file to symlink"):
+        plan("file", {"path": "/etc/f", "state": "link", "src": "/etc/t"},
+             with_links(make_facts(file_state("/etc/f")), f=None))
 
 
 def test_keep_owners_leaves_a_rootless_components_files_to_it():

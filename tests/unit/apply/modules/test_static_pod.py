@@ -116,7 +116,7 @@ def test_facts_needed_cover_referenced_files():
                             "config_hash_files": [POLICY]})
     wanted = {(r.kind, r.target, r.content) for r in module.facts_needed(args)}
     assert wanted == {("file", APISERVER, True), ("file", POLICY, False),
-                      ("file", POLICY, True)}
+                      ("file", POLICY, True), ("configmap", "kube-system/kubeadm-config", False)}
 
 
 def test_unmapped_host_path_asks_for_another_fact():

@@ -30,7 +30,7 @@ def structured_authz_manifest() -> bytes:
 
 def test_authorization_mode_is_left_alone_when_an_authorization_config_is_used():
     facts = make_facts(file_state(APISERVER, structured_authz_manifest()), file_state(AUTHZ))
-    changes = plan("static_pod", CIS_APISERVER_TASK, facts)
+    changes = plan("static_pod", CIS_APISERVER_TASK, facts, {"harden_kubeadm_persist": False})
     assert len(changes) == 1
     diff = changes[0].diff
     assert "authorization-mode" not in diff and "+    - --profiling=false" in diff
