@@ -457,6 +457,64 @@ def explain(check_id, benchmark):
     click.echo(explain_check(check))
 
 
+@cli.command("kubeadm-config")
+@click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("-i", "--inventory", "inventories", multiple=True,
+              help="Inventory whose vars (group_vars, host_vars) the playbooks take, as in "
+                   "apply; the first control_plane host's view is used. Repeatable.")
+@click.option("-e", "--extra-vars", "extra_vars", multiple=True, metavar="KEY=VALUE|@FILE",
+              help="Variables that override all others, as in apply (e.g. "
+                   "apiserver_admission_plugins, encryption_key). Repeatable.")
+@click.option("--kubeadm-api", "api", default="v1beta4", show_default=True,
+              type=click.Choice(["v1beta4", "v1beta3"]),
+              help="kubeadm config API: v1beta4 (kubeadm >= 1.31, extraArgs a list) or "
+                   "v1beta3 (extraArgs a map).")
+@click.option("--kubernetes-version", default=None, metavar="vX.Y.Z",
+              help="ClusterConfiguration kubernetesVersion (kubeadm's default when unset).")
+@click.option("--control-plane-endpoint", default=None, metavar="HOST[:PORT]",
+              help="ClusterConfiguration controlPlaneEndpoint (needed to add control planes).")
+@click.option("--advertise-address", default=None, metavar="IP",
+              help="InitConfiguration localAPIEndpoint.advertiseAddress (else a placeholder).")
+@click.option("--node-name", default=None,
+              help="InitConfiguration nodeRegistration.name (else a placeholder).")
+@click.option("--playbook", "playbooks", multiple=True, type=click.Path(dir_okay=False),
+              help="Playbooks to take the hardening from (default: the shipped site.yml and "
+                   "encryption-at-rest.yml). Repeatable.")
+@click.option("--host", default=None,
+              help="Inventory host whose variables are used (default: the first control_plane).")
+def kubeadm_config(out_dir, inventories, extra_vars, api, kubernetes_version,
+                   control_plane_endpoint, advertise_address, node_name, playbooks, host):
+    """Write a hardened kubeadm config for `kubeadm init --config` and the files it names.
+
+    DIR/kubeadm-config.yaml holds an InitConfiguration skeleton, the ClusterConfiguration
+    (extraArgs and extraVolumes) and the KubeletConfiguration; DIR/files/ holds the audit
+    policy, admission config, encryption config (a fresh key unless -e encryption_key) and the
+    kernel settings, under the absolute paths they take on the nodes. Everything is derived
+    from the same playbooks `harden apply` runs, with the same variables. DIR must not exist
+    or be empty. Exit 0 written, 1 bad input (nothing written).
+    """
+    from harden.apply.kubeadm_init import Options, generate
+    from harden.apply.templating import parse_extra_vars
+
+    options = Options(api=api, kubernetes_version=kubernetes_version,
+                      control_plane_endpoint=control_plane_endpoint,
+                      advertise_address=advertise_address, node_name=node_name)
+    result = generate(out_dir, list(inventories) or None, parse_extra_vars(extra_vars),
+                      options, list(playbooks) or None, host)
+    for path in result.written:
+        click.echo(f"wrote {path}")
+    for path in result.secret_files:
+        click.echo(f"SECRET: files{path} holds the encryption key (mode 0600). Copy it to "
+                   f"{path} on EVERY control plane before `kubeadm init` / `kubeadm join "
+                   f"--control-plane`, keep a backup: without it the encrypted data is lost.")
+    for path in result.node_files:
+        click.echo(f"every node: copy files{path} to {path} and run `sysctl --system` before "
+                   f"the kubelet starts (protectKernelDefaults).")
+    if result.todo:
+        click.echo(f"FILL IN before kubeadm init: {', '.join(result.todo)} in "
+                   f"{out_dir}/kubeadm-config.yaml")
+
+
 @cli.group()
 def lab():
     """A lab of real OpenSSH 'nodes' on loopback addresses, laid out like kubeadm nodes (root)."""

@@ -65,6 +65,7 @@ COPIED_FROM_HOST = ("/etc/sysctl.d", "/etc/sudoers.d", "/usr/local/sbin", "/etc/
 # the machine's values: sysctl(8), the sysctl module and the kubelet's protectKernelDefaults
 # check then read and write the node's own kernel settings, never the machine's.
 PROC_SYS = "/proc/sys"
+SYSCTL_DIR = "/etc/sysctl.d"     # files/ of a kubeadm config: on every node, then applied
 PROC_SYS_SKIPPED = ("fs/binfmt_misc",)   # its own filesystem (an automount on systemd hosts)
 UP_TIMEOUT = 20.0
 STOP_TIMEOUT = 8.0
@@ -265,6 +266,21 @@ def _copy_kernel_settings(target: Path) -> None:
             _write(target / rel / name, content, mode)
 
 
+def _apply_sysctl_files(proc_sys: Path, files: dict) -> None:
+    """What the operator's `sysctl --system` does on a node before kubeadm starts the kubelet:
+    the copied /etc/sysctl.d files, in name order, set the node's kernel settings (a kubelet
+    with protectKernelDefaults refuses to start otherwise). Keys the kernel lacks are left out,
+    as `sysctl --system` reports and skips them."""
+    for path in sorted(p for p in files if p.startswith(f"{SYSCTL_DIR}/") and p.endswith(".conf")):
+        for line in files[path][0].decode(errors="replace").splitlines():
+            key, sep, value = line.partition("=")
+            if not sep or line.lstrip().startswith(("#", ";")):
+                continue
+            target = proc_sys / key.strip().lstrip("-").replace(".", "/")
+            if target.is_file():
+                target.write_text(value.strip() + "\n")
+
+
 def _systemctl_shim(socket_path: Path) -> bytes:
     text = (Path(__file__).with_name("systemctl")).read_text()
     lines = text.splitlines()
@@ -288,7 +304,7 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
                client_pub: bytes, ssh_algorithms: str = "default",
                user_ca: Path | None = None, config: kubeadm_config.ClusterConfig | None = None,
                kubelet: dict | None = None, kubelet_args: tuple = (),
-               extra_files: dict | None = None) -> dict:
+               extra_files: dict | None = None, extra_dirs: dict | None = None) -> dict:
     """Lay out one node under DIR/nodes/<name>/ and return the supervisor's spec (node.json).
 
     `extra_files` ({node path: (content, mode)}) are an operator's files copied before init."""
@@ -303,6 +319,8 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
                                     config=config, kubelet=kubelet, kubelet_args=kubelet_args)
     for path, (content, mode) in (extra_files or {}).items():
         files.setdefault(path, layout.File(content, mode))
+    for path, mode in (extra_dirs or {}).items():
+        dirs.setdefault(path, layout.Dir(mode))
     for path, d in dirs.items():
         target = root / path.lstrip("/")
         target.mkdir(parents=True, exist_ok=True)
@@ -324,6 +342,7 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
     _write(node_file, json.dumps(asdict(spec)).encode(), 0o644)
     _write(root / "usr/local/sbin/kubeadm", _kubeadm_shim(node_file), 0o755)
     _copy_kernel_settings(root / PROC_SYS.lstrip("/"))
+    _apply_sysctl_files(root / PROC_SYS.lstrip("/"), extra_files or {})
     host_key, host_pub = pki.ssh_keypair(f"root@{spec.name}")
     _write(node_dir / "ssh_host_ed25519_key", host_key, 0o600)
     _write(node_dir / "ssh_host_ed25519_key.pub", host_pub, 0o644)
@@ -628,7 +647,10 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
                              kubelet=plan.kubelet,
                              kubelet_args=plan.init_kubelet_args if i == 0
                              else plan.join_kubelet_args,
-                             extra_files=plan.files if s.is_control_plane else None)
+                             extra_files=plan.files if s.is_control_plane else
+                             {p: f for p, f in plan.files.items()
+                              if p.startswith(f"{SYSCTL_DIR}/")},
+                             extra_dirs=plan.dirs if s.is_control_plane else None)
                   for i, s in enumerate(specs)]
     ensure_host_mountpoints()
     nodes = [launch(ns) for ns in node_specs]

@@ -41,6 +41,7 @@ class InitPlan:
     init_kubelet_args: tuple = ()          # nodeRegistration.kubeletExtraArgs of cp1
     join_kubelet_args: tuple = ()          # ... of every other node
     files: dict[str, tuple[bytes, int]] = field(default_factory=dict)   # node path -> (content, mode)
+    dirs: dict[str, int] = field(default_factory=dict)     # node path -> mode, as files/ has them
 
 
 def _documents(path: Path) -> list[tuple[int, object]]:
@@ -142,7 +143,8 @@ def read(directory: Path, private_dirs: tuple[str, ...]) -> InitPlan:
                     kubelet=_kubelet_defaulted(found.kubelet), init_kubelet_args=found.init_args,
                     join_kubelet_args=found.init_args if found.join_args is None
                     else found.join_args,
-                    files=_files(directory / FILES_DIR, private_dirs))
+                    files=_files(directory / FILES_DIR, private_dirs),
+                    dirs=_dirs(directory / FILES_DIR, private_dirs))
 
 
 def _check_lab_limits(config: ClusterConfig) -> None:
@@ -194,4 +196,22 @@ def _files(root: Path, private_dirs: tuple[str, ...]) -> dict[str, tuple[bytes, 
                                  f"({', '.join(private_dirs)}); it would land on this machine",
                                  str(local))
             found[node_path] = (local.read_bytes(), local.stat().st_mode & 0o777)
+    return found
+
+
+def _dirs(root: Path, private_dirs: tuple[str, ...]) -> dict[str, int]:
+    """The modes of files/' directories inside a node-private directory (an operator's `cp -a`
+    keeps them: an empty 0700 audit log directory stays 0700). The private directories
+    themselves, and the path components above them, stay as the lab lays them out."""
+    found: dict[str, int] = {}
+    if not root.exists():
+        return found
+    for dirpath, dirnames, _ in os.walk(root):
+        dirnames.sort()
+        for name in dirnames:
+            local = Path(dirpath) / name
+            node_path = "/" + str(local.relative_to(root))
+            if not local.is_symlink() and any(node_path.startswith(d.rstrip("/") + "/")
+                                              for d in private_dirs):
+                found[node_path] = local.stat().st_mode & 0o777
     return found

@@ -69,3 +69,14 @@ def test_files_outside_node_private_directories_are_refused(tmp_path):
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(InputError, match="no kubeadm-config.yaml"):
         kubeadm_init.read(tmp_path, PRIVATE)
+
+
+def test_directories_of_files_keep_their_modes_inside_private_directories(tmp_path):
+    write(tmp_path, "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n")
+    audit = tmp_path / "files/etc/kubernetes/audit"
+    audit.mkdir(parents=True)
+    audit.chmod(0o700)
+    (tmp_path / "files/etc/kubernetes").chmod(0o755)
+    plan = kubeadm_init.read(tmp_path, PRIVATE)
+    assert plan.dirs == {"/etc/kubernetes/audit": 0o700}     # not the mount point, not /etc
+    assert plan.files == {}
