@@ -43,6 +43,8 @@ KUBELET_PER_NODE = {"address", "healthzBindAddress"}
 APPLY_CHANGES = {"kube-apiserver audit flags and mounts",
                  "kube-apiserver uses it, with EventRateLimit enabled",
                  "kubelet drop-in (pkgs.k8s.io packages) at most 0600 root:root (4.1.1, 4.1.2)",
+                 "kubelet unit (written by hand or legacy packages) at most 0600 root:root "
+                 "(4.1.1, 4.1.2)",
                  "kubelet config file at most 0600 root:root (4.1.9, 4.1.10)"}
 
 
