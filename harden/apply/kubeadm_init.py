@@ -28,29 +28,15 @@ from harden import __version__
 from harden.apply.kubeadm_bootstrap import Hardening, NodeFile
 from harden.apply.modules.static_pod import EXCLUSIVE_LISTS, FILE_FLAGS, VOLUME_TYPES
 from harden.errors import HardenError, InputError
+from harden.kubeadm.cluster_config import KUBEADM_FLAGS, KUBEADM_MOUNTS, SECTIONS
 
 API_VERSIONS = ("v1beta4", "v1beta3")
-# kubeadm's own values of the list flags the playbooks extend (cmd/kubeadm/app/phases/
-# controlplane/manifests.go): an extraArg of the same name replaces them.
-KUBEADM_LIST_DEFAULTS = {("kube-apiserver", "enable-admission-plugins"): "NodeRestriction",
-                         ("kube-apiserver", "authorization-mode"): "Node,RBAC"}
+# kubeadm's own values of the list flags the playbooks extend: an extraArg of the same name
+# replaces them.
+KUBEADM_LIST_DEFAULTS = {("kube-apiserver", flag): KUBEADM_FLAGS["kube-apiserver"][flag]
+                         for flag in ("enable-admission-plugins", "authorization-mode")}
 # kubeadm leaves --authorization-mode out when --authorization-config is given.
 KUBEADM_OMITS = {("kube-apiserver", "authorization-mode"): "authorization-config"}
-SECTIONS = {"kube-apiserver": ("apiServer",), "kube-controller-manager": ("controllerManager",),
-            "kube-scheduler": ("scheduler",), "etcd": ("etcd", "local")}
-# Where kubeadm's own hostPath volumes put files in each component's container.
-KUBEADM_MOUNTS = {
-    "kube-apiserver": ("/etc/kubernetes/pki", "/etc/ssl/certs", "/etc/ca-certificates",
-                       "/etc/pki", "/usr/share/ca-certificates",
-                       "/usr/local/share/ca-certificates"),
-    "kube-controller-manager": ("/etc/kubernetes/pki", "/etc/ssl/certs", "/etc/ca-certificates",
-                                "/etc/pki", "/usr/share/ca-certificates",
-                                "/usr/local/share/ca-certificates",
-                                "/etc/kubernetes/controller-manager.conf",
-                                "/usr/libexec/kubernetes/kubelet-plugins/volume/exec"),
-    "kube-scheduler": ("/etc/kubernetes/scheduler.conf",),
-    "etcd": ("/etc/kubernetes/pki/etcd", "/var/lib/etcd"),
-}
 KUBEADM_VOLUME_NAMES = {"ca-certs", "etc-ca-certificates", "etc-pki", "k8s-certs",
                         "usr-share-ca-certificates", "usr-local-share-ca-certificates",
                         "flexvolume-dir", "kubeconfig", "etcd-certs", "etcd-data"}
