@@ -309,8 +309,9 @@ class TaskPlanner:
             return self.done(result, "ok", "skipped: creates exists")
         if not self.writes(task, module):
             # As Ansible's command: with creates/removes it reports the change it would make,
-            # without them it cannot tell and is skipped.
-            judged = bool(args.get("creates") or args.get("removes"))
+            # without them it cannot tell and is skipped. etcd_snapshot judges its own `path`.
+            judged = task.module not in ("command", "shell") or \
+                bool(args.get("creates") or args.get("removes"))
             self.register(task, judged, changes, rc=0, stdout="", stderr="",
                           skipped=not judged)
             return self.done(result, "changed" if judged else "skipped",

@@ -20,7 +20,9 @@ from support.rotation import NEW, OLD, PLAYBOOKS, ROTATE, key_order, rotate
 
 pytestmark = pytest.mark.lab
 
-LAB_VARS = ("-e", "harden_wait_interval=0.5")
+# Persisting to kubeadm-config would write (and back up) before the manifest: these tests
+# watch the manifest write, so they keep to node files.
+LAB_VARS = ("-e", "harden_wait_interval=0.5", "-e", "harden_kubeadm_persist=false")
 
 
 def flag_play(flag: str, value: str) -> str:
