@@ -7,13 +7,12 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import subprocess
-import time
 
 import pytest
 import yaml
 
 from harden.lab import kubeadm
+from support.lab_cli import kubectl, wait_for
 
 pytestmark = pytest.mark.skipif(not shutil.which("kubectl"),
                                 reason="needs kubectl (kubernetes-client)")
@@ -32,20 +31,6 @@ def lab(lab_factory, request):
         wait_for(lambda: kubectl(lab, "-n", "kube-system", "get", "cm",
                                  "kubelet-config").returncode == 0)
         yield lab
-
-
-def wait_for(condition, timeout: float = 40.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.3)
-
-
-def kubectl(lab, *args, stdin: str | None = None):
-    conf = lab.node_root("cp1") / "etc/kubernetes/admin.conf"
-    return subprocess.run(["kubectl", f"--kubeconfig={conf}",
-                           f"--server=https://{lab.nodes['cp1']}:6443", *args],
-                          input=stdin, capture_output=True, text=True, timeout=60)
 
 
 def manifests(lab, node: str = "cp1") -> dict[str, bytes]:

@@ -8,11 +8,11 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
 
+from support.lab_cli import kubectl, wait_for
 pytestmark = pytest.mark.skipif(not shutil.which("kubectl") or not shutil.which("etcdctl"),
                                 reason="needs kubectl (kubernetes-client) and etcdctl (etcd-client)")
 
@@ -22,20 +22,6 @@ def lab(lab_factory):
     with lab_factory.running(control_planes=2, workers=0, wait_ready=True, seed_secrets=6) as lab:
         wait_for(lambda: kubectl(lab, "get", "secret", "bulk-00005", "-n", "default").returncode == 0)
         yield lab
-
-
-def wait_for(condition, timeout: float = 40.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.3)
-
-
-def kubectl(lab, *args, node: str = "cp1", stdin: str | None = None):
-    conf = lab.dir / "nodes" / "cp1" / "root/etc/kubernetes/admin.conf"
-    return subprocess.run(["kubectl", f"--kubeconfig={conf}",
-                           f"--server=https://{lab.nodes[node]}:6443", *args],
-                          input=stdin, capture_output=True, text=True, timeout=60)
 
 
 def etcdctl(lab, *args):
