@@ -4,6 +4,7 @@ the queued changes go to the node through harden.apply.node_writes."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import time
 from dataclasses import replace
@@ -140,7 +141,7 @@ class TaskPlanner:
         results together, as Ansible registers a loop. Items are data: never templated."""
         variables = self.base_vars(task=task)
         try:
-            found = loops.items(*task.loop, variables, task.where)
+            found = loops.items(*task.loop, variables, task.where, task.module)
         except (TaskFailed, InputError) as exc:
             self.flush()
             self.done(TaskResult(self.name, self.play.name, task.name, "failed", handler=handler,
@@ -185,6 +186,8 @@ class TaskPlanner:
                         "skip_reason": "Conditional result was False"})
                 return self.done(result, "skipped")
             args = self.args(task, variables)
+            if task.module == "include_vars":
+                return self._include_vars(task, module, args, variables, result)
             changes, found = self._plan_judged(task, module, args, variables)
             result.message = module.report(args, variables) or str(found.get("msg") or "")
         except (TaskFailed, InputError) as exc:
@@ -213,6 +216,16 @@ class TaskPlanner:
             return self.done(result, "ok")
         return self.queue(task, module, args, changes, self._with(result, "changed" if changed
                                                                   else "ok"))
+
+    def _include_vars(self, task: Task, module, args: dict, variables: dict,
+                      result: TaskResult) -> None:
+        """include_vars: the files read on the controller, their variables this host's for
+        the rest of the run; registered as Ansible registers it (ansible_facts, the files)."""
+        loaded, files = module.loaded(args, variables)
+        self.register(task, False, [], ansible_facts=loaded, ansible_included_var_files=files)
+        for name, value in loaded.items():
+            self.runner.register(self.name, name, value)
+        return self.done(result, "ok")
 
     def _plan_judged(self, task: Task, module, args: dict, variables: dict):
         """The module's plan and result, judged by `failed_when` (a command is judged once it
@@ -376,7 +389,8 @@ class TaskPlanner:
         """One run of a command: on the node, or on the controller for `delegate_to:
         localhost` (as the controller's user, in its current directory: nothing there is
         backed up, as for any command)."""
-        script = apply_script(changes, self.runner.run_id, self.runner.options.backup_root)
+        script = self._exports(task) + apply_script(changes, self.runner.run_id,
+                                                    self.runner.options.backup_root)
         if task.delegate_to:
             done = subprocess.run(["sh", "-s"], input=script.encode(), capture_output=True,
                                   timeout=3600, check=False)
@@ -387,6 +401,15 @@ class TaskPlanner:
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
         return {"rc": rc, "stdout": stdout.rstrip("\n"), "stderr": stderr.rstrip("\n"),
                 "stdout_lines": stdout.splitlines(), "stderr_lines": stderr.splitlines()}
+
+    def _exports(self, task: Task) -> str:
+        """`environment:` as sh exports ahead of the command's script. The script goes to the
+        node on stdin, so the values (secrets, perhaps) are in no argv and in no log."""
+        if not task.environment:
+            return ""
+        rendered = render_value(task.environment, self.base_vars(task=task), task.where)
+        return "".join(f"export {name}={shlex.quote(_env_text(value))}\n"
+                       for name, value in rendered.items())
 
     def _become(self, task: Task):
         return task.become if task.become is not None else self.play.become
@@ -411,6 +434,11 @@ class TaskPlanner:
                     raise HostFailed("stopped: another host failed (any_errors_fatal)")
                 self.run_task(handler, handler=True)
         self.flush()
+
+
+def _env_text(value) -> str:
+    """An environment value as Ansible exports it: the text of its Python value."""
+    return "" if value is None else str(value)
 
 
 def _own_batch(last: Task, task: Task) -> bool:
