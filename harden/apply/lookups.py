@@ -137,8 +137,10 @@ def _fileglob(terms, variables, **_):
     return out
 
 
-def _first_found(terms, variables, subdir="files", **kwargs):
-    """The first file that exists of the names (and `paths`) given; [] with `skip`."""
+def _first_found(terms, variables, subdir=None, **kwargs):
+    """The first file that exists of the names (and `paths`) given; [] with `skip`. Called
+    as lookup()/query() it looks in no subdirectory (as ansible-core 2.19 does); as a
+    `with_first_found` loop the loop gives the subdirectory of the task's kind."""
     candidates, skip = _first_found_terms(terms, kwargs)
     for candidate in candidates:
         found = find_file(variables, subdir, candidate)

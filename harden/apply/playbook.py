@@ -85,6 +85,7 @@ class Task:
     # Exported for the task's command on the node (play, block, task; inner keys win);
     # values are templates rendered when the task runs.
     environment: dict = field(default_factory=dict)
+    loop_key: str | None = None       # at run time: which run of a looped task an item is of
     # Enclosing blocks with rescue/always, outermost first: (block id, section, has rescue,
     # has always), section being block | rescue | always (harden.apply.block_flow).
     blocks: tuple = ()

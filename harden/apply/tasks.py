@@ -4,6 +4,7 @@ the queued changes go to the node through harden.apply.node_writes."""
 
 from __future__ import annotations
 
+import itertools
 import shlex
 import subprocess
 import time
@@ -23,6 +24,7 @@ from harden.errors import InputError
 WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
 # their own exec: rc and output are registered
 COMMAND_MODULES = ("command", "shell", "etcd_snapshot")
+_LOOP_RUNS = itertools.count(1)            # tells two runs of one looped task apart
 _LOOP_ITEM = "_harden_loop_item"            # where a loop's current item registers its result
 SERVICE_MODULES = ("service", "systemd", "systemd_service")
 
@@ -156,12 +158,12 @@ class TaskPlanner:
                     "results": [], "changed": False, "failed": False, "skipped": True,
                     "skipped_reason": "No items in the list"})
             return
-        results = []
+        results, key = [], f"{id(task)}#{next(_LOOP_RUNS)}"
         for index, item in enumerate(found):
             extra = loops.item_vars(task.loop_control, item, index)
             shown = loops.label(task.loop_control, item, {**variables, **extra}, task.where)
             one = replace(task, name=f"{task.name} (item={shown})", loop=None, loop_vars=extra,
-                          register=_LOOP_ITEM if task.register else None)
+                          register=_LOOP_ITEM if task.register else None, loop_key=key)
             self.runner.register(self.name, _LOOP_ITEM, {"changed": False, "skipped": True})
             self._run_task(one, handler)
             results.append({**self.registered.get(_LOOP_ITEM, {}), "item": item})
@@ -171,7 +173,8 @@ class TaskPlanner:
 
     def _run_task(self, task: Task, handler: bool) -> None:
         result = TaskResult(self.name, self.play.name, task.name, "ok", handler=handler,
-                            no_log=task.no_log, ignore_errors=self.ignoring(task))
+                            no_log=task.no_log, ignore_errors=self.ignoring(task),
+                            loop=task.loop_key)
         result.started = time.monotonic()
         variables = self.base_vars(task=task)
         if task.run_once and self.name != self.batch[0]:
