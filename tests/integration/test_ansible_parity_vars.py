@@ -155,12 +155,14 @@ def tree(lab, node: str) -> dict:
     return out
 
 
+@pytest.mark.timeout(900)          # ansible-playbook twice is slow on a busy machine
 def test_include_vars_lookups_and_environment_leave_the_same_node_and_counts(lab3, content,
                                                                             tmp_path):
     by_ansible, by_harden = lab3.names("control-plane")[1], lab3.names("worker")[0]
     first = run_ansible(lab3, content, by_ansible), run_harden(lab3, content, by_harden, tmp_path)
     assert first[0] == first[1]
-    assert first[0]["skipped"] == 1            # os_user_choice: already set by the play
+    # a loop counts once: the set_fact loop with one item skipped is ok, as in ansible-core
+    assert (first[0]["ok"], first[0]["changed"], first[0]["skipped"]) == (8, 4, 0)
     again = run_ansible(lab3, content, by_ansible), run_harden(lab3, content, by_harden, tmp_path)
     assert again[0] == again[1] and again[0]["changed"] == 0
     files = tree(lab3, by_ansible)
