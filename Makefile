@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 setup: syspkgs $(STAMP)
 
 test: setup
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25 tests
 
 test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit

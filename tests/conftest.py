@@ -3,16 +3,24 @@
 `lab_factory` (session) starts labs on their own loopback /24s: one random 127.A.* per test
 session (so parallel sessions and xdist workers don't meet), a fresh B per lab, each checked
 to have no listener. `lab3` (module) is a ready 2-control-plane + 1-worker kubeadm lab.
+
+Scheduling: `make test` runs files on 2 xdist workers (--dist loadfile), and a long file started
+last leaves the other worker idle until it ends. Test files are therefore collected longest
+first, by the per-file seconds recorded in tests/file_durations.json (a file not listed there
+counts as 0 and keeps its place); the summary lists the slowest files of the run, and
+HARDEN_FILE_DURATIONS=PATH writes every file's seconds in that file's format, to refresh it.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import random
 import shutil
 import subprocess
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,3 +195,58 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which must run every lab test: {reason}"
+
+
+# -- scheduling: longest files first ------------------------------------------------------------
+
+DURATIONS_FILE = Path(__file__).with_name("file_durations.json")
+_FILE_SECONDS: defaultdict[str, float] = defaultdict(float)
+
+
+def recorded_durations(path: Path = DURATIONS_FILE) -> dict[str, float]:
+    """Seconds per test file (repository-relative path) from an earlier run; {} without one."""
+    try:
+        return {name: float(sec) for name, sec in json.loads(path.read_text())["seconds"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def file_key(item) -> str:
+    """The test file of an item as the durations file names it (relative to the rootdir)."""
+    return item.nodeid.split("::", 1)[0]
+
+
+def longest_files_first(items: list, seconds: dict[str, float]) -> list:
+    """The items, files in order of falling recorded seconds; a file's own tests keep their
+    order (module-scoped labs and parametrized fixtures rely on it), unknown files stay put."""
+    return sorted(items, key=lambda item: -seconds.get(file_key(item), 0.0))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Collected longest files first, so that xdist (run with --no-loadscope-reorder, which
+    keeps this order) starts the long lab files early instead of leaving one to run alone."""
+    seconds = recorded_durations()
+    if seconds:
+        items[:] = longest_files_first(items, seconds)
+
+
+def pytest_runtest_logreport(report):
+    """Adds up each file's setup, call and teardown time (on the xdist controller too)."""
+    _FILE_SECONDS[report.nodeid.split("::", 1)[0]] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _FILE_SECONDS or len(_FILE_SECONDS) < 2:
+        return
+    slowest = sorted(_FILE_SECONDS.items(), key=lambda kv: -kv[1])[:15]
+    terminalreporter.write_sep("=", "slowest 15 test files (setup + call + teardown)")
+    for name, seconds in slowest:
+        terminalreporter.write_line(f"{seconds:8.1f}s {name}")
+
+
+def pytest_sessionfinish(session):
+    """HARDEN_FILE_DURATIONS=PATH: every file's seconds, as tests/file_durations.json holds them."""
+    out = os.environ.get("HARDEN_FILE_DURATIONS")
+    if out and _FILE_SECONDS and not hasattr(session.config, "workerinput"):
+        seconds = {name: round(sec, 1) for name, sec in sorted(_FILE_SECONDS.items())}
+        Path(out).write_text(json.dumps({"seconds": seconds}, indent=1) + "\n")

@@ -101,6 +101,8 @@ def tour_script(tmp: Path, net: str) -> tuple[str, list[str]]:
     return "\n".join(lines) + "\n", steps
 
 
+# pytest's default 300 s cut the tour off on a loaded 2-core machine (it took 180-300 s there)
+@pytest.mark.timeout(900)
 def test_the_readme_tour_runs_as_written(lab_factory, tmp_path):
     from harden.lab import cluster
 

@@ -1,7 +1,8 @@
-"""`harden rollback` of encryption-key phases on a 3-control-plane lab: undoing `promote` is
+"""`harden rollback` of encryption-key phases on a 2-control-plane lab: undoing `promote` is
 safe, undoing `stage` (or the run that created the encryption config) afterwards is refused as it
 would drop a key the API servers have written with, and a conflict diff of the encryption
-config never shows a key, even for a retire run given no key at all."""
+config never shows a key, even for a retire run given no key at all. Every node is judged on its
+own, so two nodes prove what three did (a third cost a third more restarts in every phase)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def run_id(done) -> str:
     return json.loads(done.stdout)["run_id"]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)          # 234-284 s on a loaded 2-core machine
 def test_rollback_never_drops_a_key_and_never_shows_one(lab_factory, tmp_path):
     enable_vars = key_file(tmp_path, "enable.yml", {"encryption_key": OLD})
     new_key = key_file(tmp_path, "new-key.yml", {"new_encryption_key_name": "key2",
@@ -41,7 +42,7 @@ def test_rollback_never_drops_a_key_and_never_shows_one(lab_factory, tmp_path):
         outputs.append(done.stdout + done.stderr)
         return done
 
-    with lab_factory.running(control_planes=3, workers=0, wait_ready=True) as lab:
+    with lab_factory.running(control_planes=2, workers=0, wait_ready=True) as lab:
         enable_runs = []
         for phase in ("prepare", "enable"):
             done = harden(tmp_path, "apply", "-i", str(lab.inventory),
@@ -67,7 +68,7 @@ def test_rollback_never_drops_a_key_and_never_shows_one(lab_factory, tmp_path):
         for run, key in ((stage_run, "key2"), (prepare_run, "key1")):
             refused = rollback(run)
             assert refused.returncode == 4, refused.stdout[-3000:]
-            assert refused.stdout.count("refused") == 3, refused.stdout
+            assert refused.stdout.count("refused") == len(lab.nodes), refused.stdout
             assert f"secretbox key '{key}'" in refused.stdout
             assert "rotate-encryption-key.yml" in refused.stdout
             assert key_order(lab) == {node: ["key1", "key2"] for node in lab.nodes}
