@@ -409,8 +409,8 @@ def _role_tasks(name: str, tasks_from: str, path: str, line: int, scope: Scope,
         content.loaded.add(role.path)
         if not target and not first_time:
             continue                    # a dependency already loaded once (Ansible's default)
-        role_scope = Scope(role.tasks_dir, scope.when, scope.tags, scope.become, scope.vars,
-                           scope.no_log, scope.check_mode, role.search_dirs + scope.search_dirs,
+        role_scope = Scope(role.tasks_dir, scope.when, scope.tags, scope.become,
+                           {**scope.vars, **role.magic_vars}, scope.no_log, scope.check_mode, role.search_dirs + scope.search_dirs,
                            scope.depth + 1)
         if first_time:
             content.defaults.update(_vars(role.read("defaults"), role.file("defaults") or path,

@@ -1,0 +1,77 @@
+"""Forms that existing hardening roles (dev-sec's os_hardening) rely on, computed as ansible-core
+does: the `comment` filter, the variables a template sees (`ansible_managed`,
+`ansible_role_name`), `~user` paths resolved from the node's passwd."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from harden.apply.modules.base import PlanContext
+from harden.apply.modules.template import MODULE as TEMPLATE
+from harden.apply.playbook import load_playbook
+from harden.apply.templating import render_string
+from harden.errors import InputError
+
+
+def write(root, files: dict[str, str]) -> str:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return str(root / "site.yml")
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("{{ 'Ansible managed' | comment }}", "#\n# Ansible managed\n#"),
+    ("{{ 'a\\n\\nb' | comment }}", "#\n# a\n#\n# b\n#"),
+    ("{{ 'x' | comment('c') }}", "//\n// x\n//"),
+    ("{{ 'x' | comment('cblock') }}", "/*\n *\n * x\n *\n */"),
+    ("{{ 'x\\ny' | comment('xml') }}", "<!--\n -\n - x\n - y\n -\n-->"),
+    ("{{ 'x' | comment(decoration='; ', prefix_count=2) }}", ";\n;\n; x\n;"),
+])
+def test_comment_filter_frames_text_as_ansible_does(expression, expected):
+    assert render_string(expression, {}) == expected
+
+
+def test_comment_filter_names_the_styles_when_given_an_unknown_one():
+    with pytest.raises(InputError, match="invalid style 'lua'.*plain, erlang, c, cblock, xml"):
+        render_string("{{ 'x' | comment('lua') }}", {})
+
+
+def _render(tmp_path, text: str, variables: dict) -> str:
+    (tmp_path / "t.j2").write_text(text)
+    args = TEMPLATE.validate({"src": "t.j2", "dest": "/etc/out"})
+    ctx = PlanContext(variables, [str(tmp_path)], False)
+    return TEMPLATE.content(args, ctx).decode()
+
+
+def test_a_template_sees_ansible_managed_and_where_it_renders(tmp_path):
+    out = _render(tmp_path, "{{ ansible_managed | comment }}\n{{ template_path }} -> "
+                  "{{ template_destpath }}\n", {})
+    assert out == "#\n# Ansible managed\n#\nt.j2 -> /etc/out\n"
+
+
+def test_a_playbook_ansible_managed_wins_over_the_default(tmp_path):
+    assert _render(tmp_path, "{{ ansible_managed }}", {"ansible_managed": "by harden"}) \
+        == "by harden"
+
+
+def test_role_tasks_and_handlers_know_their_role_name_and_path(tmp_path):
+    play = load_playbook(write(tmp_path, {
+        "site.yml": """\
+            - hosts: all
+              roles: [os_hardening]
+            """,
+        "roles/os_hardening/tasks/main.yml": """\
+            - name: t
+              debug: {msg: "{{ ansible_role_name }}"}
+            """,
+        "roles/os_hardening/handlers/main.yml": """\
+            - name: h
+              debug: {msg: "{{ role_name }}"}
+            """})).plays[0]
+    for task in (play.tasks[0], play.handlers[0]):
+        assert task.vars["role_name"] == task.vars["ansible_role_name"] == "os_hardening"
+        assert task.vars["role_path"] == str(tmp_path / "roles" / "os_hardening")
