@@ -8,7 +8,7 @@ import subprocess
 import time
 from dataclasses import replace
 
-from harden.apply import loops
+from harden.apply import host_facts, loops
 from harden.apply.block_flow import BlockFlow
 from harden.apply.events import TaskResult
 from harden.apply.host_state import HostFailed, PendingTask, denied_hint
@@ -203,6 +203,8 @@ class TaskPlanner:
             return self.run_command(task, args, changes, result)
         changed = self.changed(task, bool(changes), variables, found)
         self.register(task, changed, changes, **found)
+        if isinstance(found.get("ansible_facts"), dict):          # setup, package_facts
+            self.set_module_facts(found["ansible_facts"])
         for name, value in module.variables_set(args).items():      # set_fact
             self.runner.register(self.name, name, value)
         if changed:
@@ -234,6 +236,14 @@ class TaskPlanner:
         if self.failed_by(task, variables, outcome):
             raise error or TaskFailed("failed_when: the condition is true")
         return changes, found
+
+    def set_module_facts(self, new: dict) -> None:
+        """Facts a module returned join the host's `ansible_facts` for the rest of the run, as
+        Ansible's do (their `ansible_` prefix dropped inside ansible_facts)."""
+        known = dict(self.runner.host_facts(self.name).get("ansible_facts", {}))
+        known.update({k[len("ansible_"):] if k.startswith("ansible_") else k: v
+                      for k, v in new.items()})
+        self.runner.set_host_facts(self.name, host_facts.as_variables(known))
 
     def failed_by(self, task: Task, variables: dict, result: dict) -> bool:
         """`failed_when`, seeing the task's result under its `register` name."""
