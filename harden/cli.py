@@ -87,20 +87,34 @@ def ansible_login_options(command):
     return command
 
 
-def _config_run(inventories, forks, remote_user=None, private_key=None, become=None,
-                become_user=None):
-    """ansible.cfg (as Ansible finds it) under the command line: the inventories, forks and
-    the variables every host gets unless its inventory sets them."""
-    from harden.inventory.ansible_cfg import host_defaults, load_config
+def _config_inventories(inventories):
+    """(ansible.cfg, the inventories): -i, else ansible.cfg's inventory (or
+    $ANSIBLE_INVENTORY); an error when there is none."""
+    from harden.inventory.ansible_cfg import load_config
 
     config = load_config()
     found = list(inventories) or list(config.get("inventory", []))
     if not found:
         raise HardenError("no inventory: give -i FILE_OR_DIR, or set inventory in ansible.cfg "
                           f"({config.path or 'none found'}) or $ANSIBLE_INVENTORY")
+    return config, found
+
+
+def _config_run(inventories, forks, remote_user=None, private_key=None, become=None,
+                become_user=None):
+    """ansible.cfg (as Ansible finds it) under the command line: the inventories, forks and
+    the variables every host gets unless its inventory sets them."""
+    from harden.inventory.ansible_cfg import host_defaults
+
+    config, found = _config_inventories(inventories)
     defaults = host_defaults(config, user=remote_user, private_key=private_key, become=become,
                              become_user=become_user)
     return config, found, forks or config.get("forks", 20), defaults
+
+
+def _ask_become_pass(flag: bool, config) -> bool:
+    """-K, else ansible.cfg's become_ask_pass (or $ANSIBLE_BECOME_ASK_PASS)."""
+    return bool(flag or config.get("become_ask_pass", False))
 
 
 break_lock_option = click.option(
@@ -141,12 +155,13 @@ def cli() -> None:
 
 
 @cli.command()
-@inventory_option
+@config_inventory_option
 @limit_option
-@forks_option
+@config_forks_option
+@ansible_login_options
 @connection_options
-def ping(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeout,
-         transport):
+def ping(inventories, limit, forks, remote_user, private_key, become, become_user,
+         accept_new_host_keys, ask_become_pass, timeout, transport):
     """Connect to every host (through jump hosts, with become) and run `id -un`.
 
     Prints one row per host: ok (and the effective user), unreachable (with the reason),
@@ -156,14 +171,16 @@ def ping(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeo
     """
     from harden.ssh.ping import run_ping
 
+    config, inventories, forks, defaults = _config_run(inventories, forks, remote_user,
+                                                       private_key, become, become_user)
     sys.exit(run_ping(inventories, limit=limit, forks=forks,
                       accept_new_host_keys=accept_new_host_keys,
-                      ask_become_pass=ask_become_pass, connect_timeout=timeout,
-                      transport=transport))
+                      ask_become_pass=_ask_become_pass(ask_become_pass, config),
+                      connect_timeout=timeout, transport=transport, host_defaults=defaults))
 
 
 @cli.command()
-@inventory_option
+@config_inventory_option
 @limit_option
 @click.option("--list", "as_list", is_flag=True, help="JSON in the shape of ansible-inventory --list.")
 @click.option("--graph", "as_graph", is_flag=True, help="The group tree.")
@@ -178,7 +195,7 @@ def inventory(inventories, limit, as_list, as_graph, show_secrets, resolve):
 
     if as_list == as_graph:
         _fail("give exactly one of --list or --graph")
-    inv = load_inventory(inventories)
+    inv = load_inventory(_config_inventories(inventories)[1])
     if as_list:
         import json
 
@@ -193,9 +210,10 @@ def inventory(inventories, limit, as_list, as_graph, show_secrets, resolve):
 
 
 @cli.command()
-@inventory_option
+@config_inventory_option
 @limit_option
-@forks_option
+@config_forks_option
+@ansible_login_options
 @connection_options
 @click.option("--benchmark", default="cis-1.12", show_default=True, help="Catalogue to check against.")
 @click.option("--format", "fmt", default="text", show_default=True,
@@ -216,8 +234,9 @@ def inventory(inventories, limit, as_list, as_graph, show_secrets, resolve):
 @click.option("--fail-on", "fail_on", default="any", show_default=True,
               type=click.Choice(["any", "new"]),
               help="Exit 2 on any scored FAIL, or (with --compare) only on new ones.")
-def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, timeout, transport,
-          benchmark, fmt, output, metrics_file, by_host, compare, fail_on):
+def check(inventories, limit, forks, remote_user, private_key, become, become_user,
+          accept_new_host_keys, ask_become_pass, timeout, transport, benchmark, fmt, output,
+          metrics_file, by_host, compare, fail_on):
     """Audit hosts against the CIS Kubernetes Benchmark over SSH (one probe exec per host).
 
     Evaluates both the configured state (manifests, kubelet config, drop-ins) and the effective
@@ -228,12 +247,14 @@ def check(inventories, limit, forks, accept_new_host_keys, ask_become_pass, time
     """
     from harden.cis.run import run_check
 
+    config, inventories, forks, defaults = _config_run(inventories, forks, remote_user,
+                                                       private_key, become, become_user)
     sys.exit(run_check(inventories, limit=limit, forks=forks, benchmark=benchmark, fmt=fmt,
                        output=output, metrics_file=metrics_file, by_host=by_host,
                        compare=compare, fail_on=fail_on,
                        accept_new_host_keys=accept_new_host_keys,
-                       ask_become_pass=ask_become_pass, connect_timeout=timeout,
-                       transport=transport))
+                       ask_become_pass=_ask_become_pass(ask_become_pass, config),
+                       connect_timeout=timeout, transport=transport, host_defaults=defaults))
 
 
 @cli.command()
@@ -297,8 +318,7 @@ def apply(inventories, playbooks, limit, check, diff, forks, extra_vars, tags, s
         host_defaults=defaults, start_at_task=start_at_task,
         roles_path=config.get("roles_path", []),
         run_options=run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
-                                ask_become_pass=ask_become_pass or config.get("become_ask_pass",
-                                                                              False),
+                                ask_become_pass=_ask_become_pass(ask_become_pass, config),
                                 transport=transport))
     from harden.apply.output import JsonOutput, TextOutput
 
@@ -364,7 +384,7 @@ def rollback(inventories, run_id, limit, force, drop_encryption_key, break_lock,
     config, inventories, forks, defaults = _config_run(inventories, forks, remote_user,
                                                        private_key, become, become_user)
     options = run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
-                          ask_become_pass=ask_become_pass or config.get("become_ask_pass", False),
+                          ask_become_pass=_ask_become_pass(ask_become_pass, config),
                           transport=transport)
     sys.exit(run_rollback(inventories, run_id, limit=limit, force=force, break_lock=break_lock,
                           drop_encryption_key=drop_encryption_key, run_options=options,
@@ -373,7 +393,7 @@ def rollback(inventories, run_id, limit, force, drop_encryption_key, break_lock,
 
 
 @cli.command()
-@inventory_option
+@config_inventory_option
 @limit_option
 @click.option("--keep", type=int, default=None, metavar="N",
               help="Keep the N newest committed runs on each host (N >= 1).")
@@ -381,10 +401,12 @@ def rollback(inventories, run_id, limit, force, drop_encryption_key, break_lock,
               help="Prune committed runs older than DAYS days.")
 @click.option("--dry-run", is_flag=True, help="Show what would be pruned; change nothing.")
 @break_lock_option
-@forks_option
+@config_forks_option
+@ansible_login_options
 @connection_options
-def prune(inventories, limit, keep, older_than, dry_run, break_lock, forks, accept_new_host_keys,
-          ask_become_pass, timeout, transport):
+def prune(inventories, limit, keep, older_than, dry_run, break_lock, forks, remote_user,
+          private_key, become, become_user, accept_new_host_keys, ask_become_pass, timeout,
+          transport):
     """Remove old runs' backups from hosts; those runs can then no longer be rolled back.
 
     Give exactly one of --keep N or --older-than DAYS. Interrupted runs (a backup without a
@@ -397,11 +419,14 @@ def prune(inventories, limit, keep, older_than, dry_run, break_lock, forks, acce
     from harden.runs.prune import Policy, run_prune
 
     policy = Policy(keep=keep, older_than=older_than)
+    config, inventories, forks, defaults = _config_run(inventories, forks, remote_user,
+                                                       private_key, become, become_user)
     sys.exit(run_prune(inventories, limit=limit, policy=policy, dry_run=dry_run, forks=forks,
                        console=Console(soft_wrap=True, highlight=False),
                        accept_new_host_keys=accept_new_host_keys,
-                       ask_become_pass=ask_become_pass, connect_timeout=timeout,
-                       transport=transport, break_lock=break_lock))
+                       ask_become_pass=_ask_become_pass(ask_become_pass, config),
+                       connect_timeout=timeout, transport=transport, break_lock=break_lock,
+                       host_defaults=defaults))
 
 
 @cli.command()

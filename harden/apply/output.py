@@ -12,6 +12,7 @@ import threading
 
 from rich.console import Console
 from rich.table import Table
+from rich import box
 from rich.text import Text
 
 from harden.apply.playbook import Play
@@ -20,6 +21,9 @@ from harden.progress import HostProgress
 
 RECAP_COLUMNS = ("ok", "changed", "failed", "unreachable", "rolled_back", "skipped", "rescued",
                  "ignored")
+# Header labels: the two long ones on two lines, so the recap fits an 80-column terminal with
+# every column kept (a long host name folds instead of pushing a count off the screen).
+_RECAP_HEADERS = {"unreachable": "unreach-\nable", "rolled_back": "rolled\nback"}
 _STATUS_STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "skipped": "cyan"}
 
 
@@ -105,10 +109,12 @@ class TextOutput(Output):
     def finish(self, result: RunResult) -> None:
         self._progress.stop()
         table = Table(title=f"RECAP run {result.run_id}" + (" (check mode)" if result.check
-                                                             else ""))
-        table.add_column("host", no_wrap=True)
+                                                             else ""),
+                      box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                      collapse_padding=True)
+        table.add_column("host", overflow="fold", min_width=12)
         for column in RECAP_COLUMNS:
-            table.add_column(column, justify="right")
+            table.add_column(_RECAP_HEADERS.get(column, column), justify="right", no_wrap=True)
         for host, summary in result.hosts.items():
             values = summary.as_dict()
             table.add_row(host, *(Text(str(values[c]), style=_recap_style(c, values[c]))

@@ -38,7 +38,7 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
               by_host: bool = False, compare: str | None = None,
               fail_on: str = "any", accept_new_host_keys: bool = False,
               ask_become_pass: bool = False, connect_timeout: float | None = None,
-              transport: str | None = None) -> int:
+              transport: str | None = None, host_defaults: dict | None = None) -> int:
     """Audit the selected hosts, write the report, keep the run in the journal, return the
     exit code."""
     if fmt not in FORMATS:
@@ -50,7 +50,7 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
     try:
         baseline = load_baseline(compare, catalogue.benchmark, journal) if compare else None
         run = _audit(inventories, limit, forks, catalogue, fmt, accept_new_host_keys,
-                     ask_become_pass, connect_timeout, transport)
+                     ask_become_pass, connect_timeout, transport, host_defaults)
         if baseline is not None:
             run.changes = compute_changes(baseline, run)
         code = exit_code(run, fail_on)
@@ -66,13 +66,13 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
 
 def _audit(inventories, limit, forks, catalogue: Catalogue, fmt: str, accept_new_host_keys: bool,
            ask_become_pass: bool, connect_timeout: float | None,
-           transport: str | None = None) -> CheckRun:
+           transport: str | None = None, host_defaults: dict | None = None) -> CheckRun:
     """Every selected host probed and evaluated, `forks` at a time, with progress on a
     terminal."""
     hosts, specs = resolve_targets(
         inventories, limit, connect_timeout=connect_timeout, transport=transport,
         accept_new_host_keys=accept_new_host_keys, ask_become_pass=ask_become_pass,
-        warn=lambda line: click.echo(line, err=True))
+        warn=lambda line: click.echo(line, err=True), host_defaults=host_defaults)
     run = CheckRun(benchmark=catalogue.benchmark, run_id=new_run_id(), results=[],
                    started_at=datetime.now(timezone.utc))
     started = time.monotonic()

@@ -299,7 +299,8 @@ def prune_host(session: Session, host: str, policy: Policy, *, dry_run: bool, no
 def run_prune(inventories, *, limit: str | None, policy: Policy, dry_run: bool, forks: int,
               console, accept_new_host_keys: bool = False, ask_become_pass: bool = False,
               connect_timeout: float | None = None, journal=None,
-              transport: str | None = None, break_lock: bool = False) -> int:
+              transport: str | None = None, break_lock: bool = False,
+              host_defaults: dict | None = None) -> int:
     """Prune the selected hosts in parallel, each under its node lock (not needed for a dry
     run, which writes nothing), print the table, record what was pruned in the local journal.
     Exit 0, or 4 when a host was unreachable, locked or failed."""
@@ -313,7 +314,7 @@ def run_prune(inventories, *, limit: str | None, policy: Policy, dry_run: bool, 
     hosts, specs = resolve_targets(
         inventories, limit, connect_timeout=connect_timeout, transport=transport,
         accept_new_host_keys=accept_new_host_keys, ask_become_pass=ask_become_pass,
-        warn=lambda line: click.echo(line, err=True))
+        warn=lambda line: click.echo(line, err=True), host_defaults=host_defaults)
     now = time.time()
     jumps = JumpPool()
     holder = holder_for(new_run_id(), "prune")

@@ -30,14 +30,15 @@ _STYLE = {"ok": "green", "unreachable": "red", "auth failed": "red",
 def run_ping(inventories: Sequence[str], *, limit: str | None = None, forks: int = 20,
              accept_new_host_keys: bool = False, ask_become_pass: bool = False,
              connect_timeout: float | None = None, console: Console | None = None,
-             transport: str | None = None) -> int:
+             transport: str | None = None, host_defaults: dict | None = None) -> int:
     """Ping the selected hosts; print the table; return the exit code (0 all ok, else 4)."""
     out = console or Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
     hosts, specs = resolve_targets(
         inventories, limit, connect_timeout=connect_timeout, transport=transport,
         accept_new_host_keys=accept_new_host_keys, ask_become_pass=ask_become_pass,
-        warn=lambda line: err.print(line, markup=False, highlight=False))
+        warn=lambda line: err.print(line, markup=False, highlight=False),
+        host_defaults=host_defaults)
     jumps = JumpPool()
     try:
         outcomes = for_each_host(hosts, lambda host: ping_host(specs[host.name], jumps), forks)

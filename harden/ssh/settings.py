@@ -637,12 +637,13 @@ def _spec_or_error(host, options: RunOptions) -> ConnectionSpec | HostError:
 
 def resolve_targets(inventories, limit: str | None, *, warn, connect_timeout: float | None = None,
                     accept_new_host_keys: bool = False, ask_become_pass: bool = False,
-                    transport: str | None = None):
+                    transport: str | None = None, host_defaults: dict | None = None):
     """(hosts, specs) for a command that logs in: the inventory loaded, --limit applied, every
-    host's connection worked out before any is contacted, ignored ssh options warned about."""
+    host's connection worked out before any is contacted, ignored ssh options warned about.
+    `host_defaults` (ansible.cfg, -u, -b, ...) are variables a host gets unless it sets them."""
     from harden.inventory.loader import load_inventory
 
-    inventory = load_inventory(inventories)
+    inventory = load_inventory(inventories).with_defaults(host_defaults or {})
     hosts = inventory.select(None, limit=limit)
     options = run_options(connect_timeout=connect_timeout,
                           accept_new_host_keys=accept_new_host_keys,
