@@ -7,8 +7,9 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import replace
 
-from harden.apply import host_facts, loops
-from harden.apply.facts import FactNotGathered, build_script, merge_requests, parse_output
+from harden.apply import home_paths, host_facts, loops
+from harden.apply.facts import (FILE, FactNotGathered, FactRequest, build_script, merge_requests,
+                                parse_output)
 from harden.apply.host_state import HostFailed
 from harden.apply.modules import get_module
 from harden.apply.modules.base import TaskFailed
@@ -73,7 +74,11 @@ class PlayFacts:
                     args = self.args(task, scope)
                 except HardenError:
                     continue    # depends on a registered result: gathered when it plans
-                requests += get_module(task.module).facts_needed(args)
+                module = get_module(task.module)
+                if home_paths.wanted(args, module.node_paths):      # its paths need passwd first
+                    requests.append(FactRequest(FILE, home_paths.PASSWD, content=True))
+                    continue
+                requests += module.facts_needed(args)
         requests = merge_requests(requests)
         backups, journals = self.runner.options.backup_root, self.runner.options.journal_root
         script = (host_facts.SCRIPT if self.play.gather_facts else "") + \

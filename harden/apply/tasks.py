@@ -8,7 +8,7 @@ import subprocess
 import time
 from dataclasses import replace
 
-from harden.apply import host_facts, loops
+from harden.apply import home_paths, host_facts, loops
 from harden.apply.block_flow import BlockFlow
 from harden.apply.events import TaskResult
 from harden.apply.host_state import HostFailed, PendingTask, denied_hint
@@ -184,7 +184,7 @@ class TaskPlanner:
                         "changed": False, "failed": False, "skipped": True,
                         "skip_reason": "Conditional result was False"})
                 return self.done(result, "skipped")
-            args = self.args(task, variables)
+            args = self.home_paths(task, module, self.args(task, variables), variables)
             changes, found = self._plan_judged(task, module, args, variables)
             result.message = module.report(args, variables) or str(found.get("msg") or "")
         except (TaskFailed, InputError) as exc:
@@ -215,6 +215,15 @@ class TaskPlanner:
             return self.done(result, "ok")
         return self.queue(task, module, args, changes, self._with(result, "changed" if changed
                                                                   else "ok"))
+
+    def home_paths(self, task: Task, module, args: dict, variables: dict) -> dict:
+        """`~user/...` node paths made absolute from the node's passwd (harden.apply.home_paths)."""
+        if not home_paths.wanted(args, module.node_paths):
+            return args
+        passwd = self.with_facts("~", lambda: self.facts.file(home_paths.PASSWD, content=True))
+        text = (passwd.content or b"").decode(errors="replace") if passwd else ""
+        return home_paths.expand(args, module.node_paths, text,
+                                 home_paths.runs_as(variables, self._become(task)))
 
     def _plan_judged(self, task: Task, module, args: dict, variables: dict):
         """The module's plan and result, judged by `failed_when` (a command is judged once it

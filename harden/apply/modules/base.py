@@ -106,6 +106,7 @@ class Module:
     name: str = ""
     args: tuple[Arg, ...] = ()
     check_mode_safe: bool = True     # False: skipped in --check unless the task says otherwise
+    node_paths: tuple[str, ...] = ()  # arguments Ansible types `path`: `~user` expanded on the node
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
         return []

@@ -27,6 +27,7 @@ _GLOB_CHARS = set("*?[")
 
 class FileModule(Module):
     name = "file"
+    node_paths = ("path", "src")
     args = (
         Arg("path", required=True),
         Arg("state", choices=("file", "directory", "absent", "touch", "link"), default="file"),

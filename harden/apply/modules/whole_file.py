@@ -23,6 +23,7 @@ DEST_ARGS = (
 
 
 class WholeFileModule(Module):
+    node_paths = ("dest",)
     """Base of copy and template; subclasses set `name`, `args` and implement `content`."""
 
     def content(self, args: dict, ctx: PlanContext) -> bytes:

@@ -8,11 +8,13 @@ import textwrap
 
 import pytest
 
+from harden.apply import home_paths
 from harden.apply.modules.base import PlanContext
 from harden.apply.modules.template import MODULE as TEMPLATE
 from harden.apply.playbook import load_playbook
 from harden.apply.templating import render_string
 from harden.errors import InputError
+from support.modules import file_state, make_facts, plan
 
 
 def write(root, files: dict[str, str]) -> str:
@@ -75,3 +77,46 @@ def test_role_tasks_and_handlers_know_their_role_name_and_path(tmp_path):
     for task in (play.tasks[0], play.handlers[0]):
         assert task.vars["role_name"] == task.vars["ansible_role_name"] == "os_hardening"
         assert task.vars["role_path"] == str(tmp_path / "roles" / "os_hardening")
+
+
+PASSWD = ("root:x:0:0:root:/root:/bin/bash\n"
+          "labops:x:2000:2000::/home/labops:/bin/sh\n"
+          "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+          "slash:x:3:3::/:/bin/sh\n")
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("~root/.netrc", "/root/.netrc"),
+    ("~labops/.rhosts", "/home/labops/.rhosts"),
+    ("~labops", "/home/labops"),
+    ("~/.ssh", "/root/.ssh"),                       # the user the module runs as
+    ("~slash/x", "/x"),
+    ("~ghost/.netrc", "~ghost/.netrc"),             # unknown user: left as written
+    ("/etc/~root", "/etc/~root"),
+])
+def test_tilde_paths_expand_from_the_nodes_passwd_as_expanduser(path, expected):
+    assert home_paths.expand({"path": path}, ("path",), PASSWD, "root")["path"] == expected
+
+
+def test_bare_tilde_is_the_become_user_else_the_login_user():
+    assert home_paths.runs_as({"ansible_user": "labops"}, True) == "root"
+    assert home_paths.runs_as({"ansible_become_user": "app"}, True) == "app"
+    assert home_paths.runs_as({"ansible_user": "labops"}, False) == "labops"
+
+
+def test_only_the_modules_node_paths_are_expanded():
+    args = {"paths": ["~root", "/etc"], "patterns": "~x", "path": "~root/a"}
+    out = home_paths.expand(args, ("paths",), PASSWD, "root")
+    assert out == {"paths": ["/root", "/etc"], "patterns": "~x", "path": "~root/a"}
+    assert home_paths.wanted(args, ("paths",)) and not home_paths.wanted({"dest": "/x"},
+                                                                         ("dest",))
+
+
+def test_file_absent_plans_the_expanded_home_path():
+    facts = make_facts(file_state("/root/.netrc", b"machine x\n", 0o600))
+    facts.links["/root/.netrc"] = None
+    facts.globs[("/root/.netrc", True)] = ["/root/.netrc"]
+    args = home_paths.expand({"path": "~root/.netrc", "state": "absent"}, ("path",), PASSWD,
+                             "root")
+    changes = plan("file", args, facts)
+    assert [c.path for c in changes] == ["/root/.netrc"]
