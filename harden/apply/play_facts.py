@@ -138,6 +138,18 @@ class PlayFacts:
         except ValueError as exc:
             raise HostFailed(f"gathering facts: {exc}") from None
 
+    def reread(self, requests) -> None:
+        """Files a node-side tool just rewrote (shadow-utils for user and group), read again
+        in one exec so later tasks plan on what is there now."""
+        result = self.session.run("sh -s", become=self.play.become,
+                                  stdin=build_script(requests).encode())
+        try:
+            fresh = parse_output(requests, result.stdout.decode(errors="replace"))
+        except ValueError as exc:
+            raise HostFailed(f"gathering facts: {exc}") from None
+        for path, state in fresh.files.items():
+            self.facts.set_file(path, state)
+
     def with_facts(self, what: str, step):
         """Run a step that reads facts; a fact nobody asked for up front (a registered variable
         in an argument, a manifest only chmod-ed so far) is fetched and the step retried."""

@@ -13,6 +13,7 @@ from harden.apply.block_flow import BlockFlow
 from harden.apply.events import TaskResult
 from harden.apply.host_state import HostFailed, PendingTask, denied_hint
 from harden.apply.modules import get_module
+from harden.apply.modules.accounts import account_facts
 from harden.apply.modules.base import Change, PlanContext, TaskFailed, apply_script
 from harden.apply.playbook import Task, task_selected
 from harden.apply.rollback import Restart
@@ -20,6 +21,7 @@ from harden.apply.templating import evaluate, render_value
 from harden.errors import InputError
 
 WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
+ACCOUNT_MODULES = ("user", "group")
 # their own exec: rc and output are registered
 COMMAND_MODULES = ("command", "shell", "etcd_snapshot")
 _LOOP_ITEM = "_harden_loop_item"            # where a loop's current item registers its result
@@ -207,6 +209,8 @@ class TaskPlanner:
             self.set_module_facts(found["ansible_facts"])
         for name, value in module.variables_set(args).items():      # set_fact
             self.runner.register(self.name, name, value)
+        if isinstance(found.get("ansible_facts"), dict):              # getent, as Ansible
+            self.runner.add_host_facts(self.name, found["ansible_facts"])
         if changed:
             self.notify(task)
         if task.module in WAIT_MODULES:
@@ -282,6 +286,9 @@ class TaskPlanner:
                                         undo))
         if task.module in SERVICE_MODULES:
             self.flush()                 # a restart is a point everything after depends on
+        if writes and task.module in ACCOUNT_MODULES:
+            self.flush()                 # useradd & co. pick ids: read what they wrote
+            self.reread(account_facts())
         return None
 
     def plan(self, module, args: dict, variables: dict, search_dirs=(),
