@@ -58,7 +58,8 @@ class PlayFacts:
                  "ansible_run_tags": list(self.runner.options.tags or ["all"]),
                  "ansible_skip_tags": list(self.runner.options.skip_tags or [])}
         return layered_vars(self.play.defaults, self.host.vars, Untemplated(magic),
-                            Untemplated(self.runner.host_facts(self.name)), self.play.vars, task.vars if task else None,
+                            Untemplated({"ansible_facts": {}, **self.runner.host_facts(self.name)}),
+                            self.play.vars, task.vars if task else None,
                             Untemplated(task.loop_vars) if task else None,
                             Untemplated({**self.registered, **(just_registered or {})}),
                             extra_vars=self.runner.options.extra_vars)

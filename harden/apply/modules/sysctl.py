@@ -58,7 +58,7 @@ class SysctlModule(Module):
                     args = {real if k == alias else k: v for k, v in args.items()}
         out = super().validate(args, path, line, rendered)
         if out["sysctl_file"] is not None:
-            if args.get("file") is not None:
+            if args.get("file") not in (None, out["sysctl_file"]):
                 from harden.errors import InputError
                 raise InputError("sysctl: give file or sysctl_file, not both", path, line)
             out["file"] = out["sysctl_file"]
