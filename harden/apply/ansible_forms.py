@@ -75,6 +75,8 @@ def module_arguments(module: str, value, path: str, line: int):
         return _free_form_command(value, path, line)
     if module == "meta":
         return {"free_form": value.strip()}         # `meta: flush_handlers`
+    if module == "include_vars" and "=" not in value:
+        return {"file": value.strip()}              # `include_vars: vars/main.yml`
     return _key_values(value, path, line)
 
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from harden.apply.playbook import Play
 
 EXIT_OK, EXIT_DRIFT, EXIT_HOSTS = 0, 2, 4
+_RANK = ("skipped", "ok", "changed", "failed")     # how a loop's items merge into one count
 
 
 @dataclass
@@ -31,6 +32,7 @@ class TaskResult:
     failed_changed: bool = False      # failed after changing something (a command that ran)
     started: float | None = None      # time.monotonic() when the task began
     seconds: float | None = None      # from the task's start to its report (-vv)
+    loop: str | None = None           # an item's looped task (one run of it): counted once
 
 
 @dataclass
@@ -43,20 +45,37 @@ class HostSummary:
     skipped: int = 0
     rescued: int = 0                  # failures a block's rescue caught (not in `failed`)
     ignored: int = 0                  # failures of ignore_errors tasks (not in `failed`)
+    # A looped task's items merged so far, by loop: (status, ignore_errors, failed_changed).
+    _loops: dict = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, result: TaskResult) -> None:
-        if result.status in ("ok", "changed"):
-            self.ok += 1
-        if result.status == "changed":
-            self.changed += 1
-        elif result.status == "skipped":
-            self.skipped += 1
-        elif result.status == "failed" and result.ignore_errors:
-            self.ok += 1                  # as ansible-core counts an ignored failure
-            self.ignored += 1
-            self.changed += result.failed_changed
-        elif result.status == "failed":
-            self.failed += 1
+        """Count a task's line. The items of a loop count as ONE task, as ansible-core counts
+        them: failed when an item failed, else changed when one changed, skipped when all
+        were skipped, else ok (an item's line may come late: its write is batched)."""
+        one = (result.status, result.ignore_errors, result.failed_changed)
+        if result.loop is None:
+            self._count(*one, 1)
+            return
+        before = self._loops.get(result.loop)
+        if before is not None:
+            self._count(*before, -1)
+            one = (max(before[0], one[0], key=_RANK.index), one[1], before[2] or one[2])
+        self._loops[result.loop] = one
+        self._count(*one, 1)
+
+    def _count(self, status: str, ignore_errors: bool, failed_changed: bool, n: int) -> None:
+        if status in ("ok", "changed"):
+            self.ok += n
+        if status == "changed":
+            self.changed += n
+        elif status == "skipped":
+            self.skipped += n
+        elif status == "failed" and ignore_errors:
+            self.ok += n                  # as ansible-core counts an ignored failure
+            self.ignored += n
+            self.changed += n * failed_changed
+        elif status == "failed":
+            self.failed += n
 
     def as_dict(self) -> dict:
         return {"ok": self.ok, "changed": self.changed, "failed": self.failed,

@@ -3,6 +3,7 @@ fetched on demand, and `hostvars`. A mixin of harden.apply.runner.HostPlay."""
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Mapping
 from dataclasses import replace
@@ -19,6 +20,15 @@ from harden.errors import HardenError
 from harden.node import markers
 
 MAX_FACT_ROUNDS = 5
+
+
+def search_path(task: Task, playbook: str) -> list[str]:
+    """Where a task's lookups and include_vars look, as ansible-core's `ansible_search_path`:
+    the enclosing roles (innermost first), the task file's directory, the playbook's."""
+    roles = [os.path.dirname(d) for d in task.search_dirs]
+    paths = list(dict.fromkeys([*roles, os.path.dirname(os.path.abspath(task.path))]))
+    base = os.path.dirname(os.path.abspath(playbook))
+    return paths if base in paths else [*paths, base]
 
 
 class HostVars(Mapping):
@@ -56,7 +66,10 @@ class PlayFacts:
                  "hostvars": HostVars(self.runner),
                  "harden_run_id": self.runner.run_id,
                  "ansible_run_tags": list(self.runner.options.tags or ["all"]),
-                 "ansible_skip_tags": list(self.runner.options.skip_tags or [])}
+                 "ansible_skip_tags": list(self.runner.options.skip_tags or []),
+                 "playbook_dir": os.path.dirname(os.path.abspath(self.play.path))}
+        if task is not None:
+            magic["ansible_search_path"] = search_path(task, self.play.path)
         return layered_vars(self.play.defaults, self.host.vars, Untemplated(magic),
                             Untemplated({"ansible_facts": {}, **self.runner.host_facts(self.name)}),
                             self.play.vars, task.vars if task else None,
@@ -125,7 +138,7 @@ class PlayFacts:
         if task.loop is None:
             return [scope]
         try:
-            found = loops.items(*task.loop, scope, task.where)
+            found = loops.items(*task.loop, scope, task.where, task.module)
         except (HardenError, TaskFailed):
             return []           # the items come from a result registered later
         return [self.base_vars(task=replace(task, loop_vars=loops.item_vars(

@@ -22,21 +22,22 @@ from harden.apply.ansible_forms import (canonical_arguments, module_arguments,
                                        short_module_name, structure_key)
 from harden.apply.modules import MODULES, get_module
 from harden.apply import roles
-from harden.apply.loops import LOOP_CONTROL_KEYS, LOOP_KEYS
+from harden.apply import lookups
+from harden.apply.loops import LOOP_CONTROL_KEYS, LOOP_KEYS, known, loop_kind
 
 PLAY_KEYS = ("name", "hosts", "serial", "max_fail_percentage", "any_errors_fatal", "become",
              "vars", "vars_files", "vars_spec", "pre_tasks", "roles", "tasks", "post_tasks",
-             "handlers", "tags", "gather_facts", "restart_group")
+             "handlers", "tags", "gather_facts", "restart_group", "environment")
 VAR_SPEC_KEYS = ("choices",)
 TASK_KEYS = ("name", "when", "register", "notify", "tags", "run_once", "check_mode", "no_log",
              "changed_when", "failed_when", "ignore_errors", "until", "retries", "delay",
              "delegate_to", "any_errors_fatal", "become", "vars", "listen", *LOOP_KEYS,
-             "loop_control")
+             "loop_control", "environment")
 # Keywords a block, an import/include of tasks or a role passes down to every task inside it.
 INHERITED_KEYS = ("name", "when", "tags", "become", "vars", "no_log", "check_mode",
-                  "ignore_errors", "any_errors_fatal")
+                  "ignore_errors", "any_errors_fatal", "environment")
 # Modules that never touch the node: with `delegate_to: localhost` they run as they always do.
-CONTROLLER_MODULES = ("debug", "set_fact", "assert", "fail")
+CONTROLLER_MODULES = ("debug", "set_fact", "assert", "fail", "include_vars")
 # `delegate_to` names that are the controller itself.
 LOCALHOST_NAMES = ("localhost", "127.0.0.1", "::1")
 RETRY_MODULES = ("command", "shell")       # `until` re-runs these; others plan once from facts
@@ -81,6 +82,10 @@ class Task:
     delay: float = 5.0
     delegate_to: str | None = None     # only the controller: 'localhost'
     any_errors_fatal: bool = False
+    # Exported for the task's command on the node (play, block, task; inner keys win);
+    # values are templates rendered when the task runs.
+    environment: dict = field(default_factory=dict)
+    loop_key: str | None = None       # at run time: which run of a looped task an item is of
     # Enclosing blocks with rescue/always, outermost first: (block id, section, has rescue,
     # has always), section being block | rescue | always (harden.apply.block_flow).
     blocks: tuple = ()
@@ -218,6 +223,7 @@ class Scope:
     ignore_errors: bool | str | None = None
     any_errors_fatal: bool = False
     blocks: tuple = ()
+    environment: dict = field(default_factory=dict)
 
     def within(self, data: LocatedDict, path: str, base_dir: str | None = None,
                search_dirs: list[str] | None = None) -> Scope:
@@ -242,7 +248,9 @@ class Scope:
             any_errors_fatal=self.any_errors_fatal or _bool(
                 data.get("any_errors_fatal", False), "any_errors_fatal", path,
                 at("any_errors_fatal")),
-            blocks=self.blocks)
+            blocks=self.blocks,
+            environment={**self.environment,
+                         **_environment(data.get("environment"), path, at("environment"))})
 
     def apply_to(self, task: Task) -> Task:
         task.when = self.when + task.when
@@ -255,6 +263,7 @@ class Scope:
         task.ignore_errors = _pick(task.ignore_errors, self.ignore_errors)
         task.any_errors_fatal = task.any_errors_fatal or self.any_errors_fatal
         task.blocks = self.blocks + task.blocks
+        task.environment = {**self.environment, **task.environment}
         return task
 
 
@@ -288,7 +297,8 @@ def _play(data: LocatedDict, path: str) -> Play:
     for name in _strings(data.get("vars_files"), "vars_files", path, at("vars_files")):
         file_path = os.path.join(os.path.dirname(path), name)
         play.vars.update(_vars(load_yaml(file_path), file_path, 1))
-    scope = Scope(os.path.dirname(os.path.abspath(path)))
+    scope = Scope(os.path.dirname(os.path.abspath(path)),
+                  environment=_environment(data.get("environment"), path, at("environment")))
     content = roles.RoleContent()
     play.tasks = _tasks(data.get("pre_tasks"), path, at("pre_tasks"), "pre_tasks", scope,
                         content)
@@ -410,8 +420,9 @@ def _role_tasks(name: str, tasks_from: str, path: str, line: int, scope: Scope,
         if not target and not first_time:
             continue                    # a dependency already loaded once (Ansible's default)
         role_scope = Scope(role.tasks_dir, scope.when, scope.tags, scope.become,
-                           {**scope.vars, **role.magic_vars}, scope.no_log, scope.check_mode, role.search_dirs + scope.search_dirs,
-                           scope.depth + 1)
+                           {**scope.vars, **role.magic_vars}, scope.no_log, scope.check_mode,
+                           role.search_dirs + scope.search_dirs, scope.depth + 1,
+                           environment=scope.environment)
         if first_time:
             content.defaults.update(_vars(role.read("defaults"), role.file("defaults") or path,
                                           1))
@@ -519,7 +530,7 @@ def _task(data, path: str, line: int) -> Task:
         short = short_module_name(key, MODULES) if isinstance(key, str) else key
         if short != key:
             data = _renamed(data, key, short)
-    modules = [k for k in data if k not in TASK_KEYS and k != "args"]
+    modules = [k for k in data if k not in TASK_KEYS and k != "args" and loop_kind(k) is None]
     for key in modules:
         if get_module(key) is None:
             raise InputError(f"unknown module or task keyword '{key}'; modules: "
@@ -555,6 +566,7 @@ def _task(data, path: str, line: int) -> Task:
         vars=_vars(data.get("vars"), path, at("vars")),
         listen=_strings(data.get("listen"), "listen", path, at("listen")),
         loop=_loop(data, path),
+        environment=_environment(data.get("environment"), path, at("environment")),
         loop_control=_loop_control(data.get("loop_control"), path, at("loop_control")),
         failed_when=None if data.get("failed_when") is None else _conditions(
             data["failed_when"]),
@@ -630,11 +642,38 @@ def _with_args_keyword(data: LocatedDict, args, path: str):
 
 
 def _loop(data: LocatedDict, path: str) -> tuple[str, Any] | None:
-    kinds = [k for k in LOOP_KEYS if k in data]
+    """`loop`, `with_items`/`with_list`/`with_dict` or any `with_<lookup>` harden has."""
+    kinds = [k for k in data if loop_kind(k) is not None]
     if len(kinds) > 1:
         raise InputError(f"a task takes one loop, got {', '.join(kinds)}", path,
                          data.key_lines[kinds[1]])
-    return (kinds[0], data[kinds[0]]) if kinds else None
+    if not kinds:
+        return None
+    kind = loop_kind(kinds[0])
+    if not known(kind):
+        raise InputError(f"{kinds[0]}: no lookup named {kinds[0][len('with_'):]!r}; with_<lookup> "
+                         f"takes: {', '.join(sorted(lookups.LOOKUPS))}", path,
+                         data.key_lines[kinds[0]])
+    return (kind, data[kinds[0]])
+
+
+def _environment(value, path: str, line: int | None) -> dict:
+    """`environment:` a mapping of variable names to values (or a list of them, merged in
+    order, as Ansible takes it); values may be templates."""
+    if value is None:
+        return {}
+    items = value if isinstance(value, list) else [value]
+    out: dict = {}
+    for item in items:
+        if not isinstance(item, dict):
+            raise InputError("environment must be a mapping of variable names to values "
+                             "(or a list of such mappings)", path, line)
+        for key, val in item.items():
+            if not isinstance(key, str) or not _IDENTIFIER.match(key):
+                raise InputError(f"environment: {key!r} is not an environment variable name",
+                                 path, getattr(item, "key_lines", {}).get(key, line))
+            out[key] = val
+    return out
 
 
 def _loop_control(value, path: str, line: int | None) -> dict:

@@ -4,6 +4,8 @@ the queued changes go to the node through harden.apply.node_writes."""
 
 from __future__ import annotations
 
+import itertools
+import shlex
 import subprocess
 import time
 from dataclasses import replace
@@ -24,6 +26,7 @@ WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
 ACCOUNT_MODULES = ("user", "group")
 # their own exec: rc and output are registered
 COMMAND_MODULES = ("command", "shell", "etcd_snapshot")
+_LOOP_RUNS = itertools.count(1)            # tells two runs of one looped task apart
 _LOOP_ITEM = "_harden_loop_item"            # where a loop's current item registers its result
 SERVICE_MODULES = ("service", "systemd", "systemd_service")
 
@@ -142,7 +145,7 @@ class TaskPlanner:
         results together, as Ansible registers a loop. Items are data: never templated."""
         variables = self.base_vars(task=task)
         try:
-            found = loops.items(*task.loop, variables, task.where)
+            found = loops.items(*task.loop, variables, task.where, task.module)
         except (TaskFailed, InputError) as exc:
             self.flush()
             self.done(TaskResult(self.name, self.play.name, task.name, "failed", handler=handler,
@@ -157,12 +160,12 @@ class TaskPlanner:
                     "results": [], "changed": False, "failed": False, "skipped": True,
                     "skipped_reason": "No items in the list"})
             return
-        results = []
+        results, key = [], f"{id(task)}#{next(_LOOP_RUNS)}"
         for index, item in enumerate(found):
             extra = loops.item_vars(task.loop_control, item, index)
             shown = loops.label(task.loop_control, item, {**variables, **extra}, task.where)
             one = replace(task, name=f"{task.name} (item={shown})", loop=None, loop_vars=extra,
-                          register=_LOOP_ITEM if task.register else None)
+                          register=_LOOP_ITEM if task.register else None, loop_key=key)
             self.runner.register(self.name, _LOOP_ITEM, {"changed": False, "skipped": True})
             self._run_task(one, handler)
             results.append({**self.registered.get(_LOOP_ITEM, {}), "item": item})
@@ -172,7 +175,8 @@ class TaskPlanner:
 
     def _run_task(self, task: Task, handler: bool) -> None:
         result = TaskResult(self.name, self.play.name, task.name, "ok", handler=handler,
-                            no_log=task.no_log, ignore_errors=self.ignoring(task))
+                            no_log=task.no_log, ignore_errors=self.ignoring(task),
+                            loop=task.loop_key)
         result.started = time.monotonic()
         variables = self.base_vars(task=task)
         if task.run_once and self.name != self.batch[0]:
@@ -187,6 +191,8 @@ class TaskPlanner:
                         "skip_reason": "Conditional result was False"})
                 return self.done(result, "skipped")
             args = self.home_paths(task, module, self.args(task, variables), variables)
+            if task.module == "include_vars":
+                return self._include_vars(task, module, args, variables, result)
             changes, found = self._plan_judged(task, module, args, variables)
             result.message = module.report(args, variables) or str(found.get("msg") or "")
         except (TaskFailed, InputError) as exc:
@@ -228,6 +234,16 @@ class TaskPlanner:
         text = (passwd.content or b"").decode(errors="replace") if passwd else ""
         return home_paths.expand(args, module.node_paths, text,
                                  home_paths.runs_as(variables, self._become(task)))
+
+    def _include_vars(self, task: Task, module, args: dict, variables: dict,
+                      result: TaskResult) -> None:
+        """include_vars: the files read on the controller, their variables this host's for
+        the rest of the run; registered as Ansible registers it (ansible_facts, the files)."""
+        loaded, files = module.loaded(args, variables)
+        self.register(task, False, [], ansible_facts=loaded, ansible_included_var_files=files)
+        for name, value in loaded.items():
+            self.runner.register(self.name, name, value)
+        return self.done(result, "ok")
 
     def _plan_judged(self, task: Task, module, args: dict, variables: dict):
         """The module's plan and result, judged by `failed_when` (a command is judged once it
@@ -402,7 +418,8 @@ class TaskPlanner:
         """One run of a command: on the node, or on the controller for `delegate_to:
         localhost` (as the controller's user, in its current directory: nothing there is
         backed up, as for any command)."""
-        script = apply_script(changes, self.runner.run_id, self.runner.options.backup_root)
+        script = self._exports(task) + apply_script(changes, self.runner.run_id,
+                                                    self.runner.options.backup_root)
         if task.delegate_to:
             done = subprocess.run(["sh", "-s"], input=script.encode(), capture_output=True,
                                   timeout=3600, check=False)
@@ -413,6 +430,15 @@ class TaskPlanner:
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
         return {"rc": rc, "stdout": stdout.rstrip("\n"), "stderr": stderr.rstrip("\n"),
                 "stdout_lines": stdout.splitlines(), "stderr_lines": stderr.splitlines()}
+
+    def _exports(self, task: Task) -> str:
+        """`environment:` as sh exports ahead of the command's script. The script goes to the
+        node on stdin, so the values (secrets, perhaps) are in no argv and in no log."""
+        if not task.environment:
+            return ""
+        rendered = render_value(task.environment, self.base_vars(task=task), task.where)
+        return "".join(f"export {name}={shlex.quote(_env_text(value))}\n"
+                       for name, value in rendered.items())
 
     def _become(self, task: Task):
         return task.become if task.become is not None else self.play.become
@@ -437,6 +463,11 @@ class TaskPlanner:
                     raise HostFailed("stopped: another host failed (any_errors_fatal)")
                 self.run_task(handler, handler=True)
         self.flush()
+
+
+def _env_text(value) -> str:
+    """An environment value as Ansible exports it: the text of its Python value."""
+    return "" if value is None else str(value)
 
 
 def _own_batch(last: Task, task: Task) -> bool:

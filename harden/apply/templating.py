@@ -235,6 +235,8 @@ def make_environment(template_dirs: Iterable[str] = (), trim_blocks: bool = Fals
         trim_blocks=trim_blocks, lstrip_blocks=lstrip_blocks)
     env.filters.update({name: _strict_filter(f) for name, f in _FILTERS.items()})
     env.tests.update(_RESULT_TESTS)
+    from harden.apply.lookups import TEMPLATE_GLOBALS     # lookups render templates too
+    env.globals.update(TEMPLATE_GLOBALS)
     return env
 
 
