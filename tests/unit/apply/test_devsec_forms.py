@@ -120,3 +120,37 @@ def test_file_absent_plans_the_expanded_home_path():
                              "root")
     changes = plan("file", args, facts)
     assert [c.path for c in changes] == ["/root/.netrc"]
+
+
+def test_a_looped_include_runs_the_files_tasks_per_item_in_ansibles_order(tmp_path):
+    play = load_playbook(write(tmp_path, {
+        "site.yml": """\
+            - hosts: all
+              tasks:
+                - include_tasks: fs.yml
+                  loop_control: {loop_var: mount}
+                  loop:
+                    - {path: /dev, mode: "{{ dev_mode }}"}
+                    - {path: /tmp, mode: "1777"}
+            """,
+        "fs.yml": """\
+            - name: "stat {{ mount.path }}"
+              stat: {path: "{{ mount.path }}"}
+            - name: "mode {{ mount.path }}"
+              file: {path: "{{ mount.path }}", mode: "{{ mount.mode }}"}
+            """})).plays[0]
+    assert [(t.module, t.vars["mount"]["path"]) for t in play.tasks] == [
+        ("stat", "/dev"), ("file", "/dev"), ("stat", "/tmp"), ("file", "/tmp")]
+    assert play.tasks[1].vars["mount"]["mode"] == "{{ dev_mode }}"     # rendered per host
+
+
+def test_a_looped_include_over_a_templated_list_is_refused_with_its_line(tmp_path):
+    with pytest.raises(InputError, match=r"site.yml:4: include_tasks: a loop over a templated"):
+        load_playbook(write(tmp_path, {
+            "site.yml": """\
+                - hosts: all
+                  tasks:
+                    - include_tasks: fs.yml
+                      loop: "{{ mounts }}"
+                """,
+            "fs.yml": "- debug: {msg: x}\n"}))
