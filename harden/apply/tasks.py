@@ -161,17 +161,25 @@ class TaskPlanner:
                     "skipped_reason": "No items in the list"})
             return
         results, key = [], f"{id(task)}#{next(_LOOP_RUNS)}"
+        first_failure: HostFailed | None = None
         for index, item in enumerate(found):
             extra = loops.item_vars(task.loop_control, item, index)
             shown = loops.label(task.loop_control, item, {**variables, **extra}, task.where)
             one = replace(task, name=f"{task.name} (item={shown})", loop=None, loop_vars=extra,
                           register=_LOOP_ITEM if task.register else None, loop_key=key)
             self.runner.register(self.name, _LOOP_ITEM, {"changed": False, "skipped": True})
-            self._run_task(one, handler)
+            try:
+                self._run_task(one, handler)
+            except HostFailed as exc:
+                if self.write_failed:        # the node is unlike the facts: stop here
+                    raise
+                first_failure = first_failure or exc
             results.append({**self.registered.get(_LOOP_ITEM, {}), "item": item})
         self.registered.pop(_LOOP_ITEM, None)
         if task.register:
             self.runner.register(self.name, task.register, loops.aggregate(results))
+        if first_failure is not None:        # as Ansible: every item ran, then the task fails
+            raise first_failure
 
     def _run_task(self, task: Task, handler: bool) -> None:
         result = TaskResult(self.name, self.play.name, task.name, "ok", handler=handler,

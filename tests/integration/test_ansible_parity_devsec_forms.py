@@ -126,6 +126,7 @@ def node_files(lab, node: str) -> str:
                          "\"$p\"; [ -f \"$p\" ] && sha256sum < \"$p\"; done; true").stdout
 
 
+@pytest.mark.timeout(900)          # ansible-playbook is slow on a busy machine
 def test_role_templates_and_tilde_paths_leave_the_same_node_and_counts(lab2, content,
                                                                       tmp_path):
     by_ansible, by_harden = lab2.names("worker")

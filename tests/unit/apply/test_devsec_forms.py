@@ -154,3 +154,25 @@ def test_a_looped_include_over_a_templated_list_is_refused_with_its_line(tmp_pat
                       loop: "{{ mounts }}"
                 """,
             "fs.yml": "- debug: {msg: x}\n"}))
+
+
+def test_a_failing_loop_item_lets_the_others_run_and_registers_them_all(tmp_path):
+    from support.local_node import run_play
+
+    result, out, runner = run_play(tmp_path, """
+- hosts: all
+  tasks:
+    - name: probe
+      shell: "test {{ item }} != b"
+      loop: [a, b, c]
+      register: probes
+      ignore_errors: true
+      changed_when: false
+    - name: after
+      debug:
+        msg: "{{ probes.results | map(attribute='rc') | list }} {{ probes.failed }}"
+""", {})
+    lines = [(t.task, t.status) for t in out.lines]
+    assert lines[:3] == [("probe (item=a)", "ok"), ("probe (item=b)", "failed"),
+                         ("probe (item=c)", "ok")]
+    assert lines[3] == ("after", "ok") and out.lines[3].message == "[0, 1, 0] True"
