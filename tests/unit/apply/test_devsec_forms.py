@@ -176,3 +176,16 @@ def test_a_failing_loop_item_lets_the_others_run_and_registers_them_all(tmp_path
     assert lines[:3] == [("probe (item=a)", "ok"), ("probe (item=b)", "failed"),
                          ("probe (item=c)", "ok")]
     assert lines[3] == ("after", "ok") and out.lines[3].message == "[0, 1, 0] True"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("", {"status": "Missing selinux Python library"}),
+    ("lib\n", {"status": "disabled"}),
+    ("lib\nenforce 1\npolicyvers 33\nconfig enforcing\nconfigTYPE targeted\n",
+     {"status": "enabled", "policyvers": 33, "mode": "enforcing", "config_mode": "enforcing",
+      "type": "targeted"}),
+])
+def test_selinux_facts_as_ansibles_collector_reports_them(raw, expected):
+    from harden.apply.host_facts import selinux
+
+    assert selinux(raw)["selinux"] == expected
