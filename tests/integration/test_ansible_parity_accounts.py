@@ -75,7 +75,7 @@ CONTENT = {
             - name: what getent saw
               ansible.builtin.copy:
                 dest: /etc/harden-accounts
-                content: "{{ ansible_facts.getent_group['hardened'] | join(':') }} {{ getent_passwd['svc-harden'][4] }} {{ getent_passwd | length }}\n"
+                content: "{{ ansible_facts.getent_group['hardened'] | join(':') }} {{ getent_passwd['svc-harden'][4] }}\n"
               when: not ansible_check_mode
             - name: a key that is not there
               ansible.builtin.getent: database=passwd key=nosuchuser fail_key=false
