@@ -16,10 +16,11 @@ from harden.apply.modules.base import Change
 PASSWD, SHADOW, GROUP, GSHADOW = "/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"
 LOGIN_DEFS = "/etc/login.defs"
 DATABASES = (PASSWD, SHADOW, GROUP, GSHADOW)
-# Every file shadow-utils may write when it adds, changes or removes an account.
+# Every configuration file shadow-utils may write when it adds, changes or removes an account.
+# (Not /var/log/lastlog or faillog: sshd writes them at every login, so a backup of them would
+# make every later rollback refuse as "changed since the run"; they are login records.)
 TOUCHED = DATABASES + tuple(p + "-" for p in DATABASES) + (
-    "/etc/subuid", "/etc/subgid", "/etc/subuid-", "/etc/subgid-",
-    "/var/log/lastlog", "/var/log/faillog")
+    "/etc/subuid", "/etc/subgid", "/etc/subuid-", "/etc/subgid-")
 
 
 def account_facts() -> list[FactRequest]:

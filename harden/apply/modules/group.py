@@ -9,8 +9,8 @@ from __future__ import annotations
 import shlex
 
 from harden.apply.facts import FactRequest, Facts
-from harden.apply.modules import accounts
-from harden.apply.modules.accounts import GROUP, AccountChange
+from harden.apply.modules.accounts import (GROUP, AccountChange, account_facts, command_script,
+                                           find)
 from harden.apply.modules.base import Arg, Change, Module, PlanContext
 
 
@@ -24,31 +24,31 @@ class GroupModule(Module):
     )
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
-        return accounts.account_facts()
+        return account_facts()
 
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
         name = args["name"]
-        row = accounts.find(facts, GROUP, name)
+        row = find(facts, GROUP, name)
         if args["state"] == "absent":
             if row is None:
                 return []
             return [AccountChange(summary=f"group {name}: groupdel",
-                                  script=accounts.command_script([shlex.join(["groupdel",
+                                  script=command_script([shlex.join(["groupdel",
                                                                               name])]))]
         if row is None:
             opts = (["-g", str(args["gid"])] if args["gid"] is not None else []) + \
                 (["-r"] if args["system"] else [])
             return [AccountChange(summary=f"group {name}: groupadd",
-                                  script=accounts.command_script(
+                                  script=command_script(
                                       [shlex.join(["groupadd", *opts, name])]))]
         if args["gid"] is not None and row[2] != str(args["gid"]):
             return [AccountChange(summary=f"group {name}: groupmod -g {args['gid']}",
-                                  script=accounts.command_script(
+                                  script=command_script(
                                       [shlex.join(["groupmod", "-g", str(args["gid"]), name])]))]
         return []
 
     def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
-        row = accounts.find(facts, GROUP, args["name"])
+        row = find(facts, GROUP, args["name"])
         found = {"name": args["name"], "state": args["state"], "system": args["system"]}
         if row is not None and args["state"] == "present" and len(row) > 2:
             found["gid"] = int(row[2])

@@ -13,8 +13,9 @@ from __future__ import annotations
 import shlex
 
 from harden.apply.facts import FILE, FactRequest, Facts
-from harden.apply.modules import accounts
-from harden.apply.modules.accounts import GROUP, PASSWD, SHADOW, AccountChange, q
+from harden.apply.modules.accounts import (GROUP, PASSWD, SHADOW, AccountChange, account_facts,
+                                           command_script, entries, find, find_group,
+                                           login_defs, q)
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed
 from harden.errors import InputError
 
@@ -57,13 +58,13 @@ class UserModule(Module):
         return out
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
-        wanted = accounts.account_facts()
+        wanted = account_facts()
         if args["home"]:
             wanted.append(FactRequest(FILE, args["home"]))
         return wanted
 
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
-        row = accounts.find(facts, PASSWD, args["name"])
+        row = find(facts, PASSWD, args["name"])
         if args["state"] == "absent":
             return [] if row is None else [_remove(args, facts)]
         if row is None:
@@ -92,7 +93,7 @@ def _groups(value, path, line) -> list[str] | None:
 def _group_names(args: dict, facts: Facts) -> list[str]:
     names = []
     for wanted in args["groups"]:
-        group = accounts.find_group(facts, wanted)
+        group = find_group(facts, wanted)
         if group is None:
             raise TaskFailed(f"Group {wanted} does not exist")
         names.append(group[0])
@@ -101,12 +102,12 @@ def _group_names(args: dict, facts: Facts) -> list[str]:
 
 def _memberships(name: str, facts: Facts) -> list[str]:
     """Groups listing the user as a member (its primary group too, when listed)."""
-    return [g[0] for g in accounts.entries(facts, GROUP)
+    return [g[0] for g in entries(facts, GROUP)
             if len(g) > 3 and name in g[3].split(",")]
 
 
 def _shadow_row(name: str, facts: Facts) -> list[str]:
-    found = accounts.find(facts, SHADOW, name)
+    found = find(facts, SHADOW, name)
     return (found or [name]) + [""] * (9 - len(found or [name]))
 
 
@@ -159,7 +160,7 @@ def _modify(args: dict, row: list[str], facts: Facts) -> list[Change]:
         return []
     what = ", ".join(sorted({c.split()[0] for c in commands if not c.startswith("hb_")}))
     return [AccountChange(summary=f"user {name}: {what or 'home directory'}",
-                          script=accounts.command_script(commands, extra), secret=True)]
+                          script=command_script(commands, extra), secret=True)]
 
 
 def _shadow_int(value: str) -> int:
@@ -174,7 +175,7 @@ def _homedir_script(home: str, uid: str, gid: str, facts: Facts) -> str:
     """Ansible's create_homedir + chown_homedir: /etc/skel copied (symlinks as links), the
     home's mode from login.defs (HOME_MODE, else 0777 & ~UMASK, else 0755), owned by the user.
     Every path the copy creates is recorded as absent first, so a rollback removes it."""
-    defs = accounts.login_defs(facts)
+    defs = login_defs(facts)
     mode = 0o755
     if defs.get("HOME_MODE", "").isdigit():
         mode = int(defs["HOME_MODE"], 8)
@@ -196,7 +197,7 @@ def _create(args: dict, facts: Facts, check_mode: bool) -> Change:
     name, opts = args["name"], []
     if args["uid"] is not None:
         opts += ["-u", str(args["uid"])]
-    if accounts.find_group(facts, name) is not None and not name.isdigit():
+    if find_group(facts, name) is not None and not name.isdigit():
         opts.append("-N")               # a group of that name exists: no user private group
     if args["groups"] and not check_mode:
         _group_names(args, facts)       # fails on a group that does not exist
@@ -224,13 +225,13 @@ def _create(args: dict, facts: Facts, check_mode: bool) -> Change:
                             f"/etc/shadow)\" = {q(args[arg])} ] || chage {flag} {q(args[arg])} "
                             f"{q(name)}")
     return AccountChange(summary=f"user {name}: useradd",
-                         script=accounts.command_script(commands, extra), secret=True)
+                         script=command_script(commands, extra), secret=True)
 
 
 def _remove(args: dict, facts: Facts) -> Change:
     name = args["name"]
     return AccountChange(summary=f"user {name}: userdel",
-                         script=accounts.command_script([shlex.join(["userdel", name])]),
+                         script=command_script([shlex.join(["userdel", name])]),
                          secret=True)
 
 
