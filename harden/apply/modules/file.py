@@ -60,6 +60,9 @@ class FileModule(Module):
         if args["mode"] and args["mode_max"]:
             raise TaskFailed("file: give either mode or mode_max, not both")
         path = args["path"]
+        if not args["follow"]:
+            raise TaskFailed("file: follow: false is not supported (harden changes what a "
+                             "symlink points to, never the link itself)")
         if not path.startswith("/"):
             raise TaskFailed(f"file: path must be absolute: {path}")
         if args["state"] in STATE_PLANS:
