@@ -262,3 +262,10 @@ def test_file_follow_false_is_refused():
     with pytest.raises(TaskFailed, match="follow: false is not supported"):
         plan("file", {"path": "/etc/x", "mode": "0600", "follow": False},
              make_facts(file_state("/etc/x")))
+
+
+def test_mode_max_takes_only_an_octal_mode():
+    with pytest.raises(TaskFailed, match="mode_max takes an octal mode"):
+        plan("file", {"path": "/etc/x", "mode_max": "go-rwx"}, make_facts(file_state("/etc/x")))
+    assert plan("file", {"path": "/etc/x", "mode_max": "0600"},
+                make_facts(file_state("/etc/x", mode=0o644)))[0].after.mode == 0o600
