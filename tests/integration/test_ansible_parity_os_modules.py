@@ -56,7 +56,7 @@ CONTENT = {
             dest: "{{ osh_dir }}/packages"
             content: "{{ pkgmgr.ansible_facts.ansible_pkg_mgr }} {{ ansible_facts.packages['coreutils'][0].version }} {{ ansible_facts.packages['coreutils'][0].source }} {{ 'no-such-package' in ansible_facts.packages }}\\n"
         - name: a cron-like directory
-          ansible.builtin.file: path={{ osh_dir }}/cron.d state=directory mode=0755
+          ansible.builtin.file: path={{ osh_dir }}/cron.d state=directory
         - name: Find cron files and directories
           ansible.builtin.file:
             path: "{{ osh_dir }}/cron.d"
