@@ -60,7 +60,14 @@ class FileModule(Module):
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
         if args["mode"] and args["mode_max"]:
             raise TaskFailed("file: give either mode or mode_max, not both")
+        if args["mode_max"] and not args["mode_max"].lstrip("0").isdigit() and \
+                args["mode_max"].strip("0"):
+            raise TaskFailed("file: mode_max takes an octal mode (a symbolic mode already says "
+                             "which bits go: `mode: go-rwx`)")
         path = args["path"]
+        if not args["follow"]:
+            raise TaskFailed("file: follow: false is not supported (harden changes what a "
+                             "symlink points to, never the link itself)")
         if not path.startswith("/"):
             raise TaskFailed(f"file: path must be absolute: {path}")
         if args["state"] in STATE_PLANS:

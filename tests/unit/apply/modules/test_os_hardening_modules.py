@@ -256,3 +256,16 @@ def test_mount_remounted_is_a_change_every_time_in_check_mode_and_refused_for_re
     assert [c.summary for c in changes] == ["/proc: mount -o remount,hidepid=2 /proc"]
     with pytest.raises(TaskFailed, match="judges mounts in --check only"):
         plan("mount", {"path": "/proc", "state": "remounted"}, facts)
+
+
+def test_file_follow_false_is_refused():
+    with pytest.raises(TaskFailed, match="follow: false is not supported"):
+        plan("file", {"path": "/etc/x", "mode": "0600", "follow": False},
+             make_facts(file_state("/etc/x")))
+
+
+def test_mode_max_takes_only_an_octal_mode():
+    with pytest.raises(TaskFailed, match="mode_max takes an octal mode"):
+        plan("file", {"path": "/etc/x", "mode_max": "go-rwx"}, make_facts(file_state("/etc/x")))
+    assert plan("file", {"path": "/etc/x", "mode_max": "0600"},
+                make_facts(file_state("/etc/x", mode=0o644)))[0].after.mode == 0o600
