@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from jinja2 import pass_context
 from jinja2.exceptions import TemplateRuntimeError
 
+from harden.apply.templating import add_globals, render_template_file
+
 
 
 class LookupFailed(Exception):
@@ -109,8 +111,6 @@ def _vars(terms, variables, default=_MISSING, **_):
 
 
 def _template(terms, variables, **_):
-    from harden.apply.templating import render_template_file
-
     out = []
     for term in terms:
         found = _need_file(variables, "templates", term, "template")
@@ -319,3 +319,4 @@ def query(context, name: str, *terms, **options):
 
 
 TEMPLATE_GLOBALS = {"lookup": lookup, "query": query, "q": query}
+add_globals(TEMPLATE_GLOBALS)

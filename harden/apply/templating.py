@@ -235,9 +235,18 @@ def make_environment(template_dirs: Iterable[str] = (), trim_blocks: bool = Fals
         trim_blocks=trim_blocks, lstrip_blocks=lstrip_blocks)
     env.filters.update({name: _strict_filter(f) for name, f in _FILTERS.items()})
     env.tests.update(_RESULT_TESTS)
-    from harden.apply.lookups import TEMPLATE_GLOBALS     # lookups render templates too
-    env.globals.update(TEMPLATE_GLOBALS)
+    env.globals.update(_GLOBALS)
     return env
+
+
+_GLOBALS: dict = {}
+
+
+def add_globals(functions: dict) -> None:
+    """Functions every template may call (`lookup`, `query`): harden.apply.lookups adds its
+    own when imported, so the lookups, which render templates, sit above this module."""
+    _GLOBALS.update(functions)
+    _DEFAULT_ENV.globals.update(functions)
 
 
 def _result_test(key: str, when_true: bool = True) -> Callable:

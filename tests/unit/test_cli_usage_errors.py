@@ -14,7 +14,7 @@ from harden.cli import cli
 @pytest.mark.parametrize("args, says", [
     (["apply", "--no-such-flag"], "No such option '--no-such-flag'"),
     (["apply"], "Missing argument 'PLAYBOOK...'"),
-    (["check"], "Missing option '-i'"),
+    (["check", "--benchmark"], "Option '--benchmark' requires an argument"),
     (["check", "-i", "x", "--format", "yaml"], "Invalid value for '--format'"),
     (["no-such-command"], "No such command 'no-such-command'"),
 ], ids=["unknown-option", "missing-argument", "missing-option", "bad-choice", "unknown-command"])
