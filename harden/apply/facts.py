@@ -25,6 +25,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
+from harden.apply import probes
 from harden.node import configmap as node_configmap
 from harden.node import etcd_census
 from harden.node import markers
@@ -34,6 +35,7 @@ from harden.node.paths import DEFAULT_KUBELET_CONFIG
 FILE, GLOB, SYSCTL, KUBELET, CENSUS = "file", "glob", "sysctl", "kubelet", "etcd_census"
 CONFIGMAP = "configmap"
 UNIT, PACKAGE, MOUNTS, LINK, FIND = "unit", "package", "mounts", "link", "find"
+RPM, PROBE = "rpm", "probe"
 UNIT_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState")
 _SECTION = markers.FACT
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -148,6 +150,21 @@ class Facts:
     mount_table: dict | None = None                            # fstab + /proc/mounts
     links: dict[str, str | None] = field(default_factory=dict)  # path -> symlink target
     listings: dict[tuple[str, bool], list[dict] | None] = field(default_factory=dict)
+    rpms: dict[str, dict] = field(default_factory=dict)         # package -> rpm's view
+    probes: dict[str, str] = field(default_factory=dict)        # probe name -> its output
+
+    def rpm(self, name: str) -> dict:
+        """rpm's view of a package: {"rpm": False} without rpm/dnf on the node, else
+        installed and version."""
+        if name not in self.rpms:
+            raise FactNotGathered(FactRequest(RPM, name))
+        return self.rpms[name]
+
+    def probe(self, name: str) -> str:
+        """The output of one of harden.apply.probes' read-only node scripts."""
+        if name not in self.probes:
+            raise FactNotGathered(FactRequest(PROBE, name))
+        return self.probes[name]
 
     def listing(self, path: str, recurse: bool) -> list[dict] | None:
         """Entries below directory `path` (all depths when `recurse`), as `find -printf`
@@ -278,6 +295,10 @@ class Facts:
             self.units.setdefault(key, value)
         for key, value in other.packages.items():
             self.packages.setdefault(key, value)
+        for key, value in other.rpms.items():
+            self.rpms.setdefault(key, value)
+        for key, value in other.probes.items():
+            self.probes.setdefault(key, value)
         if self.mount_table is None:
             self.mount_table = other.mount_table
 
@@ -411,6 +432,14 @@ def _section(index: int, req: FactRequest) -> str:
                        f"  printf 'C '; (apt-cache policy -- {q} 2>/dev/null | "
                        "awk '/Candidate:/ {print $2; exit}'); echo\n"
                        "else echo 'P none'; fi\n")
+    if req.kind == RPM:
+        return head + ("if command -v rpm >/dev/null 2>&1 && { command -v dnf || command -v dnf5 "
+                       "|| command -v yum; } >/dev/null 2>&1; then\n"
+                       f"  rpm -q --qf 'P %{{VERSION}}-%{{RELEASE}}\\n' -- {q} 2>/dev/null "
+                       "| grep '^P ' || echo 'P absent'\n"
+                       "else echo 'P none'; fi\n")
+    if req.kind == PROBE:
+        return head + f"({probes.script(req.target)}) 2>/dev/null | base64 -w0; echo\n"
     if req.kind == FIND:
         depth = "" if req.recurse else " -maxdepth 1"
         return head + (f"if [ -d {q} ]; then find {q} -mindepth 1{depth} -printf "
@@ -582,6 +611,14 @@ def _parse_section(req: FactRequest, lines: list[str], facts: Facts) -> None:
         facts.units[req.target] = _parse_unit(lines)
     elif req.kind == PACKAGE:
         facts.packages[req.target] = _parse_package(lines)
+    elif req.kind == RPM:
+        word = lines[0][2:] if lines and lines[0].startswith("P ") else "none"
+        facts.rpms[req.target] = {"rpm": False} if word == "none" else {
+            "rpm": True, "installed": word != "absent",
+            "version": None if word == "absent" else word}
+    elif req.kind == PROBE:
+        facts.probes[req.target] = base64.b64decode(lines[0] if lines else "").decode(
+            errors="replace")
     elif req.kind == FIND:
         facts.listings[(norm_path(req.target), req.recurse)] = _parse_listing(req.target, lines)
     elif req.kind == LINK:
@@ -628,6 +665,7 @@ def _parse_package(lines: list[str]) -> dict:
         if line.startswith("P ") and "|" in line:
             status, version, _arch = line[2:].split("|", 2)
             found["installed"] = status.split()[-1:] == ["installed"]
+            found["config_files"] = status.split()[-1:] == ["config-files"]
             found["version"] = version if found["installed"] else None
         elif line.startswith("C "):
             candidate = line[2:].strip()

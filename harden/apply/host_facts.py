@@ -42,6 +42,7 @@ hx mounts cat /proc/self/mounts
 hx statfs sh -c 'while read -r d m r; do printf "%s\t" "$m"; stat -f -c "%S %s %b %f %a %c %d" -- "$m" 2>/dev/null || echo; done < /proc/self/mounts'
 hx binds sh -c 'findmnt -lnuo TARGET,SOURCE'
 hx uuids sh -c 'lsblk -ln --output UUID,NAME'
+hx selinux sh -c 'for d in /lib /usr/lib /lib64 /usr/lib64 /lib/*-linux-gnu /usr/lib/*-linux-gnu; do [ -e "$d/libselinux.so.1" ] && { echo lib; break; }; done; grep -qw selinuxfs /proc/self/mounts && [ -e /sys/fs/selinux/enforce ] && echo "enforce $(cat /sys/fs/selinux/enforce)" && echo "policyvers $(cat /sys/fs/selinux/policyvers)" && sed -n "s/^SELINUX\(TYPE\)\{0,1\}=/config\1 /p" /etc/selinux/config; :'
 """
 
 OS_FAMILY = {name: family for family, names in {
@@ -97,7 +98,25 @@ def parse(stdout: str) -> dict:
     facts["mounts"] = mounts(raw.get("mounts", ""), raw.get("statfs", ""),
                              raw.get("binds", ""), raw.get("uuids", ""))
     facts.update(virtualization(raw, paths))
+    facts.update(selinux(raw.get("selinux", "")))
     return facts
+
+
+def selinux(text: str) -> dict:
+    """Ansible's `selinux` facts: its module loads libselinux.so.1 (ctypes) and asks whether
+    SELinux is enabled (selinuxfs mounted); roles branch on `ansible_facts.selinux.status`."""
+    lines = dict((line.split(" ", 1) + [""])[:2] for line in text.splitlines())
+    if "lib" not in lines:
+        return {"selinux": {"status": "Missing selinux Python library"},
+                "selinux_python_present": False}
+    if "enforce" not in lines:
+        return {"selinux": {"status": "disabled"}, "selinux_python_present": True}
+    modes = {"1": "enforcing", "0": "permissive"}
+    return {"selinux": {"status": "enabled", "policyvers": int(lines["policyvers"] or 0),
+                        "mode": modes.get(lines["enforce"].strip(), "unknown"),
+                        "config_mode": lines.get("config", "").strip() or "unknown",
+                        "type": lines.get("configTYPE", "").strip() or "unknown"},
+            "selinux_python_present": True}
 
 
 def as_variables(facts: dict) -> dict:

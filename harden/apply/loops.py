@@ -76,9 +76,10 @@ def label(control: dict, item, variables: dict, where: tuple) -> str:
 
 def aggregate(results: list[dict]) -> dict:
     """What `register` keeps for a looped task."""
+    failed = any(r.get("failed") for r in results)
     return {"results": results, "changed": any(r.get("changed") for r in results),
-            "failed": False, "skipped": bool(results) and all(r.get("skipped") for r in results),
-            "msg": "All items completed"}
+            "failed": failed, "skipped": bool(results) and all(r.get("skipped") for r in results),
+            "msg": "One or more items failed" if failed else "All items completed"}
 
 
 def _lookup_items(name: str, value, variables: dict, where: tuple, module: str) -> list:

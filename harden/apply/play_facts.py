@@ -8,8 +8,9 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import replace
 
-from harden.apply import host_facts, loops
-from harden.apply.facts import FactNotGathered, build_script, merge_requests, parse_output
+from harden.apply import home_paths, host_facts, loops
+from harden.apply.facts import (FILE, FactNotGathered, FactRequest, build_script, merge_requests,
+                                parse_output)
 from harden.apply.host_state import HostFailed
 from harden.apply.modules import get_module
 from harden.apply.modules.base import TaskFailed
@@ -70,7 +71,8 @@ class PlayFacts:
         if task is not None:
             magic["ansible_search_path"] = search_path(task, self.play.path)
         return layered_vars(self.play.defaults, self.host.vars, Untemplated(magic),
-                            Untemplated(self.runner.host_facts(self.name)), self.play.vars, task.vars if task else None,
+                            Untemplated({"ansible_facts": {}, **self.runner.host_facts(self.name)}),
+                            self.play.vars, task.vars if task else None,
                             Untemplated(task.loop_vars) if task else None,
                             Untemplated({**self.registered, **(just_registered or {})}),
                             extra_vars=self.runner.options.extra_vars)
@@ -86,7 +88,11 @@ class PlayFacts:
                     args = self.args(task, scope)
                 except HardenError:
                     continue    # depends on a registered result: gathered when it plans
-                requests += get_module(task.module).facts_needed(args)
+                module = get_module(task.module)
+                if home_paths.wanted(args, module.node_paths):      # its paths need passwd first
+                    requests.append(FactRequest(FILE, home_paths.PASSWD, content=True))
+                    continue
+                requests += module.facts_needed(args)
         requests = merge_requests(requests)
         backups, journals = self.runner.options.backup_root, self.runner.options.journal_root
         script = (host_facts.SCRIPT if self.play.gather_facts else "") + \
@@ -145,6 +151,18 @@ class PlayFacts:
             self.facts.merge(parse_output([request], result.stdout.decode(errors="replace")))
         except ValueError as exc:
             raise HostFailed(f"gathering facts: {exc}") from None
+
+    def reread(self, requests) -> None:
+        """Files a node-side tool just rewrote (shadow-utils for user and group), read again
+        in one exec so later tasks plan on what is there now."""
+        result = self.session.run("sh -s", become=self.play.become,
+                                  stdin=build_script(requests).encode())
+        try:
+            fresh = parse_output(requests, result.stdout.decode(errors="replace"))
+        except ValueError as exc:
+            raise HostFailed(f"gathering facts: {exc}") from None
+        for path, state in fresh.files.items():
+            self.facts.set_file(path, state)
 
     def with_facts(self, what: str, step):
         """Run a step that reads facts; a fact nobody asked for up front (a registered variable

@@ -419,9 +419,10 @@ def _role_tasks(name: str, tasks_from: str, path: str, line: int, scope: Scope,
         content.loaded.add(role.path)
         if not target and not first_time:
             continue                    # a dependency already loaded once (Ansible's default)
-        role_scope = Scope(role.tasks_dir, scope.when, scope.tags, scope.become, scope.vars,
-                           scope.no_log, scope.check_mode, role.search_dirs + scope.search_dirs,
-                           scope.depth + 1, environment=scope.environment)
+        role_scope = Scope(role.tasks_dir, scope.when, scope.tags, scope.become,
+                           {**scope.vars, **role.magic_vars}, scope.no_log, scope.check_mode,
+                           role.search_dirs + scope.search_dirs, scope.depth + 1,
+                           environment=scope.environment)
         if first_time:
             content.defaults.update(_vars(role.read("defaults"), role.file("defaults") or path,
                                           1))
@@ -464,9 +465,13 @@ def _task_item(data: LocatedDict, path: str, line: int, what: str, scope: Scope,
         return _block(data, path, line, what, scope, content)
     include = next((k for k in INCLUDE_KEYS if k in data), None)
     if include:
-        _only(data, (include, *INHERITED_KEYS), include, path)
+        looped = include == "include_tasks" and "loop" in data
+        _only(data, (include, *INHERITED_KEYS, *(("loop", "loop_control") if looped else ())),
+              include, path)
         target = _static_name(data[include], include, path, data.key_lines[include])
         file_path = os.path.join(scope.base_dir, target)
+        if looped:
+            return _looped_include(data, path, file_path, what, scope, content)
         inner = scope.within(data, path, base_dir=os.path.dirname(file_path))
         return _tasks(load_yaml(file_path), file_path, 1, what, inner, content)
     role_include = next((k for k in ROLE_INCLUDE_KEYS if k in data), None)
@@ -480,6 +485,38 @@ def _task_item(data: LocatedDict, path: str, line: int, what: str, scope: Scope,
         tasks_from = _static_name(spec.get("tasks_from", "main"), role_include, path, at)
         return _role_tasks(name, tasks_from, path, at, scope.within(data, path), content)
     return [scope.apply_to(_task(data, path, line))]
+
+
+def _looped_include(data: LocatedDict, path: str, file_path: str, what: str, scope: Scope,
+                    content: roles.RoleContent) -> list[Task]:
+    """`include_tasks` with `loop` over a list written in the playbook (dev-sec's
+    minimize_access.yml includes its mount tasks once per mount point): the file's tasks once
+    per item, in Ansible's order (all of item 1's tasks, then item 2's), the item in the
+    `loop_control.loop_var` variable (default `item`, `index_var` too). The items' values may
+    use templates (rendered per host as task vars); a templated list is refused: harden loads
+    every task before it contacts a host."""
+    items, at = data["loop"], data.key_lines["loop"]
+    if not isinstance(items, list):
+        raise InputError("include_tasks: a loop over a templated list is not supported (harden "
+                         "loads every task before it contacts a host); write the list in the "
+                         "playbook", path, at)
+    control = data.get("loop_control") or {}
+    unknown = set(control) - {"loop_var", "index_var", "label"} if isinstance(control, dict) \
+        else {"(not a mapping)"}
+    if unknown:
+        raise InputError(f"include_tasks: loop_control {', '.join(sorted(unknown))} is not "
+                         "supported; valid: index_var, label, loop_var", path,
+                         data.key_lines.get("loop_control", at))
+    loop_var, index_var = control.get("loop_var", "item"), control.get("index_var")
+    outer = LocatedDict({k: v for k, v in data.items() if k not in ("loop", "loop_control")})
+    outer.line, outer.key_lines = data.line, data.key_lines
+    tasks: list[Task] = []
+    for index, item in enumerate(items):
+        item_vars = {loop_var: item, **({index_var: index} if index_var else {})}
+        inner = scope.within(outer, path, base_dir=os.path.dirname(file_path))
+        inner = replace(inner, vars={**inner.vars, **item_vars})
+        tasks += _tasks(load_yaml(file_path), file_path, 1, what, inner, content)
+    return tasks
 
 
 def _block(data: LocatedDict, path: str, line: int, what: str, scope: Scope,

@@ -201,10 +201,14 @@ def restore_order(entries: list[BackupEntry], manifest_dir: str = MANIFEST_DIR
 _RESTORE_PRELUDE = r"""set -e
 LC_ALL=C; export LC_ALL
 """ + NODE_FAILURE + r"""
+hr_unlink() {   # the index names resolved paths: a link there now replaced what was backed up
+  if [ -L "$1" ]; then rm -f -- "$1"; fi
+}
 hr_file() {
-  b="$HB/files$1"; p="$(readlink -m -- "$1")"
-  t="$(dirname -- "$p")/.$(basename -- "$p").harden-restore"
+  b="$HB/files$1"
   [ -f "$b" ] || { echo "no backup copy of $1" >&2; exit 3; }
+  hr_unlink "$1"; p="$(readlink -m -- "$1")"
+  t="$(dirname -- "$p")/.$(basename -- "$p").harden-restore"
   # already as backed up (the run never got to change it, or a resumed restore): untouched
   if [ -f "$p" ] && [ "$(stat -c '%a %u %g' -- "$p")" = "$2 $3 $4" ] \
       && [ "$(sha256sum < "$p" | cut -d' ' -f1)" = "$5" ]; then return 0; fi
@@ -216,7 +220,7 @@ hr_file() {
   mv -f -- "$t" "$p"; hn_tmp=; sync -- "$(dirname -- "$p")"
 }
 hr_dir() {
-  p="$(readlink -m -- "$1")"
+  hr_unlink "$1"; p="$(readlink -m -- "$1")"
   [ -e "$p" ] || mkdir -- "$p"        # removed by the run (file state=absent)
   if [ -d "$p" ]; then chown "$3:$4" -- "$p"; chmod "$2" -- "$p"; fi
 }

@@ -10,11 +10,12 @@ import subprocess
 import time
 from dataclasses import replace
 
-from harden.apply import loops
+from harden.apply import home_paths, host_facts, loops
 from harden.apply.block_flow import BlockFlow
 from harden.apply.events import TaskResult
 from harden.apply.host_state import HostFailed, PendingTask, denied_hint
 from harden.apply.modules import get_module
+from harden.apply.modules.accounts import account_facts
 from harden.apply.modules.base import Change, PlanContext, TaskFailed, apply_script
 from harden.apply.playbook import Task, task_selected
 from harden.apply.rollback import Restart
@@ -22,6 +23,7 @@ from harden.apply.templating import evaluate, render_value
 from harden.errors import InputError
 
 WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
+ACCOUNT_MODULES = ("user", "group")
 # their own exec: rc and output are registered
 COMMAND_MODULES = ("command", "shell", "etcd_snapshot")
 _LOOP_RUNS = itertools.count(1)            # tells two runs of one looped task apart
@@ -159,17 +161,25 @@ class TaskPlanner:
                     "skipped_reason": "No items in the list"})
             return
         results, key = [], f"{id(task)}#{next(_LOOP_RUNS)}"
+        first_failure: HostFailed | None = None
         for index, item in enumerate(found):
             extra = loops.item_vars(task.loop_control, item, index)
             shown = loops.label(task.loop_control, item, {**variables, **extra}, task.where)
             one = replace(task, name=f"{task.name} (item={shown})", loop=None, loop_vars=extra,
                           register=_LOOP_ITEM if task.register else None, loop_key=key)
             self.runner.register(self.name, _LOOP_ITEM, {"changed": False, "skipped": True})
-            self._run_task(one, handler)
+            try:
+                self._run_task(one, handler)
+            except HostFailed as exc:
+                if self.write_failed:        # the node is unlike the facts: stop here
+                    raise
+                first_failure = first_failure or exc
             results.append({**self.registered.get(_LOOP_ITEM, {}), "item": item})
         self.registered.pop(_LOOP_ITEM, None)
         if task.register:
             self.runner.register(self.name, task.register, loops.aggregate(results))
+        if first_failure is not None:        # as Ansible: every item ran, then the task fails
+            raise first_failure
 
     def _run_task(self, task: Task, handler: bool) -> None:
         result = TaskResult(self.name, self.play.name, task.name, "ok", handler=handler,
@@ -188,7 +198,7 @@ class TaskPlanner:
                         "changed": False, "failed": False, "skipped": True,
                         "skip_reason": "Conditional result was False"})
                 return self.done(result, "skipped")
-            args = self.args(task, variables)
+            args = self.home_paths(task, module, self.args(task, variables), variables)
             if task.module == "include_vars":
                 return self._include_vars(task, module, args, variables, result)
             changes, found = self._plan_judged(task, module, args, variables)
@@ -209,8 +219,12 @@ class TaskPlanner:
             return self.run_command(task, args, changes, result)
         changed = self.changed(task, bool(changes), variables, found)
         self.register(task, changed, changes, **found)
+        if isinstance(found.get("ansible_facts"), dict):          # setup, package_facts
+            self.set_module_facts(found["ansible_facts"])
         for name, value in module.variables_set(args).items():      # set_fact
             self.runner.register(self.name, name, value)
+        if isinstance(found.get("ansible_facts"), dict):              # getent, as Ansible
+            self.runner.add_host_facts(self.name, found["ansible_facts"])
         if changed:
             self.notify(task)
         if task.module in WAIT_MODULES:
@@ -219,6 +233,15 @@ class TaskPlanner:
             return self.done(result, "ok")
         return self.queue(task, module, args, changes, self._with(result, "changed" if changed
                                                                   else "ok"))
+
+    def home_paths(self, task: Task, module, args: dict, variables: dict) -> dict:
+        """`~user/...` node paths made absolute from the node's passwd (harden.apply.home_paths)."""
+        if not home_paths.wanted(args, module.node_paths):
+            return args
+        passwd = self.with_facts("~", lambda: self.facts.file(home_paths.PASSWD, content=True))
+        text = (passwd.content or b"").decode(errors="replace") if passwd else ""
+        return home_paths.expand(args, module.node_paths, text,
+                                 home_paths.runs_as(variables, self._become(task)))
 
     def _include_vars(self, task: Task, module, args: dict, variables: dict,
                       result: TaskResult) -> None:
@@ -251,6 +274,14 @@ class TaskPlanner:
             raise error or TaskFailed("failed_when: the condition is true")
         return changes, found
 
+    def set_module_facts(self, new: dict) -> None:
+        """Facts a module returned join the host's `ansible_facts` for the rest of the run, as
+        Ansible's do (their `ansible_` prefix dropped inside ansible_facts)."""
+        known = dict(self.runner.host_facts(self.name).get("ansible_facts", {}))
+        known.update({k[len("ansible_"):] if k.startswith("ansible_") else k: v
+                      for k, v in new.items()})
+        self.runner.set_host_facts(self.name, host_facts.as_variables(known))
+
     def failed_by(self, task: Task, variables: dict, result: dict) -> bool:
         """`failed_when`, seeing the task's result under its `register` name."""
         scope = self.base_vars({task.register: result}, task) if task.register else variables
@@ -279,6 +310,9 @@ class TaskPlanner:
                                         undo))
         if task.module in SERVICE_MODULES:
             self.flush()                 # a restart is a point everything after depends on
+        if writes and task.module in ACCOUNT_MODULES:
+            self.flush()                 # useradd & co. pick ids: read what they wrote
+            self.reread(account_facts())
         return None
 
     def plan(self, module, args: dict, variables: dict, search_dirs=(),

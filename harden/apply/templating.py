@@ -155,7 +155,39 @@ def _items2dict(value, key_name: str = "key", value_name: str = "value") -> dict
     return {item[key_name]: item[value_name] for item in value}
 
 
+_COMMENT_STYLES = {
+    "plain": {"decoration": "# "},
+    "erlang": {"decoration": "% "},
+    "c": {"decoration": "// "},
+    "cblock": {"beginning": "/*", "decoration": " * ", "end": " */"},
+    "xml": {"beginning": "<!--", "decoration": " - ", "end": "-->"},
+}
+
+
+def _comment(text, style: str = "plain", **kw) -> str:
+    """Ansible's `comment` filter, part for part (`{{ ansible_managed | comment }}` heads most
+    role templates): optional beginning, prefix line(s), each text line decorated, postfix
+    line(s), optional end; a decoration alone on a line loses its trailing space."""
+    if style not in _COMMENT_STYLES:
+        raise TemplateError(f"comment: invalid style {style!r}; styles: "
+                            f"{', '.join(_COMMENT_STYLES)}")
+    outer = kw.get("decoration", _COMMENT_STYLES[style]["decoration"])
+    p = {"newline": "\n", "beginning": "", "prefix": outer.rstrip(), "prefix_count": 1,
+         "decoration": "", "postfix": outer.rstrip(), "postfix_count": 1, "end": "",
+         **_COMMENT_STYLES[style], **kw}
+    nl, deco = p["newline"], p["decoration"]
+    beginning = f"{p['beginning']}{nl}" if p["beginning"] else ""
+    prefix = ""
+    if p["prefix"]:
+        prefix = (nl if p["prefix"] == nl else f"{p['prefix']}{nl}") * int(p["prefix_count"])
+    body = (deco + str(text).replace(nl, nl + deco)).replace(deco + nl, deco.rstrip() + nl)
+    postfix = nl.join([""] + [p["postfix"]] * int(p["postfix_count"]))
+    end = f"{nl}{p['end']}" if p["end"] else ""
+    return beginning + prefix + body + postfix + end
+
+
 _FILTERS = {
+    "comment": _comment,
     "extract": _extract,
     "from_yaml": _from_yaml,
     "from_json": lambda text: json.loads(text) if isinstance(text, str) else text,

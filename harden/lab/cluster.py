@@ -32,10 +32,14 @@ MOUNT_DIRS = ("/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd", "/etc/syst
               "/etc/systemd/system/kubelet.service.d", "/usr/lib/systemd/system/kubelet.service.d",
               "/var/log/kubernetes", "/var/log/pods", "/var/lib/harden", "/etc/sysctl.d", "/etc/sudoers.d",
               "/usr/local/sbin", f"/home/{LABOPS}", "/etc/default", "/run/systemd")
-# Single files are mounted only where nothing replaces them by rename (a rename onto a mount
-# point fails with EBUSY): /etc/default is a directory mount so /etc/default/kubelet can be
-# written atomically, as on a real node.
-MOUNT_FILES = ("/etc/passwd", "/etc/shadow", "/etc/group")
+# Every node sees its own /etc, /usr and /var: an overlay (lower: the machine's directory, upper
+# and work: DIR/nodes/<name>/overlay/<dir>/) mounted before the directory binds above, so a
+# role that edits login.defs, pam.d, suid bits in /usr/bin or /var/lib changes that node only.
+OVERLAY_DIRS = ("/etc", "/usr", "/var")
+# passwd, shadow and group are plain files of the node's /etc overlay (seeded into its upper
+# dir), so usermod and harden's atomic write rename over them as on a real node (a rename onto
+# a bind-mounted file fails with EBUSY).
+USER_FILES = ("/etc/passwd", "/etc/shadow", "/etc/group")
 # The node's systemctl is the shim on every path a tool may pick (Ansible's service_facts looks
 # in /usr/bin first); bound only where the machine has a file there, never created on it.
 SYSTEMCTL_PATHS = ("/usr/bin/systemctl",)
@@ -329,7 +333,7 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
     for path, f in files.items():
         _write(root / path.lstrip("/"), f.content, f.mode, f.uid, f.gid)
     for path, (content, mode, gid) in users.items():
-        _write(root / path.lstrip("/"), content.encode(), mode, 0, gid)
+        _write(overlay_upper(node_dir, path) / Path(path).name, content.encode(), mode, 0, gid)
     _write(root / "etc/sudoers.d" / LABOPS, f"{LABOPS} ALL=(ALL:ALL) ALL\n".encode(), 0o440)
     home = root / "home" / LABOPS
     _write(home / ".ssh/authorized_keys", client_pub, 0o600, uid, uid)
@@ -352,23 +356,51 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
         pid_file=node_dir / "sshd.pid", authorized_keys_dir=lab_dir / "authorized_keys",
         algorithms=ssh_algorithms, user_ca=user_ca).encode(),
         0o600)
-    mounts = [[str(root / t.lstrip("/")), t] for t in MOUNT_DIRS + MOUNT_FILES + (PROC_SYS,)]
+    mounts = [[str(root / t.lstrip("/")), t] for t in MOUNT_DIRS + (PROC_SYS,)]
     mounts += _systemctl_mounts(root)
     return {"name": spec.name, "address": spec.address, "node_dir": str(node_dir),
-            "mounts": mounts, "socket": str(socket_path),
+            "overlays": _overlays(node_dir), "mounts": mounts, "socket": str(socket_path),
             "sshd_argv": sshd.command(config, node_dir / "sshd.log"),
             "pythonpath": str(Path(__file__).resolve().parents[2]),
             "host_key_pub": host_pub.decode().strip(),
             "seed": str(lab_dir / "seed.json")}
 
 
+def overlay_upper(node_dir: Path, target: str) -> Path:
+    """The upper dir of the overlay that holds `target` (a path under one of OVERLAY_DIRS)."""
+    top = "/" + target.strip("/").split("/")[0]
+    return node_dir / "overlay" / top.lstrip("/") / "upper"
+
+
+def _overlays(node_dir: Path) -> list[list[str]]:
+    """[lower, upper, work] per overlaid dir; the upper and work dirs are made here (root, 0755:
+    the upper dir's own mode is what the node's /etc, /usr, /var show)."""
+    overlays = []
+    for lower in OVERLAY_DIRS:
+        upper = overlay_upper(node_dir, lower)
+        work = upper.with_name("work")
+        for path in (upper, work):
+            path.mkdir(parents=True, exist_ok=True)
+        stat = os.stat(lower)
+        os.chown(upper, stat.st_uid, stat.st_gid)
+        os.chmod(upper, stat.st_mode & 0o7777)
+        overlays.append([lower, str(upper), str(work)])
+    return overlays
+
+
+def check_lab_dir(lab_dir: Path) -> None:
+    """A lab dir inside an overlaid dir would be hidden on its own nodes by their overlay (and
+    the kernel refuses an upper dir inside its lower dir): refuse it before anything starts."""
+    for top in OVERLAY_DIRS:
+        if lab_dir == Path(top) or Path(top) in lab_dir.parents:
+            raise InputError(f"a lab dir cannot be under {top} (each node mounts its own {top} "
+                             "over the machine's); choose e.g. /tmp/lab or ./.lab", str(lab_dir))
+
+
 def ensure_host_mountpoints() -> None:
-    """Bind mounts need an existing target; create missing ones empty (root, 0755 / 0644)."""
+    """Bind mounts need an existing target; create missing ones empty (root, 0755)."""
     for path in MOUNT_DIRS:
         os.makedirs(path, mode=0o755, exist_ok=True)
-    for path in MOUNT_FILES:
-        if not os.path.exists(path):
-            Path(path).touch(mode=0o644)
     sshd.PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
 
 
@@ -604,6 +636,7 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
                          f"{', '.join(kubeadm_config.API_VERSIONS)}")
     plan = kubeadm_init.read(Path(kubeadm_config_dir), MOUNT_DIRS) if kubeadm_config_dir else None
     lab_dir = lab_dir.resolve()
+    check_lab_dir(lab_dir)
     if (lab_dir / "lab.json").exists() and any(
             is_our_supervisor(n) for n in _nodes_of(read_state(lab_dir))):
         raise HardenError(f"a lab is already running in {lab_dir}; run `harden lab down` first")

@@ -1,7 +1,7 @@
 """The supervisor of one lab node: PID 1 of the node's PID namespace, inside its mount namespace.
 
-It plays the node's init and systemd: bind-mounts the node's private directories over the
-kubeadm paths, runs sshd and the kubelet service (restarting them like `Restart=always` does),
+It plays the node's init and systemd: mounts the node's own /etc, /usr and /var (overlays over
+the machine's), bind-mounts the node's private directories over the kubeadm paths, runs sshd and the kubelet service (restarting them like `Restart=always` does),
 reaps every orphan (PID 1's duty), answers the `systemctl` shim over a unix socket and keeps
 `services.json` current for `harden lab status`. Started by harden.lab.cluster as
 `unshare -m -p -f --mount-proc python -m harden.lab.node NODE_JSON`.
@@ -44,9 +44,20 @@ def _mount(source: str, target: str, flags: int) -> None:
         raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
 
 
-def bind_mounts(mounts: list[list[str]]) -> None:
-    """Make this namespace's mounts private (nothing leaks to the host), then bind each pair."""
+def _mount_overlay(lower: str, upper: str, work: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}".encode()
+    if libc.mount(b"overlay", lower.encode(), b"overlay", 0, options) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"overlay on {lower} (upper {upper}): {os.strerror(err)}")
+
+
+def bind_mounts(mounts: list[list[str]], overlays: list[list[str]] = ()) -> None:
+    """Make this namespace's mounts private (nothing leaks to the host), give the node its own
+    /etc, /usr, /var (overlays over the machine's), then bind each pair on top of those."""
     _mount("none", "/", MS_REC | MS_PRIVATE)
+    for lower, upper, work in overlays:
+        _mount_overlay(lower, upper, work)
     for source, target in mounts:
         _mount(source, target, MS_BIND)
 
@@ -339,7 +350,7 @@ def main(argv: list[str]) -> int:
         signal.signal(sig, _exit_before_start)
     spec = json.loads(Path(argv[0]).read_text())
     set_comm("systemd")
-    bind_mounts(spec["mounts"])
+    bind_mounts(spec["mounts"], spec.get("overlays", []))
     return Supervisor(spec).run()
 
 

@@ -1,9 +1,9 @@
 """sshd for one lab node: its host key and a config that keeps every path inside the lab dir.
 
-The node shares the machine's /etc/ssh, so nothing here may read or write it: the config names
-its own host key, pid file and authorized-keys files. PAM is off so that logins depend only on
-the node's own /etc/passwd and /etc/shadow (bind-mounted per node); DEBUG1 logging lets tests
-see forwarded (direct-tcpip) channels in the log of a jump host.
+The node sees the machine's /etc/ssh (through its /etc overlay), so nothing here relies on it:
+the config names its own host key, pid file and authorized-keys files. PAM is off so that logins
+depend only on the node's own /etc/passwd and /etc/shadow; DEBUG1 logging lets tests see
+forwarded (direct-tcpip) channels in the log of a jump host.
 """
 
 from __future__ import annotations

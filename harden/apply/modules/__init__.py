@@ -5,11 +5,12 @@ See harden/apply/modules/base.py for the contract every module follows.
 
 from __future__ import annotations
 
-from harden.apply.modules import (assert_, blockinfile, command, copy, debug, encryption_census,
-                                  encryption_key, etcd_snapshot, fail, file, find, include_vars,
-                                  kubelet_config, lineinfile, meta, mount, package, replace,
-                                  service, set_fact, shell, slurp, stat, static_pod, sysctl,
-                                  template, wait_for_kubelet, wait_for_static_pod)
+from harden.apply.modules import (assert_, blockinfile, command, copy, debug, dnf, encryption_census,
+                                  encryption_key, etcd_snapshot, fail, file, find, getent,
+                                  group, include_vars, kubelet_config, lineinfile, meta, mount,
+                                  package, package_facts, pam_limits, replace, selinux, service,
+                                  set_fact, setup, shell, slurp, stat, static_pod, sysctl,
+                                  template, user, wait_for_kubelet, wait_for_static_pod)
 from harden.apply.modules.base import Module
 
 MODULES: dict[str, Module] = {m.MODULE.name: m.MODULE for m in (
@@ -18,7 +19,10 @@ MODULES: dict[str, Module] = {m.MODULE.name: m.MODULE for m in (
     replace, wait_for_static_pod, wait_for_kubelet)}
 MODULES.update({m.name: m for m in (service.SYSTEMD, service.SYSTEMD_SERVICE, slurp.MODULE,
                                     find.MODULE, package.MODULE, package.APT, mount.MODULE,
-                                    meta.MODULE, include_vars.MODULE)})
+                                    meta.MODULE, dnf.MODULE, dnf.YUM, selinux.MODULE,
+                                    package_facts.MODULE, setup.MODULE, user.MODULE,
+                                    group.MODULE, getent.MODULE, pam_limits.MODULE,
+                                    include_vars.MODULE)})
 
 
 def get_module(name: str) -> Module | None:

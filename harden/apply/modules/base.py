@@ -106,6 +106,7 @@ class Module:
     name: str = ""
     args: tuple[Arg, ...] = ()
     check_mode_safe: bool = True     # False: skipped in --check unless the task says otherwise
+    node_paths: tuple[str, ...] = ()  # arguments Ansible types `path`: `~user` expanded on the node
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
         return []
@@ -184,9 +185,10 @@ def _check_type(module: str, spec: Arg, value, path, line, rendered: bool):
             # As Ansible: YAML reads an unquoted 0600 as the number 384, which is the mode
             # meant; an unquoted 644 is the number 644, i.e. mode 01204 (Ansible's caveat).
             value = f"{value:04o}"
-        if not isinstance(value, str) or not _MODE.match(value):
-            raise InputError(f"{module}: '{spec.name}' must be an octal mode like \"0600\", "
-                             f"got {value!r}", path, line)
+        if not isinstance(value, str) or not (_MODE.match(value) or _symbolic_ok(value)):
+            raise InputError(f"{module}: '{spec.name}' must be an octal mode like \"0600\" "
+                             f"or a symbolic one like \"u=rw,g=r,o=\" or \"a-s\", got "
+                             f"{value!r}", path, line)
         return value
     if spec.type == "str" and isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
@@ -389,8 +391,79 @@ def write_snippet(path: str, content: bytes, mode: str | None, owner: str | None
             f"{shlex.quote(g)} <<'HARDEN_EOF'\n{encoded}HARDEN_EOF")
 
 
-def parse_mode(mode: str) -> int:
-    return int(mode, 8)
+def parse_mode(mode: str, current: int | None = None, directory: bool = False) -> int:
+    """An octal mode, or a symbolic one (chmod's `u=rw,g-w,a-s`) applied to `current` as
+    Ansible applies it: to the path's mode now, or to a new path's mode (0644 for a file,
+    0755 for a directory: what the node's 022 umask gives) when it does not exist yet."""
+    if _MODE.match(mode):
+        return int(mode, 8)
+    if current is None:
+        current = 0o755 if directory else 0o644
+    return symbolic_mode(mode, current, directory)
+
+
+# chmod's symbolic modes, as Ansible's module_utils applies them (AnsibleModule
+# _symbolic_mode_to_octal): clauses "who op perms [op perms...]" joined by commas; no `who`
+# means all three but with the umask's bits left alone (harden takes the usual 022).
+_WHO = re.compile(r"^([ugo]*|a)$")
+_PERMS = re.compile(r"^[rwxXstugo]*$")
+_OPERATOR = re.compile(r"[+=-]")
+UMASK = 0o022
+_BITS = {"u": {"r": 0o400, "w": 0o200, "x": 0o100, "s": 0o4000, "t": 0},
+         "g": {"r": 0o040, "w": 0o020, "x": 0o010, "s": 0o2000, "t": 0},
+         "o": {"r": 0o004, "w": 0o002, "x": 0o001, "s": 0, "t": 0o1000}}
+_CLASS = {"u": 0o4700, "g": 0o2070, "o": 0o1007}         # what `=` replaces per class
+_SHIFT = {"u": 6, "g": 3, "o": 0}
+
+
+def _symbolic_ok(mode: str) -> bool:
+    try:
+        symbolic_mode(mode, 0o644, False)
+    except ValueError:
+        return False
+    return True
+
+
+def symbolic_mode(mode: str, current: int, directory: bool) -> int:
+    """The mode `current` becomes under symbolic `mode` (ValueError when it is not one)."""
+    new = current & 0o7777
+    for clause in mode.split(","):
+        operators = _OPERATOR.findall(clause)
+        parts = _OPERATOR.split(clause)
+        who = parts.pop(0)
+        if not operators or not _WHO.match(who):
+            raise ValueError(f"bad symbolic permission for mode: {clause}")
+        umask = UMASK if who == "" else 0
+        users = "ugo" if who in ("", "a") else who
+        for operator, perms in zip(operators, parts):
+            if not _PERMS.match(perms):
+                raise ValueError(f"bad symbolic permission for mode: {clause}")
+            for user in users:
+                bits = _perm_bits(user, perms, new, directory, umask)
+                if operator == "=":
+                    new = (new & ~_CLASS[user] & 0o7777) | bits
+                elif operator == "+":
+                    new |= bits
+                else:
+                    new &= ~bits & 0o7777
+    return new
+
+
+def _perm_bits(user: str, perms: str, previous: int, directory: bool, umask: int) -> int:
+    """The bits of `perms` for one class (`X`: x only for a directory or a path already
+    executable by someone; `u`/`g`/`o`: copy that class's current bits)."""
+    bits = 0
+    for perm in perms:
+        if perm in "rwx":
+            bits |= _BITS[user][perm] & ~umask
+        elif perm in "st":
+            bits |= _BITS[user][perm]
+        elif perm == "X":
+            if directory or previous & 0o111:
+                bits |= _BITS[user]["x"]
+        else:
+            bits |= ((previous >> _SHIFT[perm]) & 0o7) << _SHIFT[user]
+    return bits
 
 
 def format_mode(mode: int) -> str:
@@ -405,6 +478,8 @@ def plan_write(path: str, content: bytes, existing: FileState | None, mode: str 
     Content equal → only metadata is fixed, without rewriting the file."""
     if existing is not None and existing.kind != "file":
         raise TaskFailed(f"{path} exists and is not a regular file")
+    if mode is not None:
+        mode = format_mode(parse_mode(mode, existing.mode if existing else None))
     after = FileState(path, "file",
                       parse_mode(mode) if mode else (existing.mode if existing else 0o644),
                       owner or (existing.owner if existing else "root"),

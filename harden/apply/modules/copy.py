@@ -1,5 +1,9 @@
 """`copy`: write inline content (or a file from the templates path, verbatim) atomically.
 
+`remote_src: true` copies a file already on the node (`src` is a path there, read in the play's
+one fact exec): the bytes go through the same backup/atomic write/rollback as any other copy,
+and a missing src fails the task as in Ansible. Only a regular file can be the src.
+
 With `force: false` an existing dest keeps its content (only mode/owner/group are enforced):
 the file is created once and from then on owned by whatever changes it on the node.
 """
@@ -9,18 +13,27 @@ from __future__ import annotations
 import json
 import os
 
-from harden.apply.facts import Facts
+from harden.apply.facts import FILE, FactRequest, Facts
 from harden.apply.modules.base import Arg, Change, PlanContext, TaskFailed
 from harden.apply.modules.whole_file import DEST_ARGS, WholeFileModule
 
 
 class CopyModule(WholeFileModule):
     name = "copy"
-    args = (Arg("content", "any"), Arg("src"), *DEST_ARGS)
+    args = (Arg("content", "any"), Arg("src"), Arg("remote_src", "bool", default=False),
+            *DEST_ARGS)
+
+    def facts_needed(self, args: dict) -> list[FactRequest]:
+        wanted = super().facts_needed(args)
+        if args.get("remote_src") and args.get("src"):
+            wanted.append(FactRequest(FILE, args["src"], content=True))
+        return wanted
 
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
         if (args["content"] is None) == (args["src"] is None):
             raise TaskFailed("copy: give exactly one of content or src")
+        if args["remote_src"]:
+            return self.plan_content(args, facts, lambda: _remote_bytes(args["src"], facts))
         return super().plan(args, facts, ctx)
 
     def content(self, args: dict, ctx: PlanContext) -> bytes:
@@ -35,6 +48,18 @@ class CopyModule(WholeFileModule):
                 with open(candidate, "rb") as handle:
                     return handle.read()
         raise TaskFailed(f"copy: {args['src']} not found in {', '.join(ctx.template_dirs)}")
+
+
+def _remote_bytes(src: str, facts: Facts) -> bytes:
+    if not src.startswith("/"):
+        raise TaskFailed(f"copy: with remote_src, src must be an absolute path on the node: {src}")
+    state = facts.file(src, content=True)
+    if state is None:
+        raise TaskFailed(f"Source {src} not found")
+    if state.kind != "file":
+        raise TaskFailed(f"copy: {src} is a {state.kind}; harden copies a single regular file "
+                         "with remote_src")
+    return state.content or b""
 
 
 MODULE = CopyModule()

@@ -19,14 +19,15 @@ import posixpath
 import shlex
 
 from harden.apply.facts import FILE, GLOB, LINK, FactRequest, Facts, FileState
-from harden.apply.modules.base import (Arg, Change, Module, PlanContext, TaskFailed, parse_mode,
-                                 plan_metadata, write_snippet)
+from harden.apply.modules.base import (Arg, Change, Module, PlanContext, TaskFailed, format_mode,
+                                       parse_mode, plan_metadata, write_snippet)
 
 _GLOB_CHARS = set("*?[")
 
 
 class FileModule(Module):
     name = "file"
+    node_paths = ("path", "src")
     args = (
         Arg("path", required=True),
         Arg("state", choices=("file", "directory", "absent", "touch", "link"), default="file"),
@@ -41,13 +42,17 @@ class FileModule(Module):
         Arg("match"),
         Arg("missing_ok", "bool", default=False),
         Arg("keep_owners", "list", default=[]),
+        Arg("force", "bool", default=False),
+        Arg("follow", "bool", default=True),
     )
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
         path = args["path"]
         if args["state"] in ("absent", "touch", "link"):
             return [FactRequest(FILE, path), FactRequest(LINK, path)] + \
-                ([FactRequest(GLOB, path, recurse=True)] if args["state"] == "absent" else [])
+                ([FactRequest(GLOB, path, recurse=True)] if args["state"] in ("absent", "link")
+                 else []) + ([FactRequest(FILE, link_source(path, args["src"]))]
+                             if args["state"] == "link" and args["src"] else [])
         if _GLOB_CHARS & set(path) or args["recurse"]:
             return [FactRequest(GLOB, path, recurse=args["recurse"])]
         return [FactRequest(FILE, path)]
@@ -55,7 +60,14 @@ class FileModule(Module):
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
         if args["mode"] and args["mode_max"]:
             raise TaskFailed("file: give either mode or mode_max, not both")
+        if args["mode_max"] and not args["mode_max"].lstrip("0").isdigit() and \
+                args["mode_max"].strip("0"):
+            raise TaskFailed("file: mode_max takes an octal mode (a symbolic mode already says "
+                             "which bits go: `mode: go-rwx`)")
         path = args["path"]
+        if not args["follow"]:
+            raise TaskFailed("file: follow: false is not supported (harden changes what a "
+                             "symlink points to, never the link itself)")
         if not path.startswith("/"):
             raise TaskFailed(f"file: path must be absolute: {path}")
         if args["state"] in STATE_PLANS:
@@ -91,7 +103,7 @@ def _fix(state: FileState, args: dict) -> list[Change]:
     mode = None
     if state.kind == "file" or not args["recurse"]:
         if args["mode"] and not kept:
-            mode = parse_mode(args["mode"])
+            mode = parse_mode(args["mode"], state.mode, state.kind == "directory")
         elif args["mode_max"]:
             # a kept path may be shared through its group (sa.key): only "other" bits go
             mode = state.mode & (parse_mode(args["mode_max"]) | (0o7770 if kept else 0))
@@ -101,7 +113,7 @@ def _fix(state: FileState, args: dict) -> list[Change]:
 
 
 def _mkdir(path: str, args: dict) -> Change:
-    mode = args["mode"] or "0755"
+    mode = format_mode(parse_mode(args["mode"] or "0755", None, directory=True))
     script = f"hb_mkdir {shlex.quote(path)} {mode}"
     owner, group = args["owner"] or "root", args["group"] or "root"
     script += f"; chown {shlex.quote(owner + ':' + group)} -- {shlex.quote(path)}"
@@ -143,7 +155,7 @@ def _touch(path: str, args: dict, facts: Facts) -> list[Change]:
     if facts.link(path) is not None:
         raise TaskFailed(f"file: {path} is a symlink; touch it through its target")
     state = facts.file(path)
-    mode = args["mode"]
+    mode = args["mode"] and format_mode(parse_mode(args["mode"], state and state.mode))
     if state is None:
         owner, group = args["owner"] or "root", args["group"] or "root"
         return [Change(summary=f"touch {path} (create)", path=path, rewrites=True,
@@ -162,8 +174,10 @@ def _touch(path: str, args: dict, facts: Facts) -> list[Change]:
 
 
 def _link(path: str, args: dict, facts: Facts) -> list[Change]:
-    """A symlink to `src` where nothing is; an existing file is refused as Ansible refuses it
-    without force, and re-pointing a link is refused (its rollback could not restore it)."""
+    """A symlink to `src`, as Ansible's file state=link: a missing `src` fails unless
+    `force`, an existing file or empty directory is replaced only with `force` (backed up
+    first, so a rollback puts it back in place of the link). Re-pointing an existing link is
+    refused: a rollback could not restore the old link."""
     src = args["src"]
     if not src:
         raise TaskFailed("file: state link needs src")
@@ -173,15 +187,45 @@ def _link(path: str, args: dict, facts: Facts) -> list[Change]:
     if current is not None:
         raise TaskFailed(f"file: {path} already links to {current}; harden does not re-point "
                          "a symlink (remove it first)")
+    source = link_source(path, src)
+    if not args["force"] and facts.file(source) is None:
+        raise TaskFailed("src file does not exist, use 'force=yes' if you really want to "
+                         f"create the link: {source}")
     state = facts.file(path)
+    q = shlex.quote(path)
+    link = f"ln -s -- {shlex.quote(src)} {q}"
+    diff = f"--- /dev/null\n+++ b{path}\n+link -> {src}\n"
     if state is not None:
+        link, diff = _replace_by_link(path, src, state, args, facts)
+    change = Change(summary=f"link {path} -> {src}", path=path,
+                    script=f"hb_backup {q}; {link}; hb_after {q}", diff=diff)
+    change.link = (path, src)
+    if state is not None:
+        change.removes = True
+    return [change]
+
+
+def _replace_by_link(path: str, src: str, state: FileState, args: dict,
+                     facts: Facts) -> tuple[str, str]:
+    """The shell that swaps a file or an empty directory for a link (force: true only)."""
+    if state.kind not in ("file", "directory") or not args["force"]:
         raise TaskFailed(f"refusing to convert from {state.kind} to symlink for {path}")
     q = shlex.quote(path)
-    change = Change(summary=f"link {path} -> {src}", path=path,
-                    script=f"hb_backup {q}; ln -s -- {shlex.quote(src)} {q}; hb_after {q}",
-                    diff=f"--- /dev/null\n+++ b{path}\n+link -> {src}\n")
-    change.link = (path, src)
-    return [change]
+    if state.kind == "directory":
+        if [s for s in facts.glob(path, recurse=True) if s.path != state.path]:
+            raise TaskFailed(f"the directory {path} is not empty, refusing to convert it")
+        return (f"rmdir -- {q}; ln -s -- {shlex.quote(src)} {q}",
+                f"--- a{path}\n+++ b{path}\n-directory {format_state(state)}\n"
+                f"+link -> {src}\n")
+    tmp = shlex.quote(posixpath.join(posixpath.dirname(path),
+                                     f".{posixpath.basename(path)}.harden-link"))
+    return (f"rm -f -- {tmp}; ln -s -- {shlex.quote(src)} {tmp}; mv -fT -- {tmp} {q}",
+            f"--- a{path}\n+++ b{path}\n-file {format_state(state)}\n+link -> {src}\n")
+
+
+def link_source(path: str, src: str) -> str:
+    """Where a link's `src` is, as the node resolves it (relative to the link's directory)."""
+    return posixpath.normpath(posixpath.join(posixpath.dirname(path), src))
 
 
 def format_state(state: FileState) -> str:

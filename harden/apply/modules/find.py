@@ -24,6 +24,7 @@ _BYTES = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 **
 
 class FindModule(Module):
     name = "find"
+    node_paths = ("paths",)
     args = (
         Arg("paths", "any", required=True),
         Arg("patterns", "any", default=[]),

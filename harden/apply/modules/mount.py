@@ -5,6 +5,8 @@ the node's /etc/fstab and /proc/self/mounts (read in the play's one fact exec).
 that, and it is mounted; `unmounted`: not mounted; `absent`: neither in fstab nor mounted.
 A mount point already in that state is `ok`; otherwise `--check` reports the change, and a
 real run fails the task saying what it would change (harden does not edit fstab or mount).
+`remounted` is a change every time, as in Ansible (which runs `mount -o remount[,opts]`
+without judging anything first): `--check` reports it changed, a real run fails the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ class MountModule(Module):
     name = "mount"
     args = (
         Arg("path", required=True),
-        Arg("state", choices=("mounted", "present", "unmounted", "absent"), required=True),
+        Arg("state", choices=("mounted", "present", "unmounted", "absent",
+                                     "remounted"), required=True),
         Arg("src"),
         Arg("fstype"),
         Arg("opts", default="defaults"),
@@ -41,6 +44,9 @@ class MountModule(Module):
         wanted = [args["src"], point, args["fstype"], args["opts"], str(args["dump"]),
                   str(args["passno"])]
         state = args["state"]
+        if state == "remounted":
+            opts = "" if args["opts"] == "defaults" else "," + args["opts"]
+            return self._judged(ctx, point, [f"mount -o remount{opts} {point}"])
         if state in ("present", "mounted") and not (args["src"] and args["fstype"]):
             raise TaskFailed(f"mount: state {state} needs src and fstype")
         todo = []
@@ -52,6 +58,10 @@ class MountModule(Module):
             todo.append("mount " + point)
         if state in ("unmounted", "absent") and mounted:
             todo.append("unmount " + point)
+        return self._judged(ctx, point, todo)
+
+    @staticmethod
+    def _judged(ctx: PlanContext, point: str, todo: list[str]) -> list[Change]:
         if not todo:
             return []
         if not ctx.check_mode:

@@ -4,9 +4,11 @@ from dpkg's status and apt's candidate (read in the play's one fact exec).
 `--check` reports what would change from dpkg, as Ansible's apt does in check mode. A real run
 runs `apt-get install` / `apt-get remove` (noninteractive); like `command`, that is not backed
 up and not rolled back: a rollback cannot uninstall. Only nodes with dpkg are supported (the
-task fails naming the host's missing dpkg otherwise). `update_cache`, `cache_valid_time`,
-`deb`, `autoremove`, `purge`, `install_recommends`, `default_release`, `force`, `upgrade`,
-`use` and `allow_*` are refused at load.
+task fails naming the host's missing dpkg otherwise). `apt` takes `purge`: with state absent,
+the removal also deletes the packages' configuration files, and a package only its
+configuration files are left of (dpkg's "config-files") is purged too, as Ansible's apt
+does. `update_cache`, `cache_valid_time`, `deb`, `autoremove`, `install_recommends`,
+`default_release`, `force`, `upgrade`, `use` and `allow_*` are refused at load.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class PackageModule(Module):
                 raise TaskFailed(f"{self.name}: this host has no dpkg (only Debian-family "
                                  "nodes are supported)")
             if state == "absent":
-                if found["installed"]:
+                if found["installed"] or (args.get("purge") and found.get("config_files")):
                     remove.append(name)
             elif not found["installed"]:
                 if found["candidate"] is None:
@@ -56,12 +58,13 @@ class PackageModule(Module):
         if install:
             changes.append(_apt("install", install, facts))
         if remove:
-            changes.append(_apt("remove", remove, facts))
+            changes.append(_apt("remove", remove, facts, purge=bool(args.get("purge"))))
         return changes
 
 
 class AptModule(PackageModule):
     name = "apt"
+    args = PackageModule.args + (Arg("purge", "bool", default=False),)
 
 
 def _names(value) -> list[str]:
@@ -72,8 +75,10 @@ def _names(value) -> list[str]:
     raise TaskFailed(f"package: name must be a name or a list of names, got {value!r}")
 
 
-def _apt(verb: str, names: list[str], facts: Facts) -> Change:
+def _apt(verb: str, names: list[str], facts: Facts, purge: bool = False) -> Change:
     words = " ".join(shlex.quote(n) for n in names)
+    if purge:
+        verb = "remove --purge"
     shown = ", ".join(f"{n} {facts.package(n)['candidate'] or ''}".strip()
                       if verb == "install" else n for n in names)
     return Change(summary=f"{verb} {shown}",

@@ -12,6 +12,7 @@ from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFail
 
 class SlurpModule(Module):
     name = "slurp"
+    node_paths = ("src",)
     args = (Arg("src", required=True),)
 
     def validate(self, args, path=None, line=None, rendered=True) -> dict:

@@ -11,6 +11,7 @@ from harden.apply.modules.base import Arg, Change, Module, PlanContext, format_m
 
 class StatModule(Module):
     name = "stat"
+    node_paths = ("path",)
     args = (
         Arg("path", required=True),
         Arg("get_checksum", "bool", default=True),

@@ -9,6 +9,15 @@ over the sysctl.d directories, then /etc/sysctl.conf; the last assignment wins).
 sorts after ours and sets a key differently undoes the persisted value at the next boot (for the
 kubelet with protectKernelDefaults: it does not start). The task fails naming that file, on
 every run, whether or not anything else changes.
+
+Ansible's ansible.posix.sysctl arguments are taken too. `sysctl_file` names the file in
+Ansible's spelling, and then the file is written as Ansible writes it (every assignment as
+`key=value`, comments kept, a key's later duplicates dropped). The running value is set when
+`sysctl_set` or `reload` (default true) is on, only where it differs (Ansible's reload runs
+`sysctl -p FILE`, which leaves the same values). `ignoreerrors` lets a key the kernel lacks
+pass when only `reload` would set it (Ansible's `sysctl -e`); with `sysctl_set` a missing key
+fails, as `sysctl -w` fails in Ansible. `state: absent` takes the key's lines out of the file
+and leaves the running value.
 """
 
 from __future__ import annotations
@@ -35,13 +44,33 @@ class SysctlModule(Module):
         Arg("values", "dict"),
         Arg("file", default=DEFAULT_FILE),
         Arg("apply", "bool", default=True),
+        Arg("sysctl_file"),
+        Arg("sysctl_set", "bool", default=False),
+        Arg("reload", "bool"),
+        Arg("ignoreerrors", "bool", default=False),
+        Arg("state", choices=("present", "absent"), default="present"),
     )
+
+    def validate(self, args, path=None, line=None, rendered=True) -> dict:
+        if isinstance(args, dict):          # Ansible's aliases key/val
+            for alias, real in (("key", "name"), ("val", "value")):
+                if alias in args and real not in args:
+                    args = {real if k == alias else k: v for k, v in args.items()}
+        out = super().validate(args, path, line, rendered)
+        if out["sysctl_file"] is not None:
+            if args.get("file") not in (None, out["sysctl_file"]):
+                from harden.errors import InputError
+                raise InputError("sysctl: give file or sysctl_file, not both", path, line)
+            out["file"] = out["sysctl_file"]
+        if out["reload"] is not None or out["sysctl_set"]:
+            out["apply"] = bool(out["sysctl_set"] or out["reload"] in (None, True))
+        return out
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
         wanted = [FactRequest(FILE, args["file"], content=True),
                   FactRequest(FILE, SYSCTL_CONF, content=True)]
         wanted += [FactRequest(GLOB, f"{d}/*.conf", content=True) for d in SYSCTL_DIRS]
-        if args["apply"]:
+        if args["apply"] and args["state"] == "present":
             wanted += [FactRequest(SYSCTL, key) for key in _wanted(args)]
         return wanted
 
@@ -50,14 +79,22 @@ class SysctlModule(Module):
         state = facts.file(args["file"], content=True)
         old = state.content.decode() if state is not None else ""
         changes = []
-        new = _persisted(old, wanted)
+        absent = args["state"] == "absent"
+        if args["sysctl_file"] is not None:
+            new = ansible_persisted(old, wanted, absent)
+        else:
+            new = _without(old, wanted) if absent else _persisted(old, wanted)
         if new != old:
             changes += plan_write(args["file"], new.encode(), state, None if state else "0644",
                                   None, None, secret=False)
+        if absent:
+            return changes
         _check_boot_values(args["file"], new, wanted, facts)
         if args["apply"]:
             for key, value in wanted.items():
                 current = facts.sysctl(key)
+                if current is None and args["ignoreerrors"] and not args["sysctl_set"]:
+                    continue        # sysctl -e -p skips a key the kernel lacks
                 if current is None:
                     raise TaskFailed(f"sysctl: {key} does not exist on this host")
                 if current.split() != value.split():
@@ -107,6 +144,8 @@ def _wanted(args: dict) -> dict[str, str]:
     pairs = args["values"] or {args["name"]: args["value"]}
     out = {}
     for key, value in pairs.items():
+        if value is None and args.get("state") == "absent":
+            value = ""
         if value is None or isinstance(value, (dict, list)):
             raise TaskFailed(f"sysctl: {key} needs a scalar value")
         out[str(key)] = _text(value)
@@ -138,6 +177,53 @@ def _persisted(text: str, wanted: dict[str, str]) -> str:
         out[-1] += "\n"
     out += [f"{k} = {v}\n" for k, v in wanted.items() if k not in done]
     return "".join(out)
+
+
+def ansible_persisted(text: str, wanted: dict[str, str], absent: bool) -> str:
+    """The file as Ansible's sysctl module rewrites it: lines stripped, each assignment
+    re-written `key=value` (the first of a key only), wanted keys set or, absent, dropped,
+    a missing wanted key appended."""
+    if not _ansible_writes(text, wanted, absent):
+        return text
+    out, seen = [], set()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")) or "=" not in line:
+            out.append(line)
+            continue
+        key, value = (part.strip() for part in line.split("=", 1))
+        if key in seen:
+            continue
+        seen.add(key)
+        if key in wanted:
+            if not absent:
+                out.append(f"{key}={wanted[key]}")
+        else:
+            out.append(f"{key}={value}")
+    if not absent:
+        out += [f"{k}={v}" for k, v in wanted.items() if k not in seen]
+    return "".join(f"{line}\n" for line in out)
+
+
+def _ansible_writes(text: str, wanted: dict[str, str], absent: bool) -> bool:
+    """Whether Ansible rewrites the file: a wanted key's value there (its last assignment)
+    differs, or, absent, the key has a value there."""
+    values = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", ";")) and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip()
+    if absent:
+        return any(values.get(key) for key in wanted)
+    return any(values.get(key) != value for key, value in wanted.items())
+
+
+def _without(text: str, wanted: dict[str, str]) -> str:
+    """harden's own file with the wanted keys' lines taken out."""
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not ((m := _LINE.match(line)) and
+                           m.group("key").replace("/", ".") in wanted))
 
 
 MODULE = SysctlModule()

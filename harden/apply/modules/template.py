@@ -10,6 +10,9 @@ Jinja settings follow Ansible's template module: a block tag's own newline is dr
 
 from __future__ import annotations
 
+import os
+import socket
+
 from harden.apply.modules.base import Arg, PlanContext
 from harden.apply.modules.whole_file import DEST_ARGS, WholeFileModule
 from harden.apply.templating import render_template_file
@@ -23,8 +26,21 @@ class TemplateModule(WholeFileModule):
             Arg("backup", "bool", default=False))      # accepted: harden always backs up
 
     def content(self, args: dict, ctx: PlanContext) -> bytes:
-        return render_template_file(args["src"], ctx.template_dirs, ctx.vars,
+        variables = {**template_vars(args["src"], args["dest"], ctx.template_dirs), **ctx.vars}
+        return render_template_file(args["src"], ctx.template_dirs, variables,
                                     args["trim_blocks"], args["lstrip_blocks"]).encode()
+
+
+def template_vars(src: str, dest: str, template_dirs: list[str]) -> dict:
+    """The variables Ansible's template action adds for the file being rendered. Role templates
+    start with `{{ ansible_managed | comment }}`; ansible-core's default is the constant
+    "Ansible managed" (a variable of the play or inventory wins, as there). The time-dependent
+    ones (template_mtime, template_run_date) are left out: they would make every run a change."""
+    fullpath = next((os.path.join(d, src) for d in template_dirs
+                     if os.path.isfile(os.path.join(d, src))), os.path.abspath(src))
+    return {"ansible_managed": "Ansible managed", "template_path": src,
+            "template_fullpath": fullpath, "template_destpath": dest,
+            "template_host": socket.gethostname()}
 
 
 MODULE = TemplateModule()

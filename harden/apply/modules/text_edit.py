@@ -17,6 +17,7 @@ FILE_ARGS = (
 
 
 class TextEditModule(Module):
+    node_paths = ("path",)
     can_create = True          # the module has a `create` argument
 
     def edit(self, text: str, args: dict) -> str:

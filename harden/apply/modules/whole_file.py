@@ -23,6 +23,7 @@ DEST_ARGS = (
 
 
 class WholeFileModule(Module):
+    node_paths = ("dest",)
     """Base of copy and template; subclasses set `name`, `args` and implement `content`."""
 
     def content(self, args: dict, ctx: PlanContext) -> bytes:
@@ -34,12 +35,17 @@ class WholeFileModule(Module):
         return [FactRequest(FILE, args["dest"], content=True)]
 
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
+        return self.plan_content(args, facts, lambda: self.content(args, ctx))
+
+    def plan_content(self, args: dict, facts: Facts, content) -> list[Change]:
+        """The write of `content()` (only called when the bytes matter: force true or no
+        dest yet)."""
         if not args["force"]:
             existing = facts.file(args["dest"])
             if existing is not None:
                 return plan_keep_content(existing, args["mode"], args["owner"],
                                          args["group"], args["secret"])
-        return plan_write(args["dest"], self.content(args, ctx),
+        return plan_write(args["dest"], content(),
                           facts.file(args["dest"], content=True),
                           args["mode"], args["owner"], args["group"], args["secret"])
 
@@ -53,7 +59,8 @@ def plan_keep_content(existing, mode: str | None, owner: str | None, group: str 
     rotated encryption config must survive a re-run), only mode/owner/group are enforced."""
     if existing.kind != "file":
         raise TaskFailed(f"{existing.path} exists and is not a regular file")
-    return plan_metadata(existing, parse_mode(mode) if mode else None, owner, group, secret)
+    return plan_metadata(existing, parse_mode(mode, existing.mode) if mode else None, owner,
+                         group, secret)
 
 
 def content_checksum(path: str, facts: Facts, changes: list[Change]) -> str | None:

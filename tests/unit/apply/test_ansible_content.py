@@ -175,7 +175,7 @@ def test_roles_load_dependencies_defaults_vars_handlers_and_search_dirs(tmp_path
     assert [t.module for t in play.tasks] == ["file", "template", "file"]
     assert play.tasks[0].args["path"] == "/etc/common"             # the dependency first
     assert play.defaults == {"level": 1, "owner": "root"} and play.vars["conf"] == "/etc/app.conf"
-    assert play.tasks[1].vars == {"level": 2}                       # role params
+    assert play.tasks[1].vars["level"] == 2                         # role params
     assert play.tasks[1].search_dirs[0].endswith("roles/hardening/templates")
     assert play.tasks[1].notify == ["restart app"]                  # a listen topic, resolved
     assert [h.name for h in play.handlers] == ["restart app"]

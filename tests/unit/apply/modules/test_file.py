@@ -86,7 +86,7 @@ def test_directory_state_on_a_file_fails():
 
 def test_argument_errors_name_the_choices():
     from harden.errors import InputError
-    with pytest.raises(InputError, match="no argument 'perms'; valid: access_time, group, "
+    with pytest.raises(InputError, match="no argument 'perms'; valid: access_time, follow, force, group, "
                                          "keep_owners, match, missing_ok, mode, mode_max, "
                                          "modification_time, owner, path, recurse, src"):
         plan("file", {"path": KEY, "perms": "0600"}, Facts())
@@ -130,8 +130,8 @@ def test_touch_creates_once_and_preserved_times_make_it_idempotent():
     assert plan("file", {**args, "access_time": "now"}, again)[0].summary == "touch /etc/t"
 
 
-def test_link_is_made_where_nothing_is_and_never_replaces_a_file_or_link():
-    facts = with_links(make_facts(absent=["/etc/l"]), l=None)
+def test_link_is_made_where_nothing_is_and_without_force_never_replaces_a_file_or_link():
+    facts = with_links(make_facts(file_state("/etc/t"), absent=["/etc/l"]), l=None)
     changes = plan("file", {"path": "/etc/l", "state": "link", "src": "/etc/t"}, facts)
     assert changes[0].script == "hb_backup /etc/l; ln -s -- /etc/t /etc/l; hb_after /etc/l"
     changes[0].record_in(facts)
@@ -140,7 +140,7 @@ def test_link_is_made_where_nothing_is_and_never_replaces_a_file_or_link():
         plan("file", {"path": "/etc/l", "state": "link", "src": "/etc/u"}, facts)
     with pytest.raises(TaskFailed, match="refusing to convert from file to symlink"):
         plan("file", {"path": "/etc/f", "state": "link", "src": "/etc/t"},
-             with_links(make_facts(file_state("/etc/f")), f=None))
+             with_links(make_facts(file_state("/etc/f"), file_state("/etc/t")), f=None))
 
 
 def test_keep_owners_leaves_a_rootless_components_files_to_it():
