@@ -136,8 +136,16 @@ def ansible_task_diffs(stdout: str) -> dict:
             for block in stdout.split("TASK [")[1:]}
 
 
+def needs_community_general() -> None:
+    """pam_limits comes from the community.general collection (the `ansible` package)."""
+    import importlib.util
+    if importlib.util.find_spec("ansible_collections.community.general") is None:
+        pytest.skip("community.general is not installed (pip install ansible)")
+
+
 @pytest.fixture(scope="module")
 def lab2(lab_factory):
+    needs_community_general()
     with lab_factory.running(control_planes=0, workers=2) as lab:
         for node in lab.names():
             lab.ssh(node, "useradd -M -s /bin/sh retired && groupadd retired-group && "
