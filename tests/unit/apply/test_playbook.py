@@ -127,7 +127,7 @@ def test_unknown_module_names_modules_and_keywords(tmp_path):
         """)
     assert err.line == 4
     assert "unknown module or task keyword 'synchronize'" in str(err)
-    assert "modules: apt, assert, blockinfile, command, copy, debug, encryption_census, " \
+    assert "modules: apt, assert, blockinfile, command, copy, debug, dnf, encryption_census, " \
            "encryption_key, etcd_snapshot, fail, file, find," in str(err)
     assert "task keywords: any_errors_fatal, become, changed_when, check_mode, delay," in str(err)
 
