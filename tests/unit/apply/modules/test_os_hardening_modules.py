@@ -269,3 +269,29 @@ def test_mode_max_takes_only_an_octal_mode():
         plan("file", {"path": "/etc/x", "mode_max": "go-rwx"}, make_facts(file_state("/etc/x")))
     assert plan("file", {"path": "/etc/x", "mode_max": "0600"},
                 make_facts(file_state("/etc/x", mode=0o644)))[0].after.mode == 0o600
+
+
+def test_a_file_forced_into_a_link_comes_back_on_rollback(tmp_path):
+    """Applied and rolled back locally: the link replaces the file, the rollback removes the
+    link and restores the file (never writing through the link into its target)."""
+    import subprocess
+    from harden.apply.facts import FILE, GLOB, LINK, FactRequest
+    from harden.apply.rollback import restore_script
+    from harden.runs.journal import parse_index
+    from support.modules import apply_local, gather_local
+    auth, local = tmp_path / "system-auth", tmp_path / "system-auth-local"
+    auth.write_text("old\n")
+    local.write_text("new\n")
+    args = {"path": str(auth), "src": str(local), "state": "link", "force": True}
+    facts = gather_local([FactRequest(FILE, str(auth)), FactRequest(LINK, str(auth)),
+                          FactRequest(GLOB, str(auth), recurse=True),
+                          FactRequest(FILE, str(local))])
+    backups = tmp_path / "backups"
+    apply_local(plan("file", args, facts), "r1", backups)
+    assert auth.is_symlink() and auth.read_text() == "new\n"
+    entries = parse_index((backups / "r1" / "index").read_text())
+    undo = subprocess.run(["sh", "-s"], capture_output=True,
+                          input=restore_script("r1", entries, str(backups)).encode())
+    assert undo.returncode == 0, undo.stderr
+    assert not auth.is_symlink() and auth.read_text() == "old\n"
+    assert local.read_text() == "new\n"
