@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support.ansible import ansible_playbook
+from support.ansible import ansible_env, ansible_playbook
 from support.lab_cli import harden
 
 pytestmark = pytest.mark.lab
@@ -110,13 +110,6 @@ def write_content(root: Path, files: dict) -> Path:
 @pytest.fixture(scope="module")
 def content(tmp_path_factory) -> Path:
     return write_content(tmp_path_factory.mktemp("prep"), CONTENT)
-
-
-def ansible_env(lab, cwd: Path) -> dict:
-    return {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
-            "ANSIBLE_LOCAL_TEMP": str(cwd / ".ansible"),
-            "ANSIBLE_SSH_ARGS": f"-o UserKnownHostsFile={lab.known_hosts}"}
 
 
 def run_ansible(lab, content: Path, node: str, *options: str,

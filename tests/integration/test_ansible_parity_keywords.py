@@ -8,7 +8,6 @@ ignored failing command still counts as changed, as ansible-core counts it)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import textwrap
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support.ansible import ansible_playbook
+from support.ansible import ansible_env, ansible_playbook
 from support.lab_cli import harden
 
 pytestmark = pytest.mark.lab
@@ -104,14 +103,9 @@ def content(tmp_path_factory) -> Path:
 
 
 def run_ansible(lab, content: Path, node: str) -> dict:
-    env = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_RETRY_FILES_ENABLED": "0",
-           "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
-           "ANSIBLE_LOCAL_TEMP": str(content / ".ansible"),
-           "ANSIBLE_SSH_ARGS": f"-o UserKnownHostsFile={lab.known_hosts}"}
     done = subprocess.run([ansible_playbook(), "-i", str(lab.inventory), "-l", node,
                            str(content / "site.yml")], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=content)
+                          timeout=300, env=ansible_env(lab, content), cwd=content)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     recap = re.search(rf"^{re.escape(node)}\s*:\s*(.*)$", done.stdout, re.M).group(1)
     counts = dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", recap))

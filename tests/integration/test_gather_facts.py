@@ -5,13 +5,12 @@ virtualization), within the play's one fact exec; `gather_facts: false` gathers 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import textwrap
 
 import pytest
 
-from support.ansible import ansible_playbook
+from support.ansible import ansible_env, ansible_playbook
 from support.lab_cli import harden
 
 pytestmark = pytest.mark.lab
@@ -29,13 +28,6 @@ ENV_KEYS = ("HOME", "USER", "LOGNAME", "SHELL", "PATH")
 def lab1(lab_factory):
     with lab_factory.running(control_planes=0, workers=1) as lab:
         yield lab
-
-
-def ansible_env(lab, cwd) -> dict:
-    return {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
-            "ANSIBLE_LOCAL_TEMP": str(cwd / ".ansible"),
-            "ANSIBLE_SSH_ARGS": f"-o UserKnownHostsFile={lab.known_hosts}"}
 
 
 def setup_facts(lab, node: str, cwd) -> dict:
