@@ -243,16 +243,6 @@ class Runner:
         with self._lock:
             self._host_facts[host] = facts
 
-    def add_host_facts(self, host: str, facts: dict) -> None:
-        """Facts a module returns (`ansible_facts` in its result) join the host's facts for the
-        rest of the run, as `ansible_facts.NAME` and as the variable NAME itself (Ansible
-        injects a module's facts under the names it returns: `getent_passwd`)."""
-        with self._lock:
-            current = dict(self._host_facts.get(host, {}))
-            current["ansible_facts"] = {**current.get("ansible_facts", {}), **facts}
-            current.update(facts)
-            self._host_facts[host] = current
-
     def hostvars(self, host: str) -> dict:
         """Another host's variables as a task may read them: inventory vars, its gathered
         facts, then its registered results (a snapshot: that host may be running the current

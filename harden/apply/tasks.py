@@ -219,12 +219,10 @@ class TaskPlanner:
             return self.run_command(task, args, changes, result)
         changed = self.changed(task, bool(changes), variables, found)
         self.register(task, changed, changes, **found)
-        if isinstance(found.get("ansible_facts"), dict):          # setup, package_facts
+        if isinstance(found.get("ansible_facts"), dict):      # setup, package_facts, getent
             self.set_module_facts(found["ansible_facts"])
         for name, value in module.variables_set(args).items():      # set_fact
             self.runner.register(self.name, name, value)
-        if isinstance(found.get("ansible_facts"), dict):              # getent, as Ansible
-            self.runner.add_host_facts(self.name, found["ansible_facts"])
         if changed:
             self.notify(task)
         if task.module in WAIT_MODULES:
@@ -276,11 +274,16 @@ class TaskPlanner:
 
     def set_module_facts(self, new: dict) -> None:
         """Facts a module returned join the host's `ansible_facts` for the rest of the run, as
-        Ansible's do (their `ansible_` prefix dropped inside ansible_facts)."""
-        known = dict(self.runner.host_facts(self.name).get("ansible_facts", {}))
+        Ansible's do (their `ansible_` prefix dropped inside ansible_facts). A fact returned
+        without that prefix is also a variable under its own name, as Ansible injects it
+        (`getent_passwd`, `packages`), and stays one when a later module returns facts."""
+        current = self.runner.host_facts(self.name)
+        known = dict(current.get("ansible_facts", {}))
         known.update({k[len("ansible_"):] if k.startswith("ansible_") else k: v
                       for k, v in new.items()})
-        self.runner.set_host_facts(self.name, host_facts.as_variables(known))
+        plain = {k: v for k, v in {**current, **new}.items()
+                 if k != "ansible_facts" and not k.startswith("ansible_")}
+        self.runner.set_host_facts(self.name, {**host_facts.as_variables(known), **plain})
 
     def failed_by(self, task: Task, variables: dict, result: dict) -> bool:
         """`failed_when`, seeing the task's result under its `register` name."""
