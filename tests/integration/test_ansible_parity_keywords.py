@@ -7,16 +7,12 @@ ignored failing command still counts as changed, as ansible-core counts it)."""
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from support.ansible import ansible_env, ansible_playbook
-from support.lab_cli import harden
+from support.ansible import ansible_counts, harden_counts
 
 pytestmark = pytest.mark.lab
 
@@ -103,21 +99,11 @@ def content(tmp_path_factory) -> Path:
 
 
 def run_ansible(lab, content: Path, node: str) -> dict:
-    done = subprocess.run([ansible_playbook(), "-i", str(lab.inventory), "-l", node,
-                           str(content / "site.yml")], capture_output=True, text=True,
-                          timeout=300, env=ansible_env(lab, content), cwd=content)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    recap = re.search(rf"^{re.escape(node)}\s*:\s*(.*)$", done.stdout, re.M).group(1)
-    counts = dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", recap))
-    return {k: counts[k] for k in COUNTS}
+    return ansible_counts(lab, content, node, COUNTS)
 
 
 def run_harden(lab, content: Path, node: str, state: Path) -> dict:
-    done = harden(state, "apply", "-i", str(lab.inventory), "-l", node,
-                  str(content / "site.yml"), "--format", "json")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    counts = json.loads(done.stdout)["hosts"][node]
-    return {k: counts[k] for k in COUNTS}
+    return harden_counts(lab, content, node, state, COUNTS)
 
 
 def tree(lab, node: str) -> dict:

@@ -10,16 +10,12 @@ nothing."""
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from support.ansible import ansible_env, ansible_playbook
-from support.lab_cli import harden
+from support.ansible import ansible_counts, harden_counts
 
 pytestmark = pytest.mark.lab
 
@@ -125,21 +121,11 @@ def content(tmp_path_factory) -> Path:
 
 
 def run_ansible(lab, content: Path, node: str, *extra: str) -> dict:
-    done = subprocess.run([ansible_playbook(), "-i", str(lab.inventory), "-l", node, *extra,
-                           str(content / "site.yml")], capture_output=True, text=True,
-                          timeout=300, env=ansible_env(lab, content), cwd=content)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    recap = re.search(rf"^{re.escape(node)}\s*:\s*(.*)$", done.stdout, re.M).group(1)
-    counts = dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", recap))
-    return {k: counts[k] for k in COUNTS}
+    return ansible_counts(lab, content, node, COUNTS, *extra)
 
 
 def run_harden(lab, content: Path, node: str, state: Path, *extra: str) -> dict:
-    done = harden(state, "apply", "-i", str(lab.inventory), "-l", node, *extra,
-                  str(content / "site.yml"), "--format", "json")
-    assert done.returncode == (2 if extra else 0), done.stdout[-3000:] + done.stderr[-2000:]
-    counts = json.loads(done.stdout)["hosts"][node]
-    return {k: counts[k] for k in COUNTS}
+    return harden_counts(lab, content, node, state, COUNTS, *extra, expect=2 if extra else 0)
 
 
 def tree(lab, node: str) -> dict:

@@ -5,13 +5,18 @@ harden with the real thing."""
 from __future__ import annotations
 
 import atexit
+import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from support.lab_cli import harden
 
 # ssh's ControlMaster sockets need a short path (108 bytes), which a pytest tmp_path is not;
 # one private (0700) directory per test session, removed when the session ends.
@@ -38,3 +43,24 @@ def ansible_env(lab, cwd: Path) -> dict:
             "ANSIBLE_SSH_CONTROL_PATH_DIR": _CONTROL_DIR,
             "ANSIBLE_SSH_ARGS": f"-o ControlMaster=auto -o ControlPersist=30s "
                                 f"-o UserKnownHostsFile={lab.known_hosts}"}
+
+
+def ansible_counts(lab, content: Path, node: str, keys: tuple, *options: str) -> dict:
+    """ansible-playbook's recap counts (`keys` of them) for content/site.yml on one node."""
+    done = subprocess.run([ansible_playbook(), "-i", str(lab.inventory), "-l", node, *options,
+                           str(content / "site.yml")], capture_output=True, text=True,
+                          timeout=300, env=ansible_env(lab, content), cwd=content)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    recap = re.search(rf"^{re.escape(node)}\s*:\s*(.*)$", done.stdout, re.M).group(1)
+    counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", recap)}
+    return {k: counts[k] for k in keys}
+
+
+def harden_counts(lab, content: Path, node: str, state: Path, keys: tuple, *options: str,
+                  expect: int = 0) -> dict:
+    """`harden apply`'s counts (`keys` of them) for the same site.yml on another node."""
+    done = harden(state, "apply", "-i", str(lab.inventory), "-l", node, *options,
+                  str(content / "site.yml"), "--format", "json")
+    assert done.returncode == expect, done.stdout[-3000:] + done.stderr[-2000:]
+    counts = json.loads(done.stdout)["hosts"][node]
+    return {k: counts[k] for k in keys}
