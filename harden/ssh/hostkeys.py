@@ -17,8 +17,10 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import paramiko
+if TYPE_CHECKING:
+    import paramiko
 
 from harden.errors import HostError
 

@@ -1,46 +1,44 @@
-"""One paramiko SSH session per host, kept for the whole run.
+"""Reaching a host: `connect` picks the host's transport, `JumpPool` shares jump-host logins.
 
-Why paramiko's Transport and not SSHClient: the host key must be checked against known_hosts
-(with file and line in the error) before any credential is sent, jump hosts are chained through
-direct-tcpip channels each with its own key check, and only connection *establishment* is
-retried. A command is never re-run: once a channel is opened, its outcome is what we report.
-Become, stdin and timeouts are common.HostSession's; `connect` hands a host whose transport is
-`openssh` to harden.ssh.openssh.
+The paramiko transport lives in harden.ssh.paramiko_session, the OpenSSH transport in
+harden.ssh.openssh. This module imports neither paramiko nor cryptography: importing them
+costs about 0.2 s of CPU, paid only once a host actually uses paramiko (a run over the
+openssh transport never does). The paramiko session's names stay importable from here.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import select
-import socket
 import threading
-import time
 from dataclasses import dataclass, field
-
-import paramiko
+from typing import TYPE_CHECKING
 
 from harden.errors import HostError
-from harden.node.limits import MAX_OUTPUT_BYTES
-from harden.ssh import certs, openssh
+from harden.ssh import openssh
 from harden.ssh.common import (BECOME_HANDSHAKE_TIMEOUT, AuthenticationFailed, BecomeFailed,
                                CommandTimeout, HostSession, Unreachable, NetworkError,
-                               with_retries, sudo_command, bounded_output)
+                               with_retries, sudo_command)
 from harden.ssh.session import CommandResult, Session
-from harden.ssh.settings import DEFAULT_IDENTITIES, ConnectionSpec, Endpoint
-from harden.ssh.hostkeys import (HostKeyMismatch, HostKeyUnknown, KnownKey, known_keys,
-                             lookup_name, preferred_key_types, verify_host_key)
+from harden.ssh.settings import ConnectionSpec, Endpoint
+from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown
+
+if TYPE_CHECKING:
+    import paramiko
 
 __all__ = ["BECOME_HANDSHAKE_TIMEOUT", "AuthenticationFailed", "BecomeFailed", "CommandResult",
            "CommandTimeout", "HostKeyMismatch", "HostKeyUnknown", "HostSession", "JumpPool",
-           "ParamikoSession", "Unreachable", "connect", "sudo_command"]
+           "NetworkError", "ParamikoSession", "Unreachable", "connect", "sudo_command"]
 
-# paramiko logs failures it also raises; without a handler Python would print them on stderr
-# through its last-resort handler, in the middle of harden's own output.
-logging.getLogger("paramiko").addHandler(logging.NullHandler())
+# names of harden.ssh.paramiko_session that callers import from here (loaded on first use)
+_PARAMIKO_NAMES = {"ParamikoSession", "negotiation_message", "_Stream"}
 
-_POLL = 0.05                      # seconds between polls while stdin is still being sent
-_CHUNK = 32768
+
+def __getattr__(name: str):
+    """`from harden.ssh.transport import ParamikoSession` still works, importing paramiko
+    only then."""
+    if name in _PARAMIKO_NAMES:
+        from harden.ssh import paramiko_session
+        return getattr(paramiko_session, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> Session:
@@ -51,16 +49,8 @@ def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> Session:
     """
     if spec.transport == "openssh":
         return openssh.connect_openssh(spec, jumps.masters() if jumps is not None else None)
-    if jumps is None or not spec.jumps or spec.proxy_command:
-        return ParamikoSession(spec, with_retries(spec, lambda: _open_chain(spec)))
-    name = _known_hosts_name(spec.target)
-    known = known_keys(spec.host, name, spec.known_hosts_files)
-
-    def through_pool() -> list[paramiko.Transport]:
-        sock = _forward(spec, spec.jumps[-1], jumps.transport(spec, spec.jumps), spec.target)
-        return [_handshake(spec, spec.target, sock, name, known)]
-
-    return ParamikoSession(spec, with_retries(spec, through_pool))
+    from harden.ssh import paramiko_session
+    return paramiko_session.connect_paramiko(spec, jumps)
 
 
 class JumpPool:
@@ -84,7 +74,8 @@ class JumpPool:
             return self._masters
 
     def transport(self, spec: ConnectionSpec, chain: tuple[Endpoint, ...]) -> paramiko.Transport:
-        """The logged-in transport to the last hop of `chain` (opened on first use)."""
+        """The logged-in paramiko transport to the last hop of `chain` (opened on first use)."""
+        from harden.ssh import paramiko_session
         key = (chain, spec.known_hosts_files, spec.host_key_policy, spec.record_known_hosts_file)
         with self._lock:
             slot = self._slots.setdefault(key, _PoolSlot())
@@ -93,7 +84,8 @@ class JumpPool:
                 raise type(slot.error)(spec.host, slot.error.message, slot.error.setting)
             if slot.transport is None or not slot.transport.is_active():
                 try:
-                    slot.transport = with_retries(spec, lambda: self._open(spec, chain))
+                    slot.transport = with_retries(spec, lambda: paramiko_session.open_hop(
+                        spec, chain, lambda hops: self.transport(spec, hops)))
                 except HostError as exc:
                     slot.error = exc
                     raise
@@ -109,412 +101,9 @@ class JumpPool:
             if slot.transport is not None:
                 slot.transport.close()
 
-    def _open(self, spec: ConnectionSpec, chain: tuple[Endpoint, ...]) -> paramiko.Transport:
-        hop = chain[-1]
-        name = _known_hosts_name(hop)
-        known = known_keys(spec.host, name, spec.known_hosts_files)
-        if len(chain) == 1:
-            sock = _first_socket(spec, hop)
-        else:
-            sock = _forward(spec, chain[-2], self.transport(spec, chain[:-1]), hop)
-        return _handshake(spec, hop, sock, name, known)
-
 
 @dataclass
 class _PoolSlot:
     lock: threading.Lock = field(default_factory=threading.Lock)
     transport: paramiko.Transport | None = None
     error: HostError | None = None
-
-
-def _open_chain(spec: ConnectionSpec) -> list[paramiko.Transport]:
-    """Log in to each jump host in turn, then the target, through direct-tcpip channels."""
-    hops = [*spec.jumps, spec.target]
-    names = [_known_hosts_name(hop) for hop in hops]
-    known = [known_keys(spec.host, name, spec.known_hosts_files) for name in names]
-    transports: list[paramiko.Transport] = []
-    try:
-        sock = _first_socket(spec, hops[0])
-        for index, hop in enumerate(hops):
-            transport = _handshake(spec, hop, sock, names[index], known[index])
-            transports.append(transport)
-            if index + 1 < len(hops):
-                sock = _forward(spec, hop, transport, hops[index + 1])
-        return transports
-    except BaseException:
-        for transport in reversed(transports):
-            transport.close()
-        raise
-
-
-def _first_socket(spec: ConnectionSpec, hop: Endpoint):
-    if spec.proxy_command:
-        try:
-            return paramiko.ProxyCommand(spec.proxy_command)
-        except paramiko.SSHException as exc:
-            raise Unreachable(spec.host, f"ProxyCommand failed: {exc}", "ProxyCommand") from None
-    try:
-        return socket.create_connection((hop.address, hop.port), timeout=spec.connect_timeout)
-    except (socket.timeout, TimeoutError):
-        raise NetworkError(f"connection to {hop.address}:{hop.port} timed out after "
-                            f"{spec.connect_timeout:g}s") from None
-    except ConnectionRefusedError:
-        raise NetworkError(f"connection to {hop.address}:{hop.port} refused") from None
-    except socket.gaierror as exc:
-        raise Unreachable(spec.host, f"cannot resolve {hop.address}: {exc.strerror}",
-                          "ansible_host") from None
-    except OSError as exc:
-        raise NetworkError(f"cannot connect to {hop.address}:{hop.port}: "
-                            f"{exc.strerror or exc}") from None
-
-
-def _forward(spec: ConnectionSpec, via: Endpoint, transport: paramiko.Transport,
-             hop: Endpoint) -> paramiko.Channel:
-    try:
-        return transport.open_channel("direct-tcpip", (hop.address, hop.port), ("127.0.0.1", 0),
-                                      timeout=spec.connect_timeout)
-    except paramiko.ChannelException as exc:
-        reason = f"jump host {via.label} could not reach {hop.address}:{hop.port}: {exc.text}"
-        if exc.code == 1:   # administratively prohibited: retrying cannot help
-            raise Unreachable(spec.host, reason, "ProxyJump") from None
-        raise NetworkError(reason) from None
-    except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise NetworkError(f"jump host {via.label} dropped the connection: {exc}") from None
-
-
-def _known_hosts_name(hop: Endpoint) -> str:
-    if hop.host_key_alias:
-        return hop.host_key_alias
-    return lookup_name(hop.address, hop.port)
-
-
-class _Transport(paramiko.Transport):
-    """paramiko's Transport, remembering what the server offered when negotiation fails (to
-    say so: paramiko's own error names only the category)."""
-
-    server_offer: dict | None = None
-
-    def _parse_kex_init(self, m):
-        start = m.packet.tell()
-        try:
-            return super()._parse_kex_init(m)
-        except paramiko.IncompatiblePeer:
-            try:
-                m.packet.seek(start)
-                self.server_offer = self._really_parse_kex_init(m)
-            except Exception:   # noqa: BLE001 - a better message is a nicety, never a failure
-                self.server_offer = None
-            raise
-
-
-def negotiation_message(hop: Endpoint, exc: Exception, transport: paramiko.Transport) -> str:
-    """What the server offers, what paramiko supports, and the way out."""
-    ours = transport.get_security_options()
-    offer = getattr(transport, "server_offer", None) or {}
-
-    def listed(names) -> str:
-        names = [n for n in names if not n.startswith(("ext-info-", "kex-strict-"))]
-        return ",".join(names) if names else "?"
-
-    parts = [f"{hop.label}: no common SSH algorithms ({exc})"]
-    if offer:
-        parts.append(f"The server offers kex {listed(offer['kex_algo_list'])}; ciphers "
-                     f"{listed(offer['client_encrypt_algo_list'])}; MACs "
-                     f"{listed(offer['client_mac_algo_list'])}; host keys "
-                     f"{listed(offer['server_key_algo_list'])}")
-    parts.append(f"paramiko {paramiko.__version__} supports kex {listed(ours.kex)}; ciphers "
-                 f"{listed(ours.ciphers)}; MACs {listed(ours.digests)}; host keys "
-                 f"{listed(ours.key_types)}")
-    parts.append("Use the OpenSSH transport for this host (harden_transport=openssh in the "
-                 "inventory, or --transport openssh), which negotiates what ssh does")
-    return ". ".join(parts)
-
-
-def _handshake(spec: ConnectionSpec, hop: Endpoint, sock, name: str,
-               known: list[KnownKey]) -> paramiko.Transport:
-    """Key exchange, host key check, then authentication, on one hop."""
-    transport = _Transport(sock)
-    try:
-        _configure(spec, transport, preferred_key_types(known))
-        _start(spec, hop, transport)
-        verify_host_key(spec.host, name, transport.get_remote_server_key(), known,
-                        spec.host_key_policy, spec.record_known_hosts_file)
-        _authenticate(spec.host, hop, transport)
-        return transport
-    except BaseException:
-        transport.close()
-        raise
-
-
-def _configure(spec: ConnectionSpec, transport: paramiko.Transport, known_types: list[str]):
-    options = transport.get_security_options()
-    supported = [t for t in known_types if t in options.key_types]
-    options.key_types = supported + [t for t in options.key_types if t not in supported]
-    # A little longer than start_client's own timeout, so a silent server is reported as
-    # "timed out" by _start rather than as paramiko's vaguer banner error.
-    transport.banner_timeout = spec.connect_timeout + 1
-    transport.handshake_timeout = spec.connect_timeout
-    transport.auth_timeout = spec.connect_timeout
-    if spec.compress:
-        transport.use_compression(True)
-
-
-def _start(spec: ConnectionSpec, hop: Endpoint, transport: paramiko.Transport) -> None:
-    try:
-        transport.start_client(timeout=spec.connect_timeout)
-    except paramiko.IncompatiblePeer as exc:
-        raise Unreachable(spec.host, negotiation_message(hop, exc, transport),
-                          "harden_transport") from None
-    except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise NetworkError(f"SSH handshake with {hop.label} failed: "
-                            f"{exc or type(exc).__name__}") from None
-    if not transport.completion_event.is_set():   # start_client returns quietly on timeout
-        raise NetworkError(f"SSH handshake with {hop.label} timed out after "
-                            f"{spec.connect_timeout:g}s")
-    if spec.keepalive:
-        transport.set_keepalive(spec.keepalive)
-
-
-def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> None:
-    """Keys (explicit, agent, defaults) then password, the order ssh uses."""
-    tried: list[str] = []
-    allowed = ["publickey", "password", "keyboard-interactive"]
-    for label, key in _candidate_keys(hop, tried):
-        try:
-            transport.auth_publickey(hop.user, key)
-            return
-        except paramiko.BadAuthenticationType as exc:
-            allowed = list(exc.allowed_types)
-            break
-        except paramiko.AuthenticationException:
-            tried.append(label)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise AuthenticationFailed(host, f"{hop.label} closed the connection during "
-                                             f"authentication: {exc}") from None
-    if hop.password is not None and hop.password_auth and transport.is_active():
-        if _password_auth(hop, transport, allowed):
-            return
-        tried.append("password")
-    what = ", ".join(tried) if tried else "nothing: no key file, agent key or password"
-    hint = ""
-    if any(label.startswith("certificate ") for label in tried):
-        hint = ("; sshd accepts a certificate only when it trusts the signing CA "
-                "(TrustedUserCAKeys), the user is among its principals and it is in its "
-                "validity period")
-    raise AuthenticationFailed(host, f"{hop.label} refused authentication (tried {what}){hint}",
-                               "ansible_user")
-
-
-def _password_auth(hop: Endpoint, transport: paramiko.Transport, allowed: list[str]) -> bool:
-    password = hop.password.reveal()
-    try:
-        if "password" in allowed:
-            transport.auth_password(hop.user, password)
-        elif "keyboard-interactive" in allowed:
-            transport.auth_interactive(hop.user, lambda _t, _i, prompts: [password] * len(prompts))
-        else:
-            return False
-        return True
-    except paramiko.BadAuthenticationType as exc:
-        if "keyboard-interactive" in exc.allowed_types:
-            return _password_auth(hop, transport, ["keyboard-interactive"])
-        return False
-    except paramiko.AuthenticationException:
-        return False
-
-
-def _candidate_keys(hop: Endpoint, notes: list[str]):
-    """(label, key) pairs, loaded lazily so an unused default key is never even read.
-
-    A key with a certificate (`<key>-cert.pub` beside it, or a CertificateFile carrying its
-    public key) is offered with each certificate first and then plain, as ssh does.
-    """
-    for path in hop.key_files:
-        key = _load_key(path, notes)
-        if key is not None:
-            yield from _with_certificates(hop, path, key)
-    if hop.identities_only:
-        return
-    agent = paramiko.Agent()
-    try:
-        for key in agent.get_keys():
-            yield f"agent key {key.get_fingerprint().hex()[:16]}", key
-    finally:
-        agent.close()
-    for raw in DEFAULT_IDENTITIES:
-        path = _expand(raw)
-        if path not in hop.key_files:
-            key = _load_key(path, notes, quiet_missing=True)
-            if key is not None:
-                yield from _with_certificates(hop, path, key)
-
-
-def _with_certificates(hop: Endpoint, path: str, key: paramiko.PKey):
-    beside = key.public_blob      # paramiko attaches <key>-cert.pub when it exists
-    found = []
-    if beside is not None:
-        cert = certs.parse(path + "-cert.pub", beside, key)
-        if cert is not None:
-            found.append(cert)
-    for cert_path in hop.cert_files:
-        cert = certs.read_for_key(cert_path, key)
-        if cert is not None and cert.path not in {c.path for c in found}:
-            found.append(cert)
-    for cert in found:
-        key.public_blob = cert.blob
-        yield cert.describe(hop.user), key
-    key.public_blob = None
-    yield f"key {path}", key
-
-
-def _load_key(path: str, notes: list[str], quiet_missing: bool = False):
-    try:
-        return paramiko.PKey.from_path(path)
-    except FileNotFoundError:
-        if not quiet_missing:
-            notes.append(f"key {path} (missing)")
-    except paramiko.PasswordRequiredException:
-        notes.append(f"key {path} (passphrase-protected: load it into ssh-agent)")
-    except (paramiko.SSHException, OSError, ValueError) as exc:
-        notes.append(f"key {path} (unreadable: {exc})")
-    return None
-
-
-def _expand(path: str) -> str:
-    return os.path.abspath(os.path.expanduser(path))
-
-
-class ParamikoSession(HostSession):
-    """The paramiko implementation of harden.ssh.session.Session: the one SSH session of one
-    host, exec channels and direct-tcpip tunnels over one paramiko Transport."""
-
-    def __init__(self, spec: ConnectionSpec, transports: list[paramiko.Transport]):
-        super().__init__(spec)
-        self._transports = transports
-
-    @property
-    def transport(self) -> paramiko.Transport:
-        return self._transports[-1]
-
-    def open_tcp(self, host: str, port: int, timeout: float | None = None) -> paramiko.Channel:
-        """A TCP connection made *by the node* to host:port (health checks from its viewpoint)."""
-        try:
-            return self.transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0),
-                                               timeout=timeout or self.spec.connect_timeout)
-        except paramiko.ChannelException as exc:
-            raise HostError(self.host, f"the node could not connect to {host}:{port}: "
-                                       f"{exc.text}", "direct-tcpip") from None
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise Unreachable(self.host, f"connection lost: {exc}") from None
-
-    def close(self) -> None:
-        for transport in reversed(self._transports):
-            transport.close()
-
-    def _open_stream(self, command: str, deadline: float | None,
-                     timeout: float | None) -> _Stream:
-        try:
-            channel = self.transport.open_session(timeout=self.spec.connect_timeout)
-            channel.exec_command(command)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise Unreachable(self.host, f"connection lost: {exc or type(exc).__name__}") from None
-        return _Stream(self.host, channel, deadline, timeout)
-
-
-class _Stream:
-    """Reads stdout and stderr of one exec channel together, feeding stdin without deadlock."""
-
-    def __init__(self, host: str, channel: paramiko.Channel, deadline: float | None,
-                 timeout: float | None):
-        self.host, self.channel = host, channel
-        self.deadline, self.timeout = deadline, timeout
-        self.stdout, self.stderr = bytearray(), bytearray()
-        self.max_output = MAX_OUTPUT_BYTES
-        self._pending = b""
-        self._stdin_closed = False
-
-    def send(self, data: bytes) -> None:
-        try:
-            self.channel.sendall(data)
-        except paramiko.SSHException as exc:
-            raise OSError(str(exc)) from None
-
-    def close(self) -> None:
-        self.channel.close()
-
-    @property
-    def ended(self) -> bool:
-        ch = self.channel
-        return (ch.eof_received or ch.closed) and not ch.recv_ready() and not \
-            ch.recv_stderr_ready()
-
-    def exit_status(self) -> int:
-        """The command's exit status; Unreachable when the connection died under it.
-
-        paramiko reports a channel closed without an exit status as -1, which would read as a
-        command that ran and failed; a lost connection says nothing about the command's
-        outcome. A command killed by a signal also has no exit status, but its channel got
-        an orderly EOF on a live connection, so it keeps -1.
-        """
-        channel = self.channel
-        channel.status_event.wait(self._remaining(5.0))
-        if not channel.status_event.is_set():
-            return -1
-        if channel.exit_status == -1 and self._connection_lost():
-            raise Unreachable(self.host, "connection lost while the command ran")
-        return channel.exit_status
-
-    def _connection_lost(self) -> bool:
-        transport = self.channel.get_transport()
-        return not self.channel.eof_received or transport is None or not transport.is_active()
-
-    def finish(self, stdin: bytes) -> CommandResult:
-        """Send stdin, close it, read until the command ends; timeouts close the channel."""
-        self._pending = stdin
-        try:
-            while not self.ended:
-                self._feed_stdin()
-                self.pump(None)
-            return CommandResult(self.exit_status(), bytes(self.stdout), bytes(self.stderr))
-        finally:
-            self.channel.close()
-
-    def pump(self, until: float | None) -> None:
-        """Wait (at most until `until`) for output and take what is there.
-
-        Raises CommandTimeout, after closing the channel, once the command's deadline passed.
-        """
-        now = time.monotonic()
-        if self.deadline is not None and now > self.deadline:
-            self.channel.close()
-            raise CommandTimeout(self.host, f"command did not finish within {self.timeout:g}s "
-                                            "(it was not re-run)")
-        wait = _POLL if self._pending else 0.5
-        for limit in (until, self.deadline):
-            if limit is not None:
-                wait = max(0.0, min(wait, limit - now))
-        select.select([self.channel], [], [], wait)
-        while self.channel.recv_ready():
-            self.stdout += self.channel.recv(_CHUNK)
-            self._bounded()
-        while self.channel.recv_stderr_ready():
-            self.stderr += self.channel.recv_stderr(_CHUNK)
-            self._bounded()
-
-    def _bounded(self) -> None:
-        bounded_output(self.host, self.stdout, self.stderr, self.max_output, self.channel.close)
-
-    def _feed_stdin(self) -> None:
-        if self._stdin_closed:
-            return
-        if self._pending and self.channel.send_ready():
-            sent = self.channel.send(self._pending[:_CHUNK])
-            self._pending = self._pending[sent:]
-        if not self._pending:
-            self.channel.shutdown_write()
-            self._stdin_closed = True
-
-    def _remaining(self, default: float) -> float:
-        if self.deadline is None:
-            return default
-        return max(0.0, self.deadline - time.monotonic())
