@@ -70,6 +70,10 @@ CAN_I_QUERIES = ("get secrets", "list secrets", "watch secrets", "create pods")
 
 _SCRIPT = r"""
 LC_ALL=C; export LC_ALL
+# the Go clients run here (kubectl, etcdctl, crictl) wait on the network: with one P instead
+# of one per core they spend about a fifth less CPU (idle Ps spinning, GC across cores) on a
+# node whose cores its own components need
+GOMAXPROCS=1; export GOMAXPROCS
 umask 077
 echo "HARDEN-PROBE|__VERSION__|$R"
 __CENSUS__
@@ -151,6 +155,28 @@ read_file() { [ -n "$1" ] || return 0
   elif [ -e "$R$1" ] && [ ! -d "$R$1" ]; then st "$R$1"
     echo "E|type|$(stat -L -c %F "$R$1" 2>/dev/null)|$R$1"
   else stat_path "$1"; fi; }
+# read several files as read_file does, with one stat for all the plain regular ones (not
+# symlinks; a path with a newline or `|` goes through read_file, whose records it keeps apart)
+read_files() { b_=$nl
+  for f_ do
+    [ -n "$f_" ] || continue
+    case $READ$b_ in *"$nl$f_$nl"*) continue;; esac
+    case $f_ in *"$nl"*|*'|'*) read_file "$f_"; continue;; esac
+    if [ -f "$R$f_" ] && [ ! -L "$R$f_" ]; then b_="$b_$f_$nl"; else read_file "$f_"; fi
+  done
+  set -f; o_=$IFS; IFS=$nl; set -- $b_; IFS=$o_; set +f
+  [ $# -gt 0 ] || return 0
+  for f_ do shift; set -- "$@" "$R$f_"; done
+  while IFS= read -r s_; do
+    [ -n "$s_" ] || continue
+    p_=${s_#*|*|*|*|*|*|*|*|*|}; sz=${p_##*|}; p_=${p_%|*}; printf '%s\n' "${s_%|*}"
+    if [ "${sz:-0}" -gt __MAX__ ]; then echo "E|size|$sz|$p_"
+    else printf 'F|'; head -c __MAX1__ < "$p_" | b64; printf '|%s\n' "$p_"
+      READ="$READ${p_#"$R"}$nl"; fi
+  done <<EOF_RF
+$(stat -c "$FMT|%s" "$@" 2>/dev/null)
+EOF_RF
+}
 # concatenate the regular files among the arguments (never a FIFO: cat would wait forever)
 catf() { for f_ do shift; [ -f "$f_" ] && set -- "$@" "$f_"; done
   [ $# -eq 0 ] || head -q -c __MAX1__ -- "$@"; :; }
@@ -160,9 +186,16 @@ argval() { tr '\000' '\n' < "$R/proc/$1/cmdline" 2>/dev/null | awk -v f="$2" '
   $0 == f { take = 1; next }
   index($0, f "=") == 1 { v = substr($0, length(f) + 2) }
   END { if (v != "") print v }'; }
-# value of a flag in a static-pod manifest's command/args list (kubeadm's "- --f=v" form)
-mfval() { [ -f "$R$1" ] || return 0
-  sed -n "s/^[[:space:]]*-[[:space:]]*[\"']\{0,1\}$2=\([^\"']*\)[\"']\{0,1\}[[:space:]]*\$/\1/p" "$R$1" | tail -n 1; }
+# value of a flag in a static-pod manifest's command/args list (kubeadm's "- --f=v" form), the
+# last occurrence; several flags with one sed: `mfvals FILE --a --b` sets M1 (of --a), M2 (of --b)
+mfvals() { m_=$1; shift; i_=0
+  for fl_ do shift; i_=$((i_ + 1)); eval "M$i_=''"
+    set -- "$@" -e "s/^[[:space:]]*-[[:space:]]*[\"']\{0,1\}$fl_=\([^\"']*\)[\"']\{0,1\}[[:space:]]*\$/$i_|\1/p"; done
+  [ -f "$R$m_" ] || return 0
+  while IFS= read -r l_; do [ -n "$l_" ] && eval "M${l_%%|*}=\${l_#*|}"; done <<EOF_MF
+$(sed -n "$@" "$R$m_")
+EOF_MF
+}
 # the host path behind a container path, from a static-pod manifest's hostPath volumes and the
 # volumeMounts (with subPath) naming them; the longest covering mountPath wins; prints nothing when
 # no hostPath volume covers the path. Block-style YAML, as kubeadm and kubectl write it.
@@ -233,7 +266,8 @@ pids_of() { for e in $PIDS; do [ "${e%%:*}" = "$1" ] && echo "${e#*:}"; done; }
 MDIR=/etc/kubernetes/manifests
 stat_path $MDIR
 if [ -d "$R$MDIR" ]; then
-  for f in "$R$MDIR"/* ; do [ -f "$f" ] && read_file "${f#"$R"}"; done
+  set --; for f in "$R$MDIR"/* ; do [ -f "$f" ] && set -- "$@" "${f#"$R"}"; done
+  read_files "$@"
 fi
 K8S=/etc/kubernetes
 stat_paths $K8S/admin.conf $K8S/super-admin.conf $K8S/scheduler.conf $K8S/controller-manager.conf \
@@ -241,14 +275,18 @@ stat_paths $K8S/admin.conf $K8S/super-admin.conf $K8S/scheduler.conf $K8S/contro
 stat_tree /etc/kubernetes/pki
 
 # etcd: data dir (running and configured), and only the ETCD_* variables the checks read
-stat_paths /var/lib/etcd "$(mfval $MDIR/etcd.yaml --data-dir)"
+mfvals $MDIR/etcd.yaml --data-dir; stat_paths /var/lib/etcd "$M1"
 for EPID in $(pids_of etcd); do
   stat_path "$(argval "$EPID" --data-dir)"
   [ -r "$R/proc/$EPID/environ" ] || continue
-  printf 'V|%s|' "$EPID"
-  tr '\000' '\n' < "$R/proc/$EPID/environ" | grep -E '^ETCD_(CERT_FILE|KEY_FILE|CLIENT_CERT_AUTH|AUTO_TLS|PEER_CERT_FILE|PEER_KEY_FILE|PEER_CLIENT_CERT_AUTH|PEER_AUTO_TLS|TRUSTED_CA_FILE|DATA_DIR)=' | b64
-  echo
-  stat_path "$(tr '\000' '\n' < "$R/proc/$EPID/environ" | sed -n 's/^ETCD_DATA_DIR=//p' | tail -n 1)"
+  # the variables read once; ETCD_DATA_DIR (the last one) picked from them in the shell
+  ev=$(tr '\000' '\n' < "$R/proc/$EPID/environ" | grep -E '^ETCD_(CERT_FILE|KEY_FILE|CLIENT_CERT_AUTH|AUTO_TLS|PEER_CERT_FILE|PEER_KEY_FILE|PEER_CLIENT_CERT_AUTH|PEER_AUTO_TLS|TRUSTED_CA_FILE|DATA_DIR)=')
+  printf 'V|%s|' "$EPID"; [ -z "$ev" ] || printf '%s\n' "$ev" | b64; echo
+  dd_=''; while IFS= read -r l_; do case $l_ in ETCD_DATA_DIR=*) dd_=${l_#ETCD_DATA_DIR=};; esac
+  done <<EOF_EV
+$ev
+EOF_EV
+  stat_path "$dd_"
 done
 
 # kube-apiserver: audit policy and authorization config content, encryption config stat + provider names
@@ -267,11 +305,12 @@ for APID in $(pids_of kube-apiserver); do
   case $v3 in /*) enc_names "/proc/$APID/root$v3";; esac
 done
 AMF=$MDIR/kube-apiserver.yaml
-for flag in --audit-policy-file --authorization-config --encryption-provider-config; do
-  v=$(mfval $AMF $flag); [ -n "$v" ] || continue
+mfvals $AMF --audit-policy-file --authorization-config --encryption-provider-config
+for flag in 1 2 3; do
+  eval "v=\$M$flag"; [ -n "$v" ] || continue
   h=$(host_path $AMF "$v")
   [ -n "$h" ] && printf 'H|kube-apiserver|%s|%s\n' "$(printf '%s' "$v" | b64)" "$h"
-  if [ "$flag" = --encryption-provider-config ]; then enc_names "${h:-$v}"; else read_file "${h:-$v}"; fi
+  if [ "$flag" = 3 ]; then enc_names "${h:-$v}"; else read_file "${h:-$v}"; fi
 done
 
 # kube-scheduler: the KubeSchedulerConfiguration its --config names (with --config the scheduler
@@ -281,20 +320,18 @@ for SPID in $(pids_of kube-scheduler); do
   v=$(argval "$SPID" --config); case $v in /*) read_file "/proc/$SPID/root$v";; esac
 done
 SMF=$MDIR/kube-scheduler.yaml
-v=$(mfval $SMF --config)
+mfvals $SMF --config; v=$M1
 if [ -n "$v" ]; then h=$(host_path $SMF "$v")
   [ -n "$h" ] && printf 'H|kube-scheduler|%s|%s\n' "$(printf '%s' "$v" | b64)" "$h"
   read_file "${h:-$v}"; fi
 
 # kubelet: unit files and drop-ins of both locations, env files, config files, kubeconfig, CA
-for f in /lib/systemd/system/kubelet.service /usr/lib/systemd/system/kubelet.service /etc/systemd/system/kubelet.service; do
-  read_file "$f"; done
+set -- /lib/systemd/system/kubelet.service /usr/lib/systemd/system/kubelet.service /etc/systemd/system/kubelet.service
 for d in /usr/lib/systemd/system/kubelet.service.d /lib/systemd/system/kubelet.service.d /etc/systemd/system/kubelet.service.d; do
-  if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && read_file "${f#"$R"}"; done
+  if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && set -- "$@" "${f#"$R"}"; done
   else echo "M|$R$d"; fi
 done
-for f in /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet /var/lib/kubelet/config.yaml; do
-  read_file "$f"; done
+read_files "$@" /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet /var/lib/kubelet/config.yaml
 # --config and --config-dir values of the unit files and env files (sed: h/g, so each is
 # taken from the unchanged line)
 CFGS=''; CDIRS=''

@@ -1,0 +1,52 @@
+"""The probe's batched helpers (one process for many paths or flags) report exactly what the
+one-at-a-time helpers they replace report, on a fake node tree."""
+
+import os
+import subprocess
+
+from harden.cis.probe import build_probe_script
+from harden.node.limits import MAX_FILE_BYTES
+
+
+def _functions(root) -> str:
+    """The probe's prelude and helper functions (up to the process listing), rooted at `root`."""
+    full = build_probe_script(str(root))
+    return full[:full.index("# boot time from /proc/stat")]
+
+
+def _run(root, body: str) -> list[str]:
+    out = subprocess.run(["sh", "-c", _functions(root) + body], capture_output=True, text=True,
+                         check=True).stdout
+    return sorted(line for line in out.splitlines() if not line.startswith("HARDEN-PROBE|"))
+
+
+def test_read_files_gives_the_records_read_file_gives_one_by_one(tmp_path):
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "a.yaml").write_text("kind: A\n")
+    (etc / "with space.conf").write_text("x=1\n")
+    (etc / "pipe|name").write_text("p: 1\n")
+    (etc / "big").write_bytes(b"x" * (MAX_FILE_BYTES + 1))
+    os.symlink("a.yaml", etc / "link.yaml")
+    os.mkfifo(etc / "fifo")
+    paths = ["/etc/a.yaml", "/etc/with space.conf", "/etc/pipe|name", "/etc/big",
+             "/etc/link.yaml", "/etc/fifo", "/etc/missing", "", "/etc/a.yaml"]
+    quoted = " ".join(f"'{p}'" for p in paths)
+    batched = _run(tmp_path, f"read_files {quoted}\n")
+    alone = _run(tmp_path, f"for p in {quoted}; do read_file \"$p\"; done\n")
+    assert batched == alone
+    assert any(line.startswith("F|") and line.endswith("/etc/with space.conf") for line in batched)
+    assert any(line.startswith("E|size|") for line in batched)
+
+
+def test_mfvals_reads_each_flag_as_the_single_flag_sed_did(tmp_path):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("    - --config=/a\n"
+                        "    - \"--config=/b\"\n"
+                        "    - --config-dir=/d\n"
+                        "    -   '--audit-policy-file=/p'   \n"
+                        "    - --authorization-config=/x --v=2\n")
+    script = ("mfvals /m.yaml --config --config-dir --audit-policy-file --authorization-config "
+              "--absent\nprintf 'V|%s|%s|%s|%s|%s\\n' \"$M1\" \"$M2\" \"$M3\" \"$M4\" \"$M5\"\n"
+              "mfvals /nothing.yaml --config\nprintf 'N|%s\\n' \"$M1\"\n")
+    assert _run(tmp_path, script) == ["N|", "V|/b|/d|/p|/x --v=2|"]
