@@ -132,13 +132,19 @@ stat_tree() { [ -n "$1" ] || return 0
     while IFS= read -r s_; do printf '%s\n' "$s_"; p_=${s_#*|*|*|*|*|*|*|*|*|}
       case $s_ in *"|symbolic link|$p_") link_to "$p_";; esac; done
   else stat_path "$1"; fi; }
-# stat several node paths with one stat (the missing ones recorded as such); a path already
-# stat'ed this way is not again (the kubelet's kubeconfig is also one of /etc/kubernetes/*.conf)
-STATD=$nl
-stat_paths() { for p_ do shift; [ -n "$p_" ] || continue
+# stat node paths (the missing ones recorded as such at once); a path already stat'ed this way
+# is not again (the kubelet's kubeconfig is also one of /etc/kubernetes/*.conf). The others wait
+# in SQ for flush_stats, which stats them all with one stat at the end (a path with a newline,
+# which SQ cannot hold, is stat'ed at once)
+STATD=$nl; SQ=''
+stat_paths() { for p_ do [ -n "$p_" ] || continue
     case $STATD in *"$nl$p_$nl"*) continue;; esac; STATD="$STATD$p_$nl"
-    if [ -e "$R$p_" ] || [ -L "$R$p_" ]; then set -- "$@" "$R$p_"; else echo "M|$R$p_"; fi
-  done; [ $# -eq 0 ] || st "$@"; }
+    if [ -e "$R$p_" ] || [ -L "$R$p_" ]; then
+      case $p_ in *"$nl"*) st "$R$p_";; *) SQ="$SQ$R$p_$nl";; esac
+    else echo "M|$R$p_"; fi
+  done; }
+flush_stats() { set -f; o_=$IFS; IFS=$nl; set -- $SQ; IFS=$o_; set +f; SQ=''
+  [ $# -eq 0 ] || st "$@"; }
 # stat and read a file that holds no secrets
 # (sized first: one above __MAX__ bytes never leaves the node; a FIFO or device is named, never
 # read, since reading it could block or never end)
@@ -358,7 +364,9 @@ done
 SEEN=$nl
 for c in $CFGS /var/lib/kubelet/config.yaml; do
   case $SEEN in *"$nl$c$nl"*) continue;; esac; SEEN="$SEEN$c$nl"
-  [ -f "$R$c" ] && stat_path "$(sed -n 's/^[[:space:]]*clientCAFile:[[:space:]]*["'\'']\{0,1\}\([^"'\'' ]*\).*/\1/p' "$R$c" | tail -n 1)"
+  [ -f "$R$c" ] || continue
+  v_=$(sed -n 's/^[[:space:]]*clientCAFile:[[:space:]]*["'\'']\{0,1\}\([^"'\'' ]*\).*/\1/p' "$R$c")
+  stat_path "${v_##*"$nl"}"
 done
 stat_path /etc/kubernetes/pki/ca.crt
 # kernel tunables as the next boot sets them: every sysctl file a boot reads (a masking symlink
@@ -394,7 +402,8 @@ for PPID_ in $(pids_of kube-proxy); do
   PROOT=/proc/$PPID_/root; k=''
   argvals "$PPID_" --config --kubeconfig; v=$A1; kv=$A2
   if [ -n "$v" ]; then read_file "$PROOT$v"
-    [ -f "$R$PROOT$v" ] && k=$(sed -n 's/^[[:space:]]*["'\'']\{0,1\}kubeconfig["'\'']\{0,1\}[[:space:]]*:[[:space:]]*["'\'']\{0,1\}\([^"'\'' ,}]*\).*/\1/p' "$R$PROOT$v" | tail -n 1)
+    [ -f "$R$PROOT$v" ] && k=$(sed -n 's/^[[:space:]]*["'\'']\{0,1\}kubeconfig["'\'']\{0,1\}[[:space:]]*:[[:space:]]*["'\'']\{0,1\}\([^"'\'' ,}]*\).*/\1/p' "$R$PROOT$v")
+    k=${k##*"$nl"}
     case $k in /*) stat_path "$PROOT$k";; esac
   fi
   case $kv in /*) stat_path "$PROOT$kv";; esac
@@ -409,6 +418,7 @@ for APID in $(pids_of kube-apiserver); do
   etcd_census "$APID"; break
 done
 
+flush_stats
 # section 5, started first: its answers collected at the end
 if [ -n "$KT" ]; then
   wait; read -r grc_ < "$KT/get.rc" 2>/dev/null

@@ -30,10 +30,10 @@ def test_read_files_gives_the_records_read_file_gives_one_by_one(tmp_path):
     os.symlink("a.yaml", etc / "link.yaml")
     os.mkfifo(etc / "fifo")
     paths = ["/etc/a.yaml", "/etc/with space.conf", "/etc/pipe|name", "/etc/big",
-             "/etc/link.yaml", "/etc/fifo", "/etc/missing", "", "/etc/a.yaml"]
+             "/etc/link.yaml", "/etc/fifo", "/etc/missing", "", "/etc/a.yaml", "/etc"]
     quoted = " ".join(f"'{p}'" for p in paths)
-    batched = _run(tmp_path, f"read_files {quoted}\n")
-    alone = _run(tmp_path, f"for p in {quoted}; do read_file \"$p\"; done\n")
+    batched = _run(tmp_path, f"read_files {quoted}\nflush_stats\n")
+    alone = _run(tmp_path, f"for p in {quoted}; do read_file \"$p\"; done\nflush_stats\n")
     assert batched == alone
     assert any(line.startswith("F|") and line.endswith("/etc/with space.conf") for line in batched)
     assert any(line.startswith("E|size|") for line in batched)
