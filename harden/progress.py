@@ -12,13 +12,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
 
 MACHINE_FORMATS = ("json", "junit", "sarif", "prometheus")
 MAX_RUNNING_SHOWN = 6
@@ -37,9 +35,14 @@ class HostProgress:
                  enabled: bool | None = None):
         self.title = title
         self.total = total
-        self.console = console or Console(highlight=False)
-        self.enabled = (self.console.is_terminal if enabled is None else enabled) and \
-            self.console.is_terminal
+        # rich is imported only when the display may be drawn: a machine-format run (check
+        # --format json) then skips its import, about 60 ms of CPU before the first host
+        if console is None and enabled is not False:
+            from rich.console import Console
+            console = Console(highlight=False)
+        self.console = console
+        self.enabled = bool(console is not None and console.is_terminal
+                            and (enabled is None or enabled))
         self.done = 0
         self.failed = 0
         self.phase = ""
@@ -58,6 +61,7 @@ class HostProgress:
 
     def start(self) -> None:
         if self.enabled and self._live is None:
+            from rich.live import Live
             self._started = time.monotonic()
             self._live = Live(get_renderable=self._render, console=self.console,
                               transient=True, refresh_per_second=4, redirect_stdout=False,
@@ -118,6 +122,10 @@ class HostProgress:
         return " · ".join(parts)
 
     def _render(self):
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
         with self._lock:
             running = sorted(self.running.items())
             done, total = self.done, self.total
