@@ -1,5 +1,5 @@
 """`harden check` at fleet scale on a 50-node lab: grouped output, runs kept in the journal and
-compared, the metrics export, and progress on a terminal."""
+compared, the metrics export, one exec per host, and progress on a terminal."""
 
 from __future__ import annotations
 
@@ -34,10 +34,24 @@ def check(lab, state_dir, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300, env=env)
 
 
-def test_grouped_text_for_50_alike_nodes_is_under_150_lines(fleet, tmp_path):
-    metrics = tmp_path / "textfile" / "harden.prom"
+@pytest.fixture(scope="module")
+def first_check(fleet, tmp_path_factory):
+    """The first full check of the fleet, as text with a metrics file; its journaled run is
+    also the baseline the compare test starts from (a 50-node check costs, one is enough)."""
+    state = tmp_path_factory.mktemp("fleet-state")
+    metrics = state / "textfile" / "harden.prom"
     metrics.parent.mkdir()
-    done = check(fleet, tmp_path, "--metrics-file", str(metrics))
+    return check(fleet, state, "--metrics-file", str(metrics)), metrics, state
+
+
+def runs_listing(state_dir) -> list[dict]:
+    done = subprocess.run([*HARDEN, "runs", "--json"], capture_output=True, text=True,
+                          env={**os.environ, "HARDEN_STATE_DIR": str(state_dir)})
+    return json.loads(done.stdout)
+
+
+def test_grouped_text_for_50_alike_nodes_is_under_150_lines(fleet, first_check, tmp_path):
+    done, metrics, _ = first_check
     assert done.returncode == 2, done.stderr
     assert "\x1b[" not in done.stdout + done.stderr and "hosts done" not in done.stdout
     _assert_metrics(metrics.read_text(), fleet)
@@ -53,17 +67,15 @@ def test_grouped_text_for_50_alike_nodes_is_under_150_lines(fleet, tmp_path):
     assert "\nw1 ─" in two.stdout and "\nw2 ─" in two.stdout and "Summary" in two.stdout
 
 
-def test_compare_names_exactly_the_broken_hosts_and_check_then_the_fixed_ones(fleet, tmp_path):
-    first = check(fleet, tmp_path, "--format", "json")
-    assert first.returncode == 2, first.stderr
-    baseline = json.loads(first.stdout)["run_id"]
-    runs = subprocess.run([*HARDEN, "runs", "--json"], capture_output=True, text=True,
-                          env={**os.environ, "HARDEN_STATE_DIR": str(tmp_path)})
-    assert [r["id"] for r in json.loads(runs.stdout)][0] == baseline
+def test_compare_names_exactly_the_broken_hosts_and_check_then_the_fixed_ones(fleet,
+                                                                           first_check):
+    done, _, state = first_check
+    assert done.returncode == 2, done.stderr
+    baseline = runs_listing(state)[0]["id"]          # the first check's run
     try:
         for node in BROKEN:
             fleet.ssh(node, f"chmod 644 {KUBECONFIG}")
-        broken = check(fleet, tmp_path, "--format", "json", "--compare", baseline,
+        broken = check(fleet, state, "--format", "json", "--compare", baseline,
                        "--fail-on", "new")
         assert broken.returncode == 2, broken.stderr
         changes = json.loads(broken.stdout)["changes"]
@@ -72,18 +84,36 @@ def test_compare_names_exactly_the_broken_hosts_and_check_then_the_fixed_ones(fl
             [(host, CHECK_ID) for host in BROKEN]
         assert changes["fixed"] == [] and changes["hosts_added"] == changes["hosts_removed"] == []
         broken_id = json.loads(broken.stdout)["run_id"]
+        assert runs_listing(state)[0]["id"] == broken_id    # a json report's run is journaled
     finally:
         for node in BROKEN:
             fleet.ssh(node, f"chmod 600 {KUBECONFIG}")
     # fixed again: shown as fixed; the FAILs left (kubeadm defaults) are not new, so
     # `--fail-on new` passes where `--fail-on any` would exit 2
-    fixed = check(fleet, tmp_path, "--compare", broken_id, "--fail-on", "new")
+    fixed = check(fleet, state, "--compare", broken_id, "--fail-on", "new")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     block = fixed.stdout[fixed.stdout.index("Changes since"):]
     block = block[:block.index("\n\n")]
     assert block.splitlines()[1:] == [f"  FIXED {CHECK_ID:<7} Kubelet kubeconfig has mode 600 or "
                                       "stricter — w[7,31]"]
     assert "\nFAIL   4.1.9 " in fixed.stdout
+
+
+def test_one_exec_per_host_on_50_nodes(fleet, tmp_path):
+    """The floor: one SSH session and one command per host, counted by the nodes' sshd logs."""
+    before = {n: _exec_requests(fleet, n) for n in fleet.nodes}
+    done = check(fleet, tmp_path, "--format", "json")
+    assert done.returncode in (0, 2), done.stderr
+    assert {r["host"] for r in json.loads(done.stdout)["results"]} == set(fleet.nodes)
+    for node in fleet.nodes:
+        assert _exec_requests(fleet, node) - before[node] == 1, node
+
+
+def _exec_requests(lab, node: str) -> int:
+    """sshd at LogLevel DEBUG1 logs every exec channel request of every session."""
+    log = (lab.dir / "nodes" / node / "sshd.log").read_text(errors="replace")
+    return sum(1 for line in log.splitlines()
+               if "session_input_channel_req:" in line and line.endswith(" req exec"))
 
 
 def _assert_metrics(text: str, lab) -> None:

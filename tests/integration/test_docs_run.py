@@ -4,8 +4,11 @@ every playbook of docs/playbooks.md, on a lab.
 The tour runs as one bash script, statement by statement, with the exit code each statement's
 comment announces (`# exit N`, else 0); the only substitutions are the lab's place (/tmp/ ->
 this test's directory, a free loopback /24, a 1+1 lab instead of 3+2 to save time). The
-playbooks run in check mode on a fresh kubeadm lab and again after site.yml was applied for
-real, and must finish with 0 or 2 (1 would be bad input, 4 a failed host)."""
+playbooks run in check mode on the tour's own lab, twice: fresh (the script pauses after its
+`lab up`) and after site.yml was applied for real (it pauses after that apply); each must finish
+with 0 or 2 (1 would be bad input, 4 a failed host). Check mode writes nothing on the nodes and
+the examples keep a journal of their own, so the tour goes on as if they had not run; one lab
+and one site.yml apply serve both claims."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,6 +30,10 @@ pytestmark = pytest.mark.lab
 ROOT = REPO
 EXIT_NOTE = re.compile(r"#\s*exit (\d+)\b")
 STEP = "@@doc-step"
+PAUSE = "@@doc-pause"
+# Where the tour stops for the playbook examples: after the step each predicate picks.
+PAUSES = {"fresh": lambda step: "harden lab up" in step,
+          "hardened": lambda step: "playbooks/site.yml" in step and "--check" not in step}
 
 
 def fenced_blocks(text: str) -> list[tuple[int, str, str]]:
@@ -78,11 +86,17 @@ def expected_exit(statement: str) -> int:
     return int(notes[-1]) if notes else 0
 
 
-def tour_script(tmp: Path, net: str) -> tuple[str, list[str]]:
+def tour_script(tmp: Path, net: str, resume: Path) -> tuple[str, list[str]]:
+    """The tour as one bash script; at each pause it names the pause on stderr and waits for
+    a line on the `resume` FIFO."""
     text = section((ROOT / "README.md").read_text(), "## A five-minute tour")
     steps = [s for _, info, body in fenced_blocks(text) if info in ("sh", "bash", "shell")
              for s in statements(body)]
     assert steps, "the README tour has no shell block"
+    for name, picks in PAUSES.items():
+        assert sum(map(picks, steps)) == 1, \
+            f"the tour no longer has one step to pause after for the {name!r} examples; " \
+            f"teach this test where: {steps}"
     lines = ["set -e"]
     for index, step in enumerate(steps):
         step = step.replace("/tmp/", f"{tmp}/")
@@ -98,32 +112,85 @@ def tour_script(tmp: Path, net: str) -> tuple[str, list[str]]:
             lines += ["set +e", step.rstrip("\n"), "rc=$?", "set -e",
                       f"[ \"$rc\" = {code} ] || {{ echo '{STEP} {index} exit' \"$rc\" "
                       f"'expected {code}' >&2; exit 99; }}"]
+        for name, picks in PAUSES.items():
+            if picks(steps[index]):
+                lines += [f"echo '{PAUSE} {name}' >&2", f"read -r _ < '{resume}'"]
     return "\n".join(lines) + "\n", steps
 
 
-# pytest's default 300 s cut the tour off on a loaded 2-core machine (it took 180-300 s there)
-@pytest.mark.timeout(900)
-def test_the_readme_tour_runs_as_written(lab_factory, tmp_path):
+@dataclass
+class TourRun:
+    """How the tour ended, and the examples' failures at each pause (None: never reached)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    steps: list[str]
+    examples: dict[str, list[str] | None]
+
+
+def run_tour(tmp: Path, net: str) -> TourRun:
+    """The tour, with the playbook examples run at its pauses; its lab is always stopped."""
     from harden.lab import cluster
 
-    assert (ROOT / ".venv" / "bin" / "activate").exists(), "the tour starts in a checkout's .venv"
-    script, steps = tour_script(tmp_path, lab_factory.free_net())
+    resume = tmp / "resume"
+    os.mkfifo(resume)
+    script, steps = tour_script(tmp, net, resume)
+    examples: dict[str, list[str] | None] = {name: None for name in PAUSES}
+    stderr: list[str] = []
     try:
-        result = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True,
-                                text=True, timeout=1500,
-                                env={**os.environ, "COLUMNS": "200"})
+        with open(tmp / "tour-stdout", "w") as out:
+            proc = subprocess.Popen(["bash", "-c", script], cwd=ROOT, stdout=out,
+                                    stderr=subprocess.PIPE, text=True,
+                                    env={**os.environ, "COLUMNS": "200"})
+            try:
+                for line in proc.stderr:
+                    stderr.append(line)
+                    if line.startswith(PAUSE):
+                        name = line.split()[1]
+                        examples[name] = examples_at_pause(tmp, name)
+                        with open(resume, "w") as go:
+                            go.write("go\n")
+                proc.wait(timeout=120)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
     finally:
-        if (tmp_path / "lab" / "lab.json").exists():
-            cluster.down(tmp_path / "lab")
-    started = [int(m) for m in re.findall(rf"{STEP} (\d+) start", result.stderr)]
+        if (tmp / "lab" / "lab.json").exists():
+            cluster.down(tmp / "lab")
+    return TourRun(proc.returncode, (tmp / "tour-stdout").read_text(), "".join(stderr), steps,
+                   examples)
+
+
+def examples_at_pause(tmp: Path, name: str) -> list[str]:
+    from harden.lab import cluster
+
+    if name == "fresh":
+        cluster.wait_ready(tmp / "lab", 30)
+    return run_examples(tmp / "lab" / "inventory.ini", tmp / f"examples-{name}",
+                        tmp / "examples-state")
+
+
+@pytest.fixture(scope="module")
+def tour(lab_factory, tmp_path_factory) -> TourRun:
+    assert (ROOT / ".venv" / "bin" / "activate").exists(), "the tour starts in a checkout's .venv"
+    return run_tour(tmp_path_factory.mktemp("tour"), lab_factory.free_net())
+
+
+# pytest's default 300 s cut the tour off on a loaded 2-core machine (it took 180-300 s there);
+# the first test also runs the tour (with the playbook examples at its pauses)
+@pytest.mark.timeout(1500)
+def test_the_readme_tour_runs_as_written(tour):
+    started = [int(m) for m in re.findall(rf"{STEP} (\d+) start", tour.stderr)]
     last = started[-1] if started else 0
-    assert result.returncode == 0, (
-        f"tour step {last + 1} of {len(steps)} failed (exit {result.returncode}):\n"
-        f"{steps[last]}\n--- stdout (tail)\n{result.stdout[-3000:]}\n"
-        f"--- stderr (tail)\n{result.stderr[-3000:]}")
-    assert started == list(range(len(steps)))
-    assert "nothing rolled back" not in result.stderr
-    assert "rolled_back" in result.stdout           # the rollback step restored something
+    assert tour.returncode == 0, (
+        f"tour step {last + 1} of {len(tour.steps)} failed (exit {tour.returncode}):\n"
+        f"{tour.steps[last]}\n--- stdout (tail)\n{tour.stdout[-3000:]}\n"
+        f"--- stderr (tail)\n{tour.stderr[-3000:]}")
+    assert started == list(range(len(tour.steps)))
+    assert "nothing rolled back" not in tour.stderr
+    assert "rolled_back" in tour.stdout           # the rollback step restored something
 
 
 def doc_playbooks() -> list[tuple[int, str]]:
@@ -143,13 +210,7 @@ def test_playbooks_md_holds_playbook_examples():
     assert len(doc_playbooks()) >= 12
 
 
-@pytest.fixture(scope="module")
-def doc_lab(lab_factory):
-    with lab_factory.running(control_planes=1, workers=1, wait_ready=True) as lab:
-        yield lab
-
-
-def run_examples(lab, work: Path, state: Path) -> list[str]:
+def run_examples(inventory: Path, work: Path, state: Path) -> list[str]:
     """Every example in check mode; the failures, with their output."""
     shutil.copytree(ROOT / "playbooks", work, dirs_exist_ok=True)   # import_playbook targets
     variables = work / "example-vars.yml"
@@ -159,7 +220,7 @@ def run_examples(lab, work: Path, state: Path) -> list[str]:
     for line, body in doc_playbooks():
         path = work / f"playbooks-md-line-{line}.yml"
         path.write_text(body)
-        result = harden(state, "apply", "-i", str(lab.inventory), str(path), "--check",
+        result = harden(state, "apply", "-i", str(inventory), str(path), "--check",
                         "-e", f"@{variables}")
         if result.returncode not in (0, 2):
             failures.append(f"docs/playbooks.md:{line} exit {result.returncode}\n"
@@ -167,12 +228,11 @@ def run_examples(lab, work: Path, state: Path) -> list[str]:
     return failures
 
 
-def test_every_playbook_of_playbooks_md_runs_in_check_mode_before_and_after_site(doc_lab,
-                                                                                tmp_path):
-    fresh = run_examples(doc_lab, tmp_path / "fresh", tmp_path)
-    site = harden(tmp_path, "apply", "-i", str(doc_lab.inventory),
-                  str(ROOT / "playbooks" / "site.yml"), "-e", "harden_wait_interval=0.5")
-    assert site.returncode == 0, site.stdout[-3000:] + site.stderr[-3000:]
-    hardened = run_examples(doc_lab, tmp_path / "hardened", tmp_path)
-    assert not fresh, "on a fresh kubeadm lab:\n" + "\n".join(fresh)
-    assert not hardened, "after site.yml:\n" + "\n".join(hardened)
+@pytest.mark.timeout(1500)
+def test_every_playbook_of_playbooks_md_runs_in_check_mode_before_and_after_site(tour):
+    for name, when in (("fresh", "on a fresh kubeadm lab"), ("hardened", "after site.yml")):
+        failures = tour.examples[name]
+        assert failures is not None, \
+            f"the tour ended (exit {tour.returncode}) before its {name!r} pause: see " \
+            f"test_the_readme_tour_runs_as_written"
+        assert not failures, f"{when}:\n" + "\n".join(failures)
