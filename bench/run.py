@@ -272,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     sections: list[str] = []
     raw: dict = {"stamp": stamp, "args": {k: str(v) for k, v in vars(args).items()}, "sizes": {}}
     started = time.monotonic()
+    differed = []           # apply: sizes where the tools left different node states
     try:
         for nodes in args.nodes:
             result = bench_size(nodes, args, tools, logs)
@@ -281,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             if result.end_states:
                 same = len(set(result.end_states.values())) == 1 and \
                     "differs between runs" not in result.end_states.values()
+                if not same:
+                    differed.append(nodes)
                 sections.append(f"Apply: each run changed {result.changed_paths} paths; every "
                                 f"tool left the same node state: {'yes' if same else 'NO'} "
                                 f"({', '.join(f'{k}: {v[:12]}' for k, v in result.end_states.items())}).\n")
@@ -297,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     write_results(out, header, sections, raw)
     print((out / "results.md").read_text())
     log(f"results in {out}")
+    if differed:    # not the same work: the figures compare nothing
+        log(f"error: the tools left different node states at {differed} nodes")
+        return 2
     return 0
 
 

@@ -131,7 +131,9 @@ def probe_script(run_id: str, backup_root: str = BACKUP_ROOT,
         + _section("current") + CONFIGMAP_SH + "HB_KC_TRIES=0\n" +
         "[ -f \"$HB/index\" ] && cut -f6- \"$HB/index\" | while IFS= read -r p; do\n"
         "  case $p in /configmap:*) hb_cm_record \"$p\" /dev/stdout current; continue;; esac\n"
-        "  if [ -f \"$p\" ] && [ \"${p#/proc/}\" = \"$p\" ]; then\n"
+        "  if [ -L \"$p\" ]; then\n"
+        "    printf 'link\\t-\\t-\\t-\\t%s\\t%s\\n' \"$(readlink -- \"$p\")\" \"$p\"\n"
+        "  elif [ -f \"$p\" ] && [ \"${p#/proc/}\" = \"$p\" ]; then\n"
         "    printf 'file\\t%s\\t%s\\t%s\\n' \"$(stat -L -c '%a\t%u\t%g' -- \"$p\")\" "
         "\"$(sha256sum < \"$p\" | cut -d' ' -f1)\" \"$p\"\n"
         "  elif [ -d \"$p\" ]; then\n"
@@ -225,6 +227,11 @@ hr_dir() {
   if [ -d "$p" ]; then chown "$3:$4" -- "$p"; chmod "$2" -- "$p"; fi
 }
 hr_proc() { cat -- "$HB/files$1" > "$1"; }
+hr_link() {     # a link the run re-pointed: pointed back, atomically
+  [ -L "$1" ] && [ "$(readlink -- "$1")" = "$2" ] && return 0
+  t="$(dirname -- "$1")/.$(basename -- "$1").harden-restore"
+  rm -f -- "$t"; ln -s -- "$2" "$t"; mv -fT -- "$t" "$1"
+}
 """ + CONFIGMAP_SH + CONFIGMAP_RESTORE_SH + r"""hr_remove() {
   if [ -L "$1" ]; then rm -f -- "$1"; return 0; fi     # a link the run made: never its target
   p="$(readlink -m -- "$1")"
@@ -245,6 +252,8 @@ def restore_script(run_id: str, entries: list[BackupEntry],
             lines.append(f"hr_dir {q} {e.mode} {e.uid} {e.gid}")
         elif e.kind == "proc":
             lines.append(f"hr_proc {q}")
+        elif e.kind == "link":
+            lines.append(f"hr_link {q} {shlex.quote(e.sha256)}")
         elif e.kind == "absent":
             lines.append(f"hr_remove {q}")
         elif e.kind == "cm":

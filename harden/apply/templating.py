@@ -53,14 +53,28 @@ def _b64len(value: str) -> int:
 
 
 def _to_yaml(value, indent: int = 2) -> str:
-    return yaml.safe_dump(value, default_flow_style=False, sort_keys=False, indent=indent)
+    return yaml.safe_dump(_plain(value), default_flow_style=False, sort_keys=False,
+                          indent=indent)
+
+
+def _plain(value):
+    """Plain dicts, lists and strings: a play's `vars:` mapping is the loader's dict subclass
+    (it remembers key lines), which yaml.safe_dump refuses to represent."""
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, str) and type(value) is not str:
+        return str(value)
+    return value
 
 
 def _to_nice_yaml(value, indent: int = 4, **options) -> str:
     """Ansible's to_nice_yaml: block style, keys sorted, indent 4 unless given. A role that
     writes a manifest with it and then edits lines must see the same text harden plans on."""
     options.setdefault("sort_keys", True)
-    return yaml.safe_dump(value, default_flow_style=False, indent=indent, allow_unicode=True,
+    return yaml.safe_dump(_plain(value), default_flow_style=False, indent=indent,
+                          allow_unicode=True,
                           **{k: v for k, v in options.items() if k in ("sort_keys", "width")})
 
 
@@ -326,7 +340,30 @@ def _render_text(text: str, variables: dict) -> Any:
     single = _SINGLE_EXPR.match(text)
     if single:
         return _defined(_compiled_expression(single.group("expr"))(**variables))
+    if text.endswith("\n"):
+        ended = _newline_kept(text, text[:-1], variables)
+        if ended is not None:
+            return _literal_container(ended)
     return _literal_container(_compiled_template(text).render(**variables))
+
+
+def _newline_kept(text: str, head: str, variables: dict) -> str | None:
+    """Ansible renders a text without its final newline (Jinja's keep_trailing_newline off)
+    and then adds newlines until the result ends in as many as the text did: so
+    `content: "{{ m | to_nice_yaml }}\n"` is the YAML with one final newline, and
+    `"{{ 'abc' }}\n"` is "abc\n". None when the value is not text (a lone expression
+    of another type keeps the old rendering)."""
+    single = _SINGLE_EXPR.match(head)
+    value = _defined(_compiled_expression(single.group("expr"))(**variables)) if single \
+        else _compiled_template(head).render(**variables)
+    if not isinstance(value, str):
+        return None
+    missing = _trailing_newlines(text) - _trailing_newlines(value)
+    return value + "\n" * max(missing, 0)
+
+
+def _trailing_newlines(text: str) -> int:
+    return len(text) - len(text.rstrip("\n"))
 
 
 def _literal_container(rendered: str) -> Any:

@@ -11,7 +11,9 @@ from harden.node.configmap import CONFIGMAP_SH
 # (harden.node.configmap) is recorded from the API.
 HB_RECORD = CONFIGMAP_SH + r"""hb_record() {
   case $1 in /configmap:*) hb_cm_record "$1" "$2"; return;; esac
-  if [ -f "$1" ] && [ "${1#/proc/}" = "$1" ]; then
+  if [ -L "$1" ]; then      # only a re-pointed link is indexed unresolved: its target here
+    printf 'link\t-\t-\t-\t%s\t%s\n' "$(readlink -- "$1")" "$1" >> "$2"
+  elif [ -f "$1" ] && [ "${1#/proc/}" = "$1" ]; then
     (umask 077; mkdir -p -- "$HB/after$(dirname -- "$1")"); cp -p -- "$1" "$HB/after$1"
     printf 'file\t%s\t%s\t%s\n' "$(stat -L -c '%a	%u	%g' -- "$1")" \
       "$(sha256sum < "$HB/after$1" | cut -d' ' -f1)" "$1" >> "$2"

@@ -81,7 +81,7 @@ def new_run_id() -> str:
 class BackupEntry:
     """One line of a node's backup index: what a path was before the run first touched it."""
 
-    kind: str          # file | dir | absent | proc
+    kind: str          # file | dir | absent | proc | link (sha256 then holds its target)
     mode: str
     uid: str
     gid: str

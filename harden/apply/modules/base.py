@@ -335,6 +335,19 @@ hb_write() {
   sync -- "$t"; mv -f -- "$t" "$hb_w"; hn_tmp=; sync -- "$(dirname -- "$hb_w")"
   hb_after "$hb_w"
 }
+hb_backup_link() {  # a link the run re-points: the link itself, not its target, is recorded
+  hn_where "$HB_ROOT"
+  mkdir -p "$HB" && chmod 0700 "$HB_ROOT" "$HB"
+  [ -f "$HB/index" ] || (umask 077; : >> "$HB/index")
+  if HB_P="$1" awk -F '\t' '$6 == ENVIRON["HB_P"] {f=1} END {exit !f}' "$HB/index"; then
+    return 0
+  fi
+  hb_record "$1" "$HB/index"; sync -- "$HB/index"
+}
+hb_after_link() {
+  [ -f "$HB/after-partial" ] || (umask 077; : >> "$HB/after-partial")
+  hb_record "$1" "$HB/after-partial"; sync -- "$HB/after-partial"
+}
 hb_chmod() { hb_backup "$1"; chmod "$2" -- "$(hb_real "$1")"; hb_after "$1"; }
 hb_chown() { hb_backup "$1"; chown "$2" -- "$(hb_real "$1")"; hb_after "$1"; }
 hb_mkdir() {

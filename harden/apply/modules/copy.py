@@ -4,8 +4,8 @@
 one fact exec): the bytes go through the same backup/atomic write/rollback as any other copy,
 and a missing src fails the task as in Ansible. Only a regular file can be the src.
 
-With `force: false` an existing dest keeps its content (only mode/owner/group are enforced):
-the file is created once and from then on owned by whatever changes it on the node.
+With `force: false` an existing dest is left entirely alone (content, mode, owner, group), as
+Ansible's copy: the file is created once and from then on owned by whatever changes it.
 """
 
 from __future__ import annotations

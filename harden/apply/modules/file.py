@@ -175,34 +175,58 @@ def _touch(path: str, args: dict, facts: Facts) -> list[Change]:
 
 def _link(path: str, args: dict, facts: Facts) -> list[Change]:
     """A symlink to `src`, as Ansible's file state=link: a missing `src` fails unless
-    `force`, an existing file or empty directory is replaced only with `force` (backed up
-    first, so a rollback puts it back in place of the link). Re-pointing an existing link is
-    refused: a rollback could not restore the old link."""
-    src = args["src"]
-    if not src:
-        raise TaskFailed("file: state link needs src")
+    `force`; an existing file or empty directory is replaced only with `force` (backed up
+    first, so a rollback puts it back in place of the link); an existing link to somewhere
+    else is re-pointed, with or without `force`, as Ansible does (the old link is recorded,
+    so a rollback points it back). Without `src`, an existing link keeps its target. Then
+    mode/owner/group apply to what the link points to (`follow: true`, Ansible's default),
+    and not at all when that target does not exist (Ansible warns and sets nothing)."""
     current = facts.link(path)
-    if current == src:
-        return []
-    if current is not None:
-        raise TaskFailed(f"file: {path} already links to {current}; harden does not re-point "
-                         "a symlink (remove it first)")
-    source = link_source(path, src)
+    src = args["src"] or current
+    if not src:
+        raise TaskFailed("src is required for creating new symlinks")
+    if "\t" in src or "\n" in src:
+        raise TaskFailed(f"file: link target {src!r} holds a tab or newline; harden's backup "
+                         "index cannot record it")
+    # without src, the existing link's target is what FILE gathered for `path` (stat -L)
+    source = link_source(path, src) if args["src"] else path
     if not args["force"] and facts.file(source) is None:
         raise TaskFailed("src file does not exist, use 'force=yes' if you really want to "
                          f"create the link: {source}")
-    state = facts.file(path)
-    q = shlex.quote(path)
-    link = f"ln -s -- {shlex.quote(src)} {q}"
-    diff = f"--- /dev/null\n+++ b{path}\n+link -> {src}\n"
-    if state is not None:
+    changes = [] if current == src else [_link_change(path, src, current, args, facts)]
+    target = facts.file(source)
+    if target is not None:
+        mode = parse_mode(args["mode"], target.mode, target.kind == "directory") \
+            if args["mode"] else None
+        changes += plan_metadata(target, mode, args["owner"], args["group"])
+    return changes
+
+
+def _link_change(path: str, src: str, current: str | None, args: dict,
+                 facts: Facts) -> Change:
+    """The change that makes `path` a link to `src`: new, re-pointed, or in place of a file
+    or an empty directory."""
+    q, qs = shlex.quote(path), shlex.quote(src)
+    tmp = shlex.quote(posixpath.join(posixpath.dirname(path),
+                                     f".{posixpath.basename(path)}.harden-link"))
+    state = None if current is not None else facts.file(path)
+    if current is not None:
+        script = (f"hb_backup_link {q}; rm -f -- {tmp}; ln -s -- {qs} {tmp}; "
+                  f"mv -fT -- {tmp} {q}; hb_after_link {q}")
+        diff = f"--- a{path}\n+++ b{path}\n-link -> {current}\n+link -> {src}\n"
+    elif state is not None:
         link, diff = _replace_by_link(path, src, state, args, facts)
-    change = Change(summary=f"link {path} -> {src}", path=path,
-                    script=f"hb_backup {q}; {link}; hb_after {q}", diff=diff)
+        script = f"hb_backup {q}; {link}; hb_after {q}"
+    else:
+        script = f"hb_backup {q}; ln -s -- {qs} {q}; hb_after {q}"
+        diff = f"--- /dev/null\n+++ b{path}\n+link -> {src}\n"
+    target = facts.file(link_source(path, src) if args["src"] else path)
+    change = Change(summary=f"link {path} -> {src}", path=path, script=script, diff=diff,
+                    after=target and FileState(path, target.kind, target.mode, target.owner,
+                                               target.group, target.content),
+                    removes=target is None)
     change.link = (path, src)
-    if state is not None:
-        change.removes = True
-    return [change]
+    return change
 
 
 def _replace_by_link(path: str, src: str, state: FileState, args: dict,

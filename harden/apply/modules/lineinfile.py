@@ -60,7 +60,9 @@ def edit_lines(text: str, args: dict) -> str:
         if args["backrefs"]:
             wanted = re.search(args["regexp"], lines[index].rstrip("\r\n")).expand(wanted)
         ending = lines[index][len(lines[index].rstrip("\r\n")):] or "\n"
-        lines[index] = wanted + ending
+        # a line that already ends in a newline gets none added (Ansible's b_new_line): a
+        # folded `set_fact: x: >` value keeps its trailing newline into `line: "--f={{ x }}"`
+        lines[index] = wanted if wanted.endswith("\n") else wanted + ending
         return "".join(lines)
     if args["backrefs"]:
         return text

@@ -1,8 +1,8 @@
 """`template`: render a Jinja2 file from templates/ with the task's variables, write atomically.
 
 Rendering happens on the controller at plan time, so --check and --diff show exactly the
-bytes a real run would write. With `force: false` an existing dest is not rendered at all (only
-its mode/owner/group are enforced): a re-run then needs none of the variables the first render
+bytes a real run would write. With `force: false` an existing dest is not rendered at all, nor
+its mode/owner/group touched (Ansible's copy returns at once): a re-run then needs none of the variables the first render
 took (an encryption key) and cannot undo what changed the file since (a key rotation).
 Jinja settings follow Ansible's template module: a block tag's own newline is dropped
 (`trim_blocks: true`), leading whitespace before it is kept unless `lstrip_blocks: true`.

@@ -2,8 +2,8 @@
 arguments hardening content uses. The plan compares the node's passwd, shadow and group (read
 in the play's one gather) with the arguments exactly as that module does, and what differs
 becomes the same shadow-utils command line: `useradd` (present, new), `usermod` (shell,
-comment, home, uid, supplementary groups, password, lock), `chage` (password ages), `userdel`
-(absent; the home stays, as without `remove`). A home directory an existing user lacks is
+comment, home, uid, primary group, supplementary groups, password, lock), `chage` (password
+ages), `userdel` (absent; the home stays, as without `remove`). A home directory an existing user lacks is
 created from /etc/skel when `create_home` (Ansible's default). Nothing to change: no command,
 no write. Check mode plans the same and runs nothing; the module shows no --diff (as Ansible).
 """
@@ -34,6 +34,7 @@ class UserModule(Module):
         Arg("home"),
         Arg("uid", "int"),
         Arg("system", "bool", default=False),
+        Arg("group"),
         Arg("groups", "any"),
         Arg("append", "bool", default=False),
         Arg("create_home", "bool", default=True),
@@ -100,6 +101,15 @@ def _group_names(args: dict, facts: Facts) -> list[str]:
     return sorted(set(names))
 
 
+def _primary_group(wanted: str, facts: Facts) -> list[str]:
+    """The group row `group:` names (by gid or name, as Ansible's group_info), or the
+    task fails as Ansible's does."""
+    group = find_group(facts, wanted)
+    if group is None:
+        raise TaskFailed(f"Group {wanted} does not exist")
+    return group
+
+
 def _memberships(name: str, facts: Facts) -> list[str]:
     """Groups listing the user as a member (its primary group too, when listed)."""
     return [g[0] for g in entries(facts, GROUP)
@@ -121,6 +131,11 @@ def _modify(args: dict, row: list[str], facts: Facts) -> list[Change]:
     if args["uid"] is not None and row[2] != str(args["uid"]):
         opts += ["-u", str(args["uid"])]
         new_row[2] = str(args["uid"])
+    if args["group"] is not None:
+        primary = _primary_group(args["group"], facts)
+        if row[3] != primary[2]:
+            opts += ["-g", primary[2]]
+            new_row[3] = primary[2]
     if args["groups"] is not None:
         wanted = _group_names(args, facts) if args["groups"] else []
         differ = set(members) ^ set(wanted)
@@ -197,7 +212,11 @@ def _create(args: dict, facts: Facts, check_mode: bool) -> Change:
     name, opts = args["name"], []
     if args["uid"] is not None:
         opts += ["-u", str(args["uid"])]
-    if find_group(facts, name) is not None and not name.isdigit():
+    if args["group"] is not None:
+        if not check_mode:
+            _primary_group(args["group"], facts)    # fails on a group that does not exist
+        opts += ["-g", args["group"]]
+    elif find_group(facts, name) is not None and not name.isdigit():
         opts.append("-N")               # a group of that name exists: no user private group
     if args["groups"] and not check_mode:
         _group_names(args, facts)       # fails on a group that does not exist

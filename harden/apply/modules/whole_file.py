@@ -1,15 +1,14 @@
 """What `copy` and `template` share: a file whose whole content the controller decides.
 
 Both gather `dest`, write it atomically (or, with `force: false`, create it once and from then
-on only enforce mode/owner/group), and register the `checksum` of what `dest` holds after the
-task. A subclass only says where the bytes come from (`content`).
+on leave it entirely alone, mode/owner/group included, as Ansible does), and register the
+`checksum` of what `dest` holds after the task. A subclass only says where the bytes come from (`content`).
 """
 
 from __future__ import annotations
 
 from harden.apply.facts import FILE, FactRequest, Facts
-from harden.apply.modules.base import (Arg, Change, Module, PlanContext, TaskFailed, parse_mode,
-                                 plan_metadata, plan_write)
+from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed, plan_write
 
 DEST_ARGS = (
     Arg("dest", required=True),
@@ -43,8 +42,7 @@ class WholeFileModule(Module):
         if not args["force"]:
             existing = facts.file(args["dest"])
             if existing is not None:
-                return plan_keep_content(existing, args["mode"], args["owner"],
-                                         args["group"], args["secret"])
+                return plan_keep_existing(existing)
         return plan_write(args["dest"], content(),
                           facts.file(args["dest"], content=True),
                           args["mode"], args["owner"], args["group"], args["secret"])
@@ -53,14 +51,14 @@ class WholeFileModule(Module):
         return {"checksum": content_checksum(args["dest"], facts, changes)}
 
 
-def plan_keep_content(existing, mode: str | None, owner: str | None, group: str | None,
-                      secret: bool = False) -> list[Change]:
-    """`force: false` on an existing dest: its content belongs to the node from now on (a
-    rotated encryption config must survive a re-run), only mode/owner/group are enforced."""
+def plan_keep_existing(existing) -> list[Change]:
+    """`force: false` on an existing dest: Ansible's copy returns at once ("file already
+    exists"), so nothing is compared or enforced, not even mode/owner/group (a rotated
+    encryption config must survive a re-run; a playbook that wants its mode kept says so in a
+    `file` task). Only something that is not a regular file is refused, as before."""
     if existing.kind != "file":
         raise TaskFailed(f"{existing.path} exists and is not a regular file")
-    return plan_metadata(existing, parse_mode(mode, existing.mode) if mode else None, owner,
-                         group, secret)
+    return []
 
 
 def content_checksum(path: str, facts: Facts, changes: list[Change]) -> str | None:

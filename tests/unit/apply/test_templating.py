@@ -250,3 +250,20 @@ def test_a_host_failing_outside_any_task_line_still_counts_as_failed(tmp_path, m
 """
     result, out, _ = run_play(tmp_path, playbook, {})
     assert out.lines == [] and result.hosts["h1"].failed == 1 and result.exit_code == 4
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("{{ m | to_nice_yaml }}\n", "a: 1\n"),          # the YAML's own newline, not a second
+    ("{{ 'abc' }}\n", "abc\n"),                      # one put back
+    ("x{{ 'abc\\n' }}\n", "xabc\n"),
+    ("pre {{ 'abc' }}\n", "pre abc\n"),
+    ("{{ 'a' }}\n\n", "a\n\n"),                      # only the final newline is Ansible's
+])
+def test_a_final_newline_is_dropped_then_put_back_as_ansible_renders(text, expected):
+    assert render_string(text, {"m": {"a": 1}}) == expected
+
+
+def test_to_nice_yaml_takes_a_play_vars_mapping():
+    class Loaded(dict):          # the loader's mapping type (it remembers key lines)
+        pass
+    assert render_string("{{ m | to_nice_yaml(indent=2) }}", {"m": Loaded(a=[1])}) == "a:\n- 1\n"

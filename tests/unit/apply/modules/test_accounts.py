@@ -62,6 +62,20 @@ def test_user_groups_replace_or_append_as_ansible():
         plan("user", {"name": "ops", "groups": ["nosuch"]}, accounts())
 
 
+def test_user_primary_group_as_ansible_and_a_missing_group_fails():
+    assert commands(plan("user", {"name": "ops", "group": "audit"}, accounts())) == \
+        ["usermod -g 11 ops"]
+    assert plan("user", {"name": "ops", "group": "ops"}, accounts()) == []
+    created = commands(plan("user", {"name": "etcd", "group": "audit", "system": True,
+                                     "shell": "/sbin/nologin", "create_home": False},
+                            accounts()))
+    assert created == ["useradd -g audit -s /sbin/nologin -M -r etcd"]
+    with pytest.raises(TaskFailed, match="Group etcd does not exist"):
+        plan("user", {"name": "ops", "group": "etcd"}, accounts())
+    with pytest.raises(TaskFailed, match="Group etcd does not exist"):
+        plan("user", {"name": "etcd", "group": "etcd"}, accounts())
+
+
 def test_user_lock_unlock_and_new_and_removed_users():
     assert commands(plan("user", {"name": "ops", "password_lock": True}, accounts())) == \
         ["usermod -L ops"]

@@ -32,12 +32,22 @@ def test_template_existing_dest_is_not_rendered_nor_rewritten():
     assert plan("template", enc_task(), facts) == []
 
 
-def test_template_existing_dest_still_gets_mode_and_owner():
+def test_template_existing_dest_keeps_its_mode_and_owner_too():
+    # Ansible's copy (which template calls) returns "file already exists" before any chmod
     facts = make_facts(file_state(ENC, ROTATED, 0o644, owner="kube", group="kube"))
-    first, second = plan_twice("template", enc_task(owner="root", group="root"), facts)
-    assert len(first) == 1 and "hb_write" not in first[0].script
-    assert "hb_chmod" in first[0].script and "hb_chown" in first[0].script
-    assert first[0].after.content == ROTATED
+    assert plan("template", enc_task(owner="root", group="root"), facts) == []
+
+
+def test_copy_existing_dest_is_left_entirely_alone():
+    facts = make_facts(file_state(ENC, b"node's own\n", 0o644, owner="kube", group="kube"))
+    args = {"dest": ENC, "content": "other\n", "force": False, "mode": "0600", "owner": "root"}
+    assert plan("copy", args, facts) == []
+
+
+def test_copy_force_false_creates_a_missing_dest_with_its_mode():
+    first, second = plan_twice("copy", {"dest": ENC, "content": "x\n", "force": False,
+                                        "mode": "0600"}, make_facts(absent=[ENC]))
+    assert [c.after.mode for c in first] == [0o600] and first[0].after.content == b"x\n"
     assert second == []
 
 
@@ -82,15 +92,6 @@ def test_copy_existing_dest_keeps_its_content():
     facts = make_facts(file_state("/etc/x.conf", b"edited on the node\n", 0o600))
     assert plan("copy", {"dest": "/etc/x.conf", "content": "a=1\n", "force": False},
                 facts) == []
-
-
-def test_copy_existing_dest_fixes_only_metadata():
-    facts = make_facts(file_state("/etc/x.conf", b"edited on the node\n", 0o644))
-    first, second = plan_twice("copy", {"dest": "/etc/x.conf", "content": "a=1\n",
-                                        "mode": "0600", "force": False}, facts)
-    assert len(first) == 1 and "hb_write" not in first[0].script
-    assert "hb_chmod /etc/x.conf 0600" in first[0].script
-    assert second == []
 
 
 def test_copy_absent_dest_is_created():

@@ -27,6 +27,8 @@ CASES = [
     ("port 22\n", {"regexp": r"^port (\d+)", "line": r"Port \1", "backrefs": True}, "Port 22\n"),
     ("x\n", {"regexp": "^port", "line": "Port", "backrefs": True}, "x\n"),         # no insert
     ("a=1\r\nb=2\r\n", {"regexp": "^b=", "line": "b=3"}, "a=1\r\nb=3\r\n"),       # keeps CRLF
+    # a line ending in a newline (a folded set_fact value) replaces a match as it is: no-op
+    ("a=1\nb=2\n", {"regexp": "^b=", "line": "b=2\n"}, "a=1\nb=2\n"),
     ("a=1\nb=2\nb=3\n", {"state": "absent", "regexp": "^b="}, "a=1\n"),
     ("a=1\nb=2\n", {"state": "absent", "line": "b=2"}, "a=1\n"),
     ("PermitRootLogin yes\n", {"search_string": "PermitRootLogin", "line": "PermitRootLogin no"},
