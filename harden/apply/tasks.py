@@ -217,7 +217,7 @@ class TaskPlanner:
             result.diff = "".join(c.diff for c in changes)
         if task.module in COMMAND_MODULES:
             return self.run_command(task, args, changes, result)
-        changed = self.changed(task, bool(changes), variables, found)
+        changed = self.changed(task, counted(changes), variables, found)
         self.register(task, changed, changes, **found)
         if isinstance(found.get("ansible_facts"), dict):      # setup, package_facts, getent
             self.set_module_facts(found["ansible_facts"])
@@ -267,7 +267,7 @@ class TaskPlanner:
             changes, found, error = [], {"msg": str(exc)}, exc
         if task.failed_when is None or task.module in COMMAND_MODULES:
             return changes, found
-        outcome = {"changed": bool(changes), "failed": error is not None, **found}
+        outcome = {"changed": counted(changes), "failed": error is not None, **found}
         if self.failed_by(task, variables, outcome):
             raise error or TaskFailed("failed_when: the condition is true")
         return changes, found
@@ -311,8 +311,8 @@ class TaskPlanner:
             return self.done(result, result.status, result.message)
         self.pending.append(PendingTask(result, changes if writes else [], self._become(task),
                                         undo))
-        if task.module in SERVICE_MODULES:
-            self.flush()                 # a restart is a point everything after depends on
+        if task.module in SERVICE_MODULES or task.module == "mount":
+            self.flush()                 # a restart (a mount) is a point everything after depends on
         if writes and task.module in ACCOUNT_MODULES:
             self.flush()                 # useradd & co. pick ids: read what they wrote
             self.reread(account_facts())
@@ -474,6 +474,12 @@ class TaskPlanner:
                     raise HostFailed("stopped: another host failed (any_errors_fatal)")
                 self.run_task(handler, handler=True)
         self.flush()
+
+
+def counted(changes: list[Change]) -> bool:
+    """Whether the planned changes make the task `changed`: an action Ansible runs without
+    counting it (systemd's daemon-reload) runs here too, uncounted."""
+    return any(change.counted for change in changes)
 
 
 def _env_text(value) -> str:
