@@ -17,7 +17,8 @@ appended, comments, blank and other lines stay. Whether `path` is mounted comes 
 - `remounted`: `mount -o remount[,opts] path`, a change every time (Ansible judges nothing).
 
 With a non-default `fstab`, mount and remount name it (`-T FILE`), as Ansible does. Check
-mode plans and reports the same changes and runs nothing. Rollback restores the fstab from
+mode plans and reports the same changes and runs nothing; `--diff` shows no hunk for a mount
+task, as Ansible shows none. Rollback restores the fstab from
 its backup and then undoes the live step: a remount is repeated with the options the mount
 had before the run, a mount harden made is unmounted, an unmount is mounted again with the
 old source, type and options. A kernel option the old option list does not name (proc's
@@ -171,8 +172,12 @@ def _live(table: str, point: str) -> list[str] | None:
 
 
 def _write(fstab: str, new: str, existing: FileState | None) -> list[Change]:
-    return plan_write(fstab, new.encode(), existing, None if existing else "0644", None, None,
-                      secret=False)
+    """The fstab write; no --diff hunk, as Ansible's mount returns none."""
+    changes = plan_write(fstab, new.encode(), existing, None if existing else "0644", None,
+                         None, secret=False)
+    for change in changes:
+        change.diff = ""
+    return changes
 
 
 def _fstab_arg(args: dict) -> str:
@@ -185,7 +190,7 @@ def _mount(args: dict) -> Change:
     entry = _entry(args)
     return Change(summary=f"mount {point}",
                   script=f"mount{_fstab_arg(args)} {shlex.quote(point)}",
-                  diff=f"mount {point}\n", undo=("", "umount", False, point),
+                  undo=("", "umount", False, point),
                   mounted=(point, f"{entry['src']} {entry['name']} {entry['fstype']} "
                                   f"{entry['opts']} 0 0"))
 
@@ -199,13 +204,13 @@ def _remount(args: dict, live: list[str] | None, with_opts: bool) -> Change:
     return Change(summary=f"remount {point}" + (f" ({opts})" if extra else ""),
                   script=f"mount -o {shlex.quote('remount' + extra)}{_fstab_arg(args)} "
                          f"{shlex.quote(point)}",
-                  diff=f"remount {point}\n", undo=undo)
+                  undo=undo)
 
 
 def _umount(point: str, live: list[str]) -> Change:
     src, _, fstype, opts = live
     return Change(summary=f"umount {point}", script=f"umount {shlex.quote(point)}",
-                  diff=f"umount {point}\n", mounted=(live[1], None),
+                  mounted=(live[1], None),
                   undo=("", "mount", False, point, opts, fstype, src.replace("\\040", " ")))
 
 
@@ -215,7 +220,7 @@ def _made_dir(point: str, facts: Facts) -> list[Change]:
         return []
     q = shlex.quote(point)
     return [Change(summary=f"create {point}", script=f"hb_backup {q}\nmkdir -p -- {q}",
-                   path=point, diff=f"create directory {point}\n",
+                   path=point,
                    after=FileState(point, "directory", 0o755, "root", "root"))]
 
 
@@ -228,7 +233,7 @@ def _removed(point: str, live: list[str] | None, facts: Facts) -> list[Change]:
             raise TaskFailed(f"mount: Error rmdir {point}: not a directory")
         q = shlex.quote(point)
         changes.append(Change(summary=f"remove {point}", script=f"hb_backup {q}\nrmdir -- {q}",
-                              path=point, diff=f"remove directory {point}\n", removes=True))
+                              path=point, removes=True))
     return changes
 
 
