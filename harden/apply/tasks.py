@@ -19,7 +19,7 @@ from harden.apply.modules.accounts import account_facts
 from harden.apply.modules.base import Change, PlanContext, TaskFailed, apply_script
 from harden.apply.playbook import Task, task_selected
 from harden.apply.rollback import Restart
-from harden.apply.templating import evaluate, render_value
+from harden.apply.templating import evaluate, render_string, render_value
 from harden.errors import InputError
 
 WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
@@ -187,6 +187,7 @@ class TaskPlanner:
                             loop=task.loop_key)
         result.started = time.monotonic()
         variables = self.base_vars(task=task)
+        result.task = shown_name(task.name, variables)
         if task.run_once and self.name != self.batch[0]:
             return self.done(result, "skipped", "run_once: runs on " + self.batch[0])
         self._step(task.name)
@@ -474,6 +475,17 @@ class TaskPlanner:
                     raise HostFailed("stopped: another host failed (any_errors_fatal)")
                 self.run_task(handler, handler=True)
         self.flush()
+
+
+def shown_name(name: str, variables: dict) -> str:
+    """The task's name as Ansible shows it: templated with the host's variables (an include's
+    loop_var in `Harden {{ mount.path }}`), left as written when that fails."""
+    if "{{" not in name:
+        return name
+    try:
+        return str(render_string(name, variables))
+    except InputError:
+        return name
 
 
 def counted(changes: list[Change]) -> bool:
