@@ -432,6 +432,8 @@ class TaskPlanner:
         backed up, as for any command)."""
         script = self._exports(task) + apply_script(changes, self.runner.run_id,
                                                     self.runner.options.backup_root)
+        if not task.delegate_to and any(c.script.startswith("hb_backup ") for c in changes):
+            self.state.wrote_as(self._become(task))    # files it rewrites were backed up
         if task.delegate_to:
             done = subprocess.run(["sh", "-s"], input=script.encode(), capture_output=True,
                                   timeout=3600, check=False)
