@@ -15,7 +15,9 @@ from harden.apply.block_flow import BlockFlow
 from harden.apply.events import TaskResult
 from harden.apply.host_state import HostFailed, PendingTask, denied_hint
 from harden.apply.modules import get_module
+from harden.apply.facts import FILE, FactRequest
 from harden.apply.modules.accounts import account_facts
+from harden.apply.modules.command import known_writes
 from harden.apply.modules.base import Change, PlanContext, TaskFailed, apply_script
 from harden.apply.playbook import Task, task_selected
 from harden.apply.rollback import Restart
@@ -372,6 +374,7 @@ class TaskPlanner:
                              "not run in check mode")
         try:
             value, failed, why = self._command_attempts(task, changes)
+            self._reread_known_writes(task, args)
             changed = not failed and self.changed(task, True, self.base_vars(task=task),
                                                   {"changed": True, **value})
         except InputError as exc:
@@ -387,6 +390,14 @@ class TaskPlanner:
             self.notify(task)
         shown = value["stdout"] if args.get("show_output") and not task.no_log else ""
         return self.done(result, "changed" if changed else "ok", shown)
+
+    def _reread_known_writes(self, task: Task, args: dict) -> None:
+        """Files the command's program is known to rewrite (pam-auth-update's common-*) are
+        read again, so a later task (a lineinfile on common-account) plans on what the command
+        wrote, as Ansible's modules read the node when they run."""
+        paths = [] if task.delegate_to else known_writes(args)
+        if paths:
+            self.reread([FactRequest(FILE, path, content=True) for path in paths])
 
     def _changed_quietly(self, task: Task, value: dict) -> bool:
         """Whether a failed command counts as changed too (its changed_when, else yes), as

@@ -93,11 +93,15 @@ def _known_writes() -> dict[str, list[str]]:
         return yaml.safe_load(handle) or {}
 
 
+def known_writes(args: dict) -> list[str]:
+    """The files the command's program is known to rewrite (data/command_writes.yaml)."""
+    return list(_known_writes().get(program(args), []))
+
+
 def backups(args: dict) -> str:
-    """`hb_backup` of each file the program is known to rewrite (data/command_writes.yaml), so
-    the run's record holds them and a rollback restores them."""
-    paths = _known_writes().get(program(args), [])
-    return "".join(f"hb_backup {shlex.quote(p)}\n" for p in paths)
+    """`hb_backup` of each file the program is known to rewrite, so the run's record holds
+    them and a rollback restores them."""
+    return "".join(f"hb_backup {shlex.quote(p)}\n" for p in known_writes(args))
 
 
 MODULE = CommandModule()
