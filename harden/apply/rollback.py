@@ -263,24 +263,44 @@ def restore_script(run_id: str, entries: list[BackupEntry],
 
 @dataclass
 class Restart:
-    """A service action the rollback repeats (the run's handlers did the same)."""
+    """A service action the rollback repeats (the run's handlers did the same), or the undo of
+    a live mount step (verb remount/umount/mount on `path`, with the mount's old `opts`,
+    `fstype` and `src`), run once the files (the fstab) are back."""
 
     name: str
     verb: str = "restart"
     daemon_reload: bool = False
+    path: str = ""
+    opts: str = ""
+    fstype: str = ""
+    src: str = ""
 
     def command(self) -> str:
+        if self.path:
+            return self._mount_command()
         steps = ["systemctl daemon-reload"] if self.daemon_reload else []
         if self.name:
             steps.append(f"systemctl {self.verb} {shlex.quote(self.name)}")
         return "\n".join(steps)
 
 
+    def _mount_command(self) -> str:
+        q = shlex.quote(self.path)
+        if self.verb == "remount":
+            return f"mount -o {shlex.quote('remount,' + self.opts)} {q}"
+        if self.verb == "umount":
+            return f"umount {q}"
+        return (f"mount -t {shlex.quote(self.fstype)} -o {shlex.quote(self.opts)} "
+                f"{shlex.quote(self.src)} {q}")
+
+
 def restarts_for(paths: list[str], recorded: list[dict] = ()) -> list[Restart]:
     """The restarts a restore needs: those the run recorded, plus the kubelet's whenever one
     of its files was put back (a config the kubelet already read is not re-read otherwise)."""
     out = [Restart(r.get("name") or "", r.get("verb") or "restart",
-                   bool(r.get("daemon_reload"))) for r in recorded]
+                   bool(r.get("daemon_reload")),
+                   *(r.get(k) or "" for k in ("path", "opts", "fstype", "src")))
+           for r in recorded]
     dropin = any(posixpath.dirname(p) in KUBELET_DROPIN_DIRS for p in paths)
     kubelet = dropin or any(p in KUBELET_FILES for p in paths)
     if kubelet and not any(r.name == "kubelet" for r in out):

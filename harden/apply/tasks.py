@@ -15,11 +15,13 @@ from harden.apply.block_flow import BlockFlow
 from harden.apply.events import TaskResult
 from harden.apply.host_state import HostFailed, PendingTask, denied_hint
 from harden.apply.modules import get_module
+from harden.apply.facts import FILE, FactRequest
 from harden.apply.modules.accounts import account_facts
+from harden.apply.modules.command import known_writes
 from harden.apply.modules.base import Change, PlanContext, TaskFailed, apply_script
 from harden.apply.playbook import Task, task_selected
 from harden.apply.rollback import Restart
-from harden.apply.templating import evaluate, render_value
+from harden.apply.templating import evaluate, render_string, render_value
 from harden.errors import InputError
 
 WAIT_MODULES = ("wait_for_static_pod", "wait_for_kubelet")
@@ -187,6 +189,7 @@ class TaskPlanner:
                             loop=task.loop_key)
         result.started = time.monotonic()
         variables = self.base_vars(task=task)
+        result.task = shown_name(task.name, variables)
         if task.run_once and self.name != self.batch[0]:
             return self.done(result, "skipped", "run_once: runs on " + self.batch[0])
         self._step(task.name)
@@ -217,7 +220,7 @@ class TaskPlanner:
             result.diff = "".join(c.diff for c in changes)
         if task.module in COMMAND_MODULES:
             return self.run_command(task, args, changes, result)
-        changed = self.changed(task, bool(changes), variables, found)
+        changed = self.changed(task, counted(changes), variables, found)
         self.register(task, changed, changes, **found)
         if isinstance(found.get("ansible_facts"), dict):      # setup, package_facts, getent
             self.set_module_facts(found["ansible_facts"])
@@ -267,7 +270,7 @@ class TaskPlanner:
             changes, found, error = [], {"msg": str(exc)}, exc
         if task.failed_when is None or task.module in COMMAND_MODULES:
             return changes, found
-        outcome = {"changed": bool(changes), "failed": error is not None, **found}
+        outcome = {"changed": counted(changes), "failed": error is not None, **found}
         if self.failed_by(task, variables, outcome):
             raise error or TaskFailed("failed_when: the condition is true")
         return changes, found
@@ -311,8 +314,8 @@ class TaskPlanner:
             return self.done(result, result.status, result.message)
         self.pending.append(PendingTask(result, changes if writes else [], self._become(task),
                                         undo))
-        if task.module in SERVICE_MODULES:
-            self.flush()                 # a restart is a point everything after depends on
+        if task.module in SERVICE_MODULES or task.module == "mount":
+            self.flush()                 # a restart (a mount) is a point everything after depends on
         if writes and task.module in ACCOUNT_MODULES:
             self.flush()                 # useradd & co. pick ids: read what they wrote
             self.reread(account_facts())
@@ -371,6 +374,7 @@ class TaskPlanner:
                              "not run in check mode")
         try:
             value, failed, why = self._command_attempts(task, changes)
+            self._reread_known_writes(task, args)
             changed = not failed and self.changed(task, True, self.base_vars(task=task),
                                                   {"changed": True, **value})
         except InputError as exc:
@@ -386,6 +390,14 @@ class TaskPlanner:
             self.notify(task)
         shown = value["stdout"] if args.get("show_output") and not task.no_log else ""
         return self.done(result, "changed" if changed else "ok", shown)
+
+    def _reread_known_writes(self, task: Task, args: dict) -> None:
+        """Files the command's program is known to rewrite (pam-auth-update's common-*) are
+        read again, so a later task (a lineinfile on common-account) plans on what the command
+        wrote, as Ansible's modules read the node when they run."""
+        paths = [] if task.delegate_to else known_writes(args)
+        if paths:
+            self.reread([FactRequest(FILE, path, content=True) for path in paths])
 
     def _changed_quietly(self, task: Task, value: dict) -> bool:
         """Whether a failed command counts as changed too (its changed_when, else yes), as
@@ -431,6 +443,8 @@ class TaskPlanner:
         backed up, as for any command)."""
         script = self._exports(task) + apply_script(changes, self.runner.run_id,
                                                     self.runner.options.backup_root)
+        if not task.delegate_to and any(c.script.startswith("hb_backup ") for c in changes):
+            self.state.wrote_as(self._become(task))    # files it rewrites were backed up
         if task.delegate_to:
             done = subprocess.run(["sh", "-s"], input=script.encode(), capture_output=True,
                                   timeout=3600, check=False)
@@ -474,6 +488,23 @@ class TaskPlanner:
                     raise HostFailed("stopped: another host failed (any_errors_fatal)")
                 self.run_task(handler, handler=True)
         self.flush()
+
+
+def shown_name(name: str, variables: dict) -> str:
+    """The task's name as Ansible shows it: templated with the host's variables (an include's
+    loop_var in `Harden {{ mount.path }}`), left as written when that fails."""
+    if "{{" not in name:
+        return name
+    try:
+        return str(render_string(name, variables))
+    except InputError:
+        return name
+
+
+def counted(changes: list[Change]) -> bool:
+    """Whether the planned changes make the task `changed`: an action Ansible runs without
+    counting it (systemd's daemon-reload) runs here too, uncounted."""
+    return any(change.counted for change in changes)
 
 
 def _env_text(value) -> str:

@@ -114,7 +114,7 @@ class HostRecord:
     status: str                              # committed | rolled_back
     started: float
     finished: float
-    restarts: list[dict] = field(default_factory=list)   # {"name", "verb", "daemon_reload"}
+    restarts: list[dict] = field(default_factory=list)   # {"name", "verb", "daemon_reload"} (+ mount undo: path, opts, fstype, src)
     kubelet_wait: bool = False
     secret_paths: list[str] = field(default_factory=list)
     tasks: list[dict] = field(default_factory=list)      # {"task", "status"}

@@ -70,6 +70,8 @@ class Change:
     (the runner feeds it to Facts.set_file so later tasks plan on it). secret: `path` holds
     secret content, so the run records it and a later rollback never shows its content (the
     module knows this; an argument name does not, e.g. `encryption_key`'s `secret` is the key).
+    counted: False for an action that runs on the node but that Ansible's module never reports
+    as changed (systemd's daemon-reload), so the task's status and notifications match Ansible's.
     """
 
     summary: str
@@ -81,10 +83,12 @@ class Change:
     rewrites: bool = False      # new bytes in `path` (not only mode/owner): a pod restarts
     secret: bool = False
     configmap: ConfigMapState | None = None     # a ConfigMap as this change leaves it
-    undo: tuple | None = None   # (unit, systemctl verb, daemon_reload): what a rollback runs
+    undo: tuple | None = None   # harden.apply.rollback.Restart's fields: what a rollback runs
     unit: tuple[str, dict] | None = None    # a unit's systemctl view once applied
     link: tuple[str, str] | None = None     # a symlink this change creates (path, target)
     removes: bool = False       # `path` is gone once applied
+    counted: bool = True        # False: carried out, but not a change (Ansible does not count it)
+    mounted: tuple[str, str | None] | None = None   # (mount point, its mounts line or None)
 
     def record_in(self, facts: Facts) -> None:
         """Update facts to what this change leaves behind (used in check mode as well)."""
@@ -98,6 +102,15 @@ class Change:
             facts.set_sysctl(*self.sysctl)
         if self.unit is not None:
             facts.set_unit(*self.unit)
+        if self.mounted is not None and facts.mount_table is not None:
+            facts.mount_table["M"] = replace_mount(facts.mount_table.get("M", ""), *self.mounted)
+
+
+def replace_mount(table: str, point: str, line: str | None) -> str:
+    """/proc/self/mounts text with `point`'s lines replaced by `line` (None: unmounted)."""
+    kept = [row for row in table.splitlines(keepends=True)
+            if len(row.split()) < 2 or row.split()[1] != point]
+    return "".join(kept) + (line + "\n" if line else "")
 
 
 class Module:

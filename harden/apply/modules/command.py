@@ -10,16 +10,27 @@ them idempotent (not run when that path exists), `removes` the other way round; 
 them in a directory. Whether a run counts as changed can be overridden with `changed_when`.
 `show_output` puts the command's stdout on the task line: a report the operator must read
 (what Pod Security would reject) is not lost in a registered variable.
+
+A command's side effects are not backed up, except for programs listed in
+data/command_writes.yaml (pam-auth-update): the files they rewrite are backed up before the
+command runs, so a rollback restores them too.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import posixpath
 import shlex
+from pathlib import Path
+
+import yaml
 
 from harden.errors import InputError
 from harden.apply.facts import FILE, FactRequest, Facts
 from harden.apply.modules.base import Arg, Change, Module, PlanContext
+
+WRITES_FILE = Path(__file__).resolve().parents[1] / "data" / "command_writes.yaml"
 
 
 class CommandModule(Module):
@@ -59,12 +70,38 @@ class CommandModule(Module):
         if args["chdir"]:
             script = f"cd {shlex.quote(args['chdir'])} && {script}"
         shown = args["cmd"] or shlex.join(map(str, args["argv"]))
-        return [Change(summary=f"run: {shown}", script=script)]
+        return [Change(summary=f"run: {shown}", script=backups(args) + script)]
 
     def script(self, args: dict) -> str:
         """The words, each quoted: the node's sh only executes, it interprets nothing."""
         words = [str(w) for w in args["argv"]] if args["argv"] else shlex.split(args["cmd"])
         return "(\nexec " + " ".join(shlex.quote(w) for w in words) + "\n)"
+
+
+def program(args: dict) -> str:
+    """The program a command runs: its first word, without its directory."""
+    try:
+        words = [str(w) for w in args["argv"]] if args["argv"] else shlex.split(args["cmd"])
+    except ValueError:
+        return ""
+    return posixpath.basename(words[0]) if words else ""
+
+
+@functools.cache
+def _known_writes() -> dict[str, list[str]]:
+    with open(WRITES_FILE, encoding="utf-8") as handle:
+        return yaml.safe_load(handle) or {}
+
+
+def known_writes(args: dict) -> list[str]:
+    """The files the command's program is known to rewrite (data/command_writes.yaml)."""
+    return list(_known_writes().get(program(args), []))
+
+
+def backups(args: dict) -> str:
+    """`hb_backup` of each file the program is known to rewrite, so the run's record holds
+    them and a rollback restores them."""
+    return "".join(f"hb_backup {shlex.quote(p)}\n" for p in known_writes(args))
 
 
 MODULE = CommandModule()

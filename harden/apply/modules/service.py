@@ -9,7 +9,8 @@ systemd can mask a unit before it is installed). Enabled means what `is-enabled`
 exit 0 and Ansible takes as enabled: enabled, static, generated, transient. Each change
 records its opposite (stop for a start, disable for an enable, unmask for a mask; a restart is
 repeated) so a rollback of the host undoes it. In check mode the changes are planned and
-reported, not run. harden's own `service` extension: `daemon_reload` alone reports changed.
+reported, not run. `daemon_reload` runs first and, as in Ansible, is never counted as a
+change: a task that only reloads is `ok` (and notifies nothing).
 """
 
 from __future__ import annotations
@@ -49,8 +50,7 @@ class ServiceModule(Module):
         if not name and not args["daemon_reload"]:
             raise TaskFailed(f"{self.name}: give name with state, enabled or masked, or "
                              "daemon_reload")
-        changes = [_step("daemon-reload", "systemctl daemon-reload", None, None, {})] \
-            if args["daemon_reload"] else []
+        changes = [_daemon_reload()] if args["daemon_reload"] else []
         if not name:
             return changes
         unit = facts.unit(name)
@@ -129,6 +129,12 @@ def _state(name: str, args: dict, unit: dict, reload_first: bool) -> list[Change
              "SubState": "dead" if verb == "stop" else "running"}
     return [_step(f"{verb} {name}", f"systemctl {verb} {shlex.quote(name)}", undo, name,
                   after)]
+
+
+def _daemon_reload() -> Change:
+    """Run, never counted: Ansible's systemd module leaves `changed` alone for a
+    daemon-reload (and in check mode skips it), so a notified reload handler shows ok."""
+    return Change(summary="daemon-reload", script="systemctl daemon-reload", counted=False)
 
 
 def _step(summary: str, script: str, undo: tuple | None, unit: str | None,

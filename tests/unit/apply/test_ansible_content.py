@@ -330,3 +330,28 @@ def test_collection_names_of_includes_args_keyword_and_argument_aliases(tmp_path
     assert [t.args.get("path") for t in tasks[:1]] == ["/etc/x"]
     assert tasks[1].args["fail_msg"] == "never"
     assert tasks[3].args["chdir"] == "/tmp" and tasks[3].args["cmd"] == "cat /etc/hostname"
+
+
+def test_a_command_known_to_rewrite_a_file_backs_it_up_and_later_tasks_see_its_output(
+        tmp_path, monkeypatch):
+    """As pam-auth-update and os_hardening's lineinfile on common-account: the file the tool
+    rewrote is read again, so the lineinfile edits the tool's output (not the file as the
+    play's facts first saw it), and the run's backup holds the file as it was before."""
+    import harden.apply.modules.command as command
+    env = Env(tmp_path)
+    conf = env.root("h1") / "etc" / "app.conf"
+    tool = tmp_path / "rewrite-conf"
+    tool.write_text(f"#!/bin/sh\nprintf 'tool = 1\\n' > {conf}\n")
+    tool.chmod(0o755)
+    monkeypatch.setattr(command, "_known_writes", lambda: {"rewrite-conf": [str(conf)]})
+    result, _ = env.apply(f"""
+- hosts: h1
+  tasks:
+    - command: {tool}
+      changed_when: false
+    - lineinfile: {{path: "{{{{ root }}}}/etc/app.conf", line: "added = 1"}}
+""")
+    assert result.exit_code == 0
+    assert conf.read_text() == "tool = 1\nadded = 1\n"
+    backups = list((env.node_dir("h1", 0)).rglob("etc/app.conf"))
+    assert any(b.read_text() == "a = 1\n" for b in backups)

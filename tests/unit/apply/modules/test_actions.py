@@ -45,3 +45,15 @@ def test_assert_passes_and_fails_with_message():
         plan("assert", {"that": "n > 5", "fail_msg": "too small"}, Facts(), variables)
     with pytest.raises(InputError, match="undefined"):
         plan("assert", {"that": "missing_var > 1"}, Facts(), variables)
+
+
+def test_a_command_known_to_rewrite_files_backs_them_up_first():
+    """pam-auth-update (data/command_writes.yaml) rewrites /etc/pam.d/common-*: the command's
+    script backs them up before it runs, so a rollback restores them; other commands do not."""
+    from support.modules import make_facts, plan
+    script = plan("command", {"cmd": "/usr/sbin/pam-auth-update --package"},
+                  make_facts())[0].script
+    assert script.startswith("hb_backup /etc/pam.d/common-account\n")
+    assert "hb_backup /var/lib/pam/seen\n" in script and script.endswith(
+        "exec /usr/sbin/pam-auth-update --package\n)")
+    assert "hb_backup" not in plan("shell", {"cmd": "echo hi"}, make_facts())[0].script

@@ -1,6 +1,6 @@
 """The module arguments and modules dev-sec's os_hardening role uses, as facts in -> changes
 out: symbolic modes, file force, apt purge, dnf/yum, package_facts, setup, sysctl's Ansible
-arguments, selinux, copy remote_src, mount remounted (each also as a no-op)."""
+arguments, selinux, copy remote_src (each also as a no-op); mount: test_mount.py."""
 
 from __future__ import annotations
 
@@ -246,16 +246,6 @@ def test_copy_remote_src_copies_the_nodes_file_then_noop():
     with pytest.raises(TaskFailed, match="Source /etc/nope not found"):
         plan("copy", {**args, "src": "/etc/nope"}, make_facts(absent=["/etc/nope",
                                                                         "/etc/login.defs.orig"]))
-
-
-def test_mount_remounted_is_a_change_every_time_in_check_mode_and_refused_for_real():
-    facts = Facts()
-    facts.mount_table = {"F": "", "M": "proc /proc proc rw 0 0\n"}
-    changes = plan("mount", {"path": "/proc", "state": "remounted",
-                             "opts": "hidepid=2"}, facts, check_mode=True)
-    assert [c.summary for c in changes] == ["/proc: mount -o remount,hidepid=2 /proc"]
-    with pytest.raises(TaskFailed, match="judges mounts in --check only"):
-        plan("mount", {"path": "/proc", "state": "remounted"}, facts)
 
 
 def test_file_follow_false_is_refused():

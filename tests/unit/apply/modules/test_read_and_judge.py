@@ -1,5 +1,5 @@
-"""slurp, find, package/apt and mount: registered results in Ansible's shape from facts, and
-changes judged from dpkg and the mount table (never made by mount)."""
+"""slurp, find and package/apt: registered results in Ansible's shape from facts, and changes
+judged from dpkg (mount: test_mount.py)."""
 
 from __future__ import annotations
 
@@ -70,21 +70,6 @@ def test_packages_are_judged_from_dpkg_and_apt_candidates():
     assert "apt-get" in plan("package", {"name": "cowsay"}, facts)[0].script
     with pytest.raises(TaskFailed, match="No package matching 'ghost'"):
         plan("package", {"name": "ghost"}, packages(ghost={**MISSING, "candidate": None}))
-
-
-def test_mount_judges_and_never_mounts_outside_check_mode():
-    facts = Facts()
-    facts.mount_table = {"F": "/dev/sdb1 /data ext4 defaults 0 2\n",
-                         "M": "/dev/sdb1 /data ext4 rw 0 0\n"}
-    args = {"path": "/data", "state": "mounted", "src": "/dev/sdb1", "fstype": "ext4",
-            "passno": "2"}
-    assert plan("mount", args, facts) == []
-    mod = get_module("mount")
-    with pytest.raises(TaskFailed, match="would need: unmount /data"):
-        mod.plan(mod.validate({"path": "/data", "state": "unmounted"}), facts, PlanContext())
-    checked = mod.plan(mod.validate({"path": "/data", "state": "absent"}), facts,
-                       PlanContext(check_mode=True))
-    assert checked[0].summary == "/data: remove the fstab entry; unmount /data"
 
 
 def test_find_sees_what_earlier_tasks_removed_or_created():
