@@ -50,7 +50,8 @@ def flag_play(flag: str, value: str, released_by: Path) -> str:
         manifest: {APISERVER}
         set: {{{flag}: "{value}"}}
     - name: hold
-      shell: {{cmd: "i=0; while [ ! -e {released_by} ] && [ $i -lt {HOLD_LIMIT} ]; do sleep 0.1; i=$((i+1)); done"}}
+      shell: {{cmd: "i=0; while [ ! -e {released_by} ] && [ $i -lt {HOLD_LIMIT} ]; \
+        do sleep 0.1; i=$((i+1)); done"}}
       check_mode: false
       changed_when: false
 """
