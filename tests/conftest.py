@@ -179,6 +179,19 @@ def lab3(lab_factory):
         yield lab
 
 
+def pytest_sessionstart(session):
+    """Byte-compile harden once, before any test starts a process.
+
+    CI runs with PYTHONDONTWRITEBYTECODE=1, so without this every `python -m harden.cli` a test
+    runs, and every lab supervisor, kubelet and component, compiles the modules it imports
+    from source again (about 0.1 s of CPU per harden command, on a CPU-bound suite).
+    compileall writes the .pyc files whatever that variable says; imports then read them."""
+    import compileall
+
+    package = Path(__file__).resolve().parents[1] / "harden"
+    compileall.compile_dir(str(package), quiet=2, workers=1)
+
+
 def must_run(item) -> bool:
     """Under CI (CI=true) a lab test that cannot run fails: a missing tool or privilege would
     otherwise turn the integration suite green by skipping it."""

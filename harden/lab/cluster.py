@@ -252,22 +252,46 @@ def _systemctl_mounts(root: Path) -> list[list[str]]:
     return [[str(root / p.lstrip("/")), p] for p in SYSTEMCTL_PATHS if os.path.isfile(p)]
 
 
-def _copy_kernel_settings(target: Path) -> None:
-    """Every readable /proc/sys entry as a regular file with the same mode; entries the kernel
-    will not let us read (write-only triggers) are left out."""
+KernelSettings = list[tuple[str, list[tuple[str, bytes, int]]]]
+
+
+def read_kernel_settings() -> KernelSettings:
+    """Every readable /proc/sys entry (directory relative to /proc/sys, then name, content and
+    mode); entries the kernel will not let us read (write-only triggers) are left out.
+    Read once per `up` and written into every node: reading /proc/sys is most of the cost."""
+    found: KernelSettings = []
     for dirpath, dirnames, filenames in os.walk(PROC_SYS):
         rel = os.path.relpath(dirpath, PROC_SYS)
         dirnames[:] = [d for d in dirnames if os.path.normpath(os.path.join(rel, d))
                        not in PROC_SYS_SKIPPED]
-        (target / rel).mkdir(parents=True, exist_ok=True)
+        entries = []
         for name in filenames:
             source = os.path.join(dirpath, name)
             try:
-                content = Path(source).read_bytes()
+                with open(source, "rb") as handle:
+                    content = handle.read()
                 mode = os.stat(source).st_mode & 0o777
             except OSError:
                 continue
-            _write(target / rel / name, content, mode)
+            entries.append((name, content, mode))
+        found.append((rel, entries))
+    return found
+
+
+def _copy_kernel_settings(target: Path, settings: KernelSettings) -> None:
+    """The settings as regular files with the same modes, owned by root (we are root)."""
+    for rel, entries in settings:
+        directory = os.path.normpath(target / rel)
+        os.makedirs(directory, exist_ok=True)
+        for name, content, mode in entries:
+            fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                         mode)
+            try:
+                os.write(fd, content)
+                os.fchown(fd, 0, 0)
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
 
 
 def _apply_sysctl_files(proc_sys: Path, files: dict) -> None:
@@ -308,10 +332,13 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
                client_pub: bytes, ssh_algorithms: str = "default",
                user_ca: Path | None = None, config: kubeadm_config.ClusterConfig | None = None,
                kubelet: dict | None = None, kubelet_args: tuple = (),
-               extra_files: dict | None = None, extra_dirs: dict | None = None) -> dict:
+               extra_files: dict | None = None, extra_dirs: dict | None = None,
+               kernel_settings: KernelSettings | None = None) -> dict:
     """Lay out one node under DIR/nodes/<name>/ and return the supervisor's spec (node.json).
 
-    `extra_files` ({node path: (content, mode)}) are an operator's files copied before init."""
+    `extra_files` ({node path: (content, mode)}) are an operator's files copied before init;
+    `kernel_settings` the machine's /proc/sys as read_kernel_settings() read it (read here
+    when not given)."""
     node_dir = lab_dir / "nodes" / spec.name
     root = node_dir / "root"
     if node_dir.exists():
@@ -345,7 +372,7 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
     node_file = node_dir / "kubeadm-node.json"
     _write(node_file, json.dumps(asdict(spec)).encode(), 0o644)
     _write(root / "usr/local/sbin/kubeadm", _kubeadm_shim(node_file), 0o755)
-    _copy_kernel_settings(root / PROC_SYS.lstrip("/"))
+    _copy_kernel_settings(root / PROC_SYS.lstrip("/"), kernel_settings or read_kernel_settings())
     _apply_sysctl_files(root / PROC_SYS.lstrip("/"), extra_files or {})
     host_key, host_pub = pki.ssh_keypair(f"root@{spec.name}")
     _write(node_dir / "ssh_host_ed25519_key", host_key, 0o600)
@@ -674,6 +701,7 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
                cluster_configuration=plan.cluster_text,
                kubelet=layout.kube_yaml(plan.kubelet).decode())
     first_cp = next((s.address for s in specs if s.is_control_plane), f"{net}.11")
+    kernel_settings = read_kernel_settings()
     node_specs = [write_node(lab_dir, s, prof, cluster, api_server=f"https://{first_cp}:6443",
                              uid=uid, users=users, client_pub=client_pub,
                              ssh_algorithms=ssh_algorithms, user_ca=ca_pub, config=plan.config,
@@ -683,7 +711,8 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
                              extra_files=plan.files if s.is_control_plane else
                              {p: f for p, f in plan.files.items()
                               if p.startswith(f"{SYSCTL_DIR}/")},
-                             extra_dirs=plan.dirs if s.is_control_plane else None)
+                             extra_dirs=plan.dirs if s.is_control_plane else None,
+                             kernel_settings=kernel_settings)
                   for i, s in enumerate(specs)]
     ensure_host_mountpoints()
     nodes = [launch(ns) for ns in node_specs]

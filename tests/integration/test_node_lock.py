@@ -25,9 +25,22 @@ pytestmark = pytest.mark.lab
 LAB_VARS = ("-e", "harden_wait_interval=0.5", "-e", "harden_kubeadm_persist=false")
 
 
-def flag_play(flag: str, value: str) -> str:
-    """Sets one kube-apiserver flag, then holds the run for a while (also under --check, where
-    the hold reports ok): long enough for a second command to find cp1 locked."""
+HOLD_LIMIT = 600                   # tenths of a second a hold waits for its release at most
+
+
+def release_file(playbook: Path) -> Path:
+    """The file whose creation ends the hold of `playbook` (/tmp is the machine's on a node)."""
+    return playbook.with_suffix(".release")
+
+
+def release(playbook: Path) -> None:
+    release_file(playbook).touch()
+
+
+def flag_play(flag: str, value: str, released_by: Path) -> str:
+    """Sets one kube-apiserver flag, then holds the run (also under --check, where the hold
+    reports ok) until the test creates `released_by`: so a second command is sure to find cp1
+    locked, and no run waits out a fixed sleep. A hold never released ends after a minute."""
     return f"""
 - hosts: control_plane
   become: true
@@ -37,7 +50,8 @@ def flag_play(flag: str, value: str) -> str:
         manifest: {APISERVER}
         set: {{{flag}: "{value}"}}
     - name: hold
-      command: {{cmd: sleep 8}}
+      shell: {{cmd: "i=0; while [ ! -e {released_by} ] && [ $i -lt {HOLD_LIMIT} ]; \
+        do sleep 0.1; i=$((i+1)); done"}}
       check_mode: false
       changed_when: false
 """
@@ -76,7 +90,7 @@ def fresh(tmp_path):
         flag, value = ("profiling", "false") if kind == "profiling" else \
             ("event-ttl", f"{next(HOURS)}h0m0s")
         path = tmp_path / f"{flag}-{value}.yml"
-        path.write_text(flag_play(flag, value))
+        path.write_text(flag_play(flag, value, release_file(path)))
         return path
     return make
 
@@ -96,7 +110,7 @@ def backups(lab) -> set[str]:
 
 def start_apply(lab, state_dir: Path, playbook: Path, *extra: str) -> subprocess.Popen:
     """An apply in the background, returned once it holds cp1's lock and wrote its change
-    (it then holds the node for a while: see flag_play)."""
+    (a flag_play then holds the node until `release(playbook)`)."""
     existing = backups(lab)
     process = subprocess.Popen(
         [sys.executable, "-m", "harden.cli", "apply", "-i", str(lab.inventory), str(playbook),
@@ -135,6 +149,7 @@ def test_a_second_writer_is_refused_while_the_first_proceeds(lab, fresh, tmp_pat
         assert f"locked by run {holder} (apply)" in refused.stdout + refused.stderr
         assert "nothing was changed on any host" in refused.stdout + refused.stderr
         assert digest(lab) == during                   # the refused run wrote nothing
+        release(first)
         assert finish(first_run)["run_id"] == holder
         assert not os.path.lexists(lock_of(lab))
         check = harden(tmp_path, "apply", "-i", str(lab.inventory), str(first), "--check",
@@ -144,12 +159,15 @@ def test_a_second_writer_is_refused_while_the_first_proceeds(lab, fresh, tmp_pat
 
 
 def test_rollback_and_prune_are_refused_while_an_apply_holds_the_node(lab, fresh, tmp_path):
-    done = harden(tmp_path, "apply", "-i", str(lab.inventory), str(fresh()), "--format",
-                  "json", *LAB_VARS)
+    earlier_playbook = fresh()
+    release(earlier_playbook)                # a run of its own: nothing to hold it for
+    done = harden(tmp_path, "apply", "-i", str(lab.inventory), str(earlier_playbook),
+                  "--format", "json", *LAB_VARS)
     assert done.returncode == 0, done.stdout + done.stderr
     earlier = json.loads(done.stdout)["run_id"]
     held = backups(lab)
-    running = start_apply(lab, tmp_path, fresh())
+    playbook = fresh()
+    running = start_apply(lab, tmp_path, playbook)
     holder = holder_run(lab)
     during = digest(lab)
     rollback = harden(tmp_path, "rollback", "-i", str(lab.inventory), earlier)
@@ -158,16 +176,19 @@ def test_rollback_and_prune_are_refused_while_an_apply_holds_the_node(lab, fresh
     prune = harden(tmp_path, "prune", "-i", str(lab.inventory), "--keep", "1")
     assert prune.returncode == 4 and f"locked by run {holder} (apply)" in prune.stdout
     assert digest(lab) == during and held <= backups(lab)         # nothing restored or pruned
+    release(playbook)
     finish(running)
     assert harden(tmp_path, "prune", "-i", str(lab.inventory), "--keep", "1").returncode == 0
 
 
 def test_a_killed_apply_keeps_the_node_locked_until_its_rollback(lab, fresh, tmp_path):
     before = (lab.node_root("cp1") / APISERVER.lstrip("/")).read_bytes()
-    process = start_apply(lab, tmp_path, fresh())                 # in its health wait
+    playbook = fresh()
+    process = start_apply(lab, tmp_path, playbook)                # in its health wait
     killed = holder_run(lab)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    release(playbook)                        # the hold left on the node ends
     assert os.path.islink(lock_of(lab))
     refused = harden(tmp_path, "apply", "-i", str(lab.inventory), str(fresh()), *LAB_VARS)
     assert refused.returncode == 4
@@ -234,10 +255,12 @@ def test_a_rollback_killed_mid_restore_finishes_when_run_again(lab, tmp_path):
 
 
 def test_resolve_closes_a_killed_run_without_touching_the_node(lab, fresh, tmp_path):
-    process = start_apply(lab, tmp_path, fresh())
+    playbook = fresh()
+    process = start_apply(lab, tmp_path, playbook)
     killed = holder_run(lab)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    release(playbook)                        # the hold left on the node ends
     left = manifest(lab)
     resolved = harden(tmp_path, "runs", "--resolve", killed)
     assert resolved.returncode == 0, resolved.stdout + resolved.stderr
@@ -247,6 +270,7 @@ def test_resolve_closes_a_killed_run_without_touching_the_node(lab, fresh, tmp_p
     assert "resolved" in harden(tmp_path, "runs").stdout
     assert manifest(lab) == left and killed in backups(lab)        # the node as it was
     after = fresh()
+    release(after)                           # the run that takes the lock over holds nothing
     refused = harden(tmp_path, "apply", "-i", str(lab.inventory), str(after), *LAB_VARS)
     assert refused.returncode == 4 and "was resolved" in refused.stdout + refused.stderr
     taken = harden(tmp_path, "apply", "-i", str(lab.inventory), str(after), "--break-lock",

@@ -3,9 +3,11 @@
 One 2-control-plane lab with seeded secrets goes through prepare, enable, stage, promote and
 retire. In each test one phase is started and its whole process group is SIGKILLed at a real
 point of that phase (the first control plane's file or manifest changed while the second's is
-not yet, or a count of objects rewritten in etcd while others are not); then the phase is run
-again (taking over the dead run's lock with --break-lock) or the killed run is rolled back and
-the phase run again. Right after the kill and after the recovery every secret must read back
+not yet, or a count of objects rewritten in etcd while others are not: the node-side rewrite is
+paused there, see paused_mid_rewrite, so the cut does not depend on how long a rewrite of so
+many secrets takes, and it ends with harden as a lost connection would end it); then the phase
+is run again (taking over the dead run's lock with --break-lock) or the killed run is rolled
+back and the phase run again. Right after the kill and after the recovery every secret must read back
 through every API server with its original data, and plain etcdctl must show every stored
 value under the provider:key the phase promises. Each test first brings the lab to the phase
 before its own (when run alone or after a failure), so the tests also pass one by one.
@@ -29,7 +31,8 @@ from support.rotation import (ENC, LAB_VARS, NEW, OLD, PLAYBOOKS, ROTATE, etcd, 
 
 pytestmark = pytest.mark.lab
 
-SECRETS = 200
+SECRETS = 40               # the kill point is made, not raced for: see paused_mid_rewrite
+REWRITER = ["kubectl", "replace", "-f", "-"]     # the rewrite's writer (encryption_census)
 APISERVER = "etc/kubernetes/manifests/kube-apiserver.yaml"
 PHASES = ("prepare", "enable", "stage", "promote", "retire")
 # what etcd holds for every secret once each phase is complete
@@ -45,6 +48,7 @@ class KillLab:
     new_key: Path
     original: dict[str, str] = field(default_factory=dict)   # secret -> data digest
     done: list[str] = field(default_factory=list)            # phases completed, in order
+    paused: list[int] = field(default_factory=list)          # node process groups stopped
 
     def argv(self, phase: str, *extra: str) -> list[str]:
         """The harden command line of one phase, as docs/operations.md gives it."""
@@ -107,6 +111,9 @@ def run_and_kill(ctx: KillLab, argv: list[str], reached, what: str) -> str:
         finally:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+            for group in ctx.paused:          # the node-side command of the killed exec
+                os.killpg(group, signal.SIGKILL)
+            ctx.paused.clear()
     runs = json.loads(harden(ctx.state, "runs", "--json").stdout)
     assert runs[0]["interrupted"], runs[0]
     return runs[0]["id"]
@@ -123,6 +130,50 @@ def keys_are(ctx: KillLab, node: str, order: list[str]) -> bool:
 
 def under(ctx: KillLab, tag: str) -> int:
     return stored_prefixes(ctx.lab).get(tag, 0)
+
+
+def node_processes(ctx: KillLab, node: str, argv: list[str]) -> list[int]:
+    """Host pids of the processes of `node` (its own PID namespace) running exactly `argv`."""
+    state = json.loads((ctx.lab.dir / "lab.json").read_text())
+    supervisor = next(n["supervisor_pid"] for n in state["nodes"] if n["name"] == node)
+    namespace = os.readlink(f"/proc/{supervisor}/ns/pid")
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.readlink(f"/proc/{entry}/ns/pid") == namespace and \
+                    Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[:-1] == \
+                    [a.encode() for a in argv]:
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def paused_mid_rewrite(ctx: KillLab, tag: str, order: list[str]):
+    """A `reached` for run_and_kill: true once the rewrite on cp1 is stopped (SIGSTOP, whole
+    node-side command) with some but not all secrets under `tag`. The writer runs in short
+    steps between two looks at etcd, so the cut lands inside the rewrite however fast it goes;
+    run_and_kill then kills that node-side command with harden (a killed harden alone would
+    leave it finishing the rewrite on the node, and no rewrite would be cut). Processes are
+    looked for only once every control plane holds `order` (the rewrite comes after that)."""
+    total = len(ctx.original)
+
+    def reached() -> bool:
+        if not all(keys_are(ctx, node, order) for node in ctx.lab.names("control-plane")):
+            return False
+        groups = {os.getpgid(pid) for pid in node_processes(ctx, "cp1", REWRITER)}
+        for group in groups:
+            os.killpg(group, signal.SIGSTOP)
+        ctx.paused[:] = sorted(groups)
+        done = under(ctx, tag) if groups else 0
+        assert done < total, f"the rewrite under {tag} ended before it could be cut"
+        if groups and done > 0:
+            return True
+        for group in groups:
+            os.killpg(group, signal.SIGCONT)       # one more step (run_and_kill sleeps 0.05 s)
+        ctx.paused.clear()
+        return False
+    return reached
 
 
 def assert_no_secret_lost(ctx: KillLab, *tags: str) -> None:
@@ -172,8 +223,9 @@ def test_enable_killed_mid_rewrite_then_run_again(kill_lab):
     ctx = kill_lab
     advance_to(ctx, "enable")
     total = len(ctx.original)
-    run_and_kill(ctx, ctx.argv("enable"), lambda: 0 < under(ctx, "secretbox:key1") < total,
+    run_and_kill(ctx, ctx.argv("enable"), paused_mid_rewrite(ctx, "secretbox:key1", ["key1"]),
                  "part of the secrets rewritten under key1")
+    assert 0 < under(ctx, "secretbox:key1") < total
     assert key_order(ctx.lab) == {n: ["key1"] for n in ("cp1", "cp2")}
     assert_no_secret_lost(ctx, "plaintext", "secretbox:key1")
     ctx.run("enable", "--break-lock")
@@ -214,8 +266,10 @@ def test_promote_killed_mid_rewrite_then_the_rewrite_phase_finishes_it(kill_lab)
     ctx = kill_lab
     advance_to(ctx, "promote")
     total = len(ctx.original)
-    run_and_kill(ctx, ctx.argv("promote"), lambda: 0 < under(ctx, "secretbox:key2") < total,
+    run_and_kill(ctx, ctx.argv("promote"),
+                 paused_mid_rewrite(ctx, "secretbox:key2", ["key2", "key1"]),
                  "part of the secrets rewritten under key2")
+    assert 0 < under(ctx, "secretbox:key2") < total
     assert key_order(ctx.lab) == {n: ["key2", "key1"] for n in ("cp1", "cp2")}
     assert_no_secret_lost(ctx, "secretbox:key1", "secretbox:key2")
     refused = harden(ctx.state, *ctx.argv("retire", "--break-lock"), timeout=600)

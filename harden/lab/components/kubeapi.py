@@ -612,14 +612,29 @@ def bootstrap(store: ObjectStore, seed: list[tuple[str, dict]] = ()) -> None:
     api = KubeApi(store, ["AlwaysAllow"], "")
     system = [("namespaces", {"metadata": {"name": n}})
               for n in ("default", "kube-system", "kube-public", "kube-node-lease")]
-    for plural, obj in system + rbac.bootstrap_policy() + list(seed):
+    wanted = system + rbac.bootstrap_policy() + list(seed)
+    present = _stored_keys(store, {plural for plural, _ in wanted})
+    for plural, obj in wanted:
         resource = next(r for r in resources.RESOURCES if r.name == plural)
         namespace = (obj.get("metadata") or {}).get("namespace") if resource.namespaced else None
+        if store.key(resource, namespace, (obj.get("metadata") or {}).get("name", "")) in present:
+            continue            # exists: its create would be refused (409), as below
         try:
             api._create(resource, namespace, json.loads(json.dumps(obj)), {})
         except ApiError as err:
             if err.code != 409:
                 raise
+
+
+def _stored_keys(store: ObjectStore, plurals: set[str]) -> set[str]:
+    """The keys etcd already holds for these resources (one keys-only range each), so that a
+    restarted API server does not encrypt and send hundreds of creates etcd refuses anyway."""
+    keys: set[str] = set()
+    for resource in resources.RESOURCES:
+        if resource.name in plurals:
+            prefix = store.key(resource, None)
+            keys.update(kv.key for kv in store._etcd(lambda: store.etcd.list(prefix, True)))
+    return keys
 
 
 def load_seed(path: str | None) -> list[tuple[str, dict]]:
