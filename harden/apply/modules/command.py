@@ -79,9 +79,11 @@ class CommandModule(Module):
 
 
 def program(args: dict) -> str:
-    """The program a command runs: its first word, without its directory."""
+    """The program a command runs: its first word, without its directory. A module that
+    runs through the command path without a command line (etcd_snapshot) has none."""
     try:
-        words = [str(w) for w in args["argv"]] if args["argv"] else shlex.split(args["cmd"])
+        words = [str(w) for w in args["argv"]] if args.get("argv") else \
+            shlex.split(args.get("cmd") or "")
     except ValueError:
         return ""
     return posixpath.basename(words[0]) if words else ""

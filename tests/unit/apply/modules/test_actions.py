@@ -57,3 +57,11 @@ def test_a_command_known_to_rewrite_files_backs_them_up_first():
     assert "hb_backup /var/lib/pam/seen\n" in script and script.endswith(
         "exec /usr/sbin/pam-auth-update --package\n)")
     assert "hb_backup" not in plan("shell", {"cmd": "echo hi"}, make_facts())[0].script
+
+
+def test_a_module_on_the_command_path_without_a_command_line_has_no_known_writes():
+    """etcd_snapshot runs through the command path with only `path`: no program, so nothing
+    to back up (it once failed the retire phase with an internal KeyError)."""
+    from harden.apply.modules.command import known_writes
+    assert known_writes({"path": "/var/lib/harden/snap.db"}) == []
+    assert known_writes({"cmd": "pam-auth-update --package", "argv": None})
