@@ -8,17 +8,14 @@ systemd and package in check mode runs under real ansible-playbook on a lab node
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from support.ansible import ansible_env, ansible_playbook
-from support.lab_cli import harden
+from support.ansible import run_ansible, run_harden, write_content
 
 pytestmark = pytest.mark.lab
 
@@ -138,40 +135,9 @@ def lab2(lab_factory):
         yield lab
 
 
-def write_content(root: Path, files: dict) -> Path:
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(textwrap.dedent(text))
-    return root
-
-
 @pytest.fixture(scope="module")
 def content(tmp_path_factory) -> Path:
     return write_content(tmp_path_factory.mktemp("prep"), {**CONTENT, **PACKAGE_CHECK, **CHECK_PLAYBOOK})
-
-
-def run_ansible(lab, content: Path, node: str, *options: str,
-                playbook: str = "site.yml") -> tuple[dict, str]:
-    done = subprocess.run([ansible_playbook(), "-i", str(lab.inventory), "-l", node, *options,
-                           str(content / playbook)], capture_output=True, text=True,
-                          timeout=300, env=ansible_env(lab, content), cwd=content)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    recap = re.search(rf"^{re.escape(node)}\s*:\s*(.*)$", done.stdout, re.M).group(1)
-    counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", recap)}
-    gathered = done.stdout.count("TASK [Gathering Facts]")   # harden counts no such task
-    return {"ok": counts["ok"] - gathered, "changed": counts["changed"],
-            "failed": counts["failed"], "skipped": counts["skipped"]}, done.stdout
-
-
-def run_harden(lab, content: Path, node: str, state: Path, *options: str,
-               playbook: str = "site.yml", expect: int = 0) -> tuple[dict, dict]:
-    done = harden(state, "apply", "-i", str(lab.inventory), "-l", node, *options,
-                  str(content / playbook), "--format", "json")
-    assert done.returncode == expect, done.stdout[-3000:] + done.stderr[-2000:]
-    report = json.loads(done.stdout)
-    counts = {k: report["hosts"][node][k] for k in ("ok", "changed", "failed")}
-    counts["skipped"] = sum(t["status"] == "skipped" for t in report["tasks"][node])
-    return counts, report
 
 
 def tree(lab, node: str) -> dict:

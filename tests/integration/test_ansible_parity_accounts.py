@@ -7,14 +7,11 @@ every file back byte for byte."""
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from support.ansible import ansible_env, ansible_playbook
+from support.ansible import harden_report, run_ansible, write_content
 from support.lab_cli import harden
 
 pytestmark = pytest.mark.lab
@@ -96,28 +93,10 @@ CONTENT = {
 }
 
 
-def write_content(root: Path, files: dict) -> Path:
-    for name, text in files.items():
-        (root / name).write_text(textwrap.dedent(text))
-    return root
-
-
-def run_ansible(lab, content: Path, node: str, *options: str) -> tuple[dict, str]:
-    done = subprocess.run([ansible_playbook(), "-i", str(lab.inventory), "-l", node, *options,
-                           str(content / "site.yml")], capture_output=True, text=True,
-                          timeout=300, env=ansible_env(lab, content), cwd=content)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    recap = re.search(rf"^{re.escape(node)}\s*:\s*(.*)$", done.stdout, re.M).group(1)
-    counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", recap)}
-    return {k: counts[k] for k in ("ok", "changed", "failed", "skipped")}, done.stdout
-
-
 def run_harden(lab, content: Path, node: str, state: Path, *options: str,
                expect: int = 0) -> tuple[dict, dict]:
-    done = harden(state, "apply", "-i", str(lab.inventory), "-l", node, *options,
-                  str(content / "site.yml"), "--format", "json")
-    assert done.returncode == expect, done.stdout[-3000:] + done.stderr[-2000:]
-    report = json.loads(done.stdout)
+    """harden's host counts (skipped as its recap says) and the whole report."""
+    report = harden_report(lab, content, node, state, *options, expect=expect)
     return {k: report["hosts"][node][k] for k in ("ok", "changed", "failed", "skipped")}, report
 
 

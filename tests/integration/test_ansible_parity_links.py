@@ -8,12 +8,11 @@ harden rollback of the re-pointing run puts the old link back."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 
-from integration.test_ansible_modules_parity import run_ansible, run_harden, write_content
+from support.ansible import run_ansible, run_harden, write_content
 from support.lab_cli import harden
 
 pytestmark = pytest.mark.lab

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from integration.test_ansible_modules_parity import run_ansible, run_harden, write_content
+from support.ansible import run_ansible, run_harden, write_content
 from support.lab_cli import harden
 
 pytestmark = pytest.mark.lab

@@ -15,8 +15,8 @@ import re
 
 import pytest
 
-from integration.test_ansible_modules_parity import (content_hunks, ansible_task_diffs,
-                                                     run_ansible, run_harden, write_content)
+from integration.test_ansible_modules_parity import content_hunks, ansible_task_diffs
+from support.ansible import run_ansible, run_harden, write_content
 
 pytestmark = pytest.mark.lab
 

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -45,22 +46,62 @@ def ansible_env(lab, cwd: Path) -> dict:
                                 f"-o UserKnownHostsFile={lab.known_hosts}"}
 
 
-def ansible_counts(lab, content: Path, node: str, keys: tuple, *options: str) -> dict:
-    """ansible-playbook's recap counts (`keys` of them) for content/site.yml on one node."""
+def write_content(root: Path, files: dict) -> Path:
+    """A parity test's playbooks, roles and files (relative name -> dedented text) under root."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text))
+    return root
+
+
+def ansible_recap(lab, content: Path, node: str, *options: str,
+                  playbook: str = "site.yml") -> tuple[dict, str]:
+    """ansible-playbook on one node: every count of its recap row, and its output."""
     done = subprocess.run([ansible_playbook(), "-i", str(lab.inventory), "-l", node, *options,
-                           str(content / "site.yml")], capture_output=True, text=True,
+                           str(content / playbook)], capture_output=True, text=True,
                           timeout=300, env=ansible_env(lab, content), cwd=content)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     recap = re.search(rf"^{re.escape(node)}\s*:\s*(.*)$", done.stdout, re.M).group(1)
-    counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", recap)}
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", recap)}, done.stdout
+
+
+def ansible_counts(lab, content: Path, node: str, keys: tuple, *options: str) -> dict:
+    """ansible-playbook's recap counts (`keys` of them) for content/site.yml on one node."""
+    counts, _ = ansible_recap(lab, content, node, *options)
     return {k: counts[k] for k in keys}
+
+
+def run_ansible(lab, content: Path, node: str, *options: str,
+                playbook: str = "site.yml") -> tuple[dict, str]:
+    """ok/changed/failed/skipped as harden counts them (it has no Gathering Facts task), and
+    ansible-playbook's output."""
+    counts, out = ansible_recap(lab, content, node, *options, playbook=playbook)
+    gathered = out.count("TASK [Gathering Facts]")
+    return {"ok": counts["ok"] - gathered, "changed": counts["changed"],
+            "failed": counts["failed"], "skipped": counts["skipped"]}, out
+
+
+def harden_report(lab, content: Path, node: str, state: Path, *options: str,
+                  playbook: str = "site.yml", expect: int = 0) -> dict:
+    """`harden apply --format json` of the same playbook on one node, with its exit code checked."""
+    done = harden(state, "apply", "-i", str(lab.inventory), "-l", node, *options,
+                  str(content / playbook), "--format", "json")
+    assert done.returncode == expect, done.stdout[-3000:] + done.stderr[-2000:]
+    return json.loads(done.stdout)
 
 
 def harden_counts(lab, content: Path, node: str, state: Path, keys: tuple, *options: str,
                   expect: int = 0) -> dict:
     """`harden apply`'s counts (`keys` of them) for the same site.yml on another node."""
-    done = harden(state, "apply", "-i", str(lab.inventory), "-l", node, *options,
-                  str(content / "site.yml"), "--format", "json")
-    assert done.returncode == expect, done.stdout[-3000:] + done.stderr[-2000:]
-    counts = json.loads(done.stdout)["hosts"][node]
-    return {k: counts[k] for k in keys}
+    report = harden_report(lab, content, node, state, *options, expect=expect)
+    return {k: report["hosts"][node][k] for k in keys}
+
+
+def run_harden(lab, content: Path, node: str, state: Path, *options: str,
+               playbook: str = "site.yml", expect: int = 0) -> tuple[dict, dict]:
+    """ok/changed/failed, skipped counted per task status, and the whole report."""
+    report = harden_report(lab, content, node, state, *options, playbook=playbook,
+                           expect=expect)
+    counts = {k: report["hosts"][node][k] for k in ("ok", "changed", "failed")}
+    counts["skipped"] = sum(t["status"] == "skipped" for t in report["tasks"][node])
+    return counts, report
