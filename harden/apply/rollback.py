@@ -283,7 +283,6 @@ class Restart:
             steps.append(f"systemctl {self.verb} {shlex.quote(self.name)}")
         return "\n".join(steps)
 
-
     def _mount_command(self) -> str:
         q = shlex.quote(self.path)
         if self.verb == "remount":
