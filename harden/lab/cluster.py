@@ -43,6 +43,14 @@ USER_FILES = ("/etc/passwd", "/etc/shadow", "/etc/group")
 # The node's systemctl is the shim on every path a tool may pick (Ansible's service_facts looks
 # in /usr/bin first); bound only where the machine has a file there, never created on it.
 SYSTEMCTL_PATHS = ("/usr/bin/systemctl",)
+# root's shell start-up files. /root is the machine's (its tools live there, e.g. the Python a
+# lab runs with), but a node's root logs in with a fresh node's dotfiles: bash runs ~/.bashrc
+# for every command sshd starts, and the machine's (a pyenv or conda set-up, say) would run in
+# every exec on every node, costing more CPU than the exec itself. Each node file below is bound
+# over the machine's, only where the machine has one (never created on it); its content is the
+# distribution's default (base-files), else empty.
+ROOT_DOTFILES = {"/root/.bashrc": "/usr/share/base-files/dot.bashrc",
+                 "/root/.profile": "/usr/share/base-files/dot.profile"}
 # A node is "booted with systemd" to whoever asks as systemd's own tools do (sd_booted: the
 # directory /run/systemd/system exists; PID 1's comm is `systemd`, see harden.lab.node); the
 # machine's own /run/systemd stays as it is.
@@ -252,6 +260,21 @@ def _systemctl_mounts(root: Path) -> list[list[str]]:
     return [[str(root / p.lstrip("/")), p] for p in SYSTEMCTL_PATHS if os.path.isfile(p)]
 
 
+def _write_root_dotfiles(root: Path) -> list[list[str]]:
+    """The node's own root dotfiles (see ROOT_DOTFILES) and the binds that put them in place."""
+    mounts = []
+    for path, default in ROOT_DOTFILES.items():
+        if not os.path.isfile(path):
+            continue
+        try:
+            content = Path(default).read_bytes()
+        except OSError:
+            content = b""
+        _write(root / path.lstrip("/"), content, 0o644)
+        mounts.append([str(root / path.lstrip("/")), path])
+    return mounts
+
+
 KernelSettings = list[tuple[str, list[tuple[str, bytes, int]]]]
 
 
@@ -384,7 +407,7 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
         algorithms=ssh_algorithms, user_ca=user_ca).encode(),
         0o600)
     mounts = [[str(root / t.lstrip("/")), t] for t in MOUNT_DIRS + (PROC_SYS,)]
-    mounts += _systemctl_mounts(root)
+    mounts += _systemctl_mounts(root) + _write_root_dotfiles(root)
     return {"name": spec.name, "address": spec.address, "node_dir": str(node_dir),
             "overlays": _overlays(node_dir), "mounts": mounts, "socket": str(socket_path),
             "sshd_argv": sshd.command(config, node_dir / "sshd.log"),

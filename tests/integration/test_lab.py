@@ -130,6 +130,27 @@ def test_node_files_are_private_to_the_node(lab3):
         lab3.ssh("cp1", "rm -f /etc/kubernetes/private-marker")
 
 
+def test_root_logs_in_with_the_nodes_own_dotfiles_not_the_machines(lab3):
+    """A node's root runs commands with a fresh node's ~/.bashrc (the distribution default):
+    the machine's (a pyenv set-up, say) would run in every exec; a change stays on the node."""
+    host = Path("/root/.bashrc")
+    if not host.is_file():          # nothing to keep out, and nothing is created on the machine
+        assert lab3.ssh("cp1", "test -e /root/.bashrc", check=False).returncode == 1
+        return
+    before = host.read_bytes()
+    default = Path(cluster.ROOT_DOTFILES["/root/.bashrc"])
+    wanted = default.read_text() if default.is_file() else ""
+    assert lab3.ssh("cp1", "cat /root/.bashrc").stdout == wanted
+    assert lab3.ssh("w1", "cat /root/.bashrc").stdout == wanted
+    lab3.ssh("cp1", "echo '# cp1-only' >> /root/.bashrc")
+    try:
+        assert lab3.ssh("cp1", "tail -n1 /root/.bashrc").stdout == "# cp1-only\n"
+        assert lab3.ssh("cp2", "cat /root/.bashrc").stdout == wanted
+        assert host.read_bytes() == before
+    finally:
+        (lab3.node_root("cp1") / "root/.bashrc").write_text(wanted)
+
+
 def test_kernel_settings_are_private_to_the_node(lab3):
     host_before = Path("/proc/sys/vm/overcommit_memory").read_text().strip()
     wanted = "2" if host_before == "1" else "1"
