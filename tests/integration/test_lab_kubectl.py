@@ -15,6 +15,7 @@ pytestmark = pytest.mark.lab
 
 
 def test_a_nodes_kubectl_is_a_single_binary_that_talks_to_the_lab_api_server(lab3):
+    lab3.wait_ready()
     machine = cluster.node_kubectl()
     out = lab3.ssh("cp1", "p=$(command -v kubectl); echo $p; readlink -f $p; kubectl "
                           "--kubeconfig=/etc/kubernetes/admin.conf version").stdout.splitlines()
