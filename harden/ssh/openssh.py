@@ -5,6 +5,8 @@ Why: whatever `ssh` reaches, harden then reaches — algorithms paramiko lacks
 `Match` of the user's ssh config. The cost stays that of the paramiko transport: one login
 per host for the run (the master), then one exec channel per command through it
 (`ssh -S socket`), and health-check tunnels through the same master (`ssh -S socket -W`).
+A session for one command (a check's probe) starts no master first: the `ssh` that logs in
+runs the command and is the master, so it costs one process, as `ssh host command` does.
 
 The masters' sockets live in a private 0700 directory made for the run; a master runs in the
 foreground as our child (ControlPersist off), so closing the session ends it (SIGTERM to that
