@@ -43,6 +43,8 @@ from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession
 from harden.ssh.session import CommandResult
 
 # What an `ssh -S` client prints when the master, not the command, failed it.
+# What ssh prints on stderr (not to its -E log) when the connection closes under a session.
+_QUIT_MESSAGE = re.compile(r"(Connection to \S+ closed(?: by remote host)?\.)\r\n\Z")
 _MUX_FAILURE = re.compile(r"mux_client_|Control socket connect|ControlSocket .* already exists")
 _POLL = 0.01                 # seconds between looks at a starting master
 _CHUNK = 65536
@@ -450,7 +452,8 @@ class OpenSSHSession(HostSession):
         (ControlPersist off, socket in the private directory): the login and the exec cost
         one process, as the OpenSSH floor does; other channels may use the socket while the
         command runs. ssh's own messages go to a log (-E), so the command's stderr is its own
-        and a login failure is told from the command's exit status 255. Only the login is
+        (all but the quit message of a connection closed under it, see _MasterStream) and a
+        login failure is told from the command's exit status 255. Only the login is
         retried, never the command (see _MasterStream.wait_login)."""
         login = self._login
         log = login.path + ".log"
@@ -669,14 +672,21 @@ class _MasterStream(_ProcessStream):
                  if ln.strip() and not ln.startswith(("Warning: Permanently added", "debug"))]
         return lines[-1] if lines else ""
 
+    def _quit_message(self) -> str:
+        """The one message ssh writes to stderr rather than to its log: the connection closed
+        under the session ("Connection to HOST closed by remote host.", ended by \\r\\n
+        as ssh ends it), as the last thing on stderr."""
+        found = _QUIT_MESSAGE.search(self.stderr.decode(errors="replace"))
+        return found.group(1) if found else ""
+
     def exit_status(self) -> int:
         """The command's exit status; Unreachable when ssh itself ended it (status 255 and a
-        complaint of ssh's in the log: the connection was lost)."""
+        complaint of ssh's in the log or its quit message: the connection was lost)."""
         try:
             rc = self.process.wait(timeout=max(0.1, self._remaining(_EXIT_TIMEOUT)))
         except subprocess.TimeoutExpired:
             return -1
-        said = self._ssh_said() if rc == 255 else ""
+        said = self._ssh_said() or self._quit_message() if rc == 255 else ""
         if said:
             raise Unreachable(self.host, f"connection lost while the command ran: {said}")
         return rc

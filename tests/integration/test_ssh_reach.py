@@ -436,3 +436,11 @@ def test_openssh_one_exec_session_login_errors_have_the_paramiko_classes(calab, 
             with pytest.raises(error) as caught:
                 session.run("touch /tmp/harden-must-not-run")
             assert type(caught.value) is error, (name, caught.value)
+
+
+def test_openssh_one_exec_session_reports_a_connection_lost_mid_command(calab):
+    # the login shell's parent is the node's sshd session process: killing it drops the
+    # connection under the running command
+    with one_exec_session(calab.inventory, "w1", transport="openssh") as session:
+        with pytest.raises(Unreachable, match="connection lost while the command ran"):
+            session.run("kill -9 $PPID; sleep 5", timeout=30)
