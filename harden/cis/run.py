@@ -118,7 +118,7 @@ def audit_host(host, spec, catalogue: Catalogue, jumps: JumpPool | None = None,
                step=lambda host, text: None) -> list[CheckResult]:
     """One session, one probe exec, then every applicable check evaluated locally."""
     step(host.name, "connecting")
-    with connect(spec, jumps) as session:
+    with connect(spec, jumps, one_exec=True) as session:
         step(host.name, "probing")
         facts = gather_facts(session, host.name)
     step(host.name, "evaluating")

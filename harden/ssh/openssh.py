@@ -5,6 +5,8 @@ Why: whatever `ssh` reaches, harden then reaches — algorithms paramiko lacks
 `Match` of the user's ssh config. The cost stays that of the paramiko transport: one login
 per host for the run (the master), then one exec channel per command through it
 (`ssh -S socket`), and health-check tunnels through the same master (`ssh -S socket -W`).
+A session for one command (a check's probe) starts no master first: the `ssh` that logs in
+runs the command and is the master, so it costs one process, as `ssh host command` does.
 
 The masters' sockets live in a private 0700 directory made for the run; a master runs in the
 foreground as our child (ControlPersist off), so closing the session ends it (SIGTERM to that
@@ -41,6 +43,8 @@ from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession
 from harden.ssh.session import CommandResult
 
 # What an `ssh -S` client prints when the master, not the command, failed it.
+# What ssh prints on stderr (not to its -E log) when the connection closes under a session.
+_QUIT_MESSAGE = re.compile(r"(Connection to \S+ closed(?: by remote host)?\.)\r\n\Z")
 _MUX_FAILURE = re.compile(r"mux_client_|Control socket connect|ControlSocket .* already exists")
 _POLL = 0.01                 # seconds between looks at a starting master
 _CHUNK = 65536
@@ -50,9 +54,12 @@ _PRIVATE_PREFIX = "harden-ssh-"
 _OWNER_FILE = "owner"        # in a private directory: "<pid> <start time>" of its harden
 
 
-def connect_openssh(spec: ConnectionSpec, jumps: JumpMasters | None = None) -> OpenSSHSession:
+def connect_openssh(spec: ConnectionSpec, jumps: JumpMasters | None = None,
+                    one_exec: bool = False) -> OpenSSHSession:
     """Start the host's master (after its jump hosts' masters, shared through `jumps` when
-    given); retry network errors only."""
+    given); retry network errors only. With `one_exec` (the caller runs one command, as a
+    check does) no master is started here: the first exec logs in and is the master itself
+    (OpenSSHSession.first_exec_as_master), one `ssh` process per host instead of two."""
     _sweep_once()
     private = _private_dir()
     own_jumps = None
@@ -64,15 +71,35 @@ def connect_openssh(spec: ConnectionSpec, jumps: JumpMasters | None = None) -> O
             else:
                 own_jumps = JumpMasters()
                 via = own_jumps.socket_for(spec, spec.jumps)
-        path = os.path.join(private, "m")
-        master = with_retries(spec, lambda: Master.start(spec, spec.target, path, via,
-                                                          destination=spec.config_name or None))
+        login = _Login(spec, os.path.join(private, "m"), via, spec.config_name or None)
+        master = None if one_exec else with_retries(spec, login.master)
     except BaseException:
         if own_jumps is not None:
             own_jumps.close()
         shutil.rmtree(private, ignore_errors=True)
         raise
-    return OpenSSHSession(spec, master, private, own_jumps)
+    return OpenSSHSession(spec, master, private, own_jumps, login)
+
+
+@dataclass(frozen=True)
+class _Login:
+    """How this host's master logs in: its socket, the jump master's socket, the name ssh
+    resolves (an ssh-config alias)."""
+
+    spec: ConnectionSpec
+    path: str
+    via: str | None
+    destination: str | None
+
+    def master(self) -> Master:
+        return Master.start(self.spec, self.spec.target, self.path, self.via,
+                            destination=self.destination)
+
+    def argv(self, *args: str) -> list[str]:
+        """An `ssh` that logs in as a master (Master.start's options) and then runs `args`."""
+        hop = self.spec.target
+        return [ssh_client() or "ssh", *master_options(self.spec, hop, self.path, self.via),
+                *args[:-1], self.destination or hop.address, args[-1]]
 
 
 def _socket_base() -> str:
@@ -382,12 +409,14 @@ class _Slot:
 class OpenSSHSession(HostSession):
     """Commands and tunnels through the host's master, each one `ssh -S socket` client."""
 
-    def __init__(self, spec: ConnectionSpec, master: Master, private_dir: str,
-                 own_jumps: JumpMasters | None = None):
+    def __init__(self, spec: ConnectionSpec, master: Master | None, private_dir: str,
+                 own_jumps: JumpMasters | None = None, login: _Login | None = None):
         super().__init__(spec)
         self.master = master
         self._dir = private_dir
         self._own_jumps = own_jumps
+        self._login = login
+        self._exec_master = False      # the master is first_exec_as_master's command
         self._tunnels: list[subprocess.Popen] = []
 
     def _client(self, *args: str) -> list[str]:
@@ -397,13 +426,52 @@ class OpenSSHSession(HostSession):
                 "-o", "ControlMaster=no", "-o", "ProxyCommand=false", "-o", "BatchMode=yes",
                 *args]
 
+    def _live_master(self) -> Master:
+        """The master channels go through. A session connected for one exec has none until
+        that exec (which is its master) ran; asked for more, it logs in again with a master
+        of its own, which costs a second login but never a wrong answer."""
+        if self._login is not None and (self.master is None or self._exec_master
+                                        and not self.master.alive()):
+            self.master, self._exec_master = with_retries(self.spec, self._login.master), False
+        if self.master is None or not self.master.alive():
+            raise Unreachable(self.host, "connection lost (the ssh master exited)")
+        return self.master
+
     def _open_stream(self, command: str, deadline: float | None,
                      timeout: float | None) -> _ProcessStream:
-        if not self.master.alive():
-            raise Unreachable(self.host, "connection lost (the ssh master exited)")
+        if self.master is None and self._login is not None and self.exec_count == 1:
+            return self.first_exec_as_master(command, deadline, timeout)
+        self._live_master()
         process = subprocess.Popen(self._client("-T", "harden", command), stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         return _ProcessStream(self, process, deadline, timeout)
+
+    def first_exec_as_master(self, command: str, deadline: float | None,
+                             timeout: float | None) -> _ProcessStream:
+        """The session's first command run by the `ssh` that logs in, as ControlMaster
+        (ControlPersist off, socket in the private directory): the login and the exec cost
+        one process, as the OpenSSH floor does; other channels may use the socket while the
+        command runs. ssh's own messages go to a log (-E), so the command's stderr is its own
+        (all but the quit message of a connection closed under it, see _MasterStream) and a
+        login failure is told from the command's exit status 255. Only the login is
+        retried, never the command (see _MasterStream.wait_login)."""
+        login = self._login
+        log = login.path + ".log"
+
+        def attempt() -> _MasterStream:
+            for path in (login.path, log):
+                if os.path.exists(path):
+                    os.unlink(path)
+            process = subprocess.Popen(login.argv("-E", log, "-T", command),
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE)
+            stream = _MasterStream(self, process, deadline, timeout)
+            self.master = Master(self.spec, self.spec.target, login.path, process, log)
+            self._exec_master = True
+            stream.wait_login()
+            return stream
+
+        return with_retries(self.spec, attempt)
 
     def open_tcp(self, host: str, port: int, timeout: float | None = None) -> _Tunnel:
         """A connection made by the node (`ssh -W` through the master), as a socket.
@@ -411,8 +479,7 @@ class OpenSSHSession(HostSession):
         A target that refuses shows as a connection closed at once (no data), which the
         health checks read as unhealthy, as they do paramiko's refused channel.
         """
-        if not self.master.alive():
-            raise Unreachable(self.host, "connection lost (the ssh master exited)")
+        self._live_master()
         ours, theirs = socket.socketpair()
         try:
             process = subprocess.Popen(self._client("-W", f"{host}:{port}", "harden"),
@@ -432,7 +499,8 @@ class OpenSSHSession(HostSession):
             if process.poll() is None:
                 process.terminate()
             process.wait()
-        self.master.stop()
+        if self.master is not None:
+            self.master.stop()
         if self._own_jumps is not None:
             self._own_jumps.close()
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -569,6 +637,59 @@ class _ProcessStream:
         if self.deadline is None:
             return default
         return max(0.0, self.deadline - time.monotonic())
+
+
+class _MasterStream(_ProcessStream):
+    """The stream of a command run by the master itself (first_exec_as_master): ssh's own
+    messages are in the master's log, not on stderr, and the process ending is the
+    connection ending."""
+
+    def wait_login(self) -> None:
+        """Until ssh is logged in (its control socket exists: OpenSSH listens on it after
+        authentication and before it opens the command's channel) or has exited. An exit
+        with ssh's own complaint in the log and status 255 is a login failure, classified as
+        Master's are (NetworkError: retried; the command never started). An exit without
+        one is a command that already finished (with LogLevel QUIET a failed login looks
+        the same: its 255 is then reported as the command's)."""
+        master = self.session.master
+        limit = 2 * self.session.spec.connect_timeout + 1
+        deadline = time.monotonic() + limit
+        while not os.path.exists(master.socket):
+            if self.process.poll() is not None:
+                if self.process.returncode == 255 and self._ssh_said():
+                    self.close()
+                    raise classify(self.session.spec, master.hop, master._stderr()) from None
+                return
+            if time.monotonic() > deadline:
+                self.close()
+                raise NetworkError(f"SSH login to {master.hop.label} did not finish within "
+                                   f"{limit:g}s")
+            time.sleep(_POLL)
+
+    def _ssh_said(self) -> str:
+        """ssh's own last complaint in the master's log (not a host-key notice, not debug)."""
+        lines = [ln.strip() for ln in self.session.master._stderr().splitlines()
+                 if ln.strip() and not ln.startswith(("Warning: Permanently added", "debug"))]
+        return lines[-1] if lines else ""
+
+    def _quit_message(self) -> str:
+        """The one message ssh writes to stderr rather than to its log: the connection closed
+        under the session ("Connection to HOST closed by remote host.", ended by \\r\\n
+        as ssh ends it), as the last thing on stderr."""
+        found = _QUIT_MESSAGE.search(self.stderr.decode(errors="replace"))
+        return found.group(1) if found else ""
+
+    def exit_status(self) -> int:
+        """The command's exit status; Unreachable when ssh itself ended it (status 255 and a
+        complaint of ssh's in the log or its quit message: the connection was lost)."""
+        try:
+            rc = self.process.wait(timeout=max(0.1, self._remaining(_EXIT_TIMEOUT)))
+        except subprocess.TimeoutExpired:
+            return -1
+        said = self._ssh_said() or self._quit_message() if rc == 255 else ""
+        if said:
+            raise Unreachable(self.host, f"connection lost while the command ran: {said}")
+        return rc
 
 
 # --- what ssh's messages mean ------------------------------------------------------------------

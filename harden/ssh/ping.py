@@ -50,7 +50,7 @@ def run_ping(inventories: Sequence[str], *, limit: str | None = None, forks: int
 
 def ping_host(spec: ConnectionSpec, jumps: JumpPool | None = None) -> tuple[str, int]:
     """(effective user, exec channels used) after one session and one command on the host."""
-    with connect(spec, jumps) as session:
+    with connect(spec, jumps, one_exec=True) as session:
         result = session.run(PING_COMMAND, timeout=PING_TIMEOUT)
         if result.rc != 0:
             detail = result.stderr.decode(errors="replace").strip() or f"exit {result.rc}"

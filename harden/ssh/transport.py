@@ -41,14 +41,19 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def connect(spec: ConnectionSpec, jumps: JumpPool | None = None) -> Session:
+def connect(spec: ConnectionSpec, jumps: JumpPool | None = None,
+            one_exec: bool = False) -> Session:
     """Open the host's session (through its jump hosts); retry only network failures.
 
     With a JumpPool, the jump hosts' connections are shared with every other host behind
-    the same chain; without one, this session logs in to each jump host itself.
+    the same chain; without one, this session logs in to each jump host itself. `one_exec`
+    says the caller means to run one command (a check's probe): the OpenSSH transport then
+    logs in with that command instead of with a master of its own first (connect_openssh);
+    a further command still works, at the cost of a second login.
     """
     if spec.transport == "openssh":
-        return openssh.connect_openssh(spec, jumps.masters() if jumps is not None else None)
+        return openssh.connect_openssh(spec, jumps.masters() if jumps is not None else None,
+                                       one_exec=one_exec)
     from harden.ssh import paramiko_session
     return paramiko_session.connect_paramiko(spec, jumps)
 

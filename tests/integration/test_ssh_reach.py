@@ -367,3 +367,80 @@ def test_openssh_errors_have_the_paramiko_classes(calab, tmp_path):
         assert type(caught.value) is error, (name, caught.value)
     assert "MISMATCH" in str(pytest.raises(HostKeyMismatch, session_for, inventory, "changed",
                                            transport="openssh").value)
+
+
+# --- a session for one exec: the command's own ssh is the master -------------------------------
+
+def one_exec_session(inventory: Path, name: str, **options):
+    inv = load_inventory([str(inventory)])
+    return connect(connection_spec(inv.hosts[name],
+                                   RunOptions(inventory_hosts=inv.hosts, **options)),
+                   one_exec=True)
+
+
+def test_openssh_one_exec_session_logs_in_once_with_its_command_as_the_master(calab):
+    from harden.cis.probe import gather_facts
+
+    mark = sshd_log(calab, "w1").stat().st_size
+    with one_exec_session(calab.inventory, "w1", transport="openssh") as session:
+        assert session.master is None                  # nothing started before the exec
+        facts = gather_facts(session, "w1")
+        master, directory = session.master, os.path.dirname(session.master.socket)
+        assert os.stat(directory).st_mode & 0o777 == 0o700
+    assert facts.complete and "kubelet" in facts.processes
+    assert "ControlMaster=yes" in master.process.args and "ControlPersist=no" in master.process.args
+    assert master.process.args[-1].startswith("/bin/sh -c ")     # the probe is the master's
+    assert master.process.poll() is not None and not os.path.exists(directory)
+    assert logins_since(calab, "w1", mark) == 1
+
+
+def test_openssh_one_exec_session_keeps_the_commands_status_stderr_and_become(calab):
+    with one_exec_session(calab.inventory, "cp1", transport="openssh") as session:
+        result = session.run("echo out; echo err >&2; exit 255")
+    assert (result.rc, result.stdout, result.stderr) == (255, b"out\n", b"err\n")
+    with one_exec_session(calab.sudo_inventory, "cp1", transport="openssh",
+                          become_password=Secret(calab.become_password)) as session:
+        result = session.run("id -un; cat", stdin=b"after the password\n")
+    assert (result.rc, result.stdout) == (0, b"root\nafter the password\n")
+
+
+def test_openssh_one_exec_session_runs_a_second_command_with_a_second_login(calab):
+    mark = sshd_log(calab, "w1").stat().st_size
+    with one_exec_session(calab.inventory, "w1", transport="openssh") as session:
+        assert session.run("echo first").stdout == b"first\n"
+        assert session.run("echo second").stdout == b"second\n"
+        tunnel = session.open_tcp(calab.nodes["cp1"], 22)
+        try:
+            assert tunnel.recv(64).startswith(b"SSH-2.0-OpenSSH")
+        finally:
+            tunnel.close()
+    assert logins_since(calab, "w1", mark) == 2
+
+
+def test_openssh_one_exec_session_login_errors_have_the_paramiko_classes(calab, tmp_path):
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    cases = {
+        "unknown": (f"ansible_host={calab.nodes['cp1']} ansible_ssh_common_args="
+                    f"'-o UserKnownHostsFile={empty}'", HostKeyUnknown),
+        "badkey": (f"ansible_host={calab.nodes['cp1']} ansible_ssh_private_key_file={empty} "
+                   f"ansible_ssh_common_args='-o UserKnownHostsFile={calab.known_hosts} "
+                   "-o IdentitiesOnly=yes'", AuthenticationFailed),
+        "nobody": (f"ansible_host={calab.net}.250", Unreachable),
+    }
+    inventory = tmp_path / "inv.ini"
+    inventory.write_text("".join(f"{name} ansible_user=root {extra}\n"
+                                 for name, (extra, _) in cases.items()))
+    for name, (_, error) in cases.items():
+        with one_exec_session(inventory, name, transport="openssh", connect_timeout=2) as session:
+            with pytest.raises(error) as caught:
+                session.run("touch /tmp/harden-must-not-run")
+            assert type(caught.value) is error, (name, caught.value)
+
+
+def test_openssh_one_exec_session_reports_a_connection_lost_mid_command(calab):
+    # the login shell's parent is the node's sshd session process: killing it drops the
+    # connection under the running command
+    with one_exec_session(calab.inventory, "w1", transport="openssh") as session:
+        with pytest.raises(Unreachable, match="connection lost while the command ran"):
+            session.run("kill -9 $PPID; sleep 5", timeout=30)

@@ -371,8 +371,8 @@ class ApiServer:
         if base in ("/livez", "/readyz", "/healthz"):
             return self._health(base, path, "verbose" in request.query)
         if path == "/version":
-            return 200, "application/json", json.dumps({"major": "1", "minor": "33",
-                                                        "gitVersion": "v1.33.0-harden-lab"}).encode()
+            return 200, "application/json", json.dumps({"major": "1", "minor": str(serving.MINOR),
+                                                        "gitVersion": serving.VERSION}).encode()
         if self.api is not None:
             user = request.user or "system:anonymous"
             groups = tuple(request.groups) + (("system:authenticated",) if request.user

@@ -31,13 +31,19 @@ def klog_error(message: str, where: str = "run.go:72") -> None:
     print(f"E{stamp} {os.getpid():>7} {where}] {message}", file=sys.stderr, flush=True)
 
 
+# the Kubernetes version every emulated component reports (`--version`, the API's /version);
+# the lab gives its nodes the kubectl of this minor version where the machine has several
+MINOR = 33
+VERSION = f"v1.{MINOR}.0-harden-lab"
+
+
 def informational(command: str, flags) -> int | None:
     """--help / --version print and exit 0 before any validation, as cobra/verflag do."""
     if flags.get("help"):
         print(f"Usage:\n  {command} [flags]\n\n(harden lab emulation of {command})")
         return 0
     if flags.has("version"):
-        print("Kubernetes v1.33.0-harden-lab")
+        print(f"Kubernetes {VERSION}")
         return 0
     return None
 

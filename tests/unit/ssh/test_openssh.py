@@ -46,6 +46,15 @@ def test_master_options_put_harden_settings_before_the_users_and_use_their_confi
         assert wanted in opts, wanted
 
 
+def test_a_command_run_as_the_master_has_the_masters_options_and_comes_last():
+    from harden.ssh.openssh import _Login
+
+    argv = _Login(SPEC, "/priv/m", None, "cp1-alias").argv("-E", "/priv/m.log", "-T", "id -un")
+    assert argv[1:-5] == master_options(SPEC, TARGET, "/priv/m", None)
+    assert argv[-5:] == ["-E", "/priv/m.log", "-T", "cp1-alias", "id -un"]
+    assert "-N" not in argv
+
+
 def test_a_jump_goes_through_the_previous_masters_socket():
     opts = options_of(master_options(SPEC, TARGET, "/priv/m", "/priv/j0"))
     proxy = next(o for o in opts if o.startswith("ProxyCommand="))

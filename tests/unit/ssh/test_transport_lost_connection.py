@@ -141,7 +141,7 @@ def test_ping_gives_up_on_a_command_that_hangs(serve, monkeypatch):
         channel.close()
 
     session, _ = serve(handler)
-    monkeypatch.setattr(harden.ssh.ping, "connect", lambda spec, jumps=None: session)
+    monkeypatch.setattr(harden.ssh.ping, "connect", lambda spec, jumps=None, one_exec=False: session)
     monkeypatch.setattr(harden.ssh.ping, "PING_TIMEOUT", 0.5)
     try:
         with pytest.raises(CommandTimeout):
