@@ -111,6 +111,11 @@ def release_script(holder: Holder, lock: str) -> str:
             f"echo '{_MARK}released'; fi\n:\n")
 
 
+def released(output: str) -> bool:
+    """Whether a node's output says a release script removed the lock."""
+    return f"{_MARK}released" in output.splitlines()
+
+
 def break_script(dead: Holder, holder: Holder, lock: str) -> str:
     """Remove the dead holder's lock if it is still that one, then take it as `holder` (a third
     run that got in between wins, and is reported as the holder)."""
@@ -200,7 +205,7 @@ def _refusal(other: Holder, reason: str | None, break_lock: bool, lock: str) -> 
 def release(session: Session, holder: Holder, lock: str, become=True) -> bool:
     """Give the lock back; False when this holder did not hold it (any more)."""
     result = session.run("sh -s", become=become, stdin=release_script(holder, lock).encode())
-    return result.rc == 0 and f"{_MARK}released" in result.stdout.decode(errors="replace")
+    return result.rc == 0 and released(result.stdout.decode(errors="replace"))
 
 
 def _alive(pid: int) -> bool:

@@ -31,8 +31,12 @@ def test_first_run_changes_second_changes_nothing_with_few_execs(env):
     conf = env.root("h2") / "etc" / "app.conf"
     assert conf.read_text() == "a = 2\n" and stat.S_IMODE(conf.stat().st_mode) == 0o600
     assert (env.root("h2") / "etc/new/created.conf").read_text() == "new\n"
-    # node lock, facts, one write for both tasks, commit, lock released: five execs per host
-    assert {h: s.exec_count for h, s in env.sessions.items()} == {"h1": 5, "h2": 5, "h3": 5}
+    # node lock, facts, then one exec for both tasks' writes, the node record and the lock's
+    # release (nothing has to happen between them): three execs per host
+    assert {h: s.exec_count for h, s in env.sessions.items()} == {"h1": 3, "h2": 3, "h3": 3}
+    assert [step for step, _, _ in result.execs["h1"]] == [
+        "lock", "gathering facts", "writing and committing"]
+    assert not any(env.node_dir(h, 0).with_name("lock").exists() for h in ("h1", "h2", "h3"))
     env.sessions.clear()
     again, _ = env.apply(write_play(),
                          extra={"fail_on": []})
@@ -264,8 +268,9 @@ def test_consecutive_writes_share_one_exec_and_a_command_splits_them(env):
     result, _ = env.apply(SPLIT_BY_COMMAND)
     assert (env.root("h1") / "etc" / "three").read_text() == "got 1\n"
     # lock; facts; one+two; the command; facts for three (its arguments could not be
-    # rendered before `seen` existed, so its facts come late); three; the node record; unlock
-    assert env.sessions["h1"].exec_count == 8
+    # rendered before `seen` existed, so its facts come late); three with the node record
+    # and the unlock
+    assert env.sessions["h1"].exec_count == 6
     assert [t.status for t in result.tasks] == ["changed", "changed", "ok", "changed"]
 
 
