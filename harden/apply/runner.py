@@ -96,6 +96,8 @@ class Runner:
         self.resolved_runs = journal.resolved_runs()   # closed by an operator: no warning
         self.locked: dict[str, bool | None] = {}  # host -> identity its node lock was taken as
         self._final_play: dict[str, Play] = {}     # host -> the last play it is in
+        self._first_batch: tuple[Play | None, list] = (None, [])  # the run's first hosts
+        self._prefetched: dict[str, tuple[Play, list, str]] = {}  # facts gathered with the lock
         self.left_out = tasks_before(playbook, options.start_at_task, options.tags,
                                      options.skip_tags)
 
@@ -104,6 +106,10 @@ class Runner:
         plays = [(play, self._play_hosts(play)) for play in self.playbook.plays]
         every_host = {h.name: h for _, hosts in plays for h in hosts}
         self._final_play = {h.name: play for play, hosts in plays for h in hosts}
+        if plays and plays[0][1]:
+            play, hosts = plays[0]
+            size = next(iter(serial_batches(play.serial, len(hosts))))
+            self._first_batch = (play, hosts[:size])
         validate_run_vars(self.options.extra_vars, self.playbook.plays, every_host.values())
         for play, hosts in plays:
             check_vars_spec(play, hosts, self.options.extra_vars)
@@ -165,6 +171,39 @@ class Runner:
         with self._lock:
             step = self._steps.get(host, "lock")
             self.result.execs.setdefault(host, []).append((step, round(seconds, 4), rc))
+
+    # --- facts gathered with the node lock ----------------------------------------------------
+
+    def first_gather(self, host: str, spec, become) -> tuple[Play, list, str] | None:
+        """For a host of the run's first batch: the first play's fact requests and script, to
+        run in the preflight's lock exec (harden.apply.preflight), when the play reads as the
+        identity the lock is taken with. None otherwise: the play gathers itself."""
+        play, batch = self._first_batch
+        if play is None or host not in [h.name for h in batch] or play.become != become:
+            return None
+        self.play_hosts_all = [h.name for h in play.select_hosts(self.inventory,
+                                                                 self.options.limit)]
+        host_play = HostPlay(self, play, self.inventory.hosts[host], spec, batch,
+                             threading.Event())
+        try:
+            requests, script = host_play.gather_script()
+        except Exception:      # noqa: BLE001 - the play's own gather reports it, as before
+            return None
+        return play, requests, script
+
+    def keep_prefetched(self, host: str, play: Play, requests: list, stdout: str) -> None:
+        with self._lock:
+            self._prefetched[host] = (play, requests, stdout)
+
+    def prefetched(self, host: str, play: Play) -> tuple[list, str] | None:
+        """The facts the preflight gathered for this host's part of `play` (once: a regather
+        after a failed write reads the node again)."""
+        with self._lock:
+            found = self._prefetched.get(host)
+            if found is None or found[0] is not play:
+                return None
+            del self._prefetched[host]
+        return found[1], found[2]
 
     # --- node locks ---------------------------------------------------------------------------
 

@@ -31,18 +31,18 @@ def test_first_run_changes_second_changes_nothing_with_few_execs(env):
     conf = env.root("h2") / "etc" / "app.conf"
     assert conf.read_text() == "a = 2\n" and stat.S_IMODE(conf.stat().st_mode) == 0o600
     assert (env.root("h2") / "etc/new/created.conf").read_text() == "new\n"
-    # node lock, facts, then one exec for both tasks' writes, the node record and the lock's
-    # release (nothing has to happen between them): three execs per host
-    assert {h: s.exec_count for h, s in env.sessions.items()} == {"h1": 3, "h2": 3, "h3": 3}
+    # the node lock and the play's facts in one exec, then one exec for both tasks' writes,
+    # the node record and the lock's release (nothing has to happen between them)
+    assert {h: s.exec_count for h, s in env.sessions.items()} == {"h1": 2, "h2": 2, "h3": 2}
     assert [step for step, _, _ in result.execs["h1"]] == [
-        "lock", "gathering facts", "writing and committing"]
+        "lock, gathering facts", "writing and committing"]
     assert not any(env.node_dir(h, 0).with_name("lock").exists() for h in ("h1", "h2", "h3"))
     env.sessions.clear()
     again, _ = env.apply(write_play(),
                          extra={"fail_on": []})
     assert again.exit_code == 0 and all(s.changed == 0 for s in again.hosts.values())
-    # nothing to write: the lock, facts, and the lock released
-    assert {h: s.exec_count for h, s in env.sessions.items()} == {"h1": 3, "h2": 3, "h3": 3}
+    # nothing to write: the lock with the facts, and the lock released
+    assert {h: s.exec_count for h, s in env.sessions.items()} == {"h1": 2, "h2": 2, "h3": 2}
 
 
 def test_check_mode_writes_nothing_reports_same_changes_and_exits_2(env):
@@ -267,10 +267,10 @@ SPLIT_BY_COMMAND = """
 def test_consecutive_writes_share_one_exec_and_a_command_splits_them(env):
     result, _ = env.apply(SPLIT_BY_COMMAND)
     assert (env.root("h1") / "etc" / "three").read_text() == "got 1\n"
-    # lock; facts; one+two; the command; facts for three (its arguments could not be
-    # rendered before `seen` existed, so its facts come late); three with the node record
-    # and the unlock
-    assert env.sessions["h1"].exec_count == 6
+    # lock with the facts; one+two; the command; facts for three (its arguments could not
+    # be rendered before `seen` existed, so its facts come late); three with the node
+    # record and the unlock
+    assert env.sessions["h1"].exec_count == 5
     assert [t.status for t in result.tasks] == ["changed", "changed", "ok", "changed"]
 
 
