@@ -67,6 +67,15 @@ def test_a_finished_run_leaves_no_lock_and_the_next_run_proceeds(env):
     assert no_lock_left(env)
 
 
+def test_only_the_first_batch_gathers_its_facts_in_the_lock_s_exec(env):
+    result, _ = env.apply(write_play(serial=1), extra={"fail_on": []})
+    assert result.exit_code == 0
+    steps = {h: [step for step, _, _ in execs] for h, execs in result.execs.items()}
+    assert steps["h1"] == ["lock, gathering facts", "writing and committing"]
+    # a later batch reads its node when its turn comes: the facts must be fresh
+    assert steps["h2"] == steps["h3"] == ["lock", "gathering facts", "writing and committing"]
+
+
 @pytest.mark.parametrize("extra, message", [
     ({"harden_wait_interval": "abc"}, "-e harden_wait_interval: 'abc' is not a number"),
     ({"harden_wait_interval": 0}, "-e harden_wait_interval: 0 is not a number"),
