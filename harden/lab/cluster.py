@@ -252,6 +252,25 @@ def _systemctl_mounts(root: Path) -> list[list[str]]:
     return [[str(root / p.lstrip("/")), p] for p in SYSTEMCTL_PATHS if os.path.isfile(p)]
 
 
+# root's shell startup file as a distribution installs it: every line a comment, so bash (which
+# reads ~/.bashrc even for `ssh node command`) does nothing more than start. The machine's own
+# (a development machine's: pyenv, cargo, ...) would run in every exec of every node, costing
+# each exec far more CPU than the command, which no real node pays.
+ROOT_BASHRC = "/root/.bashrc"
+NODE_BASHRC = b"""# ~/.bashrc of a harden lab node's root, as a distribution installs it: nothing runs.
+# umask 022
+"""
+
+
+def _root_bashrc_mounts(root: Path) -> list[list[str]]:
+    """The node's own root ~/.bashrc over the machine's (bind mounts need the target to exist:
+    a machine without one has nothing to hide)."""
+    if not os.path.isfile(ROOT_BASHRC):
+        return []
+    _write(root / ROOT_BASHRC.lstrip("/"), NODE_BASHRC, 0o644)
+    return [[str(root / ROOT_BASHRC.lstrip("/")), ROOT_BASHRC]]
+
+
 KernelSettings = list[tuple[str, list[tuple[str, bytes, int]]]]
 
 
@@ -385,6 +404,7 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
         0o600)
     mounts = [[str(root / t.lstrip("/")), t] for t in MOUNT_DIRS + (PROC_SYS,)]
     mounts += _systemctl_mounts(root)
+    mounts += _root_bashrc_mounts(root)
     return {"name": spec.name, "address": spec.address, "node_dir": str(node_dir),
             "overlays": _overlays(node_dir), "mounts": mounts, "socket": str(socket_path),
             "sshd_argv": sshd.command(config, node_dir / "sshd.log"),

@@ -130,6 +130,16 @@ def test_node_files_are_private_to_the_node(lab3):
         lab3.ssh("cp1", "rm -f /etc/kubernetes/private-marker")
 
 
+@pytest.mark.skipif(not os.path.isfile(cluster.ROOT_BASHRC), reason="the machine has no root "
+                    "~/.bashrc to hide")
+def test_root_s_shell_startup_file_is_the_node_s_own_and_runs_nothing(lab3):
+    # bash reads ~/.bashrc even for `ssh node command`: the machine's would run in every exec
+    assert lab3.ssh("w1", "cat ~/.bashrc").stdout.encode() == cluster.NODE_BASHRC
+    assert lab3.ssh("w1", "echo $PATH").stdout.strip() == \
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"     # sshd's own
+    assert Path(cluster.ROOT_BASHRC).read_bytes() != cluster.NODE_BASHRC     # machine's kept
+
+
 def test_kernel_settings_are_private_to_the_node(lab3):
     host_before = Path("/proc/sys/vm/overcommit_memory").read_text().strip()
     wanted = "2" if host_before == "1" else "1"
