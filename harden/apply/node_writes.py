@@ -70,6 +70,10 @@ class NodeWriter:
             changes.append(Change(summary="", script=(
                 f"rm -f -- {shlex.quote(options.journal_root)}/{run}.json "
                 f"{shlex.quote(options.backup_root)}/{run}/after-index")))
+        if tail:       # where this exec's after-partial lines begin (commit_script reuses them)
+            changes.append(Change(summary="", script=(
+                'hb_ap0=0; if [ -f "$HB/after-partial" ]; then '
+                'hb_ap0=$(wc -l < "$HB/after-partial"); fi')))
         if any(change.path for item in pending for change in item.changes):
             changes.append(Change(summary="", script=(
                 f"printf '%s\\n' {markers.PS}; ps -ww -eo pid=,args= 2>/dev/null || true; "

@@ -101,7 +101,7 @@ class PlayFacts:
             f"printf '%s\\n' {markers.PS}\nps -ww -eo pid=,args= 2>/dev/null || true\n"
             f"printf '%s\\n' {markers.PS}-unfinished\n"
             f"for d in {shlex.quote(backups)}/*/; do [ -f \"$d/index\" ] || continue; "
-            f"r=$(basename \"$d\"); [ -f {shlex.quote(journals)}/\"$r\".json ] || "
+            f"r=${{d%/}}; r=${{r##*/}}; [ -f {shlex.quote(journals)}/\"$r\".json ] || "
             "echo \"$r\"; done; :\n")
         return requests, script
 

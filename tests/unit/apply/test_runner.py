@@ -4,6 +4,7 @@ and rollbacks are the real ones. SSH itself is covered by tests/integration/test
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import stat
@@ -326,3 +327,31 @@ def test_a_failure_in_a_later_play_restores_what_earlier_plays_wrote(env):
     record = json.loads((env.node_dir("h1", 1) / f"{result.run_id}.json").read_text())
     assert [(t["play"], t["status"]) for t in record["tasks"]] == [("first", "changed"),
                                                                   ("second", "failed")]
+
+
+def test_a_commit_riding_with_the_writes_records_every_path_as_the_run_left_it(env):
+    # play two rewrites play one's file and adds one: the exec carrying play two's commit
+    # takes its own paths' states from after-partial and records play one's path again
+    result, _ = env.apply("""
+- hosts: h1
+  tasks:
+    - copy: {dest: "{{ root }}/etc/app.conf", content: "one\\n", mode: "0640"}
+    - copy: {dest: "{{ root }}/etc/kept.conf", content: "kept\\n", mode: "0600"}
+- hosts: h1
+  tasks:
+    - copy: {dest: "{{ root }}/etc/app.conf", content: "two\\n", mode: "0600"}
+    - copy: {dest: "{{ root }}/etc/more.conf", content: "more\\n"}
+""")
+    assert result.exit_code == 0
+    run_dir = env.node_dir("h1", 0) / result.run_id
+    after = {}
+    for line in (run_dir / "after-index").read_text().splitlines():
+        kind, mode, uid, gid, sha, path = line.split("\t")
+        after[path] = (kind, mode, sha)
+    for name in ("app.conf", "kept.conf", "more.conf"):
+        path = env.root("h1") / "etc" / name
+        content = path.read_bytes()
+        assert after.pop(str(path)) == ("file", f"{stat.S_IMODE(path.stat().st_mode):o}",
+                                         hashlib.sha256(content).hexdigest())
+        assert (run_dir / "after" / str(path).lstrip("/")).read_bytes() == content
+    assert not after                                   # and nothing else
