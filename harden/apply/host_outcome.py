@@ -60,22 +60,49 @@ class HostOutcome:
 
     def commit(self, status: str) -> None:
         """Write the node record (only where this run wrote files: commands leave no backup,
-        so there is nothing to undo for them) and journal the changed files."""
+        so there is nothing to undo for them) and journal the changed files.
+
+        The play's last write batch, when nothing has to follow it (run_tasks deferred it),
+        goes to the node in the same exec, before the record: the record is written only once
+        every change is. So is the node lock's release after the host's last play: its node
+        record is committed, this run writes there no more."""
         state = self.state
-        if self.check or not state.wrote:
+        deferred = self.pending if any(item.changes for item in self.pending) else []
+        if not deferred or not _same_identity(state, deferred[0].become):
+            self.flush()
+            deferred = []
+        if self.check or not state.wrote and not deferred:
             return
+        become = deferred[0].become if deferred else state.become
         tasks = [{"play": t.play, "task": t.task, "status": t.status}
                  for t in list(self.runner.result.tasks) if t.host == self.name]
+        tasks += [{"play": i.result.play, "task": i.result.task, "status": i.result.status}
+                  for i in deferred]
+        restarts = state.restarts + [r for item in deferred for r in item.undo]
         record = HostRecord(self.runner.run_id, self.name, self.runner.playbook.path, status,
-                            state.started, time.time(), [r.__dict__ for r in state.restarts],
+                            state.started, time.time(), [r.__dict__ for r in restarts],
                             state.kubelet_waited, sorted(state.secret_paths), tasks)
-        self._step("committing")
-        out = self.session.run("sh -s", become=state.become,
-                               stdin=commit_script(record, self.runner.options.backup_root,
-                                                   self.runner.options.journal_root))
-        if out.rc != 0:
-            raise HostFailed(f"writing the run record failed: "
-                             f"{out.stderr.decode(errors='replace').strip()[-300:]}")
+        script = commit_script(record, self.runner.options.backup_root,
+                               self.runner.options.journal_root).decode()
+        release = self.runner.release_script(self.name, self.play, become) \
+            if status == "committed" else ""
+        if deferred:
+            output = self.flush(tail=script + release)
+        else:
+            self._step("committing")
+            out = self.session.run("sh -s", become=become, stdin=(script + release).encode())
+            if out.rc != 0:
+                raise HostFailed(f"writing the run record failed: "
+                                 f"{out.stderr.decode(errors='replace').strip()[-300:]}")
+            output = out.stdout.decode(errors="replace")
         state.record_on_node = True
-        entries = parse_index(out.stdout.decode(errors="replace"))
-        self.runner.journal.files(self.runner.run_id, self.name, entries)
+        if release:
+            self.runner.lock_released(self.name, output)
+        self.runner.journal.files(self.runner.run_id, self.name, parse_index(output))
+
+
+def _same_identity(state, become) -> bool:
+    """Whether the deferred batch's identity can also write the record: the record is written
+    as the most privileged identity of the host's writes (HostRunState.wrote_as)."""
+    rank = {False: 0, None: 1, True: 2}
+    return not state.wrote or rank[become] >= rank[state.become]

@@ -14,30 +14,37 @@ from harden.node import markers
 class NodeWriter:
     """The write batches of one host's play."""
 
-    def flush(self) -> None:
-        """Write every pending task's changes in ONE exec; markers tell which task failed."""
+    def flush(self, tail: str = "") -> str | None:
+        """Write every pending task's changes in ONE exec; markers tell which task failed.
+
+        `tail` is more node-side script run in the same exec once every change is written
+        (the play's commit, see HostOutcome.commit): its output, after the COMMIT marker, is
+        returned; None when nothing was pending."""
         if not self.pending:
-            return
+            return None
         pending, self.pending = self.pending, []
-        if not any(item.changes for item in pending):
+        if not tail and not any(item.changes for item in pending):
             for item in pending:
                 self.done(item.result, item.result.status, item.result.message)
-            return
-        out = self._write(pending)
+            return None
+        out = self._write(pending, tail)
         stdout = out.stdout.decode(errors="replace")
         processes = _between(stdout, markers.PS, markers.PS_END)
         reached = [int(line.split()[1]) for line in stdout.splitlines()
                    if line.startswith(markers.TASK)]
-        if out.rc == 0:
-            reached = list(range(len(pending)))
+        _, marker, tail_out = stdout.partition(f"{markers.COMMIT}\n")
+        if out.rc == 0 or (tail and marker):      # every change written (the tail may fail)
+            for item in pending:
+                self.state.restarts.extend(item.undo)
+                self._applied(item.changes, processes)
+                self.done(item.result, item.result.status, item.result.message)
+            if out.rc != 0:
+                raise HostFailed(f"writing the run record failed (exit {out.rc}): "
+                                 f"{out.stderr.decode(errors='replace').strip()[-300:]}")
+            return tail_out
         for index, item in enumerate(pending):
             if index in reached:
                 self.state.restarts.extend(item.undo)
-        if out.rc == 0:
-            for item in pending:
-                self._applied(item.changes, processes)
-                self.done(item.result, item.result.status, item.result.message)
-            return
         failed_at = reached[-1] if reached else 0
         for item in pending[:failed_at]:
             self._applied(item.changes, processes)
@@ -50,7 +57,7 @@ class NodeWriter:
         self.write_failed = True          # the facts no longer tell what is on the node
         raise HostFailed(f"task '{bad.result.task}': writing failed")
 
-    def _write(self, pending: list[PendingTask]):
+    def _write(self, pending: list[PendingTask], tail: str = ""):
         """The exec itself. Before writing it lists the node's processes: a pod running then
         belongs to an earlier version of a manifest this exec writes, even one started after
         the play began (a second change to the same manifest in one play). And the first write
@@ -63,6 +70,10 @@ class NodeWriter:
             changes.append(Change(summary="", script=(
                 f"rm -f -- {shlex.quote(options.journal_root)}/{run}.json "
                 f"{shlex.quote(options.backup_root)}/{run}/after-index")))
+        if tail:       # where this exec's after-partial lines begin (commit_script reuses them)
+            changes.append(Change(summary="", script=(
+                'hb_ap0=0; if [ -f "$HB/after-partial" ]; then '
+                'hb_ap0=$(wc -l < "$HB/after-partial"); fi')))
         if any(change.path for item in pending for change in item.changes):
             changes.append(Change(summary="", script=(
                 f"printf '%s\\n' {markers.PS}; ps -ww -eo pid=,args= 2>/dev/null || true; "
@@ -70,8 +81,10 @@ class NodeWriter:
         for index, item in enumerate(pending):
             changes.append(Change(summary="", script=f"echo '{markers.TASK}{index}'"))
             changes += item.changes
+        if tail:
+            changes.append(Change(summary="", script=f"echo '{markers.COMMIT}'\n{tail}"))
         self.state.wrote_as(pending[0].become)
-        self._step("writing")
+        self._step("writing and committing" if tail else "writing")
         out = self.session.run("sh -s", become=pending[0].become,
                                stdin=apply_script(changes, self.runner.run_id,
                                                   self.runner.options.backup_root).encode())

@@ -77,9 +77,10 @@ class PlayFacts:
                             Untemplated({**self.registered, **(just_registered or {})}),
                             extra_vars=self.runner.options.extra_vars)
 
-    def gather(self) -> None:
-        """One exec: every fact the play's tasks and handlers name, plus the process list
-        (to tell a restarted pod from the old one) and runs left unfinished on this node."""
+    def gather_script(self) -> tuple[list, str]:
+        """The play's fact requests and the one script answering them: every fact the play's
+        tasks and handlers name, plus the process list (to tell a restarted pod from the old
+        one) and runs left unfinished on this node."""
         requests = []
         variables = self.base_vars()
         for task in self.tasks() + self.play.handlers:
@@ -100,10 +101,23 @@ class PlayFacts:
             f"printf '%s\\n' {markers.PS}\nps -ww -eo pid=,args= 2>/dev/null || true\n"
             f"printf '%s\\n' {markers.PS}-unfinished\n"
             f"for d in {shlex.quote(backups)}/*/; do [ -f \"$d/index\" ] || continue; "
-            f"r=$(basename \"$d\"); [ -f {shlex.quote(journals)}/\"$r\".json ] || "
+            f"r=${{d%/}}; r=${{r##*/}}; [ -f {shlex.quote(journals)}/\"$r\".json ] || "
             "echo \"$r\"; done; :\n")
-        result = self.session.run("sh -s", become=self.play.become, stdin=script.encode())
-        stdout = result.stdout.decode(errors="replace")
+        return requests, script
+
+    def gather(self) -> None:
+        """One exec for the play's facts (gather_script), or none when the preflight already
+        gathered them with the node lock (harden.apply.preflight)."""
+        prefetched = self.runner.prefetched(self.name, self.play)
+        if prefetched is not None:
+            requests, stdout = prefetched
+        else:
+            requests, script = self.gather_script()
+            result = self.session.run("sh -s", become=self.play.become, stdin=script.encode())
+            stdout = result.stdout.decode(errors="replace")
+        self._gathered(requests, stdout)
+
+    def _gathered(self, requests: list, stdout: str) -> None:
         facts_part, _, rest = stdout.partition(markers.PS + "\n")
         ps_part, _, unfinished = rest.partition(markers.PS + "-unfinished\n")
         try:

@@ -3,6 +3,10 @@ connected, its host key checked, sudo tried, and its node lock taken. One host t
 these stops the run before anything is written anywhere: a rollout must not change cp1 and only
 then find that cp3's host key changed or that another run holds cp2.
 
+The lock's exec also gathers the first play's facts for the hosts of its first batch (once the
+lock is this run's, same identity): the play starts right after, and that exec is one fewer per
+host. Gathering writes nothing, so a host failing elsewhere still leaves every node unchanged.
+
 At the end of the run the locks are given back (after every host's node record is committed or
 its rollback done). An interrupted run keeps them: its nodes hold changes nobody committed (see
 harden.runs.lock).
@@ -11,7 +15,7 @@ harden.runs.lock).
 from __future__ import annotations
 
 from harden.node.paths import lock_path
-from harden.runs.lock import NodeLocked, release, take
+from harden.runs.lock import NodeLocked, release, take_then
 from harden.ssh.parallel import for_each_host
 
 _UNREACHABLE = ("unreachable", "auth failed", "host key mismatch", "host key unknown")
@@ -41,9 +45,15 @@ def preflight(runner, plays: list, specs: dict) -> bool:
     def one(host) -> str | None:
         session = runner.session(host.name, specs[host.name])
         become = lock_become(plays, host.name)
-        note = take(session, host.name, runner.holder, lock, become=become,
-                    break_lock=runner.options.break_lock, journal=runner.journal)
+        first = runner.first_gather(host.name, specs[host.name], become)
+        if first:
+            runner.step(host.name, "lock, gathering facts")
+        note, gathered = take_then(session, host.name, runner.holder, lock,
+                                   first[2] if first else "", become=become,
+                                   break_lock=runner.options.break_lock, journal=runner.journal)
         runner.locked[host.name] = become
+        if first and gathered is not None:
+            runner.keep_prefetched(host.name, first[0], first[1], gathered)
         # Journalled now, so that `harden rollback` of this run, killed before the host's
         # turn, still visits the host and gives its lock back.
         runner.journal.host(runner.run_id, host.name, "pending")

@@ -46,9 +46,9 @@ from harden.apply.run_vars import validate_run_vars
 from harden.apply.tasks import TaskPlanner
 from harden.apply.verification import HealthVerification
 from harden.errors import HardenError
-from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT
+from harden.node.paths import BACKUP_ROOT, JOURNAL_ROOT, lock_path
 from harden.runs.journal import Journal, new_run_id
-from harden.runs.lock import holder_for
+from harden.runs.lock import holder_for, release_script, released
 from harden.ssh.parallel import for_each_host
 from harden.ssh.settings import RunOptions, connection_specs
 
@@ -95,6 +95,9 @@ class Runner:
         self.holder = holder_for(self.run_id, "apply")
         self.resolved_runs = journal.resolved_runs()   # closed by an operator: no warning
         self.locked: dict[str, bool | None] = {}  # host -> identity its node lock was taken as
+        self._final_play: dict[str, Play] = {}     # host -> the last play it is in
+        self._first_batch: tuple[Play | None, list] = (None, [])  # the run's first hosts
+        self._prefetched: dict[str, tuple[Play, list, str]] = {}  # facts gathered with the lock
         self.left_out = tasks_before(playbook, options.start_at_task, options.tags,
                                      options.skip_tags)
 
@@ -102,6 +105,11 @@ class Runner:
         started = time.monotonic()
         plays = [(play, self._play_hosts(play)) for play in self.playbook.plays]
         every_host = {h.name: h for _, hosts in plays for h in hosts}
+        self._final_play = {h.name: play for play, hosts in plays for h in hosts}
+        if plays and plays[0][1]:
+            play, hosts = plays[0]
+            size = next(iter(serial_batches(play.serial, len(hosts))))
+            self._first_batch = (play, hosts[:size])
         validate_run_vars(self.options.extra_vars, self.playbook.plays, every_host.values())
         for play, hosts in plays:
             check_vars_spec(play, hosts, self.options.extra_vars)
@@ -163,6 +171,58 @@ class Runner:
         with self._lock:
             step = self._steps.get(host, "lock")
             self.result.execs.setdefault(host, []).append((step, round(seconds, 4), rc))
+
+    # --- facts gathered with the node lock ----------------------------------------------------
+
+    def first_gather(self, host: str, spec, become) -> tuple[Play, list, str] | None:
+        """For a host of the run's first batch: the first play's fact requests and script, to
+        run in the preflight's lock exec (harden.apply.preflight), when the play reads as the
+        identity the lock is taken with. None otherwise: the play gathers itself."""
+        play, batch = self._first_batch
+        if play is None or host not in [h.name for h in batch] or play.become != become:
+            return None
+        self.play_hosts_all = [h.name for h in play.select_hosts(self.inventory,
+                                                                 self.options.limit)]
+        host_play = HostPlay(self, play, self.inventory.hosts[host], spec, batch,
+                             threading.Event())
+        try:
+            requests, script = host_play.gather_script()
+        except Exception:      # noqa: BLE001 - the play's own gather reports it, as before
+            return None
+        return play, requests, script
+
+    def keep_prefetched(self, host: str, play: Play, requests: list, stdout: str) -> None:
+        with self._lock:
+            self._prefetched[host] = (play, requests, stdout)
+
+    def prefetched(self, host: str, play: Play) -> tuple[list, str] | None:
+        """The facts the preflight gathered for this host's part of `play` (once: a regather
+        after a failed write reads the node again)."""
+        with self._lock:
+            found = self._prefetched.get(host)
+            if found is None or found[0] is not play:
+                return None
+            del self._prefetched[host]
+        return found[1], found[2]
+
+    # --- node locks ---------------------------------------------------------------------------
+
+    def release_script(self, host: str, play: Play, become) -> str:
+        """The lock's release, to run after the host's commit in the same exec, when `play` is
+        the host's last one and the commit runs as the identity the lock was taken with; ""
+        otherwise (release_locks gives it back at the end of the run)."""
+        with self._lock:
+            if self._final_play.get(host) is not play or host not in self.locked \
+                    or self.locked[host] != become:
+                return ""
+        return release_script(self.holder, lock_path(self.options.backup_root))
+
+    def lock_released(self, host: str, output: str) -> None:
+        """After a commit that carried the release: the host's lock is no longer this run's
+        to give back (when the node said so)."""
+        if released(output):
+            with self._lock:
+                self.locked.pop(host, None)
 
     # --- plays and batches -----------------------------------------------------------------
 
@@ -322,8 +382,9 @@ class HostPlay(PlayFacts, TaskPlanner, NodeWriter, HealthVerification, HostOutco
             self._step("gathering facts")
             self.gather()
             self.run_tasks()
-            self.run_handlers()
-            self.verify()
+            if not self.pending:            # else the last batch rides with the commit
+                self.run_handlers()
+                self.verify()
             self.commit("committed")
         except HostFailed as exc:
             status, message = self.fail(str(exc))

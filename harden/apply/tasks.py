@@ -20,7 +20,7 @@ from harden.apply.modules.accounts import account_facts
 from harden.apply.modules.command import known_writes
 from harden.apply.modules.base import Change, PlanContext, TaskFailed, apply_script
 from harden.apply.playbook import Task, task_selected
-from harden.apply.rollback import Restart
+from harden.apply.rollback import Restart, is_manifest
 from harden.apply.templating import evaluate, render_string, render_value
 from harden.errors import InputError
 
@@ -65,11 +65,24 @@ class TaskPlanner:
                     continue
             self._attempt(flow, task, lambda: self._run_alone(task))
             last = task
-        if last is not None:
+        if last is not None and not self._rides_with_commit(flow, last):
             self._attempt(flow, last, self.flush)
-        self.flush()
+            self.flush()
         if flow.uncaught is not None:
             raise flow.uncaught
+
+    def _rides_with_commit(self, flow: BlockFlow, last: Task) -> bool:
+        """Whether the play's last write batch can wait for the commit and go to the node in
+        its exec (HostOutcome.commit): one exec fewer per host and play. Only when nothing
+        has to happen between the two: no handler notified, no manifest to wait for, and a
+        failure of the batch that fails the host (no block, ignore_errors or
+        any_errors_fatal of its own to honour)."""
+        if self.check or flow.uncaught is not None or self.notified or self.unverified \
+                or last.blocks or last.ignore_errors or last.any_errors_fatal:
+            return False
+        changes = [c for item in self.pending for c in item.changes]
+        return bool(changes) and not any(
+            c.path and is_manifest(c.path) and c.rewrites for c in changes)
 
     def _run_alone(self, task: Task) -> None:
         if task.module == "meta":

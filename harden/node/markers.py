@@ -9,3 +9,4 @@ PS = "@@harden-ps"               # a process list taken around a write
 PS_END = "@@harden-ps-end"
 TASK = "@@harden-task "          # a write script: the task whose changes follow
 ROLLBACK = "@@harden-rb "        # rollback's probe of a run's backup directory
+COMMIT = "@@harden-commit"          # a write script: every change written, the commit follows

@@ -14,9 +14,9 @@ HB_RECORD = CONFIGMAP_SH + r"""hb_record() {
   if [ -L "$1" ]; then      # only a re-pointed link is indexed unresolved: its target here
     printf 'link\t-\t-\t-\t%s\t%s\n' "$(readlink -- "$1")" "$1" >> "$2"
   elif [ -f "$1" ] && [ "${1#/proc/}" = "$1" ]; then
-    (umask 077; mkdir -p -- "$HB/after$(dirname -- "$1")"); cp -p -- "$1" "$HB/after$1"
-    printf 'file\t%s\t%s\t%s\n' "$(stat -L -c '%a	%u	%g' -- "$1")" \
-      "$(sha256sum < "$HB/after$1" | cut -d' ' -f1)" "$1" >> "$2"
+    (umask 077; mkdir -p -- "$HB/after${1%/*}"); cp -p -- "$1" "$HB/after$1"
+    hb_rs=$(sha256sum < "$HB/after$1" || :)
+    printf 'file\t%s\t%s\t%s\n' "$(stat -L -c '%a	%u	%g' -- "$1")" "${hb_rs%% *}" "$1" >> "$2"
   elif [ -d "$1" ]; then
     printf 'dir\t%s\t-\t%s\n' "$(stat -L -c '%a	%u	%g' -- "$1")" "$1" >> "$2"
   elif [ -e "$1" ]; then

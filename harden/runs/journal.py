@@ -138,6 +138,11 @@ def commit_script(record: HostRecord, backup_root: str = BACKUP_ROOT,
     under `after/`) lets a later manual rollback see whether someone changed a file since, and
     show how. The record travels base64-encoded inside the script on stdin, never in argv.
     Prints the backup index so the controller can journal the changed files.
+
+    Run as the tail of a write exec (harden.apply.node_writes), that exec sets `hb_ap0` to
+    the number of after-partial lines before its first change: a path it changed already has
+    its final state in after-partial (its last line there; hb_after copied the file too), so
+    that line is taken over instead of copying and hashing the file again.
     """
     run = shlex.quote(record.run_id)
     payload = base64.encodebytes(record.to_json().encode()).decode()
@@ -148,7 +153,18 @@ umask 077
 mkdir -p "$J"; chmod 0700 "$J"
 if [ -f "$HB/index" ]; then
   : > "$HB/after-index"
-  cut -f6- "$HB/index" | while IFS= read -r p; do hb_record "$p" "$HB/after-index"; done
+  if [ -n "${{hb_ap0:-}}" ] && [ -f "$HB/after-partial" ]; then
+    awk -F '\t' -v n="$hb_ap0" '
+      {{ p = $0; for (i = 0; i < 5; i++) sub(/^[^\t]*\t/, "", p) }}
+      FILENAME == ARGV[1] {{ if (FNR > n) last[p] = $0; next }}
+      {{ if (p in last) print "R\t" last[p]; else print "P\t" p }}' \
+      "$HB/after-partial" "$HB/index" | while IFS= read -r l; do
+      case $l in R*) printf '%s\\n' "${{l#??}}" >> "$HB/after-index";;
+        *) hb_record "${{l#??}}" "$HB/after-index";; esac
+    done
+  else
+    cut -f6- "$HB/index" | while IFS= read -r p; do hb_record "$p" "$HB/after-index"; done
+  fi
   sync -- "$HB/after-index"
 fi
 t="$J/.{record.run_id}.json.harden-tmp"

@@ -111,6 +111,11 @@ def release_script(holder: Holder, lock: str) -> str:
             f"echo '{_MARK}released'; fi\n:\n")
 
 
+def released(output: str) -> bool:
+    """Whether a node's output says a release script removed the lock."""
+    return f"{_MARK}released" in output.splitlines()
+
+
 def break_script(dead: Holder, holder: Holder, lock: str) -> str:
     """Remove the dead holder's lock if it is still that one, then take it as `holder` (a third
     run that got in between wins, and is reported as the holder)."""
@@ -158,11 +163,24 @@ def take(session: Session, host: str, holder: Holder, lock: str, *, become=True,
     """Hold the node's lock as `holder`; NodeLocked when another run holds it. Returns a note
     when a dead holder's lock was taken over (`--break-lock`, or a rollback of the very run that
     holds it: `take_over_subject`), so that it is never done silently."""
-    state, text = _answer(host, session.run("sh -s", become=become,
-                                            stdin=acquire_script(holder, lock).encode()),
-                          "taking")
+    return take_then(session, host, holder, lock, "", become=become, break_lock=break_lock,
+                     journal=journal, take_over_subject=take_over_subject)[0]
+
+
+def take_then(session: Session, host: str, holder: Holder, lock: str, then: str, *,
+              become=True, break_lock: bool = False, journal=None,
+              take_over_subject: str | None = None) -> tuple[str | None, str | None]:
+    """`take`, and in the same exec, once the lock is this run's, the script `then` (an apply
+    gathers its first play's facts so: one exec fewer per host). Returns take's note and the
+    output of `then`, or None when `then` did not run (the lock had to be taken over)."""
+    first = acquire_script(holder, lock)
+    if then:
+        first = _then_script(first, then)
+    result = session.run("sh -s", become=become, stdin=first.encode())
+    state, text = _answer(host, result, "taking")
     if state in ("taken", "ours"):
-        return None
+        rest = result.stdout.decode(errors="replace").partition(f"{_MARK}{state}\n")[2]
+        return None, rest if then else None
     if state == "denied":
         raise HostError(host, f"cannot take the node lock {lock}: permission denied as user "
                               f"{text}; add `become: true` to the play or task")
@@ -180,7 +198,15 @@ def take(session: Session, host: str, holder: Holder, lock: str, *, become=True,
     if state not in ("taken", "ours"):
         raise NodeLocked(host, f"locked by {text} (taken between two steps); nothing written",
                          Holder.parse(text))
-    return f"took over the lock of {other.describe()}: {reason}"
+    return f"took over the lock of {other.describe()}: {reason}", None
+
+
+def _then_script(acquire: str, then: str) -> str:
+    """The acquire script in a subshell, its one answer line printed, and `then` run only when
+    that answer says the lock is this run's; `then`'s exit status never reads as the lock's."""
+    return (f"hl_answer=$(\n{acquire})\nprintf '%s\\n' \"$hl_answer\"\n"
+            f"case $hl_answer in '{_MARK}taken'|'{_MARK}ours') ;; *) exit 0;; esac\n"
+            f"(\n{then}\n) || :\n")
 
 
 def _refusal(other: Holder, reason: str | None, break_lock: bool, lock: str) -> str:
@@ -200,7 +226,7 @@ def _refusal(other: Holder, reason: str | None, break_lock: bool, lock: str) -> 
 def release(session: Session, holder: Holder, lock: str, become=True) -> bool:
     """Give the lock back; False when this holder did not hold it (any more)."""
     result = session.run("sh -s", become=become, stdin=release_script(holder, lock).encode())
-    return result.rc == 0 and f"{_MARK}released" in result.stdout.decode(errors="replace")
+    return result.rc == 0 and released(result.stdout.decode(errors="replace"))
 
 
 def _alive(pid: int) -> bool:

@@ -142,6 +142,8 @@ def test_root_logs_in_with_the_nodes_own_dotfiles_not_the_machines(lab3):
     wanted = default.read_text() if default.is_file() else ""
     assert lab3.ssh("cp1", "cat /root/.bashrc").stdout == wanted
     assert lab3.ssh("w1", "cat /root/.bashrc").stdout == wanted
+    assert lab3.ssh("w1", "echo $PATH").stdout.strip() == \
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"     # sshd's own
     lab3.ssh("cp1", "echo '# cp1-only' >> /root/.bashrc")
     try:
         assert lab3.ssh("cp1", "tail -n1 /root/.bashrc").stdout == "# cp1-only\n"

@@ -14,6 +14,7 @@ from harden.apply.events import Output
 from harden.apply.playbook import load_playbook
 from harden.apply.runner import ApplyOptions, Runner
 from harden.inventory.loader import load_inventory
+from harden.node.paths import lock_path
 from harden.runs.journal import Journal
 from harden.ssh.session import CommandResult
 
@@ -26,15 +27,18 @@ class ShellSession:
     """harden.ssh.session.Session over the local shell; counts execs like the real transport.
 
     With a `log`, every script is recorded; with `per_host_node_dirs`, NODE_DIRS in scripts
-    are moved to `/<host>-node/<dir>` so hosts sharing this machine keep separate records."""
+    are moved to `/<host>-node/<dir>` so hosts sharing this machine keep separate records, and
+    the node lock `lock` (a path) to `/<host>-node/lock`: one lock per host, as on real nodes
+    (a host gives its lock back as soon as its last play commits)."""
 
     def __init__(self, host: str = "local", log: list | None = None,
-                 per_host_node_dirs: bool = False):
+                 per_host_node_dirs: bool = False, lock: str | None = None):
         self.host = host
         self.exec_count = 0
         self.becomes: list[bool | None] = []        # the `become` of every exec, in order
         self.log = log
         self.per_host_node_dirs = per_host_node_dirs
+        self.lock = lock
 
     def run(self, command: str, *, become: bool | None = None, stdin: bytes | None = None,
             timeout: float | None = None) -> CommandResult:
@@ -44,6 +48,9 @@ class ShellSession:
         if self.per_host_node_dirs:
             for name in NODE_DIRS:
                 stdin = stdin.replace(f"/{name}".encode(), f"/{self.host}-node/{name}".encode())
+            if self.lock:
+                own = f"{os.path.dirname(self.lock)}/{self.host}-node/lock"
+                stdin = stdin.replace(self.lock.encode(), own.encode())
         if self.log is not None:
             self.log.append((self.host, stdin))
         done = subprocess.run(["sh", "-c", command], input=stdin, capture_output=True,
@@ -102,7 +109,8 @@ class Env:
         return self.tmp / f"{host}-node" / NODE_DIRS[which]
 
     def connect(self, spec):
-        session = ShellSession(spec.host, self.log, per_host_node_dirs=True)
+        session = ShellSession(spec.host, self.log, per_host_node_dirs=True,
+                               lock=lock_path(str(self.tmp / NODE_DIRS[0])))
         self.sessions[spec.host] = session
         return session
 

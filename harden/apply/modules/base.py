@@ -298,36 +298,44 @@ APPLY_PRELUDE = r"""set -e
 LC_ALL=C; export LC_ALL
 """ + NODE_FAILURE + r"""
 hb_real() { readlink -m -- "$1"; }
-hb_backup() {
-  hb_p="$(hb_real "$1")"
-  hn_where "$HB_ROOT"
+hb_dirs() {     # the run's backup dir and index, made (and locked down) once per script
+  [ -z "$hb_ready" ] || return 0
   mkdir -p "$HB" && chmod 0700 "$HB_ROOT" "$HB"
   [ -f "$HB/index" ] || (umask 077; : >> "$HB/index")     # 0600, subdirectories 0700
+  hb_ready=1
+}
+hb_sum() { hb_h=$(sha256sum < "$1" || :); hb_h=${hb_h%% *}; }   # sha256 of a file, in $hb_h
+hb_backup() {   # leaves the resolved path in $hb_p
+  hb_p="$(hb_real "$1")"
+  hn_where "$HB_ROOT"
+  hb_dirs
   [ -f "$HB/files$hb_p" ] && return 0
   if [ -f "$HB/index" ] && HB_P="$hb_p" awk -F '\t' '$6 == ENVIRON["HB_P"] {f=1} END {exit !f}' \
       "$HB/index"; then
     return 0
   fi
   if [ -f "$hb_p" ] && [ "${hb_p#/proc/}" = "$hb_p" ]; then
-    (umask 077; mkdir -p -- "$HB/files$(dirname -- "$hb_p")")
+    (umask 077; mkdir -p -- "$HB/files${hb_p%/*}")
     hn_tmp="$HB/files$hb_p"         # a partial copy must not pass for a backup
     cp -p -- "$hb_p" "$HB/files$hb_p"; sync -- "$HB/files$hb_p"
-    printf 'file\t%s\t%s\t%s\n' "$(stat -c '%a	%u	%g' -- "$hb_p")" \
-      "$(sha256sum < "$hb_p" | cut -d' ' -f1)" "$hb_p" >> "$HB/index"
+    hb_sum "$hb_p"
+    printf 'file\t%s\t%s\t%s\n' "$(stat -c '%a	%u	%g' -- "$hb_p")" "$hb_h" "$hb_p" \
+      >> "$HB/index"
     hn_tmp=
   elif [ -d "$hb_p" ]; then
     printf 'dir\t%s\t-\t%s\n' "$(stat -c '%a	%u	%g' -- "$hb_p")" "$hb_p" >> "$HB/index"
   elif [ -f "$hb_p" ]; then
-    (umask 077; mkdir -p -- "$HB/files$(dirname -- "$hb_p")"); cat -- "$hb_p" > "$HB/files$hb_p"
+    (umask 077; mkdir -p -- "$HB/files${hb_p%/*}"); cat -- "$hb_p" > "$HB/files$hb_p"
     printf 'proc\t-\t-\t-\t-\t%s\n' "$hb_p" >> "$HB/index"
   else
     printf 'absent\t-\t-\t-\t-\t%s\n' "$hb_p" >> "$HB/index"
   fi
   sync -- "$HB/index"
 }
-hb_after() {
+hb_after() { hb_after_real "$(hb_real "$1")"; }
+hb_after_real() {   # hb_after of a path already resolved (hb_backup's $hb_p)
   [ -f "$HB/after-partial" ] || (umask 077; : >> "$HB/after-partial")
-  hb_record "$(hb_real "$1")" "$HB/after-partial"; sync -- "$HB/after-partial"
+  hb_record "$1" "$HB/after-partial"; sync -- "$HB/after-partial"
 }
 hb_mkdirs() {
   [ -d "$1" ] && return 0
@@ -350,8 +358,7 @@ hb_write() {
 }
 hb_backup_link() {  # a link the run re-points: the link itself, not its target, is recorded
   hn_where "$HB_ROOT"
-  mkdir -p "$HB" && chmod 0700 "$HB_ROOT" "$HB"
-  [ -f "$HB/index" ] || (umask 077; : >> "$HB/index")
+  hb_dirs
   if HB_P="$1" awk -F '\t' '$6 == ENVIRON["HB_P"] {f=1} END {exit !f}' "$HB/index"; then
     return 0
   fi
@@ -361,8 +368,8 @@ hb_after_link() {
   [ -f "$HB/after-partial" ] || (umask 077; : >> "$HB/after-partial")
   hb_record "$1" "$HB/after-partial"; sync -- "$HB/after-partial"
 }
-hb_chmod() { hb_backup "$1"; chmod "$2" -- "$(hb_real "$1")"; hb_after "$1"; }
-hb_chown() { hb_backup "$1"; chown "$2" -- "$(hb_real "$1")"; hb_after "$1"; }
+hb_chmod() { hb_backup "$1"; chmod "$2" -- "$hb_p"; hb_after_real "$hb_p"; }
+hb_chown() { hb_backup "$1"; chown "$2" -- "$hb_p"; hb_after_real "$hb_p"; }
 hb_mkdir() {
   hb_mkdirs "$(dirname -- "$1")"; hb_backup "$1"; mkdir -m "$2" -- "$(hb_real "$1")"
   hb_after "$1"

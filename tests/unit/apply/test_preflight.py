@@ -18,8 +18,12 @@ def env(tmp_path):
     return Env(tmp_path)
 
 
-def lock_file(env) -> str:
-    return str(env.tmp / "lock")         # beside the test's backup root, as on a node
+def lock_file(env, host: str = "h1") -> str:
+    return str(env.tmp / f"{host}-node" / "lock")     # each local node has its own lock
+
+
+def no_lock_left(env) -> bool:
+    return not any(os.path.lexists(lock_file(env, h)) for h in ("h1", "h2", "h3"))
 
 
 def test_an_apply_finding_the_node_locked_changes_no_host_and_names_the_holder(env):
@@ -30,10 +34,11 @@ def test_an_apply_finding_the_node_locked_changes_no_host_and_names_the_holder(e
     assert result.exit_code == 4
     assert {h: tree(env.root(h)) for h in ("h1", "h2", "h3")} == before
     assert not env.node_dir("h1", 0).exists()
-    refusals = [m for _, m in out.warnings if m.startswith("locked by run " + other.run_id)]
-    assert len(refusals) == 3 and all("nothing written" in m for m in refusals)
-    assert out.stops == ["preflight failed on h1, h2, h3: nothing was changed on any host"]
+    refusals = [(h, m) for h, m in out.warnings if m.startswith("locked by run " + other.run_id)]
+    assert [h for h, _ in refusals] == ["h1"] and "nothing written" in refusals[0][1]
+    assert out.stops == ["preflight failed on h1: nothing was changed on any host"]
     assert Holder.parse(os.readlink(lock_file(env))) == other      # never broken silently
+    assert not os.path.lexists(lock_file(env, "h2"))                # taken, then given back
 
 
 def test_an_unreachable_host_of_a_later_batch_stops_the_run_before_the_first_change(env):
@@ -50,16 +55,25 @@ def test_an_unreachable_host_of_a_later_batch_stops_the_run_before_the_first_cha
     assert result.exit_code == 4 and result.hosts["h3"].failed == 1
     assert {h: tree(env.root(h)) for h in ("h1", "h2")} == before
     assert ("h3", "connection refused") in out.warnings
-    assert not os.path.lexists(lock_file(env))                      # h1, h2 given back
+    assert no_lock_left(env)                                        # h1, h2 given back
 
 
 def test_a_finished_run_leaves_no_lock_and_the_next_run_proceeds(env):
     first, _ = env.apply(write_play(), extra={"fail_on": ["h2"]})
     assert first.exit_code == 4 and first.hosts["h2"].rolled_back == 1
-    assert not os.path.lexists(lock_file(env))                      # failure: released too
+    assert no_lock_left(env)                                        # failure: released too
     again, _ = env.apply(write_play(), extra={"fail_on": []})
     assert again.exit_code == 0 and again.hosts["h2"].changed == 2
-    assert not os.path.lexists(lock_file(env))
+    assert no_lock_left(env)
+
+
+def test_only_the_first_batch_gathers_its_facts_in_the_lock_s_exec(env):
+    result, _ = env.apply(write_play(serial=1), extra={"fail_on": []})
+    assert result.exit_code == 0
+    steps = {h: [step for step, _, _ in execs] for h, execs in result.execs.items()}
+    assert steps["h1"] == ["lock, gathering facts", "writing and committing"]
+    # a later batch reads its node when its turn comes: the facts must be fresh
+    assert steps["h2"] == steps["h3"] == ["lock", "gathering facts", "writing and committing"]
 
 
 @pytest.mark.parametrize("extra, message", [

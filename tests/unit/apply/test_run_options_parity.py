@@ -73,9 +73,10 @@ def test_verbose_output_counts_execs_and_times_tasks(tmp_path):
     console = Console(record=True, width=200, force_terminal=False)
     result, _ = run(env, [FIRST], output=TextOutput(console=console, verbosity=3))
     text = console.export_text()
-    assert result.execs["h1"][1][0] == "gathering facts"
+    assert [step for step, _, _ in result.execs["h1"]] == ["lock, gathering facts",
+                                                           "writing and committing"]
     assert f"h1: {len(result.execs['h1'])} execs" in text
-    assert "exec 2: gathering facts" in text and "exec 3: writing" in text
+    assert "exec 1: lock, gathering facts" in text and "exec 2: writing and committing" in text
     assert "one  changed  (" in text            # -vv: the task's time
 
 

@@ -4,6 +4,7 @@ and rollbacks are the real ones. SSH itself is covered by tests/integration/test
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import stat
@@ -31,14 +32,18 @@ def test_first_run_changes_second_changes_nothing_with_few_execs(env):
     conf = env.root("h2") / "etc" / "app.conf"
     assert conf.read_text() == "a = 2\n" and stat.S_IMODE(conf.stat().st_mode) == 0o600
     assert (env.root("h2") / "etc/new/created.conf").read_text() == "new\n"
-    # node lock, facts, one write for both tasks, commit, lock released: five execs per host
-    assert {h: s.exec_count for h, s in env.sessions.items()} == {"h1": 5, "h2": 5, "h3": 5}
+    # the node lock and the play's facts in one exec, then one exec for both tasks' writes,
+    # the node record and the lock's release (nothing has to happen between them)
+    assert {h: s.exec_count for h, s in env.sessions.items()} == {"h1": 2, "h2": 2, "h3": 2}
+    assert [step for step, _, _ in result.execs["h1"]] == [
+        "lock, gathering facts", "writing and committing"]
+    assert not any(env.node_dir(h, 0).with_name("lock").exists() for h in ("h1", "h2", "h3"))
     env.sessions.clear()
     again, _ = env.apply(write_play(),
                          extra={"fail_on": []})
     assert again.exit_code == 0 and all(s.changed == 0 for s in again.hosts.values())
-    # nothing to write: the lock, facts, and the lock released
-    assert {h: s.exec_count for h, s in env.sessions.items()} == {"h1": 3, "h2": 3, "h3": 3}
+    # nothing to write: the lock with the facts, and the lock released
+    assert {h: s.exec_count for h, s in env.sessions.items()} == {"h1": 2, "h2": 2, "h3": 2}
 
 
 def test_check_mode_writes_nothing_reports_same_changes_and_exits_2(env):
@@ -263,9 +268,10 @@ SPLIT_BY_COMMAND = """
 def test_consecutive_writes_share_one_exec_and_a_command_splits_them(env):
     result, _ = env.apply(SPLIT_BY_COMMAND)
     assert (env.root("h1") / "etc" / "three").read_text() == "got 1\n"
-    # lock; facts; one+two; the command; facts for three (its arguments could not be
-    # rendered before `seen` existed, so its facts come late); three; the node record; unlock
-    assert env.sessions["h1"].exec_count == 8
+    # lock with the facts; one+two; the command; facts for three (its arguments could not
+    # be rendered before `seen` existed, so its facts come late); three with the node
+    # record and the unlock
+    assert env.sessions["h1"].exec_count == 5
     assert [t.status for t in result.tasks] == ["changed", "changed", "ok", "changed"]
 
 
@@ -321,3 +327,31 @@ def test_a_failure_in_a_later_play_restores_what_earlier_plays_wrote(env):
     record = json.loads((env.node_dir("h1", 1) / f"{result.run_id}.json").read_text())
     assert [(t["play"], t["status"]) for t in record["tasks"]] == [("first", "changed"),
                                                                   ("second", "failed")]
+
+
+def test_a_commit_riding_with_the_writes_records_every_path_as_the_run_left_it(env):
+    # play two rewrites play one's file and adds one: the exec carrying play two's commit
+    # takes its own paths' states from after-partial and records play one's path again
+    result, _ = env.apply("""
+- hosts: h1
+  tasks:
+    - copy: {dest: "{{ root }}/etc/app.conf", content: "one\\n", mode: "0640"}
+    - copy: {dest: "{{ root }}/etc/kept.conf", content: "kept\\n", mode: "0600"}
+- hosts: h1
+  tasks:
+    - copy: {dest: "{{ root }}/etc/app.conf", content: "two\\n", mode: "0600"}
+    - copy: {dest: "{{ root }}/etc/more.conf", content: "more\\n"}
+""")
+    assert result.exit_code == 0
+    run_dir = env.node_dir("h1", 0) / result.run_id
+    after = {}
+    for line in (run_dir / "after-index").read_text().splitlines():
+        kind, mode, uid, gid, sha, path = line.split("\t")
+        after[path] = (kind, mode, sha)
+    for name in ("app.conf", "kept.conf", "more.conf"):
+        path = env.root("h1") / "etc" / name
+        content = path.read_bytes()
+        assert after.pop(str(path)) == ("file", f"{stat.S_IMODE(path.stat().st_mode):o}",
+                                         hashlib.sha256(content).hexdigest())
+        assert (run_dir / "after" / str(path).lstrip("/")).read_bytes() == content
+    assert not after                                   # and nothing else

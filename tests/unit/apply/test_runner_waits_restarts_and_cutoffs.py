@@ -12,6 +12,7 @@ import signal
 import pytest
 
 from harden.apply.rollback import read_node_run
+from harden.node import markers
 from harden.ssh.transport import Unreachable
 from support.local_node import NODE_DIRS, Env, ShellSession
 
@@ -163,7 +164,9 @@ TWO_PLAYS = """
 
 
 class LostAtSecondCommit(ShellSession):
-    """The connection drops when the second node record is about to be written."""
+    """The connection drops when the second node record is about to be written: the exec
+    carrying it (the play's last write batch rides with its commit) runs up to the record,
+    and no further."""
 
     commits = 0
 
@@ -171,6 +174,9 @@ class LostAtSecondCommit(ShellSession):
         if stdin and b"HARDEN_RECORD" in stdin:
             self.commits += 1
             if self.commits == 2:
+                writes, marker, _ = stdin.partition(f"echo '{markers.COMMIT}'".encode())
+                if marker:
+                    super().run(command, become=become, stdin=writes, timeout=timeout)
                 raise Unreachable(self.host, "connection lost")
         return super().run(command, become=become, stdin=stdin, timeout=timeout)
 

@@ -11,7 +11,7 @@ import pytest
 
 from harden.runs.journal import Journal
 from harden.runs.lock import STALE_AFTER, Holder, NodeLocked, dead_reason, holder_for, \
-    release, take
+    release, take, take_then
 
 from support.local_node import ShellSession
 
@@ -54,6 +54,20 @@ def test_the_holder_may_take_it_again_and_only_the_holder_releases_it(lock):
     assert release(session, other, lock) is False and os.path.islink(lock)
     assert release(session, first, lock) is True and not os.path.lexists(lock)
     assert take(session, "cp1", other, lock) is None
+
+
+def test_a_script_run_with_the_lock_runs_only_once_the_lock_is_this_run_s(lock, tmp_path):
+    first, second = holder_for("run-a", "apply"), holder_for("run-b", "apply")
+    ran = tmp_path / "ran"
+    script = f"echo one >> {ran}\nprintf 'fact line\\n'\nexit 3"
+    session = ShellSession()
+    # its own output comes back, and its exit status is not the lock's
+    assert take_then(session, "cp1", first, lock, script) == (None, "fact line\n")
+    assert take_then(session, "cp1", first, lock, script) == (None, "fact line\n")   # ours
+    with pytest.raises(NodeLocked):
+        take_then(session, "cp1", second, lock, script)
+    assert ran.read_text() == "one\none\n"              # not run for the refused holder
+    assert Holder.parse(os.readlink(lock)) == first
 
 
 def test_a_directory_in_the_lock_s_place_is_refused_and_left_as_it_is(lock):
