@@ -179,6 +179,7 @@ def run_tour(tmp: Path, net: str) -> TourRun:
 
 
 def node_root(tmp: Path):
+    """node -> where that tour node's files (its /var/lib/kubelet, ...) live on this machine."""
     return lambda node: tmp / "lab" / "nodes" / node / "root"
 
 
