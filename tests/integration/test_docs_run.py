@@ -7,8 +7,13 @@ this test's directory, a free loopback /24, a 1+1 lab instead of 3+2 to save tim
 playbooks run in check mode on the tour's own lab, twice: fresh (the script pauses after its
 `lab up`) and after site.yml was applied for real (it pauses after that apply); each must finish
 with 0 or 2 (1 would be bad input, 4 a failed host). Check mode writes nothing on the nodes and
-the examples keep a journal of their own, so the tour goes on as if they had not run; one lab
-and one site.yml apply serve both claims."""
+the examples keep a journal of their own, so the tour goes on as if they had not run.
+
+The tour's lab and its site.yml apply also judge site.yml on the kubeadm profile (the weak one
+is in test_apply_site.py): a check at the fresh pause, and at the hardened pause the API
+servers' restarts, a second real apply (it must change nothing, so the tour again goes on as if
+it had not run; its journal is its own too) and a check. One lab and one site.yml apply serve
+all three claims."""
 
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ import pytest
 import yaml
 from support.lab_cli import harden
 from support.paths import REPO
+from support.site import (SiteRun, apply_site, assert_site_hardened, check_json,
+                          recap_changed)
 
 pytestmark = pytest.mark.lab
 
@@ -127,6 +134,8 @@ class TourRun:
     stderr: str
     steps: list[str]
     examples: dict[str, list[str] | None]
+    site: SiteRun
+    site_first_changed: dict[str, int] | None    # the tour's own apply, from its RECAP
 
 
 def run_tour(tmp: Path, net: str) -> TourRun:
@@ -137,6 +146,8 @@ def run_tour(tmp: Path, net: str) -> TourRun:
     os.mkfifo(resume)
     script, steps = tour_script(tmp, net, resume)
     examples: dict[str, list[str] | None] = {name: None for name in PAUSES}
+    site = SiteRun("kubeadm", {})
+    first_changed = None
     stderr: list[str] = []
     try:
         with open(tmp / "tour-stdout", "w") as out:
@@ -148,7 +159,11 @@ def run_tour(tmp: Path, net: str) -> TourRun:
                     stderr.append(line)
                     if line.startswith(PAUSE):
                         name = line.split()[1]
+                        if name == "hardened":      # before anything else reaches the lab
+                            first_changed = recap_changed((tmp / "tour-stdout").read_text())
+                            site.note_api_server_restarts(node_root(tmp))
                         examples[name] = examples_at_pause(tmp, name)
+                        (site_before if name == "fresh" else site_after)(tmp, site)
                         with open(resume, "w") as go:
                             go.write("go\n")
                 proc.wait(timeout=120)
@@ -160,7 +175,31 @@ def run_tour(tmp: Path, net: str) -> TourRun:
         if (tmp / "lab" / "lab.json").exists():
             cluster.down(tmp / "lab")
     return TourRun(proc.returncode, (tmp / "tour-stdout").read_text(), "".join(stderr), steps,
-                   examples)
+                   examples, site, first_changed)
+
+
+def node_root(tmp: Path):
+    """node -> where that tour node's files (its /var/lib/kubelet, ...) live on this machine."""
+    return lambda node: tmp / "lab" / "nodes" / node / "root"
+
+
+def site_before(tmp: Path, site: SiteRun) -> None:
+    """At the fresh pause: the lab's hosts, a check, and each API server's pods so far."""
+    from harden.lab import cluster
+
+    site.roles = {n["name"]: n["role"] for n in cluster.read_state(tmp / "lab")["nodes"]}
+    site.before = check_json(tmp / "lab" / "inventory.ini", tmp / "site-state")
+    site.note_pods_before(node_root(tmp))
+
+
+def site_after(tmp: Path, site: SiteRun) -> None:
+    """At the hardened pause, after the examples: a second apply, then a check once every pod
+    is ready again."""
+    from harden.lab import cluster
+
+    site.second = apply_site(tmp / "lab" / "inventory.ini", tmp / "site-state")
+    cluster.wait_ready(tmp / "lab", 30)
+    site.after = check_json(tmp / "lab" / "inventory.ini", tmp / "site-state")
 
 
 def examples_at_pause(tmp: Path, name: str) -> list[str]:
@@ -236,3 +275,11 @@ def test_every_playbook_of_playbooks_md_runs_in_check_mode_before_and_after_site
             f"the tour ended (exit {tour.returncode}) before its {name!r} pause: see " \
             f"test_the_readme_tour_runs_as_written"
         assert not failures, f"{when}:\n" + "\n".join(failures)
+
+
+@pytest.mark.timeout(1500)
+def test_site_yml_hardens_the_tours_kubeadm_lab_and_is_idempotent(tour):
+    assert tour.site.after is not None, \
+        f"the tour ended (exit {tour.returncode}) before its 'hardened' pause: see " \
+        f"test_the_readme_tour_runs_as_written"
+    assert_site_hardened(tour.site, tour.site_first_changed)

@@ -138,9 +138,15 @@ def finish(process: subprocess.Popen) -> dict:
     return json.loads(stdout)
 
 
-def test_a_second_writer_is_refused_while_the_first_proceeds(lab, fresh, tmp_path):
+def test_a_second_writer_a_rollback_and_a_prune_are_refused_while_an_apply_holds_the_node(
+        lab, fresh, tmp_path):
+    """Two held applies: while the first (its own playbook) holds cp1, an apply of another
+    playbook is refused; while the second holds it, an apply of the same playbook, a rollback of
+    the first run and a prune are. Each refusal names the holder and writes nothing."""
     same = fresh()
+    earlier = None
     for first, second in ((fresh(), fresh("profiling")), (same, same)):
+        held = backups(lab)
         first_run = start_apply(lab, tmp_path, first)
         holder = holder_run(lab)
         during = digest(lab)
@@ -148,37 +154,23 @@ def test_a_second_writer_is_refused_while_the_first_proceeds(lab, fresh, tmp_pat
         assert refused.returncode == 4, refused.stdout + refused.stderr
         assert f"locked by run {holder} (apply)" in refused.stdout + refused.stderr
         assert "nothing was changed on any host" in refused.stdout + refused.stderr
-        assert digest(lab) == during                   # the refused run wrote nothing
+        if earlier is not None:              # a finished run to undo, and backups to drop
+            rollback = harden(tmp_path, "rollback", "-i", str(lab.inventory), earlier)
+            assert rollback.returncode == 4 and "locked" in rollback.stdout
+            assert f"locked by run {holder} (apply)" in rollback.stdout
+            prune = harden(tmp_path, "prune", "-i", str(lab.inventory), "--keep", "1")
+            assert prune.returncode == 4 and f"locked by run {holder} (apply)" in prune.stdout
+        assert digest(lab) == during                   # the refused runs wrote nothing
+        assert held <= backups(lab)                    # nothing restored or pruned
         release(first)
         assert finish(first_run)["run_id"] == holder
         assert not os.path.lexists(lock_of(lab))
         check = harden(tmp_path, "apply", "-i", str(lab.inventory), str(first), "--check",
                        *LAB_VARS)
         assert check.returncode == 0, check.stdout + check.stderr      # nothing pending
-    assert pods_healthy(lab)
-
-
-def test_rollback_and_prune_are_refused_while_an_apply_holds_the_node(lab, fresh, tmp_path):
-    earlier_playbook = fresh()
-    release(earlier_playbook)                # a run of its own: nothing to hold it for
-    done = harden(tmp_path, "apply", "-i", str(lab.inventory), str(earlier_playbook),
-                  "--format", "json", *LAB_VARS)
-    assert done.returncode == 0, done.stdout + done.stderr
-    earlier = json.loads(done.stdout)["run_id"]
-    held = backups(lab)
-    playbook = fresh()
-    running = start_apply(lab, tmp_path, playbook)
-    holder = holder_run(lab)
-    during = digest(lab)
-    rollback = harden(tmp_path, "rollback", "-i", str(lab.inventory), earlier)
-    assert rollback.returncode == 4 and "locked" in rollback.stdout
-    assert f"locked by run {holder} (apply)" in rollback.stdout
-    prune = harden(tmp_path, "prune", "-i", str(lab.inventory), "--keep", "1")
-    assert prune.returncode == 4 and f"locked by run {holder} (apply)" in prune.stdout
-    assert digest(lab) == during and held <= backups(lab)         # nothing restored or pruned
-    release(playbook)
-    finish(running)
+        earlier = holder
     assert harden(tmp_path, "prune", "-i", str(lab.inventory), "--keep", "1").returncode == 0
+    assert pods_healthy(lab)
 
 
 def test_a_killed_apply_keeps_the_node_locked_until_its_rollback(lab, fresh, tmp_path):
