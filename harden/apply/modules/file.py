@@ -47,9 +47,16 @@ class FileModule(Module):
     )
 
     def validate(self, args, path=None, line=None, rendered=True) -> dict:
+        """Besides the arguments, whether `state` was given: Ansible takes an omitted state
+        from the path as it is (a symlink's is `link`), which matters with `follow: false`.
+        Validated arguments may come back here once rendered: the mark is kept then."""
+        given = None
+        if isinstance(args, dict) and "state_given" in args:
+            given = args["state_given"]
+            args = {k: v for k, v in args.items() if k != "state_given"}
         out = super().validate(args, path, line, rendered)
-        if isinstance(args, dict) and "state_given" not in args:
-            out["state_given"] = args.get("state") is not None    # Ansible: omitted = as is
+        out["state_given"] = given if given is not None else \
+            isinstance(args, dict) and args.get("state") is not None
         return out
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
