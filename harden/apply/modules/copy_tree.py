@@ -92,7 +92,8 @@ def _missing_parents(directory: str, facts: Facts, args: dict) -> list[Change]:
 def _mkdir(path: str, mode: int, owner: str | None, group: str | None) -> Change:
     owner, group = owner or "root", group or "root"
     q = shlex.quote(path)
-    script = f"hb_mkdir {q} {format_mode(mode)}"
+    script = (f"if [ -d {q} ]; then hb_chmod {q} {format_mode(mode)}; "
+              f"else hb_mkdir {q} {format_mode(mode)}; fi")
     if (owner, group) != ("root", "root"):
         script += f"; hb_chown {q} {shlex.quote(owner + ':' + group)}"
     return Change(summary=f"create directory {path} ({format_mode(mode)} {owner}:{group})",

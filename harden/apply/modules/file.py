@@ -133,7 +133,10 @@ def _fix(state: FileState, args: dict) -> list[Change]:
 
 def _mkdir(path: str, args: dict) -> Change:
     mode = format_mode(parse_mode(args["mode"] or "0755", None, directory=True))
-    script = f"hb_mkdir {shlex.quote(path)} {mode}"
+    # made meanwhile (a kubelet creates a DirectoryOrCreate hostPath once an earlier write of
+    # the play restarted the pod): given the mode then, as Ansible's live check would
+    q = shlex.quote(path)
+    script = f"if [ -d {q} ]; then hb_chmod {q} {mode}; else hb_mkdir {q} {mode}; fi"
     owner, group = args["owner"] or "root", args["group"] or "root"
     script += f"; chown {shlex.quote(owner + ':' + group)} -- {shlex.quote(path)}"
     return Change(summary=f"create directory {path} ({mode} {owner}:{group})", script=script,
