@@ -67,7 +67,8 @@ def test_fixture_playbook_uses_every_module():
     assert first.vars["harden_marker_dir"] == "/etc/kubernetes/harden-test"   # vars_files
     probe = [t for t in first.tasks if t.register == "probe"][0]
     assert probe.check_mode is False and probe.changed_when == [False]
-    assert first.tasks[8].notify == ["wait for kube-apiserver"]
+    flags = next(t for t in first.tasks if t.name == "kube-apiserver flags")
+    assert flags.notify == ["wait for kube-apiserver"]
 
 
 def test_full_data_model(tmp_path):
