@@ -35,7 +35,7 @@ from harden.node.paths import DEFAULT_KUBELET_CONFIG
 FILE, GLOB, SYSCTL, KUBELET, CENSUS = "file", "glob", "sysctl", "kubelet", "etcd_census"
 CONFIGMAP = "configmap"
 UNIT, PACKAGE, MOUNTS, LINK, FIND = "unit", "package", "mounts", "link", "find"
-RPM, PROBE = "rpm", "probe"
+RPM, PROBE, TREE = "rpm", "probe", "tree"
 UNIT_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState")
 _SECTION = markers.FACT
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -152,6 +152,17 @@ class Facts:
     listings: dict[tuple[str, bool], list[dict] | None] = field(default_factory=dict)
     rpms: dict[str, dict] = field(default_factory=dict)         # package -> rpm's view
     probes: dict[str, str] = field(default_factory=dict)        # probe name -> its output
+    trees: dict[str, list[dict] | None] = field(default_factory=dict)   # dir -> its entries
+
+    def tree(self, path: str) -> list[dict] | None:
+        """Every entry below directory `path` (relative path, kind, mode, owner, group and a
+        regular file's sha256, computed on the node: the bytes stay there), sorted by path;
+        None when `path` is not a directory. Planned changes are not folded in: a tree is
+        read once, by the task that copies it."""
+        path = norm_path(path)
+        if path not in self.trees:
+            raise FactNotGathered(FactRequest(TREE, path))
+        return self.trees[path]
 
     def rpm(self, name: str) -> dict:
         """rpm's view of a package: {"rpm": False} without rpm/dnf on the node, else
@@ -299,6 +310,8 @@ class Facts:
             self.rpms.setdefault(key, value)
         for key, value in other.probes.items():
             self.probes.setdefault(key, value)
+        for key, value in other.trees.items():
+            self.trees.setdefault(key, value)
         if self.mount_table is None:
             self.mount_table = other.mount_table
 
@@ -445,6 +458,11 @@ def _section(index: int, req: FactRequest) -> str:
         return head + (f"if [ -d {q} ]; then find {q} -mindepth 1{depth} -printf "
                        "'F %y|%m|%U|%G|%u|%g|%s|%T@|%P\\n' 2>/dev/null; echo 'F .'; "
                        "else echo 'F -'; fi\n")
+    if req.kind == TREE:
+        return head + ("if [ -d Q ]; then find Q -mindepth 1 -printf 'T %y|%m|%u|%g|%P\\n' "
+                       "2>/dev/null; find Q -mindepth 1 -type f -exec sha256sum -- {} + "
+                       "2>/dev/null | sed 's/^/H /'; echo 'T .'; else echo 'T -'; fi\n"
+                       ).replace("Q", q)
     if req.kind == LINK:
         return head + (f"if [ -L {q} ]; then printf 'L '; readlink -- {q} | base64 -w0; echo; "
                        "else echo 'L -'; fi\n")
@@ -621,6 +639,8 @@ def _parse_section(req: FactRequest, lines: list[str], facts: Facts) -> None:
             errors="replace")
     elif req.kind == FIND:
         facts.listings[(norm_path(req.target), req.recurse)] = _parse_listing(req.target, lines)
+    elif req.kind == TREE:
+        facts.trees[norm_path(req.target)] = _parse_tree(req.target, lines)
     elif req.kind == LINK:
         value = lines[0][2:] if lines and lines[0].startswith("L ") else "-"
         facts.links[norm_path(req.target)] = None if value == "-" else \
@@ -685,3 +705,25 @@ def _parse_listing(top: str, lines: list[str]) -> list[dict] | None:
                     "uid": int(uid), "gid": int(gid), "pw_name": user, "gr_name": group,
                     "size": int(size), "mtime": float(mtime)})
     return out
+
+
+def _parse_tree(top: str, lines: list[str]) -> list[dict] | None:
+    """T records (kind|mode|owner|group|relative path) and H records (sha256sum's lines)."""
+    if "T -" in lines:
+        return None
+    sums, entries = {}, []
+    for line in lines:
+        if line.startswith("H ") and "  " in line:
+            digest, _, path = line[2:].partition("  ")
+            sums[path] = digest
+    for line in lines:
+        if not line.startswith("T ") or line == "T .":
+            continue
+        kind, mode, owner, group, rel = line[2:].split("|", 4)
+        entries.append({"rel": rel, "kind": kind, "mode": int(mode, 8), "owner": owner,
+                        "group": group})
+    base = norm_path(top)
+    for entry in entries:
+        entry["sha256"] = sums.get(f"{base}/{entry['rel']}" if base != "/" else
+                                   "/" + entry["rel"])
+    return sorted(entries, key=lambda e: e["rel"])

@@ -12,6 +12,7 @@ mounts, env, virtual); `tests/integration/test_gather_facts.py` compares the val
 from __future__ import annotations
 
 import base64
+import datetime
 import re
 
 MARK = "@@harden-hostfact "
@@ -42,6 +43,8 @@ hx mounts cat /proc/self/mounts
 hx statfs sh -c 'while read -r d m r; do printf "%s\t" "$m"; stat -f -c "%S %s %b %f %a %c %d" -- "$m" 2>/dev/null || echo; done < /proc/self/mounts'
 hx binds sh -c 'findmnt -lnuo TARGET,SOURCE'
 hx uuids sh -c 'lsblk -ln --output UUID,NAME'
+hx date date '+%s %N %z %Z'
+hx tz sh -c 'y=$(date +%Y); date -d "$y-01-01 12:00" "+%z %Z"; date -d "$y-07-01 12:00" "+%z %Z"'
 hx selinux sh -c 'for d in /lib /usr/lib /lib64 /usr/lib64 /lib/*-linux-gnu /usr/lib/*-linux-gnu; do [ -e "$d/libselinux.so.1" ] && { echo lib; break; }; done; grep -qw selinuxfs /proc/self/mounts && [ -e /sys/fs/selinux/enforce ] && echo "enforce $(cat /sys/fs/selinux/enforce)" && echo "policyvers $(cat /sys/fs/selinux/policyvers)" && sed -n "s/^SELINUX\(TYPE\)\{0,1\}=/config\1 /p" /etc/selinux/config; :'
 """
 
@@ -99,7 +102,43 @@ def parse(stdout: str) -> dict:
                              raw.get("binds", ""), raw.get("uuids", ""))
     facts.update(virtualization(raw, paths))
     facts.update(selinux(raw.get("selinux", "")))
+    if raw.get("date", "").strip():
+        facts["date_time"] = date_time(raw["date"], raw.get("tz", ""))
     return facts
+
+
+def date_time(date: str, zones: str) -> dict:
+    """Ansible's `ansible_date_time` from the node's `date +'%s %N %z %Z'`: one instant, its
+    local fields in the node's zone and the iso8601 ones in UTC, all strings as in ansible-core's
+    date_time collector. `tz_dst` is Python's `time.tzname[1]`: the name the zone uses in
+    summer (of Jan 1 and Jul 1 this year, the one with the larger offset; the zone's own name
+    when neither is daylight time)."""
+    seconds, nanos, offset, name = (date.split() + ["", "", "+0000", "UTC"])[:4]
+    epoch = int(seconds) + int(nanos or 0) / 1e9
+    delta = datetime.timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5]))
+    zone = datetime.timezone(-delta if offset.startswith("-") else delta)
+    now = datetime.datetime.fromtimestamp(epoch, tz=zone)
+    utc = datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc)
+    fields = {key: now.strftime(fmt) for key, fmt in (
+        ("year", "%Y"), ("month", "%m"), ("weekday", "%A"), ("weekday_number", "%w"),
+        ("weeknumber", "%W"), ("day", "%d"), ("hour", "%H"), ("minute", "%M"),
+        ("second", "%S"))}
+    fields.update(epoch=seconds, epoch_int=str(int(seconds)), date=now.strftime("%Y-%m-%d"),
+                  time=now.strftime("%H:%M:%S"),
+                  iso8601_micro=utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                  iso8601=utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  iso8601_basic=now.strftime("%Y%m%dT%H%M%S%f"),
+                  iso8601_basic_short=now.strftime("%Y%m%dT%H%M%S"),
+                  tz=name, tz_dst=_summer_name(zones, name), tz_offset=offset)
+    return fields
+
+
+def _summer_name(zones: str, name: str) -> str:
+    """The zone's daylight-time name from `+hhmm NAME` lines for Jan 1 and Jul 1."""
+    seen = [line.split() for line in zones.splitlines() if len(line.split()) == 2]
+    if len(seen) != 2 or seen[0][0] == seen[1][0]:
+        return seen[0][1] if seen else name
+    return max(seen, key=lambda item: int(item[0]))[1]
 
 
 def selinux(text: str) -> dict:

@@ -10,7 +10,7 @@ from harden.apply.playbook import Playbook, task_selected
 def list_hosts(playbook: Playbook, inventory, limit: str | None) -> str:
     lines = [f"playbook: {playbook.path}", ""]
     for index, play in enumerate(playbook.plays, 1):
-        hosts = [h.name for h in inventory.select(play.hosts, limit)]
+        hosts = [h.name for h in play.select_hosts(inventory, limit)]
         lines.append(f"  play #{index} ({play.hosts}): {play.name}\tTAGS: "
                      f"[{','.join(play.tags)}]")
         lines.append(f"    pattern: ['{play.hosts}']")

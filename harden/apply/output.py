@@ -70,6 +70,8 @@ class TextOutput(Output):
         self._play = f"play '{play.name}'"
         self._progress.set_phase(self._play, total=len(hosts))
         self._print(Text(f"PLAY [{play.name}]{mode} on {len(hosts)} host(s)", style="bold"))
+        if not hosts:
+            self._print(Text("skipping: no hosts matched"))
 
     def batch_start(self, number: int, of: int, hosts: list[str]) -> None:
         if of > 1:

@@ -137,7 +137,13 @@ class Play:
                 raise
             raise InputError(f"hosts '{self.hosts}': {exc.message}", self.path,
                              self.hosts_line or self.line) from None
-        return inventory.select(self.hosts, limit=limit)      # --limit errors are the CLI's
+        if limit:
+            inventory.select(None, limit=limit)     # --limit errors are the CLI's (exit 1)
+            allowed = {host.name for host in inventory.select(None, limit=limit)}
+            # a limit that leaves this play no host skips it, as ansible-playbook does
+            # ("skipping: no hosts matched"); one matching no host at all is an error above
+            return [host for host in inventory.select(self.hosts) if host.name in allowed]
+        return inventory.select(self.hosts)
 
     @property
     def template_dirs(self) -> list[str]:

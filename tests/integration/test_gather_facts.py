@@ -1,6 +1,6 @@
 """`gather_facts` gives a play the `ansible_*` facts `ansible -m setup` reports on the same lab
 node (distribution, kernel, hostname, service and package manager, mounts, env,
-virtualization), within the play's one fact exec; `gather_facts: false` gathers none."""
+virtualization, date_time), within the play's one fact exec; `gather_facts: false` gathers none."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ COMPARED = ("distribution", "distribution_version", "distribution_major_version"
             "pkg_mgr", "virtualization_type", "virtualization_role")
 MOUNT_KEYS = ("device", "mount", "fstype", "options", "dump", "passno", "uuid", "block_size",
               "block_total", "size_total", "inode_total")
+DATE_KEYS = ("tz", "tz_dst", "tz_offset", "year")
 ENV_KEYS = ("HOME", "USER", "LOGNAME", "SHELL", "PATH")
 
 
@@ -77,6 +78,10 @@ def test_gathered_facts_equal_what_ansible_setup_reports(lab1, tmp_path):
     assert sorted(([m.get(k) for k in MOUNT_KEYS] for m in ours["mounts"]), key=str) == \
         sorted(([m.get(k) for k in MOUNT_KEYS] for m in theirs["mounts"]), key=str)
     assert any(m["options"].endswith(",bind") for m in ours["mounts"])
+    # date_time: the same keys and zone; the instants differ by the seconds between the two
+    assert set(ours["date_time"]) == set(theirs["date_time"])
+    assert [ours["date_time"][k] for k in DATE_KEYS] == [theirs["date_time"][k] for k in DATE_KEYS]
+    assert abs(int(ours["date_time"]["epoch"]) - int(theirs["date_time"]["epoch"])) < 120
 
 
 def test_without_gather_facts_a_fact_is_undefined(lab1, tmp_path):

@@ -194,7 +194,7 @@ def test_a_killed_apply_keeps_the_node_locked_until_its_rollback(lab, fresh, tmp
     assert not os.path.lexists(lock_of(lab)) and pods_healthy(lab)
 
 
-CREATED = "/etc/kubernetes/harden-test/created-by-run"
+CREATED = "/etc/kubernetes/harden-test-created-by-run"   # copy makes no directory
 
 
 def file_and_flag_play() -> str:

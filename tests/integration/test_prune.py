@@ -11,7 +11,7 @@ from support.lab_cli import harden
 
 pytestmark = pytest.mark.lab
 
-TEST_FILE = "/etc/kubernetes/harden-test/prune"
+TEST_FILE = "/etc/kubernetes/harden-test-prune"     # in an existing directory: copy makes none
 
 
 def write_play(content: str) -> str:

@@ -156,9 +156,9 @@ WRITE = """
         dest: "{{{{ root }}}}/etc/app.conf"
         content: "a = 2\\n"
         mode: "0600"
-    - name: new dir and file
+    - name: new file
       copy:
-        dest: "{{{{ root }}}}/etc/new/created.conf"
+        dest: "{{{{ root }}}}/etc/created.conf"
         content: "new\\n"
     - name: gate
       assert:

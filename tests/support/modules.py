@@ -33,7 +33,9 @@ KUBEADM_CONFIGMAPS = ("kube-system/kubeadm-config", "kube-system/kubelet-config"
 def make_facts(*states: FileState, absent=(), sysctls=None, kubelet=None,
                configmaps: dict[str, str] | None = None) -> Facts:
     """configmaps: ref -> the one data key's text ({"kube-system/kubeadm-config": "..."});
-    kubeadm's ConfigMaps not given are unreadable, as on a node without admin.conf."""
+    kubeadm's ConfigMaps not given are unreadable, as on a node without admin.conf. The
+    directory of a path given (or absent) exists as a 0755 root directory unless it is given
+    itself (as absent, for a missing directory)."""
     facts = Facts()
     keys = {"kube-system/kubeadm-config": "ClusterConfiguration",
             "kube-system/kubelet-config": "kubelet"}
@@ -47,6 +49,10 @@ def make_facts(*states: FileState, absent=(), sysctls=None, kubelet=None,
     for path in absent:
         facts.files[path] = None
         facts.with_content.add(path)
+    for path in [s.path for s in states] + list(absent):
+        parent = os.path.dirname(path.rstrip("/")) or "/"
+        if parent not in facts.files:
+            facts.files[parent] = FileState(parent, "directory", 0o755, "root", "root")
     facts.sysctls.update(sysctls or {})
     if kubelet is not None:
         facts.kubelet_process = kubelet

@@ -2,7 +2,8 @@
 
 `remote_src: true` copies a file already on the node (`src` is a path there, read in the play's
 one fact exec): the bytes go through the same backup/atomic write/rollback as any other copy,
-and a missing src fails the task as in Ansible. Only a regular file can be the src.
+and a missing src fails the task as in Ansible. A directory src is copied as a tree, by
+Ansible's rules (`copy_tree`).
 
 With `force: false` an existing dest is left entirely alone (content, mode, owner, group), as
 Ansible's copy: the file is created once and from then on owned by whatever changes it.
@@ -14,26 +15,32 @@ import json
 import os
 
 from harden.apply.facts import FILE, FactRequest, Facts
+from harden.apply.modules.copy_tree import facts_wanted, plan_tree
 from harden.apply.modules.base import Arg, Change, PlanContext, TaskFailed
-from harden.apply.modules.whole_file import DEST_ARGS, WholeFileModule
+from harden.apply.modules.whole_file import DEST_ARGS, WholeFileModule, missing_directory
 
 
 class CopyModule(WholeFileModule):
     name = "copy"
     args = (Arg("content", "any"), Arg("src"), Arg("remote_src", "bool", default=False),
-            *DEST_ARGS)
+            Arg("directory_mode", "mode"), *DEST_ARGS)
 
     def facts_needed(self, args: dict) -> list[FactRequest]:
         wanted = super().facts_needed(args)
         if args.get("remote_src") and args.get("src"):
             wanted.append(FactRequest(FILE, args["src"], content=True))
+            wanted += facts_wanted(args["src"], args["dest"])
         return wanted
 
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
         if (args["content"] is None) == (args["src"] is None):
             raise TaskFailed("copy: give exactly one of content or src")
         if args["remote_src"]:
-            return self.plan_content(args, facts, lambda: _remote_bytes(args["src"], facts))
+            source = facts.file(args["src"]) if args["src"].startswith("/") else None
+            if source is not None and source.kind == "directory":
+                return plan_tree(args, facts)
+            return missing_directory(args["dest"], facts, ctx, self.plan_content(
+                args, facts, lambda: _remote_bytes(args["src"], facts)))
         return super().plan(args, facts, ctx)
 
     def content(self, args: dict, ctx: PlanContext) -> bytes:

@@ -46,7 +46,27 @@ class FileModule(Module):
         Arg("follow", "bool", default=True),
     )
 
+    def validate(self, args, path=None, line=None, rendered=True) -> dict:
+        """Besides the arguments, whether `state` was given: Ansible takes an omitted state
+        from the path as it is (a symlink's is `link`), which matters with `follow: false`.
+        Validated arguments may come back here once rendered: the mark is kept then."""
+        given = None
+        if isinstance(args, dict) and "state_given" in args:
+            given = args["state_given"]
+            args = {k: v for k, v in args.items() if k != "state_given"}
+        out = super().validate(args, path, line, rendered)
+        out["state_given"] = given if given is not None else \
+            isinstance(args, dict) and args.get("state") is not None
+        return out
+
     def facts_needed(self, args: dict) -> list[FactRequest]:
+        path = args["path"]
+        wanted = self._facts_needed(args)
+        if not args["follow"] and not (_GLOB_CHARS & set(path) or args["recurse"]):
+            wanted.append(FactRequest(LINK, path))          # is it a symlink itself?
+        return wanted
+
+    def _facts_needed(self, args: dict) -> list[FactRequest]:
         path = args["path"]
         if args["state"] in ("absent", "touch", "link"):
             return [FactRequest(FILE, path), FactRequest(LINK, path)] + \
@@ -65,11 +85,10 @@ class FileModule(Module):
             raise TaskFailed("file: mode_max takes an octal mode (a symbolic mode already says "
                              "which bits go: `mode: go-rwx`)")
         path = args["path"]
-        if not args["follow"]:
-            raise TaskFailed("file: follow: false is not supported (harden changes what a "
-                             "symlink points to, never the link itself)")
         if not path.startswith("/"):
             raise TaskFailed(f"file: path must be absolute: {path}")
+        if not args["follow"] and _nofollow_link(path, args, facts):
+            return []
         if args["state"] in STATE_PLANS:
             if _GLOB_CHARS & set(path) or args["recurse"]:
                 raise TaskFailed(f"file: state {args['state']} takes one path (no glob, no "
@@ -114,7 +133,10 @@ def _fix(state: FileState, args: dict) -> list[Change]:
 
 def _mkdir(path: str, args: dict) -> Change:
     mode = format_mode(parse_mode(args["mode"] or "0755", None, directory=True))
-    script = f"hb_mkdir {shlex.quote(path)} {mode}"
+    # made meanwhile (a kubelet creates a DirectoryOrCreate hostPath once an earlier write of
+    # the play restarted the pod): given the mode then, as Ansible's live check would
+    q = shlex.quote(path)
+    script = f"if [ -d {q} ]; then hb_chmod {q} {mode}; else hb_mkdir {q} {mode}; fi"
     owner, group = args["owner"] or "root", args["group"] or "root"
     script += f"; chown {shlex.quote(owner + ':' + group)} -- {shlex.quote(path)}"
     return Change(summary=f"create directory {path} ({mode} {owner}:{group})", script=script,
@@ -254,6 +276,33 @@ def link_source(path: str, src: str) -> str:
 
 def format_state(state: FileState) -> str:
     return f"{state.mode:04o} {state.owner}:{state.group}"
+
+
+def _nofollow_link(path: str, args: dict, facts: Facts) -> bool:
+    """`follow: false` on a path that is a symlink (True: the task is done, nothing to change).
+    Ansible then works on the link itself: `state: file` or `directory` given fail as its module
+    fails; with `state` left out (Ansible takes the link's own state) or `state: link`, `mode`
+    changes nothing on Linux (there is no lchmod: Ansible's chmod of the link reaches the
+    target, which it puts back at once) and `owner`/`group` would be an lchown of the link,
+    which harden refuses: its backups record a link's target, not the link's own owner, so a
+    rollback could not put it back. A path that is not a symlink is handled as with
+    `follow: true` (the same in Ansible)."""
+    if args["recurse"] or _GLOB_CHARS & set(path) or facts.link(path) is None:
+        return False
+    state = args["state"] if args.get("state_given", True) else "link"
+    if state == "file":
+        raise TaskFailed(f"file ({path}) is link, cannot continue")
+    if state == "directory":
+        raise TaskFailed(f"{path} already exists as a link")
+    if state in ("touch", "absent"):
+        return False            # as before: touch follows the link, absent refuses it
+    if args["src"] and args["src"] != facts.link(path):
+        return False            # re-pointing the link: the link state's own plan
+    if args["owner"] or args["group"]:
+        raise TaskFailed(f"file: follow: false with owner/group on the symlink {path}: harden "
+                         "does not change a link's own owner (a rollback could not put it "
+                         "back); drop owner/group or use follow: true for its target")
+    return True
 
 
 STATE_PLANS = {"absent": _absent, "touch": _touch, "link": _link}

@@ -7,6 +7,8 @@ on leave it entirely alone, mode/owner/group included, as Ansible does), and reg
 
 from __future__ import annotations
 
+import posixpath
+
 from harden.apply.facts import FILE, FactRequest, Facts
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed, plan_write
 
@@ -31,10 +33,12 @@ class WholeFileModule(Module):
     def facts_needed(self, args: dict) -> list[FactRequest]:
         # With content even under force: false: the plan needs only a stat then, but the
         # registered checksum needs the bytes, and asking later would cost another exec.
-        return [FactRequest(FILE, args["dest"], content=True)]
+        return [FactRequest(FILE, args["dest"], content=True),
+                FactRequest(FILE, posixpath.dirname(args["dest"].rstrip("/")) or "/")]
 
     def plan(self, args: dict, facts: Facts, ctx: PlanContext) -> list[Change]:
-        return self.plan_content(args, facts, lambda: self.content(args, ctx))
+        changes = self.plan_content(args, facts, lambda: self.content(args, ctx))
+        return missing_directory(args["dest"], facts, ctx, changes)
 
     def plan_content(self, args: dict, facts: Facts, content) -> list[Change]:
         """The write of `content()` (only called when the bytes matter: force true or no
@@ -49,6 +53,22 @@ class WholeFileModule(Module):
 
     def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
         return {"checksum": content_checksum(args["dest"], facts, changes)}
+
+
+def missing_directory(dest: str, facts: Facts, ctx: PlanContext,
+                      changes: list[Change]) -> list[Change]:
+    """A new dest whose directory does not exist: Ansible's copy module (template's too) fails
+    the task, "Destination directory D does not exist", and creates nothing. In --check its
+    action plugin reports `changed` before the module would find out, so harden says changed
+    there too, and names the failure the real run will meet."""
+    parent = posixpath.dirname(dest.rstrip("/")) or "/"
+    if not changes or facts.file(dest) is not None or facts.file(parent) is not None:
+        return changes
+    if not ctx.check_mode:
+        raise TaskFailed(f"Destination directory {parent} does not exist")
+    for change in changes:
+        change.summary += f" (its directory {parent} does not exist: a real run fails)"
+    return changes
 
 
 def plan_keep_existing(existing) -> list[Change]:

@@ -61,3 +61,30 @@ def test_parse_names_every_fact_and_prefixes_them_for_variables():
     assert facts["virtualization_type"] == "docker" and facts["env"]["HOME"] == "/root"
     names = host_facts.as_variables(facts)
     assert names["ansible_kernel"] == "6.1.0" and names["ansible_facts"]["pkg_mgr"] == "apt"
+
+
+def test_date_time_has_ansible_keys_local_fields_in_the_node_zone_and_iso_in_utc():
+    # 2026-12-06 05:30:07.250000 UTC, on a node in Central European Time
+    facts = host_facts.date_time("1796535007 250000000 +0100 CET\n",
+                                 "+0100 CET\n+0200 CEST\n")
+    assert set(facts) == {"year", "month", "weekday", "weekday_number", "weeknumber", "day",
+                          "hour", "minute", "second", "epoch", "epoch_int", "date", "time",
+                          "iso8601_micro", "iso8601", "iso8601_basic", "iso8601_basic_short",
+                          "tz", "tz_dst", "tz_offset"}
+    assert (facts["date"], facts["time"], facts["weekday"]) == \
+        ("2026-12-06", "06:30:07", "Sunday")
+    assert facts["iso8601"] == "2026-12-06T05:30:07Z"
+    assert facts["iso8601_micro"] == "2026-12-06T05:30:07.250000Z"
+    assert facts["iso8601_basic_short"] == "20261206T063007"
+    assert facts["iso8601_basic"] == "20261206T063007250000"
+    assert (facts["epoch"], facts["epoch_int"]) == ("1796535007", "1796535007")
+    assert (facts["tz"], facts["tz_dst"], facts["tz_offset"]) == ("CET", "CEST", "+0100")
+
+
+def test_date_time_in_a_zone_without_daylight_time_names_the_zone_twice():
+    facts = host_facts.date_time("1796535007 0 +0000 UTC", "+0000 UTC\n+0000 UTC\n")
+    assert (facts["tz"], facts["tz_dst"], facts["hour"]) == ("UTC", "UTC", "05")
+
+
+def test_parse_without_a_date_line_gathers_no_date_time():
+    assert "date_time" not in host_facts.parse(output(uname_s="Linux"))

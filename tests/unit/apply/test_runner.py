@@ -31,7 +31,7 @@ def test_first_run_changes_second_changes_nothing_with_few_execs(env):
     assert {h: s.changed for h, s in result.hosts.items()} == {"h1": 2, "h2": 2, "h3": 2}
     conf = env.root("h2") / "etc" / "app.conf"
     assert conf.read_text() == "a = 2\n" and stat.S_IMODE(conf.stat().st_mode) == 0o600
-    assert (env.root("h2") / "etc/new/created.conf").read_text() == "new\n"
+    assert (env.root("h2") / "etc/created.conf").read_text() == "new\n"
     # the node lock and the play's facts in one exec, then one exec for both tasks' writes,
     # the node record and the lock's release (nothing has to happen between them)
     assert {h: s.exec_count for h, s in env.sessions.items()} == {"h1": 2, "h2": 2, "h3": 2}
@@ -179,8 +179,7 @@ def test_journal_lists_changed_files_and_next_run_warns_of_an_unfinished_one(env
         files = {row[0]: row[1] for row in db.execute(
             "SELECT path, kind FROM files WHERE run_id = ? AND host = 'h1'", (result.run_id,))}
     assert files == {str(env.root("h1") / "etc/app.conf"): "file",
-                     str(env.root("h1") / "etc/new"): "absent",
-                     str(env.root("h1") / "etc/new/created.conf"): "absent"}
+                     str(env.root("h1") / "etc/created.conf"): "absent"}
     killed = env.node_dir("h1", 0) / "20260101T000000Z-dead00"
     killed.mkdir(parents=True)
     (killed / "index").write_text("")

@@ -19,7 +19,9 @@ from support.local_node import NODE_DIRS, Env, ShellSession
 
 @pytest.fixture
 def env(tmp_path):
-    return Env(tmp_path)
+    made = Env(tmp_path)
+    (made.root("h1") / "manifests").mkdir()       # copy makes no directory (as Ansible's)
+    return made
 
 
 # --- 1. a second change to the same manifest -------------------------------------------------

@@ -243,8 +243,9 @@ def test_encryption_key_never_in_summaries_or_diffs():
     variables = layered_vars(play.vars, extra_vars={"encryption_key": KEY})
     args = module.validate(render_value(task.args, variables))
     facts = gather(node, {}, module.facts_needed(args))
-    changes = module.plan(args, facts, PlanContext(vars=variables,
-                                                   template_dirs=play.template_dirs))
+    changes = module.plan(args, facts, PlanContext(vars=variables,       # the task's check_mode
+                                                   template_dirs=play.template_dirs,
+                                                   check_mode=True))
     assert task.no_log and args["secret"]
     assert all(KEY not in c.diff and KEY not in c.summary for c in changes)
 

@@ -50,7 +50,7 @@ def test_ignore_errors_on_a_write_that_fails_goes_on_with_fresh_facts(env):
 - hosts: h1
   tasks:
     - name: cannot write
-      copy: {dest: "{{ root }}/etc/blocker/sub/x", content: "x", mode: "0600"}
+      copy: {dest: "{{ root }}/etc/blocker/x", content: "x", mode: "0600"}
       ignore_errors: true
     - name: goes on
       copy: {dest: "{{ root }}/etc/app.conf", content: "a = 3\\n", mode: "0600"}

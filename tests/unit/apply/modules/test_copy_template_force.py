@@ -79,7 +79,9 @@ def test_force_false_gathers_dest_once_and_plans_from_a_stat():
     for module, args in (("template", enc_task()), ("copy", {"dest": ENC, "content": "x",
                                                             "force": False})):
         requests = get_module(module).facts_needed(get_module(module).validate(args))
-        assert [(r.target, r.content) for r in requests] == [(ENC, True)]
+        # (and a stat of its directory: a missing one fails the task, as in Ansible)
+        assert [(r.target, r.content) for r in requests] == [(ENC, True),
+                                                             ("/etc/kubernetes/enc", False)]
     # ... while the plan itself works from a stat-only fact
     facts = Facts()
     facts.files[ENC] = FileState(ENC, "file", 0o600, "root", "root", None)

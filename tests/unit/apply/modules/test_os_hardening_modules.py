@@ -248,12 +248,6 @@ def test_copy_remote_src_copies_the_nodes_file_then_noop():
                                                                         "/etc/login.defs.orig"]))
 
 
-def test_file_follow_false_is_refused():
-    with pytest.raises(TaskFailed, match="follow: false is not supported"):
-        plan("file", {"path": "/etc/x", "mode": "0600", "follow": False},
-             make_facts(file_state("/etc/x")))
-
-
 def test_mode_max_takes_only_an_octal_mode():
     with pytest.raises(TaskFailed, match="mode_max takes an octal mode"):
         plan("file", {"path": "/etc/x", "mode_max": "go-rwx"}, make_facts(file_state("/etc/x")))
