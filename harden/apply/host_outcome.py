@@ -18,7 +18,10 @@ class HostOutcome:
 
         Whatever goes wrong while rolling back, the original failure stays in the message and
         the user is told where the backups are: a host must never end up "running" in the
-        journal with its cause lost."""
+        journal with its cause lost. A batch still waiting to be written (the host was stopped
+        between tasks, or a bug ended it) is dropped: nothing may reach the node after its
+        rollback, and its record must say what the node holds."""
+        self.pending = []
         if self.play.any_errors_fatal:
             self.abort.set()
         if not self.failed_line:          # failed outside a task line: still a failed host

@@ -342,7 +342,9 @@ def test_openssh_tunnel_reaches_what_the_node_reaches(calab):
             tunnel.close()
 
 
-def test_openssh_errors_have_the_paramiko_classes(calab, tmp_path):
+def login_error_cases(calab, tmp_path: Path) -> tuple[Path, dict[str, type]]:
+    """An inventory of hosts that each fail to log in in one way, and the error each must
+    raise: an unknown host key, a changed one, a key the node refuses, nobody listening."""
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
     wrong = tmp_path / "wrong_known_hosts"
@@ -361,7 +363,12 @@ def test_openssh_errors_have_the_paramiko_classes(calab, tmp_path):
     inventory = tmp_path / "inv.ini"
     inventory.write_text("".join(f"{name} ansible_user=root {extra}\n"
                                  for name, (extra, _) in cases.items()))
-    for name, (_, error) in cases.items():
+    return inventory, {name: error for name, (_, error) in cases.items()}
+
+
+def test_openssh_errors_have_the_paramiko_classes(calab, tmp_path):
+    inventory, cases = login_error_cases(calab, tmp_path)
+    for name, error in cases.items():
         with pytest.raises(error) as caught:
             session_for(inventory, name, transport="openssh", connect_timeout=2)
         assert type(caught.value) is error, (name, caught.value)
@@ -418,24 +425,13 @@ def test_openssh_one_exec_session_runs_a_second_command_with_a_second_login(cala
 
 
 def test_openssh_one_exec_session_login_errors_have_the_paramiko_classes(calab, tmp_path):
-    empty = tmp_path / "empty_known_hosts"
-    empty.write_text("")
-    cases = {
-        "unknown": (f"ansible_host={calab.nodes['cp1']} ansible_ssh_common_args="
-                    f"'-o UserKnownHostsFile={empty}'", HostKeyUnknown),
-        "badkey": (f"ansible_host={calab.nodes['cp1']} ansible_ssh_private_key_file={empty} "
-                   f"ansible_ssh_common_args='-o UserKnownHostsFile={calab.known_hosts} "
-                   "-o IdentitiesOnly=yes'", AuthenticationFailed),
-        "nobody": (f"ansible_host={calab.net}.250", Unreachable),
-    }
-    inventory = tmp_path / "inv.ini"
-    inventory.write_text("".join(f"{name} ansible_user=root {extra}\n"
-                                 for name, (extra, _) in cases.items()))
-    for name, (_, error) in cases.items():
+    inventory, cases = login_error_cases(calab, tmp_path)
+    for name, error in cases.items():
         with one_exec_session(inventory, name, transport="openssh", connect_timeout=2) as session:
             with pytest.raises(error) as caught:
                 session.run("touch /tmp/harden-must-not-run")
             assert type(caught.value) is error, (name, caught.value)
+    assert not os.path.exists("/tmp/harden-must-not-run")      # the nodes share this /tmp
 
 
 def test_openssh_one_exec_session_reports_a_connection_lost_mid_command(calab):

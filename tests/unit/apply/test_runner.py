@@ -354,3 +354,28 @@ def test_a_commit_riding_with_the_writes_records_every_path_as_the_run_left_it(e
                                          hashlib.sha256(content).hexdigest())
         assert (run_dir / "after" / str(path).lstrip("/")).read_bytes() == content
     assert not after                                   # and nothing else
+
+
+def test_a_host_failing_between_tasks_rolls_back_and_writes_nothing_it_had_queued(env,
+                                                                                  monkeypatch):
+    # x is written (a command follows it), y only queued when the next task fails with a bug:
+    # the rollback undoes x, and y must never reach the node after it
+    from harden.apply.modules import debug
+
+    def broken(args, variables):
+        raise RuntimeError("a bug in a module")
+    monkeypatch.setattr(debug.MODULE, "report", broken)
+    result, _ = env.apply("""
+- hosts: h1
+  tasks:
+    - copy: {dest: "{{ root }}/etc/x", content: "x"}
+    - command: "true"
+    - copy: {dest: "{{ root }}/etc/y", content: "y"}
+    - debug: {msg: here}
+""")
+    assert result.exit_code == 4 and result.hosts["h1"].rolled_back == 1
+    assert not (env.root("h1") / "etc/x").exists() and not (env.root("h1") / "etc/y").exists()
+    with sqlite3.connect(env.tmp / "state" / "journal.sqlite") as db:
+        files = {row[0] for row in db.execute(
+            "SELECT path FROM files WHERE run_id = ? AND host = 'h1'", (result.run_id,))}
+    assert str(env.root("h1") / "etc/y") not in files
