@@ -138,7 +138,8 @@ def _mkdir(path: str, args: dict) -> Change:
     q = shlex.quote(path)
     script = f"if [ -d {q} ]; then hb_chmod {q} {mode}; else hb_mkdir {q} {mode}; fi"
     owner, group = args["owner"] or "root", args["group"] or "root"
-    script += f"; chown {shlex.quote(owner + ':' + group)} -- {shlex.quote(path)}"
+    # hb_chown records the directory again after the chown: the record is what the run left
+    script += f"; hb_chown {q} {shlex.quote(owner + ':' + group)}"
     return Change(summary=f"create directory {path} ({mode} {owner}:{group})", script=script,
                   path=path, diff=f"--- /dev/null\n+++ b{path}/\n+directory {mode} "
                                   f"{owner}:{group}\n",

@@ -379,3 +379,19 @@ def test_a_host_failing_between_tasks_rolls_back_and_writes_nothing_it_had_queue
         files = {row[0] for row in db.execute(
             "SELECT path FROM files WHERE run_id = ? AND host = 'h1'", (result.run_id,))}
     assert str(env.root("h1") / "etc/y") not in files
+
+
+def test_a_directory_made_for_another_owner_is_recorded_with_that_owner(env):
+    # the record is what the run left: a later `harden rollback` compares the node with it and
+    # would refuse ("changed since") a directory recorded before its chown
+    result, _ = env.apply("""
+- hosts: h1
+  tasks:
+    - file: {path: "{{ root }}/etc/d", state: directory, owner: nobody, mode: "0750"}
+""")
+    assert result.exit_code == 0
+    made = env.root("h1") / "etc/d"
+    lines = (env.node_dir("h1", 0) / result.run_id / "after-index").read_text().splitlines()
+    recorded = [line.split("\t") for line in lines if line.endswith(f"\t{made}")]
+    assert [(kind, mode, int(uid)) for kind, mode, uid, *_ in recorded] == \
+        [("dir", "750", made.stat().st_uid)] and made.stat().st_uid != 0
