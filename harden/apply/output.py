@@ -65,13 +65,15 @@ class TextOutput(Output):
             for item in items:
                 self.console.print(item)
 
-    def play_start(self, play: Play, hosts: list[str]) -> None:
+    def play_start(self, play: Play, hosts: list[str], matched: bool = True) -> None:
+        """`matched`: whether the play's pattern (and --limit) selected any host, before those
+        that failed in earlier plays were taken out; Ansible's two messages for an empty play."""
         mode = " (check mode)" if self.check else ""
         self._play = f"play '{play.name}'"
         self._progress.set_phase(self._play, total=len(hosts))
         self._print(Text(f"PLAY [{play.name}]{mode} on {len(hosts)} host(s)", style="bold"))
         if not hosts:
-            self._print(Text("skipping: no hosts matched"))
+            self._print(Text("NO MORE HOSTS LEFT" if matched else "skipping: no hosts matched"))
 
     def batch_start(self, number: int, of: int, hosts: list[str]) -> None:
         if of > 1:

@@ -138,7 +138,7 @@ class Play:
             raise InputError(f"hosts '{self.hosts}': {exc.message}", self.path,
                              self.hosts_line or self.line) from None
         if limit:
-            inventory.select(None, limit=limit)     # --limit errors are the CLI's (exit 1)
+            # --limit errors are the CLI's (exit 1)
             allowed = {host.name for host in inventory.select(None, limit=limit)}
             # a limit that leaves this play no host skips it, as ansible-playbook does
             # ("skipping: no hosts matched"); one matching no host at all is an error above

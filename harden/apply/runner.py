@@ -110,6 +110,7 @@ class Runner:
             play, hosts = plays[0]
             size = next(iter(serial_batches(play.serial, len(hosts))))
             self._first_batch = (play, hosts[:size])
+            self.play_hosts_all = [h.name for h in hosts]     # what its facts show (first_gather)
         validate_run_vars(self.options.extra_vars, self.playbook.plays, every_host.values())
         for play, hosts in plays:
             check_vars_spec(play, hosts, self.options.extra_vars)
@@ -181,8 +182,6 @@ class Runner:
         play, batch = self._first_batch
         if play is None or host not in [h.name for h in batch] or play.become != become:
             return None
-        self.play_hosts_all = [h.name for h in play.select_hosts(self.inventory,
-                                                                 self.options.limit)]
         host_play = HostPlay(self, play, self.inventory.hosts[host], spec, batch,
                              threading.Event())
         try:
@@ -229,8 +228,9 @@ class Runner:
     def _play(self, play: Play, hosts: list, specs: dict) -> bool:
         """Run one play; False when the run must stop (a failed serial rollout)."""
         self.play_hosts_all = [h.name for h in hosts]
+        matched = bool(hosts)
         hosts = [h for h in hosts if h.name not in self._gone]
-        self.out.play_start(play, [h.name for h in hosts])
+        self.out.play_start(play, [h.name for h in hosts], matched)
         abort = threading.Event()
         start = 0
         batches = list(serial_batches(play.serial, len(hosts)))

@@ -516,7 +516,8 @@ def gather_facts(session: Session, host: str, timeout: float = 120.0) -> Facts:
     """
     result = session.run("/bin/sh -c " + shlex.quote(build_probe_script()), become=True, timeout=timeout)
     if result.rc != 0:
-        error = result.stderr.decode("utf-8", "replace").strip()[:300]
+        # its end says why (a login banner the OpenSSH transport passes on comes first)
+        error = result.stderr.decode("utf-8", "replace").strip()[-300:]
         raise HostError(host, f"fact probe exited with {result.rc}: {error}")
     try:
         facts = parse_probe_output(result.stdout.decode("utf-8", "replace"))

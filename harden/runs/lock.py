@@ -94,7 +94,8 @@ def acquire_script(holder: Holder, lock: str) -> str:
     """Create the lock unless it exists; print `taken`, `ours` or `held TARGET`. `ln -sT`
     never follows or writes into whatever is in the lock's place."""
     return (f"L={shlex.quote(lock)}; T={shlex.quote(holder.target())}\n"
-            "mkdir -p -- \"$(dirname -- \"$L\")\"\n"
+            # root failing to make the lock's directory: say why (another user: see below)
+            "mkdir -p -- \"$(dirname -- \"$L\")\" || [ \"$(id -u)\" != 0 ] || exit\n"
             f"if ln -sT -- \"$T\" \"$L\" 2>/dev/null; then echo '{_MARK}taken'; exit 0; fi\n"
             # nothing there, yet not created: this user may not write (or see) the lock's dir
             "if [ \"$(id -u)\" != 0 ] && [ ! -L \"$L\" ] && [ ! -e \"$L\" ]; then "
@@ -203,9 +204,10 @@ def take_then(session: Session, host: str, holder: Holder, lock: str, then: str,
 
 def _then_script(acquire: str, then: str) -> str:
     """The acquire script in a subshell, its one answer line printed, and `then` run only when
-    that answer says the lock is this run's; `then`'s exit status never reads as the lock's."""
-    return (f"hl_answer=$(\n{acquire})\nprintf '%s\\n' \"$hl_answer\"\n"
-            f"case $hl_answer in '{_MARK}taken'|'{_MARK}ours') ;; *) exit 0;; esac\n"
+    that answer says the lock is this run's; `then`'s exit status never reads as the lock's,
+    the acquire script's does (a failed mkdir is "taking the node lock failed", with why)."""
+    return (f"hl_answer=$(\n{acquire})\nhl_rc=$?\nprintf '%s\\n' \"$hl_answer\"\n"
+            f"case $hl_answer in '{_MARK}taken'|'{_MARK}ours') ;; *) exit $hl_rc;; esac\n"
             f"(\n{then}\n) || :\n")
 
 

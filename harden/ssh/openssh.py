@@ -42,9 +42,9 @@ from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession
                                NetworkError, with_retries, bounded_output)
 from harden.ssh.session import CommandResult
 
-# What an `ssh -S` client prints when the master, not the command, failed it.
 # What ssh prints on stderr (not to its -E log) when the connection closes under a session.
 _QUIT_MESSAGE = re.compile(r"(Connection to \S+ closed(?: by remote host)?\.)\r\n\Z")
+# What an `ssh -S` client prints when the master, not the command, failed it.
 _MUX_FAILURE = re.compile(r"mux_client_|Control socket connect|ControlSocket .* already exists")
 _POLL = 0.01                 # seconds between looks at a starting master
 _CHUNK = 65536
@@ -452,7 +452,9 @@ class OpenSSHSession(HostSession):
         (ControlPersist off, socket in the private directory): the login and the exec cost
         one process, as the OpenSSH floor does; other channels may use the socket while the
         command runs. ssh's own messages go to a log (-E), so the command's stderr is its own
-        (all but the quit message of a connection closed under it, see _MasterStream) and a
+        but for two things ssh writes there itself: a server's login banner (sshd's Banner,
+        before the command starts, so not told apart from its stderr) and the quit message
+        of a connection closed under it (see _MasterStream); a
         login failure is told from the command's exit status 255. Only the login is
         retried, never the command (see _MasterStream.wait_login)."""
         login = self._login
@@ -650,7 +652,10 @@ class _MasterStream(_ProcessStream):
         with ssh's own complaint in the log and status 255 is a login failure, classified as
         Master's are (NetworkError: retried; the command never started). An exit without
         one is a command that already finished (with LogLevel QUIET a failed login looks
-        the same: its 255 is then reported as the command's)."""
+        the same: its 255 is then reported as the command's). The other way round, a command
+        that exits 255 before the first look sees the socket, while ssh logged a notice
+        this does not filter, reads as a failed login: only check and ping (read-only
+        commands) run this way, so a retry of it never repeats a change."""
         master = self.session.master
         limit = 2 * self.session.spec.connect_timeout + 1
         deadline = time.monotonic() + limit
@@ -667,9 +672,12 @@ class _MasterStream(_ProcessStream):
             time.sleep(_POLL)
 
     def _ssh_said(self) -> str:
-        """ssh's own last complaint in the master's log (not a host-key notice, not debug)."""
+        """ssh's own last complaint in the master's log (not a host-key notice, not debug,
+        not the warning block newer clients print for a key exchange without post-quantum
+        protection, whose lines start with "**")."""
         lines = [ln.strip() for ln in self.session.master._stderr().splitlines()
-                 if ln.strip() and not ln.startswith(("Warning: Permanently added", "debug"))]
+                 if ln.strip() and not ln.startswith(("Warning: Permanently added", "debug",
+                                                      "**"))]
         return lines[-1] if lines else ""
 
     def _quit_message(self) -> str:

@@ -74,7 +74,10 @@ class Collect(Output):
     """An Output that keeps what the runner said."""
 
     def __init__(self):
-        self.lines, self.warnings, self.stops = [], [], []
+        self.lines, self.warnings, self.stops, self.plays = [], [], [], []
+
+    def play_start(self, play, hosts, matched=True):
+        self.plays.append((play.name, hosts, matched))
 
     def task(self, result):
         self.lines.append(result)

@@ -171,6 +171,16 @@ def _create(src: str, top: str, entry: dict) -> Change:
     return _copy_file(posixpath.join(src, entry["rel"]), target, entry, None)
 
 
+def _differs(source: str, entry: dict, there: dict) -> bool:
+    """Whether two files' contents differ, by the sums taken on the node. sha256sum escapes a
+    name with a backslash or a newline, so such a file has no sum here: refused, rather than
+    taken as unchanged."""
+    if entry["sha256"] is None or there["sha256"] is None:
+        raise TaskFailed(f"copy: cannot compare {source} with its copy: a name with a "
+                         "backslash or a newline is not supported")
+    return entry["sha256"] != there["sha256"]
+
+
 def _merge(src: str, top: str, source: list[dict], existing: dict[str, dict]) -> list[Change]:
     """dircmp: per common directory, differing files rewritten and missing entries copied
     (a missing directory whole); names in DIRCMP_IGNORES and type clashes left alone."""
@@ -190,7 +200,7 @@ def _merge(src: str, top: str, source: list[dict], existing: dict[str, dict]) ->
             if entry["kind"] == "d":
                 copied_dirs.append(rel)
         elif entry["kind"] == "f" and there["kind"] == "f" and \
-                entry["sha256"] != there["sha256"]:
+                _differs(posixpath.join(src, rel), entry, there):
             target = posixpath.join(top, rel)
             out.append(_copy_file(posixpath.join(src, rel), target, entry, FileState(
                 target, "file", there["mode"], there["owner"], there["group"])))

@@ -4,9 +4,13 @@ inventory at all is an input error (exit 1) before any host is contacted."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from rich.console import Console
 
 from harden.apply.listing import list_hosts
+from harden.apply.output import TextOutput
 from harden.apply.playbook import load_playbook
 from harden.errors import InputError
 from harden.inventory.loader import load_inventory
@@ -36,6 +40,21 @@ def test_a_play_the_limit_leaves_empty_is_skipped_and_the_next_one_runs(tmp_path
     assert (env.root("h1") / "etc/all").exists()
     assert not any((env.root(h) / "etc/h2-only").exists() for h in ("h1", "h2", "h3"))
     assert not (env.root("h2") / "etc/all").exists()
+
+
+def test_a_play_left_without_hosts_by_earlier_failures_says_no_more_hosts_left(tmp_path):
+    env = Env(tmp_path)
+    failing = TWO_PLAYS.replace('content: "x\\n"}', 'content: "x\\n"}\n    - fail: {}')
+    result, out = env.apply(failing, limit="h2")
+    assert result.exit_code == 4
+    assert out.plays == [("only h2", ["h2"], True), ("everyone", [], True)]
+    _, out = env.apply(TWO_PLAYS, limit="h1")
+    assert out.plays[0] == ("only h2", [], False)
+    for matched, said in ((True, "NO MORE HOSTS LEFT"), (False, "skipping: no hosts matched")):
+        buffer = io.StringIO()
+        TextOutput(console=Console(file=buffer)).play_start(load_playbook(
+            str(tmp_path / "play.yml")).plays[0], [], matched)
+        assert buffer.getvalue().splitlines()[-1] == said
 
 
 def test_a_limit_matching_no_host_at_all_is_an_input_error_and_touches_nothing(tmp_path):

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from harden.errors import HostError
 from harden.runs.journal import Journal
 from harden.runs.lock import STALE_AFTER, Holder, NodeLocked, dead_reason, holder_for, \
     release, take, take_then
@@ -68,6 +69,18 @@ def test_a_script_run_with_the_lock_runs_only_once_the_lock_is_this_run_s(lock, 
         take_then(session, "cp1", second, lock, script)
     assert ran.read_text() == "one\none\n"              # not run for the refused holder
     assert Holder.parse(os.readlink(lock)) == first
+
+
+def test_a_lock_that_cannot_be_made_says_why_with_or_without_a_script(lock, tmp_path):
+    # a file where the lock's directory should be: mkdir fails on the node
+    with open(os.path.dirname(lock), "w"):
+        pass
+    for attempt in (lambda: take(ShellSession(), "cp1", holder_for("run-a", "apply"), lock),
+                    lambda: take_then(ShellSession(), "cp1", holder_for("run-a", "apply"), lock,
+                                      f"touch {tmp_path / 'ran'}")):
+        with pytest.raises(HostError, match=r"taking the node lock failed \(exit 1\): mkdir"):
+            attempt()
+    assert not (tmp_path / "ran").exists()
 
 
 def test_a_directory_in_the_lock_s_place_is_refused_and_left_as_it_is(lock):

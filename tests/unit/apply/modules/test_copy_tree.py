@@ -91,6 +91,17 @@ def test_merge_rewrites_only_differing_files_and_keeps_extra_entries_and_dir_mod
     assert not any(c.path.endswith("/extra") for c in changes)
 
 
+def test_a_file_without_a_sum_on_the_node_is_refused_not_taken_as_unchanged():
+    # sha256sum escapes a name with a backslash: the tree fact has no sum for such a file
+    unsummed = [dict(e) for e in TREE_ENTRIES]
+    unsummed[0]["sha256"] = None
+    facts = facts_with(directory(SRC), directory("/backup/k8s"),
+                       directory("/backup/k8s/kubernetes", 0o640),
+                       trees={SRC: TREE_ENTRIES, "/backup/k8s/kubernetes": unsummed})
+    with pytest.raises(TaskFailed, match="cannot compare /etc/kubernetes/admin.conf"):
+        plan("copy", backup_task(), facts)
+
+
 def test_a_missing_file_in_dest_is_copied_and_a_missing_directory_whole():
     facts = facts_with(directory(SRC), directory("/backup/k8s"),
                        directory("/backup/k8s/kubernetes", 0o640),
