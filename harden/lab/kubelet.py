@@ -46,7 +46,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harden.lab import procname
 from harden.lab.components import kubeletconfig, kubeletserver, podenv, staticpod
-from harden.lab.components.container import POD_LOG_ROOT, ContainerRunner, scaled
+from harden.lab.components.container import POD_LOG_ROOT, SPAWNS, ContainerRunner, scaled
 from harden.lab.components.flags import FlagError, FlagSet, kinds_from_table, parse_duration
 
 STATE_FILE = "/var/lib/kubelet/harden-lab-pods.json"
@@ -275,6 +275,7 @@ class Kubelet:
                 time.sleep(0.02)  # let a burst of events (write + close + rename) settle
                 self._note_names(watch.read_names())
                 self.sync(relist=False)
+        SPAWNS.acquire()        # kept: no container starts unrecorded any more
         self.write_state()
 
     def pod_names(self) -> list[str]:

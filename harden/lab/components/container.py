@@ -38,6 +38,10 @@ STEADY_MIN_PERIOD = 1.0  # liveness/readiness: faster than 1 Hz buys tests nothi
 LOG_DIR = "/var/log/kubernetes/lab"
 POD_LOG_ROOT = "/var/log/pods"
 POD_LOG_TAIL = 64 * 1024        # bytes of an attempt's output copied into its N.log
+# Held from a container's Popen until its pid is in its status: a kubelet that stops takes it
+# (and keeps it) before its last state write, so a container started just then is recorded for
+# the next kubelet to adopt or kill, never left running unknown beside a second one.
+SPAWNS = threading.Lock()
 
 
 def scaled(seconds: float, floor: float = 0.0) -> float:
@@ -130,6 +134,10 @@ class ContainerRunner:
         env[podenv.MOUNTS_ENV] = json.dumps(self.spec.mounts)
         env[procname.ARGV_ENV] = json.dumps(self.spec.argv)
         os.makedirs(os.path.dirname(self._log_path), exist_ok=True)
+        with SPAWNS:
+            return self._spawn_recorded(env)
+
+    def _spawn_recorded(self, env: dict) -> int:
         with open(self._log_path, "ab") as log:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             log.write(f"--- {stamp} start {self.pod.name}/{self.spec.name} "

@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 import yaml
 
 from harden.lab import procname
-from harden.lab.components import container, podenv
+from harden.lab.components import container, podenv, staticpod
 
 SCALE = "0.02"
 HEAD = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
@@ -417,3 +418,39 @@ def test_kubelet_exits_when_its_port_is_taken(node):
         proc = node.start_kubelet()
         assert proc.wait(10) == 1
     assert "Failed to listen and serve" in (node.root / "kubelet.log").read_text()
+
+
+def test_a_stopping_kubelet_waits_for_a_container_being_started_and_records_its_pid(
+        tmp_path, monkeypatch):
+    # the kubelet takes SPAWNS before its last state write: a container whose process exists
+    # but whose pid is not recorded yet would run on unknown to the next kubelet, which would
+    # start a second one beside it (seen after a rollback restarted the kubelet mid-start)
+    monkeypatch.setenv(podenv.ROOT_ENV, str(tmp_path))
+    manifest = yaml.safe_dump({"apiVersion": "v1", "kind": "Pod",
+                               "metadata": {"name": "kube-scheduler", "namespace": "kube-system"},
+                               "spec": {"containers": [{"name": "kube-scheduler",
+                                                        "image": "registry.k8s.io/s:v1",
+                                                        "command": ["kube-scheduler"]}]}})
+    spec = staticpod.parse_manifest("/etc/kubernetes/manifests/s.yaml", manifest.encode(), "n1")
+    runner = container.ContainerRunner(spec, spec.containers[0], lambda: None, "kube-scheduler")
+    started, release = threading.Event(), threading.Event()
+
+    def slow_title(proc):
+        started.set()
+        release.wait(10)
+    monkeypatch.setattr(runner, "_await_title", slow_title)
+    threading.Thread(target=runner._spawn, daemon=True).start()
+    assert started.wait(10)                       # the process exists, its pid is not recorded
+    taken = threading.Event()
+    threading.Thread(target=lambda: (container.SPAWNS.acquire(), taken.set()), daemon=True).start()
+    try:
+        assert not taken.wait(0.3)                # the stopping kubelet waits for it ...
+        release.set()
+        assert taken.wait(10)
+        assert runner.status.pid == runner._proc.pid     # ... and then writes it down
+    finally:
+        release.set()
+        if taken.wait(10):
+            container.SPAWNS.release()
+        runner._proc.kill()
+        runner._proc.wait()
