@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from support.ansible import run_ansible, run_harden, write_content
+from support.ansible import run_both, write_content
 from support.lab_cli import harden
 
 pytestmark = pytest.mark.lab
@@ -84,13 +84,7 @@ def node_view(lab, node: str) -> list[str]:
 
 
 def both(lab, content, state, *options):
-    by_ansible, by_harden = lab.names()
-    (theirs, out), (ours, report) = run_ansible(lab, content, by_ansible, *options), \
-        run_harden(lab, content, by_harden, state, *options)
-    statuses = [(t["task"], t["status"]) for t in report["tasks"][by_harden]]
-    assert theirs == ours, (statuses, out[-3000:])
-    assert node_view(lab, by_ansible) == node_view(lab, by_harden)
-    return theirs, report
+    return run_both(lab, content, state, node_view, *options)
 
 
 @pytest.mark.timeout(900)
@@ -102,7 +96,7 @@ def test_directory_copies_match_ansible_and_roll_back(lab2, content, tmp_path):
     view = "\n".join(node_view(lab2, node))
     assert f"{BACKUP}/k8s-20" in view            # ansible_date_time.year
     assert "|d|640|root|root|" in view                      # mode on the top directory only
-    assert f"/a.conf|f|600|root|root|" in view and f"/sub|d|700|root|root|" in view
+    assert "/a.conf|f|600|root|root|" in view and "/sub|d|700|root|root|" in view
     assert f"{BACKUP}/nested|d|750|" in view and f"{BACKUP}/nested/cfg/a.conf|f|600" in view
     assert f"{BACKUP}/missing" not in view
     statuses = {t["task"]: t["status"] for t in one["tasks"][node]}

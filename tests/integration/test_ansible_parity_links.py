@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from support.ansible import run_ansible, run_harden, write_content
+from support.ansible import run_both, write_content
 from support.lab_cli import harden
 
 pytestmark = pytest.mark.lab
@@ -100,13 +100,7 @@ def node_view(lab, node: str) -> dict:
 
 
 def both(lab, content, state, *options):
-    by_ansible, by_harden = lab.names()
-    (theirs, out), (ours, report) = run_ansible(lab, content, by_ansible, *options), \
-        run_harden(lab, content, by_harden, state, *options)
-    statuses = [(t["task"], t["status"]) for t in report["tasks"][by_harden]]
-    assert theirs == ours, (statuses, out[-3000:])
-    assert node_view(lab, by_ansible) == node_view(lab, by_harden)
-    return theirs, report
+    return run_both(lab, content, state, node_view, *options)
 
 
 @pytest.mark.timeout(900)

@@ -105,3 +105,15 @@ def run_harden(lab, content: Path, node: str, state: Path, *options: str,
     counts = {k: report["hosts"][node][k] for k in ("ok", "changed", "failed")}
     counts["skipped"] = sum(t["status"] == "skipped" for t in report["tasks"][node])
     return counts, report
+
+
+def run_both(lab, content: Path, state: Path, node_view, *options: str) -> tuple[dict, dict]:
+    """site.yml by ansible-playbook on the lab's first node and by harden on its second: equal
+    counts and an equal `node_view(lab, node)` on both; Ansible's counts and harden's report."""
+    by_ansible, by_harden = lab.names()
+    (theirs, out), (ours, report) = run_ansible(lab, content, by_ansible, *options), \
+        run_harden(lab, content, by_harden, state, *options)
+    statuses = [(t["task"], t["status"]) for t in report["tasks"][by_harden]]
+    assert theirs == ours, (statuses, out[-3000:])
+    assert node_view(lab, by_ansible) == node_view(lab, by_harden)
+    return theirs, report
