@@ -838,24 +838,26 @@ def status(lab_dir: Path) -> dict:
             services = json.loads(Path(node.node_dir, "services.json").read_text())["services"]
         except (OSError, ValueError, KeyError):
             services = {}
+        kubelet = kubelet_state(node.node_dir) if running else {}
         rows.append({"name": node.name, "role": node.role, "address": node.address,
                      "running": running,
                      "sshd_up": running and port_open(node.address),
                      "services": services if running else {},
-                     "pods": node_pods(node.node_dir) if running else {}})
+                     "kubelet": kubelet.get("kubelet", {}),
+                     "pods": kubelet.get("pods", {})})
     return {"dir": state["dir"], "net": state["net"], "profile": state["profile"],
             "kubeadm_api": state.get("kubeadm_api", "v1beta4"),
             "kubeadm_config": state.get("kubeadm_config"), "state": state["state"],
             "nodes": rows}
 
 
-def node_pods(node_dir: str) -> dict:
-    """The node kubelet's view of its static pods (written by harden.lab.kubelet), or {}."""
+def kubelet_state(node_dir: str) -> dict:
+    """The node kubelet's state file (written by harden.lab.kubelet: itself and its static
+    pods), or {}."""
     try:
-        state = json.loads(Path(node_dir, "root", KUBELET_STATE_FILE.lstrip("/")).read_text())
+        return json.loads(Path(node_dir, "root", KUBELET_STATE_FILE.lstrip("/")).read_text())
     except (OSError, ValueError):
         return {}
-    return state.get("pods", {})
 
 
 def unready(report: dict) -> list[str]:
@@ -864,8 +866,14 @@ def unready(report: dict) -> list[str]:
     for row in report["nodes"]:
         if not row["sshd_up"]:
             problems.append(f"{row['name']}: sshd down")
-        if row["services"].get("kubelet", {}).get("state") != "active":
+        service = row["services"].get("kubelet", {})
+        if service.get("state") != "active":
             problems.append(f"{row['name']}: kubelet not active")
+        elif (row["kubelet"].get("pid") != service.get("pid")
+              or row["kubelet"].get("state") != "running"):
+            # the supervisor calls a process active once spawned (systemd's Type=simple); the
+            # kubelet serves /healthz only after it read its config and wrote its own state
+            problems.append(f"{row['name']}: kubelet not serving yet")
         expected = EXPECTED_PODS if row["role"] == "control-plane" else 0
         pods = row.get("pods", {})
         if len(pods) < expected:
