@@ -1,6 +1,9 @@
 # Two entry points: `make demo` and `make test`. Both set up what they need on a fresh
 # Debian machine (as root): system packages (checked every time, installed only when missing)
 # and a virtualenv with harden installed (rebuilt when pyproject.toml changes).
+# The MIT Kerberos packages (KDC, kadmin.local, kinit) serve the GSSAPI login test, which starts
+# its own KDC in a temporary directory; DEBIAN_FRONTEND=noninteractive answers krb5-config's
+# debconf questions (realm, servers) with their defaults.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -14,9 +17,11 @@ syspkgs:
 	@if ! test -x /usr/sbin/sshd || ! command -v ssh >/dev/null 2>&1 || ! command -v sudo >/dev/null 2>&1 \
 	   || ! command -v unshare >/dev/null 2>&1 || ! command -v ps >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1 \
 	   || ! command -v tmux >/dev/null 2>&1 \
+	   || ! test -x /usr/sbin/krb5kdc || ! test -x /usr/sbin/kadmin.local || ! command -v kinit >/dev/null 2>&1 \
 	   || ! $(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1; then \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
-	        openssh-server openssh-client sudo util-linux procps iproute2 openssl python3-venv tmux; \
+	        openssh-server openssh-client sudo util-linux procps iproute2 openssl python3-venv tmux \
+	        krb5-kdc krb5-admin-server krb5-user; \
 	fi
 	@# etcd is optional (the lab emulates it when absent); install it when the archive has it.
 	@command -v etcd >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client || true
