@@ -550,6 +550,17 @@ lab_dir_option = click.option(
     type=click.Path(file_okay=False, path_type=Path), help="Where the lab keeps its files.")
 
 
+def _name_values(option: str, items: tuple[str, ...]) -> dict[str, str]:
+    """NAME=VALUE arguments as a dict; one without '=' is a usage error naming the option."""
+    pairs = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.UsageError(f"{option} {item!r}: NAME=VALUE expected")
+        pairs[name] = value
+    return pairs
+
+
 @lab.command("up")
 @lab_dir_option
 @click.option("--control-planes", default=1, show_default=True, type=click.IntRange(0, 240))
@@ -577,8 +588,14 @@ lab_dir_option = click.option(
               type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Start from a kubeadm config: DIR/kubeadm-config.yaml (+ DIR/files/ copied "
                    "to every control plane), as kubeadm init/join would.")
+@click.option("--sshd-option", "sshd_options", multiple=True, metavar="LINE",
+              help="A line appended to every node's sshd_config (repeatable; a `Match ...` "
+                   "line starts a block), e.g. 'GSSAPIAuthentication yes'.")
+@click.option("--sshd-env", "sshd_env", multiple=True, metavar="NAME=VALUE",
+              help="An environment variable for every node's sshd (repeatable), e.g. "
+                   "KRB5_KTNAME=/path/to/keytab.")
 def lab_up(lab_dir, control_planes, workers, profile, net, secrets, wait, timeout,
-           ssh_algorithms, user_ca, kubeadm_api, kubeadm_config_dir):
+           ssh_algorithms, user_ca, kubeadm_api, kubeadm_config_dir, sshd_options, sshd_env):
     """Start the nodes; returns once every sshd answers (and, with --wait, every pod is ready)."""
     import time
 
@@ -588,7 +605,8 @@ def lab_up(lab_dir, control_planes, workers, profile, net, secrets, wait, timeou
     state = cluster.up(lab_dir, control_planes=control_planes, workers=workers,
                        profile=profile, net=net, ssh_algorithms=ssh_algorithms, user_ca=user_ca,
                        seed_secrets=secrets, kubeadm_api=kubeadm_api,
-                       kubeadm_config_dir=kubeadm_config_dir)
+                       kubeadm_config_dir=kubeadm_config_dir, sshd_options=sshd_options,
+                       sshd_env=_name_values("--sshd-env", sshd_env))
     for node in state["nodes"]:
         click.echo(f"{node['name']:<6} {node['role']:<14} {node['address']}")
     click.echo(f"lab up in {state['started_seconds']:.2f}s: inventory {state['dir']}/inventory.ini"

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -356,11 +357,14 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
                client_pub: bytes, ssh_algorithms: str = "default",
                user_ca: Path | None = None, config: kubeadm_config.ClusterConfig | None = None,
                kubelet: dict | None = None, kubelet_args: tuple = (),
+               sshd_options: Sequence[str] = (), sshd_env: Mapping[str, str] | None = None,
                extra_files: dict | None = None, extra_dirs: dict | None = None,
                kernel_settings: KernelSettings | None = None) -> dict:
     """Lay out one node under DIR/nodes/<name>/ and return the supervisor's spec (node.json).
 
     `extra_files` ({node path: (content, mode)}) are an operator's files copied before init;
+    `sshd_options` are sshd_config lines appended to the lab's, `sshd_env` the environment
+    the node's sshd gets on top of the supervisor's (e.g. KRB5_KTNAME for GSSAPI logins);
     `kernel_settings` the machine's /proc/sys as read_kernel_settings() read it (read here
     when not given)."""
     node_dir = lab_dir / "nodes" / spec.name
@@ -406,13 +410,14 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
     _write(config, sshd.config_text(
         address=spec.address, host_key=node_dir / "ssh_host_ed25519_key",
         pid_file=node_dir / "sshd.pid", authorized_keys_dir=lab_dir / "authorized_keys",
-        algorithms=ssh_algorithms, user_ca=user_ca).encode(),
+        algorithms=ssh_algorithms, user_ca=user_ca, extra_options=sshd_options).encode(),
         0o600)
     mounts = [[str(root / t.lstrip("/")), t] for t in MOUNT_DIRS + (PROC_SYS,)]
     mounts += _systemctl_mounts(root) + _write_root_dotfiles(root)
     return {"name": spec.name, "address": spec.address, "node_dir": str(node_dir),
             "overlays": _overlays(node_dir), "mounts": mounts, "socket": str(socket_path),
             "sshd_argv": sshd.command(config, node_dir / "sshd.log"),
+            "sshd_env": dict(sshd_env or {}),
             "pythonpath": str(Path(__file__).resolve().parents[2]),
             "host_key_pub": host_pub.decode().strip(),
             "seed": str(lab_dir / "seed.json")}
@@ -707,7 +712,8 @@ def _node_specs(control_planes: int, workers: int, net: str,
 def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str = "kubeadm",
        net: str | None = None, ssh_algorithms: str = "default", user_ca: bool = False,
        seed_secrets: int = 0, kubeadm_api: str = "v1beta4",
-       kubeadm_config_dir: Path | None = None) -> dict:
+       kubeadm_config_dir: Path | None = None, sshd_options: Sequence[str] = (),
+       sshd_env: Mapping[str, str] | None = None) -> dict:
     """Start a lab and return its state (also written to DIR/lab.json).
 
     `user_ca` writes an SSH user CA (DIR/user_ca, DIR/user_ca.pub) that every node's sshd
@@ -717,6 +723,9 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
     kube-system/kubeadm-config, which regenerates exactly the manifests written here.
     `kubeadm_config_dir` starts the cluster from a kubeadm config instead (harden.lab.kubeadm_init;
     its apiVersion replaces `kubeadm_api`); it is read and checked before anything starts.
+    `sshd_options` (sshd_config lines appended to every node's, checked with `sshd -t` before
+    any node starts) and `sshd_env` (NAME: VALUE for every node's sshd) give the nodes' sshd
+    what a test or demo needs beyond the lab's own settings, e.g. GSSAPI/Kerberos logins.
     """
     check_host()
     if profile not in layout.PROFILES:
@@ -724,6 +733,8 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
     if ssh_algorithms not in sshd.ALGORITHM_SETS:
         raise InputError(f"unknown ssh algorithm set {ssh_algorithms!r}; choose "
                          f"{', '.join(sshd.ALGORITHM_SETS)}")
+    sshd_options, sshd_env = list(sshd_options), dict(sshd_env or {})
+    sshd.check_options(sshd_options, sshd_env)
     if control_planes < 0 or workers < 0 or not 1 <= control_planes + workers <= 240:
         raise InputError("a lab has between 1 and 240 nodes")
     if not 0 <= seed_secrets <= 100000:
@@ -782,9 +793,12 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
                              {p: f for p, f in plan.files.items()
                               if p.startswith(f"{SYSCTL_DIR}/")},
                              extra_dirs=plan.dirs if s.is_control_plane else None,
-                             kernel_settings=kernel_settings)
+                             kernel_settings=kernel_settings,
+                             sshd_options=sshd_options, sshd_env=sshd_env)
                   for i, s in enumerate(specs)]
     ensure_host_mountpoints()
+    if sshd_options:   # the same lines on every node: one node's config shows whether sshd takes them
+        sshd.verify_config(Path(node_specs[0]["node_dir"]) / "sshd_config", sshd_options)
     nodes = [launch(ns) for ns in node_specs]
     for node, spec in zip(nodes, specs):
         node.role = spec.role
@@ -792,6 +806,7 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
              "kubeadm_config": str(Path(kubeadm_config_dir).resolve()) if kubeadm_config_dir
              else None, "state": "starting",
              "ssh_algorithms": ssh_algorithms, "user_ca": bool(user_ca), "labops_uid": uid,
+             "sshd_options": sshd_options, "sshd_env": sshd_env,
              "nodes": [asdict(n) for n in nodes]}
     deadline = time.monotonic() + UP_TIMEOUT
     try:

@@ -163,6 +163,7 @@ class Service:
     error: str = ""
     started_at: float = 0.0
     wanted: bool = True
+    env: dict = field(default_factory=dict)   # on top of the supervisor's own
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def summary(self) -> dict:
@@ -182,7 +183,8 @@ class Supervisor:
                     # the objects the lab's API servers create at start (harden.lab.seed)
                     "HARDEN_LAB_SEED": spec.get("seed", "")}
         self.services = {
-            "sshd": Service("sshd", node_dir / "sshd.log", lambda: spec["sshd_argv"]),
+            "sshd": Service("sshd", node_dir / "sshd.log", lambda: spec["sshd_argv"],
+                            env=spec.get("sshd_env") or {}),
             "kubelet": Service("kubelet", node_dir / "kubelet.log", kubelet_argv),
         }
         self.stopping = False
@@ -200,7 +202,8 @@ class Supervisor:
                 log.write(f"--- {time.strftime('%H:%M:%S')} start {shlex.join(argv)}\n".encode())
                 log.flush()
                 svc.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, env=self.env, cwd="/")
+                                            stderr=subprocess.STDOUT, env={**self.env, **svc.env},
+                                            cwd="/")
         except (OSError, ValueError) as exc:
             svc.error, svc.state, svc.pid = str(exc), "failed", None
             svc.restart_at = time.monotonic() + RESTART_DELAY

@@ -8,7 +8,12 @@ forwarded (direct-tcpip) channels in the log of a jump host.
 
 from __future__ import annotations
 
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from harden.errors import InputError
 
 SSHD = "/usr/sbin/sshd"
 PRIVSEP_DIR = Path("/run/sshd")
@@ -24,12 +29,16 @@ ALGORITHM_SETS = ("default", "modern")
 
 
 def config_text(*, address: str, host_key: Path, pid_file: Path, authorized_keys_dir: Path,
-                algorithms: str = "default", user_ca: Path | None = None) -> str:
+                algorithms: str = "default", user_ca: Path | None = None,
+                extra_options: Sequence[str] = ()) -> str:
     """An sshd_config for one node.
 
     `algorithms="modern"` restricts key exchange, ciphers and MACs (MODERN_ALGORITHMS);
     `user_ca` makes sshd accept user certificates signed by that CA (TrustedUserCAKeys), the
-    way fleets behind an SSH CA (Vault, step-ca, ...) are reached.
+    way fleets behind an SSH CA (Vault, step-ca, ...) are reached. `extra_options` are lines
+    appended last (`lab up --sshd-option`): sshd keeps the first value of a keyword, so they add
+    what the lab leaves unset (GSSAPIAuthentication, ...) and may end with `Match` blocks, which
+    is how a lab line the lab sets already is changed for some users or addresses.
 
     Keys are looked up in the lab's authorized_keys dir first (root can always read it) and then
     in the user's home (non-root users cannot traverse a 0700 lab dir; sshd reads their key files
@@ -58,8 +67,36 @@ def config_text(*, address: str, host_key: Path, pid_file: Path, authorized_keys
         "Subsystem sftp internal-sftp",
         *(MODERN_ALGORITHMS if algorithms == "modern" else ()),
         *([f"TrustedUserCAKeys {user_ca}"] if user_ca else []),
+        *extra_options,
         "",
     ])
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_options(options: Sequence[str], env: Mapping[str, str]) -> None:
+    """Refuse extra sshd lines and environment that could not be written as given: a line break
+    would smuggle in more lines than were named, and a bad variable name is never exported."""
+    for option in options:
+        if not option.strip() or "\n" in option or "\r" in option or "\0" in option:
+            raise InputError(f"--sshd-option {option!r}: one non-empty sshd_config line expected")
+    for name, value in env.items():
+        if not ENV_NAME.fullmatch(name) or "\0" in value:
+            raise InputError(f"--sshd-env {name}={value!r}: NAME=VALUE expected, NAME made of "
+                             "letters, digits and _")
+
+
+def verify_config(config: Path, options: Sequence[str]) -> None:
+    """`sshd -t` on a node's config with extra options, before any node starts: a misspelt
+    option is refused at `up` with sshd's own words rather than as a node whose sshd never
+    listens."""
+    done = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True,
+                          timeout=30)
+    if done.returncode != 0:
+        said = " ".join(done.stderr.split()) or f"exit code {done.returncode}"
+        raise InputError(f"sshd refuses the node config with --sshd-option "
+                         f"{' / '.join(options)}: {said}", str(config))
 
 
 def command(config: Path, log: Path) -> list[str]:
