@@ -754,6 +754,8 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
     if not net_is_free(net):
         raise HardenError(f"something already listens on {net}.0/24; choose another --net")
     check_port_22_bindable()
+    if sshd_options:
+        sshd.verify_options(sshd_options, pki.ssh_keypair("sshd-option-check")[0])
     started = time.monotonic()
     lab_dir.mkdir(parents=True, exist_ok=True)
     prof = layout.PROFILES[profile]
@@ -797,8 +799,6 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
                              sshd_options=sshd_options, sshd_env=sshd_env)
                   for i, s in enumerate(specs)]
     ensure_host_mountpoints()
-    if sshd_options:   # the same lines on every node: one node's config shows whether sshd takes them
-        sshd.verify_config(Path(node_specs[0]["node_dir"]) / "sshd_config", sshd_options)
     nodes = [launch(ns) for ns in node_specs]
     for node, spec in zip(nodes, specs):
         node.role = spec.role

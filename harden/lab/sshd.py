@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -87,16 +88,25 @@ def check_options(options: Sequence[str], env: Mapping[str, str]) -> None:
                              "letters, digits and _")
 
 
-def verify_config(config: Path, options: Sequence[str]) -> None:
-    """`sshd -t` on a node's config with extra options, before any node starts: a misspelt
-    option is refused at `up` with sshd's own words rather than as a node whose sshd never
-    listens."""
-    done = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True,
-                          timeout=30)
+def verify_options(options: Sequence[str], host_key: bytes) -> None:
+    """`sshd -t` on a node config carrying `options`, in a temporary directory, before `up`
+    writes or starts anything: a misspelt option is refused with sshd's own words rather than
+    as nodes whose sshd never listens."""
+    PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)     # sshd -t wants it, as `up` does
+    with tempfile.TemporaryDirectory(prefix="harden-sshd-") as tmp:
+        key = Path(tmp) / "host_key"
+        key.write_bytes(host_key)
+        key.chmod(0o600)
+        config = Path(tmp) / "sshd_config"
+        config.write_text(config_text(address="127.0.0.1", host_key=key,
+                                      pid_file=Path(tmp) / "pid", authorized_keys_dir=Path(tmp),
+                                      extra_options=options))
+        done = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True,
+                              timeout=30)
     if done.returncode != 0:
-        said = " ".join(done.stderr.split()) or f"exit code {done.returncode}"
-        raise InputError(f"sshd refuses the node config with --sshd-option "
-                         f"{' / '.join(options)}: {said}", str(config))
+        said = " ".join(done.stderr.replace(str(config), "sshd_config").split())
+        raise InputError(f"sshd refuses --sshd-option {' / '.join(options)}: "
+                         f"{said or f'exit code {done.returncode}'}")
 
 
 def command(config: Path, log: Path) -> list[str]:

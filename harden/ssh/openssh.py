@@ -707,6 +707,22 @@ _RETRIED = re.compile(r"Connection refused|Connection reset|Connection timed out
                       r"Network is unreachable|No route to host", re.I)
 
 
+_DENIED_METHODS = re.compile(r"Permission denied \(([^)]*)\)")
+
+
+def kerberos_hint(text: str) -> str:
+    """What to check when ssh was refused by a server that takes only GSSAPI (Kerberos): ssh
+    then had no ticket for it, or was not told to use one. Empty for any other refusal (a
+    server listing publickey too gets no Kerberos advice for a wrong key)."""
+    found = _DENIED_METHODS.search(text)
+    methods = [m.strip() for m in found.group(1).split(",")] if found else []
+    if not methods or not all(m.startswith("gssapi") for m in methods):
+        return ""
+    return ("; the server accepts only Kerberos (GSSAPI): ssh needs a valid ticket for the "
+            "user (kinit; klist shows it, KRB5CCNAME names the cache harden runs with) and "
+            "GSSAPIAuthentication yes (ssh config or ansible_ssh_common_args)")
+
+
 def classify(spec: ConnectionSpec, hop: Endpoint, stderr: str) -> Exception:
     """The paramiko transport's error class for what ssh printed when it gave up."""
     lines = [ln.strip() for ln in stderr.splitlines()
@@ -737,6 +753,7 @@ def classify(spec: ConnectionSpec, hop: Endpoint, stderr: str) -> Exception:
             hint = ("; sshd accepts a certificate only when it trusts the signing CA "
                     "(TrustedUserCAKeys), the user is among its principals and it is in its "
                     "validity period")
+        hint += kerberos_hint(text)
         return AuthenticationFailed(spec.host, f"{where} refused authentication{tried}: "
                                                f"{last.rstrip('.')}{hint}", "ansible_user")
     if "Could not resolve hostname" in text:

@@ -216,13 +216,14 @@ def _start(spec: ConnectionSpec, hop: Endpoint, transport: paramiko.Transport) -
 def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> None:
     """Keys (explicit, agent, defaults) then password, the order ssh uses."""
     tried: list[str] = []
-    allowed = ["publickey", "password", "keyboard-interactive"]
+    allowed = list(PARAMIKO_METHODS)
+    server_said = False
     for label, key in _candidate_keys(hop, tried):
         try:
             transport.auth_publickey(hop.user, key)
             return
         except paramiko.BadAuthenticationType as exc:
-            allowed = list(exc.allowed_types)
+            allowed, server_said = list(exc.allowed_types), True
             break
         except paramiko.AuthenticationException:
             tried.append(label)
@@ -233,6 +234,15 @@ def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> No
         if _password_auth(hop, transport, allowed):
             return
         tried.append("password")
+    if not server_said and not tried:
+        asked = _methods_allowed(hop, transport)
+        if asked == []:
+            return                    # the server let the user in without credentials
+        allowed, server_said = asked or allowed, asked is not None
+    if server_said and not set(allowed) & set(PARAMIKO_METHODS):
+        raise AuthenticationFailed(host, f"{hop.label} refused authentication: "
+                                         f"{unsupported_methods_message(allowed)}",
+                                   "harden_transport")
     what = ", ".join(tried) if tried else "nothing: no key file, agent key or password"
     hint = ""
     if any(label.startswith("certificate ") for label in tried):
@@ -241,6 +251,37 @@ def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> No
                 "validity period")
     raise AuthenticationFailed(host, f"{hop.label} refused authentication (tried {what}){hint}",
                                "ansible_user")
+
+
+PARAMIKO_METHODS = ("publickey", "password", "keyboard-interactive")
+
+
+def _methods_allowed(hop: Endpoint, transport: paramiko.Transport) -> list[str] | None:
+    """The methods the server allows, asked with a `none` request (what ssh sends first) when
+    no attempt told: [] when that request logged in, None when the server would not say."""
+    if not transport.is_active():
+        return None
+    try:
+        remaining = transport.auth_none(hop.user)
+    except paramiko.BadAuthenticationType as exc:
+        return list(exc.allowed_types)
+    except (paramiko.SSHException, EOFError, OSError):
+        return None
+    return [] if transport.is_authenticated() else list(remaining)
+
+
+def unsupported_methods_message(allowed: list[str]) -> str:
+    """Why paramiko cannot log in where the server allows none of its methods, and what can:
+    GSSAPI (Kerberos) in paramiko needs python-gssapi, which harden does not depend on, while
+    the system ssh does it with the user's ticket."""
+    methods = ", ".join(allowed) or "no method"
+    kerberos = any(m.startswith("gssapi") for m in allowed)
+    return (f"the server accepts only {methods}"
+            + (" (Kerberos)" if kerberos else "")
+            + ", which the paramiko transport does not do. Use the OpenSSH transport for this "
+              "host (harden_transport=openssh in the inventory, or --transport openssh)"
+            + (", with a ticket (kinit) and GSSAPIAuthentication yes in the ssh config or "
+               "ansible_ssh_common_args" if kerberos else ""))
 
 
 def _password_auth(hop: Endpoint, transport: paramiko.Transport, allowed: list[str]) -> bool:

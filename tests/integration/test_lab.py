@@ -338,3 +338,13 @@ def test_up_refuses_when_a_wildcard_listener_holds_port_22(lab_factory, tmp_path
     with pytest.raises(HardenError, match="0.0.0.0:22"):
         cluster.up(tmp_path / "lab", control_planes=1, workers=0, net=lab_factory.free_net())
     assert not (tmp_path / "lab").exists()
+
+
+def test_up_refuses_an_sshd_option_sshd_does_not_know_before_writing_anything(lab_factory,
+                                                                              tmp_path):
+    result = cli("lab", "up", "--dir", str(tmp_path / "lab"), "--net", lab_factory.free_net(),
+                 "--sshd-option", "GSSAPIAuthenticaton yes")
+    assert result.returncode == 1, result.stderr
+    assert "sshd refuses --sshd-option GSSAPIAuthenticaton yes" in result.stderr
+    assert "Bad configuration option: GSSAPIAuthenticaton" in result.stderr
+    assert not (tmp_path / "lab").exists()

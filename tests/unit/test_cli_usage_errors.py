@@ -17,7 +17,9 @@ from harden.cli import cli
     (["check", "--benchmark"], "Option '--benchmark' requires an argument"),
     (["check", "-i", "x", "--format", "yaml"], "Invalid value for '--format'"),
     (["no-such-command"], "No such command 'no-such-command'"),
-], ids=["unknown-option", "missing-argument", "missing-option", "bad-choice", "unknown-command"])
+    (["lab", "up", "--dir", "x", "--sshd-env", "KRB5_KTNAME"], "NAME=VALUE expected"),
+], ids=["unknown-option", "missing-argument", "missing-option", "bad-choice", "unknown-command",
+        "name-without-value"])
 def test_usage_errors_exit_1_with_clicks_message(args, says):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1 and says in result.output

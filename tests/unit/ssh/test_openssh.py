@@ -169,3 +169,15 @@ def test_directories_without_an_owner_of_a_reused_pid_or_of_another_namespace(tm
     assert _process_identity(os.getpid()) != f"{os.getpid()} 1"
     sweep_stale_masters(str(tmp_path))
     assert unknown.exists() and not reused.exists() and elsewhere.exists()
+
+
+@pytest.mark.parametrize("stderr, advised", [
+    ("ops@10.0.0.5: Permission denied (gssapi-with-mic).\n", True),
+    ("ops@10.0.0.5: Permission denied (gssapi-keyex,gssapi-with-mic).\n", True),
+    ("ops@10.0.0.5: Permission denied (publickey,gssapi-with-mic).\n", False),
+    ("ops@10.0.0.5: Permission denied (publickey).\n", False),
+])
+def test_a_refusal_by_a_kerberos_only_server_says_what_ssh_needs(stderr, advised):
+    found = classify(SPEC, TARGET, stderr)
+    assert type(found) is AuthenticationFailed
+    assert ("kinit" in found.message and "GSSAPIAuthentication yes" in found.message) is advised
