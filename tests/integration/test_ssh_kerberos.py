@@ -147,3 +147,10 @@ def test_paramiko_transport_says_to_use_openssh_for_a_kerberos_only_login(krb, t
     text = " ".join(ping.stdout.split())
     assert "cp1: auth failed" in text
     assert "accepts only gssapi-with-mic" in text and "--transport openssh" in text
+
+
+def test_the_sessions_sshd_starts_do_not_inherit_its_environment(krb):
+    # that sshd has it shows in every Kerberos login above: without KRB5_KTNAME it finds no key
+    lab, _realm = krb
+    assert lab.ssh("cp1", "echo ${KRB5_KTNAME-unset} ${KRB5_CONFIG-unset}").stdout == \
+        "unset unset\n"
