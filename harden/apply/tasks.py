@@ -227,6 +227,8 @@ class TaskPlanner:
         if self.leaves(task, module):
             for change in changes:
                 change.record_in(self.facts)
+            if not self.writes(task, module):
+                self.state.unwritten.extend(changes)
         if task.no_log or any(c.secret for c in changes):
             self.state.secret_paths.update(c.path for c in changes if c.path)
         if self.runner.options.diff and not task.no_log:

@@ -142,3 +142,34 @@ def test_nothing_to_change_is_ok_in_both_modes(env):
     for mode in ("predict", "ansible"):
         result, _ = env.apply(play, check=True, limit="h1", check_mode=mode)
         assert [s for _, s in statuses(result)] == ["ok"] * 4 and result.exit_code == 0
+
+
+TWO_PLAYS = """
+- name: one
+  hosts: group
+  tasks:
+    - name: written in the first play
+      copy:
+        dest: "{{ root }}/etc/app.conf"
+        content: "a = 2\\n"
+- name: two
+  hosts: group
+  tasks:
+    - name: the same write in the next play
+      copy:
+        dest: "{{ root }}/etc/app.conf"
+        content: "a = 2\\n"
+"""
+
+
+def test_a_later_play_plans_on_what_an_earlier_play_would_change_in_the_default_check(env):
+    """Each play gathers its facts again; in --check nothing was written, so the changes
+    planned by earlier plays are fed into them again (else the check of the second play
+    says `changed` where the real run says `ok`)."""
+    predicted, _ = env.apply(TWO_PLAYS, check=True, limit="h1")
+    as_found, _ = env.apply(TWO_PLAYS, check=True, limit="h1", check_mode="ansible")
+    real, _ = env.apply(TWO_PLAYS, limit="h1")
+    assert statuses(predicted) == statuses(real) == [
+        ("written in the first play", "changed"), ("the same write in the next play", "ok")]
+    assert statuses(as_found) == [("written in the first play", "changed"),
+                                  ("the same write in the next play", "changed")]
