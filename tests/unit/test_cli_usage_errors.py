@@ -37,11 +37,11 @@ def test_the_installed_entry_point_exits_1_on_an_unknown_flag():
 
 @pytest.mark.parametrize("args, check, mode", [
     ([], False, "predict"), (["--check"], True, "predict"),
-    (["--check-mode", "predict"], False, "predict"),
+    (["--check-mode", "predict"], True, "predict"),
     (["--check-mode", "ansible"], True, "ansible"), (["-C", "--check-mode", "ansible"], True,
                                                      "ansible"),
-], ids=["default", "check", "predict-alone", "ansible-implies-check", "both"])
-def test_check_mode_ansible_implies_check(monkeypatch, tmp_path, args, check, mode):
+], ids=["default", "check", "predict-implies-check", "ansible-implies-check", "both"])
+def test_a_check_mode_given_implies_check(monkeypatch, tmp_path, args, check, mode):
     import harden.apply.runner as runner
 
     seen = {}
