@@ -1,9 +1,10 @@
 """`harden apply --check-mode ansible` against `ansible-playbook --check` on the same lab node:
 a file written twice (copy, then lineinfile), a directory one task makes and the next tasks
 write into (a copy of content: changed; a stat: absent; a remote_src copy of a directory:
-"Destination directory ... does not exist", which stops the host). Both tools report the same
-status for every task, the same failure, the same diff against the untouched file, and
-neither writes anything."""
+"Destination directory ... does not exist", which stops the host), and a remote_src copy from
+a directory an earlier task makes ("Source ... not found"). Both tools report the same status
+for every task, the same failure, the same diff against the untouched file, and neither
+writes anything."""
 
 from __future__ import annotations
 
@@ -67,6 +68,22 @@ CONTENT = {
               ansible.builtin.debug:
                 msg: "after the failure"
         """,
+    "source.yml": f"""\
+        - name: a copy from a directory an earlier task makes
+          hosts: all
+          gather_facts: false
+          become: true
+          tasks:
+            - name: make the source directory
+              ansible.builtin.file:
+                path: "{DIR}/made.d"
+                state: directory
+            - name: copy it
+              ansible.builtin.copy:
+                src: "{DIR}/made.d/"
+                dest: "{DIR}/src"
+                remote_src: true
+        """,
 }
 
 
@@ -93,12 +110,13 @@ def node_view(lab, node: str) -> dict:
     return out
 
 
-def ansible_check(lab, content, node: str) -> tuple[list, dict, subprocess.CompletedProcess]:
+def ansible_check(lab, content, node: str,
+                  playbook: str = "site.yml") -> tuple[list, dict, subprocess.CompletedProcess]:
     """ansible-playbook --check --diff with the ansible.posix.json callback: (task, status)
     in order, each task's result, and the process."""
     env = {**ansible_env(lab, content), "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
     done = subprocess.run([ansible_playbook(), "-i", str(lab.inventory), "-l", node, "--check",
-                           "--diff", str(content / "site.yml")], capture_output=True,
+                           "--diff", str(content / playbook)], capture_output=True,
                           text=True, timeout=300, env=env, cwd=content)
     doc = json.loads(done.stdout)
     rows, results = [], {}
@@ -137,4 +155,20 @@ def test_check_mode_ansible_reports_what_ansible_playbook_check_reports(lab1, tm
     # the second write's hunk is against the untouched file in both tools
     assert results["write it again"]["diff"][0]["before"] == "a = 1\n"
     assert "-a = 1\n+a = 2\n" in report["tasks"][node][1]["diff"]
+    assert node_view(lab1, node) == before
+
+
+@pytest.mark.timeout(600)
+def test_a_remote_copy_from_a_directory_not_made_yet_fails_in_both(lab1, tmp_path):
+    content = write_content(tmp_path / "content", CONTENT)
+    node = lab1.names()[0]
+    before = node_view(lab1, node)
+    theirs, results, done = ansible_check(lab1, content, node, "source.yml")
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-2000:]
+    report = harden_report(lab1, content, node, tmp_path, "--check-mode", "ansible",
+                           playbook="source.yml", expect=4)
+    ours = [(t["task"], t["status"]) for t in report["tasks"][node]]
+    assert ours == theirs == [("make the source directory", "changed"), ("copy it", "failed")]
+    assert report["tasks"][node][-1]["message"] == results["copy it"]["msg"] == \
+        f"Source {DIR}/made.d/ not found"
     assert node_view(lab1, node) == before

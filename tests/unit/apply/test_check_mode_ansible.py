@@ -173,3 +173,27 @@ def test_a_later_play_plans_on_what_an_earlier_play_would_change_in_the_default_
         ("written in the first play", "changed"), ("the same write in the next play", "ok")]
     assert statuses(as_found) == [("written in the first play", "changed"),
                                   ("the same write in the next play", "changed")]
+
+
+FROM_NEW_DIR = """
+- name: from a new directory
+  hosts: group
+  tasks:
+    - name: make the source directory
+      file:
+        path: "{{ root }}/etc/src.d"
+        state: directory
+    - name: copy it into etc
+      copy:
+        src: "{{ root }}/etc/src.d/"
+        dest: "{{ root }}/etc"
+        remote_src: true
+"""
+
+
+def test_a_remote_copy_from_a_directory_an_earlier_task_makes_fails_as_in_ansible(env):
+    result, _ = env.apply(FROM_NEW_DIR, check=True, limit="h1", check_mode="ansible")
+    assert statuses(result) == [("make the source directory", "changed"),
+                                ("copy it into etc", "failed")]
+    assert result.tasks[-1].message == f"Source {env.root('h1')}/etc/src.d/ not found"
+    assert result.exit_code == 4
