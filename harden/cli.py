@@ -264,6 +264,12 @@ def check(inventories, limit, forks, remote_user, private_key, become, become_us
 @limit_option
 @click.option("-C", "--check", is_flag=True,
               help="Plan and report, write nothing; exit 2 when changes are pending.")
+@click.option("--check-mode", "check_mode", default=None,
+              type=click.Choice(["predict", "ansible"]),
+              help="How --check plans: 'predict' (the default) plans each task on the node as "
+                   "the earlier tasks leave it (what the real run will report); 'ansible' "
+                   "judges each task against the node as found, as ansible-playbook --check "
+                   "does. Either implies --check.")
 @click.option("-D", "--diff", is_flag=True, help="Show what changes in each file (secrets redacted).")
 @config_forks_option
 @click.option("-e", "--extra-vars", "extra_vars", multiple=True, metavar="KEY=VALUE|@FILE",
@@ -290,9 +296,10 @@ def check(inventories, limit, forks, remote_user, private_key, become, become_us
 @ansible_login_options
 @break_lock_option
 @connection_options
-def apply(inventories, playbooks, limit, check, diff, forks, extra_vars, tags, skip_tags,
-          start_at_task, listing, output_format, verbosity, remote_user, private_key, become,
-          become_user, break_lock, accept_new_host_keys, ask_become_pass, timeout, transport):
+def apply(inventories, playbooks, limit, check, check_mode, diff, forks, extra_vars, tags,
+          skip_tags, start_at_task, listing, output_format, verbosity, remote_user, private_key,
+          become, become_user, break_lock, accept_new_host_keys, ask_become_pass, timeout,
+          transport):
     """Apply playbooks: plan from facts, change only the difference, verify, roll back on failure.
 
     Several playbooks run as one run (one lock, one run id). ansible.cfg is read as Ansible
@@ -312,7 +319,9 @@ def apply(inventories, playbooks, limit, check, diff, forks, extra_vars, tags, s
         sys.exit(_list_playbook(inventories, playbooks, limit, listing, _tags(tags),
                                 _tags(skip_tags), config.get("roles_path", [])))
     options = ApplyOptions(
-        check=check, diff=diff, forks=forks, limit=limit,
+        # an explicit --check-mode never means a real run
+        check=check or check_mode is not None, check_mode=check_mode or "predict", diff=diff,
+        forks=forks, limit=limit,
         tags=_tags(tags), skip_tags=_tags(skip_tags),
         extra_vars=parse_extra_vars(extra_vars), break_lock=break_lock,
         host_defaults=defaults, start_at_task=start_at_task,
@@ -323,7 +332,8 @@ def apply(inventories, playbooks, limit, check, diff, forks, extra_vars, tags, s
     from harden.apply.output import JsonOutput, TextOutput
 
     output = JsonOutput(options.diff) if output_format == "json" else \
-        TextOutput(diff=options.diff, check=options.check, verbosity=verbosity)
+        TextOutput(diff=options.diff, check=options.check, verbosity=verbosity,
+                   check_mode=options.check_mode)
     sys.exit(run_apply(inventories, list(playbooks), options, output))
 
 

@@ -96,6 +96,7 @@ class RunResult:
     stopped: str = ""
     execs: dict[str, list] = field(default_factory=dict)   # host -> [(step, seconds, rc)]
     seconds: float = 0.0              # the run's wall time
+    check_mode: str | None = None     # with check: "predict" or "ansible" (--check-mode)
 
     @property
     def exit_code(self) -> int:

@@ -11,7 +11,8 @@ error naming the file (harden/node/limits.py).
 
 When a task plans a change, the runner feeds the change's resulting file state back into the
 store (`Facts.set_file`), so later tasks of the play plan against the state the earlier tasks
-leave behind, in check mode exactly as in a real run.
+leave behind, in check mode exactly as in a real run (in check mode a later play's fresh facts
+get the earlier plays' planned changes again: harden.apply.host_state.HostRunState.unwritten).
 """
 
 from __future__ import annotations

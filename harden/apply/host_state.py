@@ -24,6 +24,9 @@ class HostRunState:
     kubelet_waited: bool = False
     record_on_node: bool = False             # an earlier play committed a node record
     unfinished_told: set[str] = field(default_factory=set)   # "did not finish": once per run
+    # changes planned and fed into the facts but never written (--check): each later play's
+    # freshly gathered facts get them again, so it plans on them as the real run's would
+    unwritten: list[Change] = field(default_factory=list)
 
     def wrote_as(self, become: bool | None) -> None:
         """Remember who wrote: reading the backups back, restoring and committing must run as

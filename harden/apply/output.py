@@ -49,10 +49,11 @@ class TextOutput(Output):
     play's total, the elapsed time and what each running host is doing right now."""
 
     def __init__(self, console: Console | None = None, diff: bool = False, check: bool = False,
-                 verbosity: int = 0):
+                 verbosity: int = 0, check_mode: str = "predict"):
         self.console = console or Console(soft_wrap=True, highlight=False)
         self.diff = diff
         self.check = check
+        self.check_mode = check_mode
         self.verbosity = verbosity
         self._lock = threading.Lock()
         self._play = ""
@@ -68,7 +69,8 @@ class TextOutput(Output):
     def play_start(self, play: Play, hosts: list[str], matched: bool = True) -> None:
         """`matched`: whether the play's pattern (and --limit) selected any host, before those
         that failed in earlier plays were taken out; Ansible's two messages for an empty play."""
-        mode = " (check mode)" if self.check else ""
+        mode = (" (check mode, as ansible-playbook)" if self.check_mode == "ansible"
+                else " (check mode)") if self.check else ""
         self._play = f"play '{play.name}'"
         self._progress.set_phase(self._play, total=len(hosts))
         self._print(Text(f"PLAY [{play.name}]{mode} on {len(hosts)} host(s)", style="bold"))
@@ -186,7 +188,8 @@ def document(result: RunResult, with_diff: bool, warnings: list[dict] = ()) -> d
         if with_diff and task.diff:
             entry["diff"] = task.diff
         tasks.setdefault(task.host, []).append(entry)
-    return {"run_id": result.run_id, "check": result.check, "exit_code": result.exit_code,
+    return {"run_id": result.run_id, "check": result.check, "check_mode": result.check_mode,
+            "exit_code": result.exit_code,
             "hosts": {host: s.as_dict() for host, s in result.hosts.items()},
             "execs": {host: len(execs) for host, execs in result.execs.items()},
             "seconds": result.seconds,

@@ -124,6 +124,8 @@ class PlayFacts:
             self.facts = parse_output(requests, facts_part)
         except ValueError as exc:
             raise HostFailed(f"gathering facts: {exc}") from None
+        for change in self.state.unwritten:      # planned in --check by an earlier play
+            change.record_in(self.facts)
         if self.play.gather_facts:
             self.runner.set_host_facts(self.name, host_facts.as_variables(
                 host_facts.parse(facts_part)))

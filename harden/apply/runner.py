@@ -56,6 +56,10 @@ from harden.ssh.settings import RunOptions, connection_specs
 @dataclass
 class ApplyOptions:
     check: bool = False
+    # how --check plans: "predict" (each task on the node as the earlier tasks leave it, so it
+    # reports what the real run will) or "ansible" (each task on the node as found, as
+    # ansible-playbook --check judges it)
+    check_mode: str = "predict"
     diff: bool = False
     forks: int = 20
     tags: list[str] | None = None
@@ -82,7 +86,8 @@ class Runner:
         self.out = output
         self.journal = journal
         self.run_id = run_id or new_run_id()
-        self.result = RunResult(self.run_id, options.check)
+        self.result = RunResult(self.run_id, options.check,
+                                check_mode=options.check_mode if options.check else None)
         self._connect = connect
         self._sessions: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -355,6 +360,8 @@ class HostPlay(PlayFacts, TaskPlanner, NodeWriter, HealthVerification, HostOutco
         self.batch = [h.name for h in batch]
         self.abort = abort
         self.check = runner.options.check
+        # --check-mode ansible: planned changes are not fed back into the facts
+        self.as_found = self.check and runner.options.check_mode == "ansible"
         self.registered = runner.registered_for(self.name)
         self.notified: list[str] = []
         self.pending: list[PendingTask] = []

@@ -224,9 +224,11 @@ class TaskPlanner:
             self._register_failure(task, {"msg": str(exc)})
             self.done(result, "failed", str(exc))
             raise self._task_failed(task, exc) from None
-        if self.check or self.writes(task, module):     # check_mode: true leaves the node as is
+        if self.leaves(task, module):
             for change in changes:
                 change.record_in(self.facts)
+            if not self.writes(task, module):
+                self.state.unwritten.extend(changes)
         if task.no_log or any(c.secret for c in changes):
             self.state.secret_paths.update(c.path for c in changes if c.path)
         if self.runner.options.diff and not task.no_log:
@@ -337,8 +339,19 @@ class TaskPlanner:
     def plan(self, module, args: dict, variables: dict, search_dirs=(),
              task_check: bool = False) -> list[Change]:
         ctx = PlanContext(variables, [*search_dirs, *self.play.template_dirs],
-                          self.check or task_check)
+                          self.check or task_check, self.as_found)
         return self.with_facts(module.name, lambda: module.plan(args, self.facts, ctx))
+
+    def leaves(self, task: Task, module) -> bool:
+        """Whether later tasks plan on what this task's changes leave (fed into the facts).
+        A real run: when they are written (check_mode: true leaves the node as is). Predictive
+        --check: always, so it reports what the real run will. --check-mode ansible: only
+        what would really happen under ansible-playbook --check (a command that runs, a
+        `check_mode: false` task), so every other task is judged against the node as found,
+        as Ansible's check mode judges it."""
+        if self.writes(task, module):
+            return True
+        return self.check and (not self.as_found or task.check_mode is False)
 
     def writes(self, task: Task, module) -> bool:
         """Whether this task's changes are carried out now (check mode: only commands the

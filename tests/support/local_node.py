@@ -117,11 +117,13 @@ class Env:
         self.sessions[spec.host] = session
         return session
 
-    def apply(self, playbook: str, check=False, diff=False, extra=None, tags=None, limit=None):
+    def apply(self, playbook: str, check=False, diff=False, extra=None, tags=None, limit=None,
+              check_mode="predict"):
         path = self.tmp / "play.yml"
         path.write_text(playbook)
         out = Collect()
-        options = ApplyOptions(check=check, diff=diff, forks=3, extra_vars=extra or {},
+        options = ApplyOptions(check=check, check_mode=check_mode, diff=diff, forks=3,
+                               extra_vars=extra or {},
                                tags=tags, limit=limit,
                                backup_root=str(self.tmp / NODE_DIRS[0]),
                                journal_root=str(self.tmp / NODE_DIRS[1]))

@@ -64,13 +64,13 @@ def kubelet_process(config="/var/lib/kubelet/config.yaml", argv=None) -> Kubelet
 
 
 def plan(module: str, args: dict, facts: Facts, variables: dict | None = None,
-         check_mode: bool = False):
+         check_mode: bool = False, as_found: bool = False):
     """What the runner does for one task: render args, validate, plan."""
     mod = get_module(module)
     rendered = render_value(args, variables or {})
     valid = mod.validate(rendered)
     ctx = PlanContext(vars=variables or {}, template_dirs=[str(REPO / "templates")],
-                      check_mode=check_mode)
+                      check_mode=check_mode, as_found=as_found)
     return mod.plan(valid, facts, ctx)
 
 

@@ -57,6 +57,8 @@ class PlanContext:
     vars: dict = field(default_factory=dict)
     template_dirs: list[str] = field(default_factory=list)
     check_mode: bool = False
+    as_found: bool = False      # --check-mode ansible: facts are the node as found, not as
+                                # the earlier tasks of the run leave it
 
 
 @dataclass

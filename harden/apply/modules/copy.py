@@ -2,8 +2,10 @@
 
 `remote_src: true` copies a file already on the node (`src` is a path there, read in the play's
 one fact exec): the bytes go through the same backup/atomic write/rollback as any other copy,
-and a missing src fails the task as in Ansible. A directory src is copied as a tree, by
-Ansible's rules (`copy_tree`).
+and a missing src fails the task as in Ansible, as does a dest whose directory is missing, in
+check mode too (with remote_src Ansible's copy module itself runs in check mode; without it the
+action plugin reports `changed` first, see whole_file.missing_directory). A directory src is
+copied as a tree, by Ansible's rules (`copy_tree`).
 
 With `force: false` an existing dest is left entirely alone (content, mode, owner, group), as
 Ansible's copy: the file is created once and from then on owned by whatever changes it.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 from harden.apply.facts import FILE, FactRequest, Facts
 from harden.apply.modules.copy_tree import facts_wanted, plan_tree
@@ -39,8 +42,11 @@ class CopyModule(WholeFileModule):
             source = facts.file(args["src"]) if args["src"].startswith("/") else None
             if source is not None and source.kind == "directory":
                 return plan_tree(args, facts)
-            return missing_directory(args["dest"], facts, ctx, self.plan_content(
-                args, facts, lambda: _remote_bytes(args["src"], facts)))
+            # no action plugin answers for the module here: it runs, in check mode too, and
+            # fails on a missing dest directory (ansible-core modules/copy.py, main())
+            return missing_directory(args["dest"], facts, replace(ctx, check_mode=False),
+                                     self.plan_content(args, facts,
+                                                       lambda: _remote_bytes(args["src"], facts)))
         return super().plan(args, facts, ctx)
 
     def content(self, args: dict, ctx: PlanContext) -> bytes:

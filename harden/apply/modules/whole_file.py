@@ -60,14 +60,16 @@ def missing_directory(dest: str, facts: Facts, ctx: PlanContext,
     """A new dest whose directory does not exist: Ansible's copy module (template's too) fails
     the task, "Destination directory D does not exist", and creates nothing. In --check its
     action plugin reports `changed` before the module would find out, so harden says changed
-    there too, and names the failure the real run will meet."""
+    there too, and names the failure the real run will meet (with --check-mode ansible an
+    earlier task may still make the directory: the note says only that it is missing now)."""
     parent = posixpath.dirname(dest.rstrip("/")) or "/"
     if not changes or facts.file(dest) is not None or facts.file(parent) is not None:
         return changes
     if not ctx.check_mode:
         raise TaskFailed(f"Destination directory {parent} does not exist")
+    note = "does not exist yet" if ctx.as_found else "does not exist: a real run fails"
     for change in changes:
-        change.summary += f" (its directory {parent} does not exist: a real run fails)"
+        change.summary += f" (its directory {parent} {note})"
     return changes
 
 

@@ -35,6 +35,24 @@ def test_remote_src_copy_checks_the_directory_too():
         plan("copy", {"dest": DEST, "src": "/etc/src.conf", "remote_src": True}, facts)
 
 
+def test_remote_src_copy_fails_in_check_mode_as_ansibles_module_does():
+    """With remote_src no action plugin answers first: ansible-core's copy module runs in
+    check mode and fails on the missing directory (modules/copy.py, main())."""
+    facts = make_facts(file_state("/etc/src.conf", b"s\n"), absent=["/etc/kubernetes/new", DEST])
+    with pytest.raises(TaskFailed, match="^Destination directory /etc/kubernetes/new does "
+                                         "not exist$"):
+        plan("copy", {"dest": DEST, "src": "/etc/src.conf", "remote_src": True}, facts,
+             check_mode=True)
+
+
+def test_judged_on_the_node_as_found_the_note_says_only_that_it_is_missing():
+    facts = make_facts(absent=["/etc/kubernetes/new", DEST])
+    changes = plan("copy", {"dest": DEST, "content": "x\n"}, facts, check_mode=True,
+                   as_found=True)
+    assert [c.summary for c in changes] == [
+        f"create {DEST} (its directory /etc/kubernetes/new does not exist yet)"]
+
+
 def test_a_directory_an_earlier_task_makes_is_enough():
     facts = make_facts(absent=["/etc/kubernetes/new", DEST])
     for change in plan("file", {"path": "/etc/kubernetes/new", "state": "directory"}, facts):
