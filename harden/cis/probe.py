@@ -160,8 +160,11 @@ stat_path() { stat_paths "$1"; }
 # (a symlinked root is followed, links below it are not: no loops; each link's target is stat'ed)
 stat_tree() { [ -n "$1" ] || return 0
   if [ -e "$R$1" ]; then find -H "$R$1" -exec stat -c "$FMT" {} + 2>/dev/null |
-    while IFS= read -r s_; do printf '%s\n' "$s_"; p_=${s_#*|*|*|*|*|*|*|*|*|}
-      case $s_ in *"|symbolic link|$p_") link_to "$p_";; esac; done
+    while IFS= read -r s_; do printf '%s\n' "$s_"
+      # the path after nine fields only for a line that may be a symlink's: that nine-star
+      # pattern costs dash ~0.1 ms per line
+      case $s_ in *'|symbolic link|'*) p_=${s_#*|*|*|*|*|*|*|*|*|}
+        case $s_ in *"|symbolic link|$p_") link_to "$p_";; esac;; esac; done
   else stat_path "$1"; fi; }
 # stat node paths (the missing ones recorded as such at once); a path already stat'ed this way
 # is not again (the kubelet's kubeconfig is also one of /etc/kubernetes/*.conf). The others wait
@@ -198,7 +201,7 @@ read_files() { b_=$nl
   for f_ do
     [ -n "$f_" ] || continue
     case $READ$b_ in *"$nl$f_$nl"*) continue;; esac
-    case $f_ in *"$nl"*|*'|'*) read_file "$f_"; continue;; esac
+    case $R$f_ in *"$nl"*|*'|'*) read_file "$f_"; continue;; esac
     if [ -f "$R$f_" ] && [ ! -L "$R$f_" ]; then b_="$b_$f_$nl"; else read_file "$f_"; fi
   done
   set -f; o_=$IFS; IFS=$nl; set -- $b_; IFS=$o_; set +f
@@ -206,7 +209,8 @@ read_files() { b_=$nl
   for f_ do shift; set -- "$@" "$R$f_"; done
   while IFS= read -r s_; do
     [ -n "$s_" ] || continue
-    p_=${s_#*|*|*|*|*|*|*|*|*|}; sz=${p_##*|}; p_=${p_%|*}; printf '%s\n' "${s_%|*}"
+    # no path here holds a `|` (those went to read_file): path and size are the last fields
+    sz=${s_##*|}; s_=${s_%|*}; p_=${s_##*|}; printf '%s\n' "$s_"
     if [ "${sz:-0}" -gt __MAX__ ]; then echo "E|size|$sz|$p_"
     else printf 'F|'; head -c __MAX1__ < "$p_" | b64; printf '|%s\n' "$p_"
       READ="$READ${p_#"$R"}$nl"; fi
