@@ -338,9 +338,10 @@ enc_names() { [ -n "$1" ] || return 0
   else stat_path "$1"; fi; }
 # the running server's files as its container sees them (/proc/<pid>/root); the manifest's on the
 # host, through the manifest's hostPath volumes
+EPC_PID=''
 for APID in $(pids_of kube-apiserver); do
   argvals "$APID" --audit-policy-file --authorization-config --encryption-provider-config
-  v2=$A2; v3=$A3
+  v2=$A2; v3=$A3; [ -n "$EPC_PID" ] || { EPC_PID=$APID; EPC=$v3; }
   case $A1 in /*) read_file "/proc/$APID/root$A1";; esac
   case $v2 in /*) read_file "/proc/$APID/root$v2";; esac
   case $v3 in /*) enc_names "/proc/$APID/root$v3";; esac
@@ -448,7 +449,8 @@ stat_paths /etc/kubernetes/kube-proxy.conf /var/lib/kube-proxy/kubeconfig.conf
 # encryption at rest as stored: etcd values counted per resource and provider:key, read as the
 # first running API server does (values and keys never leave the node; see etcd_census.py)
 for APID in $(pids_of kube-apiserver); do
-  v=$(argval "$APID" --encryption-provider-config)
+  # the first server's flag, as read above (no second tr and awk for it)
+  if [ "$APID" = "$EPC_PID" ]; then v=$EPC; else v=$(argval "$APID" --encryption-provider-config); fi
   case $v in /*) printf 'L|%s\n' "$(enc_layout "$R/proc/$APID/root$v")";; esac
   etcd_census "$APID"; break
 done
