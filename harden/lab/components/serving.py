@@ -60,9 +60,9 @@ def flag_error(command: str, err: str) -> int:
     return 1
 
 
-def self_signed_pair(host: str) -> tuple[str, str]:
-    """(cert_path, key_path) of a fresh self-signed serving cert, as components make when no
-    --tls-cert-file is given (the files are in a private temp dir; callers load then delete)."""
+def self_signed_pem(host: str) -> tuple[bytes, bytes]:
+    """(cert, key) PEM of a fresh self-signed serving cert, as components make when no
+    --tls-cert-file is given."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -82,15 +82,9 @@ def self_signed_pair(host: str) -> tuple[str, str]:
             .not_valid_after(now + datetime.timedelta(days=365))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .sign(key, hashes.SHA256()))
-    directory = tempfile.mkdtemp(prefix="harden-lab-tls-")
-    cert_path, key_path = os.path.join(directory, "tls.crt"), os.path.join(directory, "tls.key")
-    with open(cert_path, "wb") as handle:
-        handle.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as handle:
-        handle.write(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    return cert_path, key_path
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
 
 
 def server_context(cert: str | None, key: str | None, client_ca: str | None,
@@ -101,13 +95,15 @@ def server_context(cert: str | None, key: str | None, client_ca: str | None,
     if cert and key:
         context.load_cert_chain(cert, key)
     else:
-        cert_path, key_path = self_signed_pair(host)
-        try:
+        # load_cert_chain reads only files: the pair exists in a private 0700 directory for
+        # the moment of loading, and is removed on any error too
+        cert_pem, key_pem = self_signed_pem(host)
+        with tempfile.TemporaryDirectory(prefix="harden-lab-tls-") as directory:
+            cert_path, key_path = os.path.join(directory, "tls.crt"), os.path.join(directory, "tls.key")
+            for path, data in ((cert_path, cert_pem), (key_path, key_pem)):
+                with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+                    handle.write(data)
             context.load_cert_chain(cert_path, key_path)
-        finally:
-            for path in (cert_path, key_path):
-                os.unlink(path)
-            os.rmdir(os.path.dirname(cert_path))
     if client_ca:
         context.load_verify_locations(client_ca)
         context.verify_mode = ssl.CERT_OPTIONAL

@@ -206,11 +206,11 @@ def test_token_file_needs_three_columns(tmp_path):
 
 
 def test_tls_pair_must_match(tmp_path):
-    from harden.lab.components.serving import self_signed_pair
+    from harden.lab.components.serving import self_signed_pem
 
-    cert, _key = self_signed_pair("127.0.0.1")
-    _cert2, key2 = self_signed_pair("127.0.0.1")
-    files = {"c.crt": open(cert).read(), "k.key": open(key2).read()}
+    cert, _key = self_signed_pem("127.0.0.1")
+    _cert2, key2 = self_signed_pem("127.0.0.1")
+    files = {"c.crt": cert.decode(), "k.key": key2.decode()}
     server = server_with(tmp_path, files, "--tls-cert-file=/cfg/c.crt", "--tls-private-key-file=/cfg/k.key")
     with pytest.raises(StartupError, match="private key does not match public key"):
         server._check_certificates()
