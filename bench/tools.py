@@ -83,16 +83,26 @@ def openssh_floor(lab: Lab, forks: int) -> Invocation:
 
 def openssh_probe(lab: Lab, forks: int) -> Invocation:
     """harden's own probe script, sent over plain OpenSSH: the node-side cost of the audit with
-    no Python on the controller, so `harden check` minus this is parsing, evaluation and report."""
+    no Python on the controller, so `harden check` minus this is parsing, evaluation and report.
+    As `harden check` does on a lab (one cluster), the first node asks section 5 for the
+    cluster and the others leave it to it (harden.cis.cluster_reads)."""
     from harden.cis.probe import build_probe_script
 
-    fd, script = tempfile.mkstemp(prefix="harden-bench-probe-", suffix=".sh")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(build_probe_script())
+    scripts = [_script_file(build_probe_script(ask_cluster=ask)) for ask in (True, False)]
     ssh = " ".join(["exec", "ssh", *(_sh_quote(a) for a in openssh_options(lab)),
                     '"$1"', "/bin/sh", "-s", '<', '"$2"'])
-    argv = ["xargs", "-P", str(forks), "-I{}", "sh", "-c", ssh, "sh", "{}", script]
-    return Invocation(argv, stdin=_addresses_stdin(lab), cleanup=lambda: os.unlink(script))
+    lines = "".join(f"{address} {scripts[0 if n == 0 else 1]}\n"
+                    for n, address in enumerate(lab.addresses.values()))
+    argv = ["xargs", "-P", str(forks), "-L", "1", "sh", "-c", ssh, "sh"]
+    return Invocation(argv, stdin=lines.encode(),
+                      cleanup=lambda: [os.unlink(script) for script in scripts])
+
+
+def _script_file(text: str) -> str:
+    fd, path = tempfile.mkstemp(prefix="harden-bench-probe-", suffix=".sh")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return path
 
 
 def _sh_quote(arg: str) -> str:

@@ -261,7 +261,8 @@ def can_i_check(name: str, facts: Facts) -> Verdict:
     allowed = [q for q, a in answers.items() if a]
     actual = ("any authenticated user may " + ", ".join(allowed) if allowed
               else "authenticated users may not " + ", ".join(answers))
-    return Verdict(not allowed, actual, ["kubectl auth can-i --as-group=system:authenticated"])
+    return Verdict(not allowed, actual, [asked("kubectl auth can-i --as-group=system:authenticated",
+                                               facts)])
 
 
 def kubectl_check(name: str, facts: Facts) -> Verdict:
@@ -275,7 +276,14 @@ def kubectl_check(name: str, facts: Facts) -> Verdict:
     offenders = finder(objects)
     shown = "; ".join(offenders[:10]) + (f"; ... {len(offenders) - 10} more" if len(offenders) > 10 else "")
     actual = f"{len(offenders)} {what}: {shown}" if offenders else f"no {what}"
-    return Verdict(not offenders, actual, ["kubectl get (admin.conf on this node)"])
+    return Verdict(not offenders, actual, [asked("kubectl get", facts)])
+
+
+def asked(what: str, facts: Facts) -> str:
+    """The evidence of a section-5 read: where it was asked (harden.cis.cluster_reads)."""
+    if facts.kubectl_from:
+        return f"{what}, asked on {facts.kubectl_from} (a control plane of this node's cluster)"
+    return f"{what} (admin.conf on this node)" if what == "kubectl get" else what
 
 
 # ------------------------------------------------------------------------ 1.2.28 (stored)
@@ -339,8 +347,9 @@ def kubeadm_agreement(watched: dict[str, list[str]], ctx: HostContext) -> Verdic
     try:
         config = ClusterConfig(text, source)
     except InputError as exc:
-        return Verdict(False, f"kubeadm cannot read its ClusterConfiguration: {exc}", [source])
-    lost, used = [], [source]
+        return Verdict(False, f"kubeadm cannot read its ClusterConfiguration: {exc}",
+                       [asked(source, ctx.facts)])
+    lost, used = [], [asked(source, ctx.facts)]
     for component, flags in watched.items():
         configured = ctx.views(component)[1]
         commands = manifest_commands(ctx.facts)

@@ -34,7 +34,11 @@ for a delimiter:
                                       empty without that ConfigMap) and `can-i` (the
                                       SelfSubjectAccessReviews of CAN_I_QUERIES, read as `kubectl
                                       auth can-i` answers);
-                                      stdout, or stderr when it failed with nothing on stdout
+                                      stdout, or stderr when it failed with nothing on stdout;
+                                      `K|deferred|0|`: another control plane of the cluster
+                                      answers (harden.cis.cluster_reads)
+    I|<sha256>                        a control plane that can run kubectl: the SHA-256 of its
+                                      cluster CA (/etc/kubernetes/pki/ca.crt), naming its cluster
     END|                              the script ran to completion
 
 Secrets policy: files are read in full only when they configure rather than authenticate
@@ -58,6 +62,7 @@ from harden.errors import HostError
 from harden.node import etcd_census
 from harden.node.sysctl_boot import KUBELET_TUNABLES, SYSCTL_CONF, SYSCTL_DIRS
 from harden.node.limits import MAX_FILE_BYTES, NodeDataError, check_yaml, not_regular, too_large
+from harden.ssh.common import SCRIPT_COMMAND
 from harden.ssh.session import Session
 
 PROBE_VERSION = "1"
@@ -68,7 +73,8 @@ KUBECTL_KINDS = "namespaces,serviceaccounts,clusterroles,clusterrolebindings,rol
 # what the probe asks the API server any authenticated user may do ("<verb> <resource>")
 CAN_I_QUERIES = ("get secrets", "list secrets", "watch secrets", "create pods")
 
-_SCRIPT = r"""
+# what every probe script starts with: C locale, one Go P, private temp files, the header, b64
+_PRELUDE = r"""
 LC_ALL=C; export LC_ALL
 # the Go clients run here (kubectl, etcdctl, crictl) wait on the network: with one P instead
 # of one per core they spend about a fifth less CPU (idle Ps spinning, GC across cores) on a
@@ -76,20 +82,26 @@ LC_ALL=C; export LC_ALL
 GOMAXPROCS=1; export GOMAXPROCS
 umask 077
 echo "HARDEN-PROBE|__VERSION__|$R"
-__CENSUS__
 nl='
 '
 # base64 on one line: -w 0 where base64 has it (GNU, BusyBox), saving a `tr` per value
 if [ "$(printf x | base64 -w 0 2>/dev/null)" = eA== ]; then b64() { base64 -w 0; }
 else b64() { base64 | tr -d '\n'; }; fi
-FMT='S|%a|%u|%g|%U|%G|%d:%i|%Y|%F|%n'
-# section 5: cluster objects, only where admin.conf is present and kubectl installed. Started
-# first, in the background (when a temp dir can hold the answers): the API server's round
-# trips then overlap the file probing instead of following it; collected at the end.
-KSTATE=no-admin-conf; KT=''
+"""
+
+# section 5: cluster objects, only where admin.conf is present and kubectl installed. $KASK is
+# 1 where this host asks for its cluster, 0 where another control plane of the cluster does
+# (harden.cis.cluster_reads): then a control plane with a cluster CA only names its cluster
+# (I, the CA's sha256) and leaves the K records to the controller (`K|deferred`).
+_CLUSTER_DEFS = r"""
+KSTATE=no-admin-conf
 if [ -f "$R/etc/kubernetes/admin.conf" ]; then
   KSTATE=no-kubectl
   command -v kubectl >/dev/null 2>&1 && KSTATE=run
+fi
+if [ "$KSTATE" = run ] && [ -f "$R/etc/kubernetes/pki/ca.crt" ]; then
+  CAFP=$(sha256sum < "$R/etc/kubernetes/pki/ca.crt" 2>/dev/null); CAFP=${CAFP%% *}
+  if [ -n "$CAFP" ]; then echo "I|$CAFP"; [ "$KASK" = 1 ] || KSTATE=deferred; fi
 fi
 KC="kubectl --kubeconfig=$R/etc/kubernetes/admin.conf --request-timeout=20s"
 # one K record: kubectl's stdout (klog warnings on stderr would corrupt the JSON); stderr
@@ -109,6 +121,26 @@ EOF_REVIEWS
 # kubeadm's ClusterConfiguration (check 1.1.22k; empty output: no such ConfigMap)
 kubeadm_config() { kc kubeadm-config -n kube-system get configmap kubeadm-config \
     --ignore-not-found -o 'jsonpath={.data.ClusterConfiguration}'; }
+# the K records of a host that did not start them in the background; the reviews and
+# kubeadm's config only when `get` worked
+cluster_records() {
+  if [ "$KSTATE" = run ]; then
+    if kc get get __KINDS__ -A -o json; then kubeadm_config; reviews; fi
+  elif [ "$KSTATE" = deferred ]; then echo "K|deferred|0|"
+  elif [ "$KSTATE" = no-kubectl ]; then
+    echo "K|unavailable|127|$(printf 'kubectl is not installed on this node' | b64)"
+  else
+    echo "K|unavailable|0|$(printf '/etc/kubernetes/admin.conf is not present on this node' | b64)"
+  fi; }
+"""
+
+_SCRIPT = r"""
+__CENSUS__
+FMT='S|%a|%u|%g|%U|%G|%d:%i|%Y|%F|%n'
+# section 5 started first, in the background (when a temp dir can hold the answers): the API
+# server's round trips then overlap the file probing instead of following it; collected at
+# the end
+KT=''
 if [ "$KSTATE" = run ]; then
   KT=$(mktemp -d 2>/dev/null) || KT=''
   if [ -n "$KT" ]; then
@@ -129,8 +161,11 @@ stat_path() { stat_paths "$1"; }
 # (a symlinked root is followed, links below it are not: no loops; each link's target is stat'ed)
 stat_tree() { [ -n "$1" ] || return 0
   if [ -e "$R$1" ]; then find -H "$R$1" -exec stat -c "$FMT" {} + 2>/dev/null |
-    while IFS= read -r s_; do printf '%s\n' "$s_"; p_=${s_#*|*|*|*|*|*|*|*|*|}
-      case $s_ in *"|symbolic link|$p_") link_to "$p_";; esac; done
+    while IFS= read -r s_; do printf '%s\n' "$s_"
+      # the path after nine fields only for a line that may be a symlink's: that nine-star
+      # pattern costs dash ~0.1 ms per line
+      case $s_ in *'|symbolic link|'*) p_=${s_#*|*|*|*|*|*|*|*|*|}
+        case $s_ in *"|symbolic link|$p_") link_to "$p_";; esac;; esac; done
   else stat_path "$1"; fi; }
 # stat node paths (the missing ones recorded as such at once); a path already stat'ed this way
 # is not again (the kubelet's kubeconfig is also one of /etc/kubernetes/*.conf). The others wait
@@ -167,7 +202,7 @@ read_files() { b_=$nl
   for f_ do
     [ -n "$f_" ] || continue
     case $READ$b_ in *"$nl$f_$nl"*) continue;; esac
-    case $f_ in *"$nl"*|*'|'*) read_file "$f_"; continue;; esac
+    case $R$f_ in *"$nl"*|*'|'*) read_file "$f_"; continue;; esac
     if [ -f "$R$f_" ] && [ ! -L "$R$f_" ]; then b_="$b_$f_$nl"; else read_file "$f_"; fi
   done
   set -f; o_=$IFS; IFS=$nl; set -- $b_; IFS=$o_; set +f
@@ -175,7 +210,8 @@ read_files() { b_=$nl
   for f_ do shift; set -- "$@" "$R$f_"; done
   while IFS= read -r s_; do
     [ -n "$s_" ] || continue
-    p_=${s_#*|*|*|*|*|*|*|*|*|}; sz=${p_##*|}; p_=${p_%|*}; printf '%s\n' "${s_%|*}"
+    # no path here holds a `|` (those went to read_file): path and size are the last fields
+    sz=${s_##*|}; s_=${s_%|*}; p_=${s_##*|}; printf '%s\n' "$s_"
     if [ "${sz:-0}" -gt __MAX__ ]; then echo "E|size|$sz|$p_"
     else printf 'F|'; head -c __MAX1__ < "$p_" | b64; printf '|%s\n' "$p_"
       READ="$READ${p_#"$R"}$nl"; fi
@@ -303,9 +339,10 @@ enc_names() { [ -n "$1" ] || return 0
   else stat_path "$1"; fi; }
 # the running server's files as its container sees them (/proc/<pid>/root); the manifest's on the
 # host, through the manifest's hostPath volumes
+EPC_PID=''
 for APID in $(pids_of kube-apiserver); do
   argvals "$APID" --audit-policy-file --authorization-config --encryption-provider-config
-  v2=$A2; v3=$A3
+  v2=$A2; v3=$A3; [ -n "$EPC_PID" ] || { EPC_PID=$APID; EPC=$v3; }
   case $A1 in /*) read_file "/proc/$APID/root$A1";; esac
   case $v2 in /*) read_file "/proc/$APID/root$v2";; esac
   case $v3 in /*) enc_names "/proc/$APID/root$v3";; esac
@@ -413,7 +450,8 @@ stat_paths /etc/kubernetes/kube-proxy.conf /var/lib/kube-proxy/kubeconfig.conf
 # encryption at rest as stored: etcd values counted per resource and provider:key, read as the
 # first running API server does (values and keys never leave the node; see etcd_census.py)
 for APID in $(pids_of kube-apiserver); do
-  v=$(argval "$APID" --encryption-provider-config)
+  # the first server's flag, as read above (no second tr and awk for it)
+  if [ "$APID" = "$EPC_PID" ]; then v=$EPC; else v=$(argval "$APID" --encryption-provider-config); fi
   case $v in /*) printf 'L|%s\n' "$(enc_layout "$R/proc/$APID/root$v")";; esac
   etcd_census "$APID"; break
 done
@@ -423,13 +461,7 @@ flush_stats
 if [ -n "$KT" ]; then
   wait; read -r grc_ < "$KT/get.rc" 2>/dev/null
   cat "$KT/get"; [ "$grc_" = 0 ] && cat "$KT/kcfg" "$KT/can-i"; rm -rf "$KT"
-elif [ "$KSTATE" = run ]; then
-  if kc get get __KINDS__ -A -o json; then kubeadm_config; reviews; fi
-elif [ "$KSTATE" = no-kubectl ]; then
-  echo "K|unavailable|127|$(printf 'kubectl is not installed on this node' | b64)"
-else
-  echo "K|unavailable|0|$(printf '/etc/kubernetes/admin.conf is not present on this node' | b64)"
-fi
+else cluster_records; fi
 echo "END|"
 """
 
@@ -441,10 +473,22 @@ def _sysctl_key_pattern() -> str:
     return f"^[[:space:]]*-?[[:space:]]*({keys})[[:space:]]*="
 
 
-def build_probe_script(root: str = "") -> str:
+def build_probe_script(root: str = "", ask_cluster: bool = True) -> str:
     """The probe as one sh script. `root` prefixes every node path; it exists so tests can run the
-    real script against a fake node tree, and is empty on real nodes."""
-    body = (_SCRIPT.replace("__VERSION__", PROBE_VERSION).replace("__KINDS__", KUBECTL_KINDS)
+    real script against a fake node tree, and is empty on real nodes. With `ask_cluster` off,
+    a control plane that can name its cluster leaves section 5 to another control plane of
+    that cluster (harden.cis.cluster_reads)."""
+    return _script(_PRELUDE + _CLUSTER_DEFS + _SCRIPT, root, ask_cluster)
+
+
+def build_cluster_script(root: str = "") -> str:
+    """Only the section-5 reads (header, I and K records, END): what the controller asks of
+    another control plane of a cluster when the one that was to answer did not."""
+    return _script(_PRELUDE + _CLUSTER_DEFS + 'cluster_records\necho "END|"\n', root, True)
+
+
+def _script(text: str, root: str, ask_cluster: bool) -> str:
+    body = (text.replace("__VERSION__", PROBE_VERSION).replace("__KINDS__", KUBECTL_KINDS)
             .replace("__REVIEWS__", access_reviews())
             .replace("__CENSUS__", etcd_census.SCRIPT.strip())
             .replace("__COMPONENTS__", "|".join(COMPONENTS))
@@ -452,7 +496,8 @@ def build_probe_script(root: str = "") -> str:
                      + f' "$R"{SYSCTL_CONF}')
             .replace("__SYSCTL_KEYS__", _sysctl_key_pattern())
             .replace("__MAX1__", str(MAX_FILE_BYTES + 1)).replace("__MAX__", str(MAX_FILE_BYTES)))
-    return f"#!/bin/sh\n# harden fact probe v{PROBE_VERSION}\nR={shlex.quote(root)}\n{body}"
+    return (f"#!/bin/sh\n# harden fact probe v{PROBE_VERSION}\nR={shlex.quote(root)}\n"
+            f"KASK={int(ask_cluster)}\n{body}")
 
 
 def access_reviews() -> str:
@@ -508,13 +553,27 @@ def _json_objects(text: str) -> list[dict]:
         found.append(obj)
 
 
-def gather_facts(session: Session, host: str, timeout: float = 120.0) -> Facts:
+def gather_facts(session: Session, host: str, timeout: float = 120.0,
+                 ask_cluster: bool = True) -> Facts:
     """Run the probe on a host over its Session (one exec, as root via become) and parse it.
 
-    The script is handed to /bin/sh explicitly so a non-POSIX login shell cannot interpret it.
+    The script goes to `sh -s` on stdin (SCRIPT_COMMAND, as every node-side script), so a
+    non-POSIX login shell never interprets it, and not in argv: there the node's `ps` would
+    list it twice (the login shell's `-c` and sh's), and the probe's own process listing, which
+    the shell's `read` takes a byte per system call, cost a worker about 18 ms of CPU more.
     Any failure is a HostError naming the host: the caller reports the host, not a verdict.
+    `ask_cluster` off: section 5 is left to another control plane (see build_probe_script).
     """
-    result = session.run("/bin/sh -c " + shlex.quote(build_probe_script()), become=True, timeout=timeout)
+    return _run_probe(session, host, build_probe_script(ask_cluster=ask_cluster), timeout)
+
+
+def gather_cluster_facts(session: Session, host: str, timeout: float = 60.0) -> Facts:
+    """Only the section-5 reads of a control plane (build_cluster_script), in one exec."""
+    return _run_probe(session, host, build_cluster_script(), timeout)
+
+
+def _run_probe(session: Session, host: str, script: str, timeout: float) -> Facts:
+    result = session.run(SCRIPT_COMMAND, become=True, stdin=script.encode(), timeout=timeout)
     if result.rc != 0:
         # its end says why (a login banner the OpenSSH transport passes on comes first)
         error = result.stderr.decode("utf-8", "replace").strip()[-300:]
@@ -591,6 +650,9 @@ class Facts:
     # boot reads is a key, also with no such line)
     sysctl_files: dict[str, str] = field(default_factory=dict)
     complete: bool = False
+    cluster_ca: str | None = None     # sha256 of the cluster CA, on a control plane with kubectl
+    kubectl_deferred: bool = False    # section 5 left to another control plane of the cluster
+    kubectl_from: str | None = None   # the host whose kubectl answers these are, when not this one
 
     def process(self, name: str, manifest_argv: list[str] | None = None) -> Process | None:
         """The component's process among every process of that name.
@@ -749,10 +811,16 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
         if facts.census is None:
             facts.census = etcd_census.Census()
         etcd_census.parse_line(facts.census, line)
+    elif tag == "I":
+        if not _SHA256.fullmatch(rest):
+            raise ValueError("not a SHA-256 digest")
+        facts.cluster_ca = rest
     elif tag == "K":
         name, rc, raw = rest.split("|", 2)
         text = _b64(raw).decode("utf-8", "replace")
-        if name == "can-i":        # every question's review, from one kubectl call
+        if name == "deferred":
+            facts.kubectl_deferred = True
+        elif name == "can-i":        # every question's review, from one kubectl call
             facts.kubectl.update(can_i_answers(int(rc), text))
         else:
             facts.kubectl[name] = (int(rc), text)
@@ -760,6 +828,9 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
         facts.complete = True
     else:
         raise ValueError(f"unknown record tag {tag!r}")
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _with_pid(facts: Facts, pid: int) -> list[Process]:

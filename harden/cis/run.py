@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Sequence
 
 import click
 
+from harden.cis import cluster_reads
 from harden.cis.catalogue import Catalogue, load_catalogue
 from harden.cis.evaluate import evaluate_host
 from harden.ssh.settings import resolve_targets
@@ -24,8 +26,8 @@ from harden.errors import InputError
 from harden.cis.compare import FAILING, compute_changes, load_baseline, new_scored_failures
 from harden.progress import HostProgress, wanted
 from harden.runs.journal import Journal, new_run_id, record_check
-from harden.ssh.parallel import for_each_host
-from harden.cis.probe import gather_facts
+from harden.ssh.parallel import HostOutcome, for_each_host
+from harden.cis.probe import Facts, gather_cluster_facts, gather_facts
 from harden.cis.reports import FORMATS, render
 from harden.cis.results import CheckResult, CheckRun
 from harden.ssh.transport import JumpPool, connect
@@ -73,6 +75,7 @@ def _audit(inventories, limit, forks, catalogue: Catalogue, fmt: str, accept_new
         inventories, limit, connect_timeout=connect_timeout, transport=transport,
         accept_new_host_keys=accept_new_host_keys, ask_become_pass=ask_become_pass,
         warn=lambda line: click.echo(line, err=True), host_defaults=host_defaults)
+    asking = cluster_reads.askers(hosts)
     run = CheckRun(benchmark=catalogue.benchmark, run_id=new_run_id(), results=[],
                    started_at=datetime.now(timezone.utc))
     started = time.monotonic()
@@ -82,12 +85,17 @@ def _audit(inventories, limit, forks, catalogue: Catalogue, fmt: str, accept_new
         with progress:
             outcomes = for_each_host(hosts, progress.around(
                 lambda host: audit_host(host, specs[host.name], catalogue, jumps,
-                                        progress.host_step)), forks)
+                                        progress.host_step, host.name in asking)), forks)
+        facts = {name: o.value.facts for name, o in outcomes.items() if o.ok}
+        cluster_reads.share(hosts, facts, lambda host: ask_cluster(host, specs[host.name], jumps))
     finally:
         jumps.close()
+    roles = {host.name: host.vars.get("harden_node_role") for host in hosts}
     for name, outcome in outcomes.items():
+        if outcome.ok and outcome.value.results is None:
+            outcome = _evaluate_late(name, facts[name], catalogue, roles[name])
         if outcome.ok:
-            run.results.extend(outcome.value)
+            run.results.extend(outcome.value.results)
         else:
             run.unreachable[name] = f"{outcome.kind}: {outcome.message}"
     run.seconds = time.monotonic() - started
@@ -114,15 +122,43 @@ def _open_journal() -> Journal | None:
         return None
 
 
+@dataclass
+class Audited:
+    """One host's facts and, unless its section 5 waits for another control plane, its
+    results."""
+
+    facts: Facts
+    results: list[CheckResult] | None
+
+
 def audit_host(host, spec, catalogue: Catalogue, jumps: JumpPool | None = None,
-               step=lambda host, text: None) -> list[CheckResult]:
-    """One session, one probe exec, then every applicable check evaluated locally."""
+               step=lambda host, text: None, ask_cluster: bool = True) -> Audited:
+    """One session, one probe exec, then every applicable check evaluated locally (later, by
+    _audit, when another control plane of its cluster answers section 5 for it)."""
     step(host.name, "connecting")
     with connect(spec, jumps, one_exec=True) as session:
         step(host.name, "probing")
-        facts = gather_facts(session, host.name)
+        facts = gather_facts(session, host.name, ask_cluster=ask_cluster)
+    if facts.kubectl_deferred:
+        return Audited(facts, None)
     step(host.name, "evaluating")
-    return evaluate_host(host.name, facts, catalogue, host.vars.get("harden_node_role"))
+    return Audited(facts, evaluate_host(host.name, facts, catalogue,
+                                        host.vars.get("harden_node_role")))
+
+
+def ask_cluster(host, spec, jumps: JumpPool | None = None) -> Facts:
+    """Section 5 asked of this control plane in an exec of its own (cluster_reads.share)."""
+    with connect(spec, jumps, one_exec=True) as session:
+        return gather_cluster_facts(session, host.name)
+
+
+def _evaluate_late(name: str, facts: Facts, catalogue: Catalogue, role) -> HostOutcome:
+    """A host evaluated once its cluster's answers are in; an error is its outcome, as in
+    for_each_host."""
+    try:
+        return HostOutcome(name, Audited(facts, evaluate_host(name, facts, catalogue, role)))
+    except Exception as exc:   # noqa: BLE001 - one host's failure must not stop the others
+        return HostOutcome(name, error=exc)
 
 
 def exit_code(run: CheckRun, fail_on: str = "any") -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harden.inventory.loader import load_inventory
+from harden.ssh.common import SCRIPT_COMMAND
 from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown
 from harden.ssh.settings import RunOptions, Secret, connection_spec
 from harden.ssh.transport import (AuthenticationFailed, BecomeFailed, CommandTimeout, Unreachable,
@@ -396,7 +397,7 @@ def test_openssh_one_exec_session_logs_in_once_with_its_command_as_the_master(ca
         assert os.stat(directory).st_mode & 0o777 == 0o700
     assert facts.complete and "kubelet" in facts.processes
     assert "ControlMaster=yes" in master.process.args and "ControlPersist=no" in master.process.args
-    assert master.process.args[-1].startswith("/bin/sh -c ")     # the probe is the master's
+    assert master.process.args[-1] == SCRIPT_COMMAND            # the probe is the master's
     assert master.process.poll() is not None and not os.path.exists(directory)
     assert logins_since(calab, "w1", mark) == 1
 

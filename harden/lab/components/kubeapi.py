@@ -154,6 +154,7 @@ class KubeApi:
 
     def __init__(self, store: ObjectStore, modes: list[str], address: str):
         self.store, self.modes, self.address = store, modes, address
+        self._rbac: tuple[int, dict] = (-1, {})    # etcd revision -> RBAC objects read at it
 
     # -- authorization -------------------------------------------------------------------------
     def authorize(self, attrs: rbac.Attributes) -> tuple[bool, str]:
@@ -165,31 +166,51 @@ class KubeApi:
             if mode == "AlwaysDeny":
                 return False, ""
             if mode == "RBAC":
-                allowed, reason = rbac.allows(attrs, self._cluster_bindings(),
-                                              self._namespace_bindings(attrs.namespace),
-                                              self._role_rules)
+                seen = self._rbac_snapshot()
+                allowed, reason = rbac.allows(
+                    attrs, self._cluster_bindings(seen), self._namespace_bindings(
+                        seen, attrs.namespace), lambda *ref: self._role_rules(seen, *ref))
                 if allowed:
                     return True, reason
         return False, ""
 
-    def _cluster_bindings(self) -> list[dict]:
-        return self.store.list(_resource("rbac.authorization.k8s.io", "clusterrolebindings"),
-                               None)[0]
+    def _rbac_snapshot(self) -> dict:
+        """The roles and bindings read so far at etcd's current revision. The real authorizer
+        answers from informer caches, never from etcd per request; reading them again for
+        every request (a list of every binding and a get per role, through the JSON gateway)
+        made each lab request cost several etcd round trips. One revision read per request
+        keeps this stricter than upstream: any write anywhere starts a new snapshot."""
+        revision = self.store._etcd(self.store.etcd.revision)
+        current = self._rbac
+        if current[0] != revision:
+            current = self._rbac = (revision, {})
+        return current[1]
 
-    def _namespace_bindings(self, namespace: str) -> list[dict]:
+    def _cluster_bindings(self, seen: dict) -> list[dict]:
+        if "crb" not in seen:
+            seen["crb"] = self.store.list(
+                _resource("rbac.authorization.k8s.io", "clusterrolebindings"), None)[0]
+        return seen["crb"]
+
+    def _namespace_bindings(self, seen: dict, namespace: str) -> list[dict]:
         if not namespace:
             return []
-        return self.store.list(_resource("rbac.authorization.k8s.io", "rolebindings"),
-                               namespace)[0]
+        if ("rb", namespace) not in seen:
+            seen[("rb", namespace)] = self.store.list(
+                _resource("rbac.authorization.k8s.io", "rolebindings"), namespace)[0]
+        return seen[("rb", namespace)]
 
-    def _role_rules(self, kind: str, name: str, namespace: str) -> list[dict]:
+    def _role_rules(self, seen: dict, kind: str, name: str, namespace: str) -> list[dict]:
         plural = "clusterroles" if kind == "ClusterRole" else "roles"
-        try:
-            role, _ = self.store.get(_resource("rbac.authorization.k8s.io", plural),
-                                     namespace if plural == "roles" else None, name)
-        except ApiError:
-            return []
-        return role.get("rules") or []
+        key = (plural, namespace if plural == "roles" else None, name)
+        if key not in seen:
+            try:
+                role, _ = self.store.get(_resource("rbac.authorization.k8s.io", plural),
+                                         key[1], name)
+                seen[key] = role.get("rules") or []
+            except ApiError:
+                return []
+        return seen[key]
 
     def require(self, attrs: rbac.Attributes) -> None:
         if not self.authorize(attrs)[0]:

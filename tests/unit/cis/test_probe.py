@@ -306,3 +306,15 @@ def test_kubectl_failure_is_summarised_without_klog_noise():
     assert kubectl_error(klog + "error: the server doesn't have a resource type \"pods\"\n") \
         == 'error: the server doesn\'t have a resource type "pods"'
     assert kubectl_error("") == "no output"
+
+
+def test_the_census_layout_is_the_first_api_servers_encryption_config(tmp_path):
+    root = tmp_path / "node"
+    _fake_node(root)
+    inside = root / "proc/11/root/etc/kubernetes/enc"          # what the server's container sees
+    inside.mkdir(parents=True)
+    (inside / "config.yaml").write_text(
+        "resources:\n  - resources: [secrets]\n    providers:\n      - aesgcm:\n"
+        f"          keys:\n            - name: k2\n              secret: {SECRET}\n")
+    facts = parse_probe_output(run_probe(str(root), path_env="/usr/bin:/bin"))
+    assert facts.census.layout == [{"resources": ["secrets"], "providers": ["aesgcm:k2"]}]
