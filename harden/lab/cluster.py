@@ -53,6 +53,12 @@ SYSTEMCTL_PATHS = ("/usr/bin/systemctl",)
 # distribution's default (base-files), else empty.
 ROOT_DOTFILES = {"/root/.bashrc": "/usr/share/base-files/dot.bashrc",
                  "/root/.profile": "/usr/share/base-files/dot.profile"}
+# Directories of root's home a node's tools write into: kubectl keeps its discovery cache in
+# ~/.kube/cache (one directory per API server address, so every lab would leave its own in the
+# machine's home). Each node gets its own, empty as on a fresh node; the machine's stays out of
+# the node's sight. A bind needs a mount point: an empty 0700 one is made on the machine when it
+# has none (the one thing the lab creates in /root).
+ROOT_PRIVATE_DIRS = ("/root/.kube",)
 # A node is "booted with systemd" to whoever asks as systemd's own tools do (sd_booted: the
 # directory /run/systemd/system exists; PID 1's comm is `systemd`, see harden.lab.node); the
 # machine's own /run/systemd stays as it is.
@@ -277,6 +283,17 @@ def _write_root_dotfiles(root: Path) -> list[list[str]]:
     return mounts
 
 
+def _root_private_dirs(root: Path) -> list[list[str]]:
+    """The node's own ROOT_PRIVATE_DIRS and the binds that put them in place."""
+    mounts = []
+    for path in ROOT_PRIVATE_DIRS:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        node_dir = root / path.lstrip("/")
+        node_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mounts.append([str(node_dir), path])
+    return mounts
+
+
 KernelSettings = list[tuple[str, list[tuple[str, bytes, int]]]]
 
 
@@ -413,7 +430,7 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
         algorithms=ssh_algorithms, user_ca=user_ca, extra_options=sshd_options).encode(),
         0o600)
     mounts = [[str(root / t.lstrip("/")), t] for t in MOUNT_DIRS + (PROC_SYS,)]
-    mounts += _systemctl_mounts(root) + _write_root_dotfiles(root)
+    mounts += _systemctl_mounts(root) + _write_root_dotfiles(root) + _root_private_dirs(root)
     return {"name": spec.name, "address": spec.address, "node_dir": str(node_dir),
             "overlays": _overlays(node_dir), "mounts": mounts, "socket": str(socket_path),
             "sshd_argv": sshd.command(config, node_dir / "sshd.log"),

@@ -153,6 +153,18 @@ def test_root_logs_in_with_the_nodes_own_dotfiles_not_the_machines(lab3):
         (lab3.node_root("cp1") / "root/.bashrc").write_text(wanted)
 
 
+def test_kubectl_on_a_node_caches_in_the_nodes_home_not_the_machines(lab3):
+    """kubectl keeps a discovery cache per API server address in ~/.kube/cache: it stays in
+    the node's own /root/.kube, so labs leave nothing in the machine's home."""
+    address = lab3.nodes["cp1"]
+    cache = f"/root/.kube/cache/discovery/{address}_6443"
+    lab3.ssh("cp1", "kubectl --kubeconfig /etc/kubernetes/admin.conf get namespaces -o name")
+    assert lab3.ssh("cp1", f"test -d {cache}", check=False).returncode == 0
+    assert not Path(cache).exists()
+    assert (lab3.node_root("cp1") / cache.lstrip("/")).is_dir()
+    assert lab3.ssh("cp2", f"test -e {cache}", check=False).returncode == 1
+
+
 def test_kernel_settings_are_private_to_the_node(lab3):
     host_before = Path("/proc/sys/vm/overcommit_memory").read_text().strip()
     wanted = "2" if host_before == "1" else "1"

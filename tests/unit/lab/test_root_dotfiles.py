@@ -32,3 +32,16 @@ def test_a_missing_default_gives_an_empty_dotfile(tmp_path, monkeypatch):
     mounts = cluster._write_root_dotfiles(tmp_path / "root")
     assert [target for _, target in mounts] == [str(machine)]
     assert (tmp_path / "root" / str(machine).lstrip("/")).read_bytes() == b""
+
+
+def test_private_root_dirs_are_the_nodes_own_and_the_machine_gets_only_a_mount_point(
+        tmp_path, monkeypatch):
+    machine = tmp_path / "machine-root" / ".kube"
+    monkeypatch.setattr(cluster, "ROOT_PRIVATE_DIRS", (str(machine),))
+    root = tmp_path / "node-root"
+    mounts = cluster._root_private_dirs(root)
+    node_dir = root / str(machine).lstrip("/")
+    assert mounts == [[str(node_dir), str(machine)]]
+    assert node_dir.is_dir() and list(node_dir.iterdir()) == []
+    assert machine.is_dir() and list(machine.iterdir()) == []      # the mount point
+    assert (node_dir.stat().st_mode & 0o777) == 0o700
