@@ -173,16 +173,16 @@ def load_playbook(path: str, roles_path: list[str] | None = None) -> Playbook:
 def load_playbooks(paths: list[str], roles_path: list[str] | None = None) -> Playbook:
     """Several playbooks run one after the other as one (ansible-playbook a.yml b.yml);
     `roles_path` (ansible.cfg) is searched for roles after the playbook's own directories.
-    Each play remembers its file, and restart groups never join plays of two files: a failed
-    host ends the run at the end of its file, as in ansible-playbook (harden.apply.runner)."""
+    Each play remembers its file: a failed host ends the run at the end of its file, as in
+    ansible-playbook (harden.apply.runner)."""
     plays: list[Play] = []
     with roles.configured(roles_path or []):
         for path in paths:
             own = _load_plays(path, ())
             for play in own:
                 play.playbook = path
-            plays += merge_restart_groups(own)
-    return Playbook(" ".join(paths), plays)
+            plays += own
+    return Playbook(" ".join(paths), merge_restart_groups(plays))
 
 
 def _load_plays(path: str, seen: tuple[str, ...]) -> list[Play]:
@@ -941,7 +941,10 @@ def _merged(first: Play, second: Play) -> Play:
         tasks=_with_play_tags(first) + _with_play_tags(second), tags=[],
         handlers=list(handlers.values()), defaults={**first.defaults, **second.defaults},
         vars_spec=first.vars_spec + second.vars_spec,
-        gather_facts=first.gather_facts or second.gather_facts)
+        gather_facts=first.gather_facts or second.gather_facts,
+        # a group reaching into the next playbook file belongs to it: after a failed host the
+        # run stops before the whole group (doing less), never inside it
+        playbook=second.playbook)
 
 
 def _with_play_tags(play: Play) -> list[Task]:
