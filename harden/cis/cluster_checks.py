@@ -261,8 +261,8 @@ def can_i_check(name: str, facts: Facts) -> Verdict:
     allowed = [q for q, a in answers.items() if a]
     actual = ("any authenticated user may " + ", ".join(allowed) if allowed
               else "authenticated users may not " + ", ".join(answers))
-    return Verdict(not allowed, actual, [asked("kubectl auth can-i --as-group=system:authenticated",
-                                               facts)])
+    # never shared: each API server answers with its own authorizer (cluster_reads)
+    return Verdict(not allowed, actual, ["kubectl auth can-i --as-group=system:authenticated"])
 
 
 def kubectl_check(name: str, facts: Facts) -> Verdict:
@@ -282,7 +282,8 @@ def kubectl_check(name: str, facts: Facts) -> Verdict:
 def asked(what: str, facts: Facts) -> str:
     """The evidence of a section-5 read: where it was asked (harden.cis.cluster_reads)."""
     if facts.kubectl_from:
-        return f"{what}, asked on {facts.kubectl_from} (a control plane of this node's cluster)"
+        return (f"{what}, asked on {facts.kubectl_from} (a host of this node's cluster, "
+                f"harden_cluster={facts.kubectl_cluster})")
     return f"{what} (admin.conf on this node)" if what == "kubectl get" else what
 
 

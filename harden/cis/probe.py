@@ -36,7 +36,8 @@ for a delimiter:
                                       auth can-i` answers);
                                       stdout, or stderr when it failed with nothing on stdout;
                                       `K|deferred|0|`: another control plane of the cluster
-                                      answers (harden.cis.cluster_reads)
+                                      answers `get` and kubeadm-config (harden.cis.cluster_reads);
+                                      can-i is always this node's own
     I|<sha256>                        a control plane that can run kubectl: the SHA-256 of its
                                       cluster CA (/etc/kubernetes/pki/ca.crt), naming its cluster
     END|                              the script ran to completion
@@ -91,22 +92,25 @@ else b64() { base64 | tr -d '\n'; }; fi
 
 # section 5: cluster objects, only where admin.conf is present and kubectl installed. $KASK is
 # 1 where this host asks for its cluster, 0 where another control plane of the cluster does
-# (harden.cis.cluster_reads): then a control plane with a cluster CA only names its cluster
-# (I, the CA's sha256) and leaves the K records to the controller (`K|deferred`).
+# (harden.cis.cluster_reads): then a control plane with a cluster CA names its cluster (I, the
+# CA's sha256) and leaves the shared reads (`get`, kubeadm-config) to the controller
+# (`K|deferred` in their place); its access reviews it still asks itself, since each API
+# server answers them with its own authorizer.
 _CLUSTER_DEFS = r"""
-KSTATE=no-admin-conf
+KSTATE=no-admin-conf; KSHARED=''
 if [ -f "$R/etc/kubernetes/admin.conf" ]; then
   KSTATE=no-kubectl
   command -v kubectl >/dev/null 2>&1 && KSTATE=run
 fi
 if [ "$KSTATE" = run ] && [ -f "$R/etc/kubernetes/pki/ca.crt" ]; then
   CAFP=$(sha256sum < "$R/etc/kubernetes/pki/ca.crt" 2>/dev/null); CAFP=${CAFP%% *}
-  if [ -n "$CAFP" ]; then echo "I|$CAFP"; [ "$KASK" = 1 ] || KSTATE=deferred; fi
+  if [ -n "$CAFP" ]; then echo "I|$CAFP"; [ "$KASK" = 1 ] || KSHARED=1; fi
 fi
 KC="kubectl --kubeconfig=$R/etc/kubernetes/admin.conf --request-timeout=20s"
 # one K record: kubectl's stdout (klog warnings on stderr would corrupt the JSON); stderr
 # only when the call failed without an answer on stdout (can-i says "no" with exit 1)
 kc() { name=$1; shift
+  if [ -n "$KSHARED" ] && [ "$name" != can-i ]; then echo "K|deferred|0|"; return 0; fi
   out=$($KC "$@" 2>"${KERR:-/dev/null}"); rc=$?
   [ "$rc" != 0 ] && [ -z "$out" ] && [ -n "$KERR" ] && out=$(cat "$KERR")
   printf 'K|%s|%s|' "$name" "$rc"; printf '%s' "$out" | b64; echo; return "$rc"; }
@@ -126,7 +130,6 @@ kubeadm_config() { kc kubeadm-config -n kube-system get configmap kubeadm-config
 cluster_records() {
   if [ "$KSTATE" = run ]; then
     if kc get get __KINDS__ -A -o json; then kubeadm_config; reviews; fi
-  elif [ "$KSTATE" = deferred ]; then echo "K|deferred|0|"
   elif [ "$KSTATE" = no-kubectl ]; then
     echo "K|unavailable|127|$(printf 'kubectl is not installed on this node' | b64)"
   else
@@ -476,8 +479,9 @@ def _sysctl_key_pattern() -> str:
 def build_probe_script(root: str = "", ask_cluster: bool = True) -> str:
     """The probe as one sh script. `root` prefixes every node path; it exists so tests can run the
     real script against a fake node tree, and is empty on real nodes. With `ask_cluster` off,
-    a control plane that can name its cluster leaves section 5 to another control plane of
-    that cluster (harden.cis.cluster_reads)."""
+    a control plane that can name its cluster leaves section 5's shared reads (`get`,
+    kubeadm-config) to another control plane of that cluster (harden.cis.cluster_reads); it
+    still asks its own access reviews."""
     return _script(_PRELUDE + _CLUSTER_DEFS + _SCRIPT, root, ask_cluster)
 
 
@@ -562,7 +566,8 @@ def gather_facts(session: Session, host: str, timeout: float = 120.0,
     list it twice (the login shell's `-c` and sh's), and the probe's own process listing, which
     the shell's `read` takes a byte per system call, cost a worker about 18 ms of CPU more.
     Any failure is a HostError naming the host: the caller reports the host, not a verdict.
-    `ask_cluster` off: section 5 is left to another control plane (see build_probe_script).
+    `ask_cluster` off: section 5's shared reads are left to another control plane (see
+    build_probe_script).
     """
     return _run_probe(session, host, build_probe_script(ask_cluster=ask_cluster), timeout)
 
@@ -652,7 +657,8 @@ class Facts:
     complete: bool = False
     cluster_ca: str | None = None     # sha256 of the cluster CA, on a control plane with kubectl
     kubectl_deferred: bool = False    # section 5 left to another control plane of the cluster
-    kubectl_from: str | None = None   # the host whose kubectl answers these are, when not this one
+    kubectl_from: str | None = None   # the host whose `get`/kubeadm-config these are, when not this one
+    kubectl_cluster: str | None = None  # the harden_cluster they were shared within
 
     def process(self, name: str, manifest_argv: list[str] | None = None) -> Process | None:
         """The component's process among every process of that name.

@@ -1,7 +1,8 @@
 """`harden check`: audit every selected host against a CIS catalogue, from one place.
 
 Per host: one SSH session, one exec (the fact probe, as root), then evaluation on the
-controller. Hosts are worked on `--forks` at a time; an unreachable host is reported as such and
+controller; a control plane whose declared cluster (`harden_cluster`) got no shared section-5
+answer in the probes gets a second exec (harden.cis.cluster_reads). Hosts are worked on `--forks` at a time; an unreachable host is reported as such and
 never stops the others. The exit code follows the contract in docs/operations.md: 0 every scored
 item passes, 2 a scored FAIL, 4 a host could not be audited, 1 bad input (before any host is
 contacted).
@@ -87,12 +88,15 @@ def _audit(inventories, limit, forks, catalogue: Catalogue, fmt: str, accept_new
                 lambda host: audit_host(host, specs[host.name], catalogue, jumps,
                                         progress.host_step, host.name in asking)), forks)
         facts = {name: o.value.facts for name, o in outcomes.items() if o.ok}
-        cluster_reads.share(hosts, facts, lambda host: ask_cluster(host, specs[host.name], jumps))
+        failed = cluster_reads.share(
+            hosts, facts, lambda host: ask_cluster(host, specs[host.name], jumps), forks)
     finally:
         jumps.close()
     roles = {host.name: host.vars.get("harden_node_role") for host in hosts}
     for name, outcome in outcomes.items():
-        if outcome.ok and outcome.value.results is None:
+        if name in failed:                  # its second exec failed: as a failed probe
+            outcome = HostOutcome(name, error=failed[name])
+        elif outcome.ok and outcome.value.results is None:
             outcome = _evaluate_late(name, facts[name], catalogue, roles[name])
         if outcome.ok:
             run.results.extend(outcome.value.results)

@@ -13,6 +13,7 @@ import json
 import os
 import pwd
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -659,6 +660,12 @@ def _abort(node: NodeState) -> None:
 
 # --- outputs ----------------------------------------------------------------------------------
 
+def lab_cluster_name(lab_dir: Path) -> str:
+    """The lab's `harden_cluster`: its directory's name, a word an inventory value keeps."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(lab_dir).resolve().name).strip("-")
+    return f"lab-{name}" if name else "lab"
+
+
 def _inventory(lab_dir: Path, nodes: list[NodeState], *, user: str, become: bool) -> str:
     lines = [f"# harden lab in {lab_dir}: written by `harden lab up` (rewritten on every up)"]
     for group, role in (("control_plane", "control-plane"), ("workers", "worker")):
@@ -667,6 +674,8 @@ def _inventory(lab_dir: Path, nodes: list[NodeState], *, user: str, become: bool
         lines.append("")
     lines += ["[k8s:children]", "control_plane", "workers", "", "[k8s:vars]",
               f"ansible_user={user}",
+              "# one cluster: harden check reads its cluster objects once (docs/operations.md)",
+              f"harden_cluster={lab_cluster_name(lab_dir)}",
               f"ansible_ssh_private_key_file={lab_dir / 'id_ed25519'}",
               f"ansible_ssh_common_args='-o UserKnownHostsFile={lab_dir / 'known_hosts'}'"]
     if become:

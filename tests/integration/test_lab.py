@@ -56,6 +56,8 @@ def test_up_writes_inventories_keys_and_state(lab3):
     assert f"cp2 ansible_host={lab3.net}.12" in inventory
     assert "[k8s:children]\ncontrol_plane\nworkers" in inventory
     assert "ansible_user=root" in inventory
+    assert f"harden_cluster={cluster.lab_cluster_name(lab3.dir)}" in inventory
+    assert f"harden_cluster={cluster.lab_cluster_name(lab3.dir)}" in lab3.sudo_inventory.read_text()
     assert f"UserKnownHostsFile={lab3.known_hosts}" in inventory
     sudo_inventory = lab3.sudo_inventory.read_text()
     assert "ansible_user=labops" in sudo_inventory and "ansible_become=true" in sudo_inventory

@@ -1,5 +1,6 @@
-"""Section 5 once per cluster (harden.cis.cluster_reads): who asks, how a control plane names
-its cluster, and how answers reach the control planes that did not ask."""
+"""Section 5's cluster data once per declared cluster (harden.cis.cluster_reads): who asks, how
+a control plane names its cluster, how answers reach the control planes that did not ask, and
+what is never shared (access reviews, hosts without harden_cluster)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
 
 import pytest
 
@@ -51,12 +53,15 @@ def _run(script: str, bindir) -> Facts:
     return parse_probe_output(done.stdout)
 
 
-def test_a_control_plane_left_out_names_its_cluster_ca_and_runs_no_kubectl(tmp_path):
+def test_a_control_plane_left_out_names_its_cluster_ca_and_asks_only_its_access_reviews(tmp_path):
     root, bindir, calls = _control_plane(tmp_path)
     facts = _run(build_probe_script(str(root), ask_cluster=False), bindir)
-    assert facts.complete and facts.kubectl_deferred and facts.kubectl == {}
+    assert facts.complete and facts.kubectl_deferred
+    assert sorted(facts.kubectl) == ["can-i create pods", "can-i get secrets",
+                                     "can-i list secrets", "can-i watch secrets"]
     assert facts.cluster_ca == hashlib.sha256(CA.encode()).hexdigest()
-    assert not calls.exists()
+    [call] = calls.read_text().splitlines()
+    assert call.startswith("--kubeconfig=") and " create " in call and "system:authenticated" in call
 
 
 def test_the_asking_control_plane_names_its_cluster_too_and_asks(tmp_path):
@@ -93,21 +98,28 @@ def host(name: str, groups=(), **variables) -> Host:
     return Host(name, dict(variables), ["all", *groups])
 
 
-def test_one_host_asks_per_harden_cluster():
+def test_one_host_asks_per_harden_cluster_and_every_host_without_it_asks():
     hosts = [host("a1", harden_cluster="a"), host("b1", harden_cluster="b"),
-             host("a2", harden_cluster="a"), host("x")]
-    assert askers(hosts) == {"a1", "b1", "x"}
+             host("a2", harden_cluster="a"), host("x"), host("y")]
+    assert askers(hosts) == {"a1", "b1", "x", "y"}
+
+
+def test_without_harden_cluster_every_control_plane_asks():
+    hosts = [host("cp1", ["control_plane"]), host("cp2", ["control_plane"]), host("w1")]
+    assert askers(hosts) == {"cp1", "cp2", "w1"}
 
 
 def test_the_asking_host_is_likeliest_a_control_plane():
-    hosts = [host("w1", ["workers"]), host("cp1", ["kube_control_plane"]), host("cp2", ["masters"])]
+    def one(*hosts):
+        return [Host(h.name, {**h.vars, "harden_cluster": "c"}, h.groups) for h in hosts]
+    hosts = one(host("w1", ["workers"]), host("cp1", ["kube_control_plane"]), host("cp2", ["masters"]))
     assert askers(hosts) == {"cp1"}
-    hosts = [host("w1", ["workers"]), host("n9", harden_node_role="control-plane"),
-             host("cp1", ["control_plane"])]
+    hosts = one(host("w1", ["workers"]), host("n9", harden_node_role="control-plane"),
+                host("cp1", ["control_plane"]))
     assert askers(hosts) == {"n9"}
-    hosts = [host("cp1", ["control_plane"], harden_node_role="worker"), host("n2")]
+    hosts = one(host("cp1", ["control_plane"], harden_node_role="worker"), host("n2"))
     assert askers(hosts) == {"n2"}
-    assert askers([host("n1"), host("n2")]) == {"n1"}     # nothing known: inventory order
+    assert askers(one(host("n1"), host("n2"))) == {"n1"}     # nothing known: inventory order
 
 
 @pytest.mark.parametrize("value", ["", "  ", True, ["a"], {"name": "a"}])
@@ -116,14 +128,27 @@ def test_a_harden_cluster_that_names_nothing_is_refused_naming_host_and_variable
         askers([host("cp1"), host("cp2", harden_cluster=value)])
 
 
+def test_an_untemplated_harden_cluster_is_refused_naming_host_and_variable():
+    with pytest.raises(HostError, match=r"host cp2 \(harden_cluster\): .*untemplated"):
+        askers([host("cp1"), host("cp2", harden_cluster="{{ cluster_name }}")])
+
+
 # --- sharing the answers ------------------------------------------------------------------------
 
-def probed(ca: str | None, *, deferred: bool = False, get_rc: int | None = 0) -> Facts:
+def probed(ca: str | None, *, deferred: bool = False, get_rc: int | None = 0,
+           can_i: str = "no") -> Facts:
+    """A control plane's facts; a deferred one has only its own access review."""
     facts = Facts(complete=True, cluster_ca=ca, kubectl_deferred=deferred)
+    facts.kubectl = {"can-i get secrets": (0 if can_i == "yes" else 1, can_i)}
     if get_rc is not None and not deferred:
-        facts.kubectl = {"get": (get_rc, json.dumps(OBJECTS) if get_rc == 0 else "refused"),
-                         "kubeadm-config": (0, ""), "can-i get secrets": (1, "no")}
+        facts.kubectl.update({"get": (get_rc, json.dumps(OBJECTS) if get_rc == 0 else "refused"),
+                              "kubeadm-config": (0, "")})
     return facts
+
+
+def cp(name: str, cluster: str | None = "one") -> Host:
+    """A host of the declared cluster `cluster` (None: no harden_cluster)."""
+    return host(name) if cluster is None else host(name, harden_cluster=cluster)
 
 
 CA_A, CA_B = "a" * 64, "b" * 64
@@ -143,21 +168,32 @@ class Asker:
         return answer
 
 
-def test_control_planes_that_did_not_ask_get_their_clusters_answers_without_an_exec():
-    hosts = [host("cp1"), host("cp2"), host("cp3"), host("w1")]
-    facts = {"cp1": probed(CA_A), "cp2": probed(CA_A, deferred=True),
+def test_control_planes_that_did_not_ask_get_their_clusters_objects_and_keep_their_own_can_i():
+    hosts = [cp("cp1"), cp("cp2"), cp("cp3"), cp("w1")]
+    facts = {"cp1": probed(CA_A), "cp2": probed(CA_A, deferred=True, can_i="yes"),
              "cp3": probed(CA_A, deferred=True), "w1": Facts(complete=True)}
     ask = Asker({})
-    share(hosts, facts, ask)
+    assert share(hosts, facts, ask) == {}
     assert ask.asked == []
     for name in ("cp2", "cp3"):
-        assert facts[name].kubectl == facts["cp1"].kubectl
+        assert {k: facts[name].kubectl[k] for k in ("get", "kubeadm-config")} == \
+            {k: facts["cp1"].kubectl[k] for k in ("get", "kubeadm-config")}
         assert facts[name].kubectl_from == "cp1" and not facts[name].kubectl_deferred
+        assert facts[name].kubectl_cluster == "one"
+    assert facts["cp2"].can_i("get secrets") is True           # its own authorizer's answer
+    assert facts["cp1"].can_i("get secrets") is False and facts["cp3"].can_i("get secrets") is False
     assert facts["cp1"].kubectl_from is None and facts["w1"].kubectl == {}
 
 
+def test_hosts_without_harden_cluster_share_nothing_even_with_one_ca():
+    hosts = [cp("cp1", None), cp("cp2", None)]
+    facts = {"cp1": probed(CA_A), "cp2": probed(CA_A, get_rc=1)}
+    share(hosts, facts, Asker({}))
+    assert facts["cp2"].kubectl["get"] == (1, "refused") and facts["cp2"].kubectl_from is None
+
+
 def test_a_second_cluster_found_by_its_ca_is_asked_once_on_its_first_control_plane():
-    hosts = [host("a1"), host("b1"), host("b2")]
+    hosts = [cp("a1"), cp("b1"), cp("b2")]
     facts = {"a1": probed(CA_A), "b1": probed(CA_B, deferred=True),
              "b2": probed(CA_B, deferred=True)}
     ask = Asker({"b1": probed(CA_B, get_rc=0)})
@@ -167,18 +203,58 @@ def test_a_second_cluster_found_by_its_ca_is_asked_once_on_its_first_control_pla
     assert facts["b2"].kubectl_from == "b1"
 
 
+def test_the_same_harden_cluster_with_another_ca_is_not_shared():
+    hosts = [cp("cp1"), cp("cp2")]
+    facts = {"cp1": probed(CA_A), "cp2": probed(CA_B, deferred=True)}
+    ask = Asker({"cp2": probed(CA_B, get_rc=1)})
+    share(hosts, facts, ask)
+    assert ask.asked == ["cp2"] and facts["cp2"].kubectl_from is None
+    assert facts["cp2"].kubectl["get"] == (1, "refused")
+
+
 def test_an_api_server_that_did_not_answer_sends_the_question_to_the_next_control_plane():
-    hosts = [host("cp1"), host("cp2"), host("cp3")]
+    hosts = [cp("cp1"), cp("cp2"), cp("cp3")]
     facts = {"cp1": probed(CA_A, get_rc=1), "cp2": probed(CA_A, deferred=True),
              "cp3": probed(CA_A, deferred=True)}
-    ask = Asker({"cp2": HostError("cp2", "unreachable: connection refused"),
-                 "cp3": probed(CA_A)})
-    share(hosts, facts, ask)
+    failure = HostError("cp2", "unreachable: connection refused")
+    ask = Asker({"cp2": failure, "cp3": probed(CA_A)})
+    failed = share(hosts, facts, ask)
     assert ask.asked == ["cp2", "cp3"]
     assert facts["cp1"].kubectl["get"] == (1, "refused")          # its own answer, as today
-    objects, why = facts["cp2"].kubectl_objects()
-    assert objects is None and "asking this one failed: unreachable: connection refused" in why
+    assert failed == {"cp2": failure}                             # a failed host, not a WARN
     assert facts["cp3"].kubectl_objects() == (OBJECTS["items"], "")
+
+
+def test_second_execs_of_two_clusters_run_at_once():
+    hosts = [cp("a1", "a"), cp("a2", "a"), cp("b1", "b"), cp("b2", "b")]
+    facts = {"a1": probed(CA_A, get_rc=1), "a2": probed(CA_A, deferred=True),
+             "b1": probed(CA_B, get_rc=1), "b2": probed(CA_B, deferred=True)}
+    both_waiting = threading.Barrier(2, timeout=10)    # one at a time: broken after 10 s
+
+    def ask(target):
+        both_waiting.wait()
+        return probed(facts[target.name].cluster_ca)
+    assert share(hosts, facts, ask, forks=2) == {}
+    assert facts["a2"].kubectl_objects()[0] and facts["b2"].kubectl_objects()[0]
+
+
+def test_second_execs_are_bounded_by_forks():
+    hosts = [cp(f"{c}{i}", c) for c in "abc" for i in (1, 2)]
+    cas = {"a": CA_A, "b": CA_B, "c": "c" * 64}
+    facts = {h.name: probed(cas[h.name[0]], deferred=h.name.endswith("2"),
+                            get_rc=1 if h.name.endswith("1") else 0) for h in hosts}
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def ask(target):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        threading.Event().wait(0.2)
+        with lock:
+            running[0] -= 1
+        return probed(facts[target.name].cluster_ca)
+    share(hosts, facts, ask, forks=2)
+    assert peak[0] == 2
 
 
 def test_the_same_ca_in_two_declared_clusters_is_not_shared():
@@ -190,7 +266,7 @@ def test_the_same_ca_in_two_declared_clusters_is_not_shared():
 
 
 def test_a_host_that_was_not_probed_is_left_alone():
-    hosts = [host("cp1"), host("cp2")]
+    hosts = [cp("cp1"), cp("cp2")]
     facts = {"cp2": probed(CA_A, deferred=True)}
     ask = Asker({"cp2": probed(CA_A)})
     share(hosts, facts, ask)
@@ -199,21 +275,33 @@ def test_a_host_that_was_not_probed_is_left_alone():
 
 # --- verdicts: the same from a copy, the evidence says whose ----------------------------------
 
-@pytest.mark.parametrize("check", ["cluster_admin_bindings", "authenticated_can_read_secrets"])
-def test_copied_answers_give_the_same_verdict_and_name_where_they_were_asked(check):
-    own = probed(CA_A)
-    own.kubectl.update({"can-i list secrets": (1, "no"), "can-i watch secrets": (1, "no")})
-    hosts = [host("cp1"), host("cp2")]
-    facts = {"cp1": own, "cp2": probed(CA_A, deferred=True)}
+def test_copied_objects_give_the_same_verdict_and_name_where_they_were_asked():
+    hosts = [cp("cp1"), cp("cp2")]
+    facts = {"cp1": probed(CA_A), "cp2": probed(CA_A, deferred=True)}
     share(hosts, facts, Asker({}))
+    check = "cluster_admin_bindings"
     mine, copied = kubectl_check(check, facts["cp1"]), kubectl_check(check, facts["cp2"])
     assert (copied.passed, copied.actual, copied.status) == (mine.passed, mine.actual, mine.status)
-    assert copied.facts[0].endswith(", asked on cp1 (a control plane of this node's cluster)")
+    assert copied.facts[0].endswith(", asked on cp1 (a host of this node's cluster, "
+                                    "harden_cluster=one)")
     assert "asked on" not in mine.facts[0]
+
+
+def test_can_i_verdicts_are_each_control_planes_own():
+    hosts = [cp("cp1"), cp("cp2")]
+    facts = {"cp1": probed(CA_A), "cp2": probed(CA_A, deferred=True, can_i="yes")}
+    for name in facts:
+        facts[name].kubectl.update({"can-i list secrets": (1, "no"),
+                                    "can-i watch secrets": (1, "no")})
+    share(hosts, facts, Asker({}))
+    mine = kubectl_check("authenticated_can_read_secrets", facts["cp1"])
+    drifted = kubectl_check("authenticated_can_read_secrets", facts["cp2"])
+    assert mine.passed is True and drifted.passed is False
+    assert "get secrets" in drifted.actual and "asked on" not in drifted.facts[0]
 
 
 def test_kubeadm_agreement_from_a_copy_names_where_the_config_map_was_read():
     facts = probed(CA_A, deferred=True)
-    share([host("cp1"), host("cp2")], {"cp1": probed(CA_A), "cp2": facts}, Asker({}))
+    share([cp("cp1"), cp("cp2")], {"cp1": probed(CA_A), "cp2": facts}, Asker({}))
     verdict = kubeadm_agreement({}, HostContext(facts))
     assert verdict.status == "SKIP"            # the empty ConfigMap answer, copied as it was
