@@ -305,3 +305,29 @@ def test_kubeadm_agreement_from_a_copy_names_where_the_config_map_was_read():
     share([cp("cp1"), cp("cp2")], {"cp1": probed(CA_A), "cp2": facts}, Asker({}))
     verdict = kubeadm_agreement({}, HostContext(facts))
     assert verdict.status == "SKIP"            # the empty ConfigMap answer, copied as it was
+
+
+# --- the run: a failed second exec fails its host -------------------------------------------------
+
+def test_a_failed_second_exec_fails_its_host_and_the_check_exits_4(tmp_path, monkeypatch):
+    from harden.cis import run
+    from harden.cis.catalogue import load_catalogue
+
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("[control_plane]\ncp1 ansible_host=127.0.0.1\ncp2 ansible_host=127.0.0.2\n"
+                         "[control_plane:vars]\nharden_cluster=one\n")
+
+    def audit_host(host, spec, catalogue, jumps=None, step=None, ask_cluster=True):
+        facts = probed(CA_A, get_rc=1) if ask_cluster else probed(CA_A, deferred=True)
+        return run.Audited(facts, None if facts.kubectl_deferred else [])
+
+    def ask_cluster(host, spec, jumps=None):
+        raise HostError(host.name, "unreachable: connection refused")
+    monkeypatch.setattr(run, "audit_host", audit_host)
+    monkeypatch.setattr(run, "ask_cluster", ask_cluster)
+    checked = run._audit([str(inventory)], None, 5, load_catalogue("cis-1.12"), "json",
+                         False, False, None)
+    assert list(checked.unreachable) == ["cp2"]
+    assert "connection refused" in checked.unreachable["cp2"]
+    assert not [r for r in checked.results if r.host == "cp2"]
+    assert run.exit_code(checked) == run.EXIT_HOSTS
