@@ -20,6 +20,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 
 POLL = 0.01                  # seconds between looks when the kernel cannot tell us
@@ -27,6 +28,7 @@ READY, EXITED, TIMED_OUT = "ready", "exited", "timed out"
 
 _IN_CREATE, _IN_MOVED_TO = 0x100, 0x80
 _libc = None                 # ctypes' libc, loaded at the first wait (False: not available)
+_LOADING = threading.Lock()
 
 
 def wait_for_socket(path: str, process: subprocess.Popen, deadline: float) -> str:
@@ -118,15 +120,16 @@ def _load_libc():
     """libc with inotify, or False (not Linux, no ctypes): loaded once, on first use, so a
     run that starts no master never pays ctypes' import."""
     global _libc
-    if _libc is None:
-        _libc = False
-        try:
-            import ctypes
+    with _LOADING:        # hosts' threads start their waits together; one loads, all get it
+        if _libc is None:
+            try:
+                import ctypes
 
-            libc = ctypes.CDLL(None, use_errno=True)     # the process's own symbols: libc's
-            libc.inotify_init1.argtypes = [ctypes.c_int]
-            libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-            _libc = libc
-        except (OSError, AttributeError, ImportError):
-            pass
+                libc = ctypes.CDLL(None, use_errno=True)     # the process's own symbols
+                libc.inotify_init1.argtypes = [ctypes.c_int]
+                libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p,
+                                                   ctypes.c_uint32]
+                _libc = libc
+            except (OSError, AttributeError, ImportError):
+                _libc = False
     return _libc

@@ -101,3 +101,27 @@ def test_the_kernel_wait_spends_no_cpu_looking(tmp_path):
         stop(process)
     # looking every 10 ms for a second costs ~10 ms of CPU or more; waiting on the kernel ~0
     assert (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime) < 0.005
+
+
+def test_hosts_starting_their_waits_together_all_get_the_kernel_wait(tmp_path, monkeypatch):
+    """The first waits of a run start in every host's thread at once: none may see libc as
+    'not available' while another thread is still loading it (and fall back to looking)."""
+    if not socket_wait._load_libc() or not hasattr(os, "pidfd_open"):
+        pytest.skip("no inotify here")
+    import ctypes
+    import threading
+
+    real_cdll = ctypes.CDLL
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: time.sleep(0.2) or real_cdll(*a, **k))
+    monkeypatch.setattr(socket_wait, "_libc", None)
+    fallbacks = []
+    monkeypatch.setattr(socket_wait, "_poll", lambda *a: fallbacks.append(a) or EXITED)
+    processes = [subprocess.Popen(["true"]) for _ in range(16)]
+    threads = [threading.Thread(target=wait_for_socket,
+                                args=(str(tmp_path / f"m{i}"), p, time.monotonic() + 10))
+               for i, p in enumerate(processes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert fallbacks == []
