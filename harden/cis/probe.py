@@ -80,6 +80,10 @@ LC_ALL=C; export LC_ALL
 # of one per core they spend about a fifth less CPU (idle Ps spinning, GC across cores) on a
 # node whose cores its own components need
 GOMAXPROCS=1; export GOMAXPROCS
+# ... and, living well under a second, collect garbage at 5x the live heap instead of 2x: a
+# kubectl call then spends about an eighth less CPU (GC cycles during its start-up), with its
+# memory still bounded by what it holds
+GOGC=400; export GOGC
 umask 077
 echo "HARDEN-PROBE|__VERSION__|$R"
 nl='
