@@ -126,6 +126,8 @@ class Play:
     vars_spec: list[VarSpec] = field(default_factory=list)
     hosts_line: int = 0               # where `hosts:` is, for errors of its pattern
     gather_facts: bool = True         # ansible_* facts in the play's one fact exec
+    playbook: str = ""                # the playbook file named on the command line it came
+                                      # from (imports included): the run's stop rules need it
 
     def select_hosts(self, inventory, limit: str | None) -> list:
         """The play's hosts within --limit; a pattern error points at the playbook's
@@ -170,9 +172,16 @@ def load_playbook(path: str, roles_path: list[str] | None = None) -> Playbook:
 
 def load_playbooks(paths: list[str], roles_path: list[str] | None = None) -> Playbook:
     """Several playbooks run one after the other as one (ansible-playbook a.yml b.yml);
-    `roles_path` (ansible.cfg) is searched for roles after the playbook's own directories."""
+    `roles_path` (ansible.cfg) is searched for roles after the playbook's own directories.
+    Each play remembers its file: a failed host ends the run at the end of its file, as in
+    ansible-playbook (harden.apply.runner)."""
+    plays: list[Play] = []
     with roles.configured(roles_path or []):
-        plays = [play for path in paths for play in _load_plays(path, ())]
+        for path in paths:
+            own = _load_plays(path, ())
+            for play in own:
+                play.playbook = path
+            plays += own
     return Playbook(" ".join(paths), merge_restart_groups(plays))
 
 
@@ -932,7 +941,10 @@ def _merged(first: Play, second: Play) -> Play:
         tasks=_with_play_tags(first) + _with_play_tags(second), tags=[],
         handlers=list(handlers.values()), defaults={**first.defaults, **second.defaults},
         vars_spec=first.vars_spec + second.vars_spec,
-        gather_facts=first.gather_facts or second.gather_facts)
+        gather_facts=first.gather_facts or second.gather_facts,
+        # a group reaching into the next playbook file belongs to it: after a failed host the
+        # run stops before the whole group (doing less), never inside it
+        playbook=second.playbook)
 
 
 def _with_play_tags(play: Play) -> list[Task]:

@@ -21,8 +21,11 @@ Per host and play (docs/architecture.md, "Apply: the per-host pipeline"):
     read as unfinished on the node).
 
 A failure at any step restores the host from its backups (harden.apply.rollback) and the host leaves
-the play. With `serial`, a failed batch stops the rollout before the next host is touched
-(unless `max_fail_percentage` allows it); `any_errors_fatal` stops every host at once.
+the play. The run stops, as ansible-playbook's does, when every host of a batch failed (later
+batches and plays are not run), when `any_errors_fatal` fails a host, when a batch exceeds
+`max_fail_percentage`, and, after a playbook file in which any host failed, before the next file.
+harden adds one stricter rule: with `serial`, a failed batch stops the rollout before the next
+host is touched (unless `max_fail_percentage` allows it).
 """
 
 from __future__ import annotations
@@ -127,9 +130,7 @@ class Runner:
                                labels)
         try:
             if self.options.check or preflight(self, plays, specs):
-                for play, hosts in plays:
-                    if not self._play(play, hosts, specs):
-                        break
+                self._run_plays(plays, specs)
             release_locks(self)
         except KeyboardInterrupt:
             # Left unfinished on purpose, nodes still locked: `harden runs` shows it
@@ -230,18 +231,39 @@ class Runner:
 
     # --- plays and batches -----------------------------------------------------------------
 
+    def _run_plays(self, plays: list, specs: dict) -> None:
+        """Play after play until one says stop. A later playbook file (ansible-playbook a.yml
+        b.yml) runs only when no host has failed so far: ansible-playbook ends its loop over
+        the files when the last play's result was not ok, which any failed or unreachable host
+        of the run makes it."""
+        previous = None
+        for play, hosts in plays:
+            if previous is not None and play.playbook != previous and self._gone:
+                self._stop(f"playbook {previous}: {', '.join(sorted(self._gone))} failed, "
+                           f"the playbooks after it are not run")
+                return
+            previous = play.playbook
+            if not self._play(play, hosts, specs):
+                return
+
+    def _stop(self, reason: str) -> None:
+        self.result.stopped = reason
+        self.out.stopped(reason)
+
     def _play(self, play: Play, hosts: list, specs: dict) -> bool:
-        """Run one play; False when the run must stop (a failed serial rollout)."""
+        """Run one play; False when the run must stop (_stop_reason). Batches are cut from
+        every host of the play, failed ones included, as ansible-playbook cuts them: a host
+        that failed in an earlier play fills its place in a batch without running, so a
+        batch whose live hosts all fail beside it is not a batch that failed entirely."""
         self.play_hosts_all = [h.name for h in hosts]
         matched = bool(hosts)
-        hosts = [h for h in hosts if h.name not in self._gone]
-        self.out.play_start(play, [h.name for h in hosts], matched)
+        live = [h for h in hosts if h.name not in self._gone]
+        self.out.play_start(play, [h.name for h in live], matched)
         abort = threading.Event()
-        start = 0
-        batches = list(serial_batches(play.serial, len(hosts)))
-        for number, size in enumerate(batches, 1):
-            batch = hosts[start:start + size]
-            start += size
+        batches = self._batches(play, hosts)
+        for number, (size, batch) in enumerate(batches, 1):
+            if not batch:
+                continue
             self.out.batch_start(number, len(batches), [h.name for h in batch])
             outcomes = for_each_host(batch, lambda h: self._host_play(play, h, specs, batch, abort),
                                      self.options.forks)
@@ -252,12 +274,20 @@ class Runner:
                     self.summary(name).failed += 1
                     self.out.warning(name, outcome.message)
             self._gone.update(failed)
-            reason = self._stop_reason(play, failed, len(batch), abort, start < len(hosts))
+            more = any(later for _, later in batches[number:])
+            reason = self._stop_reason(play, failed, size, abort, more)
             if reason:
-                self.result.stopped = reason
-                self.out.stopped(reason)
+                self._stop(reason)
                 return False
         return True
+
+    def _batches(self, play: Play, hosts: list) -> list[tuple[int, list]]:
+        """(Ansible's batch size, the batch's hosts still in the run) per serial batch."""
+        out, start = [], 0
+        for size in serial_batches(play.serial, len(hosts)):
+            out.append((size, [h for h in hosts[start:start + size] if h.name not in self._gone]))
+            start += size
+        return out
 
     def _host_play(self, play: Play, host, specs: dict, batch: list, abort) -> str:
         """One host's part of the play; tells the output when it is over (progress)."""
@@ -271,17 +301,22 @@ class Runner:
     @staticmethod
     def _stop_reason(play: Play, failed: list[str], batch_size: int, abort: threading.Event,
                      more: bool) -> str:
+        """Why the run stops after a batch, or "". Ansible's rules (PlaybookExecutor.run:
+        any_errors_fatal and max_fail_percentage break the play, and so does a batch whose
+        every host failed or was unreachable, even with max_fail_percentage: 100), then
+        harden's stricter one: a failed serial batch stops the rollout before the next."""
         if not failed:
             return ""
         if play.any_errors_fatal or abort.is_set():
             return f"play '{play.name}': stopped, any_errors_fatal and {', '.join(failed)} failed"
-        if play.max_fail_percentage is not None:
-            percent = 100.0 * len(failed) / batch_size
-            if percent > play.max_fail_percentage:
-                return (f"play '{play.name}': stopped, {percent:.0f}% of the batch failed "
-                        f"(max_fail_percentage {play.max_fail_percentage:g})")
-            return ""
-        if play.serial and more:
+        percent = 100.0 * len(failed) / batch_size
+        if play.max_fail_percentage is not None and percent > play.max_fail_percentage:
+            return (f"play '{play.name}': stopped, {percent:.0f}% of the batch failed "
+                    f"(max_fail_percentage {play.max_fail_percentage:g})")
+        if len(failed) == batch_size:
+            return (f"play '{play.name}': stopped, every host of the batch failed "
+                    f"({', '.join(failed)})")
+        if play.max_fail_percentage is None and play.serial and more:
             return (f"play '{play.name}': stopped before the next batch, "
                     f"{', '.join(failed)} failed")
         return ""

@@ -177,6 +177,38 @@ def test_verification_and_kubelet_wait_work_through_sudo(lab2cp, tmp_path):
     assert apiserver_healthy(lab2cp, "cp2")
 
 
+def test_a_play_failing_on_every_host_ends_the_run_before_the_next_play(lab2cp, tmp_path):
+    """As ansible-playbook: cp1's play failed entirely, so cp2's play is never started; cp1's
+    write is rolled back, cp2 is left as it was, and the output says why the run stopped."""
+    target = "/etc/kubernetes/harden-stop-rule"
+    playbook = tmp_path / "two-plays.yml"
+    playbook.write_text(f"""
+- name: first control plane
+  hosts: cp1
+  become: true
+  gather_facts: false
+  tasks:
+    - name: a file, then a failure
+      copy: {{dest: {target}, content: "x\\n"}}
+    - name: refuse
+      fail: {{msg: "this play fails on every host"}}
+- name: second control plane
+  hosts: cp2
+  become: true
+  gather_facts: false
+  tasks:
+    - name: never written
+      copy: {{dest: {target}, content: "y\\n"}}
+""")
+    result = harden(tmp_path, "apply", "-i", str(lab2cp.inventory), str(playbook))
+    assert result.returncode == 4, result.stdout + result.stderr
+    output = " ".join(result.stdout.split())
+    assert "play 'first control plane': stopped, every host of the batch failed (cp1)" in output
+    assert "second control plane" not in output and "never written" not in output
+    for node in ("cp1", "cp2"):
+        assert not (lab2cp.node_root(node) / target.lstrip("/")).exists(), node
+
+
 def test_unknown_flag_is_rolled_back_within_a_minute_naming_the_component_and_its_error(
         lab2cp, tmp_path):
     """No wait task and no pacing variables: the implicit gate with its defaults notices the

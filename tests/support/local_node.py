@@ -11,7 +11,7 @@ import stat
 import subprocess
 
 from harden.apply.events import Output
-from harden.apply.playbook import load_playbook
+from harden.apply.playbook import load_playbook, load_playbooks
 from harden.apply.runner import ApplyOptions, Runner
 from harden.inventory.loader import load_inventory
 from harden.node.paths import lock_path
@@ -117,10 +117,14 @@ class Env:
         self.sessions[spec.host] = session
         return session
 
-    def apply(self, playbook: str, check=False, diff=False, extra=None, tags=None, limit=None,
-              check_mode="predict"):
-        path = self.tmp / "play.yml"
-        path.write_text(playbook)
+    def apply(self, playbook: str | list[str], check=False, diff=False, extra=None, tags=None,
+              limit=None, check_mode="predict"):
+        """Run one playbook, or several (play.yml, play2.yml, ...: ansible-playbook a.yml b.yml)."""
+        texts = [playbook] if isinstance(playbook, str) else playbook
+        paths = [self.tmp / ("play.yml" if n == 1 else f"play{n}.yml")
+                 for n in range(1, len(texts) + 1)]
+        for path, text in zip(paths, texts):
+            path.write_text(text)
         out = Collect()
         options = ApplyOptions(check=check, check_mode=check_mode, diff=diff, forks=3,
                                extra_vars=extra or {},
@@ -128,7 +132,7 @@ class Env:
                                backup_root=str(self.tmp / NODE_DIRS[0]),
                                journal_root=str(self.tmp / NODE_DIRS[1]))
         runner = Runner(load_inventory([str(self.tmp / "inventory.ini")]),
-                        load_playbook(str(path)), options, out, self.journal,
+                        load_playbooks([str(p) for p in paths]), options, out, self.journal,
                         connect=self.connect)
         return runner.run(), out
 

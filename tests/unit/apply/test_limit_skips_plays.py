@@ -31,6 +31,21 @@ TWO_PLAYS = """
       copy: {dest: "{{ root }}/etc/all", content: "y\\n"}
 """
 
+H2_FAILS_THEN_ONLY_H2 = """
+- name: everyone
+  hosts: group
+  gather_facts: false
+  tasks:
+    - fail: {}
+      when: inventory_hostname == "h2"
+- name: only h2
+  hosts: h2
+  gather_facts: false
+  tasks:
+    - name: on h2
+      copy: {dest: "{{ root }}/etc/h2-only", content: "x\\n"}
+"""
+
 
 def test_a_play_the_limit_leaves_empty_is_skipped_and_the_next_one_runs(tmp_path):
     env = Env(tmp_path)
@@ -44,10 +59,9 @@ def test_a_play_the_limit_leaves_empty_is_skipped_and_the_next_one_runs(tmp_path
 
 def test_a_play_left_without_hosts_by_earlier_failures_says_no_more_hosts_left(tmp_path):
     env = Env(tmp_path)
-    failing = TWO_PLAYS.replace('content: "x\\n"}', 'content: "x\\n"}\n    - fail: {}')
-    result, out = env.apply(failing, limit="h2")
-    assert result.exit_code == 4
-    assert out.plays == [("only h2", ["h2"], True), ("everyone", [], True)]
+    result, out = env.apply(H2_FAILS_THEN_ONLY_H2, limit="h1,h2")
+    assert result.exit_code == 4 and not out.stops     # h1 went on: not a whole batch
+    assert out.plays == [("everyone", ["h1", "h2"], True), ("only h2", [], True)]
     _, out = env.apply(TWO_PLAYS, limit="h1")
     assert out.plays[0] == ("only h2", [], False)
     for matched, said in ((True, "NO MORE HOSTS LEFT"), (False, "skipping: no hosts matched")):

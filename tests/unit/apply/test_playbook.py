@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harden.errors import InputError
-from harden.apply.playbook import load_playbook, serial_batches, task_selected
+from harden.apply.playbook import load_playbook, load_playbooks, serial_batches, task_selected
 from support.paths import REPO
 
 SHIPPED = sorted((REPO / "playbooks").glob("*.yml"))
@@ -256,6 +256,9 @@ def test_adjacent_plays_of_one_restart_group_run_as_one(tmp_path):
     assert [t.tags for t in play.tasks] == [["ta"], ["tb"]] and play.tags == []
     assert [h.name for h in play.handlers] == ["wait"] and play.vars == {"va": 1, "vb": 2}
     assert len(load_playbook(str(tmp_path / "a.yml")).plays) == 1      # alone: unchanged
+    across = load_playbooks([str(tmp_path / "a.yml"), str(tmp_path / "b.yml")])
+    assert [p.name for p in across.plays] == ["a + b"]              # two files: still one restart
+    assert across.plays[0].playbook == str(tmp_path / "b.yml")      # the stop rules see b's play
 
 
 def test_restart_group_plays_must_agree(tmp_path):

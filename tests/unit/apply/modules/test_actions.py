@@ -54,6 +54,7 @@ def test_a_command_known_to_rewrite_files_backs_them_up_first():
     script = plan("command", {"cmd": "/usr/sbin/pam-auth-update --package"},
                   make_facts())[0].script
     assert script.startswith("hb_backup /etc/pam.d/common-account\n")
+    assert "hb_backup /var/cache/debconf/config.dat\n" in script   # the profiles chosen
     assert "hb_backup /var/lib/pam/seen\n" in script and script.endswith(
         "exec /usr/sbin/pam-auth-update --package\n)")
     assert "hb_backup" not in plan("shell", {"cmd": "echo hi"}, make_facts())[0].script
