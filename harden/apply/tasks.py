@@ -344,13 +344,15 @@ class TaskPlanner:
 
     def leaves(self, task: Task, module) -> bool:
         """Whether later tasks plan on what this task's changes leave (fed into the facts).
-        A real run: when they are written (check_mode: true leaves the node as is). Predictive
-        --check: always, so it reports what the real run will. --check-mode ansible: only
-        what would really happen under ansible-playbook --check (a command that runs, a
-        `check_mode: false` task), so every other task is judged against the node as found,
-        as Ansible's check mode judges it."""
+        A real run: when they are written. `check_mode: true` never leaves anything, as the
+        real run never writes it. Predictive --check: every other task, so it reports what the
+        real run will. --check-mode ansible: only what would really happen under
+        ansible-playbook --check (a command that runs, a `check_mode: false` task), so every
+        other task is judged against the node as found, as Ansible's check mode judges it."""
         if self.writes(task, module):
             return True
+        if task.check_mode is True:
+            return False
         return self.check and (not self.as_found or task.check_mode is False)
 
     def writes(self, task: Task, module) -> bool:

@@ -6,7 +6,7 @@ never needs to know how it is shown.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 
 STATUSES = ("PASS", "FAIL", "WARN", "SKIP", "ERROR")
@@ -33,7 +33,15 @@ class CheckResult:
     computed: str | None = None
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The fields in declaration order, as asdict gives them, without asdict's recursive
+        deep copy: a report of 50 nodes holds ~5000 results, and asdict was most of the
+        time a JSON report took to build (the evidence list is copied, the rest is immutable)."""
+        data = {name: getattr(self, name) for name in _RESULT_FIELDS}
+        data["facts"] = list(self.facts)
+        return data
+
+
+_RESULT_FIELDS = tuple(f.name for f in fields(CheckResult))
 
 
 @dataclass

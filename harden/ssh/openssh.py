@@ -37,6 +37,7 @@ from harden.errors import HostError
 from harden.node.limits import MAX_OUTPUT_BYTES
 from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown
 from harden.ssh.settings import GLOBAL_KNOWN_HOSTS, ConnectionSpec, Endpoint
+from harden.ssh.socket_wait import EXITED, TIMED_OUT, wait_for_socket
 from harden.ssh.sshconfig import ssh_client
 from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession, Unreachable,
                                NetworkError, with_retries, bounded_output)
@@ -46,7 +47,6 @@ from harden.ssh.session import CommandResult
 _QUIT_MESSAGE = re.compile(r"(Connection to \S+ closed(?: by remote host)?\.)\r\n\Z")
 # What an `ssh -S` client prints when the master, not the command, failed it.
 _MUX_FAILURE = re.compile(r"mux_client_|Control socket connect|ControlSocket .* already exists")
-_POLL = 0.01                 # seconds between looks at a starting master
 _CHUNK = 65536
 _EXIT_TIMEOUT = 5.0
 _TERM_REPEAT = 0.1           # seconds between SIGTERMs to a master that has not exited yet
@@ -272,14 +272,13 @@ class Master:
         # ssh enforces ConnectTimeout on the TCP connect; the handshake and login get as long
         # again, so a silent server cannot hold a host forever.
         deadline = time.monotonic() + 2 * self.spec.connect_timeout + 1
-        while not os.path.exists(self.socket):
-            if self.process.poll() is not None:
-                raise classify(self.spec, self.hop, self._stderr()) from None
-            if time.monotonic() > deadline:
-                self.stop()
-                raise NetworkError(f"SSH login to {self.hop.label} did not finish within "
-                                    f"{2 * self.spec.connect_timeout + 1:g}s")
-            time.sleep(_POLL)
+        state = wait_for_socket(self.socket, self.process, deadline)
+        if state == EXITED:
+            raise classify(self.spec, self.hop, self._stderr()) from None
+        if state == TIMED_OUT:
+            self.stop()
+            raise NetworkError(f"SSH login to {self.hop.label} did not finish within "
+                               f"{2 * self.spec.connect_timeout + 1:g}s")
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -658,18 +657,14 @@ class _MasterStream(_ProcessStream):
         commands) run this way, so a retry of it never repeats a change."""
         master = self.session.master
         limit = 2 * self.session.spec.connect_timeout + 1
-        deadline = time.monotonic() + limit
-        while not os.path.exists(master.socket):
-            if self.process.poll() is not None:
-                if self.process.returncode == 255 and self._ssh_said():
-                    self.close()
-                    raise classify(self.session.spec, master.hop, master._stderr()) from None
-                return
-            if time.monotonic() > deadline:
-                self.close()
-                raise NetworkError(f"SSH login to {master.hop.label} did not finish within "
-                                   f"{limit:g}s")
-            time.sleep(_POLL)
+        state = wait_for_socket(master.socket, self.process, time.monotonic() + limit)
+        if state == EXITED and self.process.returncode == 255 and self._ssh_said():
+            self.close()
+            raise classify(self.session.spec, master.hop, master._stderr()) from None
+        if state == TIMED_OUT:
+            self.close()
+            raise NetworkError(f"SSH login to {master.hop.label} did not finish within "
+                               f"{limit:g}s")
 
     def _ssh_said(self) -> str:
         """ssh's own last complaint in the master's log (not a host-key notice, not debug,

@@ -137,14 +137,15 @@ class Env:
         return runner.run(), out
 
 
-def run_play(tmp_path, playbook: str, extra: dict):
-    """One host h1 whose etc/app.conf holds template syntax; returns (result, output, runner)."""
+def run_play(tmp_path, playbook: str, extra: dict, **check):
+    """One host h1 whose etc/app.conf holds template syntax; returns (result, output, runner).
+    `check`: ApplyOptions' check and check_mode, for a --check run."""
     (tmp_path / "h1" / "etc").mkdir(parents=True)
     (tmp_path / "h1" / "etc" / "app.conf").write_text("{{ secret }}\n")
     (tmp_path / "inventory.ini").write_text(f"h1 root={tmp_path / 'h1'}\n")
     (tmp_path / "play.yml").write_text(playbook)
     options = ApplyOptions(forks=1, extra_vars=extra, backup_root=str(tmp_path / "backups"),
-                           journal_root=str(tmp_path / "journal"))
+                           journal_root=str(tmp_path / "journal"), **check)
     out = Collect()
     journal = Journal(tmp_path / "journal.sqlite")
     try:

@@ -2,9 +2,9 @@
 
 `remote_src: true` copies a file already on the node (`src` is a path there, read in the play's
 one fact exec): the bytes go through the same backup/atomic write/rollback as any other copy,
-and a missing src fails the task as in Ansible, as does a dest whose directory is missing, in
-check mode too (with remote_src Ansible's copy module itself runs in check mode; without it the
-action plugin reports `changed` first, see whole_file.missing_directory). A directory src is
+and a missing src fails the task as in Ansible, as does a dest whose directory is missing, under
+--check-mode ansible too (with remote_src Ansible's copy module itself runs in check mode;
+without it the action plugin reports `changed` first, see whole_file.missing_directory). A directory src is
 copied as a tree, by Ansible's rules (`copy_tree`).
 
 With `force: false` an existing dest is left entirely alone (content, mode, owner, group), as
@@ -43,8 +43,11 @@ class CopyModule(WholeFileModule):
             if source is not None and source.kind == "directory":
                 return plan_tree(args, facts)
             # no action plugin answers for the module here: it runs, in check mode too, and
-            # fails on a missing dest directory (ansible-core modules/copy.py, main())
-            return missing_directory(args["dest"], facts, replace(ctx, check_mode=False),
+            # fails on a missing dest directory (ansible-core modules/copy.py, main()); so does
+            # --check-mode ansible. The predictive check says what the real run will meet
+            # instead: a command it does not run (`mkdir`) may still make the directory
+            return missing_directory(args["dest"], facts,
+                                     replace(ctx, check_mode=False) if ctx.as_found else ctx,
                                      self.plan_content(args, facts,
                                                        lambda: _remote_bytes(args["src"], facts)))
         return super().plan(args, facts, ctx)

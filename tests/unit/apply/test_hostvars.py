@@ -51,6 +51,17 @@ def test_a_check_mode_task_does_not_pretend_its_change_happened(tmp_path):
     assert (tmp_path / "h1" / "etc" / "made").read_text() == "second\n"
 
 
+def test_under_check_a_check_mode_task_does_not_pretend_either(tmp_path):
+    """The real run writes the second task (the first never writes): --check says so in both
+    check modes, and writes nothing."""
+    for mode in ("predict", "ansible"):
+        root = tmp_path / mode
+        result, out, _ = run_play(root, CHECK_ONLY_THEN_CREATE, {}, check=True, check_mode=mode)
+        statuses = [(t.task, t.status) for t in out.lines if t.task]
+        assert ("create it unless it exists", "changed") in statuses, (mode, statuses)
+        assert result.exit_code == 2 and not (root / "h1" / "etc" / "made").exists()
+
+
 def test_extract_of_a_missing_result_is_an_error_naming_it():
     import pytest
 

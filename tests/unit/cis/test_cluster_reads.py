@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -85,6 +86,22 @@ def test_the_cluster_script_asks_only_section_5(tmp_path):
     facts = _run(build_cluster_script(str(root)), bindir)
     assert facts.complete and facts.kubectl_objects() == (OBJECTS["items"], "")
     assert facts.cluster_ca and not facts.processes and not facts.stats
+
+
+def test_the_cluster_script_runs_its_three_kubectl_calls_at_once(tmp_path):
+    """The second exec a cluster gets when its asker did not answer: its kubectl calls
+    overlap as the probe's do, so it lasts about the slowest call, not the sum."""
+    root, bindir, calls = _control_plane(tmp_path)
+    kubectl = bindir / "kubectl"
+    kubectl.write_text(kubectl.read_text().replace("#!/bin/sh\n", "#!/bin/sh\nsleep 0.6\n", 1))
+    began = time.monotonic()
+    facts = _run(build_cluster_script(str(root)), bindir)
+    assert time.monotonic() - began < 1.5          # one after another: at least 1.8 s
+    assert facts.kubectl_objects() == (OBJECTS["items"], "")
+    assert sorted(facts.kubectl) == ["can-i create pods", "can-i get secrets",
+                                     "can-i list secrets", "can-i watch secrets", "get",
+                                     "kubeadm-config"]
+    assert len(calls.read_text().splitlines()) == 3
 
 
 def test_a_cluster_record_that_is_not_a_digest_is_refused():

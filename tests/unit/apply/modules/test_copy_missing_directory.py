@@ -35,14 +35,23 @@ def test_remote_src_copy_checks_the_directory_too():
         plan("copy", {"dest": DEST, "src": "/etc/src.conf", "remote_src": True}, facts)
 
 
-def test_remote_src_copy_fails_in_check_mode_as_ansibles_module_does():
+def test_remote_src_copy_fails_in_ansibles_check_mode_as_its_module_does():
     """With remote_src no action plugin answers first: ansible-core's copy module runs in
     check mode and fails on the missing directory (modules/copy.py, main())."""
     facts = make_facts(file_state("/etc/src.conf", b"s\n"), absent=["/etc/kubernetes/new", DEST])
     with pytest.raises(TaskFailed, match="^Destination directory /etc/kubernetes/new does "
                                          "not exist$"):
         plan("copy", {"dest": DEST, "src": "/etc/src.conf", "remote_src": True}, facts,
-             check_mode=True)
+             check_mode=True, as_found=True)
+
+
+def test_remote_src_copy_in_the_predictive_check_says_what_the_real_run_meets():
+    """The predictive check does not run commands: one of them (`mkdir`) may still make the
+    directory, so the copy is changed with the note, and later tasks are still reported."""
+    facts = make_facts(file_state("/etc/src.conf", b"s\n"), absent=["/etc/kubernetes/new", DEST])
+    changes = plan("copy", {"dest": DEST, "src": "/etc/src.conf", "remote_src": True}, facts,
+                   check_mode=True)
+    assert len(changes) == 1 and "does not exist: a real run fails" in changes[0].summary
 
 
 def test_judged_on_the_node_as_found_the_note_says_only_that_it_is_missing():
