@@ -339,7 +339,8 @@ class TaskPlanner:
     def plan(self, module, args: dict, variables: dict, search_dirs=(),
              task_check: bool = False) -> list[Change]:
         ctx = PlanContext(variables, [*search_dirs, *self.play.template_dirs],
-                          self.check or task_check, self.as_found)
+                          self.check or task_check, self.as_found,
+                          self.check and not self.as_found)
         return self.with_facts(module.name, lambda: module.plan(args, self.facts, ctx))
 
     def leaves(self, task: Task, module) -> bool:

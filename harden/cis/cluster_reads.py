@@ -112,8 +112,13 @@ def share(hosts: list, facts: dict[str, Facts], ask: Callable[[object], Facts],
             if any(facts[name].kubectl_deferred for name in members)]
     outcomes = for_each_host(work, lambda cluster: _settle(cluster, by_name, facts, ask), forks)
     failed: dict[str, Exception] = {}
-    for outcome in outcomes.values():
-        failed.update(outcome.value if outcome.ok else {})
+    for cluster in work:
+        outcome = outcomes[cluster.name]
+        if outcome.ok:
+            failed.update(outcome.value)
+        else:       # a bug while settling: its waiting hosts were not audited, say so
+            failed.update({name: RuntimeError(outcome.message) for name in cluster.members
+                           if facts[name].kubectl_deferred})
     return failed
 
 

@@ -64,13 +64,15 @@ def kubelet_process(config="/var/lib/kubelet/config.yaml", argv=None) -> Kubelet
 
 
 def plan(module: str, args: dict, facts: Facts, variables: dict | None = None,
-         check_mode: bool = False, as_found: bool = False):
-    """What the runner does for one task: render args, validate, plan."""
+         check_mode: bool = False, as_found: bool = False, predicting: bool | None = None):
+    """What the runner does for one task: render args, validate, plan. `check_mode` alone is
+    the predictive --check; a task's own check_mode: true in a real run gives predicting=False."""
     mod = get_module(module)
     rendered = render_value(args, variables or {})
     valid = mod.validate(rendered)
     ctx = PlanContext(vars=variables or {}, template_dirs=[str(REPO / "templates")],
-                      check_mode=check_mode, as_found=as_found)
+                      check_mode=check_mode, as_found=as_found,
+                      predicting=check_mode and not as_found if predicting is None else predicting)
     return mod.plan(valid, facts, ctx)
 
 

@@ -59,6 +59,8 @@ class PlanContext:
     check_mode: bool = False
     as_found: bool = False      # --check-mode ansible: facts are the node as found, not as
                                 # the earlier tasks of the run leave it
+    predicting: bool = False    # the predictive --check (not a task's own check_mode: true,
+                                # not --check-mode ansible): the plan says what the run will do
 
 
 @dataclass

@@ -42,12 +42,13 @@ class CopyModule(WholeFileModule):
             source = facts.file(args["src"]) if args["src"].startswith("/") else None
             if source is not None and source.kind == "directory":
                 return plan_tree(args, facts)
-            # no action plugin answers for the module here: it runs, in check mode too, and
-            # fails on a missing dest directory (ansible-core modules/copy.py, main()); so does
-            # --check-mode ansible. The predictive check says what the real run will meet
-            # instead: a command it does not run (`mkdir`) may still make the directory
+            # no action plugin answers for the module here: it runs, in check mode too (a
+            # task's check_mode: true, --check-mode ansible), and fails on a missing dest
+            # directory (ansible-core modules/copy.py, main()). The predictive check says what
+            # the real run will meet instead: a command it does not run (`mkdir`) may still
+            # make the directory
             return missing_directory(args["dest"], facts,
-                                     replace(ctx, check_mode=False) if ctx.as_found else ctx,
+                                     ctx if ctx.predicting else replace(ctx, check_mode=False),
                                      self.plan_content(args, facts,
                                                        lambda: _remote_bytes(args["src"], facts)))
         return super().plan(args, facts, ctx)

@@ -348,3 +348,16 @@ def test_a_failed_second_exec_fails_its_host_and_the_check_exits_4(tmp_path, mon
     assert "connection refused" in checked.unreachable["cp2"]
     assert not [r for r in checked.results if r.host == "cp2"]
     assert run.exit_code(checked) == run.EXIT_HOSTS
+
+
+def test_a_bug_while_settling_a_cluster_fails_its_waiting_hosts_not_silently(monkeypatch):
+    from harden.cis import cluster_reads
+
+    def broken(*_args):
+        raise KeyError("settling")
+    monkeypatch.setattr(cluster_reads, "_settle", broken)
+    hosts = [cp("cp1"), cp("cp2"), cp("cp3")]
+    facts = {"cp1": probed(CA_A), "cp2": probed(CA_A, deferred=True),
+             "cp3": probed(CA_A, deferred=True)}
+    failed = share(hosts, facts, Asker({}))
+    assert sorted(failed) == ["cp2", "cp3"] and "settling" in str(failed["cp2"])

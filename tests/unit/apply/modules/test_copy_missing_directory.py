@@ -45,6 +45,16 @@ def test_remote_src_copy_fails_in_ansibles_check_mode_as_its_module_does():
              check_mode=True, as_found=True)
 
 
+def test_a_check_mode_task_of_a_real_run_fails_as_ansibles_module_does():
+    """`check_mode: true` on the task in a real run: Ansible runs its copy module in check mode,
+    which fails on the missing directory; no predictive check is being made."""
+    facts = make_facts(file_state("/etc/src.conf", b"s\n"), absent=["/etc/kubernetes/new", DEST])
+    with pytest.raises(TaskFailed, match="^Destination directory /etc/kubernetes/new does "
+                                         "not exist$"):
+        plan("copy", {"dest": DEST, "src": "/etc/src.conf", "remote_src": True}, facts,
+             check_mode=True, predicting=False)
+
+
 def test_remote_src_copy_in_the_predictive_check_says_what_the_real_run_meets():
     """The predictive check does not run commands: one of them (`mkdir`) may still make the
     directory, so the copy is changed with the note, and later tasks are still reported."""
