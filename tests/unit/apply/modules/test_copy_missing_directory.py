@@ -35,24 +35,17 @@ def test_remote_src_copy_checks_the_directory_too():
         plan("copy", {"dest": DEST, "src": "/etc/src.conf", "remote_src": True}, facts)
 
 
-def test_remote_src_copy_fails_in_ansibles_check_mode_as_its_module_does():
+@pytest.mark.parametrize("mode", [{"as_found": True}, {"predicting": False}],
+                         ids=["check-mode-ansible", "task-check-mode-in-a-real-run"])
+def test_remote_src_copy_fails_where_ansibles_module_runs_in_check_mode(mode):
     """With remote_src no action plugin answers first: ansible-core's copy module runs in
-    check mode and fails on the missing directory (modules/copy.py, main())."""
+    check mode (--check-mode ansible, or the task's own check_mode: true in a real run) and
+    fails on the missing directory (modules/copy.py, main())."""
     facts = make_facts(file_state("/etc/src.conf", b"s\n"), absent=["/etc/kubernetes/new", DEST])
     with pytest.raises(TaskFailed, match="^Destination directory /etc/kubernetes/new does "
                                          "not exist$"):
         plan("copy", {"dest": DEST, "src": "/etc/src.conf", "remote_src": True}, facts,
-             check_mode=True, as_found=True)
-
-
-def test_a_check_mode_task_of_a_real_run_fails_as_ansibles_module_does():
-    """`check_mode: true` on the task in a real run: Ansible runs its copy module in check mode,
-    which fails on the missing directory; no predictive check is being made."""
-    facts = make_facts(file_state("/etc/src.conf", b"s\n"), absent=["/etc/kubernetes/new", DEST])
-    with pytest.raises(TaskFailed, match="^Destination directory /etc/kubernetes/new does "
-                                         "not exist$"):
-        plan("copy", {"dest": DEST, "src": "/etc/src.conf", "remote_src": True}, facts,
-             check_mode=True, predicting=False)
+             check_mode=True, **mode)
 
 
 def test_remote_src_copy_in_the_predictive_check_says_what_the_real_run_meets():
