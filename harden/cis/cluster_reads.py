@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from harden.cis.probe import Facts
+from harden.cis.roles import given_roles
 from harden.errors import HostError
 from harden.ssh.parallel import DEFAULT_FORKS, for_each_host
 
@@ -77,8 +78,7 @@ def _preference(host) -> int:
     """Lower is likelier a control plane: the role given, then the group's name."""
     role = host.vars.get("harden_node_role")
     if role:
-        roles = role if isinstance(role, list) else str(role).split(",")
-        return 0 if "control-plane" in {str(r).strip() for r in roles} else 3
+        return 0 if "control-plane" in given_roles(role) else 3
     return 1 if any(_CONTROL_PLANE_GROUP.search(group) for group in host.groups) else 2
 
 

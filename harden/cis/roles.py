@@ -10,6 +10,12 @@ from harden.node.paths import DEFAULT_KUBELET_CONFIG
 ROLES = ("control-plane", "etcd", "worker")
 
 
+def given_roles(override) -> set[str]:
+    """The roles `harden_node_role` names (a list, or a comma-separated string), unchecked."""
+    wanted = override if isinstance(override, list) else str(override).split(",")
+    return {str(r).strip() for r in wanted if str(r).strip()}
+
+
 def detect_roles(facts: Facts, override=None, host: str = "") -> set[str]:
     """Which sections apply: control-plane (apiserver manifest, or an apiserver process outside
     any pod), etcd (the same for etcd), worker (a kubelet process, unit or config).
@@ -18,8 +24,7 @@ def detect_roles(facts: Facts, override=None, host: str = "") -> set[str]:
     or apiserver in a pod is an ordinary workload (say an application's etcd on a worker) and
     must not turn a worker into an etcd node. `harden_node_role` replaces detection."""
     if override:
-        wanted = override if isinstance(override, list) else str(override).split(",")
-        roles = {str(r).strip() for r in wanted if str(r).strip()}
+        roles = given_roles(override)
         unknown = roles - set(ROLES)
         if unknown:
             raise HostError(host, f"unknown node role(s) {', '.join(sorted(unknown))}; "
