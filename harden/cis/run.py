@@ -2,10 +2,10 @@
 
 Per host: one SSH session, one exec (the fact probe, as root), then evaluation on the
 controller; a control plane whose declared cluster (`harden_cluster`) got no shared section-5
-answer in the probes gets a second exec (harden.cis.cluster_reads). Hosts are worked on `--forks` at a time; an unreachable host is reported as such and
-never stops the others. The exit code follows the contract in docs/operations.md: 0 every scored
-item passes, 2 a scored FAIL, 4 a host could not be audited, 1 bad input (before any host is
-contacted).
+answer in the probes gets a second exec (harden.cis.cluster_reads). Hosts are worked on
+`--forks` at a time; an unreachable host is reported as such and never stops the others. The
+exit code follows the contract in docs/operations.md: 0 every scored item passes, 2 a scored
+FAIL, 4 a host could not be audited, 1 bad input (before any host is contacted).
 """
 
 from __future__ import annotations
