@@ -337,7 +337,8 @@ hb_backup() {   # leaves the resolved path in $hb_p
   sync -- "$HB/index"
 }
 hb_after() { hb_after_real "$(hb_real "$1")"; }
-hb_after_real() {   # hb_after of a path already resolved (hb_backup's $hb_p)
+hb_after_real() {   # hb_after of a path as given: resolved already (hb_backup's $hb_p), or a
+                    # link the run re-points, recorded as itself
   [ -f "$HB/after-partial" ] || (umask 077; : >> "$HB/after-partial")
   hb_record "$1" "$HB/after-partial"; sync -- "$HB/after-partial"
 }
@@ -367,10 +368,6 @@ hb_backup_link() {  # a link the run re-points: the link itself, not its target,
     return 0
   fi
   hb_record "$1" "$HB/index"; sync -- "$HB/index"
-}
-hb_after_link() {
-  [ -f "$HB/after-partial" ] || (umask 077; : >> "$HB/after-partial")
-  hb_record "$1" "$HB/after-partial"; sync -- "$HB/after-partial"
 }
 hb_chmod() { hb_backup "$1"; chmod "$2" -- "$hb_p"; hb_after_real "$hb_p"; }
 hb_chown() { hb_backup "$1"; chown "$2" -- "$hb_p"; hb_after_real "$hb_p"; }

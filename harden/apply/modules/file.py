@@ -235,7 +235,7 @@ def _link_change(path: str, src: str, current: str | None, args: dict,
     state = None if current is not None else facts.file(path)
     if current is not None:
         script = (f"hb_backup_link {q}; rm -f -- {tmp}; ln -s -- {qs} {tmp}; "
-                  f"mv -fT -- {tmp} {q}; hb_after_link {q}")
+                  f"mv -fT -- {tmp} {q}; hb_after_real {q}")
         diff = f"--- a{path}\n+++ b{path}\n-link -> {current}\n+link -> {src}\n"
     elif state is not None:
         link, diff = _replace_by_link(path, src, state, args, facts)

@@ -25,7 +25,7 @@ def test_an_existing_link_is_re_pointed_without_force_then_noop():
                                facts)
     assert [c.summary for c in first] == ["link /etc/l -> /etc/new"]
     assert first[0].script.startswith("hb_backup_link /etc/l; ")
-    assert "mv -fT -- /etc/.l.harden-link /etc/l; hb_after_link /etc/l" in first[0].script
+    assert "mv -fT -- /etc/.l.harden-link /etc/l; hb_after_real /etc/l" in first[0].script
     assert "-link -> /etc/old\n+link -> /etc/new" in first[0].diff
     assert facts.file("/etc/l").mode == 0o640 and second == []
 
