@@ -345,7 +345,7 @@ hb_after_real() {   # hb_after of a path as given: resolved already (hb_backup's
 hb_mkdirs() {
   [ -d "$1" ] && return 0
   hb_mkdirs "$(dirname -- "$1")"
-  hb_backup "$1"; mkdir -m 0755 -- "$(hb_real "$1")"; hb_after "$1"
+  hb_backup "$1"; mkdir -m 0755 -- "$hb_p"; hb_after_real "$hb_p"
 }
 hb_write() {
   hb_mkdirs "$(dirname -- "$1")"; hb_w="$(hb_real "$1")"
@@ -359,7 +359,7 @@ hb_write() {
   [ "$3" = - ] || chown "$3" -- "$t"
   [ "$4" = - ] || chgrp "$4" -- "$t"
   sync -- "$t"; mv -f -- "$t" "$hb_w"; hn_tmp=; sync -- "$(dirname -- "$hb_w")"
-  hb_after "$hb_w"
+  hb_after_real "$hb_w"
 }
 hb_backup_link() {  # a link the run re-points: the link itself, not its target, is recorded
   hn_where "$HB_ROOT"
@@ -372,8 +372,8 @@ hb_backup_link() {  # a link the run re-points: the link itself, not its target,
 hb_chmod() { hb_backup "$1"; chmod "$2" -- "$hb_p"; hb_after_real "$hb_p"; }
 hb_chown() { hb_backup "$1"; chown "$2" -- "$hb_p"; hb_after_real "$hb_p"; }
 hb_mkdir() {
-  hb_mkdirs "$(dirname -- "$1")"; hb_backup "$1"; mkdir -m "$2" -- "$(hb_real "$1")"
-  hb_after "$1"
+  hb_mkdirs "$(dirname -- "$1")"; hb_backup "$1"; mkdir -m "$2" -- "$hb_p"
+  hb_after_real "$hb_p"
 }
 hb_proc() { hb_backup "$1"; printf '%s\n' "$2" > "$1"; hb_after "$1"; }
 """ + HB_RECORD + CONFIGMAP_APPLY_SH
