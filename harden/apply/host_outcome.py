@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from harden.apply.host_state import HostFailed
+from harden.apply.host_state import BECOME_RANK, HostFailed
 from harden.apply.rollback import read_node_run, restarts_for, restore_host
 from harden.runs.journal import HostRecord, commit_script, parse_index
 
@@ -107,5 +107,4 @@ class HostOutcome:
 def _same_identity(state, become) -> bool:
     """Whether the deferred batch's identity can also write the record: the record is written
     as the most privileged identity of the host's writes (HostRunState.wrote_as)."""
-    rank = {False: 0, None: 1, True: 2}
-    return not state.wrote or rank[become] >= rank[state.become]
+    return not state.wrote or BECOME_RANK[become] >= BECOME_RANK[state.become]

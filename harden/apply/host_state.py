@@ -10,6 +10,9 @@ from harden.apply.events import TaskResult
 from harden.apply.modules.base import Change
 from harden.apply.rollback import Restart
 
+# how privileged a `become` is: False (the login user), None (the host's ansible_become), True
+BECOME_RANK = {False: 0, None: 1, True: 2}
+
 
 @dataclass
 class HostRunState:
@@ -32,8 +35,7 @@ class HostRunState:
         """Remember who wrote: reading the backups back, restoring and committing must run as
         the same identity (the backups are 0700), and with tasks of different `become` the
         most privileged one wins (True: sudo; None: the host's ansible_become; False)."""
-        rank = {False: 0, None: 1, True: 2}
-        if not self.wrote or rank[become] > rank[self.become]:
+        if not self.wrote or BECOME_RANK[become] > BECOME_RANK[self.become]:
             self.become = become
         self.wrote = True
 

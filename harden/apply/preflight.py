@@ -14,12 +14,12 @@ harden.runs.lock).
 
 from __future__ import annotations
 
+from harden.apply.host_state import BECOME_RANK
 from harden.node.paths import lock_path
 from harden.runs.lock import NodeLocked, release, take_then
 from harden.ssh.parallel import for_each_host
 
 _UNREACHABLE = ("unreachable", "auth failed", "host key mismatch", "host key unknown")
-_RANK = {False: 0, None: 1, True: 2}
 
 
 def lock_become(plays: list, host: str):
@@ -31,7 +31,7 @@ def lock_become(plays: list, host: str):
             continue
         for task in [None, *play.tasks, *play.handlers]:
             become = play.become if task is None or task.become is None else task.become
-            if _RANK[become] > _RANK[best]:
+            if BECOME_RANK[become] > BECOME_RANK[best]:
                 best = become
     return best
 
