@@ -60,12 +60,11 @@ def plan_tree(args: dict, facts: Facts) -> list[Change]:
 
 
 def facts_wanted(src: str, dest: str) -> list[FactRequest]:
-    """What a directory copy plans from, asked in the play's one fact exec (a plain file src
-    answers "not a directory" at the cost of one test)."""
+    """What a directory copy plans from besides dest and its directory (which every copy asks
+    for), in the play's one fact exec (a plain file src answers "not a directory" at the cost
+    of one test)."""
     top = dest if src.endswith("/") else posixpath.join(dest, posixpath.basename(src))
-    return [FactRequest(TREE, src), FactRequest(FILE, dest),
-            FactRequest(FILE, posixpath.dirname(dest.rstrip("/")) or "/"),
-            FactRequest(FILE, top), FactRequest(TREE, top)]
+    return [FactRequest(TREE, src), FactRequest(FILE, top), FactRequest(TREE, top)]
 
 
 def _state(facts: Facts, path: str, changes: list[Change]) -> FileState | None:
