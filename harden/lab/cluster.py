@@ -288,7 +288,6 @@ def _root_private_dirs(root: Path) -> list[list[str]]:
     """The node's own ROOT_PRIVATE_DIRS and the binds that put them in place."""
     mounts = []
     for path in ROOT_PRIVATE_DIRS:
-        os.makedirs(path, mode=0o700, exist_ok=True)
         node_dir = root / path.lstrip("/")
         node_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         mounts.append([str(node_dir), path])
@@ -518,9 +517,12 @@ def check_lab_dir(lab_dir: Path) -> None:
 
 
 def ensure_host_mountpoints() -> None:
-    """Bind mounts need an existing target; create missing ones empty (root, 0755)."""
+    """Bind mounts need an existing target; create missing ones empty (root, 0755; the
+    private root dirs 0700)."""
     for path in MOUNT_DIRS:
         os.makedirs(path, mode=0o755, exist_ok=True)
+    for path in ROOT_PRIVATE_DIRS:
+        os.makedirs(path, mode=0o700, exist_ok=True)
     sshd.PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
 
 

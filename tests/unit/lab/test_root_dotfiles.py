@@ -38,8 +38,11 @@ def test_private_root_dirs_are_the_nodes_own_and_the_machine_gets_only_a_mount_p
         tmp_path, monkeypatch):
     machine = tmp_path / "machine-root" / ".kube"
     monkeypatch.setattr(cluster, "ROOT_PRIVATE_DIRS", (str(machine),))
+    monkeypatch.setattr(cluster, "MOUNT_DIRS", ())
+    monkeypatch.setattr(cluster.sshd, "PRIVSEP_DIR", tmp_path / "privsep")
     root = tmp_path / "node-root"
     mounts = cluster._root_private_dirs(root)
+    cluster.ensure_host_mountpoints()
     node_dir = root / str(machine).lstrip("/")
     assert mounts == [[str(node_dir), str(machine)]]
     assert node_dir.is_dir() and list(node_dir.iterdir()) == []
