@@ -70,8 +70,8 @@ def askers(hosts: Iterable) -> set[str]:
             groups.setdefault(group, []).append(host)
         else:
             asking.add(host.name)
-    return asking | {min(enumerate(members), key=lambda item: (_preference(item[1]), item[0]))[1].name
-                     for members in groups.values()}
+    # min keeps the first of equals: inventory order among hosts alike
+    return asking | {min(members, key=_preference).name for members in groups.values()}
 
 
 def _preference(host) -> int:
