@@ -16,12 +16,13 @@ import os
 import select
 import socket
 import time
+import warnings
 
 import paramiko
 
 from harden.errors import HostError
 from harden.node.limits import MAX_OUTPUT_BYTES
-from harden.ssh import certs
+from harden.ssh import certs, key_files
 from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession, Unreachable,
                                NetworkError, with_retries, bounded_output)
 from harden.ssh.session import CommandResult
@@ -32,6 +33,9 @@ from harden.ssh.hostkeys import (KnownKey, known_keys, lookup_name, preferred_ke
 # paramiko logs failures it also raises; without a handler Python would print them on stderr
 # through its last-resort handler, in the middle of harden's own output.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
+# cryptography warns on stderr when it reads a DSA key, which paramiko then refuses anyway; the
+# refusal names the key and its type (key_files), the warning would only be noise in the output
+warnings.filterwarnings("ignore", message="SSH DSA key")
 
 _POLL = 0.05                      # seconds between polls while stdin is still being sent
 _CHUNK = 32768
@@ -216,9 +220,10 @@ def _start(spec: ConnectionSpec, hop: Endpoint, transport: paramiko.Transport) -
 def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> None:
     """Keys (explicit, agent, defaults) then password, the order ssh uses."""
     tried: list[str] = []
+    unusable: list[key_files.UnusableKey] = []
     allowed = list(PARAMIKO_METHODS)
     server_said = False
-    for label, key in _candidate_keys(hop, tried):
+    for label, key in _candidate_keys(hop, tried, unusable):
         try:
             transport.auth_publickey(hop.user, key)
             return
@@ -243,6 +248,9 @@ def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> No
         raise AuthenticationFailed(host, f"{hop.label} refused authentication: "
                                          f"{unsupported_methods_message(allowed)}",
                                    "harden_transport")
+    if unusable:
+        raise AuthenticationFailed(host, unusable_keys_message(hop, tried, unusable),
+                                   "harden_transport")
     what = ", ".join(tried) if tried else "nothing: no key file, agent key or password"
     hint = ""
     if any(label.startswith("certificate ") for label in tried):
@@ -251,6 +259,25 @@ def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> No
                 "validity period")
     raise AuthenticationFailed(host, f"{hop.label} refused authentication (tried {what}){hint}",
                                "ansible_user")
+
+
+def unusable_keys_message(hop: Endpoint, tried: list[str],
+                          unusable: list[key_files.UnusableKey]) -> str:
+    """A login that failed where some key files were of a type paramiko cannot use: each
+    named with its type, and the OpenSSH transport suggested when ssh could use one (for a
+    FIDO key: through its security-key provider or ssh-agent)."""
+    if tried:
+        start = f"{hop.label} refused authentication (tried {', '.join(tried)})"
+    else:
+        start = f"no way to log in to {hop.label} with the paramiko transport"
+    parts = [start, *(key.describe() for key in unusable)]
+    if any(key.openssh_can for key in unusable):
+        how = (" with SecurityKeyProvider (or SSH_SK_PROVIDER) naming the authenticator's "
+               "middleware, or the key loaded in ssh-agent"
+               if any(key.fido for key in unusable) else "")
+        parts.append("Use the OpenSSH transport for this host (harden_transport=openssh in the "
+                     "inventory, or --transport openssh), whose ssh can use it" + how)
+    return "; ".join(parts[:1]) + ". " + ". ".join(parts[1:])
 
 
 PARAMIKO_METHODS = ("publickey", "password", "keyboard-interactive")
@@ -302,14 +329,15 @@ def _password_auth(hop: Endpoint, transport: paramiko.Transport, allowed: list[s
         return False
 
 
-def _candidate_keys(hop: Endpoint, notes: list[str]):
-    """(label, key) pairs, loaded lazily so an unused default key is never even read.
+def _candidate_keys(hop: Endpoint, notes: list[str], unusable: list[key_files.UnusableKey]):
+    """(label, key) pairs, loaded lazily so an unused default key is never even read; key
+    files paramiko cannot load because of their type go to `unusable`.
 
     A key with a certificate (`<key>-cert.pub` beside it, or a CertificateFile carrying its
     public key) is offered with each certificate first and then plain, as ssh does.
     """
     for path in hop.key_files:
-        key = _load_key(path, notes)
+        key = _load_key(path, notes, unusable)
         if key is not None:
             yield from _with_certificates(hop, path, key)
     if hop.identities_only:
@@ -323,7 +351,7 @@ def _candidate_keys(hop: Endpoint, notes: list[str]):
     for raw in DEFAULT_IDENTITIES:
         path = _expand(raw)
         if path not in hop.key_files:
-            key = _load_key(path, notes, quiet_missing=True)
+            key = _load_key(path, notes, unusable, quiet_missing=True)
             if key is not None:
                 yield from _with_certificates(hop, path, key)
 
@@ -346,7 +374,8 @@ def _with_certificates(hop: Endpoint, path: str, key: paramiko.PKey):
     yield f"key {path}", key
 
 
-def _load_key(path: str, notes: list[str], quiet_missing: bool = False):
+def _load_key(path: str, notes: list[str], unusable: list[key_files.UnusableKey],
+              quiet_missing: bool = False):
     try:
         return paramiko.PKey.from_path(path)
     except FileNotFoundError:
@@ -354,8 +383,14 @@ def _load_key(path: str, notes: list[str], quiet_missing: bool = False):
             notes.append(f"key {path} (missing)")
     except paramiko.PasswordRequiredException:
         notes.append(f"key {path} (passphrase-protected: load it into ssh-agent)")
-    except (paramiko.SSHException, OSError, ValueError) as exc:
-        notes.append(f"key {path} (unreadable: {exc})")
+    except Exception as exc:   # noqa: BLE001 - cryptography and paramiko raise their own types
+        found = key_files.describe(path, exc)
+        if found is not None:
+            unusable.append(found)
+        elif isinstance(exc, (paramiko.SSHException, OSError, ValueError)):
+            notes.append(f"key {path} (unreadable: {exc})")
+        else:
+            raise
     return None
 
 

@@ -1,0 +1,156 @@
+"""What a private key file is, when the paramiko transport cannot load it: its type, read from
+the file itself, and whether the OpenSSH transport could log in with it.
+
+paramiko signs with RSA, ECDSA and Ed25519 keys it holds in memory. A FIDO security key
+(`sk-ssh-ed25519@openssh.com`, `sk-ecdsa-sha2-nistp256@openssh.com`) keeps its private half on
+the authenticator: the file holds only a handle, and signing means asking the device through
+OpenSSH's security-key provider, which paramiko has no way to do. The system ssh does it, so
+such a key means "use the OpenSSH transport", not "internal error". Other keys paramiko cannot
+load (DSA, Ed448, a PuTTY file, a cipher cryptography lacks) are named the same way.
+
+An OpenSSH private key names its type in the unencrypted public part at its start (even when
+the private part is passphrase-protected), so the type is known without decrypting anything.
+Imports no paramiko: `describe` takes the exception paramiko raised.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import struct
+from dataclasses import dataclass
+
+FIDO_TYPES = ("sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
+_OPENSSH_PEM = re.compile(
+    rb"-----BEGIN OPENSSH PRIVATE KEY-----(.*?)-----END OPENSSH PRIVATE KEY-----", re.S)
+_PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----")
+_PUTTY = re.compile(rb"PuTTY-User-Key-File-\d+: *([\x21-\x7e]+)")
+_MAGIC = b"openssh-key-v1\0"
+UNKNOWN_FORMAT = "unknown format"
+_READ_LIMIT = 1 << 20            # a private key is a few KiB; never read a huge file whole
+
+
+@dataclass(frozen=True)
+class UnusableKey:
+    """A key file the paramiko transport cannot use because of its type or format."""
+
+    path: str
+    key_type: str                # "sk-ssh-ed25519@openssh.com", "ssh-dss", "PuTTY ...", ...
+    reason: str = ""             # what the loader said, when the type alone does not explain it
+
+    @property
+    def fido(self) -> bool:
+        return self.key_type in FIDO_TYPES
+
+    @property
+    def openssh_can(self) -> bool:
+        """Whether ssh reads this file at all (an OpenSSH or PEM key of a type ssh knows)."""
+        return self.fido or self.key_type.startswith(("ssh-", "ecdsa-", "rsa-"))
+
+    def describe(self) -> str:
+        """One sentence naming the file and its type (a sentence of a longer message)."""
+        if self.fido:
+            return (f"Key {self.path} is a FIDO security key ({self.key_type}): its private "
+                    "half stays on the authenticator, which the paramiko transport cannot ask "
+                    "to sign")
+        said = f" ({self.reason})" if self.reason else ""
+        if self.key_type == UNKNOWN_FORMAT:
+            return f"Key {self.path} is in no format paramiko reads{said}"
+        return f"Key {self.path} is of type {self.key_type}, which paramiko cannot load{said}"
+
+
+def is_type_problem(exc: BaseException) -> bool:
+    """Whether a loader's exception means "a key type or format paramiko lacks" (as opposed to
+    a missing, unreadable or damaged file, or a wrong passphrase)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    return isinstance(exc, UnsupportedAlgorithm) or type(exc).__name__ == "UnknownKeyType"
+
+
+def describe(path: str, exc: BaseException) -> UnusableKey | None:
+    """The unusable key behind `exc` raised while loading `path`, or None when `exc` is about
+    something else (a damaged OpenSSH or PEM key is not a type problem)."""
+    data = _head(path)
+    key_type = file_key_type(data)
+    if is_type_problem(exc):
+        if key_type is None:
+            key_type = _class_type(exc) or "unknown"
+        reason = "" if key_type in FIDO_TYPES else _reason(exc)
+        return UnusableKey(path, key_type, reason)
+    if isinstance(exc, ValueError) and key_type is not None and key_type.startswith("PuTTY"):
+        return UnusableKey(path, key_type, "convert it: puttygen KEY -O private-openssh")
+    if isinstance(exc, ValueError) and data is not None and not _looks_like_key(data):
+        return UnusableKey(path, UNKNOWN_FORMAT, "neither an OpenSSH nor a PEM private key")
+    return None
+
+
+def file_key_type(data: bytes | None) -> str | None:
+    """The key type a private key file names: the OpenSSH format's public part, a PuTTY
+    file's header; None when the file does not say."""
+    if not data:
+        return None
+    found = _OPENSSH_PEM.search(data)
+    if found:
+        return _openssh_type(found.group(1))
+    putty = _PUTTY.match(data.lstrip())
+    if putty:
+        return f"PuTTY {putty.group(1).decode()}"
+    return None
+
+
+def _openssh_type(body: bytes) -> str | None:
+    """openssh-key-v1: magic, cipher, kdf, kdf options, key count, then the first public key,
+    whose first string is its type."""
+    try:
+        blob = base64.b64decode(b"".join(body.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if not blob.startswith(_MAGIC):
+        return None
+    try:
+        offset = len(_MAGIC)
+        for _ in range(3):                                  # cipher, kdf, kdf options
+            offset = _skip_string(blob, offset)
+        offset += 4                                         # number of keys
+        (length,) = struct.unpack_from(">I", blob, offset)
+        public = blob[offset + 4:offset + 4 + length]
+        (type_len,) = struct.unpack_from(">I", public, 0)
+        name = public[4:4 + type_len]
+        return name.decode("ascii") if 0 < type_len == len(name) and name.isascii() else None
+    except (struct.error, UnicodeDecodeError):
+        return None
+
+
+def _skip_string(blob: bytes, offset: int) -> int:
+    (length,) = struct.unpack_from(">I", blob, offset)
+    if offset + 4 + length > len(blob):
+        raise struct.error("string past the end")
+    return offset + 4 + length
+
+
+def _class_type(exc: BaseException) -> str | None:
+    """paramiko's UnknownKeyType carries cryptography's key class (DSAPrivateKey, ...)."""
+    cls = getattr(exc, "key_type", None)
+    name = getattr(cls, "__name__", None)
+    if not name:
+        return None
+    return {"DSAPrivateKey": "ssh-dss"}.get(name, name.removesuffix("PrivateKey"))
+
+
+def _reason(exc: BaseException) -> str:
+    if type(exc).__name__ == "UnknownKeyType":
+        return "paramiko has no class for it"
+    return str(exc)
+
+
+def _looks_like_key(data: bytes) -> bool:
+    return bool(_OPENSSH_PEM.search(data) or _PEM.search(data))
+
+
+def _head(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(_READ_LIMIT)
+    except OSError:
+        return None
