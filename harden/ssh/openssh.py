@@ -718,6 +718,25 @@ def kerberos_hint(text: str) -> str:
             "GSSAPIAuthentication yes (ssh config or ansible_ssh_common_args)")
 
 
+_SIGNING_FAILED = re.compile(r'signing failed for (\S+) "([^"]*)"(?: from agent)?: (.+)')
+
+
+def signing_hint(text: str) -> str:
+    """What ssh said when it could not sign with a key (so it was never really offered): for a
+    FIDO security key, the authenticator or its middleware was missing. Empty otherwise."""
+    found = _SIGNING_FAILED.search(text)
+    if not found:
+        return ""
+    key_type, path, reason = found.groups()
+    hint = f"; ssh could not sign with {path} ({key_type}): {reason.strip()}"
+    if key_type.upper().endswith("-SK"):
+        hint += (" (a FIDO security key signs on its authenticator, through the middleware "
+                 "library that SecurityKeyProvider in ansible_ssh_common_args, or "
+                 "SSH_SK_PROVIDER, names: is the device attached, is the library OpenSSH's "
+                 "FIDO middleware?)")
+    return hint
+
+
 def classify(spec: ConnectionSpec, hop: Endpoint, stderr: str) -> Exception:
     """The paramiko transport's error class for what ssh printed when it gave up."""
     lines = [ln.strip() for ln in stderr.splitlines()
@@ -748,7 +767,7 @@ def classify(spec: ConnectionSpec, hop: Endpoint, stderr: str) -> Exception:
             hint = ("; sshd accepts a certificate only when it trusts the signing CA "
                     "(TrustedUserCAKeys), the user is among its principals and it is in its "
                     "validity period")
-        hint += kerberos_hint(text)
+        hint += kerberos_hint(text) + signing_hint(text)
         return AuthenticationFailed(spec.host, f"{where} refused authentication{tried}: "
                                                f"{last.rstrip('.')}{hint}", "ansible_user")
     if "Could not resolve hostname" in text:

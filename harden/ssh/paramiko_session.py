@@ -272,12 +272,12 @@ def unusable_keys_message(hop: Endpoint, tried: list[str],
         start = f"no way to log in to {hop.label} with the paramiko transport"
     parts = [start, *(key.describe() for key in unusable)]
     if any(key.openssh_can for key in unusable):
-        how = (" with SecurityKeyProvider (or SSH_SK_PROVIDER) naming the authenticator's "
-               "middleware, or the key loaded in ssh-agent"
-               if any(key.fido for key in unusable) else "")
+        how = (" through SecurityKeyProvider (or SSH_SK_PROVIDER) naming the authenticator's "
+               "middleware; or load the key into ssh-agent (ssh-add), which signs with it for "
+               "either transport" if any(key.fido for key in unusable) else "")
         parts.append("Use the OpenSSH transport for this host (harden_transport=openssh in the "
                      "inventory, or --transport openssh), whose ssh can use it" + how)
-    return "; ".join(parts[:1]) + ". " + ". ".join(parts[1:])
+    return ". ".join(parts)
 
 
 PARAMIKO_METHODS = ("publickey", "password", "keyboard-interactive")
