@@ -731,9 +731,10 @@ def signing_hint(text: str) -> str:
     hint = f"; ssh could not sign with {path} ({key_type}): {reason.strip()}"
     if key_type.upper().endswith("-SK"):
         hint += (" (a FIDO security key signs on its authenticator, through the middleware "
-                 "library that SecurityKeyProvider in ansible_ssh_common_args, or "
-                 "SSH_SK_PROVIDER, names: is the device attached, is the library OpenSSH's "
-                 "FIDO middleware?)")
+                 "library SecurityKeyProvider names in the ssh config or "
+                 "ansible_ssh_common_args; SecurityKeyProvider=$SSH_SK_PROVIDER takes it from "
+                 "the environment: is the device attached, is the library OpenSSH's FIDO "
+                 "middleware?)")
     return hint
 
 

@@ -272,9 +272,9 @@ def unusable_keys_message(hop: Endpoint, tried: list[str],
         start = f"no way to log in to {hop.label} with the paramiko transport"
     parts = [start, *(key.describe() for key in unusable)]
     if any(key.openssh_can for key in unusable):
-        how = (" through SecurityKeyProvider (or SSH_SK_PROVIDER) naming the authenticator's "
-               "middleware; or load the key into ssh-agent (ssh-add), which signs with it for "
-               "either transport" if any(key.fido for key in unusable) else "")
+        how = (" through the authenticator's middleware (SecurityKeyProvider in the ssh config "
+               "or ansible_ssh_common_args); or load the key into ssh-agent (ssh-add), which "
+               "signs with it for either transport" if any(key.fido for key in unusable) else "")
         parts.append("Use the OpenSSH transport for this host (harden_transport=openssh in the "
                      "inventory, or --transport openssh), whose ssh can use it" + how)
     return ". ".join(parts)
