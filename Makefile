@@ -4,6 +4,8 @@
 # The MIT Kerberos packages (KDC, kadmin.local, kinit) serve the GSSAPI login test, which starts
 # its own KDC in a temporary directory; DEBIAN_FRONTEND=noninteractive answers krb5-config's
 # debconf questions (realm, servers) with their defaults.
+# gcc, libc6-dev and libssl-dev build the FIDO login test's security-key provider
+# (tests/fixtures/sk_provider), which plays an authenticator for the system ssh.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -18,10 +20,12 @@ syspkgs:
 	   || ! command -v unshare >/dev/null 2>&1 || ! command -v ps >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1 \
 	   || ! command -v tmux >/dev/null 2>&1 \
 	   || ! test -x /usr/sbin/krb5kdc || ! test -x /usr/sbin/kadmin.local || ! command -v kinit >/dev/null 2>&1 \
+	   || ! command -v cc >/dev/null 2>&1 || ! test -f /usr/include/stdlib.h || ! test -f /usr/include/openssl/evp.h \
+	   || ! test -x /usr/lib/openssh/ssh-sk-helper \
 	   || ! $(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1; then \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
 	        openssh-server openssh-client sudo util-linux procps iproute2 openssl python3-venv tmux \
-	        krb5-kdc krb5-admin-server krb5-user; \
+	        krb5-kdc krb5-admin-server krb5-user gcc libc6-dev libssl-dev; \
 	fi
 	@# etcd is optional (the lab emulates it when absent); install it when the archive has it.
 	@command -v etcd >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client || true
