@@ -19,7 +19,7 @@ import base64
 import binascii
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 FIDO_TYPES = ("sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
 _OPENSSH_PEM = re.compile(
@@ -38,6 +38,7 @@ class UnusableKey:
     path: str
     key_type: str                # "sk-ssh-ed25519@openssh.com", "ssh-dss", "PuTTY ...", ...
     reason: str = ""             # what the loader said, when the type alone does not explain it
+    public_blob: bytes | None = field(default=None, compare=False)   # an OpenSSH key's public key
 
     @property
     def fido(self) -> bool:
@@ -77,7 +78,7 @@ def describe(path: str, exc: BaseException) -> UnusableKey | None:
         if key_type is None:
             key_type = _class_type(exc) or "unknown"
         reason = "" if key_type in FIDO_TYPES else _reason(exc)
-        return UnusableKey(path, key_type, reason)
+        return UnusableKey(path, key_type, reason, public_key_blob(data))
     if isinstance(exc, ValueError) and key_type is not None and key_type.startswith("PuTTY"):
         return UnusableKey(path, key_type, "convert it: puttygen KEY -O private-openssh")
     if isinstance(exc, ValueError) and data is not None and not _looks_like_key(data):
@@ -90,20 +91,23 @@ def file_key_type(data: bytes | None) -> str | None:
     file's header; None when the file does not say."""
     if not data:
         return None
-    found = _OPENSSH_PEM.search(data)
-    if found:
-        return _openssh_type(found.group(1))
+    blob = public_key_blob(data)
+    if blob is not None:
+        return _first_string(blob)
     putty = _PUTTY.match(data.lstrip())
     if putty:
         return f"PuTTY {putty.group(1).decode()}"
     return None
 
 
-def _openssh_type(body: bytes) -> str | None:
-    """openssh-key-v1: magic, cipher, kdf, kdf options, key count, then the first public key,
-    whose first string is its type."""
+def public_key_blob(data: bytes | None) -> bytes | None:
+    """The public key (SSH wire format) at the start of an OpenSSH private key file: magic,
+    cipher, kdf, kdf options, key count, then the first public key. None for other files."""
+    found = _OPENSSH_PEM.search(data or b"")
+    if not found:
+        return None
     try:
-        blob = base64.b64decode(b"".join(body.split()), validate=True)
+        blob = base64.b64decode(b"".join(found.group(1).split()), validate=True)
     except (binascii.Error, ValueError):
         return None
     if not blob.startswith(_MAGIC):
@@ -113,11 +117,18 @@ def _openssh_type(body: bytes) -> str | None:
         for _ in range(3):                                  # cipher, kdf, kdf options
             offset = _skip_string(blob, offset)
         offset += 4                                         # number of keys
-        (length,) = struct.unpack_from(">I", blob, offset)
-        public = blob[offset + 4:offset + 4 + length]
-        (type_len,) = struct.unpack_from(">I", public, 0)
-        name = public[4:4 + type_len]
-        return name.decode("ascii") if 0 < type_len == len(name) and name.isascii() else None
+        end = _skip_string(blob, offset)
+        return blob[offset + 4:end]
+    except struct.error:
+        return None
+
+
+def _first_string(blob: bytes) -> str | None:
+    """A public key's type: the first string of its wire format."""
+    try:
+        end = _skip_string(blob, 0)
+        name = blob[4:end]
+        return name.decode("ascii") if name and name.isascii() else None
     except (struct.error, UnicodeDecodeError):
         return None
 

@@ -334,18 +334,26 @@ def _candidate_keys(hop: Endpoint, notes: list[str], unusable: list[key_files.Un
     files paramiko cannot load because of their type go to `unusable`.
 
     A key with a certificate (`<key>-cert.pub` beside it, or a CertificateFile carrying its
-    public key) is offered with each certificate first and then plain, as ssh does.
+    public key) is offered with each certificate first and then plain, as ssh does. A FIDO key
+    file held by ssh-agent too is offered through the agent, which signs with it (as ssh does,
+    IdentitiesOnly or not); the agent's other keys only without IdentitiesOnly.
     """
-    for path in hop.key_files:
-        key = _load_key(path, notes, unusable)
-        if key is not None:
-            yield from _with_certificates(hop, path, key)
-    if hop.identities_only:
-        return
-    agent = paramiko.Agent()
+    agent = _Agent()
     try:
-        for key in agent.get_keys():
-            yield f"agent key {key.get_fingerprint().hex()[:16]}", key
+        for path in hop.key_files:
+            key = _load_key(path, notes, unusable)
+            if key is not None:
+                yield from _with_certificates(hop, path, key)
+            elif unusable and unusable[-1].path == path and unusable[-1].fido:
+                held = agent.holding(unusable[-1].public_blob)
+                if held is not None:
+                    unusable.pop()
+                    yield f"key {path} (through ssh-agent)", held
+        if hop.identities_only:
+            return
+        for key in agent.keys():
+            if key.asbytes() not in agent.offered:
+                yield f"agent key {key.get_fingerprint().hex()[:16]}", key
     finally:
         agent.close()
     for raw in DEFAULT_IDENTITIES:
@@ -354,6 +362,33 @@ def _candidate_keys(hop: Endpoint, notes: list[str], unusable: list[key_files.Un
             key = _load_key(path, notes, unusable, quiet_missing=True)
             if key is not None:
                 yield from _with_certificates(hop, path, key)
+
+
+class _Agent:
+    """ssh-agent (SSH_AUTH_SOCK), asked for its keys once and only when a key is wanted."""
+
+    def __init__(self):
+        self._agent: paramiko.Agent | None = None
+        self.offered: set[bytes] = set()
+
+    def keys(self) -> tuple:
+        if self._agent is None:
+            self._agent = paramiko.Agent()
+        return self._agent.get_keys()
+
+    def holding(self, public_blob: bytes | None):
+        """The agent's key with this public key, or None."""
+        if public_blob is None:
+            return None
+        for key in self.keys():
+            if key.asbytes() == public_blob:
+                self.offered.add(public_blob)
+                return key
+        return None
+
+    def close(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
 
 
 def _with_certificates(hop: Endpoint, path: str, key: paramiko.PKey):

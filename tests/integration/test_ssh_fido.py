@@ -4,7 +4,7 @@ device for the system ssh-keygen, ssh and ssh-agent. A key enrolled through it i
 on the node; harden's OpenSSH transport logs in with it as `ssh` does (SecurityKeyProvider in
 ansible_ssh_common_args, naming the library or $SSH_SK_PROVIDER), a key the node does not know is refused, and the
 paramiko transport names the key file and its type instead of failing as an internal error,
-but signs through ssh-agent when the key is loaded there. sshd's log shows which key got in."""
+but signs through ssh-agent when the key is loaded there (the key file named or not). sshd's log shows which key got in."""
 
 from __future__ import annotations
 
@@ -156,10 +156,14 @@ def agent(keys, tmp_path):
 
 
 @pytest.mark.parametrize("transport", ["openssh", "paramiko"])
-def test_a_fido_key_in_ssh_agent_logs_in_with_either_transport(keys, agent, tmp_path, transport):
+@pytest.mark.parametrize("key_file", [False, True], ids=["agent-only", "key-file-in-agent"])
+def test_a_fido_key_in_ssh_agent_logs_in_with_either_transport(keys, agent, tmp_path, transport,
+                                                               key_file):
+    # with the key file named and IdentitiesOnly, the agent's copy of that key signs (as ssh
+    # does); no SecurityKeyProvider is given: the agent has the middleware
     lab, _, key, _ = keys
     mark = log_mark(lab)
-    ping = run(tmp_path, "ping", "-i", str(inventory(tmp_path, lab, None)), "--transport",
-               transport, SSH_AUTH_SOCK=agent)
+    inv = str(inventory(tmp_path, lab, key if key_file else None))
+    ping = run(tmp_path, "ping", "-i", inv, "--transport", transport, SSH_AUTH_SOCK=agent)
     assert ping.returncode == 0, ping.stdout + ping.stderr
     assert fido_logins(lab, key, mark) == 1

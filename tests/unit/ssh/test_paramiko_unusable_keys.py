@@ -55,6 +55,12 @@ def test_a_fido_ed25519_key_is_named_with_its_type_not_as_an_internal_error(tmp_
     assert said.startswith(f"Key {path} is a FIDO security key (sk-ssh-ed25519@openssh.com)")
 
 
+def test_a_fido_key_carries_its_public_key_to_find_it_in_ssh_agent(tmp_path):
+    _path, _notes, unusable = load(tmp_path, openssh_key_file("sk-ssh-ed25519@openssh.com"))
+    name = b"sk-ssh-ed25519@openssh.com"
+    assert unusable[0].public_blob == _string(name) + _string(b"\x01" * 32) + _string(b"ssh:")
+
+
 def test_a_fido_ecdsa_key_is_a_fido_key_too(tmp_path):
     _path, _notes, unusable = load(tmp_path, openssh_key_file("sk-ecdsa-sha2-nistp256@openssh.com"))
     assert unusable[0].fido and unusable[0].openssh_can
