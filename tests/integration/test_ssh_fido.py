@@ -2,9 +2,10 @@
 project's own test provider (tests/fixtures/sk_provider, compiled by the fixture) plays the
 device for the system ssh-keygen, ssh and ssh-agent. A key enrolled through it is authorized
 on the node; harden's OpenSSH transport logs in with it as `ssh` does (SecurityKeyProvider in
-ansible_ssh_common_args, naming the library or $SSH_SK_PROVIDER), a key the node does not know is refused, and the
-paramiko transport names the key file and its type instead of failing as an internal error,
-but signs through ssh-agent when the key is loaded there (the key file named or not). sshd's log shows which key got in."""
+ansible_ssh_common_args, naming the library or $SSH_SK_PROVIDER); a key the node does not
+know is refused; the paramiko transport names the key file and its type instead of failing
+as an internal error, but signs through ssh-agent when the key is loaded there (its key file
+named or not). sshd's log shows which key got in."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def inventory(tmp_path: Path, lab, key: Path | None, *options: str) -> Path:
         key_vars = f"ansible_ssh_private_key_file={key}\n"
     path = tmp_path / "inventory.ini"
     path.write_text(f"[workers]\n{NODE} ansible_host={lab.nodes[NODE]}\n[workers:vars]\n"
-                    f"ansible_user=root\n{key_vars}ansible_ssh_common_args='{' '.join(ssh_args)}'\n")
+                    f"ansible_user=root\n{key_vars}"
+                    f"ansible_ssh_common_args='{' '.join(ssh_args)}'\n")
     return path
 
 

@@ -35,7 +35,8 @@ def openssh_key_file(key_type: str, cipher: str = "none", kdf: str = "none") -> 
             + _string(b"" if kdf == "none" else _string(b"salt" * 4) + struct.pack(">I", 16))
             + struct.pack(">I", 1) + _string(public) + _string(private))
     body = base64.encodebytes(blob).decode()
-    return f"-----BEGIN OPENSSH PRIVATE KEY-----\n{body}-----END OPENSSH PRIVATE KEY-----\n".encode()
+    return (f"-----BEGIN OPENSSH PRIVATE KEY-----\n{body}"
+            "-----END OPENSSH PRIVATE KEY-----\n").encode()
 
 
 def load(tmp_path, data: bytes, name: str = "id_key"):
