@@ -353,6 +353,7 @@ def _candidate_keys(hop: Endpoint, notes: list[str], unusable: list[key_files.Un
             return
         for key in agent.keys():
             if key.asbytes() not in agent.offered:
+                agent.offered.add(key.asbytes())
                 yield f"agent key {key.get_fingerprint().hex()[:16]}", key
     finally:
         agent.close()
@@ -362,6 +363,9 @@ def _candidate_keys(hop: Endpoint, notes: list[str], unusable: list[key_files.Un
             key = _load_key(path, notes, unusable, quiet_missing=True)
             if key is not None:
                 yield from _with_certificates(hop, path, key)
+            elif unusable and unusable[-1].path == path and \
+                    unusable[-1].public_blob in agent.offered:
+                unusable.pop()            # the agent offered it already: nothing to explain
 
 
 class _Agent:

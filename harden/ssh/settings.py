@@ -29,7 +29,10 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 2
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
-DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
+# the paramiko transport's default keys; the FIDO ones (which ssh tries too) only so that a
+# login that fails names them as keys it cannot use (ssh-agent signs with them: key_files)
+DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa",
+                      "~/.ssh/id_ed25519_sk", "~/.ssh/id_ecdsa_sk")
 SSH_CONNECTION_TYPES = ("ssh", "paramiko", "smart")
 TRANSPORTS = ("paramiko", "openssh")
 DEFAULT_TRANSPORT = "paramiko"

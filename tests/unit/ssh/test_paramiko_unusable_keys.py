@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ed448, ed25519
 
 from harden.ssh import key_files
-from harden.ssh.paramiko_session import _load_key, unusable_keys_message
+from harden.ssh.paramiko_session import _candidate_keys, _load_key, unusable_keys_message
 from harden.ssh.settings import Endpoint
 
 
@@ -148,3 +148,18 @@ def test_the_message_keeps_what_was_tried_and_leaves_out_openssh_when_ssh_cannot
                                   b"-----END OPENSSH PRIVATE KEY-----\n"])
 def test_a_truncated_or_garbled_file_names_no_type(text):
     assert key_files.file_key_type(text) is None
+
+
+def test_a_fido_key_at_ssh_default_path_is_named_when_no_other_key_is_there(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_ed25519_sk").write_bytes(
+        openssh_key_file("sk-ssh-ed25519@openssh.com"))
+    notes: list[str] = []
+    unusable: list[key_files.UnusableKey] = []
+    assert list(_candidate_keys(HOP, notes, unusable)) == []
+    assert notes == []
+    assert [(key.path, key.fido) for key in unusable] == \
+        [(str(tmp_path / ".ssh" / "id_ed25519_sk"), True)]
