@@ -22,6 +22,7 @@ import struct
 from dataclasses import dataclass, field
 
 FIDO_TYPES = ("sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
+DSA = "ssh-dss"
 _OPENSSH_PEM = re.compile(
     rb"-----BEGIN OPENSSH PRIVATE KEY-----(.*?)-----END OPENSSH PRIVATE KEY-----", re.S)
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----")
@@ -46,7 +47,10 @@ class UnusableKey:
 
     @property
     def openssh_can(self) -> bool:
-        """Whether ssh reads this file at all (an OpenSSH or PEM key of a type ssh knows)."""
+        """Whether the system ssh could log in with this file: an OpenSSH or PEM key of a type
+        ssh knows. Not DSA: OpenSSH 9.2 refuses it unless told otherwise, 10.0 dropped it."""
+        if self.key_type == DSA:
+            return False
         return self.fido or self.key_type.startswith(("ssh-", "ecdsa-", "rsa-"))
 
     def describe(self) -> str:
@@ -55,6 +59,10 @@ class UnusableKey:
             return (f"Key {self.path} is a FIDO security key ({self.key_type}): its private "
                     "half stays on the authenticator, which the paramiko transport cannot ask "
                     "to sign")
+        if self.key_type == DSA:
+            return (f"Key {self.path} is a DSA key (ssh-dss), which is obsolete: paramiko "
+                    "cannot load it, OpenSSH refuses it by default since 9.2 and dropped it "
+                    "in 10.0; make a new key (ssh-keygen -t ed25519) and authorize it on the node")
         said = f" ({self.reason})" if self.reason else ""
         if self.key_type == UNKNOWN_FORMAT:
             return f"Key {self.path} is in no format paramiko reads{said}"
@@ -67,6 +75,43 @@ def is_type_problem(exc: BaseException) -> bool:
     from cryptography.exceptions import UnsupportedAlgorithm
 
     return isinstance(exc, UnsupportedAlgorithm) or type(exc).__name__ == "UnknownKeyType"
+
+
+def is_passphrase_problem(exc: BaseException) -> bool:
+    """Whether a loader's exception means "this key is passphrase-protected". paramiko 5
+    passes cryptography's TypeError on (never its own PasswordRequiredException): "Key is
+    password-protected, but password was not provided." for an OpenSSH key, "Password was not
+    given but private key is encrypted" for a PEM one (PKCS#8 or traditional)."""
+    return isinstance(exc, TypeError) and "password" in str(exc).lower()
+
+
+def public_key_of(path: str) -> bytes | None:
+    """The public key (SSH wire format) belonging to key file `path`, without decrypting it:
+    the public part of an OpenSSH private key, the file itself when it is a public key (an
+    IdentityFile naming a `.pub`, as for a resident FIDO key loaded with `ssh-add -K`), else
+    `<path>.pub`. What ssh uses to find the agent's copy of an identity. None when none says."""
+    data = _head(path)
+    blob = public_key_blob(data) or public_line_blob(data)
+    if blob is None and not path.endswith(".pub"):
+        blob = public_line_blob(_head(path + ".pub"))
+    return blob
+
+
+def is_public_key_file(path: str) -> bool:
+    """Whether `path` holds a public key line rather than a private key."""
+    return public_line_blob(_head(path)) is not None
+
+
+def public_line_blob(data: bytes | None) -> bytes | None:
+    """The key of a public key file's "TYPE BASE64 [comment]" line, when the base64 names TYPE."""
+    fields = (data or b"").strip().split(None, 2)
+    if len(fields) < 2:
+        return None
+    try:
+        blob = base64.b64decode(fields[1], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return blob if _first_string(blob) == fields[0].decode("ascii", "replace") else None
 
 
 def describe(path: str, exc: BaseException) -> UnusableKey | None:
@@ -146,7 +191,7 @@ def _class_type(exc: BaseException) -> str | None:
     name = getattr(cls, "__name__", None)
     if not name:
         return None
-    return {"DSAPrivateKey": "ssh-dss"}.get(name, name.removesuffix("PrivateKey"))
+    return {"DSAPrivateKey": DSA}.get(name, name.removesuffix("PrivateKey"))
 
 
 def _reason(exc: BaseException) -> str:

@@ -718,24 +718,32 @@ def kerberos_hint(text: str) -> str:
             "GSSAPIAuthentication yes (ssh config or ansible_ssh_common_args)")
 
 
-_SIGNING_FAILED = re.compile(r'signing failed for (\S+) "([^"]*)"(?: from agent)?: (.+)')
+_SIGNING_FAILED = re.compile(r'signing failed for (\S+) "([^"]*)"( from agent)?: (.+)')
 
 
 def signing_hint(text: str) -> str:
     """What ssh said when it could not sign with a key (so it was never really offered): for a
-    FIDO security key, the authenticator or its middleware was missing. Empty otherwise."""
+    FIDO security key, the authenticator or its middleware was missing; who asks the device
+    depends on where the key is: ssh itself for a key file, ssh-agent for a key the agent
+    holds. Empty otherwise."""
     found = _SIGNING_FAILED.search(text)
     if not found:
         return ""
-    key_type, path, reason = found.groups()
-    hint = f"; ssh could not sign with {path} ({key_type}): {reason.strip()}"
-    if key_type.upper().endswith("-SK"):
-        hint += (" (a FIDO security key signs on its authenticator, through the middleware "
-                 "library SecurityKeyProvider names in the ssh config or "
-                 "ansible_ssh_common_args; SecurityKeyProvider=$SSH_SK_PROVIDER takes it from "
-                 "the environment: is the device attached, is the library OpenSSH's FIDO "
-                 "middleware?)")
-    return hint
+    key_type, path, agent, reason = found.groups()
+    hint = f"; ssh could not sign with {path} ({key_type}){agent or ''}: {reason.strip()}"
+    if not key_type.upper().endswith("-SK"):
+        return hint
+    if agent:
+        return hint + (" (ssh-agent signs with this FIDO security key on its authenticator, "
+                       "through the middleware library the key was added with (ssh-add -S, "
+                       "else $SSH_SK_PROVIDER, else the built-in USB support), and loads only "
+                       "libraries its -P patterns allow (ssh-agent -P): is the device "
+                       "attached, does the agent allow the library?)")
+    return hint + (" (a FIDO security key signs on its authenticator: attach the device, or "
+                   "name its middleware library with SecurityKeyProvider in the ssh config or "
+                   "ansible_ssh_common_args; SecurityKeyProvider=$SSH_SK_PROVIDER takes it "
+                   "from the environment: is the device attached, is the library OpenSSH's "
+                   "FIDO middleware?)")
 
 
 def classify(spec: ConnectionSpec, hop: Endpoint, stderr: str) -> Exception:

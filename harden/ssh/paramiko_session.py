@@ -15,6 +15,7 @@ import logging
 import os
 import select
 import socket
+import threading
 import time
 import warnings
 
@@ -33,9 +34,9 @@ from harden.ssh.hostkeys import (KnownKey, known_keys, lookup_name, preferred_ke
 # paramiko logs failures it also raises; without a handler Python would print them on stderr
 # through its last-resort handler, in the middle of harden's own output.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
-# cryptography warns on stderr when it reads a DSA key, which paramiko then refuses anyway; the
-# refusal names the key and its type (key_files), the warning would only be noise in the output
-warnings.filterwarnings("ignore", message="SSH DSA key")
+# the way out of whatever the paramiko transport cannot do, in every message that suggests it
+USE_OPENSSH = ("Use the OpenSSH transport for this host (harden_transport=openssh in the "
+               "inventory, or --transport openssh)")
 
 _POLL = 0.05                      # seconds between polls while stdin is still being sent
 _CHUNK = 32768
@@ -167,8 +168,7 @@ def negotiation_message(hop: Endpoint, exc: Exception, transport: paramiko.Trans
     parts.append(f"paramiko {paramiko.__version__} supports kex {listed(ours.kex)}; ciphers "
                  f"{listed(ours.ciphers)}; MACs {listed(ours.digests)}; host keys "
                  f"{listed(ours.key_types)}")
-    parts.append("Use the OpenSSH transport for this host (harden_transport=openssh in the "
-                 "inventory, or --transport openssh), which negotiates what ssh does")
+    parts.append(f"{USE_OPENSSH}, which negotiates what ssh does")
     return ". ".join(parts)
 
 
@@ -219,10 +219,11 @@ def _start(spec: ConnectionSpec, hop: Endpoint, transport: paramiko.Transport) -
 
 def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> None:
     """Keys (explicit, agent, defaults) then password, the order ssh uses."""
-    tried: list[str] = []
+    tried: list[str] = []             # what was offered, and notes on key files that were not
     unusable: list[key_files.UnusableKey] = []
     allowed = list(PARAMIKO_METHODS)
     server_said = False
+    offered = 0
     for label, key in _candidate_keys(hop, tried, unusable):
         try:
             transport.auth_publickey(hop.user, key)
@@ -232,6 +233,7 @@ def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> No
             break
         except paramiko.AuthenticationException:
             tried.append(label)
+            offered += 1
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise AuthenticationFailed(host, f"{hop.label} closed the connection during "
                                              f"authentication: {exc}") from None
@@ -239,6 +241,7 @@ def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> No
         if _password_auth(hop, transport, allowed):
             return
         tried.append("password")
+        offered += 1
     if not server_said and not tried:
         asked = _methods_allowed(hop, transport)
         if asked == []:
@@ -248,7 +251,7 @@ def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> No
         raise AuthenticationFailed(host, f"{hop.label} refused authentication: "
                                          f"{unsupported_methods_message(allowed)}",
                                    "harden_transport")
-    if unusable:
+    if unusable and (not offered or any(key.path in hop.key_files for key in unusable)):
         raise AuthenticationFailed(host, unusable_keys_message(hop, tried, unusable),
                                    "harden_transport")
     what = ", ".join(tried) if tried else "nothing: no key file, agent key or password"
@@ -257,6 +260,8 @@ def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> No
         hint = ("; sshd accepts a certificate only when it trusts the signing CA "
                 "(TrustedUserCAKeys), the user is among its principals and it is in its "
                 "validity period")
+    if unusable:                      # ssh's default FIDO key files, say: a note, not the cause
+        hint += "; not offered: " + "; ".join(key.describe() for key in unusable)
     raise AuthenticationFailed(host, f"{hop.label} refused authentication (tried {what}){hint}",
                                "ansible_user")
 
@@ -272,11 +277,11 @@ def unusable_keys_message(hop: Endpoint, tried: list[str],
         start = f"no way to log in to {hop.label} with the paramiko transport"
     parts = [start, *(key.describe() for key in unusable)]
     if any(key.openssh_can for key in unusable):
-        how = (" through the authenticator's middleware (SecurityKeyProvider in the ssh config "
-               "or ansible_ssh_common_args); or load the key into ssh-agent (ssh-add), which "
-               "signs with it for either transport" if any(key.fido for key in unusable) else "")
-        parts.append("Use the OpenSSH transport for this host (harden_transport=openssh in the "
-                     "inventory, or --transport openssh), whose ssh can use it" + how)
+        how = (" with the authenticator attached (or a middleware library named with "
+               "SecurityKeyProvider in the ssh config or ansible_ssh_common_args); or load the "
+               "key into ssh-agent (ssh-add), which signs with it for either transport"
+               if any(key.fido for key in unusable) else "")
+        parts.append(f"{USE_OPENSSH}, whose ssh can use it" + how)
     return ". ".join(parts)
 
 
@@ -305,8 +310,7 @@ def unsupported_methods_message(allowed: list[str]) -> str:
     kerberos = any(m.startswith("gssapi") for m in allowed)
     return (f"the server accepts only {methods}"
             + (" (Kerberos)" if kerberos else "")
-            + ", which the paramiko transport does not do. Use the OpenSSH transport for this "
-              "host (harden_transport=openssh in the inventory, or --transport openssh)"
+            + f", which the paramiko transport does not do. {USE_OPENSSH}"
             + (", with a ticket (kinit) and GSSAPIAuthentication yes in the ssh config or "
                "ansible_ssh_common_args" if kerberos else ""))
 
@@ -331,45 +335,66 @@ def _password_auth(hop: Endpoint, transport: paramiko.Transport, allowed: list[s
 
 def _candidate_keys(hop: Endpoint, notes: list[str], unusable: list[key_files.UnusableKey]):
     """(label, key) pairs, loaded lazily so an unused default key is never even read; key
-    files paramiko cannot load because of their type go to `unusable`.
+    files paramiko cannot load because of their type go to `unusable`, notes on the others
+    (missing, passphrase-protected, unreadable) to `notes`.
 
-    A key with a certificate (`<key>-cert.pub` beside it, or a CertificateFile carrying its
-    public key) is offered with each certificate first and then plain, as ssh does. A FIDO key
-    file held by ssh-agent too is offered through the agent, which signs with it (as ssh does,
-    IdentitiesOnly or not); the agent's other keys only without IdentitiesOnly.
+    ssh's order: the key files named (inventory, IdentityFile), the agent's other keys (not
+    with IdentitiesOnly), then ssh's default key files. Each key is offered once, since sshd's
+    MaxAuthTries counts every offer. A key file paramiko cannot use itself (a FIDO key, a
+    passphrase-protected key, only a public key) is offered through ssh-agent's copy of the
+    key when the agent holds it, as ssh does, IdentitiesOnly or not. A key with a certificate
+    (`<key>-cert.pub` beside it, or a CertificateFile carrying its public key) is offered with
+    each certificate first and then plain, as ssh does.
     """
     agent = _Agent()
     try:
         for path in hop.key_files:
-            key = _load_key(path, notes, unusable)
-            if key is not None:
-                yield from _with_certificates(hop, path, key)
-            elif unusable and unusable[-1].path == path and unusable[-1].fido:
-                held = agent.holding(unusable[-1].public_blob)
-                if held is not None:
-                    unusable.pop()
-                    yield f"key {path} (through ssh-agent)", held
+            yield from _file_keys(hop, path, agent, notes, unusable, named=True)
         if hop.identities_only:
             return
         for key in agent.keys():
-            if key.asbytes() not in agent.offered:
-                agent.offered.add(key.asbytes())
+            if agent.offer(key):
                 yield f"agent key {key.get_fingerprint().hex()[:16]}", key
+        for raw in DEFAULT_IDENTITIES:
+            path = _expand(raw)
+            if path not in hop.key_files:
+                yield from _file_keys(hop, path, agent, notes, unusable, named=False)
     finally:
         agent.close()
-    for raw in DEFAULT_IDENTITIES:
-        path = _expand(raw)
-        if path not in hop.key_files:
-            key = _load_key(path, notes, unusable, quiet_missing=True)
-            if key is not None:
-                yield from _with_certificates(hop, path, key)
-            elif unusable and unusable[-1].path == path and \
-                    unusable[-1].public_blob in agent.offered:
-                unusable.pop()            # the agent offered it already: nothing to explain
+
+
+def _file_keys(hop: Endpoint, path: str, agent: _Agent, notes: list[str],
+               unusable: list[key_files.UnusableKey], named: bool):
+    """What key file `path` offers: its key (with certificates) when paramiko loads it, else
+    ssh-agent's copy of it; else a note or an unusable key saying why not (nothing for a
+    default key file that does not exist, or whose key the agent offered already)."""
+    key, why, found = _load_key(path)
+    if key is not None:
+        fresh = agent.offer(key)
+        for label, offer in _with_certificates(hop, path, key):
+            if fresh or offer.public_blob is not None:     # the plain key only once
+                yield label, offer
+        return
+    blob = key_files.public_key_of(path)
+    if blob is not None and blob in agent.offered:
+        return
+    held = agent.holding(blob)
+    if held is not None:
+        yield f"key {path} (through ssh-agent)", held
+    elif why == MISSING and not named:
+        return
+    elif blob is not None and (why == MISSING or key_files.is_public_key_file(path)):
+        notes.append(f"key {path} (only a public key, and ssh-agent holds no private key "
+                     "for it)")
+    elif found is not None:
+        unusable.append(found)
+    else:
+        notes.append(f"key {path} ({why})")
 
 
 class _Agent:
-    """ssh-agent (SSH_AUTH_SOCK), asked for its keys once and only when a key is wanted."""
+    """ssh-agent (SSH_AUTH_SOCK), asked for its keys once and only when a key is wanted; it
+    remembers every key offered during the login (from a file or from the agent)."""
 
     def __init__(self):
         self._agent: paramiko.Agent | None = None
@@ -380,9 +405,17 @@ class _Agent:
             self._agent = paramiko.Agent()
         return self._agent.get_keys()
 
+    def offer(self, key: paramiko.PKey) -> bool:
+        """True the first time a key is offered (and remember it), False afterwards."""
+        blob = key.asbytes()
+        if blob in self.offered:
+            return False
+        self.offered.add(blob)
+        return True
+
     def holding(self, public_blob: bytes | None):
-        """The agent's key with this public key, or None."""
-        if public_blob is None:
+        """The agent's key with this public key, or None (also when offered already)."""
+        if public_blob is None or public_blob in self.offered:
             return None
         for key in self.keys():
             if key.asbytes() == public_blob:
@@ -413,24 +446,34 @@ def _with_certificates(hop: Endpoint, path: str, key: paramiko.PKey):
     yield f"key {path}", key
 
 
-def _load_key(path: str, notes: list[str], unusable: list[key_files.UnusableKey],
-              quiet_missing: bool = False):
+MISSING = "missing"
+PASSPHRASE = ("passphrase-protected: paramiko cannot ask for the passphrase; load the key into "
+              "ssh-agent (ssh-add), whose copy of it is then used, as ssh does")
+# warnings.catch_warnings changes process-wide state: one thread at a time
+_WARNINGS = threading.Lock()
+
+
+def _load_key(path: str):
+    """(key, "", None) when paramiko loads `path`; (None, why, None) for a missing,
+    passphrase-protected or unreadable file; (None, "", unusable) for a key type or format
+    paramiko lacks (key_files)."""
     try:
-        return paramiko.PKey.from_path(path)
+        with _WARNINGS, warnings.catch_warnings():
+            # cryptography warns on stderr when it reads a DSA key, which paramiko refuses
+            # anyway; the refusal names key and type (key_files): the warning is only noise
+            warnings.filterwarnings("ignore", message="SSH DSA key")
+            return paramiko.PKey.from_path(path), "", None
     except FileNotFoundError:
-        if not quiet_missing:
-            notes.append(f"key {path} (missing)")
-    except paramiko.PasswordRequiredException:
-        notes.append(f"key {path} (passphrase-protected: load it into ssh-agent)")
+        return None, MISSING, None
     except Exception as exc:   # noqa: BLE001 - cryptography and paramiko raise their own types
+        if key_files.is_passphrase_problem(exc):
+            return None, PASSPHRASE, None
         found = key_files.describe(path, exc)
         if found is not None:
-            unusable.append(found)
-        elif isinstance(exc, (paramiko.SSHException, OSError, ValueError)):
-            notes.append(f"key {path} (unreadable: {exc})")
-        else:
-            raise
-    return None
+            return None, "", found
+        if isinstance(exc, (paramiko.SSHException, OSError, ValueError)):
+            return None, f"unreadable: {exc}", None
+        raise
 
 
 def _expand(path: str) -> str:

@@ -99,7 +99,8 @@ class Endpoint:
     user: str
     key_files: tuple[str, ...] = ()            # explicit identities, tried first, in order
     password: Secret | None = None
-    identities_only: bool = False              # IdentitiesOnly=yes: no agent, no default keys
+    identities_only: bool = False              # IdentitiesOnly=yes: only key_files (the agent's
+                                               # copy of one of them too); no default keys
     password_auth: bool = True                 # PasswordAuthentication=no turns it off
     host_key_alias: str | None = None
     cert_files: tuple[str, ...] = ()           # CertificateFile: certificates for the keys
@@ -417,11 +418,13 @@ def _existing_cert_files(host: str, paths: list[str]) -> tuple[str, ...]:
 
 
 def _existing_key_files(host: str, paths: list[str], setting: str) -> tuple[str, ...]:
-    """Expand and check explicit key files: a missing one is a mistake worth stopping for."""
+    """Expand and check explicit key files: a missing one is a mistake worth stopping for.
+    Only `<path>.pub` is enough, as for ssh: the key is then the agent's (a resident FIDO key
+    loaded with `ssh-add -K` has no private key file)."""
     found = []
     for raw in paths:
         path = os.path.abspath(os.path.expanduser(raw))
-        if not os.path.isfile(path):
+        if not os.path.isfile(path) and not os.path.isfile(path + ".pub"):
             raise HostError(host, f"private key file {path} does not exist", setting)
         found.append(path)
     return tuple(dict.fromkeys(found))

@@ -40,12 +40,12 @@ def openssh_key_file(key_type: str, cipher: str = "none", kdf: str = "none") -> 
 
 
 def load(tmp_path, data: bytes, name: str = "id_key"):
+    """(path, notes, unusable keys) for a key file paramiko does not load."""
     path = tmp_path / name
     path.write_bytes(data)
-    notes: list[str] = []
-    unusable: list[key_files.UnusableKey] = []
-    assert _load_key(str(path), notes, unusable) is None
-    return str(path), notes, unusable
+    key, why, found = _load_key(str(path))
+    assert key is None
+    return str(path), [f"key {path} ({why})"] if why else [], [found] if found else []
 
 
 def test_a_fido_ed25519_key_is_named_with_its_type_not_as_an_internal_error(tmp_path):
@@ -83,12 +83,38 @@ def test_a_dsa_key_is_named_as_ssh_dss_without_a_warning_on_stderr(tmp_path):
     path = tmp_path / "id_dsa"
     path.write_bytes(data)
     # a fresh interpreter: pytest's own warning capture would hide what a harden run prints
-    code = ("import sys; from harden.ssh.paramiko_session import _load_key; u = []; "
-            "_load_key(sys.argv[1], [], u); print(u[0].describe())")
+    code = ("import sys; from harden.ssh.paramiko_session import _load_key; "
+            "print(_load_key(sys.argv[1])[2].describe())")
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
                           text=True, timeout=60, check=True)
     assert done.stderr == ""
-    assert done.stdout.startswith(f"Key {path} is of type ssh-dss, which paramiko cannot load")
+    assert done.stdout.startswith(f"Key {path} is a DSA key (ssh-dss), which is obsolete")
+
+
+def test_a_dsa_key_gets_a_new_key_suggested_not_the_openssh_transport():
+    # OpenSSH 9.2 refuses DSA unless told otherwise and 10.0 removed it
+    key = key_files.UnusableKey("/keys/id_dsa", "ssh-dss")
+    said = unusable_keys_message(HOP, [], [key])
+    assert not key.openssh_can and "--transport openssh" not in said
+    assert "obsolete" in said and "ssh-keygen -t ed25519" in said
+
+
+def test_reading_a_dsa_key_leaves_the_process_warning_filters_as_they_were(tmp_path):
+    # the DSA warning is silenced around the load only, not for the whole process
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = dsa.generate_private_key(1024).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption())
+    path = tmp_path / "id_dsa"
+    path.write_bytes(data)
+    code = ("import sys, warnings; from harden.ssh.paramiko_session import _load_key; "
+            "before = list(warnings.filters); _load_key(sys.argv[1]); "
+            "print(warnings.filters == before, "
+            "any(f[1] is not None and 'DSA' in f[1].pattern for f in warnings.filters))")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["True", "False"]
 
 
 def test_a_pem_ed448_key_is_named_and_ssh_is_not_suggested_for_it(tmp_path):
@@ -132,6 +158,9 @@ def test_the_message_for_a_fido_key_suggests_openssh_with_a_provider_or_the_agen
                            "Key /keys/id_sk is a FIDO security key")
     assert "harden_transport=openssh" in said and "--transport openssh" in said
     assert "SecurityKeyProvider" in said and "ssh-agent" in said
+    # Debian's ssh talks to USB authenticators itself: a middleware library is optional
+    assert "with the authenticator attached (or a middleware library named with " \
+           "SecurityKeyProvider" in said
 
 
 def test_the_message_keeps_what_was_tried_and_leaves_out_openssh_when_ssh_cannot_help():
