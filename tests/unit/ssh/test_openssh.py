@@ -183,21 +183,25 @@ def test_a_refusal_by_a_kerberos_only_server_says_what_ssh_needs(stderr, advised
     assert ("kinit" in found.message and "GSSAPIAuthentication yes" in found.message) is advised
 
 
-@pytest.mark.parametrize("stderr, said, fido", [
+@pytest.mark.parametrize("stderr, said, advice", [
     ('sign_and_send_pubkey: signing failed for ED25519-SK "/k/id": device not found\n'
      "ops@10.0.0.5: Permission denied (publickey).\n",
-     "ssh could not sign with /k/id (ED25519-SK): device not found", True),
+     "ssh could not sign with /k/id (ED25519-SK): device not found", "ssh"),
     ('sign_and_send_pubkey: signing failed for ECDSA-SK "/k/id" from agent: invalid format\n'
      "ops@10.0.0.5: Permission denied (publickey).\n",
-     "ssh could not sign with /k/id (ECDSA-SK): invalid format", True),
-    ('sign_and_send_pubkey: signing failed for RSA "/k/id": agent refused operation\n'
-     "ops@10.0.0.5: Permission denied (publickey).\n",
-     "ssh could not sign with /k/id (RSA): agent refused operation", False),
-    ("ops@10.0.0.5: Permission denied (publickey).\n", None, False),
+     "ssh could not sign with /k/id (ECDSA-SK) from agent: invalid format", "agent"),
+    ('sign_and_send_pubkey: signing failed for RSA "/k/id" from agent: agent refused '
+     "operation\nops@10.0.0.5: Permission denied (publickey).\n",
+     "ssh could not sign with /k/id (RSA) from agent: agent refused operation", None),
+    ("ops@10.0.0.5: Permission denied (publickey).\n", None, None),
 ])
-def test_a_key_ssh_could_not_sign_with_is_named_and_a_fido_key_gets_its_middleware(
-        stderr, said, fido):
+def test_a_key_ssh_could_not_sign_with_is_named_with_whoever_signs_for_a_fido_key(
+        stderr, said, advice):
+    # a FIDO key file: ssh asks the device (SecurityKeyProvider); a key in ssh-agent: the
+    # agent does, through the library it was added with and allows (ssh-add -S, ssh-agent -P)
     found = classify(SPEC, TARGET, stderr)
     assert type(found) is AuthenticationFailed
     assert (said in found.message) if said else "could not sign" not in found.message
-    assert ("SecurityKeyProvider=$SSH_SK_PROVIDER" in found.message) is fido
+    assert ("SecurityKeyProvider=$SSH_SK_PROVIDER" in found.message) is (advice == "ssh")
+    assert ("ssh-add -S" in found.message and "ssh-agent -P" in found.message) is \
+        (advice == "agent")

@@ -1,0 +1,299 @@
+"""Which keys the paramiko transport offers, and what a failed login says about the others:
+passphrase-protected keys named as such (never an internal error), ssh-agent's copy of a key
+file paramiko cannot use itself (passphrase-protected, FIDO, only a `.pub`), each key offered
+once, and an unusable default FIDO key file kept to a note when something else was tried.
+A small fake stands in for ssh-agent and for the server's answers."""
+
+from __future__ import annotations
+
+import paramiko
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from harden.errors import HostError
+from harden.ssh import key_files, paramiko_session
+from harden.ssh.common import AuthenticationFailed
+from harden.ssh.paramiko_session import (PASSPHRASE, USE_OPENSSH, _Agent, _authenticate,
+                                         _candidate_keys, _load_key,
+                                         negotiation_message, unsupported_methods_message)
+from harden.ssh.settings import Endpoint, Secret, _existing_key_files
+from tests.unit.ssh.test_paramiko_unusable_keys import openssh_key_file
+
+PASSWORD = b"correct horse"
+
+
+class FakeAgentKey:
+    """What paramiko.Agent hands out: a public key blob the agent signs for."""
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+
+    def asbytes(self) -> bytes:
+        return self.blob
+
+    def get_fingerprint(self) -> bytes:
+        return self.blob[-16:]
+
+
+class FakeAgent:
+    held: list = []
+
+    def get_keys(self):
+        return tuple(self.held)
+
+    def close(self):
+        pass
+
+
+class FakeTransport:
+    """A server that accepts only the keys in `accepts` and no password."""
+
+    def __init__(self, accepts: set[bytes] = frozenset()):
+        self.accepts = accepts
+        self.offered: list[bytes] = []
+
+    def auth_publickey(self, _user, key):
+        self.offered.append(key.asbytes())
+        if key.asbytes() in self.accepts:
+            return []
+        raise paramiko.AuthenticationException("denied")
+
+    def auth_password(self, _user, _password):
+        raise paramiko.AuthenticationException("denied")
+
+    def auth_none(self, _user):
+        raise paramiko.BadAuthenticationType("no", ["publickey", "password"])
+
+    def is_active(self):
+        return True
+
+
+@pytest.fixture(autouse=True)
+def agent(monkeypatch, tmp_path):
+    """An empty fake ssh-agent and an empty home (no default key files)."""
+    monkeypatch.setattr(FakeAgent, "held", [])
+    monkeypatch.setattr(paramiko_session.paramiko, "Agent", FakeAgent)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / ".ssh").mkdir(parents=True)
+    return FakeAgent
+
+
+def hop(*key_files_: str, identities_only: bool = True, password: str | None = None):
+    return Endpoint(name="n1", address="10.0.0.5", port=22, user="root",
+                    key_files=tuple(key_files_), identities_only=identities_only,
+                    password=Secret(password) if password is not None else None)
+
+
+def offers(endpoint: Endpoint):
+    notes: list[str] = []
+    unusable: list[key_files.UnusableKey] = []
+    found = [(label, key.asbytes()) for label, key in _candidate_keys(endpoint, notes, unusable)]
+    return found, notes, unusable
+
+
+def encrypted(key, fmt) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, fmt,
+                             serialization.BestAvailableEncryption(PASSWORD))
+
+
+def public_blob(key) -> bytes:
+    line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                         serialization.PublicFormat.OpenSSH)
+    return key_files.public_line_blob(line)
+
+
+def write_pub(path, key) -> None:
+    path.with_name(path.name + ".pub").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b" me@there\n")
+
+
+ENCRYPTED = {
+    "openssh": lambda: (ed25519.Ed25519PrivateKey.generate(),
+                        serialization.PrivateFormat.OpenSSH),
+    "pkcs8": lambda: (rsa.generate_private_key(65537, 2048), serialization.PrivateFormat.PKCS8),
+    "traditional-rsa": lambda: (rsa.generate_private_key(65537, 2048),
+                                serialization.PrivateFormat.TraditionalOpenSSL),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ENCRYPTED))
+def test_a_passphrase_protected_key_is_named_as_such_not_an_internal_error(tmp_path, kind):
+    key, fmt = ENCRYPTED[kind]()
+    path = tmp_path / "id_key"
+    path.write_bytes(encrypted(key, fmt))
+    assert _load_key(str(path)) == (None, PASSPHRASE, None)
+    with pytest.raises(AuthenticationFailed) as failed:
+        _authenticate("n1", hop(str(path)), FakeTransport())
+    assert failed.value.setting == "ansible_user"
+    assert f"key {path} (passphrase-protected: paramiko cannot ask for the passphrase; " \
+           "load the key into ssh-agent" in failed.value.message
+
+
+@pytest.mark.parametrize("kind", sorted(ENCRYPTED))
+def test_the_agent_copy_of_a_passphrase_protected_key_file_logs_in_with_identities_only(
+        tmp_path, agent, kind):
+    # the public key comes from the OpenSSH file itself, or from <key>.pub beside a PEM file
+    key, fmt = ENCRYPTED[kind]()
+    path = tmp_path / "id_key"
+    path.write_bytes(encrypted(key, fmt))
+    if kind != "openssh":
+        write_pub(path, key)
+    blob = public_blob(key)
+    agent.held = [FakeAgentKey(b"another key"), FakeAgentKey(blob)]
+    transport = FakeTransport(accepts={blob})
+    _authenticate("n1", hop(str(path)), transport)
+    assert transport.offered == [blob]
+
+
+def test_a_fido_key_file_the_agent_does_not_hold_stays_unusable(tmp_path, agent):
+    path = tmp_path / "id_sk"
+    path.write_bytes(openssh_key_file("sk-ssh-ed25519@openssh.com"))
+    agent.held = [FakeAgentKey(b"some other key")]
+    found, notes, unusable = offers(hop(str(path)))
+    assert found == [] and notes == []
+    assert [key.path for key in unusable] == [str(path)]
+
+
+def test_a_fido_key_file_is_offered_through_the_agent_copy(tmp_path, agent):
+    path = tmp_path / "id_sk"
+    path.write_bytes(openssh_key_file("sk-ssh-ed25519@openssh.com"))
+    blob = key_files.public_key_of(str(path))
+    agent.held = [FakeAgentKey(blob)]
+    found, _notes, unusable = offers(hop(str(path)))
+    assert found == [(f"key {path} (through ssh-agent)", blob)] and unusable == []
+
+
+@pytest.mark.parametrize("named", ["missing-private", "the-pub-itself"])
+def test_an_identity_file_that_is_only_a_public_key_finds_the_agent_key(tmp_path, agent, named):
+    # a resident FIDO key loaded with `ssh-add -K` has no private key file, as ssh accepts
+    key = ed25519.Ed25519PrivateKey.generate()
+    path = tmp_path / "id_rk"
+    write_pub(path, key)
+    blob = public_blob(key)
+    agent.held = [FakeAgentKey(blob)]
+    named_path = str(path) if named == "missing-private" else str(path) + ".pub"
+    found, notes, unusable = offers(hop(named_path))
+    assert found == [(f"key {named_path} (through ssh-agent)", blob)]
+    assert notes == [] and unusable == []
+
+
+def test_an_identity_file_that_is_only_a_public_key_not_in_the_agent_says_so(tmp_path):
+    key = ed25519.Ed25519PrivateKey.generate()
+    path = tmp_path / "id_rk"
+    write_pub(path, key)
+    found, notes, unusable = offers(hop(str(path) + ".pub"))
+    assert found == [] and unusable == []
+    assert notes == [f"key {path}.pub (only a public key, and ssh-agent holds no private key "
+                     "for it)"]
+
+
+def test_a_key_file_with_only_its_pub_beside_it_passes_the_inventory_check(tmp_path):
+    path = tmp_path / "id_rk"
+    write_pub(path, ed25519.Ed25519PrivateKey.generate())
+    assert _existing_key_files("n1", [str(path)], "ansible_ssh_private_key_file") == (str(path),)
+    with pytest.raises(HostError, match="does not exist"):
+        _existing_key_files("n1", [str(tmp_path / "nothing")], "ansible_ssh_private_key_file")
+
+
+def test_a_loadable_key_file_the_agent_also_holds_is_offered_once(tmp_path, agent):
+    # MaxAuthTries counts each offer: the agent's copy of a key already offered is skipped
+    key = ed25519.Ed25519PrivateKey.generate()
+    path = tmp_path / "id_ed25519"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.OpenSSH,
+                                       serialization.NoEncryption()))
+    blob = public_blob(key)
+    agent.held = [FakeAgentKey(blob), FakeAgentKey(b"other")]
+    found, _notes, _unusable = offers(hop(str(path), identities_only=False))
+    assert found == [(f"key {path}", blob), ("agent key " + b"other".hex(), b"other")]
+
+
+def test_a_default_key_file_the_agent_offered_already_is_not_offered_again(tmp_path, agent):
+    key = ed25519.Ed25519PrivateKey.generate()
+    path = tmp_path / "home" / ".ssh" / "id_ed25519"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.OpenSSH,
+                                       serialization.NoEncryption()))
+    blob = public_blob(key)
+    agent.held = [FakeAgentKey(blob)]
+    found, notes, unusable = offers(hop(identities_only=False))
+    assert [b for _label, b in found] == [blob] and notes == [] and unusable == []
+
+
+def test_holding_finds_only_the_agent_key_with_that_public_key(agent):
+    agent.held = [FakeAgentKey(b"one"), FakeAgentKey(b"two")]
+    keys = _Agent()
+    assert keys.holding(b"three") is None
+    assert keys.holding(None) is None
+    assert keys.holding(b"two").asbytes() == b"two"
+
+
+def test_holding_never_hands_out_a_key_offered_already(agent):
+    agent.held = [FakeAgentKey(b"one")]
+    keys = _Agent()
+    assert keys.holding(b"one") is not None
+    assert keys.holding(b"one") is None
+    assert keys.offer(FakeAgentKey(b"one")) is False
+
+
+def test_holding_asks_the_agent_only_when_a_key_is_wanted(agent, monkeypatch):
+    made = []
+    monkeypatch.setattr(paramiko_session.paramiko, "Agent", lambda: made.append(1) or agent())
+    keys = _Agent()
+    assert keys.holding(None) is None and made == []
+    keys.close()
+
+
+def default_fido_key(tmp_path):
+    path = tmp_path / "home" / ".ssh" / "id_ed25519_sk"
+    path.write_bytes(openssh_key_file("sk-ssh-ed25519@openssh.com"))
+    return path
+
+
+def test_an_unusable_default_fido_key_is_a_note_when_a_password_was_tried(tmp_path):
+    # a wrong ansible_user or password must not read as "use the OpenSSH transport"
+    path = default_fido_key(tmp_path)
+    with pytest.raises(AuthenticationFailed) as failed:
+        _authenticate("n1", hop(identities_only=False, password="pw"), FakeTransport())
+    said = failed.value.message
+    assert failed.value.setting == "ansible_user"
+    assert said.startswith("root@10.0.0.5:22 refused authentication (tried password)")
+    assert f"not offered: Key {path} is a FIDO security key" in said
+    assert USE_OPENSSH not in said
+
+
+def test_an_unusable_default_fido_key_is_the_cause_when_nothing_else_was_tried(tmp_path):
+    path = default_fido_key(tmp_path)
+    with pytest.raises(AuthenticationFailed) as failed:
+        _authenticate("n1", hop(identities_only=False), FakeTransport())
+    assert failed.value.setting == "harden_transport"
+    assert f"Key {path} is a FIDO security key" in failed.value.message
+    assert USE_OPENSSH in failed.value.message
+
+
+def test_a_fido_key_named_in_the_inventory_is_the_cause_even_after_a_password(tmp_path):
+    path = tmp_path / "id_sk"
+    path.write_bytes(openssh_key_file("sk-ssh-ed25519@openssh.com"))
+    with pytest.raises(AuthenticationFailed) as failed:
+        _authenticate("n1", hop(str(path), password="pw"), FakeTransport())
+    assert failed.value.setting == "harden_transport"
+    assert failed.value.message.startswith("root@10.0.0.5:22 refused authentication "
+                                           "(tried password)")
+    assert USE_OPENSSH in failed.value.message
+
+
+def test_every_message_that_suggests_the_openssh_transport_says_it_the_same_way():
+    class Options:
+        kex = ciphers = digests = key_types = ["x"]
+
+    class Transport:
+        def get_security_options(self):
+            return Options()
+
+    fido = key_files.UnusableKey("/k/id_sk", "sk-ssh-ed25519@openssh.com")
+    endpoint = hop()
+    for said in (negotiation_message(endpoint, Exception("x"), Transport()),
+                 unsupported_methods_message(["hostbased"]),
+                 paramiko_session.unusable_keys_message(endpoint, [], [fido])):
+        assert USE_OPENSSH in said
