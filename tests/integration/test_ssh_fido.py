@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,10 +71,10 @@ def log_mark(lab) -> int:
     return (lab.dir / "nodes" / NODE / "sshd.log").stat().st_size
 
 
-def fido_logins(lab, key: Path, mark: int) -> int:
+def fido_logins(lab, key: Path, mark: int, key_type: str = "ED25519-SK") -> int:
     """sshd's "Accepted publickey ... ED25519-SK <fingerprint>" lines since `mark`."""
     log = (lab.dir / "nodes" / NODE / "sshd.log").read_bytes()[mark:].decode(errors="replace")
-    wanted = f"ED25519-SK {fido.fingerprint(key.with_name(key.name + '.pub'))}"
+    wanted = f"{key_type} {fido.fingerprint(key.with_name(key.name + '.pub'))}"
     return sum(1 for line in log.splitlines()
                if line.startswith("Accepted publickey for root") and wanted in line)
 
@@ -135,37 +137,111 @@ def test_the_paramiko_transport_names_the_fido_key_file_and_suggests_openssh(key
         assert "--transport openssh" in text and "ssh-agent" in text
 
 
+def wait_for_agent(process: subprocess.Popen, env: dict[str, str]) -> None:
+    """Until the agent answers: `ssh-add -l` exits 0 (keys) or 1 (none) once it listens,
+    2 while it cannot be reached (the socket file can exist before the agent accepts)."""
+    deadline = time.monotonic() + 10
+    while True:
+        listed = subprocess.run(["ssh-add", "-l"], env=env, capture_output=True, timeout=10,
+                                stdin=subprocess.DEVNULL)
+        if listed.returncode in (0, 1):
+            return
+        assert process.poll() is None, f"ssh-agent exited (rc {process.returncode})"
+        assert time.monotonic() < deadline, f"ssh-agent does not answer: {listed.stderr!r}"
+        time.sleep(0.02)
+
+
 @pytest.fixture
-def agent(keys, tmp_path):
+def agent(keys):
     """An ssh-agent of the test's own holding the enrolled key, signing through the provider
-    (ssh-agent loads only providers its -P patterns allow); stopped after the test."""
+    (ssh-agent loads only providers its -P patterns allow); stopped after the test. Its
+    socket lives in a short mkdtemp() directory: a Unix socket path has at most 108 bytes,
+    which pytest's tmp_path can exceed."""
     _, provider, key, _ = keys
-    sock = tmp_path / "agent.sock"
-    process = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock), "-P", str(provider)],
+    directory = tempfile.mkdtemp(prefix="hfa")
+    sock = os.path.join(directory, "agent.sock")
+    process = subprocess.Popen(["ssh-agent", "-D", "-a", sock, "-P", str(provider)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            assert process.poll() is None and time.monotonic() < deadline, "no ssh-agent"
-            time.sleep(0.02)
-        env = {**os.environ, "SSH_AUTH_SOCK": str(sock), "SSH_SK_PROVIDER": str(provider)}
+        env = {**os.environ, "SSH_AUTH_SOCK": sock, "SSH_SK_PROVIDER": str(provider)}
+        wait_for_agent(process, env)
         subprocess.run(["ssh-add", str(key)], env=env, check=True, capture_output=True,
                        timeout=30, stdin=subprocess.DEVNULL)
-        yield str(sock)
+        yield sock
     finally:
         process.terminate()
         process.wait(timeout=10)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def named_key(tmp_path: Path, key: Path, how: str) -> Path | None:
+    """The key file the inventory names: none (the agent's keys), the key file itself, or a
+    path with only the public key beside it (a resident key loaded with `ssh-add -K` has no
+    private key file; ssh then finds the agent's key by the .pub)."""
+    if how == "agent-only":
+        return None
+    if how == "key-file-in-agent":
+        return key
+    only_pub = tmp_path / "id_resident"
+    only_pub.with_name("id_resident.pub").write_text(
+        key.with_name(key.name + ".pub").read_text())
+    return only_pub
 
 
 @pytest.mark.parametrize("transport", ["openssh", "paramiko"])
-@pytest.mark.parametrize("key_file", [False, True], ids=["agent-only", "key-file-in-agent"])
+@pytest.mark.parametrize("key_file", ["agent-only", "key-file-in-agent", "only-pub-in-agent"])
 def test_a_fido_key_in_ssh_agent_logs_in_with_either_transport(keys, agent, tmp_path, transport,
                                                                key_file):
-    # with the key file named and IdentitiesOnly, the agent's copy of that key signs (as ssh
+    # with a key file named and IdentitiesOnly, the agent's copy of that key signs (as ssh
     # does); no SecurityKeyProvider is given: the agent has the middleware
     lab, _, key, _ = keys
     mark = log_mark(lab)
-    inv = str(inventory(tmp_path, lab, key if key_file else None))
+    inv = str(inventory(tmp_path, lab, named_key(tmp_path, key, key_file)))
     ping = run(tmp_path, "ping", "-i", inv, "--transport", transport, SSH_AUTH_SOCK=agent)
     assert ping.returncode == 0, ping.stdout + ping.stderr
     assert fido_logins(lab, key, mark) == 1
+
+
+PASSPHRASE = "harden-test-passphrase"
+
+
+@pytest.fixture(scope="module")
+def protected_key(keys, tmp_path_factory) -> Path:
+    """A passphrase-protected Ed25519 key the node's root accepts."""
+    lab = keys[0]
+    key = tmp_path_factory.mktemp("protected") / "id_protected"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", PASSPHRASE, "-f", str(key),
+                    "-C", "harden-protected-test"], check=True, capture_output=True, timeout=30,
+                   stdin=subprocess.DEVNULL)
+    with (lab.dir / "authorized_keys" / "root").open("a") as authorized:
+        authorized.write(key.with_name(key.name + ".pub").read_text())
+    return key
+
+
+def add_with_passphrase(agent_sock: str, key: Path, tmp_path: Path) -> None:
+    """`ssh-add KEY` answering the passphrase prompt through SSH_ASKPASS."""
+    askpass = tmp_path / "askpass"
+    askpass.write_text(f"#!/bin/sh\necho '{PASSPHRASE}'\n")
+    askpass.chmod(0o700)
+    env = {**os.environ, "SSH_AUTH_SOCK": agent_sock, "SSH_ASKPASS": str(askpass),
+           "SSH_ASKPASS_REQUIRE": "force"}
+    subprocess.run(["ssh-add", str(key)], env=env, check=True, capture_output=True, timeout=30,
+                   stdin=subprocess.DEVNULL)
+
+
+def test_a_passphrase_protected_key_file_is_named_then_used_through_the_agent_copy(
+        keys, protected_key, agent, tmp_path):
+    # paramiko cannot ask for a passphrase: without the agent the key is named as
+    # passphrase-protected (not an internal error); once ssh-add loaded it, harden uses the
+    # agent's copy of the named key under IdentitiesOnly, as ssh does
+    lab = keys[0]
+    inv = str(inventory(tmp_path, lab, protected_key))
+    refused = run(tmp_path, "ping", "-i", inv, "--transport", "paramiko")
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    text = flat(refused)
+    assert f"key {protected_key} (passphrase-protected" in text and "internal error" not in text
+    add_with_passphrase(agent, protected_key, tmp_path)
+    mark = log_mark(lab)
+    ping = run(tmp_path, "ping", "-i", inv, "--transport", "paramiko", SSH_AUTH_SOCK=agent)
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert fido_logins(lab, protected_key, mark, key_type="ED25519") == 1
