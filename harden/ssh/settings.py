@@ -265,7 +265,7 @@ def _merge_config(args: _SshArgs, config: sshconfig.ConfigValues) -> None:
                                   ("CertificateFile", config.all("certificatefile"),
                                    args.cert_files)):
         for path in map(expand, paths):
-            if os.path.isfile(path):
+            if os.path.isfile(path) or setting == "IdentityFile" and _has_public_key(path):
                 found.append(path)
             else:       # ssh skips it with a warning too
                 args.warnings.append(f"ssh config: {setting} {path} does not exist")
@@ -418,16 +418,20 @@ def _existing_cert_files(host: str, paths: list[str]) -> tuple[str, ...]:
 
 
 def _existing_key_files(host: str, paths: list[str], setting: str) -> tuple[str, ...]:
-    """Expand and check explicit key files: a missing one is a mistake worth stopping for.
-    Only `<path>.pub` is enough, as for ssh: the key is then the agent's (a resident FIDO key
-    loaded with `ssh-add -K` has no private key file)."""
+    """Expand and check explicit key files: a missing one is a mistake worth stopping for."""
     found = []
     for raw in paths:
         path = os.path.abspath(os.path.expanduser(raw))
-        if not os.path.isfile(path) and not os.path.isfile(path + ".pub"):
+        if not os.path.isfile(path) and not _has_public_key(path):
             raise HostError(host, f"private key file {path} does not exist", setting)
         found.append(path)
     return tuple(dict.fromkeys(found))
+
+
+def _has_public_key(path: str) -> bool:
+    """Whether `<path>.pub` exists, which is enough for ssh: it then signs with the agent's
+    copy of that key (a resident FIDO key loaded with `ssh-add -K` has no private key file)."""
+    return os.path.isfile(path + ".pub")
 
 
 def _jump_endpoints(host: str, spec: str | None, target: Endpoint, options: RunOptions,

@@ -65,6 +65,17 @@ def test_an_alias_resolves_to_host_user_port_key_jump_and_known_hosts(config, tm
     assert s.route == "ops@10.1.2.3:2222 via jumper@10.9.9.9:2200"
 
 
+def test_a_config_identity_file_with_only_its_pub_is_kept_for_the_agent_copy(tmp_path):
+    # ssh finds the agent's key by <file>.pub (resident FIDO keys have no private key file)
+    resident, absent = tmp_path / "id_resident", tmp_path / "id_absent"
+    resident.with_name("id_resident.pub").write_text("ssh-ed25519 AAAA me\n")
+    path = tmp_path / "ssh_config"
+    path.write_text(f"Host node-b\n  IdentityFile {resident}\n  IdentityFile {absent}\n")
+    s = spec("node-b", {"ansible_ssh_common_args": f"-F {path}"})
+    assert s.target.key_files == (str(resident),)
+    assert any(f"IdentityFile {absent} does not exist" in w for w in s.warnings)
+
+
 def test_inventory_variables_win_and_a_match_on_the_user_follows_them(config):
     path, _ = config
     s = spec("node-a", {"ansible_user": "bob", "ansible_port": 22,
