@@ -10,7 +10,9 @@ load (DSA, Ed448, a PuTTY file, a cipher cryptography lacks) are named the same 
 
 An OpenSSH private key names its type in the unencrypted public part at its start (even when
 the private part is passphrase-protected), so the type is known without decrypting anything.
-Imports no paramiko: `describe` takes the exception paramiko raised.
+That public key (else the one in `<file>.pub`) is also what finds ssh-agent's copy of a key
+paramiko cannot use itself, as ssh finds it. Imports no paramiko: `describe` takes the
+exception paramiko raised.
 """
 
 from __future__ import annotations
