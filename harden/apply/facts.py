@@ -517,9 +517,7 @@ def census_script() -> str:
     """sh: the etcd census of harden.node.etcd_census for the running kube-apiserver (C|, X|
     and Y| records)."""
     return (census_functions() +
-            "apid=$(ps -ww -eo pid=,args= | awk '{n=$2; sub(/.*\\//, \"\", n)} "
-            "n==\"kube-apiserver\" {print $1; exit}')\n"
-            "if [ -n \"$apid\" ]; then\n"
+            "if apiserver_pid 0; then\n"
             "  v=$(argval \"$apid\" --encryption-provider-config)\n"
             "  case $v in /*) printf 'L|%s\\n' \"$(enc_layout \"/proc/$apid/root$v\")\";; esac\n"
             "  etcd_census \"$apid\"\n"
@@ -534,7 +532,25 @@ def census_functions() -> str:
             "  take { v = $0; take = 0; next }\n  $0 == f { take = 1; next }\n"
             "  index($0, f \"=\") == 1 { v = substr($0, length(f) + 2) }\n"
             "  END { if (v != \"\") print v }'; }\n"
-            + etcd_census.SCRIPT.strip() + "\n")
+            + APISERVER_PID + etcd_census.SCRIPT.strip() + "\n")
+
+
+# `apiserver_pid SECONDS` leaves the running kube-apiserver's pid in $apid. A task right after
+# a manifest write finds the static pod restarting: the old process gone, the new one not yet
+# started (or gone between `ps` and reading its /proc). For up to SECONDS it looks again each
+# second rather than calling the API server absent; 0 looks once (a fact gathered in check mode
+# must not wait). Returns 1 when none ran in that time.
+APISERVER_PID = r"""apiserver_pid() { ap_w=0
+  while :; do
+    apid=$(ps -ww -eo pid=,args= | awk '{n=$2; sub(/.*\//, "", n)} n=="kube-apiserver" {print $1; exit}')
+    [ -n "$apid" ] && [ -r "$R/proc/$apid/cmdline" ] && return 0
+    [ "$ap_w" -lt "$1" ] || return 1
+    ap_w=$((ap_w + 1)); sleep 1
+  done; }
+"""
+# How long the modules that read etcd through the API server's flags wait for it to run: the
+# kubelet restarts a static pod within seconds, a pulled image or a slow node within a minute.
+APISERVER_WAIT = 120
 
 
 def build_script(requests) -> str:

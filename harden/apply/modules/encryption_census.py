@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import shlex
 
-from harden.apply.facts import CENSUS, FactRequest, Facts, census_functions
+from harden.apply.facts import APISERVER_WAIT, CENSUS, FactRequest, Facts, census_functions
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed
 from harden.node import etcd_census
 
@@ -86,8 +86,7 @@ command -v kubectl >/dev/null || {{ echo "kubectl is not installed here" >&2; ex
 {census_functions()}
 expected={shlex.quote(expected)}
 measure() {{
-  apid=$(ps -ww -eo pid=,args= | awk '{{n=$2; sub(/.*\\//, "", n)}} n=="kube-apiserver" {{print $1; exit}}')
-  [ -n "$apid" ] || {{ echo "no kube-apiserver runs here" >&2; return 1; }}
+  apiserver_pid {APISERVER_WAIT} || {{ echo "no kube-apiserver has run here for {APISERVER_WAIT} s" >&2; return 1; }}
   etcd_census "$apid" | awk -F'|' -v want="$expected" '
     BEGIN {{ n = split(want, w, " "); for (i = 1; i <= n; i++) {{ split(w[i], kv, "="); p[kv[1]] = kv[2] }} }}
     $1 == "Q" && ($2 in p) {{ total += $4; if ($3 != p[$2]) {{ off += $4; res[$2] += $4 }} }}

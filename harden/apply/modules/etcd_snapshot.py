@@ -5,7 +5,9 @@ Reaches etcd as the API server does (its first --etcd-servers endpoint and its e
 certificate, read through /proc/<pid>/root, as the etcd census does); uses etcdctl on the host,
 else etcdctl inside the etcd container through `crictl exec` (kubeadm nodes often have no
 etcdctl): the container writes into etcd's data dir, a hostPath, and the file is moved from
-there. The snapshot is written under umask 077 (mode 0600, root's), then checked with
+there. Taken right after a task that rewrote kube-apiserver's manifest, it finds the static pod
+restarting: it waits for the API server to run again (APISERVER_WAIT) instead of failing.
+The snapshot is written under umask 077 (mode 0600, root's), then checked with
 `etcdctl snapshot status`; the task line shows where it is, its size and revision. It holds
 every object etcd stores (secrets included, encrypted or not): keep it like the keys.
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 import posixpath
 import shlex
 
-from harden.apply.facts import FILE, FactRequest, Facts, census_functions
+from harden.apply.facts import APISERVER_WAIT, FILE, FactRequest, Facts, census_functions
 from harden.apply.modules.base import Arg, Change, Module, PlanContext, TaskFailed
 
 
@@ -51,12 +53,18 @@ def snapshot_script(path: str) -> str:
 {census_functions()}
 umask 077
 fail() {{ echo "etcd snapshot: $*" >&2; exit 1; }}
-apid=$(ps -ww -eo pid=,args= | awk '{{n=$2; sub(/.*\\//, "", n)}} n=="kube-apiserver" {{print $1; exit}}')
-[ -n "$apid" ] || fail "no kube-apiserver runs here: its etcd endpoint and certificate are not known"
+tries=0
+while :; do
+  apiserver_pid {APISERVER_WAIT} ||
+    fail "no kube-apiserver has run here for {APISERVER_WAIT} s: its etcd endpoint and certificate are not known"
+  ep=$(argval "$apid" --etcd-servers); ep=${{ep%%,*}}
+  ca=$(argval "$apid" --etcd-cafile); cert=$(argval "$apid" --etcd-certfile); key=$(argval "$apid" --etcd-keyfile)
+  [ -r "$R/proc/$apid/cmdline" ] && break     # still the same process: its flags read whole
+  tries=$((tries + 1)); [ "$tries" -lt {APISERVER_WAIT} ] || fail "kube-apiserver keeps restarting"
+  sleep 1
+done
 aroot="$R/proc/$apid/root"
-ep=$(argval "$apid" --etcd-servers); ep=${{ep%%,*}}
 [ -n "$ep" ] || fail "kube-apiserver has no --etcd-servers"
-ca=$(argval "$apid" --etcd-cafile); cert=$(argval "$apid" --etcd-certfile); key=$(argval "$apid" --etcd-keyfile)
 mkdir -p {directory} || fail "cannot create {directory}"
 rm -f {target}.part
 if command -v etcdctl >/dev/null 2>&1; then
