@@ -17,7 +17,10 @@ import select
 import socket
 import time
 
-import paramiko
+from harden.ssh.deferred_invoke import defer_invoke
+
+defer_invoke()          # before paramiko, whose config module would import invoke at once
+import paramiko  # noqa: E402
 
 from harden.errors import HostError
 from harden.node.limits import MAX_OUTPUT_BYTES
