@@ -4,8 +4,8 @@ See harden/apply/modules/base.py for the contract every module follows.
 
 A module's file is imported when a playbook first names it (`get_module`), not with this
 package: every part of apply imports `harden.apply.modules.base`, which imports this package
-first, and importing all of the modules up front (about 40 ms, jinja2 included through
-`assert`) was paid before an apply's first connection whatever its playbook used.
+first, and importing all of the modules up front (some 40 files) was paid before an apply's
+first connection whatever its playbook used.
 tests/unit/apply/test_module_registry.py checks this table against the modules' own names.
 """
 
