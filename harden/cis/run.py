@@ -87,9 +87,12 @@ class CatalogueLoad:
     login and the probe's round trip; loading it (YAML and validation, ~45 ms of CPU) before
     the first connection made every host wait for it. The name is checked at once
     (catalogue.benchmark_path), so an unknown benchmark still fails before any host is
-    contacted. `start` is called by a host once it is connected (the load then overlaps the
-    probe's wait on the node), `get` by whoever needs the catalogue first; both may come from
-    any thread, and `get` starts the load itself if no host did.
+    contacted. `start` is called by a paramiko host once it is logged in (the load then
+    overlaps the probe's wait on the node), `get` by whoever needs the catalogue first; both
+    may come from any thread, and `get` starts the load itself if no host did. An OpenSSH
+    one-exec session logs in with the probe's own `ssh` process, spawned inside the probe
+    call: a load started before it delayed the spawns and cost the controller CPU (measured),
+    so there the first host whose facts are in loads it while the others' probes still run.
     """
 
     def __init__(self, name: str, loaded: Catalogue | None = None):
@@ -205,7 +208,8 @@ def audit_host(host, spec, catalogue: CatalogueLoad, jumps: JumpPool | None = No
     _audit, when another control plane of its cluster answers section 5 for it)."""
     step(host.name, "connecting")
     with connect(spec, jumps, one_exec=True) as session:
-        catalogue.start()                 # loads while the node runs the probe
+        if spec.transport != "openssh":
+            catalogue.start()             # logged in: it loads while the node runs the probe
         step(host.name, "probing")
         facts = gather_facts(session, host.name, ask_cluster=ask_cluster)
     if facts.kubectl_deferred:
