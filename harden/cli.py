@@ -329,11 +329,13 @@ def apply(inventories, playbooks, limit, check, check_mode, diff, forks, extra_v
         run_options=run_options(connect_timeout=timeout, accept_new_host_keys=accept_new_host_keys,
                                 ask_become_pass=_ask_become_pass(ask_become_pass, config),
                                 transport=transport))
-    from harden.apply.output import JsonOutput, TextOutput
-
-    output = JsonOutput(options.diff) if output_format == "json" else \
-        TextOutput(diff=options.diff, check=options.check, verbosity=verbosity,
-                   check_mode=options.check_mode)
+    if output_format == "json":       # its own module: a JSON run imports no rich
+        from harden.apply.json_output import JsonOutput
+        output = JsonOutput(options.diff)
+    else:
+        from harden.apply.output import TextOutput
+        output = TextOutput(diff=options.diff, check=options.check, verbosity=verbosity,
+                            check_mode=options.check_mode)
     sys.exit(run_apply(inventories, list(playbooks), options, output))
 
 

@@ -16,12 +16,9 @@ The timeout is left for a component that runs but never turns healthy.
 
 from __future__ import annotations
 
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Callable
-
-from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from harden.apply.modules.wait_for_static_pod import CheckResult, HttpProbe, WaitSpec
 from harden.ssh.session import Session
@@ -71,6 +68,10 @@ def wait_healthy(session: Session, spec: WaitSpec, previous_pids: set[int] | fro
             state["detail"] = describe_crash(spec, result, exits)
             raise _Crashed()
         return state["streak"] >= spec.successes
+
+    # tenacity and (in _tls_exchange) ssl are imported here, at the first health gate: an
+    # apply imports this module before its first connection, and most runs never wait
+    from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
     retrying = Retrying(stop=stop_after_delay(timeout if timeout is not None else spec.timeout),
                         wait=wait_fixed(spec.interval), retry=retry_if_result(lambda ok: not ok),
@@ -177,6 +178,8 @@ def _read_some(recv, limit: int = 4096) -> bytes:
 def _tls_exchange(channel, request: bytes) -> bytes:
     """TLS over a paramiko channel (no file descriptor, so through memory BIOs). Like the
     kubelet's probes, the certificate is not verified."""
+    import ssl
+
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE

@@ -7,7 +7,6 @@ secret (no scripts, no file content besides those diffs).
 
 from __future__ import annotations
 
-import json
 import threading
 
 from rich.console import Console
@@ -17,6 +16,7 @@ from rich.text import Text
 
 from harden.apply.playbook import Play
 from harden.apply.events import Output, RunResult, TaskResult
+from harden.apply.json_output import JsonOutput, document  # noqa: F401 - importable from here
 from harden.progress import HostProgress
 
 RECAP_COLUMNS = ("ok", "changed", "failed", "unreachable", "rolled_back", "skipped", "rescued",
@@ -153,47 +153,6 @@ def _recap_style(column: str, value: int) -> str:
     return {"changed": "yellow", "failed": "bold red", "unreachable": "bold red",
             "rolled_back": "bold magenta", "skipped": "cyan", "rescued": "magenta",
             "ignored": "cyan"}.get(column, "green")
-
-
-class JsonOutput(Output):
-    """Machine output: only the final document goes to stdout; warnings go to stderr."""
-
-    def __init__(self, diff: bool = False, echo=print, err=None):
-        self.diff = diff
-        self.echo = echo
-        self.err = err or Console(stderr=True, soft_wrap=True, highlight=False)
-        self.warnings: list[dict] = []
-
-    def warning(self, host: str | None, message: str) -> None:
-        self.warnings.append({"host": host, "message": message})
-        self.err.print(f"{host + ': ' if host else ''}{message}", markup=False)
-
-    def stopped(self, message: str) -> None:
-        self.warning(None, message)
-
-    def finish(self, result: RunResult) -> None:
-        self.echo(json.dumps(document(result, self.diff, self.warnings), indent=2))
-
-
-def document(result: RunResult, with_diff: bool, warnings: list[dict] = ()) -> dict:
-    tasks: dict[str, list[dict]] = {host: [] for host in result.hosts}
-    for task in result.tasks:
-        entry = {"play": task.play, "task": task.task, "status": task.status}
-        if task.handler:
-            entry["handler"] = True
-        if task.status == "failed" and task.ignore_errors:
-            entry["ignored"] = True
-        if task.message:
-            entry["message"] = task.message
-        if with_diff and task.diff:
-            entry["diff"] = task.diff
-        tasks.setdefault(task.host, []).append(entry)
-    return {"run_id": result.run_id, "check": result.check, "check_mode": result.check_mode,
-            "exit_code": result.exit_code,
-            "hosts": {host: s.as_dict() for host, s in result.hosts.items()},
-            "execs": {host: len(execs) for host, execs in result.execs.items()},
-            "seconds": result.seconds,
-            "tasks": tasks, "stopped": result.stopped or None, "warnings": list(warnings)}
 
 
 def print_runs(console: Console, rows: list[dict]) -> None:

@@ -11,9 +11,6 @@ from pathlib import Path
 
 import yaml
 
-from harden.cis.cluster_checks import CAN_I_CHECKS, KUBECTL_CHECKS
-from harden.cis.file_checks import RESOLVERS
-from harden.cis.operators import OPS
 from harden.errors import InputError
 
 BENCHMARK_DIR = Path(__file__).parent / "benchmarks"
@@ -50,12 +47,20 @@ class Catalogue:
         return next((c for c in self.checks if c.id == check_id), None)
 
 
-def load_catalogue(name: str = "cis-1.12", path: str | Path | None = None) -> Catalogue:
-    """Load and validate a catalogue, so a typo in the data fails at load, not mid-run."""
+def benchmark_path(name: str, path: str | Path | None = None) -> Path:
+    """The catalogue file of benchmark `name` (or `path`); InputError naming the known ones when
+    there is none. Cheap on purpose: `harden check` asks it before any host is contacted and
+    loads the file itself while the hosts are probed (harden.cis.run)."""
     path = Path(path) if path else BENCHMARK_DIR / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in BENCHMARK_DIR.glob("*.yaml")))
         raise InputError(f"unknown benchmark {name!r} (known: {known})", str(path))
+    return path
+
+
+def load_catalogue(name: str = "cis-1.12", path: str | Path | None = None) -> Catalogue:
+    """Load and validate a catalogue, so a typo in the data fails at load, not mid-run."""
+    path = benchmark_path(name, path)
     try:
         data = yaml.load(path.read_text(), Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
@@ -71,6 +76,12 @@ def load_catalogue(name: str = "cis-1.12", path: str | Path | None = None) -> Ca
 
 
 def _check_from(raw: dict, sections: dict, path: Path) -> Check:
+    # the evaluators' tables, imported with the first check rather than with this module:
+    # benchmark_path above must stay cheap to import
+    from harden.cis.cluster_checks import CAN_I_CHECKS, KUBECTL_CHECKS
+    from harden.cis.file_checks import RESOLVERS
+    from harden.cis.operators import OPS
+
     cid = str(raw.get("id"))
     missing = [k for k in ("id", "section", "title", "scored", "audit", "expected", "remediation")
                if k not in raw]

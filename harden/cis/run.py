@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import click
 
 from harden.cis import cluster_reads
-from harden.cis.catalogue import Catalogue, load_catalogue
-from harden.cis.evaluate import evaluate_host
+from harden.cis.catalogue import benchmark_path
 from harden.ssh.settings import resolve_targets
 from harden.errors import InputError
-from harden.cis.compare import FAILING, compute_changes, load_baseline, new_scored_failures
 from harden.progress import HostProgress, wanted
 from harden.runs.journal import Journal, new_run_id, record_check
 from harden.ssh.parallel import HostOutcome, for_each_host
@@ -32,6 +31,13 @@ from harden.cis.probe import Facts, gather_cluster_facts, gather_facts
 from harden.cis.reports import FORMATS, render
 from harden.cis.results import CheckResult, CheckRun
 from harden.ssh.transport import JumpPool, connect
+
+if TYPE_CHECKING:
+    from harden.cis.catalogue import Catalogue
+
+# What comes into play only once a host's facts are in (the evaluators, the catalogue, and
+# --compare's baseline) is imported where it is used: a check's first connection then waits
+# for none of it (see CatalogueLoad).
 
 EXIT_OK, EXIT_INPUT, EXIT_FINDINGS, EXIT_HOSTS = 0, 1, 2, 4
 
@@ -48,15 +54,22 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
         raise InputError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fail_on == "new" and compare is None:
         raise InputError("--fail-on new needs --compare RUN_ID|FILE|last (new since what?)")
-    catalogue = load_catalogue(benchmark)
-    journal = _open_journal()
+    catalogue = CatalogueLoad(benchmark)       # an unknown name fails here, before any host
+    journal = None
     try:
-        baseline = load_baseline(compare, catalogue.benchmark, journal) if compare else None
+        baseline = None
+        if compare:        # a bad baseline is bad input: found before any host is contacted
+            from harden.cis.compare import load_baseline
+            journal = _open_journal()
+            baseline = load_baseline(compare, catalogue.get().benchmark, journal)
         run = _audit(inventories, limit, forks, catalogue, fmt, accept_new_host_keys,
                      ask_become_pass, connect_timeout, transport, host_defaults)
         if baseline is not None:
+            from harden.cis.compare import compute_changes
             run.changes = compute_changes(baseline, run)
         code = exit_code(run, fail_on)
+        if journal is None:      # opened only now: the audit does not need it
+            journal = _open_journal()
         _journal_run(journal, run, code)
     finally:
         if journal is not None:
@@ -67,8 +80,61 @@ def run_check(inventories: Sequence[str], *, limit: str | None, forks: int, benc
     return code
 
 
-def _audit(inventories, limit, forks, catalogue: Catalogue, fmt: str, accept_new_host_keys: bool,
-           ask_become_pass: bool, connect_timeout: float | None,
+class CatalogueLoad:
+    """The catalogue, loaded in a thread of its own while the hosts are connected and probed.
+
+    A check needs the catalogue only to evaluate a host's facts, which arrive after the SSH
+    login and the probe's round trip; loading it (YAML and validation, ~45 ms of CPU) before
+    the first connection made every host wait for it. The name is checked at once
+    (catalogue.benchmark_path), so an unknown benchmark still fails before any host is
+    contacted. `start` is called by a paramiko host once it is logged in (the load then
+    overlaps the probe's wait on the node), `get` by whoever needs the catalogue first; both
+    may come from any thread, and `get` starts the load itself if no host did. An OpenSSH
+    one-exec session logs in with the probe's own `ssh` process, spawned inside the probe
+    call: a load started before it delayed the spawns and cost the controller CPU (measured),
+    so there the first host whose facts are in loads it while the others' probes still run.
+    """
+
+    def __init__(self, name: str, loaded: Catalogue | None = None):
+        if loaded is None:
+            benchmark_path(name)
+        self.name = name
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._value = loaded
+        self._error: BaseException | None = None
+
+    @classmethod
+    def of(cls, catalogue: Catalogue) -> CatalogueLoad:
+        """One that is already loaded (tests, callers holding a Catalogue)."""
+        return cls(catalogue.benchmark, catalogue)
+
+    def start(self) -> None:
+        with self._lock:
+            if self._value is None and self._thread is None:
+                self._thread = threading.Thread(target=self._load, name="catalogue",
+                                                daemon=True)
+                self._thread.start()
+
+    def get(self) -> Catalogue:
+        """The catalogue; its load's error (InputError naming the file) raised in the caller."""
+        self.start()
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def _load(self) -> None:
+        try:
+            from harden.cis.catalogue import load_catalogue
+            self._value = load_catalogue(self.name)
+        except BaseException as exc:   # noqa: BLE001 - handed to every get(), in its thread
+            self._error = exc
+
+
+def _audit(inventories, limit, forks, catalogue: CatalogueLoad, fmt: str,
+           accept_new_host_keys: bool, ask_become_pass: bool, connect_timeout: float | None,
            transport: str | None = None, host_defaults: dict | None = None) -> CheckRun:
     """Every selected host probed and evaluated, `forks` at a time, with progress on a
     terminal."""
@@ -77,8 +143,7 @@ def _audit(inventories, limit, forks, catalogue: Catalogue, fmt: str, accept_new
         accept_new_host_keys=accept_new_host_keys, ask_become_pass=ask_become_pass,
         warn=lambda line: click.echo(line, err=True), host_defaults=host_defaults)
     asking = cluster_reads.askers(hosts)
-    run = CheckRun(benchmark=catalogue.benchmark, run_id=new_run_id(), results=[],
-                   started_at=datetime.now(timezone.utc))
+    run_id, started_at = new_run_id(), datetime.now(timezone.utc)
     started = time.monotonic()
     jumps = JumpPool()
     progress = HostProgress("harden check", len(hosts), enabled=wanted(fmt))
@@ -92,6 +157,8 @@ def _audit(inventories, limit, forks, catalogue: Catalogue, fmt: str, accept_new
             hosts, facts, lambda host: ask_cluster(host, specs[host.name], jumps), forks)
     finally:
         jumps.close()
+    run = CheckRun(benchmark=catalogue.get().benchmark, run_id=run_id, results=[],
+                   started_at=started_at)
     roles = {host.name: host.vars.get("harden_node_role") for host in hosts}
     for name, outcome in outcomes.items():
         if name in failed:                  # its second exec failed: as a failed probe
@@ -135,19 +202,28 @@ class Audited:
     results: list[CheckResult] | None
 
 
-def audit_host(host, spec, catalogue: Catalogue, jumps: JumpPool | None = None,
+def audit_host(host, spec, catalogue: CatalogueLoad, jumps: JumpPool | None = None,
                step=lambda host, text: None, ask_cluster: bool = True) -> Audited:
     """One session, one probe exec, then every applicable check evaluated locally (later, by
     _audit, when another control plane of its cluster answers section 5 for it)."""
     step(host.name, "connecting")
     with connect(spec, jumps, one_exec=True) as session:
+        if spec.transport != "openssh":
+            catalogue.start()             # logged in: it loads while the node runs the probe
         step(host.name, "probing")
         facts = gather_facts(session, host.name, ask_cluster=ask_cluster)
     if facts.kubectl_deferred:
         return Audited(facts, None)
     step(host.name, "evaluating")
-    return Audited(facts, evaluate_host(host.name, facts, catalogue,
-                                        host.vars.get("harden_node_role")))
+    return Audited(facts, _evaluate(host.name, facts, catalogue.get(),
+                                    host.vars.get("harden_node_role")))
+
+
+def _evaluate(name: str, facts: Facts, catalogue: Catalogue, role) -> list[CheckResult]:
+    """harden.cis.evaluate, imported with the first host's facts rather than before the
+    first connection."""
+    from harden.cis.evaluate import evaluate_host
+    return evaluate_host(name, facts, catalogue, role)
 
 
 def ask_cluster(host, spec, jumps: JumpPool | None = None) -> Facts:
@@ -156,11 +232,11 @@ def ask_cluster(host, spec, jumps: JumpPool | None = None) -> Facts:
         return gather_cluster_facts(session, host.name)
 
 
-def _evaluate_late(name: str, facts: Facts, catalogue: Catalogue, role) -> HostOutcome:
+def _evaluate_late(name: str, facts: Facts, catalogue: CatalogueLoad, role) -> HostOutcome:
     """A host evaluated once its cluster's answers are in; an error is its outcome, as in
     for_each_host."""
     try:
-        return HostOutcome(name, Audited(facts, evaluate_host(name, facts, catalogue, role)))
+        return HostOutcome(name, Audited(facts, _evaluate(name, facts, catalogue.get(), role)))
     except Exception as exc:   # noqa: BLE001 - one host's failure must not stop the others
         return HostOutcome(name, error=exc)
 
@@ -169,6 +245,8 @@ def exit_code(run: CheckRun, fail_on: str = "any") -> int:
     """4 if a host could not be audited, else 2 if a scored check failed or its component
     would refuse its command line (ERROR) (with `fail_on="new"`: only such a result that is
     new since the baseline), else 0."""
+    from harden.cis.compare import FAILING, new_scored_failures
+
     if run.unreachable:
         return EXIT_HOSTS
     if fail_on == "new" and run.changes is not None:

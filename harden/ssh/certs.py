@@ -12,7 +12,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import paramiko
+from harden.ssh.deferred_invoke import defer_invoke
+
+defer_invoke()          # before paramiko, whose config module would import invoke at once
+import paramiko  # noqa: E402
 
 from harden.ssh.hostkeys import fingerprint
 

@@ -19,7 +19,10 @@ import threading
 import time
 import warnings
 
-import paramiko
+from harden.ssh.deferred_invoke import defer_invoke
+
+defer_invoke()          # before paramiko, whose config module would import invoke at once
+import paramiko  # noqa: E402
 
 from harden.errors import HostError
 from harden.node.limits import MAX_OUTPUT_BYTES

@@ -169,7 +169,10 @@ def _ssh_g(ssh: str, host: str, name: str, config_file: str | None, user: str | 
 
 
 def _paramiko_lookup(host: str, name: str, config_file: str | None) -> ConfigValues:
-    """Without an ssh client: paramiko's reading of the user's (or -F) config file."""
+    """Without an ssh client: paramiko's reading of the user's (or -F) config file (its
+    `Match exec` lines run through invoke, loaded then: harden.ssh.deferred_invoke)."""
+    from harden.ssh.deferred_invoke import defer_invoke
+    defer_invoke()
     import paramiko
 
     path = os.path.expanduser(config_file or "~/.ssh/config")

@@ -35,3 +35,14 @@ def test_a_baseline_file_that_is_not_a_report_names_the_file(tmp_path, monkeypat
     done = _run(tmp_path, monkeypatch, "--compare", str(report))
     assert done.exit_code == 1
     assert "old.json" in done.output and "needs run_id and results" in done.output
+
+
+def test_an_unknown_benchmark_is_refused_before_contacting_hosts(tmp_path, monkeypatch):
+    from harden.cis import run
+
+    contacted = []
+    monkeypatch.setattr(run, "connect", lambda spec, *a, **k: contacted.append(spec.host))
+    done = _run(tmp_path, monkeypatch, "--benchmark", "cis-0.1")
+    assert done.exit_code == 1
+    assert "unknown benchmark 'cis-0.1' (known: cis-1.12)" in done.output
+    assert contacted == []

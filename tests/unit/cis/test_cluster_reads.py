@@ -342,7 +342,7 @@ def test_a_failed_second_exec_fails_its_host_and_the_check_exits_4(tmp_path, mon
         raise HostError(host.name, "unreachable: connection refused")
     monkeypatch.setattr(run, "audit_host", audit_host)
     monkeypatch.setattr(run, "ask_cluster", ask_cluster)
-    checked = run._audit([str(inventory)], None, 5, load_catalogue("cis-1.12"), "json",
+    checked = run._audit([str(inventory)], None, 5, run.CatalogueLoad.of(load_catalogue()), "json",
                          False, False, None)
     assert list(checked.unreachable) == ["cp2"]
     assert "connection refused" in checked.unreachable["cp2"]
