@@ -149,8 +149,10 @@ def commit_script(record: HostRecord, backup_root: str = BACKUP_ROOT,
     return f"""set -e
 LC_ALL=C; export LC_ALL
 umask 077
-{HB_RECORD}HB={shlex.quote(backup_root)}/{run}; J={shlex.quote(journal_root)}
-mkdir -p "$J"; chmod 0700 "$J"
+{HB_RECORD}hb_um=077
+HB={shlex.quote(backup_root)}/{run}; J={shlex.quote(journal_root)}
+[ -d "$J" ] || mkdir -p "$J"
+chmod 0700 "$J"
 if [ -f "$HB/index" ]; then
   : > "$HB/after-index"
   if [ -n "${{hb_ap0:-}}" ] && [ -f "$HB/after-partial" ]; then
@@ -165,12 +167,12 @@ if [ -f "$HB/index" ]; then
   else
     cut -f6- "$HB/index" | while IFS= read -r p; do hb_record "$p" "$HB/after-index"; done
   fi
-  sync -- "$HB/after-index"
 fi
 t="$J/.{record.run_id}.json.harden-tmp"
-(umask 077; base64 -d > "$t") <<'HARDEN_RECORD'
+base64 -d > "$t" <<'HARDEN_RECORD'
 {payload}HARDEN_RECORD
-sync -- "$t"; mv -f -- "$t" "$J/"{run}.json
+if [ -f "$HB/index" ]; then sync -- "$HB/after-index" "$t"; else sync -- "$t"; fi
+mv -f -- "$t" "$J/"{run}.json
 if [ -f "$HB/index" ]; then cat "$HB/index"; fi
 """.encode()
 
