@@ -319,7 +319,7 @@ hb_dirty=; hb_sc=; hb_ap_dirty=; hb_seen=; hb_fresh=
 hn_flush() { hb_sync; }
 hb_real() {     # readlink -m of $1, in $hb_r; walked in the shell unless a component is a link
   case $1 in
-    /*//*|/*/./*|/*/../*|*/.|*/..|*/|//*) hb_r=$(readlink -m -- "$1"); return;;
+    *//*|*/./*|*/../*|*/.|*/..|*/) hb_r=$(readlink -m -- "$1"); return;;
     /*) ;;
     *) hb_r=$(readlink -m -- "$1"); return;;
   esac

@@ -142,11 +142,13 @@ def test_paths_through_a_link_resolve_as_readlink_does_and_plain_ones_without_it
     odd = f"{node}/etc/../real/f"
     trace = run(node, f"hb_chmod {shlex.quote(str(node / 'link' / 'f'))} 0600",
                 f"hb_chmod {shlex.quote(odd)} 0640",
-                f"hb_chmod {shlex.quote(str(node / 'etc' / 'app.conf'))} 0600")
-    assert names(trace).count("readlink") == 2          # the link, the `..`; not the plain path
+                f"hb_chmod {shlex.quote(str(node / 'etc' / 'app.conf'))} 0600",
+                f"hb_chmod {shlex.quote(f'{node}/./etc//app.conf/')} 0640")
+    assert names(trace).count("readlink") == 3      # the link, `..`, `./`; not the plain path
     assert [e.path for e in parse_index((node / "backups" / RUN / "index").read_text())] == \
         [str(real / "f"), str(node / "etc" / "app.conf")]
     assert stat.S_IMODE((real / "f").stat().st_mode) == 0o640
+    assert stat.S_IMODE((node / "etc" / "app.conf").stat().st_mode) == 0o640
     assert (node / "link").is_symlink()
 
 
