@@ -3,13 +3,14 @@ script makes and by the run's commit (harden.runs.journal.commit_script)."""
 
 from harden.node.configmap import CONFIGMAP_SH
 
-# `hb_record PATH FILE [SHA256]` appends the state PATH is in now ("kind mode uid gid sha256
-# path") to FILE and keeps a copy of a regular file under $HB/after/: the state a run left behind,
-# which a manual rollback compares with the node to see (and show) what someone changed since.
-# Shared by every change (after-partial, for runs cut off before their commit) and by the commit
-# (after-index, see harden.runs.journal.commit_script). SHA256, when given, is the file's content
-# hash the caller already knows (what it just wrote, or a backup's content a chmod kept): the copy
-# is not hashed again. One `stat` prints the whole line (nothing when it fails, so never half a
+# `hb_record PATH FILE [SHA256 [MODE UID GID]]` appends the state PATH is in now ("kind mode
+# uid gid sha256 path") to FILE and keeps a copy of a regular file under $HB/after/: the state a
+# run left behind, which a manual rollback compares with the node to see (and show) what someone
+# changed since. Shared by every change (after-partial, for runs cut off before their commit) and
+# by the commit (after-index, see harden.runs.journal.commit_script). SHA256, when given, is the
+# file's content hash the caller already knows (what it just wrote, or a backup's content a chmod
+# kept): the copy is not hashed again; MODE UID GID (one tab-separated argument), when known,
+# saves the `stat`. Else one `stat` prints the whole line (nothing when it fails, so never half a
 # line). A ConfigMap key's path (harden.node.configmap) is recorded from the API.
 # `hb_private_dir`/`hb_private_file` make the run's private dirs (0700) and files (0600) under a
 # 077 umask and then switch back to the one in force ($hb_um, read once), without a subshell.
@@ -34,7 +35,8 @@ hb_record() {
     cp -p -- "$1" "$HB/after$1"
     hb_rs=${3:-}
     if [ -z "$hb_rs" ]; then hb_rs=$(sha256sum < "$HB/after$1") || hb_rs=; fi
-    stat -L --printf "file\t%a\t%u\t%g\t${hb_rs%% *}\t%n\n" -- "$1" >> "$2"
+    if [ -n "${4:-}" ]; then printf 'file\t%s\t%s\t%s\n' "$4" "${hb_rs%% *}" "$1" >> "$2"
+    else stat -L --printf "file\t%a\t%u\t%g\t${hb_rs%% *}\t%n\n" -- "$1" >> "$2"; fi
   elif [ -d "$1" ]; then
     stat -L --printf 'dir\t%a\t%u\t%g\t-\t%n\n' -- "$1" >> "$2"
   elif [ -e "$1" ]; then

@@ -303,15 +303,15 @@ def meta_diff(path: str, what: str, before: str, after: str) -> str:
 # so the helpers do in the shell what needs no program: the path resolution when no component
 # is a link, dirname/basename, the "already backed up?" test (the index's paths are read once per
 # script into $hb_seen, and every line this script adds goes there too, so a path is backed up
-# once per run across the run's execs), the private umask (switched, not a subshell). One `stat`
-# writes a whole index line. Durability is batched without changing its order: `hb_save` takes
+# once per run across the run's execs), the private umask (switched, not a subshell). Durability is batched without changing its order: `hb_save` takes
 # the backup and `hb_sync` makes the copy, its index line, and the after-partial lines of earlier
 # changes durable in one `sync` before the path changes (a write also syncs its new content
 # there, before the rename). A backup cut short by a crash before that sync is harmless: the
 # original is still untouched, and a rollback verifies every copy against the index's sha256
 # (hr_file) before restoring it. The last after-partial lines are made durable on exit (hn_exit).
-# A change whose content is known passes its sha256 to hb_after_real (hb_write: the controller's
-# hash of the content; hb_chmod/hb_chown right after the backup: the backup's), saving a hash.
+# A change whose result is known passes it to hb_after_real, saving a hash (hb_write: the
+# controller's hash of the content; hb_chmod/hb_chown right after the backup: the backup's) and
+# for hb_chmod of a plain octal mode the `stat` too (the backup's owner, the mode given).
 APPLY_PRELUDE = r"""set -e
 LC_ALL=C; export LC_ALL
 """ + NODE_FAILURE + r"""
@@ -367,7 +367,8 @@ $hb_p
     hn_tmp="$HB/files$hb_p"         # a partial copy must not pass for a backup
     cp -p -- "$hb_p" "$HB/files$hb_p"
     hb_h=$(sha256sum < "$hb_p") || hb_h=; hb_h=${hb_h%% *}
-    stat --printf "file\t%a\t%u\t%g\t$hb_h\t%n\n" -- "$hb_p" >> "$HB/index"
+    hb_st=$(stat --printf '%a\t%u\t%g' -- "$hb_p")
+    printf 'file\t%s\t%s\t%s\n' "$hb_st" "$hb_h" "$hb_p" >> "$HB/index"
     hn_tmp=; hb_sc="$HB/files$hb_p"; hb_fresh=$hb_h
   elif [ -d "$hb_p" ]; then
     stat --printf 'dir\t%a\t%u\t%g\t-\t%n\n' -- "$hb_p" >> "$HB/index"
@@ -387,11 +388,11 @@ hb_sync() {     # FILES...: durable together with the backup taken and the chang
   sync -- "$@"; hb_dirty=; hb_sc=; hb_ap_dirty=
 }
 hb_after() { hb_real "$1"; hb_after_real "$hb_r"; }
-hb_after_real() {   # PATH [SHA256]: hb_after of a path as given: resolved already (hb_backup's
-                    # $hb_p), or a link the run re-points, recorded as itself; SHA256: its
-                    # content's, when the caller knows it
+hb_after_real() {   # PATH [SHA256 [MODE UID GID]]: hb_after of a path as given: resolved
+                    # already (hb_backup's $hb_p), or a link the run re-points, recorded as
+                    # itself; SHA256 and MODE UID GID (tab-separated): known to the caller
   [ -f "$HB/after-partial" ] || hb_private_file "$HB/after-partial"
-  hb_record "$1" "$HB/after-partial" "${2:-}"; hb_ap_dirty=1
+  hb_record "$1" "$HB/after-partial" "${2:-}" "${3:-}"; hb_ap_dirty=1
 }
 hb_mkdirs() {
   [ -d "$1" ] && return 0
@@ -433,8 +434,15 @@ $1
 "
   hb_record "$1" "$HB/index"; hb_dirty=1; hb_sync
 }
-hb_chmod() {
-  hb_save "$1"; hb_sync; chmod "$2" -- "$hb_p"; hb_after_real "$hb_p" "$hb_fresh"
+hb_chmod() {     # a file just backed up keeps its content and owner, and a plain octal
+                # mode is exactly what chmod leaves on a regular file: nothing to look up
+  hb_save "$1"; hb_sync; chmod "$2" -- "$hb_p"
+  case $hb_fresh:$2 in
+    ?*:[0-7][0-7][0-7]|?*:0[0-7][0-7][0-7])
+      hb_m=$2; while :; do case $hb_m in 0?*) hb_m=${hb_m#0};; *) break;; esac; done
+      hb_after_real "$hb_p" "$hb_fresh" "$hb_m	${hb_st#*	}";;
+    *) hb_after_real "$hb_p" "$hb_fresh";;
+  esac
 }
 hb_chown() {
   hb_save "$1"; hb_sync; chown "$2" -- "$hb_p"; hb_after_real "$hb_p" "$hb_fresh"

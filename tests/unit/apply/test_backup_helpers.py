@@ -82,7 +82,7 @@ def test_a_first_chmod_starts_no_resolver_no_awk_and_syncs_once_before_the_chang
     assert names(trace) == ["mkdir", "chmod",                  # the run's dir, locked down
                             "mkdir", "cp", "sha256sum", "stat", "sync",    # the backup
                             "chmod",                                       # the change
-                            "cp", "stat",                                  # its after record
+                            "cp",                          # its after copy (mode: the one given)
                             "sync"]                                        # on exit
     backup_sync, last_sync = [line for line in trace if line.startswith("sync ")]
     run_dir = node / "backups" / RUN
@@ -209,3 +209,18 @@ def test_a_rollback_never_restores_a_backup_copy_that_is_not_the_one_indexed(nod
     assert undo.returncode == 3 and b"does not match its recorded sha256" in undo.stderr
     assert conf.read_text() == "a = 2\n"
     assert not list(conf.parent.glob(".*harden-restore"))
+
+
+@pytest.mark.parametrize("mode, want, looked_up", [("0600", 0o600, False), ("640", 0o640, False),
+                                                   ("0000", 0, False), ("u+x", 0o744, True),
+                                                   ("2750", 0o2750, True)])
+def test_a_chmod_records_the_mode_the_file_really_has(node, mode, want, looked_up):
+    """A plain octal mode right after the backup is recorded without a `stat`; a symbolic or
+    special one is looked up. Either way the line is what the file now is."""
+    conf = node / "etc" / "app.conf"
+    trace = run(node, f"hb_chmod {shlex.quote(str(conf))} {mode}")
+    assert stat.S_IMODE(conf.stat().st_mode) == want
+    assert lines_of(node, "after-partial") == [[
+        "file", f"{want:o}", str(conf.stat().st_uid), str(conf.stat().st_gid),
+        sha(b"a = 1\n"), str(conf)]]
+    assert names(trace).count("stat") == (2 if looked_up else 1)
