@@ -142,7 +142,8 @@ def commit_script(record: HostRecord, backup_root: str = BACKUP_ROOT,
     Run as the tail of a write exec (harden.apply.node_writes), that exec sets `hb_ap0` to
     the number of after-partial lines before its first change: a path it changed already has
     its final state in after-partial (its last line there; hb_after copied the file too), so
-    that line is taken over instead of copying and hashing the file again.
+    that line is taken over instead of copying and hashing the file again. The after-index and
+    the record's temp file are made durable by one `sync`, before the rename that commits.
     """
     run = shlex.quote(record.run_id)
     payload = base64.encodebytes(record.to_json().encode()).decode()

@@ -315,7 +315,7 @@ def meta_diff(path: str, what: str, before: str, after: str) -> str:
 APPLY_PRELUDE = r"""set -e
 LC_ALL=C; export LC_ALL
 """ + NODE_FAILURE + r"""
-hb_dirty=; hb_sc=; hb_ap_dirty=; hb_seen=; hb_fresh=
+hb_ready=; hb_dirty=; hb_sc=; hb_ap_dirty=; hb_seen=; hb_fresh=
 hn_flush() { hb_sync; }
 hb_real() {     # readlink -m of $1, in $hb_r; walked in the shell unless a component is a link
   case $1 in
