@@ -7,8 +7,10 @@ message was only the failing tool's."""
 NODE_FAILURE = r"""
 hn_tmp=; hn_dir=
 hn_where() { hn_dir=$1; }
+hn_flush() { :; }     # what a script still has to make durable on its way out (apply: hb_sync)
 hn_exit() {
   hn_rc=$?
+  hn_flush 2>/dev/null || :
   [ "$hn_rc" = 0 ] || [ -z "$hn_dir" ] || hn_why "$hn_dir"    # while still full
   [ -z "$hn_tmp" ] || rm -f -- "$hn_tmp"
 }

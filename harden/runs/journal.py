@@ -142,15 +142,18 @@ def commit_script(record: HostRecord, backup_root: str = BACKUP_ROOT,
     Run as the tail of a write exec (harden.apply.node_writes), that exec sets `hb_ap0` to
     the number of after-partial lines before its first change: a path it changed already has
     its final state in after-partial (its last line there; hb_after copied the file too), so
-    that line is taken over instead of copying and hashing the file again.
+    that line is taken over instead of copying and hashing the file again. The after-index and
+    the record's temp file are made durable by one `sync`, before the rename that commits.
     """
     run = shlex.quote(record.run_id)
     payload = base64.encodebytes(record.to_json().encode()).decode()
     return f"""set -e
 LC_ALL=C; export LC_ALL
 umask 077
-{HB_RECORD}HB={shlex.quote(backup_root)}/{run}; J={shlex.quote(journal_root)}
-mkdir -p "$J"; chmod 0700 "$J"
+{HB_RECORD}hb_um=077
+HB={shlex.quote(backup_root)}/{run}; J={shlex.quote(journal_root)}
+[ -d "$J" ] || mkdir -p "$J"
+chmod 0700 "$J"
 if [ -f "$HB/index" ]; then
   : > "$HB/after-index"
   if [ -n "${{hb_ap0:-}}" ] && [ -f "$HB/after-partial" ]; then
@@ -165,12 +168,12 @@ if [ -f "$HB/index" ]; then
   else
     cut -f6- "$HB/index" | while IFS= read -r p; do hb_record "$p" "$HB/after-index"; done
   fi
-  sync -- "$HB/after-index"
 fi
 t="$J/.{record.run_id}.json.harden-tmp"
-(umask 077; base64 -d > "$t") <<'HARDEN_RECORD'
+base64 -d > "$t" <<'HARDEN_RECORD'
 {payload}HARDEN_RECORD
-sync -- "$t"; mv -f -- "$t" "$J/"{run}.json
+if [ -f "$HB/index" ]; then sync -- "$HB/after-index" "$t"; else sync -- "$t"; fi
+mv -f -- "$t" "$J/"{run}.json
 if [ -f "$HB/index" ]; then cat "$HB/index"; fi
 """.encode()
 

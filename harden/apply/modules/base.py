@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import difflib
+import hashlib
 import posixpath
 import re
 import shlex
@@ -290,89 +291,164 @@ def meta_diff(path: str, what: str, before: str, after: str) -> str:
 # Shell helpers every change snippet may call. `hb_backup` saves the original of a path once
 # per run under $HB/files/<path> (0700 dir) and appends "kind mode uid gid sha256 path" to
 # $HB/index (kind: file, dir, absent, proc); the journal and rollback read that index.
-# Every helper first resolves its path (`readlink -m`: symlinks followed, `//` and `.`
-# folded), so a symlink is never replaced, chmod-ed or backed up itself: its target is, and
-# the index names the target, which is what a rollback must put back. The dedupe compares
-# the resolved path through ENVIRON because `awk -v` would unescape backslashes in it.
+# Every helper first resolves its path (`hb_real`, what `readlink -m` gives: symlinks followed,
+# `//` and `.` folded), so a symlink is never replaced, chmod-ed or backed up itself: its target
+# is, and the index names the target, which is what a rollback must put back.
 # After each change, `hb_after` appends the state the path was left in to $HB/after-partial
 # (same format; the last line of a path wins) and copies a file to $HB/after/<path>: a run
 # killed before its commit writes no after-index, and a manual rollback of it must still see
 # whether someone changed a path since (harden.apply.rollback.NodeRun.changed_since).
+#
+# Each helper process costs about a millisecond on a node, and a write exec touches few paths,
+# so the helpers do in the shell what needs no program: the path resolution when no component
+# is a link, dirname/basename, the "already backed up?" test (the index's paths are read once per
+# script into $hb_seen, and every line this script adds goes there too, so a path is backed up
+# once per run across the run's execs), the private umask (switched, not a subshell). Durability is batched without changing its order: `hb_save` takes
+# the backup and `hb_sync` makes the copy, its index line, and the after-partial lines of earlier
+# changes durable in one `sync` before the path changes (a write also syncs its new content
+# there, before the rename). A backup cut short by a crash before that sync is harmless: the
+# original is still untouched, and a rollback verifies every copy against the index's sha256
+# (hr_file) before restoring it. The last after-partial lines are made durable on exit (hn_exit).
+# A change whose result is known passes it to hb_after_real, saving a hash (hb_write: the
+# controller's hash of the content; hb_chmod/hb_chown right after the backup: the backup's) and
+# for hb_chmod of a plain octal mode the `stat` too (the backup's owner, the mode given).
 APPLY_PRELUDE = r"""set -e
 LC_ALL=C; export LC_ALL
 """ + NODE_FAILURE + r"""
-hb_real() { readlink -m -- "$1"; }
+hb_ready=; hb_dirty=; hb_sc=; hb_ap_dirty=; hb_seen=; hb_fresh=
+hn_flush() { hb_sync; }
+hb_real() {     # readlink -m of $1, in $hb_r; walked in the shell unless a component is a link
+  case $1 in
+    *//*|*/./*|*/../*|*/.|*/..|*/) hb_r=$(readlink -m -- "$1"); return;;
+    /*) ;;
+    *) hb_r=$(readlink -m -- "$1"); return;;
+  esac
+  hb_q=$1; hb_s=
+  while [ -n "$hb_q" ]; do
+    hb_q=${hb_q#/}; hb_c=${hb_q%%/*}; hb_s=$hb_s/$hb_c; hb_q=${hb_q#"$hb_c"}
+    if [ -L "$hb_s" ]; then hb_r=$(readlink -m -- "$1"); return; fi
+  done
+  hb_r=$1
+}
+hb_parent() {   # dirname of $1, in $hb_d
+  hb_d=$1
+  while :; do case $hb_d in ?*/) hb_d=${hb_d%/};; *) break;; esac; done
+  case $hb_d in */*) hb_d=${hb_d%/*};; *) hb_d=.; return;; esac
+  while :; do case $hb_d in ?*/) hb_d=${hb_d%/};; *) break;; esac; done
+  hb_d=${hb_d:-/}
+}
 hb_dirs() {     # the run's backup dir and index, made (and locked down) once per script
   [ -z "$hb_ready" ] || return 0
-  mkdir -p "$HB" && chmod 0700 "$HB_ROOT" "$HB"
-  [ -f "$HB/index" ] || (umask 077; : >> "$HB/index")     # 0600, subdirectories 0700
+  [ -d "$HB" ] || mkdir -p "$HB"
+  chmod 0700 "$HB_ROOT" "$HB"
+  [ -f "$HB/index" ] || hb_private_file "$HB/index"     # 0600, subdirectories 0700
+  hb_seen='
+'
+  if [ -s "$HB/index" ]; then hb_seen="$hb_seen$(cut -f6- -- "$HB/index")
+"; fi
   hb_ready=1
 }
-hb_sum() { hb_h=$(sha256sum < "$1" || :); hb_h=${hb_h%% *}; }   # sha256 of a file, in $hb_h
-hb_backup() {   # leaves the resolved path in $hb_p
-  hb_p="$(hb_real "$1")"
+hb_backup() {   # leaves the resolved path in $hb_p; its backup is durable when it returns
+  hb_save "$1"; hb_sync
+}
+hb_save() {     # hb_backup, not yet durable: the caller runs hb_sync before changing $hb_p
+  [ -z "$hb_sc" ] || hb_sync
+  hb_real "$1"; hb_p=$hb_r; hb_fresh=
   hn_where "$HB_ROOT"
   hb_dirs
   [ -f "$HB/files$hb_p" ] && return 0
-  if [ -f "$HB/index" ] && HB_P="$hb_p" awk -F '\t' '$6 == ENVIRON["HB_P"] {f=1} END {exit !f}' \
-      "$HB/index"; then
-    return 0
-  fi
+  case $hb_seen in *"
+$hb_p
+"*) return 0;; esac
+  hb_seen="$hb_seen$hb_p
+"
   if [ -f "$hb_p" ] && [ "${hb_p#/proc/}" = "$hb_p" ]; then
-    (umask 077; mkdir -p -- "$HB/files${hb_p%/*}")
+    [ -d "$HB/files${hb_p%/*}" ] || hb_private_dir "$HB/files${hb_p%/*}" "$HB/after${hb_p%/*}"
     hn_tmp="$HB/files$hb_p"         # a partial copy must not pass for a backup
-    cp -p -- "$hb_p" "$HB/files$hb_p"; sync -- "$HB/files$hb_p"
-    hb_sum "$hb_p"
-    printf 'file\t%s\t%s\t%s\n' "$(stat -c '%a	%u	%g' -- "$hb_p")" "$hb_h" "$hb_p" \
-      >> "$HB/index"
-    hn_tmp=
+    cp -p -- "$hb_p" "$HB/files$hb_p"
+    hb_h=$(sha256sum < "$hb_p") || hb_h=; hb_h=${hb_h%% *}
+    hb_st=$(stat --printf '%a\t%u\t%g' -- "$hb_p")
+    printf 'file\t%s\t%s\t%s\n' "$hb_st" "$hb_h" "$hb_p" >> "$HB/index"
+    hn_tmp=; hb_sc="$HB/files$hb_p"; hb_fresh=$hb_h
   elif [ -d "$hb_p" ]; then
-    printf 'dir\t%s\t-\t%s\n' "$(stat -c '%a	%u	%g' -- "$hb_p")" "$hb_p" >> "$HB/index"
+    stat --printf 'dir\t%a\t%u\t%g\t-\t%n\n' -- "$hb_p" >> "$HB/index"
   elif [ -f "$hb_p" ]; then
-    (umask 077; mkdir -p -- "$HB/files${hb_p%/*}"); cat -- "$hb_p" > "$HB/files$hb_p"
+    [ -d "$HB/files${hb_p%/*}" ] || hb_private_dir "$HB/files${hb_p%/*}"
+    cat -- "$hb_p" > "$HB/files$hb_p"
     printf 'proc\t-\t-\t-\t-\t%s\n' "$hb_p" >> "$HB/index"
   else
     printf 'absent\t-\t-\t-\t-\t%s\n' "$hb_p" >> "$HB/index"
   fi
-  sync -- "$HB/index"
+  hb_dirty=1
 }
-hb_after() { hb_after_real "$(hb_real "$1")"; }
-hb_after_real() {   # hb_after of a path as given: resolved already (hb_backup's $hb_p), or a
-                    # link the run re-points, recorded as itself
-  [ -f "$HB/after-partial" ] || (umask 077; : >> "$HB/after-partial")
-  hb_record "$1" "$HB/after-partial"; sync -- "$HB/after-partial"
+hb_sync() {     # FILES...: durable together with the backup taken and the change lines so far
+  [ -n "$hb_dirty$hb_ap_dirty$*" ] || return 0
+  if [ -n "$hb_dirty" ]; then set -- "$HB/index" ${hb_sc:+"$hb_sc"} "$@"; fi
+  if [ -n "$hb_ap_dirty" ]; then set -- "$HB/after-partial" "$@"; fi
+  sync -- "$@"; hb_dirty=; hb_sc=; hb_ap_dirty=
+}
+hb_after() { hb_real "$1"; hb_after_real "$hb_r"; }
+hb_after_real() {   # PATH [SHA256 [MODE UID GID]]: hb_after of a path as given: resolved
+                    # already (hb_backup's $hb_p), or a link the run re-points, recorded as
+                    # itself; SHA256 and MODE UID GID (tab-separated): known to the caller
+  [ -f "$HB/after-partial" ] || hb_private_file "$HB/after-partial"
+  hb_record "$1" "$HB/after-partial" "${2:-}" "${3:-}"; hb_ap_dirty=1
 }
 hb_mkdirs() {
   [ -d "$1" ] && return 0
-  hb_mkdirs "$(dirname -- "$1")"
+  hb_parent "$1"; hb_mkdirs "$hb_d"
   hb_backup "$1"; mkdir -m 0755 -- "$hb_p"; hb_after_real "$hb_p"
 }
-hb_write() {
-  hb_mkdirs "$(dirname -- "$1")"; hb_w="$(hb_real "$1")"
-  hb_mkdirs "$(dirname -- "$hb_w")"; hb_backup "$hb_w"
-  t="$(dirname -- "$hb_w")/.$(basename -- "$hb_w").harden-tmp"
-  hn_where "$(dirname -- "$hb_w")"; hn_tmp="$t"
-  rm -f -- "$t"; (umask 077; base64 -d > "$t")
-  if [ -e "$hb_w" ]; then chmod --reference="$hb_w" -- "$t"; chown --reference="$hb_w" -- "$t"
-  else chmod 0644 -- "$t"; chown 0:0 -- "$t"; fi
+hb_write() {    # PATH MODE OWNER GROUP [SHA256 of the content]; the content (base64) on stdin
+  hb_parent "$1"; hb_mkdirs "$hb_d"; hb_real "$1"; hb_w=$hb_r
+  hb_parent "$hb_w"; hb_wd=$hb_d; hb_mkdirs "$hb_wd"; hb_save "$hb_w"
+  t="$hb_wd/.${hb_w##*/}.harden-tmp"
+  hn_where "$hb_wd"; hn_tmp="$t"
+  if [ -e "$t" ] || [ -L "$t" ]; then rm -f -- "$t"; fi
+  hb_private_um; umask 077
+  base64 -d > "$t" || { hb_rc=$?; umask "$hb_um"; return "$hb_rc"; }
+  umask "$hb_um"
+  case $2 in [0-7][0-7][0-7]|[0-7][0-7][0-7][0-7]) hb_m=;; *) hb_m=base;; esac
+  if [ -e "$hb_w" ]; then     # an absolute mode, an owner and a group replace the base ones
+    [ -z "$hb_m" ] || chmod --reference="$hb_w" -- "$t"
+    [ "$3" != - ] && [ "$4" != - ] || chown --reference="$hb_w" -- "$t"
+  else
+    [ -z "$hb_m" ] || chmod 0644 -- "$t"
+    [ "$3" != - ] && [ "$4" != - ] || chown 0:0 -- "$t"
+  fi
   [ "$2" = - ] || chmod "$2" -- "$t"
-  [ "$3" = - ] || chown "$3" -- "$t"
-  [ "$4" = - ] || chgrp "$4" -- "$t"
-  sync -- "$t"; mv -f -- "$t" "$hb_w"; hn_tmp=; sync -- "$(dirname -- "$hb_w")"
-  hb_after_real "$hb_w"
+  if [ "$3" != - ] && [ "$4" != - ]; then chown "$3:$4" -- "$t"
+  elif [ "$3" != - ]; then chown "$3" -- "$t"
+  elif [ "$4" != - ]; then chgrp "$4" -- "$t"; fi
+  hb_sync "$t"; mv -f -- "$t" "$hb_w"; hn_tmp=
+  hb_after_real "$hb_w" "${5:-}"; hb_sync "$hb_wd"
 }
 hb_backup_link() {  # a link the run re-points: the link itself, not its target, is recorded
+  [ -z "$hb_sc" ] || hb_sync
   hn_where "$HB_ROOT"
   hb_dirs
-  if HB_P="$1" awk -F '\t' '$6 == ENVIRON["HB_P"] {f=1} END {exit !f}' "$HB/index"; then
-    return 0
-  fi
-  hb_record "$1" "$HB/index"; sync -- "$HB/index"
+  case $hb_seen in *"
+$1
+"*) hb_sync; return 0;; esac
+  hb_seen="$hb_seen$1
+"
+  hb_record "$1" "$HB/index"; hb_dirty=1; hb_sync
 }
-hb_chmod() { hb_backup "$1"; chmod "$2" -- "$hb_p"; hb_after_real "$hb_p"; }
-hb_chown() { hb_backup "$1"; chown "$2" -- "$hb_p"; hb_after_real "$hb_p"; }
+hb_chmod() {     # a file just backed up keeps its content and owner, and a plain octal
+                # mode is exactly what chmod leaves on a regular file: nothing to look up
+  hb_save "$1"; hb_sync; chmod "$2" -- "$hb_p"
+  case $hb_fresh:$2 in
+    ?*:[0-7][0-7][0-7]|?*:0[0-7][0-7][0-7])
+      hb_m=$2; while :; do case $hb_m in 0?*) hb_m=${hb_m#0};; *) break;; esac; done
+      hb_after_real "$hb_p" "$hb_fresh" "$hb_m	${hb_st#*	}";;
+    *) hb_after_real "$hb_p" "$hb_fresh";;
+  esac
+}
+hb_chown() {
+  hb_save "$1"; hb_sync; chown "$2" -- "$hb_p"; hb_after_real "$hb_p" "$hb_fresh"
+}
 hb_mkdir() {
-  hb_mkdirs "$(dirname -- "$1")"; hb_backup "$1"; mkdir -m "$2" -- "$hb_p"
+  hb_parent "$1"; hb_mkdirs "$hb_d"; hb_backup "$1"; mkdir -m "$2" -- "$hb_p"
   hb_after_real "$hb_p"
 }
 hb_proc() { hb_backup "$1"; printf '%s\n' "$2" > "$1"; hb_after "$1"; }
@@ -408,8 +484,9 @@ def _superseded(changes: list[Change]) -> set[int]:
     for index, change in enumerate(changes):
         if change.path and change.rewrites:
             last[change.path] = index
-    keeps_metadata = {i for i, c in enumerate(changes) if c.path and c.script.startswith(
-        f"hb_write {shlex.quote(posixpath.normpath(c.path))} - - - <<")}
+    keeps_metadata = {i for i, c in enumerate(changes) if c.path and re.match(
+        re.escape(f"hb_write {shlex.quote(posixpath.normpath(c.path))} - - - ") +
+        r"[0-9a-f]{64} <<", c.script)}
     return {i for i, c in enumerate(changes) if c.path and c.rewrites and last[c.path] != i
             and i in keeps_metadata and last[c.path] in keeps_metadata}
 
@@ -417,12 +494,14 @@ def _superseded(changes: list[Change]) -> set[int]:
 def write_snippet(path: str, content: bytes, mode: str | None, owner: str | None,
                   group: str | None) -> str:
     """Atomic replace of `path` by `content`. Mode/owner/group not given ('-') are kept from
-    the existing file; a new file gets 0644 root:root."""
+    the existing file; a new file gets 0644 root:root. The content's sha256 goes along: the
+    node records the state the write left without hashing the file again."""
     m, o, g = mode or "-", owner or "-", group or "-"
     encoded = base64.encodebytes(content).decode()
     target = shlex.quote(posixpath.normpath(path))
     return (f"hb_write {target} {shlex.quote(m)} {shlex.quote(o)} "
-            f"{shlex.quote(g)} <<'HARDEN_EOF'\n{encoded}HARDEN_EOF")
+            f"{shlex.quote(g)} {hashlib.sha256(content).hexdigest()} "
+            f"<<'HARDEN_EOF'\n{encoded}HARDEN_EOF")
 
 
 def parse_mode(mode: str, current: int | None = None, directory: bool = False) -> int:
