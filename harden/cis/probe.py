@@ -19,6 +19,9 @@ for a delimiter:
     Z|<b64 link text>|<path>          a symlink that leads nowhere (dangling, or a loop)
     M|<path>                          a path that was looked for and does not exist
     F|<b64 content>|<path>            a file's content (only files that hold no secrets)
+    W|<b64>|<size>|<path>|<size>|...  several files' contents read by one `head -c`, with head's
+                                      `==> name <==` lines between them; split by the sizes
+                                      stat gave (split_read); paths hold no `|` or newline
     E|size|<bytes>|<path>             a file too large to read (limits.MAX_FILE_BYTES)
     E|type|<file type>|<path>         a path to read that is a FIFO, socket or device
     N|<b64 tokens>|<path>             encryption config reduced to `resources`/provider names
@@ -216,6 +219,9 @@ read_file() { [ -n "$1" ] || return 0
   else stat_path "$1"; fi; }
 # read several files as read_file does, with one stat for all the plain regular ones (not
 # symlinks; a path with a newline or `|` goes through read_file, whose records it keeps apart)
+# and one head and one base64 for their contents: a W record, head's own "==> path <==" lines
+# between the files, each file's size by stat after the blob (the controller splits it by
+# those sizes, so a file's text can never pass for another's; see split_read)
 read_files() { b_=$nl
   for f_ do
     [ -n "$f_" ] || continue
@@ -226,17 +232,21 @@ read_files() { b_=$nl
   set -f; o_=$IFS; IFS=$nl; set -- $b_; IFS=$o_; set +f
   [ $# -gt 0 ] || return 0
   for f_ do shift; set -- "$@" "$R$f_"; done
+  w_=''; ws_=''
   while IFS= read -r s_; do
     [ -n "$s_" ] || continue
     # no path here holds a `|` (those went to read_file): path and size are the last fields
     sz=${s_##*|}; s_=${s_%|*}; p_=${s_##*|}; printf '%s\n' "$s_"
     if [ "${sz:-0}" -gt __MAX__ ]; then echo "E|size|$sz|$p_"
-    else printf 'F|'; head -c __MAX1__ < "$p_" | b64; printf '|%s\n' "$p_"
-      READ="$READ${p_#"$R"}$nl"; fi
+    else w_="$w_$p_$nl"; ws_="$ws_|${sz:-0}|$p_"; READ="$READ${p_#"$R"}$nl"; fi
   done <<EOF_RF
 $(stat -c "$FMT|%s" "$@" 2>/dev/null)
 EOF_RF
-}
+  set -f; o_=$IFS; IFS=$nl; set -- $w_; IFS=$o_; set +f
+  # one file: head writes no "==>" line, so it is an F record as read_file writes it
+  if [ $# -eq 1 ]; then printf 'F|'; head -c __MAX1__ < "$1" | b64; printf '|%s\n' "$1"
+  elif [ $# -gt 1 ]; then printf 'W|'; head -c __MAX1__ -- "$@" 2>/dev/null | b64
+    printf '%s\n' "$ws_"; fi; }
 # concatenate the regular files among the arguments (never a FIFO: cat would wait forever)
 catf() { for f_ do shift; [ -f "$f_" ] && set -- "$@" "$f_"; done
   [ $# -eq 0 ] || head -q -c __MAX1__ -- "$@"; :; }
@@ -807,11 +817,14 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
         facts.missing.add(_strip(rest, root))
     elif tag == "F":
         raw, path = rest.split("|", 1)
-        content = _b64(raw)
-        if len(content) > MAX_FILE_BYTES:         # grew after it was sized
-            facts.unreadable.append(too_large(_strip(path, root), len(content)))
-        else:
-            facts.contents[_strip(path, root)] = content.decode("utf-8", "replace")
+        _add_content(facts, _strip(path, root), _b64(raw))
+    elif tag == "W":
+        raw, *fields = rest.split("|")
+        if not fields or len(fields) % 2:
+            raise ValueError("a W record names each file with its size")
+        files = [(int(size), path) for size, path in zip(fields[0::2], fields[1::2])]
+        for path, content in split_read(_b64(raw), files):
+            _add_content(facts, _strip(path, root), content)
     elif tag == "E":
         kind, detail, path = rest.split("|", 2)
         path = _strip(path, root)
@@ -851,6 +864,45 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _add_content(facts: Facts, path: str, content: bytes) -> None:
+    if len(content) > MAX_FILE_BYTES:         # grew after it was sized
+        facts.unreadable.append(too_large(path, len(content)))
+    else:
+        facts.contents[path] = content.decode("utf-8", "replace")
+
+
+def split_read(blob: bytes, files: list[tuple[int, str]]) -> list[tuple[str, bytes]]:
+    """Each file's content from one `head -c` over several files (a W record). head writes a
+    `==> name <==` line before each file (after a newline from the second on; newer coreutils
+    quote the name, so only the line's shape is checked); `files` are the (size by stat, path)
+    of each, in order. The split goes by those sizes, each header checked where they put it, so
+    a line in a file that looks like a header cannot pass its text off as another file's. A
+    file that changed size between its stat and its read, or vanished, makes them miss: that
+    is an error naming it (run again), never a guess at where its text ends."""
+    found, at = [], 0
+    for number, (size, path) in enumerate(files):
+        start = _header_end(blob, at, number)
+        if start < 0 or start + size > len(blob):
+            raise ValueError(f"{path} changed while the probe read it (stat said {size} bytes)")
+        found.append((path, blob[start:start + size]))
+        at = start + size
+    if at != len(blob):
+        raise ValueError(f"{files[-1][1]} changed while the probe read it "
+                         f"(stat said {files[-1][0]} bytes)")
+    return found
+
+
+def _header_end(blob: bytes, at: int, number: int) -> int:
+    """Where the content after head's header line at `at` starts, or -1 when none is there."""
+    lead = b"==> " if number == 0 else b"\n==> "
+    if not blob.startswith(lead, at):
+        return -1
+    end = blob.find(b" <==\n", at + len(lead))
+    if end < 0 or b"\n" in blob[at + len(lead):end]:
+        return -1
+    return end + len(b" <==\n")
 
 
 def _with_pid(facts: Facts, pid: int) -> list[Process]:

@@ -188,7 +188,7 @@ def test_recorded_fixtures_hold_no_key_material():
     for probe in FIXTURES.glob("*.probe"):
         text = probe.read_text()
         decoded = " ".join(base64.b64decode(field, validate=False).decode("utf-8", "replace")
-                           for line in text.splitlines() if line.startswith(("F|", "N|"))
+                           for line in text.splitlines() if line.startswith(("F|", "N|", "W|"))
                            for field in [line.split("|")[1]])
         assert "secret:" not in decoded, probe.name
 
@@ -318,3 +318,34 @@ def test_the_census_layout_is_the_first_api_servers_encryption_config(tmp_path):
         f"          keys:\n            - name: k2\n              secret: {SECRET}\n")
     facts = parse_probe_output(run_probe(str(root), path_env="/usr/bin:/bin"))
     assert facts.census.layout == [{"resources": ["secrets"], "providers": ["aesgcm:k2"]}]
+
+
+def _w_record(blob: bytes, *files: tuple[int, str]) -> str:
+    sizes = "".join(f"|{size}|{path}" for size, path in files)
+    return f"HARDEN-PROBE|1|\nW|{base64.b64encode(blob).decode()}{sizes}\nEND|\n"
+
+
+def test_files_read_together_are_split_by_their_sizes_not_by_header_lines_in_them():
+    """A file whose text holds what looks like head's header for the next file keeps that
+    text; the next file's content is its own."""
+    forged = b"a: 1\n\n==> /etc/b.conf <==\nevil: true\n"
+    blob = b"==> /etc/a.conf <==\n" + forged + b"\n==> /etc/b.conf <==\nb: 2\n"
+    facts = parse_probe_output(_w_record(blob, (len(forged), "/etc/a.conf"), (5, "/etc/b.conf")))
+    assert facts.contents == {"/etc/a.conf": forged.decode(), "/etc/b.conf": "b: 2\n"}
+
+
+def test_header_lines_that_quote_the_name_split_the_same():
+    """Newer coreutils quote a file name with a space in head's header line."""
+    blob = b"==> '/etc/a b.conf' <==\nx\n==> /etc/c.conf <==\ny"
+    facts = parse_probe_output(_w_record(blob, (1, "/etc/a b.conf"), (1, "/etc/c.conf")))
+    assert facts.contents == {"/etc/a b.conf": "x", "/etc/c.conf": "y"}
+
+
+@pytest.mark.parametrize("blob", [
+    b"==> /etc/a.conf <==\nx: 10\n\n==> /etc/c.conf <==\ny",   # a.conf grew after its stat
+    b"==> /etc/a.conf <==\nx\n==> /etc/c.conf <==\nyy",        # c.conf grew
+    b"==> /etc/c.conf <==\ny",                                  # a.conf vanished
+])
+def test_a_file_that_changed_between_stat_and_read_is_an_error_naming_it(blob):
+    with pytest.raises(ProbeParseError, match=r"/etc/(a|c)\.conf changed while the probe read"):
+        parse_probe_output(_w_record(blob, (1, "/etc/a.conf"), (1, "/etc/c.conf")))

@@ -4,7 +4,7 @@ one-at-a-time helpers they replace report, on a fake node tree."""
 import os
 import subprocess
 
-from harden.cis.probe import build_probe_script
+from harden.cis.probe import build_probe_script, parse_probe_output
 from harden.node.limits import MAX_FILE_BYTES
 
 
@@ -34,9 +34,25 @@ def test_read_files_gives_the_records_read_file_gives_one_by_one(tmp_path):
     quoted = " ".join(f"'{p}'" for p in paths)
     batched = _run(tmp_path, f"read_files {quoted}\nflush_stats\n")
     alone = _run(tmp_path, f"for p in {quoted}; do read_file \"$p\"; done\nflush_stats\n")
-    assert batched == alone
-    assert any(line.startswith("F|") and line.endswith("/etc/with space.conf") for line in batched)
+    assert _facts(tmp_path, batched) == _facts(tmp_path, alone)
+    # the plain files' contents came in one W record (one head, one base64), not one F each
+    assert [line[:2] for line in batched].count("W|") == 1
+    assert _facts(tmp_path, batched)["contents"]["/etc/with space.conf"] == "x=1\n"
     assert any(line.startswith("E|size|") for line in batched)
+
+
+def test_read_files_of_one_plain_file_writes_the_f_record_read_file_writes(tmp_path):
+    (tmp_path / "a.conf").write_text("a=1\n")
+    assert (_run(tmp_path, "read_files /a.conf /missing\nflush_stats\n")
+            == _run(tmp_path, "read_file /a.conf\nread_file /missing\nflush_stats\n"))
+
+
+def _facts(root, lines: list[str]) -> dict:
+    """What the controller makes of the records: contents, stats, missing paths, errors."""
+    facts = parse_probe_output("\n".join([f"HARDEN-PROBE|1|{root}"] + lines))
+    return {"contents": facts.contents, "stats": facts.stats, "missing": facts.missing,
+            "targets": facts.targets, "dangling": facts.dangling,
+            "unreadable": sorted(str(e) for e in facts.unreadable)}
 
 
 def test_mfvals_reads_each_flag_as_the_single_flag_sed_did(tmp_path):
