@@ -76,6 +76,9 @@ PROVIDER_NAMES = ("identity", "aescbc", "aesgcm", "secretbox", "kms")
 KUBECTL_KINDS = "namespaces,serviceaccounts,clusterroles,clusterrolebindings,roles,networkpolicies"
 # what the probe asks the API server any authenticated user may do ("<verb> <resource>")
 CAN_I_QUERIES = ("get secrets", "list secrets", "watch secrets", "create pods")
+# why a node has no cluster records (K|unavailable)
+NO_KUBECTL = "kubectl is not installed on this node"
+NO_ADMIN_CONF = "/etc/kubernetes/admin.conf is not present on this node"
 
 # what every probe script starts with: C locale, one Go P, private temp files, the header, b64
 _PRELUDE = r"""
@@ -95,8 +98,9 @@ umask 077
 echo "HARDEN-PROBE|__VERSION__|$R"
 nl='
 '
-# base64 on one line: -w 0 where base64 has it (GNU, BusyBox), saving a `tr` per value
-if [ "$(printf x | base64 -w 0 2>/dev/null)" = eA== ]; then b64() { base64 -w 0; }
+# base64 on one line: -w 0 where base64 has it (GNU, BusyBox), saving a `tr` per value (one
+# process to ask: a base64 without -w fails on it)
+if base64 -w 0 </dev/null >/dev/null 2>&1; then b64() { base64 -w 0; }
 else b64() { base64 | tr -d '\n'; }; fi
 """
 
@@ -142,9 +146,9 @@ cluster_records() {
   if [ "$KSTATE" = run ]; then
     if kc get get __KINDS__ -A -o json; then kubeadm_config; reviews; fi
   elif [ "$KSTATE" = no-kubectl ]; then
-    echo "K|unavailable|127|$(printf 'kubectl is not installed on this node' | b64)"
+    echo "K|unavailable|127|__NO_KUBECTL__"
   else
-    echo "K|unavailable|0|$(printf '/etc/kubernetes/admin.conf is not present on this node' | b64)"
+    echo "K|unavailable|0|__NO_ADMIN_CONF__"
   fi; }
 # the three kubectl calls started at once in the background (when a private temp dir can hold
 # their answers), each with its own stderr for its error text: the section takes as long as
@@ -160,7 +164,8 @@ cluster_start() { [ "$KSTATE" = run ] || return 0
 cluster_collect() {
   if [ -n "$KT" ]; then
     wait; read -r grc_ < "$KT/get.rc" 2>/dev/null
-    cat "$KT/get"; [ "$grc_" = 0 ] && cat "$KT/kcfg" "$KT/can-i"; rm -rf "$KT"
+    if [ "$grc_" = 0 ]; then cat "$KT/get" "$KT/kcfg" "$KT/can-i"; else cat "$KT/get"; fi
+    rm -rf "$KT"
   else cluster_records; fi; }
 """
 
@@ -310,7 +315,9 @@ list_procs() {
 # boot time from /proc/stat with shell builtins
 bt=''
 while read -r k_ v_ r_; do case $k_ in btime*) bt=$v_; break;; esac; done 2>/dev/null <"$R/proc/stat"
-echo "T|$bt|$(getconf CLK_TCK 2>/dev/null || echo 100)"
+# (getconf's output or 100 when it fails; one process, the substitution's own)
+tk_=$(getconf CLK_TCK 2>/dev/null) || tk_=100
+echo "T|$bt|$tk_"
 PIDS=''
 while read -r pid a0 rest; do
   n=${a0##*/}
@@ -334,11 +341,8 @@ EOF
 pids_of() { for e in $PIDS; do [ "${e%%:*}" = "$1" ] && echo "${e#*:}"; done; }
 
 MDIR=/etc/kubernetes/manifests
+# (the manifests are read with the kubelet's files below: one stat, one head and one base64)
 stat_path $MDIR
-if [ -d "$R$MDIR" ]; then
-  set --; for f in "$R$MDIR"/* ; do [ -f "$f" ] && set -- "$@" "${f#"$R"}"; done
-  read_files "$@"
-fi
 K8S=/etc/kubernetes
 stat_paths $K8S/admin.conf $K8S/super-admin.conf $K8S/scheduler.conf $K8S/controller-manager.conf \
   $K8S/kubelet.conf $K8S/proxy.conf
@@ -397,7 +401,11 @@ if [ -n "$v" ]; then h=$(host_path $SMF "$v")
   read_file "${h:-$v}"; fi
 
 # kubelet: unit files and drop-ins of both locations, env files, config files, kubeconfig, CA
-set -- /lib/systemd/system/kubelet.service /usr/lib/systemd/system/kubelet.service /etc/systemd/system/kubelet.service
+# (and the static-pod manifests, read with them)
+set --
+if [ -d "$R$MDIR" ]; then
+  for f in "$R$MDIR"/* ; do [ -f "$f" ] && set -- "$@" "${f#"$R"}"; done; fi
+set -- "$@" /lib/systemd/system/kubelet.service /usr/lib/systemd/system/kubelet.service /etc/systemd/system/kubelet.service
 for d in /usr/lib/systemd/system/kubelet.service.d /lib/systemd/system/kubelet.service.d /etc/systemd/system/kubelet.service.d; do
   if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && set -- "$@" "${f#"$R"}"; done
   else echo "M|$R$d"; fi
@@ -518,6 +526,8 @@ def build_cluster_script(root: str = "") -> str:
 def _script(text: str, root: str, ask_cluster: bool) -> str:
     body = (text.replace("__VERSION__", PROBE_VERSION).replace("__KINDS__", KUBECTL_KINDS)
             .replace("__REVIEWS__", access_reviews())
+            .replace("__NO_KUBECTL__", _b64_text(NO_KUBECTL))
+            .replace("__NO_ADMIN_CONF__", _b64_text(NO_ADMIN_CONF))
             .replace("__CENSUS__", etcd_census.SCRIPT.strip())
             .replace("__COMPONENTS__", "|".join(COMPONENTS))
             .replace("__SYSCTL_FILES__", " ".join(f'"$R"{d}/*.conf' for d in SYSCTL_DIRS)
@@ -526,6 +536,11 @@ def _script(text: str, root: str, ask_cluster: bool) -> str:
             .replace("__MAX1__", str(MAX_FILE_BYTES + 1)).replace("__MAX__", str(MAX_FILE_BYTES)))
     return (f"#!/bin/sh\n# harden fact probe v{PROBE_VERSION}\nR={shlex.quote(root)}\n"
             f"KASK={int(ask_cluster)}\n{body}")
+
+
+def _b64_text(text: str) -> str:
+    """A fixed message as the node's b64 would encode it (computed here: no process for it)."""
+    return base64.b64encode(text.encode()).decode()
 
 
 def access_reviews() -> str:
