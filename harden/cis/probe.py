@@ -255,12 +255,6 @@ EOF_RF
 # concatenate the regular files among the arguments (never a FIFO: cat would wait forever)
 catf() { for f_ do shift; [ -f "$f_" ] && set -- "$@" "$f_"; done
   [ $# -eq 0 ] || head -q -c __MAX1__ -- "$@"; :; }
-# value of a flag in a process's argv (--f=v or --f v); the last occurrence wins, as in pflag
-argval() { tr '\000' '\n' < "$R/proc/$1/cmdline" 2>/dev/null | awk -v f="$2" '
-  take { v = $0; take = 0; next }
-  $0 == f { take = 1; next }
-  index($0, f "=") == 1 { v = substr($0, length(f) + 2) }
-  END { if (v != "") print v }'; }
 # value of a flag in a static-pod manifest's command/args list (kubeadm's "- --f=v" form), the
 # last occurrence; several flags with one sed: `mfvals FILE --a --b` sets M1 (of --a), M2 (of --b)
 mfvals() { m_=$1; shift; i_=0
@@ -351,7 +345,7 @@ stat_tree /etc/kubernetes/pki
 # etcd: data dir (running and configured), and only the ETCD_* variables the checks read
 mfvals $MDIR/etcd.yaml --data-dir; stat_paths /var/lib/etcd "$M1"
 for EPID in $(pids_of etcd); do
-  stat_path "$(argval "$EPID" --data-dir)"
+  argvals "$EPID" --data-dir; stat_path "$A1"
   [ -r "$R/proc/$EPID/environ" ] || continue
   # the variables read once; ETCD_DATA_DIR (the last one) picked from them in the shell
   ev=$(tr '\000' '\n' < "$R/proc/$EPID/environ" | grep -E '^ETCD_(CERT_FILE|KEY_FILE|CLIENT_CERT_AUTH|AUTO_TLS|PEER_CERT_FILE|PEER_KEY_FILE|PEER_CLIENT_CERT_AUTH|PEER_AUTO_TLS|TRUSTED_CA_FILE|DATA_DIR)=')
@@ -392,7 +386,7 @@ done
 # ignores its deprecated flags, --profiling among them), as the running container sees it and
 # on the host through the manifest's hostPath volumes
 for SPID in $(pids_of kube-scheduler); do
-  v=$(argval "$SPID" --config); case $v in /*) read_file "/proc/$SPID/root$v";; esac
+  argvals "$SPID" --config; v=$A1; case $v in /*) read_file "/proc/$SPID/root$v";; esac
 done
 SMF=$MDIR/kube-scheduler.yaml
 mfvals $SMF --config; v=$M1
@@ -487,7 +481,7 @@ stat_paths /etc/kubernetes/kube-proxy.conf /var/lib/kube-proxy/kubeconfig.conf
 # first running API server does (values and keys never leave the node; see etcd_census.py)
 for APID in $(pids_of kube-apiserver); do
   # the first server's flag, as read above (no second tr and awk for it)
-  if [ "$APID" = "$EPC_PID" ]; then v=$EPC; else v=$(argval "$APID" --encryption-provider-config); fi
+  if [ "$APID" = "$EPC_PID" ]; then v=$EPC; else argvals "$APID" --encryption-provider-config; v=$A1; fi
   case $v in /*) printf 'L|%s\n' "$(enc_layout "$R/proc/$APID/root$v")";; esac
   etcd_census "$APID"; break
 done

@@ -135,26 +135,39 @@ def test_a_base64_without_wrap_option_gives_the_same_facts(tmp_path):
     assert without == plain and without.contents
 
 
-def test_several_flags_read_in_one_pass_follow_the_one_flag_rules(tmp_path):
-    """argvals (one awk for several flags) reads each flag exactly as argval reads it alone:
-    the last occurrence wins, `--f v` and `--f=v` alike, an empty `--f=` is no value, and
-    `--kubeconfig --config=/x` is read by each flag on its own terms."""
+def _argvals(tmp_path, cmdline: bytes, flags: list[str]) -> list[str]:
+    """argvals (the shell walk over one tr of the process's arguments) on a fake /proc/7."""
     proc = tmp_path / "proc" / "7"
-    proc.mkdir(parents=True)
+    proc.mkdir(parents=True, exist_ok=True)
+    (proc / "cmdline").write_bytes(cmdline)
+    full = build_probe_script()
+    functions = full[full.index("argvals() {"):full.index("etcd_census() {")]
+    script = (f"R={tmp_path}\n{functions}\nargvals 7 {' '.join(flags)}\n"
+              + "".join(f"printf '%s|' \"$A{n}\"\n" for n in range(1, len(flags) + 1)))
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    return out.split("|")[:-1]
+
+
+def test_several_flags_read_in_one_pass_follow_the_one_flag_rules(tmp_path):
+    """argvals reads each flag as pflag does: the last occurrence wins, `--f v` and `--f=v`
+    alike, an empty `--f=` is no value, and `--kubeconfig --config=/x` is read by each flag
+    on its own terms."""
     argv = ["kubelet", "--config=/a", "--kubeconfig", "--config=/x", "--config", "/b", "--v=2",
             "--client-ca-file="]
-    (proc / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
-    full = build_probe_script()
-    functions = full[full.index("argval() {"):full.index("# value of a flag in a static-pod")]
-    functions += full[full.index("argvals() {"):full.index("etcd_census() {")]
+    cmdline = b"\0".join(a.encode() for a in argv) + b"\0"
     flags = ["--config", "--kubeconfig", "--v", "--client-ca-file", "--absent"]
-    script = (f"R={tmp_path}\n{functions}\nargvals 7 {' '.join(flags)}\n"
-              "printf '%s|%s|%s|%s|%s\\n' \"$A1\" \"$A2\" \"$A3\" \"$A4\" \"$A5\"\n"
-              + "".join(f"printf '%s|' \"$(argval 7 {f})\"\n" for f in flags))
-    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
-    together, alone = out.split("\n", 1)
-    assert together.split("|") == ["/b", "--config=/x", "2", "", ""]
-    assert alone.split("|")[:-1] == together.split("|")
+    assert _argvals(tmp_path, cmdline, flags) == ["/b", "--config=/x", "2", "", ""]
+
+
+@pytest.mark.parametrize("cmdline, expected", [
+    (b"x\0--config=/a\0--config\0\0", [""]),       # an empty last argument is the value
+    (b"x\0--name=a\n--config=/n\0", ["/n"]),         # a newline splits an argument (as awk did)
+    (b"x\0--config=/z", ["/z"]),                     # no NUL after the last argument
+    (b"x\0--config\0--config\0/y\0", ["--config"]), # the value line is not a flag again
+    (b"", [""]),
+])
+def test_argvals_edge_cases_read_as_the_awk_pass_did(tmp_path, cmdline, expected):
+    assert _argvals(tmp_path, cmdline, ["--config"]) == expected
 
 
 def test_sysctl_files_are_read_by_one_grep_with_each_files_own_lines(tmp_path):
