@@ -185,13 +185,17 @@ st() { stat -c "$FMT" "$@" 2>/dev/null; for lp in "$@"; do [ -L "$lp" ] && link_
 stat_path() { stat_paths "$1"; }
 # stat a whole tree (the PKI directory, CNI dirs)
 # (a symlinked root is followed, links below it are not: no loops; each link's target is stat'ed)
+# (stat's lines printed as they came; only when one may be a symlink's are they walked, split
+# in memory, and then the path after nine fields is taken only for such a line: that
+# nine-star pattern costs dash ~0.1 ms per line)
 stat_tree() { [ -n "$1" ] || return 0
-  if [ -e "$R$1" ]; then find -H "$R$1" -exec stat -c "$FMT" {} + 2>/dev/null |
-    while IFS= read -r s_; do printf '%s\n' "$s_"
-      # the path after nine fields only for a line that may be a symlink's: that nine-star
-      # pattern costs dash ~0.1 ms per line
-      case $s_ in *'|symbolic link|'*) p_=${s_#*|*|*|*|*|*|*|*|*|}
-        case $s_ in *"|symbolic link|$p_") link_to "$p_";; esac;; esac; done
+  if [ -e "$R$1" ]; then t_=$(find -H "$R$1" -exec stat -c "$FMT" {} + 2>/dev/null)
+    [ -z "$t_" ] || printf '%s\n' "$t_"
+    case $t_ in *'|symbolic link|'*)
+      set -f; i_=$IFS; IFS=$nl; set -- $t_; IFS=$i_; set +f
+      for s_ do
+        case $s_ in *'|symbolic link|'*) p_=${s_#*|*|*|*|*|*|*|*|*|}
+          case $s_ in *"|symbolic link|$p_") link_to "$p_";; esac;; esac; done;; esac
   else stat_path "$1"; fi; }
 # stat node paths (the missing ones recorded as such at once); a path already stat'ed this way
 # is not again (the kubelet's kubeconfig is also one of /etc/kubernetes/*.conf). The others wait
@@ -237,17 +241,16 @@ read_files() { b_=$nl
   set -f; o_=$IFS; IFS=$nl; set -- $b_; IFS=$o_; set +f
   [ $# -gt 0 ] || return 0
   for f_ do shift; set -- "$@" "$R$f_"; done
-  w_=''; ws_=''
-  while IFS= read -r s_; do
-    [ -n "$s_" ] || continue
-    # no path here holds a `|` (those went to read_file): path and size are the last fields
+  # stat's lines split in memory (a `read` loop would take them a byte per system call); no
+  # path here holds a newline or `|` (those went to read_file): path and size end each line
+  w_=''; ws_=''; t_=$(stat -c "$FMT|%s" "$@" 2>/dev/null)
+  set -f; o_=$IFS; IFS=$nl
+  for s_ in $t_; do
     sz=${s_##*|}; s_=${s_%|*}; p_=${s_##*|}; printf '%s\n' "$s_"
     if [ "${sz:-0}" -gt __MAX__ ]; then echo "E|size|$sz|$p_"
     else w_="$w_$p_$nl"; ws_="$ws_|${sz:-0}|$p_"; READ="$READ${p_#"$R"}$nl"; fi
-  done <<EOF_RF
-$(stat -c "$FMT|%s" "$@" 2>/dev/null)
-EOF_RF
-  set -f; o_=$IFS; IFS=$nl; set -- $w_; IFS=$o_; set +f
+  done
+  set -- $w_; IFS=$o_; set +f
   # one file: head writes no "==>" line, so it is an F record as read_file writes it
   if [ $# -eq 1 ]; then printf 'F|'; head -c __MAX1__ < "$1" | b64; printf '|%s\n' "$1"
   elif [ $# -gt 1 ]; then printf 'W|'; head -c __MAX1__ -- "$@" 2>/dev/null | b64
@@ -313,7 +316,13 @@ while read -r k_ v_ r_; do case $k_ in btime*) bt=$v_; break;; esac; done 2>/dev
 tk_=$(getconf CLK_TCK 2>/dev/null) || tk_=100
 echo "T|$bt|$tk_"
 PIDS=''
-while read -r pid a0 rest; do
+# the listing split in memory (a `read` loop takes it a byte per system call, and ps lists
+# every process's whole command line); each line's pid and argv0 as `read pid a0 rest` took them
+PL_=$(list_procs)
+set -f; ifs_=$IFS; IFS=$nl
+for l_ in $PL_; do IFS=$ifs_
+  l_=${l_#"${l_%%[! __TAB__]*}"}; pid=${l_%%[ __TAB__]*}; a0=${l_#"$pid"}
+  a0=${a0#"${a0%%[! __TAB__]*}"}; a0=${a0%%[ __TAB__]*}
   n=${a0##*/}
   case "$n" in
     __COMPONENTS__)
@@ -328,9 +337,8 @@ while read -r pid a0 rest; do
       done 2>/dev/null < "$R/proc/$pid/cgroup"; [ -z "$g_" ] || echo "G|$pid"
       PIDS="$PIDS $n:$pid" ;;
   esac
-done <<EOF
-$(list_procs)
-EOF
+done
+IFS=$ifs_; set +f; PL_=''
 # every pid of a component: the controller picks which one is the component (Facts.process)
 pids_of() { for e in $PIDS; do [ "${e%%:*}" = "$1" ] && echo "${e#*:}"; done; }
 
@@ -527,6 +535,7 @@ def _script(text: str, root: str, ask_cluster: bool) -> str:
             .replace("__SYSCTL_FILES__", " ".join(f'"$R"{d}/*.conf' for d in SYSCTL_DIRS)
                      + f' "$R"{SYSCTL_CONF}')
             .replace("__SYSCTL_KEYS__", _sysctl_key_pattern())
+            .replace("__TAB__", "\t")
             .replace("__MAX1__", str(MAX_FILE_BYTES + 1)).replace("__MAX__", str(MAX_FILE_BYTES)))
     return (f"#!/bin/sh\n# harden fact probe v{PROBE_VERSION}\nR={shlex.quote(root)}\n"
             f"KASK={int(ask_cluster)}\n{body}")

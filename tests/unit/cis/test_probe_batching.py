@@ -66,3 +66,23 @@ def test_mfvals_reads_each_flag_as_the_single_flag_sed_did(tmp_path):
               "--absent\nprintf 'V|%s|%s|%s|%s|%s\\n' \"$M1\" \"$M2\" \"$M3\" \"$M4\" \"$M5\"\n"
               "mfvals /nothing.yaml --config\nprintf 'N|%s\\n' \"$M1\"\n")
     assert _run(tmp_path, script) == ["N|", "V|/b|/d|/p|/x --v=2|"]
+
+
+def test_the_process_listing_is_split_as_read_split_it(tmp_path):
+    """ps right-aligns the pids; a line's pid and argv0 are taken across blanks and tabs, and
+    only argv0's basename names a component (an argument never does)."""
+    for pid, argv in ((11, [b"/usr/local/bin/kube-apiserver", b"--x"]), (12, [b"etcd"]),
+                      (13, [b"python3", b"-m", b"kubelet"]), (14, [b"kubelet*"])):
+        proc = tmp_path / "proc" / str(pid)
+        proc.mkdir(parents=True)
+        (proc / "cmdline").write_bytes(b"\0".join(argv) + b"\0")
+    full = build_probe_script(str(tmp_path))
+    listing = full[full.index("PIDS=''"):full.index("# every pid of a component")]
+    fake_ps = ("list_procs() { printf '   11 /usr/local/bin/kube-apiserver --x\\n\\t12\\tetcd\\n"
+               "  13 python3 -m kubelet\\n  14 kubelet*\\n'; }\n")
+    out = subprocess.run(["sh", "-c", _functions(tmp_path) + fake_ps + listing +
+                          'echo "PIDS|$PIDS"\n'], capture_output=True, text=True,
+                         check=True).stdout
+    records = [line.split("|")[:3] for line in out.splitlines() if line.startswith("P|")]
+    assert records == [["P", "11", "kube-apiserver"], ["P", "12", "etcd"]]
+    assert "PIDS| kube-apiserver:11 etcd:12" in out
