@@ -98,10 +98,10 @@ umask 077
 echo "HARDEN-PROBE|__VERSION__|$R"
 nl='
 '
-# base64 on one line: -w 0 where base64 has it (GNU, BusyBox), saving a `tr` per value (one
-# process to ask: a base64 without -w fails on it)
-if base64 -w 0 </dev/null >/dev/null 2>&1; then b64() { base64 -w 0; }
-else b64() { base64 | tr -d '\n'; }; fi
+# base64 on one line: -w 0 where base64 has it (GNU, BusyBox), saving a `tr` per value; a
+# base64 without -w refuses the option before it reads anything, and the input is then still
+# there for the plain one (no process spent asking which it is)
+b64() { base64 -w 0 2>/dev/null || base64 | tr -d '\n'; }
 """
 
 # section 5: cluster objects, only where admin.conf is present and kubectl installed. $KASK is
@@ -183,20 +183,17 @@ link_to() { lt=$(printf '%s' "$(readlink "$1")" | b64)
 st() { stat -c "$FMT" "$@" 2>/dev/null; for lp in "$@"; do [ -L "$lp" ] && link_to "$lp"; done; return 0; }
 # stat one node path (relative to $R), or record it as missing
 stat_path() { stat_paths "$1"; }
-# stat a whole tree (the PKI directory, CNI dirs)
-# (a symlinked root is followed, links below it are not: no loops; each link's target is stat'ed)
-# (stat's lines printed as they came; only when one may be a symlink's are they walked, split
-# in memory, and then the path after nine fields is taken only for such a line: that
-# nine-star pattern costs dash ~0.1 ms per line)
+# stat a whole tree (the PKI directory, CNI dirs): its paths, found by globs (dot files too)
+# rather than by a find, wait in SQ for the one stat of flush_stats (a path with a newline is
+# stat'ed at once, as stat_paths does); a symlinked root is followed, links below it are not
+# (no loops); st stats each link's target
 stat_tree() { [ -n "$1" ] || return 0
-  if [ -e "$R$1" ]; then t_=$(find -H "$R$1" -exec stat -c "$FMT" {} + 2>/dev/null)
-    [ -z "$t_" ] || printf '%s\n' "$t_"
-    case $t_ in *'|symbolic link|'*)
-      set -f; i_=$IFS; IFS=$nl; set -- $t_; IFS=$i_; set +f
-      for s_ do
-        case $s_ in *'|symbolic link|'*) p_=${s_#*|*|*|*|*|*|*|*|*|}
-          case $s_ in *"|symbolic link|$p_") link_to "$p_";; esac;; esac; done;; esac
+  if [ -e "$R$1" ]; then tree_add "$R$1"; [ ! -d "$R$1" ] || tree_walk "$R$1"
   else stat_path "$1"; fi; }
+tree_add() { case $1 in *"$nl"*) st "$1";; *) SQ="$SQ$1$nl";; esac; }
+tree_walk() { for e_ in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+    [ -e "$e_" ] || [ -L "$e_" ] || continue; tree_add "$e_"
+    [ ! -d "$e_" ] || [ -L "$e_" ] || tree_walk "$e_"; done; }
 # stat node paths (the missing ones recorded as such at once); a path already stat'ed this way
 # is not again (the kubelet's kubeconfig is also one of /etc/kubernetes/*.conf). The others wait
 # in SQ for flush_stats, which stats them all with one stat at the end (a path with a newline,

@@ -86,3 +86,32 @@ def test_the_process_listing_is_split_as_read_split_it(tmp_path):
     records = [line.split("|")[:3] for line in out.splitlines() if line.startswith("P|")]
     assert records == [["P", "11", "kube-apiserver"], ["P", "12", "etcd"]]
     assert "PIDS| kube-apiserver:11 etcd:12" in out
+
+
+def _tree_paths(top) -> set[str]:
+    """What `find -H top` lists: top, and below it every entry, links not followed."""
+    found = {str(top)}
+    for here, dirs, files in os.walk(top):
+        found.update(os.path.join(here, name) for name in dirs + files)
+    return found
+
+
+def test_stat_tree_records_every_path_find_would_list(tmp_path):
+    """Dot files, nested directories, a file named like a glob, a link to a directory (its
+    own stat and its target's, not walked) and a dangling link."""
+    pki = tmp_path / "real-pki"
+    (pki / "etcd" / ".hidden-dir").mkdir(parents=True)
+    for name in ("ca.crt", ".dot", "..dotdot", "*", "etcd/ca.key", "etcd/.hidden-dir/x"):
+        (pki / name).write_text("k")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "not-walked").write_text("n")
+    os.symlink(tmp_path / "elsewhere", pki / "linked-dir")
+    os.symlink("nowhere", pki / "dangling")
+    os.symlink(pki, tmp_path / "pki")                # a symlinked root is followed
+    facts = _facts(tmp_path, _run(tmp_path, "stat_tree /pki\nflush_stats\n"))
+    expected = {"/pki" + p[len(str(pki)):] for p in _tree_paths(pki)}
+    assert set(facts["stats"]) == expected
+    assert facts["stats"]["/pki"].type == "symbolic link"
+    assert facts["targets"]["/pki/linked-dir"].type == "directory"
+    assert "/pki/linked-dir/not-walked" not in facts["stats"]
+    assert facts["dangling"] == {"/pki/dangling": "nowhere"}
