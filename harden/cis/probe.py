@@ -252,6 +252,13 @@ read_files() { b_=$nl
   if [ $# -eq 1 ]; then printf 'F|'; head -c __MAX1__ < "$1" | b64; printf '|%s\n' "$1"
   elif [ $# -gt 1 ]; then printf 'W|'; head -c __MAX1__ -- "$@" 2>/dev/null | b64
     printf '%s\n' "$ws_"; fi; }
+# files to read, kept in RQ until read_queued reads them all with one read_files (one stat, one
+# head, one base64) near the end; a path with a newline, which RQ cannot hold, is read at once
+RQ=''
+defer_read() { for f_ do [ -n "$f_" ] || continue
+    case $f_ in *"$nl"*) read_file "$f_";; *) RQ="$RQ$f_$nl";; esac; done; }
+read_queued() { set -f; o_=$IFS; IFS=$nl; set -- $RQ; IFS=$o_; set +f; RQ=''
+  [ $# -eq 0 ] || read_files "$@"; }
 # concatenate the regular files among the arguments (never a FIFO: cat would wait forever)
 catf() { for f_ do shift; [ -f "$f_" ] && set -- "$@" "$f_"; done
   [ $# -eq 0 ] || head -q -c __MAX1__ -- "$@"; :; }
@@ -340,7 +347,7 @@ IFS=$ifs_; set +f; PL_=''
 pids_of() { for e in $PIDS; do [ "${e%%:*}" = "$1" ] && echo "${e#*:}"; done; }
 
 MDIR=/etc/kubernetes/manifests
-# (the manifests are read with the kubelet's files below: one stat, one head and one base64)
+# (the manifests are read with every other file, by read_queued)
 stat_path $MDIR
 K8S=/etc/kubernetes
 stat_paths $K8S/admin.conf $K8S/super-admin.conf $K8S/scheduler.conf $K8S/controller-manager.conf \
@@ -374,8 +381,8 @@ EPC_PID=''
 for APID in $(pids_of kube-apiserver); do
   argvals "$APID" --audit-policy-file --authorization-config --encryption-provider-config
   v2=$A2; v3=$A3; [ -n "$EPC_PID" ] || { EPC_PID=$APID; EPC=$v3; }
-  case $A1 in /*) read_file "/proc/$APID/root$A1";; esac
-  case $v2 in /*) read_file "/proc/$APID/root$v2";; esac
+  case $A1 in /*) defer_read "/proc/$APID/root$A1";; esac
+  case $v2 in /*) defer_read "/proc/$APID/root$v2";; esac
   case $v3 in /*) enc_names "/proc/$APID/root$v3";; esac
 done
 AMF=$MDIR/kube-apiserver.yaml
@@ -384,23 +391,23 @@ for flag in 1 2 3; do
   eval "v=\$M$flag"; [ -n "$v" ] || continue
   h=$(host_path $AMF "$v")
   [ -n "$h" ] && printf 'H|kube-apiserver|%s|%s\n' "$(printf '%s' "$v" | b64)" "$h"
-  if [ "$flag" = 3 ]; then enc_names "${h:-$v}"; else read_file "${h:-$v}"; fi
+  if [ "$flag" = 3 ]; then enc_names "${h:-$v}"; else defer_read "${h:-$v}"; fi
 done
 
 # kube-scheduler: the KubeSchedulerConfiguration its --config names (with --config the scheduler
 # ignores its deprecated flags, --profiling among them), as the running container sees it and
 # on the host through the manifest's hostPath volumes
 for SPID in $(pids_of kube-scheduler); do
-  argvals "$SPID" --config; v=$A1; case $v in /*) read_file "/proc/$SPID/root$v";; esac
+  argvals "$SPID" --config; v=$A1; case $v in /*) defer_read "/proc/$SPID/root$v";; esac
 done
 SMF=$MDIR/kube-scheduler.yaml
 mfvals $SMF --config; v=$M1
 if [ -n "$v" ]; then h=$(host_path $SMF "$v")
   [ -n "$h" ] && printf 'H|kube-scheduler|%s|%s\n' "$(printf '%s' "$v" | b64)" "$h"
-  read_file "${h:-$v}"; fi
+  defer_read "${h:-$v}"; fi
 
 # kubelet: unit files and drop-ins of both locations, env files, config files, kubeconfig, CA
-# (and the static-pod manifests, read with them)
+# (and the static-pod manifests), all read at the end by read_queued
 set --
 if [ -d "$R$MDIR" ]; then
   for f in "$R$MDIR"/* ; do [ -f "$f" ] && set -- "$@" "${f#"$R"}"; done; fi
@@ -409,7 +416,7 @@ for d in /usr/lib/systemd/system/kubelet.service.d /lib/systemd/system/kubelet.s
   if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && set -- "$@" "${f#"$R"}"; done
   else echo "M|$R$d"; fi
 done
-read_files "$@" /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet /var/lib/kubelet/config.yaml
+defer_read "$@" /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet /var/lib/kubelet/config.yaml
 # --config and --config-dir values of the unit files and env files (sed: h/g, so each is
 # taken from the unchanged line)
 CFGS=''; CDIRS=''
@@ -428,9 +435,9 @@ for KPID in $(pids_of kubelet); do
   stat_paths "$A3" "$A4"
   [ -n "$A5" ] && CNIDIR=$A5
 done
-for c in $CFGS; do read_file "$c"; done
+for c in $CFGS; do defer_read "$c"; done
 for d in $CDIRS; do
-  if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && read_file "${f#"$R"}"; done
+  if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && defer_read "${f#"$R"}"; done
   else echo "M|$R$d"; fi
 done
 SEEN=$nl
@@ -473,7 +480,7 @@ stat_tree /var/lib/cni/networks
 for PPID_ in $(pids_of kube-proxy); do
   PROOT=/proc/$PPID_/root; k=''
   argvals "$PPID_" --config --kubeconfig; v=$A1; kv=$A2
-  if [ -n "$v" ]; then read_file "$PROOT$v"
+  if [ -n "$v" ]; then defer_read "$PROOT$v"
     [ -f "$R$PROOT$v" ] && k=$(sed -n 's/^[[:space:]]*["'\'']\{0,1\}kubeconfig["'\'']\{0,1\}[[:space:]]*:[[:space:]]*["'\'']\{0,1\}\([^"'\'' ,}]*\).*/\1/p' "$R$PROOT$v")
     k=${k##*"$nl"}
     case $k in /*) stat_path "$PROOT$k";; esac
@@ -491,6 +498,7 @@ for APID in $(pids_of kube-apiserver); do
   etcd_census "$APID"; break
 done
 
+read_queued
 flush_stats
 # section 5, started first: its answers collected at the end
 cluster_collect
