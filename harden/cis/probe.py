@@ -359,13 +359,18 @@ mfvals $MDIR/etcd.yaml --data-dir; stat_paths /var/lib/etcd "$M1"
 for EPID in $(pids_of etcd); do
   argvals "$EPID" --data-dir; stat_path "$A1"
   [ -r "$R/proc/$EPID/environ" ] || continue
-  # the variables read once; ETCD_DATA_DIR (the last one) picked from them in the shell
-  ev=$(tr '\000' '\n' < "$R/proc/$EPID/environ" | grep -E '^ETCD_(CERT_FILE|KEY_FILE|CLIENT_CERT_AUTH|AUTO_TLS|PEER_CERT_FILE|PEER_KEY_FILE|PEER_CLIENT_CERT_AUTH|PEER_AUTO_TLS|TRUSTED_CA_FILE|DATA_DIR)=')
+  # the variables read once (one tr), the wanted ones picked in the shell's memory (lines, as
+  # a grep of them would take them), and ETCD_DATA_DIR (the last one) among them
+  ea_=$(tr '\000' '\n' < "$R/proc/$EPID/environ"); ev=''; dd_=''
+  set -f; ifs_=$IFS; IFS=$nl
+  for l_ in $ea_; do
+    case $l_ in ETCD_CERT_FILE=*|ETCD_KEY_FILE=*|ETCD_CLIENT_CERT_AUTH=*|ETCD_AUTO_TLS=*|\
+      ETCD_PEER_CERT_FILE=*|ETCD_PEER_KEY_FILE=*|ETCD_PEER_CLIENT_CERT_AUTH=*|ETCD_PEER_AUTO_TLS=*|\
+      ETCD_TRUSTED_CA_FILE=*|ETCD_DATA_DIR=*) ev="${ev:+$ev$nl}$l_";; esac
+    case $l_ in ETCD_DATA_DIR=*) dd_=${l_#ETCD_DATA_DIR=};; esac
+  done
+  IFS=$ifs_; set +f; ea_=''
   printf 'V|%s|' "$EPID"; [ -z "$ev" ] || printf '%s\n' "$ev" | b64; echo
-  dd_=''; while IFS= read -r l_; do case $l_ in ETCD_DATA_DIR=*) dd_=${l_#ETCD_DATA_DIR=};; esac
-  done <<EOF_EV
-$ev
-EOF_EV
   stat_path "$dd_"
 done
 

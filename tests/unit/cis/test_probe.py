@@ -362,3 +362,21 @@ def test_header_lines_that_quote_the_name_split_the_same():
 def test_a_file_that_changed_between_stat_and_read_is_an_error_naming_it(blob):
     with pytest.raises(ProbeParseError, match=r"/etc/(a|c)\.conf changed while the probe read"):
         parse_probe_output(_w_record(blob, (1, "/etc/a.conf"), (1, "/etc/c.conf")))
+
+
+def test_etcd_variables_are_picked_as_a_grep_of_their_lines_picked_them(tmp_path):
+    """Only the ETCD_* variables the checks read leave the node; a newline inside a value
+    splits it into lines (a later line may name another variable), a glob character stays
+    as it is, and the last ETCD_DATA_DIR is the data directory stat'ed."""
+    root = tmp_path / "node"
+    etcd = root / "proc" / "12"
+    etcd.mkdir(parents=True)
+    (etcd / "cmdline").write_bytes(b"etcd\0")
+    (etcd / "environ").write_bytes(b"ETCD_DATA_DIR=/d1\0HOME=/root\0ETCD_CERT_FILE=/x/*\0"
+                                   b"ETCD_AUTO_TLS=a\nETCD_KEY_FILE=/k\0ETCD_NAME=n\0"
+                                   b"ETCD_DATA_DIR=/d2\0")
+    (root / "d2").mkdir()
+    facts = parse_probe_output(run_probe(str(root), path_env="/usr/bin:/bin"))
+    assert facts.process("etcd").env == {"ETCD_DATA_DIR": "/d2", "ETCD_CERT_FILE": "/x/*",
+                                         "ETCD_AUTO_TLS": "a", "ETCD_KEY_FILE": "/k"}
+    assert facts.stats["/d2"].type == "directory" and "/d1" not in facts.stats
