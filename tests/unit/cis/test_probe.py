@@ -380,3 +380,31 @@ def test_etcd_variables_are_picked_as_a_grep_of_their_lines_picked_them(tmp_path
     assert facts.process("etcd").env == {"ETCD_DATA_DIR": "/d2", "ETCD_CERT_FILE": "/x/*",
                                          "ETCD_AUTO_TLS": "a", "ETCD_KEY_FILE": "/k"}
     assert facts.stats["/d2"].type == "directory" and "/d1" not in facts.stats
+
+
+@pytest.mark.skipif(not shutil.which("busybox"), reason="busybox is not installed here")
+def test_busybox_ash_and_its_applets_give_the_facts_dash_and_coreutils_give(tmp_path):
+    """The probe keeps to what BusyBox's ash, head (its `==>` lines), stat, base64, sed, awk
+    and grep do alike: a node with only BusyBox gets the same facts."""
+    root = tmp_path / "node"
+    _fake_node(root)
+    (root / "etc/kubernetes/pki/.hidden").write_text("h")
+    os.symlink("ca.crt", root / "etc/kubernetes/pki/link.crt")
+    applets = tmp_path / "busybox"
+    applets.mkdir()
+    for name in ("sh", "head", "stat", "base64", "tr", "sed", "awk", "grep", "ps", "find",
+                 "cat", "mktemp", "rm", "readlink"):
+        (applets / name).symlink_to(shutil.which("busybox"))
+
+    def facts(shell: str, path: str) -> dict:
+        done = subprocess.run([shell, "-c", build_probe_script(str(root))], capture_output=True,
+                              text=True, env={"PATH": path}, timeout=60)
+        assert done.returncode == 0, done.stderr
+        found = parse_probe_output(done.stdout)
+        assert found.complete and len(found.contents) >= 3
+        return {"contents": found.contents, "stats": found.stats, "targets": found.targets,
+                "missing": found.missing, "processes": found.processes,
+                "providers": found.encryption_providers, "sysctl": found.sysctl_files}
+
+    assert (facts(str(applets / "sh"), f"{applets}:/usr/bin:/bin")
+            == facts(shutil.which("dash") or "sh", "/usr/bin:/bin"))
