@@ -3,7 +3,15 @@
 Why one script: a check run must cost one SSH exec per host (DESIGN principle 2), so the script
 gathers every fact any catalogue check may need, whatever the node's role, and the controller
 decides what applies. The node needs only sh, coreutils (stat, base64, tr, head, sed, grep),
-find, awk and ps; no Python.
+awk and ps; no Python.
+
+Each process the script starts costs the node about a millisecond of CPU (fork, exec, dynamic
+linking), more than most of what it then does, so the script starts few: the files to read
+share one stat, one head and one base64 (W), the paths to stat one stat, a process's flags one
+tr walked in the shell's memory, and what a command prints is split in memory rather than fed
+to a `read` loop (dash's `read` takes a byte per system call). Only what must stay apart for
+the controller to trust it gets a process of its own: every process's command line is encoded
+alone, since any user can start a process with a command line of their choosing.
 
 Output is line-oriented; every line starts with a record tag and uses `|` as separator, with any
 free text (file contents, command lines) base64-encoded, so no byte of a file can be mistaken
