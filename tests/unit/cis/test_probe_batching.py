@@ -4,6 +4,8 @@ one-at-a-time helpers they replace report, on a fake node tree."""
 import os
 import subprocess
 
+import pytest
+
 from harden.cis.probe import build_probe_script, parse_probe_output
 from harden.node.limits import MAX_FILE_BYTES
 
@@ -115,3 +117,19 @@ def test_stat_tree_records_every_path_find_would_list(tmp_path):
     assert facts["targets"]["/pki/linked-dir"].type == "directory"
     assert "/pki/linked-dir/not-walked" not in facts["stats"]
     assert facts["dangling"] == {"/pki/dangling": "nowhere"}
+
+
+@pytest.mark.parametrize("entries", [499, 1200])
+def test_a_large_tree_is_stat_ed_whole_by_find_instead(tmp_path, entries):
+    """Up to 500 paths a tree's paths wait in the shell's queue; beyond that (the queue grows
+    by copying) find lists them: either way every path, a link's target and no duplicate."""
+    nets = tmp_path / "var/lib/cni/networks/pods"
+    nets.mkdir(parents=True)
+    for n in range(entries - 1):
+        (nets / f"10.{n // 250}.{n % 250}.1").write_text("c")
+    os.symlink("10.0.0.1", nets / "last_reserved_ip")
+    lines = _run(tmp_path, "stat_tree /var/lib/cni/networks\nflush_stats\n")
+    facts = _facts(tmp_path, lines)
+    assert len(facts["stats"]) == entries + 2
+    assert len([line for line in lines if line.startswith("S|")]) == entries + 2
+    assert facts["targets"]["/var/lib/cni/networks/pods/last_reserved_ip"].type == "regular file"
