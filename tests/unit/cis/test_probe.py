@@ -144,7 +144,8 @@ def _argvals(tmp_path, cmdline: bytes, flags: list[str]) -> list[str]:
     functions = full[full.index("argvals() {"):full.index("etcd_census() {")]
     script = (f"R={tmp_path}\n{functions}\nargvals 7 {' '.join(flags)}\n"
               + "".join(f"printf '%s|' \"$A{n}\"\n" for n in range(1, len(flags) + 1)))
-    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True,
+                         timeout=60).stdout
     return out.split("|")[:-1]
 
 
@@ -166,8 +167,19 @@ def test_several_flags_read_in_one_pass_follow_the_one_flag_rules(tmp_path):
     (b"x\0--config\0--config\0/y\0", ["--config"]), # the value line is not a flag again
     (b"", [""]),
 ])
-def test_argvals_edge_cases_read_as_the_awk_pass_did(tmp_path, cmdline, expected):
+@pytest.mark.parametrize("padding", [0, 9000], ids=["walked", "over-8KiB-awk"])
+def test_argvals_edge_cases_read_as_the_awk_pass_did(tmp_path, cmdline, expected, padding):
+    """The same answers from the shell walk and, for arguments over 8 KiB, from awk."""
+    cmdline = cmdline[:2] + b"p\0" * (padding // 2) + cmdline[2:] if cmdline else cmdline
     assert _argvals(tmp_path, cmdline, ["--config"]) == expected
+
+
+def test_a_huge_command_line_of_a_components_name_is_read_in_one_pass(tmp_path):
+    """Anyone can start a process named kube-apiserver with a 2 MB command line of short
+    arguments: its flags are read by awk in one pass, not line by line in the shell (which
+    copies the rest per line: hours on such a line)."""
+    cmdline = b"kube-apiserver\0" + b"-x\0" * 500_000 + b"--config\0/c\0"
+    assert _argvals(tmp_path, cmdline, ["--config", "--other"]) == ["/c", ""]
 
 
 def test_sysctl_files_are_read_by_one_grep_with_each_files_own_lines(tmp_path):
