@@ -381,15 +381,19 @@ for EPID in $(pids_of etcd); do
   argvals "$EPID" --data-dir; stat_path "$A1"
   [ -r "$R/proc/$EPID/environ" ] || continue
   # the variables read once (one tr), the wanted ones picked in the shell's memory (lines, as
-  # a grep of them would take them), and ETCD_DATA_DIR (the last one) among them
+  # a grep of them would take them), then ETCD_DATA_DIR (the last one) among them; over
+  # 8 KiB (anyone can name a process etcd) grep picks them, as each pick here copies the kept
   ea_=$(tr '\000' '\n' < "$R/proc/$EPID/environ"); ev=''; dd_=''
   set -f; ifs_=$IFS; IFS=$nl
-  for l_ in $ea_; do
-    case $l_ in ETCD_CERT_FILE=*|ETCD_KEY_FILE=*|ETCD_CLIENT_CERT_AUTH=*|ETCD_AUTO_TLS=*|\
-      ETCD_PEER_CERT_FILE=*|ETCD_PEER_KEY_FILE=*|ETCD_PEER_CLIENT_CERT_AUTH=*|ETCD_PEER_AUTO_TLS=*|\
-      ETCD_TRUSTED_CA_FILE=*|ETCD_DATA_DIR=*) ev="${ev:+$ev$nl}$l_";; esac
-    case $l_ in ETCD_DATA_DIR=*) dd_=${l_#ETCD_DATA_DIR=};; esac
-  done
+  if [ "${#ea_}" -le 8192 ]; then
+    for l_ in $ea_; do
+      case $l_ in ETCD_CERT_FILE=*|ETCD_KEY_FILE=*|ETCD_CLIENT_CERT_AUTH=*|ETCD_AUTO_TLS=*|\
+        ETCD_PEER_CERT_FILE=*|ETCD_PEER_KEY_FILE=*|ETCD_PEER_CLIENT_CERT_AUTH=*|\
+        ETCD_PEER_AUTO_TLS=*|ETCD_TRUSTED_CA_FILE=*|ETCD_DATA_DIR=*) ev="${ev:+$ev$nl}$l_";; esac
+    done
+  else ev=$(printf '%s\n' "$ea_" | grep -E '^ETCD_(CERT_FILE|KEY_FILE|CLIENT_CERT_AUTH|AUTO_TLS|PEER_CERT_FILE|PEER_KEY_FILE|PEER_CLIENT_CERT_AUTH|PEER_AUTO_TLS|TRUSTED_CA_FILE|DATA_DIR)=')
+  fi
+  for l_ in $ev; do case $l_ in ETCD_DATA_DIR=*) dd_=${l_#ETCD_DATA_DIR=};; esac; done
   IFS=$ifs_; set +f; ea_=''
   printf 'V|%s|' "$EPID"; [ -z "$ev" ] || printf '%s\n' "$ev" | b64; echo
   stat_path "$dd_"

@@ -376,7 +376,8 @@ def test_a_file_that_changed_between_stat_and_read_is_an_error_naming_it(blob):
         parse_probe_output(_w_record(blob, (1, "/etc/a.conf"), (1, "/etc/c.conf")))
 
 
-def test_etcd_variables_are_picked_as_a_grep_of_their_lines_picked_them(tmp_path):
+@pytest.mark.parametrize("padding", [0, 9000], ids=["in-the-shell", "over-8KiB-grep"])
+def test_etcd_variables_are_picked_as_a_grep_of_their_lines_picked_them(tmp_path, padding):
     """Only the ETCD_* variables the checks read leave the node; a newline inside a value
     splits it into lines (a later line may name another variable), a glob character stays
     as it is, and the last ETCD_DATA_DIR is the data directory stat'ed."""
@@ -386,7 +387,7 @@ def test_etcd_variables_are_picked_as_a_grep_of_their_lines_picked_them(tmp_path
     (etcd / "cmdline").write_bytes(b"etcd\0")
     (etcd / "environ").write_bytes(b"ETCD_DATA_DIR=/d1\0HOME=/root\0ETCD_CERT_FILE=/x/*\0"
                                    b"ETCD_AUTO_TLS=a\nETCD_KEY_FILE=/k\0ETCD_NAME=n\0"
-                                   b"ETCD_DATA_DIR=/d2\0")
+                                   + b"PAD=" + b"p" * padding + b"\0ETCD_DATA_DIR=/d2\0")
     (root / "d2").mkdir()
     facts = parse_probe_output(run_probe(str(root), path_env="/usr/bin:/bin"))
     assert facts.process("etcd").env == {"ETCD_DATA_DIR": "/d2", "ETCD_CERT_FILE": "/x/*",
@@ -420,3 +421,16 @@ def test_busybox_ash_and_its_applets_give_the_facts_dash_and_coreutils_give(tmp_
 
     assert (facts(str(applets / "sh"), f"{applets}:/usr/bin:/bin")
             == facts(shutil.which("dash") or "sh", "/usr/bin:/bin"))
+
+
+def test_a_huge_environment_of_a_process_named_etcd_is_filtered_in_one_pass(tmp_path):
+    """Anyone can name a process etcd and give it a 2 MB environment of wanted-looking lines;
+    grep picks them in one pass (the shell's appends would copy what they keep each time)."""
+    root = tmp_path / "node"
+    etcd = root / "proc" / "12"
+    etcd.mkdir(parents=True)
+    (etcd / "cmdline").write_bytes(b"etcd\0")
+    (etcd / "environ").write_bytes(b"ETCD_AUTO_TLS=1\0" * 120_000 + b"ETCD_DATA_DIR=/d\0")
+    done = subprocess.run(["sh", "-c", build_probe_script(str(root))], capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    assert parse_probe_output(done.stdout).process("etcd").env["ETCD_DATA_DIR"] == "/d"
