@@ -3,7 +3,15 @@
 Why one script: a check run must cost one SSH exec per host (DESIGN principle 2), so the script
 gathers every fact any catalogue check may need, whatever the node's role, and the controller
 decides what applies. The node needs only sh, coreutils (stat, base64, tr, head, sed, grep),
-find, awk and ps; no Python.
+find (for a large tree), awk and ps; no Python.
+
+Each process the script starts costs the node about a millisecond of CPU (fork, exec, dynamic
+linking), more than most of what it then does, so the script starts few: the files to read
+share one stat, one head and one base64 (W), the paths to stat one stat, a process's flags one
+tr walked in the shell's memory, and what a command prints is split in memory rather than fed
+to a `read` loop (dash's `read` takes a byte per system call). Only what must stay apart for
+the controller to trust it gets a process of its own: every process's command line is encoded
+alone, since any user can start a process with a command line of their choosing.
 
 Output is line-oriented; every line starts with a record tag and uses `|` as separator, with any
 free text (file contents, command lines) base64-encoded, so no byte of a file can be mistaken
@@ -19,6 +27,9 @@ for a delimiter:
     Z|<b64 link text>|<path>          a symlink that leads nowhere (dangling, or a loop)
     M|<path>                          a path that was looked for and does not exist
     F|<b64 content>|<path>            a file's content (only files that hold no secrets)
+    W|<b64>|<size>|<path>|<size>|...  several files' contents read by one `head -c`, with head's
+                                      `==> name <==` lines between them; split by the sizes
+                                      stat gave (split_read); paths hold no `|` or newline
     E|size|<bytes>|<path>             a file too large to read (limits.MAX_FILE_BYTES)
     E|type|<file type>|<path>         a path to read that is a FIFO, socket or device
     N|<b64 tokens>|<path>             encryption config reduced to `resources`/provider names
@@ -73,6 +84,9 @@ PROVIDER_NAMES = ("identity", "aescbc", "aesgcm", "secretbox", "kms")
 KUBECTL_KINDS = "namespaces,serviceaccounts,clusterroles,clusterrolebindings,roles,networkpolicies"
 # what the probe asks the API server any authenticated user may do ("<verb> <resource>")
 CAN_I_QUERIES = ("get secrets", "list secrets", "watch secrets", "create pods")
+# why a node has no cluster records (K|unavailable)
+NO_KUBECTL = "kubectl is not installed on this node"
+NO_ADMIN_CONF = "/etc/kubernetes/admin.conf is not present on this node"
 
 # what every probe script starts with: C locale, one Go P, private temp files, the header, b64
 _PRELUDE = r"""
@@ -92,9 +106,10 @@ umask 077
 echo "HARDEN-PROBE|__VERSION__|$R"
 nl='
 '
-# base64 on one line: -w 0 where base64 has it (GNU, BusyBox), saving a `tr` per value
-if [ "$(printf x | base64 -w 0 2>/dev/null)" = eA== ]; then b64() { base64 -w 0; }
-else b64() { base64 | tr -d '\n'; }; fi
+# base64 on one line: -w 0 where base64 has it (GNU, BusyBox), saving a `tr` per value; a
+# base64 without -w refuses the option before it reads anything, and the input is then still
+# there for the plain one (no process spent asking which it is)
+b64() { base64 -w 0 2>/dev/null || base64 | tr -d '\n'; }
 """
 
 # section 5: cluster objects, only where admin.conf is present and kubectl installed. $KASK is
@@ -139,9 +154,9 @@ cluster_records() {
   if [ "$KSTATE" = run ]; then
     if kc get get __KINDS__ -A -o json; then kubeadm_config; reviews; fi
   elif [ "$KSTATE" = no-kubectl ]; then
-    echo "K|unavailable|127|$(printf 'kubectl is not installed on this node' | b64)"
+    echo "K|unavailable|127|__NO_KUBECTL__"
   else
-    echo "K|unavailable|0|$(printf '/etc/kubernetes/admin.conf is not present on this node' | b64)"
+    echo "K|unavailable|0|__NO_ADMIN_CONF__"
   fi; }
 # the three kubectl calls started at once in the background (when a private temp dir can hold
 # their answers), each with its own stderr for its error text: the section takes as long as
@@ -157,7 +172,8 @@ cluster_start() { [ "$KSTATE" = run ] || return 0
 cluster_collect() {
   if [ -n "$KT" ]; then
     wait; read -r grc_ < "$KT/get.rc" 2>/dev/null
-    cat "$KT/get"; [ "$grc_" = 0 ] && cat "$KT/kcfg" "$KT/can-i"; rm -rf "$KT"
+    if [ "$grc_" = 0 ]; then cat "$KT/get" "$KT/kcfg" "$KT/can-i"; else cat "$KT/get"; fi
+    rm -rf "$KT"
   else cluster_records; fi; }
 """
 
@@ -175,16 +191,30 @@ link_to() { lt=$(printf '%s' "$(readlink "$1")" | b64)
 st() { stat -c "$FMT" "$@" 2>/dev/null; for lp in "$@"; do [ -L "$lp" ] && link_to "$lp"; done; return 0; }
 # stat one node path (relative to $R), or record it as missing
 stat_path() { stat_paths "$1"; }
-# stat a whole tree (the PKI directory, CNI dirs)
-# (a symlinked root is followed, links below it are not: no loops; each link's target is stat'ed)
+# stat a whole tree (the PKI directory, CNI dirs): its paths, found by globs (dot files too)
+# rather than by a find, wait in SQ for the one stat of flush_stats (a path with a newline is
+# stat'ed at once, as stat_paths does); a symlinked root is followed, links below it are not
+# (no loops); st stats each link's target. A tree of more than 500 paths (the shell's queue
+# grows by copying) is left to find and a stat of its own instead (tree_find)
 stat_tree() { [ -n "$1" ] || return 0
-  if [ -e "$R$1" ]; then find -H "$R$1" -exec stat -c "$FMT" {} + 2>/dev/null |
-    while IFS= read -r s_; do printf '%s\n' "$s_"
-      # the path after nine fields only for a line that may be a symlink's: that nine-star
-      # pattern costs dash ~0.1 ms per line
-      case $s_ in *'|symbolic link|'*) p_=${s_#*|*|*|*|*|*|*|*|*|}
-        case $s_ in *"|symbolic link|$p_") link_to "$p_";; esac;; esac; done
+  if [ -e "$R$1" ]; then sq0_=$SQ; tn_=0; tree_add "$R$1"
+    if [ -d "$R$1" ] && ! tree_walk "$R$1"; then SQ=$sq0_; tree_find "$R$1"; fi
   else stat_path "$1"; fi; }
+tree_add() { case $1 in *"$nl"*) st "$1";; *) SQ="$SQ$1$nl";; esac; }
+tree_walk() { for e_ in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+    [ -e "$e_" ] || [ -L "$e_" ] || continue
+    tn_=$((tn_ + 1)); [ "$tn_" -le 500 ] || return 1; tree_add "$e_"
+    [ ! -d "$e_" ] || [ -L "$e_" ] || tree_walk "$e_" || return 1; done; }
+# (stat's lines printed as they came; only when one may be a symlink's are they walked, split
+# in memory, and then the path after nine fields is taken only for such a line: that
+# nine-star pattern costs dash ~0.1 ms per line)
+tree_find() { t_=$(find -H "$1" -exec stat -c "$FMT" {} + 2>/dev/null)
+  [ -z "$t_" ] || printf '%s\n' "$t_"
+  case $t_ in *'|symbolic link|'*)
+    set -f; i_=$IFS; IFS=$nl; set -- $t_; IFS=$i_; set +f
+    for s_ do
+      case $s_ in *'|symbolic link|'*) p_=${s_#*|*|*|*|*|*|*|*|*|}
+        case $s_ in *"|symbolic link|$p_") link_to "$p_";; esac;; esac; done;; esac; }
 # stat node paths (the missing ones recorded as such at once); a path already stat'ed this way
 # is not again (the kubelet's kubeconfig is also one of /etc/kubernetes/*.conf). The others wait
 # in SQ for flush_stats, which stats them all with one stat at the end (a path with a newline,
@@ -216,6 +246,9 @@ read_file() { [ -n "$1" ] || return 0
   else stat_path "$1"; fi; }
 # read several files as read_file does, with one stat for all the plain regular ones (not
 # symlinks; a path with a newline or `|` goes through read_file, whose records it keeps apart)
+# and one head and one base64 for their contents: a W record, head's own "==> path <==" lines
+# between the files, each file's size by stat after the blob (the controller splits it by
+# those sizes, so a file's text can never pass for another's; see split_read)
 read_files() { b_=$nl
   for f_ do
     [ -n "$f_" ] || continue
@@ -226,26 +259,30 @@ read_files() { b_=$nl
   set -f; o_=$IFS; IFS=$nl; set -- $b_; IFS=$o_; set +f
   [ $# -gt 0 ] || return 0
   for f_ do shift; set -- "$@" "$R$f_"; done
-  while IFS= read -r s_; do
-    [ -n "$s_" ] || continue
-    # no path here holds a `|` (those went to read_file): path and size are the last fields
+  # stat's lines split in memory (a `read` loop would take them a byte per system call); no
+  # path here holds a newline or `|` (those went to read_file): path and size end each line
+  w_=''; ws_=''; t_=$(stat -c "$FMT|%s" "$@" 2>/dev/null)
+  set -f; o_=$IFS; IFS=$nl
+  for s_ in $t_; do
     sz=${s_##*|}; s_=${s_%|*}; p_=${s_##*|}; printf '%s\n' "$s_"
     if [ "${sz:-0}" -gt __MAX__ ]; then echo "E|size|$sz|$p_"
-    else printf 'F|'; head -c __MAX1__ < "$p_" | b64; printf '|%s\n' "$p_"
-      READ="$READ${p_#"$R"}$nl"; fi
-  done <<EOF_RF
-$(stat -c "$FMT|%s" "$@" 2>/dev/null)
-EOF_RF
-}
+    else w_="$w_$p_$nl"; ws_="$ws_|${sz:-0}|$p_"; READ="$READ${p_#"$R"}$nl"; fi
+  done
+  set -- $w_; IFS=$o_; set +f
+  # one file: head writes no "==>" line, so it is an F record as read_file writes it
+  if [ $# -eq 1 ]; then printf 'F|'; head -c __MAX1__ < "$1" | b64; printf '|%s\n' "$1"
+  elif [ $# -gt 1 ]; then printf 'W|'; head -c __MAX1__ -- "$@" 2>/dev/null | b64
+    printf '%s\n' "$ws_"; fi; }
+# files to read, kept in RQ until read_queued reads them all with one read_files (one stat, one
+# head, one base64) near the end; a path with a newline, which RQ cannot hold, is read at once
+RQ=''
+defer_read() { for f_ do [ -n "$f_" ] || continue
+    case $f_ in *"$nl"*) read_file "$f_";; *) RQ="$RQ$f_$nl";; esac; done; }
+read_queued() { set -f; o_=$IFS; IFS=$nl; set -- $RQ; IFS=$o_; set +f; RQ=''
+  [ $# -eq 0 ] || read_files "$@"; }
 # concatenate the regular files among the arguments (never a FIFO: cat would wait forever)
 catf() { for f_ do shift; [ -f "$f_" ] && set -- "$@" "$f_"; done
   [ $# -eq 0 ] || head -q -c __MAX1__ -- "$@"; :; }
-# value of a flag in a process's argv (--f=v or --f v); the last occurrence wins, as in pflag
-argval() { tr '\000' '\n' < "$R/proc/$1/cmdline" 2>/dev/null | awk -v f="$2" '
-  take { v = $0; take = 0; next }
-  $0 == f { take = 1; next }
-  index($0, f "=") == 1 { v = substr($0, length(f) + 2) }
-  END { if (v != "") print v }'; }
 # value of a flag in a static-pod manifest's command/args list (kubeadm's "- --f=v" form), the
 # last occurrence; several flags with one sed: `mfvals FILE --a --b` sets M1 (of --a), M2 (of --b)
 mfvals() { m_=$1; shift; i_=0
@@ -300,9 +337,17 @@ list_procs() {
 # boot time from /proc/stat with shell builtins
 bt=''
 while read -r k_ v_ r_; do case $k_ in btime*) bt=$v_; break;; esac; done 2>/dev/null <"$R/proc/stat"
-echo "T|$bt|$(getconf CLK_TCK 2>/dev/null || echo 100)"
+# (getconf's output or 100 when it fails; one process, the substitution's own)
+tk_=$(getconf CLK_TCK 2>/dev/null) || tk_=100
+echo "T|$bt|$tk_"
 PIDS=''
-while read -r pid a0 rest; do
+# the listing split in memory (a `read` loop takes it a byte per system call, and ps lists
+# every process's whole command line); each line's pid and argv0 as `read pid a0 rest` took them
+PL_=$(list_procs)
+set -f; ifs_=$IFS; IFS=$nl
+for l_ in $PL_; do IFS=$ifs_
+  l_=${l_#"${l_%%[! __TAB__]*}"}; pid=${l_%%[ __TAB__]*}; a0=${l_#"$pid"}
+  a0=${a0#"${a0%%[! __TAB__]*}"}; a0=${a0%%[ __TAB__]*}
   n=${a0##*/}
   case "$n" in
     __COMPONENTS__)
@@ -317,18 +362,14 @@ while read -r pid a0 rest; do
       done 2>/dev/null < "$R/proc/$pid/cgroup"; [ -z "$g_" ] || echo "G|$pid"
       PIDS="$PIDS $n:$pid" ;;
   esac
-done <<EOF
-$(list_procs)
-EOF
+done
+IFS=$ifs_; set +f; PL_=''
 # every pid of a component: the controller picks which one is the component (Facts.process)
 pids_of() { for e in $PIDS; do [ "${e%%:*}" = "$1" ] && echo "${e#*:}"; done; }
 
 MDIR=/etc/kubernetes/manifests
+# (the manifests are read with every other file, by read_queued)
 stat_path $MDIR
-if [ -d "$R$MDIR" ]; then
-  set --; for f in "$R$MDIR"/* ; do [ -f "$f" ] && set -- "$@" "${f#"$R"}"; done
-  read_files "$@"
-fi
 K8S=/etc/kubernetes
 stat_paths $K8S/admin.conf $K8S/super-admin.conf $K8S/scheduler.conf $K8S/controller-manager.conf \
   $K8S/kubelet.conf $K8S/proxy.conf
@@ -337,15 +378,24 @@ stat_tree /etc/kubernetes/pki
 # etcd: data dir (running and configured), and only the ETCD_* variables the checks read
 mfvals $MDIR/etcd.yaml --data-dir; stat_paths /var/lib/etcd "$M1"
 for EPID in $(pids_of etcd); do
-  stat_path "$(argval "$EPID" --data-dir)"
+  argvals "$EPID" --data-dir; stat_path "$A1"
   [ -r "$R/proc/$EPID/environ" ] || continue
-  # the variables read once; ETCD_DATA_DIR (the last one) picked from them in the shell
-  ev=$(tr '\000' '\n' < "$R/proc/$EPID/environ" | grep -E '^ETCD_(CERT_FILE|KEY_FILE|CLIENT_CERT_AUTH|AUTO_TLS|PEER_CERT_FILE|PEER_KEY_FILE|PEER_CLIENT_CERT_AUTH|PEER_AUTO_TLS|TRUSTED_CA_FILE|DATA_DIR)=')
+  # the variables read once (one tr), the wanted ones picked in the shell's memory (lines, as
+  # a grep of them would take them), then ETCD_DATA_DIR (the last one) among them; over
+  # 8 KiB (anyone can name a process etcd) grep picks them, as each pick here copies the kept
+  ea_=$(tr '\000' '\n' < "$R/proc/$EPID/environ"); ev=''; dd_=''
+  set -f; ifs_=$IFS; IFS=$nl
+  if [ "${#ea_}" -le 8192 ]; then
+    for l_ in $ea_; do
+      case $l_ in ETCD_CERT_FILE=*|ETCD_KEY_FILE=*|ETCD_CLIENT_CERT_AUTH=*|ETCD_AUTO_TLS=*|\
+        ETCD_PEER_CERT_FILE=*|ETCD_PEER_KEY_FILE=*|ETCD_PEER_CLIENT_CERT_AUTH=*|\
+        ETCD_PEER_AUTO_TLS=*|ETCD_TRUSTED_CA_FILE=*|ETCD_DATA_DIR=*) ev="${ev:+$ev$nl}$l_";; esac
+    done
+  else ev=$(printf '%s\n' "$ea_" | grep -E '^ETCD_(CERT_FILE|KEY_FILE|CLIENT_CERT_AUTH|AUTO_TLS|PEER_CERT_FILE|PEER_KEY_FILE|PEER_CLIENT_CERT_AUTH|PEER_AUTO_TLS|TRUSTED_CA_FILE|DATA_DIR)=')
+  fi
+  for l_ in $ev; do case $l_ in ETCD_DATA_DIR=*) dd_=${l_#ETCD_DATA_DIR=};; esac; done
+  IFS=$ifs_; set +f; ea_=''
   printf 'V|%s|' "$EPID"; [ -z "$ev" ] || printf '%s\n' "$ev" | b64; echo
-  dd_=''; while IFS= read -r l_; do case $l_ in ETCD_DATA_DIR=*) dd_=${l_#ETCD_DATA_DIR=};; esac
-  done <<EOF_EV
-$ev
-EOF_EV
   stat_path "$dd_"
 done
 
@@ -361,8 +411,8 @@ EPC_PID=''
 for APID in $(pids_of kube-apiserver); do
   argvals "$APID" --audit-policy-file --authorization-config --encryption-provider-config
   v2=$A2; v3=$A3; [ -n "$EPC_PID" ] || { EPC_PID=$APID; EPC=$v3; }
-  case $A1 in /*) read_file "/proc/$APID/root$A1";; esac
-  case $v2 in /*) read_file "/proc/$APID/root$v2";; esac
+  case $A1 in /*) defer_read "/proc/$APID/root$A1";; esac
+  case $v2 in /*) defer_read "/proc/$APID/root$v2";; esac
   case $v3 in /*) enc_names "/proc/$APID/root$v3";; esac
 done
 AMF=$MDIR/kube-apiserver.yaml
@@ -371,28 +421,32 @@ for flag in 1 2 3; do
   eval "v=\$M$flag"; [ -n "$v" ] || continue
   h=$(host_path $AMF "$v")
   [ -n "$h" ] && printf 'H|kube-apiserver|%s|%s\n' "$(printf '%s' "$v" | b64)" "$h"
-  if [ "$flag" = 3 ]; then enc_names "${h:-$v}"; else read_file "${h:-$v}"; fi
+  if [ "$flag" = 3 ]; then enc_names "${h:-$v}"; else defer_read "${h:-$v}"; fi
 done
 
 # kube-scheduler: the KubeSchedulerConfiguration its --config names (with --config the scheduler
 # ignores its deprecated flags, --profiling among them), as the running container sees it and
 # on the host through the manifest's hostPath volumes
 for SPID in $(pids_of kube-scheduler); do
-  v=$(argval "$SPID" --config); case $v in /*) read_file "/proc/$SPID/root$v";; esac
+  argvals "$SPID" --config; v=$A1; case $v in /*) defer_read "/proc/$SPID/root$v";; esac
 done
 SMF=$MDIR/kube-scheduler.yaml
 mfvals $SMF --config; v=$M1
 if [ -n "$v" ]; then h=$(host_path $SMF "$v")
   [ -n "$h" ] && printf 'H|kube-scheduler|%s|%s\n' "$(printf '%s' "$v" | b64)" "$h"
-  read_file "${h:-$v}"; fi
+  defer_read "${h:-$v}"; fi
 
 # kubelet: unit files and drop-ins of both locations, env files, config files, kubeconfig, CA
-set -- /lib/systemd/system/kubelet.service /usr/lib/systemd/system/kubelet.service /etc/systemd/system/kubelet.service
+# (and the static-pod manifests), all read at the end by read_queued
+set --
+if [ -d "$R$MDIR" ]; then
+  for f in "$R$MDIR"/* ; do [ -f "$f" ] && set -- "$@" "${f#"$R"}"; done; fi
+set -- "$@" /lib/systemd/system/kubelet.service /usr/lib/systemd/system/kubelet.service /etc/systemd/system/kubelet.service
 for d in /usr/lib/systemd/system/kubelet.service.d /lib/systemd/system/kubelet.service.d /etc/systemd/system/kubelet.service.d; do
   if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && set -- "$@" "${f#"$R"}"; done
   else echo "M|$R$d"; fi
 done
-read_files "$@" /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet /var/lib/kubelet/config.yaml
+defer_read "$@" /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet /var/lib/kubelet/config.yaml
 # --config and --config-dir values of the unit files and env files (sed: h/g, so each is
 # taken from the unchanged line)
 CFGS=''; CDIRS=''
@@ -411,9 +465,9 @@ for KPID in $(pids_of kubelet); do
   stat_paths "$A3" "$A4"
   [ -n "$A5" ] && CNIDIR=$A5
 done
-for c in $CFGS; do read_file "$c"; done
+for c in $CFGS; do defer_read "$c"; done
 for d in $CDIRS; do
-  if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && read_file "${f#"$R"}"; done
+  if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && defer_read "${f#"$R"}"; done
   else echo "M|$R$d"; fi
 done
 SEEN=$nl
@@ -456,7 +510,7 @@ stat_tree /var/lib/cni/networks
 for PPID_ in $(pids_of kube-proxy); do
   PROOT=/proc/$PPID_/root; k=''
   argvals "$PPID_" --config --kubeconfig; v=$A1; kv=$A2
-  if [ -n "$v" ]; then read_file "$PROOT$v"
+  if [ -n "$v" ]; then defer_read "$PROOT$v"
     [ -f "$R$PROOT$v" ] && k=$(sed -n 's/^[[:space:]]*["'\'']\{0,1\}kubeconfig["'\'']\{0,1\}[[:space:]]*:[[:space:]]*["'\'']\{0,1\}\([^"'\'' ,}]*\).*/\1/p' "$R$PROOT$v")
     k=${k##*"$nl"}
     case $k in /*) stat_path "$PROOT$k";; esac
@@ -469,11 +523,12 @@ stat_paths /etc/kubernetes/kube-proxy.conf /var/lib/kube-proxy/kubeconfig.conf
 # first running API server does (values and keys never leave the node; see etcd_census.py)
 for APID in $(pids_of kube-apiserver); do
   # the first server's flag, as read above (no second tr and awk for it)
-  if [ "$APID" = "$EPC_PID" ]; then v=$EPC; else v=$(argval "$APID" --encryption-provider-config); fi
+  if [ "$APID" = "$EPC_PID" ]; then v=$EPC; else argvals "$APID" --encryption-provider-config; v=$A1; fi
   case $v in /*) printf 'L|%s\n' "$(enc_layout "$R/proc/$APID/root$v")";; esac
   etcd_census "$APID"; break
 done
 
+read_queued
 flush_stats
 # section 5, started first: its answers collected at the end
 cluster_collect
@@ -508,14 +563,22 @@ def build_cluster_script(root: str = "") -> str:
 def _script(text: str, root: str, ask_cluster: bool) -> str:
     body = (text.replace("__VERSION__", PROBE_VERSION).replace("__KINDS__", KUBECTL_KINDS)
             .replace("__REVIEWS__", access_reviews())
+            .replace("__NO_KUBECTL__", _b64_text(NO_KUBECTL))
+            .replace("__NO_ADMIN_CONF__", _b64_text(NO_ADMIN_CONF))
             .replace("__CENSUS__", etcd_census.SCRIPT.strip())
             .replace("__COMPONENTS__", "|".join(COMPONENTS))
             .replace("__SYSCTL_FILES__", " ".join(f'"$R"{d}/*.conf' for d in SYSCTL_DIRS)
                      + f' "$R"{SYSCTL_CONF}')
             .replace("__SYSCTL_KEYS__", _sysctl_key_pattern())
+            .replace("__TAB__", "\t")
             .replace("__MAX1__", str(MAX_FILE_BYTES + 1)).replace("__MAX__", str(MAX_FILE_BYTES)))
     return (f"#!/bin/sh\n# harden fact probe v{PROBE_VERSION}\nR={shlex.quote(root)}\n"
             f"KASK={int(ask_cluster)}\n{body}")
+
+
+def _b64_text(text: str) -> str:
+    """A fixed message as the node's b64 would encode it (computed here: no process for it)."""
+    return base64.b64encode(text.encode()).decode()
 
 
 def access_reviews() -> str:
@@ -807,11 +870,14 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
         facts.missing.add(_strip(rest, root))
     elif tag == "F":
         raw, path = rest.split("|", 1)
-        content = _b64(raw)
-        if len(content) > MAX_FILE_BYTES:         # grew after it was sized
-            facts.unreadable.append(too_large(_strip(path, root), len(content)))
-        else:
-            facts.contents[_strip(path, root)] = content.decode("utf-8", "replace")
+        _add_content(facts, _strip(path, root), _b64(raw))
+    elif tag == "W":
+        raw, *fields = rest.split("|")
+        if not fields or len(fields) % 2:
+            raise ValueError("a W record names each file with its size")
+        files = [(int(size), path) for size, path in zip(fields[0::2], fields[1::2])]
+        for path, content in split_read(_b64(raw), files):
+            _add_content(facts, _strip(path, root), content)
     elif tag == "E":
         kind, detail, path = rest.split("|", 2)
         path = _strip(path, root)
@@ -851,6 +917,45 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _add_content(facts: Facts, path: str, content: bytes) -> None:
+    if len(content) > MAX_FILE_BYTES:         # grew after it was sized
+        facts.unreadable.append(too_large(path, len(content)))
+    else:
+        facts.contents[path] = content.decode("utf-8", "replace")
+
+
+def split_read(blob: bytes, files: list[tuple[int, str]]) -> list[tuple[str, bytes]]:
+    """Each file's content from one `head -c` over several files (a W record). head writes a
+    `==> name <==` line before each file (after a newline from the second on; newer coreutils
+    quote the name, so only the line's shape is checked); `files` are the (size by stat, path)
+    of each, in order. The split goes by those sizes, each header checked where they put it, so
+    a line in a file that looks like a header cannot pass its text off as another file's. A
+    file that changed size between its stat and its read, or vanished, makes them miss: that
+    is an error naming it (run again), never a guess at where its text ends."""
+    found, at = [], 0
+    for number, (size, path) in enumerate(files):
+        start = _header_end(blob, at, number)
+        if start < 0 or start + size > len(blob):
+            raise ValueError(f"{path} changed while the probe read it (stat said {size} bytes)")
+        found.append((path, blob[start:start + size]))
+        at = start + size
+    if at != len(blob):
+        raise ValueError(f"{files[-1][1]} changed while the probe read it "
+                         f"(stat said {files[-1][0]} bytes)")
+    return found
+
+
+def _header_end(blob: bytes, at: int, number: int) -> int:
+    """Where the content after head's header line at `at` starts, or -1 when none is there."""
+    lead = b"==> " if number == 0 else b"\n==> "
+    if not blob.startswith(lead, at):
+        return -1
+    end = blob.find(b" <==\n", at + len(lead))
+    if end < 0 or b"\n" in blob[at + len(lead):end]:
+        return -1
+    return end + len(b" <==\n")
 
 
 def _with_pid(facts: Facts, pid: int) -> list[Process]:

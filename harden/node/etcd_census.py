@@ -39,8 +39,28 @@ function field(s) { sub(/^[^:]*:[[:space:]]*"/, "", s); sub(/".*$/, "", s); retu
   n[res "|" tag]++ }
 END { for (t in n) printf "Q|%s|%d\n", t, n[t] }'
 # the values of several flags of a process's argv (--f=v or --f v, the last occurrence of each
-# wins, as in pflag), read in one pass: `argvals PID --a --b` sets A1 (of --a) and A2 (of --b)
-argvals() { a_=$(tr '\000' '\n' < "$R/proc/$1/cmdline" 2>/dev/null | awk -v fl="$*" '
+# wins, as in pflag), read in one pass: `argvals PID --a --b` sets A1 (of --a) and A2 (of --b).
+# The arguments, one a line after tr (a newline in one splits it, as awk's records did), are
+# walked in the shell's memory: tr is the one process, and a process's arguments are read once
+# per script (AV_<pid>; the trailing `.` keeps the empty arguments $(...) would strip). Taking
+# a line off the front copies the rest, so arguments over 8 KiB (no component's; anyone can
+# start a process of a component's name) go to awk instead, which reads them in one pass
+argvals() { n_='
+'; a_=''; case $1 in ''|*[!0-9]*) ;; *) eval "a_=\${AV_$1-}";; esac
+  if [ -z "$a_" ]; then a_=$(tr '\000' '\n' < "$R/proc/$1/cmdline" 2>/dev/null; echo .)
+    case $1 in ''|*[!0-9]*) ;; *) eval "AV_$1=\$a_";; esac; fi
+  a_=${a_%.}; shift; i_=0; for f_ do i_=$((i_ + 1)); eval "A$i_=''"; done; tk_=''
+  [ "${#a_}" -le 8192 ] || { argvals_awk "$@"; return 0; }
+  while [ -n "$a_" ]; do
+    case $a_ in *"$n_"*) l_=${a_%%"$n_"*}; a_=${a_#*"$n_"};; *) l_=$a_; a_='';; esac
+    # the line is the value of every flag the previous line named alone; else tried on each
+    t_=$tk_; tk_=''; i_=0
+    for f_ do i_=$((i_ + 1))
+      case $t_ in *" $i_ "*) eval "A$i_=\$l_"; continue;; esac
+      case $l_ in "$f_") tk_="$tk_ $i_ ";; "$f_="*) eval "A$i_=\${l_#\"\$f_=\"}";; esac
+    done
+  done; }
+argvals_awk() { a_=$(printf '%s' "$a_" | awk -v fl="x $*" '
   BEGIN { n = split(fl, f, " ") }
   { for (i = 2; i <= n; i++)
       if (take[i]) { v[i] = $0; take[i] = 0 }

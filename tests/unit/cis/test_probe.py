@@ -135,26 +135,51 @@ def test_a_base64_without_wrap_option_gives_the_same_facts(tmp_path):
     assert without == plain and without.contents
 
 
-def test_several_flags_read_in_one_pass_follow_the_one_flag_rules(tmp_path):
-    """argvals (one awk for several flags) reads each flag exactly as argval reads it alone:
-    the last occurrence wins, `--f v` and `--f=v` alike, an empty `--f=` is no value, and
-    `--kubeconfig --config=/x` is read by each flag on its own terms."""
+def _argvals(tmp_path, cmdline: bytes, flags: list[str]) -> list[str]:
+    """argvals (the shell walk over one tr of the process's arguments) on a fake /proc/7."""
     proc = tmp_path / "proc" / "7"
-    proc.mkdir(parents=True)
+    proc.mkdir(parents=True, exist_ok=True)
+    (proc / "cmdline").write_bytes(cmdline)
+    full = build_probe_script()
+    functions = full[full.index("argvals() {"):full.index("etcd_census() {")]
+    script = (f"R={tmp_path}\n{functions}\nargvals 7 {' '.join(flags)}\n"
+              + "".join(f"printf '%s|' \"$A{n}\"\n" for n in range(1, len(flags) + 1)))
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True,
+                         timeout=60).stdout
+    return out.split("|")[:-1]
+
+
+def test_several_flags_read_in_one_pass_follow_the_one_flag_rules(tmp_path):
+    """argvals reads each flag as pflag does: the last occurrence wins, `--f v` and `--f=v`
+    alike, an empty `--f=` is no value, and `--kubeconfig --config=/x` is read by each flag
+    on its own terms."""
     argv = ["kubelet", "--config=/a", "--kubeconfig", "--config=/x", "--config", "/b", "--v=2",
             "--client-ca-file="]
-    (proc / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
-    full = build_probe_script()
-    functions = full[full.index("argval() {"):full.index("# value of a flag in a static-pod")]
-    functions += full[full.index("argvals() {"):full.index("etcd_census() {")]
+    cmdline = b"\0".join(a.encode() for a in argv) + b"\0"
     flags = ["--config", "--kubeconfig", "--v", "--client-ca-file", "--absent"]
-    script = (f"R={tmp_path}\n{functions}\nargvals 7 {' '.join(flags)}\n"
-              "printf '%s|%s|%s|%s|%s\\n' \"$A1\" \"$A2\" \"$A3\" \"$A4\" \"$A5\"\n"
-              + "".join(f"printf '%s|' \"$(argval 7 {f})\"\n" for f in flags))
-    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
-    together, alone = out.split("\n", 1)
-    assert together.split("|") == ["/b", "--config=/x", "2", "", ""]
-    assert alone.split("|")[:-1] == together.split("|")
+    assert _argvals(tmp_path, cmdline, flags) == ["/b", "--config=/x", "2", "", ""]
+
+
+@pytest.mark.parametrize("cmdline, expected", [
+    (b"x\0--config=/a\0--config\0\0", [""]),       # an empty last argument is the value
+    (b"x\0--name=a\n--config=/n\0", ["/n"]),         # a newline splits an argument (as awk did)
+    (b"x\0--config=/z", ["/z"]),                     # no NUL after the last argument
+    (b"x\0--config\0--config\0/y\0", ["--config"]), # the value line is not a flag again
+    (b"", [""]),
+])
+@pytest.mark.parametrize("padding", [0, 9000], ids=["walked", "over-8KiB-awk"])
+def test_argvals_edge_cases_read_as_the_awk_pass_did(tmp_path, cmdline, expected, padding):
+    """The same answers from the shell walk and, for arguments over 8 KiB, from awk."""
+    cmdline = cmdline[:2] + b"p\0" * (padding // 2) + cmdline[2:] if cmdline else cmdline
+    assert _argvals(tmp_path, cmdline, ["--config"]) == expected
+
+
+def test_a_huge_command_line_of_a_components_name_is_read_in_one_pass(tmp_path):
+    """Anyone can start a process named kube-apiserver with a 2 MB command line of short
+    arguments: its flags are read by awk in one pass, not line by line in the shell (which
+    copies the rest per line: hours on such a line)."""
+    cmdline = b"kube-apiserver\0" + b"-x\0" * 500_000 + b"--config\0/c\0"
+    assert _argvals(tmp_path, cmdline, ["--config", "--other"]) == ["/c", ""]
 
 
 def test_sysctl_files_are_read_by_one_grep_with_each_files_own_lines(tmp_path):
@@ -188,7 +213,7 @@ def test_recorded_fixtures_hold_no_key_material():
     for probe in FIXTURES.glob("*.probe"):
         text = probe.read_text()
         decoded = " ".join(base64.b64decode(field, validate=False).decode("utf-8", "replace")
-                           for line in text.splitlines() if line.startswith(("F|", "N|"))
+                           for line in text.splitlines() if line.startswith(("F|", "N|", "W|"))
                            for field in [line.split("|")[1]])
         assert "secret:" not in decoded, probe.name
 
@@ -318,3 +343,94 @@ def test_the_census_layout_is_the_first_api_servers_encryption_config(tmp_path):
         f"          keys:\n            - name: k2\n              secret: {SECRET}\n")
     facts = parse_probe_output(run_probe(str(root), path_env="/usr/bin:/bin"))
     assert facts.census.layout == [{"resources": ["secrets"], "providers": ["aesgcm:k2"]}]
+
+
+def _w_record(blob: bytes, *files: tuple[int, str]) -> str:
+    sizes = "".join(f"|{size}|{path}" for size, path in files)
+    return f"HARDEN-PROBE|1|\nW|{base64.b64encode(blob).decode()}{sizes}\nEND|\n"
+
+
+def test_files_read_together_are_split_by_their_sizes_not_by_header_lines_in_them():
+    """A file whose text holds what looks like head's header for the next file keeps that
+    text; the next file's content is its own."""
+    forged = b"a: 1\n\n==> /etc/b.conf <==\nevil: true\n"
+    blob = b"==> /etc/a.conf <==\n" + forged + b"\n==> /etc/b.conf <==\nb: 2\n"
+    facts = parse_probe_output(_w_record(blob, (len(forged), "/etc/a.conf"), (5, "/etc/b.conf")))
+    assert facts.contents == {"/etc/a.conf": forged.decode(), "/etc/b.conf": "b: 2\n"}
+
+
+def test_header_lines_that_quote_the_name_split_the_same():
+    """Newer coreutils quote a file name with a space in head's header line."""
+    blob = b"==> '/etc/a b.conf' <==\nx\n==> /etc/c.conf <==\ny"
+    facts = parse_probe_output(_w_record(blob, (1, "/etc/a b.conf"), (1, "/etc/c.conf")))
+    assert facts.contents == {"/etc/a b.conf": "x", "/etc/c.conf": "y"}
+
+
+@pytest.mark.parametrize("blob", [
+    b"==> /etc/a.conf <==\nx: 10\n\n==> /etc/c.conf <==\ny",   # a.conf grew after its stat
+    b"==> /etc/a.conf <==\nx\n==> /etc/c.conf <==\nyy",        # c.conf grew
+    b"==> /etc/c.conf <==\ny",                                  # a.conf vanished
+])
+def test_a_file_that_changed_between_stat_and_read_is_an_error_naming_it(blob):
+    with pytest.raises(ProbeParseError, match=r"/etc/(a|c)\.conf changed while the probe read"):
+        parse_probe_output(_w_record(blob, (1, "/etc/a.conf"), (1, "/etc/c.conf")))
+
+
+@pytest.mark.parametrize("padding", [0, 9000], ids=["in-the-shell", "over-8KiB-grep"])
+def test_etcd_variables_are_picked_as_a_grep_of_their_lines_picked_them(tmp_path, padding):
+    """Only the ETCD_* variables the checks read leave the node; a newline inside a value
+    splits it into lines (a later line may name another variable), a glob character stays
+    as it is, and the last ETCD_DATA_DIR is the data directory stat'ed."""
+    root = tmp_path / "node"
+    etcd = root / "proc" / "12"
+    etcd.mkdir(parents=True)
+    (etcd / "cmdline").write_bytes(b"etcd\0")
+    (etcd / "environ").write_bytes(b"ETCD_DATA_DIR=/d1\0HOME=/root\0ETCD_CERT_FILE=/x/*\0"
+                                   b"ETCD_AUTO_TLS=a\nETCD_KEY_FILE=/k\0ETCD_NAME=n\0"
+                                   + b"PAD=" + b"p" * padding + b"\0ETCD_DATA_DIR=/d2\0")
+    (root / "d2").mkdir()
+    facts = parse_probe_output(run_probe(str(root), path_env="/usr/bin:/bin"))
+    assert facts.process("etcd").env == {"ETCD_DATA_DIR": "/d2", "ETCD_CERT_FILE": "/x/*",
+                                         "ETCD_AUTO_TLS": "a", "ETCD_KEY_FILE": "/k"}
+    assert facts.stats["/d2"].type == "directory" and "/d1" not in facts.stats
+
+
+@pytest.mark.skipif(not shutil.which("busybox"), reason="busybox is not installed here")
+def test_busybox_ash_and_its_applets_give_the_facts_dash_and_coreutils_give(tmp_path):
+    """The probe keeps to what BusyBox's ash, head (its `==>` lines), stat, base64, sed, awk
+    and grep do alike: a node with only BusyBox gets the same facts."""
+    root = tmp_path / "node"
+    _fake_node(root)
+    (root / "etc/kubernetes/pki/.hidden").write_text("h")
+    os.symlink("ca.crt", root / "etc/kubernetes/pki/link.crt")
+    applets = tmp_path / "busybox"
+    applets.mkdir()
+    for name in ("sh", "head", "stat", "base64", "tr", "sed", "awk", "grep", "ps", "find",
+                 "cat", "mktemp", "rm", "readlink"):
+        (applets / name).symlink_to(shutil.which("busybox"))
+
+    def facts(shell: str, path: str) -> dict:
+        done = subprocess.run([shell, "-c", build_probe_script(str(root))], capture_output=True,
+                              text=True, env={"PATH": path}, timeout=60)
+        assert done.returncode == 0, done.stderr
+        found = parse_probe_output(done.stdout)
+        assert found.complete and len(found.contents) >= 3
+        return {"contents": found.contents, "stats": found.stats, "targets": found.targets,
+                "missing": found.missing, "processes": found.processes,
+                "providers": found.encryption_providers, "sysctl": found.sysctl_files}
+
+    assert (facts(str(applets / "sh"), f"{applets}:/usr/bin:/bin")
+            == facts(shutil.which("dash") or "sh", "/usr/bin:/bin"))
+
+
+def test_a_huge_environment_of_a_process_named_etcd_is_filtered_in_one_pass(tmp_path):
+    """Anyone can name a process etcd and give it a 2 MB environment of wanted-looking lines;
+    grep picks them in one pass (the shell's appends would copy what they keep each time)."""
+    root = tmp_path / "node"
+    etcd = root / "proc" / "12"
+    etcd.mkdir(parents=True)
+    (etcd / "cmdline").write_bytes(b"etcd\0")
+    (etcd / "environ").write_bytes(b"ETCD_AUTO_TLS=1\0" * 120_000 + b"ETCD_DATA_DIR=/d\0")
+    done = subprocess.run(["sh", "-c", build_probe_script(str(root))], capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    assert parse_probe_output(done.stdout).process("etcd").env["ETCD_DATA_DIR"] == "/d"
