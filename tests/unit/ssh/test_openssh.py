@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 
 import paramiko
 import pytest
@@ -126,8 +127,10 @@ def test_stopping_a_master_that_missed_its_first_sigterm_does_not_wait_for_the_t
 
 
 def _fake_master(private: str) -> subprocess.Popen:
-    """A process with a master's arguments (ControlMaster=yes, ControlPath in `private`)."""
-    return subprocess.Popen(["sh", "-c", "while :; do sleep 0.05; done", "ssh", "-o",
+    """A process with a master's arguments (ControlMaster=yes, ControlPath in `private`) that
+    never forks: a child between its fork and its exec carries the same arguments, and the sweep
+    would rightly count it as a second master."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "ssh", "-o",
                              "ControlMaster=yes", "-o", f"ControlPath={private}/m", "-N", "node"])
 
 
