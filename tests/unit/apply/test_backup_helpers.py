@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import grp
 import hashlib
+import inspect
 import os
 import pwd
 import shlex
@@ -19,6 +20,7 @@ import subprocess
 import pytest
 
 from harden.apply.facts import FileState
+from harden.apply.modules import user as user_module
 from harden.apply.modules.base import (Change, TaskFailed, apply_script, plan_metadata,
                                        plan_write, write_snippet)
 from harden.apply.rollback import restore_script
@@ -255,11 +257,8 @@ def test_a_tree_looped_over_then_one_of_its_paths_written_is_indexed_once(node):
 
 def test_no_helper_of_the_user_module_runs_in_a_pipeline():
     """The home's scripts loop with hb_under, never `| while` (a subshell loses $hb_seen)."""
-    import inspect
-
-    from harden.apply.modules import user
-    assert "| while" not in inspect.getsource(user)
-    assert "hb_under hb_backup /etc/skel" in inspect.getsource(user)
+    assert "| while" not in inspect.getsource(user_module)
+    assert "hb_under hb_backup /etc/skel" in inspect.getsource(user_module)
 
 
 @pytest.mark.parametrize("path", ["/etc/a\n/etc/b", "/etc/a\tb"])
