@@ -129,7 +129,7 @@ def probe_script(run_id: str, backup_root: str = BACKUP_ROOT,
         "[ -f \"$HB/after-partial\" ] && cat \"$HB/after-partial\"\n"
         + _section("record") + f"[ -f {record} ] && base64 -w0 < {record} && echo\n"
         + _section("current") + CONFIGMAP_SH + "HB_KC_TRIES=0\n" +
-        "[ -f \"$HB/index\" ] && cut -f6- \"$HB/index\" | while IFS= read -r p; do\n"
+        "[ -f \"$HB/index\" ] && cut -s -f6- \"$HB/index\" | while IFS= read -r p; do\n"
         "  case $p in /configmap:*) hb_cm_record \"$p\" /dev/stdout current; continue;; esac\n"
         "  if [ -L \"$p\" ]; then\n"
         "    printf 'link\\t-\\t-\\t-\\t%s\\t%s\\n' \"$(readlink -- \"$p\")\" \"$p\"\n"

@@ -166,7 +166,7 @@ if [ -f "$HB/index" ]; then
         *) hb_record "${{l#??}}" "$HB/after-index";; esac
     done
   else
-    cut -f6- "$HB/index" | while IFS= read -r p; do hb_record "$p" "$HB/after-index"; done
+    cut -s -f6- "$HB/index" | while IFS= read -r p; do hb_record "$p" "$HB/after-index"; done
   fi
 fi
 t="$J/.{record.run_id}.json.harden-tmp"

@@ -95,6 +95,16 @@ class Change:
     counted: bool = True        # False: carried out, but not a change (Ansible does not count it)
     mounted: tuple[str, str | None] | None = None   # (mount point, its mounts line or None)
 
+    def __post_init__(self) -> None:
+        """Every change's path passes here (paths a script only finds on the node are checked
+        there, by hb_save): the node's backup index holds one path per line after five
+        tab-separated fields, so a tab or newline in a path would make another path pass for
+        backed up (and a rollback never put it back)."""
+        for path in (self.path, *(self.link or ())):
+            if path is not None and ("\t" in path or "\n" in path):
+                raise TaskFailed(f"{path!r} holds a tab or newline; harden's backup index "
+                                 "cannot record it, so it is not changed")
+
     def record_in(self, facts: Facts) -> None:
         """Update facts to what this change leaves behind (used in check mode as well)."""
         if self.path is not None and (self.after is not None or self.removes):
@@ -303,7 +313,13 @@ def meta_diff(path: str, what: str, before: str, after: str) -> str:
 # so the helpers do in the shell what needs no program: the path resolution when no component
 # is a link, dirname/basename, the "already backed up?" test (the index's paths are read once per
 # script into $hb_seen, and every line this script adds goes there too, so a path is backed up
-# once per run across the run's execs), the private umask (switched, not a subshell). Durability is batched without changing its order: `hb_save` takes
+# once per run across the run's execs), the private umask (switched, not a subshell). So the
+# helpers keep state in the script's shell: a helper must never run in a subshell, `( )` or a
+# pipeline's `| while` (what it adds to $hb_seen would be lost, and a later change of the same
+# path in the exec would index and copy it a second time); `hb_under` runs one for each path
+# under a directory, fed from a file. A copy under files/ counts as a backup only with its index
+# line (a SIGKILL between the two leaves a stray copy, which the next backup replaces).
+# Durability is batched without changing its order: `hb_save` takes
 # the backup and `hb_sync` makes the copy, its index line, and the after-partial lines of earlier
 # changes durable in one `sync` before the path changes (a write also syncs its new content
 # there, before the rename). A backup cut short by a crash before that sync is harmless: the
@@ -344,7 +360,7 @@ hb_dirs() {     # the run's backup dir and index, made (and locked down) once pe
   [ -f "$HB/index" ] || hb_private_file "$HB/index"     # 0600, subdirectories 0700
   hb_seen='
 '
-  if [ -s "$HB/index" ]; then hb_seen="$hb_seen$(cut -f6- -- "$HB/index")
+  if [ -s "$HB/index" ]; then hb_seen="$hb_seen$(cut -s -f6- -- "$HB/index")
 "; fi
   hb_ready=1
 }
@@ -356,12 +372,16 @@ hb_save() {     # hb_backup, not yet durable: the caller runs hb_sync before cha
   hb_real "$1"; hb_p=$hb_r; hb_fresh=
   hn_where "$HB_ROOT"
   hb_dirs
-  [ -f "$HB/files$hb_p" ] && return 0
   case $hb_seen in *"
 $hb_p
 "*) return 0;; esac
+  case $hb_p in *"
+"*|*"	"*) echo "$1 resolves to a path holding a tab or newline; the backup index cannot" \
+      "record it: not changed" >&2; exit 1;; esac
   hb_seen="$hb_seen$hb_p
 "
+  # a copy with no index line was cut off before its line (SIGKILL: no EXIT trap): not a backup
+  [ ! -f "$HB/files$hb_p" ] || rm -f -- "$HB/files$hb_p"
   if [ -f "$hb_p" ] && [ "${hb_p#/proc/}" = "$hb_p" ]; then
     [ -d "$HB/files${hb_p%/*}" ] || hb_private_dir "$HB/files${hb_p%/*}" "$HB/after${hb_p%/*}"
     hn_tmp="$HB/files$hb_p"         # a partial copy must not pass for a backup
@@ -408,18 +428,17 @@ hb_write() {    # PATH MODE OWNER GROUP [SHA256 of the content]; the content (ba
   hb_private_um; umask 077
   base64 -d > "$t" || { hb_rc=$?; umask "$hb_um"; return "$hb_rc"; }
   umask "$hb_um"
-  case $2 in [0-7][0-7][0-7]|[0-7][0-7][0-7][0-7]) hb_m=;; *) hb_m=base;; esac
-  if [ -e "$hb_w" ]; then     # an absolute mode, an owner and a group replace the base ones
-    [ -z "$hb_m" ] || chmod --reference="$hb_w" -- "$t"
-    [ "$3" != - ] && [ "$4" != - ] || chown --reference="$hb_w" -- "$t"
-  else
-    [ -z "$hb_m" ] || chmod 0644 -- "$t"
-    [ "$3" != - ] && [ "$4" != - ] || chown 0:0 -- "$t"
+  # owner and group first, then the mode (Ansible's order): a chown clears setuid/setgid
+  if [ "$3" = - ] || [ "$4" = - ]; then       # one kept: the base's (the file's, else root's)
+    if [ -e "$hb_w" ]; then chown --reference="$hb_w" -- "$t"; else chown 0:0 -- "$t"; fi
   fi
-  [ "$2" = - ] || chmod "$2" -- "$t"
   if [ "$3" != - ] && [ "$4" != - ]; then chown "$3:$4" -- "$t"
   elif [ "$3" != - ]; then chown "$3" -- "$t"
   elif [ "$4" != - ]; then chgrp "$4" -- "$t"; fi
+  case $2 in [0-7][0-7][0-7]|[0-7][0-7][0-7][0-7]) ;;    # an absolute mode replaces the base's
+    *) if [ -e "$hb_w" ]; then chmod --reference="$hb_w" -- "$t"; else chmod 0644 -- "$t"; fi;;
+  esac
+  [ "$2" = - ] || chmod "$2" -- "$t"
   hb_sync "$t"; mv -f -- "$t" "$hb_w"; hn_tmp=
   hb_after_real "$hb_w" "${5:-}"; hb_sync "$hb_wd"
 }
@@ -452,6 +471,12 @@ hb_mkdir() {
   hb_after_real "$hb_p"
 }
 hb_proc() { hb_backup "$1"; printf '%s\n' "$2" > "$1"; hb_after "$1"; }
+hb_under() {    # HELPER SRC DEST: HELPER DEST/<p> for each path p under SRC, in this shell
+  hb_dirs; hb_l="$HB/under.list"
+  (cd -- "$2" && find . -mindepth 1) > "$hb_l"
+  while IFS= read -r hb_s; do "$1" "$3/${hb_s#./}"; done < "$hb_l"
+  rm -f -- "$hb_l"
+}
 """ + HB_RECORD + CONFIGMAP_APPLY_SH
 
 
@@ -621,7 +646,8 @@ def plan_metadata(state: FileState, mode: int | None, owner: str | None,
     new_group = group or state.group
     if (new_owner, new_group) != (state.owner, state.group):
         parts.append(f"owner {state.owner}:{state.group} -> {new_owner}:{new_group}")
-        script.append(f"hb_chown {q} {shlex.quote(new_owner + ':' + new_group)}")
+        # before the chmod: a chown clears setuid/setgid, so the mode asked must come last
+        script.insert(0, f"hb_chown {q} {shlex.quote(new_owner + ':' + new_group)}")
         diff += meta_diff(state.path, "owner", f"{state.owner}:{state.group}",
                           f"{new_owner}:{new_group}")
     if not parts:

@@ -198,12 +198,10 @@ def _homedir_script(home: str, uid: str, gid: str, facts: Facts) -> str:
         mode = 0o777 & ~int(defs["UMASK"], 8)
     h = q(home)
     return (f"hb_mkdirs \"$(dirname -- {h})\"; hb_backup {h}\n"
-            f"if [ -d /etc/skel ]; then (cd /etc/skel && find . -mindepth 1) | "
-            f"while IFS= read -r hb_s; do hb_backup {h}/\"${{hb_s#./}}\"; done\n"
+            f"if [ -d /etc/skel ]; then hb_under hb_backup /etc/skel {h}\n"
             f"  cp -a /etc/skel {h}; else mkdir -p {h}; fi\n"
             f"chmod {mode:o} {h}; chown -hR {q(uid)}:{q(gid)} {h}\n"
-            f"(cd {h} && find . -mindepth 1) | while IFS= read -r hb_s; do "
-            f"hb_after {h}/\"${{hb_s#./}}\"; done; hb_after {h}")
+            f"hb_under hb_after {h} {h}; hb_after {h}")
 
 
 def _create(args: dict, facts: Facts, check_mode: bool) -> Change:
@@ -234,9 +232,8 @@ def _create(args: dict, facts: Facts, check_mode: bool) -> Change:
     extra: tuple[str, ...] = ()
     if args["create_home"]:
         h = q(home)
-        commands.insert(0, f"hb_backup {h}\nif [ -d /etc/skel ]; then (cd /etc/skel && "
-                           f"find . -mindepth 1) | while IFS= read -r hb_s; do "
-                           f"hb_backup {h}/\"${{hb_s#./}}\"; done; fi")
+        commands.insert(0, f"hb_backup {h}\n"
+                           f"if [ -d /etc/skel ]; then hb_under hb_backup /etc/skel {h}; fi")
         extra = (home,)
     for arg, flag, index in EXPIRES:
         if args[arg] is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import grp
 import hashlib
+import inspect
 import os
 import pwd
 import shlex
@@ -18,7 +19,10 @@ import subprocess
 
 import pytest
 
-from harden.apply.modules.base import Change, apply_script, write_snippet
+from harden.apply.facts import FileState
+from harden.apply.modules import user as user_module
+from harden.apply.modules.base import (Change, TaskFailed, apply_script, plan_metadata,
+                                       plan_write, write_snippet)
 from harden.apply.rollback import restore_script
 from harden.runs.journal import parse_index
 
@@ -52,16 +56,21 @@ def node(tmp_path):
 
 def run(node, *snippets: str, watch=None) -> list[str]:
     """Run one apply script of `snippets` (umask 022); the programs it started, in order."""
+    done = run_script(node, *snippets, watch=watch)
+    assert done.returncode == 0, done.stderr.decode()
+    return (node / "trace").read_text().splitlines()
+
+
+def run_script(node, *snippets: str, watch=None) -> subprocess.CompletedProcess:
+    """Run one apply script of `snippets` (umask 022), whatever its exit status."""
     trace = node / "trace"
     trace.write_text("")
     script = apply_script([Change(summary="", script=s) for s in snippets], RUN,
                           str(node / "backups"))
     env = dict(os.environ, PATH=f"{node / 'bin'}:{os.environ['PATH']}", TRACE=str(trace),
                WATCH=str(watch or ""))
-    done = subprocess.run(["sh", "-c", "umask 022; exec sh -s"], input=script.encode(),
+    return subprocess.run(["sh", "-c", "umask 022; exec sh -s"], input=script.encode(),
                           capture_output=True, env=env, timeout=60)
-    assert done.returncode == 0, done.stderr.decode()
-    return trace.read_text().splitlines()
 
 
 def names(trace: list[str]) -> list[str]:
@@ -224,3 +233,108 @@ def test_a_chmod_records_the_mode_the_file_really_has(node, mode, want, looked_u
         "file", f"{want:o}", str(conf.stat().st_uid), str(conf.stat().st_gid),
         sha(b"a = 1\n"), str(conf)]]
     assert names(trace).count("stat") == (2 if looked_up else 1)
+
+
+def test_a_tree_looped_over_then_one_of_its_paths_written_is_indexed_once(node):
+    """hb_under (the skel copy of a new home) runs its helper in the script's shell: a later
+    write of a path it backed up in the same exec adds no second index line or copy."""
+    skel, home = node / "skel", node / "home" / "u"
+    (skel / "sub").mkdir(parents=True)
+    (skel / ".bashrc").write_text("skel\n")
+    (skel / "sub" / "f").write_text("f\n")
+    h = shlex.quote(str(home))
+    run(node, f"hb_mkdirs {shlex.quote(str(home.parent))}; hb_backup {h}\n"
+              f"hb_under hb_backup {shlex.quote(str(skel))} {h}\ncp -a {skel} {h}",
+        write_snippet(str(home / ".bashrc"), b"mine\n", None, None, None),
+        f"hb_chmod {shlex.quote(str(home / 'sub' / 'f'))} 0600")
+    paths = [line[5] for line in lines_of(node, "index")]
+    assert sorted(paths) == sorted([str(home.parent), str(home), str(home / ".bashrc"),
+                                    str(home / "sub"), str(home / "sub" / "f")])
+    assert all(line[0] == "absent" for line in lines_of(node, "index"))
+    assert not (node / "backups" / RUN / "files" / str(home).lstrip("/")).exists()
+    assert not (node / "backups" / RUN / "under.list").exists()
+
+
+def test_no_helper_of_the_user_module_runs_in_a_pipeline():
+    """The home's scripts loop with hb_under, never `| while` (a subshell loses $hb_seen)."""
+    assert "| while" not in inspect.getsource(user_module)
+    assert "hb_under hb_backup /etc/skel" in inspect.getsource(user_module)
+
+
+@pytest.mark.parametrize("path", ["/etc/a\n/etc/b", "/etc/a\tb"])
+def test_a_change_of_a_path_with_a_newline_or_tab_fails_naming_it(path):
+    with pytest.raises(TaskFailed, match="tab or newline") as failed:
+        plan_write(path, b"x\n", None, None, None, None, False)
+    assert repr(path) in str(failed.value)
+    with pytest.raises(TaskFailed, match="tab or newline"):
+        Change(summary="", script="", link=("/etc/l", path))
+
+
+def test_an_index_line_wrapped_by_a_newline_does_not_pass_for_another_path(node):
+    """The wrapped part of a line (no tab) is no path of the index: the path it names is
+    still backed up before its change."""
+    run_dir = node / "backups" / RUN
+    run_dir.mkdir(parents=True)
+    other = node / "etc" / "b"
+    other.write_text("b\n")
+    (run_dir / "index").write_text(f"absent\t-\t-\t-\t-\t{node}/etc/a\n{other}\n")
+    run(node, f"hb_chmod {shlex.quote(str(other))} 0600")
+    assert lines_of(node, "index")[-1] == ["file", "644", str(other.stat().st_uid),
+                                           str(other.stat().st_gid), sha(b"b\n"), str(other)]
+
+
+def test_a_path_resolving_to_one_with_a_newline_is_refused_on_the_node(node):
+    target = node / "etc" / "x\ny"
+    target.write_text("t\n")
+    link = node / "etc" / "lnk"
+    link.symlink_to(target)
+    done = run_script(node, f"hb_chmod {shlex.quote(str(link))} 0600")
+    assert done.returncode != 0 and b"tab or newline" in done.stderr
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    index = node / "backups" / RUN / "index"
+    assert not index.exists() or index.read_text() == ""
+
+
+def test_a_stray_backup_copy_without_its_index_line_is_replaced(node):
+    """A SIGKILL between the copy and its index line leaves a copy that is no backup: the
+    next exec backs the path up again (line and copy) before changing it."""
+    conf = node / "etc" / "app.conf"
+    stray = node / "backups" / RUN / "files" / str(conf).lstrip("/")
+    stray.parent.mkdir(parents=True)
+    stray.write_text("a =")
+    run(node, f"hb_chmod {shlex.quote(str(conf))} 0600")
+    assert lines_of(node, "index") == [["file", "644", str(conf.stat().st_uid),
+                                        str(conf.stat().st_gid), sha(b"a = 1\n"), str(conf)]]
+    assert stray.read_text() == "a = 1\n"
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_a_write_with_a_setuid_mode_and_an_owner_keeps_the_setuid_bit(node, existing):
+    """Owner and group are set before the mode (as Ansible does): a chown clears setuid."""
+    user, group_name, uid, gid = _other_account()
+    path = node / "etc" / "tool"
+    if existing:
+        path.write_text("old\n")
+    run(node, write_snippet(str(path), b"new\n", "4755", user, group_name))
+    assert (stat.S_IMODE(path.stat().st_mode), path.stat().st_uid, path.stat().st_gid) == \
+        (0o4755, uid, gid)
+
+
+def test_a_kept_setuid_mode_survives_a_write_keeping_owner_and_group(node):
+    path = node / "etc" / "tool"
+    path.write_text("old\n")
+    os.chmod(path, 0o4755)
+    run(node, write_snippet(str(path), b"new\n", None, None, None))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o4755
+
+
+def test_a_chmod_and_chown_of_one_path_chown_first_so_a_setuid_mode_stays(node):
+    user, group_name, uid, gid = _other_account()
+    conf = node / "etc" / "app.conf"
+    state = FileState(str(conf), "file", 0o644, "root", "root", b"a = 1\n")
+    [change] = plan_metadata(state, 0o4755, user, group_name)
+    assert change.script.index("hb_chown") < change.script.index("hb_chmod")
+    run(node, change.script)
+    assert (stat.S_IMODE(conf.stat().st_mode), conf.stat().st_uid, conf.stat().st_gid) == \
+        (0o4755, uid, gid)
+    assert lines_of(node, "after-partial")[-1][1:4] == ["4755", str(uid), str(gid)]
