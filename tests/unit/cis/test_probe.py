@@ -366,14 +366,31 @@ def test_header_lines_that_quote_the_name_split_the_same():
     assert facts.contents == {"/etc/a b.conf": "x", "/etc/c.conf": "y"}
 
 
-@pytest.mark.parametrize("blob", [
-    b"==> /etc/a.conf <==\nx: 10\n\n==> /etc/c.conf <==\ny",   # a.conf grew after its stat
-    b"==> /etc/a.conf <==\nx\n==> /etc/c.conf <==\nyy",        # c.conf grew
-    b"==> /etc/c.conf <==\ny",                                  # a.conf vanished
-])
-def test_a_file_that_changed_between_stat_and_read_is_an_error_naming_it(blob):
-    with pytest.raises(ProbeParseError, match=r"/etc/(a|c)\.conf changed while the probe read"):
-        parse_probe_output(_w_record(blob, (1, "/etc/a.conf"), (1, "/etc/c.conf")))
+_ABC = ((1, "/etc/a.conf"), (1, "/etc/b.conf"), (1, "/etc/c.conf"))
+
+
+@pytest.mark.parametrize("blob, kept", [
+    (b"==> /etc/a.conf <==\nx: 10\n\n==> /etc/b.conf <==\ny\n==> /etc/c.conf <==\nz", {}),  # a grew
+    (b"==> /etc/a.conf <==\n\n==> /etc/b.conf <==\ny\n==> /etc/c.conf <==\nz", {}),  # a shrank
+    (b"==> /etc/a.conf <==\nx\n==> /etc/b.conf <==\nyy\n==> /etc/c.conf <==\nz",
+     {"/etc/a.conf": "x"}),                                                        # b grew
+    (b"==> /etc/a.conf <==\nx\n==> /etc/b.conf <==\ny\n==> /etc/c.conf <==\nzz",
+     {"/etc/a.conf": "x", "/etc/b.conf": "y"}),                                    # c grew
+    (b"==> /etc/a.conf <==\nx\n==> /etc/b.conf <==\ny\n==> /etc/c.conf <==\n",
+     {"/etc/a.conf": "x", "/etc/b.conf": "y"}),                                    # c shrank
+    (b"==> /etc/b.conf <==\ny\n==> /etc/c.conf <==\nz", {}),                    # a vanished
+    (b"==> /etc/a.conf <==\nx\n==> /etc/c.conf <==\nz", {"/etc/a.conf": "x"}),  # b vanished
+], ids=["first-grew", "first-shrank", "middle-grew", "last-grew", "last-shrank",
+        "first-vanished", "middle-vanished"])
+def test_a_file_that_changed_between_stat_and_read_leaves_it_and_later_ones_unread(blob, kept):
+    """Nothing from the file that changed on is guessed at: those files are unread, each with
+    why, the ones before keep their text, and the output as a whole is still usable."""
+    facts = parse_probe_output(_w_record(blob, *_ABC))
+    assert facts.contents == kept
+    assert sorted(facts.unread) == [p for _, p in _ABC if p not in kept]
+    assert all(why == f"{path} changed while the probe read it (stat said 1 bytes)"
+               for path, why in facts.unread.items())
+    assert facts.complete and not facts.unreadable
 
 
 @pytest.mark.parametrize("padding", [0, 9000], ids=["in-the-shell", "over-8KiB-grep"])
