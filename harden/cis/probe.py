@@ -29,7 +29,9 @@ for a delimiter:
     F|<b64 content>|<path>            a file's content (only files that hold no secrets)
     W|<b64>|<size>|<path>|<size>|...  several files' contents read by one `head -c`, with head's
                                       `==> name <==` lines between them; split by the sizes
-                                      stat gave (split_read); paths hold no `|` or newline
+                                      stat gave (split_read); paths hold no `|` or newline;
+                                      only paths the probe chose itself, never one named by
+                                      a process's arguments, under /proc or /sys, or of 0 bytes
     E|size|<bytes>|<path>             a file too large to read (limits.MAX_FILE_BYTES)
     E|type|<file type>|<path>         a path to read that is a FIFO, socket or device
     N|<b64 tokens>|<path>             encryption config reduced to `resources`/provider names
