@@ -968,7 +968,7 @@ def split_read(blob: bytes, files: list[tuple[int, str]]
     there means this one vanished."""
     found, at = [], 0
     for number, (size, path) in enumerate(files):
-        start = _header_end(blob, at, number, path)
+        start = _header_end(blob, at, number, path, [p for _, p in files[number + 1:]])
         if start < 0:
             first = number if start == _OTHER_FILE else max(number - 1, 0)
             return found[:first], _changed(files[first:])
@@ -989,9 +989,10 @@ def _changed(files: list[tuple[int, str]]) -> list[tuple[str, str]]:
 _NO_HEADER, _OTHER_FILE = -1, -2
 
 
-def _header_end(blob: bytes, at: int, number: int, path: str) -> int:
+def _header_end(blob: bytes, at: int, number: int, path: str, later: list[str]) -> int:
     """Where the content after head's header line for `path` at `at` starts; _NO_HEADER when
-    no header line is there, _OTHER_FILE when one for another file is (this one vanished)."""
+    no header line is there, _OTHER_FILE when one for a later file is (this one vanished). A
+    name quoted some other way (coreutils' shell-escape style) is taken as this file's."""
     lead = b"==> " if number == 0 else b"\n==> "
     if not blob.startswith(lead, at):
         return _NO_HEADER
@@ -999,7 +1000,7 @@ def _header_end(blob: bytes, at: int, number: int, path: str) -> int:
     if end < 0 or b"\n" in blob[at + len(lead):end]:
         return _NO_HEADER
     name = blob[at + len(lead):end].decode("utf-8", "replace")
-    if name != path and not (len(name) > 1 and name[0] == name[-1] == "'" and name[1:-1] == path):
+    if name not in (path, f"'{path}'") and any(name in (p, f"'{p}'") for p in later):
         return _OTHER_FILE
     return end + len(b" <==\n")
 
