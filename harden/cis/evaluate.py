@@ -53,8 +53,25 @@ def _result(host: str, check: Check, verdict: Verdict) -> CheckResult:
                        drift=verdict.drift, facts=verdict.facts, computed=computed)
 
 
+# checks that never read a node file: the cluster's objects (kubectl) and manual ones
+_NO_NODE_FILES = ("manual", "kubectl")
+
+
+def _unread_verdict(check: Check, facts: Facts) -> Verdict | None:
+    """ERROR naming the files the probe could not read this time (one changed while it read
+    them: Facts.unread) for a check that reads node files: its verdict could rest on a file
+    taken for absent. The other checks, and other hosts, are judged as usual."""
+    if not facts.unread or check.kind in _NO_NODE_FILES:
+        return None
+    return Verdict(None, "not evaluated: " + "; ".join(facts.unread.values())
+                   + "; run the check again", sorted(facts.unread), status="ERROR")
+
+
 def _evaluate(check: Check, ctx: HostContext) -> Verdict:
     kind = check.kind
+    unread = _unread_verdict(check, ctx.facts)
+    if unread:
+        return unread
     if kind == "manual":
         return Verdict(None, f"manual check: {check.audit['manual']}", status="WARN")
     if kind == "component":

@@ -29,7 +29,9 @@ for a delimiter:
     F|<b64 content>|<path>            a file's content (only files that hold no secrets)
     W|<b64>|<size>|<path>|<size>|...  several files' contents read by one `head -c`, with head's
                                       `==> name <==` lines between them; split by the sizes
-                                      stat gave (split_read); paths hold no `|` or newline
+                                      stat gave (split_read); paths hold no `|` or newline;
+                                      only paths the probe chose itself, never one named by
+                                      a process's arguments, under /proc or /sys, or of 0 bytes
     E|size|<bytes>|<path>             a file too large to read (limits.MAX_FILE_BYTES)
     E|type|<file type>|<path>         a path to read that is a FIFO, socket or device
     N|<b64 tokens>|<path>             encryption config reduced to `resources`/provider names
@@ -195,8 +197,10 @@ stat_path() { stat_paths "$1"; }
 # rather than by a find, wait in SQ for the one stat of flush_stats (a path with a newline is
 # stat'ed at once, as stat_paths does); a symlinked root is followed, links below it are not
 # (no loops); st stats each link's target. A tree of more than 500 paths (the shell's queue
-# grows by copying) is left to find and a stat of its own instead (tree_find)
-stat_tree() { [ -n "$1" ] || return 0
+# grows by copying) is left to find and a stat of its own instead (tree_find). A root given
+# with trailing slashes (--cni-conf-dir=/etc/cni/net.d/) loses them: its paths keep one `/`
+stat_tree() { t0_=$1; while :; do case $t0_ in ?*/) t0_=${t0_%/};; *) break;; esac; done
+  set -- "$t0_"; [ -n "$1" ] || return 0
   if [ -e "$R$1" ]; then sq0_=$SQ; tn_=0; tree_add "$R$1"
     if [ -d "$R$1" ] && ! tree_walk "$R$1"; then SQ=$sq0_; tree_find "$R$1"; fi
   else stat_path "$1"; fi; }
@@ -248,12 +252,16 @@ read_file() { [ -n "$1" ] || return 0
 # symlinks; a path with a newline or `|` goes through read_file, whose records it keeps apart)
 # and one head and one base64 for their contents: a W record, head's own "==> path <==" lines
 # between the files, each file's size by stat after the blob (the controller splits it by
-# those sizes, so a file's text can never pass for another's; see split_read)
+# those sizes, so a file's text can never pass for another's; see split_read). Only paths the
+# probe chose itself come here (never one from a process's arguments: read_argv), and of
+# them never one under /proc or /sys or one stat sizes at 0 bytes: such a file's size says
+# nothing of what a read returns, so it is read alone (read_file's F record)
 read_files() { b_=$nl
   for f_ do
     [ -n "$f_" ] || continue
     case $READ$b_ in *"$nl$f_$nl"*) continue;; esac
     case $R$f_ in *"$nl"*|*'|'*) read_file "$f_"; continue;; esac
+    case $f_ in /proc/*|/sys/*|//*|*/../*|*/./*) read_file "$f_"; continue;; esac
     if [ -f "$R$f_" ] && [ ! -L "$R$f_" ]; then b_="$b_$f_$nl"; else read_file "$f_"; fi
   done
   set -f; o_=$IFS; IFS=$nl; set -- $b_; IFS=$o_; set +f
@@ -266,7 +274,9 @@ read_files() { b_=$nl
   for s_ in $t_; do
     sz=${s_##*|}; s_=${s_%|*}; p_=${s_##*|}; printf '%s\n' "$s_"
     if [ "${sz:-0}" -gt __MAX__ ]; then echo "E|size|$sz|$p_"
-    else w_="$w_$p_$nl"; ws_="$ws_|${sz:-0}|$p_"; READ="$READ${p_#"$R"}$nl"; fi
+    elif [ "${sz:-0}" -eq 0 ]; then printf 'F|'; head -c __MAX1__ < "$p_" | b64
+      printf '|%s\n' "$p_"; READ="$READ${p_#"$R"}$nl"
+    else w_="$w_$p_$nl"; ws_="$ws_|$sz|$p_"; READ="$READ${p_#"$R"}$nl"; fi
   done
   set -- $w_; IFS=$o_; set +f
   # one file: head writes no "==>" line, so it is an F record as read_file writes it
@@ -274,10 +284,16 @@ read_files() { b_=$nl
   elif [ $# -gt 1 ]; then printf 'W|'; head -c __MAX1__ -- "$@" 2>/dev/null | b64
     printf '%s\n' "$ws_"; fi; }
 # files to read, kept in RQ until read_queued reads them all with one read_files (one stat, one
-# head, one base64) near the end; a path with a newline, which RQ cannot hold, is read at once
+# head, one base64); a path with a newline, which RQ cannot hold, is read at once. Only paths
+# the probe chose itself (fixed ones, or named by root's manifests, unit and env files)
 RQ=''
 defer_read() { for f_ do [ -n "$f_" ] || continue
     case $f_ in *"$nl"*) read_file "$f_";; *) RQ="$RQ$f_$nl";; esac; done; }
+# a file named by a process's arguments, read at once and alone (read_file): any user can start
+# a process named like a component whose flags name /proc/self/cmdline or a file they keep
+# changing, whose text must never reach the batch's split. A path the probe queued itself
+# anyway is left to the batch (the same file, chosen by the probe)
+read_argv() { for f_ do case $nl$RQ in *"$nl$f_$nl"*) ;; *) read_file "$f_";; esac; done; }
 read_queued() { set -f; o_=$IFS; IFS=$nl; set -- $RQ; IFS=$o_; set +f; RQ=''
   [ $# -eq 0 ] || read_files "$@"; }
 # concatenate the regular files among the arguments (never a FIFO: cat would wait forever)
@@ -368,7 +384,7 @@ IFS=$ifs_; set +f; PL_=''
 pids_of() { for e in $PIDS; do [ "${e%%:*}" = "$1" ] && echo "${e#*:}"; done; }
 
 MDIR=/etc/kubernetes/manifests
-# (the manifests are read with every other file, by read_queued)
+# (the manifests are read with the other files the probe chose itself, by read_queued)
 stat_path $MDIR
 K8S=/etc/kubernetes
 stat_paths $K8S/admin.conf $K8S/super-admin.conf $K8S/scheduler.conf $K8S/controller-manager.conf \
@@ -411,8 +427,8 @@ EPC_PID=''
 for APID in $(pids_of kube-apiserver); do
   argvals "$APID" --audit-policy-file --authorization-config --encryption-provider-config
   v2=$A2; v3=$A3; [ -n "$EPC_PID" ] || { EPC_PID=$APID; EPC=$v3; }
-  case $A1 in /*) defer_read "/proc/$APID/root$A1";; esac
-  case $v2 in /*) defer_read "/proc/$APID/root$v2";; esac
+  case $A1 in /*) read_argv "/proc/$APID/root$A1";; esac
+  case $v2 in /*) read_argv "/proc/$APID/root$v2";; esac
   case $v3 in /*) enc_names "/proc/$APID/root$v3";; esac
 done
 AMF=$MDIR/kube-apiserver.yaml
@@ -428,7 +444,7 @@ done
 # ignores its deprecated flags, --profiling among them), as the running container sees it and
 # on the host through the manifest's hostPath volumes
 for SPID in $(pids_of kube-scheduler); do
-  argvals "$SPID" --config; v=$A1; case $v in /*) defer_read "/proc/$SPID/root$v";; esac
+  argvals "$SPID" --config; v=$A1; case $v in /*) read_argv "/proc/$SPID/root$v";; esac
 done
 SMF=$MDIR/kube-scheduler.yaml
 mfvals $SMF --config; v=$M1
@@ -437,7 +453,7 @@ if [ -n "$v" ]; then h=$(host_path $SMF "$v")
   defer_read "${h:-$v}"; fi
 
 # kubelet: unit files and drop-ins of both locations, env files, config files, kubeconfig, CA
-# (and the static-pod manifests), all read at the end by read_queued
+# (and the static-pod manifests), all read together by read_queued
 set --
 if [ -d "$R$MDIR" ]; then
   for f in "$R$MDIR"/* ; do [ -f "$f" ] && set -- "$@" "${f#"$R"}"; done; fi
@@ -458,20 +474,24 @@ for l_ in $(catf "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/s
 done
 set +f
 CNIDIR=/etc/cni/net.d
-for KPID in $(pids_of kubelet); do
-  argvals "$KPID" --config --config-dir --kubeconfig --client-ca-file --cni-conf-dir
-  CFGS="$CFGS $A1"
-  CDIRS="$CDIRS $A2"
-  stat_paths "$A3" "$A4"
-  [ -n "$A5" ] && CNIDIR=$A5
-done
+# (those of the unit and env files join the batch; those of a kubelet's arguments are read alone)
 for c in $CFGS; do defer_read "$c"; done
 for d in $CDIRS; do
   if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && defer_read "${f#"$R"}"; done
   else echo "M|$R$d"; fi
 done
+KCFGS=''
+for KPID in $(pids_of kubelet); do
+  argvals "$KPID" --config --config-dir --kubeconfig --client-ca-file --cni-conf-dir
+  KCFGS="$KCFGS $A1"
+  stat_paths "$A3" "$A4"
+  [ -n "$A5" ] && CNIDIR=$A5
+  read_argv "$A1"; d=$A2; [ -n "$d" ] || continue
+  if [ -d "$R$d" ]; then for f in "$R$d"/*.conf; do [ -f "$f" ] && read_argv "${f#"$R"}"; done
+  else echo "M|$R$d"; fi
+done
 SEEN=$nl
-for c in $CFGS /var/lib/kubelet/config.yaml; do
+for c in $CFGS $KCFGS /var/lib/kubelet/config.yaml; do
   case $SEEN in *"$nl$c$nl"*) continue;; esac; SEEN="$SEEN$c$nl"
   [ -f "$R$c" ] || continue
   v_=$(sed -n 's/^[[:space:]]*clientCAFile:[[:space:]]*["'\'']\{0,1\}\([^"'\'' ]*\).*/\1/p' "$R$c")
@@ -510,7 +530,7 @@ stat_tree /var/lib/cni/networks
 for PPID_ in $(pids_of kube-proxy); do
   PROOT=/proc/$PPID_/root; k=''
   argvals "$PPID_" --config --kubeconfig; v=$A1; kv=$A2
-  if [ -n "$v" ]; then defer_read "$PROOT$v"
+  if [ -n "$v" ]; then read_argv "$PROOT$v"
     [ -f "$R$PROOT$v" ] && k=$(sed -n 's/^[[:space:]]*["'\'']\{0,1\}kubeconfig["'\'']\{0,1\}[[:space:]]*:[[:space:]]*["'\'']\{0,1\}\([^"'\'' ,}]*\).*/\1/p' "$R$PROOT$v")
     k=${k##*"$nl"}
     case $k in /*) stat_path "$PROOT$k";; esac
@@ -519,6 +539,8 @@ for PPID_ in $(pids_of kube-proxy); do
 done
 stat_paths /etc/kubernetes/kube-proxy.conf /var/lib/kube-proxy/kubeconfig.conf
 
+# the queued files read before the census, which can take seconds on a large keyspace
+read_queued
 # encryption at rest as stored: etcd values counted per resource and provider:key, read as the
 # first running API server does (values and keys never leave the node; see etcd_census.py)
 for APID in $(pids_of kube-apiserver); do
@@ -528,7 +550,6 @@ for APID in $(pids_of kube-apiserver); do
   etcd_census "$APID"; break
 done
 
-read_queued
 flush_stats
 # section 5, started first: its answers collected at the end
 cluster_collect
@@ -727,6 +748,9 @@ class Facts:
     host_paths: dict[str, dict[str, str]] = field(default_factory=dict)
     # files the probe would not read: over limits.MAX_FILE_BYTES, or not regular files
     unreadable: list[NodeDataError] = field(default_factory=list)
+    # files read together whose text could not be told apart (one changed size while the probe
+    # read it): path -> why; the checks that read node files report ERROR naming them
+    unread: dict[str, str] = field(default_factory=dict)
     clock: tuple[int, int] | None = None      # (boot time epoch, clock ticks per second)
     # sysctl file -> its lines setting a key of sysctl_boot.KUBELET_TUNABLES (every file a
     # boot reads is a key, also with no such line)
@@ -876,8 +900,11 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
         if not fields or len(fields) % 2:
             raise ValueError("a W record names each file with its size")
         files = [(int(size), path) for size, path in zip(fields[0::2], fields[1::2])]
-        for path, content in split_read(_b64(raw), files):
+        found, changed = split_read(_b64(raw), files)
+        for path, content in found:
             _add_content(facts, _strip(path, root), content)
+        for path, why in changed:
+            facts.unread[_strip(path, root)] = why
     elif tag == "E":
         kind, detail, path = rest.split("|", 2)
         path = _strip(path, root)
@@ -926,35 +953,55 @@ def _add_content(facts: Facts, path: str, content: bytes) -> None:
         facts.contents[path] = content.decode("utf-8", "replace")
 
 
-def split_read(blob: bytes, files: list[tuple[int, str]]) -> list[tuple[str, bytes]]:
-    """Each file's content from one `head -c` over several files (a W record). head writes a
-    `==> name <==` line before each file (after a newline from the second on; newer coreutils
-    quote the name, so only the line's shape is checked); `files` are the (size by stat, path)
-    of each, in order. The split goes by those sizes, each header checked where they put it, so
-    a line in a file that looks like a header cannot pass its text off as another file's. A
-    file that changed size between its stat and its read, or vanished, makes them miss: that
-    is an error naming it (run again), never a guess at where its text ends."""
+def split_read(blob: bytes, files: list[tuple[int, str]]
+               ) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]]]:
+    """Each file's content from one `head -c` over several files (a W record), and the files
+    it could not be told for. head writes a `==> name <==` line before each file (after a
+    newline from the second on; newer coreutils quote a name with a space: '...'); `files`
+    are the (size by stat, path) of each, in order. The split goes by those
+    sizes, each header checked where they put it, so a line in a file that looks like a header
+    cannot pass its text off as another file's. A file that changed size between its stat and
+    its read, or vanished (kubeadm rewriting a manifest), makes them miss: from that file on
+    nothing is guessed; each is returned with why (path, message) instead of its content, so
+    only the checks reading them are affected, never the whole host. No header where the
+    sizes put one means the file before it changed, so it is out too; another file's header
+    there means this one vanished."""
     found, at = [], 0
     for number, (size, path) in enumerate(files):
-        start = _header_end(blob, at, number)
-        if start < 0 or start + size > len(blob):
-            raise ValueError(f"{path} changed while the probe read it (stat said {size} bytes)")
+        start = _header_end(blob, at, number, path, [p for _, p in files[number + 1:]])
+        if start < 0:
+            first = number if start == _OTHER_FILE else max(number - 1, 0)
+            return found[:first], _changed(files[first:])
+        if start + size > len(blob):
+            return found, _changed(files[number:])
         found.append((path, blob[start:start + size]))
         at = start + size
     if at != len(blob):
-        raise ValueError(f"{files[-1][1]} changed while the probe read it "
-                         f"(stat said {files[-1][0]} bytes)")
-    return found
+        return found[:-1], _changed(files[-1:])
+    return found, []
 
 
-def _header_end(blob: bytes, at: int, number: int) -> int:
-    """Where the content after head's header line at `at` starts, or -1 when none is there."""
+def _changed(files: list[tuple[int, str]]) -> list[tuple[str, str]]:
+    return [(path, f"{path} changed while the probe read it (stat said {size} bytes)")
+            for size, path in files]
+
+
+_NO_HEADER, _OTHER_FILE = -1, -2
+
+
+def _header_end(blob: bytes, at: int, number: int, path: str, later: list[str]) -> int:
+    """Where the content after head's header line for `path` at `at` starts; _NO_HEADER when
+    no header line is there, _OTHER_FILE when one for a later file is (this one vanished). A
+    name quoted some other way (coreutils' shell-escape style) is taken as this file's."""
     lead = b"==> " if number == 0 else b"\n==> "
     if not blob.startswith(lead, at):
-        return -1
+        return _NO_HEADER
     end = blob.find(b" <==\n", at + len(lead))
     if end < 0 or b"\n" in blob[at + len(lead):end]:
-        return -1
+        return _NO_HEADER
+    name = blob[at + len(lead):end].decode("utf-8", "replace")
+    if name not in (path, f"'{path}'") and any(name in (p, f"'{p}'") for p in later):
+        return _OTHER_FILE
     return end + len(b" <==\n")
 
 

@@ -170,3 +170,23 @@ def test_probe_lines_round_trip_through_the_engine(catalogue):
     results = {r.id: r for r in evaluate_host("e", parse_probe_output(out), catalogue)}
     assert set(results) == {c.id for c in catalogue.checks if c.section == "2"}
     assert results["2.3"].status == "FAIL" and results["2.6"].status == "PASS"
+
+
+def test_files_unread_in_a_batch_make_only_the_checks_reading_node_files_error(catalogue):
+    """A file that changed while the probe read it (Facts.unread) costs the checks that read
+    node files their verdict (ERROR naming it, run again); the host is still evaluated and
+    the checks of cluster objects and manual ones are judged as usual."""
+    facts = _node_with(**{"kube-apiserver": ["kube-apiserver", "--profiling=false"]})
+    manifest = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+    facts.unread[manifest] = f"{manifest} changed while the probe read it (stat said 9 bytes)"
+    results = {r.id: r for r in evaluate_host("cp", facts, catalogue)}
+    for check in ("1.2.15", "1.1.1", "1.2.16"):
+        assert results[check].status == "ERROR", check
+        assert results[check].actual == (f"not evaluated: {manifest} changed while the probe "
+                                          "read it (stat said 9 bytes); run the check again")
+        assert results[check].facts == [manifest]
+    by_kind = {c.id: c.kind for c in catalogue.checks}
+    untouched = [r for r in results.values() if by_kind[r.id] in ("manual", "kubectl")]
+    assert untouched and all(r.status != "ERROR" for r in untouched)
+    facts.unread.clear()
+    assert evaluate_host("cp", facts, catalogue)[0].status != "ERROR"

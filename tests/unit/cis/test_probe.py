@@ -366,14 +366,31 @@ def test_header_lines_that_quote_the_name_split_the_same():
     assert facts.contents == {"/etc/a b.conf": "x", "/etc/c.conf": "y"}
 
 
-@pytest.mark.parametrize("blob", [
-    b"==> /etc/a.conf <==\nx: 10\n\n==> /etc/c.conf <==\ny",   # a.conf grew after its stat
-    b"==> /etc/a.conf <==\nx\n==> /etc/c.conf <==\nyy",        # c.conf grew
-    b"==> /etc/c.conf <==\ny",                                  # a.conf vanished
-])
-def test_a_file_that_changed_between_stat_and_read_is_an_error_naming_it(blob):
-    with pytest.raises(ProbeParseError, match=r"/etc/(a|c)\.conf changed while the probe read"):
-        parse_probe_output(_w_record(blob, (1, "/etc/a.conf"), (1, "/etc/c.conf")))
+_ABC = ((1, "/etc/a.conf"), (1, "/etc/b.conf"), (1, "/etc/c.conf"))
+
+
+@pytest.mark.parametrize("blob, kept", [
+    (b"==> /etc/a.conf <==\nx: 10\n\n==> /etc/b.conf <==\ny\n==> /etc/c.conf <==\nz", {}),  # a grew
+    (b"==> /etc/a.conf <==\n\n==> /etc/b.conf <==\ny\n==> /etc/c.conf <==\nz", {}),  # a shrank
+    (b"==> /etc/a.conf <==\nx\n==> /etc/b.conf <==\nyy\n==> /etc/c.conf <==\nz",
+     {"/etc/a.conf": "x"}),                                                        # b grew
+    (b"==> /etc/a.conf <==\nx\n==> /etc/b.conf <==\ny\n==> /etc/c.conf <==\nzz",
+     {"/etc/a.conf": "x", "/etc/b.conf": "y"}),                                    # c grew
+    (b"==> /etc/a.conf <==\nx\n==> /etc/b.conf <==\ny\n==> /etc/c.conf <==\n",
+     {"/etc/a.conf": "x", "/etc/b.conf": "y"}),                                    # c shrank
+    (b"==> /etc/b.conf <==\ny\n==> /etc/c.conf <==\nz", {}),                    # a vanished
+    (b"==> /etc/a.conf <==\nx\n==> /etc/c.conf <==\nz", {"/etc/a.conf": "x"}),  # b vanished
+], ids=["first-grew", "first-shrank", "middle-grew", "last-grew", "last-shrank",
+        "first-vanished", "middle-vanished"])
+def test_a_file_that_changed_between_stat_and_read_leaves_it_and_later_ones_unread(blob, kept):
+    """Nothing from the file that changed on is guessed at: those files are unread, each with
+    why, the ones before keep their text, and the output as a whole is still usable."""
+    facts = parse_probe_output(_w_record(blob, *_ABC))
+    assert facts.contents == kept
+    assert sorted(facts.unread) == [p for _, p in _ABC if p not in kept]
+    assert all(why == f"{path} changed while the probe read it (stat said 1 bytes)"
+               for path, why in facts.unread.items())
+    assert facts.complete and not facts.unreadable
 
 
 @pytest.mark.parametrize("padding", [0, 9000], ids=["in-the-shell", "over-8KiB-grep"])
@@ -434,3 +451,44 @@ def test_a_huge_environment_of_a_process_named_etcd_is_filtered_in_one_pass(tmp_
     done = subprocess.run(["sh", "-c", build_probe_script(str(root))], capture_output=True,
                           text=True, env={"PATH": "/usr/bin:/bin"}, timeout=60)
     assert parse_probe_output(done.stdout).process("etcd").env["ETCD_DATA_DIR"] == "/d"
+
+
+SYSFS_FILE = Path("/sys/kernel/mm/transparent_hugepage/enabled")   # stat: 4096, reads: a line
+
+
+@pytest.mark.skipif(not SYSFS_FILE.is_file(), reason="no sysfs file to pad the forgery with")
+def test_a_process_whose_flags_name_procfs_and_sysfs_files_cannot_forge_a_manifest(tmp_path):
+    """The reviewer's recipe: any user starts processes named like components whose flags
+    name their own /proc/<pid>/cmdline (stat: 0 bytes) before the manifest and a sysfs file
+    (stat: 4096 bytes) after it; the command line holds a header for the manifest, forged text
+    of its size, and padding that makes the sysfs file's region swallow the real manifest.
+    Split by stat sizes in one batch, the forged text would be taken for the manifest's; the
+    files those flags name are read alone, so the manifest's text stays its own."""
+    root = tmp_path / "node"
+    manifest = root / "etc/kubernetes/manifests/kube-apiserver.yaml"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("spec:\n  containers:\n  - command:\n    - kube-apiserver\n"
+                        "    - --anonymous-auth=false\n")
+    real = manifest.read_bytes()
+    header = lambda path: f"\n==> {path} <==\n".encode()   # noqa: E731 - head's, after a file
+    forged = b"forged: true\n".ljust(len(real), b"#")
+    sysfs = f"{root}/proc/16/root{SYSFS_FILE}"             # as head names it
+    middle = header(manifest) + real + header(sysfs) + SYSFS_FILE.read_bytes()
+    argv0 = header(manifest) + forged + header(sysfs) + b"P" * (4096 - len(middle) - 5)
+    attacker = subprocess.Popen([argv0, "100"], executable="sleep")
+    try:
+        cmdline = f"/proc/{attacker.pid}/cmdline"
+        for pid, argv in ((11, b"kube-apiserver\0--audit-policy-file=" + cmdline.encode()),
+                          (16, b"kube-proxy\0--config=" + str(SYSFS_FILE).encode())):
+            proc = root / "proc" / str(pid)
+            proc.mkdir(parents=True)
+            (proc / "cmdline").write_bytes(argv + b"\0")
+            (proc / "root").symlink_to("/")          # the process's root: the real one
+        facts = parse_probe_output(run_probe(str(root), path_env="/usr/bin:/bin"))
+        assert facts.contents["/etc/kubernetes/manifests/kube-apiserver.yaml"] == real.decode()
+        assert facts.contents["/proc/11/root" + cmdline] == (argv0 + b"\x00100\x00").decode()
+        assert facts.contents["/proc/16/root" + str(SYSFS_FILE)] == SYSFS_FILE.read_text()
+        assert not facts.unread and not facts.unreadable
+    finally:
+        attacker.kill()
+        attacker.wait()

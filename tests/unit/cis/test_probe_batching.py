@@ -133,3 +133,35 @@ def test_a_large_tree_is_stat_ed_whole_by_find_instead(tmp_path, entries):
     assert len(facts["stats"]) == entries + 2
     assert len([line for line in lines if line.startswith("S|")]) == entries + 2
     assert facts["targets"]["/var/lib/cni/networks/pods/last_reserved_ip"].type == "regular file"
+
+
+def test_read_files_reads_proc_sys_and_zero_byte_files_alone(tmp_path):
+    """Only files whose stat size says what a read returns join the one head: a path under
+    /proc or /sys (procfs sizes 0, sysfs 4096, whatever they hold) or a file of 0 bytes is
+    read alone, with the F record read_file writes."""
+    for name, text in (("etc/a.conf", "a: 1\n"), ("etc/b.conf", "b: 2\n"), ("etc/empty", ""),
+                       ("proc/7/cmdline", "x\0"), ("sys/k/enabled", "[on]\n")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    paths = "/etc/a.conf /proc/7/cmdline /etc/empty /sys/k/enabled /etc/b.conf //etc/a.conf"
+    lines = _run(tmp_path, f"read_files {paths}\nflush_stats\n")
+    batched = [line for line in lines if line.startswith("W|")]
+    assert len(batched) == 1
+    assert batched[0].split("|")[2:] == ["5", f"{tmp_path}/etc/a.conf", "5", f"{tmp_path}/etc/b.conf"]
+    alone = sorted(line.rsplit("|", 1)[1] for line in lines if line.startswith("F|"))
+    assert alone == [f"{tmp_path}{p}" for p in ("//etc/a.conf", "/etc/empty", "/proc/7/cmdline",
+                                                 "/sys/k/enabled")]
+    assert _facts(tmp_path, lines)["contents"] == {
+        "/etc/a.conf": "a: 1\n", "/etc/b.conf": "b: 2\n", "/etc/empty": "", "//etc/a.conf": "a: 1\n",
+        "/proc/7/cmdline": "x\0", "/sys/k/enabled": "[on]\n"}
+
+
+def test_stat_tree_of_a_root_with_trailing_slashes_keys_its_paths_with_one(tmp_path):
+    """--cni-conf-dir=/etc/cni/net.d/ names the same tree as /etc/cni/net.d."""
+    (tmp_path / "etc/cni/net.d").mkdir(parents=True)
+    (tmp_path / "etc/cni/net.d/10-x.conf").write_text("{}")
+    slashed = _facts(tmp_path, _run(tmp_path, "stat_tree /etc/cni/net.d//\nflush_stats\n"))
+    plain = _facts(tmp_path, _run(tmp_path, "stat_tree /etc/cni/net.d\nflush_stats\n"))
+    assert set(slashed["stats"]) == set(plain["stats"]) == {"/etc/cni/net.d", "/etc/cni/net.d/10-x.conf"}
+    missing = _facts(tmp_path, _run(tmp_path, "stat_tree /opt/cni/\nflush_stats\n"))
+    assert missing["missing"] == {"/opt/cni"}
