@@ -2,24 +2,17 @@
 nothing that only the evaluation, a report, a health gate or a text printer needs (each is
 imported where it is used, after the hosts are contacted)."""
 
-import subprocess
-import sys
-
-
-def _modules_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sys.modules))"],
-                         capture_output=True, text=True, check=True).stdout
-    return set(out.split())
+from support.imports import modules_after
 
 
 def test_check_imports_no_evaluator_comparison_or_catalogue_validation_up_front():
-    loaded = _modules_after("import harden.cli, harden.cis.run")
+    loaded = modules_after("import harden.cli, harden.cis.run")
     assert not loaded & {"harden.cis.evaluate", "harden.cis.compare", "harden.cis.cluster_checks",
                          "harden.cis.operators", "harden.cis.file_checks"}
 
 
 def test_a_json_apply_imports_no_rich_tenacity_or_ssl_up_front():
-    loaded = _modules_after("import harden.cli, harden.apply.runner, harden.apply.templating\n"
+    loaded = modules_after("import harden.cli, harden.apply.runner, harden.apply.templating\n"
                             "import harden.apply.json_output, harden.ssh.settings\n"
                             "harden.apply.json_output.JsonOutput()")
     assert not loaded & {"rich", "tenacity", "ssl"}
