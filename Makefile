@@ -21,11 +21,11 @@ syspkgs:
 	   || ! command -v tmux >/dev/null 2>&1 \
 	   || ! test -x /usr/sbin/krb5kdc || ! test -x /usr/sbin/kadmin.local || ! command -v kinit >/dev/null 2>&1 \
 	   || ! command -v cc >/dev/null 2>&1 || ! test -f /usr/include/stdlib.h || ! test -f /usr/include/openssl/evp.h \
-	   || ! test -x /usr/lib/openssh/ssh-sk-helper \
+	   || ! test -x /usr/lib/openssh/ssh-sk-helper || ! command -v busybox >/dev/null 2>&1 \
 	   || ! $(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1; then \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
 	        openssh-server openssh-client sudo util-linux procps iproute2 openssl python3-venv tmux \
-	        krb5-kdc krb5-admin-server krb5-user gcc libc6-dev libssl-dev; \
+	        krb5-kdc krb5-admin-server krb5-user gcc libc6-dev libssl-dev busybox; \
 	fi
 	@# etcd is optional (the lab emulates it when absent); install it when the archive has it.
 	@command -v etcd >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client || true
