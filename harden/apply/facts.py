@@ -518,7 +518,7 @@ def census_script() -> str:
     and Y| records)."""
     return (census_functions() +
             "if apiserver_pid 0; then\n"
-            "  v=$(argval \"$apid\" --encryption-provider-config)\n"
+            "  argvals \"$apid\" --encryption-provider-config; v=$A1\n"
             "  case $v in /*) printf 'L|%s\\n' \"$(enc_layout \"/proc/$apid/root$v\")\";; esac\n"
             "  etcd_census \"$apid\"\n"
             "else echo 'E|none|no kube-apiserver runs on this node'; fi\n")
@@ -528,10 +528,6 @@ def census_functions() -> str:
     """sh function definitions of the census. R, the root prefixed to /proc paths, is empty on
     nodes; $HARDEN_CENSUS_ROOT lets tests run the real script against a fake node tree."""
     return ("R=${HARDEN_CENSUS_ROOT:-}\n"
-            "argval() { tr '\\000' '\\n' < \"$R/proc/$1/cmdline\" 2>/dev/null | awk -v f=\"$2\" '\n"
-            "  take { v = $0; take = 0; next }\n  $0 == f { take = 1; next }\n"
-            "  index($0, f \"=\") == 1 { v = substr($0, length(f) + 2) }\n"
-            "  END { if (v != \"\") print v }'; }\n"
             + APISERVER_PID + etcd_census.SCRIPT.strip() + "\n")
 
 

@@ -57,8 +57,8 @@ tries=0
 while :; do
   apiserver_pid {APISERVER_WAIT} ||
     fail "no kube-apiserver has run here for {APISERVER_WAIT} s: its etcd endpoint and certificate are not known"
-  ep=$(argval "$apid" --etcd-servers); ep=${{ep%%,*}}
-  ca=$(argval "$apid" --etcd-cafile); cert=$(argval "$apid" --etcd-certfile); key=$(argval "$apid" --etcd-keyfile)
+  argvals "$apid" --etcd-servers --etcd-cafile --etcd-certfile --etcd-keyfile
+  ep=${{A1%%,*}}; ca=$A2; cert=$A3; key=$A4
   [ -r "$R/proc/$apid/cmdline" ] && break     # still the same process: its flags read whole
   tries=$((tries + 1)); [ "$tries" -lt {APISERVER_WAIT} ] || fail "kube-apiserver keeps restarting"
   sleep 1
