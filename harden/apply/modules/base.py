@@ -455,7 +455,7 @@ $1
 }
 hb_chmod() {     # a file just backed up keeps its content and owner, and a plain octal
                 # mode is exactly what chmod leaves on a regular file: nothing to look up
-  hb_save "$1"; hb_sync; chmod "$2" -- "$hb_p"
+  hb_backup "$1"; chmod "$2" -- "$hb_p"
   case $hb_fresh:$2 in
     ?*:[0-7][0-7][0-7]|?*:0[0-7][0-7][0-7])
       hb_m=$2; while :; do case $hb_m in 0?*) hb_m=${hb_m#0};; *) break;; esac; done
@@ -464,7 +464,7 @@ hb_chmod() {     # a file just backed up keeps its content and owner, and a plai
   esac
 }
 hb_chown() {
-  hb_save "$1"; hb_sync; chown "$2" -- "$hb_p"; hb_after_real "$hb_p" "$hb_fresh"
+  hb_backup "$1"; chown "$2" -- "$hb_p"; hb_after_real "$hb_p" "$hb_fresh"
 }
 hb_mkdir() {
   hb_parent "$1"; hb_mkdirs "$hb_d"; hb_backup "$1"; mkdir -m "$2" -- "$hb_p"
