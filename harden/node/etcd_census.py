@@ -8,6 +8,14 @@ or a key. Reads etcd with, in order of preference: `etcdctl` on the host; etcd's
 gateway over HTTPS with `curl`; `etcdctl` inside the etcd container through `crictl exec`
 (real kubeadm nodes often have no etcdctl on the host). The method used is reported.
 
+It runs on production control planes at every check, beside the etcd and API server it
+measures, so it reads only what a verdict uses (secrets and the resources the configuration
+covers) and in pages of 500 keys, the chunk kubectl and the API server list in, all at the
+revision of the first page: one range over a large keyspace would make etcd build, and the
+node hold, the whole of it at once. A read that fails part-way (a revision compacted under a
+census of more than the API server's 5-minute compaction interval) is reported, never partial
+counts.
+
 Also extracts, from the running EncryptionConfiguration, only what the verdict needs: per
 entry the resource names, provider kinds and key names (`secret:` values are dropped on the
 node before anything is printed).
@@ -17,10 +25,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# sh function definitions; `etcd_census PID` prints C| and Q| records (see parse_line).
+# sh function definitions; `etcd_census PID DIRS` prints Q| records and one C| (see parse_line).
 SCRIPT = r"""
-# base64-decode the first characters of each "key"/"value" field of etcd's JSON output and
-# count values per (resource, provider:key) - values themselves are never printed
+# One page of etcd's JSON (etcdctl -w json or the v3 JSON gateway), one field a line after tr:
+# the first characters of each "key"/"value" base64-decoded and the values counted per
+# (resource, provider:key); values themselves are never printed. The page's first key is left
+# out when it is `skip`, the last key of the page before (a page starts at it). Prints Q|
+# records and `N|<more>|<revision>|<last key>`, or `F|<why>` when etcd did not answer a page
 census_awk='
 function dec(s, n,   i, c, v, bits, nb, out) {
   out = ""; bits = 0; nb = 0
@@ -31,13 +42,27 @@ function dec(s, n,   i, c, v, bits, nb, out) {
     if (nb >= 8) { nb -= 8; out = out sprintf("%c", int(bits / 2 ^ nb)); bits = bits % (2 ^ nb) }
   }
   return out }
-BEGIN { B = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/" }
+BEGIN { B = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"; first = 1
+  skip = ENVIRON["census_skip"]; pfx = ENVIRON["census_pfx"] }
 function field(s) { sub(/^[^:]*:[[:space:]]*"/, "", s); sub(/".*$/, "", s); return s }
-/^[[:space:]]*"key":/ { k = dec(field($0), 400); split(k, p, "/"); res = p[3] }
-/^[[:space:]]*"value":/ { v = dec(substr(field($0), 1, 120), 80)
+/^[[:space:]]*"header":/ { hdr = 1 }
+/^[[:space:]]*"revision":/ { rev = $0; gsub(/[^0-9]/, "", rev) }
+/^[[:space:]]*"more":[[:space:]]*true/ { more = 1 }
+/^[[:space:]]*"error":/ && why == "" { why = field($0) }
+/^[[:space:]]*"key":/ { kb = field($0); k = dec(kb, 4096); drop = first && skip != "" && k == skip
+  first = 0; if (drop) next
+  last = k; lastb = kb; r = substr(k, length(pfx) + 2); sub(/\/.*/, "", r); res = r }
+/^[[:space:]]*"value":/ { if (drop) { drop = 0; next }
+  v = dec(substr(field($0), 1, 120), 80)
   if (substr(v, 1, 8) == "k8s:enc:") { split(v, f, ":"); tag = f[3] ":" f[5] } else tag = "identity"
   n[res "|" tag]++ }
-END { for (t in n) printf "Q|%s|%d\n", t, n[t] }'
+NF { line = $0 }
+END { if (!hdr) { printf "F|%s\n", substr(why != "" ? why : line, 1, 200); exit }
+  for (t in n) printf "Q|%s|%d\n", t, n[t]
+  sub(/=+$/, "", lastb)
+  if (more && (index(last, "\n") || length(last) != int(length(lastb) * 3 / 4))) {
+    print "F|a key etcd returned cannot be paged past (over 4096 bytes or not text)"; exit }
+  printf "N|%d|%s|%s\n", more, rev, more ? last : "" }'
 # the values of several flags of a process's argv (--f=v or --f v, the last occurrence of each
 # wins, as in pflag), read in one pass: `argvals PID --a --b` sets A1 (of --a) and A2 (of --b).
 # The arguments, one a line after tr (a newline in one splits it, as awk's records did), are
@@ -71,37 +96,81 @@ argvals_awk() { a_=$(printf '%s' "$a_" | awk -v fl="x $*" '
 $a_
 EOF_ARGV
 }
+# `etcd_census PID DIRS`: the values under the resource directories DIRS (`--all`: every one;
+# empty: secrets) read as the API server PID reads etcd, in pages of $census_limit keys at one
+# revision (the first page's), so neither etcd nor this node ever holds more than a page
 etcd_census() { apid=$1; aroot="$R/proc/$apid/root"
   argvals "$apid" --etcd-servers --etcd-cafile --etcd-certfile --etcd-keyfile --etcd-prefix
   ep=${A1%%,*}; ca=$A2; cert=$A3; key=$A4; pfx=${A5:-/registry}
   [ -n "$ep" ] || { echo "C|none|--etcd-servers not set"; return 0; }
-  out=''; how=''
-  if command -v etcdctl >/dev/null 2>&1; then
-    out=$(ETCDCTL_API=3 etcdctl --endpoints="$ep" ${ca:+--cacert="$aroot$ca"} \
-      ${cert:+--cert="$aroot$cert"} ${key:+--key="$aroot$key"} --dial-timeout=3s --command-timeout=15s \
-      get --prefix "$pfx/" -w json 2>&1) && how=etcdctl
-  fi
-  if [ -z "$how" ] && command -v curl >/dev/null 2>&1; then
-    kb=$(printf '%s/' "$pfx" | base64 | tr -d '\n'); eb=$(printf '%s0' "$pfx" | base64 | tr -d '\n')
-    out=$(curl -sS --connect-timeout 3 --max-time 15 ${ca:+--cacert "$aroot$ca"} ${cert:+--cert "$aroot$cert"} \
-      ${key:+--key "$aroot$key"} -X POST "$ep/v3/kv/range" \
-      -d "{\"key\":\"$kb\",\"range_end\":\"$eb\"}" 2>&1) && how="etcd JSON gateway (curl)"
-  fi
-  if [ -z "$how" ] && command -v crictl >/dev/null 2>&1; then
-    cid=$(crictl ps -q --name '^etcd$' 2>/dev/null | head -n 1)
-    [ -n "$cid" ] && out=$(crictl exec "$cid" etcdctl --endpoints="$ep" \
-      --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt \
-      --key=/etc/kubernetes/pki/etcd/healthcheck-client.key get --prefix "$pfx/" -w json 2>&1) \
-      && how="etcdctl in the etcd container (crictl exec)"
-  fi
-  if [ -z "$how" ]; then
-    printf 'C|none|%s\n' "$(printf '%s' "${out:-no etcdctl, curl or crictl on this node}" | tail -n 1 | tr '|\n' '  ')"
-    return 0; fi
-  case $out in *'"kvs"'*|*'"count"'*|*'"header"'*) ;; *)
-    printf 'C|none|%s: %s\n' "$how" "$(printf '%s' "$out" | tail -n 1 | tr '|\n' '  ' | cut -c1-200)"
-    return 0;; esac
-  printf 'C|%s|%s\n' "$how" "$pfx"
-  printf '%s' "$out" | tr ',{}[]' '\n\n\n\n\n' | awk "$census_awk"; }
+  how=''; crev=''; cerr=''; dirs=${2:-secrets}
+  # more than four directories are read as one range: fewer etcd clients to start
+  set -- $dirs; [ $# -le 4 ] || dirs=--all
+  for d in $dirs; do
+    case $d in --all) cs="$pfx/"; ce="${pfx}0";; *) cs="$pfx/$d/"; ce="$pfx/${d}0";; esac
+    census_range "$cs" "$ce" || { printf 'C|none|%s\n' "$(printf '%s' "$cerr" | tr '|\n' '  ')"
+      return 0; }
+  done
+  case $how in curl) how="etcd JSON gateway (curl)";;
+    crictl) how="etcdctl in the etcd container (crictl exec)";; esac
+  printf 'C|%s|%s\n' "$how" "$pfx"; }
+census_limit=${HARDEN_CENSUS_PAGE:-500}
+cnl_='
+'
+# the keys in [$1, $2), page by page: Q| records on stdout, 1 with $cerr when a page failed
+census_range() { cs=$1; skip=''
+  while :; do
+    census_page "$cs" "$2" "$skip" || return 1
+    case $cres in *"$cnl_"*) st=${cres##*"$cnl_"}; printf '%s\n' "${cres%"$cnl_"*}";; *) st=$cres;; esac
+    st=${st#N|}; more=${st%%|*}; st=${st#*|}; crev=${crev:-${st%%|*}}; last=${st#*|}
+    [ "$more" = 1 ] || return 0
+    [ -n "$last" ] && [ "$last" != "$cs" ] || { cerr="etcd paged no further than $cs"; return 1; }
+    cs=$last; skip=$last
+  done; }
+# one page into $cres, read the way chosen on the first page: etcdctl on the host, else etcd's
+# v3 JSON gateway with curl, else etcdctl in the etcd container (real kubeadm nodes often have
+# no etcdctl on the host); 1 with $cerr when none answered it
+census_page() {
+  if [ -n "$how" ]; then census_read "$@"; return; fi
+  cerr='no etcdctl, curl or crictl on this node'
+  for how in etcdctl curl crictl; do
+    command -v "$how" >/dev/null 2>&1 || continue
+    if [ "$how" = crictl ]; then cid=$(crictl ps -q --name '^etcd$' 2>/dev/null | head -n 1)
+      [ -n "$cid" ] || continue; fi
+    census_read "$@" && return 0
+  done; how=''; return 1; }
+census_read() {
+  cres=$(census_get "$1" "$2" 2>&1 | tr ',{}[]' '\n\n\n\n\n' |
+    census_skip=$3 census_pfx=$pfx awk "$census_awk")
+  case ${cres##*"$cnl_"} in N\|*) return 0;; esac
+  cerr="$how: ${cres##*F|}"; return 1; }
+census_get() {
+  case $how in
+  etcdctl) ETCDCTL_API=3 etcdctl --endpoints="$ep" ${ca:+--cacert="$aroot$ca"} \
+      ${cert:+--cert="$aroot$cert"} ${key:+--key="$aroot$key"} --dial-timeout=3s \
+      --command-timeout=15s get "$1" "$2" --limit="$census_limit" ${crev:+--rev="$crev"} -w json;;
+  curl) curl -sS --connect-timeout 3 --max-time 15 ${ca:+--cacert "$aroot$ca"} \
+      ${cert:+--cert "$aroot$cert"} ${key:+--key "$aroot$key"} -X POST "$ep/v3/kv/range" \
+      -d "{\"key\":\"$(census_b64 "$1")\",\"range_end\":\"$(census_b64 "$2")\",\"limit\":$census_limit${crev:+,\"revision\":$crev}}";;
+  crictl) crictl exec "$cid" etcdctl --endpoints="$ep" --cacert=/etc/kubernetes/pki/etcd/ca.crt \
+      --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt \
+      --key=/etc/kubernetes/pki/etcd/healthcheck-client.key get "$1" "$2" \
+      --limit="$census_limit" ${crev:+--rev="$crev"} -w json;;
+  esac; }
+census_b64() { printf '%s' "$1" | base64 | tr -d '\n'; }
+# the resource directories to read for an EncryptionConfiguration reduced to names (enc_layout's
+# output): the heads of every name its entries' `resources` list (etcd keys carry no API
+# group), `--all` when one covers every resource; secrets always (the verdict without a
+# configuration)
+census_dirs() { [ -n "$1" ] || { echo secrets; return 0; }
+  awk -v t="$1" 'BEGIN { n = split(t, a, " "); d = "secrets"; s["secrets"]
+  for (i = 1; i <= n; i++) {
+    if (a[i] == "providers") on = 0
+    else if (a[i] == "resources") on = 1
+    else if (on) { h = a[i]; sub(/\..*/, "", h)
+      if (index(h, "*")) { print "--all"; exit }
+      if (h != "" && !(h in s)) { s[h]; d = d " " h } } }
+  print d }'; }
 # the EncryptionConfiguration reduced to names: resources, provider kinds, key names; every
 # `secret:` value is dropped here, on the node
 enc_layout() { [ -f "$1" ] || return 0
@@ -135,8 +204,9 @@ def parse_line(census: Census, line: str) -> None:
         else:
             census.method = method
     elif tag == "Q":
-        resource, kind, count = rest.rsplit("|", 2)
-        census.counts.setdefault(resource, {})[kind] = int(count)
+        resource, kind, count = rest.rsplit("|", 2)    # one record per page: summed
+        tags = census.counts.setdefault(resource, {})
+        tags[kind] = tags.get(kind, 0) + int(count)
     elif tag == "L":
         census.layout = layout_from_tokens(rest.split())
 

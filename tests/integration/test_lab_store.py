@@ -153,6 +153,21 @@ def test_encryption_at_rest_and_a_value_under_a_removed_key(lab_factory):
         assert f"{total} of them unreadable, under a key the config no longer holds" in actual
 
 
+def test_the_stored_census_counts_every_secret_of_a_keyspace_over_several_pages(lab_factory):
+    """1.2.28e reads etcd 500 keys a page: 1100 seeded secrets plus kubeadm's are three pages,
+    and every one is counted once, as the API server lists them."""
+    with lab_factory.running(control_planes=1, workers=0, wait_ready=True,
+                             seed_secrets=1100) as lab:
+        def names() -> list[str]:
+            return kubectl(lab, "get", "secrets", "-A", "-o", "name").stdout.split()
+
+        wait_for(lambda: sum(n.startswith("secret/bulk-") for n in names()) == 1100, timeout=60)
+        listed = len(names())
+        status, actual = stored_check(lab)
+        assert (status, actual) == ("FAIL", f"no EncryptionConfiguration: {listed} secrets stored "
+                                            "in plaintext (read with etcdctl)")
+
+
 def stored_check(lab) -> tuple[str, str]:
     """harden check's verdict on 1.2.28e for cp1: (status, actual)."""
     out = subprocess.run([sys.executable, "-m", "harden.cli", "check", "-i", str(lab.inventory),

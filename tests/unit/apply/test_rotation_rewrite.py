@@ -1,5 +1,6 @@
 """The rewrite's shell (encryption_census with rewrite: true), run locally against a scripted
-`ps`, `etcdctl` and `kubectl` that keep a tiny etcd in a file: it rewrites only what is off
+`ps`, `etcdctl` (key ranges and pages as etcd serves them) and `kubectl` that keep a tiny etcd
+in a file: it rewrites only what is off
 its primary key, measures again after every pass, retries what conflicted, and fails when
 passes run out; progress is printed, values never are. The real thing runs in
 tests/integration/test_rotation.py."""
@@ -7,6 +8,7 @@ tests/integration/test_rotation.py."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -28,23 +30,30 @@ def fake_node(tmp_path: Path, stored: dict[str, str], conflicts: int = 0) -> dic
     bin_dir.mkdir()
     shims = {
         "ps": "echo '4242 kube-apiserver --etcd-servers=https://127.0.0.1:2379'",
-        "etcdctl": f"exec python3 {tmp_path}/etcd.py",
+        "etcdctl": f"exec python3 {tmp_path}/etcd.py \"$@\"",
         "kubectl": f"exec python3 {tmp_path}/kubectl.py \"$@\"",
     }
     for name, body in shims.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
     (tmp_path / "etcd.py").write_text(f"""
-import base64, json
+import base64, json, sys
 stored = json.load(open({str(state)!r}))
 def value(tag):
     if tag == "identity":
         return b'{{"kind":"Secret","data":{{"password":"hunter2"}}}}'
     kind, key = tag.split(":")
     return f"k8s:enc:{{kind}}:v1:{{key}}:".encode() + bytes(range(40))
+args = sys.argv[sys.argv.index("get") + 1:]
+start, end = [a for a in args if not a.startswith("-")][:2]
+limit = int(next(a for a in args if a.startswith("--limit=")).split("=")[1])
+keys = sorted(k for k in stored if start <= k < end)
 kvs = [{{"key": base64.b64encode(k.encode()).decode(), "mod_revision": 3,
-        "value": base64.b64encode(value(t)).decode()}} for k, t in stored.items()]
-print(json.dumps({{"header": {{"revision": 9}}, "kvs": kvs, "count": len(kvs)}}))
+        "value": base64.b64encode(value(stored[k])).decode()}} for k in keys[:limit]]
+page = {{"header": {{"revision": 9}}, "kvs": kvs, "count": len(keys)}}
+if len(keys) > limit:
+    page["more"] = True
+print(json.dumps(page))
 """)
     (tmp_path / "kubectl.py").write_text(f"""
 import json, sys
@@ -111,3 +120,17 @@ def test_objects_still_off_primary_after_the_last_pass_fail_the_task(tmp_path):
 def test_nothing_off_primary_means_no_kubectl_call(tmp_path):
     done, calls, _ = run(tmp_path, {"/registry/secrets/a/s": "aescbc:key2"})
     assert done.returncode == 0 and calls == []
+
+
+def test_etcd_that_cannot_be_read_fails_the_rewrite_instead_of_counting_nothing(tmp_path):
+    env = fake_node(tmp_path, {"/registry/secrets/a/s": "aescbc:key1"})
+    shim = Path(env["PATH"].split(":")[0]) / "etcdctl"
+    shim.write_text("#!/bin/sh\necho 'Error: context deadline exceeded' >&2\nexit 1\n")
+    for tool in ("sh", "awk", "tr", "head", "base64", "cat", "sleep"):   # no curl, no crictl
+        (shim.parent / tool).symlink_to(shutil.which(tool))
+    env["PATH"] = str(shim.parent)
+    done = subprocess.run(["sh", "-c", rewrite_script(PRIMARY, 3)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "etcd could not be read: etcdctl: Error: context deadline exceeded" in done.stderr
+    assert "under their primary key" not in done.stdout

@@ -17,7 +17,7 @@ def run_awk(kvs: list[tuple[str, bytes]]) -> etcd_census.Census:
          "version": 1, "value": base64.b64encode(v).decode()} for k, v in kvs], "count": len(kvs)}
     script = etcd_census.SCRIPT + '\nprintf "%s" "$DOC" | tr ",{}[]" "\\n\\n\\n\\n\\n" | awk "$census_awk"'
     out = subprocess.run(["sh", "-c", script], env={"DOC": json.dumps(doc), "PATH": "/usr/bin:/bin",
-                                                    "LC_ALL": "C"},
+                                                    "LC_ALL": "C", "census_pfx": "/registry"},
                          capture_output=True, text=True, check=True).stdout
     census = etcd_census.Census(method="test")
     for line in out.splitlines():
@@ -35,6 +35,23 @@ def test_awk_counts_values_by_resource_and_provider_key_without_printing_values(
     assert census.counts == {"secrets": {"aescbc:key1": 1, "aescbc:key2": 1, "identity": 1},
                              "configmaps": {"secretbox:box": 1},
                              "clusterroles": {"identity": 1}}
+
+
+def dirs_for(tokens: str) -> str:
+    return subprocess.run(["sh", "-c", etcd_census.SCRIPT + '\ncensus_dirs "$T"'],
+                          env={"T": tokens, "PATH": "/usr/bin:/bin"}, capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_the_census_reads_secrets_and_the_directories_the_config_covers():
+    assert dirs_for("") == "secrets"
+    assert dirs_for("apiVersion apiserver.config.k8s.io v1 kind EncryptionConfiguration resources "
+                    "resources configmaps roles.rbac.authorization.k8s.io providers aescbc keys "
+                    "name key1 identity resources secrets providers identity") \
+        == "secrets configmaps roles"
+    assert dirs_for("resources resources secrets providers identity resources *.* providers "
+                    "identity") == "--all"
+    assert dirs_for("resources resources *.apps providers identity") == "--all"
 
 
 def test_config_is_reduced_to_names_and_secrets_are_dropped_on_the_node(tmp_path):
