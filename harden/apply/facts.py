@@ -519,9 +519,9 @@ def census_script() -> str:
     return (census_functions() +
             "if apiserver_pid 0; then\n"
             "  argvals \"$apid\" --encryption-provider-config; v=$A1\n"
-            "  lay=''; case $v in /*) lay=$(enc_layout \"/proc/$apid/root$v\")\n"
+            "  lay=''; case $v in /*) lay=$(enc_layout \"$R/proc/$apid/root$v\")\n"
             "    printf 'L|%s\\n' \"$lay\";; esac\n"
-            "  etcd_census \"$apid\" \"$(census_dirs \"$lay\")\"\n"
+            "  etcd_census \"$apid\" \"$(census_names \"$lay\")\"\n"
             "else echo 'E|none|no kube-apiserver runs on this node'; fi\n")
 
 

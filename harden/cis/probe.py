@@ -547,7 +547,7 @@ for APID in $(pids_of kube-apiserver); do
   # the first server's flag, as read above (no second tr and awk for it)
   if [ "$APID" = "$EPC_PID" ]; then v=$EPC; else argvals "$APID" --encryption-provider-config; v=$A1; fi
   lay=''; case $v in /*) lay=$(enc_layout "$R/proc/$APID/root$v"); printf 'L|%s\n' "$lay";; esac
-  etcd_census "$APID" "$(census_dirs "$lay")"; break
+  etcd_census "$APID" "$(census_names "$lay")"; break
 done
 
 flush_stats

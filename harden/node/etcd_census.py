@@ -25,13 +25,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# sh function definitions; `etcd_census PID DIRS` prints Q| records and one C| (see parse_line).
+PROVIDER_KINDS = ("identity", "aescbc", "aesgcm", "secretbox", "kms")
+# the words of the EncryptionConfiguration format itself, never a resource name
+STRUCTURE = {"kind", "apiVersion", "EncryptionConfiguration", "resources", "providers", "keys",
+             "name", "apiserver.config.k8s.io", "v1", "config.k8s.io", "apiserver", "k8s.io",
+             "endpoint", "timeout", "cachesize", "apiversion"} | set(PROVIDER_KINDS)
+
+# sh function definitions; `etcd_census PID NAMES` prints Q| records and one C| (see parse_line).
 SCRIPT = r"""
-# One page of etcd's JSON (etcdctl -w json or the v3 JSON gateway), one field a line after tr:
-# the first characters of each "key"/"value" base64-decoded and the values counted per
-# (resource, provider:key); values themselves are never printed. The page's first key is left
-# out when it is `skip`, the last key of the page before (a page starts at it). Prints Q|
-# records and `N|<more>|<revision>|<last key>`, or `F|<why>` when etcd did not answer a page
+# One page of etcd's JSON (etcdctl -w json or the v3 JSON gateway; one line, split here at
+# , { } [ ] so an error line is kept whole for the message): the first characters of each
+# "key"/"value" base64-decoded and the values counted per (resource, provider:key), values
+# themselves never printed. The page's first key is left out when it is `skip`, the last key of
+# the page before (a page starts at it). Prints Q| records and `N|<more>|<revision>|<last key>`,
+# or `F|<why>` when etcd did not answer the page. A key's resource is named as an
+# EncryptionConfiguration names it: the directories kube-apiserver stores some resources under
+# (its SpecialDefaultResourcePrefixes: services/specs, services/endpoints, minions, controllers,
+# ingress, podsecuritypolicy) mapped back, and resource.group for a group's directory
+# (apiextensions, apiregistration, custom resources)
 census_awk='
 function dec(s, n,   i, c, v, bits, nb, out) {
   out = ""; bits = 0; nb = 0
@@ -39,25 +50,37 @@ function dec(s, n,   i, c, v, bits, nb, out) {
     c = substr(s, i, 1); if (c == "=") break
     v = index(B, c) - 1; if (v < 0) continue
     bits = bits * 64 + v; nb += 6
-    if (nb >= 8) { nb -= 8; out = out sprintf("%c", int(bits / 2 ^ nb)); bits = bits % (2 ^ nb) }
+    if (nb >= 8) { nb -= 8; out = out sprintf("%c", int(bits / P[nb])); bits = bits % P[nb] }
   }
   return out }
-BEGIN { B = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"; first = 1
-  skip = ENVIRON["census_skip"]; pfx = ENVIRON["census_pfx"] }
 function field(s) { sub(/^[^:]*:[[:space:]]*"/, "", s); sub(/".*$/, "", s); return s }
-/^[[:space:]]*"header":/ { hdr = 1 }
-/^[[:space:]]*"revision":/ { rev = $0; gsub(/[^0-9]/, "", rev) }
-/^[[:space:]]*"more":[[:space:]]*true/ { more = 1 }
-/^[[:space:]]*"error":/ && why == "" { why = field($0) }
-/^[[:space:]]*"key":/ { kb = field($0); k = dec(kb, 4096); drop = first && skip != "" && k == skip
-  first = 0; if (drop) next
-  last = k; lastb = kb; r = substr(k, length(pfx) + 2); sub(/\/.*/, "", r); res = r }
-/^[[:space:]]*"value":/ { if (drop) { drop = 0; next }
-  v = dec(substr(field($0), 1, 120), 80)
-  if (substr(v, 1, 8) == "k8s:enc:") { split(v, f, ":"); tag = f[3] ":" f[5] } else tag = "identity"
-  n[res "|" tag]++ }
+function resource(k,   p) {
+  split(substr(k, length(pfx) + 2), p, "/")
+  if (p[1] == "services") return p[2] == "endpoints" ? "endpoints" : "services"
+  if (p[1] in SPECIAL) return SPECIAL[p[1]]
+  return index(p[1], ".") ? p[2] "." p[1] : p[1] }
+function piece(s,   v, f, tag) {
+  if (s ~ /^[[:space:]]*"header":/) hdr = 1
+  else if (s ~ /^[[:space:]]*"revision":/) { rev = s; gsub(/[^0-9]/, "", rev) }
+  else if (s ~ /^[[:space:]]*"more":[[:space:]]*true/) more = 1
+  else if (s ~ /^[[:space:]]*"key":/) {
+    kb = field(s); k = dec(kb, 4096); drop = first && skip != "" && k == skip; first = 0
+    if (!drop) { last = k; lastb = kb; res = resource(k) } }
+  else if (s ~ /^[[:space:]]*"value":/) {
+    if (drop) { drop = 0; return }
+    v = dec(substr(field(s), 1, 120), 80)
+    if (substr(v, 1, 8) == "k8s:enc:") { split(v, f, ":"); tag = f[3] ":" f[5] } else tag = "identity"
+    n[res "|" tag]++ } }
+BEGIN { B = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"; first = 1
+  skip = ENVIRON["census_skip"]; pfx = ENVIRON["census_pfx"]; SEP = "[],{}[]"
+  P[0] = 1; for (i = 1; i <= 8; i++) P[i] = P[i - 1] * 2
+  SPECIAL["minions"] = "nodes"; SPECIAL["controllers"] = "replicationcontrollers"
+  SPECIAL["ingress"] = "ingresses"; SPECIAL["podsecuritypolicy"] = "podsecuritypolicies" }
+{ np = split($0, parts, SEP); for (i = 1; i <= np; i++) piece(parts[i]) }
 NF { line = $0 }
-END { if (!hdr) { printf "F|%s\n", substr(why != "" ? why : line, 1, 200); exit }
+END { if (!hdr) { why = line
+    if (match(line, /"message":"[^"]*"/)) why = substr(line, RSTART + 11, RLENGTH - 12)
+    printf "F|%s\n", substr(why, 1, 300); exit }
   for (t in n) printf "Q|%s|%d\n", t, n[t]
   sub(/=+$/, "", lastb)
   if (more && (index(last, "\n") || length(last) != int(length(lastb) * 3 / 4))) {
@@ -96,25 +119,25 @@ argvals_awk() { a_=$(printf '%s' "$a_" | awk -v fl="x $*" '
 $a_
 EOF_ARGV
 }
-# `etcd_census PID DIRS`: the values under the resource directories DIRS (`--all`: every one;
-# empty: secrets) read as the API server PID reads etcd, in pages of $census_limit keys at one
-# revision (the first page's), so neither etcd nor this node ever holds more than a page
+# `etcd_census PID NAMES`: the values of the resources NAMES (as an EncryptionConfiguration
+# names them; secrets always) read as the API server PID reads etcd, in pages of $census_limit
+# keys at one revision (the first page's), so neither etcd nor this node holds more than a page
 etcd_census() { apid=$1; aroot="$R/proc/$apid/root"
   argvals "$apid" --etcd-servers --etcd-cafile --etcd-certfile --etcd-keyfile --etcd-prefix
   ep=${A1%%,*}; ca=$A2; cert=$A3; key=$A4; pfx=${A5:-/registry}
+  # the API server's own rule, path.Join("/", prefix): one leading slash, none trailing
+  while :; do case $pfx in */) pfx=${pfx%/};; *) break;; esac; done; pfx="/${pfx#/}"
   [ -n "$ep" ] || { echo "C|none|--etcd-servers not set"; return 0; }
-  how=''; crev=''; cerr=''; dirs=${2:-secrets}
-  # more than four directories are read as one range: fewer etcd clients to start
-  set -- $dirs; [ $# -le 4 ] || dirs=--all
-  for d in $dirs; do
+  how=''; crev=''; cerr=''
+  # census_dirs prints only [A-Za-z0-9._/-] and --all: nothing to glob in the loop
+  for d in $(census_dirs "$2"); do
     case $d in --all) cs="$pfx/"; ce="${pfx}0";; *) cs="$pfx/$d/"; ce="$pfx/${d}0";; esac
     census_range "$cs" "$ce" || { printf 'C|none|%s\n' "$(printf '%s' "$cerr" | tr '|\n' '  ')"
       return 0; }
   done
-  case $how in curl) how="etcd JSON gateway (curl)";;
-    crictl) how="etcdctl in the etcd container (crictl exec)";; esac
-  printf 'C|%s|%s\n' "$how" "$pfx"; }
+  printf 'C|%s|%s\n' "$(census_label)" "$pfx"; }
 census_limit=${HARDEN_CENSUS_PAGE:-500}
+case $census_limit in ''|*[!0-9]*|0|1) census_limit=500;; esac
 cnl_='
 '
 # the keys in [$1, $2), page by page: Q| records on stdout, 1 with $cerr when a page failed
@@ -129,21 +152,24 @@ census_range() { cs=$1; skip=''
   done; }
 # one page into $cres, read the way chosen on the first page: etcdctl on the host, else etcd's
 # v3 JSON gateway with curl, else etcdctl in the etcd container (real kubeadm nodes often have
-# no etcdctl on the host); 1 with $cerr when none answered it
+# no etcdctl on the host); 1 with $cerr (every way tried, and why it failed) when none answered
 census_page() {
-  if [ -n "$how" ]; then census_read "$@"; return; fi
-  cerr='no etcdctl, curl or crictl on this node'
+  if [ -n "$how" ]; then census_read "$@" || { cerr="$(census_label): $cerr"; return 1; }; return 0; fi
+  errs=''
   for how in etcdctl curl crictl; do
     command -v "$how" >/dev/null 2>&1 || continue
     if [ "$how" = crictl ]; then cid=$(crictl ps -q --name '^etcd$' 2>/dev/null | head -n 1)
       [ -n "$cid" ] || continue; fi
     census_read "$@" && return 0
-  done; how=''; return 1; }
+    errs="$errs${errs:+; }$(census_label): $cerr"
+  done; how=''; cerr=${errs:-no etcdctl, curl or crictl (with an etcd container) on this node}
+  return 1; }
+census_label() { case $how in curl) echo "etcd JSON gateway (curl)";;
+  crictl) echo "etcdctl in the etcd container (crictl exec)";; *) echo "$how";; esac; }
 census_read() {
-  cres=$(census_get "$1" "$2" 2>&1 | tr ',{}[]' '\n\n\n\n\n' |
-    census_skip=$3 census_pfx=$pfx awk "$census_awk")
+  cres=$(census_get "$1" "$2" 2>&1 | census_skip=$3 census_pfx=$pfx awk "$census_awk")
   case ${cres##*"$cnl_"} in N\|*) return 0;; esac
-  cerr="$how: ${cres##*F|}"; return 1; }
+  cerr=${cres##*F|}; cerr=${cerr:-no answer}; return 1; }
 census_get() {
   case $how in
   etcdctl) ETCDCTL_API=3 etcdctl --endpoints="$ep" ${ca:+--cacert="$aroot$ca"} \
@@ -158,25 +184,41 @@ census_get() {
       --limit="$census_limit" ${crev:+--rev="$crev"} -w json;;
   esac; }
 census_b64() { printf '%s' "$1" | base64 | tr -d '\n'; }
-# the resource directories to read for an EncryptionConfiguration reduced to names (enc_layout's
-# output): the heads of every name its entries' `resources` list (etcd keys carry no API
-# group), `--all` when one covers every resource; secrets always (the verdict without a
-# configuration)
-census_dirs() { [ -n "$1" ] || { echo secrets; return 0; }
-  awk -v t="$1" 'BEGIN { n = split(t, a, " "); d = "secrets"; s["secrets"]
-  for (i = 1; i <= n; i++) {
+# the resource names an EncryptionConfiguration's entries list, from enc_layout's tokens (the
+# words between a `resources` key and a `providers` key that are not the format's own)
+census_names() { [ -n "$1" ] || return 0
+  awk -v t="$1" -v st="__STRUCTURE__" 'BEGIN { n = split(st, x, " "); for (i = 1; i <= n; i++) S[x[i]]
+  n = split(t, a, " ")
+  for (i = 1; i <= n; i++)
     if (a[i] == "providers") on = 0
     else if (a[i] == "resources") on = 1
-    else if (on) { h = a[i]; sub(/\..*/, "", h)
-      if (index(h, "*")) { print "--all"; exit }
-      if (h != "" && !(h in s)) { s[h]; d = d " " h } } }
-  print d }'; }
+    else if (on && !(a[i] in S)) printf "%s ", a[i] }'; }
+# the etcd directories (under the prefix) that hold secrets and the resources named: the
+# API server's own layout (census_awk's mapping, read backwards); `--all` for a wildcard. A
+# group ending in .k8s.io may be built in (a plain directory) or a custom resource's (the
+# group's directory): both are read. Names that cannot be a resource are left out
+census_dirs() { [ -n "$1" ] || { echo secrets; return 0; }
+  awk -v t="secrets $1" 'function add(x) { if (!(x in seen)) { seen[x]; d = d " " x } }
+  BEGIN { S["services"] = "services/specs"; S["endpoints"] = "services/endpoints"
+    S["nodes"] = "minions"; S["replicationcontrollers"] = "controllers"; S["ingresses"] = "ingress"
+    S["podsecuritypolicies"] = "podsecuritypolicy"
+    n = split(t, a, " ")
+    for (i = 1; i <= n; i++) { r = a[i]
+      if (index(r, "*")) { print "--all"; exit }
+      if (r !~ /^[A-Za-z0-9][A-Za-z0-9._-]*$/) continue
+      h = r; g = ""; j = index(r, "."); if (j) { h = substr(r, 1, j - 1); g = substr(r, j + 1) }
+      if (h in S) add(S[h])
+      else if (g == "apiextensions.k8s.io" || g == "apiregistration.k8s.io") add(g "/" h)
+      else if (g ~ /\.k8s\.io$/) { add(h); add(g "/" h) }
+      else if (index(g, ".")) add(g "/" h)
+      else add(h) }
+    print substr(d, 2) }'; }
 # the EncryptionConfiguration reduced to names: resources, provider kinds, key names; every
 # `secret:` value is dropped here, on the node
 enc_layout() { [ -f "$1" ] || return 0
   sed -e 's/#.*//' -e 's/secret[[:space:]"]*:[^,}]*//g' "$1" | tr -c 'A-Za-z0-9*._-' '\n' |
     grep -v '^[-.]*$' | tr '\n' ' '; }
-"""
+""".replace("__STRUCTURE__", " ".join(sorted(STRUCTURE)))
 
 
 @dataclass
@@ -211,53 +253,66 @@ def parse_line(census: Census, line: str) -> None:
         census.layout = layout_from_tokens(rest.split())
 
 
-PROVIDER_KINDS = ("identity", "aescbc", "aesgcm", "secretbox", "kms")
-STRUCTURE = {"kind", "apiVersion", "EncryptionConfiguration", "resources", "providers", "keys",
-             "name", "apiserver.config.k8s.io", "v1", "config.k8s.io", "apiserver", "k8s.io",
-             "endpoint", "timeout", "cachesize", "apiversion"} | set(PROVIDER_KINDS)
 
 
 def layout_from_tokens(tokens: list[str]) -> list[dict]:
     """Entries in file order: the resource names each covers and its providers as
-    `kind:keyname` (identity as `identity`), first one writing."""
+    `kind:keyname` (identity as `identity`), first one writing. An entry's two keys may come
+    in either order (a YAML dump sorts them: providers first): a key the current entry already
+    has starts the next one. The top-level `resources` key is the one followed by a key."""
     entries: list[dict] = []
+    keys: set[str] = set()          # the keys the current entry has had
     state, i = "", 0
     while i < len(tokens):
         token = tokens[i]
-        if token == "resources":
-            if i + 1 < len(tokens) and tokens[i + 1] not in STRUCTURE:
+        following = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if token == "resources" and following in ("resources", "providers"):
+            state = ""
+        elif token in ("resources", "providers"):
+            if not entries or token in keys:
                 entries.append({"resources": [], "providers": []})
-                state = "resources"
-            elif i + 1 < len(tokens) and tokens[i + 1] == "resources":
-                pass            # the top-level key followed by the first entry's key
-            else:
-                state = ""
-        elif token == "providers":
-            state = "providers"
+                keys = set()
+            keys.add(token)
+            state = token
         elif state == "resources" and token not in STRUCTURE:
             entries[-1]["resources"].append(token)
-        elif state == "providers" and token in PROVIDER_KINDS and entries:
+        elif state == "providers" and token in PROVIDER_KINDS:
             entries[-1]["providers"].append(token if token == "identity" else f"{token}:")
-        elif state == "providers" and token == "name" and i + 1 < len(tokens) and entries \
-                and entries[-1]["providers"]:
+        elif state == "providers" and token == "name" and following and entries[-1]["providers"]:
             last = entries[-1]["providers"][-1]
             kind, _, key = last.partition(":")
-            name = tokens[i + 1]
             if key:
-                entries[-1]["providers"].append(f"{kind}:{name}")
+                entries[-1]["providers"].append(f"{kind}:{following}")
             else:
-                entries[-1]["providers"][-1] = f"{kind}:{name}"
+                entries[-1]["providers"][-1] = f"{kind}:{following}"
             i += 1
         i += 1
     return [e for e in entries if e["resources"]]
 
 
+# The core group's resources (the empty API group): what `*.` covers. Other built-in groups'
+# resources are stored in directories that do not name their group.
+CORE_RESOURCES = frozenset({
+    "configmaps", "endpoints", "events", "limitranges", "namespaces", "nodes",
+    "persistentvolumeclaims", "persistentvolumes", "pods", "podtemplates",
+    "replicationcontrollers", "resourcequotas", "secrets", "serviceaccounts", "services"})
+
+
 def covers(name: str, resource: str) -> bool:
-    """Whether an EncryptionConfiguration resource name covers an etcd resource directory.
-    etcd keys do not carry the API group, so `roles.rbac.authorization.k8s.io` matches `roles`;
-    `*.` and `*.*` match every directory (the storage layout cannot tell groups apart)."""
-    head = name.split(".", 1)[0]
-    return head == "*" or head == resource
+    """Whether an EncryptionConfiguration resource name covers a resource the census counted.
+    A resource from a group's own directory (custom resources, CRDs, APIServices) is counted as
+    `resource.group` and matched exactly or by `*.group`. The others' keys do not carry their
+    group, so `roles.rbac.authorization.k8s.io` matches `roles`, `*.` the core resources, and
+    `*.<group>` every other resource (which group each belongs to is not in the key)."""
+    head, _, group = name.partition(".")
+    if name == "*.*":
+        return True
+    if "." in resource:
+        own_head, _, own_group = resource.partition(".")
+        return group == own_group and head in ("*", own_head)
+    if head == "*":
+        return (resource in CORE_RESOURCES) == (group == "")
+    return head == resource
 
 
 def primary_for(layout: list[dict], resource: str) -> str | None:

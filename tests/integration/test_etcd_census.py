@@ -1,7 +1,7 @@
-"""The etcd census against a real etcd: read in pages at one revision, by etcdctl and by the
-v3 JSON gateway, it counts every value once, leaves out what was written after it started,
-reads only the directories it is given, and reports a read it could not finish instead of
-partial counts."""
+"""The etcd census against a real etcd: read in pages at one revision, by etcdctl, by the v3
+JSON gateway and by etcdctl in the etcd container, it counts every value once, leaves out what
+was written after it started, reads only where the named resources are stored, and reports a
+read it could not finish, whole, instead of partial counts."""
 
 from __future__ import annotations
 
@@ -44,22 +44,31 @@ def etcd(lab_factory, tmp_path_factory):
                 for i in range(SECRETS_ENCRYPTED)]
         puts += [(f"/registry/secrets/other/p{i}", "plain") for i in range(SECRETS_PLAIN)]
         puts += [(f"/registry/configmaps/ns/c{i}", "plain") for i in range(CONFIGMAPS)]
-        puts += [("/registry/pods/ns/x", "plain"), ("/registry0", "outside the prefix")]
+        puts += [("/registry/pods/ns/x", "plain"), ("/registry0", "outside the prefix"),
+                 ("/registry/services/specs/ns/web", "plain"),
+                 ("/registry/services/specs/ns/db", "plain"),
+                 ("/registry/services/endpoints/ns/web", "plain")]
         for key, value in puts:
             subprocess.run([*ctl, "put", key, value], check=True, capture_output=True)
         root = base / "root"
         (root / f"proc/{APISERVER_PID}").mkdir(parents=True)
         (root / f"proc/{APISERVER_PID}/cmdline").write_bytes(
             f"kube-apiserver\0--etcd-servers={client}\0".encode())
-        yield {"root": root, "ctl": ctl, "base": base}
+        yield {"root": root, "ctl": ctl, "base": base, "client": client}
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def census(etcd, dirs: str, page: int, path: str | None = None) -> etcd_census.Census:
+def census(etcd, names: str, page: int, path: str | None = None,
+           prefix_flag: str = "") -> etcd_census.Census:
     """The census script itself, run here against the fake root and the real etcd."""
-    script = f"R={etcd['root']}\n{etcd_census.SCRIPT}\netcd_census {APISERVER_PID} '{dirs}'\n"
+    pid = APISERVER_PID + 1 if prefix_flag else APISERVER_PID
+    if prefix_flag:
+        (etcd["root"] / f"proc/{pid}").mkdir(exist_ok=True)
+        (etcd["root"] / f"proc/{pid}/cmdline").write_bytes(
+            f"kube-apiserver\0--etcd-servers={etcd['client']}\0{prefix_flag}\0".encode())
+    script = f"R={etcd['root']}\n{etcd_census.SCRIPT}\netcd_census {pid} '{names}'\n"
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60,
                           env={"PATH": path or "/usr/bin:/bin", "LC_ALL": "C",
                                "HARDEN_CENSUS_PAGE": str(page)})
@@ -70,7 +79,10 @@ def census(etcd, dirs: str, page: int, path: str | None = None) -> etcd_census.C
     return result
 
 
-def tools_dir(etcd, name: str, tools: tuple[str, ...]) -> Path:
+BASICS = ("sh", "tr", "awk", "base64", "head", "sed", "grep")
+
+
+def tools_dir(etcd, name: str, tools: tuple[str, ...] = BASICS) -> Path:
     """A PATH directory holding only `tools` (so a method can be left out)."""
     path = etcd["base"] / name
     path.mkdir(exist_ok=True)
@@ -80,56 +92,101 @@ def tools_dir(etcd, name: str, tools: tuple[str, ...]) -> Path:
     return path
 
 
+def shim(path: Path, name: str, body: str) -> None:
+    """A script in place of a tool; a link already there is replaced, never written through
+    (that would rewrite the real tool)."""
+    target = path / name
+    if target.is_symlink() or target.exists():
+        target.unlink()
+    target.write_text(f"#!/bin/sh\n{body}\n")
+    target.chmod(0o755)
+
+
+def method_path(etcd, method: str, after_read: str = "") -> str:
+    """A PATH on which the census reads etcd by `method`, running `after_read` (sh) after each
+    read: etcdctl on the host; curl (no etcdctl); or a crictl whose `exec` runs etcdctl as the
+    etcd container would (its certificate flags, paths inside the container, dropped)."""
+    real = etcd["ctl"][0]
+    path = tools_dir(etcd, f"{method}-{abs(hash(after_read))}")
+    if method == "etcdctl":
+        shim(path, "etcdctl", f'{real} "$@"; rc=$?\n{after_read}\nexit $rc')
+    elif method == "curl":
+        shim(path, "curl", f'{shutil.which("curl")} "$@"; rc=$?\n{after_read}\nexit $rc')
+    else:
+        shim(path, "crictl", 'case $1 in ps) echo c0ffee; exit 0;; esac\n'
+                             'shift 3; set -- $(printf "%s\\n" "$@" | grep -v "^--\\(cacert\\|cert\\|key\\)=")\n'
+                             f'{real} "$@"; rc=$?\n{after_read}\nexit $rc')
+    return str(path)
+
+
 SECRETS = {"aescbc:key1": SECRETS_ENCRYPTED, "identity": SECRETS_PLAIN}
+LABELS = {"etcdctl": "etcdctl", "curl": "etcd JSON gateway (curl)",
+          "crictl": "etcdctl in the etcd container (crictl exec)"}
+METHODS = list(LABELS)
 
 
 @pytest.mark.parametrize("page", [500, 4, 2])
-def test_every_value_is_counted_once_however_the_keys_fall_into_pages(etcd, page):
-    result = census(etcd, "", page)
-    assert result.method == "etcdctl" and not result.error
+@pytest.mark.parametrize("method", METHODS)
+def test_every_value_is_counted_once_however_the_keys_fall_into_pages(etcd, method, page):
+    result = census(etcd, "", page, path=method_path(etcd, method))
+    assert result.method == LABELS[method] and not result.error
     assert result.counts == {"secrets": SECRETS}
 
 
-def test_the_json_gateway_pages_the_same_way(etcd):
-    no_etcdctl = tools_dir(etcd, "no-etcdctl", ("sh", "tr", "awk", "base64", "curl", "head"))
-    result = census(etcd, "secrets configmaps", 3, path=str(no_etcdctl))
-    assert result.method == "etcd JSON gateway (curl)"
-    assert result.counts == {"secrets": SECRETS, "configmaps": {"identity": CONFIGMAPS}}
-
-
-def test_only_the_given_directories_are_read_and_many_read_as_one_range(etcd):
-    assert census(etcd, "configmaps", 2).counts == {"configmaps": {"identity": CONFIGMAPS}}
+def test_only_the_named_resources_are_read_from_where_the_api_server_stores_them(etcd):
+    assert census(etcd, "configmaps", 2).counts == {"secrets": SECRETS,
+                                                    "configmaps": {"identity": CONFIGMAPS}}
+    assert census(etcd, "services endpoints", 2).counts == {
+        "secrets": SECRETS, "services": {"identity": 2}, "endpoints": {"identity": 1}}
     everything = {"secrets": SECRETS, "configmaps": {"identity": CONFIGMAPS},
-                  "pods": {"identity": 1}}
-    assert census(etcd, "--all", 5).counts == everything
-    assert census(etcd, "secrets configmaps a b c", 5).counts == everything
+                  "pods": {"identity": 1}, "services": {"identity": 2},
+                  "endpoints": {"identity": 1}}
+    assert census(etcd, "*.*", 5).counts == everything
 
 
-def test_values_written_while_the_census_pages_are_not_counted(etcd):
-    """Each etcdctl call writes a new secret after it reads, past the page it read: the census
+def test_the_etcd_prefix_is_read_as_the_api_server_joins_it(etcd):
+    for flag in ("--etcd-prefix=/registry/", "--etcd-prefix=registry"):
+        result = census(etcd, "", 3, prefix_flag=flag)
+        assert (result.method, result.counts) == ("etcdctl", {"secrets": SECRETS}), flag
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_values_written_while_the_census_pages_are_not_counted(etcd, method):
+    """Each read is followed by a new secret written past the page it read: the census
     reads at the revision of its first page, so it counts what was there when it started, as a
     snapshot would."""
-    shims = tools_dir(etcd, "writing", ("sh", "tr", "awk", "base64", "head"))
     ctl = " ".join(etcd["ctl"])
-    (shims / "etcdctl").write_text(
-        f"#!/bin/sh\n{etcd['ctl'][0]} \"$@\"; rc=$?\n"
-        f"{ctl} put /registry/secrets/ns/zz-new-$$ plain >/dev/null\nexit $rc\n")
-    (shims / "etcdctl").chmod(0o755)
+    path = method_path(etcd, method, f"{ctl} put /registry/secrets/ns/zz-new-$$ plain >/dev/null")
     try:
-        assert census(etcd, "", 4, path=str(shims)).counts == {"secrets": SECRETS}
+        assert census(etcd, "", 4, path=path).counts == {"secrets": SECRETS}
     finally:
         subprocess.run([*etcd["ctl"], "del", "--prefix", "/registry/secrets/ns/zz-new-"],
                        check=True, capture_output=True)
 
 
-def test_a_revision_compacted_between_pages_is_an_error_not_partial_counts(etcd):
-    shims = tools_dir(etcd, "compacting", ("sh", "tr", "awk", "base64", "head", "sed"))
+@pytest.mark.parametrize("method", METHODS)
+def test_a_revision_compacted_between_pages_is_an_error_not_partial_counts(etcd, method):
     ctl = " ".join(etcd["ctl"])
-    (shims / "etcdctl").write_text(
-        f"#!/bin/sh\n{etcd['ctl'][0]} \"$@\"; rc=$?\n"
+    path = method_path(etcd, method, (
         f"rev=$({ctl} put /registry/events/e x -w json | sed 's/.*\"revision\":\\([0-9]*\\).*/\\1/')\n"
-        f"{ctl} compact \"$rev\" >/dev/null\nexit $rc\n")
-    (shims / "etcdctl").chmod(0o755)
-    result = census(etcd, "", 4, path=str(shims))
+        f"{ctl} compact \"$rev\" >/dev/null"))
+    result = census(etcd, "", 4, path=path)
     assert not result.available
+    assert result.error.startswith(LABELS[method] + ": ")
     assert "required revision has been compacted" in result.error
+
+
+def test_an_unreadable_etcd_is_reported_whole_for_every_way_tried(etcd):
+    path = tools_dir(etcd, "failing", BASICS + ("curl",))
+    shim(path, "etcdctl", "echo 'Error: x509: certificate is valid for 127.0.0.1, ::1, not "
+                          "10.0.0.1' >&2; exit 1")
+    shim(path, "crictl", "exit 0")                       # no etcd container
+    (etcd["root"] / "proc/4300").mkdir(exist_ok=True)
+    (etcd["root"] / "proc/4300/cmdline").write_bytes(
+        b"kube-apiserver\0--etcd-servers=http://127.0.0.1:1\0")
+    script = f"R={etcd['root']}\n{etcd_census.SCRIPT}\netcd_census 4300 ''\n"
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60,
+                         env={"PATH": str(path), "LC_ALL": "C"}).stdout
+    assert out.startswith("C|none|etcdctl: Error: x509: certificate is valid for 127.0.0.1, ::1, "
+                          "not 10.0.0.1; etcd JSON gateway (curl): curl: (7) "), out
+    assert out.count("\n") == 1

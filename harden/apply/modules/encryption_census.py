@@ -80,7 +80,7 @@ def rewrite_script(primaries: dict[str, str], passes: int) -> str:
     """sh, run on the node: measure, rewrite the resources with values off their primary
     key, measure again; at most `passes` passes; progress on stdout, never a value."""
     expected = " ".join(f"{r}={t}" for r, t in sorted(primaries.items()))
-    dirs = " ".join(sorted(primaries))        # the directories the census reads, page by page
+    names = " ".join(sorted(primaries))       # the resources the census reads, page by page
     return f"""(
 export KUBECONFIG=/etc/kubernetes/admin.conf
 command -v kubectl >/dev/null || {{ echo "kubectl is not installed here" >&2; exit 1; }}
@@ -88,11 +88,12 @@ command -v kubectl >/dev/null || {{ echo "kubectl is not installed here" >&2; ex
 expected={shlex.quote(expected)}
 measure() {{
   apiserver_pid {APISERVER_WAIT} || {{ echo "no kube-apiserver has run here for {APISERVER_WAIT} s" >&2; return 1; }}
-  etcd_census "$apid" {shlex.quote(dirs)} | awk -F'|' -v want="$expected" '
+  etcd_census "$apid" {shlex.quote(names)} | awk -F'|' -v want="$expected" '
     BEGIN {{ n = split(want, w, " "); for (i = 1; i <= n; i++) {{ split(w[i], kv, "="); p[kv[1]] = kv[2] }} }}
     $1 == "C" && $2 == "none" {{ print "etcd could not be read: " $3 > "/dev/stderr"; bad = 1 }}
+    $1 == "C" && $2 != "none" && $2 != "" {{ read = 1 }}
     $1 == "Q" && ($2 in p) {{ total += $4; if ($3 != p[$2]) {{ off += $4; res[$2] += $4 }} }}
-    END {{ if (bad) exit 1; printf "%d %d", off + 0, total + 0; for (r in res) printf " %s", r; print "" }}'; }}
+    END {{ if (bad || !read) exit 1; printf "%d %d", off + 0, total + 0; for (r in res) printf " %s", r; print "" }}'; }}
 pass=0
 while :; do
   m=$(measure) || exit 1

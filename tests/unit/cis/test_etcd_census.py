@@ -5,53 +5,128 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
+
+import pytest
+import yaml
 
 from harden.node import etcd_census
 
 
-def run_awk(kvs: list[tuple[str, bytes]]) -> etcd_census.Census:
-    """Feed etcdctl-style JSON through the census's own awk, as the node does."""
+AWKS = ["awk"] + (["busybox awk"] if shutil.which("busybox") else [])
+
+
+def run_awk(kvs: list[tuple[str, bytes]], awk: str = "awk") -> etcd_census.Census:
+    """Feed one etcdctl -w json page (one line) through the census's own awk, as the node does."""
     doc = {"header": {"revision": 9}, "kvs": [
         {"key": base64.b64encode(k.encode()).decode(), "create_revision": 2, "mod_revision": 3,
          "version": 1, "value": base64.b64encode(v).decode()} for k, v in kvs], "count": len(kvs)}
-    script = etcd_census.SCRIPT + '\nprintf "%s" "$DOC" | tr ",{}[]" "\\n\\n\\n\\n\\n" | awk "$census_awk"'
+    script = etcd_census.SCRIPT + f'\nprintf "%s\\n" "$DOC" | {awk} "$census_awk"'
     out = subprocess.run(["sh", "-c", script], env={"DOC": json.dumps(doc), "PATH": "/usr/bin:/bin",
                                                     "LC_ALL": "C", "census_pfx": "/registry"},
                          capture_output=True, text=True, check=True).stdout
+    assert out.endswith("N|0|9|\n"), out
     census = etcd_census.Census(method="test")
     for line in out.splitlines():
         etcd_census.parse_line(census, line)
     return census
 
 
-def test_awk_counts_values_by_resource_and_provider_key_without_printing_values():
+@pytest.mark.parametrize("awk", AWKS)
+def test_awk_counts_values_by_resource_and_provider_key_without_printing_values(awk):
     census = run_awk([
         ("/registry/secrets/a/one", b"k8s:enc:aescbc:v1:key1:" + bytes(range(200, 256)) * 2),
         ("/registry/secrets/a/two", b"k8s:enc:aescbc:v1:key2:\x00\x01secretbytes"),
         ("/registry/secrets/b/three", b'{"kind":"Secret","data":{"password":"hunter2"}}'),
         ("/registry/configmaps/a/c", b"k8s:enc:secretbox:v1:box:" + b"\xff" * 40),
-        ("/registry/clusterroles/admin", b"k8s\x00\x0a\x0bprotobuf")])
+        ("/registry/clusterroles/admin", b"k8s\x00\x0a\x0bprotobuf")], awk)
     assert census.counts == {"secrets": {"aescbc:key1": 1, "aescbc:key2": 1, "identity": 1},
                              "configmaps": {"secretbox:box": 1},
                              "clusterroles": {"identity": 1}}
 
 
-def dirs_for(tokens: str) -> str:
-    return subprocess.run(["sh", "-c", etcd_census.SCRIPT + '\ncensus_dirs "$T"'],
-                          env={"T": tokens, "PATH": "/usr/bin:/bin"}, capture_output=True,
+@pytest.mark.parametrize("awk", AWKS)
+def test_keys_are_counted_under_the_resource_the_config_names_not_the_storage_directory(awk):
+    census = run_awk([
+        ("/registry/services/specs/ns/web", b"plain"),
+        ("/registry/services/endpoints/ns/web", b"plain"),
+        ("/registry/minions/node-1", b"plain"),
+        ("/registry/controllers/ns/rc", b"plain"),
+        ("/registry/ingress/ns/in", b"plain"),
+        ("/registry/apiextensions.k8s.io/customresourcedefinitions/widgets.example.com", b"plain"),
+        ("/registry/example.com/widgets/ns/w", b"k8s:enc:aesgcm:v1:k:" + b"\x01" * 20)], awk)
+    assert census.counts == {
+        "services": {"identity": 1}, "endpoints": {"identity": 1}, "nodes": {"identity": 1},
+        "replicationcontrollers": {"identity": 1}, "ingresses": {"identity": 1},
+        "customresourcedefinitions.apiextensions.k8s.io": {"identity": 1},
+        "widgets.example.com": {"aesgcm:k": 1}}
+
+
+def shell(call: str, value: str) -> str:
+    return subprocess.run(["sh", "-c", etcd_census.SCRIPT + f'\n{call} "$T"'],
+                          env={"T": value, "PATH": "/usr/bin:/bin"}, capture_output=True,
                           text=True, check=True).stdout.strip()
 
 
-def test_the_census_reads_secrets_and_the_directories_the_config_covers():
-    assert dirs_for("") == "secrets"
-    assert dirs_for("apiVersion apiserver.config.k8s.io v1 kind EncryptionConfiguration resources "
-                    "resources configmaps roles.rbac.authorization.k8s.io providers aescbc keys "
-                    "name key1 identity resources secrets providers identity") \
-        == "secrets configmaps roles"
-    assert dirs_for("resources resources secrets providers identity resources *.* providers "
-                    "identity") == "--all"
-    assert dirs_for("resources resources *.apps providers identity") == "--all"
+def test_the_census_reads_the_directories_the_api_server_stores_the_named_resources_in():
+    assert shell("census_dirs", "") == "secrets"
+    assert shell("census_dirs", "configmaps roles.rbac.authorization.k8s.io secrets") \
+        == "secrets configmaps roles rbac.authorization.k8s.io/roles"
+    assert shell("census_dirs", "services endpoints nodes replicationcontrollers "
+                 "ingresses.networking.k8s.io deployments.apps widgets.example.com "
+                 "customresourcedefinitions.apiextensions.k8s.io") == (
+        "secrets services/specs services/endpoints minions controllers ingress deployments "
+        "example.com/widgets apiextensions.k8s.io/customresourcedefinitions")
+    assert shell("census_dirs", "secrets *.*") == "--all"
+    assert shell("census_dirs", "*.apps") == "--all"
+    assert shell("census_dirs", "configmaps ../x a/b") == "secrets configmaps"
+
+
+def test_names_are_the_words_under_resources_whatever_the_key_order():
+    tokens = ("apiVersion apiserver.config.k8s.io v1 kind EncryptionConfiguration resources "
+              "providers aescbc keys name key1 identity resources secrets configmaps "
+              "providers identity resources services")
+    assert shell("census_names", tokens).split() == ["secrets", "configmaps", "services"]
+    assert shell("census_names", "") == ""
+
+
+CONFIG = {"apiVersion": "apiserver.config.k8s.io/v1", "kind": "EncryptionConfiguration",
+          "resources": [
+              {"resources": ["secrets", "configmaps"],
+               "providers": [{"aescbc": {"keys": [{"name": "key2", "secret": "c2VjcmV0"},
+                                                  {"name": "key1", "secret": "b25l"}]}},
+                             {"identity": {}}]},
+              {"resources": ["*.*"], "providers": [{"identity": {}}]}]}
+LAYOUT = [{"resources": ["secrets", "configmaps"],
+           "providers": ["aescbc:key2", "aescbc:key1", "identity"]},
+          {"resources": ["*.*"], "providers": ["identity"]}]
+
+
+@pytest.mark.parametrize("dump", [
+    lambda c: yaml.safe_dump(c, sort_keys=False),
+    lambda c: yaml.safe_dump(c),                     # sorted keys: providers before resources
+    lambda c: json.dumps(c, indent=1)])
+def test_the_layout_is_read_whatever_order_the_file_gives_an_entrys_keys(tmp_path, dump):
+    config = tmp_path / "enc.yaml"
+    config.write_text(dump(CONFIG))
+    tokens = shell("enc_layout", str(config))
+    assert "c2VjcmV0" not in tokens and "b25l" not in tokens
+    assert etcd_census.layout_from_tokens(tokens.split()) == LAYOUT
+    assert shell("census_names", tokens).split() == ["secrets", "configmaps", "*.*"]
+
+
+def test_a_config_name_covers_the_resources_the_api_server_applies_it_to():
+    covers = etcd_census.covers
+    assert covers("secrets", "secrets") and covers("roles.rbac.authorization.k8s.io", "roles")
+    assert covers("*.*", "widgets.example.com") and covers("*.*", "deployments")
+    assert covers("*.", "secrets") and not covers("*.", "deployments")
+    assert covers("*.apps", "deployments") and not covers("*.apps", "secrets")
+    assert covers("widgets.example.com", "widgets.example.com")
+    assert covers("*.example.com", "widgets.example.com")
+    assert not covers("widgets", "widgets.example.com")
+    assert not covers("*.", "widgets.example.com") and not covers("*.other.io", "widgets.example.com")
+    assert not covers("configmaps", "secrets")
 
 
 def test_config_is_reduced_to_names_and_secrets_are_dropped_on_the_node(tmp_path):
