@@ -522,7 +522,7 @@ def census_script() -> str:
             "  lay=''; case $v in /*) lay=$(enc_layout \"$R/proc/$apid/root$v\")\n"
             "    printf 'L|%s\\n' \"$lay\";; esac\n"
             "  etcd_census \"$apid\" \"$(census_names \"$lay\")\"\n"
-            "else echo 'E|none|no kube-apiserver runs on this node'; fi\n")
+            "else echo 'C|none|no kube-apiserver runs on this node'; fi\n")
 
 
 def census_functions() -> str:

@@ -318,11 +318,21 @@ def encryption_stored(ctx: "HostContext") -> Verdict:
             actual += (f"; {sum(lost.values())} of them unreadable, under a key the config no "
                        f"longer holds ({'; '.join(f'{n} {what}' for what, n in lost.items())}): "
                        f"the API server fails every read of them")
-        return Verdict(False, actual, [f"etcd values ({census.method})"])
+        return Verdict(False, actual + _not_judged(census), [f"etcd values ({census.method})"])
     primaries = sorted({etcd_census.primary_for(census.layout, r) for r in census.counts
                         if etcd_census.primary_for(census.layout, r)})
     return Verdict(True, f"all {total} stored objects of the covered resources are under "
-                   f"{', '.join(primaries)} ({how})", [f"etcd values ({census.method})"])
+                   f"{', '.join(primaries)} ({how}){_not_judged(census)}",
+                   [f"etcd values ({census.method})"])
+
+
+def _not_judged(census) -> str:
+    """What a wildcard's read met that no served resource is stored as (the service IP and port
+    ranges, a removed API's leftovers): said, not judged, since no rewrite reaches it."""
+    if not census.unknown:
+        return ""
+    where = ", ".join(f"{n} in {d}/" for d, n in sorted(census.unknown.items()))
+    return f"; not judged, stored outside any served resource: {where}"
 
 
 # ------------------------------------------------------------ kubeadm's source of truth

@@ -35,14 +35,13 @@ STRUCTURE = {"kind", "apiVersion", "EncryptionConfiguration", "resources", "prov
 SCRIPT = r"""
 # One page of etcd's JSON (etcdctl -w json or the v3 JSON gateway; one line, split here at
 # , { } [ ] so an error line is kept whole for the message): the first characters of each
-# "key"/"value" base64-decoded and the values counted per (resource, provider:key), values
-# themselves never printed. The page's first key is left out when it is `skip`, the last key of
-# the page before (a page starts at it). Prints Q| records and `N|<more>|<revision>|<last key>`,
-# or `F|<why>` when etcd did not answer the page. A key's resource is named as an
-# EncryptionConfiguration names it: the directories kube-apiserver stores some resources under
-# (its SpecialDefaultResourcePrefixes: services/specs, services/endpoints, minions, controllers,
-# ingress, podsecuritypolicy) mapped back, and resource.group for a group's directory
-# (apiextensions, apiregistration, custom resources)
+# "key"/"value" base64-decoded and the values counted per (storage directory, provider:key),
+# values themselves never printed. The directory is the key's first component under the
+# prefix, or its first two for services/ and for a group's directory (one with a dot: CRDs,
+# APIServices, custom resources); the controller names the resource (resource_of). The page's
+# first key is left out when it is `skip`, the last key of the page before (a page starts at
+# it). Prints Q| records and `N|<more>|<revision>|<last key>`, or `F|<why>` when etcd did not
+# answer the page
 census_awk='
 function dec(s, n,   i, c, v, bits, nb, out) {
   out = ""; bits = 0; nb = 0
@@ -54,18 +53,16 @@ function dec(s, n,   i, c, v, bits, nb, out) {
   }
   return out }
 function field(s) { sub(/^[^:]*:[[:space:]]*"/, "", s); sub(/".*$/, "", s); return s }
-function resource(k,   p) {
+function directory(k,   p) {
   split(substr(k, length(pfx) + 2), p, "/")
-  if (p[1] == "services") return p[2] == "endpoints" ? "endpoints" : "services"
-  if (p[1] in SPECIAL) return SPECIAL[p[1]]
-  return index(p[1], ".") ? p[2] "." p[1] : p[1] }
+  return p[1] == "services" || index(p[1], ".") ? p[1] "/" p[2] : p[1] }
 function piece(s,   v, f, tag) {
   if (s ~ /^[[:space:]]*"header":/) hdr = 1
   else if (s ~ /^[[:space:]]*"revision":/) { rev = s; gsub(/[^0-9]/, "", rev) }
   else if (s ~ /^[[:space:]]*"more":[[:space:]]*true/) more = 1
   else if (s ~ /^[[:space:]]*"key":/) {
     kb = field(s); k = dec(kb, 4096); drop = first && skip != "" && k == skip; first = 0
-    if (!drop) { last = k; lastb = kb; res = resource(k) } }
+    if (!drop) { last = k; lastb = kb; res = directory(k) } }
   else if (s ~ /^[[:space:]]*"value":/) {
     if (drop) { drop = 0; return }
     v = dec(substr(field(s), 1, 120), 80)
@@ -73,11 +70,9 @@ function piece(s,   v, f, tag) {
     n[res "|" tag]++ } }
 BEGIN { B = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"; first = 1
   skip = ENVIRON["census_skip"]; pfx = ENVIRON["census_pfx"]; SEP = "[],{}[]"
-  P[0] = 1; for (i = 1; i <= 8; i++) P[i] = P[i - 1] * 2
-  SPECIAL["minions"] = "nodes"; SPECIAL["controllers"] = "replicationcontrollers"
-  SPECIAL["ingress"] = "ingresses"; SPECIAL["podsecuritypolicy"] = "podsecuritypolicies" }
+  P[0] = 1; for (i = 1; i <= 8; i++) P[i] = P[i - 1] * 2 }
 { np = split($0, parts, SEP); for (i = 1; i <= np; i++) piece(parts[i]) }
-NF { line = $0 }
+!hdr && NF { line = $0 }
 END { if (!hdr) { why = line
     if (match(line, /"message":"[^"]*"/)) why = substr(line, RSTART + 11, RLENGTH - 12)
     printf "F|%s\n", substr(why, 1, 300); exit }
@@ -125,13 +120,15 @@ EOF_ARGV
 etcd_census() { apid=$1; aroot="$R/proc/$apid/root"
   argvals "$apid" --etcd-servers --etcd-cafile --etcd-certfile --etcd-keyfile --etcd-prefix
   ep=${A1%%,*}; ca=$A2; cert=$A3; key=$A4; pfx=${A5:-/registry}
-  # the API server's own rule, path.Join("/", prefix): one leading slash, none trailing
-  while :; do case $pfx in */) pfx=${pfx%/};; *) break;; esac; done; pfx="/${pfx#/}"
+  # the API server's own rule, path.Join("/", prefix): one leading slash, none trailing ("/"
+  # stays "/"); keys are <base>/<directory>/..., base being "" for "/"
+  while :; do case $pfx in ?*/) pfx=${pfx%/};; *) break;; esac; done; pfx="/${pfx#/}"
+  base=${pfx%/}
   [ -n "$ep" ] || { echo "C|none|--etcd-servers not set"; return 0; }
   how=''; crev=''; cerr=''
   # census_dirs prints only [A-Za-z0-9._/-] and --all: nothing to glob in the loop
   for d in $(census_dirs "$2"); do
-    case $d in --all) cs="$pfx/"; ce="${pfx}0";; *) cs="$pfx/$d/"; ce="$pfx/${d}0";; esac
+    case $d in --all) cs="$base/"; ce="${base}0";; *) cs="$base/$d/"; ce="$base/${d}0";; esac
     census_range "$cs" "$ce" || { printf 'C|none|%s\n' "$(printf '%s' "$cerr" | tr '|\n' '  ')"
       return 0; }
   done
@@ -167,7 +164,7 @@ census_page() {
 census_label() { case $how in curl) echo "etcd JSON gateway (curl)";;
   crictl) echo "etcdctl in the etcd container (crictl exec)";; *) echo "$how";; esac; }
 census_read() {
-  cres=$(census_get "$1" "$2" 2>&1 | census_skip=$3 census_pfx=$pfx awk "$census_awk")
+  cres=$(census_get "$1" "$2" 2>&1 | census_skip=$3 census_pfx=$base awk "$census_awk")
   case ${cres##*"$cnl_"} in N\|*) return 0;; esac
   cerr=${cres##*F|}; cerr=${cerr:-no answer}; return 1; }
 census_get() {
@@ -193,22 +190,23 @@ census_names() { [ -n "$1" ] || return 0
     if (a[i] == "providers") on = 0
     else if (a[i] == "resources") on = 1
     else if (on && !(a[i] in S)) printf "%s ", a[i] }'; }
-# the etcd directories (under the prefix) that hold secrets and the resources named: the
-# API server's own layout (census_awk's mapping, read backwards); `--all` for a wildcard. A
-# group ending in .k8s.io may be built in (a plain directory) or a custom resource's (the
-# group's directory): both are read. Names that cannot be a resource are left out
+# the etcd directories (under the prefix) that hold secrets and the resources named, as
+# kube-apiserver lays them out: its renamed ones (SpecialDefaultResourcePrefixes), a built-in
+# group's resources in a directory of the resource's name, a custom resource's (a group with a
+# dot) in <group>/<plural>; a group ending in .k8s.io may be either (built in, or a CRD's such as
+# snapshot.storage.k8s.io): both are read. `--all` for a wildcard; names that cannot be a
+# resource are left out
 census_dirs() { [ -n "$1" ] || { echo secrets; return 0; }
   awk -v t="secrets $1" 'function add(x) { if (!(x in seen)) { seen[x]; d = d " " x } }
   BEGIN { S["services"] = "services/specs"; S["endpoints"] = "services/endpoints"
-    S["nodes"] = "minions"; S["replicationcontrollers"] = "controllers"; S["ingresses"] = "ingress"
-    S["podsecuritypolicies"] = "podsecuritypolicy"
+    S["nodes"] = "minions"; S["replicationcontrollers"] = "controllers"
+    S["ingresses.networking.k8s.io"] = "ingress"; S["ingresses.extensions"] = "ingress"
     n = split(t, a, " ")
     for (i = 1; i <= n; i++) { r = a[i]
       if (index(r, "*")) { print "--all"; exit }
       if (r !~ /^[A-Za-z0-9][A-Za-z0-9._-]*$/) continue
       h = r; g = ""; j = index(r, "."); if (j) { h = substr(r, 1, j - 1); g = substr(r, j + 1) }
-      if (h in S) add(S[h])
-      else if (g == "apiextensions.k8s.io" || g == "apiregistration.k8s.io") add(g "/" h)
+      if (r in S) add(S[r])
       else if (g ~ /\.k8s\.io$/) { add(h); add(g "/" h) }
       else if (index(g, ".")) add(g "/" h)
       else add(h) }
@@ -228,6 +226,10 @@ class Census:
     method: str = ""                 # how etcd was read, or "" when it could not be
     error: str = ""
     counts: dict[str, dict[str, int]] = field(default_factory=dict)   # resource -> tag -> n
+    # values in directories no served resource is stored in (the service IP and port ranges,
+    # masterleases, a removed API's leftovers, a resource newer than BUILTIN_STORAGE): counted,
+    # never judged
+    unknown: dict[str, int] = field(default_factory=dict)             # directory -> n
     layout: list[dict] = field(default_factory=list)   # [{resources, providers: [kind:key]}]
 
     @property
@@ -236,7 +238,7 @@ class Census:
 
 
 def parse_line(census: Census, line: str) -> None:
-    """C|<method>|<prefix or error>, Q|<resource>|<provider:key or identity>|<count>,
+    """C|<method>|<prefix or error>, Q|<storage directory>|<provider:key or identity>|<count>,
     L|<EncryptionConfiguration tokens>."""
     tag, _, rest = line.partition("|")
     if tag == "C":
@@ -246,9 +248,13 @@ def parse_line(census: Census, line: str) -> None:
         else:
             census.method = method
     elif tag == "Q":
-        resource, kind, count = rest.rsplit("|", 2)    # one record per page: summed
-        tags = census.counts.setdefault(resource, {})
-        tags[kind] = tags.get(kind, 0) + int(count)
+        directory, kind, count = rest.rsplit("|", 2)    # one record per page: summed
+        resource = resource_of(directory)
+        if resource is None:
+            census.unknown[directory] = census.unknown.get(directory, 0) + int(count)
+        else:
+            tags = census.counts.setdefault(resource, {})
+            tags[kind] = tags.get(kind, 0) + int(count)
     elif tag == "L":
         census.layout = layout_from_tokens(rest.split())
 
@@ -290,29 +296,77 @@ def layout_from_tokens(tokens: list[str]) -> list[dict]:
     return [e for e in entries if e["resources"]]
 
 
-# The core group's resources (the empty API group): what `*.` covers. Other built-in groups'
-# resources are stored in directories that do not name their group.
-CORE_RESOURCES = frozenset({
-    "configmaps", "endpoints", "events", "limitranges", "namespaces", "nodes",
-    "persistentvolumeclaims", "persistentvolumes", "pods", "podtemplates",
-    "replicationcontrollers", "resourcequotas", "secrets", "serviceaccounts", "services"})
+# kube-apiserver's stored built-in resources, by group, and the etcd directory of each where it
+# is not the resource's name (its SpecialDefaultResourcePrefixes; apiextensions and
+# apiregistration keep theirs under the group). A resource is named as an EncryptionConfiguration
+# names it: `resource` in the core group, `resource.group` in the others.
+_BUILTIN_GROUPS = {
+    "": "configmaps endpoints events limitranges namespaces nodes persistentvolumeclaims "
+        "persistentvolumes pods podtemplates replicationcontrollers resourcequotas secrets "
+        "serviceaccounts services",
+    "apps": "controllerrevisions daemonsets deployments replicasets statefulsets",
+    "autoscaling": "horizontalpodautoscalers",
+    "batch": "cronjobs jobs",
+    "policy": "poddisruptionbudgets",
+    "rbac.authorization.k8s.io": "clusterrolebindings clusterroles rolebindings roles",
+    "networking.k8s.io": "ingressclasses ingresses ipaddresses networkpolicies servicecidrs",
+    "discovery.k8s.io": "endpointslices",
+    "storage.k8s.io": "csidrivers csinodes csistoragecapacities storageclasses "
+                      "volumeattachments volumeattributesclasses",
+    "scheduling.k8s.io": "priorityclasses",
+    "coordination.k8s.io": "leasecandidates leases",
+    "node.k8s.io": "runtimeclasses",
+    "certificates.k8s.io": "certificatesigningrequests clustertrustbundles",
+    "admissionregistration.k8s.io": "mutatingadmissionpolicies mutatingadmissionpolicybindings "
+                                    "mutatingwebhookconfigurations validatingadmissionpolicies "
+                                    "validatingadmissionpolicybindings "
+                                    "validatingwebhookconfigurations",
+    "flowcontrol.apiserver.k8s.io": "flowschemas prioritylevelconfigurations",
+    "resource.k8s.io": "deviceclasses resourceclaims resourceclaimtemplates resourceslices",
+    "storagemigration.k8s.io": "storageversionmigrations",
+    "internal.apiserver.k8s.io": "storageversions",
+    "apiextensions.k8s.io": "customresourcedefinitions",
+    "apiregistration.k8s.io": "apiservices",
+}
+_RENAMED = {"services": "services/specs", "endpoints": "services/endpoints", "nodes": "minions",
+            "replicationcontrollers": "controllers", "ingresses.networking.k8s.io": "ingress",
+            "customresourcedefinitions.apiextensions.k8s.io":
+                "apiextensions.k8s.io/customresourcedefinitions",
+            "apiservices.apiregistration.k8s.io": "apiregistration.k8s.io/apiservices"}
+BUILTIN_STORAGE = {name: _RENAMED.get(name, name.split(".", 1)[0])
+                   for name in (f"{r}.{g}" if g else r
+                                for g, rs in _BUILTIN_GROUPS.items() for r in rs.split())}
+_BY_DIRECTORY = {directory: name for name, directory in BUILTIN_STORAGE.items()}
+
+
+def resource_of(directory: str) -> str | None:
+    """The resource whose values a storage directory holds, named as an EncryptionConfiguration
+    names it; None for a directory no served resource uses."""
+    if directory in _BY_DIRECTORY:
+        return _BY_DIRECTORY[directory]
+    group, slash, plural = directory.partition("/")
+    if slash and "." in group:          # a custom resource's: <group>/<plural>
+        return f"{plural}.{group}"
+    return None
+
+
+def directory_of(resource: str) -> str:
+    """Where kube-apiserver stores a resource's values (the inverse of resource_of)."""
+    if resource in BUILTIN_STORAGE:
+        return BUILTIN_STORAGE[resource]
+    plural, dot, group = resource.partition(".")
+    return f"{group}/{plural}" if dot else resource
 
 
 def covers(name: str, resource: str) -> bool:
-    """Whether an EncryptionConfiguration resource name covers a resource the census counted.
-    A resource from a group's own directory (custom resources, CRDs, APIServices) is counted as
-    `resource.group` and matched exactly or by `*.group`. The others' keys do not carry their
-    group, so `roles.rbac.authorization.k8s.io` matches `roles`, `*.` the core resources, and
-    `*.<group>` every other resource (which group each belongs to is not in the key)."""
-    head, _, group = name.partition(".")
+    """Whether an EncryptionConfiguration resource name covers a resource, as kube-apiserver
+    matches them: `*.*` every resource, `*.` the core group's, `*.<group>` that group's,
+    `resource.group` (or a core `resource`) that one only."""
     if name == "*.*":
         return True
-    if "." in resource:
-        own_head, _, own_group = resource.partition(".")
-        return group == own_group and head in ("*", own_head)
-    if head == "*":
-        return (resource in CORE_RESOURCES) == (group == "")
-    return head == resource
+    head, _, group = name.partition(".")
+    own_head, _, own_group = resource.partition(".")
+    return group == own_group and head in ("*", own_head)
 
 
 def primary_for(layout: list[dict], resource: str) -> str | None:

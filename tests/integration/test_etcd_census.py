@@ -47,7 +47,9 @@ def etcd(lab_factory, tmp_path_factory):
         puts += [("/registry/pods/ns/x", "plain"), ("/registry0", "outside the prefix"),
                  ("/registry/services/specs/ns/web", "plain"),
                  ("/registry/services/specs/ns/db", "plain"),
-                 ("/registry/services/endpoints/ns/web", "plain")]
+                 ("/registry/services/endpoints/ns/web", "plain"),
+                 ("/registry/serving.knative.dev/services/ns/hello", "plain"),
+                 ("/registry/ranges/serviceips", "plain")]
         for key, value in puts:
             subprocess.run([*ctl, "put", key, value], check=True, capture_output=True)
         root = base / "root"
@@ -140,14 +142,25 @@ def test_only_the_named_resources_are_read_from_where_the_api_server_stores_them
         "secrets": SECRETS, "services": {"identity": 2}, "endpoints": {"identity": 1}}
     everything = {"secrets": SECRETS, "configmaps": {"identity": CONFIGMAPS},
                   "pods": {"identity": 1}, "services": {"identity": 2},
-                  "endpoints": {"identity": 1}}
-    assert census(etcd, "*.*", 5).counts == everything
+                  "endpoints": {"identity": 1}, "services.serving.knative.dev": {"identity": 1}}
+    read = census(etcd, "*.*", 5)
+    assert (read.counts, read.unknown) == (everything, {"ranges": 1})
+    # Knative's services, not the core ones
+    assert census(etcd, "services.serving.knative.dev", 2).counts == {
+        "secrets": SECRETS, "services.serving.knative.dev": {"identity": 1}}
 
 
-def test_the_etcd_prefix_is_read_as_the_api_server_joins_it(etcd):
-    for flag in ("--etcd-prefix=/registry/", "--etcd-prefix=registry"):
-        result = census(etcd, "", 3, prefix_flag=flag)
-        assert (result.method, result.counts) == ("etcdctl", {"secrets": SECRETS}), flag
+@pytest.mark.parametrize("flag, keys", [
+    ("--etcd-prefix=/other/", "/other/secrets/ns/"), ("--etcd-prefix=other", "/other/secrets/ns/"),
+    ("--etcd-prefix=/", "/secrets/ns/")])
+def test_the_etcd_prefix_is_read_as_the_api_server_joins_it(etcd, flag, keys):
+    for i in range(3):
+        subprocess.run([*etcd["ctl"], "put", f"{keys}s{i}", "plain"], check=True, capture_output=True)
+    try:
+        result = census(etcd, "", 2, prefix_flag=flag)
+        assert (result.method, result.counts) == ("etcdctl", {"secrets": {"identity": 3}})
+    finally:
+        subprocess.run([*etcd["ctl"], "del", "--prefix", keys], check=True, capture_output=True)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -168,7 +181,7 @@ def test_values_written_while_the_census_pages_are_not_counted(etcd, method):
 def test_a_revision_compacted_between_pages_is_an_error_not_partial_counts(etcd, method):
     ctl = " ".join(etcd["ctl"])
     path = method_path(etcd, method, (
-        f"rev=$({ctl} put /registry/events/e x -w json | sed 's/.*\"revision\":\\([0-9]*\\).*/\\1/')\n"
+        f"rev=$({ctl} put /compaction-marker x -w json | sed 's/.*\"revision\":\\([0-9]*\\).*/\\1/')\n"
         f"{ctl} compact \"$rev\" >/dev/null"))
     result = census(etcd, "", 4, path=path)
     assert not result.available

@@ -79,7 +79,9 @@ def _readable(facts: Facts) -> etcd_census.Census:
 def rewrite_script(primaries: dict[str, str], passes: int) -> str:
     """sh, run on the node: measure, rewrite the resources with values off their primary
     key, measure again; at most `passes` passes; progress on stdout, never a value."""
-    expected = " ".join(f"{r}={t}" for r, t in sorted(primaries.items()))
+    # directory=resource=primary: the census counts storage directories, kubectl takes names
+    expected = " ".join(f"{etcd_census.directory_of(r)}={r}={t}"
+                        for r, t in sorted(primaries.items()))
     names = " ".join(sorted(primaries))       # the resources the census reads, page by page
     return f"""(
 export KUBECONFIG=/etc/kubernetes/admin.conf
@@ -89,10 +91,11 @@ expected={shlex.quote(expected)}
 measure() {{
   apiserver_pid {APISERVER_WAIT} || {{ echo "no kube-apiserver has run here for {APISERVER_WAIT} s" >&2; return 1; }}
   etcd_census "$apid" {shlex.quote(names)} | awk -F'|' -v want="$expected" '
-    BEGIN {{ n = split(want, w, " "); for (i = 1; i <= n; i++) {{ split(w[i], kv, "="); p[kv[1]] = kv[2] }} }}
+    BEGIN {{ n = split(want, w, " ")
+      for (i = 1; i <= n; i++) {{ split(w[i], kv, "="); name[kv[1]] = kv[2]; p[kv[1]] = kv[3] }} }}
     $1 == "C" && $2 == "none" {{ print "etcd could not be read: " $3 > "/dev/stderr"; bad = 1 }}
     $1 == "C" && $2 != "none" && $2 != "" {{ read = 1 }}
-    $1 == "Q" && ($2 in p) {{ total += $4; if ($3 != p[$2]) {{ off += $4; res[$2] += $4 }} }}
+    $1 == "Q" && ($2 in p) {{ total += $4; if ($3 != p[$2]) {{ off += $4; res[name[$2]] += $4 }} }}
     END {{ if (bad || !read) exit 1; printf "%d %d", off + 0, total + 0; for (r in res) printf " %s", r; print "" }}'; }}
 pass=0
 while :; do
@@ -106,8 +109,9 @@ while :; do
   fi
   echo "pass $pass: $off of $total objects not under their primary key; rewriting $*"
   for resource in "$@"; do
-    objects=$(kubectl get "$resource" --all-namespaces -o json) &&
-      printf '%s' "$objects" | kubectl replace -f - >/dev/null ||
+    objects=$(kubectl get "$resource" --all-namespaces -o json) ||
+      {{ echo "pass $pass: kubectl get $resource failed: nothing of it can be rewritten" >&2; exit 1; }}
+    printf '%s' "$objects" | kubectl replace -f - >/dev/null ||
       echo "pass $pass: some $resource changed meanwhile (conflict); measuring again"
   done
 done

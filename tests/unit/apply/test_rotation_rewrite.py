@@ -14,7 +14,11 @@ from pathlib import Path
 
 from harden.apply.modules.encryption_census import rewrite_script
 
-PRIMARY = {"secrets": "aescbc:key2", "configmaps": "identity"}
+PRIMARY = {"secrets": "aescbc:key2", "configmaps": "identity", "nodes": "aescbc:key2",
+           "widgets.example.com": "aescbc:key2"}
+# where kube-apiserver stores each of them: kubectl names a resource, etcd keys its directory
+STORED_IN = {"secrets": "/registry/secrets/", "configmaps": "/registry/configmaps/",
+             "nodes": "/registry/minions/", "widgets.example.com": "/registry/example.com/widgets/"}
 
 
 def fake_node(tmp_path: Path, stored: dict[str, str], conflicts: int = 0) -> dict[str, str]:
@@ -61,8 +65,14 @@ args = sys.argv[1:]
 open({str(tmp_path / 'calls')!r}, "a").write(" ".join(args) + "\\n")
 stored = json.load(open({str(state)!r}))
 primary = {PRIMARY!r}
+stored_in = {STORED_IN!r}
+def resource(key):
+    return next(name for name, where in stored_in.items() if key.startswith(where))
 if args[0] == "get":
-    print(json.dumps({{"kind": "List", "items": [k for k in stored if k.split("/")[2] == args[1]]}}))
+    if args[1] not in stored_in:
+        print("error: the server has no resource type " + args[1], file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps({{"kind": "List", "items": [k for k in stored if resource(k) == args[1]]}}))
 elif args[0] == "replace":
     listed = json.loads(sys.stdin.read())["items"]
     left = int(open({str(tmp_path / 'conflicts')!r}).read())
@@ -72,7 +82,7 @@ elif args[0] == "replace":
             left -= 1
             conflicted = True
             continue
-        stored[key] = primary[key.split("/")[2]]
+        stored[key] = primary[resource(key)]
     open({str(tmp_path / 'conflicts')!r}, "w").write(str(left))
     json.dump(stored, open({str(state)!r}, "w"))
     sys.exit(1 if conflicted else 0)
@@ -136,3 +146,23 @@ def test_etcd_that_cannot_be_read_fails_the_rewrite_instead_of_counting_nothing(
     assert done.returncode == 1
     assert "etcd could not be read: etcdctl: Error: context deadline exceeded" in done.stderr
     assert "under their primary key" not in done.stdout
+
+
+def test_resources_stored_under_other_directories_are_rewritten_by_their_names(tmp_path):
+    done, calls, stored = run(tmp_path, {
+        "/registry/minions/node-1": "identity", "/registry/minions/node-2": "aescbc:key2",
+        "/registry/example.com/widgets/ns/w": "aescbc:key1", "/registry/secrets/a/s": "aescbc:key2"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(c for c in calls if c.startswith("get")) == [
+        "get nodes --all-namespaces -o json", "get widgets.example.com --all-namespaces -o json"]
+    assert set(stored.values()) == {"aescbc:key2"}
+    assert "pass 2: all 4 objects under their primary key" in done.stdout
+
+
+def test_a_resource_kubectl_cannot_get_fails_the_rewrite_instead_of_retrying_it(tmp_path):
+    primary = dict(PRIMARY, gadgets="aescbc:key2")
+    env = fake_node(tmp_path, {"/registry/secrets/a/s": "aescbc:key1"})
+    script = rewrite_script(primary, 3).replace('rewriting $*"', 'rewriting $*"; set -- gadgets')
+    done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "pass 1: kubectl get gadgets failed: nothing of it can be rewritten" in done.stderr

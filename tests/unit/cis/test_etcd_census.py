@@ -43,7 +43,7 @@ def test_awk_counts_values_by_resource_and_provider_key_without_printing_values(
         ("/registry/clusterroles/admin", b"k8s\x00\x0a\x0bprotobuf")], awk)
     assert census.counts == {"secrets": {"aescbc:key1": 1, "aescbc:key2": 1, "identity": 1},
                              "configmaps": {"secretbox:box": 1},
-                             "clusterroles": {"identity": 1}}
+                             "clusterroles.rbac.authorization.k8s.io": {"identity": 1}}
 
 
 @pytest.mark.parametrize("awk", AWKS)
@@ -54,13 +54,19 @@ def test_keys_are_counted_under_the_resource_the_config_names_not_the_storage_di
         ("/registry/minions/node-1", b"plain"),
         ("/registry/controllers/ns/rc", b"plain"),
         ("/registry/ingress/ns/in", b"plain"),
+        ("/registry/deployments/ns/d", b"plain"),
         ("/registry/apiextensions.k8s.io/customresourcedefinitions/widgets.example.com", b"plain"),
-        ("/registry/example.com/widgets/ns/w", b"k8s:enc:aesgcm:v1:k:" + b"\x01" * 20)], awk)
+        ("/registry/example.com/widgets/ns/w", b"k8s:enc:aesgcm:v1:k:" + b"\x01" * 20),
+        ("/registry/serving.knative.dev/services/ns/s", b"plain"),
+        ("/registry/ranges/serviceips", b"plain"),
+        ("/registry/podsecuritypolicy/old", b"plain")], awk)
     assert census.counts == {
         "services": {"identity": 1}, "endpoints": {"identity": 1}, "nodes": {"identity": 1},
-        "replicationcontrollers": {"identity": 1}, "ingresses": {"identity": 1},
+        "replicationcontrollers": {"identity": 1}, "ingresses.networking.k8s.io": {"identity": 1},
+        "deployments.apps": {"identity": 1},
         "customresourcedefinitions.apiextensions.k8s.io": {"identity": 1},
-        "widgets.example.com": {"aesgcm:k": 1}}
+        "widgets.example.com": {"aesgcm:k": 1}, "services.serving.knative.dev": {"identity": 1}}
+    assert census.unknown == {"ranges": 1, "podsecuritypolicy": 1}
 
 
 def shell(call: str, value: str) -> str:
@@ -77,7 +83,11 @@ def test_the_census_reads_the_directories_the_api_server_stores_the_named_resour
                  "ingresses.networking.k8s.io deployments.apps widgets.example.com "
                  "customresourcedefinitions.apiextensions.k8s.io") == (
         "secrets services/specs services/endpoints minions controllers ingress deployments "
-        "example.com/widgets apiextensions.k8s.io/customresourcedefinitions")
+        "example.com/widgets customresourcedefinitions "
+        "apiextensions.k8s.io/customresourcedefinitions")
+    # a custom resource named like a built-in one is read where custom resources are
+    assert shell("census_dirs", "services.serving.knative.dev jobs.batch.volcano.sh") \
+        == "secrets serving.knative.dev/services batch.volcano.sh/jobs"
     assert shell("census_dirs", "secrets *.*") == "--all"
     assert shell("census_dirs", "*.apps") == "--all"
     assert shell("census_dirs", "configmaps ../x a/b") == "secrets configmaps"
@@ -118,15 +128,30 @@ def test_the_layout_is_read_whatever_order_the_file_gives_an_entrys_keys(tmp_pat
 
 def test_a_config_name_covers_the_resources_the_api_server_applies_it_to():
     covers = etcd_census.covers
-    assert covers("secrets", "secrets") and covers("roles.rbac.authorization.k8s.io", "roles")
-    assert covers("*.*", "widgets.example.com") and covers("*.*", "deployments")
-    assert covers("*.", "secrets") and not covers("*.", "deployments")
-    assert covers("*.apps", "deployments") and not covers("*.apps", "secrets")
+    assert covers("secrets", "secrets") and not covers("configmaps", "secrets")
+    assert covers("roles.rbac.authorization.k8s.io", "roles.rbac.authorization.k8s.io")
+    assert covers("*.*", "widgets.example.com") and covers("*.*", "deployments.apps")
+    assert covers("*.", "secrets") and not covers("*.", "deployments.apps")
+    assert covers("*.apps", "deployments.apps") and not covers("*.apps", "secrets")
+    assert not covers("*.apps", "clusterroles.rbac.authorization.k8s.io")
+    assert not covers("*.cert-manager.io", "deployments.apps")
     assert covers("widgets.example.com", "widgets.example.com")
     assert covers("*.example.com", "widgets.example.com")
-    assert not covers("widgets", "widgets.example.com")
-    assert not covers("*.", "widgets.example.com") and not covers("*.other.io", "widgets.example.com")
-    assert not covers("configmaps", "secrets")
+    assert not covers("widgets", "widgets.example.com") and not covers("*.", "widgets.example.com")
+    # a name without its group is the core group's, as kube-apiserver reads it
+    assert not covers("deployments", "deployments.apps")
+    assert not covers("services.serving.knative.dev", "services")
+    assert not covers("services", "services.serving.knative.dev")
+
+
+def test_every_built_in_resource_is_named_back_from_the_directory_it_is_stored_in():
+    for name, directory in etcd_census.BUILTIN_STORAGE.items():
+        assert etcd_census.resource_of(directory) == name
+        assert etcd_census.directory_of(name) == directory
+    for name in ("widgets.example.com", "services.serving.knative.dev"):
+        assert etcd_census.resource_of(etcd_census.directory_of(name)) == name
+    assert etcd_census.resource_of("ranges") is None
+    assert etcd_census.resource_of("services/other") is None
 
 
 def test_config_is_reduced_to_names_and_secrets_are_dropped_on_the_node(tmp_path):
