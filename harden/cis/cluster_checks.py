@@ -321,18 +321,48 @@ def encryption_stored(ctx: "HostContext") -> Verdict:
         return Verdict(False, actual + _not_judged(census), [f"etcd values ({census.method})"])
     primaries = sorted({etcd_census.primary_for(census.layout, r) for r in census.counts
                         if etcd_census.primary_for(census.layout, r)})
-    return Verdict(True, f"all {total} stored objects of the covered resources are under "
-                   f"{', '.join(primaries)} ({how}){_not_judged(census)}",
-                   [f"etcd values ({census.method})"])
+    actual = (f"all {total} stored objects of the covered resources are under "
+              f"{', '.join(primaries)} ({how}){_not_judged(census)}")
+    if _lost_elsewhere(census):
+        return Verdict(None, actual, [f"etcd values ({census.method})"], status="WARN")
+    return Verdict(True, actual, [f"etcd values ({census.method})"])
 
 
 def _not_judged(census) -> str:
-    """What a wildcard's read met that no served resource is stored as (the service IP and port
-    ranges, a removed API's leftovers): said, not judged, since no rewrite reaches it."""
-    if not census.unknown:
-        return ""
-    where = ", ".join(f"{n} in {d}/" for d, n in sorted(census.unknown.items()))
-    return f"; not judged, stored outside any served resource: {where}"
+    """What the read met outside the resources harden knows kube-apiserver to store (the
+    service IP and port ranges, a removed API's leftovers, a resource newer than harden's
+    table), and what --etcd-servers-overrides keeps in another etcd: said, not judged."""
+    text = ""
+    if census.unknown:
+        where = ", ".join(f"{sum(tags.values())} in {d}/" for d, tags in sorted(census.unknown.items()))
+        text += f"; not judged, not in harden's table of kube-apiserver resources: {where}"
+    if census.overrides:
+        text += (f"; not read, kept in another etcd by --etcd-servers-overrides: "
+                 f"{', '.join(_overridden(census.overrides))}")
+    return text
+
+
+def _overridden(flag: str) -> list[str]:
+    """The resources --etcd-servers-overrides names (`group/resource#servers`, comma-separated),
+    as an EncryptionConfiguration names them."""
+    names = []
+    for entry in flag.split(","):
+        group, _, resource = entry.partition("#")[0].partition("/")
+        if resource:
+            names.append(f"{resource}.{group}" if group else resource)
+    return names
+
+
+def _lost_elsewhere(census) -> bool:
+    """Values outside the known resources under a key no entry of the config holds (no API
+    server can read them), or a covered resource kept in another etcd: a PASS would claim what
+    was not seen."""
+    held = {p for entry in census.layout for p in entry["providers"]}
+    lost = any(tag != "identity" and tag not in held
+               for tags in census.unknown.values() for tag in tags)
+    elsewhere = any(etcd_census.primary_for(census.layout, name)
+                    for name in _overridden(census.overrides))
+    return lost or elsewhere
 
 
 # ------------------------------------------------------------ kubeadm's source of truth

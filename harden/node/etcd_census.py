@@ -118,8 +118,10 @@ EOF_ARGV
 # names them; secrets always) read as the API server PID reads etcd, in pages of $census_limit
 # keys at one revision (the first page's), so neither etcd nor this node holds more than a page
 etcd_census() { apid=$1; aroot="$R/proc/$apid/root"
-  argvals "$apid" --etcd-servers --etcd-cafile --etcd-certfile --etcd-keyfile --etcd-prefix
+  argvals "$apid" --etcd-servers --etcd-cafile --etcd-certfile --etcd-keyfile --etcd-prefix \
+    --etcd-servers-overrides
   ep=${A1%%,*}; ca=$A2; cert=$A3; key=$A4; pfx=${A5:-/registry}
+  [ -z "$A6" ] || printf 'O|%s\n' "$(printf '%s' "$A6" | tr '|\n' '  ')"
   # the API server's own rule, path.Join("/", prefix): one leading slash, none trailing ("/"
   # stays "/"); keys are <base>/<directory>/..., base being "" for "/"
   while :; do case $pfx in ?*/) pfx=${pfx%/};; *) break;; esac; done; pfx="/${pfx#/}"
@@ -202,7 +204,7 @@ census_dirs() { [ -n "$1" ] || { echo secrets; return 0; }
     S["nodes"] = "minions"; S["replicationcontrollers"] = "controllers"
     S["ingresses.networking.k8s.io"] = "ingress"; S["ingresses.extensions"] = "ingress"
     n = split(t, a, " ")
-    for (i = 1; i <= n; i++) { r = a[i]
+    for (i = 1; i <= n; i++) { r = a[i]; sub(/\.$/, "", r)
       if (index(r, "*")) { print "--all"; exit }
       if (r !~ /^[A-Za-z0-9][A-Za-z0-9._-]*$/) continue
       h = r; g = ""; j = index(r, "."); if (j) { h = substr(r, 1, j - 1); g = substr(r, j + 1) }
@@ -210,6 +212,10 @@ census_dirs() { [ -n "$1" ] || { echo secrets; return 0; }
       else if (g ~ /\.k8s\.io$/) { add(h); add(g "/" h) }
       else if (index(g, ".")) add(g "/" h)
       else add(h) }
+    # a range inside another read one (services/specs in services) would be counted twice
+    m = split(substr(d, 2), o, " "); d = ""
+    for (i = 1; i <= m; i++) { j = index(o[i], "/")
+      if (!(j && (substr(o[i], 1, j - 1) in seen))) d = d " " o[i] }
     print substr(d, 2) }'; }
 # the EncryptionConfiguration reduced to names: resources, provider kinds, key names; every
 # `secret:` value is dropped here, on the node
@@ -229,7 +235,8 @@ class Census:
     # values in directories no served resource is stored in (the service IP and port ranges,
     # masterleases, a removed API's leftovers, a resource newer than BUILTIN_STORAGE): counted,
     # never judged
-    unknown: dict[str, int] = field(default_factory=dict)             # directory -> n
+    unknown: dict[str, dict[str, int]] = field(default_factory=dict)  # directory -> tag -> n
+    overrides: str = ""              # the API server's --etcd-servers-overrides (other etcds)
     layout: list[dict] = field(default_factory=list)   # [{resources, providers: [kind:key]}]
 
     @property
@@ -239,7 +246,7 @@ class Census:
 
 def parse_line(census: Census, line: str) -> None:
     """C|<method>|<prefix or error>, Q|<storage directory>|<provider:key or identity>|<count>,
-    L|<EncryptionConfiguration tokens>."""
+    L|<EncryptionConfiguration tokens> (before the Q records), O|<--etcd-servers-overrides>."""
     tag, _, rest = line.partition("|")
     if tag == "C":
         method, _, detail = rest.partition("|")
@@ -249,12 +256,12 @@ def parse_line(census: Census, line: str) -> None:
             census.method = method
     elif tag == "Q":
         directory, kind, count = rest.rsplit("|", 2)    # one record per page: summed
-        resource = resource_of(directory)
-        if resource is None:
-            census.unknown[directory] = census.unknown.get(directory, 0) + int(count)
-        else:
-            tags = census.counts.setdefault(resource, {})
-            tags[kind] = tags.get(kind, 0) + int(count)
+        resource = resource_of(directory) or _named_in(census.layout, directory)
+        counts = census.counts if resource else census.unknown
+        tags = counts.setdefault(resource or directory, {})
+        tags[kind] = tags.get(kind, 0) + int(count)
+    elif tag == "O":
+        census.overrides = rest.strip()
     elif tag == "L":
         census.layout = layout_from_tokens(rest.split())
 
@@ -316,13 +323,15 @@ _BUILTIN_GROUPS = {
     "scheduling.k8s.io": "priorityclasses",
     "coordination.k8s.io": "leasecandidates leases",
     "node.k8s.io": "runtimeclasses",
-    "certificates.k8s.io": "certificatesigningrequests clustertrustbundles",
+    "certificates.k8s.io": "certificatesigningrequests clustertrustbundles podcertificaterequests",
     "admissionregistration.k8s.io": "mutatingadmissionpolicies mutatingadmissionpolicybindings "
                                     "mutatingwebhookconfigurations validatingadmissionpolicies "
                                     "validatingadmissionpolicybindings "
                                     "validatingwebhookconfigurations",
     "flowcontrol.apiserver.k8s.io": "flowschemas prioritylevelconfigurations",
-    "resource.k8s.io": "deviceclasses resourceclaims resourceclaimtemplates resourceslices",
+    "resource.k8s.io": "deviceclasses devicetaintrules podschedulingcontexts resourceclaimparameters "
+                       "resourceclaims resourceclaimtemplates resourceclasses "
+                       "resourceclassparameters resourceslices",
     "storagemigration.k8s.io": "storageversionmigrations",
     "internal.apiserver.k8s.io": "storageversions",
     "apiextensions.k8s.io": "customresourcedefinitions",
@@ -345,8 +354,19 @@ def resource_of(directory: str) -> str | None:
     if directory in _BY_DIRECTORY:
         return _BY_DIRECTORY[directory]
     group, slash, plural = directory.partition("/")
-    if slash and "." in group:          # a custom resource's: <group>/<plural>
+    if slash and "." in group and plural:       # a custom resource's: <group>/<plural>
         return f"{plural}.{group}"
+    return None
+
+
+def _named_in(layout: list[dict], directory: str) -> str | None:
+    """The config's name for a directory of a built-in resource newer than BUILTIN_STORAGE: a
+    name of a built-in group (or the core one) whose resource is the directory's name."""
+    for entry in layout:
+        for name in entry["resources"]:
+            head, _, group = name.rstrip(".").partition(".")
+            if head == directory and (not group or "." not in group or group.endswith(".k8s.io")):
+                return name.rstrip(".")
     return None
 
 

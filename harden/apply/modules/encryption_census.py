@@ -62,7 +62,10 @@ class EncryptionCensusModule(Module):
                 continue
             for tag, count in tags.items():
                 by_key[tag] = by_key.get(tag, 0) + count
-        other = sum(n for tag, n in by_key.items()
+        # every value read under another key, covered or not, in a directory harden can name or
+        # not: retiring that key makes it unreadable wherever it is stored
+        other = sum(n for tags in (*census.counts.values(), *census.unknown.values())
+                    for tag, n in tags.items()
                     if tag != "identity" and tag.partition(":")[2] != args["keep"])
         return {"readable": True, "error": "", "method": census.method, "total": etcd_census.covered_total(census),
                 "off_primary": sum(etcd_census.off_primary(census).values()),

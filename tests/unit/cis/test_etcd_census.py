@@ -66,7 +66,7 @@ def test_keys_are_counted_under_the_resource_the_config_names_not_the_storage_di
         "deployments.apps": {"identity": 1},
         "customresourcedefinitions.apiextensions.k8s.io": {"identity": 1},
         "widgets.example.com": {"aesgcm:k": 1}, "services.serving.knative.dev": {"identity": 1}}
-    assert census.unknown == {"ranges": 1, "podsecuritypolicy": 1}
+    assert census.unknown == {"ranges": {"identity": 1}, "podsecuritypolicy": {"identity": 1}}
 
 
 def shell(call: str, value: str) -> str:
@@ -202,3 +202,24 @@ def test_values_under_a_key_the_config_no_longer_holds_are_unreadable():
     assert etcd_census.unreadable(census) == {"secrets as aescbc:key1": 2}
     assert etcd_census.off_primary(census) == {"secrets as aescbc:key1": 2,
                                                "secrets as identity": 1}
+
+
+def test_the_node_reads_the_directory_the_controller_judges_for_every_built_in_name():
+    for name, directory in etcd_census.BUILTIN_STORAGE.items():
+        assert directory in shell("census_dirs", name).split(), name
+
+
+def test_a_range_inside_another_read_one_is_not_read_twice_and_a_trailing_dot_is_the_core():
+    assert shell("census_dirs", "services services.foo.k8s.io") == \
+        "secrets services foo.k8s.io/services"
+    assert shell("census_dirs", "nodes. replicationcontrollers.") == "secrets minions controllers"
+
+
+def test_a_built_in_resource_newer_than_the_table_is_judged_under_the_name_the_config_gives():
+    census = etcd_census.Census(method="etcdctl")
+    for line in ("L|resources resources gizmos.example.k8s.io secrets providers aescbc keys name "
+                 "key2 name key1", "Q|gizmos|aescbc:key1|3", "Q|ranges|aescbc:key1|1",
+                 "Q|foo.bar/|identity|1"):
+        etcd_census.parse_line(census, line)
+    assert census.counts == {"gizmos.example.k8s.io": {"aescbc:key1": 3}}
+    assert census.unknown == {"ranges": {"aescbc:key1": 1}, "foo.bar/": {"identity": 1}}

@@ -46,3 +46,12 @@ def test_unreadable_etcd_fails_unless_not_required():
         MODULE.result(args(), unreadable, [])
     result = MODULE.result(args(required=False), unreadable, [])
     assert result["readable"] is False and result["on_other_keys"] == 0
+
+
+def test_values_under_another_key_anywhere_hold_the_retire_gate():
+    """A value under the old key stays unreadable once the key goes, whether or not the
+    config covers its resource and whether or not harden can name its directory."""
+    facts = facts_from(*ROTATED, "Q|configmaps|secretbox:key1|4", "Q|ranges|secretbox:key1|1")
+    result = MODULE.result(args(), facts, [])
+    assert result["on_other_keys"] == 2 + 4 + 1
+    assert result["total"] == 500          # the covered resources only, as before
