@@ -232,9 +232,9 @@ class Census:
     method: str = ""                 # how etcd was read, or "" when it could not be
     error: str = ""
     counts: dict[str, dict[str, int]] = field(default_factory=dict)   # resource -> tag -> n
-    # values in directories no served resource is stored in (the service IP and port ranges,
-    # masterleases, a removed API's leftovers, a resource newer than BUILTIN_STORAGE): counted,
-    # never judged
+    # values in directories outside BUILTIN_STORAGE that no config name claims (the service IP
+    # and port ranges, masterleases, a removed API's leftovers): not judged, but their keys
+    # count for the retire gate (encryption_census)
     unknown: dict[str, dict[str, int]] = field(default_factory=dict)  # directory -> tag -> n
     overrides: str = ""              # the API server's --etcd-servers-overrides (other etcds)
     layout: list[dict] = field(default_factory=list)   # [{resources, providers: [kind:key]}]
