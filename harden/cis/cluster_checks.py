@@ -301,6 +301,10 @@ def encryption_stored(ctx: "HostContext") -> Verdict:
         return Verdict(None, f"not checked: etcd could not be read ({census.error})", status="WARN")
     how = f"read with {census.method}"
     if not census.layout:
+        if "secrets" in _overridden(census.overrides):
+            return Verdict(None, "not checked: no EncryptionConfiguration, and secrets are kept "
+                           "in another etcd (--etcd-servers-overrides), which was not read",
+                           status="WARN")
         plain = census.counts.get("secrets", {}).get("identity", 0)
         return Verdict(plain == 0, f"no EncryptionConfiguration: {plain} secrets stored in "
                        f"plaintext ({how})", [f"etcd values ({census.method})"])
@@ -323,8 +327,9 @@ def encryption_stored(ctx: "HostContext") -> Verdict:
                         if etcd_census.primary_for(census.layout, r)})
     actual = (f"all {total} stored objects of the covered resources are under "
               f"{', '.join(primaries)} ({how}){_not_judged(census)}")
-    if _lost_elsewhere(census):
-        return Verdict(None, actual, [f"etcd values ({census.method})"], status="WARN")
+    why = _unseen(census)
+    if why:
+        return Verdict(None, f"{actual}; {why}", [f"etcd values ({census.method})"], status="WARN")
     return Verdict(True, actual, [f"etcd values ({census.method})"])
 
 
@@ -353,16 +358,22 @@ def _overridden(flag: str) -> list[str]:
     return names
 
 
-def _lost_elsewhere(census) -> bool:
-    """Values outside the known resources under a key no entry of the config holds (no API
-    server can read them), or a covered resource kept in another etcd: a PASS would claim what
-    was not seen."""
+def _unseen(census) -> str:
+    """Why a PASS would claim what was not seen ("" when nothing): values outside the known
+    resources under a key no entry of the config holds (no API server can read them), or a
+    covered resource kept in another etcd."""
     held = {p for entry in census.layout for p in entry["providers"]}
-    lost = any(tag != "identity" and tag not in held
-               for tags in census.unknown.values() for tag in tags)
-    elsewhere = any(etcd_census.primary_for(census.layout, name)
-                    for name in _overridden(census.overrides))
-    return lost or elsewhere
+    lost = [f"{n} in {d}/ under {tag}" for d, tags in sorted(census.unknown.items())
+            for tag, n in sorted(tags.items()) if tag != "identity" and tag not in held]
+    elsewhere = [name for name in _overridden(census.overrides)
+                 if etcd_census.primary_for(census.layout, name)]
+    reasons = []
+    if lost:
+        reasons.append(f"{', '.join(lost)}: a key the config no longer holds, so no API server "
+                       "can read them")
+    if elsewhere:
+        reasons.append(f"covered {', '.join(elsewhere)} kept in another etcd, not read")
+    return "; ".join(reasons)
 
 
 # ------------------------------------------------------------ kubeadm's source of truth

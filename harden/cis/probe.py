@@ -36,8 +36,9 @@ for a delimiter:
     E|type|<file type>|<path>         a path to read that is a FIFO, socket or device
     N|<b64 tokens>|<path>             encryption config reduced to `resources`/provider names
     C|<method>|<prefix or error>      the etcd census: how etcd was read (harden.node.etcd_census)
-    Q|<resource>|<provider:key>|<n>   ... and how many stored values each provider:key holds
+    Q|<directory>|<provider:key>|<n>  ... and how many stored values each provider:key holds
     L|<tokens>                        ... and the EncryptionConfiguration it was judged against
+    O|<flag value>                    ... and the API server's --etcd-servers-overrides
     X|<b64 lines>|<path>              a sysctl file a boot reads: its lines setting a key the
                                       kubelet's protectKernelDefaults requires
     H|<component>|<b64 container path>|<host path>   where a path its static-pod manifest names
@@ -920,7 +921,7 @@ def _parse_line(facts: Facts, line: str, root: str) -> None:
     elif tag == "H":
         component, raw, host = rest.split("|", 2)
         facts.host_paths.setdefault(component, {})[_b64(raw).decode("utf-8", "replace")] = host
-    elif tag in ("C", "Q", "L"):       # the etcd census (harden.node.etcd_census)
+    elif tag in ("C", "Q", "L", "O"):  # the etcd census (harden.node.etcd_census)
         if facts.census is None:
             facts.census = etcd_census.Census()
         etcd_census.parse_line(facts.census, line)

@@ -237,11 +237,22 @@ class Census:
     # count for the retire gate (encryption_census)
     unknown: dict[str, dict[str, int]] = field(default_factory=dict)  # directory -> tag -> n
     overrides: str = ""              # the API server's --etcd-servers-overrides (other etcds)
+    # resource -> directory, for a resource found under a directory BUILTIN_STORAGE lacks
+    found_in: dict[str, str] = field(default_factory=dict)
     layout: list[dict] = field(default_factory=list)   # [{resources, providers: [kind:key]}]
 
     @property
     def available(self) -> bool:
         return bool(self.method)
+
+    def directory(self, resource: str) -> str:
+        """Where this census found (or would look for) a resource's values."""
+        return self.found_in.get(resource) or directory_of(resource)
+
+    def kept(self, keep: str) -> set[str]:
+        """The provider:key tags of the key named `keep` in the configuration."""
+        return {p for entry in self.layout for p in entry["providers"]
+                if p.partition(":")[2] == keep}
 
 
 def parse_line(census: Census, line: str) -> None:
@@ -256,7 +267,11 @@ def parse_line(census: Census, line: str) -> None:
             census.method = method
     elif tag == "Q":
         directory, kind, count = rest.rsplit("|", 2)    # one record per page: summed
-        resource = resource_of(directory) or _named_in(census.layout, directory)
+        resource = resource_of(directory)
+        if resource is None:
+            resource = _named_in(census.layout, directory)
+            if resource:
+                census.found_in[resource] = directory
         counts = census.counts if resource else census.unknown
         tags = counts.setdefault(resource or directory, {})
         tags[kind] = tags.get(kind, 0) + int(count)

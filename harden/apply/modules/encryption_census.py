@@ -48,28 +48,34 @@ class EncryptionCensusModule(Module):
                      if etcd_census.primary_for(census.layout, r)}
         summary = ", ".join(f"{n} {what}" for what, n in off.items())
         return [Change(summary=f"rewrite until every object is under its primary key ({summary})",
-                       script=rewrite_script(primaries, args["passes"]))]
+                       script=rewrite_script(primaries, args["passes"],
+                                             {r: census.directory(r) for r in primaries}))]
 
     def result(self, args: dict, facts: Facts, changes: list[Change]) -> dict:
         census = facts.etcd_census()
         if not census.available and not args["required"]:
             return {"readable": False, "error": census.error, "method": "", "total": 0,
-                    "off_primary": 0, "on_other_keys": 0, "by_key": {}}
+                    "off_primary": 0, "on_other_keys": 0, "by_key": {}, "elsewhere": {}}
         census = _readable(facts)
+        kept = census.kept(args["keep"])
         by_key: dict[str, int] = {}
+        elsewhere: dict[str, int] = {}
         for resource, tags in census.counts.items():
-            if etcd_census.primary_for(census.layout, resource) is None:
-                continue
+            covered = etcd_census.primary_for(census.layout, resource) is not None
             for tag, count in tags.items():
-                by_key[tag] = by_key.get(tag, 0) + count
-        # every value read under another key, covered or not, in a directory harden can name or
-        # not: retiring that key makes it unreadable wherever it is stored
-        other = sum(n for tags in (*census.counts.values(), *census.unknown.values())
-                    for tag, n in tags.items()
-                    if tag != "identity" and tag.partition(":")[2] != args["keep"])
-        return {"readable": True, "error": "", "method": census.method, "total": etcd_census.covered_total(census),
+                if covered:
+                    by_key[tag] = by_key.get(tag, 0) + count
+                elif tag != "identity" and tag not in kept:
+                    elsewhere[f"{resource} as {tag}"] = count
+        for directory, tags in census.unknown.items():
+            for tag, count in tags.items():
+                if tag != "identity" and tag not in kept:
+                    elsewhere[f"{directory}/ as {tag}"] = count
+        other = sum(n for tag, n in by_key.items() if tag != "identity" and tag not in kept)
+        return {"readable": True, "error": "", "method": census.method,
+                "total": etcd_census.covered_total(census),
                 "off_primary": sum(etcd_census.off_primary(census).values()),
-                "on_other_keys": other, "by_key": by_key}
+                "on_other_keys": other, "by_key": by_key, "elsewhere": elsewhere}
 
 
 def _readable(facts: Facts) -> etcd_census.Census:
@@ -79,11 +85,15 @@ def _readable(facts: Facts) -> etcd_census.Census:
     return census
 
 
-def rewrite_script(primaries: dict[str, str], passes: int) -> str:
+def rewrite_script(primaries: dict[str, str], passes: int,
+                   directories: dict[str, str] | None = None) -> str:
     """sh, run on the node: measure, rewrite the resources with values off their primary
-    key, measure again; at most `passes` passes; progress on stdout, never a value."""
+    key, measure again; at most `passes` passes; progress on stdout, never a value.
+    `directories`: where the census found each resource (default: where kube-apiserver
+    stores it)."""
+    where = directories or {}
     # directory=resource=primary: the census counts storage directories, kubectl takes names
-    expected = " ".join(f"{etcd_census.directory_of(r)}={r}={t}"
+    expected = " ".join(f"{where.get(r) or etcd_census.directory_of(r)}={r}={t}"
                         for r, t in sorted(primaries.items()))
     names = " ".join(sorted(primaries))       # the resources the census reads, page by page
     return f"""(

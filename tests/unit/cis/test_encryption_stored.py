@@ -34,7 +34,8 @@ def test_values_outside_the_known_resources_are_listed_and_warn_under_a_lost_key
         in listed.actual
     lost = verdict(APPS_THEN_ALL, "Q|secrets|aescbc:kB|7", "Q|ranges|aescbc:kOld|2",
                    "C|etcdctl|/registry")
-    assert lost.status == "WARN" and "2 in ranges/" in lost.actual
+    assert lost.status == "WARN"
+    assert "2 in ranges/ under aescbc:kOld: a key the config no longer holds" in lost.actual
 
 
 def test_resources_kept_in_another_etcd_are_named_and_warn_when_covered():
@@ -47,3 +48,8 @@ def test_resources_kept_in_another_etcd_are_named_and_warn_when_covered():
                         "O|/events#https://127.0.0.1:2381", "Q|secrets|aescbc:k1|3",
                         "C|etcdctl|/registry")
     assert uncovered.passed and "events" in uncovered.actual
+
+
+def test_secrets_kept_in_another_etcd_without_a_config_are_not_judged_from_this_one():
+    judged = verdict("O|/secrets#https://127.0.0.1:2381", "C|etcdctl|/registry")
+    assert judged.status == "WARN" and "kept in another etcd" in judged.actual

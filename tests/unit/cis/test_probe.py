@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harden.cis.probe import (CAN_I_QUERIES, ProbeParseError, access_reviews, build_probe_script,
-                              can_i_answers, parse_probe_output)
+from harden.cis.probe import (CAN_I_QUERIES, PROBE_VERSION, ProbeParseError, access_reviews,
+                              build_probe_script, can_i_answers, parse_probe_output)
 
 from support.local_node import ShellSession
 from support.paths import FIXTURES as FIXTURES_DIR
@@ -493,3 +493,14 @@ def test_a_process_whose_flags_name_procfs_and_sysfs_files_cannot_forge_a_manife
     finally:
         attacker.kill()
         attacker.wait()
+
+
+def test_the_census_records_reach_the_census_through_the_probe_parser():
+    """O| (--etcd-servers-overrides) comes from the census like C|, Q| and L|: a control plane
+    whose API server has the flag is audited, not failed for an unknown record."""
+    facts = parse_probe_output("\n".join([
+        "HARDEN-PROBE|" + PROBE_VERSION + "|", "L|resources resources secrets providers aescbc "
+        "keys name k1", "O|/events#https://127.0.0.1:2381", "Q|secrets|aescbc:k1|3",
+        "C|etcdctl|/registry", "END|"]) + "\n")
+    assert facts.census.overrides == "/events#https://127.0.0.1:2381"
+    assert facts.census.counts == {"secrets": {"aescbc:k1": 3}}

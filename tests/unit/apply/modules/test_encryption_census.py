@@ -29,7 +29,8 @@ def test_counts_by_key_over_covered_resources_only():
     result = MODULE.result(args(), facts_from(*ROTATED), [])
     assert result == {"readable": True, "error": "", "method": "etcdctl", "total": 500,
                       "off_primary": 3, "on_other_keys": 2,
-                      "by_key": {"secretbox:key2": 497, "secretbox:key1": 2, "identity": 1}}
+                      "by_key": {"secretbox:key2": 497, "secretbox:key1": 2, "identity": 1},
+                      "elsewhere": {}}
 
 
 def test_rewrite_is_planned_only_while_objects_are_off_their_primary_key():
@@ -48,10 +49,28 @@ def test_unreadable_etcd_fails_unless_not_required():
     assert result["readable"] is False and result["on_other_keys"] == 0
 
 
-def test_values_under_another_key_anywhere_hold_the_retire_gate():
-    """A value under the old key stays unreadable once the key goes, whether or not the
-    config covers its resource and whether or not harden can name its directory."""
-    facts = facts_from(*ROTATED, "Q|configmaps|secretbox:key1|4", "Q|ranges|secretbox:key1|1")
+def test_values_no_rewrite_reaches_are_reported_apart_from_the_covered_ones():
+    """Under the old key outside the covered resources (an uncovered resource, the service IP
+    ranges): no rewrite pass reaches them, so they are not in on_other_keys, and the retire
+    gate names them on their own."""
+    facts = facts_from(*ROTATED, "Q|configmaps|secretbox:key1|4", "Q|ranges|secretbox:key1|1",
+                       "Q|ranges|identity|3")
     result = MODULE.result(args(), facts, [])
-    assert result["on_other_keys"] == 2 + 4 + 1
-    assert result["total"] == 500          # the covered resources only, as before
+    assert result["on_other_keys"] == 2 and result["total"] == 500
+    assert result["elsewhere"] == {"configmaps as secretbox:key1": 4,
+                                   "ranges/ as secretbox:key1": 1}
+
+
+def test_the_kept_key_is_the_configs_provider_and_key_not_only_its_name():
+    facts = facts_from("L|resources resources secrets providers aescbc keys name key2 name key1",
+                       "C|etcdctl|/registry", "Q|secrets|aescbc:key2|5",
+                       "Q|secrets|secretbox:key2|1")
+    assert MODULE.result(args(), facts, [])["on_other_keys"] == 1
+
+
+def test_a_resource_found_under_a_directory_the_table_lacks_is_rewritten_there():
+    facts = facts_from("L|resources resources gizmos.example.k8s.io secrets providers aescbc "
+                       "keys name key2 name key1", "C|etcdctl|/registry",
+                       "Q|gizmos|aescbc:key1|3", "Q|secrets|aescbc:key2|2")
+    changes = MODULE.plan(args(rewrite=True), facts, PlanContext())
+    assert "gizmos=gizmos.example.k8s.io=aescbc:key2" in changes[0].script
