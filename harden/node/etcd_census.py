@@ -31,6 +31,14 @@ STRUCTURE = {"kind", "apiVersion", "EncryptionConfiguration", "resources", "prov
              "name", "apiserver.config.k8s.io", "v1", "config.k8s.io", "apiserver", "k8s.io",
              "endpoint", "timeout", "cachesize", "apiversion"} | set(PROVIDER_KINDS)
 
+# kube-apiserver's SpecialDefaultResourcePrefixes: the resources whose etcd directory is not
+# their name (pkg/kubeapiserver/default_storage_factory_builder.go)
+_SPECIAL_PREFIXES = {"replicationcontrollers": "controllers", "endpoints": "services/endpoints",
+                     "nodes": "minions", "services": "services/specs",
+                     "ingresses.networking.k8s.io": "ingress", "ingresses.extensions": "ingress"}
+# the groups whose resources are stored under <group>/<resource>, as custom resources are
+_GROUP_DIRECTORIES = ("apiextensions.k8s.io", "apiregistration.k8s.io")
+
 # sh function definitions; `etcd_census PID NAMES` prints Q| records and one C| (see parse_line).
 SCRIPT = r"""
 # One page of etcd's JSON (etcdctl -w json or the v3 JSON gateway; one line, split here at
@@ -200,9 +208,8 @@ census_names() { [ -n "$1" ] || return 0
 # resource are left out
 census_dirs() { [ -n "$1" ] || { echo secrets; return 0; }
   awk -v t="secrets $1" 'function add(x) { if (!(x in seen)) { seen[x]; d = d " " x } }
-  BEGIN { S["services"] = "services/specs"; S["endpoints"] = "services/endpoints"
-    S["nodes"] = "minions"; S["replicationcontrollers"] = "controllers"
-    S["ingresses.networking.k8s.io"] = "ingress"; S["ingresses.extensions"] = "ingress"
+  BEGIN { n = split("__SPECIAL__", x, " ")
+    for (i = 1; i <= n; i++) { j = index(x[i], "="); S[substr(x[i], 1, j - 1)] = substr(x[i], j + 1) }
     n = split(t, a, " ")
     for (i = 1; i <= n; i++) { r = a[i]; sub(/\.$/, "", r)
       if (index(r, "*")) { print "--all"; exit }
@@ -222,7 +229,8 @@ census_dirs() { [ -n "$1" ] || { echo secrets; return 0; }
 enc_layout() { [ -f "$1" ] || return 0
   sed -e 's/#.*//' -e 's/secret[[:space:]"]*:[^,}]*//g' "$1" | tr -c 'A-Za-z0-9*._-' '\n' |
     grep -v '^[-.]*$' | tr '\n' ' '; }
-""".replace("__STRUCTURE__", " ".join(sorted(STRUCTURE)))
+""".replace("__STRUCTURE__", " ".join(sorted(STRUCTURE))).replace(
+    "__SPECIAL__", " ".join(f"{name}={directory}" for name, directory in _SPECIAL_PREFIXES.items()))
 
 
 @dataclass
@@ -281,8 +289,6 @@ def parse_line(census: Census, line: str) -> None:
         census.layout = layout_from_tokens(rest.split())
 
 
-
-
 def layout_from_tokens(tokens: list[str]) -> list[dict]:
     """Entries in file order: the resource names each covers and its providers as
     `kind:keyname` (identity as `identity`), first one writing. An entry's two keys may come
@@ -318,10 +324,9 @@ def layout_from_tokens(tokens: list[str]) -> list[dict]:
     return [e for e in entries if e["resources"]]
 
 
-# kube-apiserver's stored built-in resources, by group, and the etcd directory of each where it
-# is not the resource's name (its SpecialDefaultResourcePrefixes; apiextensions and
-# apiregistration keep theirs under the group). A resource is named as an EncryptionConfiguration
-# names it: `resource` in the core group, `resource.group` in the others.
+# kube-apiserver's stored built-in resources, by group; BUILTIN_STORAGE gives each one's etcd
+# directory. A resource is named as an EncryptionConfiguration names it: `resource` in the core
+# group, `resource.group` in the others.
 _BUILTIN_GROUPS = {
     "": "configmaps endpoints events limitranges namespaces nodes persistentvolumeclaims "
         "persistentvolumes pods podtemplates replicationcontrollers resourcequotas secrets "
@@ -352,14 +357,9 @@ _BUILTIN_GROUPS = {
     "apiextensions.k8s.io": "customresourcedefinitions",
     "apiregistration.k8s.io": "apiservices",
 }
-_RENAMED = {"services": "services/specs", "endpoints": "services/endpoints", "nodes": "minions",
-            "replicationcontrollers": "controllers", "ingresses.networking.k8s.io": "ingress",
-            "customresourcedefinitions.apiextensions.k8s.io":
-                "apiextensions.k8s.io/customresourcedefinitions",
-            "apiservices.apiregistration.k8s.io": "apiregistration.k8s.io/apiservices"}
-BUILTIN_STORAGE = {name: _RENAMED.get(name, name.split(".", 1)[0])
-                   for name in (f"{r}.{g}" if g else r
-                                for g, rs in _BUILTIN_GROUPS.items() for r in rs.split())}
+BUILTIN_STORAGE = {
+    name: _SPECIAL_PREFIXES.get(name) or (f"{g}/{r}" if g in _GROUP_DIRECTORIES else r)
+    for g, rs in _BUILTIN_GROUPS.items() for r in rs.split() for name in [f"{r}.{g}" if g else r]}
 _BY_DIRECTORY = {directory: name for name, directory in BUILTIN_STORAGE.items()}
 
 
