@@ -341,27 +341,27 @@ def _candidate_keys(hop: Endpoint, notes: list[str], unusable: list[key_files.Un
     files paramiko cannot load because of their type go to `unusable`, notes on the others
     (missing, passphrase-protected, unreadable) to `notes`.
 
-    ssh's order: the key files named (inventory, IdentityFile), the agent's other keys (not
-    with IdentitiesOnly), then ssh's default key files. Each key is offered once, since sshd's
-    MaxAuthTries counts every offer. A key file paramiko cannot use itself (a FIDO key, a
-    passphrase-protected key, only a public key) is offered through ssh-agent's copy of the
-    key when the agent holds it, as ssh does, IdentitiesOnly or not. A key with a certificate
-    (`<key>-cert.pub` beside it, or a CertificateFile carrying its public key) is offered with
-    each certificate first and then plain, as ssh does.
+    The identity files are those named (inventory, IdentityFile), or ssh's default key files
+    when none is: ssh tries its defaults only then, IdentitiesOnly or not (`ssh -G` lists
+    them). Order: the named files, the agent's other keys (not with IdentitiesOnly), then the
+    default files. Each key is offered once, since sshd's MaxAuthTries counts every offer. A
+    key file paramiko cannot use itself (a FIDO key, a passphrase-protected key, only a public
+    key) is offered through ssh-agent's copy of the key when the agent holds it, as ssh does,
+    IdentitiesOnly or not. A key with a certificate (`<key>-cert.pub` beside it, or a
+    CertificateFile carrying its public key) is offered with each certificate first and then
+    plain, the agent's copy too, as ssh does.
     """
     agent = _Agent()
     try:
         for path in hop.key_files:
             yield from _file_keys(hop, path, agent, notes, unusable, named=True)
-        if hop.identities_only:
-            return
-        for key in agent.keys():
-            if agent.offer(key):
-                yield f"agent key {key.get_fingerprint().hex()[:16]}", key
-        for raw in DEFAULT_IDENTITIES:
-            path = _expand(raw)
-            if path not in hop.key_files:
-                yield from _file_keys(hop, path, agent, notes, unusable, named=False)
+        if not hop.identities_only:
+            for key in agent.keys():
+                if agent.offer(key):
+                    yield f"agent key {key.get_fingerprint().hex()[:16]}", key
+        if not hop.key_files:
+            for raw in DEFAULT_IDENTITIES:
+                yield from _file_keys(hop, _expand(raw), agent, notes, unusable, named=False)
     finally:
         agent.close()
 
@@ -369,21 +369,21 @@ def _candidate_keys(hop: Endpoint, notes: list[str], unusable: list[key_files.Un
 def _file_keys(hop: Endpoint, path: str, agent: _Agent, notes: list[str],
                unusable: list[key_files.UnusableKey], named: bool):
     """What key file `path` offers: its key (with certificates) when paramiko loads it, else
-    ssh-agent's copy of it; else a note or an unusable key saying why not (nothing for a
-    default key file that does not exist, or whose key the agent offered already)."""
+    ssh-agent's copy of it (with the same certificates); else a note or an unusable key saying
+    why not (nothing for a default key file that does not exist, or whose key the agent
+    offered already)."""
     key, why, found = _load_key(path)
     if key is not None:
-        fresh = agent.offer(key)
-        for label, offer in _with_certificates(hop, path, key):
-            if fresh or offer.public_blob is not None:     # the plain key only once
-                yield label, offer
+        yield from _with_certificates(hop, path, key, f"key {path}", agent,
+                                      plain=agent.offer(key))
         return
     blob = key_files.public_key_of(path)
-    if blob is not None and blob in agent.offered:
-        return
     held = agent.holding(blob)
     if held is not None:
-        yield f"key {path} (through ssh-agent)", held
+        yield from _with_certificates(hop, path, held, f"key {path} (through ssh-agent)", agent,
+                                      plain=agent.offer(held))
+    elif blob is not None and blob in agent.offered:
+        return
     elif why == MISSING and not named:
         return
     elif blob is not None and (why == MISSING or key_files.is_public_key_file(path)):
@@ -417,12 +417,11 @@ class _Agent:
         return True
 
     def holding(self, public_blob: bytes | None):
-        """The agent's key with this public key, or None (also when offered already)."""
-        if public_blob is None or public_blob in self.offered:
+        """The agent's key with this public key, or None (the agent is not asked for None)."""
+        if public_blob is None:
             return None
         for key in self.keys():
             if key.asbytes() == public_blob:
-                self.offered.add(public_blob)
                 return key
         return None
 
@@ -431,22 +430,25 @@ class _Agent:
             self._agent.close()
 
 
-def _with_certificates(hop: Endpoint, path: str, key: paramiko.PKey):
-    beside = key.public_blob      # paramiko attaches <key>-cert.pub when it exists
+def _with_certificates(hop: Endpoint, path: str, key: paramiko.PKey, label: str,
+                       agent: _Agent, plain: bool = True):
+    """`key` with each certificate for it (`<path>-cert.pub`, then the CertificateFiles whose
+    public key is `key`'s) not offered yet, then plain (when `plain`). An agent's key signs
+    with its plain key and the request carries the certificate, as ssh does with a file's
+    certificate; the agent's own copy of a certificate is the same offer."""
     found = []
-    if beside is not None:
-        cert = certs.parse(path + "-cert.pub", beside, key)
-        if cert is not None:
-            found.append(cert)
-    for cert_path in hop.cert_files:
+    for cert_path in (path + "-cert.pub", *hop.cert_files):
         cert = certs.read_for_key(cert_path, key)
         if cert is not None and cert.path not in {c.path for c in found}:
             found.append(cert)
     for cert in found:
-        key.public_blob = cert.blob
-        yield cert.describe(hop.user), key
+        if cert.blob.key_blob not in agent.offered:
+            agent.offered.add(cert.blob.key_blob)
+            key.public_blob = cert.blob
+            yield cert.describe(hop.user), key
     key.public_blob = None
-    yield f"key {path}", key
+    if plain:
+        yield label, key
 
 
 MISSING = "missing"

@@ -27,6 +27,7 @@ SSH_G_TIMEOUT = 10.0
 _DEFAULT_IDENTITIES = {"~/.ssh/id_rsa", "~/.ssh/id_ecdsa", "~/.ssh/id_ecdsa_sk",
                        "~/.ssh/id_ed25519", "~/.ssh/id_ed25519_sk", "~/.ssh/id_xmss",
                        "~/.ssh/id_dsa"}
+_ALWAYS_DEFAULT = {"~/.ssh/id_rsa", "~/.ssh/id_ecdsa", "~/.ssh/id_ed25519"}
 _DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
 
 
@@ -45,9 +46,11 @@ class ConfigValues:
         return self.values.get(key, ())
 
     def identity_files(self) -> tuple[str, ...]:
-        """Configured IdentityFiles; () when ssh would only try its defaults."""
+        """Configured IdentityFiles; () when ssh would only try its defaults. `ssh -G` lists
+        the whole default set then (which set depends on ssh's version); one or two default
+        paths alone were named in the config, and only those are tried."""
         files = self.all("identityfile")
-        return () if set(files) <= _DEFAULT_IDENTITIES else files
+        return () if _ALWAYS_DEFAULT <= set(files) <= _DEFAULT_IDENTITIES else files
 
     def known_hosts_files(self) -> tuple[str, ...]:
         """Configured UserKnownHostsFiles; () when they are ssh's defaults."""

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support import fido
 from tests.support.lab_cli import harden
+from tests.support.ssh_agent import add_key, running_agent
 
 pytestmark = pytest.mark.lab
 NODE = "w1"
@@ -137,41 +135,14 @@ def test_the_paramiko_transport_names_the_fido_key_file_and_suggests_openssh(key
         assert "--transport openssh" in text and "ssh-agent" in text
 
 
-def wait_for_agent(process: subprocess.Popen, env: dict[str, str]) -> None:
-    """Until the agent answers: `ssh-add -l` exits 0 (keys) or 1 (none) once it listens,
-    2 while it cannot be reached (the socket file can exist before the agent accepts)."""
-    deadline = time.monotonic() + 10
-    while True:
-        listed = subprocess.run(["ssh-add", "-l"], env=env, capture_output=True, timeout=10,
-                                stdin=subprocess.DEVNULL)
-        if listed.returncode in (0, 1):
-            return
-        assert process.poll() is None, f"ssh-agent exited (rc {process.returncode})"
-        assert time.monotonic() < deadline, f"ssh-agent does not answer: {listed.stderr!r}"
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def agent(keys):
     """An ssh-agent of the test's own holding the enrolled key, signing through the provider
-    (ssh-agent loads only providers its -P patterns allow); stopped after the test. Its
-    socket lives in a short mkdtemp() directory: a Unix socket path has at most 108 bytes,
-    which pytest's tmp_path can exceed."""
+    (ssh-agent loads only providers its -P patterns allow); stopped after the test."""
     _, provider, key, _ = keys
-    directory = tempfile.mkdtemp(prefix="hfa")
-    sock = os.path.join(directory, "agent.sock")
-    process = subprocess.Popen(["ssh-agent", "-D", "-a", sock, "-P", str(provider)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        env = {**os.environ, "SSH_AUTH_SOCK": sock, "SSH_SK_PROVIDER": str(provider)}
-        wait_for_agent(process, env)
-        subprocess.run(["ssh-add", str(key)], env=env, check=True, capture_output=True,
-                       timeout=30, stdin=subprocess.DEVNULL)
+    with running_agent("-P", str(provider)) as sock:
+        add_key(sock, key, SSH_SK_PROVIDER=str(provider))
         yield sock
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def named_key(tmp_path: Path, key: Path, how: str) -> Path | None:
@@ -218,17 +189,6 @@ def protected_key(keys, tmp_path_factory) -> Path:
     return key
 
 
-def add_with_passphrase(agent_sock: str, key: Path, tmp_path: Path) -> None:
-    """`ssh-add KEY` answering the passphrase prompt through SSH_ASKPASS."""
-    askpass = tmp_path / "askpass"
-    askpass.write_text(f"#!/bin/sh\necho '{PASSPHRASE}'\n")
-    askpass.chmod(0o700)
-    env = {**os.environ, "SSH_AUTH_SOCK": agent_sock, "SSH_ASKPASS": str(askpass),
-           "SSH_ASKPASS_REQUIRE": "force"}
-    subprocess.run(["ssh-add", str(key)], env=env, check=True, capture_output=True, timeout=30,
-                   stdin=subprocess.DEVNULL)
-
-
 def test_a_passphrase_protected_key_file_is_named_then_used_through_the_agent_copy(
         keys, protected_key, agent, tmp_path):
     # paramiko cannot ask for a passphrase: without the agent the key is named as
@@ -240,7 +200,7 @@ def test_a_passphrase_protected_key_file_is_named_then_used_through_the_agent_co
     assert refused.returncode == 4, refused.stdout + refused.stderr
     text = flat(refused)
     assert f"key {protected_key} (passphrase-protected" in text and "internal error" not in text
-    add_with_passphrase(agent, protected_key, tmp_path)
+    add_key(agent, protected_key, PASSPHRASE)
     mark = log_mark(lab)
     ping = run(tmp_path, "ping", "-i", inv, "--transport", "paramiko", SSH_AUTH_SOCK=agent)
     assert ping.returncode == 0, ping.stdout + ping.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown
 from harden.ssh.settings import RunOptions, Secret, connection_spec
 from harden.ssh.transport import (AuthenticationFailed, BecomeFailed, CommandTimeout, Unreachable,
                                   connect)
+from tests.support.ssh_agent import add_key, running_agent
 
 pytestmark = pytest.mark.lab
 TRANSPORTS = ["paramiko", "openssh"]
@@ -202,10 +204,12 @@ def test_masters_a_killed_harden_left_go_away_at_the_next_openssh_run(calab):
 
 # --- user certificates ----------------------------------------------------------------------
 
-def certified_key(lab, tmp_path: Path, ca: Path, name: str = "id_cert") -> Path:
+def certified_key(lab, tmp_path: Path, ca: Path, name: str = "id_cert",
+                  passphrase: str = "") -> Path:
     """A new key (not in any authorized_keys) with a certificate for root signed by `ca`."""
     key = tmp_path / name
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-f", str(key)],
+                   check=True)
     subprocess.run(["ssh-keygen", "-q", "-s", str(ca), "-I", f"test-{name}", "-n", "root",
                     "-V", "+1h", f"{key}.pub"], check=True)
     return key
@@ -240,6 +244,37 @@ def test_certificate_file_elsewhere_is_paired_with_its_key(calab, tmp_path):
     assert harden("ping", "-i", str(inventory)).returncode == 0
     bare = cert_inventory(calab, tmp_path, key, "paramiko")
     assert harden("ping", "-i", str(bare)).returncode == 4        # the key alone is not enough
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_passphrase_key_with_its_certificate_logs_in_through_ssh_agent(calab, tmp_path,
+                                                                        transport):
+    # the usual certificate set-up: a passphrase-protected key, its -cert.pub beside it,
+    # `ssh-add` done, IdentitiesOnly: ssh signs with the agent's key and sends the certificate
+    key = certified_key(calab, tmp_path, calab.dir / "user_ca", "id_locked", "a passphrase")
+    inventory = str(cert_inventory(calab, tmp_path, key, transport))
+    with running_agent() as sock:
+        add_key(sock, key, "a passphrase")
+        mark = sshd_log(calab, "cp1").stat().st_size
+        done = harden("ping", "-i", inventory, env={"SSH_AUTH_SOCK": sock})
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = sshd_log(calab, "cp1").read_text()[mark:]
+    assert re.search(r"Accepted publickey for root .* ED25519-CERT .*ID test-id_locked", log)
+
+
+def test_identities_only_without_a_key_file_logs_in_with_the_default_key(calab, tmp_path):
+    # `Host *` + `IdentitiesOnly yes` (common with many agent keys): ssh still tries
+    # ~/.ssh/id_ed25519 and its other default key files, so the paramiko transport does too
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    shutil.copy(calab.key, home / ".ssh" / "id_ed25519")
+    inventory = tmp_path / "defaults.ini"
+    inventory.write_text(
+        f"[nodes]\ncp1 ansible_host={calab.nodes['cp1']}\n[nodes:vars]\nansible_user=root\n"
+        f"harden_transport=paramiko\nansible_ssh_common_args='-F /dev/null "
+        f"-o UserKnownHostsFile={calab.known_hosts} -o IdentitiesOnly=yes'\n")
+    done = harden("ping", "-i", str(inventory), env={"HOME": str(home), "SSH_AUTH_SOCK": ""})
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

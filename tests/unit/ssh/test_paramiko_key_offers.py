@@ -6,6 +6,10 @@ A small fake stands in for ssh-agent and for the server's answers."""
 
 from __future__ import annotations
 
+import base64
+import shutil
+import subprocess
+
 import paramiko
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -90,6 +94,34 @@ def offers(endpoint: Endpoint):
     unusable: list[key_files.UnusableKey] = []
     found = [(label, key.asbytes()) for label, key in _candidate_keys(endpoint, notes, unusable)]
     return found, notes, unusable
+
+
+def offered_as(endpoint: Endpoint):
+    """(label, what the request carries: the certificate's type, else the key's) per offer."""
+    return [(label, key.public_blob.key_type if key.public_blob else "plain")
+            for label, key in _candidate_keys(endpoint, [], [])]
+
+
+def plain_key_file(path) -> bytes:
+    """An unencrypted Ed25519 key file at `path`; its public key blob."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.OpenSSH,
+                                       serialization.NoEncryption()))
+    return public_blob(key)
+
+
+def certified_passphrase_key(tmp_path, path):
+    """A passphrase-protected key at `path` with `<path>-cert.pub` from a new CA; its public
+    key blob (what ssh-agent holds after `ssh-add`) and the certificate's blob."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "pw", "-f", str(path)],
+                   check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "ca")],
+                   check=True)
+    subprocess.run(["ssh-keygen", "-q", "-s", str(tmp_path / "ca"), "-I", "me", "-n", "root",
+                    f"{path}.pub"], check=True)
+    cert = path.with_name(path.name + "-cert.pub").read_text().split()[1]
+    return key_files.public_key_of(str(path)), base64.b64decode(cert)
 
 
 def encrypted(key, fmt) -> bytes:
@@ -229,14 +261,6 @@ def test_holding_finds_only_the_agent_key_with_that_public_key(agent):
     assert keys.holding(b"two").asbytes() == b"two"
 
 
-def test_holding_never_hands_out_a_key_offered_already(agent):
-    agent.held = [FakeAgentKey(b"one")]
-    keys = _Agent()
-    assert keys.holding(b"one") is not None
-    assert keys.holding(b"one") is None
-    assert keys.offer(FakeAgentKey(b"one")) is False
-
-
 def test_holding_asks_the_agent_only_when_a_key_is_wanted(agent, monkeypatch):
     made = []
     monkeypatch.setattr(paramiko_session.paramiko, "Agent", lambda: made.append(1) or agent())
@@ -297,3 +321,50 @@ def test_every_message_that_suggests_the_openssh_transport_says_it_the_same_way(
                  unsupported_methods_message(["hostbased"]),
                  paramiko_session.unusable_keys_message(endpoint, [], [fido])):
         assert USE_OPENSSH in said
+
+
+def test_identities_only_with_no_key_named_tries_ssh_default_key_files(tmp_path):
+    # `Host *` + `IdentitiesOnly yes` is common: ssh then still uses ~/.ssh/id_ed25519
+    blob = plain_key_file(tmp_path / "home" / ".ssh" / "id_ed25519")
+    found, notes, unusable = offers(hop(identities_only=True))
+    assert found == [(f"key {tmp_path / 'home' / '.ssh' / 'id_ed25519'}", blob)]
+    assert notes == [] and unusable == []
+
+
+def test_default_key_files_are_not_tried_when_a_key_file_is_named(tmp_path, agent):
+    # ssh -G lists its defaults only when no IdentityFile is named; each offer counts
+    # against MaxAuthTries, and a password login may come after the keys
+    plain_key_file(tmp_path / "home" / ".ssh" / "id_ed25519")
+    named = plain_key_file(tmp_path / "id_named")
+    agent.held = [FakeAgentKey(b"other")]
+    found, _notes, _unusable = offers(hop(str(tmp_path / "id_named"), identities_only=False))
+    assert [b for _label, b in found] == [named, b"other"]
+
+
+needs_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+
+
+@needs_keygen
+@pytest.mark.parametrize("identities_only", [True, False])
+def test_the_agent_copy_of_a_passphrase_key_is_offered_with_the_certificate_beside_it(
+        tmp_path, agent, identities_only):
+    # the usual certificate set-up: a passphrase key, ssh-add'ed, its -cert.pub beside it
+    path = tmp_path / "id_cert"
+    blob, cert = certified_passphrase_key(tmp_path, path)
+    agent.held = [FakeAgentKey(blob), FakeAgentKey(cert)]     # ssh-add adds both
+    ca = subprocess.run(["ssh-keygen", "-lf", str(tmp_path / "ca.pub")], check=True,
+                        capture_output=True, text=True).stdout.split()[1]
+    assert offered_as(hop(str(path), identities_only=identities_only)) == [
+        (f"certificate {path}-cert.pub (id 'me', CA {ca})", "ssh-ed25519-cert-v01@openssh.com"),
+        (f"key {path} (through ssh-agent)", "plain"),
+    ]                    # the agent's own copy of the certificate is not offered a second time
+
+
+@needs_keygen
+def test_a_certificate_the_agent_offered_is_not_offered_again_with_a_default_key(
+        tmp_path, agent):
+    path = tmp_path / "home" / ".ssh" / "id_ed25519"
+    blob, cert = certified_passphrase_key(tmp_path, path)
+    agent.held = [FakeAgentKey(blob), FakeAgentKey(cert)]
+    found, notes, unusable = offers(hop(identities_only=False))
+    assert [b for _label, b in found] == [blob, cert] and notes == [] and unusable == []

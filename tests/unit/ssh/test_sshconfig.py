@@ -76,6 +76,20 @@ def test_a_config_identity_file_with_only_its_pub_is_kept_for_the_agent_copy(tmp
     assert any(f"IdentityFile {absent} does not exist" in w for w in s.warnings)
 
 
+def test_one_default_key_named_in_the_config_is_the_only_key_file(tmp_path, monkeypatch):
+    # ssh -G lists its whole default set when no IdentityFile is configured (then harden
+    # tries its defaults); a default path named on its own is an explicit choice
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_ecdsa").write_text("only its existence matters here\n")
+    path = tmp_path / "ssh_config"
+    path.write_text("Host named\n  IdentityFile ~/.ssh/id_ecdsa\n  IdentitiesOnly yes\n")
+    named = spec("named", {"ansible_ssh_common_args": f"-F {path}"})
+    assert named.target.key_files == (str(tmp_path / ".ssh" / "id_ecdsa"),)
+    defaults = spec("other", {"ansible_ssh_common_args": f"-F {path}"})
+    assert defaults.target.key_files == ()
+
+
 def test_inventory_variables_win_and_a_match_on_the_user_follows_them(config):
     path, _ = config
     s = spec("node-a", {"ansible_user": "bob", "ansible_port": 22,
