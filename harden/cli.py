@@ -593,6 +593,9 @@ def _name_values(option: str, items: tuple[str, ...]) -> dict[str, str]:
                    "chacha20-poly1305 and hmac-sha2-512-etm (reachable with --transport openssh).")
 @click.option("--user-ca", is_flag=True,
               help="Nodes trust an SSH user CA (DIR/user_ca) for certificate logins.")
+@click.option("--host-ca", is_flag=True,
+              help="An SSH host CA (DIR/host_ca) certifies every node's host key; "
+                   "DIR/known_hosts_ca trusts it (@cert-authority).")
 @click.option("--kubeadm-api", default="v1beta4", show_default=True,
               type=click.Choice(["v1beta3", "v1beta4"]),
               help="Shape of the ClusterConfiguration seeded into kube-system/kubeadm-config.")
@@ -607,7 +610,8 @@ def _name_values(option: str, items: tuple[str, ...]) -> dict[str, str]:
               help="An environment variable for every node's sshd (repeatable), e.g. "
                    "KRB5_KTNAME=/path/to/keytab.")
 def lab_up(lab_dir, control_planes, workers, profile, net, secrets, wait, timeout,
-           ssh_algorithms, user_ca, kubeadm_api, kubeadm_config_dir, sshd_options, sshd_env):
+           ssh_algorithms, user_ca, host_ca, kubeadm_api, kubeadm_config_dir, sshd_options,
+           sshd_env):
     """Start the nodes; returns once every sshd answers (and, with --wait, every pod is ready)."""
     import time
 
@@ -616,7 +620,7 @@ def lab_up(lab_dir, control_planes, workers, profile, net, secrets, wait, timeou
     started = time.monotonic()
     state = cluster.up(lab_dir, control_planes=control_planes, workers=workers,
                        profile=profile, net=net, ssh_algorithms=ssh_algorithms, user_ca=user_ca,
-                       seed_secrets=secrets, kubeadm_api=kubeadm_api,
+                       host_ca=host_ca, seed_secrets=secrets, kubeadm_api=kubeadm_api,
                        kubeadm_config_dir=kubeadm_config_dir, sshd_options=sshd_options,
                        sshd_env=_name_values("--sshd-env", sshd_env))
     for node in state["nodes"]:

@@ -372,7 +372,8 @@ def _kubeadm_shim(node_file: Path) -> bytes:
 def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
                cluster: pki.ClusterPKI, *, api_server: str, uid: int, users: dict,
                client_pub: bytes, ssh_algorithms: str = "default",
-               user_ca: Path | None = None, config: kubeadm_config.ClusterConfig | None = None,
+               user_ca: Path | None = None, host_ca: Path | None = None,
+               config: kubeadm_config.ClusterConfig | None = None,
                kubelet: dict | None = None, kubelet_args: tuple = (),
                sshd_options: Sequence[str] = (), sshd_env: Mapping[str, str] | None = None,
                extra_files: dict | None = None, extra_dirs: dict | None = None,
@@ -423,12 +424,15 @@ def write_node(lab_dir: Path, spec: layout.NodeSpec, profile: layout.Profile,
     host_key, host_pub = pki.ssh_keypair(f"root@{spec.name}")
     _write(node_dir / "ssh_host_ed25519_key", host_key, 0o600)
     _write(node_dir / "ssh_host_ed25519_key.pub", host_pub, 0o644)
+    certificate = None
+    if host_ca is not None:
+        certificate = _host_certificate(host_ca, node_dir / "ssh_host_ed25519_key.pub", spec)
     config = node_dir / "sshd_config"
     _write(config, sshd.config_text(
         address=spec.address, host_key=node_dir / "ssh_host_ed25519_key",
         pid_file=node_dir / "sshd.pid", authorized_keys_dir=lab_dir / "authorized_keys",
-        algorithms=ssh_algorithms, user_ca=user_ca, extra_options=sshd_options).encode(),
-        0o600)
+        algorithms=ssh_algorithms, user_ca=user_ca, host_certificate=certificate,
+        extra_options=sshd_options).encode(), 0o600)
     mounts = [[str(root / t.lstrip("/")), t] for t in MOUNT_DIRS + (PROC_SYS,)]
     mounts += _systemctl_mounts(root) + _write_root_dotfiles(root) + _root_private_dirs(root)
     return {"name": spec.name, "address": spec.address, "node_dir": str(node_dir),
@@ -737,8 +741,17 @@ def _node_specs(control_planes: int, workers: int, net: str,
     return specs
 
 
+def _host_certificate(ca: Path, host_pub: Path, spec: layout.NodeSpec) -> Path:
+    """The node's host certificate (`ssh-keygen -h`), for its address and its name."""
+    subprocess.run(["ssh-keygen", "-q", "-s", str(ca), "-h", "-I", f"harden-lab-{spec.name}",
+                    "-n", f"{spec.address},{spec.name}", str(host_pub)],
+                   check=True, capture_output=True, stdin=subprocess.DEVNULL, timeout=30)
+    return host_pub.with_name(host_pub.name[:-len(".pub")] + "-cert.pub")
+
+
 def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str = "kubeadm",
        net: str | None = None, ssh_algorithms: str = "default", user_ca: bool = False,
+       host_ca: bool = False,
        seed_secrets: int = 0, kubeadm_api: str = "v1beta4",
        kubeadm_config_dir: Path | None = None, sshd_options: Sequence[str] = (),
        sshd_env: Mapping[str, str] | None = None) -> dict:
@@ -746,6 +759,9 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
 
     `user_ca` writes an SSH user CA (DIR/user_ca, DIR/user_ca.pub) that every node's sshd
     trusts: `ssh-keygen -s DIR/user_ca -I id -n root KEY.pub` makes a certificate that logs in.
+    `host_ca` writes an SSH host CA (DIR/host_ca, DIR/host_ca.pub) that signs every node's host
+    key (principals: its address and its name), and DIR/known_hosts_ca, whose one
+    `@cert-authority` line trusts it for the lab's addresses.
     `seed_secrets` adds that many secrets to the objects the API servers seed (harden.lab.seed).
     `kubeadm_api` is the shape (v1beta3 or v1beta4) of the ClusterConfiguration seeded into
     kube-system/kubeadm-config, which regenerates exactly the manifests written here.
@@ -798,6 +814,14 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
         _write(lab_dir / "user_ca", ca_key, 0o600)
         _write(lab_dir / "user_ca.pub", ca_public, 0o644)
         ca_pub = lab_dir / "user_ca.pub"
+    host_ca_key = None
+    if host_ca:
+        ca_key, ca_public = pki.ssh_keypair("harden-lab-host-ca")
+        _write(lab_dir / "host_ca", ca_key, 0o600)
+        _write(lab_dir / "host_ca.pub", ca_public, 0o644)
+        _write(lab_dir / "known_hosts_ca", f"@cert-authority {net}.* ".encode() + ca_public,
+               0o644)
+        host_ca_key = lab_dir / "host_ca"
     password = secrets.token_urlsafe(18)
     _write(lab_dir / "become-password", password.encode() + b"\n", 0o600)
     uid = labops_uid()
@@ -815,7 +839,8 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
     kernel_settings = read_kernel_settings()
     node_specs = [write_node(lab_dir, s, prof, cluster, api_server=f"https://{first_cp}:6443",
                              uid=uid, users=users, client_pub=client_pub,
-                             ssh_algorithms=ssh_algorithms, user_ca=ca_pub, config=plan.config,
+                             ssh_algorithms=ssh_algorithms, user_ca=ca_pub,
+                             host_ca=host_ca_key, config=plan.config,
                              kubelet=plan.kubelet,
                              kubelet_args=plan.init_kubelet_args if i == 0
                              else plan.join_kubelet_args,
@@ -833,7 +858,8 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
     state = {"dir": str(lab_dir), "net": net, "profile": profile, "kubeadm_api": kubeadm_api,
              "kubeadm_config": str(Path(kubeadm_config_dir).resolve()) if kubeadm_config_dir
              else None, "state": "starting",
-             "ssh_algorithms": ssh_algorithms, "user_ca": bool(user_ca), "labops_uid": uid,
+             "ssh_algorithms": ssh_algorithms, "user_ca": bool(user_ca),
+             "host_ca": bool(host_ca), "labops_uid": uid,
              "sshd_options": sshd_options, "sshd_env": sshd_env,
              "nodes": [asdict(n) for n in nodes]}
     deadline = time.monotonic() + UP_TIMEOUT

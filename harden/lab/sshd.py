@@ -31,12 +31,14 @@ ALGORITHM_SETS = ("default", "modern")
 
 def config_text(*, address: str, host_key: Path, pid_file: Path, authorized_keys_dir: Path,
                 algorithms: str = "default", user_ca: Path | None = None,
-                extra_options: Sequence[str] = ()) -> str:
+                host_certificate: Path | None = None, extra_options: Sequence[str] = ()) -> str:
     """An sshd_config for one node.
 
     `algorithms="modern"` restricts key exchange, ciphers and MACs (MODERN_ALGORITHMS);
     `user_ca` makes sshd accept user certificates signed by that CA (TrustedUserCAKeys), the
-    way fleets behind an SSH CA (Vault, step-ca, ...) are reached. `extra_options` are lines
+    way fleets behind an SSH CA (Vault, step-ca, ...) are reached; `host_certificate` is the
+    host key's certificate sshd presents (HostCertificate), which clients trusting the CA with
+    an `@cert-authority` known_hosts line accept. `extra_options` are lines
     appended last (`lab up --sshd-option`): sshd keeps the first value of a keyword, so they add
     what the lab leaves unset (GSSAPIAuthentication, ...) and may end with `Match` blocks, which
     is how a lab line the lab sets already is changed for some users or addresses.
@@ -48,6 +50,7 @@ def config_text(*, address: str, host_key: Path, pid_file: Path, authorized_keys
     return "\n".join([
         f"ListenAddress {address}:22",
         f"HostKey {host_key}",
+        *([f"HostCertificate {host_certificate}"] if host_certificate else []),
         f"PidFile {pid_file}",
         f"AuthorizedKeysFile {authorized_keys_dir}/%u .ssh/authorized_keys",
         "UsePAM no",

@@ -3,7 +3,9 @@
 paramiko's HostKeys forgets where an entry came from; a user told "host key mismatch" needs the
 file and line to fix, and the fingerprints to decide whether to trust the change. So this
 module reads known_hosts itself: plain and hashed (`|1|salt|hash`) names, `[host]:port`,
-wildcard and negated patterns, `@revoked` lines. A changed key is never accepted, whatever
+wildcard and negated patterns, `@revoked` lines, and `@cert-authority` lines: a host
+certificate signed by such a CA is accepted as ssh accepts it (sshconnect.c check_host_key),
+otherwise its plain key is checked like any other. A changed key is never accepted, whatever
 the policy; only a host seen for the first time may be recorded.
 """
 
@@ -27,6 +29,11 @@ from harden.errors import HostError
 _RECORD_LOCK = threading.Lock()
 # paramiko names RSA keys 'ssh-rsa' but negotiates them as these signature algorithms.
 _ALGORITHMS_FOR_TYPE = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}
+CERT_SUFFIX = "-cert-v01@openssh.com"
+# Asked for first when a CA is known for the host, as ssh does; paramiko reads all of them.
+HOST_CERT_ALGORITHMS = tuple(f"{t}{CERT_SUFFIX}" for t in (
+    "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+    "rsa-sha2-512", "rsa-sha2-256"))
 
 
 class HostKeyMismatch(HostError):
@@ -48,6 +55,7 @@ class KnownKey:
     key_type: str
     blob: bytes
     revoked: bool = False
+    ca: bool = False              # @cert-authority: signs the hosts' certificates
 
     @property
     def fingerprint(self) -> str:
@@ -79,34 +87,73 @@ def known_keys(host: str, name: str, files: tuple[str, ...]) -> list[KnownKey]:
 def preferred_key_types(known: list[KnownKey]) -> list[str]:
     """Host key algorithms to ask for first, so the server offers the key type we know."""
     order: list[str] = []
+    if any(key.ca and not key.revoked for key in known):
+        order.extend(HOST_CERT_ALGORITHMS)
     for key in known:
-        if not key.revoked:
+        if not key.revoked and not key.ca:
             order.extend(_ALGORITHMS_FOR_TYPE.get(key.key_type, (key.key_type,)))
     return list(dict.fromkeys(order))
 
 
 def verify_host_key(host: str, name: str, offered: paramiko.PKey, known: list[KnownKey],
-                    policy: str, record_file: str) -> None:
-    """Accept the offered key or raise HostKeyMismatch/HostKeyUnknown with what to fix."""
+                    policy: str, record_file: str, certificate=None,
+                    principal: str | None = None) -> None:
+    """Accept the offered key or raise HostKeyMismatch/HostKeyUnknown with what to fix.
+
+    A host certificate (certs.host_certificate of the offered key; `certs.UNREADABLE` when
+    it could not be read) is accepted when a known, unrevoked CA signed it for `principal`
+    (the host name ssh checks: HostKeyAlias, else the address; `name` without a port when not
+    given); else, as ssh does, the plain key is checked, and the error says why the
+    certificate was not enough."""
     blob, key_type = offered.asbytes(), offered.get_name()
     offered_fp = fingerprint(blob)
     for key in known:
         if key.revoked and key.blob == blob:
             raise HostKeyMismatch(host, f"{name} offered a REVOKED host key {offered_fp} "
                                         f"({key.path}:{key.line})", "host key")
-    valid = [k for k in known if not k.revoked]
+    refused = ""
+    if isinstance(certificate, str):
+        refused = f"; its host certificate was not accepted: {certificate}"
+    elif certificate is not None:
+        why = _certificate_refusal(certificate, name, known, principal or _bare(name))
+        if why is None:
+            return
+        refused = f"; its host certificate (id {certificate.key_id!r}) was not accepted: {why}"
+    valid = [k for k in known if not k.revoked and not k.ca]
     if any(k.blob == blob for k in valid):
         return
     same_type = [k for k in valid if k.key_type == key_type]
     if same_type or valid:
         expected = (same_type or valid)[0]
-        raise HostKeyMismatch(host, _mismatch_message(name, key_type, offered_fp, expected),
-                              "host key")
+        raise HostKeyMismatch(host, _mismatch_message(name, key_type, offered_fp, expected)
+                              + refused, "host key")
     if policy == "yes":
         raise HostKeyUnknown(host, f"no host key for {name} is known ({key_type} "
-                                   f"{offered_fp} offered); add it to a known_hosts file "
-                                   "or run with --accept-new-host-keys", "host key")
+                                   f"{offered_fp} offered{refused}); add it to a known_hosts "
+                                   "file or run with --accept-new-host-keys", "host key")
     record_host_key(record_file, name, offered)
+
+
+def _certificate_refusal(cert, name: str, known: list[KnownKey], principal: str) -> str | None:
+    """None when ssh would accept `cert` (a certs.Certificate) for this host; else why not,
+    in a clause."""
+    revoked = next((k for k in known if k.revoked and k.blob == cert.ca), None)
+    if revoked is not None:
+        return f"its CA {cert.ca_fingerprint} is REVOKED ({revoked.path}:{revoked.line})"
+    cas = [k for k in known if k.ca and not k.revoked]
+    if not any(k.blob == cert.ca for k in cas):
+        trusted = ", ".join(f"{k.fingerprint} ({k.path}:{k.line})" for k in cas)
+        return (f"it is signed by CA {cert.ca_fingerprint}, which no @cert-authority line "
+                f"for {name} names" + (f"; those trusted are {trusted}" if trusted else ""))
+    if not cert.signature_valid():
+        return f"its signature by CA {cert.ca_fingerprint} does not verify"
+    problems = cert.host_problems(principal)
+    return "; ".join(problems) if problems else None
+
+
+def _bare(name: str) -> str:
+    """`[host]:port` -> host: certificates name hosts without a port."""
+    return name[1:name.index("]:")] if name.startswith("[") and "]:" in name else name
 
 
 def _mismatch_message(name: str, key_type: str, offered_fp: str, expected: KnownKey) -> str:
@@ -154,22 +201,23 @@ def _read_lines(host: str, path: str) -> list[tuple[int, str]]:
 
 
 def _parse_line(path: str, number: int, line: str) -> tuple[str, KnownKey] | None:
-    """(host patterns, key) for a usable line; comments, CA lines and junk give None."""
+    """(host patterns, key) for a usable line; comments, unknown markers and junk give None."""
     if not line or line.startswith("#"):
         return None
     fields = line.split()
-    revoked = False
+    marker = ""
     if fields[0].startswith("@"):
-        if fields[0] != "@revoked":
-            return None    # @cert-authority: host certificates are not supported
-        revoked, fields = True, fields[1:]
+        if fields[0] not in ("@revoked", "@cert-authority"):
+            return None
+        marker, fields = fields[0], fields[1:]
     if len(fields) < 3:
         return None
     try:
         blob = base64.b64decode(fields[2], validate=True)
     except ValueError:
         return None
-    return fields[0], KnownKey(path, number, fields[1], blob, revoked)
+    return fields[0], KnownKey(path, number, fields[1], blob, marker == "@revoked",
+                               marker == "@cert-authority")
 
 
 def _patterns_match(patterns: str, name: str) -> bool:

@@ -182,8 +182,10 @@ def _handshake(spec: ConnectionSpec, hop: Endpoint, sock, name: str,
     try:
         _configure(spec, transport, preferred_key_types(known))
         _start(spec, hop, transport)
-        verify_host_key(spec.host, name, transport.get_remote_server_key(), known,
-                        spec.host_key_policy, spec.record_known_hosts_file)
+        offered = transport.get_remote_server_key()
+        verify_host_key(spec.host, name, offered, known, spec.host_key_policy,
+                        spec.record_known_hosts_file, certs.host_certificate(offered),
+                        hop.host_key_alias or hop.address)
         _authenticate(spec.host, hop, transport)
         return transport
     except BaseException:
@@ -193,7 +195,8 @@ def _handshake(spec: ConnectionSpec, hop: Endpoint, sock, name: str,
 
 def _configure(spec: ConnectionSpec, transport: paramiko.Transport, known_types: list[str]):
     options = transport.get_security_options()
-    supported = [t for t in known_types if t in options.key_types]
+    # host certificate types are not in paramiko's default list, but it reads them
+    supported = [t for t in known_types if t in transport._key_info]
     options.key_types = supported + [t for t in options.key_types if t not in supported]
     # A little longer than start_client's own timeout, so a silent server is reported as
     # "timed out" by _start rather than as paramiko's vaguer banner error.
@@ -342,9 +345,10 @@ def _candidate_keys(hop: Endpoint, notes: list[str], unusable: list[key_files.Un
     (missing, passphrase-protected, unreadable) to `notes`.
 
     The identity files are those named (inventory, IdentityFile), or ssh's default key files
-    when none is: ssh tries its defaults only then, IdentitiesOnly or not (`ssh -G` lists
-    them). Order: the named files, the agent's other keys (not with IdentitiesOnly), then the
-    default files. Each key is offered once, since sshd's MaxAuthTries counts every offer. A
+    when none is (`hop.default_keys`): ssh tries its defaults only then, IdentitiesOnly or not
+    (`ssh -G` lists them). A jump host not in the inventory is offered the target's key files
+    and then its defaults. Order: the named files, the agent's other keys (not with
+    IdentitiesOnly), then the default files. Each key is offered once, since sshd's MaxAuthTries counts every offer. A
     key file paramiko cannot use itself (a FIDO key, a passphrase-protected key, only a public
     key) is offered through ssh-agent's copy of the key when the agent holds it, as ssh does,
     IdentitiesOnly or not. A key with a certificate (`<key>-cert.pub` beside it, or a
@@ -358,8 +362,8 @@ def _candidate_keys(hop: Endpoint, notes: list[str], unusable: list[key_files.Un
         if not hop.identities_only:
             for key in agent.keys():
                 if agent.offer(key):
-                    yield f"agent key {key.get_fingerprint().hex()[:16]}", key
-        if not hop.key_files:
+                    yield _agent_offer(key)
+        if hop.default_keys:
             for raw in DEFAULT_IDENTITIES:
                 yield from _file_keys(hop, _expand(raw), agent, notes, unusable, named=False)
     finally:
@@ -395,6 +399,16 @@ def _file_keys(hop: Endpoint, path: str, agent: _Agent, notes: list[str],
         notes.append(f"key {path} ({why})")
 
 
+def _agent_offer(key: paramiko.AgentKey) -> tuple[str, paramiko.AgentKey]:
+    """An agent identity as offered: a certificate goes as itself (paramiko reads an RSA
+    certificate's inner key, whose plain blob would otherwise be sent under the certificate's
+    type), signed by the agent with its key."""
+    if key.get_name().endswith("-cert-v01@openssh.com"):
+        key.public_blob = paramiko.PublicBlob(key.get_name(), key.blob)
+        return f"agent certificate {key.get_fingerprint().hex()[:16]}", key
+    return f"agent key {key.get_fingerprint().hex()[:16]}", key
+
+
 class _Agent:
     """ssh-agent (SSH_AUTH_SOCK), asked for its keys once and only when a key is wanted; it
     remembers every key offered during the login (from a file or from the agent)."""
@@ -410,7 +424,7 @@ class _Agent:
 
     def offer(self, key: paramiko.PKey) -> bool:
         """True the first time a key is offered (and remember it), False afterwards."""
-        blob = key.asbytes()
+        blob = _identity(key)
         if blob in self.offered:
             return False
         self.offered.add(blob)
@@ -421,7 +435,7 @@ class _Agent:
         if public_blob is None:
             return None
         for key in self.keys():
-            if key.asbytes() == public_blob:
+            if _identity(key) == public_blob:
                 return key
         return None
 
@@ -430,14 +444,21 @@ class _Agent:
             self._agent.close()
 
 
+def _identity(key: paramiko.PKey) -> bytes:
+    """What the agent knows a key by (its certificate's blob for a certificate), else the
+    public key blob."""
+    return key.blob if isinstance(key, paramiko.AgentKey) else key.asbytes()
+
+
 def _with_certificates(hop: Endpoint, path: str, key: paramiko.PKey, label: str,
                        agent: _Agent, plain: bool = True):
-    """`key` with each certificate for it (`<path>-cert.pub`, then the CertificateFiles whose
-    public key is `key`'s) not offered yet, then plain (when `plain`). An agent's key signs
-    with its plain key and the request carries the certificate, as ssh does with a file's
-    certificate; the agent's own copy of a certificate is the same offer."""
+    """`key` with each certificate for it (the CertificateFiles whose public key is `key`'s;
+    without any CertificateFile, `<path>-cert.pub`, as ssh.c load_public_identity_files)
+    not offered yet, then plain (when `plain`). An agent's key signs with its plain key and
+    the request carries the certificate, as ssh does with a file's certificate; the agent's
+    own copy of a certificate is the same offer."""
     found = []
-    for cert_path in (path + "-cert.pub", *hop.cert_files):
+    for cert_path in hop.cert_files or (path + "-cert.pub",):
         cert = certs.read_for_key(cert_path, key)
         if cert is not None and cert.path not in {c.path for c in found}:
             found.append(cert)

@@ -100,7 +100,9 @@ class Endpoint:
     key_files: tuple[str, ...] = ()            # explicit identities, tried first, in order
     password: Secret | None = None
     identities_only: bool = False              # IdentitiesOnly=yes: only key_files (the agent's
-                                               # copy of one of them too); no default keys
+                                               # copy of one of them too), no other agent keys
+    default_keys: bool = True                  # ssh's default key files are tried: no identity
+                                               # file was named (one missing counts as named)
     password_auth: bool = True                 # PasswordAuthentication=no turns it off
     host_key_alias: str | None = None
     cert_files: tuple[str, ...] = ()           # CertificateFile: certificates for the keys
@@ -151,6 +153,7 @@ class _SshArgs:
 
     options: dict[str, str] = field(default_factory=dict)   # lower-case keyword -> first value
     identity_files: list[str] = field(default_factory=list)
+    identities_configured: bool = False      # the ssh config named IdentityFiles (found or not)
     known_hosts_files: list[str] = field(default_factory=list)
     jumps: str | None = None
     compress: bool = False
@@ -261,6 +264,7 @@ def _merge_config(args: _SshArgs, config: sshconfig.ConfigValues) -> None:
     if user and user != sshconfig.local_user():
         args.options.setdefault("user", user)
     expand = _config_path_expander(args)
+    args.identities_configured = args.identities_configured or bool(config.identity_files())
     for setting, paths, found in (("IdentityFile", config.identity_files(), args.identity_files),
                                   ("CertificateFile", config.all("certificatefile"),
                                    args.cert_files)):
@@ -402,6 +406,7 @@ def _target_endpoint(host: Host, args: _SshArgs, options: RunOptions) -> Endpoin
     return Endpoint(
         name=host.name, address=address, port=port, user=user,
         key_files=_existing_key_files(host.name, keys, "ansible_ssh_private_key_file"),
+        default_keys=not (keys or args.identities_configured),
         password=Secret(str(password)) if password is not None else None,
         identities_only=_yes(args.options.get("identitiesonly", "no")),
         password_auth=_yes(args.options.get("passwordauthentication", "yes")),
@@ -466,6 +471,7 @@ def _jump_endpoint(host: str, text: str, target: Endpoint, options: RunOptions,
                    port=_port(host, args.options.get("port", jump.port), "ProxyJump"),
                    user=user or args.options.get("user") or jump.user,
                    key_files=tuple(dict.fromkeys([*args.identity_files, *jump.key_files])),
+                   default_keys=not args.identities_configured,
                    cert_files=tuple(dict.fromkeys([*args.cert_files, *jump.cert_files])),
                    host_key_alias=args.options.get("hostkeyalias"))
 

@@ -51,8 +51,10 @@ def session_for(inventory: Path, name: str, **options):
 
 @pytest.fixture(scope="module")
 def calab(lab_factory):
-    """One control plane, one worker; every sshd trusts the lab's user CA."""
-    with lab_factory.running(control_planes=1, workers=1, user_ca=True, wait_ready=True) as lab:
+    """One control plane, one worker; every sshd trusts the lab's user CA and presents a host
+    certificate from the lab's host CA."""
+    with lab_factory.running(control_planes=1, workers=1, user_ca=True, host_ca=True,
+                             wait_ready=True) as lab:
         yield lab
 
 
@@ -275,6 +277,35 @@ def test_identities_only_without_a_key_file_logs_in_with_the_default_key(calab, 
         f"-o UserKnownHostsFile={calab.known_hosts} -o IdentitiesOnly=yes'\n")
     done = harden("ping", "-i", str(inventory), env={"HOME": str(home), "SSH_AUTH_SOCK": ""})
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_nodes_known_only_through_a_host_ca_are_checked_by_their_certificates(calab, tmp_path,
+                                                                             transport):
+    # known_hosts holds one `@cert-authority 127.x.y.* KEY` line and nothing is recorded;
+    # another CA's line leaves the nodes unknown, with the reason
+    known = tmp_path / "known_hosts"
+    known.write_text((calab.dir / "known_hosts_ca").read_text())
+    inventory = tmp_path / "host-ca.ini"
+
+    def ping() -> subprocess.CompletedProcess:
+        inventory.write_text(
+            f"[nodes]\ncp1 ansible_host={calab.nodes['cp1']}\nw1 ansible_host={calab.nodes['w1']}\n"
+            f"[nodes:vars]\nansible_user=root\nansible_ssh_private_key_file={calab.key}\n"
+            f"harden_transport={transport}\nansible_ssh_common_args='-F /dev/null "
+            f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes'\n")
+        return harden("ping", "-i", str(inventory))
+
+    done = ping()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert known.read_text() == (calab.dir / "known_hosts_ca").read_text()
+    other = tmp_path / "other_ca"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    known.write_text(f"@cert-authority * {(tmp_path / 'other_ca.pub').read_text()}")
+    refused = ping()
+    assert refused.returncode == 4 and "cp1: host key unknown" in refused.stdout
+    if transport == "paramiko":
+        assert "which no @cert-authority line" in refused.stdout
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -32,9 +32,16 @@ class FakeAgentKey:
 
     def __init__(self, blob: bytes):
         self.blob = blob
+        self.public_blob = None
 
     def asbytes(self) -> bytes:
         return self.blob
+
+    def get_name(self) -> str:
+        try:
+            return paramiko.Message(self.blob).get_text()
+        except UnicodeDecodeError:
+            return "?"
 
     def get_fingerprint(self) -> bytes:
         return self.blob[-16:]
@@ -86,6 +93,7 @@ def agent(monkeypatch, tmp_path):
 def hop(*key_files_: str, identities_only: bool = True, password: str | None = None):
     return Endpoint(name="n1", address="10.0.0.5", port=22, user="root",
                     key_files=tuple(key_files_), identities_only=identities_only,
+                    default_keys=not key_files_,
                     password=Secret(password) if password is not None else None)
 
 
@@ -368,3 +376,40 @@ def test_a_certificate_the_agent_offered_is_not_offered_again_with_a_default_key
     agent.held = [FakeAgentKey(blob), FakeAgentKey(cert)]
     found, notes, unusable = offers(hop(identities_only=False))
     assert [b for _label, b in found] == [blob, cert] and notes == [] and unusable == []
+
+
+@needs_keygen
+def test_an_agent_rsa_certificate_is_offered_as_a_certificate_once(tmp_path, agent):
+    # paramiko reads an RSA certificate's inner key, whose plain blob stood for it: the
+    # agent's certificate was taken for its plain key (never offered) or sent with that blob
+    keygen_rsa = ["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"]
+    subprocess.run([*keygen_rsa, str(tmp_path / "rsa")], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "ca")],
+                   check=True)
+    subprocess.run(["ssh-keygen", "-q", "-s", str(tmp_path / "ca"), "-I", "me", "-n", "root",
+                    str(tmp_path / "rsa.pub")], check=True)
+    plain = base64.b64decode((tmp_path / "rsa.pub").read_text().split()[1])
+    cert = base64.b64decode((tmp_path / "rsa-cert.pub").read_text().split()[1])
+    agent.held = [paramiko.AgentKey(None, plain), paramiko.AgentKey(None, cert)]
+    assert [kind for _label, kind in offered_as(hop(identities_only=False))] == [
+        "plain", "ssh-rsa-cert-v01@openssh.com"]
+
+
+@needs_keygen
+def test_a_certificate_file_replaces_the_one_beside_the_key_as_in_ssh(tmp_path, agent):
+    # ssh loads <key>-cert.pub only when no CertificateFile is configured
+    path = tmp_path / "id_cert"
+    blob, _cert = certified_passphrase_key(tmp_path, path)
+    agent.held = [FakeAgentKey(blob)]
+    elsewhere = tmp_path / "other-cert.pub"
+    subprocess.run(["ssh-keygen", "-q", "-s", str(tmp_path / "ca"), "-I", "other", "-n", "root",
+                    str(path) + ".pub"], check=True)
+    path.with_name(path.name + "-cert.pub").rename(elsewhere)
+    subprocess.run(["ssh-keygen", "-q", "-s", str(tmp_path / "ca"), "-I", "beside", "-n", "root",
+                    str(path) + ".pub"], check=True)
+    endpoint = Endpoint(name="n1", address="10.0.0.5", port=22, user="root",
+                        key_files=(str(path),), identities_only=True, default_keys=False,
+                        cert_files=(str(elsewhere),))
+    labels = [label for label, _kind in offered_as(endpoint)]
+    assert labels[0].startswith(f"certificate {elsewhere} (id 'other'")
+    assert labels[1:] == [f"key {path} (through ssh-agent)"]

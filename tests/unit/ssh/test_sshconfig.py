@@ -90,6 +90,24 @@ def test_one_default_key_named_in_the_config_is_the_only_key_file(tmp_path, monk
     assert defaults.target.key_files == ()
 
 
+def test_a_missing_configured_identity_file_still_stops_the_default_keys(tmp_path):
+    # ssh counts it as named: with IdentitiesOnly it then offers nothing, not ~/.ssh/id_*
+    path = tmp_path / "ssh_config"
+    path.write_text(f"Host *\n  IdentityFile {tmp_path / 'id_work'}\n  IdentitiesOnly yes\n")
+    s = spec("node-c", {"ansible_ssh_common_args": f"-F {path}"})
+    assert s.target.key_files == () and s.target.default_keys is False
+    assert spec("node-c", {}).target.default_keys is True
+
+
+def test_a_jump_host_outside_the_inventory_gets_the_targets_keys_then_the_defaults(tmp_path):
+    key = tmp_path / "deploy_key"
+    key.write_text("only its existence matters here\n")
+    s = spec("node-d", {"ansible_ssh_private_key_file": str(key),
+                        "ansible_ssh_common_args": "-F /dev/null -J bastion"})
+    assert s.target.default_keys is False
+    assert s.jumps[0].key_files == (str(key),) and s.jumps[0].default_keys is True
+
+
 def test_inventory_variables_win_and_a_match_on_the_user_follows_them(config):
     path, _ = config
     s = spec("node-a", {"ansible_user": "bob", "ansible_port": 22,
