@@ -85,10 +85,14 @@ class Certificate:
 
 
 def _when(seconds: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):      # past what the platform's time_t holds
+        return f"{seconds} s after 1970"
 
 
 UNREADABLE = "it is not a certificate harden can read"
+_CERT = "-cert-v01@openssh.com"
 _MALFORMED = (ValueError, IndexError, struct.error, paramiko.SSHException)
 
 
@@ -101,12 +105,19 @@ def read_for_key(path: str, key: paramiko.PKey) -> Certificate | None:
         return None
 
 
-def host_certificate(offered: paramiko.PKey) -> Certificate | str | None:
+def host_certificate(offered: paramiko.PKey, negotiated: str | None = None
+                     ) -> Certificate | str | None:
     """The certificate a server presented with its host key (paramiko keeps it as the key's
-    public blob); None for a plain key; UNREADABLE for bytes that do not parse, which the
-    server chose (a key id that is no UTF-8, a short blob): never an exception."""
+    public blob); None for a plain key; a string saying why for what ssh refuses during the
+    key exchange: bytes that do not parse, which the server chose (a key id that is no UTF-8,
+    a short blob), or a certificate under a plain `negotiated` host key algorithm or the
+    reverse (paramiko's key classes load either). Never an exception."""
     blob = getattr(offered, "public_blob", None)
-    if blob is None or not blob.key_type.endswith("-cert-v01@openssh.com"):
+    is_cert = blob is not None and blob.key_type.endswith(_CERT)
+    if negotiated is not None and negotiated.endswith(_CERT) != is_cert:
+        return (f"the key exchange named {negotiated} but the server sent "
+                f"{blob.key_type if is_cert else 'a plain key'}")
+    if not is_cert:
         return None
     try:
         return parse("host certificate", blob, offered) or UNREADABLE
@@ -143,7 +154,7 @@ def parse(path: str, blob: paramiko.PublicBlob, key: paramiko.PKey) -> Certifica
     tail = paramiko.Message(msg.get_remainder())     # the signature: the blob's last field
     signed = blob.key_blob[:len(blob.key_blob) - len(tail.asbytes())]
     signature = tail.get_string()
-    if tail.get_remainder():                         # trailing bytes: ssh refuses the blob
-        signature = b""
+    if tail.get_remainder() or len(tail.asbytes()) != 4 + len(signature):
+        signature = b""          # trailing bytes, or a length past the end: ssh refuses it
     return Certificate(path, blob, key_id, tuple(principals), valid_after, valid_before,
                        fingerprint(ca), cert_type, critical, ca, signed, signature)

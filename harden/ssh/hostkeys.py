@@ -100,21 +100,24 @@ def verify_host_key(host: str, name: str, offered: paramiko.PKey, known: list[Kn
                     principal: str | None = None) -> None:
     """Accept the offered key or raise HostKeyMismatch/HostKeyUnknown with what to fix.
 
-    A host certificate (certs.host_certificate of the offered key; `certs.UNREADABLE` when
-    it could not be read) is accepted when a known, unrevoked CA signed it for `principal`
-    (the host name ssh checks: HostKeyAlias, else the address; `name` without a port when not
-    given); else, as ssh does, the plain key is checked, and the error says why the
-    certificate was not enough."""
+    A host certificate (certs.host_certificate of the offered key) is refused outright when
+    ssh refuses it during the key exchange or as revoked: unreadable (a string saying why),
+    a CA signature that does not verify, a revoked CA. Otherwise it is accepted when a known
+    CA signed it for `principal` (the host name ssh checks: HostKeyAlias, else the address;
+    `name` without a port when not given); else, as ssh does, the plain key is checked, and
+    the error says why the certificate was not enough."""
     blob, key_type = offered.asbytes(), offered.get_name()
     offered_fp = fingerprint(blob)
+    if isinstance(certificate, str):
+        raise HostKeyMismatch(host, f"{name} presented a host certificate ssh refuses "
+                                    f"outright: {certificate}", "host key")
     for key in known:
         if key.revoked and key.blob == blob:
             raise HostKeyMismatch(host, f"{name} offered a REVOKED host key {offered_fp} "
                                         f"({key.path}:{key.line})", "host key")
     refused = ""
-    if isinstance(certificate, str):
-        refused = f"; its host certificate was not accepted: {certificate}"
-    elif certificate is not None:
+    if certificate is not None:
+        _refuse_outright(host, name, certificate, known)
         why = _certificate_refusal(certificate, name, known, principal or _bare(name))
         if why is None:
             return
@@ -134,19 +137,29 @@ def verify_host_key(host: str, name: str, offered: paramiko.PKey, known: list[Kn
     record_host_key(record_file, name, offered)
 
 
-def _certificate_refusal(cert, name: str, known: list[KnownKey], principal: str) -> str | None:
-    """None when ssh would accept `cert` (a certs.Certificate) for this host; else why not,
-    in a clause."""
+def _refuse_outright(host: str, name: str, cert, known: list[KnownKey]) -> None:
+    """What ssh refuses with no fallback to the plain key: a certificate whose CA signature
+    does not verify (sshkey.c cert_parse, during the key exchange), or from a revoked CA
+    (sshconnect.c: HOST_REVOKED never downgrades)."""
+    if not cert.signature_valid():
+        raise HostKeyMismatch(host, f"{name} presented a host certificate (id {cert.key_id!r}) "
+                                    f"whose signature by CA {cert.ca_fingerprint} does not "
+                                    "verify", "host key")
     revoked = next((k for k in known if k.revoked and k.blob == cert.ca), None)
     if revoked is not None:
-        return f"its CA {cert.ca_fingerprint} is REVOKED ({revoked.path}:{revoked.line})"
+        raise HostKeyMismatch(host, f"{name} presented a host certificate from a REVOKED CA "
+                                    f"{cert.ca_fingerprint} ({revoked.path}:{revoked.line})",
+                              "host key")
+
+
+def _certificate_refusal(cert, name: str, known: list[KnownKey], principal: str) -> str | None:
+    """None when ssh would accept `cert` (a certs.Certificate, its signature checked) for
+    this host; else why not, in a clause: the plain key is then checked."""
     cas = [k for k in known if k.ca and not k.revoked]
     if not any(k.blob == cert.ca for k in cas):
         trusted = ", ".join(f"{k.fingerprint} ({k.path}:{k.line})" for k in cas)
         return (f"it is signed by CA {cert.ca_fingerprint}, which no @cert-authority line "
                 f"for {name} names" + (f"; those trusted are {trusted}" if trusted else ""))
-    if not cert.signature_valid():
-        return f"its signature by CA {cert.ca_fingerprint} does not verify"
     problems = cert.host_problems(principal)
     return "; ".join(problems) if problems else None
 
@@ -216,8 +229,27 @@ def _parse_line(path: str, number: int, line: str) -> tuple[str, KnownKey] | Non
         blob = base64.b64decode(fields[2], validate=True)
     except ValueError:
         return None
+    if marker == "@revoked":          # a revoked certificate revokes its key (ssh compares
+        blob = _plain_key(fields[1], blob)                    # public keys, not certificates)
     return fields[0], KnownKey(path, number, fields[1], blob, marker == "@revoked",
                                marker == "@cert-authority")
+
+
+def _plain_key(key_type: str, blob: bytes) -> bytes:
+    """The public key a certificate blob carries (the blob itself for a plain key, or for
+    what paramiko cannot read)."""
+    if not key_type.endswith(CERT_SUFFIX):
+        return blob
+    import paramiko
+
+    for prefix, cls in (("ssh-ed25519", paramiko.Ed25519Key), ("ecdsa-", paramiko.ECDSAKey),
+                        ("ssh-rsa", paramiko.RSAKey)):
+        if key_type.startswith(prefix):
+            try:
+                return cls(msg=paramiko.Message(blob)).asbytes()
+            except Exception:      # not a key paramiko reads: kept as written, matching nothing
+                return blob
+    return blob
 
 
 def _patterns_match(patterns: str, name: str) -> bool:

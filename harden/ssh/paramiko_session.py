@@ -11,6 +11,7 @@ loads) costs about 0.2 s of CPU, which a run over the openssh transport need not
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import select
@@ -128,6 +129,16 @@ def _forward(spec: ConnectionSpec, via: Endpoint, transport: paramiko.Transport,
         raise NetworkError(f"jump host {via.label} dropped the connection: {exc}") from None
 
 
+def _host_name(address: str) -> str:
+    """The name ssh checks a host certificate's principals against: a host name lower-cased
+    (ssh.c lowercases it), an IP address as written."""
+    try:
+        ipaddress.ip_address(address)
+        return address
+    except ValueError:
+        return address.lower()
+
+
 def _known_hosts_name(hop: Endpoint) -> str:
     if hop.host_key_alias:
         return hop.host_key_alias
@@ -184,8 +195,9 @@ def _handshake(spec: ConnectionSpec, hop: Endpoint, sock, name: str,
         _start(spec, hop, transport)
         offered = transport.get_remote_server_key()
         verify_host_key(spec.host, name, offered, known, spec.host_key_policy,
-                        spec.record_known_hosts_file, certs.host_certificate(offered),
-                        hop.host_key_alias or hop.address)
+                        spec.record_known_hosts_file,
+                        certs.host_certificate(offered, getattr(transport, "host_key_type", None)),
+                        hop.host_key_alias or _host_name(hop.address))
         _authenticate(spec.host, hop, transport)
         return transport
     except BaseException:

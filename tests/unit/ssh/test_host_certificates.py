@@ -101,10 +101,27 @@ def test_a_refused_certificate_and_another_plain_key_is_a_mismatch(pki):
                presented(pki, "-h", "-n", "elsewhere"))
 
 
-def test_a_revoked_ca_is_refused_even_when_also_trusted(pki):
-    text = ca_line(pki) + ca_line(pki, marker="@revoked")
-    with pytest.raises(HostKeyUnknown, match="its CA SHA256:.* is REVOKED"):
+def plain_line(pki, key: str = "host") -> str:
+    return f"{ADDRESS} {(pki / f'{key}.pub').read_text()}"
+
+
+def test_a_revoked_ca_is_refused_with_no_fallback_to_the_plain_key(pki):
+    # ssh: HOST_REVOKED never downgrades to the plain key, even one known_hosts names
+    text = ca_line(pki) + ca_line(pki, marker="@revoked") + plain_line(pki)
+    with pytest.raises(HostKeyMismatch, match="from a REVOKED CA SHA256:"):
         verify(pki, text, presented(pki, "-h", "-n", ADDRESS))
+
+
+def test_a_revoked_certificate_line_revokes_its_key(pki):
+    # ssh compares public keys: an admin pasting the stolen host's -cert.pub revokes the key
+    key = presented(pki, "-h", "-n", ADDRESS)
+    text = ca_line(pki) + f"@revoked * {(pki / 'host-cert.pub').read_text()}"
+    with pytest.raises(HostKeyMismatch, match="REVOKED host key"):
+        verify(pki, text, key)
+    plain = paramiko.Ed25519Key.from_private_key_file(str(pki / "host"))
+    with pytest.raises(HostKeyMismatch, match="REVOKED host key"):
+        verify(pki, plain_line(pki) + f"@revoked * {(pki / 'host-cert.pub').read_text()}",
+               plain)
 
 
 def test_a_revoked_host_key_is_refused_with_a_valid_certificate(pki):
@@ -119,8 +136,41 @@ def test_a_certificate_whose_signature_does_not_verify_is_refused(pki):
     at = blob.index(b"host-cert")
     blob[at:at + 9] = b"evil-cert"                   # the key id, under the CA's signature
     key.public_blob = paramiko.PublicBlob(key.public_blob.key_type, bytes(blob))
-    with pytest.raises(HostKeyUnknown, match="does not verify"):
+    with pytest.raises(HostKeyMismatch, match="does not verify"):     # ssh: no fallback
+        verify(pki, ca_line(pki) + plain_line(pki), key)
+
+
+def test_a_signature_length_past_the_end_is_refused_though_the_signed_part_is_intact(pki):
+    key = presented(pki, "-h", "-n", ADDRESS)
+    cert = certs.host_certificate(key)
+    blob = key.public_blob.key_blob
+    at = len(cert.signed)
+    longer = (len(blob) - at - 4 + 8).to_bytes(4, "big")
+    key.public_blob = paramiko.PublicBlob(key.public_blob.key_type,
+                                          blob[:at] + longer + blob[at + 4:])
+    with pytest.raises(HostKeyMismatch, match="does not verify"):
         verify(pki, ca_line(pki), key)
+
+
+def test_a_certificate_under_a_plain_negotiated_algorithm_is_refused(pki):
+    key = presented(pki, "-h", "-n", ADDRESS)
+    assert "the key exchange named ssh-ed25519" in certs.host_certificate(key, "ssh-ed25519")
+    plain = paramiko.Ed25519Key.from_private_key_file(str(pki / "host"))
+    assert "a plain key" in certs.host_certificate(plain, "ssh-ed25519-cert-v01@openssh.com")
+    assert certs.host_certificate(plain, "ssh-ed25519") is None
+
+
+def test_a_validity_past_the_platforms_clock_is_a_refusal_not_an_exception(pki):
+    with pytest.raises(HostKeyUnknown, match="not valid before"):
+        verify(pki, ca_line(pki), presented(pki, "-h", "-n", ADDRESS,
+                                            "-V", "0x7fffffffffffff00:forever"))
+
+
+def test_the_principal_checked_is_a_lower_cased_host_name_or_the_ip_as_written():
+    from harden.ssh.paramiko_session import _host_name
+
+    assert _host_name("Node1.Example") == "node1.example"
+    assert _host_name("FE80::1") == "FE80::1" and _host_name("10.0.0.5") == "10.0.0.5"
 
 
 def test_an_accepted_certificate_records_nothing_and_a_refused_one_records_the_plain_key(pki):
@@ -148,5 +198,5 @@ def test_a_certificate_the_server_made_unreadable_is_refused_not_an_exception(pk
     blob = key.public_blob.key_blob.replace(b"host-cert", b"host\xff\xfert")
     key.public_blob = paramiko.PublicBlob(key.public_blob.key_type, blob)
     assert certs.host_certificate(key) == certs.UNREADABLE
-    with pytest.raises(HostKeyUnknown, match="not a certificate harden can read"):
-        verify(pki, ca_line(pki), key)
+    with pytest.raises(HostKeyMismatch, match="not a certificate harden can read"):
+        verify(pki, ca_line(pki) + plain_line(pki), key)
