@@ -360,10 +360,12 @@ def _candidate_keys(hop: Endpoint, notes: list[str], unusable: list[key_files.Un
     when none is (`hop.default_keys`): ssh tries its defaults only then, IdentitiesOnly or not
     (`ssh -G` lists them). A jump host not in the inventory is offered the target's key files
     and then its defaults. Order: the named files, the agent's other keys (not with
-    IdentitiesOnly), then the default files. Each key is offered once, since sshd's MaxAuthTries counts every offer. A
-    key file paramiko cannot use itself (a FIDO key, a passphrase-protected key, only a public
-    key) is offered through ssh-agent's copy of the key when the agent holds it, as ssh does,
-    IdentitiesOnly or not. A key with a certificate (`<key>-cert.pub` beside it, or a
+    IdentitiesOnly), then the default files (ssh puts the agent's keys first; named files
+    first costs fewer of sshd's MaxAuthTries, which count every offer: each key is offered
+    once). A key file paramiko cannot use itself (a FIDO key, a passphrase-protected key,
+    only a public key) is offered through ssh-agent's copy of the key when the agent holds
+    it, as ssh does, IdentitiesOnly or not. A key with a certificate (`<key>-cert.pub` beside
+    it when no CertificateFile is configured, or a
     CertificateFile carrying its public key) is offered with each certificate first and then
     plain, the agent's copy too, as ssh does.
     """
