@@ -321,6 +321,7 @@ def master_options(spec: ConnectionSpec, hop: Endpoint, path: str, via: str | No
         "UserKnownHostsFile": " ".join(_quote(f) for f in _known_hosts(spec)),
         "ConnectTimeout": str(max(1, math.ceil(spec.connect_timeout))),
         "IdentitiesOnly": "yes" if hop.identities_only else None,
+        "IdentityAgent": _quote(hop.identity_agent) if hop.identity_agent else None,
         "PasswordAuthentication": "no", "KbdInteractiveAuthentication": "no",
         "HostKeyAlias": hop.host_key_alias,
         "ServerAliveInterval": str(spec.keepalive) if spec.keepalive else None,

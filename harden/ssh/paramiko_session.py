@@ -27,7 +27,7 @@ import paramiko  # noqa: E402
 
 from harden.errors import HostError
 from harden.node.limits import MAX_OUTPUT_BYTES
-from harden.ssh import certs, key_files
+from harden.ssh import certs, key_files, sshconfig
 from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession, Unreachable,
                                NetworkError, with_retries, bounded_output)
 from harden.ssh.session import CommandResult
@@ -369,7 +369,7 @@ def _candidate_keys(hop: Endpoint, notes: list[str], unusable: list[key_files.Un
     CertificateFile carrying its public key) is offered with each certificate first and then
     plain, the agent's copy too, as ssh does.
     """
-    agent = _Agent()
+    agent = _Agent(hop.identity_agent)
     try:
         for path in hop.key_files:
             yield from _file_keys(hop, path, agent, notes, unusable, named=True)
@@ -424,16 +424,18 @@ def _agent_offer(key: paramiko.AgentKey) -> tuple[str, paramiko.AgentKey]:
 
 
 class _Agent:
-    """ssh-agent (SSH_AUTH_SOCK), asked for its keys once and only when a key is wanted; it
-    remembers every key offered during the login (from a file or from the agent)."""
+    """ssh-agent (IdentityAgent, else SSH_AUTH_SOCK), asked for its keys once and only when a
+    key is wanted; it remembers every key offered during the login (from a file or from the
+    agent)."""
 
-    def __init__(self):
+    def __init__(self, setting: str | None = None):
+        self._setting = setting
         self._agent: paramiko.Agent | None = None
         self.offered: set[bytes] = set()
 
     def keys(self) -> tuple:
         if self._agent is None:
-            self._agent = paramiko.Agent()
+            self._agent = _open_agent(self._setting)
         return self._agent.get_keys()
 
     def offer(self, key: paramiko.PKey) -> bool:
@@ -456,6 +458,39 @@ class _Agent:
     def close(self) -> None:
         if self._agent is not None:
             self._agent.close()
+
+
+def _open_agent(setting: str | None) -> paramiko.Agent:
+    """The agent IdentityAgent names (ssh_config(5)): a socket path (`~` is the passwd
+    home, as ssh -G expands it), `SSH_AUTH_SOCK` or `$VAR` (the socket that variable names),
+    `none` (no agent); unset, $SSH_AUTH_SOCK. No agent listening means no agent keys, as
+    for ssh."""
+    if setting is None or setting == "SSH_AUTH_SOCK":
+        return paramiko.Agent()
+    if setting.lower() == "none":
+        return _SocketAgent(None)
+    if setting.startswith("$"):
+        return _SocketAgent(os.environ.get(setting[1:]))
+    if setting.startswith("~/"):
+        setting = sshconfig.passwd_home() + setting[1:]
+    return _SocketAgent(setting)
+
+
+class _SocketAgent(paramiko.Agent):
+    """paramiko's Agent on a socket of our choosing: paramiko.Agent's own __init__ reads
+    only $SSH_AUTH_SOCK, so the base class's is called instead."""
+
+    def __init__(self, path: str | None):
+        paramiko.agent.AgentSSH.__init__(self)
+        if not path:
+            return
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(path)
+        except OSError:
+            conn.close()
+            return
+        self._connect(conn)
 
 
 def _identity(key: paramiko.PKey) -> bytes:

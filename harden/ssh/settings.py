@@ -103,6 +103,8 @@ class Endpoint:
                                                # copy of one of them too), no other agent keys
     default_keys: bool = True                  # ssh's default key files are tried: no identity
                                                # file was named (one missing counts as named)
+    identity_agent: str | None = None          # IdentityAgent: a socket path, "none",
+                                               # "SSH_AUTH_SOCK" or "$VAR"; None: $SSH_AUTH_SOCK
     password_auth: bool = True                 # PasswordAuthentication=no turns it off
     host_key_alias: str | None = None
     cert_files: tuple[str, ...] = ()           # CertificateFile: certificates for the keys
@@ -260,6 +262,8 @@ def _merge_config(args: _SshArgs, config: sshconfig.ConfigValues) -> None:
         value = config.setting(key)
         if value is not None:
             args.options.setdefault(key, value)
+    if config.get("identityagent") is not None:          # "none" means no agent here
+        args.options.setdefault("identityagent", config.get("identityagent"))
     user = config.setting("user")
     if user and user != sshconfig.local_user():
         args.options.setdefault("user", user)
@@ -377,7 +381,7 @@ def _apply_option(host: str, var: str, text: str, out: _SshArgs) -> None:
 _UNDERSTOOD_OPTIONS = {
     "hostname", "port", "user", "stricthostkeychecking", "connecttimeout", "proxycommand",
     "identitiesonly", "passwordauthentication", "hostkeyalias", "serveraliveinterval",
-    "compression",
+    "compression", "identityagent",
 }
 
 
@@ -407,6 +411,7 @@ def _target_endpoint(host: Host, args: _SshArgs, options: RunOptions) -> Endpoin
         name=host.name, address=address, port=port, user=user,
         key_files=_existing_key_files(host.name, keys, "ansible_ssh_private_key_file"),
         default_keys=not (keys or args.identities_configured),
+        identity_agent=args.options.get("identityagent"),
         password=Secret(str(password)) if password is not None else None,
         identities_only=_yes(args.options.get("identitiesonly", "no")),
         password_auth=_yes(args.options.get("passwordauthentication", "yes")),
@@ -461,7 +466,8 @@ def _jump_endpoint(host: str, text: str, target: Endpoint, options: RunOptions,
         return replace(base, name=text, user=user or base.user, port=port or base.port)
     jump = Endpoint(name=text, address=name, port=port or 22, user=user or options.local_user,
                     key_files=target.key_files, identities_only=target.identities_only,
-                    password_auth=False, cert_files=target.cert_files)
+                    password_auth=False, cert_files=target.cert_files,
+                    identity_agent=target.identity_agent)
     if not options.read_ssh_config:
         return jump
     args = _SshArgs(config_file=config_file)
@@ -472,6 +478,7 @@ def _jump_endpoint(host: str, text: str, target: Endpoint, options: RunOptions,
                    user=user or args.options.get("user") or jump.user,
                    key_files=tuple(dict.fromkeys([*args.identity_files, *jump.key_files])),
                    default_keys=not args.identities_configured,
+                   identity_agent=args.options.get("identityagent", jump.identity_agent),
                    cert_files=tuple(dict.fromkeys([*args.cert_files, *jump.cert_files])),
                    host_key_alias=args.options.get("hostkeyalias"))
 

@@ -75,7 +75,7 @@ class ConfigValues:
 RELEVANT = {"hostname", "user", "port", "identityfile", "certificatefile", "proxyjump",
             "proxycommand", "userknownhostsfile", "stricthostkeychecking", "connecttimeout",
             "identitiesonly", "passwordauthentication", "hostkeyalias", "serveraliveinterval",
-            "compression"}
+            "compression", "identityagent"}
 SYSTEM_CONFIG = "/etc/ssh/ssh_config"
 
 

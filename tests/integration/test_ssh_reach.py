@@ -264,6 +264,29 @@ def test_a_passphrase_key_with_its_certificate_logs_in_through_ssh_agent(calab, 
     assert re.search(r"Accepted publickey for root .* ED25519-CERT .*ID test-id_locked", log)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_agent_named_by_identity_agent_signs_and_none_turns_the_agent_off(calab, tmp_path,
+                                                                               transport):
+    # the key is only in an agent the ssh config names (1Password, Secretive, gpg-agent);
+    # $SSH_AUTH_SOCK points at the same agent for `IdentityAgent none` to switch off
+    config = tmp_path / "ssh_config"
+    inventory = tmp_path / "agent.ini"
+    inventory.write_text(
+        f"[nodes]\ncp1 ansible_host={calab.nodes['cp1']}\n[nodes:vars]\nansible_user=root\n"
+        f"harden_transport={transport}\nansible_ssh_common_args='-F {config} "
+        f"-o UserKnownHostsFile={calab.known_hosts}'\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    with running_agent() as sock:
+        add_key(sock, calab.key)
+        config.write_text(f"Host *\n  IdentityAgent {sock}\n")
+        named = harden("ping", "-i", str(inventory), env={"SSH_AUTH_SOCK": "", "HOME": str(home)})
+        config.write_text("Host *\n  IdentityAgent none\n")
+        off = harden("ping", "-i", str(inventory), env={"SSH_AUTH_SOCK": sock, "HOME": str(home)})
+    assert named.returncode == 0, named.stdout + named.stderr
+    assert off.returncode == 4 and "cp1: auth failed" in off.stdout, off.stdout
+
+
 def test_identities_only_without_a_key_file_logs_in_with_the_default_key(calab, tmp_path):
     # `Host *` + `IdentitiesOnly yes` (common with many agent keys): ssh still tries
     # ~/.ssh/id_ed25519 and its other default key files, so the paramiko transport does too

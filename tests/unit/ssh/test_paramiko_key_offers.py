@@ -413,3 +413,14 @@ def test_a_certificate_file_replaces_the_one_beside_the_key_as_in_ssh(tmp_path, 
     labels = [label for label, _kind in offered_as(endpoint)]
     assert labels[0].startswith(f"certificate {elsewhere} (id 'other'")
     assert labels[1:] == [f"key {path} (through ssh-agent)"]
+
+
+def test_identity_agent_none_or_an_unset_variable_means_no_agent(monkeypatch, agent):
+    # the env's agent (the fake) is not asked when IdentityAgent names another or none
+    agent.held = [FakeAgentKey(b"from-the-env")]
+    monkeypatch.delenv("NO_SUCH_SOCK", raising=False)
+    for setting in ("none", "$NO_SUCH_SOCK", "/nonexistent/agent.sock"):
+        endpoint = Endpoint(name="n1", address="10.0.0.5", port=22, user="root",
+                            identity_agent=setting)
+        assert offers(endpoint) == ([], [], [])
+    assert [blob for _label, blob in offers(hop(identities_only=False))[0]] == [b"from-the-env"]

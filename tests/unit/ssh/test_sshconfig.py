@@ -186,6 +186,23 @@ def test_options_paramiko_ignores_are_passed_on_by_the_openssh_transport():
     assert openssh_spec.ssh_options == ("kexalgorithms=curve25519-sha256",)   # not ControlPath
 
 
+def test_identity_agent_from_the_config_or_the_args_reaches_both_transports(tmp_path):
+    # 1Password, Secretive, gpg-agent: the agent is named in the ssh config, not the env
+    path = tmp_path / "ssh_config"
+    path.write_text("Host vault-*\n  IdentityAgent ~/.1p/agent.sock\nHost bare\n"
+                    "  IdentityAgent none\n")
+    home = sshconfig.passwd_home()
+    named = spec("vault-1", {"ansible_ssh_common_args": f"-F {path}"})
+    assert named.target.identity_agent == f"{home}/.1p/agent.sock"      # ssh -G expands ~
+    assert spec("bare", {"ansible_ssh_common_args": f"-F {path}"}).target.identity_agent == "none"
+    args = spec("x", {"ansible_ssh_common_args": "-F /dev/null -o IdentityAgent=$MY_SOCK"})
+    assert args.target.identity_agent == "$MY_SOCK" and args.warnings == ()
+    openssh = spec("x", {"ansible_ssh_common_args": "-F /dev/null -o IdentityAgent=$MY_SOCK",
+                         "harden_transport": "openssh"})
+    from harden.ssh.openssh import master_options
+    assert "IdentityAgent=$MY_SOCK" in master_options(openssh, openssh.target, "/m", None)
+
+
 def test_certificate_file_must_exist(tmp_path):
     with pytest.raises(HostError) as caught:
         spec("a", {"ansible_ssh_common_args": f"-o CertificateFile={tmp_path / 'c-cert.pub'}"})
