@@ -297,9 +297,11 @@ defer_read() { for f_ do [ -n "$f_" ] || continue
 read_argv() { for f_ do case $nl$RQ in *"$nl$f_$nl"*) ;; *) read_file "$f_";; esac; done; }
 read_queued() { set -f; o_=$IFS; IFS=$nl; set -- $RQ; IFS=$o_; set +f; RQ=''
   [ $# -eq 0 ] || read_files "$@"; }
-# concatenate the regular files among the arguments (never a FIFO: cat would wait forever)
+# concatenate the regular files among the arguments (never a FIFO: cat would wait forever),
+# each after head's "==> NAME <==" line when there are several: head ends a file's last line
+# before the next header, so a file without a final newline is not joined to the next one
 catf() { for f_ do shift; [ -f "$f_" ] && set -- "$@" "$f_"; done
-  [ $# -eq 0 ] || head -q -c __MAX1__ -- "$@"; :; }
+  [ $# -eq 0 ] || head -c __MAX1__ -- "$@"; :; }
 # value of a flag in a static-pod manifest's command/args list (kubeadm's "- --f=v" form), the
 # last occurrence; several flags with one sed: `mfvals FILE --a --b` sets M1 (of --a), M2 (of --b)
 mfvals() { m_=$1; shift; i_=0
@@ -467,10 +469,13 @@ defer_read "$@" /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sys
 # --config and --config-dir values of the unit files and env files (sed: h/g, so each is
 # taken from the unchanged line)
 CFGS=''; CDIRS=''
-set -f
-for l_ in $(catf "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf \
-  "$R"/var/lib/kubelet/kubeadm-flags.env "$R"/etc/default/kubelet 2>/dev/null |
-  sed -n -e h -e 's/.*--config=\([^ "]*\).*/C\1/p' -e g -e 's/.*--config-dir=\([^ "]*\).*/D\1/p'); do
+set -- "$R"/usr/lib/systemd/system/kubelet.service.d/*.conf "$R"/lib/systemd/system/kubelet.service.d/*.conf \
+  "$R"/etc/systemd/system/kubelet.service.d/*.conf "$R"/var/lib/kubelet/kubeadm-flags.env \
+  "$R"/etc/default/kubelet "$R"/etc/sysconfig/kubelet
+set -f   # after the globs: a command substitution inherits it
+for l_ in $(catf "$@" 2>/dev/null |
+  sed -n -e '/^==> .* <==$/d' -e h -e 's/.*--config=\([^ "]*\).*/C\1/p' -e g \
+    -e 's/.*--config-dir=\([^ "]*\).*/D\1/p'); do
   case $l_ in C*) CFGS="$CFGS ${l_#C}";; D*) CDIRS="$CDIRS ${l_#D}";; esac
 done
 set +f

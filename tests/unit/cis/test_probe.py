@@ -121,6 +121,26 @@ def test_fake_node_tree(tmp_path):
     assert SECRET not in repr(facts)
 
 
+def test_the_kubelet_drop_ins_config_flags_are_found_even_without_a_final_newline(tmp_path):
+    # the drop-ins' globs ran under `set -f` (never expanded: no drop-in was read), and the
+    # files were concatenated: a last line without its newline became one line with the next
+    # file's first, and only that line's last --config= was kept
+    root = tmp_path / "node"
+    dropins = root / "etc/systemd/system/kubelet.service.d"
+    dropins.mkdir(parents=True)
+    (dropins / "10-a.conf").write_text('[Service]\nEnvironment="A=--config=/etc/kubelet-a.yaml"')
+    (dropins / "20-b.conf").write_text('Environment="B=--config=/etc/kubelet-b.yaml"\n'
+                                       'Environment="C=--config-dir=/etc/kubelet-b.d"\n')
+    (root / "etc/kubelet-a.yaml").write_text("kind: KubeletConfiguration\nreadOnlyPort: 0\n")
+    (root / "etc/kubelet-b.yaml").write_text("kind: KubeletConfiguration\n")
+    (root / "etc/kubelet-b.d").mkdir()
+    (root / "etc/kubelet-b.d/50-b.conf").write_text("readOnlyPort: 10255\n")
+    facts = parse_probe_output(run_probe(str(root), path_env="/usr/bin:/bin"))
+    assert facts.contents["/etc/kubelet-a.yaml"].endswith("readOnlyPort: 0\n")
+    assert facts.contents["/etc/kubelet-b.yaml"] == "kind: KubeletConfiguration\n"
+    assert facts.contents["/etc/kubelet-b.d/50-b.conf"] == "readOnlyPort: 10255\n"
+
+
 def test_a_base64_without_wrap_option_gives_the_same_facts(tmp_path):
     """-w 0 saves a `tr` per value where base64 has it; where it has not, the output is the same."""
     root = tmp_path / "node"
