@@ -236,16 +236,25 @@ def _start(spec: ConnectionSpec, hop: Endpoint, transport: paramiko.Transport) -
 
 
 def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> None:
-    """Keys (explicit, agent, defaults) then password, the order ssh uses."""
+    """Keys (explicit, agent, defaults) then password, the order ssh uses. A key the server
+    accepts as one step of several (sshd's AuthenticationMethods, e.g. publickey,publickey)
+    is a partial success: the next keys or the password are tried for the rest, as ssh
+    does, and a step harden cannot take is named."""
     tried: list[str] = []             # what was offered, and notes on key files that were not
+    partial: list[str] = []           # what the server accepted as one step of several
     unusable: list[key_files.UnusableKey] = []
     allowed = list(PARAMIKO_METHODS)
     server_said = False
     offered = 0
     for label, key in _candidate_keys(hop, tried, unusable):
         try:
-            transport.auth_publickey(hop.user, key)
-            return
+            remaining = transport.auth_publickey(hop.user, key)
+            if transport.is_authenticated():
+                return
+            partial.append(label)
+            allowed, server_said = list(remaining), True
+            if "publickey" not in allowed:
+                break
         except paramiko.BadAuthenticationType as exc:
             allowed, server_said = list(exc.allowed_types), True
             break
@@ -256,10 +265,13 @@ def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> No
             raise AuthenticationFailed(host, f"{hop.label} closed the connection during "
                                              f"authentication: {exc}") from None
     if hop.password is not None and hop.password_auth and transport.is_active():
-        if _password_auth(hop, transport, allowed):
+        if _password_auth(hop, transport, allowed) and transport.is_authenticated():
             return
         tried.append("password")
         offered += 1
+    if partial:
+        raise AuthenticationFailed(host, _partial_message(hop, partial, tried, allowed),
+                                   "AuthenticationMethods")
     if not server_said and not tried:
         asked = _methods_allowed(hop, transport)
         if asked == []:
@@ -282,6 +294,21 @@ def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> No
         hint += "; not offered: " + "; ".join(key.describe() for key in unusable)
     raise AuthenticationFailed(host, f"{hop.label} refused authentication (tried {what}){hint}",
                                "ansible_user")
+
+
+def _partial_message(hop: Endpoint, partial: list[str], tried: list[str],
+                     allowed: list[str]) -> str:
+    """The server took some steps and wants more (sshd's AuthenticationMethods)."""
+    said = (f"{hop.label} accepted {', '.join(partial)} as one step but requires more "
+            f"(AuthenticationMethods): it still asks for {', '.join(allowed) or 'nothing'}")
+    if tried:
+        said += f" (also tried {', '.join(tried)})"
+    if "publickey" in allowed:
+        return said + "; name another key it accepts (ansible_ssh_private_key_file, -i, ssh-agent)"
+    if "password" in allowed and hop.password is None:
+        return said + "; set ansible_password for the password step"
+    return (said + "; harden logs in unattended and cannot answer an interactive second "
+            "factor: give the automation account a key-only rule on the server (a Match block)")
 
 
 def unusable_keys_message(hop: Endpoint, tried: list[str],

@@ -58,17 +58,26 @@ class FakeAgent:
 
 
 class FakeTransport:
-    """A server that accepts only the keys in `accepts` and no password."""
+    """A server that accepts only the keys in `accepts` and no password; with `then`, a key
+    is one step (AuthenticationMethods publickey,...) and `then` the methods still asked."""
 
-    def __init__(self, accepts: set[bytes] = frozenset()):
+    def __init__(self, accepts: set[bytes] = frozenset(), then: tuple = ()):
         self.accepts = accepts
+        self.then = list(then)
         self.offered: list[bytes] = []
+        self.authenticated = False
 
     def auth_publickey(self, _user, key):
         self.offered.append(key.asbytes())
-        if key.asbytes() in self.accepts:
-            return []
-        raise paramiko.AuthenticationException("denied")
+        if key.asbytes() not in self.accepts:
+            raise paramiko.AuthenticationException("denied")
+        if self.then:
+            return [self.then.pop(0)]
+        self.authenticated = True
+        return []
+
+    def is_authenticated(self):
+        return self.authenticated
 
     def auth_password(self, _user, _password):
         raise paramiko.AuthenticationException("denied")
@@ -424,3 +433,26 @@ def test_identity_agent_none_or_an_unset_variable_means_no_agent(monkeypatch, ag
                             identity_agent=setting)
         assert offers(endpoint) == ([], [], [])
     assert [blob for _label, blob in offers(hop(identities_only=False))[0]] == [b"from-the-env"]
+
+
+def test_a_key_accepted_as_one_step_of_two_goes_on_to_the_next_key(tmp_path):
+    # sshd `AuthenticationMethods publickey,publickey`: ssh offers its next key; harden took
+    # the first acceptance for a login, then failed to open a channel ("Timeout opening")
+    first, second = plain_key_file(tmp_path / "id_a"), plain_key_file(tmp_path / "id_b")
+    server = FakeTransport({first, second}, then=("publickey",))
+    _authenticate("n1", hop(str(tmp_path / "id_a"), str(tmp_path / "id_b")), server)
+    assert server.offered == [first, second] and server.authenticated
+
+
+@pytest.mark.parametrize("then, advice", [
+    ("publickey", "name another key it accepts"),
+    ("keyboard-interactive", "cannot answer an interactive second factor"),
+    ("password", "set ansible_password for the password step")])
+def test_a_step_harden_cannot_take_is_named_not_a_channel_timeout(tmp_path, then, advice):
+    key = plain_key_file(tmp_path / "id_a")
+    with pytest.raises(AuthenticationFailed) as failed:
+        _authenticate("n1", hop(str(tmp_path / "id_a")), FakeTransport({key}, then=(then,)))
+    assert failed.value.setting == "AuthenticationMethods"
+    assert f"accepted key {tmp_path / 'id_a'} as one step but requires more" in \
+        failed.value.message
+    assert f"it still asks for {then}" in failed.value.message and advice in failed.value.message
