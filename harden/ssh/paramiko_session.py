@@ -503,6 +503,9 @@ def _open_agent(setting: str | None) -> paramiko.Agent:
     return _SocketAgent(setting)
 
 
+_AGENT_TIMEOUT = 10.0
+
+
 class _SocketAgent(paramiko.Agent):
     """paramiko's Agent on a socket of our choosing: paramiko.Agent's own __init__ reads
     only $SSH_AUTH_SOCK, so the base class's is called instead."""
@@ -512,12 +515,13 @@ class _SocketAgent(paramiko.Agent):
         if not path:
             return
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.settimeout(_AGENT_TIMEOUT)       # a socket that accepts and never answers
         try:
             conn.connect(path)
-        except OSError:
+            self._connect(conn)
+        except (OSError, paramiko.SSHException):     # nothing, or no agent, listens there
             conn.close()
-            return
-        self._connect(conn)
+            self._conn, self._keys = None, ()
 
 
 def _identity(key: paramiko.PKey) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import shutil
+import socket
 import subprocess
 
 import paramiko
@@ -424,14 +425,21 @@ def test_a_certificate_file_replaces_the_one_beside_the_key_as_in_ssh(tmp_path, 
     assert labels[1:] == [f"key {path} (through ssh-agent)"]
 
 
-def test_identity_agent_none_or_an_unset_variable_means_no_agent(monkeypatch, agent):
+def test_identity_agent_none_unset_absent_or_not_an_agent_means_no_agent(monkeypatch, agent,
+                                                                          tmp_path):
     # the env's agent (the fake) is not asked when IdentityAgent names another or none
     agent.held = [FakeAgentKey(b"from-the-env")]
     monkeypatch.delenv("NO_SUCH_SOCK", raising=False)
-    for setting in ("none", "$NO_SUCH_SOCK", "/nonexistent/agent.sock"):
+    monkeypatch.setattr(paramiko_session, "_AGENT_TIMEOUT", 0.5)
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)     # accepts, never answers
+    silent.bind(str(tmp_path / "silent.sock"))
+    silent.listen(1)
+    for setting in ("none", "$NO_SUCH_SOCK", "/nonexistent/agent.sock",
+                    str(tmp_path / "silent.sock")):
         endpoint = Endpoint(name="n1", address="10.0.0.5", port=22, user="root",
                             identity_agent=setting)
         assert offers(endpoint) == ([], [], [])
+    silent.close()
     assert [blob for _label, blob in offers(hop(identities_only=False))[0]] == [b"from-the-env"]
 
 
