@@ -330,8 +330,8 @@ def master_options(spec: ConnectionSpec, hop: Endpoint, path: str, via: str | No
     if via is not None:
         opts["ProxyCommand"] = (f"{ssh_client() or 'ssh'} -F /dev/null -S {_quote(via)} "
                                 "-o ControlMaster=no -W %h:%p harden")
-    elif spec.proxy_command and hop is spec.target:
-        opts["ProxyCommand"] = spec.proxy_command.replace("%", "%%")
+    elif _proxy_for(spec, hop):
+        opts["ProxyCommand"] = _proxy_for(spec, hop).replace("%", "%%")
     else:
         opts["ProxyJump"] = "none"
     argv = ["-F", spec.ssh_config_file] if spec.ssh_config_file else []
@@ -345,6 +345,12 @@ def master_options(spec: ConnectionSpec, hop: Endpoint, path: str, via: str | No
     for option in spec.ssh_options:
         argv += ["-o", option]
     return argv
+
+
+def _proxy_for(spec: ConnectionSpec, hop: Endpoint) -> str | None:
+    """The ProxyCommand (tokens already expanded) that reaches `hop` when it is the first hop:
+    the target's own, or a first jump host's from the ssh config."""
+    return hop.proxy_command or (spec.proxy_command if hop is spec.target else None)
 
 
 def _known_hosts(spec: ConnectionSpec) -> list[str]:
@@ -698,6 +704,9 @@ class _MasterStream(_ProcessStream):
 
 # --- what ssh's messages mean ------------------------------------------------------------------
 
+# What ssh itself prints when its ProxyCommand closes the connection (the rest is the proxy's).
+_SSH_ON_PROXY_EOF = re.compile(r"kex_exchange_identification: |Connection closed by |"
+                               r"ssh_exchange_identification: |Pseudo-terminal ")
 _RETRIED = re.compile(r"Connection refused|Connection reset|Connection timed out|"
                       r"timed out|kex_exchange_identification|Connection closed by|"
                       r"Network is unreachable|No route to host", re.I)
@@ -789,6 +798,11 @@ def classify(spec: ConnectionSpec, hop: Endpoint, stderr: str) -> Exception:
     if "Bad configuration option" in text or "Bad owner or permissions" in text or \
             "Can't open user config file" in text or "terminating, " in text:
         return HostError(spec.host, f"ssh config: {last}", "ssh config")
+    proxy_said = [ln for ln in lines if not _SSH_ON_PROXY_EOF.match(ln)]
+    if _proxy_for(spec, hop) and proxy_said:
+        # ssh shows the proxy's stderr before its own last word: the error says both
+        return Unreachable(spec.host, f"{where}: {last}; ProxyCommand's stderr: "
+                                      + " | ".join(proxy_said[-5:]), "ProxyCommand")
     if _RETRIED.search(text):
         return NetworkError(f"{where}: {last}")
     return Unreachable(spec.host, f"{where}: {last}")

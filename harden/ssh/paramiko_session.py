@@ -28,6 +28,7 @@ import paramiko  # noqa: E402
 from harden.errors import HostError
 from harden.node.limits import MAX_OUTPUT_BYTES
 from harden.ssh import certs, key_files, sshconfig
+from harden.ssh.proxy_command import ShellProxy
 from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession, Unreachable,
                                NetworkError, with_retries, bounded_output)
 from harden.ssh.session import CommandResult
@@ -68,9 +69,8 @@ def open_hop(spec: ConnectionSpec, chain: tuple[Endpoint, ...], via) -> paramiko
     name = _known_hosts_name(hop)
     known = known_keys(spec.host, name, spec.known_hosts_files)
     if len(chain) == 1:
-        sock = _first_socket(spec, hop)
-    else:
-        sock = _forward(spec, chain[-2], via(chain[:-1]), hop)
+        return _first_handshake(spec, hop, name, known)
+    sock = _forward(spec, chain[-2], via(chain[:-1]), hop)
     return _handshake(spec, hop, sock, name, known)
 
 
@@ -81,9 +81,10 @@ def _open_chain(spec: ConnectionSpec) -> list[paramiko.Transport]:
     known = [known_keys(spec.host, name, spec.known_hosts_files) for name in names]
     transports: list[paramiko.Transport] = []
     try:
-        sock = _first_socket(spec, hops[0])
+        sock = None
         for index, hop in enumerate(hops):
-            transport = _handshake(spec, hop, sock, names[index], known[index])
+            transport = (_first_handshake(spec, hop, names[0], known[0]) if index == 0 else
+                         _handshake(spec, hop, sock, names[index], known[index]))
             transports.append(transport)
             if index + 1 < len(hops):
                 sock = _forward(spec, hop, transport, hops[index + 1])
@@ -94,12 +95,20 @@ def _open_chain(spec: ConnectionSpec) -> list[paramiko.Transport]:
         raise
 
 
+def _proxy_for(spec: ConnectionSpec, hop: Endpoint) -> str | None:
+    """The ProxyCommand that reaches `hop`, the first hop: the target's own, or a jump
+    host's from the ssh config."""
+    return hop.proxy_command or (spec.proxy_command if hop == spec.target else None)
+
+
 def _first_socket(spec: ConnectionSpec, hop: Endpoint):
-    if spec.proxy_command:
+    command = _proxy_for(spec, hop)
+    if command:
         try:
-            return paramiko.ProxyCommand(spec.proxy_command)
-        except paramiko.SSHException as exc:
-            raise Unreachable(spec.host, f"ProxyCommand failed: {exc}", "ProxyCommand") from None
+            return ShellProxy(command)
+        except OSError as exc:
+            raise Unreachable(spec.host, f"ProxyCommand for {hop.label} could not start: "
+                                         f"{exc.strerror or exc}", "ProxyCommand") from None
     try:
         return socket.create_connection((hop.address, hop.port), timeout=spec.connect_timeout)
     except (socket.timeout, TimeoutError):
@@ -113,6 +122,28 @@ def _first_socket(spec: ConnectionSpec, hop: Endpoint):
     except OSError as exc:
         raise NetworkError(f"cannot connect to {hop.address}:{hop.port}: "
                             f"{exc.strerror or exc}") from None
+
+
+def _first_handshake(spec: ConnectionSpec, hop: Endpoint, name: str,
+                     known: list[KnownKey]) -> paramiko.Transport:
+    """The handshake with the first hop, over TCP or its ProxyCommand; when the handshake
+    fails through a proxy, the error says what the proxy said (ssh shows its stderr): a
+    proxy that exited is not tried again, one still running is retried as a network error."""
+    sock = _first_socket(spec, hop)
+    if not isinstance(sock, ShellProxy):
+        return _handshake(spec, hop, sock, name, known)
+    try:
+        return _handshake(spec, hop, sock, name, known)
+    except (NetworkError, HostError) as exc:
+        exited, said = sock.failure()
+        if isinstance(exc, HostError):      # a key or login refusal: the proxy did its part
+            if not exited:
+                raise
+            raise type(exc)(exc.host, f"{exc.message}; {said}", exc.setting) from None
+        if exited:
+            raise Unreachable(spec.host, f"cannot reach {hop.label} through its ProxyCommand: "
+                                         f"{said}", "ProxyCommand") from None
+        raise NetworkError(f"{exc}; {said}") from None
 
 
 def _forward(spec: ConnectionSpec, via: Endpoint, transport: paramiko.Transport,

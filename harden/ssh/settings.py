@@ -50,6 +50,8 @@ _QUIETLY_ACCEPTED = {
     "serveralivecountmax", "requesttty", "checkhostip", "hashknownhosts",
 }
 _QUIET_FLAGS = set("qvTnxa")
+# Jump hosts in one chain, their own ProxyJumps included: a longer chain is a config mistake.
+MAX_JUMPS = 10
 
 
 class Secret:
@@ -108,6 +110,8 @@ class Endpoint:
     password_auth: bool = True                 # PasswordAuthentication=no turns it off
     host_key_alias: str | None = None
     cert_files: tuple[str, ...] = ()           # CertificateFile: certificates for the keys
+    proxy_command: str | None = None           # a first jump host's own ProxyCommand (tokens
+                                               # expanded); the target's is ConnectionSpec's
 
     @property
     def label(self) -> str:
@@ -143,7 +147,8 @@ class ConnectionSpec:
         """The path to the host in words, e.g. 'root@10.0.0.5:22 via ops@bastion:22'."""
         route = self.target.label
         if self.jumps:
-            route += " via " + " -> ".join(j.label for j in self.jumps)
+            route += " via " + " -> ".join(
+                ("ProxyCommand -> " if j.proxy_command else "") + j.label for j in self.jumps)
         elif self.proxy_command:
             route += " via ProxyCommand"
         return route + (" [openssh]" if self.transport == "openssh" else "")
@@ -186,6 +191,10 @@ def connection_spec(host: Host, options: RunOptions) -> ConnectionSpec:
     files = _known_hosts_files(args)
     record = args.known_hosts_files[0] if args.known_hosts_files else DEFAULT_KNOWN_HOSTS
     jumps = _jump_endpoints(host.name, args.jumps, target, options, args.config_file)
+    if len(jumps) > MAX_JUMPS:
+        raise HostError(host.name, f"more than {MAX_JUMPS} jump hosts on the way to "
+                                   f"{target.address} (jump hosts' own ProxyJumps included)",
+                        "ProxyJump")
     become_method = str(hv.get("ansible_become_method", "sudo"))
     if _truthy(hv.get("ansible_become", False)) and become_method != "sudo":
         raise HostError(host.name, f"become method {become_method!r} is not supported (only sudo)",
@@ -199,7 +208,7 @@ def connection_spec(host: Host, options: RunOptions) -> ConnectionSpec:
         host=host.name,
         target=target,
         jumps=jumps,
-        proxy_command=_proxy_command(host.name, args, target),
+        proxy_command=_proxy_command(host.name, args, target, name),
         known_hosts_files=files,
         record_known_hosts_file=record,
         host_key_policy=policy,
@@ -445,42 +454,86 @@ def _has_public_key(path: str) -> bool:
 
 
 def _jump_endpoints(host: str, spec: str | None, target: Endpoint, options: RunOptions,
-                    config_file: str | None = None) -> tuple[Endpoint, ...]:
+                    config_file: str | None = None,
+                    path: tuple[str, ...] = ()) -> tuple[Endpoint, ...]:
+    """The jump hosts of a ProxyJump list, in connection order, as ssh reaches them.
+
+    ssh turns `-J a,b` into `ssh -J a -W %h:%p b`, whose command-line -J wins over b's own
+    ProxyJump, and then `ssh -W b a`, which reads a's: so the first jump's own ProxyJump
+    (from the ssh config or its inventory ssh arguments) comes before it, recursively, and
+    its own ProxyCommand reaches it; the later jumps' own settings are not used. `path` holds
+    the jumps being expanded, to name a loop rather than recurse forever."""
     if spec is None or spec.strip().lower() == "none":
         return ()
-    return tuple(_jump_endpoint(host, part.strip(), target, options, config_file)
-                 for part in spec.split(",") if part.strip())
+    chain: list[Endpoint] = []
+    for index, part in enumerate(p.strip() for p in spec.split(",") if p.strip()):
+        jump, own_jumps, own_proxy = _jump_endpoint(host, part, target, options, config_file)
+        if index == 0:
+            chain += _before_first_jump(host, part, jump, own_jumps, own_proxy, target, options,
+                                        config_file, path)
+            if own_proxy and not own_jumps:
+                jump = replace(jump, proxy_command=expand_proxy_command(
+                    host, own_proxy, jump, _jump_name(host, part)))
+        chain.append(jump)
+    return tuple(chain)
+
+
+def _before_first_jump(host: str, part: str, jump: Endpoint, own_jumps: str | None,
+                       own_proxy: str | None, target: Endpoint, options: RunOptions,
+                       config_file: str | None, path: tuple[str, ...]) -> list[Endpoint]:
+    """The first jump's own jump hosts (expanded in turn), or a loop/too-deep error."""
+    name = _jump_name(host, part).lower()
+    if name in path:
+        raise HostError(host, "jump hosts form a loop: " + " -> ".join([*path, name]) +
+                        " (each one's ProxyJump names the next)", "ProxyJump")
+    if len(path) >= MAX_JUMPS:
+        raise HostError(host, f"more than {MAX_JUMPS} levels of jump hosts from {part} "
+                              "(jump hosts' own ProxyJumps)", "ProxyJump")
+    if not own_jumps or own_jumps.strip().lower() == "none":
+        return []
+    return list(_jump_endpoints(host, own_jumps, target, options, config_file,
+                                (*path, name)))
+
+
+def _jump_name(host: str, text: str) -> str:
+    """The host name in a jump spec `[user@]host[:port]` (or ssh://...)."""
+    raw = text[len("ssh://"):] if text.startswith("ssh://") else text
+    return _split_host_port(host, raw.rpartition("@")[2])[0]
 
 
 def _jump_endpoint(host: str, text: str, target: Endpoint, options: RunOptions,
-                   config_file: str | None = None) -> Endpoint:
-    """A jump as `[user@]host[:port]` (or ssh://...); an inventory name brings its own settings,
-    any other name is looked up in the ssh config, as ssh's ProxyJump does."""
+                   config_file: str | None = None
+                   ) -> tuple[Endpoint, str | None, str | None]:
+    """A jump as `[user@]host[:port]` (or ssh://...), with its own ProxyJump and ProxyCommand
+    (unexpanded); an inventory name brings its own settings, any other name is looked up in
+    the ssh config, as ssh's ProxyJump does."""
     raw = text[len("ssh://"):] if text.startswith("ssh://") else text
     user, _, hostport = raw.rpartition("@")
     name, port = _split_host_port(host, hostport)
     inv_host = options.inventory_hosts.get(name)
     if inv_host is not None and inv_host.name != host:
-        base = _target_endpoint(inv_host, parse_ssh_args(inv_host.name,
-                                                         _ssh_arg_strings(inv_host.vars)), options)
-        return replace(base, name=text, user=user or base.user, port=port or base.port)
+        inv_args = parse_ssh_args(inv_host.name, _ssh_arg_strings(inv_host.vars))
+        base = _target_endpoint(inv_host, inv_args, options)
+        return (replace(base, name=text, user=user or base.user, port=port or base.port),
+                inv_args.jumps, inv_args.options.get("proxycommand"))
     jump = Endpoint(name=text, address=name, port=port or 22, user=user or options.local_user,
                     key_files=target.key_files, identities_only=target.identities_only,
                     password_auth=False, cert_files=target.cert_files,
                     identity_agent=target.identity_agent)
     if not options.read_ssh_config:
-        return jump
+        return jump, None, None
     args = _SshArgs(config_file=config_file)
     _merge_config(args, sshconfig.resolve(host, name, config_file=config_file,
                                                 user=user or None, port=port))
-    return replace(jump, address=args.options.get("hostname", name),
-                   port=_port(host, args.options.get("port", jump.port), "ProxyJump"),
-                   user=user or args.options.get("user") or jump.user,
-                   key_files=tuple(dict.fromkeys([*args.identity_files, *jump.key_files])),
-                   default_keys=not args.identities_configured,
-                   identity_agent=args.options.get("identityagent", jump.identity_agent),
-                   cert_files=tuple(dict.fromkeys([*args.cert_files, *jump.cert_files])),
-                   host_key_alias=args.options.get("hostkeyalias"))
+    return (replace(jump, address=args.options.get("hostname", name),
+                    port=_port(host, args.options.get("port", jump.port), "ProxyJump"),
+                    user=user or args.options.get("user") or jump.user,
+                    key_files=tuple(dict.fromkeys([*args.identity_files, *jump.key_files])),
+                    default_keys=not args.identities_configured,
+                    identity_agent=args.options.get("identityagent", jump.identity_agent),
+                    cert_files=tuple(dict.fromkeys([*args.cert_files, *jump.cert_files])),
+                    host_key_alias=args.options.get("hostkeyalias")),
+            args.jumps, args.options.get("proxycommand"))
 
 
 def _split_host_port(host: str, text: str) -> tuple[str, int | None]:
@@ -496,15 +549,42 @@ def _split_host_port(host: str, text: str) -> tuple[str, int | None]:
     return name, (_port(host, port_text, "ProxyJump") if port_text else None)
 
 
-def _proxy_command(host: str, args: _SshArgs, target: Endpoint) -> str | None:
+def _proxy_command(host: str, args: _SshArgs, target: Endpoint, name: str) -> str | None:
     command = args.options.get("proxycommand")
     if command is None or command.lower() == "none":
         return None
     if args.jumps is not None and args.jumps.lower() != "none":
         raise HostError(host, "ProxyCommand and ProxyJump are both set; keep one",
                         "ansible_ssh_common_args")
-    return (command.replace("%h", target.address).replace("%p", str(target.port))
-            .replace("%r", target.user).replace("%%", "%"))
+    return expand_proxy_command(host, command, target, name)
+
+
+# The tokens ssh 9.2 expands in a ProxyCommand (sshconnect.c expand_proxy_command); any other
+# one makes ssh refuse to connect ("unknown key %u"), so harden refuses it too.
+_PROXY_TOKENS = "hknpr%"
+
+
+def expand_proxy_command(host: str, command: str, hop: Endpoint, name: str) -> str:
+    """`command` with %h (address) %p (port) %r (user) %n (the name as given: alias or
+    ansible_host) %k (HostKeyAlias, else that name) and %% replaced, as ssh does; `$VAR`,
+    `~` and redirections are left to the shell that runs it."""
+    values = {"h": hop.address, "p": str(hop.port), "r": hop.user, "n": name,
+              "k": hop.host_key_alias or name, "%": "%"}
+    out, i = [], 0
+    while i < len(command):
+        if command[i] != "%":
+            out.append(command[i])
+            i += 1
+            continue
+        token = command[i + 1:i + 2]
+        if token not in values or not token:
+            what = f"unknown token %{token}" if token else "a lone % at the end"
+            raise HostError(host, f"ProxyCommand {command!r} has {what} (ssh accepts "
+                                  f"{' '.join('%' + t for t in _PROXY_TOKENS)}); write %% "
+                                  "for a literal %", "ProxyCommand")
+        out.append(values[token])
+        i += 2
+    return "".join(out)
 
 
 def _host_key_policy(host: str, args: _SshArgs, options: RunOptions, checking=None) -> str:

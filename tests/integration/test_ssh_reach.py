@@ -530,3 +530,59 @@ def test_openssh_one_exec_session_reports_a_connection_lost_mid_command(calab):
     with one_exec_session(calab.inventory, "w1", transport="openssh") as session:
         with pytest.raises(Unreachable, match="connection lost while the command ran"):
             session.run("kill -9 $PPID; sleep 5", timeout=30)
+
+
+# --- ProxyCommand through the shell, jump hosts' own ProxyJump ------------------------------
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_proxy_command_with_a_variable_and_a_redirect_reaches_the_node(calab, tmp_path,
+                                                                          transport):
+    """As ssh runs it: `exec COMMAND` in the user's shell ($PX_KEY expanded, 2> honoured)."""
+    proxy = (f"ssh -F /dev/null -i $PX_KEY -o UserKnownHostsFile={calab.known_hosts} "
+             "-o BatchMode=yes -W %h:%p root@%h 2>/dev/null")
+    inventory = tmp_path / "inv.ini"
+    inventory.write_text(
+        f"cp1 ansible_host={calab.nodes['cp1']} ansible_user=root "
+        f"ansible_ssh_private_key_file={calab.key} harden_transport={transport} "
+        f"ansible_ssh_common_args='-o UserKnownHostsFile={calab.known_hosts} "
+        f"-o ProxyCommand=\"{proxy}\"'\n")
+    done = harden("ping", "-i", str(inventory), env={"PX_KEY": str(calab.key)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "via ProxyCommand" in done.stdout
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_jump_hosts_own_proxyjump_from_the_config_is_the_first_hop(calab, tmp_path,
+                                                                        transport):
+    """-J inner, whose config block says ProxyJump outer: w1 (outer) -> cp1 (inner) -> w1."""
+    cp1, w1 = calab.nodes["cp1"], calab.nodes["w1"]
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host outer\n  HostName {w1}\n  User root\nHost inner\n  HostName {cp1}\n  User root\n"
+        f"  ProxyJump outer\nHost *\n  IdentityFile {calab.key}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {calab.known_hosts}\n")
+    inventory = tmp_path / "inv.ini"
+    inventory.write_text(f"w1 ansible_host={w1} ansible_user=root harden_transport={transport} "
+                         f"ansible_ssh_common_args='-F {config} -J inner'\n")
+    mark = sshd_log(calab, "w1").stat().st_size
+    done = harden("ping", "-i", str(inventory))
+    assert done.returncode == 0, done.stdout + done.stderr
+    listed = harden("inventory", "-i", str(inventory), "--list", "--resolve")
+    route = json.loads(listed.stdout)["_meta"]["harden_connections"]["w1"]["route"]
+    assert route.startswith(f"root@{w1}:22 via root@{w1}:22 -> root@{cp1}:22"), route
+    outer_log = sshd_log(calab, "w1").read_text()[mark:]
+    assert re.search(rf"server_request_direct_tcpip: .*target {re.escape(cp1)} port 22",
+                     outer_log), outer_log[-2000:]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_proxy_command_that_fails_shows_its_stderr_in_the_error(calab, tmp_path, transport):
+    inventory = tmp_path / "inv.ini"
+    inventory.write_text(
+        f"w1 ansible_host={calab.nodes['w1']} ansible_user=root "
+        f"ansible_ssh_private_key_file={calab.key} "
+        f"ansible_ssh_common_args='-o UserKnownHostsFile={calab.known_hosts} "
+        "-o ProxyCommand=\"sh -c \\\"echo bastion says no $((40+2)) >&2; exit 3\\\"\"'\n")
+    with pytest.raises(Unreachable) as err:
+        session_for(inventory, "w1", transport=transport).close()
+    assert "bastion says no 42" in str(err.value)      # what it printed, not its text
