@@ -96,8 +96,8 @@ def preferred_key_types(known: list[KnownKey]) -> list[str]:
 
 
 def verify_host_key(host: str, name: str, offered: paramiko.PKey, known: list[KnownKey],
-                    policy: str, record_file: str, certificate=None,
-                    principal: str | None = None) -> None:
+                    policy: str, record_file: str | None, certificate=None,
+                    principal: str | None = None, files: tuple[str, ...] = ()) -> None:
     """Accept the offered key or raise HostKeyMismatch/HostKeyUnknown with what to fix.
 
     A host certificate (certs.host_certificate of the offered key) is refused outright when
@@ -105,7 +105,9 @@ def verify_host_key(host: str, name: str, offered: paramiko.PKey, known: list[Kn
     a CA signature that does not verify, a revoked CA. Otherwise it is accepted when a known
     CA signed it for `principal` (the host name ssh checks: HostKeyAlias, else the address;
     `name` without a port when not given); else, as ssh does, the plain key is checked, and
-    the error says why the certificate was not enough."""
+    the error says why the certificate was not enough. `files`: the known_hosts files read,
+    named when the host is unknown; no `record_file` (UserKnownHostsFile none): a new key
+    is refused whatever the policy, as ssh 9.2 refuses it."""
     blob, key_type = offered.asbytes(), offered.get_name()
     offered_fp = fingerprint(blob)
     if isinstance(certificate, str):
@@ -130,11 +132,26 @@ def verify_host_key(host: str, name: str, offered: paramiko.PKey, known: list[Kn
         expected = (same_type or valid)[0]
         raise HostKeyMismatch(host, _mismatch_message(name, key_type, offered_fp, expected)
                               + refused, "host key")
-    if policy == "yes":
-        raise HostKeyUnknown(host, f"no host key for {name} is known ({key_type} "
-                                   f"{offered_fp} offered{refused}); add it to a known_hosts "
-                                   "file or run with --accept-new-host-keys", "host key")
+    if policy == "yes" or record_file is None:
+        raise HostKeyUnknown(host, unknown_message(name, f"{key_type} {offered_fp} offered"
+                                                   f"{refused}", files, policy, record_file),
+                             "host key")
     record_host_key(record_file, name, offered)
+
+
+def unknown_message(name: str, detail: str, files: tuple[str, ...], policy: str = "yes",
+                    record_file: str | None = "") -> str:
+    """Why an unknown host is refused and where ssh looked, so the user sees which files
+    (UserKnownHostsFile, GlobalKnownHostsFile) to add the key to or to fix."""
+    where = f"in {', '.join(files)}" if files else \
+        "(no known_hosts file is read: UserKnownHostsFile and GlobalKnownHostsFile are none)"
+    if record_file is None and policy != "yes":
+        fix = ("UserKnownHostsFile is none, so a new key cannot be recorded (ssh refuses it "
+               "too); add it to a GlobalKnownHostsFile or name a UserKnownHostsFile")
+    else:
+        fix = "add it to a known_hosts file or run with --accept-new-host-keys"
+    return f"no host key for {name} is known {where} ({detail}); {fix}"
+
 
 
 def _refuse_outright(host: str, name: str, cert, known: list[KnownKey]) -> None:

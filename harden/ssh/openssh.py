@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 
 from harden.errors import HostError
 from harden.node.limits import MAX_OUTPUT_BYTES
-from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown
-from harden.ssh.settings import GLOBAL_KNOWN_HOSTS, ConnectionSpec, Endpoint
+from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown, unknown_message
+from harden.ssh.settings import ConnectionSpec, Endpoint
 from harden.ssh.socket_wait import EXITED, TIMED_OUT, wait_for_socket
 from harden.ssh.sshconfig import ssh_client
 from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession, Unreachable,
@@ -318,7 +318,8 @@ def master_options(spec: ConnectionSpec, hop: Endpoint, path: str, via: str | No
         "ControlMaster": "yes", "ControlPath": path, "ControlPersist": "no",
         "BatchMode": "yes", "HostName": hop.address, "Port": str(hop.port), "User": hop.user,
         "StrictHostKeyChecking": spec.host_key_policy,
-        "UserKnownHostsFile": " ".join(_quote(f) for f in _known_hosts(spec)),
+        "UserKnownHostsFile": " ".join(_quote(f) for f in _known_hosts(spec)) or "none",
+        "GlobalKnownHostsFile": " ".join(map(_quote, spec.global_known_hosts_files)) or "none",
         "ConnectTimeout": str(max(1, math.ceil(spec.connect_timeout))),
         "IdentitiesOnly": "yes" if hop.identities_only else None,
         "IdentityAgent": _quote(hop.identity_agent) if hop.identity_agent else None,
@@ -354,9 +355,10 @@ def _proxy_for(spec: ConnectionSpec, hop: Endpoint) -> str | None:
 
 
 def _known_hosts(spec: ConnectionSpec) -> list[str]:
-    """The record file first: that is where ssh writes a newly accepted key."""
-    files = [os.path.expanduser(spec.record_known_hosts_file), *spec.known_hosts_files]
-    return [f for f in dict.fromkeys(files) if f != GLOBAL_KNOWN_HOSTS]
+    """The user files, the record file first: that is where ssh writes a newly accepted key
+    (none: no file, and ssh then refuses any new key, as the paramiko transport does)."""
+    record = [spec.record_known_hosts_file] if spec.record_known_hosts_file else []
+    return list(dict.fromkeys([*record, *spec.known_hosts_files]))
 
 
 def _quote(path: str) -> str:
@@ -373,7 +375,7 @@ class JumpMasters:
 
     def socket_for(self, spec: ConnectionSpec, chain: tuple[Endpoint, ...]) -> str:
         """The control socket of the last hop of `chain`, its master started on first use."""
-        key = (chain, spec.known_hosts_files, spec.record_known_hosts_file, spec.host_key_policy,
+        key = (chain, spec.all_known_hosts_files, spec.record_known_hosts_file, spec.host_key_policy,
                spec.ssh_config_file, spec.ssh_options)
         with self._lock:
             if self._dir is None:
@@ -774,9 +776,9 @@ def classify(spec: ConnectionSpec, hop: Endpoint, stderr: str) -> Exception:
                               "host key")
     if "Host key verification failed" in text:
         said = next((ln for ln in lines if "host key is known" in ln), last)
-        return HostKeyUnknown(spec.host, f"no host key for {where} is known ({said}); add it "
-                                         "to a known_hosts file or run with "
-                                         "--accept-new-host-keys", "host key")
+        return HostKeyUnknown(spec.host, unknown_message(
+            where, said, spec.all_known_hosts_files, policy=spec.host_key_policy,
+            record_file=spec.record_known_hosts_file), "host key")
     if "Permission denied" in text:
         offered = [*hop.key_files, *hop.cert_files]
         own = "" if hop.identities_only else " and ssh's own identities"

@@ -27,8 +27,9 @@ if TYPE_CHECKING:  # the inventory module is only needed for its Host shape
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 2
-DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
-GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+# ssh's UserKnownHostsFile and GlobalKnownHostsFile defaults (ssh_config(5)); `none`: no file
+DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
+GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
 # the paramiko transport's default keys; the FIDO ones (which ssh tries too) only so that a
 # login that fails names them as keys it cannot use (ssh-agent signs with them: key_files)
 DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa",
@@ -126,8 +127,10 @@ class ConnectionSpec:
     target: Endpoint
     jumps: tuple[Endpoint, ...] = ()
     proxy_command: str | None = None
-    known_hosts_files: tuple[str, ...] = (DEFAULT_KNOWN_HOSTS,)
-    record_known_hosts_file: str = DEFAULT_KNOWN_HOSTS   # where accepted new keys are written
+    known_hosts_files: tuple[str, ...] = DEFAULT_KNOWN_HOSTS    # UserKnownHostsFile; () = none
+    global_known_hosts_files: tuple[str, ...] = GLOBAL_KNOWN_HOSTS  # GlobalKnownHostsFile
+    record_known_hosts_file: str | None = DEFAULT_KNOWN_HOSTS[0]   # where accepted new keys
+                                               # are written: the first user file; None: none
     host_key_policy: str = "yes"               # yes | accept-new | no
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     retries: int = DEFAULT_RETRIES
@@ -141,6 +144,11 @@ class ConnectionSpec:
     ssh_config_file: str | None = None         # -F FILE from the ssh arguments
     config_name: str = ""                      # the destination ssh config blocks match
     ssh_options: tuple[str, ...] = ()          # other -o options (the openssh transport's)
+
+    @property
+    def all_known_hosts_files(self) -> tuple[str, ...]:
+        """Every known_hosts file read for a host key, the user's first (as ssh reads them)."""
+        return tuple(dict.fromkeys((*self.known_hosts_files, *self.global_known_hosts_files)))
 
     @property
     def route(self) -> str:
@@ -161,7 +169,8 @@ class _SshArgs:
     options: dict[str, str] = field(default_factory=dict)   # lower-case keyword -> first value
     identity_files: list[str] = field(default_factory=list)
     identities_configured: bool = False      # the ssh config named IdentityFiles (found or not)
-    known_hosts_files: list[str] = field(default_factory=list)
+    known_hosts_files: list[str] = field(default_factory=list)     # as written; ["none"]
+    global_known_hosts_files: list[str] = field(default_factory=list)
     jumps: str | None = None
     compress: bool = False
     warnings: list[str] = field(default_factory=list)
@@ -188,8 +197,7 @@ def connection_spec(host: Host, options: RunOptions) -> ConnectionSpec:
     _merge_config(args, config)
     target = _target_endpoint(host, args, options)
     policy = _host_key_policy(host.name, args, options, _first(hv, *HOST_KEY_CHECKING_VARS))
-    files = _known_hosts_files(args)
-    record = args.known_hosts_files[0] if args.known_hosts_files else DEFAULT_KNOWN_HOSTS
+    user_files, global_files = _known_hosts_files(args, target)
     jumps = _jump_endpoints(host.name, args.jumps, target, options, args.config_file)
     if len(jumps) > MAX_JUMPS:
         raise HostError(host.name, f"more than {MAX_JUMPS} jump hosts on the way to "
@@ -209,8 +217,9 @@ def connection_spec(host: Host, options: RunOptions) -> ConnectionSpec:
         target=target,
         jumps=jumps,
         proxy_command=_proxy_command(host.name, args, target, name),
-        known_hosts_files=files,
-        record_known_hosts_file=record,
+        known_hosts_files=user_files,
+        global_known_hosts_files=global_files,
+        record_known_hosts_file=user_files[0] if user_files else None,
         host_key_policy=policy,
         connect_timeout=_connect_timeout(host.name, args, options),
         retries=options.retries,
@@ -286,8 +295,11 @@ def _merge_config(args: _SshArgs, config: sshconfig.ConfigValues) -> None:
                 found.append(path)
             else:       # ssh skips it with a warning too
                 args.warnings.append(f"ssh config: {setting} {path} does not exist")
-    if not args.known_hosts_files:
-        args.known_hosts_files.extend(expand(p) for p in config.known_hosts_files())
+    if not args.known_hosts_files:        # expanded with the others (_known_hosts_files)
+        args.known_hosts_files.extend(config.known_hosts_files())
+    if not args.global_known_hosts_files:
+        args.global_known_hosts_files.extend(config.global_known_hosts_files())
+    args.ignored.extend(_unhandled_config(config))
     if args.jumps is None and "proxycommand" not in args.options:
         if config.setting("proxyjump"):
             args.jumps = config.setting("proxyjump")
@@ -371,9 +383,11 @@ def _apply_option(host: str, var: str, text: str, out: _SshArgs) -> None:
         raise HostError(host, f"malformed ssh option -o {text!r}", var)
     if key == "identityfile":
         out.identity_files.append(value)
-    elif key == "userknownhostsfile":
-        if not out.known_hosts_files:
-            out.known_hosts_files.extend(shlex.split(value))
+    elif key in ("userknownhostsfile", "globalknownhostsfile"):
+        files = out.known_hosts_files if key == "userknownhostsfile" else \
+            out.global_known_hosts_files
+        if not files:
+            files.extend(_known_hosts_words(host, var, key, value))
     elif key == "proxyjump":
         out.jumps = out.jumps if out.jumps is not None else value
     elif key == "certificatefile":
@@ -607,9 +621,51 @@ def _host_key_policy(host: str, args: _SshArgs, options: RunOptions, checking=No
                     "StrictHostKeyChecking")
 
 
-def _known_hosts_files(args: _SshArgs) -> tuple[str, ...]:
-    files = [DEFAULT_KNOWN_HOSTS, *args.known_hosts_files, GLOBAL_KNOWN_HOSTS]
-    return tuple(dict.fromkeys(os.path.expanduser(f) for f in files))
+def _known_hosts_words(host: str, var: str, key: str, value: str) -> list[str]:
+    """The files of one -o UserKnownHostsFile/GlobalKnownHostsFile; `none` only alone, as
+    ssh insists (it refuses to start otherwise)."""
+    words = shlex.split(value)
+    if len(words) > 1 and any(w.lower() == "none" for w in words):
+        raise HostError(host, f'{key} "none" must appear alone, got {value!r}', var)
+    return words
+
+
+def _known_hosts_files(args: _SshArgs, target: Endpoint) -> tuple[tuple[str, ...],
+                                                                   tuple[str, ...]]:
+    """(user files, global files) as ssh reads them: each setting replaces its default, and
+    `none` means no file. ssh expands `~` and its tokens (%h %u %p %r %d) in the user
+    files, only `~` in the global ones."""
+    user = args.known_hosts_files or list(DEFAULT_KNOWN_HOSTS)
+    system = args.global_known_hosts_files or list(GLOBAL_KNOWN_HOSTS)
+    values = {"host": target.address, "user": target.user, "port": target.port}
+    user_files = [sshconfig.expand_path(f, **values) for f in user if f.lower() != "none"]
+    global_files = [os.path.abspath(os.path.expanduser(f)) for f in system if f.lower() != "none"]
+    return tuple(dict.fromkeys(user_files)), tuple(dict.fromkeys(global_files))
+
+
+# Config keywords that change how ssh connects and the paramiko transport does not act on:
+# warned about when the config sets them to other than ssh's default (ssh -G -F /dev/null).
+UNHANDLED_CONFIG = ("AddressFamily", "BindAddress", "BindInterface", "Ciphers", "MACs",
+                    "KexAlgorithms", "HostKeyAlgorithms", "PubkeyAcceptedAlgorithms",
+                    "CASignatureAlgorithms", "KnownHostsCommand", "VerifyHostKeyDNS",
+                    "PreferredAuthentications", "PubkeyAuthentication", "RequiredRSASize")
+
+
+def _unhandled_config(config: sshconfig.ConfigValues) -> list[str]:
+    """One warning per keyword the paramiko transport ignores that the config really set."""
+    if config.source != "ssh -G":
+        return []
+    defaults = sshconfig.defaults()
+    if not defaults.values:
+        return []
+    warnings = []
+    for keyword in UNHANDLED_CONFIG:
+        value = config.get(keyword.lower())
+        if value is not None and value != defaults.get(keyword.lower()):
+            shown = value if len(value) <= 60 else value[:57] + "..."
+            warnings.append(f"ssh config: {keyword} {shown} is ignored by the paramiko "
+                            "transport (the openssh transport honours it)")
+    return warnings
 
 
 def _connect_timeout(host: str, args: _SshArgs, options: RunOptions) -> float:

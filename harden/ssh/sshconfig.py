@@ -18,6 +18,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass, field
 
 from harden.errors import HostError
@@ -29,6 +30,7 @@ _DEFAULT_IDENTITIES = {"~/.ssh/id_rsa", "~/.ssh/id_ecdsa", "~/.ssh/id_ecdsa_sk",
                        "~/.ssh/id_dsa"}
 _ALWAYS_DEFAULT = {"~/.ssh/id_rsa", "~/.ssh/id_ecdsa", "~/.ssh/id_ed25519"}
 _DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
+_GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,12 @@ class ConfigValues:
                     set(_DEFAULT_KNOWN_HOSTS))
         return () if set(files) <= defaults else files
 
+    def global_known_hosts_files(self) -> tuple[str, ...]:
+        """Configured GlobalKnownHostsFiles (`ssh -G` prints them unexpanded); () when they
+        are ssh's defaults."""
+        files = tuple(w for value in self.all("globalknownhostsfile") for w in value.split())
+        return () if files == _GLOBAL_KNOWN_HOSTS else files
+
     def setting(self, key: str) -> str | None:
         """A single-valued option, None when it is ssh's "not set" (none / ask)."""
         value = self.get(key)
@@ -75,7 +83,12 @@ class ConfigValues:
 RELEVANT = {"hostname", "user", "port", "identityfile", "certificatefile", "proxyjump",
             "proxycommand", "userknownhostsfile", "stricthostkeychecking", "connecttimeout",
             "identitiesonly", "passwordauthentication", "hostkeyalias", "serveraliveinterval",
-            "compression", "identityagent"}
+            "compression", "identityagent", "globalknownhostsfile",
+            # not used, but warned about when set (settings.UNHANDLED_CONFIG)
+            "addressfamily", "bindaddress", "bindinterface", "ciphers", "macs",
+            "kexalgorithms", "hostkeyalgorithms", "pubkeyacceptedalgorithms",
+            "casignaturealgorithms", "knownhostscommand", "verifyhostkeydns",
+            "preferredauthentications", "pubkeyauthentication", "requiredrsasize"}
 SYSTEM_CONFIG = "/etc/ssh/ssh_config"
 
 
@@ -140,6 +153,26 @@ def _sets_relevant(path: str, base: str, seen: set[str]) -> bool:
                 if any(_sets_relevant(p, base, seen) for p in sorted(glob.glob(pattern))):
                     return True
     return False
+
+
+_DEFAULTS: list[ConfigValues] = []
+_DEFAULTS_LOCK = threading.Lock()
+
+
+def defaults() -> ConfigValues:
+    """What `ssh -G` prints with no config file at all (-F /dev/null): ssh's own defaults,
+    to tell a keyword a config really set from one ssh -G prints anyway. Once per run; empty
+    when there is no ssh client or it fails."""
+    with _DEFAULTS_LOCK:
+        if not _DEFAULTS:
+            ssh = ssh_client()
+            try:
+                found = _ssh_g(ssh, "defaults", "harden-defaults.invalid", "/dev/null",
+                               None, None) if ssh else ConfigValues()
+            except HostError:
+                found = ConfigValues()
+            _DEFAULTS.append(found)
+        return _DEFAULTS[0]
 
 
 def _ssh_g(ssh: str, host: str, name: str, config_file: str | None, user: str | None,

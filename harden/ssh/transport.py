@@ -81,7 +81,8 @@ class JumpPool:
     def transport(self, spec: ConnectionSpec, chain: tuple[Endpoint, ...]) -> paramiko.Transport:
         """The logged-in paramiko transport to the last hop of `chain` (opened on first use)."""
         from harden.ssh import paramiko_session
-        key = (chain, spec.known_hosts_files, spec.host_key_policy, spec.record_known_hosts_file)
+        key = (chain, spec.all_known_hosts_files, spec.host_key_policy,
+               spec.record_known_hosts_file)
         with self._lock:
             slot = self._slots.setdefault(key, _PoolSlot())
         with slot.lock:

@@ -586,3 +586,56 @@ def test_a_proxy_command_that_fails_shows_its_stderr_in_the_error(calab, tmp_pat
     with pytest.raises(Unreachable) as err:
         session_for(inventory, "w1", transport=transport).close()
     assert "bastion says no 42" in str(err.value)      # what it printed, not its text
+
+
+# --- known_hosts files as ssh reads them (UserKnownHostsFile, GlobalKnownHostsFile) -----------
+
+def plain_ssh(lab, node: str, *options: str, env: dict | None = None,
+              cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The real ssh client with the given -o options (no config file), as a user would run it."""
+    argv = ["ssh", "-F", "/dev/null", "-i", str(lab.key), "-o", "IdentitiesOnly=yes",
+            "-o", "BatchMode=yes", *[w for o in options for w in ("-o", o)],
+            f"root@{lab.nodes[node]}", "true"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=cwd,
+                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_stale_home_known_hosts_line_is_not_read_when_user_known_hosts_file_is_elsewhere(
+        calab, tmp_path, transport):
+    # ssh reads only UserKnownHostsFile's files: a stale ~/.ssh/known_hosts line for the node
+    # (here the lab's user key posing as its host key) must not fail the host
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    stale = calab.key.with_suffix(".pub").read_text().split()[:2]
+    (home / ".ssh" / "known_hosts").write_text(f"{calab.nodes['cp1']} {' '.join(stale)}\n")
+    options = ("UserKnownHostsFile=/dev/null", "StrictHostKeyChecking=no")
+    assert plain_ssh(calab, "cp1", *options, env={"HOME": str(home)}).returncode == 0
+    inventory = tmp_path / "elsewhere.ini"
+    inventory.write_text(
+        f"[nodes]\ncp1 ansible_host={calab.nodes['cp1']} ansible_user=root "
+        f"ansible_ssh_private_key_file={calab.key} harden_transport={transport} "
+        f"ansible_ssh_common_args='-F /dev/null {' '.join('-o ' + o for o in options)}'\n")
+    done = harden("ping", "-i", str(inventory), env={"HOME": str(home)})
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_user_known_hosts_file_none_refuses_a_new_host_key_under_accept_new_as_ssh_does(
+        calab, tmp_path, monkeypatch, transport):
+    options = ("UserKnownHostsFile=none", "GlobalKnownHostsFile=none",
+               "StrictHostKeyChecking=accept-new")
+    refused = plain_ssh(calab, "cp1", *options, cwd=tmp_path)
+    assert refused.returncode == 255 and "Host key verification failed" in refused.stderr
+    inventory = tmp_path / "none.ini"
+    inventory.write_text(
+        f"[nodes]\ncp1 ansible_host={calab.nodes['cp1']} ansible_user=root "
+        f"ansible_ssh_private_key_file={calab.key} harden_transport={transport} "
+        f"ansible_ssh_common_args='-F /dev/null {' '.join('-o ' + o for o in options)}'\n")
+    monkeypatch.chdir(tmp_path)        # the old code recorded the key in ./none and connected
+    with pytest.raises(HostKeyUnknown) as info:
+        session_for(inventory, "cp1").close()
+    assert "no known_hosts file is read" in str(info.value)
+    if transport == "paramiko":
+        assert "UserKnownHostsFile is none" in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["none.ini"]

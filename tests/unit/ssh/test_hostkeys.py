@@ -125,3 +125,19 @@ def test_preferred_key_types_put_known_types_first():
     assert preferred_key_types([]) == []
     keys = [KnownKey("f", 1, "ssh-rsa", b"x"), KnownKey("f", 2, "ecdsa-sha2-nistp256", b"y")]
     assert preferred_key_types(keys) == ["rsa-sha2-512", "rsa-sha2-256", "ecdsa-sha2-nistp256"]
+
+
+def test_unknown_host_error_names_the_known_hosts_files_read(tmp_path, server_key):
+    with pytest.raises(HostKeyUnknown) as info:
+        verify_host_key("cp1", "10.0.0.5", server_key, [], "yes", "/kh/a",
+                        files=("/kh/a", "/etc/ssh/ssh_known_hosts"))
+    assert "is known in /kh/a, /etc/ssh/ssh_known_hosts (" in str(info.value)
+
+
+@pytest.mark.parametrize("policy", ["accept-new", "no"])
+def test_a_new_key_is_refused_when_user_known_hosts_file_is_none(tmp_path, server_key, policy):
+    # ssh 9.2, UserKnownHostsFile=none: "Host key verification failed" whatever the policy
+    with pytest.raises(HostKeyUnknown, match="UserKnownHostsFile is none") as info:
+        verify_host_key("cp1", "10.0.0.5", server_key, [], policy, None, files=())
+    assert "no known_hosts file is read" in str(info.value)
+    assert os.listdir(tmp_path) == []

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import paramiko
 import pytest
@@ -61,6 +62,15 @@ def test_a_jump_goes_through_the_previous_masters_socket():
     proxy = next(o for o in opts if o.startswith("ProxyCommand="))
     assert "-S /priv/j0" in proxy and "-W %h:%p" in proxy
     assert "ProxyJump=none" not in opts
+
+
+def test_ssh_gets_the_resolved_global_files_and_none_as_none():
+    opts = options_of(master_options(SPEC, TARGET, "/priv/m", None))
+    assert "GlobalKnownHostsFile=/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2" in opts
+    none = replace(SPEC, known_hosts_files=(), record_known_hosts_file=None,
+                   global_known_hosts_files=())
+    opts = options_of(master_options(none, TARGET, "/priv/m", None))
+    assert "UserKnownHostsFile=none" in opts and "GlobalKnownHostsFile=none" in opts
 
 
 @pytest.mark.parametrize("stderr, error", [

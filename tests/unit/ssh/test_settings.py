@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import pytest
@@ -61,7 +62,7 @@ def test_known_hosts_files_strictness_and_timeout_from_args(tmp_path):
     spec = spec_for({"ansible_ssh_common_args":
                      f"-o UserKnownHostsFile='{tmp_path}/a {tmp_path}/b' "
                      "-o StrictHostKeyChecking=accept-new -o ConnectTimeout=3"})
-    assert spec.known_hosts_files[1:3] == (f"{tmp_path}/a", f"{tmp_path}/b")
+    assert spec.known_hosts_files == (f"{tmp_path}/a", f"{tmp_path}/b")
     assert spec.record_known_hosts_file == f"{tmp_path}/a"
     assert spec.host_key_policy == "accept-new"
     assert spec.connect_timeout == 3.0
@@ -177,3 +178,57 @@ def test_proxy_command_tokens_are_expanded():
     spec = spec_for({"ansible_host": "10.1.1.1", "ansible_user": "ops",
                      "ansible_ssh_common_args": "-o ProxyCommand='ssh -W %h:%p -l %r gw'"})
     assert spec.proxy_command == "ssh -W 10.1.1.1:22 -l ops gw"
+
+
+# --- known_hosts files as ssh_config(5) has them ---------------------------------------------
+
+def test_by_default_both_user_and_both_global_known_hosts_files_are_read(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    spec = spec_for({})
+    assert spec.all_known_hosts_files == (
+        f"{tmp_path}/.ssh/known_hosts", f"{tmp_path}/.ssh/known_hosts2",
+        "/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
+    assert spec.record_known_hosts_file == f"{tmp_path}/.ssh/known_hosts"
+
+
+def test_a_user_known_hosts_file_replaces_the_home_known_hosts(monkeypatch, tmp_path):
+    # ssh never reads ~/.ssh/known_hosts then: a stale line there must not fail the host
+    monkeypatch.setenv("HOME", str(tmp_path))
+    spec = spec_for({"ansible_ssh_common_args": "-o UserKnownHostsFile=/dev/null "
+                                                "-o StrictHostKeyChecking=no"})
+    assert spec.all_known_hosts_files == ("/dev/null", "/etc/ssh/ssh_known_hosts",
+                                          "/etc/ssh/ssh_known_hosts2")
+
+
+def test_a_tilde_user_known_hosts_file_is_read_and_recorded_expanded(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    spec = spec_for({"ansible_ssh_common_args": "-o UserKnownHostsFile=~/.ssh/kh"})
+    assert spec.known_hosts_files == (f"{tmp_path}/.ssh/kh",)
+    assert spec.record_known_hosts_file == f"{tmp_path}/.ssh/kh"
+
+
+def test_user_known_hosts_file_tokens_are_expanded_as_ssh_does(tmp_path):
+    spec = spec_for({"ansible_host": "10.0.0.5", "ansible_ssh_common_args":
+                     f"-o UserKnownHostsFile={tmp_path}/kh_%h_%p_%r"})
+    assert spec.record_known_hosts_file == f"{tmp_path}/kh_10.0.0.5_22_alice"
+
+
+def test_user_known_hosts_none_reads_no_user_file_and_records_nowhere():
+    spec = spec_for({"ansible_ssh_common_args": "-o UserKnownHostsFile=none "
+                                                "-o StrictHostKeyChecking=accept-new"})
+    assert spec.known_hosts_files == () and spec.record_known_hosts_file is None
+    assert spec.all_known_hosts_files == ("/etc/ssh/ssh_known_hosts",
+                                          "/etc/ssh/ssh_known_hosts2")
+
+
+def test_none_among_other_known_hosts_files_is_refused_as_ssh_refuses_it():
+    with pytest.raises(HostError, match='"none" must appear alone'):
+        spec_for({"ansible_ssh_common_args": "-o UserKnownHostsFile='/a none'"})
+
+
+def test_global_known_hosts_file_from_args_replaces_the_global_files_without_warning(tmp_path):
+    spec = spec_for({"ansible_ssh_common_args": "-o GlobalKnownHostsFile='~/g /etc/g2'"})
+    assert spec.global_known_hosts_files == (os.path.expanduser("~/g"), "/etc/g2")
+    assert spec.warnings == ()
+    none = spec_for({"ansible_ssh_common_args": "-o GlobalKnownHostsFile=none"})
+    assert none.global_known_hosts_files == ()

@@ -221,3 +221,27 @@ def test_inventory_list_resolve_shows_the_endpoint(config, tmp_path):
     assert "out of range" in shown["broken"]["error"]
     plain = CliRunner().invoke(cli, ["inventory", "-i", str(inventory), "--list"])
     assert "harden_connections" not in plain.output
+
+
+def test_config_known_hosts_files_none_and_global_files_are_those_ssh_reads(tmp_path):
+    path = tmp_path / "ssh_config"
+    path.write_text(f"Host *\n  UserKnownHostsFile none\n"
+                    f"  GlobalKnownHostsFile {tmp_path / 'g1'} {tmp_path / 'g2'}\n")
+    s = spec("node", {"ansible_ssh_common_args": f"-F {path}"})
+    assert s.known_hosts_files == () and s.record_known_hosts_file is None
+    assert s.all_known_hosts_files == (str(tmp_path / "g1"), str(tmp_path / "g2"))
+    assert s.warnings == ()
+
+
+def test_config_keywords_the_paramiko_transport_ignores_are_warned_about(tmp_path):
+    path = tmp_path / "ssh_config"
+    path.write_text("Host *\n  KexAlgorithms curve25519-sha256\n  VerifyHostKeyDNS yes\n"
+                    "  KnownHostsCommand /bin/true %H\n  AddressFamily any\n")
+    s = spec("node", {"ansible_ssh_common_args": f"-F {path}"})
+    assert [w.split(" is ")[0] for w in s.warnings] == [
+        "ssh config: KexAlgorithms curve25519-sha256", "ssh config: KnownHostsCommand "
+        "/bin/true %H", "ssh config: VerifyHostKeyDNS true"]      # AddressFamily any: default
+    assert all("the openssh transport honours it" in w for w in s.warnings)
+    openssh = spec("node", {"ansible_ssh_common_args": f"-F {path}",
+                            "harden_transport": "openssh"})
+    assert openssh.warnings == ()
