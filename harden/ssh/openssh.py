@@ -375,8 +375,8 @@ class JumpMasters:
 
     def socket_for(self, spec: ConnectionSpec, chain: tuple[Endpoint, ...]) -> str:
         """The control socket of the last hop of `chain`, its master started on first use."""
-        key = (chain, spec.all_known_hosts_files, spec.record_known_hosts_file, spec.host_key_policy,
-               spec.ssh_config_file, spec.ssh_options)
+        key = (chain, spec.all_known_hosts_files, spec.record_known_hosts_file,
+               spec.host_key_policy, spec.ssh_config_file, spec.ssh_options)
         with self._lock:
             if self._dir is None:
                 self._dir = _private_dir()

@@ -14,11 +14,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import select
 import socket
 import threading
 import time
 import warnings
+from dataclasses import dataclass, field
 
 from harden.ssh.deferred_invoke import defer_invoke
 
@@ -267,40 +269,41 @@ def _start(spec: ConnectionSpec, hop: Endpoint, transport: paramiko.Transport) -
         transport.set_keepalive(spec.keepalive)
 
 
+@dataclass
+class _Attempt:
+    """What one login tried so far, for the next step and for the error."""
+
+    tried: list[str] = field(default_factory=list)     # offered and refused; notes on key
+    partial: list[str] = field(default_factory=list)   # files not offered; accepted as one step
+    unusable: list[key_files.UnusableKey] = field(default_factory=list)
+    allowed: list[str] = field(default_factory=lambda: list(PARAMIKO_METHODS))
+    server_said: bool = False
+    offered: int = 0
+
+
 def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> None:
-    """Keys (explicit, agent, defaults) then password, the order ssh uses. A key the server
-    accepts as one step of several (sshd's AuthenticationMethods, e.g. publickey,publickey)
-    is a partial success: the next keys or the password are tried for the rest, as ssh
-    does, and a step harden cannot take is named."""
-    tried: list[str] = []             # what was offered, and notes on key files that were not
-    partial: list[str] = []           # what the server accepted as one step of several
-    unusable: list[key_files.UnusableKey] = []
-    allowed = list(PARAMIKO_METHODS)
-    server_said = False
-    offered = 0
-    for label, key in _candidate_keys(hop, tried, unusable):
-        try:
-            remaining = transport.auth_publickey(hop.user, key)
-            if transport.is_authenticated():
-                return
-            partial.append(label)
-            allowed, server_said = list(remaining), True
-            if "publickey" not in allowed:
-                break
-        except paramiko.BadAuthenticationType as exc:
-            allowed, server_said = list(exc.allowed_types), True
-            break
-        except paramiko.AuthenticationException:
-            tried.append(label)
-            offered += 1
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise AuthenticationFailed(host, f"{hop.label} closed the connection during "
-                                             f"authentication: {exc}") from None
+    """Keys (explicit, agent, defaults) then password, the order ssh uses. A key or password
+    the server accepts as one step of several (sshd's AuthenticationMethods, e.g.
+    publickey,publickey or password,publickey) is a partial success: the next keys or the
+    password are tried for the rest, as ssh does, and a step harden cannot take is named."""
+    at = _Attempt()
+    if _offer_keys(host, hop, transport, at):
+        return
     if hop.password is not None and hop.password_auth and transport.is_active():
-        if _password_auth(hop, transport, allowed) and transport.is_authenticated():
+        remaining = _password_auth(hop, transport, at.allowed)
+        if remaining == []:
+            _logged_in(host, hop, transport)
             return
-        tried.append("password")
-        offered += 1
+        if remaining is False:
+            at.tried.append("password")
+            at.offered += 1
+        elif remaining is not None:
+            at.partial.append("password")
+            at.allowed, at.server_said = remaining, True
+            if "publickey" in remaining and _offer_keys(host, hop, transport, at):
+                return
+    tried, partial, unusable = at.tried, at.partial, at.unusable
+    allowed, server_said, offered = at.allowed, at.server_said, at.offered
     if partial:
         raise AuthenticationFailed(host, _partial_message(hop, partial, tried, allowed),
                                    "AuthenticationMethods")
@@ -326,6 +329,40 @@ def _authenticate(host: str, hop: Endpoint, transport: paramiko.Transport) -> No
         hint += "; not offered: " + "; ".join(key.describe() for key in unusable)
     raise AuthenticationFailed(host, f"{hop.label} refused authentication (tried {what}){hint}",
                                "ansible_user")
+
+
+def _offer_keys(host: str, hop: Endpoint, transport: paramiko.Transport, at: _Attempt) -> bool:
+    """Offer the candidate keys until one logs in (True) or none is left; a key accepted as
+    one step goes on with the next key while the server still asks for one."""
+    notes = [] if at.partial else at.tried        # a second pass notes nothing again
+    for label, key in _candidate_keys(hop, notes, at.unusable if not at.partial else []):
+        try:
+            remaining = transport.auth_publickey(hop.user, key)
+        except paramiko.BadAuthenticationType as exc:
+            at.allowed, at.server_said = list(exc.allowed_types), True
+            return False
+        except paramiko.AuthenticationException:
+            at.tried.append(label)
+            at.offered += 1
+            continue
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise AuthenticationFailed(host, f"{hop.label} closed the connection during "
+                                             f"authentication: {exc}") from None
+        if not remaining:
+            _logged_in(host, hop, transport)
+            return True
+        at.partial.append(label)
+        at.allowed, at.server_said = list(remaining), True
+        if "publickey" not in at.allowed:
+            return False
+    return False
+
+
+def _logged_in(host: str, hop: Endpoint, transport: paramiko.Transport) -> None:
+    """paramiko answers [] both for a login and for a connection that closed at that moment."""
+    if not transport.is_authenticated():
+        raise AuthenticationFailed(host, f"{hop.label} closed the connection during "
+                                         "authentication")
 
 
 def _partial_message(hop: Endpoint, partial: list[str], tried: list[str],
@@ -392,20 +429,22 @@ def unsupported_methods_message(allowed: list[str]) -> str:
                "ansible_ssh_common_args" if kerberos else ""))
 
 
-def _password_auth(hop: Endpoint, transport: paramiko.Transport, allowed: list[str]) -> bool:
+def _password_auth(hop: Endpoint, transport: paramiko.Transport, allowed: list[str]):
+    """[] when the password logged in, the methods still asked when it was accepted as one
+    step, False when it was refused, None when the server takes no password at all (not
+    sent)."""
     password = hop.password.reveal()
     try:
         if "password" in allowed:
-            transport.auth_password(hop.user, password)
-        elif "keyboard-interactive" in allowed:
-            transport.auth_interactive(hop.user, lambda _t, _i, prompts: [password] * len(prompts))
-        else:
-            return False
-        return True
+            return list(transport.auth_password(hop.user, password))
+        if "keyboard-interactive" in allowed:
+            return list(transport.auth_interactive(
+                hop.user, lambda _t, _i, prompts: [password] * len(prompts)))
+        return None
     except paramiko.BadAuthenticationType as exc:
-        if "keyboard-interactive" in exc.allowed_types:
+        if "keyboard-interactive" in exc.allowed_types and "password" in allowed:
             return _password_auth(hop, transport, ["keyboard-interactive"])
-        return False
+        return None
     except paramiko.AuthenticationException:
         return False
 
@@ -520,38 +559,61 @@ class _Agent:
 
 
 def _open_agent(setting: str | None) -> paramiko.Agent:
-    """The agent IdentityAgent names (ssh_config(5)): a socket path (`~` is the passwd
-    home, as ssh -G expands it), `SSH_AUTH_SOCK` or `$VAR` (the socket that variable names),
-    `none` (no agent); unset, $SSH_AUTH_SOCK. No agent listening means no agent keys, as
-    for ssh."""
+    """The agent IdentityAgent names, as ssh.c reads it: `none` (no agent), `SSH_AUTH_SOCK`
+    or unset ($SSH_AUTH_SOCK), `$NAME` (the socket that variable names), else a path with
+    `~`, `${VAR}` and %-tokens. No agent answering there means no agent keys, as for ssh."""
     if setting is None or setting == "SSH_AUTH_SOCK":
-        return paramiko.Agent()
+        return _SocketAgent(os.environ.get("SSH_AUTH_SOCK"))
     if setting.lower() == "none":
         return _SocketAgent(None)
-    if setting.startswith("$"):
+    if setting.startswith("$") and not setting.startswith("${"):
         return _SocketAgent(os.environ.get(setting[1:]))
+    return _SocketAgent(_agent_path(setting))
+
+
+_AGENT_TOKENS = re.compile(r"%.|\$\{([^}]*)\}")
+
+
+def _agent_path(setting: str) -> str | None:
+    """`~`, `${VAR}` and the %-tokens that need no host (%d %u %i %%) expanded; None when
+    one cannot be (an unset variable, a host token): ssh would not reach an agent either."""
     if setting.startswith("~/"):
         setting = sshconfig.passwd_home() + setting[1:]
-    return _SocketAgent(setting)
+    known = {"%%": "%", "%d": sshconfig.passwd_home(), "%u": sshconfig.local_user(),
+             "%i": str(os.getuid())}
+    missing = []
+
+    def one(match: re.Match) -> str:
+        value = (os.environ.get(match.group(1)) if match.group(1) is not None
+                 else known.get(match.group(0)))
+        if value is None:
+            missing.append(match.group(0))
+        return value or ""
+    path = _AGENT_TOKENS.sub(one, setting)
+    return None if missing else path
 
 
 _AGENT_TIMEOUT = 10.0
 
 
 class _SocketAgent(paramiko.Agent):
-    """paramiko's Agent on a socket of our choosing: paramiko.Agent's own __init__ reads
-    only $SSH_AUTH_SOCK, so the base class's is called instead."""
+    """paramiko's Agent on a socket of our choosing (paramiko.Agent's own __init__ reads only
+    $SSH_AUTH_SOCK, with no timeout), so the base class's __init__ is called instead. A
+    socket that is no agent, answers nothing within _AGENT_TIMEOUT, or sends a key list
+    paramiko cannot read gives no keys rather than an exception or a hang; once connected,
+    signing may take as long as the user needs to approve it (1Password, `ssh-add -c`)."""
 
     def __init__(self, path: str | None):
         paramiko.agent.AgentSSH.__init__(self)
         if not path:
             return
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.settimeout(_AGENT_TIMEOUT)       # a socket that accepts and never answers
+        conn.settimeout(_AGENT_TIMEOUT)
         try:
             conn.connect(path)
             self._connect(conn)
-        except (OSError, paramiko.SSHException):     # nothing, or no agent, listens there
+            conn.settimeout(None)      # paramiko's auth timeout bounds a signature
+        except Exception:              # whatever the socket sent: no agent keys
             conn.close()
             self._conn, self._keys = None, ()
 

@@ -281,7 +281,8 @@ def _merge_config(args: _SshArgs, config: sshconfig.ConfigValues) -> None:
         if value is not None:
             args.options.setdefault(key, value)
     if config.get("identityagent") is not None:          # "none" means no agent here
-        args.options.setdefault("identityagent", config.get("identityagent"))
+        # ssh -G printed it expanded: kept in ssh's syntax (`%` doubled) like an -o value
+        args.options.setdefault("identityagent", config.get("identityagent").replace("%", "%%"))
     user = config.setting("user")
     if user and user != sshconfig.local_user():
         args.options.setdefault("user", user)
@@ -532,8 +533,7 @@ def _jump_endpoint(host: str, text: str, target: Endpoint, options: RunOptions,
                 inv_args.jumps, inv_args.options.get("proxycommand"))
     jump = Endpoint(name=text, address=name, port=port or 22, user=user or options.local_user,
                     key_files=target.key_files, identities_only=target.identities_only,
-                    password_auth=False, cert_files=target.cert_files,
-                    identity_agent=target.identity_agent)
+                    password_auth=False, cert_files=target.cert_files)
     if not options.read_ssh_config:
         return jump, None, None
     args = _SshArgs(config_file=config_file)
@@ -544,7 +544,7 @@ def _jump_endpoint(host: str, text: str, target: Endpoint, options: RunOptions,
                     user=user or args.options.get("user") or jump.user,
                     key_files=tuple(dict.fromkeys([*args.identity_files, *jump.key_files])),
                     default_keys=not args.identities_configured,
-                    identity_agent=args.options.get("identityagent", jump.identity_agent),
+                    identity_agent=args.options.get("identityagent"),
                     cert_files=tuple(dict.fromkeys([*args.cert_files, *jump.cert_files])),
                     host_key_alias=args.options.get("hostkeyalias")),
             args.jumps, args.options.get("proxycommand"))

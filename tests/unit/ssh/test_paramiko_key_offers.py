@@ -80,8 +80,13 @@ class FakeTransport:
     def is_authenticated(self):
         return self.authenticated
 
-    def auth_password(self, _user, _password):
-        raise paramiko.AuthenticationException("denied")
+    def auth_password(self, _user, password):
+        if password != getattr(self, "password", None):
+            raise paramiko.AuthenticationException("denied")
+        if self.then:
+            return [self.then.pop(0)]
+        self.authenticated = True
+        return []
 
     def auth_none(self, _user):
         raise paramiko.BadAuthenticationType("no", ["publickey", "password"])
@@ -90,11 +95,17 @@ class FakeTransport:
         return True
 
 
+FAKE_SOCK = "/fake/agent.sock"           # what $SSH_AUTH_SOCK says: the fake agent
+
+
 @pytest.fixture(autouse=True)
 def agent(monkeypatch, tmp_path):
     """An empty fake ssh-agent and an empty home (no default key files)."""
     monkeypatch.setattr(FakeAgent, "held", [])
-    monkeypatch.setattr(paramiko_session.paramiko, "Agent", FakeAgent)
+    real = paramiko_session._SocketAgent
+    monkeypatch.setenv("SSH_AUTH_SOCK", FAKE_SOCK)
+    monkeypatch.setattr(paramiko_session, "_SocketAgent",
+                        lambda path: FakeAgent() if path == FAKE_SOCK else real(path))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "home" / ".ssh").mkdir(parents=True)
     return FakeAgent
@@ -281,7 +292,7 @@ def test_holding_finds_only_the_agent_key_with_that_public_key(agent):
 
 def test_holding_asks_the_agent_only_when_a_key_is_wanted(agent, monkeypatch):
     made = []
-    monkeypatch.setattr(paramiko_session.paramiko, "Agent", lambda: made.append(1) or agent())
+    monkeypatch.setattr(paramiko_session, "_SocketAgent", lambda _path: made.append(1) or agent())
     keys = _Agent()
     assert keys.holding(None) is None and made == []
     keys.close()
@@ -464,3 +475,63 @@ def test_a_step_harden_cannot_take_is_named_not_a_channel_timeout(tmp_path, then
     assert f"accepted key {tmp_path / 'id_a'} as one step but requires more" in \
         failed.value.message
     assert f"it still asks for {then}" in failed.value.message and advice in failed.value.message
+
+
+def test_a_password_accepted_as_the_first_step_goes_on_to_the_keys(tmp_path):
+    # `AuthenticationMethods password,publickey`: the key is refused as a method first, the
+    # password is one step, then the key logs in (harden said "refused (tried password)")
+    key = plain_key_file(tmp_path / "id_a")
+    server = FakeTransport({key}, then=("publickey",))
+    server.password = "pw"
+    first = [True]
+
+    def publickey(_user, pkey):
+        if first.pop() if first else False:
+            raise paramiko.BadAuthenticationType("password first", ["password"])
+        server.authenticated = True
+        return []
+    server.auth_publickey = publickey
+    _authenticate("n1", hop(str(tmp_path / "id_a"), password="pw"), server)
+    assert server.authenticated
+
+
+def test_a_password_not_sent_is_not_reported_as_tried(tmp_path):
+    key = plain_key_file(tmp_path / "id_a")
+    with pytest.raises(AuthenticationFailed) as failed:
+        _authenticate("n1", hop(str(tmp_path / "id_a"), password="pw"),
+                      FakeTransport({key}, then=("publickey",)))
+    assert "also tried" not in failed.value.message
+
+
+def test_an_empty_answer_without_a_login_is_a_closed_connection(tmp_path):
+    key = plain_key_file(tmp_path / "id_a")
+    server = FakeTransport({key})
+    server.auth_publickey = lambda _user, _key: []          # closed as it answered
+    with pytest.raises(AuthenticationFailed, match="closed the connection during auth"):
+        _authenticate("n1", hop(str(tmp_path / "id_a")), server)
+
+
+def test_identity_agent_paths_expand_as_ssh_expands_them(monkeypatch, agent):
+    from harden.ssh import sshconfig
+    monkeypatch.setenv("AGENT_DIR", "/run/agents")
+    monkeypatch.delenv("NO_SUCH_DIR", raising=False)
+    home = sshconfig.passwd_home()
+    assert paramiko_session._agent_path("${AGENT_DIR}/%u.sock") == \
+        f"/run/agents/{sshconfig.local_user()}.sock"
+    assert paramiko_session._agent_path("~/.1p/agent.sock") == f"{home}/.1p/agent.sock"
+    assert paramiko_session._agent_path("%d/100%%/s") == f"{home}/100%/s"
+    assert paramiko_session._agent_path("${NO_SUCH_DIR}/s") is None
+    assert paramiko_session._agent_path("/run/%h.sock") is None
+
+
+def test_a_jump_host_keeps_its_own_agent_not_the_targets(tmp_path):
+    # ssh sets the target's IdentityAgent only for itself: a ProxyJump's ssh uses its own
+    from harden.ssh.settings import RunOptions, connection_spec
+    config = tmp_path / "ssh_config"
+    config.write_text("Host node-*\n  IdentityAgent none\n")
+
+    class Host:
+        name, groups = "node-1", ["all"]
+        vars = {"ansible_ssh_common_args": f"-F {config} -J bastion"}
+    spec = connection_spec(Host(), RunOptions(local_user="alice"))
+    assert spec.target.identity_agent == "none" and spec.jumps[0].identity_agent is None
