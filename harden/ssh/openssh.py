@@ -317,7 +317,9 @@ def master_options(spec: ConnectionSpec, hop: Endpoint, path: str, via: str | No
     opts = {
         "ControlMaster": "yes", "ControlPath": path, "ControlPersist": "no",
         "BatchMode": "yes", "HostName": hop.address, "Port": str(hop.port), "User": hop.user,
-        "StrictHostKeyChecking": spec.host_key_policy,
+        # `no` lets ssh log in past a changed key; harden refuses that with either transport
+        "StrictHostKeyChecking": "accept-new" if spec.host_key_policy == "no"
+        else spec.host_key_policy,
         "UserKnownHostsFile": " ".join(_quote(f) for f in _known_hosts(spec)) or "none",
         "GlobalKnownHostsFile": " ".join(map(_quote, spec.global_known_hosts_files)) or "none",
         "ConnectTimeout": str(max(1, math.ceil(spec.connect_timeout))),

@@ -34,6 +34,14 @@ def options_of(argv: list[str]) -> list[str]:
     return [argv[i + 1] for i, word in enumerate(argv) if word == "-o"]
 
 
+def test_strict_host_key_checking_no_still_refuses_a_changed_key_over_openssh():
+    # ssh's `no` logs in past a changed key; accept-new records new keys the same way and
+    # refuses a changed one, as the paramiko transport does
+    spec = replace(SPEC, host_key_policy="no")
+    assert "StrictHostKeyChecking=accept-new" in options_of(master_options(spec, TARGET, "/m",
+                                                                           None))
+
+
 def test_master_options_put_harden_settings_before_the_users_and_use_their_config():
     argv = master_options(SPEC, TARGET, "/priv/m", None)
     assert argv[:2] == ["-F", "/cfg"]
