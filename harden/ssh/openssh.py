@@ -710,7 +710,9 @@ class _MasterStream(_ProcessStream):
 
 # What ssh itself prints when its ProxyCommand closes the connection (the rest is the proxy's).
 _SSH_ON_PROXY_EOF = re.compile(r"kex_exchange_identification: |Connection closed by |"
-                               r"ssh_exchange_identification: |Pseudo-terminal ")
+                               r"ssh_exchange_identification: |Pseudo-terminal |"
+                               r"Connection timed out during banner exchange|"
+                               r"Connection to UNKNOWN port ")
 _RETRIED = re.compile(r"Connection refused|Connection reset|Connection timed out|"
                       r"timed out|kex_exchange_identification|Connection closed by|"
                       r"Network is unreachable|No route to host", re.I)
@@ -805,8 +807,10 @@ def classify(spec: ConnectionSpec, hop: Endpoint, stderr: str) -> Exception:
     proxy_said = [ln for ln in lines if not _SSH_ON_PROXY_EOF.match(ln)]
     if _proxy_for(spec, hop) and proxy_said:
         # ssh shows the proxy's stderr before its own last word: the error says both
-        return Unreachable(spec.host, f"{where}: {last}; ProxyCommand's stderr: "
-                                      + " | ".join(proxy_said[-5:]), "ProxyCommand")
+        said = f"{where}: {last}; ProxyCommand's stderr: " + " | ".join(proxy_said[-5:])
+        if _RETRIED.search(" ".join(proxy_said)):
+            return NetworkError(said)          # a busy or restarting bastion: try again
+        return Unreachable(spec.host, said, "ProxyCommand")
     if _RETRIED.search(text):
         return NetworkError(f"{where}: {last}")
     return Unreachable(spec.host, f"{where}: {last}")

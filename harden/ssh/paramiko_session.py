@@ -142,10 +142,16 @@ def _first_handshake(spec: ConnectionSpec, hop: Endpoint, name: str,
             if not exited:
                 raise
             raise type(exc)(exc.host, f"{exc.message}; {said}", exc.setting) from None
-        if exited:
+        if exited and not _RETRIED_PROXY.search(said):
             raise Unreachable(spec.host, f"cannot reach {hop.label} through its ProxyCommand: "
                                          f"{said}", "ProxyCommand") from None
-        raise NetworkError(f"{exc}; {said}") from None
+        raise NetworkError(f"{exc}; {said}") from None     # retried: a busy bastion, say
+
+
+# What a proxy (usually `ssh -W` to a bastion) says when trying again may help, as for TCP.
+_RETRIED_PROXY = re.compile(r"Connection refused|Connection reset|timed out|"
+                            r"kex_exchange_identification|Connection closed by|"
+                            r"Network is unreachable|No route to host", re.I)
 
 
 def _forward(spec: ConnectionSpec, via: Endpoint, transport: paramiko.Transport,

@@ -25,6 +25,7 @@ import paramiko  # noqa: E402
 _TAIL_LINES = 5
 _LINE_MAX = 300
 _READER_WAIT = 1.0      # seconds to collect what a proxy printed before it was ended
+_END_WAIT = 2.0         # seconds a proxy has to exit after SIGTERM before SIGKILL
 
 
 def user_shell() -> str:
@@ -44,6 +45,7 @@ class ShellProxy(paramiko.ProxyCommand):
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         bufsize=0)
         self.timeout = None
+        self._ended_by_us = False
         self._tail: deque[str] = deque(maxlen=_TAIL_LINES)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True,
                                          name="proxy-stderr")
@@ -77,24 +79,42 @@ class ShellProxy(paramiko.ProxyCommand):
         return buffer
 
     def close(self) -> None:
-        """End the proxy (SIGTERM, as paramiko does) unless it has already exited."""
+        """End the proxy unless it has already exited (SIGTERM, as paramiko does, then
+        SIGKILL), reap it and close its pipes: a long fleet run leaves no zombie or fd."""
         if self.process.poll() is None:
+            self._ended_by_us = True
             try:
                 self.process.terminate()
+                self.process.wait(timeout=_END_WAIT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
             except OSError:
                 pass
+        for pipe in (self.process.stdin, self.process.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        self._reader.join(_READER_WAIT)       # it ends at EOF on stderr, then closes it
+        if not self._reader.is_alive():
+            self.process.stderr.close()
 
     def failure(self) -> tuple[bool, str]:
-        """(whether the proxy had exited, what went wrong with it in words: its exit status or
-        that it was still running, and its last stderr lines). Ends the proxy if it runs."""
+        """(whether the proxy exited by itself, what went wrong with it in words: its exit
+        status or that it was still running, and its last stderr lines). Ends the proxy."""
         try:    # a proxy that closed its stdout is usually exiting: let it finish
-            status = self.process.wait(timeout=0.2)
+            self.process.wait(timeout=0.2)
         except subprocess.TimeoutExpired:
-            status = None
-            self.close()
-        self._reader.join(_READER_WAIT)
+            pass
+        self.close()
+        status = None if self._ended_by_us else self.process.returncode
         said = " | ".join(self._tail)
         state = (f"ProxyCommand exited with status {status}" if status is not None
                  else "ProxyCommand was still running")
         return status is not None, (f"{state}; its stderr: {said}" if said
                                     else f"{state}, printing nothing on stderr")
+
+    def said(self) -> str:
+        """The proxy's last stderr lines, one string."""
+        return " | ".join(self._tail)

@@ -585,6 +585,10 @@ def expand_proxy_command(host: str, command: str, hop: Endpoint, name: str) -> s
     values = {"h": hop.address, "p": str(hop.port), "r": hop.user, "n": name,
               "k": hop.host_key_alias or name, "%": "%"}
     out, i = [], 0
+    for token, setting in (("h", "ansible_host"), ("n", "ansible_host"), ("r", "ansible_user"),
+                           ("k", "HostKeyAlias")):
+        if f"%{token}" in command.replace("%%", ""):
+            _shell_safe(host, values[token], setting)
     while i < len(command):
         if command[i] != "%":
             out.append(command[i])
@@ -599,6 +603,19 @@ def expand_proxy_command(host: str, command: str, hop: Endpoint, name: str) -> s
         out.append(values[token])
         i += 2
     return "".join(out)
+
+
+# What ssh 9.6 refuses in a host or user name it would put in a ProxyCommand (ssh.c
+# valid_hostname/valid_ruser, CVE-2023-51385): the command runs in a shell.
+_SHELL_SPECIAL = set("'`\"$\\;&<>|(){}*?[]~#!") | {chr(c) for c in range(33)} | {"\x7f"}
+
+
+def _shell_safe(host: str, value: str, setting: str) -> None:
+    """Refuse a name that the ProxyCommand's shell would read as more than a word: an
+    inventory (a dynamic one, a CMDB) must not be able to run commands here."""
+    if value.startswith("-") or any(c in _SHELL_SPECIAL for c in value):
+        raise HostError(host, f"{value!r} would go into the ProxyCommand's shell command and "
+                              "has characters a host or user name never has", setting)
 
 
 def _host_key_policy(host: str, args: _SshArgs, options: RunOptions, checking=None) -> str:

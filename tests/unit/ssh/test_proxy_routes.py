@@ -100,3 +100,46 @@ def test_the_proxy_runs_in_the_users_shell(monkeypatch):
         assert os.path.basename(proxy.recv(64).decode().strip()) == "sh"
     finally:
         proxy.close()
+
+
+@pytest.mark.parametrize("var, value, setting", [
+    ("ansible_host", "10.0.0.9$(touch /tmp/harden-pwned)", "ansible_host"),
+    ("ansible_user", "ops`id`", "ansible_user"),
+    ("ansible_host", "-oProxyCommand=x", "ansible_host")])
+def test_an_inventory_value_cannot_run_commands_through_the_proxy_commands_shell(
+        tmp_path, var, value, setting):
+    # the command now runs in a shell; a dynamic inventory or CMDB fills %h and %r (ssh 9.6
+    # refuses such names too, CVE-2023-51385)
+    host = Host("t", {"ansible_ssh_common_args": "-o ProxyCommand='nc %h %p %r'", var: value})
+    with pytest.raises(HostError) as err:        # (ssh -G refuses them too, when it runs)
+        connection_spec(host, RunOptions(local_user="alice", read_ssh_config=False))
+    assert err.value.setting == setting
+    assert not os.path.exists("/tmp/harden-pwned")
+
+
+def test_a_proxy_harden_ended_is_still_running_not_exited_and_is_reaped():
+    # the handshake's cleanup closes the proxy before the error is worded: it read as
+    # "exited with status -15" and was never retried
+    proxy = ShellProxy("sleep 30")
+    proxy.close()
+    exited, said = proxy.failure()
+    assert not exited and "still running" in said
+    assert proxy.process.returncode is not None                     # reaped: no zombie
+    assert proxy.process.stdout.closed and proxy.process.stdin.closed
+
+
+def test_openssh_retries_a_proxy_that_timed_out_or_a_busy_bastion():
+    from harden.ssh.openssh import classify
+    from harden.ssh.transport import NetworkError, Unreachable
+    spec = connection_spec(
+        Host("t", {"ansible_ssh_common_args": "-F /dev/null -o ProxyCommand='sleep 30'"}),
+        OPTIONS)
+    timed_out = classify(spec, spec.target, "Connection timed out during banner exchange\n"
+                                            "Connection to UNKNOWN port 65535 timed out\n")
+    assert isinstance(timed_out, NetworkError)
+    busy = classify(spec, spec.target, "kex_exchange_identification: read: Connection reset "
+                                       "by peer\nConnection reset by peer\n")
+    assert isinstance(busy, NetworkError)
+    refused = classify(spec, spec.target,
+                       "bastion says no\nConnection closed by UNKNOWN port 65535\n")
+    assert isinstance(refused, Unreachable) and "bastion says no" in str(refused)
