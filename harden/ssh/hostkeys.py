@@ -136,7 +136,12 @@ def verify_host_key(host: str, name: str, offered: paramiko.PKey, known: list[Kn
         raise HostKeyUnknown(host, unknown_message(name, f"{key_type} {offered_fp} offered"
                                                    f"{refused}", files, policy, record_file),
                              "host key")
-    record_host_key(record_file, name, offered)
+    try:
+        record_host_key(record_file, name, offered)
+    except OSError as exc:
+        raise HostKeyUnknown(host, f"the new host key of {name} ({key_type} {offered_fp}) "
+                                   f"cannot be recorded in {record_file}: "
+                                   f"{exc.strerror or exc}", "UserKnownHostsFile") from None
 
 
 def unknown_message(name: str, detail: str, files: tuple[str, ...], policy: str = "yes",
@@ -194,7 +199,8 @@ def _mismatch_message(name: str, key_type: str, offered_fp: str, expected: Known
 
 
 def record_host_key(path: str, name: str, key: paramiko.PKey) -> None:
-    """Append one plain known_hosts line; locked so parallel hosts never interleave lines."""
+    """Append one plain known_hosts line; locked so parallel hosts never interleave lines.
+    A missing directory is created private (a %h or %r in its path never holds a `/`)."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700, exist_ok=True)

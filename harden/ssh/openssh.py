@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from harden.errors import HostError
 from harden.node.limits import MAX_OUTPUT_BYTES
 from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown, unknown_message
-from harden.ssh.settings import ConnectionSpec, Endpoint
+from harden.ssh.settings import ConnectionSpec, Endpoint, HostKeyCheck
 from harden.ssh.socket_wait import EXITED, TIMED_OUT, wait_for_socket
 from harden.ssh.sshconfig import ssh_client
 from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession, Unreachable,
@@ -314,14 +314,14 @@ class Master:
 def master_options(spec: ConnectionSpec, hop: Endpoint, path: str, via: str | None) -> list[str]:
     """ssh arguments for a master to `hop`: harden's resolved settings first (ssh keeps the
     first value it sees), then the user's other -o options, then their config file."""
+    checked = spec.host_keys(hop)
     opts = {
         "ControlMaster": "yes", "ControlPath": path, "ControlPersist": "no",
         "BatchMode": "yes", "HostName": hop.address, "Port": str(hop.port), "User": hop.user,
         # `no` lets ssh log in past a changed key; harden refuses that with either transport
-        "StrictHostKeyChecking": "accept-new" if spec.host_key_policy == "no"
-        else spec.host_key_policy,
-        "UserKnownHostsFile": " ".join(_quote(f) for f in _known_hosts(spec)) or "none",
-        "GlobalKnownHostsFile": " ".join(map(_quote, spec.global_known_hosts_files)) or "none",
+        "StrictHostKeyChecking": "accept-new" if checked.policy == "no" else checked.policy,
+        "UserKnownHostsFile": " ".join(_quote(f) for f in _known_hosts(checked)) or "none",
+        "GlobalKnownHostsFile": " ".join(map(_quote, checked.global_files)) or "none",
         "ConnectTimeout": str(max(1, math.ceil(spec.connect_timeout))),
         "IdentitiesOnly": "yes" if hop.identities_only else None,
         "IdentityAgent": _quote(hop.identity_agent) if hop.identity_agent else None,
@@ -356,11 +356,11 @@ def _proxy_for(spec: ConnectionSpec, hop: Endpoint) -> str | None:
     return hop.proxy_command or (spec.proxy_command if hop is spec.target else None)
 
 
-def _known_hosts(spec: ConnectionSpec) -> list[str]:
+def _known_hosts(checked: HostKeyCheck) -> list[str]:
     """The user files, the record file first: that is where ssh writes a newly accepted key
     (none: no file, and ssh then refuses any new key, as the paramiko transport does)."""
-    record = [spec.record_known_hosts_file] if spec.record_known_hosts_file else []
-    return list(dict.fromkeys([*record, *spec.known_hosts_files]))
+    record = [checked.record] if checked.record else []
+    return list(dict.fromkeys([*record, *checked.user_files]))
 
 
 def _quote(path: str) -> str:
@@ -780,9 +780,10 @@ def classify(spec: ConnectionSpec, hop: Endpoint, stderr: str) -> Exception:
                               "host key")
     if "Host key verification failed" in text:
         said = next((ln for ln in lines if "host key is known" in ln), last)
+        checked = spec.host_keys(hop)
         return HostKeyUnknown(spec.host, unknown_message(
-            where, said, spec.all_known_hosts_files, policy=spec.host_key_policy,
-            record_file=spec.record_known_hosts_file), "host key")
+            where, said, checked.files, policy=checked.policy, record_file=checked.record),
+            "host key")
     if "Permission denied" in text:
         offered = [*hop.key_files, *hop.cert_files]
         own = "" if hop.identities_only else " and ssh's own identities"

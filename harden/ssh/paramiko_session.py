@@ -55,7 +55,7 @@ def connect_paramiko(spec: ConnectionSpec, jumps=None) -> ParamikoSession:
     if jumps is None or not spec.jumps or spec.proxy_command:
         return ParamikoSession(spec, with_retries(spec, lambda: _open_chain(spec)))
     name = _known_hosts_name(spec.target)
-    known = known_keys(spec.host, name, spec.all_known_hosts_files)
+    known = known_keys(spec.host, name, spec.host_keys(spec.target).files)
 
     def through_pool() -> list[paramiko.Transport]:
         sock = _forward(spec, spec.jumps[-1], jumps.transport(spec, spec.jumps), spec.target)
@@ -69,7 +69,7 @@ def open_hop(spec: ConnectionSpec, chain: tuple[Endpoint, ...], via) -> paramiko
     an earlier hop (the pool's, opened on first use)."""
     hop = chain[-1]
     name = _known_hosts_name(hop)
-    known = known_keys(spec.host, name, spec.all_known_hosts_files)
+    known = known_keys(spec.host, name, spec.host_keys(hop).files)
     if len(chain) == 1:
         return _first_handshake(spec, hop, name, known)
     sock = _forward(spec, chain[-2], via(chain[:-1]), hop)
@@ -80,7 +80,8 @@ def _open_chain(spec: ConnectionSpec) -> list[paramiko.Transport]:
     """Log in to each jump host in turn, then the target, through direct-tcpip channels."""
     hops = [*spec.jumps, spec.target]
     names = [_known_hosts_name(hop) for hop in hops]
-    known = [known_keys(spec.host, name, spec.all_known_hosts_files) for name in names]
+    known = [known_keys(spec.host, name, spec.host_keys(hop).files)
+             for name, hop in zip(names, hops)]
     transports: list[paramiko.Transport] = []
     try:
         sock = None
@@ -233,11 +234,10 @@ def _handshake(spec: ConnectionSpec, hop: Endpoint, sock, name: str,
         _configure(spec, transport, preferred_key_types(known))
         _start(spec, hop, transport)
         offered = transport.get_remote_server_key()
-        verify_host_key(spec.host, name, offered, known, spec.host_key_policy,
-                        spec.record_known_hosts_file,
+        checked = spec.host_keys(hop)
+        verify_host_key(spec.host, name, offered, known, checked.policy, checked.record,
                         certs.host_certificate(offered, getattr(transport, "host_key_type", None)),
-                        hop.host_key_alias or _host_name(hop.address),
-                        spec.all_known_hosts_files)
+                        hop.host_key_alias or _host_name(hop.address), checked.files)
         _authenticate(spec.host, hop, transport)
         return transport
     except BaseException:

@@ -111,12 +111,42 @@ class Endpoint:
     password_auth: bool = True                 # PasswordAuthentication=no turns it off
     host_key_alias: str | None = None
     cert_files: tuple[str, ...] = ()           # CertificateFile: certificates for the keys
+    host_keys: HostKeyCheck | None = None      # a jump host's own known_hosts and policy;
+                                               # None: the target's (ConnectionSpec.host_keys)
     proxy_command: str | None = None           # a first jump host's own ProxyCommand (tokens
                                                # expanded); the target's is ConnectionSpec's
 
     @property
     def label(self) -> str:
         return f"{self.user}@{self.address}:{self.port}"
+
+
+@dataclass(frozen=True)
+class HostKeyCheck:
+    """The known_hosts files and policy that judge one hop's host key. A jump host has its
+    own, as the ssh that ssh starts for a ProxyJump reads its own config and none of the
+    target's -o options: its own files come first (new keys are recorded there, and a key
+    they hold for it is never overridden), then the target's."""
+
+    user_files: tuple[str, ...]            # UserKnownHostsFile, expanded; () = none
+    global_files: tuple[str, ...]          # GlobalKnownHostsFile
+    policy: str                            # yes | accept-new | no
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file read, the user's first (as ssh reads them)."""
+        return tuple(dict.fromkeys((*self.user_files, *self.global_files)))
+
+    @property
+    def record(self) -> str | None:
+        """Where a newly accepted key is written: the first user file; None: none."""
+        return self.user_files[0] if self.user_files else None
+
+    def also(self, user_files: tuple[str, ...], global_files: tuple[str, ...]) -> HostKeyCheck:
+        """These files read after the own ones (a jump host also trusts the files the target's
+        -o options name, as harden always did; any entry with another key is a mismatch)."""
+        return replace(self, user_files=tuple(dict.fromkeys((*self.user_files, *user_files))),
+                       global_files=tuple(dict.fromkeys((*self.global_files, *global_files))))
 
 
 @dataclass(frozen=True)
@@ -129,8 +159,6 @@ class ConnectionSpec:
     proxy_command: str | None = None
     known_hosts_files: tuple[str, ...] = DEFAULT_KNOWN_HOSTS    # UserKnownHostsFile; () = none
     global_known_hosts_files: tuple[str, ...] = GLOBAL_KNOWN_HOSTS  # GlobalKnownHostsFile
-    record_known_hosts_file: str | None = DEFAULT_KNOWN_HOSTS[0]   # where accepted new keys
-                                               # are written: the first user file; None: none
     host_key_policy: str = "yes"               # yes | accept-new | no
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     retries: int = DEFAULT_RETRIES
@@ -146,9 +174,21 @@ class ConnectionSpec:
     ssh_options: tuple[str, ...] = ()          # other -o options (the openssh transport's)
 
     @property
+    def record_known_hosts_file(self) -> str | None:
+        """Where a newly accepted target key is written: the first user file; None: none."""
+        return self.host_keys(self.target).record
+
+    @property
     def all_known_hosts_files(self) -> tuple[str, ...]:
-        """Every known_hosts file read for a host key, the user's first (as ssh reads them)."""
-        return tuple(dict.fromkeys((*self.known_hosts_files, *self.global_known_hosts_files)))
+        """Every known_hosts file read for the target's key, the user's first."""
+        return self.host_keys(self.target).files
+
+    def host_keys(self, hop: Endpoint) -> HostKeyCheck:
+        """What judges `hop`'s host key: a jump host's own, else the target's settings."""
+        if hop.host_keys is not None:
+            return hop.host_keys
+        return HostKeyCheck(self.known_hosts_files, self.global_known_hosts_files,
+                            self.host_key_policy)
 
     @property
     def route(self) -> str:
@@ -198,7 +238,9 @@ def connection_spec(host: Host, options: RunOptions) -> ConnectionSpec:
     target = _target_endpoint(host, args, options)
     policy = _host_key_policy(host.name, args, options, _first(hv, *HOST_KEY_CHECKING_VARS))
     user_files, global_files = _known_hosts_files(args, target)
-    jumps = _jump_endpoints(host.name, args.jumps, target, options, args.config_file)
+    jumps = tuple(replace(j, host_keys=j.host_keys.also(user_files, global_files))
+                  for j in _jump_endpoints(host.name, args.jumps, target, options,
+                                           args.config_file))
     if len(jumps) > MAX_JUMPS:
         raise HostError(host.name, f"more than {MAX_JUMPS} jump hosts on the way to "
                                    f"{target.address} (jump hosts' own ProxyJumps included)",
@@ -219,7 +261,6 @@ def connection_spec(host: Host, options: RunOptions) -> ConnectionSpec:
         proxy_command=_proxy_command(host.name, args, target, name),
         known_hosts_files=user_files,
         global_known_hosts_files=global_files,
-        record_known_hosts_file=user_files[0] if user_files else None,
         host_key_policy=policy,
         connect_timeout=_connect_timeout(host.name, args, options),
         retries=options.retries,
@@ -529,25 +570,37 @@ def _jump_endpoint(host: str, text: str, target: Endpoint, options: RunOptions,
     if inv_host is not None and inv_host.name != host:
         inv_args = parse_ssh_args(inv_host.name, _ssh_arg_strings(inv_host.vars))
         base = _target_endpoint(inv_host, inv_args, options)
-        return (replace(base, name=text, user=user or base.user, port=port or base.port),
+        base = replace(base, name=text, user=user or base.user, port=port or base.port)
+        checking = _first(inv_host.vars, *HOST_KEY_CHECKING_VARS)
+        return (replace(base, host_keys=_host_keys(host, inv_args, base, options, checking)),
                 inv_args.jumps, inv_args.options.get("proxycommand"))
     jump = Endpoint(name=text, address=name, port=port or 22, user=user or options.local_user,
                     key_files=target.key_files, identities_only=target.identities_only,
                     password_auth=False, cert_files=target.cert_files)
-    if not options.read_ssh_config:
-        return jump, None, None
     args = _SshArgs(config_file=config_file)
+    if not options.read_ssh_config:
+        return replace(jump, host_keys=_host_keys(host, args, jump, options)), None, None
     _merge_config(args, sshconfig.resolve(host, name, config_file=config_file,
                                                 user=user or None, port=port))
-    return (replace(jump, address=args.options.get("hostname", name),
-                    port=_port(host, args.options.get("port", jump.port), "ProxyJump"),
-                    user=user or args.options.get("user") or jump.user,
-                    key_files=tuple(dict.fromkeys([*args.identity_files, *jump.key_files])),
-                    default_keys=not args.identities_configured,
-                    identity_agent=args.options.get("identityagent"),
-                    cert_files=tuple(dict.fromkeys([*args.cert_files, *jump.cert_files])),
-                    host_key_alias=args.options.get("hostkeyalias")),
+    jump = replace(jump, address=args.options.get("hostname", name),
+                   port=_port(host, args.options.get("port", jump.port), "ProxyJump"),
+                   user=user or args.options.get("user") or jump.user,
+                   key_files=tuple(dict.fromkeys([*args.identity_files, *jump.key_files])),
+                   default_keys=not args.identities_configured,
+                   identity_agent=args.options.get("identityagent"),
+                   cert_files=tuple(dict.fromkeys([*args.cert_files, *jump.cert_files])),
+                   host_key_alias=args.options.get("hostkeyalias"))
+    return (replace(jump, host_keys=_host_keys(host, args, jump, options)),
             args.jumps, args.options.get("proxycommand"))
+
+
+def _host_keys(host: str, args: _SshArgs, hop: Endpoint, options: RunOptions,
+               checking=None) -> HostKeyCheck:
+    """A jump host's own known_hosts files and policy, from its own settings (its ssh
+    config, or its inventory variables), never the target's -o options."""
+    user_files, global_files = _known_hosts_files(args, hop)
+    return HostKeyCheck(user_files, global_files,
+                        _host_key_policy(host, args, options, checking))
 
 
 def _split_host_port(host: str, text: str) -> tuple[str, int | None]:
@@ -655,7 +708,11 @@ def _known_hosts_files(args: _SshArgs, target: Endpoint) -> tuple[tuple[str, ...
     user = args.known_hosts_files or list(DEFAULT_KNOWN_HOSTS)
     system = args.global_known_hosts_files or list(GLOBAL_KNOWN_HOSTS)
     values = {"host": target.address, "user": target.user, "port": target.port}
-    user_files = [sshconfig.expand_path(f, **values) for f in user if f.lower() != "none"]
+    try:
+        user_files = [sshconfig.expand_path(f, **values) for f in user if f.lower() != "none"]
+    except ValueError as exc:
+        raise HostError(target.name, f"UserKnownHostsFile {' '.join(user)}: {exc}",
+                        "UserKnownHostsFile") from None
     global_files = [os.path.abspath(os.path.expanduser(f)) for f in system if f.lower() != "none"]
     return tuple(dict.fromkeys(user_files)), tuple(dict.fromkeys(global_files))
 

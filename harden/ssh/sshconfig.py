@@ -14,6 +14,7 @@ counts as "from the config" when a config file really set it.
 from __future__ import annotations
 
 import glob
+import ipaddress
 import os
 import pwd
 import shutil
@@ -55,13 +56,16 @@ class ConfigValues:
         return () if _ALWAYS_DEFAULT <= set(files) <= _DEFAULT_IDENTITIES else files
 
     def known_hosts_files(self) -> tuple[str, ...]:
-        """Configured UserKnownHostsFiles; () when they are ssh's defaults."""
+        """Configured UserKnownHostsFiles, with `%` doubled (ssh -G printed them expanded;
+        harden expands them once more); () when they are ssh's defaults, both, in order (one
+        default file alone, or the two swapped, is a choice: ssh writes to the first)."""
         files = tuple(w for value in self.all("userknownhostsfile") for w in value.split())
         home = passwd_home()
-        defaults = ({os.path.expanduser(f) for f in _DEFAULT_KNOWN_HOSTS} |
-                    {f.replace("~", home, 1) for f in _DEFAULT_KNOWN_HOSTS} |
-                    set(_DEFAULT_KNOWN_HOSTS))
-        return () if set(files) <= defaults else files
+        as_default = tuple(f.replace(home, "~", 1) if f.startswith(home + "/") else
+                           f.replace(os.path.expanduser("~"), "~", 1) for f in files)
+        if as_default == _DEFAULT_KNOWN_HOSTS:
+            return ()
+        return tuple(f.replace("%", "%%") for f in files)
 
     def global_known_hosts_files(self) -> tuple[str, ...]:
         """Configured GlobalKnownHostsFiles (`ssh -G` prints them unexpanded); () when they
@@ -224,15 +228,30 @@ def _paramiko_lookup(host: str, name: str, config_file: str | None) -> ConfigVal
 
 
 def expand_path(path: str, *, host: str, user: str, port: int) -> str:
-    """A config path with ssh's common tokens (%d %u %h %r %p %%) and ~ expanded."""
+    """A config path with ssh's common tokens (%d %u %h %r %p %%) and ~ expanded; the host
+    lower-cased as ssh does (not an IP address). ValueError when a host or user name would
+    put a `/` into the path (a name never has one; an inventory must not pick directories)."""
+    if not _is_ip(host):
+        host = host.lower()
     tokens = {"d": os.path.expanduser("~"), "u": local_user(), "h": host, "r": user,
               "p": str(port), "%": "%"}
     out, i = [], 0
     while i < len(path):
         if path[i] == "%" and i + 1 < len(path) and path[i + 1] in tokens:
+            if path[i + 1] in "hr" and "/" in tokens[path[i + 1]]:
+                raise ValueError(f"%{path[i + 1]} would be {tokens[path[i + 1]]!r}, "
+                                 "which has a /")
             out.append(tokens[path[i + 1]])
             i += 2
         else:
             out.append(path[i])
             i += 1
     return os.path.abspath(os.path.expanduser("".join(out)))
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False

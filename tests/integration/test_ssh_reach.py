@@ -639,3 +639,33 @@ def test_user_known_hosts_file_none_refuses_a_new_host_key_under_accept_new_as_s
     if transport == "paramiko":
         assert "UserKnownHostsFile is none" in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["none.ini"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_jump_host_is_checked_against_its_own_known_hosts_not_the_targets(calab, tmp_path,
+                                                                           transport):
+    # ssh starts the jump's ssh with its own config and none of the target's -o options: a
+    # changed key for the bastion in its own file is a mismatch, while the target's file
+    # (given with -o, knowing only the target) let accept-new record the bastion's key
+    stale = tmp_path / "bastion_known_hosts"
+    wrong = calab.key.with_suffix(".pub").read_text().split()[:2]
+    stale.write_text(f"{calab.nodes['cp1']} {' '.join(wrong)}\n")
+    target_only = tmp_path / "target_known_hosts"
+    target_only.write_text("".join(line for line in calab.known_hosts.read_text().splitlines(True)
+                                   if line.startswith(calab.nodes["w1"] + " ")))
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host bastion-alias\n  HostName {calab.nodes['cp1']}\n  User root\n"
+                      f"  IdentityFile {calab.key}\n  UserKnownHostsFile {stale}\n")
+    common = (f"-F {config} -o UserKnownHostsFile={target_only} "
+              "-o StrictHostKeyChecking=accept-new -J bastion-alias")
+    by_ssh = subprocess.run(["ssh", *common.split(), "-i", str(calab.key), "-o", "BatchMode=yes",
+                             f"root@{calab.nodes['w1']}", "true"], capture_output=True,
+                            text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert by_ssh.returncode == 255 and "REMOTE HOST IDENTIFICATION HAS CHANGED" in by_ssh.stderr
+    inventory = tmp_path / "jump.ini"
+    inventory.write_text(
+        f"[nodes]\nw1 ansible_host={calab.nodes['w1']} ansible_user=root "
+        f"ansible_ssh_private_key_file={calab.key} harden_transport={transport} "
+        f"ansible_ssh_common_args='{common}'\n")
+    done = harden("ping", "-i", str(inventory))
+    assert done.returncode == 4 and "w1: host key mismatch" in done.stdout, done.stdout

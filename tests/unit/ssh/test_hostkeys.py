@@ -97,6 +97,13 @@ def test_unknown_host_is_refused_when_strict(tmp_path, server_key):
     assert "--accept-new-host-keys" in str(info.value)
 
 
+def test_a_known_hosts_file_that_cannot_be_written_is_a_host_error(tmp_path, server_key):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(HostKeyUnknown, match="cannot be recorded in .*file/recorded"):
+        verify(tmp_path, "", server_key, policy="accept-new",
+               record=str(tmp_path / "file" / "recorded"))
+
+
 def test_unknown_host_is_recorded_when_accepting_new(tmp_path, server_key):
     record = tmp_path / "sub" / "recorded"
     verify(tmp_path, "", server_key, name="[10.0.0.5]:2222", policy="accept-new",

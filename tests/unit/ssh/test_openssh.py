@@ -22,8 +22,8 @@ from harden.ssh.transport import AuthenticationFailed, Unreachable, NetworkError
 
 TARGET = Endpoint(name="cp1", address="10.0.0.5", port=2222, user="ops",
                   key_files=("/k/id",), identities_only=True, cert_files=("/k/c-cert.pub",))
-SPEC = ConnectionSpec(host="cp1", target=TARGET, known_hosts_files=("/kh/a", "/kh/b"),
-                      record_known_hosts_file="/kh/b", host_key_policy="accept-new",
+SPEC = ConnectionSpec(host="cp1", target=TARGET, known_hosts_files=("/kh/b", "/kh/a"),
+                      host_key_policy="accept-new",
                       connect_timeout=2.5, ssh_config_file="/cfg",
                       ssh_options=("kexalgorithms=sntrup761x25519-sha512@openssh.com",
                                    "port=1"),
@@ -75,7 +75,7 @@ def test_a_jump_goes_through_the_previous_masters_socket():
 def test_ssh_gets_the_resolved_global_files_and_none_as_none():
     opts = options_of(master_options(SPEC, TARGET, "/priv/m", None))
     assert "GlobalKnownHostsFile=/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2" in opts
-    none = replace(SPEC, known_hosts_files=(), record_known_hosts_file=None,
+    none = replace(SPEC, known_hosts_files=(),
                    global_known_hosts_files=())
     opts = options_of(master_options(none, TARGET, "/priv/m", None))
     assert "UserKnownHostsFile=none" in opts and "GlobalKnownHostsFile=none" in opts

@@ -232,3 +232,35 @@ def test_global_known_hosts_file_from_args_replaces_the_global_files_without_war
     assert spec.warnings == ()
     none = spec_for({"ansible_ssh_common_args": "-o GlobalKnownHostsFile=none"})
     assert none.global_known_hosts_files == ()
+
+
+def test_a_jump_host_gets_its_own_known_hosts_and_policy_not_the_targets(tmp_path, monkeypatch):
+    # ssh starts the jump's ssh with its own config and none of the target's -o options
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host bastion\n  UserKnownHostsFile {tmp_path}/bastion_kh\n"
+                      "  StrictHostKeyChecking accept-new\n")
+    spec = connection_spec(Host("t", {"ansible_ssh_common_args":
+                                      f"-F {config} -o UserKnownHostsFile={tmp_path}/t_kh "
+                                      "-o StrictHostKeyChecking=yes -J bastion,other"}),
+                           RunOptions(local_user="alice"))
+    assert spec.host_keys(spec.target).user_files == (f"{tmp_path}/t_kh",)
+    bastion, other = (spec.host_keys(j) for j in spec.jumps)
+    # its own files first (recorded in, never overridden), then the target's, as harden did
+    assert bastion.user_files == (f"{tmp_path}/bastion_kh", f"{tmp_path}/t_kh")
+    assert bastion.record == f"{tmp_path}/bastion_kh" and bastion.policy == "accept-new"
+    assert other.user_files == (f"{tmp_path}/.ssh/known_hosts", f"{tmp_path}/.ssh/known_hosts2",
+                                f"{tmp_path}/t_kh")
+    assert other.policy == "yes"
+
+
+def test_a_host_name_with_a_slash_cannot_pick_the_known_hosts_directory(tmp_path):
+    host = Host("t", {"ansible_host": "../../etc/x", "ansible_ssh_common_args":
+                      f"-o UserKnownHostsFile={tmp_path}/kh_%h"})
+    with pytest.raises(HostError) as err:
+        connection_spec(host, RunOptions(local_user="alice", read_ssh_config=False))
+    assert err.value.setting == "UserKnownHostsFile"
+    upper = connection_spec(Host("t", {"ansible_host": "Web1.Example", "ansible_ssh_common_args":
+                                       f"-o UserKnownHostsFile={tmp_path}/kh_%h"}),
+                            RunOptions(local_user="alice", read_ssh_config=False))
+    assert upper.known_hosts_files == (f"{tmp_path}/kh_web1.example",)     # as ssh lower-cases

@@ -245,3 +245,17 @@ def test_config_keywords_the_paramiko_transport_ignores_are_warned_about(tmp_pat
     openssh = spec("node", {"ansible_ssh_common_args": f"-F {path}",
                             "harden_transport": "openssh"})
     assert openssh.warnings == ()
+
+
+def test_a_config_known_hosts_file_is_used_as_ssh_printed_it(tmp_path, monkeypatch):
+    # one default file alone is a choice (ssh reads and writes only it), and ssh -G has
+    # already expanded the tokens: `%%h` stays a literal `%h`
+    path = tmp_path / "ssh_config"
+    path.write_text(f"Host second\n  UserKnownHostsFile ~/.ssh/known_hosts2\n"
+                    f"Host literal\n  UserKnownHostsFile {tmp_path}/kh_%%h\n")
+    home = sshconfig.passwd_home()
+    second = spec("second", {"ansible_ssh_common_args": f"-F {path}"})
+    monkeypatch.setenv("HOME", home)
+    assert second.known_hosts_files == (f"{home}/.ssh/known_hosts2",)
+    literal = spec("literal", {"ansible_ssh_common_args": f"-F {path}"})
+    assert literal.known_hosts_files == (f"{tmp_path}/kh_%h",)
