@@ -66,6 +66,15 @@ def modern(lab_factory):
         yield lab
 
 
+def root_inventory(lab, path: Path, node: str, transport: str, ssh_args: str) -> Path:
+    """`node` alone, as root with the lab's key, over `transport`, with these ssh args."""
+    path.write_text(
+        f"[nodes]\n{node} ansible_host={lab.nodes[node]} ansible_user=root "
+        f"ansible_ssh_private_key_file={lab.key} harden_transport={transport} "
+        f"ansible_ssh_common_args='{ssh_args}'\n")
+    return path
+
+
 # --- a host known only through ~/.ssh/config ------------------------------------------------
 
 def alias_inventory(lab, tmp_path: Path, transport: str) -> Path:
@@ -611,11 +620,8 @@ def test_a_stale_home_known_hosts_line_is_not_read_when_user_known_hosts_file_is
     (home / ".ssh" / "known_hosts").write_text(f"{calab.nodes['cp1']} {' '.join(stale)}\n")
     options = ("UserKnownHostsFile=/dev/null", "StrictHostKeyChecking=no")
     assert plain_ssh(calab, "cp1", *options, env={"HOME": str(home)}).returncode == 0
-    inventory = tmp_path / "elsewhere.ini"
-    inventory.write_text(
-        f"[nodes]\ncp1 ansible_host={calab.nodes['cp1']} ansible_user=root "
-        f"ansible_ssh_private_key_file={calab.key} harden_transport={transport} "
-        f"ansible_ssh_common_args='-F /dev/null {' '.join('-o ' + o for o in options)}'\n")
+    inventory = root_inventory(calab, tmp_path / "elsewhere.ini", "cp1", transport,
+                               "-F /dev/null " + " ".join("-o " + o for o in options))
     done = harden("ping", "-i", str(inventory), env={"HOME": str(home)})
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -627,11 +633,8 @@ def test_user_known_hosts_file_none_refuses_a_new_host_key_under_accept_new_as_s
                "StrictHostKeyChecking=accept-new")
     refused = plain_ssh(calab, "cp1", *options, cwd=tmp_path)
     assert refused.returncode == 255 and "Host key verification failed" in refused.stderr
-    inventory = tmp_path / "none.ini"
-    inventory.write_text(
-        f"[nodes]\ncp1 ansible_host={calab.nodes['cp1']} ansible_user=root "
-        f"ansible_ssh_private_key_file={calab.key} harden_transport={transport} "
-        f"ansible_ssh_common_args='-F /dev/null {' '.join('-o ' + o for o in options)}'\n")
+    inventory = root_inventory(calab, tmp_path / "none.ini", "cp1", transport,
+                               "-F /dev/null " + " ".join("-o " + o for o in options))
     monkeypatch.chdir(tmp_path)        # the old code recorded the key in ./none and connected
     with pytest.raises(HostKeyUnknown) as info:
         session_for(inventory, "cp1").close()
@@ -662,10 +665,6 @@ def test_a_jump_host_is_checked_against_its_own_known_hosts_not_the_targets(cala
                              f"root@{calab.nodes['w1']}", "true"], capture_output=True,
                             text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert by_ssh.returncode == 255 and "REMOTE HOST IDENTIFICATION HAS CHANGED" in by_ssh.stderr
-    inventory = tmp_path / "jump.ini"
-    inventory.write_text(
-        f"[nodes]\nw1 ansible_host={calab.nodes['w1']} ansible_user=root "
-        f"ansible_ssh_private_key_file={calab.key} harden_transport={transport} "
-        f"ansible_ssh_common_args='{common}'\n")
+    inventory = root_inventory(calab, tmp_path / "jump.ini", "w1", transport, common)
     done = harden("ping", "-i", str(inventory))
     assert done.returncode == 4 and "w1: host key mismatch" in done.stdout, done.stdout
