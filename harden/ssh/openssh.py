@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from harden.errors import HostError
 from harden.node.limits import MAX_OUTPUT_BYTES
 from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown, unknown_message
-from harden.ssh.settings import ConnectionSpec, Endpoint, HostKeyCheck
+from harden.ssh.settings import ConnectionSpec, Endpoint, HostKeyCheck, shell_safe
 from harden.ssh.socket_wait import EXITED, TIMED_OUT, wait_for_socket
 from harden.ssh.sshconfig import ssh_client
 from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession, Unreachable,
@@ -330,7 +330,8 @@ def master_options(spec: ConnectionSpec, hop: Endpoint, path: str, via: str | No
         "ServerAliveInterval": str(spec.keepalive) if spec.keepalive else None,
         "Compression": "yes" if spec.compress else None,
     }
-    if via is not None:
+    if via is not None:          # ssh runs it in a shell with %h = HostName
+        shell_safe(spec.host, hop.address, "ansible_host")
         opts["ProxyCommand"] = (f"{ssh_client() or 'ssh'} -F /dev/null -S {_quote(via)} "
                                 "-o ControlMaster=no -W %h:%p harden")
     elif _proxy_for(spec, hop):

@@ -125,8 +125,9 @@ class Endpoint:
 class HostKeyCheck:
     """The known_hosts files and policy that judge one hop's host key. A jump host has its
     own, as the ssh that ssh starts for a ProxyJump reads its own config and none of the
-    target's -o options: its own files come first (new keys are recorded there, and a key
-    they hold for it is never overridden), then the target's."""
+    target's -o options: its own files come first (new keys are recorded there), then the
+    target's, as harden always read them; a key matching an entry in any of them is
+    accepted, and a key no entry holds, where some entry holds another, is a mismatch."""
 
     user_files: tuple[str, ...]            # UserKnownHostsFile, expanded; () = none
     global_files: tuple[str, ...]          # GlobalKnownHostsFile
@@ -144,7 +145,7 @@ class HostKeyCheck:
 
     def also(self, user_files: tuple[str, ...], global_files: tuple[str, ...]) -> HostKeyCheck:
         """These files read after the own ones (a jump host also trusts the files the target's
-        -o options name, as harden always did; any entry with another key is a mismatch)."""
+        -o options name, as harden always did)."""
         return replace(self, user_files=tuple(dict.fromkeys((*self.user_files, *user_files))),
                        global_files=tuple(dict.fromkeys((*self.global_files, *global_files))))
 
@@ -231,16 +232,19 @@ def connection_spec(host: Host, options: RunOptions) -> ConnectionSpec:
     transport = _transport(host, options)
     args = parse_ssh_args(host.name, _ssh_arg_strings(hv))
     name = str(_first(hv, "ansible_host", "ansible_ssh_host") or host.name)
+    _plain_name(host.name, name, "ansible_host")
+    _plain_name(host.name, _first(hv, "ansible_user", "ansible_ssh_user"), "ansible_user")
     config = _config_for(host.name, name, args, options,
                          user=_first(hv, "ansible_user", "ansible_ssh_user"),
                          port=_first(hv, "ansible_port", "ansible_ssh_port"))
     _merge_config(args, config)
     target = _target_endpoint(host, args, options)
-    policy = _host_key_policy(host.name, args, options, _first(hv, *HOST_KEY_CHECKING_VARS))
+    checking = _first(hv, *HOST_KEY_CHECKING_VARS)
+    policy = _host_key_policy(host.name, args, options, checking)
     user_files, global_files = _known_hosts_files(args, target)
     jumps = tuple(replace(j, host_keys=j.host_keys.also(user_files, global_files))
                   for j in _jump_endpoints(host.name, args.jumps, target, options,
-                                           args.config_file))
+                                           args.config_file, checking=checking))
     if len(jumps) > MAX_JUMPS:
         raise HostError(host.name, f"more than {MAX_JUMPS} jump hosts on the way to "
                                    f"{target.address} (jump hosts' own ProxyJumps included)",
@@ -327,7 +331,7 @@ def _merge_config(args: _SshArgs, config: sshconfig.ConfigValues) -> None:
     user = config.setting("user")
     if user and user != sshconfig.local_user():
         args.options.setdefault("user", user)
-    expand = _config_path_expander(args)
+    expand = _config_path_expander(args, config.source)
     args.identities_configured = args.identities_configured or bool(config.identity_files())
     for setting, paths, found in (("IdentityFile", config.identity_files(), args.identity_files),
                                   ("CertificateFile", config.all("certificatefile"),
@@ -349,12 +353,20 @@ def _merge_config(args: _SshArgs, config: sshconfig.ConfigValues) -> None:
             args.options["proxycommand"] = config.setting("proxycommand")
 
 
-def _config_path_expander(args: _SshArgs):
-    """Paths in the config may use ~ and ssh's tokens (%d %u %h %r %p)."""
+def _config_path_expander(args: _SshArgs, source: str):
+    """Paths in the config may use ~ and ssh's tokens (%d %u %h %r %p); a host or user name
+    that would put a `/` in one is a HostError naming the config."""
     port = str(args.options.get("port", "22"))
     values = {"host": args.options.get("hostname", ""), "user": args.options.get("user", ""),
               "port": int(port) if port.isdigit() else 22}
-    return lambda path: sshconfig.expand_path(path, **values)
+
+    def expand(path: str) -> str:
+        try:
+            return sshconfig.expand_path(path, **values)
+        except ValueError as exc:
+            raise HostError(values["host"] or "?", f"ssh config path {path}: {exc}",
+                            f"ssh config ({source})") from None
+    return expand
 
 
 def parse_ssh_args(host: str, strings: list[tuple[str, str]]) -> _SshArgs:
@@ -510,23 +522,26 @@ def _has_public_key(path: str) -> bool:
 
 
 def _jump_endpoints(host: str, spec: str | None, target: Endpoint, options: RunOptions,
-                    config_file: str | None = None,
-                    path: tuple[str, ...] = ()) -> tuple[Endpoint, ...]:
+                    config_file: str | None = None, path: tuple[str, ...] = (),
+                    checking=None) -> tuple[Endpoint, ...]:
     """The jump hosts of a ProxyJump list, in connection order, as ssh reaches them.
 
     ssh turns `-J a,b` into `ssh -J a -W %h:%p b`, whose command-line -J wins over b's own
     ProxyJump, and then `ssh -W b a`, which reads a's: so the first jump's own ProxyJump
     (from the ssh config or its inventory ssh arguments) comes before it, recursively, and
     its own ProxyCommand reaches it; the later jumps' own settings are not used. `path` holds
-    the jumps being expanded, to name a loop rather than recurse forever."""
+    the jumps being expanded, to name a loop rather than recurse forever; `checking` is the
+    target's Ansible host_key_checking, which a jump outside the inventory follows too (as
+    with Ansible) unless its own config sets StrictHostKeyChecking."""
     if spec is None or spec.strip().lower() == "none":
         return ()
     chain: list[Endpoint] = []
     for index, part in enumerate(p.strip() for p in spec.split(",") if p.strip()):
-        jump, own_jumps, own_proxy = _jump_endpoint(host, part, target, options, config_file)
+        jump, own_jumps, own_proxy = _jump_endpoint(host, part, target, options, config_file,
+                                                    checking)
         if index == 0:
-            chain += _before_first_jump(host, part, jump, own_jumps, own_proxy, target, options,
-                                        config_file, path)
+            chain += _before_first_jump(host, part, own_jumps, target, options, config_file,
+                                        path, checking)
             if own_proxy and not own_jumps:
                 jump = replace(jump, proxy_command=expand_proxy_command(
                     host, own_proxy, jump, _jump_name(host, part)))
@@ -534,9 +549,9 @@ def _jump_endpoints(host: str, spec: str | None, target: Endpoint, options: RunO
     return tuple(chain)
 
 
-def _before_first_jump(host: str, part: str, jump: Endpoint, own_jumps: str | None,
-                       own_proxy: str | None, target: Endpoint, options: RunOptions,
-                       config_file: str | None, path: tuple[str, ...]) -> list[Endpoint]:
+def _before_first_jump(host: str, part: str, own_jumps: str | None, target: Endpoint,
+                       options: RunOptions, config_file: str | None, path: tuple[str, ...],
+                       checking=None) -> list[Endpoint]:
     """The first jump's own jump hosts (expanded in turn), or a loop/too-deep error."""
     name = _jump_name(host, part).lower()
     if name in path:
@@ -548,7 +563,7 @@ def _before_first_jump(host: str, part: str, jump: Endpoint, own_jumps: str | No
     if not own_jumps or own_jumps.strip().lower() == "none":
         return []
     return list(_jump_endpoints(host, own_jumps, target, options, config_file,
-                                (*path, name)))
+                                (*path, name), checking))
 
 
 def _jump_name(host: str, text: str) -> str:
@@ -558,7 +573,7 @@ def _jump_name(host: str, text: str) -> str:
 
 
 def _jump_endpoint(host: str, text: str, target: Endpoint, options: RunOptions,
-                   config_file: str | None = None
+                   config_file: str | None = None, checking=None
                    ) -> tuple[Endpoint, str | None, str | None]:
     """A jump as `[user@]host[:port]` (or ssh://...), with its own ProxyJump and ProxyCommand
     (unexpanded); an inventory name brings its own settings, any other name is looked up in
@@ -566,6 +581,8 @@ def _jump_endpoint(host: str, text: str, target: Endpoint, options: RunOptions,
     raw = text[len("ssh://"):] if text.startswith("ssh://") else text
     user, _, hostport = raw.rpartition("@")
     name, port = _split_host_port(host, hostport)
+    _plain_name(host, name, "ProxyJump")
+    _plain_name(host, user, "ProxyJump")
     inv_host = options.inventory_hosts.get(name)
     if inv_host is not None and inv_host.name != host:
         inv_args = parse_ssh_args(inv_host.name, _ssh_arg_strings(inv_host.vars))
@@ -579,7 +596,8 @@ def _jump_endpoint(host: str, text: str, target: Endpoint, options: RunOptions,
                     password_auth=False, cert_files=target.cert_files)
     args = _SshArgs(config_file=config_file)
     if not options.read_ssh_config:
-        return replace(jump, host_keys=_host_keys(host, args, jump, options)), None, None
+        return (replace(jump, host_keys=_host_keys(host, args, jump, options, checking)),
+                None, None)
     _merge_config(args, sshconfig.resolve(host, name, config_file=config_file,
                                                 user=user or None, port=port))
     jump = replace(jump, address=args.options.get("hostname", name),
@@ -590,7 +608,7 @@ def _jump_endpoint(host: str, text: str, target: Endpoint, options: RunOptions,
                    identity_agent=args.options.get("identityagent"),
                    cert_files=tuple(dict.fromkeys([*args.cert_files, *jump.cert_files])),
                    host_key_alias=args.options.get("hostkeyalias"))
-    return (replace(jump, host_keys=_host_keys(host, args, jump, options)),
+    return (replace(jump, host_keys=_host_keys(host, args, jump, options, checking)),
             args.jumps, args.options.get("proxycommand"))
 
 
@@ -641,7 +659,7 @@ def expand_proxy_command(host: str, command: str, hop: Endpoint, name: str) -> s
     for token, setting in (("h", "ansible_host"), ("n", "ansible_host"), ("r", "ansible_user"),
                            ("k", "HostKeyAlias")):
         if f"%{token}" in command.replace("%%", ""):
-            _shell_safe(host, values[token], setting)
+            shell_safe(host, values[token], setting)
     while i < len(command):
         if command[i] != "%":
             out.append(command[i])
@@ -663,7 +681,19 @@ def expand_proxy_command(host: str, command: str, hop: Endpoint, name: str) -> s
 _SHELL_SPECIAL = set("'`\"$\\;&<>|(){}*?[]~#!") | {chr(c) for c in range(33)} | {"\x7f"}
 
 
-def _shell_safe(host: str, value: str, setting: str) -> None:
+def _plain_name(host: str, value, setting: str) -> None:
+    """A host or user name that ssh and ssh -G get as a word: no leading `-` (it would be
+    read as an option) and no `/` (ssh -G would put it into a known_hosts path built with %h
+    or %r): an inventory, perhaps a dynamic one, must not choose options or paths."""
+    if value is None:
+        return
+    value = str(value)
+    if value.startswith("-") or "/" in value or any(ord(c) < 32 for c in value):
+        raise HostError(host, f"{value!r} is not a host or user name (a leading -, a / or a "
+                              "control character)", setting)
+
+
+def shell_safe(host: str, value: str, setting: str) -> None:
     """Refuse a name that the ProxyCommand's shell would read as more than a word: an
     inventory (a dynamic one, a CMDB) must not be able to run commands here."""
     if value.startswith("-") or any(c in _SHELL_SPECIAL for c in value):

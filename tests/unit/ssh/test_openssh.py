@@ -226,3 +226,11 @@ def test_a_key_ssh_could_not_sign_with_is_named_with_whoever_signs_for_a_fido_ke
     assert ("SecurityKeyProvider=$SSH_SK_PROVIDER" in found.message) is (advice == "ssh")
     assert ("ssh-add -S" in found.message and "ssh-agent -P" in found.message) is \
         (advice == "agent")
+
+
+
+def test_a_jump_masters_proxy_command_never_gets_shell_characters_from_the_inventory():
+    # harden's own `ssh -W %h:%p` ProxyCommand runs in a shell with %h = HostName
+    evil = replace(TARGET, address="x$(id>/tmp/harden-pwned)")
+    with pytest.raises(HostError):
+        master_options(replace(SPEC, target=evil), evil, "/priv/m", "/priv/j0")

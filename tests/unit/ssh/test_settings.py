@@ -257,10 +257,28 @@ def test_a_jump_host_gets_its_own_known_hosts_and_policy_not_the_targets(tmp_pat
 def test_a_host_name_with_a_slash_cannot_pick_the_known_hosts_directory(tmp_path):
     host = Host("t", {"ansible_host": "../../etc/x", "ansible_ssh_common_args":
                       f"-o UserKnownHostsFile={tmp_path}/kh_%h"})
-    with pytest.raises(HostError) as err:
+    with pytest.raises(HostError) as err:        # refused before ssh -G sees it
         connection_spec(host, RunOptions(local_user="alice", read_ssh_config=False))
-    assert err.value.setting == "UserKnownHostsFile"
+    assert err.value.setting == "ansible_host"
     upper = connection_spec(Host("t", {"ansible_host": "Web1.Example", "ansible_ssh_common_args":
                                        f"-o UserKnownHostsFile={tmp_path}/kh_%h"}),
                             RunOptions(local_user="alice", read_ssh_config=False))
     assert upper.known_hosts_files == (f"{tmp_path}/kh_web1.example",)     # as ssh lower-cases
+
+
+
+@pytest.mark.parametrize("var, value", [("ansible_host", "-oKnownHostsCommand=/usr/bin/id"),
+                                        ("ansible_user", "../../../tmp/evil"),
+                                        ("ansible_ssh_common_args", "-J ../x")])
+def test_an_inventory_name_cannot_be_an_ssh_option_or_a_path(var, value):
+    # ssh -G takes a leading - as an option, and puts the name into %h/%r paths it expands
+    with pytest.raises(HostError):
+        connection_spec(Host("t", {var: value}), RunOptions(local_user="alice"))
+
+
+def test_a_jump_outside_the_inventory_follows_ansible_host_key_checking(tmp_path):
+    # ansible.cfg's host_key_checking=False is for every host, bastions included
+    spec = connection_spec(Host("t", {"ansible_host_key_checking": False,
+                                      "ansible_ssh_common_args": "-F /dev/null -J bastion"}),
+                           RunOptions(local_user="alice"))
+    assert spec.host_keys(spec.jumps[0]).policy == "no"
