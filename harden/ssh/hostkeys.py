@@ -155,8 +155,22 @@ def unknown_message(name: str, detail: str, files: tuple[str, ...], policy: str 
                "too); add it to a GlobalKnownHostsFile or name a UserKnownHostsFile")
     else:
         fix = "add it to a known_hosts file or run with --accept-new-host-keys"
-    return f"no host key for {name} is known {where} ({detail}); {fix}"
+    return f"no host key for {name} is known {where} ({detail}); {fix}{_skipped(name, files)}"
 
+
+def _skipped(name: str, files: tuple[str, ...]) -> str:
+    """A hint when ~/.ssh/known_hosts knows the host but was not read: a UserKnownHostsFile
+    replaces it (as with ssh), which harden did not do before; the fix is one file away."""
+    default = os.path.expanduser("~/.ssh/known_hosts")
+    if default in files:
+        return ""
+    try:
+        if not known_keys("", name, (default,)):
+            return ""
+    except HostError:
+        return ""
+    return (f". {default} has a key for {name} but is not read: UserKnownHostsFile replaces "
+            "it, as with ssh; add it to the UserKnownHostsFile list to use it")
 
 
 def _refuse_outright(host: str, name: str, cert, known: list[KnownKey]) -> None:

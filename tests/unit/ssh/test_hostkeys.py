@@ -148,3 +148,19 @@ def test_a_new_key_is_refused_when_user_known_hosts_file_is_none(tmp_path, serve
         verify_host_key("cp1", "10.0.0.5", server_key, [], policy, None, files=())
     assert "no known_hosts file is read" in str(info.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_an_unknown_host_that_the_skipped_default_file_knows_says_so(tmp_path, server_key,
+                                                                   monkeypatch):
+    # UserKnownHostsFile replaces ~/.ssh/known_hosts (as with ssh); harden used to read both
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / ".ssh").mkdir(parents=True)
+    default = tmp_path / "home" / ".ssh" / "known_hosts"
+    default.write_text(line("10.0.0.5", server_key))
+    with pytest.raises(HostKeyUnknown) as refused:
+        verify(tmp_path, "", server_key)
+    assert f"{default} has a key for 10.0.0.5 but is not read" in refused.value.message
+    default.write_text(line("10.0.0.6", server_key))
+    with pytest.raises(HostKeyUnknown) as refused:
+        verify(tmp_path, "", server_key)
+    assert "is not read" not in refused.value.message
