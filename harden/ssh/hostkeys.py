@@ -145,7 +145,7 @@ def verify_host_key(host: str, name: str, offered: paramiko.PKey, known: list[Kn
 
 
 def unknown_message(name: str, detail: str, files: tuple[str, ...], policy: str = "yes",
-                    record_file: str | None = "") -> str:
+                    record_file: str | None = "", lookup: str | None = None) -> str:
     """Why an unknown host is refused and where ssh looked, so the user sees which files
     (UserKnownHostsFile, GlobalKnownHostsFile) to add the key to or to fix."""
     where = f"in {', '.join(files)}" if files else \
@@ -155,7 +155,8 @@ def unknown_message(name: str, detail: str, files: tuple[str, ...], policy: str 
                "too); add it to a GlobalKnownHostsFile or name a UserKnownHostsFile")
     else:
         fix = "add it to a known_hosts file or run with --accept-new-host-keys"
-    return f"no host key for {name} is known {where} ({detail}); {fix}{_skipped(name, files)}"
+    return (f"no host key for {name} is known {where} ({detail}); {fix}"
+            f"{_skipped(lookup or name, files)}")
 
 
 def _skipped(name: str, files: tuple[str, ...]) -> str:

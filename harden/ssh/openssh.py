@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from harden.errors import HostError
 from harden.node.limits import MAX_OUTPUT_BYTES
-from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown, unknown_message
+from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown, lookup_name, unknown_message
 from harden.ssh.settings import ConnectionSpec, Endpoint, HostKeyCheck, shell_safe
 from harden.ssh.socket_wait import EXITED, TIMED_OUT, wait_for_socket
 from harden.ssh.sshconfig import ssh_client
@@ -99,7 +99,7 @@ class _Login:
         """An `ssh` that logs in as a master (Master.start's options) and then runs `args`."""
         hop = self.spec.target
         return [ssh_client() or "ssh", *master_options(self.spec, hop, self.path, self.via),
-                *args[:-1], self.destination or hop.address, args[-1]]
+                *args[:-1], "--", self.destination or hop.address, args[-1]]
 
 
 def _socket_base() -> str:
@@ -258,7 +258,7 @@ class Master:
         log = path + ".log"
         if os.path.exists(path):
             os.unlink(path)
-        argv = [ssh_client() or "ssh", *master_options(spec, hop, path, via), "-N",
+        argv = [ssh_client() or "ssh", *master_options(spec, hop, path, via), "-N", "--",
                 destination or hop.address]
         with open(log, "wb") as err:
             # In our process group: a Ctrl-C or hang-up of the terminal ends the masters too.
@@ -317,7 +317,8 @@ def master_options(spec: ConnectionSpec, hop: Endpoint, path: str, via: str | No
     checked = spec.host_keys(hop)
     opts = {
         "ControlMaster": "yes", "ControlPath": path, "ControlPersist": "no",
-        "BatchMode": "yes", "HostName": hop.address, "Port": str(hop.port), "User": hop.user,
+        "BatchMode": "yes", "HostName": hop.address.replace("%", "%%"),     # an IPv6 zone
+        "Port": str(hop.port), "User": hop.user,
         # `no` lets ssh log in past a changed key; harden refuses that with either transport
         "StrictHostKeyChecking": "accept-new" if checked.policy == "no" else checked.policy,
         "UserKnownHostsFile": " ".join(_quote(f) for f in _known_hosts(checked)) or "none",
@@ -783,8 +784,8 @@ def classify(spec: ConnectionSpec, hop: Endpoint, stderr: str) -> Exception:
         said = next((ln for ln in lines if "host key is known" in ln), last)
         checked = spec.host_keys(hop)
         return HostKeyUnknown(spec.host, unknown_message(
-            where, said, checked.files, policy=checked.policy, record_file=checked.record),
-            "host key")
+            where, said, checked.files, policy=checked.policy, record_file=checked.record,
+            lookup=hop.host_key_alias or lookup_name(hop.address, hop.port)), "host key")
     if "Permission denied" in text:
         offered = [*hop.key_files, *hop.cert_files]
         own = "" if hop.identities_only else " and ssh's own identities"

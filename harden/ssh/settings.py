@@ -242,9 +242,11 @@ def connection_spec(host: Host, options: RunOptions) -> ConnectionSpec:
     checking = _first(hv, *HOST_KEY_CHECKING_VARS)
     policy = _host_key_policy(host.name, args, options, checking)
     user_files, global_files = _known_hosts_files(args, target)
+    # an explicit StrictHostKeyChecking of the target is its own, never its bastions'
+    jump_checking = None if args.options.get("stricthostkeychecking") else checking
     jumps = tuple(replace(j, host_keys=j.host_keys.also(user_files, global_files))
                   for j in _jump_endpoints(host.name, args.jumps, target, options,
-                                           args.config_file, checking=checking))
+                                           args.config_file, checking=jump_checking))
     if len(jumps) > MAX_JUMPS:
         raise HostError(host.name, f"more than {MAX_JUMPS} jump hosts on the way to "
                                    f"{target.address} (jump hosts' own ProxyJumps included)",
@@ -475,6 +477,8 @@ def _check_connection_type(host: Host) -> None:
 
 def _target_endpoint(host: Host, args: _SshArgs, options: RunOptions) -> Endpoint:
     hv = host.vars
+    _plain_name(host.name, _first(hv, "ansible_host", "ansible_ssh_host"), "ansible_host")
+    _plain_name(host.name, _first(hv, "ansible_user", "ansible_ssh_user"), "ansible_user")
     address = str(args.options.get("hostname") or _first(hv, "ansible_host", "ansible_ssh_host")
                   or host.name)
     port = _port(host.name, _first(hv, "ansible_port", "ansible_ssh_port") or
@@ -688,7 +692,8 @@ def _plain_name(host: str, value, setting: str) -> None:
     if value is None:
         return
     value = str(value)
-    if value.startswith("-") or "/" in value or any(ord(c) < 32 for c in value):
+    if value.startswith("-") or "/" in value or value in (".", "..") or \
+            any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise HostError(host, f"{value!r} is not a host or user name (a leading -, a / or a "
                               "control character)", setting)
 
@@ -706,7 +711,7 @@ def _host_key_policy(host: str, args: _SshArgs, options: RunOptions, checking=No
     keys are not checked, as ansible-playbook does then); else --accept-new-host-keys; else
     strict."""
     value = args.options.get("stricthostkeychecking")
-    if value is None and checking is not None and not _truthy(checking):
+    if value is None and checking is not None and _falsy(checking):
         return "no"
     if value is None:
         return "accept-new" if options.accept_new_host_keys else "yes"
@@ -817,6 +822,14 @@ def _first(hv: Mapping[str, Any], *names: str) -> Any:
         if hv.get(name) not in (None, ""):
             return hv[name]
     return None
+
+
+def _falsy(value: Any) -> bool:
+    """An explicit Ansible false (false/no/off/0): anything else, a typo or an unrendered
+    template included, leaves host keys checked."""
+    if isinstance(value, bool):
+        return not value
+    return str(value).strip().lower() in ("false", "no", "off", "0", "n", "f")
 
 
 def _truthy(value: Any) -> bool:

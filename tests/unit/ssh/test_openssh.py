@@ -60,8 +60,9 @@ def test_a_command_run_as_the_master_has_the_masters_options_and_comes_last():
     from harden.ssh.openssh import _Login
 
     argv = _Login(SPEC, "/priv/m", None, "cp1-alias").argv("-E", "/priv/m.log", "-T", "id -un")
-    assert argv[1:-5] == master_options(SPEC, TARGET, "/priv/m", None)
-    assert argv[-5:] == ["-E", "/priv/m.log", "-T", "cp1-alias", "id -un"]
+    assert argv[1:-6] == master_options(SPEC, TARGET, "/priv/m", None)
+    # `--`: a destination from the inventory is never read as an option
+    assert argv[-6:] == ["-E", "/priv/m.log", "-T", "--", "cp1-alias", "id -un"]
     assert "-N" not in argv
 
 

@@ -282,3 +282,26 @@ def test_a_jump_outside_the_inventory_follows_ansible_host_key_checking(tmp_path
                                       "ansible_ssh_common_args": "-F /dev/null -J bastion"}),
                            RunOptions(local_user="alice"))
     assert spec.host_keys(spec.jumps[0]).policy == "no"
+
+
+
+@pytest.mark.parametrize("checking, target_args, policy", [
+    (False, "", "no"), ("False", "", "no"), ("flase", "", "yes"), ("{{ hkc }}", "", "yes"),
+    (False, "-o StrictHostKeyChecking=yes", "yes")])
+def test_a_bastion_follows_only_an_explicit_false_host_key_checking(checking, target_args,
+                                                                     policy):
+    # a typo or an unrendered template never turns checking off; a target's own explicit
+    # StrictHostKeyChecking is not passed on to its bastions (ssh never passes -o options)
+    spec = connection_spec(Host("t", {"ansible_host_key_checking": checking,
+                                      "ansible_ssh_common_args":
+                                      f"-F /dev/null {target_args} -J bastion"}),
+                           RunOptions(local_user="alice"))
+    assert spec.host_keys(spec.jumps[0]).policy == policy
+
+
+def test_an_inventory_jump_hosts_own_address_is_checked_too():
+    bastion = Host("bast", {"ansible_host": "-oProxyCommand=touch /tmp/x"})
+    target = Host("t", {"ansible_ssh_common_args": "-J bast"})
+    with pytest.raises(HostError):
+        connection_spec(target, RunOptions(local_user="alice", read_ssh_config=False,
+                                           inventory_hosts={"bast": bastion, "t": target}))
