@@ -741,6 +741,14 @@ def _node_specs(control_planes: int, workers: int, net: str,
     return specs
 
 
+def _ssh_ca(lab_dir: Path, name: str) -> Path:
+    """A new SSH CA: DIR/NAME (0600) and DIR/NAME.pub; the private key's path."""
+    key, public = pki.ssh_keypair(f"harden-lab-{name.replace('_', '-')}")
+    _write(lab_dir / name, key, 0o600)
+    _write(lab_dir / f"{name}.pub", public, 0o644)
+    return lab_dir / name
+
+
 def _host_certificate(ca: Path, host_pub: Path, spec: layout.NodeSpec) -> Path:
     """The node's host certificate (`ssh-keygen -h`), for its address and its name."""
     subprocess.run(["ssh-keygen", "-q", "-s", str(ca), "-h", "-I", f"harden-lab-{spec.name}",
@@ -810,18 +818,12 @@ def up(lab_dir: Path, *, control_planes: int = 1, workers: int = 1, profile: str
     _write(lab_dir / "authorized_keys" / "root", client_pub, 0o600)
     ca_pub = None
     if user_ca:
-        ca_key, ca_public = pki.ssh_keypair("harden-lab-user-ca")
-        _write(lab_dir / "user_ca", ca_key, 0o600)
-        _write(lab_dir / "user_ca.pub", ca_public, 0o644)
-        ca_pub = lab_dir / "user_ca.pub"
+        ca_pub = _ssh_ca(lab_dir, "user_ca").with_suffix(".pub")
     host_ca_key = None
     if host_ca:
-        ca_key, ca_public = pki.ssh_keypair("harden-lab-host-ca")
-        _write(lab_dir / "host_ca", ca_key, 0o600)
-        _write(lab_dir / "host_ca.pub", ca_public, 0o644)
-        _write(lab_dir / "known_hosts_ca", f"@cert-authority {net}.* ".encode() + ca_public,
-               0o644)
-        host_ca_key = lab_dir / "host_ca"
+        host_ca_key = _ssh_ca(lab_dir, "host_ca")
+        _write(lab_dir / "known_hosts_ca", f"@cert-authority {net}.* ".encode() +
+               host_ca_key.with_suffix(".pub").read_bytes(), 0o644)
     password = secrets.token_urlsafe(18)
     _write(lab_dir / "become-password", password.encode() + b"\n", 0o600)
     uid = labops_uid()

@@ -18,7 +18,7 @@ from harden.ssh.deferred_invoke import defer_invoke
 defer_invoke()          # before paramiko, whose config module would import invoke at once
 import paramiko  # noqa: E402
 
-from harden.ssh.hostkeys import fingerprint
+from harden.ssh.hostkeys import CERT_SUFFIX, fingerprint
 
 _FOREVER = 2 ** 64 - 1
 
@@ -92,7 +92,6 @@ def _when(seconds: int) -> str:
 
 
 UNREADABLE = "it is not a certificate harden can read"
-_CERT = "-cert-v01@openssh.com"
 _MALFORMED = (ValueError, IndexError, struct.error, paramiko.SSHException)
 
 
@@ -113,8 +112,8 @@ def host_certificate(offered: paramiko.PKey, negotiated: str | None = None
     a short blob), or a certificate under a plain `negotiated` host key algorithm or the
     reverse (paramiko's key classes load either). Never an exception."""
     blob = getattr(offered, "public_blob", None)
-    is_cert = blob is not None and blob.key_type.endswith(_CERT)
-    if negotiated is not None and negotiated.endswith(_CERT) != is_cert:
+    is_cert = blob is not None and blob.key_type.endswith(CERT_SUFFIX)
+    if negotiated is not None and negotiated.endswith(CERT_SUFFIX) != is_cert:
         return (f"the key exchange named {negotiated} but the server sent "
                 f"{blob.key_type if is_cert else 'a plain key'}")
     if not is_cert:
@@ -127,7 +126,7 @@ def host_certificate(offered: paramiko.PKey, negotiated: str | None = None
 
 def parse(path: str, blob: paramiko.PublicBlob, key: paramiko.PKey) -> Certificate | None:
     """Read the certificate's fields (PROTOCOL.certkeys) after checking it carries `key`."""
-    if not blob.key_type.endswith("-cert-v01@openssh.com"):
+    if not blob.key_type.endswith(CERT_SUFFIX):
         return None
     own = paramiko.Message(key.asbytes())
     own.get_text()                                   # the key type

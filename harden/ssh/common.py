@@ -10,6 +10,7 @@ re-asks instead of failing), so a wrong password is detected without waiting for
 from __future__ import annotations
 
 import random
+import re
 import secrets
 import shlex
 import threading
@@ -19,6 +20,11 @@ from typing import Callable, TypeVar
 from harden.errors import HostError
 from harden.ssh.session import CommandResult
 from harden.ssh.settings import ConnectionSpec
+
+# What ssh or a proxy (usually `ssh -W` to a bastion) says when trying again may help.
+RETRIED = re.compile(r"Connection refused|Connection reset|timed out|"
+                     r"kex_exchange_identification|Connection closed by|"
+                     r"Network is unreachable|No route to host", re.I)
 
 BECOME_HANDSHAKE_TIMEOUT = 30.0   # sudo's own pause after a wrong password is ~2 s
 T = TypeVar("T")

@@ -68,6 +68,11 @@ def fingerprint(blob: bytes) -> str:
     return f"SHA256:{digest}"
 
 
+def known_hosts_name(hop) -> str:
+    """How known_hosts names a hop (an Endpoint): its HostKeyAlias, else lookup_name."""
+    return hop.host_key_alias or lookup_name(hop.address, hop.port)
+
+
 def lookup_name(address: str, port: int) -> str:
     """How known_hosts names a server: bare on port 22, `[address]:port` otherwise."""
     return address if port == 22 else f"[{address}]:{port}"

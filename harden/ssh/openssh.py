@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 
 from harden.errors import HostError
 from harden.node.limits import MAX_OUTPUT_BYTES
-from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown, lookup_name, unknown_message
+from harden.ssh.hostkeys import HostKeyMismatch, HostKeyUnknown, known_hosts_name, unknown_message
 from harden.ssh.settings import ConnectionSpec, Endpoint, HostKeyCheck, shell_safe
 from harden.ssh.socket_wait import EXITED, TIMED_OUT, wait_for_socket
 from harden.ssh.sshconfig import ssh_client
 from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession, Unreachable,
-                               NetworkError, with_retries, bounded_output)
+                               NetworkError, RETRIED, with_retries, bounded_output)
 from harden.ssh.session import CommandResult
 
 # What ssh prints on stderr (not to its -E log) when the connection closes under a session.
@@ -335,8 +335,8 @@ def master_options(spec: ConnectionSpec, hop: Endpoint, path: str, via: str | No
         shell_safe(spec.host, hop.address, "ansible_host")
         opts["ProxyCommand"] = (f"{ssh_client() or 'ssh'} -F /dev/null -S {_quote(via)} "
                                 "-o ControlMaster=no -W %h:%p harden")
-    elif _proxy_for(spec, hop):
-        opts["ProxyCommand"] = _proxy_for(spec, hop).replace("%", "%%")
+    elif spec.proxy_for(hop):
+        opts["ProxyCommand"] = spec.proxy_for(hop).replace("%", "%%")
     else:
         opts["ProxyJump"] = "none"
     argv = ["-F", spec.ssh_config_file] if spec.ssh_config_file else []
@@ -350,12 +350,6 @@ def master_options(spec: ConnectionSpec, hop: Endpoint, path: str, via: str | No
     for option in spec.ssh_options:
         argv += ["-o", option]
     return argv
-
-
-def _proxy_for(spec: ConnectionSpec, hop: Endpoint) -> str | None:
-    """The ProxyCommand (tokens already expanded) that reaches `hop` when it is the first hop:
-    the target's own, or a first jump host's from the ssh config."""
-    return hop.proxy_command or (spec.proxy_command if hop is spec.target else None)
 
 
 def _known_hosts(checked: HostKeyCheck) -> list[str]:
@@ -715,9 +709,6 @@ _SSH_ON_PROXY_EOF = re.compile(r"kex_exchange_identification: |Connection closed
                                r"ssh_exchange_identification: |Pseudo-terminal |"
                                r"Connection timed out during banner exchange|"
                                r"Connection to UNKNOWN port ")
-_RETRIED = re.compile(r"Connection refused|Connection reset|Connection timed out|"
-                      r"timed out|kex_exchange_identification|Connection closed by|"
-                      r"Network is unreachable|No route to host", re.I)
 
 
 _DENIED_METHODS = re.compile(r"Permission denied \(([^)]*)\)")
@@ -785,7 +776,7 @@ def classify(spec: ConnectionSpec, hop: Endpoint, stderr: str) -> Exception:
         checked = spec.host_keys(hop)
         return HostKeyUnknown(spec.host, unknown_message(
             where, said, checked.files, policy=checked.policy, record_file=checked.record,
-            lookup=hop.host_key_alias or lookup_name(hop.address, hop.port)), "host key")
+            lookup=known_hosts_name(hop)), "host key")
     if "Permission denied" in text:
         offered = [*hop.key_files, *hop.cert_files]
         own = "" if hop.identities_only else " and ssh's own identities"
@@ -808,12 +799,12 @@ def classify(spec: ConnectionSpec, hop: Endpoint, stderr: str) -> Exception:
             "Can't open user config file" in text or "terminating, " in text:
         return HostError(spec.host, f"ssh config: {last}", "ssh config")
     proxy_said = [ln for ln in lines if not _SSH_ON_PROXY_EOF.match(ln)]
-    if _proxy_for(spec, hop) and proxy_said:
+    if spec.proxy_for(hop) and proxy_said:
         # ssh shows the proxy's stderr before its own last word: the error says both
         said = f"{where}: {last}; ProxyCommand's stderr: " + " | ".join(proxy_said[-5:])
-        if _RETRIED.search(" ".join(proxy_said)):
+        if RETRIED.search(" ".join(proxy_said)):
             return NetworkError(said)          # a busy or restarting bastion: try again
         return Unreachable(spec.host, said, "ProxyCommand")
-    if _RETRIED.search(text):
+    if RETRIED.search(text):
         return NetworkError(f"{where}: {last}")
     return Unreachable(spec.host, f"{where}: {last}")

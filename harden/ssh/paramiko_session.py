@@ -11,7 +11,6 @@ loads) costs about 0.2 s of CPU, which a run over the openssh transport need not
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import re
@@ -32,11 +31,11 @@ from harden.node.limits import MAX_OUTPUT_BYTES
 from harden.ssh import certs, key_files, sshconfig
 from harden.ssh.proxy_command import ShellProxy
 from harden.ssh.common import (AuthenticationFailed, CommandTimeout, HostSession, Unreachable,
-                               NetworkError, with_retries, bounded_output)
+                               NetworkError, RETRIED, with_retries, bounded_output)
 from harden.ssh.session import CommandResult
 from harden.ssh.settings import DEFAULT_IDENTITIES, ConnectionSpec, Endpoint
-from harden.ssh.hostkeys import (KnownKey, known_keys, lookup_name, preferred_key_types,
-                                 verify_host_key)
+from harden.ssh.hostkeys import (CERT_SUFFIX, KnownKey, known_hosts_name, known_keys,
+                                 preferred_key_types, verify_host_key)
 
 # paramiko logs failures it also raises; without a handler Python would print them on stderr
 # through its last-resort handler, in the middle of harden's own output.
@@ -54,7 +53,7 @@ def connect_paramiko(spec: ConnectionSpec, jumps=None) -> ParamikoSession:
     connections are shared with every other host behind the same chain."""
     if jumps is None or not spec.jumps or spec.proxy_command:
         return ParamikoSession(spec, with_retries(spec, lambda: _open_chain(spec)))
-    name = _known_hosts_name(spec.target)
+    name = known_hosts_name(spec.target)
     known = known_keys(spec.host, name, spec.host_keys(spec.target).files)
 
     def through_pool() -> list[paramiko.Transport]:
@@ -68,7 +67,7 @@ def open_hop(spec: ConnectionSpec, chain: tuple[Endpoint, ...], via) -> paramiko
     """A logged-in transport to the last hop of `chain`; `via(chain)` gives the transport to
     an earlier hop (the pool's, opened on first use)."""
     hop = chain[-1]
-    name = _known_hosts_name(hop)
+    name = known_hosts_name(hop)
     known = known_keys(spec.host, name, spec.host_keys(hop).files)
     if len(chain) == 1:
         return _first_handshake(spec, hop, name, known)
@@ -79,7 +78,7 @@ def open_hop(spec: ConnectionSpec, chain: tuple[Endpoint, ...], via) -> paramiko
 def _open_chain(spec: ConnectionSpec) -> list[paramiko.Transport]:
     """Log in to each jump host in turn, then the target, through direct-tcpip channels."""
     hops = [*spec.jumps, spec.target]
-    names = [_known_hosts_name(hop) for hop in hops]
+    names = [known_hosts_name(hop) for hop in hops]
     known = [known_keys(spec.host, name, spec.host_keys(hop).files)
              for name, hop in zip(names, hops)]
     transports: list[paramiko.Transport] = []
@@ -98,14 +97,8 @@ def _open_chain(spec: ConnectionSpec) -> list[paramiko.Transport]:
         raise
 
 
-def _proxy_for(spec: ConnectionSpec, hop: Endpoint) -> str | None:
-    """The ProxyCommand that reaches `hop`, the first hop: the target's own, or a jump
-    host's from the ssh config."""
-    return hop.proxy_command or (spec.proxy_command if hop == spec.target else None)
-
-
 def _first_socket(spec: ConnectionSpec, hop: Endpoint):
-    command = _proxy_for(spec, hop)
+    command = spec.proxy_for(hop)
     if command:
         try:
             return ShellProxy(command)
@@ -143,16 +136,10 @@ def _first_handshake(spec: ConnectionSpec, hop: Endpoint, name: str,
             if not exited:
                 raise
             raise type(exc)(exc.host, f"{exc.message}; {said}", exc.setting) from None
-        if exited and not _RETRIED_PROXY.search(said):
+        if exited and not RETRIED.search(said):
             raise Unreachable(spec.host, f"cannot reach {hop.label} through its ProxyCommand: "
                                          f"{said}", "ProxyCommand") from None
         raise NetworkError(f"{exc}; {said}") from None     # retried: a busy bastion, say
-
-
-# What a proxy (usually `ssh -W` to a bastion) says when trying again may help, as for TCP.
-_RETRIED_PROXY = re.compile(r"Connection refused|Connection reset|timed out|"
-                            r"kex_exchange_identification|Connection closed by|"
-                            r"Network is unreachable|No route to host", re.I)
 
 
 def _forward(spec: ConnectionSpec, via: Endpoint, transport: paramiko.Transport,
@@ -167,22 +154,6 @@ def _forward(spec: ConnectionSpec, via: Endpoint, transport: paramiko.Transport,
         raise NetworkError(reason) from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
         raise NetworkError(f"jump host {via.label} dropped the connection: {exc}") from None
-
-
-def _host_name(address: str) -> str:
-    """The name ssh checks a host certificate's principals against: a host name lower-cased
-    (ssh.c lowercases it), an IP address as written."""
-    try:
-        ipaddress.ip_address(address)
-        return address
-    except ValueError:
-        return address.lower()
-
-
-def _known_hosts_name(hop: Endpoint) -> str:
-    if hop.host_key_alias:
-        return hop.host_key_alias
-    return lookup_name(hop.address, hop.port)
 
 
 class _Transport(paramiko.Transport):
@@ -237,7 +208,8 @@ def _handshake(spec: ConnectionSpec, hop: Endpoint, sock, name: str,
         checked = spec.host_keys(hop)
         verify_host_key(spec.host, name, offered, known, checked.policy, checked.record,
                         certs.host_certificate(offered, getattr(transport, "host_key_type", None)),
-                        hop.host_key_alias or _host_name(hop.address), checked.files)
+                        hop.host_key_alias or sshconfig.canonical_host(hop.address),
+                        checked.files)
         _authenticate(spec.host, hop, transport)
         return transport
     except BaseException:
@@ -521,7 +493,7 @@ def _agent_offer(key: paramiko.AgentKey) -> tuple[str, paramiko.AgentKey]:
     """An agent identity as offered: a certificate goes as itself (paramiko reads an RSA
     certificate's inner key, whose plain blob would otherwise be sent under the certificate's
     type), signed by the agent with its key."""
-    if key.get_name().endswith("-cert-v01@openssh.com"):
+    if key.get_name().endswith(CERT_SUFFIX):
         key.public_blob = paramiko.PublicBlob(key.get_name(), key.blob)
         return f"agent certificate {key.get_fingerprint().hex()[:16]}", key
     return f"agent key {key.get_fingerprint().hex()[:16]}", key

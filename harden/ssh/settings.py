@@ -184,6 +184,11 @@ class ConnectionSpec:
         """Every known_hosts file read for the target's key, the user's first."""
         return self.host_keys(self.target).files
 
+    def proxy_for(self, hop: Endpoint) -> str | None:
+        """The ProxyCommand (tokens expanded) that reaches `hop` when it is the first hop: the
+        target's own, or a first jump host's from the ssh config."""
+        return hop.proxy_command or (self.proxy_command if hop == self.target else None)
+
     def host_keys(self, hop: Endpoint) -> HostKeyCheck:
         """What judges `hop`'s host key: a jump host's own, else the target's settings."""
         if hop.host_keys is not None:
@@ -238,6 +243,8 @@ def connection_spec(host: Host, options: RunOptions) -> ConnectionSpec:
                          user=_first(hv, "ansible_user", "ansible_ssh_user"),
                          port=_first(hv, "ansible_port", "ansible_ssh_port"))
     _merge_config(args, config)
+    if transport != "openssh":         # the openssh transport honours them: nothing to say
+        args.ignored.extend(_unhandled_config(config))
     target = _target_endpoint(host, args, options)
     checking = _first(hv, *HOST_KEY_CHECKING_VARS)
     policy = _host_key_policy(host.name, args, options, checking)
@@ -347,7 +354,6 @@ def _merge_config(args: _SshArgs, config: sshconfig.ConfigValues) -> None:
         args.known_hosts_files.extend(config.known_hosts_files())
     if not args.global_known_hosts_files:
         args.global_known_hosts_files.extend(config.global_known_hosts_files())
-    args.ignored.extend(_unhandled_config(config))
     if args.jumps is None and "proxycommand" not in args.options:
         if config.setting("proxyjump"):
             args.jumps = config.setting("proxyjump")

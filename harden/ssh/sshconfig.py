@@ -231,8 +231,7 @@ def expand_path(path: str, *, host: str, user: str, port: int) -> str:
     """A config path with ssh's common tokens (%d %u %h %r %p %%) and ~ expanded; the host
     lower-cased as ssh does (not an IP address). ValueError when a host or user name would
     put a `/` into the path (a name never has one; an inventory must not pick directories)."""
-    if not _is_ip(host):
-        host = host.lower()
+    host = canonical_host(host)
     tokens = {"d": os.path.expanduser("~"), "u": local_user(), "h": host, "r": user,
               "p": str(port), "%": "%"}
     out, i = [], 0
@@ -249,9 +248,11 @@ def expand_path(path: str, *, host: str, user: str, port: int) -> str:
     return os.path.abspath(os.path.expanduser("".join(out)))
 
 
-def _is_ip(name: str) -> bool:
+def canonical_host(name: str) -> str:
+    """The host name as ssh uses it in %h and for host certificates' principals: lower-cased
+    (ssh.c), an IP address as written."""
     try:
         ipaddress.ip_address(name)
-        return True
+        return name
     except ValueError:
-        return False
+        return name.lower()

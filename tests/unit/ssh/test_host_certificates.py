@@ -167,7 +167,7 @@ def test_a_validity_past_the_platforms_clock_is_a_refusal_not_an_exception(pki):
 
 
 def test_the_principal_checked_is_a_lower_cased_host_name_or_the_ip_as_written():
-    from harden.ssh.paramiko_session import _host_name
+    from harden.ssh.sshconfig import canonical_host as _host_name
 
     assert _host_name("Node1.Example") == "node1.example"
     assert _host_name("FE80::1") == "FE80::1" and _host_name("10.0.0.5") == "10.0.0.5"
